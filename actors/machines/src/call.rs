@@ -1,0 +1,787 @@
+//! `CallMachine`: the server-authoritative rules of one 1v1 call.
+//!
+//! One machine per call holds both parties' view. Inputs arrive from the parties' user actors, the call's
+//! channel and timers; the machine answers with [`CallEffect`]s: what each party is told, which timers to
+//! start, which live channels to pause or resume, and finally the call record. It does no IO and reads no
+//! clock: `now` comes with every input.
+//!
+//! Phases: `Ringing` (caller `calling`; callee `calling` once the ring is delivered) → `Connecting` (accepted)
+//! → `Connected` (both joined the call channel) → `Ended`. Every path to `Ended` tells both parties (the
+//! callee only if the ring reached it) and emits exactly one [`CallRecord`]; an ended machine refuses every
+//! further input with [`CallError::Ended`].
+//!
+//! Decisions where CallAPI is silent or flawed:
+//! - The calling timeout is one server timer covering `calling` + `connecting`; on expiry the caller sees
+//!   `callingTimeout` and the callee `remoteCallingTimeout`.
+//! - `connected` needs the accept and both parties in the call channel; its reason is whatever completed
+//!   last (`localAccepted`/`remoteAccepted` when the accept came last, `bothJoined` otherwise). The media
+//!   issue adds first-frame detection as the default rule.
+//! - `hangup` is for accepted calls; while ringing the caller cancels and the callee rejects.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::types::{
+    CallEvent, CallId, CallState, CallType, ChannelName, EventInfo, Millis, PauseAt, Side, StateReason,
+    UserId,
+};
+
+/// Everything fixed when a call is created. Ids are minted by the caller's actor and passed in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSetup {
+    pub id: CallId,
+    /// The private channel minted for this call; only the two parties may join it.
+    pub channel: ChannelName,
+    pub caller: UserId,
+    pub callee: UserId,
+    pub call_type: CallType,
+    /// The caller's user extension merged with the call extension: what the callee is shown.
+    pub extension: BTreeMap<String, String>,
+    /// Calling timeout covering calling + connecting, in ms; `None` = no timeout.
+    pub timeout_ms: Option<u64>,
+    /// Kept for the media issue (connected on join instead of first frame); today both rules coincide.
+    pub first_frame_waiting_disabled: bool,
+    /// When the parties' live publications are paused.
+    pub pause_at: PauseAt,
+    /// Live channels where the caller is broadcaster (paused like the callee's).
+    pub caller_live: Vec<ChannelName>,
+}
+
+/// Why the callee's user actor could not ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Undeliverable {
+    /// Not logged in (or gone), or has not prepared for calls.
+    Offline,
+    /// In another call.
+    Busy,
+    /// The callee is calling the caller at the same moment and its call wins (see `UserMachine`).
+    Glare,
+}
+
+/// How a session ended, for [`CallInput::SessionEnded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEnd {
+    /// The client logged out.
+    LoggedOut,
+    /// The token expired without renewal.
+    TokenExpired,
+    /// The connection dropped and the grace period passed.
+    Gone,
+}
+
+/// Inputs to a [`CallMachine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallInput {
+    /// The call was created: tell the caller, ring the callee, arm the timeout.
+    Start,
+    /// The callee's user actor rang its client.
+    Delivered {
+        /// Live channels where the callee is broadcaster.
+        live_channels: Vec<ChannelName>,
+        /// The callee's user extension, shown to the caller.
+        extension: BTreeMap<String, String>,
+    },
+    /// The callee's user actor could not ring.
+    Undeliverable(Undeliverable),
+    /// Client command: withdraw the ringing call.
+    Cancel { by: UserId },
+    /// Client command: accept the ringing call.
+    Accept { by: UserId },
+    /// Client command: refuse the ringing call.
+    Reject { by: UserId, reason: String },
+    /// Client command: end an accepted call.
+    Hangup { by: UserId, reason: String },
+    /// A party joined the call channel.
+    ChannelJoined { user: UserId },
+    /// A party left the call channel (the call goes on; it may rejoin).
+    ChannelLeft { user: UserId },
+    /// A party's connection dropped; its grace period runs in its user actor.
+    PeerAway { user: UserId },
+    /// A party reconnected within its grace period.
+    PeerBack { user: UserId },
+    /// A party's session ended.
+    SessionEnded { user: UserId, how: SessionEnd },
+    /// The caller's user actor withdrew this call because the callee called it at the same moment and that
+    /// call wins (glare).
+    GaveWay { by: UserId },
+    /// The calling timer fired.
+    CallingTimeout,
+    /// The business server or an operator ends the call.
+    Terminate { reason: String },
+}
+
+/// What one party is told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallUpdate {
+    /// onCallStateChanged.
+    State {
+        state: CallState,
+        reason: StateReason,
+        event_reason: String,
+        info: EventInfo,
+    },
+    /// onCallEventChanged.
+    Event { event: CallEvent, event_reason: String },
+    /// onCallConnected.
+    Connected {
+        room: ChannelName,
+        call_user: UserId,
+        timestamp: Millis,
+    },
+    /// onCallDisconnected (only connected → prepared).
+    Disconnected {
+        room: ChannelName,
+        hangup_user: Option<UserId>,
+        timestamp: Millis,
+        duration_ms: u64,
+    },
+}
+
+impl CallUpdate {
+    /// True when this update ends the call for its recipient.
+    pub fn is_final(&self) -> bool {
+        matches!(self, CallUpdate::State { state: CallState::Prepared, .. })
+    }
+}
+
+/// Timers a call arms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CallTimer {
+    Calling,
+}
+
+/// Why a call ended: the billing record's cause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndCause {
+    Cancelled,
+    Rejected { reason: String },
+    Busy,
+    Offline,
+    Glare,
+    Hangup { by: UserId, reason: String },
+    Timeout,
+    SessionEnded { user: UserId, how: SessionEnd },
+    Terminated { reason: String },
+}
+
+/// The call record handed to the business server once per call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub id: CallId,
+    pub channel: ChannelName,
+    pub caller: UserId,
+    pub callee: UserId,
+    pub call_type: CallType,
+    pub created_at: Millis,
+    pub accepted_at: Option<Millis>,
+    pub connected_at: Option<Millis>,
+    pub ended_at: Millis,
+    /// Time spent connected; 0 when the call never connected.
+    pub connected_ms: u64,
+    pub cause: EndCause,
+}
+
+/// Effects the actor carries out, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallEffect {
+    /// Record the call channel's membership: only these two may join it.
+    OpenChannel { channel: ChannelName, members: [UserId; 2] },
+    /// Ask the callee's user actor to ring; it answers `Delivered` or `Undeliverable`.
+    Ring { callee: UserId, info: EventInfo },
+    /// Tell one party something.
+    Notify { to: UserId, update: CallUpdate },
+    SetTimer { timer: CallTimer, after_ms: u64 },
+    CancelTimer { timer: CallTimer },
+    /// Stop forwarding a host's live publication (the channel stays open).
+    PauseLive { channel: ChannelName, host: UserId },
+    /// Forward it again (and request a keyframe, once media exists).
+    ResumeLive { channel: ChannelName, host: UserId },
+    /// Remove everyone from the call channel and refuse further joins.
+    CloseChannel { channel: ChannelName },
+    /// The call is over; the record goes to the business server; the actor stops.
+    Ended(CallRecord),
+}
+
+/// A refused input. Commands map these to client errors; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum CallError {
+    #[error("user is not a participant of this call")]
+    NotParticipant,
+    #[error("{command} is not allowed for the {side:?} while the call is {phase}")]
+    NotAllowed {
+        command: &'static str,
+        side: Side,
+        phase: &'static str,
+    },
+    #[error("{input} is not expected while the call is {phase}")]
+    Unexpected { input: &'static str, phase: &'static str },
+    #[error("the call has ended")]
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Ringing { delivered: bool },
+    Connecting,
+    Connected { since: Millis },
+    Ended,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Ringing { delivered: false } => "ringing (not yet delivered)",
+            Phase::Ringing { delivered: true } => "ringing",
+            Phase::Connecting => "connecting",
+            Phase::Connected { .. } => "connected",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+/// One call's rules. See the module docs.
+#[derive(Clone, Debug)]
+pub struct CallMachine {
+    setup: CallSetup,
+    phase: Phase,
+    created_at: Millis,
+    accepted_at: Option<Millis>,
+    /// Whether each party (by [`Side::index`]) is in the call channel now.
+    joined: [bool; 2],
+    /// The callee's user extension, shown to the caller.
+    callee_extension: BTreeMap<String, String>,
+    /// The callee's live channels, known once the ring is delivered.
+    callee_live: Vec<ChannelName>,
+    /// Live channels paused for this call, resumed exactly once at the end.
+    paused: Vec<(ChannelName, UserId)>,
+    timing: BTreeMap<String, Millis>,
+    /// Whether the ring was sent and not refused, i.e. whether the callee must hear of the end.
+    callee_involved: bool,
+}
+
+impl CallMachine {
+    /// A new call; feed it [`CallInput::Start`] next.
+    pub fn new(setup: CallSetup, now: Millis) -> Self {
+        let mut timing = BTreeMap::new();
+        timing.insert("call".to_owned(), now);
+        Self {
+            setup,
+            phase: Phase::Ringing { delivered: false },
+            created_at: now,
+            accepted_at: None,
+            joined: [false; 2],
+            callee_extension: BTreeMap::new(),
+            callee_live: Vec::new(),
+            paused: Vec::new(),
+            timing,
+            callee_involved: false,
+        }
+    }
+
+    pub fn setup(&self) -> &CallSetup {
+        &self.setup
+    }
+
+    pub fn id(&self) -> &CallId {
+        &self.setup.id
+    }
+
+    /// True once the call has ended.
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// The state a party sees now (`Prepared` once ended).
+    pub fn state_of(&self, side: Side) -> CallState {
+        match self.phase {
+            Phase::Ringing { delivered } => {
+                if side == Side::Caller || delivered {
+                    CallState::Calling
+                } else {
+                    CallState::Prepared
+                }
+            }
+            Phase::Connecting => CallState::Connecting,
+            Phase::Connected { .. } => CallState::Connected,
+            Phase::Ended => CallState::Prepared,
+        }
+    }
+
+    /// The event info a party is shown now.
+    pub fn info_for(&self, side: Side) -> EventInfo {
+        let extension = match side {
+            Side::Caller => self.callee_extension.clone(),
+            Side::Callee => self.setup.extension.clone(),
+        };
+        EventInfo {
+            call_id: self.setup.id.clone(),
+            from_user: self.setup.caller.clone(),
+            from_room: self.setup.channel.clone(),
+            remote_user: self.setup.callee.clone(),
+            call_type: self.setup.call_type,
+            extension,
+            timing: self.timing.clone(),
+        }
+    }
+
+    /// Which side a user is, if a participant.
+    pub fn side_of(&self, user: &UserId) -> Option<Side> {
+        if *user == self.setup.caller {
+            Some(Side::Caller)
+        } else if *user == self.setup.callee {
+            Some(Side::Callee)
+        } else {
+            None
+        }
+    }
+
+    fn user(&self, side: Side) -> &UserId {
+        match side {
+            Side::Caller => &self.setup.caller,
+            Side::Callee => &self.setup.callee,
+        }
+    }
+
+    /// Feeds one input. On `Err` nothing changed.
+    pub fn handle(&mut self, input: CallInput, now: Millis) -> Result<Vec<CallEffect>, CallError> {
+        if self.phase == Phase::Ended {
+            return Err(CallError::Ended);
+        }
+        let mut fx = Vec::new();
+        match input {
+            CallInput::Start => self.start(&mut fx)?,
+            CallInput::Delivered {
+                live_channels,
+                extension,
+            } => self.delivered(live_channels, extension, now, &mut fx)?,
+            CallInput::Undeliverable(why) => self.undeliverable(why, now, &mut fx)?,
+            CallInput::Cancel { by } => {
+                let side = self.participant(&by)?;
+                if side != Side::Caller || !matches!(self.phase, Phase::Ringing { .. }) {
+                    return Err(self.not_allowed("cancel", side));
+                }
+                self.end(
+                    now,
+                    EndCause::Cancelled,
+                    [
+                        (StateReason::LocalCancelled, Some(CallEvent::LocalCancelled), String::new()),
+                        (StateReason::RemoteCancelled, Some(CallEvent::RemoteCancelled), String::new()),
+                    ],
+                    Some(by),
+                    &mut fx,
+                );
+            }
+            CallInput::Accept { by } => self.accept(by, now, &mut fx)?,
+            CallInput::Reject { by, reason } => {
+                let side = self.participant(&by)?;
+                if side != Side::Callee || self.phase != (Phase::Ringing { delivered: true }) {
+                    return Err(self.not_allowed("reject", side));
+                }
+                self.end(
+                    now,
+                    EndCause::Rejected {
+                        reason: reason.clone(),
+                    },
+                    [
+                        (StateReason::RemoteRejected, Some(CallEvent::RemoteRejected), reason.clone()),
+                        (StateReason::LocalRejected, Some(CallEvent::LocalRejected), reason),
+                    ],
+                    Some(by),
+                    &mut fx,
+                );
+            }
+            CallInput::Hangup { by, reason } => {
+                let side = self.participant(&by)?;
+                if !matches!(self.phase, Phase::Connecting | Phase::Connected { .. }) {
+                    return Err(self.not_allowed("hangup", side));
+                }
+                let local = (StateReason::LocalHangup, Some(CallEvent::LocalHangup), reason.clone());
+                let remote = (StateReason::RemoteHangup, Some(CallEvent::RemoteHangup), reason.clone());
+                let views = match side {
+                    Side::Caller => [local, remote],
+                    Side::Callee => [remote, local],
+                };
+                let cause = EndCause::Hangup {
+                    by: by.clone(),
+                    reason,
+                };
+                self.end(now, cause, views, Some(by), &mut fx);
+            }
+            CallInput::ChannelJoined { user } => self.channel_joined(user, now, &mut fx)?,
+            CallInput::ChannelLeft { user } => {
+                let side = self.participant(&user)?;
+                if self.joined[side.index()] {
+                    self.joined[side.index()] = false;
+                    self.event(side, CallEvent::LocalLeft, "", &mut fx);
+                    self.event(side.other(), CallEvent::RemoteLeft, "left the call channel", &mut fx);
+                }
+            }
+            CallInput::PeerAway { user } => {
+                let side = self.participant(&user)?;
+                self.event(side.other(), CallEvent::RemoteLeft, "connection lost", &mut fx);
+            }
+            CallInput::PeerBack { user } => {
+                let side = self.participant(&user)?;
+                self.event(side.other(), CallEvent::RemoteReconnected, "reconnected", &mut fx);
+            }
+            CallInput::SessionEnded { user, how } => {
+                let side = self.participant(&user)?;
+                let (own, peer, text) = match how {
+                    SessionEnd::LoggedOut => (
+                        StateReason::LocalHangup,
+                        StateReason::RemoteLoggedOut,
+                        "peer logged out",
+                    ),
+                    SessionEnd::TokenExpired => (
+                        StateReason::TokenExpired,
+                        StateReason::RemoteLoggedOut,
+                        "peer's session expired",
+                    ),
+                    SessionEnd::Gone => (
+                        StateReason::LocalLeft,
+                        StateReason::RemoteLeft,
+                        "peer did not come back within the grace period",
+                    ),
+                };
+                let own_view = (own, None, text.to_owned());
+                let peer_view = (peer, Some(CallEvent::RemoteLeft), text.to_owned());
+                let views = match side {
+                    Side::Caller => [own_view, peer_view],
+                    Side::Callee => [peer_view, own_view],
+                };
+                let cause = EndCause::SessionEnded {
+                    user: user.clone(),
+                    how,
+                };
+                self.end(now, cause, views, Some(user), &mut fx);
+            }
+            CallInput::GaveWay { by } => {
+                let side = self.participant(&by)?;
+                if side != Side::Caller || !matches!(self.phase, Phase::Ringing { .. }) {
+                    return Err(self.not_allowed("give way", side));
+                }
+                let text = "the callee called at the same moment; its call goes on".to_owned();
+                self.end(
+                    now,
+                    EndCause::Glare,
+                    [
+                        (StateReason::GlareResolved, None, text.clone()),
+                        (StateReason::RemoteCancelled, Some(CallEvent::RemoteCancelled), text),
+                    ],
+                    Some(by),
+                    &mut fx,
+                );
+            }
+            CallInput::CallingTimeout => {
+                if !matches!(self.phase, Phase::Ringing { .. } | Phase::Connecting) {
+                    return Err(self.unexpected("calling timeout"));
+                }
+                self.end(
+                    now,
+                    EndCause::Timeout,
+                    [
+                        (StateReason::CallingTimeout, Some(CallEvent::CallingTimeout), String::new()),
+                        (
+                            StateReason::RemoteCallingTimeout,
+                            Some(CallEvent::RemoteCallingTimeout),
+                            String::new(),
+                        ),
+                    ],
+                    None,
+                    &mut fx,
+                );
+            }
+            CallInput::Terminate { reason } => {
+                let view = (StateReason::EndedByServer, None, reason.clone());
+                self.end(now, EndCause::Terminated { reason }, [view.clone(), view], None, &mut fx);
+            }
+        }
+        Ok(fx)
+    }
+
+    fn start(&mut self, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+        if self.phase != (Phase::Ringing { delivered: false }) || self.callee_involved {
+            return Err(self.unexpected("start"));
+        }
+        self.callee_involved = true;
+        let (reason, event) = match self.setup.call_type {
+            CallType::Video => (StateReason::LocalVideoCall, CallEvent::LocalVideoCall),
+            CallType::Audio => (StateReason::LocalAudioCall, CallEvent::LocalAudioCall),
+        };
+        fx.push(CallEffect::OpenChannel {
+            channel: self.setup.channel.clone(),
+            members: [self.setup.caller.clone(), self.setup.callee.clone()],
+        });
+        self.state(Side::Caller, CallState::Calling, reason, "", fx);
+        self.event(Side::Caller, event, "", fx);
+        fx.push(CallEffect::Ring {
+            callee: self.setup.callee.clone(),
+            info: self.info_for(Side::Callee),
+        });
+        if let Some(after_ms) = self.setup.timeout_ms {
+            fx.push(CallEffect::SetTimer {
+                timer: CallTimer::Calling,
+                after_ms,
+            });
+        }
+        if self.setup.pause_at == PauseAt::Ringing {
+            self.pause(Side::Caller, fx);
+        }
+        Ok(())
+    }
+
+    fn delivered(
+        &mut self,
+        live_channels: Vec<ChannelName>,
+        extension: BTreeMap<String, String>,
+        now: Millis,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
+        if self.phase != (Phase::Ringing { delivered: false }) || !self.callee_involved {
+            return Err(self.unexpected("delivered"));
+        }
+        self.phase = Phase::Ringing { delivered: true };
+        self.callee_live = live_channels;
+        self.callee_extension = extension;
+        self.timing.insert("ringing".to_owned(), now);
+        let (reason, event) = match self.setup.call_type {
+            CallType::Video => (StateReason::RemoteVideoCall, CallEvent::RemoteVideoCall),
+            CallType::Audio => (StateReason::RemoteAudioCall, CallEvent::RemoteAudioCall),
+        };
+        self.state(Side::Callee, CallState::Calling, reason, "", fx);
+        self.event(Side::Callee, event, "", fx);
+        self.event(Side::Caller, CallEvent::RemoteUserRecvCall, "", fx);
+        if self.setup.pause_at == PauseAt::Ringing {
+            self.pause(Side::Callee, fx);
+        }
+        Ok(())
+    }
+
+    fn undeliverable(
+        &mut self,
+        why: Undeliverable,
+        now: Millis,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
+        if self.phase != (Phase::Ringing { delivered: false }) || !self.callee_involved {
+            return Err(self.unexpected("undeliverable"));
+        }
+        // The callee never rang: it hears nothing of this call.
+        self.callee_involved = false;
+        let (cause, reason, event, text) = match why {
+            Undeliverable::Busy => (
+                EndCause::Busy,
+                StateReason::RemoteCallBusy,
+                Some(CallEvent::RemoteCallBusy),
+                "The user is currently busy",
+            ),
+            Undeliverable::Offline => (
+                EndCause::Offline,
+                StateReason::RemoteOffline,
+                Some(CallEvent::RemoteOffline),
+                "the user is offline or not prepared for calls",
+            ),
+            Undeliverable::Glare => (
+                EndCause::Glare,
+                StateReason::GlareResolved,
+                None,
+                "the callee called at the same moment; its call goes on",
+            ),
+        };
+        let unused = (StateReason::None, None, String::new());
+        self.end(now, cause, [(reason, event, text.to_owned()), unused], None, fx);
+        Ok(())
+    }
+
+    fn accept(&mut self, by: UserId, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+        let side = self.participant(&by)?;
+        if side != Side::Callee || self.phase != (Phase::Ringing { delivered: true }) {
+            return Err(self.not_allowed("accept", side));
+        }
+        self.phase = Phase::Connecting;
+        self.accepted_at = Some(now);
+        self.timing.insert("accept".to_owned(), now);
+        self.state(Side::Callee, CallState::Connecting, StateReason::LocalAccepted, "", fx);
+        self.event(Side::Callee, CallEvent::LocalAccepted, "", fx);
+        self.state(Side::Caller, CallState::Connecting, StateReason::RemoteAccepted, "", fx);
+        self.event(Side::Caller, CallEvent::RemoteAccepted, "", fx);
+        if self.setup.pause_at == PauseAt::Accept {
+            self.pause(Side::Caller, fx);
+            self.pause(Side::Callee, fx);
+        }
+        if self.joined == [true, true] {
+            self.connect(
+                now,
+                [StateReason::RemoteAccepted, StateReason::LocalAccepted],
+                fx,
+            );
+        }
+        Ok(())
+    }
+
+    fn channel_joined(&mut self, user: UserId, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+        let side = self.participant(&user)?;
+        if self.joined[side.index()] {
+            return Ok(());
+        }
+        self.joined[side.index()] = true;
+        let key = match side {
+            Side::Caller => "caller_joined",
+            Side::Callee => "callee_joined",
+        };
+        self.timing.insert(key.to_owned(), now);
+        self.event(side, CallEvent::LocalJoined, "", fx);
+        // The peer only learns of joins once it knows of the call.
+        if side == Side::Callee || self.phase != (Phase::Ringing { delivered: false }) {
+            self.event(side.other(), CallEvent::RemoteJoined, "", fx);
+        }
+        if self.phase == Phase::Connecting && self.joined == [true, true] {
+            self.connect(now, [StateReason::BothJoined, StateReason::BothJoined], fx);
+        }
+        Ok(())
+    }
+
+    fn connect(&mut self, now: Millis, reasons: [StateReason; 2], fx: &mut Vec<CallEffect>) {
+        self.phase = Phase::Connected { since: now };
+        self.timing.insert("connected".to_owned(), now);
+        if self.setup.timeout_ms.is_some() {
+            fx.push(CallEffect::CancelTimer {
+                timer: CallTimer::Calling,
+            });
+        }
+        for side in [Side::Caller, Side::Callee] {
+            self.state(side, CallState::Connected, reasons[side.index()], "", fx);
+            fx.push(CallEffect::Notify {
+                to: self.user(side).clone(),
+                update: CallUpdate::Connected {
+                    room: self.setup.channel.clone(),
+                    call_user: self.setup.caller.clone(),
+                    timestamp: now,
+                },
+            });
+        }
+    }
+
+    fn pause(&mut self, side: Side, fx: &mut Vec<CallEffect>) {
+        let host = self.user(side).clone();
+        let channels = match side {
+            Side::Caller => self.setup.caller_live.clone(),
+            Side::Callee => self.callee_live.clone(),
+        };
+        for channel in channels {
+            if self.paused.iter().any(|(c, h)| *c == channel && *h == host) {
+                continue;
+            }
+            fx.push(CallEffect::PauseLive {
+                channel: channel.clone(),
+                host: host.clone(),
+            });
+            self.paused.push((channel, host.clone()));
+        }
+    }
+
+    /// Ends the call: `views[side]` is (reason, event, event_reason) for that side.
+    fn end(
+        &mut self,
+        now: Millis,
+        cause: EndCause,
+        views: [(StateReason, Option<CallEvent>, String); 2],
+        ended_by: Option<UserId>,
+        fx: &mut Vec<CallEffect>,
+    ) {
+        let was_connected = match self.phase {
+            Phase::Connected { since } => Some(since),
+            _ => None,
+        };
+        self.phase = Phase::Ended;
+        self.timing.insert("end".to_owned(), now);
+        if self.setup.timeout_ms.is_some() && was_connected.is_none() {
+            fx.push(CallEffect::CancelTimer {
+                timer: CallTimer::Calling,
+            });
+        }
+        let [caller_view, callee_view] = views;
+        for (side, (reason, event, text)) in [(Side::Caller, caller_view), (Side::Callee, callee_view)] {
+            if side == Side::Callee && !self.callee_involved {
+                continue;
+            }
+            self.state(side, CallState::Prepared, reason, &text, fx);
+            if let Some(event) = event {
+                self.event(side, event, &text, fx);
+            }
+            if let Some(since) = was_connected {
+                fx.push(CallEffect::Notify {
+                    to: self.user(side).clone(),
+                    update: CallUpdate::Disconnected {
+                        room: self.setup.channel.clone(),
+                        hangup_user: ended_by.clone(),
+                        timestamp: now,
+                        duration_ms: now.saturating_sub(since),
+                    },
+                });
+            }
+        }
+        for (channel, host) in std::mem::take(&mut self.paused) {
+            fx.push(CallEffect::ResumeLive { channel, host });
+        }
+        fx.push(CallEffect::CloseChannel {
+            channel: self.setup.channel.clone(),
+        });
+        fx.push(CallEffect::Ended(CallRecord {
+            id: self.setup.id.clone(),
+            channel: self.setup.channel.clone(),
+            caller: self.setup.caller.clone(),
+            callee: self.setup.callee.clone(),
+            call_type: self.setup.call_type,
+            created_at: self.created_at,
+            accepted_at: self.accepted_at,
+            connected_at: was_connected,
+            ended_at: now,
+            connected_ms: was_connected.map_or(0, |since| now.saturating_sub(since)),
+            cause,
+        }));
+    }
+
+    fn state(&self, side: Side, state: CallState, reason: StateReason, text: &str, fx: &mut Vec<CallEffect>) {
+        fx.push(CallEffect::Notify {
+            to: self.user(side).clone(),
+            update: CallUpdate::State {
+                state,
+                reason,
+                event_reason: text.to_owned(),
+                info: self.info_for(side),
+            },
+        });
+    }
+
+    fn event(&self, side: Side, event: CallEvent, text: &str, fx: &mut Vec<CallEffect>) {
+        fx.push(CallEffect::Notify {
+            to: self.user(side).clone(),
+            update: CallUpdate::Event {
+                event,
+                event_reason: text.to_owned(),
+            },
+        });
+    }
+
+    fn participant(&self, user: &UserId) -> Result<Side, CallError> {
+        self.side_of(user).ok_or(CallError::NotParticipant)
+    }
+
+    fn not_allowed(&self, command: &'static str, side: Side) -> CallError {
+        CallError::NotAllowed {
+            command,
+            side,
+            phase: self.phase.name(),
+        }
+    }
+
+    fn unexpected(&self, input: &'static str) -> CallError {
+        CallError::Unexpected {
+            input,
+            phase: self.phase.name(),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `ChannelMachine`: who is in a channel, in which role, and whether the broadcaster's publication is
+//! forwarded.
+//!
+//! Two kinds of channel share these rules:
+//! - a **live** room, named by the app: at most one broadcaster, any number of audience members. A 1v1 call
+//!   pauses its broadcaster (the room stays open; members are told) and resumes it when the call ends.
+//! - a **call** channel, minted by the server for one call: only that call's two participants may join, both
+//!   as broadcasters; the call is told of joins and leaves; when the call ends the channel closes for good.
+//!
+//! The media router (next issue) acts on the same effects: `RequestKeyframe` after a resume, forwarding only
+//! `Publishing` members.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::types::{CallId, ChannelName, PublishState, Role, UserId};
+
+/// What kind of channel this is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelKind {
+    Live,
+    Call { call: CallId, participants: [UserId; 2] },
+}
+
+/// A member's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub role: Role,
+    pub publish: PublishState,
+}
+
+/// Inputs to a [`ChannelMachine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelInput {
+    /// A user asks to join. `may_publish` is the token's publish grant (checked for broadcasters of live
+    /// rooms; call participants publish by right of the call).
+    Join { user: UserId, role: Role, may_publish: bool },
+    Leave { user: UserId },
+    /// A call accepted by `host` pauses its live publication here.
+    PauseBroadcaster { host: UserId, call: CallId },
+    /// That call ended.
+    ResumeBroadcaster { host: UserId, call: CallId },
+    /// The call of a call channel ended: everyone out, no more joins.
+    Close,
+}
+
+/// What members are told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelUpdate {
+    MemberJoined { user: UserId, member: Member },
+    MemberLeft { user: UserId },
+    /// The broadcaster went into a private call.
+    BroadcasterPaused { user: UserId },
+    /// The broadcaster is back live.
+    BroadcasterResumed { user: UserId },
+}
+
+/// Effects the channel actor carries out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelEffect {
+    /// Tell one member.
+    Deliver { to: UserId, update: ChannelUpdate },
+    /// Tell the call of a call channel that a participant joined or left.
+    CallMemberJoined { call: CallId, user: UserId },
+    CallMemberLeft { call: CallId, user: UserId },
+    /// Tell a user actor it is no longer in this channel (closed under it).
+    Removed { user: UserId },
+    /// Ask the broadcaster for a keyframe so members see video at once (acted on by the media router).
+    RequestKeyframe { from: UserId },
+    /// Nobody is left (live) or the channel closed (call): the actor stops.
+    Stop,
+}
+
+/// A refused input; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum ChannelError {
+    #[error("only the two participants of the call may join its channel")]
+    NotAParticipant,
+    #[error("the channel already has a broadcaster")]
+    HasBroadcaster,
+    #[error("the token does not grant publishing")]
+    PublishNotGranted,
+    #[error("user is not in the channel")]
+    NotInChannel,
+    #[error("the channel is closed")]
+    Closed,
+}
+
+/// A snapshot for a joiner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub members: Vec<(UserId, Member)>,
+    pub broadcaster_paused: bool,
+}
+
+/// One channel's rules. See the module docs.
+#[derive(Clone, Debug)]
+pub struct ChannelMachine {
+    name: ChannelName,
+    kind: ChannelKind,
+    members: BTreeMap<UserId, Member>,
+    /// The broadcaster paused by a call, and that call: only its end resumes it. Kept even while the host
+    /// is not a member so a host that rejoins mid-call stays paused.
+    paused: Option<(UserId, CallId)>,
+    closed: bool,
+}
+
+impl ChannelMachine {
+    pub fn new(name: ChannelName, kind: ChannelKind) -> Self {
+        Self {
+            name,
+            kind,
+            members: BTreeMap::new(),
+            paused: None,
+            closed: false,
+        }
+    }
+
+    pub fn name(&self) -> &ChannelName {
+        &self.name
+    }
+
+    pub fn kind(&self) -> &ChannelKind {
+        &self.kind
+    }
+
+    pub fn member(&self, user: &UserId) -> Option<Member> {
+        self.members.get(user).copied()
+    }
+
+    /// Everyone in the channel now.
+    pub fn view(&self) -> ChannelView {
+        ChannelView {
+            members: self.members.iter().map(|(u, m)| (u.clone(), *m)).collect(),
+            broadcaster_paused: self.paused.as_ref().is_some_and(|(h, _)| self.members.contains_key(h)),
+        }
+    }
+
+    /// Feeds one input. On `Err` nothing changed.
+    pub fn handle(&mut self, input: ChannelInput) -> Result<Vec<ChannelEffect>, ChannelError> {
+        if self.closed {
+            return Err(ChannelError::Closed);
+        }
+        let mut fx = Vec::new();
+        match input {
+            ChannelInput::Join {
+                user,
+                role,
+                may_publish,
+            } => self.join(user, role, may_publish, &mut fx)?,
+            ChannelInput::Leave { user } => {
+                if self.members.remove(&user).is_none() {
+                    return Err(ChannelError::NotInChannel);
+                }
+                self.tell_others(&user, ChannelUpdate::MemberLeft { user: user.clone() }, &mut fx);
+                if let ChannelKind::Call { call, .. } = &self.kind {
+                    fx.push(ChannelEffect::CallMemberLeft {
+                        call: call.clone(),
+                        user,
+                    });
+                } else if self.members.is_empty() && self.paused.is_none() {
+                    fx.push(ChannelEffect::Stop);
+                }
+            }
+            ChannelInput::PauseBroadcaster { host, call } => {
+                if self.paused.is_some() {
+                    return Ok(fx);
+                }
+                self.paused = Some((host.clone(), call));
+                if let Some(m) = self.members.get_mut(&host)
+                    && m.role == Role::Broadcaster
+                {
+                    m.publish = PublishState::Paused;
+                    self.tell_all(ChannelUpdate::BroadcasterPaused { user: host }, &mut fx);
+                }
+            }
+            ChannelInput::ResumeBroadcaster { host, call } => {
+                if self.paused != Some((host.clone(), call)) {
+                    return Ok(fx);
+                }
+                self.paused = None;
+                if let Some(m) = self.members.get_mut(&host)
+                    && m.role == Role::Broadcaster
+                {
+                    m.publish = PublishState::Publishing;
+                    self.tell_all(ChannelUpdate::BroadcasterResumed { user: host.clone() }, &mut fx);
+                    fx.push(ChannelEffect::RequestKeyframe { from: host });
+                } else if self.members.is_empty() {
+                    fx.push(ChannelEffect::Stop);
+                }
+            }
+            ChannelInput::Close => {
+                self.closed = true;
+                for user in std::mem::take(&mut self.members).into_keys() {
+                    fx.push(ChannelEffect::Removed { user });
+                }
+                fx.push(ChannelEffect::Stop);
+            }
+        }
+        Ok(fx)
+    }
+
+    fn join(&mut self, user: UserId, role: Role, may_publish: bool, fx: &mut Vec<ChannelEffect>) -> Result<(), ChannelError> {
+        let role = match &self.kind {
+            ChannelKind::Call { participants, .. } => {
+                if !participants.contains(&user) {
+                    return Err(ChannelError::NotAParticipant);
+                }
+                // Both parties of a call publish, whatever role they asked for.
+                Role::Broadcaster
+            }
+            ChannelKind::Live => {
+                if role == Role::Broadcaster {
+                    if !may_publish {
+                        return Err(ChannelError::PublishNotGranted);
+                    }
+                    let other = self
+                        .members
+                        .iter()
+                        .any(|(u, m)| *u != user && m.role == Role::Broadcaster);
+                    if other {
+                        return Err(ChannelError::HasBroadcaster);
+                    }
+                }
+                role
+            }
+        };
+        let publish = match role {
+            Role::Audience => PublishState::None,
+            Role::Broadcaster if self.paused.as_ref().is_some_and(|(h, _)| *h == user) => PublishState::Paused,
+            Role::Broadcaster => PublishState::Publishing,
+        };
+        let member = Member { role, publish };
+        let previous = self.members.insert(user.clone(), member);
+        if previous == Some(member) {
+            // Joining again with the same standing changes nothing and tells nobody.
+            return Ok(());
+        }
+        self.tell_others(
+            &user,
+            ChannelUpdate::MemberJoined {
+                user: user.clone(),
+                member,
+            },
+            fx,
+        );
+        match &self.kind {
+            ChannelKind::Call { call, .. } => fx.push(ChannelEffect::CallMemberJoined {
+                call: call.clone(),
+                user,
+            }),
+            ChannelKind::Live => {
+                // A new subscriber needs a keyframe to start decoding.
+                if let Some((b, m)) = self.members.iter().find(|(_, m)| m.role == Role::Broadcaster)
+                    && m.publish == PublishState::Publishing
+                {
+                    fx.push(ChannelEffect::RequestKeyframe { from: b.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tell_others(&self, except: &UserId, update: ChannelUpdate, fx: &mut Vec<ChannelEffect>) {
+        for user in self.members.keys().filter(|u| *u != except) {
+            fx.push(ChannelEffect::Deliver {
+                to: user.clone(),
+                update: update.clone(),
+            });
+        }
+    }
+
+    fn tell_all(&self, update: ChannelUpdate, fx: &mut Vec<ChannelEffect>) {
+        for user in self.members.keys() {
+            fx.push(ChannelEffect::Deliver {
+                to: user.clone(),
+                update: update.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! `UserMachine`: one user's session — connection, token lifetime, readiness for calls, the call it is in,
+//! the channels it is in, and the numbered stream of events its client receives.
+//!
+//! Decisions:
+//! - **One connection per user.** A second login replaces the first (closed with `Replaced`).
+//! - **Grace period.** When the connection drops the session stays for `grace_ms`: the call goes on (the peer
+//!   is told `remoteLeft`), events are buffered (up to [`AWAY_BUFFER`]) and replayed on resume. A login within
+//!   grace resumes everything; past grace the call ends (`remoteLeft` for the peer), channels are left and the
+//!   session is gone. A user who is away counts as offline for new calls.
+//! - **Busy and glare.** A user in any call is busy. If A and B call each other at once (each is the caller of
+//!   a ringing call to the other), the call placed by the user with the smaller user id wins: the other user's
+//!   outgoing call ends for it with `glareResolved` and it rings for the winning call instead. Both users decide
+//!   alone and agree, because the rule depends only on the two ids.
+//! - **Call ids.** Every call command names a call id; one that is not this user's current call is refused
+//!   with [`UserError::NoSuchCall`]. Updates from calls other than the current one are dropped, so a late
+//!   message from an old call never reaches the client.
+//! - **Tokens.** A warning event `token_warning_ms` before expiry; at expiry the session closes and a call in
+//!   progress ends (`tokenExpired` for this user). RenewToken moves both deadlines.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::call::{CallInput, CallSetup, CallUpdate, SessionEnd, Undeliverable};
+use crate::channel::ChannelUpdate;
+use crate::types::{
+    CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role, Side, StateReason,
+    UserId,
+};
+
+/// Events buffered while the connection is away; older ones are dropped first (the resume snapshot still
+/// carries the call's current state).
+pub const AWAY_BUFFER: usize = 256;
+
+/// Per-node settings every user machine follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserConfig {
+    /// How long a dropped session is kept for a reconnect.
+    pub grace_ms: u64,
+    /// How long before token expiry the client is warned.
+    pub token_warning_ms: u64,
+    /// Calling timeout when neither PrepareForCall nor Call sets one.
+    pub default_call_timeout_ms: u64,
+    pub pause_at: PauseAt,
+}
+
+impl Default for UserConfig {
+    fn default() -> Self {
+        Self {
+            grace_ms: 30_000,
+            token_warning_ms: 30_000,
+            default_call_timeout_ms: 15_000,
+            pause_at: PauseAt::Accept,
+        }
+    }
+}
+
+/// The user's call settings (PrepareForCall).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub extension: BTreeMap<String, String>,
+    /// `None` = the node default; `Some(0)` = no timeout.
+    pub call_timeout_ms: Option<u64>,
+    pub first_frame_waiting_disabled: bool,
+}
+
+/// A client command about the current call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallCommand {
+    Cancel,
+    Accept,
+    Reject { reason: String },
+    Hangup { reason: String },
+}
+
+/// Why a connection is closed by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    TokenExpired,
+    Replaced,
+    LoggedOut,
+}
+
+/// What the client is told (numbered by [`Pushed::seq`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientEvent {
+    Call { call_id: CallId, update: CallUpdate },
+    Channel { channel: ChannelName, update: ChannelUpdate },
+    TokenWillExpire { expires_at: Millis },
+    SessionClosed { reason: CloseReason },
+}
+
+/// One numbered event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    pub seq: u64,
+    pub at: Millis,
+    pub event: ClientEvent,
+}
+
+/// Inputs to a [`UserMachine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserInput {
+    /// A connection logged in with a valid token.
+    Login { conn: ConnId, token_expires_at: Millis },
+    /// That connection dropped (no logout).
+    ConnectionLost { conn: ConnId },
+    Logout { conn: ConnId },
+    RenewToken { token_expires_at: Millis },
+    Prepare(Prepared),
+    /// Client Call command; the ids were minted by the actor.
+    StartCall {
+        callee: UserId,
+        call_type: CallType,
+        extension: BTreeMap<String, String>,
+        /// `None` = the prepared default; `Some(0)` = no timeout.
+        timeout_ms: Option<u64>,
+        call_id: CallId,
+        channel: ChannelName,
+    },
+    /// A call asks this user to ring. `info` is the callee's view.
+    Ring { info: EventInfo },
+    /// Client command for a call.
+    Command { call_id: CallId, command: CallCommand },
+    /// A call tells this user something.
+    CallUpdate { call_id: CallId, update: CallUpdate },
+    /// Client JoinChannel, before the channel decides.
+    JoinChannel { channel: ChannelName, role: Role },
+    /// The channel admitted this user.
+    ChannelJoined { channel: ChannelName, role: Role },
+    /// Client LeaveChannel.
+    LeaveChannel { channel: ChannelName },
+    /// The channel removed this user (closed).
+    ChannelRemoved { channel: ChannelName },
+    /// A channel tells this user something.
+    ChannelUpdate { channel: ChannelName, update: ChannelUpdate },
+    Timer(UserTimer),
+}
+
+/// Timers a user arms. Stale firings are recognised by the machine (it checks its own deadlines), so the
+/// actor never needs to cancel precisely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UserTimer {
+    TokenWarning,
+    TokenExpiry,
+    Grace,
+}
+
+/// Effects the user actor carries out, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserEffect {
+    /// Send to the live connection.
+    Push(Pushed),
+    /// Close a connection (after pushing its SessionClosed event).
+    Close { conn: ConnId, reason: CloseReason },
+    /// Create the call actor and start it.
+    SpawnCall(CallSetup),
+    /// Tell a call something (no reply expected).
+    ToCall { call_id: CallId, input: CallInput },
+    /// Forward a client's command to its call; the call's verdict is the client's answer.
+    CommandCall { call_id: CallId, input: CallInput },
+    /// Forward a join to the channel; the channel's verdict is the client's answer.
+    JoinChannel { channel: ChannelName, role: Role },
+    /// Leave a channel (no answer needed).
+    LeaveChannel { channel: ChannelName },
+    SetTimer { timer: UserTimer, after_ms: u64 },
+    /// The session is over: the actor stops.
+    Stop,
+}
+
+/// A refused input; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum UserError {
+    #[error("prepare for calls first")]
+    NotPrepared,
+    #[error("already in a call")]
+    AlreadyInCall,
+    #[error("cannot call yourself")]
+    CallToSelf,
+    #[error("no such call for this user")]
+    NoSuchCall,
+    #[error("not in channel")]
+    NotInChannel,
+    #[error("connection is not this session's")]
+    NotThisConnection,
+    #[error("session is closed")]
+    Closed,
+}
+
+/// The call this user is in, as it was last told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCall {
+    pub id: CallId,
+    pub side: Side,
+    pub peer: UserId,
+    pub channel: ChannelName,
+    pub state: CallState,
+    pub info: Option<EventInfo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    /// Not logged in yet (a fresh machine).
+    New,
+    Online(ConnId),
+    Away { since: Millis },
+    Closed,
+}
+
+/// One user's session. See the module docs.
+#[derive(Clone, Debug)]
+pub struct UserMachine {
+    user: UserId,
+    config: UserConfig,
+    session: Session,
+    token_expires_at: Millis,
+    /// Whether the warning for the current token was sent.
+    warned: bool,
+    prepared: Option<Prepared>,
+    call: Option<ActiveCall>,
+    channels: BTreeMap<ChannelName, Role>,
+    /// Last event number handed out.
+    seq: u64,
+    /// Events produced while away, replayed on resume.
+    buffered: Vec<Pushed>,
+    /// True when the last login resumed an away session.
+    resumed: bool,
+}
+
+impl UserMachine {
+    pub fn new(user: UserId, config: UserConfig) -> Self {
+        Self {
+            user,
+            config,
+            session: Session::New,
+            token_expires_at: 0,
+            warned: false,
+            prepared: None,
+            call: None,
+            channels: BTreeMap::new(),
+            seq: 0,
+            buffered: Vec::new(),
+            resumed: false,
+        }
+    }
+
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The call this user is in.
+    pub fn call(&self) -> Option<&ActiveCall> {
+        self.call.as_ref()
+    }
+
+    pub fn channels(&self) -> impl Iterator<Item = (&ChannelName, Role)> {
+        self.channels.iter().map(|(c, r)| (c, *r))
+    }
+
+    /// True when the last login resumed an away session.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    pub fn token_expires_at(&self) -> Millis {
+        self.token_expires_at
+    }
+
+    /// The connection events go to, if any.
+    pub fn connection(&self) -> Option<ConnId> {
+        match self.session {
+            Session::Online(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.session == Session::Closed
+    }
+
+    /// Feeds one input. On `Err` nothing changed.
+    pub fn handle(&mut self, input: UserInput, now: Millis) -> Result<Vec<UserEffect>, UserError> {
+        if self.session == Session::Closed {
+            return Err(UserError::Closed);
+        }
+        let mut fx = Vec::new();
+        match input {
+            UserInput::Login {
+                conn,
+                token_expires_at,
+            } => self.login(conn, token_expires_at, now, &mut fx),
+            UserInput::ConnectionLost { conn } => {
+                if self.session != Session::Online(conn) {
+                    return Err(UserError::NotThisConnection);
+                }
+                self.session = Session::Away { since: now };
+                fx.push(UserEffect::SetTimer {
+                    timer: UserTimer::Grace,
+                    after_ms: self.config.grace_ms,
+                });
+                if let Some(call) = &self.call {
+                    fx.push(UserEffect::ToCall {
+                        call_id: call.id.clone(),
+                        input: CallInput::PeerAway {
+                            user: self.user.clone(),
+                        },
+                    });
+                }
+            }
+            UserInput::Logout { conn } => {
+                if self.session != Session::Online(conn) {
+                    return Err(UserError::NotThisConnection);
+                }
+                self.end_session(SessionEnd::LoggedOut, Some(CloseReason::LoggedOut), now, &mut fx);
+            }
+            UserInput::RenewToken { token_expires_at } => {
+                self.arm_token(token_expires_at, now, &mut fx);
+            }
+            UserInput::Prepare(prepared) => {
+                if self.call.is_some() {
+                    return Err(UserError::AlreadyInCall);
+                }
+                self.prepared = Some(prepared);
+            }
+            UserInput::StartCall {
+                callee,
+                call_type,
+                extension,
+                timeout_ms,
+                call_id,
+                channel,
+            } => {
+                let Some(prepared) = &self.prepared else {
+                    return Err(UserError::NotPrepared);
+                };
+                if callee == self.user {
+                    return Err(UserError::CallToSelf);
+                }
+                if self.call.is_some() {
+                    return Err(UserError::AlreadyInCall);
+                }
+                let mut merged = prepared.extension.clone();
+                merged.extend(extension);
+                let timeout = timeout_ms
+                    .or(prepared.call_timeout_ms)
+                    .unwrap_or(self.config.default_call_timeout_ms);
+                let setup = CallSetup {
+                    id: call_id.clone(),
+                    channel: channel.clone(),
+                    caller: self.user.clone(),
+                    callee: callee.clone(),
+                    call_type,
+                    extension: merged,
+                    timeout_ms: (timeout > 0).then_some(timeout),
+                    first_frame_waiting_disabled: prepared.first_frame_waiting_disabled,
+                    pause_at: self.config.pause_at,
+                    caller_live: self.live_channels(),
+                };
+                self.call = Some(ActiveCall {
+                    id: call_id,
+                    side: Side::Caller,
+                    peer: callee,
+                    channel,
+                    state: CallState::Calling,
+                    info: None,
+                });
+                fx.push(UserEffect::SpawnCall(setup));
+            }
+            UserInput::Ring { info } => self.ring(info, now, &mut fx),
+            UserInput::Command { call_id, command } => {
+                if self.call.as_ref().is_none_or(|c| c.id != call_id) {
+                    return Err(UserError::NoSuchCall);
+                }
+                let by = self.user.clone();
+                let input = match command {
+                    CallCommand::Cancel => CallInput::Cancel { by },
+                    CallCommand::Accept => CallInput::Accept { by },
+                    CallCommand::Reject { reason } => CallInput::Reject { by, reason },
+                    CallCommand::Hangup { reason } => CallInput::Hangup { by, reason },
+                };
+                fx.push(UserEffect::CommandCall { call_id, input });
+            }
+            UserInput::CallUpdate { call_id, update } => {
+                let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) else {
+                    // A late message from a call this user has left: never reaches the client.
+                    return Ok(fx);
+                };
+                if let CallUpdate::State { state, info, .. } = &update {
+                    call.state = *state;
+                    call.info = Some(info.clone());
+                }
+                if update.is_final() {
+                    self.call = None;
+                }
+                self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
+            }
+            UserInput::JoinChannel { channel, role } => {
+                fx.push(UserEffect::JoinChannel { channel, role });
+            }
+            UserInput::ChannelJoined { channel, role } => {
+                self.channels.insert(channel, role);
+            }
+            UserInput::LeaveChannel { channel } => {
+                if self.channels.remove(&channel).is_none() {
+                    return Err(UserError::NotInChannel);
+                }
+                fx.push(UserEffect::LeaveChannel { channel });
+            }
+            UserInput::ChannelRemoved { channel } => {
+                self.channels.remove(&channel);
+            }
+            UserInput::ChannelUpdate { channel, update } => {
+                if self.channels.contains_key(&channel) {
+                    self.push(ClientEvent::Channel { channel, update }, now, &mut fx);
+                }
+            }
+            UserInput::Timer(timer) => self.timer(timer, now, &mut fx),
+        }
+        Ok(fx)
+    }
+
+    fn login(&mut self, conn: ConnId, token_expires_at: Millis, now: Millis, fx: &mut Vec<UserEffect>) {
+        self.resumed = false;
+        match self.session {
+            Session::Online(old) if old != conn => fx.push(UserEffect::Close {
+                conn: old,
+                reason: CloseReason::Replaced,
+            }),
+            Session::Away { .. } => {
+                self.resumed = true;
+                if let Some(call) = &self.call {
+                    fx.push(UserEffect::ToCall {
+                        call_id: call.id.clone(),
+                        input: CallInput::PeerBack {
+                            user: self.user.clone(),
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.session = Session::Online(conn);
+        self.arm_token(token_expires_at, now, fx);
+        for pushed in std::mem::take(&mut self.buffered) {
+            fx.push(UserEffect::Push(pushed));
+        }
+    }
+
+    fn arm_token(&mut self, expires_at: Millis, now: Millis, fx: &mut Vec<UserEffect>) {
+        self.token_expires_at = expires_at;
+        self.warned = false;
+        let warn_at = expires_at.saturating_sub(self.config.token_warning_ms);
+        fx.push(UserEffect::SetTimer {
+            timer: UserTimer::TokenWarning,
+            after_ms: warn_at.saturating_sub(now),
+        });
+        fx.push(UserEffect::SetTimer {
+            timer: UserTimer::TokenExpiry,
+            after_ms: expires_at.saturating_sub(now),
+        });
+    }
+
+    fn ring(&mut self, info: EventInfo, now: Millis, fx: &mut Vec<UserEffect>) {
+        let call_id = info.call_id.clone();
+        let refuse = |why| UserEffect::ToCall {
+            call_id: call_id.clone(),
+            input: CallInput::Undeliverable(why),
+        };
+        let (Session::Online(_), Some(prepared)) = (self.session, &self.prepared) else {
+            fx.push(refuse(Undeliverable::Offline));
+            return;
+        };
+        let extension = prepared.extension.clone();
+        if let Some(current) = &self.call {
+            let glare = current.side == Side::Caller
+                && current.peer == info.from_user
+                && current.state == CallState::Calling;
+            if !glare {
+                fx.push(refuse(Undeliverable::Busy));
+                return;
+            }
+            if self.user < info.from_user {
+                // Our own call wins; theirs gives way on their side too.
+                fx.push(refuse(Undeliverable::Glare));
+                return;
+            }
+            // Their call wins: withdraw ours and tell our client before it rings for theirs.
+            let ours = self.call.take().expect("checked above: current call exists");
+            fx.push(UserEffect::ToCall {
+                call_id: ours.id.clone(),
+                input: CallInput::GaveWay {
+                    by: self.user.clone(),
+                },
+            });
+            let mut info_ours = ours.info.clone().unwrap_or_else(|| EventInfo {
+                call_id: ours.id.clone(),
+                from_user: self.user.clone(),
+                from_room: ours.channel.clone(),
+                remote_user: ours.peer.clone(),
+                call_type: info.call_type,
+                extension: BTreeMap::new(),
+                timing: BTreeMap::new(),
+            });
+            info_ours.timing.insert("end".to_owned(), now);
+            let update = CallUpdate::State {
+                state: CallState::Prepared,
+                reason: StateReason::GlareResolved,
+                event_reason: "the callee called at the same moment; its call goes on".to_owned(),
+                info: info_ours,
+            };
+            self.push(
+                ClientEvent::Call {
+                    call_id: ours.id,
+                    update,
+                },
+                now,
+                fx,
+            );
+        }
+        self.call = Some(ActiveCall {
+            id: call_id.clone(),
+            side: Side::Callee,
+            peer: info.from_user.clone(),
+            channel: info.from_room.clone(),
+            state: CallState::Calling,
+            info: Some(info),
+        });
+        fx.push(UserEffect::ToCall {
+            call_id,
+            input: CallInput::Delivered {
+                live_channels: self.live_channels(),
+                extension,
+            },
+        });
+    }
+
+    fn timer(&mut self, timer: UserTimer, now: Millis, fx: &mut Vec<UserEffect>) {
+        match timer {
+            UserTimer::TokenWarning => {
+                let due = self.token_expires_at.saturating_sub(self.config.token_warning_ms);
+                if !self.warned && now >= due && now < self.token_expires_at {
+                    self.warned = true;
+                    let expires_at = self.token_expires_at;
+                    self.push(ClientEvent::TokenWillExpire { expires_at }, now, fx);
+                }
+            }
+            UserTimer::TokenExpiry => {
+                if now >= self.token_expires_at {
+                    let close = self.connection().map(|_| CloseReason::TokenExpired);
+                    self.end_session(SessionEnd::TokenExpired, close, now, fx);
+                }
+            }
+            UserTimer::Grace => {
+                if let Session::Away { since } = self.session
+                    && now >= since + self.config.grace_ms
+                {
+                    self.end_session(SessionEnd::Gone, None, now, fx);
+                }
+            }
+        }
+    }
+
+    /// Ends the session: the call ends for the peer, channels are left, the connection (if any) closes.
+    fn end_session(&mut self, how: SessionEnd, close: Option<CloseReason>, now: Millis, fx: &mut Vec<UserEffect>) {
+        if let Some(call) = self.call.take() {
+            fx.push(UserEffect::ToCall {
+                call_id: call.id,
+                input: CallInput::SessionEnded {
+                    user: self.user.clone(),
+                    how,
+                },
+            });
+        }
+        for channel in std::mem::take(&mut self.channels).into_keys() {
+            fx.push(UserEffect::LeaveChannel { channel });
+        }
+        if let (Some(reason), Session::Online(conn)) = (close, self.session) {
+            self.push(ClientEvent::SessionClosed { reason }, now, fx);
+            fx.push(UserEffect::Close { conn, reason });
+        }
+        self.session = Session::Closed;
+        fx.push(UserEffect::Stop);
+    }
+
+    fn live_channels(&self) -> Vec<ChannelName> {
+        self.channels
+            .iter()
+            .filter(|(c, r)| **r == Role::Broadcaster && !c.is_call_channel())
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    fn push(&mut self, event: ClientEvent, now: Millis, fx: &mut Vec<UserEffect>) {
+        self.seq += 1;
+        let pushed = Pushed {
+            seq: self.seq,
+            at: now,
+            event,
+        };
+        match self.session {
+            Session::Online(_) => fx.push(UserEffect::Push(pushed)),
+            Session::Away { .. } => {
+                if self.buffered.len() == AWAY_BUFFER {
+                    self.buffered.remove(0);
+                }
+                self.buffered.push(pushed);
+            }
+            Session::New | Session::Closed => {}
+        }
+    }
+}

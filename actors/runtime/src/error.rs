@@ -1,0 +1,67 @@
+//! The one error type client commands fail with. The gateway maps it to the wire's error codes in one
+//! place; here it only says what went wrong.
+
+use showcall_machines::{CallError, ChannelError, UserError};
+use thiserror::Error;
+
+/// A refused client command. Nothing changed on the server.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CommandError {
+    #[error("prepare for calls first")]
+    NotPrepared,
+    #[error("already in a call")]
+    AlreadyInCall,
+    #[error("cannot call yourself")]
+    CallToSelf,
+    #[error("no such call for this user")]
+    NoSuchCall,
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("only the two participants of the call may join its channel")]
+    NotAParticipant,
+    #[error("not in channel")]
+    NotInChannel,
+    #[error("the channel already has a broadcaster")]
+    HasBroadcaster,
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("session is closed")]
+    SessionClosed,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<UserError> for CommandError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::NotPrepared => CommandError::NotPrepared,
+            UserError::AlreadyInCall => CommandError::AlreadyInCall,
+            UserError::CallToSelf => CommandError::CallToSelf,
+            UserError::NoSuchCall => CommandError::NoSuchCall,
+            UserError::NotInChannel => CommandError::NotInChannel,
+            UserError::NotThisConnection | UserError::Closed => CommandError::SessionClosed,
+        }
+    }
+}
+
+impl From<CallError> for CommandError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotParticipant | CallError::Ended => CommandError::NoSuchCall,
+            other @ (CallError::NotAllowed { .. } | CallError::Unexpected { .. }) => {
+                CommandError::NotAllowed(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<ChannelError> for CommandError {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::NotAParticipant | ChannelError::Closed => CommandError::NotAParticipant,
+            ChannelError::HasBroadcaster => CommandError::HasBroadcaster,
+            ChannelError::PublishNotGranted => CommandError::PermissionDenied(e.to_string()),
+            ChannelError::NotInChannel => CommandError::NotInChannel,
+        }
+    }
+}

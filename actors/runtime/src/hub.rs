@@ -1,0 +1,264 @@
+//! `Hub`: the node's registry of local actors and its router to them.
+//!
+//! Every actor is found by its [`ActorKey`] through here. A key's owner comes from the [`Placement`] port;
+//! on a single node that is always this node and delivery is a local mailbox send. The cluster issue adds
+//! remote delivery for keys owned elsewhere behind the same methods.
+//!
+//! Get-or-spawn is serialised by one async lock so a key never gets two actors; lookups take a short
+//! synchronous lock and never wait.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ractor::{Actor, ActorId, ActorRef};
+use showcall_machines::{CallId, CallSetup, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId};
+
+use crate::call_actor::CallActor;
+use crate::channel_actor::ChannelActor;
+use crate::clock::Clock;
+use crate::error::CommandError;
+use crate::keys::{AppId, NodeId};
+use crate::messages::{CallMsg, ChannelMsg, UserMsg};
+use crate::ports::{CallRecordSink, LogRecords, MediaControl, NoMedia, Placement};
+use crate::session::{flatten, LoginOk, Session, SessionSink};
+use crate::user_actor::UserActor;
+
+/// What a hub is built from.
+#[derive(Debug)]
+pub struct HubParts {
+    pub user_config: UserConfig,
+    pub placement: Arc<dyn Placement>,
+    pub media: Arc<dyn MediaControl>,
+    pub records: Arc<dyn CallRecordSink>,
+}
+
+impl HubParts {
+    /// A single node with no media router, logging call records.
+    pub fn single_node(node: NodeId, user_config: UserConfig) -> Self {
+        Self {
+            user_config,
+            placement: Arc::new(crate::ports::LocalPlacement::new(node)),
+            media: Arc::new(NoMedia),
+            records: Arc::new(LogRecords),
+        }
+    }
+}
+
+type UserKey = (AppId, UserId);
+type ChannelKey = (AppId, ChannelName);
+
+struct Inner {
+    parts: HubParts,
+    clock: Clock,
+    users: Mutex<HashMap<UserKey, ActorRef<UserMsg>>>,
+    calls: Mutex<HashMap<CallId, ActorRef<CallMsg>>>,
+    channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
+    spawn_lock: tokio::sync::Mutex<()>,
+    next_conn: AtomicU64,
+}
+
+/// See the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", self.node()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned map means an actor panicked mid-insert; the map itself is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    pub fn new(parts: HubParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                parts,
+                clock: Clock::system(),
+                users: Mutex::default(),
+                calls: Mutex::default(),
+                channels: Mutex::default(),
+                spawn_lock: tokio::sync::Mutex::new(()),
+                next_conn: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn node(&self) -> &NodeId {
+        self.inner.parts.placement.this_node()
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn user_config(&self) -> &UserConfig {
+        &self.inner.parts.user_config
+    }
+
+    pub fn media(&self) -> &Arc<dyn MediaControl> {
+        &self.inner.parts.media
+    }
+
+    pub fn records(&self) -> &Arc<dyn CallRecordSink> {
+        &self.inner.parts.records
+    }
+
+    /// Users with a session (online or within grace) on this node.
+    pub fn users_online(&self) -> usize {
+        lock(&self.inner.users).len()
+    }
+
+    /// Calls whose actor lives on this node.
+    pub fn calls_active(&self) -> usize {
+        lock(&self.inner.calls).len()
+    }
+
+    /// A fresh connection number.
+    pub fn next_conn(&self) -> ConnId {
+        ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Logs a connection in as `user` (token already verified), resuming an away session if there is one.
+    pub async fn login(
+        &self,
+        app: AppId,
+        user: UserId,
+        conn: ConnId,
+        token_expires_at: Millis,
+        sink: SessionSink,
+    ) -> Result<(Session, LoginOk), CommandError> {
+        // An actor that is stopping can refuse the attach; the second attempt spawns a fresh one.
+        let mut last = CommandError::SessionClosed;
+        for _ in 0..2 {
+            let actor = self.user_or_spawn(&app, &user).await?;
+            let sink = sink.clone();
+            let result = actor
+                .call(
+                    |reply| UserMsg::Attach {
+                        conn,
+                        sink,
+                        token_expires_at,
+                        reply,
+                    },
+                    Some(crate::session::COMMAND_TIMEOUT),
+                )
+                .await;
+            match flatten(result) {
+                Ok(ok) => {
+                    let session = Session {
+                        app,
+                        user,
+                        conn,
+                        actor,
+                    };
+                    return Ok((session, ok));
+                }
+                Err(CommandError::SessionClosed) => {
+                    self.forget_user(&app, &user, actor.get_id());
+                    last = CommandError::SessionClosed;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn user_or_spawn(&self, app: &AppId, user: &UserId) -> Result<ActorRef<UserMsg>, CommandError> {
+        let key = (app.clone(), user.clone());
+        if let Some(a) = lock(&self.inner.users).get(&key) {
+            return Ok(a.clone());
+        }
+        let _guard = self.inner.spawn_lock.lock().await;
+        if let Some(a) = lock(&self.inner.users).get(&key) {
+            return Ok(a.clone());
+        }
+        let (actor, _) = Actor::spawn(None, UserActor, (self.clone(), app.clone(), user.clone()))
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
+        lock(&self.inner.users).insert(key, actor.clone());
+        Ok(actor)
+    }
+
+    /// The user's actor, if the user has a session.
+    pub fn user(&self, app: &AppId, user: &UserId) -> Option<ActorRef<UserMsg>> {
+        lock(&self.inner.users).get(&(app.clone(), user.clone())).cloned()
+    }
+
+    /// Removes a user actor from the registry, if it is still the registered one.
+    pub(crate) fn forget_user(&self, app: &AppId, user: &UserId, id: ActorId) {
+        let mut users = lock(&self.inner.users);
+        let key = (app.clone(), user.clone());
+        if users.get(&key).is_some_and(|a| a.get_id() == id) {
+            users.remove(&key);
+        }
+    }
+
+    /// Starts a call actor; it rings the callee itself.
+    pub(crate) async fn spawn_call(&self, app: AppId, setup: CallSetup) -> Result<(), CommandError> {
+        let id = setup.id.clone();
+        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app, setup))
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
+        lock(&self.inner.calls).insert(id, actor);
+        Ok(())
+    }
+
+    pub fn call(&self, id: &CallId) -> Option<ActorRef<CallMsg>> {
+        lock(&self.inner.calls).get(id).cloned()
+    }
+
+    pub(crate) fn forget_call(&self, id: &CallId) {
+        lock(&self.inner.calls).remove(id);
+    }
+
+    /// The channel's actor; a live channel is opened on first use, a call channel only by its call.
+    pub(crate) async fn channel_or_open(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        kind: Option<ChannelKind>,
+    ) -> Result<ActorRef<ChannelMsg>, CommandError> {
+        let key = (app.clone(), channel.clone());
+        if let Some(a) = lock(&self.inner.channels).get(&key) {
+            return Ok(a.clone());
+        }
+        let kind = match kind {
+            Some(kind) => kind,
+            // An unknown call channel is one that never existed or whose call ended: nobody may join it.
+            None if channel.is_call_channel() => return Err(CommandError::NotAParticipant),
+            None => ChannelKind::Live,
+        };
+        let _guard = self.inner.spawn_lock.lock().await;
+        if let Some(a) = lock(&self.inner.channels).get(&key) {
+            return Ok(a.clone());
+        }
+        let (actor, _) = Actor::spawn(None, ChannelActor, (self.clone(), app.clone(), channel.clone(), kind))
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("cannot start channel actor: {e}")))?;
+        lock(&self.inner.channels).insert(key, actor.clone());
+        Ok(actor)
+    }
+
+    pub fn channel(&self, app: &AppId, channel: &ChannelName) -> Option<ActorRef<ChannelMsg>> {
+        lock(&self.inner.channels).get(&(app.clone(), channel.clone())).cloned()
+    }
+
+    pub(crate) fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId) {
+        let mut channels = lock(&self.inner.channels);
+        let key = (app.clone(), channel.clone());
+        if channels.get(&key).is_some_and(|a| a.get_id() == id) {
+            channels.remove(&key);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Minting call ids and call channel names: 128 random bits each, so they cannot be guessed and never
+//! repeat in practice.
+
+use rand::RngCore;
+use showcall_machines::{CallId, ChannelName, CALL_CHANNEL_PREFIX};
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new call id.
+pub fn call_id() -> CallId {
+    CallId(random_hex())
+}
+
+/// A new private call channel name (`call-` + 32 hex digits).
+pub fn call_channel() -> ChannelName {
+    ChannelName(format!("{CALL_CHANNEL_PREFIX}{}", random_hex()))
+}

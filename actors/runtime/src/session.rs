@@ -1,0 +1,135 @@
+//! What the gateway sees of the actors: log in, send commands, report a lost connection, and receive
+//! numbered events through a [`SessionSink`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use showcall_machines::channel::ChannelView;
+use showcall_machines::user::{ActiveCall, CallCommand, CloseReason, Prepared, Pushed};
+use showcall_machines::{CallId, CallType, ChannelName, ConnId, Millis, Role, UserId};
+use tokio::sync::mpsc;
+
+use crate::error::CommandError;
+use crate::keys::AppId;
+use crate::messages::UserMsg;
+
+/// How long a command may wait for its actors before the client is told UNAVAILABLE.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a session's connection receives from its user actor.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Boxed so an idle session's channel stays small.
+    Event(Box<Pushed>),
+    /// Close the connection (its SessionClosed event was sent just before).
+    Close(CloseReason),
+}
+
+/// The connection's inbox. Unbounded because the user actor must never block on a slow client; the
+/// gateway drops a connection whose socket stops draining it.
+pub type SessionSink = mpsc::UnboundedSender<Outbound>;
+
+/// A client command, validated at the edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserCommand {
+    Logout,
+    RenewToken {
+        token_expires_at: Millis,
+    },
+    Prepare(Prepared),
+    Call {
+        callee: UserId,
+        call_type: CallType,
+        extension: BTreeMap<String, String>,
+        timeout_ms: Option<u64>,
+    },
+    CallCommand {
+        call_id: CallId,
+        command: CallCommand,
+    },
+    JoinChannel {
+        channel: ChannelName,
+        role: Role,
+        /// The token's publish grant.
+        may_publish: bool,
+    },
+    LeaveChannel {
+        channel: ChannelName,
+    },
+}
+
+/// A command's successful answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOk {
+    Done,
+    CallCreated { call_id: CallId, channel: ChannelName },
+    Joined { channel: ChannelName, role: Role, view: ChannelView },
+}
+
+/// A successful login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginOk {
+    pub resumed: bool,
+    pub token_expires_at: Millis,
+    pub call: Option<ActiveCall>,
+    pub channels: Vec<ChannelName>,
+    pub grace_ms: u64,
+}
+
+/// One logged-in connection's handle on its user actor.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub(crate) app: AppId,
+    pub(crate) user: UserId,
+    pub(crate) conn: ConnId,
+    pub(crate) actor: ActorRef<UserMsg>,
+}
+
+impl Session {
+    pub fn app(&self) -> &AppId {
+        &self.app
+    }
+
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// Sends a command and waits for its answer.
+    pub async fn command(&self, command: UserCommand) -> Result<CommandOk, CommandError> {
+        let conn = self.conn;
+        let result = self
+            .actor
+            .call(
+                |reply| UserMsg::Command {
+                    conn,
+                    command,
+                    reply,
+                },
+                Some(COMMAND_TIMEOUT),
+            )
+            .await;
+        flatten(result)
+    }
+
+    /// The connection dropped: the session enters its grace period.
+    pub fn connection_lost(&self) {
+        // A stopped actor means the session already ended; nothing to tell.
+        let _ = self.actor.cast(UserMsg::ConnectionLost { conn: self.conn });
+    }
+}
+
+/// Turns a ractor call's layers of failure into one answer.
+pub(crate) fn flatten<T, E>(
+    result: Result<ractor::rpc::CallResult<Result<T, CommandError>>, ractor::MessagingErr<E>>,
+) -> Result<T, CommandError> {
+    match result {
+        Ok(ractor::rpc::CallResult::Success(answer)) => answer,
+        Ok(ractor::rpc::CallResult::Timeout) => Err(CommandError::Unavailable("the server did not answer in time".into())),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(CommandError::SessionClosed),
+    }
+}

@@ -1,0 +1,281 @@
+//! `UserActor`: runs one user's [`UserMachine`] and carries out its effects: pushes events to the
+//! connection, starts calls, forwards commands to calls and channels, arms timers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use showcall_machines::channel::ChannelInput;
+use showcall_machines::user::{UserEffect, UserInput};
+use showcall_machines::{ConnId, UserId, UserMachine};
+
+use crate::error::CommandError;
+use crate::hub::Hub;
+use crate::keys::AppId;
+use crate::messages::{CallMsg, ChannelMsg, Responder, Traced, UserMsg};
+use crate::session::{CommandOk, LoginOk, Outbound, SessionSink, UserCommand};
+
+/// See the module docs.
+pub struct UserActor;
+
+pub struct UserState {
+    hub: Hub,
+    app: AppId,
+    machine: UserMachine,
+    /// Sinks of the connections this session knows: the live one, and briefly the one being replaced.
+    sinks: HashMap<ConnId, SessionSink>,
+}
+
+impl Actor for UserActor {
+    type Msg = UserMsg;
+    type State = UserState;
+    type Arguments = (Hub, AppId, UserId);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        (hub, app, user): (Hub, AppId, UserId),
+    ) -> Result<UserState, ActorProcessingErr> {
+        let machine = UserMachine::new(user, hub.user_config().clone());
+        Ok(UserState {
+            hub,
+            app,
+            machine,
+            sinks: HashMap::new(),
+        })
+    }
+
+    async fn post_stop(&self, myself: ActorRef<UserMsg>, state: &mut UserState) -> Result<(), ActorProcessingErr> {
+        state.hub.forget_user(&state.app, state.machine.user(), myself.get_id());
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<UserMsg>,
+        msg: UserMsg,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = state.hub.now_ms();
+        match msg {
+            UserMsg::Attach {
+                conn,
+                sink,
+                token_expires_at,
+                reply,
+            } => {
+                state.sinks.insert(conn, sink);
+                match state.machine.handle(UserInput::Login { conn, token_expires_at }, now) {
+                    Ok(fx) => {
+                        let m = &state.machine;
+                        let ok = LoginOk {
+                            resumed: m.resumed(),
+                            token_expires_at: m.token_expires_at(),
+                            call: m.call().cloned(),
+                            channels: m.channels().map(|(c, _)| c.clone()).collect(),
+                            grace_ms: state.hub.user_config().grace_ms,
+                        };
+                        let _ = reply.send(Ok(ok));
+                        run(&myself, state, fx, None).await;
+                    }
+                    Err(e) => {
+                        state.sinks.remove(&conn);
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            UserMsg::Command { conn, command, reply } => {
+                if state.machine.connection() != Some(conn) {
+                    let _ = reply.send(Err(CommandError::SessionClosed));
+                    return Ok(());
+                }
+                command_input(&myself, state, command, reply, now).await;
+            }
+            UserMsg::ConnectionLost { conn } => {
+                if let Ok(fx) = state.machine.handle(UserInput::ConnectionLost { conn }, now) {
+                    state.sinks.remove(&conn);
+                    run(&myself, state, fx, None).await;
+                }
+            }
+            UserMsg::Input(traced) => feed(&myself, state, traced.payload, now).await,
+            UserMsg::Timer(timer) => feed(&myself, state, UserInput::Timer(timer), now).await,
+        }
+        Ok(())
+    }
+}
+
+/// Feeds a notification; a refusal is a stale message and is dropped.
+async fn feed(myself: &ActorRef<UserMsg>, state: &mut UserState, input: UserInput, now: u64) {
+    match state.machine.handle(input, now) {
+        Ok(fx) => run(myself, state, fx, None).await,
+        Err(e) => tracing::debug!(user = %state.machine.user(), error = %e, "user input dropped"),
+    }
+}
+
+async fn command_input(
+    myself: &ActorRef<UserMsg>,
+    state: &mut UserState,
+    command: UserCommand,
+    reply: Responder<CommandOk>,
+    now: u64,
+) {
+    let input = match command {
+        UserCommand::Logout => {
+            let conn = state.machine.connection().expect("checked by the caller: connection is live");
+            UserInput::Logout { conn }
+        }
+        UserCommand::RenewToken { token_expires_at } => UserInput::RenewToken { token_expires_at },
+        UserCommand::Prepare(p) => UserInput::Prepare(p),
+        UserCommand::Call {
+            callee,
+            call_type,
+            extension,
+            timeout_ms,
+        } => UserInput::StartCall {
+            callee,
+            call_type,
+            extension,
+            timeout_ms,
+            call_id: crate::ids::call_id(),
+            channel: crate::ids::call_channel(),
+        },
+        UserCommand::CallCommand { call_id, command } => UserInput::Command { call_id, command },
+        UserCommand::JoinChannel {
+            channel,
+            role,
+            may_publish,
+        } => {
+            // Publishing rights travel with the join; the machine only records the outcome.
+            let result = state.machine.handle(UserInput::JoinChannel { channel: channel.clone(), role }, now);
+            match result {
+                Ok(_) => join_channel(state, channel, role, may_publish, reply).await,
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+            return;
+        }
+        UserCommand::LeaveChannel { channel } => UserInput::LeaveChannel { channel },
+    };
+    match state.machine.handle(input, now) {
+        Ok(fx) => run(myself, state, fx, Some(reply)).await,
+        Err(e) => {
+            let _ = reply.send(Err(e.into()));
+        }
+    }
+}
+
+async fn join_channel(
+    state: &mut UserState,
+    channel: showcall_machines::ChannelName,
+    role: showcall_machines::Role,
+    may_publish: bool,
+    reply: Responder<CommandOk>,
+) {
+    match state.hub.channel_or_open(&state.app, &channel, None).await {
+        Ok(actor) => {
+            let user = state.machine.user().clone();
+            if let Err(e) = actor.cast(ChannelMsg::Join {
+                user,
+                role,
+                may_publish,
+                reply,
+            }) {
+                // The channel stopped between lookup and send (its last member left): answer as busy.
+                if let ractor::MessagingErr::SendErr(ChannelMsg::Join { reply, .. }) = e {
+                    let _ = reply.send(Err(CommandError::Unavailable("channel is closing, try again".into())));
+                }
+            }
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+/// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
+/// command take it; otherwise it is answered `Done` at the end.
+async fn run(myself: &ActorRef<UserMsg>, state: &mut UserState, fx: Vec<UserEffect>, mut reply: Option<Responder<CommandOk>>) {
+    for effect in fx {
+        match effect {
+            UserEffect::Push(pushed) => {
+                if let Some(conn) = state.machine.connection()
+                    && let Some(sink) = state.sinks.get(&conn)
+                {
+                    let _ = sink.send(Outbound::Event(Box::new(pushed)));
+                } else if let Some(sink) = state.sinks.values().next() {
+                    // The session just closed: its last event goes to the connection being closed.
+                    let _ = sink.send(Outbound::Event(Box::new(pushed)));
+                }
+            }
+            UserEffect::Close { conn, reason } => {
+                if let Some(sink) = state.sinks.remove(&conn) {
+                    let _ = sink.send(Outbound::Close(reason));
+                }
+            }
+            UserEffect::SpawnCall(setup) => {
+                let created = CommandOk::CallCreated {
+                    call_id: setup.id.clone(),
+                    channel: setup.channel.clone(),
+                };
+                let call_id = setup.id.clone();
+                match state.hub.spawn_call(state.app.clone(), setup).await {
+                    Ok(()) => {
+                        if let Some(r) = reply.take() {
+                            let _ = r.send(Ok(created));
+                        }
+                    }
+                    Err(e) => {
+                        // Undo: the call never existed.
+                        tracing::error!(%call_id, error = %e, "call actor failed to start");
+                        if let Some(r) = reply.take() {
+                            let _ = r.send(Err(e));
+                        }
+                    }
+                }
+            }
+            UserEffect::ToCall { call_id, input } => {
+                if let Some(call) = state.hub.call(&call_id) {
+                    let _ = call.cast(CallMsg::Input(Traced::new(input)));
+                }
+            }
+            UserEffect::CommandCall { call_id, input } => {
+                let Some(r) = reply.take() else { continue };
+                match state.hub.call(&call_id) {
+                    Some(call) => {
+                        if let Err(ractor::MessagingErr::SendErr(CallMsg::Command { reply, .. })) =
+                            call.cast(CallMsg::Command { input, reply: r })
+                        {
+                            let _ = reply.send(Err(CommandError::NoSuchCall));
+                        }
+                    }
+                    None => {
+                        let _ = r.send(Err(CommandError::NoSuchCall));
+                    }
+                }
+            }
+            UserEffect::JoinChannel { .. } => {
+                // Joins are sent by `command_input`, which holds the publish grant.
+            }
+            UserEffect::LeaveChannel { channel } => {
+                if let Some(actor) = state.hub.channel(&state.app, &channel) {
+                    let user = state.machine.user().clone();
+                    let _ = actor.cast(ChannelMsg::Input(Traced::new(ChannelInput::Leave { user })));
+                }
+            }
+            UserEffect::SetTimer { timer, after_ms } => {
+                myself.send_after(Duration::from_millis(after_ms), move || UserMsg::Timer(timer));
+            }
+            UserEffect::Stop => {
+                state
+                    .hub
+                    .forget_user(&state.app, state.machine.user(), myself.get_id());
+                myself.stop(None);
+            }
+        }
+    }
+    if let Some(r) = reply {
+        let _ = r.send(Ok(CommandOk::Done));
+    }
+}
+

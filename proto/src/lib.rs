@@ -1,0 +1,28 @@
+//! The wire contracts of showcall, generated from the `.proto` files beside this crate.
+//!
+//! Layout:
+//! - [`signal`]: the client signaling protocol (WebSocket; binary protobuf or proto3 JSON).
+//! - [`admin`]: the business-server gRPC API.
+//! - [`node`]: node-to-node envelopes (cluster).
+//!
+//! These types stop at the edge: the gateway and admin adapters convert them into domain types.
+#![forbid(unsafe_code)]
+
+/// Client signaling, `showcall.signal.v1`.
+pub mod signal {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/showcall.signal.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/showcall.signal.v1.serde.rs"));
+}
+
+/// Business-server API, `showcall.admin.v1`.
+pub mod admin {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/showcall.admin.v1.rs"));
+}
+
+/// Node-to-node envelopes, `showcall.node.v1`.
+pub mod node {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/showcall.node.v1.rs"));
+}

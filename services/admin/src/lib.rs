@@ -1,0 +1,18 @@
+//! The business-server gRPC API (`showcall.admin.v1.Admin`), served by every node.
+//!
+//! Layout:
+//! - [`request`]: turns proto requests into checked domain values, and admin errors into `tonic::Status`
+//!   (the one place either happens).
+//! - [`service`]: [`AdminService`], the `Admin` trait implementation.
+//! - [`server`]: [`serve`], which runs the API and the standard gRPC health service on a listener.
+#![forbid(unsafe_code)]
+
+pub mod request;
+pub mod server;
+pub mod service;
+
+pub use request::{AdminError, MAX_TTL_SECONDS, MintToken};
+pub use server::serve;
+pub use service::AdminService;
+/// What `GetNodeInfo` answers; the node fills it in (see [`AdminService::new`]).
+pub use showcall_proto::admin::NodeInfo;

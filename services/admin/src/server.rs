@@ -1,0 +1,37 @@
+//! Serving the API, with the standard gRPC health service beside it.
+
+use std::future::Future;
+
+use showcall_proto::admin::admin_server::AdminServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::AdminService;
+
+/// Serves `service` and `grpc.health.v1.Health` on `listener` until `shutdown` completes, then stops
+/// accepting and lets in-flight calls finish.
+///
+/// Health answers SERVING for `""` (the whole server) and for `showcall.admin.v1.Admin` from the first
+/// request on. Binding is the caller's job, so it can bind port 0 and learn the address first.
+pub async fn serve(
+    listener: TcpListener,
+    service: AdminService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    // The reporter starts with "" SERVING; the Admin service is added under its proto name.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<AdminServer<AdminService>>().await;
+
+    let local_addr = listener.local_addr().ok();
+    tracing::info!(addr = ?local_addr, "admin gRPC listening");
+    // Small unary RPCs: Nagle would only add latency.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = Server::builder()
+        .add_service(health)
+        .add_service(AdminServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    tracing::info!(addr = ?local_addr, "admin gRPC stopped");
+    served
+}

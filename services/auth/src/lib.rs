@@ -1,0 +1,26 @@
+//! Signed tokens for showcall: HS256 JWTs that bind an app id and a user id, with an expiry and grants.
+//!
+//! Layout:
+//! - [`grants`]: what a token allows (signal login, a channel or `*`, publish, subscribe).
+//! - [`claims`]: the JWT payload and the rules every user id and channel grant follows.
+//! - [`keys`]: the per-app secrets ([`AppKeys`]).
+//! - [`token`]: minting ([`TokenIssuer`]) and verifying ([`TokenVerifier`]).
+//! - [`error`]: the error type, [`AuthError`].
+//!
+//! Time is always an argument (`now_unix`, seconds since the Unix epoch): nothing here reads a clock, so
+//! callers decide what "now" is and tests use a fixed one.
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod error;
+pub mod grants;
+pub mod keys;
+pub mod token;
+
+pub use claims::{
+    Claims, MAX_CHANNEL_LEN, MAX_USER_ID_LEN, WILDCARD_CHANNEL, validate_channel, validate_user_id,
+};
+pub use error::AuthError;
+pub use grants::Grants;
+pub use keys::AppKeys;
+pub use token::{TokenIssuer, TokenVerifier};

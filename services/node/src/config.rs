@@ -1,0 +1,614 @@
+//! The node's configuration, and how it is layered.
+//!
+//! Precedence, lowest to highest:
+//! 1. built-in defaults ([`NodeConfig::default`]), enough to run a single demo node on localhost;
+//! 2. an optional TOML file (`--config PATH` or `SHOWCALL_CONFIG`);
+//! 3. environment variables `SHOWCALL_<FIELD>`, nested fields joined by a double underscore
+//!    (`SHOWCALL_SIGNAL_ADDR=0.0.0.0:7800`, `SHOWCALL_GRACE_PERIOD=10s`,
+//!    `SHOWCALL_RATE_LIMIT__PER_SECOND=20`);
+//! 4. command-line flags (`--signal-addr`, `--grpc-addr`, `--http-addr`, `--node-id`, `--grace-period`,
+//!    `--call-timeout`).
+//!
+//! Unknown keys are errors at every layer, so a typo is reported instead of silently ignored.
+//! `apps` can only be set in the file: a list of secrets does not fit in one variable safely.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ::config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+use showcall_auth::AppKeys;
+
+use crate::cli::RunArgs;
+
+/// Prefix of every configuration variable.
+pub const ENV_PREFIX: &str = "SHOWCALL";
+
+/// Variables with the prefix that are not configuration keys (read by the CLI itself).
+const RESERVED_ENV: &[&str] = &["SHOWCALL_CONFIG"];
+
+/// The app every fresh node knows, so the demo and `showcall token` work out of the box.
+pub const DEMO_APP_ID: &str = "demo";
+
+/// The demo app's secret. It is public (it is in the source), so anyone can mint tokens for a node
+/// that still uses it: production MUST configure its own apps and secrets.
+pub const DEMO_SECRET: &str = "showcall-demo-secret-change-me";
+
+/// Shortest accepted app secret, in bytes: HS256 with a shorter secret can be brute-forced.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Smallest accepted `max_frame_bytes`: a signaling frame must at least fit a small SDP.
+const MIN_FRAME_BYTES: usize = 1024;
+
+/// Largest accepted `max_frame_bytes`: every connection may buffer one frame, so this bounds memory.
+const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id in the cluster: it names the node in placement, logs and `GetNodeInfo`, so it must
+    /// be unique among nodes.
+    pub node_id: String,
+    /// Where clients connect: WebSocket signaling (and the demo page, later).
+    pub signal_addr: SocketAddr,
+    /// Where business servers (and other nodes) reach the gRPC admin API.
+    pub grpc_addr: SocketAddr,
+    /// Health checks and Prometheus metrics, kept apart from client traffic so probes and scrapes work
+    /// when the signaling port is saturated or firewalled.
+    pub http_addr: SocketAddr,
+    /// The apps this node serves, each with the secret its tokens are signed with. The default is the
+    /// public demo app ([`DEMO_APP_ID`], [`DEMO_SECRET`]); production MUST replace it.
+    pub apps: Vec<AppConfig>,
+    /// How long a call may ring unanswered before it ends with a timeout, so neither side waits forever.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// How long a user's session (and its call) survives a dropped connection, so a reconnect on a flaky
+    /// network resumes instead of hanging up. Also how long shutdown waits for calls to drain.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// How long before its token expires a session is warned, leaving time to fetch and send a renewed
+    /// token without reconnecting.
+    #[serde(with = "humantime_serde")]
+    pub token_expiry_warning: Duration,
+    /// When a host's live broadcast pauses for a 1v1 call.
+    pub pause_live_at: PauseAt,
+    /// Per-connection limit on signaling frames, so one client cannot flood a node.
+    pub rate_limit: RateLimitConfig,
+    /// Largest signaling frame accepted, in bytes; bigger frames close the connection. Bounds the memory
+    /// one connection can make the node hold.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+        Self {
+            node_id: "node-1".into(),
+            signal_addr: local(7800),
+            grpc_addr: local(7801),
+            http_addr: local(7802),
+            apps: vec![AppConfig {
+                id: DEMO_APP_ID.into(),
+                secret: DEMO_SECRET.into(),
+            }],
+            call_timeout: Duration::from_secs(15),
+            grace_period: Duration::from_secs(30),
+            token_expiry_warning: Duration::from_secs(30),
+            pause_live_at: PauseAt::default(),
+            rate_limit: RateLimitConfig::default(),
+            max_frame_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// One app: a tenant with its own users and its own token secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app id, as tokens and `MintToken` name it.
+    pub id: String,
+    /// The HS256 secret of the app's tokens; at least [`MIN_SECRET_LEN`] bytes. Never logged.
+    pub secret: String,
+}
+
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// When a host who is live in a channel has the broadcast paused for a 1v1 call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseAt {
+    /// When the host accepts: the audience keeps watching while the call rings, and nothing pauses for
+    /// a call that is declined.
+    #[default]
+    Accept,
+    /// As soon as the call rings: the host can take the call without the audience seeing the decision.
+    Ringing,
+}
+
+/// A token bucket per signaling connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained frames per second allowed.
+    pub per_second: u32,
+    /// Frames allowed at once above the sustained rate, so a burst at login (or a reconnect) passes.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 100,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer does not parse: bad TOML, an unknown key, a value of the wrong type.
+    Parse {
+        /// Which layer: the file's path, or the environment.
+        layer: String,
+        /// What the parser said.
+        source: ::config::ConfigError,
+    },
+    /// The configuration parses but breaks rules (listed, lowercase).
+    Invalid(Vec<String>),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            Self::Parse { layer, source } => write!(f, "bad configuration in {layer}: {source}"),
+            Self::Invalid(problems) => {
+                write!(f, "invalid configuration: {}", problems.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            Self::Parse { source, .. } => Some(source),
+            Self::Invalid(_) => None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Loads the configuration for `run` (and every other command that needs it): defaults, then the
+    /// `--config` file, then `SHOWCALL_*` variables of this process, then the flags in `cli`; and
+    /// validates the result.
+    pub fn load(cli: &RunArgs) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some((path.as_path(), text))
+            }
+            None => None,
+        };
+        let file = file.as_ref().map(|(path, text)| (*path, text.as_str()));
+        Self::from_layers(file, std::env::vars(), cli)
+    }
+
+    /// The layering of [`NodeConfig::load`] with every input explicit: `file` is `(path, TOML text)` (the
+    /// path only names it in errors), `env` the variables to consider (those without the `SHOWCALL_`
+    /// prefix are ignored). Validates the result.
+    pub fn from_layers(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &RunArgs,
+    ) -> Result<Self, ConfigError> {
+        let file_source = file.map(|(path, text)| {
+            let layer = path.display().to_string();
+            (layer, File::from_str(text, FileFormat::Toml))
+        });
+
+        // The file alone first, so its mistakes are reported as the file's.
+        if let Some((layer, source)) = &file_source {
+            deserialize(Config::builder().add_source(source.clone())).map_err(|source| {
+                ConfigError::Parse {
+                    layer: layer.clone(),
+                    source,
+                }
+            })?;
+        }
+
+        let prefix = format!("{ENV_PREFIX}_");
+        let env: ::config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && !RESERVED_ENV.contains(&k.as_str()))
+            .collect();
+        let environment = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            // An empty variable is an unset one, as shells and container runtimes often mean it.
+            .ignore_empty(true)
+            .source(Some(env));
+
+        let mut builder = Config::builder();
+        if let Some((_, source)) = file_source {
+            builder = builder.add_source(source);
+        }
+        let mut cfg =
+            deserialize(builder.add_source(environment)).map_err(|source| ConfigError::Parse {
+                layer: format!("the {ENV_PREFIX}_* environment variables"),
+                source,
+            })?;
+
+        cfg.apply_flags(flags);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The top layer: every flag given replaces what the lower layers said.
+    fn apply_flags(&mut self, flags: &RunArgs) {
+        if let Some(node_id) = &flags.node_id {
+            self.node_id.clone_from(node_id);
+        }
+        if let Some(addr) = flags.signal_addr {
+            self.signal_addr = addr;
+        }
+        if let Some(addr) = flags.grpc_addr {
+            self.grpc_addr = addr;
+        }
+        if let Some(addr) = flags.http_addr {
+            self.http_addr = addr;
+        }
+        if let Some(d) = flags.grace_period {
+            self.grace_period = d;
+        }
+        if let Some(d) = flags.call_timeout {
+            self.call_timeout = d;
+        }
+    }
+
+    /// Checks the rules no single field's type can express; lists every problem, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+
+        if self.node_id.trim().is_empty() {
+            problems.push("node_id is empty".to_owned());
+        } else if self.node_id.len() > 64 {
+            problems.push("node_id is longer than 64 bytes".to_owned());
+        }
+
+        if self.apps.is_empty() {
+            problems
+                .push("apps is empty: at least one app is needed to accept any token".to_owned());
+        }
+        let mut seen = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.id.is_empty() {
+                problems.push(format!("apps[{i}].id is empty"));
+            } else if !seen.insert(app.id.as_str()) {
+                problems.push(format!("apps[{i}].id {:?} appears twice", app.id));
+            }
+            if app.secret.len() < MIN_SECRET_LEN {
+                problems.push(format!(
+                    "apps[{i}].secret is shorter than {MIN_SECRET_LEN} bytes"
+                ));
+            }
+        }
+
+        // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
+        let addrs = [
+            ("signal_addr", self.signal_addr),
+            ("grpc_addr", self.grpc_addr),
+            ("http_addr", self.http_addr),
+        ];
+        for (i, (a_name, a)) in addrs.iter().enumerate() {
+            for (b_name, b) in &addrs[i + 1..] {
+                if a.port() != 0 && a == b {
+                    problems.push(format!("{a_name} and {b_name} are both {a}"));
+                }
+            }
+        }
+
+        if self.call_timeout.is_zero() {
+            problems.push("call_timeout is zero: every call would time out at once".to_owned());
+        }
+        if self.rate_limit.per_second == 0 {
+            problems.push("rate_limit.per_second is zero: no frame would ever pass".to_owned());
+        }
+        if self.rate_limit.burst == 0 {
+            problems.push("rate_limit.burst is zero: no frame would ever pass".to_owned());
+        }
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes) {
+            problems.push(format!(
+                "max_frame_bytes must be {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}"
+            ));
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The secrets of the configured apps, for minting and verifying tokens.
+    pub fn app_keys(&self) -> AppKeys {
+        AppKeys::from_pairs(
+            self.apps
+                .iter()
+                .map(|a| (a.id.as_str(), a.secret.as_bytes())),
+        )
+    }
+
+    /// Whether an app still uses the public demo secret; the node should warn loudly when it does.
+    pub fn uses_demo_secret(&self) -> bool {
+        self.apps.iter().any(|a| a.secret == DEMO_SECRET)
+    }
+}
+
+fn deserialize(
+    builder: ::config::ConfigBuilder<::config::builder::DefaultState>,
+) -> Result<NodeConfig, ::config::ConfigError> {
+    builder.build()?.try_deserialize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> Option<(&'static Path, &str)> {
+        Some((Path::new("showcall.toml"), text))
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const FILE: &str = r#"
+        node_id = "from-file"
+        signal_addr = "0.0.0.0:9000"
+        grace_period = "45s"
+        pause_live_at = "ringing"
+
+        [rate_limit]
+        per_second = 5
+
+        [[apps]]
+        id = "shop"
+        secret = "shop-secret-0123456789"
+    "#;
+
+    #[test]
+    fn nothing_given_means_the_defaults() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg, NodeConfig::default());
+        assert_eq!(cfg.signal_addr, addr("127.0.0.1:7800"));
+        assert_eq!(cfg.call_timeout, Duration::from_secs(15));
+        assert!(cfg.uses_demo_secret());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_the_rest() {
+        let cfg = NodeConfig::from_layers(file(FILE), env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.node_id, "from-file");
+        assert_eq!(cfg.signal_addr, addr("0.0.0.0:9000"));
+        assert_eq!(cfg.grace_period, Duration::from_secs(45));
+        assert_eq!(cfg.pause_live_at, PauseAt::Ringing);
+        assert_eq!(cfg.rate_limit.per_second, 5);
+        assert_eq!(
+            cfg.rate_limit.burst, 100,
+            "unset nested field keeps its default"
+        );
+        assert_eq!(
+            cfg.grpc_addr,
+            addr("127.0.0.1:7801"),
+            "unset field keeps its default"
+        );
+        assert_eq!(cfg.apps.len(), 1, "the file's apps replace the demo app");
+        assert_eq!(cfg.apps[0].id, "shop");
+        assert!(!cfg.uses_demo_secret());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let vars = env(&[
+            ("SHOWCALL_SIGNAL_ADDR", "0.0.0.0:9100"),
+            ("SHOWCALL_GRACE_PERIOD", "10s"),
+            ("SHOWCALL_RATE_LIMIT__PER_SECOND", "20"),
+            ("SHOWCALL_MAX_FRAME_BYTES", "4096"),
+            ("SHOWCALL_PAUSE_LIVE_AT", "accept"),
+            // Not ours: ignored.
+            ("PATH", "/usr/bin"),
+            ("SHOWCALL_CONFIG", "elsewhere.toml"),
+            // Empty is unset.
+            ("SHOWCALL_NODE_ID", ""),
+        ]);
+        let cfg = NodeConfig::from_layers(file(FILE), vars, &RunArgs::default()).unwrap();
+        assert_eq!(cfg.signal_addr, addr("0.0.0.0:9100"));
+        assert_eq!(cfg.grace_period, Duration::from_secs(10));
+        assert_eq!(cfg.rate_limit.per_second, 20);
+        assert_eq!(cfg.rate_limit.burst, 100);
+        assert_eq!(cfg.max_frame_bytes, 4096);
+        assert_eq!(cfg.pause_live_at, PauseAt::Accept);
+        assert_eq!(cfg.node_id, "from-file");
+    }
+
+    #[test]
+    fn flags_override_env() {
+        let vars = env(&[
+            ("SHOWCALL_SIGNAL_ADDR", "0.0.0.0:9100"),
+            ("SHOWCALL_NODE_ID", "from-env"),
+            ("SHOWCALL_CALL_TIMEOUT", "20s"),
+            ("SHOWCALL_HTTP_ADDR", "0.0.0.0:9102"),
+        ]);
+        let flags = RunArgs {
+            signal_addr: Some(addr("0.0.0.0:9200")),
+            node_id: Some("from-flag".into()),
+            call_timeout: Some(Duration::from_secs(5)),
+            grace_period: Some(Duration::from_secs(1)),
+            ..RunArgs::default()
+        };
+        let cfg = NodeConfig::from_layers(file(FILE), vars, &flags).unwrap();
+        assert_eq!(cfg.signal_addr, addr("0.0.0.0:9200"));
+        assert_eq!(cfg.node_id, "from-flag");
+        assert_eq!(cfg.call_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.grace_period, Duration::from_secs(1));
+        assert_eq!(cfg.http_addr, addr("0.0.0.0:9102"), "no flag: env stays");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_reported_with_the_file() {
+        let err = NodeConfig::from_layers(
+            file("signal_adr = \"0.0.0.0:1\"\n"),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        assert!(msg.contains("showcall.toml"), "{msg}");
+        assert!(msg.contains("signal_adr"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_nested_key_in_file_is_reported() {
+        let msg = NodeConfig::from_layers(
+            file("[rate_limit]\nper_minute = 5\n"),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("per_minute"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        for text in [
+            "grace_period = \"soon\"\n",
+            "signal_addr = \"localhost\"\n",
+            "pause_live_at = \"never\"\n",
+            "not toml at all [",
+        ] {
+            let err =
+                NodeConfig::from_layers(file(text), env(&[]), &RunArgs::default()).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_env_variable_is_reported_with_the_environment() {
+        let msg = NodeConfig::from_layers(
+            None,
+            env(&[("SHOWCALL_SIGNAL_ADR", "0.0.0.0:1")]),
+            &RunArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("environment"), "{msg}");
+        assert!(msg.contains("signal_adr"), "{msg}");
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let cfg = NodeConfig {
+            apps: vec![
+                AppConfig {
+                    id: "a".into(),
+                    secret: "short".into(),
+                },
+                AppConfig {
+                    id: "a".into(),
+                    secret: "long-enough-secret-0123".into(),
+                },
+            ],
+            grpc_addr: addr("127.0.0.1:7800"),
+            rate_limit: RateLimitConfig {
+                per_second: 0,
+                burst: 1,
+            },
+            ..NodeConfig::default()
+        };
+        let Err(ConfigError::Invalid(problems)) = cfg.validate() else {
+            panic!("expected invalid");
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("apps[0].secret"), "{all}");
+        assert!(all.contains("apps[1].id \"a\" appears twice"), "{all}");
+        assert!(all.contains("signal_addr and grpc_addr"), "{all}");
+        assert!(all.contains("rate_limit.per_second"), "{all}");
+        assert_eq!(problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn no_apps_is_invalid() {
+        let cfg = NodeConfig {
+            apps: vec![],
+            ..NodeConfig::default()
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("apps is empty")
+        );
+    }
+
+    #[test]
+    fn port_zero_addresses_may_repeat() {
+        let any = addr("127.0.0.1:0");
+        let cfg = NodeConfig {
+            signal_addr: any,
+            grpc_addr: any,
+            http_addr: any,
+            ..NodeConfig::default()
+        };
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let shown = format!("{:?}", NodeConfig::default());
+        assert!(!shown.contains(DEMO_SECRET), "{shown}");
+        assert!(shown.contains("demo"));
+    }
+
+    #[test]
+    fn app_keys_hold_every_app() {
+        let cfg = NodeConfig::from_layers(file(FILE), env(&[]), &RunArgs::default()).unwrap();
+        let keys = cfg.app_keys();
+        assert!(keys.contains("shop"));
+        assert!(!keys.contains(DEMO_APP_ID));
+    }
+}

@@ -1,0 +1,160 @@
+//! The `showcall` node: wires the actors, the signaling gateway, the business API and the HTTP health
+//! endpoint into one process.
+//!
+//! Layout:
+//! - [`config`]: [`NodeConfig`](config::NodeConfig), layered defaults → TOML → env → flags.
+//! - [`cli`]: the command line (`run`, `token`, `bench`).
+//! - [`bench`]: the load benchmarks behind `showcall bench`.
+//! - this file: [`start`] and [`NodeHandle`].
+//!
+//! Shutdown follows mini-redis: one watch channel tells every server and connection to stop; [`NodeHandle::
+//! shutdown`] waits until they have. Connections close with "service restart" so clients can reconnect (to
+//! any node, once clustered) and resume within the grace period.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::Router;
+use showcall_actors::{Hub, HubParts, NodeId};
+use showcall_gateway::{Gateway, GatewayConfig};
+use showcall_machines::UserConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::NodeConfig;
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// Where the WebSocket signaling endpoint listens (`ws://<addr>/signal`).
+    pub signal_addr: SocketAddr,
+    /// Where the business gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    /// Where `/healthz` listens.
+    pub http_addr: SocketAddr,
+    hub: Hub,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl NodeHandle {
+    /// The signaling URL clients connect to.
+    pub fn signal_url(&self) -> String {
+        format!("ws://{}/signal", self.signal_addr)
+    }
+
+    /// The node's actor hub (for in-process inspection).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Stops accepting, closes connections, and waits for the servers to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn user_config(config: &NodeConfig) -> UserConfig {
+    UserConfig {
+        grace_ms: config.grace_period.as_millis() as u64,
+        token_warning_ms: config.token_expiry_warning.as_millis() as u64,
+        default_call_timeout_ms: config.call_timeout.as_millis() as u64,
+        pause_at: match config.pause_live_at {
+            config::PauseAt::Accept => showcall_machines::PauseAt::Accept,
+            config::PauseAt::Ringing => showcall_machines::PauseAt::Ringing,
+        },
+    }
+}
+
+/// Binds every endpoint and starts serving. Port 0 binds an ephemeral port; the handle says which.
+pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    config.validate().context("invalid configuration")?;
+    let signal = TcpListener::bind(config.signal_addr)
+        .await
+        .with_context(|| format!("binding signaling on {}", config.signal_addr))?;
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", config.grpc_addr))?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+    let (signal_addr, grpc_addr, http_addr) = (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
+
+    let hub = Hub::new(HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config)));
+    let keys = Arc::new(config.app_keys());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let gateway = Gateway::new(
+        hub.clone(),
+        GatewayConfig {
+            keys: keys.clone(),
+            max_frame_bytes: config.max_frame_bytes,
+            rate_per_second: config.rate_limit.per_second,
+            rate_burst: config.rate_limit.burst,
+        },
+        shutdown_rx.clone(),
+    );
+    let mut stop = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(signal, gateway.router())
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "signaling server failed");
+        }
+    });
+
+    let info_hub = hub.clone();
+    let node_id = config.node_id.clone();
+    let signal_url = format!("ws://{signal_addr}/signal");
+    let admin = showcall_admin::AdminService::new(keys, move || showcall_admin::NodeInfo {
+        node_id: node_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        signal_url: signal_url.clone(),
+        users_online: info_hub.users_online() as u64,
+        calls_active: info_hub.calls_active() as u64,
+    });
+    let mut stop = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(e) = showcall_admin::serve(grpc, admin, stopped).await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+
+    let health = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut stop = shutdown_rx;
+    tasks.spawn(async move {
+        let served = axum::serve(http, health)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    Ok(NodeHandle {
+        signal_addr,
+        grpc_addr,
+        http_addr,
+        hub,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
