@@ -6,7 +6,11 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out.join("descriptors.bin");
-    let protos = ["signal/v1/signal.proto", "admin/v1/admin.proto", "node/v1/node.proto"];
+    let protos = [
+        "signal/v1/signal.proto",
+        "admin/v1/admin.proto",
+        "node/v1/node.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -17,6 +17,8 @@
 //!   last (`localAccepted`/`remoteAccepted` when the accept came last, `bothJoined` otherwise). The media
 //!   issue adds first-frame detection as the default rule.
 //! - `hangup` is for accepted calls; while ringing the caller cancels and the callee rejects.
+//! - `GaveWay` (glare) ends the call in any phase: the caller's user actor has already moved on to the peer's
+//!   call, so a call it gave way to an instant after the peer accepted must not outlive it.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::types::{
-    CallEvent, CallId, CallState, CallType, ChannelName, EventInfo, Millis, PauseAt, Side, StateReason,
-    UserId,
+    CallEvent, CallId, CallState, CallType, ChannelName, EventInfo, Millis, PauseAt, Side,
+    StateReason, UserId,
 };
 
 /// Everything fixed when a call is created. Ids are minted by the caller's actor and passed in.
@@ -123,7 +125,10 @@ pub enum CallUpdate {
         info: EventInfo,
     },
     /// onCallEventChanged.
-    Event { event: CallEvent, event_reason: String },
+    Event {
+        event: CallEvent,
+        event_reason: String,
+    },
     /// onCallConnected.
     Connected {
         room: ChannelName,
@@ -142,7 +147,13 @@ pub enum CallUpdate {
 impl CallUpdate {
     /// True when this update ends the call for its recipient.
     pub fn is_final(&self) -> bool {
-        matches!(self, CallUpdate::State { state: CallState::Prepared, .. })
+        matches!(
+            self,
+            CallUpdate::State {
+                state: CallState::Prepared,
+                ..
+            }
+        )
     }
 }
 
@@ -187,19 +198,41 @@ pub struct CallRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallEffect {
     /// Record the call channel's membership: only these two may join it.
-    OpenChannel { channel: ChannelName, members: [UserId; 2] },
+    OpenChannel {
+        channel: ChannelName,
+        members: [UserId; 2],
+    },
     /// Ask the callee's user actor to ring; it answers `Delivered` or `Undeliverable`.
-    Ring { callee: UserId, info: EventInfo },
+    Ring {
+        callee: UserId,
+        info: EventInfo,
+    },
     /// Tell one party something.
-    Notify { to: UserId, update: CallUpdate },
-    SetTimer { timer: CallTimer, after_ms: u64 },
-    CancelTimer { timer: CallTimer },
+    Notify {
+        to: UserId,
+        update: CallUpdate,
+    },
+    SetTimer {
+        timer: CallTimer,
+        after_ms: u64,
+    },
+    CancelTimer {
+        timer: CallTimer,
+    },
     /// Stop forwarding a host's live publication (the channel stays open).
-    PauseLive { channel: ChannelName, host: UserId },
+    PauseLive {
+        channel: ChannelName,
+        host: UserId,
+    },
     /// Forward it again (and request a keyframe, once media exists).
-    ResumeLive { channel: ChannelName, host: UserId },
+    ResumeLive {
+        channel: ChannelName,
+        host: UserId,
+    },
     /// Remove everyone from the call channel and refuse further joins.
-    CloseChannel { channel: ChannelName },
+    CloseChannel {
+        channel: ChannelName,
+    },
     /// The call is over; the record goes to the business server; the actor stops.
     Ended(CallRecord),
 }
@@ -216,7 +249,10 @@ pub enum CallError {
         phase: &'static str,
     },
     #[error("{input} is not expected while the call is {phase}")]
-    Unexpected { input: &'static str, phase: &'static str },
+    Unexpected {
+        input: &'static str,
+        phase: &'static str,
+    },
     #[error("the call has ended")]
     Ended,
 }
@@ -366,8 +402,16 @@ impl CallMachine {
                     now,
                     EndCause::Cancelled,
                     [
-                        (StateReason::LocalCancelled, Some(CallEvent::LocalCancelled), String::new()),
-                        (StateReason::RemoteCancelled, Some(CallEvent::RemoteCancelled), String::new()),
+                        (
+                            StateReason::LocalCancelled,
+                            Some(CallEvent::LocalCancelled),
+                            String::new(),
+                        ),
+                        (
+                            StateReason::RemoteCancelled,
+                            Some(CallEvent::RemoteCancelled),
+                            String::new(),
+                        ),
                     ],
                     Some(by),
                     &mut fx,
@@ -385,8 +429,16 @@ impl CallMachine {
                         reason: reason.clone(),
                     },
                     [
-                        (StateReason::RemoteRejected, Some(CallEvent::RemoteRejected), reason.clone()),
-                        (StateReason::LocalRejected, Some(CallEvent::LocalRejected), reason),
+                        (
+                            StateReason::RemoteRejected,
+                            Some(CallEvent::RemoteRejected),
+                            reason.clone(),
+                        ),
+                        (
+                            StateReason::LocalRejected,
+                            Some(CallEvent::LocalRejected),
+                            reason,
+                        ),
                     ],
                     Some(by),
                     &mut fx,
@@ -397,8 +449,16 @@ impl CallMachine {
                 if !matches!(self.phase, Phase::Connecting | Phase::Connected { .. }) {
                     return Err(self.not_allowed("hangup", side));
                 }
-                let local = (StateReason::LocalHangup, Some(CallEvent::LocalHangup), reason.clone());
-                let remote = (StateReason::RemoteHangup, Some(CallEvent::RemoteHangup), reason.clone());
+                let local = (
+                    StateReason::LocalHangup,
+                    Some(CallEvent::LocalHangup),
+                    reason.clone(),
+                );
+                let remote = (
+                    StateReason::RemoteHangup,
+                    Some(CallEvent::RemoteHangup),
+                    reason.clone(),
+                );
                 let views = match side {
                     Side::Caller => [local, remote],
                     Side::Callee => [remote, local],
@@ -415,16 +475,37 @@ impl CallMachine {
                 if self.joined[side.index()] {
                     self.joined[side.index()] = false;
                     self.event(side, CallEvent::LocalLeft, "", &mut fx);
-                    self.event(side.other(), CallEvent::RemoteLeft, "left the call channel", &mut fx);
+                    if self.knows_of_call(side.other()) {
+                        self.event(
+                            side.other(),
+                            CallEvent::RemoteLeft,
+                            "left the call channel",
+                            &mut fx,
+                        );
+                    }
                 }
             }
             CallInput::PeerAway { user } => {
                 let side = self.participant(&user)?;
-                self.event(side.other(), CallEvent::RemoteLeft, "connection lost", &mut fx);
+                if self.knows_of_call(side.other()) {
+                    self.event(
+                        side.other(),
+                        CallEvent::RemoteLeft,
+                        "connection lost",
+                        &mut fx,
+                    );
+                }
             }
             CallInput::PeerBack { user } => {
                 let side = self.participant(&user)?;
-                self.event(side.other(), CallEvent::RemoteReconnected, "reconnected", &mut fx);
+                if self.knows_of_call(side.other()) {
+                    self.event(
+                        side.other(),
+                        CallEvent::RemoteReconnected,
+                        "reconnected",
+                        &mut fx,
+                    );
+                }
             }
             CallInput::SessionEnded { user, how } => {
                 let side = self.participant(&user)?;
@@ -459,17 +540,31 @@ impl CallMachine {
             }
             CallInput::GaveWay { by } => {
                 let side = self.participant(&by)?;
-                if side != Side::Caller || !matches!(self.phase, Phase::Ringing { .. }) {
+                if side != Side::Caller {
                     return Err(self.not_allowed("give way", side));
                 }
+                // The caller's user actor decides glare on its own, possibly stale, view ("still calling") and
+                // has already told its client the call is over and moved on to the peer's call. So the call
+                // ends in whatever phase it reached meanwhile (the peer may have accepted an instant ago):
+                // refusing would leave the callee alone in a call its caller no longer tracks.
                 let text = "the callee called at the same moment; its call goes on".to_owned();
+                let peer_view = if matches!(self.phase, Phase::Ringing { .. }) {
+                    (
+                        StateReason::RemoteCancelled,
+                        Some(CallEvent::RemoteCancelled),
+                        text.clone(),
+                    )
+                } else {
+                    (
+                        StateReason::RemoteHangup,
+                        Some(CallEvent::RemoteHangup),
+                        text.clone(),
+                    )
+                };
                 self.end(
                     now,
                     EndCause::Glare,
-                    [
-                        (StateReason::GlareResolved, None, text.clone()),
-                        (StateReason::RemoteCancelled, Some(CallEvent::RemoteCancelled), text),
-                    ],
+                    [(StateReason::GlareResolved, None, text), peer_view],
                     Some(by),
                     &mut fx,
                 );
@@ -482,7 +577,11 @@ impl CallMachine {
                     now,
                     EndCause::Timeout,
                     [
-                        (StateReason::CallingTimeout, Some(CallEvent::CallingTimeout), String::new()),
+                        (
+                            StateReason::CallingTimeout,
+                            Some(CallEvent::CallingTimeout),
+                            String::new(),
+                        ),
                         (
                             StateReason::RemoteCallingTimeout,
                             Some(CallEvent::RemoteCallingTimeout),
@@ -495,7 +594,13 @@ impl CallMachine {
             }
             CallInput::Terminate { reason } => {
                 let view = (StateReason::EndedByServer, None, reason.clone());
-                self.end(now, EndCause::Terminated { reason }, [view.clone(), view], None, &mut fx);
+                self.end(
+                    now,
+                    EndCause::Terminated { reason },
+                    [view.clone(), view],
+                    None,
+                    &mut fx,
+                );
             }
         }
         Ok(fx)
@@ -591,11 +696,22 @@ impl CallMachine {
             ),
         };
         let unused = (StateReason::None, None, String::new());
-        self.end(now, cause, [(reason, event, text.to_owned()), unused], None, fx);
+        self.end(
+            now,
+            cause,
+            [(reason, event, text.to_owned()), unused],
+            None,
+            fx,
+        );
         Ok(())
     }
 
-    fn accept(&mut self, by: UserId, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+    fn accept(
+        &mut self,
+        by: UserId,
+        now: Millis,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
         let side = self.participant(&by)?;
         if side != Side::Callee || self.phase != (Phase::Ringing { delivered: true }) {
             return Err(self.not_allowed("accept", side));
@@ -603,9 +719,21 @@ impl CallMachine {
         self.phase = Phase::Connecting;
         self.accepted_at = Some(now);
         self.timing.insert("accept".to_owned(), now);
-        self.state(Side::Callee, CallState::Connecting, StateReason::LocalAccepted, "", fx);
+        self.state(
+            Side::Callee,
+            CallState::Connecting,
+            StateReason::LocalAccepted,
+            "",
+            fx,
+        );
         self.event(Side::Callee, CallEvent::LocalAccepted, "", fx);
-        self.state(Side::Caller, CallState::Connecting, StateReason::RemoteAccepted, "", fx);
+        self.state(
+            Side::Caller,
+            CallState::Connecting,
+            StateReason::RemoteAccepted,
+            "",
+            fx,
+        );
         self.event(Side::Caller, CallEvent::RemoteAccepted, "", fx);
         if self.setup.pause_at == PauseAt::Accept {
             self.pause(Side::Caller, fx);
@@ -621,7 +749,12 @@ impl CallMachine {
         Ok(())
     }
 
-    fn channel_joined(&mut self, user: UserId, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+    fn channel_joined(
+        &mut self,
+        user: UserId,
+        now: Millis,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
         let side = self.participant(&user)?;
         if self.joined[side.index()] {
             return Ok(());
@@ -633,8 +766,7 @@ impl CallMachine {
         };
         self.timing.insert(key.to_owned(), now);
         self.event(side, CallEvent::LocalJoined, "", fx);
-        // The peer only learns of joins once it knows of the call.
-        if side == Side::Callee || self.phase != (Phase::Ringing { delivered: false }) {
+        if self.knows_of_call(side.other()) {
             self.event(side.other(), CallEvent::RemoteJoined, "", fx);
         }
         if self.phase == Phase::Connecting && self.joined == [true, true] {
@@ -703,7 +835,9 @@ impl CallMachine {
             });
         }
         let [caller_view, callee_view] = views;
-        for (side, (reason, event, text)) in [(Side::Caller, caller_view), (Side::Callee, callee_view)] {
+        for (side, (reason, event, text)) in
+            [(Side::Caller, caller_view), (Side::Callee, callee_view)]
+        {
             if side == Side::Callee && !self.callee_involved {
                 continue;
             }
@@ -744,7 +878,14 @@ impl CallMachine {
         }));
     }
 
-    fn state(&self, side: Side, state: CallState, reason: StateReason, text: &str, fx: &mut Vec<CallEffect>) {
+    fn state(
+        &self,
+        side: Side,
+        state: CallState,
+        reason: StateReason,
+        text: &str,
+        fx: &mut Vec<CallEffect>,
+    ) {
         fx.push(CallEffect::Notify {
             to: self.user(side).clone(),
             update: CallUpdate::State {
@@ -764,6 +905,12 @@ impl CallMachine {
                 event_reason: text.to_owned(),
             },
         });
+    }
+
+    /// Whether a party has been told of the call. Presence events (joined, left, away, back) reach a party
+    /// only then: the callee hears nothing before its ring is delivered.
+    fn knows_of_call(&self, side: Side) -> bool {
+        side == Side::Caller || self.phase != (Phase::Ringing { delivered: false })
     }
 
     fn participant(&self, user: &UserId) -> Result<Side, CallError> {

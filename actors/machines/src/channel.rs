@@ -21,7 +21,10 @@ use crate::types::{CallId, ChannelName, PublishState, Role, UserId};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelKind {
     Live,
-    Call { call: CallId, participants: [UserId; 2] },
+    Call {
+        call: CallId,
+        participants: [UserId; 2],
+    },
 }
 
 /// A member's standing.
@@ -36,12 +39,24 @@ pub struct Member {
 pub enum ChannelInput {
     /// A user asks to join. `may_publish` is the token's publish grant (checked for broadcasters of live
     /// rooms; call participants publish by right of the call).
-    Join { user: UserId, role: Role, may_publish: bool },
-    Leave { user: UserId },
+    Join {
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+    },
+    Leave {
+        user: UserId,
+    },
     /// A call accepted by `host` pauses its live publication here.
-    PauseBroadcaster { host: UserId, call: CallId },
+    PauseBroadcaster {
+        host: UserId,
+        call: CallId,
+    },
     /// That call ended.
-    ResumeBroadcaster { host: UserId, call: CallId },
+    ResumeBroadcaster {
+        host: UserId,
+        call: CallId,
+    },
     /// The call of a call channel ended: everyone out, no more joins.
     Close,
 }
@@ -49,26 +64,48 @@ pub enum ChannelInput {
 /// What members are told.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelUpdate {
-    MemberJoined { user: UserId, member: Member },
-    MemberLeft { user: UserId },
+    MemberJoined {
+        user: UserId,
+        member: Member,
+    },
+    MemberLeft {
+        user: UserId,
+    },
     /// The broadcaster went into a private call.
-    BroadcasterPaused { user: UserId },
+    BroadcasterPaused {
+        user: UserId,
+    },
     /// The broadcaster is back live.
-    BroadcasterResumed { user: UserId },
+    BroadcasterResumed {
+        user: UserId,
+    },
 }
 
 /// Effects the channel actor carries out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelEffect {
     /// Tell one member.
-    Deliver { to: UserId, update: ChannelUpdate },
+    Deliver {
+        to: UserId,
+        update: ChannelUpdate,
+    },
     /// Tell the call of a call channel that a participant joined or left.
-    CallMemberJoined { call: CallId, user: UserId },
-    CallMemberLeft { call: CallId, user: UserId },
+    CallMemberJoined {
+        call: CallId,
+        user: UserId,
+    },
+    CallMemberLeft {
+        call: CallId,
+        user: UserId,
+    },
     /// Tell a user actor it is no longer in this channel (closed under it).
-    Removed { user: UserId },
+    Removed {
+        user: UserId,
+    },
     /// Ask the broadcaster for a keyframe so members see video at once (acted on by the media router).
-    RequestKeyframe { from: UserId },
+    RequestKeyframe {
+        from: UserId,
+    },
     /// Nobody is left (live) or the channel closed (call): the actor stops.
     Stop,
 }
@@ -134,7 +171,10 @@ impl ChannelMachine {
     pub fn view(&self) -> ChannelView {
         ChannelView {
             members: self.members.iter().map(|(u, m)| (u.clone(), *m)).collect(),
-            broadcaster_paused: self.paused.as_ref().is_some_and(|(h, _)| self.members.contains_key(h)),
+            broadcaster_paused: self
+                .paused
+                .as_ref()
+                .is_some_and(|(h, _)| self.members.contains_key(h)),
         }
     }
 
@@ -154,7 +194,11 @@ impl ChannelMachine {
                 if self.members.remove(&user).is_none() {
                     return Err(ChannelError::NotInChannel);
                 }
-                self.tell_others(&user, ChannelUpdate::MemberLeft { user: user.clone() }, &mut fx);
+                self.tell_others(
+                    &user,
+                    ChannelUpdate::MemberLeft { user: user.clone() },
+                    &mut fx,
+                );
                 if let ChannelKind::Call { call, .. } = &self.kind {
                     fx.push(ChannelEffect::CallMemberLeft {
                         call: call.clone(),
@@ -185,7 +229,10 @@ impl ChannelMachine {
                     && m.role == Role::Broadcaster
                 {
                     m.publish = PublishState::Publishing;
-                    self.tell_all(ChannelUpdate::BroadcasterResumed { user: host.clone() }, &mut fx);
+                    self.tell_all(
+                        ChannelUpdate::BroadcasterResumed { user: host.clone() },
+                        &mut fx,
+                    );
                     fx.push(ChannelEffect::RequestKeyframe { from: host });
                 } else if self.members.is_empty() {
                     fx.push(ChannelEffect::Stop);
@@ -202,7 +249,13 @@ impl ChannelMachine {
         Ok(fx)
     }
 
-    fn join(&mut self, user: UserId, role: Role, may_publish: bool, fx: &mut Vec<ChannelEffect>) -> Result<(), ChannelError> {
+    fn join(
+        &mut self,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        fx: &mut Vec<ChannelEffect>,
+    ) -> Result<(), ChannelError> {
         let role = match &self.kind {
             ChannelKind::Call { participants, .. } => {
                 if !participants.contains(&user) {
@@ -229,7 +282,9 @@ impl ChannelMachine {
         };
         let publish = match role {
             Role::Audience => PublishState::None,
-            Role::Broadcaster if self.paused.as_ref().is_some_and(|(h, _)| *h == user) => PublishState::Paused,
+            Role::Broadcaster if self.paused.as_ref().is_some_and(|(h, _)| *h == user) => {
+                PublishState::Paused
+            }
             Role::Broadcaster => PublishState::Publishing,
         };
         let member = Member { role, publish };
@@ -253,7 +308,10 @@ impl ChannelMachine {
             }),
             ChannelKind::Live => {
                 // A new subscriber needs a keyframe to start decoding.
-                if let Some((b, m)) = self.members.iter().find(|(_, m)| m.role == Role::Broadcaster)
+                if let Some((b, m)) = self
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.role == Role::Broadcaster)
                     && m.publish == PublishState::Publishing
                 {
                     fx.push(ChannelEffect::RequestKeyframe { from: b.clone() });

@@ -17,7 +17,11 @@ pub mod channel;
 pub mod types;
 pub mod user;
 
-pub use call::{CallEffect, CallError, CallInput, CallMachine, CallRecord, CallSetup, CallTimer, CallUpdate};
-pub use channel::{ChannelEffect, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelUpdate};
+pub use call::{
+    CallEffect, CallError, CallInput, CallMachine, CallRecord, CallSetup, CallTimer, CallUpdate,
+};
+pub use channel::{
+    ChannelEffect, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelUpdate,
+};
 pub use types::*;
 pub use user::{UserConfig, UserEffect, UserError, UserInput, UserMachine, UserTimer};

@@ -13,7 +13,8 @@
 //!   alone and agree, because the rule depends only on the two ids.
 //! - **Call ids.** Every call command names a call id; one that is not this user's current call is refused
 //!   with [`UserError::NoSuchCall`]. Updates from calls other than the current one are dropped, so a late
-//!   message from an old call never reaches the client.
+//!   message from an old call never reaches the client — except the end event and onCallDisconnected the
+//!   call sends right after its final `prepared` state.
 //! - **Tokens.** A warning event `token_warning_ms` before expiry; at expiry the session closes and a call in
 //!   progress ends (`tokenExpired` for this user). RenewToken moves both deadlines.
 
@@ -25,8 +26,8 @@ use thiserror::Error;
 use crate::call::{CallInput, CallSetup, CallUpdate, SessionEnd, Undeliverable};
 use crate::channel::ChannelUpdate;
 use crate::types::{
-    CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role, Side, StateReason,
-    UserId,
+    CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role, Side,
+    StateReason, UserId,
 };
 
 /// Events buffered while the connection is away; older ones are dropped first (the resume snapshot still
@@ -85,10 +86,20 @@ pub enum CloseReason {
 /// What the client is told (numbered by [`Pushed::seq`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientEvent {
-    Call { call_id: CallId, update: CallUpdate },
-    Channel { channel: ChannelName, update: ChannelUpdate },
-    TokenWillExpire { expires_at: Millis },
-    SessionClosed { reason: CloseReason },
+    Call {
+        call_id: CallId,
+        update: CallUpdate,
+    },
+    Channel {
+        channel: ChannelName,
+        update: ChannelUpdate,
+    },
+    TokenWillExpire {
+        expires_at: Millis,
+    },
+    SessionClosed {
+        reason: CloseReason,
+    },
 }
 
 /// One numbered event.
@@ -103,11 +114,20 @@ pub struct Pushed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserInput {
     /// A connection logged in with a valid token.
-    Login { conn: ConnId, token_expires_at: Millis },
+    Login {
+        conn: ConnId,
+        token_expires_at: Millis,
+    },
     /// That connection dropped (no logout).
-    ConnectionLost { conn: ConnId },
-    Logout { conn: ConnId },
-    RenewToken { token_expires_at: Millis },
+    ConnectionLost {
+        conn: ConnId,
+    },
+    Logout {
+        conn: ConnId,
+    },
+    RenewToken {
+        token_expires_at: Millis,
+    },
     Prepare(Prepared),
     /// Client Call command; the ids were minted by the actor.
     StartCall {
@@ -120,21 +140,42 @@ pub enum UserInput {
         channel: ChannelName,
     },
     /// A call asks this user to ring. `info` is the callee's view.
-    Ring { info: EventInfo },
+    Ring {
+        info: EventInfo,
+    },
     /// Client command for a call.
-    Command { call_id: CallId, command: CallCommand },
+    Command {
+        call_id: CallId,
+        command: CallCommand,
+    },
     /// A call tells this user something.
-    CallUpdate { call_id: CallId, update: CallUpdate },
+    CallUpdate {
+        call_id: CallId,
+        update: CallUpdate,
+    },
     /// Client JoinChannel, before the channel decides.
-    JoinChannel { channel: ChannelName, role: Role },
+    JoinChannel {
+        channel: ChannelName,
+        role: Role,
+    },
     /// The channel admitted this user.
-    ChannelJoined { channel: ChannelName, role: Role },
+    ChannelJoined {
+        channel: ChannelName,
+        role: Role,
+    },
     /// Client LeaveChannel.
-    LeaveChannel { channel: ChannelName },
+    LeaveChannel {
+        channel: ChannelName,
+    },
     /// The channel removed this user (closed).
-    ChannelRemoved { channel: ChannelName },
+    ChannelRemoved {
+        channel: ChannelName,
+    },
     /// A channel tells this user something.
-    ChannelUpdate { channel: ChannelName, update: ChannelUpdate },
+    ChannelUpdate {
+        channel: ChannelName,
+        update: ChannelUpdate,
+    },
     Timer(UserTimer),
 }
 
@@ -153,18 +194,35 @@ pub enum UserEffect {
     /// Send to the live connection.
     Push(Pushed),
     /// Close a connection (after pushing its SessionClosed event).
-    Close { conn: ConnId, reason: CloseReason },
+    Close {
+        conn: ConnId,
+        reason: CloseReason,
+    },
     /// Create the call actor and start it.
     SpawnCall(CallSetup),
     /// Tell a call something (no reply expected).
-    ToCall { call_id: CallId, input: CallInput },
+    ToCall {
+        call_id: CallId,
+        input: CallInput,
+    },
     /// Forward a client's command to its call; the call's verdict is the client's answer.
-    CommandCall { call_id: CallId, input: CallInput },
+    CommandCall {
+        call_id: CallId,
+        input: CallInput,
+    },
     /// Forward a join to the channel; the channel's verdict is the client's answer.
-    JoinChannel { channel: ChannelName, role: Role },
+    JoinChannel {
+        channel: ChannelName,
+        role: Role,
+    },
     /// Leave a channel (no answer needed).
-    LeaveChannel { channel: ChannelName },
-    SetTimer { timer: UserTimer, after_ms: u64 },
+    LeaveChannel {
+        channel: ChannelName,
+    },
+    SetTimer {
+        timer: UserTimer,
+        after_ms: u64,
+    },
     /// The session is over: the actor stops.
     Stop,
 }
@@ -204,7 +262,9 @@ enum Session {
     /// Not logged in yet (a fresh machine).
     New,
     Online(ConnId),
-    Away { since: Millis },
+    Away {
+        since: Millis,
+    },
     Closed,
 }
 
@@ -219,6 +279,9 @@ pub struct UserMachine {
     warned: bool,
     prepared: Option<Prepared>,
     call: Option<ActiveCall>,
+    /// The call whose final state was just delivered: the updates the call sends right after it (its end
+    /// event, onCallDisconnected) still reach the client; nothing else from an old call does.
+    just_ended: Option<CallId>,
     channels: BTreeMap<ChannelName, Role>,
     /// Last event number handed out.
     seq: u64,
@@ -238,6 +301,7 @@ impl UserMachine {
             warned: false,
             prepared: None,
             call: None,
+            just_ended: None,
             channels: BTreeMap::new(),
             seq: 0,
             buffered: Vec::new(),
@@ -312,7 +376,12 @@ impl UserMachine {
                 if self.session != Session::Online(conn) {
                     return Err(UserError::NotThisConnection);
                 }
-                self.end_session(SessionEnd::LoggedOut, Some(CloseReason::LoggedOut), now, &mut fx);
+                self.end_session(
+                    SessionEnd::LoggedOut,
+                    Some(CloseReason::LoggedOut),
+                    now,
+                    &mut fx,
+                );
             }
             UserInput::RenewToken { token_expires_at } => {
                 self.arm_token(token_expires_at, now, &mut fx);
@@ -382,16 +451,20 @@ impl UserMachine {
                 fx.push(UserEffect::CommandCall { call_id, input });
             }
             UserInput::CallUpdate { call_id, update } => {
-                let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) else {
+                if let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) {
+                    if let CallUpdate::State { state, info, .. } = &update {
+                        call.state = *state;
+                        call.info = Some(info.clone());
+                    }
+                    if update.is_final() {
+                        self.call = None;
+                        self.just_ended = Some(call_id.clone());
+                    }
+                } else if self.just_ended.as_ref() != Some(&call_id)
+                    || matches!(update, CallUpdate::State { .. })
+                {
                     // A late message from a call this user has left: never reaches the client.
                     return Ok(fx);
-                };
-                if let CallUpdate::State { state, info, .. } = &update {
-                    call.state = *state;
-                    call.info = Some(info.clone());
-                }
-                if update.is_final() {
-                    self.call = None;
                 }
                 self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
             }
@@ -420,7 +493,13 @@ impl UserMachine {
         Ok(fx)
     }
 
-    fn login(&mut self, conn: ConnId, token_expires_at: Millis, now: Millis, fx: &mut Vec<UserEffect>) {
+    fn login(
+        &mut self,
+        conn: ConnId,
+        token_expires_at: Millis,
+        now: Millis,
+        fx: &mut Vec<UserEffect>,
+    ) {
         self.resumed = false;
         match self.session {
             Session::Online(old) if old != conn => fx.push(UserEffect::Close {
@@ -486,7 +565,10 @@ impl UserMachine {
                 return;
             }
             // Their call wins: withdraw ours and tell our client before it rings for theirs.
-            let ours = self.call.take().expect("checked above: current call exists");
+            let ours = self
+                .call
+                .take()
+                .expect("checked above: current call exists");
             fx.push(UserEffect::ToCall {
                 call_id: ours.id.clone(),
                 input: CallInput::GaveWay {
@@ -538,7 +620,9 @@ impl UserMachine {
     fn timer(&mut self, timer: UserTimer, now: Millis, fx: &mut Vec<UserEffect>) {
         match timer {
             UserTimer::TokenWarning => {
-                let due = self.token_expires_at.saturating_sub(self.config.token_warning_ms);
+                let due = self
+                    .token_expires_at
+                    .saturating_sub(self.config.token_warning_ms);
                 if !self.warned && now >= due && now < self.token_expires_at {
                     self.warned = true;
                     let expires_at = self.token_expires_at;
@@ -562,7 +646,13 @@ impl UserMachine {
     }
 
     /// Ends the session: the call ends for the peer, channels are left, the connection (if any) closes.
-    fn end_session(&mut self, how: SessionEnd, close: Option<CloseReason>, now: Millis, fx: &mut Vec<UserEffect>) {
+    fn end_session(
+        &mut self,
+        how: SessionEnd,
+        close: Option<CloseReason>,
+        now: Millis,
+        fx: &mut Vec<UserEffect>,
+    ) {
         if let Some(call) = self.call.take() {
             fx.push(UserEffect::ToCall {
                 call_id: call.id,

@@ -47,17 +47,30 @@ impl Actor for CallActor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<CallMsg>, state: &mut CallState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<CallMsg>,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
         feed(&myself, state, CallInput::Start).await;
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<CallMsg>, state: &mut CallState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<CallMsg>,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
         state.hub.forget_call(state.machine.id());
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CallMsg>,
+        msg: CallMsg,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
@@ -100,19 +113,26 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     call: state.machine.id().clone(),
                     participants: members,
                 };
-                if let Err(e) = state.hub.channel_or_open(&state.app, &channel, Some(kind)).await {
+                if let Err(e) = state
+                    .hub
+                    .channel_or_open(&state.app, &channel, Some(kind))
+                    .await
+                {
                     tracing::error!(call_id = %state.machine.id(), error = %e, "call channel failed to open");
                 }
             }
             CallEffect::Ring { callee, info } => {
-                let delivered = state
-                    .hub
-                    .user(&state.app, &callee)
-                    .is_some_and(|u| u.cast(UserMsg::Input(Traced::new(UserInput::Ring { info }))).is_ok());
+                let delivered = state.hub.user(&state.app, &callee).is_some_and(|u| {
+                    u.cast(UserMsg::Input(Traced::new(UserInput::Ring { info })))
+                        .is_ok()
+                });
                 if !delivered {
                     // Nobody to ring: the caller hears so at once, not after the timeout.
                     let now = state.hub.now_ms();
-                    if let Ok(more) = state.machine.handle(CallInput::Undeliverable(Undeliverable::Offline), now) {
+                    if let Ok(more) = state
+                        .machine
+                        .handle(CallInput::Undeliverable(Undeliverable::Offline), now)
+                    {
                         queue.extend(more);
                     }
                 }
@@ -120,7 +140,10 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             CallEffect::Notify { to, update } => {
                 if let Some(user) = state.hub.user(&state.app, &to) {
                     let call_id = state.machine.id().clone();
-                    let _ = user.cast(UserMsg::Input(Traced::new(UserInput::CallUpdate { call_id, update })));
+                    let _ = user.cast(UserMsg::Input(Traced::new(UserInput::CallUpdate {
+                        call_id,
+                        update,
+                    })));
                 }
             }
             CallEffect::SetTimer { after_ms, .. } => {
@@ -138,13 +161,23 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
             CallEffect::PauseLive { channel, host } => {
                 let call = state.machine.id().clone();
-                send_channel(state, &channel, ChannelInput::PauseBroadcaster { host, call });
+                send_channel(
+                    state,
+                    &channel,
+                    ChannelInput::PauseBroadcaster { host, call },
+                );
             }
             CallEffect::ResumeLive { channel, host } => {
                 let call = state.machine.id().clone();
-                send_channel(state, &channel, ChannelInput::ResumeBroadcaster { host, call });
+                send_channel(
+                    state,
+                    &channel,
+                    ChannelInput::ResumeBroadcaster { host, call },
+                );
             }
-            CallEffect::CloseChannel { channel } => send_channel(state, &channel, ChannelInput::Close),
+            CallEffect::CloseChannel { channel } => {
+                send_channel(state, &channel, ChannelInput::Close)
+            }
             CallEffect::Ended(record) => {
                 state.hub.records().record(&state.app, &record);
                 state.hub.forget_call(&record.id);

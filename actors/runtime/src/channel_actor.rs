@@ -37,8 +37,14 @@ impl Actor for ChannelActor {
         })
     }
 
-    async fn post_stop(&self, myself: ActorRef<ChannelMsg>, state: &mut ChannelState) -> Result<(), ActorProcessingErr> {
-        state.hub.forget_channel(&state.app, state.machine.name(), myself.get_id());
+    async fn post_stop(
+        &self,
+        myself: ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+    ) -> Result<(), ActorProcessingErr> {
+        state
+            .hub
+            .forget_channel(&state.app, state.machine.name(), myself.get_id());
         Ok(())
     }
 
@@ -62,7 +68,10 @@ impl Actor for ChannelActor {
                 };
                 match state.machine.handle(input) {
                     Ok(fx) => {
-                        let member = state.machine.member(&user).expect("just joined: member exists");
+                        let member = state
+                            .machine
+                            .member(&user)
+                            .expect("just joined: member exists");
                         let channel = state.machine.name().clone();
                         // The user actor records the membership before any update for the channel reaches it.
                         if let Some(actor) = state.hub.user(&state.app, &user) {
@@ -86,7 +95,9 @@ impl Actor for ChannelActor {
             }
             ChannelMsg::Input(traced) => match state.machine.handle(traced.payload) {
                 Ok(fx) => run(&myself, state, fx),
-                Err(e) => tracing::debug!(channel = %state.machine.name(), error = %e, "channel input dropped"),
+                Err(e) => {
+                    tracing::debug!(channel = %state.machine.name(), error = %e, "channel input dropped")
+                }
             },
         }
         Ok(())
@@ -98,12 +109,19 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
     for effect in fx {
         match effect {
             ChannelEffect::Deliver { to, update } => {
-                if let ChannelUpdate::BroadcasterPaused { user } | ChannelUpdate::BroadcasterResumed { user } = &update
-                    && state.machine.member(user).is_some_and(|m| m.role == Role::Broadcaster)
+                if let ChannelUpdate::BroadcasterPaused { user }
+                | ChannelUpdate::BroadcasterResumed { user } = &update
+                    && state
+                        .machine
+                        .member(user)
+                        .is_some_and(|m| m.role == Role::Broadcaster)
                     && *user == to
                 {
                     let forward = matches!(update, ChannelUpdate::BroadcasterResumed { .. });
-                    state.hub.media().set_forwarding(&state.app, &channel, user, forward);
+                    state
+                        .hub
+                        .media()
+                        .set_forwarding(&state.app, &channel, user, forward);
                 }
                 if let Some(actor) = state.hub.user(&state.app, &to) {
                     let input = UserInput::ChannelUpdate {
@@ -115,12 +133,15 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
             }
             ChannelEffect::CallMemberJoined { call, user } => {
                 if let Some(actor) = state.hub.call(&call) {
-                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelJoined { user })));
+                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelJoined {
+                        user,
+                    })));
                 }
             }
             ChannelEffect::CallMemberLeft { call, user } => {
                 if let Some(actor) = state.hub.call(&call) {
-                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelLeft { user })));
+                    let _ =
+                        actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelLeft { user })));
                 }
             }
             ChannelEffect::Removed { user } => {
@@ -132,10 +153,15 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                 }
             }
             ChannelEffect::RequestKeyframe { from } => {
-                state.hub.media().request_keyframe(&state.app, &channel, &from);
+                state
+                    .hub
+                    .media()
+                    .request_keyframe(&state.app, &channel, &from);
             }
             ChannelEffect::Stop => {
-                state.hub.forget_channel(&state.app, &channel, myself.get_id());
+                state
+                    .hub
+                    .forget_channel(&state.app, &channel, myself.get_id());
                 myself.stop(None);
             }
         }

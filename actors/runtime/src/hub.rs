@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ractor::{Actor, ActorId, ActorRef};
-use showcall_machines::{CallId, CallSetup, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId};
+use showcall_machines::{
+    CallId, CallSetup, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
+};
 
 use crate::call_actor::CallActor;
 use crate::channel_actor::ChannelActor;
@@ -21,7 +23,7 @@ use crate::error::CommandError;
 use crate::keys::{AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{CallRecordSink, LogRecords, MediaControl, NoMedia, Placement};
-use crate::session::{flatten, LoginOk, Session, SessionSink};
+use crate::session::{LoginOk, Session, SessionSink, flatten};
 use crate::user_actor::UserActor;
 
 /// What a hub is built from.
@@ -66,7 +68,9 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("node", self.node()).finish_non_exhaustive()
+        f.debug_struct("Hub")
+            .field("node", self.node())
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +178,11 @@ impl Hub {
         Err(last)
     }
 
-    async fn user_or_spawn(&self, app: &AppId, user: &UserId) -> Result<ActorRef<UserMsg>, CommandError> {
+    async fn user_or_spawn(
+        &self,
+        app: &AppId,
+        user: &UserId,
+    ) -> Result<ActorRef<UserMsg>, CommandError> {
         let key = (app.clone(), user.clone());
         if let Some(a) = lock(&self.inner.users).get(&key) {
             return Ok(a.clone());
@@ -192,7 +200,9 @@ impl Hub {
 
     /// The user's actor, if the user has a session.
     pub fn user(&self, app: &AppId, user: &UserId) -> Option<ActorRef<UserMsg>> {
-        lock(&self.inner.users).get(&(app.clone(), user.clone())).cloned()
+        lock(&self.inner.users)
+            .get(&(app.clone(), user.clone()))
+            .cloned()
     }
 
     /// Removes a user actor from the registry, if it is still the registered one.
@@ -205,7 +215,11 @@ impl Hub {
     }
 
     /// Starts a call actor; it rings the callee itself.
-    pub(crate) async fn spawn_call(&self, app: AppId, setup: CallSetup) -> Result<(), CommandError> {
+    pub(crate) async fn spawn_call(
+        &self,
+        app: AppId,
+        setup: CallSetup,
+    ) -> Result<(), CommandError> {
         let id = setup.id.clone();
         let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app, setup))
             .await
@@ -243,15 +257,21 @@ impl Hub {
         if let Some(a) = lock(&self.inner.channels).get(&key) {
             return Ok(a.clone());
         }
-        let (actor, _) = Actor::spawn(None, ChannelActor, (self.clone(), app.clone(), channel.clone(), kind))
-            .await
-            .map_err(|e| CommandError::Unavailable(format!("cannot start channel actor: {e}")))?;
+        let (actor, _) = Actor::spawn(
+            None,
+            ChannelActor,
+            (self.clone(), app.clone(), channel.clone(), kind),
+        )
+        .await
+        .map_err(|e| CommandError::Unavailable(format!("cannot start channel actor: {e}")))?;
         lock(&self.inner.channels).insert(key, actor.clone());
         Ok(actor)
     }
 
     pub fn channel(&self, app: &AppId, channel: &ChannelName) -> Option<ActorRef<ChannelMsg>> {
-        lock(&self.inner.channels).get(&(app.clone(), channel.clone())).cloned()
+        lock(&self.inner.channels)
+            .get(&(app.clone(), channel.clone()))
+            .cloned()
     }
 
     pub(crate) fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId) {

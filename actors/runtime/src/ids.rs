@@ -2,7 +2,7 @@
 //! repeat in practice.
 
 use rand::RngCore;
-use showcall_machines::{CallId, ChannelName, CALL_CHANNEL_PREFIX};
+use showcall_machines::{CALL_CHANNEL_PREFIX, CallId, ChannelName};
 
 fn random_hex() -> String {
     let mut bytes = [0u8; 16];

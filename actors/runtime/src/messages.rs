@@ -6,7 +6,9 @@
 
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
-use showcall_machines::{CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer};
+use showcall_machines::{
+    CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
+};
 
 use crate::error::CommandError;
 use crate::session::{CommandOk, LoginOk, SessionSink, UserCommand};
@@ -52,7 +54,9 @@ pub enum UserMsg {
         reply: Responder<CommandOk>,
     },
     /// The connection dropped without logging out.
-    ConnectionLost { conn: ConnId },
+    ConnectionLost {
+        conn: ConnId,
+    },
     /// From a call or a channel.
     Input(Traced<UserInput>),
     Timer(UserTimer),

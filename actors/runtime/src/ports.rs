@@ -53,7 +53,13 @@ pub trait MediaControl: Send + Sync + Debug + 'static {
 pub struct NoMedia;
 
 impl MediaControl for NoMedia {
-    fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool) {
+    fn set_forwarding(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        publisher: &UserId,
+        forward: bool,
+    ) {
         tracing::debug!(%app, %channel, %publisher, forward, "media forwarding (no media router)");
     }
 

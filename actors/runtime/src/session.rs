@@ -63,8 +63,15 @@ pub enum UserCommand {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandOk {
     Done,
-    CallCreated { call_id: CallId, channel: ChannelName },
-    Joined { channel: ChannelName, role: Role, view: ChannelView },
+    CallCreated {
+        call_id: CallId,
+        channel: ChannelName,
+    },
+    Joined {
+        channel: ChannelName,
+        role: Role,
+        view: ChannelView,
+    },
 }
 
 /// A successful login.
@@ -129,7 +136,9 @@ pub(crate) fn flatten<T, E>(
 ) -> Result<T, CommandError> {
     match result {
         Ok(ractor::rpc::CallResult::Success(answer)) => answer,
-        Ok(ractor::rpc::CallResult::Timeout) => Err(CommandError::Unavailable("the server did not answer in time".into())),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(CommandError::Unavailable(
+            "the server did not answer in time".into(),
+        )),
         Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(CommandError::SessionClosed),
     }
 }

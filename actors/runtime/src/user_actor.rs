@@ -45,8 +45,14 @@ impl Actor for UserActor {
         })
     }
 
-    async fn post_stop(&self, myself: ActorRef<UserMsg>, state: &mut UserState) -> Result<(), ActorProcessingErr> {
-        state.hub.forget_user(&state.app, state.machine.user(), myself.get_id());
+    async fn post_stop(
+        &self,
+        myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        state
+            .hub
+            .forget_user(&state.app, state.machine.user(), myself.get_id());
         Ok(())
     }
 
@@ -65,7 +71,13 @@ impl Actor for UserActor {
                 reply,
             } => {
                 state.sinks.insert(conn, sink);
-                match state.machine.handle(UserInput::Login { conn, token_expires_at }, now) {
+                match state.machine.handle(
+                    UserInput::Login {
+                        conn,
+                        token_expires_at,
+                    },
+                    now,
+                ) {
                     Ok(fx) => {
                         let m = &state.machine;
                         let ok = LoginOk {
@@ -84,7 +96,11 @@ impl Actor for UserActor {
                     }
                 }
             }
-            UserMsg::Command { conn, command, reply } => {
+            UserMsg::Command {
+                conn,
+                command,
+                reply,
+            } => {
                 if state.machine.connection() != Some(conn) {
                     let _ = reply.send(Err(CommandError::SessionClosed));
                     return Ok(());
@@ -92,7 +108,10 @@ impl Actor for UserActor {
                 command_input(&myself, state, command, reply, now).await;
             }
             UserMsg::ConnectionLost { conn } => {
-                if let Ok(fx) = state.machine.handle(UserInput::ConnectionLost { conn }, now) {
+                if let Ok(fx) = state
+                    .machine
+                    .handle(UserInput::ConnectionLost { conn }, now)
+                {
                     state.sinks.remove(&conn);
                     run(&myself, state, fx, None).await;
                 }
@@ -121,7 +140,10 @@ async fn command_input(
 ) {
     let input = match command {
         UserCommand::Logout => {
-            let conn = state.machine.connection().expect("checked by the caller: connection is live");
+            let conn = state
+                .machine
+                .connection()
+                .expect("checked by the caller: connection is live");
             UserInput::Logout { conn }
         }
         UserCommand::RenewToken { token_expires_at } => UserInput::RenewToken { token_expires_at },
@@ -146,7 +168,13 @@ async fn command_input(
             may_publish,
         } => {
             // Publishing rights travel with the join; the machine only records the outcome.
-            let result = state.machine.handle(UserInput::JoinChannel { channel: channel.clone(), role }, now);
+            let result = state.machine.handle(
+                UserInput::JoinChannel {
+                    channel: channel.clone(),
+                    role,
+                },
+                now,
+            );
             match result {
                 Ok(_) => join_channel(state, channel, role, may_publish, reply).await,
                 Err(e) => {
@@ -175,16 +203,18 @@ async fn join_channel(
     match state.hub.channel_or_open(&state.app, &channel, None).await {
         Ok(actor) => {
             let user = state.machine.user().clone();
-            if let Err(e) = actor.cast(ChannelMsg::Join {
-                user,
-                role,
-                may_publish,
-                reply,
-            }) {
-                // The channel stopped between lookup and send (its last member left): answer as busy.
-                if let ractor::MessagingErr::SendErr(ChannelMsg::Join { reply, .. }) = e {
-                    let _ = reply.send(Err(CommandError::Unavailable("channel is closing, try again".into())));
-                }
+            // The channel may stop between lookup and send (its last member left): answer as busy.
+            if let Err(ractor::MessagingErr::SendErr(ChannelMsg::Join { reply, .. })) =
+                actor.cast(ChannelMsg::Join {
+                    user,
+                    role,
+                    may_publish,
+                    reply,
+                })
+            {
+                let _ = reply.send(Err(CommandError::Unavailable(
+                    "channel is closing, try again".into(),
+                )));
             }
         }
         Err(e) => {
@@ -195,7 +225,12 @@ async fn join_channel(
 
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
 /// command take it; otherwise it is answered `Done` at the end.
-async fn run(myself: &ActorRef<UserMsg>, state: &mut UserState, fx: Vec<UserEffect>, mut reply: Option<Responder<CommandOk>>) {
+async fn run(
+    myself: &ActorRef<UserMsg>,
+    state: &mut UserState,
+    fx: Vec<UserEffect>,
+    mut reply: Option<Responder<CommandOk>>,
+) {
     for effect in fx {
         match effect {
             UserEffect::Push(pushed) => {
@@ -243,8 +278,9 @@ async fn run(myself: &ActorRef<UserMsg>, state: &mut UserState, fx: Vec<UserEffe
                 let Some(r) = reply.take() else { continue };
                 match state.hub.call(&call_id) {
                     Some(call) => {
-                        if let Err(ractor::MessagingErr::SendErr(CallMsg::Command { reply, .. })) =
-                            call.cast(CallMsg::Command { input, reply: r })
+                        if let Err(ractor::MessagingErr::SendErr(CallMsg::Command {
+                            reply, ..
+                        })) = call.cast(CallMsg::Command { input, reply: r })
                         {
                             let _ = reply.send(Err(CommandError::NoSuchCall));
                         }
@@ -260,11 +296,14 @@ async fn run(myself: &ActorRef<UserMsg>, state: &mut UserState, fx: Vec<UserEffe
             UserEffect::LeaveChannel { channel } => {
                 if let Some(actor) = state.hub.channel(&state.app, &channel) {
                     let user = state.machine.user().clone();
-                    let _ = actor.cast(ChannelMsg::Input(Traced::new(ChannelInput::Leave { user })));
+                    let _ =
+                        actor.cast(ChannelMsg::Input(Traced::new(ChannelInput::Leave { user })));
                 }
             }
             UserEffect::SetTimer { timer, after_ms } => {
-                myself.send_after(Duration::from_millis(after_ms), move || UserMsg::Timer(timer));
+                myself.send_after(Duration::from_millis(after_ms), move || {
+                    UserMsg::Timer(timer)
+                });
             }
             UserEffect::Stop => {
                 state
@@ -278,4 +317,3 @@ async fn run(myself: &ActorRef<UserMsg>, state: &mut UserState, fx: Vec<UserEffe
         let _ = r.send(Ok(CommandOk::Done));
     }
 }
-

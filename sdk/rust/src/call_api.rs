@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::{
-    Accept, Call, CallCreated, CallErrorEvent, CallErrorType, CallEvent, CallState, CallStateReason, CallType,
-    CancelCall, ChannelJoined, ChannelRole, ErrorCode, EventInfo, Hangup, PrepareForCall, Reject, event,
-    response,
+    Accept, Call, CallCreated, CallErrorEvent, CallErrorType, CallEvent, CallState,
+    CallStateReason, CallType, CancelCall, ChannelJoined, ChannelRole, ErrorCode, EventInfo,
+    Hangup, PrepareForCall, Reject, event, response,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -58,11 +58,23 @@ pub trait CallApiListener: Send + Sync {
         let _ = (event, event_reason);
     }
     /// An error in the call (e.g. kicked from the channel: `RtcOccurError` with code 123).
-    fn on_call_error(&self, event: CallErrorEvent, error_type: CallErrorType, code: i32, message: &str) {
+    fn on_call_error(
+        &self,
+        event: CallErrorEvent,
+        error_type: CallErrorType,
+        code: i32,
+        message: &str,
+    ) {
         let _ = (event, error_type, code, message);
     }
     /// The call became connected.
-    fn on_call_connected(&self, room_id: &str, call_user_id: &str, current_user_id: &str, timestamp_ms: u64) {
+    fn on_call_connected(
+        &self,
+        room_id: &str,
+        call_user_id: &str,
+        current_user_id: &str,
+        timestamp_ms: u64,
+    ) {
         let _ = (room_id, call_user_id, current_user_id, timestamp_ms);
     }
     /// A connected call ended (only connected → prepared).
@@ -74,7 +86,13 @@ pub trait CallApiListener: Send + Sync {
         timestamp_ms: u64,
         duration_ms: u64,
     ) {
-        let _ = (room_id, hangup_user_id, current_user_id, timestamp_ms, duration_ms);
+        let _ = (
+            room_id,
+            hangup_user_id,
+            current_user_id,
+            timestamp_ms,
+            duration_ms,
+        );
     }
     /// The session token expires soon; renew it (`CallApi::renew_token` or `SignalClient::renew_token`).
     fn on_token_privilege_will_expire(&self) {}
@@ -223,6 +241,10 @@ impl CallApi {
     }
 
     /// Makes this user callable and sets the call defaults. Refused while a call is in progress.
+    ///
+    /// On success an idle (or failed) user becomes `prepared`, reported as
+    /// `on_call_state_changed(Prepared, None, "", <empty info>)` before this returns. The server says so in
+    /// its success response (it pushes call events only for calls), so that response is the source here.
     pub async fn prepare_for_call(&self, prepare: PrepareConfig) -> Result<(), SdkError> {
         self.command_unit(Command::PrepareForCall(PrepareForCall {
             room_id: prepare.room_id,
@@ -230,7 +252,12 @@ impl CallApi {
             call_timeout_ms: prepare.call_timeout_ms,
             first_frame_waiting_disabled: prepare.first_frame_waiting_disabled,
         }))
-        .await
+        .await?;
+        self.wait_applied("prepare_for_call", |m| {
+            !matches!(m.state, CallState::Idle | CallState::Failed)
+        })
+        .await;
+        Ok(())
     }
 
     /// Calls `remote_user_id`. Returns once the server created the call and its first state event (normally
@@ -250,7 +277,9 @@ impl CallApi {
             }))
             .await?;
         let response::Result::CallCreated(created) = result else {
-            return Err(SdkError::Protocol("call response without call_created".to_owned()));
+            return Err(SdkError::Protocol(
+                "call response without call_created".to_owned(),
+            ));
         };
         let call_id = created.call_id.clone();
         self.wait_applied("call", |m| m.has_seen(&call_id)).await;
@@ -328,7 +357,10 @@ impl CallApi {
                 _ => return Err(SdkError::NoCall),
             }
         };
-        config.signal.join_channel(&channel, ChannelRole::Broadcaster).await
+        config
+            .signal
+            .join_channel(&channel, ChannelRole::Broadcaster)
+            .await
     }
 
     /// Leaves the private channel of the current or most recent call.
@@ -372,9 +404,9 @@ impl CallApi {
         self.inner.applied.send_replace(CallMirror::default());
         let info = previous.event_info.unwrap_or_default();
         if previous.state != CallState::Idle {
-            self.inner
-                .listeners
-                .each(|l| l.on_call_state_changed(CallState::Idle, CallStateReason::None, "", &info));
+            self.inner.listeners.each(|l| {
+                l.on_call_state_changed(CallState::Idle, CallStateReason::None, "", &info)
+            });
         }
         self.inner
             .listeners
@@ -399,8 +431,14 @@ impl CallApi {
             };
             let outcome = match state {
                 CallState::Calling if caller => self.cancel_call_with_call_id(&call_id).await,
-                CallState::Calling => self.reject_with_call_id(&call_id, DEINITIALIZE_REASON).await,
-                _ => self.hangup_with_call_id(&call_id, DEINITIALIZE_REASON).await,
+                CallState::Calling => {
+                    self.reject_with_call_id(&call_id, DEINITIALIZE_REASON)
+                        .await
+                }
+                _ => {
+                    self.hangup_with_call_id(&call_id, DEINITIALIZE_REASON)
+                        .await
+                }
             };
             let ended = |m: &CallMirror| m.call_id.as_deref() != Some(call_id.as_str());
             match outcome {
@@ -420,7 +458,8 @@ impl CallApi {
                     code: ErrorCode::NotAllowed,
                     ..
                 }) => {
-                    self.wait_applied("deinitialize", |m| ended(m) || m.state != state).await;
+                    self.wait_applied("deinitialize", |m| ended(m) || m.state != state)
+                        .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -457,7 +496,10 @@ impl CallApi {
             .await
             .is_err()
         {
-            tracing::warn!(what, "the server did not report the state change a command implies");
+            tracing::warn!(
+                what,
+                "the server did not report the state change a command implies"
+            );
         }
     }
 }
@@ -492,10 +534,29 @@ impl Inner {
                 let changed = lock(&self.mirror).apply_login(&info);
                 if changed {
                     let m = lock(&self.mirror).clone();
-                    let why = if info.resumed { "session resumed" } else { "new session" };
+                    let why = if info.resumed {
+                        "session resumed"
+                    } else {
+                        "new session"
+                    };
                     let ev_info = m.event_info.unwrap_or_default();
-                    self.listeners
-                        .each(|l| l.on_call_state_changed(m.state, CallStateReason::None, why, &ev_info));
+                    self.listeners.each(|l| {
+                        l.on_call_state_changed(m.state, CallStateReason::None, why, &ev_info)
+                    });
+                }
+                self.publish_applied();
+            }
+            Update::Prepared => {
+                if lock(&self.mirror).apply_prepared() {
+                    let info = EventInfo::default();
+                    self.listeners.each(|l| {
+                        l.on_call_state_changed(
+                            CallState::Prepared,
+                            CallStateReason::None,
+                            "",
+                            &info,
+                        )
+                    });
                 }
                 self.publish_applied();
             }
@@ -506,7 +567,21 @@ impl Inner {
         use event::Kind;
         match kind {
             Some(Kind::CallStateChanged(change)) => {
-                lock(&self.mirror).apply_state(&change);
+                let redundant = {
+                    let mut m = lock(&self.mirror);
+                    // A server that also pushes "prepared" after PrepareForCall must not make apps see it
+                    // twice (the response already moved the state).
+                    let redundant = change.call_id.is_empty()
+                        && change.state == CallState::Prepared as i32
+                        && m.state == CallState::Prepared
+                        && m.call_id.is_none();
+                    m.apply_state(&change);
+                    redundant
+                };
+                if redundant {
+                    self.publish_applied();
+                    return;
+                }
                 let state = CallState::try_from(change.state).unwrap_or_default();
                 let reason = CallStateReason::try_from(change.reason).unwrap_or_default();
                 let info = change.event_info.unwrap_or_default();
@@ -523,7 +598,12 @@ impl Inner {
                     .each(|l| l.on_call_event_changed(event, &ev.event_reason));
             }
             Some(Kind::CallConnected(c)) => self.listeners.each(|l| {
-                l.on_call_connected(&c.room_id, &c.call_user_id, &c.current_user_id, c.timestamp_ms)
+                l.on_call_connected(
+                    &c.room_id,
+                    &c.call_user_id,
+                    &c.current_user_id,
+                    c.timestamp_ms,
+                )
             }),
             Some(Kind::CallDisconnected(d)) => self.listeners.each(|l| {
                 l.on_call_disconnected(
@@ -540,7 +620,9 @@ impl Inner {
                 self.listeners
                     .each(|l| l.on_call_error(event, error_type, e.error_code, &e.message));
             }
-            Some(Kind::TokenWillExpire(_)) => self.listeners.each(|l| l.on_token_privilege_will_expire()),
+            Some(Kind::TokenWillExpire(_)) => {
+                self.listeners.each(|l| l.on_token_privilege_will_expire())
+            }
             // Session and channel events are the signal client's (SignalListener).
             Some(Kind::SessionClosed(_)) | Some(Kind::ChannelEvent(_)) | None => {}
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
-    CallState, CallStateChanged, CallStateReason, ClientFrame, Error, ErrorCode, Event, EventInfo, LoginResult,
-    Response, ServerFrame, event, response,
+    CallState, CallStateChanged, CallStateReason, ClientFrame, Error, ErrorCode, Event, EventInfo,
+    LoginResult, Response, ServerFrame, event, response,
 };
 use tokio::sync::mpsc;
 
@@ -59,7 +59,11 @@ pub(crate) struct FakeServer {
 }
 
 /// A fake transport and the server side that scripts it.
-pub(crate) fn fake_pair() -> (Box<dyn SignalTransport>, crate::TransportEventReceiver, FakeServer) {
+pub(crate) fn fake_pair() -> (
+    Box<dyn SignalTransport>,
+    crate::TransportEventReceiver,
+    FakeServer,
+) {
     let (events, rx) = transport_channel();
     let (sent_tx, sent_rx) = mpsc::unbounded_channel();
     let transport = Arc::new(FakeTransport {
@@ -95,7 +99,10 @@ impl FakeServer {
     /// The next command and its request id.
     pub async fn expect(&mut self) -> (u64, Command) {
         let frame = self.next_frame().await;
-        (frame.request_id, frame.command.expect("frame without a command"))
+        (
+            frame.request_id,
+            frame.command.expect("frame without a command"),
+        )
     }
 
     /// Asserts the client has sent nothing more (so far).
@@ -106,7 +113,9 @@ impl FakeServer {
     }
 
     fn deliver(&self, frame: Frame) {
-        let _ = self.events.send(TransportEvent::Frame(ServerFrame { frame: Some(frame) }));
+        let _ = self
+            .events
+            .send(TransportEvent::Frame(ServerFrame { frame: Some(frame) }));
     }
 
     pub fn respond(&self, request_id: u64, result: Option<response::Result>) {
@@ -136,6 +145,11 @@ impl FakeServer {
         }));
     }
 
+    /// Continues `seq` where `previous` stopped, as a server does for a resumed session.
+    pub fn continue_seq(&mut self, previous: &FakeServer) {
+        self.seq = previous.seq;
+    }
+
     /// Pushes an event with the next `seq`.
     pub fn push(&mut self, kind: event::Kind) {
         self.seq += 1;
@@ -159,13 +173,21 @@ impl FakeServer {
     /// Answers the next frame, which must be a Login, with `result`.
     pub async fn answer_login(&mut self, result: LoginResult) {
         let (id, cmd) = self.expect().await;
-        assert!(matches!(cmd, Command::Login(_)), "expected login, got {cmd:?}");
+        assert!(
+            matches!(cmd, Command::Login(_)),
+            "expected login, got {cmd:?}"
+        );
         self.respond(id, Some(response::Result::Login(result)));
     }
 }
 
 /// A `CallStateChanged` event kind.
-pub(crate) fn state_kind(call_id: &str, state: CallState, reason: CallStateReason, info: Option<EventInfo>) -> event::Kind {
+pub(crate) fn state_kind(
+    call_id: &str,
+    state: CallState,
+    reason: CallStateReason,
+    info: Option<EventInfo>,
+) -> event::Kind {
     event::Kind::CallStateChanged(CallStateChanged {
         call_id: call_id.to_owned(),
         state: state as i32,

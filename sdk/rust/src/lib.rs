@@ -19,15 +19,15 @@
 //! server pushes. Call state is never inferred from the client's own commands.
 //!
 //! # Layout
-//! - [`error`]: [`SdkError`].
-//! - [`transport`]: the pluggable [`SignalTransport`] trait (≈ CallAPI's `ISignalClient`).
-//! - [`ws`]: [`WsTransport`], the WebSocket transport (binary protobuf frames).
-//! - [`signal_client`]: [`SignalClient`] (≈ `CallRtmManager`): login/logout/renew, request–response
+//! - [`error`] — [`SdkError`].
+//! - [`transport`] — the pluggable [`SignalTransport`] trait (≈ CallAPI's `ISignalClient`).
+//! - [`ws`] — [`WsTransport`], the WebSocket transport (binary protobuf frames).
+//! - [`signal_client`] — [`SignalClient`] (≈ `CallRtmManager`): login/logout/renew, request–response
 //!   correlation, event dispatch, channels; [`SignalListener`].
-//! - [`call_api`]: [`CallApi`] and [`CallApiListener`], the CallAPI-named call methods and callbacks.
-//! - `mirror`: the client's copy of the server's call state, behind the getters.
-//! - `listeners`: the listener registry and how callbacks are run.
-//! - [`recorder`]: [`EventRecorder`], records callbacks so tests and benchmarks can await them.
+//! - [`call_api`] — [`CallApi`] and [`CallApiListener`], the CallAPI-named call methods and callbacks.
+//! - `mirror` — the client's copy of the server's call state, behind the getters.
+//! - `listeners` — the listener registry and how callbacks are run.
+//! - [`recorder`] — [`EventRecorder`], records callbacks so tests and benchmarks can await them.
 //!
 //! The protocol enums and messages apps need are re-exported here, so apps depend on this crate only.
 #![forbid(unsafe_code)]
@@ -53,16 +53,17 @@ pub use error::SdkError;
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
 pub use signal_client::{LoginInfo, SignalClient, SignalListener};
 pub use transport::{
-    SignalTransport, TransportEvent, TransportEventReceiver, TransportEventSender, transport_channel,
+    SignalTransport, TransportEvent, TransportEventReceiver, TransportEventSender,
+    transport_channel,
 };
 pub use ws::WsTransport;
 
 /// The wire protocol (`showcall.signal.v1`), for custom transports and raw events.
 pub use showcall_proto::signal as proto;
 pub use showcall_proto::signal::{
-    BroadcasterPaused, CallCreated, CallErrorEvent, CallErrorType, CallEvent, CallSnapshot, CallState,
-    CallStateReason, CallType, ChannelEvent, ChannelJoined, ChannelMember, ChannelRole, ErrorCode, Event,
-    EventInfo, PublishState, SessionCloseReason, channel_event,
+    BroadcasterPaused, CallCreated, CallErrorEvent, CallErrorType, CallEvent, CallSnapshot,
+    CallState, CallStateReason, CallType, ChannelEvent, ChannelJoined, ChannelMember, ChannelRole,
+    ErrorCode, Event, EventInfo, PublishState, SessionCloseReason, channel_event,
 };
 
 /// Locks a mutex, ignoring poisoning: SDK state stays consistent across a panicking listener because

@@ -50,7 +50,9 @@ impl<T: ?Sized> ListenerSet<T> {
         let snapshot: Vec<Arc<T>> = lock(&self.list).clone();
         for listener in snapshot {
             if catch_unwind(AssertUnwindSafe(|| f(&listener))).is_err() {
-                tracing::error!("an SDK listener panicked; the event was still delivered to the others");
+                tracing::error!(
+                    "an SDK listener panicked; the event was still delivered to the others"
+                );
             }
         }
     }

@@ -1,8 +1,9 @@
 //! [`CallMirror`]: the client's copy of the server's call state, for getters.
 //!
 //! The server is the authority; this is only ever changed by what the server said, in the order it said it:
-//! a `CallStateChanged` event, or the call snapshot of a `LoginResult`. It never guesses from the client's
-//! own commands.
+//! a `CallStateChanged` event, the call snapshot of a `LoginResult`, or the success response of a
+//! `PrepareForCall` (idle → prepared; the server has no call-less state event). It never guesses from the
+//! client's own commands.
 
 use std::collections::VecDeque;
 
@@ -27,7 +28,10 @@ pub(crate) struct CallMirror {
 
 /// States in which a call exists.
 pub(crate) fn is_active(state: CallState) -> bool {
-    matches!(state, CallState::Calling | CallState::Connecting | CallState::Connected)
+    matches!(
+        state,
+        CallState::Calling | CallState::Connecting | CallState::Connected
+    )
 }
 
 impl CallMirror {
@@ -42,7 +46,10 @@ impl CallMirror {
 
     pub fn apply_state(&mut self, ev: &CallStateChanged) {
         let state = CallState::try_from(ev.state).unwrap_or_else(|_| {
-            tracing::warn!(state = ev.state, "unknown call state from server; mirrored as idle");
+            tracing::warn!(
+                state = ev.state,
+                "unknown call state from server; mirrored as idle"
+            );
             CallState::Idle
         });
         self.state = state;
@@ -53,6 +60,19 @@ impl CallMirror {
         }
         if !ev.call_id.is_empty() {
             self.remember(&ev.call_id);
+        }
+    }
+
+    /// The server accepted PrepareForCall: an idle (or failed) user is now prepared. The server reports this
+    /// only in its success response (call events always name a call), so the response is the truth here.
+    /// Returns whether the state changed.
+    pub fn apply_prepared(&mut self) -> bool {
+        if matches!(self.state, CallState::Idle | CallState::Failed) {
+            self.state = CallState::Prepared;
+            self.reason = CallStateReason::None;
+            true
+        } else {
+            false
         }
     }
 

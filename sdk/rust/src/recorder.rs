@@ -3,9 +3,10 @@
 //!
 //! Register its [`listener`](EventRecorder::listener) with a `CallApi` and/or a `SignalClient`; then
 //! [`wait_for`](EventRecorder::wait_for) skips what does not match but keeps everything in
-//! [`seen`](EventRecorder::seen), and fails with that whole log when the stream ends or when nothing
-//! matching arrived within the guard (a deadlock guard so a broken run fails with a useful message instead
-//! of hanging; it is not a speed assertion — default 30 s).
+//! [`seen`](EventRecorder::seen), and fails with that whole log when nothing matching arrived within the
+//! guard (a deadlock guard so a broken run fails with a useful message instead of hanging; it is not a
+//! speed assertion — default 30 s). The recorder keeps its own listener alive, so its stream never ends
+//! while it exists.
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,7 +35,10 @@ pub enum Recorded {
         info: EventInfo,
     },
     /// `CallApiListener::on_call_event_changed`.
-    Event { event: CallEvent, event_reason: String },
+    Event {
+        event: CallEvent,
+        event_reason: String,
+    },
     /// `CallApiListener::on_call_error`.
     Error {
         event: CallErrorEvent,
@@ -66,7 +70,10 @@ pub enum Recorded {
     /// `SignalListener::on_token_privilege_will_expire`.
     TokenWillExpire { expires_at_ms: u64 },
     /// `SignalListener::on_session_closed`.
-    SessionClosed { reason: SessionCloseReason, message: String },
+    SessionClosed {
+        reason: SessionCloseReason,
+        message: String,
+    },
     /// `SignalListener::on_channel_event`.
     Channel(ChannelEvent),
 }
@@ -136,7 +143,13 @@ impl CallApiListener for RecordingListener {
             event_reason: event_reason.to_owned(),
         });
     }
-    fn on_call_error(&self, event: CallErrorEvent, error_type: CallErrorType, code: i32, message: &str) {
+    fn on_call_error(
+        &self,
+        event: CallErrorEvent,
+        error_type: CallErrorType,
+        code: i32,
+        message: &str,
+    ) {
         self.record(Recorded::Error {
             event,
             error_type,
@@ -144,7 +157,13 @@ impl CallApiListener for RecordingListener {
             message: message.to_owned(),
         });
     }
-    fn on_call_connected(&self, room_id: &str, call_user_id: &str, current_user_id: &str, timestamp_ms: u64) {
+    fn on_call_connected(
+        &self,
+        room_id: &str,
+        call_user_id: &str,
+        current_user_id: &str,
+        timestamp_ms: u64,
+    ) {
         self.record(Recorded::Connected {
             room_id: room_id.to_owned(),
             call_user_id: call_user_id.to_owned(),
@@ -285,7 +304,10 @@ impl EventRecorder {
 
     /// The first callback (from now on) that matches `pred`; earlier ones are skipped but kept in `seen`.
     /// The guard applies to the whole wait.
-    pub async fn try_wait_for(&mut self, pred: impl Fn(&Recorded) -> bool) -> Result<Recorded, RecorderError> {
+    pub async fn try_wait_for(
+        &mut self,
+        pred: impl Fn(&Recorded) -> bool,
+    ) -> Result<Recorded, RecorderError> {
         let deadline = tokio::time::Instant::now() + self.guard;
         loop {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
@@ -297,7 +319,10 @@ impl EventRecorder {
                 }
                 Ok(None) => return Err(self.error("the callback stream ended before a match")),
                 Err(_) => {
-                    return Err(self.error(&format!("no matching callback within the {:?} guard", self.guard)));
+                    return Err(self.error(&format!(
+                        "no matching callback within the {:?} guard",
+                        self.guard
+                    )));
                 }
             }
         }
@@ -305,7 +330,9 @@ impl EventRecorder {
 
     /// [`try_wait_for`](Self::try_wait_for), panicking with the full log on failure.
     pub async fn wait_for(&mut self, pred: impl Fn(&Recorded) -> bool) -> Recorded {
-        self.try_wait_for(pred).await.unwrap_or_else(|e| panic!("{e}"))
+        self.try_wait_for(pred)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits for a state change to `state` with `reason`; returns its event info.

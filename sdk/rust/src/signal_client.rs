@@ -25,14 +25,17 @@ use std::sync::{Arc, Mutex};
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
-    CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event, JoinChannel, LeaveChannel,
-    Login, LoginResult, Logout, Ping, RenewToken, Response, ServerFrame, SessionCloseReason, event, response,
+    CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event, JoinChannel,
+    LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response, ServerFrame,
+    SessionCloseReason, event, response,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::listeners::ListenerSet;
 use crate::mirror::CallMirror;
-use crate::transport::{SignalTransport, TransportEvent, TransportEventReceiver, transport_channel};
+use crate::transport::{
+    SignalTransport, TransportEvent, TransportEventReceiver, transport_channel,
+};
 use crate::ws::WsTransport;
 use crate::{SdkError, lock};
 
@@ -97,6 +100,8 @@ impl From<LoginResult> for LoginInfo {
 pub(crate) enum Update {
     Event(Event),
     LoggedIn(LoginInfo),
+    /// A PrepareForCall succeeded (delivered before its response).
+    Prepared,
 }
 
 enum Subscriber {
@@ -122,15 +127,20 @@ impl Hub {
         });
     }
 
-    fn publish_login(&mut self, info: &LoginInfo) {
+    fn publish_update(&mut self, update: &Update) {
         self.subscribers.retain(|s| match s {
             Subscriber::Events(tx) => !tx.is_closed(),
-            Subscriber::Updates(tx) => tx.send(Update::LoggedIn(info.clone())).is_ok(),
+            Subscriber::Updates(tx) => tx.send(update.clone()).is_ok(),
         });
     }
 }
 
-type Waiter = oneshot::Sender<Response>;
+/// A request waiting for its response. `prepare` marks a PrepareForCall, whose success moves the mirror
+/// (in order with events, so the dispatcher applies it, not the caller).
+struct Waiter {
+    tx: oneshot::Sender<Response>,
+    prepare: bool,
+}
 
 /// One transport connection and the requests waiting on it. `pending` becomes `None` when the connection
 /// ends, so a request can never be registered after the dispatcher failed the others.
@@ -207,7 +217,10 @@ impl SignalClient {
 
     /// Uses a custom transport (≈ CallAPI's pluggable `ISignalClient`). `events` is the receiving half of
     /// the channel the transport delivers into. Must be called within a tokio runtime.
-    pub fn with_transport(transport: Box<dyn SignalTransport>, events: TransportEventReceiver) -> Self {
+    pub fn with_transport(
+        transport: Box<dyn SignalTransport>,
+        events: TransportEventReceiver,
+    ) -> Self {
         let client = Self::build(None);
         client.attach(transport, events);
         client
@@ -226,7 +239,11 @@ impl SignalClient {
     }
 
     /// Replaces the connection with a custom transport (the current one is closed first if still open).
-    pub fn replace_transport(&self, transport: Box<dyn SignalTransport>, events: TransportEventReceiver) {
+    pub fn replace_transport(
+        &self,
+        transport: Box<dyn SignalTransport>,
+        events: TransportEventReceiver,
+    ) {
         self.attach(transport, events);
     }
 
@@ -244,7 +261,9 @@ impl SignalClient {
 
     /// Whether the current connection is open (it may not be logged in yet).
     pub fn is_connected(&self) -> bool {
-        lock(&self.shared.conn).as_ref().is_some_and(|c| c.is_open())
+        lock(&self.shared.conn)
+            .as_ref()
+            .is_some_and(|c| c.is_open())
     }
 
     /// The last successful login of this session, until the server closes it.
@@ -266,7 +285,9 @@ impl SignalClient {
     /// slow consumer never loses events; drop the receiver to unsubscribe.
     pub fn subscribe_events(&self) -> mpsc::UnboundedReceiver<Event> {
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared.hub).subscribers.push(Subscriber::Events(tx));
+        lock(&self.shared.hub)
+            .subscribers
+            .push(Subscriber::Events(tx));
         rx
     }
 
@@ -281,11 +302,14 @@ impl SignalClient {
     /// Sends one command and waits for its `Response`. A refused command is `Err(Refused)`; the `Ok`
     /// response never carries an error.
     pub async fn request(&self, command: Command) -> Result<Response, SdkError> {
-        let conn = lock(&self.shared.conn).clone().ok_or(SdkError::Disconnected)?;
+        let conn = lock(&self.shared.conn)
+            .clone()
+            .ok_or(SdkError::Disconnected)?;
         let request_id = self.shared.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        let prepare = matches!(command, Command::PrepareForCall(_));
         match lock(&conn.pending).as_mut() {
-            Some(pending) => pending.insert(request_id, tx),
+            Some(pending) => pending.insert(request_id, Waiter { tx, prepare }),
             None => return Err(SdkError::Disconnected),
         };
         let frame = ClientFrame {
@@ -320,7 +344,9 @@ impl SignalClient {
             .await?;
         match response.result {
             Some(response::Result::Login(result)) => Ok(result.into()),
-            _ => Err(SdkError::Protocol("login response without a login result".to_owned())),
+            _ => Err(SdkError::Protocol(
+                "login response without a login result".to_owned(),
+            )),
         }
     }
 
@@ -340,7 +366,11 @@ impl SignalClient {
     }
 
     /// Joins a live channel or a call's private channel.
-    pub async fn join_channel(&self, channel: &str, role: ChannelRole) -> Result<ChannelJoined, SdkError> {
+    pub async fn join_channel(
+        &self,
+        channel: &str,
+        role: ChannelRole,
+    ) -> Result<ChannelJoined, SdkError> {
         let response = self
             .request(Command::JoinChannel(JoinChannel {
                 channel: channel.to_owned(),
@@ -349,7 +379,9 @@ impl SignalClient {
             .await?;
         match response.result {
             Some(response::Result::ChannelJoined(joined)) => Ok(joined),
-            _ => Err(SdkError::Protocol("join response without a channel_joined result".to_owned())),
+            _ => Err(SdkError::Protocol(
+                "join response without a channel_joined result".to_owned(),
+            )),
         }
     }
 
@@ -420,8 +452,13 @@ impl Shared {
             .as_mut()
             .and_then(|p| p.remove(&response.request_id));
         match waiter {
-            // The caller may have stopped waiting; nothing to do then.
-            Some(waiter) => drop(waiter.send(response)),
+            Some(waiter) => {
+                if waiter.prepare && response.error.is_none() {
+                    self.on_prepared();
+                }
+                // The caller may have stopped waiting; nothing to do then.
+                drop(waiter.tx.send(response));
+            }
             None => tracing::warn!(
                 request_id = response.request_id,
                 error = ?response.error,
@@ -438,9 +475,15 @@ impl Shared {
             }
             hub.mirror.apply_login(&info);
             hub.login = Some(info.clone());
-            hub.publish_login(&info);
+            hub.publish_update(&Update::LoggedIn(info));
         }
         self.listeners.each(|l| l.on_connected());
+    }
+
+    fn on_prepared(&self) {
+        let mut hub = lock(&self.hub);
+        hub.mirror.apply_prepared();
+        hub.publish_update(&Update::Prepared);
     }
 
     fn on_event(&self, event: Event) {
@@ -448,11 +491,19 @@ impl Shared {
             let mut hub = lock(&self.hub);
             if event.seq != 0 {
                 if event.seq <= hub.last_seq {
-                    tracing::debug!(seq = event.seq, last = hub.last_seq, "duplicate event dropped");
+                    tracing::debug!(
+                        seq = event.seq,
+                        last = hub.last_seq,
+                        "duplicate event dropped"
+                    );
                     return;
                 }
                 if hub.last_seq != 0 && event.seq != hub.last_seq + 1 {
-                    tracing::warn!(seq = event.seq, last = hub.last_seq, "gap in event sequence");
+                    tracing::warn!(
+                        seq = event.seq,
+                        last = hub.last_seq,
+                        "gap in event sequence"
+                    );
                 }
                 hub.last_seq = event.seq;
             }
@@ -464,14 +515,17 @@ impl Shared {
             hub.publish_event(&event);
         }
         match &event.kind {
-            Some(event::Kind::TokenWillExpire(t)) => {
-                self.listeners.each(|l| l.on_token_privilege_will_expire(t.expires_at_ms))
-            }
+            Some(event::Kind::TokenWillExpire(t)) => self
+                .listeners
+                .each(|l| l.on_token_privilege_will_expire(t.expires_at_ms)),
             Some(event::Kind::SessionClosed(closed)) => {
                 let reason = SessionCloseReason::try_from(closed.reason).unwrap_or_default();
-                self.listeners.each(|l| l.on_session_closed(reason, &closed.message))
+                self.listeners
+                    .each(|l| l.on_session_closed(reason, &closed.message))
             }
-            Some(event::Kind::ChannelEvent(channel)) => self.listeners.each(|l| l.on_channel_event(channel)),
+            Some(event::Kind::ChannelEvent(channel)) => {
+                self.listeners.each(|l| l.on_channel_event(channel))
+            }
             _ => {}
         }
     }

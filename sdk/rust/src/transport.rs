@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use crate::SdkError;
 
 /// What a transport delivers to the client.
+// Nearly every item is a Frame; boxing it would add an allocation per frame and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransportEvent {
     /// A frame from the server, in the order received.

@@ -84,10 +84,9 @@ impl Link {
 impl WsTransport {
     /// Connects to `url` (`ws://host:port/path`) and starts delivering frames into `events_tx`.
     pub async fn connect(url: &str, events_tx: TransportEventSender) -> Result<Self, SdkError> {
-        let (ws, _response) =
-            tokio_tungstenite::connect_async_with_config(url, None, true)
-                .await
-                .map_err(|e| SdkError::Transport(format!("connect {url}: {e}")))?;
+        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(|e| SdkError::Transport(format!("connect {url}: {e}")))?;
         let (sink, stream) = ws.split();
         let link = Arc::new(Link {
             tx: events_tx,
@@ -160,10 +159,12 @@ async fn read_loop(mut stream: SplitStream<WsStream>, link: Arc<Link>) {
                 // answered stays pending, which the caller can time out).
                 Err(e) => tracing::warn!(error = %e, "undecodable binary server frame dropped"),
             },
-            Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                Ok(frame) => link.deliver(frame),
-                Err(e) => tracing::warn!(error = %e, "undecodable text server frame dropped"),
-            },
+            Some(Ok(Message::Text(text))) => {
+                match serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    Ok(frame) => link.deliver(frame),
+                    Err(e) => tracing::warn!(error = %e, "undecodable text server frame dropped"),
+                }
+            }
             Some(Ok(Message::Close(frame))) => {
                 server_close = Some(match frame {
                     Some(f) if !f.reason.is_empty() => {
@@ -229,7 +230,10 @@ async fn write_loop(
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
     let mut reader = reader;
-    if tokio::time::timeout(CLOSE_REPLY_TIMEOUT, &mut reader).await.is_err() {
+    if tokio::time::timeout(CLOSE_REPLY_TIMEOUT, &mut reader)
+        .await
+        .is_err()
+    {
         reader.abort();
         link.report_closed("closed by client (no close reply)");
     }

@@ -25,12 +25,21 @@ pub enum DecodeError {
 }
 
 /// Decodes a data frame. `Ok(None)` for control frames (ping/pong/close), which carry no command.
-pub fn decode(msg: &Message, limit: usize) -> Result<Option<(ClientFrame, Encoding)>, (DecodeError, Encoding)> {
+pub fn decode(
+    msg: &Message,
+    limit: usize,
+) -> Result<Option<(ClientFrame, Encoding)>, (DecodeError, Encoding)> {
     match msg {
         Message::Text(text) => {
             let text = text.as_str();
             if text.len() > limit {
-                return Err((DecodeError::TooLarge { size: text.len(), limit }, Encoding::Json));
+                return Err((
+                    DecodeError::TooLarge {
+                        size: text.len(),
+                        limit,
+                    },
+                    Encoding::Json,
+                ));
             }
             serde_json::from_str::<ClientFrame>(text)
                 .map(|f| Some((f, Encoding::Json)))
@@ -38,7 +47,13 @@ pub fn decode(msg: &Message, limit: usize) -> Result<Option<(ClientFrame, Encodi
         }
         Message::Binary(bytes) => {
             if bytes.len() > limit {
-                return Err((DecodeError::TooLarge { size: bytes.len(), limit }, Encoding::Binary));
+                return Err((
+                    DecodeError::TooLarge {
+                        size: bytes.len(),
+                        limit,
+                    },
+                    Encoding::Binary,
+                ));
             }
             ClientFrame::decode(bytes.as_ref())
                 .map(|f| Some((f, Encoding::Binary)))
@@ -64,7 +79,7 @@ pub fn encode(frame: &ServerFrame, encoding: Encoding) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use showcall_proto::signal::{client_frame::Command, Login};
+    use showcall_proto::signal::{Login, client_frame::Command};
 
     #[test]
     fn json_frame_round_trips_with_camel_case_fields() {
@@ -72,24 +87,36 @@ mod tests {
         let (frame, enc) = decode(&msg, 1024).unwrap().unwrap();
         assert_eq!(enc, Encoding::Json);
         assert_eq!(frame.request_id, 7);
-        assert_eq!(frame.command, Some(Command::Login(Login { token: "t".into() })));
+        assert_eq!(
+            frame.command,
+            Some(Command::Login(Login { token: "t".into() }))
+        );
     }
 
     #[test]
     fn json_unknown_fields_are_refused() {
         let msg = Message::Text(r#"{"requestId":"7","login":{"token":"t","admin":true}}"#.into());
-        assert!(matches!(decode(&msg, 1024), Err((DecodeError::Json(_), Encoding::Json))));
+        assert!(matches!(
+            decode(&msg, 1024),
+            Err((DecodeError::Json(_), Encoding::Json))
+        ));
     }
 
     #[test]
     fn oversized_frames_are_refused_before_parsing() {
         let msg = Message::Binary(vec![0u8; 2048].into());
-        assert!(matches!(decode(&msg, 1024), Err((DecodeError::TooLarge { .. }, Encoding::Binary))));
+        assert!(matches!(
+            decode(&msg, 1024),
+            Err((DecodeError::TooLarge { .. }, Encoding::Binary))
+        ));
     }
 
     #[test]
     fn garbage_binary_is_a_decode_error() {
         let msg = Message::Binary(vec![0xff, 0xff, 0xff].into());
-        assert!(matches!(decode(&msg, 1024), Err((DecodeError::Protobuf(_), _))));
+        assert!(matches!(
+            decode(&msg, 1024),
+            Err((DecodeError::Protobuf(_), _))
+        ));
     }
 }

@@ -4,7 +4,6 @@
 
 use std::num::NonZeroU32;
 
-
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use showcall_actors::{AppId, CommandError, Outbound, Session, UserCommand};
@@ -13,10 +12,10 @@ use showcall_machines::UserId;
 use showcall_proto::signal::{self as pb, response::Result as Answer};
 use tokio::sync::mpsc;
 
+use crate::Gateway;
 use crate::codec::{self, Encoding};
 use crate::convert;
 use crate::validate::{self, Request};
-use crate::Gateway;
 
 /// WebSocket close code for "the server is restarting; reconnect" (RFC 6455 registry: 1012).
 const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -38,8 +37,10 @@ enum Flow {
 }
 
 pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway) {
-    let quota = Quota::per_second(NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"))
-        .allow_burst(NonZeroU32::new(gw.config.rate_burst.max(1)).expect("max(1) is non-zero"));
+    let quota = Quota::per_second(
+        NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"),
+    )
+    .allow_burst(NonZeroU32::new(gw.config.rate_burst.max(1)).expect("max(1) is non-zero"));
     let limiter = RateLimiter::direct(quota);
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let conn = gw.hub.next_conn();
@@ -111,7 +112,10 @@ async fn on_frame(
         Ok(Some(decoded)) => decoded,
         Ok(None) => return Flow::Continue,
         Err((e, encoding)) => {
-            let answer = convert::response(0, Err(convert::error(pb::ErrorCode::MalformedFrame, e.to_string())));
+            let answer = convert::response(
+                0,
+                Err(convert::error(pb::ErrorCode::MalformedFrame, e.to_string())),
+            );
             return send(socket, &answer, encoding).await;
         }
     };
@@ -142,9 +146,13 @@ fn auth_error(e: AuthError) -> pb::Error {
 }
 
 fn verify(gw: &Gateway, token: &str) -> Result<Claims, pb::Error> {
-    let claims = TokenVerifier::verify(&gw.config.keys, token, gw.hub.clock().now_secs()).map_err(auth_error)?;
+    let claims = TokenVerifier::verify(&gw.config.keys, token, gw.hub.clock().now_secs())
+        .map_err(auth_error)?;
     if !claims.grants.signal {
-        return Err(convert::error(pb::ErrorCode::PermissionDenied, "token lacks the signal grant"));
+        return Err(convert::error(
+            pb::ErrorCode::PermissionDenied,
+            "token lacks the signal grant",
+        ));
     }
     Ok(claims)
 }
@@ -163,7 +171,10 @@ async fn execute(
     }
     let Some(l) = login.as_mut() else {
         let Request::Login { token } = request else {
-            return Err(convert::error(pb::ErrorCode::Unauthenticated, "log in first"));
+            return Err(convert::error(
+                pb::ErrorCode::Unauthenticated,
+                "log in first",
+            ));
         };
         let claims = verify(gw, &token)?;
         let app = AppId(claims.app.clone());
@@ -184,12 +195,18 @@ async fn execute(
     let command = match request {
         Request::Ping => return Ok(None),
         Request::Login { .. } => {
-            return Err(convert::error(pb::ErrorCode::NotAllowed, "already logged in on this connection"));
+            return Err(convert::error(
+                pb::ErrorCode::NotAllowed,
+                "already logged in on this connection",
+            ));
         }
         Request::RenewToken { token } => {
             let claims = verify(gw, &token)?;
             if claims.app != l.claims.app || claims.sub != l.claims.sub {
-                return Err(convert::error(pb::ErrorCode::TokenInvalid, "token names another app or user"));
+                return Err(convert::error(
+                    pb::ErrorCode::TokenInvalid,
+                    "token names another app or user",
+                ));
             }
             let token_expires_at = claims.exp * 1000;
             l.session
@@ -204,14 +221,20 @@ async fn execute(
             // Call channels admit their two participants by right of the call, whatever the token says.
             if !channel.is_call_channel() {
                 if !grants.allows_channel(channel.as_str()) {
-                    return Err(convert::error(pb::ErrorCode::PermissionDenied, "token does not grant this channel"));
+                    return Err(convert::error(
+                        pb::ErrorCode::PermissionDenied,
+                        "token does not grant this channel",
+                    ));
                 }
                 let allowed = match role {
                     showcall_machines::Role::Broadcaster => grants.publish,
                     showcall_machines::Role::Audience => grants.subscribe,
                 };
                 if !allowed {
-                    return Err(convert::error(pb::ErrorCode::PermissionDenied, "token does not grant this role"));
+                    return Err(convert::error(
+                        pb::ErrorCode::PermissionDenied,
+                        "token does not grant this role",
+                    ));
                 }
             }
             UserCommand::JoinChannel {
@@ -225,4 +248,3 @@ async fn execute(
     let ok = l.session.command(command).await.map_err(command_error)?;
     Ok(convert::command_ok(ok))
 }
-

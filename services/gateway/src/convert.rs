@@ -65,10 +65,18 @@ pub fn command_ok(ok: CommandOk) -> Option<Answer> {
             call_id: call_id.0,
             channel: channel.0,
         })),
-        CommandOk::Joined { channel, role, view } => Some(Answer::ChannelJoined(pb::ChannelJoined {
+        CommandOk::Joined {
+            channel,
+            role,
+            view,
+        } => Some(Answer::ChannelJoined(pb::ChannelJoined {
             channel: channel.0,
             role: role_pb(role) as i32,
-            members: view.members.into_iter().map(|(u, m)| member(u.0, m)).collect(),
+            members: view
+                .members
+                .into_iter()
+                .map(|(u, m)| member(u.0, m))
+                .collect(),
             broadcaster_paused: view.broadcaster_paused,
         })),
     }
@@ -144,7 +152,10 @@ fn call_update(call_id: String, update: CallUpdate) -> Kind {
             event_reason,
             event_info: Some(event_info(info)),
         }),
-        CallUpdate::Event { event, event_reason } => Kind::CallEventChanged(pb::CallEventChanged {
+        CallUpdate::Event {
+            event,
+            event_reason,
+        } => Kind::CallEventChanged(pb::CallEventChanged {
             call_id,
             event: event as i32,
             event_reason,
@@ -178,7 +189,10 @@ fn call_update(call_id: String, update: CallUpdate) -> Kind {
 
 /// Fills in the recipient where the wire has a `current_user_id` (the machine does not repeat it).
 pub fn set_current_user(frame: &mut pb::ServerFrame, user: &str) {
-    if let Some(pb::server_frame::Frame::Event(pb::Event { kind: Some(kind), .. })) = &mut frame.frame {
+    if let Some(pb::server_frame::Frame::Event(pb::Event {
+        kind: Some(kind), ..
+    })) = &mut frame.frame
+    {
         match kind {
             Kind::CallConnected(c) => c.current_user_id = user.to_owned(),
             Kind::CallDisconnected(d) => d.current_user_id = user.to_owned(),
@@ -243,11 +257,29 @@ mod tests {
     fn domain_numbers_match_the_wire() {
         assert_eq!(CallState::Failed as i32, pb::CallState::Failed as i32);
         assert_eq!(CallState::Connected as i32, pb::CallState::Connected as i32);
-        assert_eq!(StateReason::RemoteCallBusy as i32, pb::CallStateReason::RemoteCallBusy as i32);
-        assert_eq!(StateReason::EndedByServer as i32, pb::CallStateReason::EndedByServer as i32);
-        assert_eq!(StateReason::RemoteAudioCall as i32, pb::CallStateReason::RemoteAudioCall as i32);
-        assert_eq!(CallEvent::RemoteUserRecvCall as i32, pb::CallEvent::RemoteUserRecvCall as i32);
-        assert_eq!(CallEvent::RemoteOffline as i32, pb::CallEvent::RemoteOffline as i32);
-        assert_eq!(CallEvent::RemoteAudioCall as i32, pb::CallEvent::RemoteAudioCall as i32);
+        assert_eq!(
+            StateReason::RemoteCallBusy as i32,
+            pb::CallStateReason::RemoteCallBusy as i32
+        );
+        assert_eq!(
+            StateReason::EndedByServer as i32,
+            pb::CallStateReason::EndedByServer as i32
+        );
+        assert_eq!(
+            StateReason::RemoteAudioCall as i32,
+            pb::CallStateReason::RemoteAudioCall as i32
+        );
+        assert_eq!(
+            CallEvent::RemoteUserRecvCall as i32,
+            pb::CallEvent::RemoteUserRecvCall as i32
+        );
+        assert_eq!(
+            CallEvent::RemoteOffline as i32,
+            pb::CallEvent::RemoteOffline as i32
+        );
+        assert_eq!(
+            CallEvent::RemoteAudioCall as i32,
+            pb::CallEvent::RemoteAudioCall as i32
+        );
     }
 }

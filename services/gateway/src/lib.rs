@@ -19,11 +19,11 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
+use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use showcall_actors::Hub;
 use showcall_auth::AppKeys;
 use tokio::sync::watch;
@@ -62,7 +62,9 @@ impl Gateway {
 
     /// The axum routes: `GET /signal` upgrades to the signaling WebSocket.
     pub fn router(self) -> Router {
-        Router::new().route("/signal", get(upgrade)).with_state(self)
+        Router::new()
+            .route("/signal", get(upgrade))
+            .with_state(self)
     }
 }
 

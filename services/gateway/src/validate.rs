@@ -26,11 +26,18 @@ pub const MAX_CALL_ID: usize = 64;
 /// A validated client request.
 #[derive(Debug)]
 pub enum Request {
-    Login { token: String },
-    RenewToken { token: String },
+    Login {
+        token: String,
+    },
+    RenewToken {
+        token: String,
+    },
     Ping,
     /// Needs the session's grants checked before it goes to the actors.
-    Join { channel: ChannelName, role: Role },
+    Join {
+        channel: ChannelName,
+        role: Role,
+    },
     Command(UserCommand),
 }
 
@@ -42,7 +49,10 @@ pub enum Invalid {
     #[error("frame has no command")]
     NoCommand,
     #[error("{field}: {problem}")]
-    Field { field: &'static str, problem: String },
+    Field {
+        field: &'static str,
+        problem: String,
+    },
 }
 
 fn field(field: &'static str, problem: impl Into<String>) -> Invalid {
@@ -96,7 +106,9 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
                 timeout_ms,
             })
         }
-        Command::CancelCall(c) => call_command("cancel_call.call_id", c.call_id, CallCommand::Cancel)?,
+        Command::CancelCall(c) => {
+            call_command("cancel_call.call_id", c.call_id, CallCommand::Cancel)?
+        }
         Command::Accept(a) => call_command("accept.call_id", a.call_id, CallCommand::Accept)?,
         Command::Reject(r) => {
             let reason = reason("reject.reason", r.reason)?;
@@ -173,16 +185,28 @@ fn timeout(name: &'static str, t: u32) -> Result<u64, Invalid> {
     Ok(u64::from(t))
 }
 
-fn extension(name: &'static str, map: HashMap<String, String>) -> Result<BTreeMap<String, String>, Invalid> {
+fn extension(
+    name: &'static str,
+    map: HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, Invalid> {
     if map.len() > MAX_EXTENSION_ENTRIES {
-        return Err(field(name, format!("more than {MAX_EXTENSION_ENTRIES} entries")));
+        return Err(field(
+            name,
+            format!("more than {MAX_EXTENSION_ENTRIES} entries"),
+        ));
     }
     for (k, v) in &map {
         if k.is_empty() || k.len() > MAX_EXTENSION_KEY {
-            return Err(field(name, format!("keys must be 1..={MAX_EXTENSION_KEY} bytes")));
+            return Err(field(
+                name,
+                format!("keys must be 1..={MAX_EXTENSION_KEY} bytes"),
+            ));
         }
         if v.len() > MAX_EXTENSION_VALUE {
-            return Err(field(name, format!("values must be at most {MAX_EXTENSION_VALUE} bytes")));
+            return Err(field(
+                name,
+                format!("values must be at most {MAX_EXTENSION_VALUE} bytes"),
+            ));
         }
     }
     Ok(map.into_iter().collect())
@@ -211,7 +235,13 @@ mod tests {
     #[test]
     fn empty_callee_names_the_field() {
         let err = validate(frame(Command::Call(pb::Call::default()))).unwrap_err();
-        assert!(matches!(err, Invalid::Field { field: "call.remote_user_id", .. }));
+        assert!(matches!(
+            err,
+            Invalid::Field {
+                field: "call.remote_user_id",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -222,7 +252,13 @@ mod tests {
             ..Default::default()
         };
         let err = validate(frame(Command::Call(call))).unwrap_err();
-        assert!(matches!(err, Invalid::Field { field: "call.call_type", .. }));
+        assert!(matches!(
+            err,
+            Invalid::Field {
+                field: "call.call_type",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -233,7 +269,13 @@ mod tests {
             ..Default::default()
         };
         let err = validate(frame(Command::Call(call))).unwrap_err();
-        assert!(matches!(err, Invalid::Field { field: "call.call_extension", .. }));
+        assert!(matches!(
+            err,
+            Invalid::Field {
+                field: "call.call_extension",
+                ..
+            }
+        ));
     }
 
     #[test]

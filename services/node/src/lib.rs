@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_machines::UserConfig;
@@ -87,9 +87,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let http = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-    let (signal_addr, grpc_addr, http_addr) = (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
+    let (signal_addr, grpc_addr, http_addr) =
+        (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
 
-    let hub = Hub::new(HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config)));
+    let hub = Hub::new(HubParts::single_node(
+        NodeId(config.node_id.clone()),
+        user_config(&config),
+    ));
     let keys = Arc::new(config.app_keys());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

@@ -8,10 +8,14 @@ use tracing_subscriber::EnvFilter;
 fn main() -> anyhow::Result<()> {
     let command = Cli::parse().into_command();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match command {
         Command::Run(args) => runtime.block_on(run(NodeConfig::load(&args)?)),
         Command::Token(args) => {
@@ -24,7 +28,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if config.uses_demo_secret() {
-        tracing::warn!("using the built-in demo app secret: set your own [[apps]] before production");
+        tracing::warn!(
+            "using the built-in demo app secret: set your own [[apps]] before production"
+        );
     }
     let node = showcall_node::start(config).await?;
     println!("showcall node running");

@@ -3,15 +3,15 @@ use std::sync::Arc;
 
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::{
-    CallConnected, CallCreated, CallDisconnected, CallError, CallEventChanged, CallSnapshot, ChannelJoined,
-    TokenWillExpire, event, response,
+    CallConnected, CallCreated, CallDisconnected, CallError, CallEventChanged, CallSnapshot,
+    ChannelJoined, TokenWillExpire, event, response,
 };
 
 use crate::fake::{FakeServer, fake_client, fake_pair, info, login_result, state_kind};
 use crate::{
-    CallApi, CallConfig, CallErrorEvent, CallErrorType, CallEvent, CallState, CallStateReason, CallType,
-    ChannelRole, DEINITIALIZE_REASON, ErrorCode, EventRecorder, PrepareConfig, Recorded, SdkError,
-    SignalClient,
+    CallApi, CallConfig, CallErrorEvent, CallErrorType, CallEvent, CallState, CallStateReason,
+    CallType, ChannelRole, DEINITIALIZE_REASON, ErrorCode, EventRecorder, PrepareConfig, Recorded,
+    SdkError, SignalClient,
 };
 
 struct Harness {
@@ -47,7 +47,14 @@ async fn harness(user: &str) -> Harness {
 
 impl Harness {
     /// The server moves the user's state; waits until it was reported.
-    async fn state(&mut self, call_id: &str, state: CallState, reason: CallStateReason, caller: &str, callee: &str) {
+    async fn state(
+        &mut self,
+        call_id: &str,
+        state: CallState,
+        reason: CallStateReason,
+        caller: &str,
+        callee: &str,
+    ) {
         let info = (!call_id.is_empty()).then(|| info(call_id, caller, callee));
         self.server.push(state_kind(call_id, state, reason, info));
         self.rec.wait_for_state(state, reason).await;
@@ -58,7 +65,10 @@ impl Harness {
         let s = self.signal.clone();
         let ping = tokio::spawn(async move { s.ping().await });
         let (id, cmd) = self.server.expect().await;
-        assert!(matches!(cmd, Command::Ping(_)), "expected ping, got {cmd:?}");
+        assert!(
+            matches!(cmd, Command::Ping(_)),
+            "expected ping, got {cmd:?}"
+        );
         self.server.ok(id);
         ping.await.unwrap().unwrap();
     }
@@ -83,7 +93,10 @@ async fn commands_need_initialize() {
         api.call("bob", CallType::Video, HashMap::new()).await,
         Err(SdkError::NotInitialized)
     );
-    assert_eq!(api.prepare_for_call(PrepareConfig::default()).await, Err(SdkError::NotInitialized));
+    assert_eq!(
+        api.prepare_for_call(PrepareConfig::default()).await,
+        Err(SdkError::NotInitialized)
+    );
     assert_eq!(api.accept("bob").await, Err(SdkError::NotInitialized));
     // Deinitializing an uninitialized instance is a no-op.
     assert_eq!(api.deinitialize().await, Ok(()));
@@ -92,10 +105,9 @@ async fn commands_need_initialize() {
 #[tokio::test]
 async fn state_mirror_follows_server_events() {
     let mut h = harness("alice").await;
-    h.state("", CallState::Prepared, CallStateReason::None, "", "").await;
-    assert_eq!(h.api.state(), CallState::Prepared);
+    assert_eq!(h.api.state(), CallState::Idle);
 
-    // prepare_for_call carries the config as is.
+    // prepare_for_call carries the config as is; its success response moves idle to prepared.
     let api = h.api.clone();
     let prepare = tokio::spawn(async move {
         api.prepare_for_call(PrepareConfig {
@@ -107,24 +119,49 @@ async fn state_mirror_follows_server_events() {
         .await
     });
     let (id, cmd) = h.server.expect().await;
-    let Command::PrepareForCall(p) = cmd else { panic!("expected prepare, got {cmd:?}") };
+    let Command::PrepareForCall(p) = cmd else {
+        panic!("expected prepare, got {cmd:?}")
+    };
     assert_eq!(p.room_id, "r1");
     assert_eq!(p.call_timeout_ms, Some(0));
     assert_eq!(p.user_extension.get("level").map(String::as_str), Some("7"));
     assert!(p.first_frame_waiting_disabled);
     h.server.ok(id);
     prepare.await.unwrap().unwrap();
+    assert_eq!(h.api.state(), CallState::Prepared);
+    assert!(
+        h.rec
+            .next()
+            .await
+            .is_state(CallState::Prepared, CallStateReason::None)
+    );
+    // A server that also pushes "prepared" does not make apps see it twice.
+    h.server.push(state_kind(
+        "",
+        CallState::Prepared,
+        CallStateReason::None,
+        None,
+    ));
 
     // call() returns once the server's calling state was reported.
     let api = h.api.clone();
     let ext = HashMap::from([("gift".to_owned(), "rose".to_owned())]);
     let call = tokio::spawn(async move { api.call("bob", CallType::Audio, ext).await });
     let (id, cmd) = h.server.expect().await;
-    let Command::Call(c) = cmd else { panic!("expected call, got {cmd:?}") };
+    let Command::Call(c) = cmd else {
+        panic!("expected call, got {cmd:?}")
+    };
     assert_eq!(c.remote_user_id, "bob");
     assert_eq!(c.call_type, CallType::Audio as i32);
-    assert_eq!(c.call_extension.get("gift").map(String::as_str), Some("rose"));
-    assert_eq!(h.api.state(), CallState::Prepared, "no state before the server says so");
+    assert_eq!(
+        c.call_extension.get("gift").map(String::as_str),
+        Some("rose")
+    );
+    assert_eq!(
+        h.api.state(),
+        CallState::Prepared,
+        "no state before the server says so"
+    );
     h.server.respond(
         id,
         Some(response::Result::CallCreated(CallCreated {
@@ -144,14 +181,39 @@ async fn state_mirror_follows_server_events() {
     assert_eq!(h.api.get_call_id().as_deref(), Some("c1"));
     assert_eq!(h.api.event_info().unwrap().from_room_id, "call-c1");
 
-    h.state("c1", CallState::Connecting, CallStateReason::RemoteAccepted, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connecting,
+        CallStateReason::RemoteAccepted,
+        "alice",
+        "bob",
+    )
+    .await;
     assert_eq!(h.api.state(), CallState::Connecting);
-    h.state("c1", CallState::Connected, CallStateReason::BothJoined, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connected,
+        CallStateReason::BothJoined,
+        "alice",
+        "bob",
+    )
+    .await;
     assert_eq!(h.api.state(), CallState::Connected);
-    h.state("c1", CallState::Prepared, CallStateReason::RemoteHangup, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Prepared,
+        CallStateReason::RemoteHangup,
+        "alice",
+        "bob",
+    )
+    .await;
     assert_eq!(h.api.state(), CallState::Prepared);
     assert_eq!(h.api.get_call_id(), None);
-    assert_eq!(h.api.event_info().unwrap().call_id, "c1", "the last call's info stays readable");
+    assert_eq!(
+        h.api.event_info().unwrap().call_id,
+        "c1",
+        "the last call's info stays readable"
+    );
 
     assert_eq!(
         states(h.rec.seen()),
@@ -177,7 +239,9 @@ async fn call_returns_when_the_state_event_came_before_the_response() {
         CallStateReason::LocalVideoCall,
         Some(info("c1", "alice", "bob")),
     ));
-    h.rec.wait_for_state(CallState::Calling, CallStateReason::LocalVideoCall).await;
+    h.rec
+        .wait_for_state(CallState::Calling, CallStateReason::LocalVideoCall)
+        .await;
     h.server.respond(
         id,
         Some(response::Result::CallCreated(CallCreated {
@@ -199,7 +263,14 @@ async fn call_returns_when_the_state_event_came_before_the_response() {
 async fn callee_commands_use_the_mirrored_call_id() {
     let mut h = harness("bob").await;
     assert_eq!(h.api.cancel_call().await, Err(SdkError::NoCall));
-    h.state("c1", CallState::Calling, CallStateReason::RemoteVideoCall, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Calling,
+        CallStateReason::RemoteVideoCall,
+        "alice",
+        "bob",
+    )
+    .await;
     assert_eq!(h.api.get_call_id().as_deref(), Some("c1"));
 
     // Not the caller: refused locally, nothing sent.
@@ -227,11 +298,20 @@ async fn callee_commands_use_the_mirrored_call_id() {
         })
     );
 
-    h.state("c1", CallState::Connecting, CallStateReason::LocalAccepted, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connecting,
+        CallStateReason::LocalAccepted,
+        "alice",
+        "bob",
+    )
+    .await;
     let api = h.api.clone();
     let join = tokio::spawn(async move { api.join_call_channel().await });
     let (id, cmd) = h.server.expect().await;
-    let Command::JoinChannel(j) = cmd else { panic!("expected join, got {cmd:?}") };
+    let Command::JoinChannel(j) = cmd else {
+        panic!("expected join, got {cmd:?}")
+    };
     assert_eq!(j.channel, "call-c1");
     assert_eq!(j.role, ChannelRole::Broadcaster as i32);
     h.server.respond(
@@ -266,11 +346,12 @@ async fn listeners_hear_every_call_event_in_server_order() {
         CallStateReason::LocalVideoCall,
         Some(info("c1", "alice", "bob")),
     ));
-    h.server.push(event::Kind::CallEventChanged(CallEventChanged {
-        call_id: "c1".to_owned(),
-        event: CallEvent::RemoteUserRecvCall as i32,
-        event_reason: String::new(),
-    }));
+    h.server
+        .push(event::Kind::CallEventChanged(CallEventChanged {
+            call_id: "c1".to_owned(),
+            event: CallEvent::RemoteUserRecvCall as i32,
+            event_reason: String::new(),
+        }));
     h.server.push(event::Kind::CallConnected(CallConnected {
         call_id: "c1".to_owned(),
         room_id: "call-c1".to_owned(),
@@ -285,15 +366,18 @@ async fn listeners_hear_every_call_event_in_server_order() {
         error_code: 123,
         message: "kicked".to_owned(),
     }));
-    h.server.push(event::Kind::CallDisconnected(CallDisconnected {
-        call_id: "c1".to_owned(),
-        room_id: "call-c1".to_owned(),
-        hangup_user_id: "bob".to_owned(),
-        current_user_id: "alice".to_owned(),
-        timestamp_ms: 20,
-        duration_ms: 10,
+    h.server
+        .push(event::Kind::CallDisconnected(CallDisconnected {
+            call_id: "c1".to_owned(),
+            room_id: "call-c1".to_owned(),
+            hangup_user_id: "bob".to_owned(),
+            current_user_id: "alice".to_owned(),
+            timestamp_ms: 20,
+            duration_ms: 10,
+        }));
+    h.server.push(event::Kind::TokenWillExpire(TokenWillExpire {
+        expires_at_ms: 1,
     }));
-    h.server.push(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: 1 }));
 
     let expected = vec![
         Recorded::State {
@@ -337,7 +421,14 @@ async fn listeners_hear_every_call_event_in_server_order() {
     // A removed listener hears nothing more; the others still do.
     let l: Arc<dyn crate::CallApiListener> = second.listener();
     assert!(h.api.remove_listener(&l));
-    h.state("c1", CallState::Prepared, CallStateReason::RemoteHangup, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Prepared,
+        CallStateReason::RemoteHangup,
+        "alice",
+        "bob",
+    )
+    .await;
     h.sync().await;
     assert!(second.drain_ready().is_empty());
 }
@@ -358,7 +449,12 @@ async fn deinitialize_from(
     let (id, cmd) = h.server.expect().await;
     assert!(expected(&cmd), "unexpected command {cmd:?}");
     h.server.ok(id);
-    h.server.push(state_kind("c1", CallState::Prepared, ended_reason, Some(info("c1", "alice", "bob"))));
+    h.server.push(state_kind(
+        "c1",
+        CallState::Prepared,
+        ended_reason,
+        Some(info("c1", "alice", "bob")),
+    ));
     deinit.await.unwrap().unwrap();
 
     assert_eq!(h.api.state(), CallState::Idle);
@@ -367,12 +463,23 @@ async fn deinitialize_from(
     let tail: Vec<Recorded> = h.rec.drain_ready();
     assert_eq!(
         states(&tail),
-        vec![(CallState::Prepared, ended_reason), (CallState::Idle, CallStateReason::None)]
+        vec![
+            (CallState::Prepared, ended_reason),
+            (CallState::Idle, CallStateReason::None)
+        ]
     );
-    assert!(tail.last().unwrap().is_event(CallEvent::Deinitialize), "{tail:?}");
+    assert!(
+        tail.last().unwrap().is_event(CallEvent::Deinitialize),
+        "{tail:?}"
+    );
 
     // Nothing is reported after deinitialize.
-    h.server.push(state_kind("c2", CallState::Calling, CallStateReason::RemoteVideoCall, None));
+    h.server.push(state_kind(
+        "c2",
+        CallState::Calling,
+        CallStateReason::RemoteVideoCall,
+        None,
+    ));
     h.sync().await;
     assert!(h.rec.drain_ready().is_empty());
     assert_eq!(h.api.state(), CallState::Idle);
@@ -429,7 +536,8 @@ async fn deinitialize_hangs_up_a_connecting_call() {
 #[tokio::test]
 async fn deinitialize_without_a_call_sends_nothing() {
     let mut h = harness("alice").await;
-    h.state("", CallState::Prepared, CallStateReason::None, "", "").await;
+    h.state("", CallState::Prepared, CallStateReason::None, "", "")
+        .await;
     h.api.deinitialize().await.unwrap();
     h.server.assert_quiet();
     assert_eq!(
@@ -452,13 +560,21 @@ async fn deinitialize_without_a_call_sends_nothing() {
 #[tokio::test]
 async fn deinitialize_switches_to_hangup_when_the_call_moved_on() {
     let mut h = harness("bob").await;
-    h.state("c1", CallState::Calling, CallStateReason::RemoteVideoCall, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Calling,
+        CallStateReason::RemoteVideoCall,
+        "alice",
+        "bob",
+    )
+    .await;
     let api = h.api.clone();
     let deinit = tokio::spawn(async move { api.deinitialize().await });
     let (id, cmd) = h.server.expect().await;
     assert!(matches!(cmd, Command::Reject(_)));
     // Accepted on another path meanwhile: reject is no longer allowed, the state moved to connecting.
-    h.server.refuse(id, ErrorCode::NotAllowed, "call already accepted");
+    h.server
+        .refuse(id, ErrorCode::NotAllowed, "call already accepted");
     h.server.push(state_kind(
         "c1",
         CallState::Connecting,
@@ -468,7 +584,12 @@ async fn deinitialize_switches_to_hangup_when_the_call_moved_on() {
     let (id, cmd) = h.server.expect().await;
     assert!(matches!(cmd, Command::Hangup(ref x) if x.call_id == "c1"));
     h.server.ok(id);
-    h.server.push(state_kind("c1", CallState::Prepared, CallStateReason::LocalHangup, None));
+    h.server.push(state_kind(
+        "c1",
+        CallState::Prepared,
+        CallStateReason::LocalHangup,
+        None,
+    ));
     deinit.await.unwrap().unwrap();
     assert_eq!(h.api.state(), CallState::Idle);
 }
@@ -476,11 +597,23 @@ async fn deinitialize_switches_to_hangup_when_the_call_moved_on() {
 #[tokio::test]
 async fn deinitialize_counts_an_already_ended_call_as_success() {
     let mut h = harness("alice").await;
-    h.state("c1", CallState::Connected, CallStateReason::BothJoined, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connected,
+        CallStateReason::BothJoined,
+        "alice",
+        "bob",
+    )
+    .await;
     let api = h.api.clone();
     let deinit = tokio::spawn(async move { api.deinitialize().await });
     let (id, _) = h.server.expect().await;
-    h.server.push(state_kind("c1", CallState::Prepared, CallStateReason::RemoteHangup, None));
+    h.server.push(state_kind(
+        "c1",
+        CallState::Prepared,
+        CallStateReason::RemoteHangup,
+        None,
+    ));
     h.server.refuse(id, ErrorCode::NoSuchCall, "no such call");
     deinit.await.unwrap().unwrap();
     assert_eq!(
@@ -495,14 +628,27 @@ async fn deinitialize_counts_an_already_ended_call_as_success() {
 #[tokio::test]
 async fn deinitialize_reports_a_lost_connection_but_still_tears_down() {
     let mut h = harness("alice").await;
-    h.state("c1", CallState::Connected, CallStateReason::BothJoined, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connected,
+        CallStateReason::BothJoined,
+        "alice",
+        "bob",
+    )
+    .await;
     let api = h.api.clone();
     let deinit = tokio::spawn(async move { api.deinitialize().await });
     let _ = h.server.expect().await;
     h.server.close("network lost");
     assert_eq!(deinit.await.unwrap(), Err(SdkError::Disconnected));
     assert_eq!(h.api.state(), CallState::Idle);
-    assert!(h.rec.drain_ready().last().unwrap().is_event(CallEvent::Deinitialize));
+    assert!(
+        h.rec
+            .drain_ready()
+            .last()
+            .unwrap()
+            .is_event(CallEvent::Deinitialize)
+    );
 }
 
 #[tokio::test]
@@ -537,11 +683,19 @@ async fn initialize_starts_from_the_login_snapshot() {
 #[tokio::test]
 async fn a_resume_reconciles_the_mirror_with_the_server() {
     let mut h = harness("alice").await;
-    h.state("c1", CallState::Connected, CallStateReason::BothJoined, "alice", "bob").await;
+    h.state(
+        "c1",
+        CallState::Connected,
+        CallStateReason::BothJoined,
+        "alice",
+        "bob",
+    )
+    .await;
     h.server.close("network lost");
 
     // Resumed, and the call ended while away: prepared.
     let (transport, rx, mut server) = fake_pair();
+    server.continue_seq(&h.server);
     h.signal.replace_transport(transport, rx);
     let s = h.signal.clone();
     let login = tokio::spawn(async move { s.login("tok").await });
@@ -549,7 +703,10 @@ async fn a_resume_reconciles_the_mirror_with_the_server() {
     resumed.resumed = true;
     server.answer_login(resumed).await;
     login.await.unwrap().unwrap();
-    let r = h.rec.wait_for(|r| matches!(r, Recorded::State { .. })).await;
+    let r = h
+        .rec
+        .wait_for(|r| matches!(r, Recorded::State { .. }))
+        .await;
     assert!(
         matches!(r, Recorded::State { state: CallState::Prepared, reason: CallStateReason::None, ref event_reason, .. } if event_reason == "session resumed"),
         "{r:?}"
@@ -563,6 +720,55 @@ async fn a_resume_reconciles_the_mirror_with_the_server() {
         CallStateReason::RemoteVideoCall,
         Some(info("c2", "carol", "alice")),
     ));
-    h.rec.wait_for_state(CallState::Calling, CallStateReason::RemoteVideoCall).await;
+    h.rec
+        .wait_for_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+        .await;
     assert_eq!(h.api.get_call_id().as_deref(), Some("c2"));
+
+    // A fresh session (the old one expired): the server forgot the user, idle.
+    server.close("network lost");
+    let (transport, rx, mut server) = fake_pair();
+    h.signal.replace_transport(transport, rx);
+    let s = h.signal.clone();
+    let login = tokio::spawn(async move { s.login("tok").await });
+    server.answer_login(login_result("alice")).await;
+    login.await.unwrap().unwrap();
+    let r = h
+        .rec
+        .wait_for(|r| matches!(r, Recorded::State { .. }))
+        .await;
+    assert!(
+        matches!(r, Recorded::State { state: CallState::Idle, ref event_reason, .. } if event_reason == "new session"),
+        "{r:?}"
+    );
+    // Its events count from 1 again.
+    server.push(state_kind(
+        "",
+        CallState::Prepared,
+        CallStateReason::None,
+        None,
+    ));
+    h.rec
+        .wait_for_state(CallState::Prepared, CallStateReason::None)
+        .await;
+}
+
+#[tokio::test]
+async fn a_refused_prepare_changes_nothing() {
+    let mut h = harness("alice").await;
+    let api = h.api.clone();
+    let prepare = tokio::spawn(async move { api.prepare_for_call(PrepareConfig::default()).await });
+    let (id, _) = h.server.expect().await;
+    h.server.refuse(
+        id,
+        ErrorCode::InvalidArgument,
+        "user_extension: too many entries",
+    );
+    assert_eq!(
+        prepare.await.unwrap().unwrap_err().code(),
+        Some(ErrorCode::InvalidArgument)
+    );
+    h.sync().await;
+    assert_eq!(h.api.state(), CallState::Idle);
+    assert!(h.rec.drain_ready().is_empty());
 }

@@ -1,7 +1,7 @@
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::{
-    BroadcasterPaused, ChannelEvent, ChannelJoined, ChannelRole, ErrorCode, Event, SessionClosed,
-    SessionCloseReason, TokenWillExpire, channel_event, event, response,
+    BroadcasterPaused, ChannelEvent, ChannelJoined, ChannelRole, ErrorCode, Event,
+    SessionCloseReason, SessionClosed, TokenWillExpire, channel_event, event, response,
 };
 
 use crate::fake::{fake_client, login_result};
@@ -73,7 +73,10 @@ async fn refused_response_maps_to_typed_error() {
     let ping = tokio::spawn(async move { c.ping().await });
     let (id, _) = server.expect().await;
     server.refuse_raw(id, 999, "new reason");
-    assert_eq!(ping.await.unwrap().unwrap_err().code(), Some(ErrorCode::Unspecified));
+    assert_eq!(
+        ping.await.unwrap().unwrap_err().code(),
+        Some(ErrorCode::Unspecified)
+    );
 }
 
 #[tokio::test]
@@ -148,7 +151,9 @@ async fn events_reach_subscribers_in_order_without_duplicates() {
     let ev = |seq: u64| Event {
         seq,
         server_time_ms: seq,
-        kind: Some(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: seq })),
+        kind: Some(event::Kind::TokenWillExpire(TokenWillExpire {
+            expires_at_ms: seq,
+        })),
     };
     for seq in [1, 2, 2, 1, 3] {
         server.push_event(ev(seq));
@@ -185,14 +190,19 @@ async fn session_events_reach_signal_listeners() {
         })),
     };
     server.push(event::Kind::ChannelEvent(paused.clone()));
-    server.push(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: 77 }));
+    server.push(event::Kind::TokenWillExpire(TokenWillExpire {
+        expires_at_ms: 77,
+    }));
     server.push(event::Kind::SessionClosed(SessionClosed {
         reason: SessionCloseReason::Replaced as i32,
         message: "logged in elsewhere".to_owned(),
     }));
     server.close("closed by server");
     assert_eq!(rec.next().await, Recorded::Channel(paused));
-    assert_eq!(rec.next().await, Recorded::TokenWillExpire { expires_at_ms: 77 });
+    assert_eq!(
+        rec.next().await,
+        Recorded::TokenWillExpire { expires_at_ms: 77 }
+    );
     assert_eq!(
         rec.next().await,
         Recorded::SessionClosed {
@@ -200,7 +210,10 @@ async fn session_events_reach_signal_listeners() {
             message: "logged in elsewhere".to_owned()
         }
     );
-    assert!(matches!(rec.next().await, Recorded::SignalDisconnected { .. }));
+    assert!(matches!(
+        rec.next().await,
+        Recorded::SignalDisconnected { .. }
+    ));
     assert_eq!(client.login_info(), None);
 }
 
@@ -225,7 +238,10 @@ async fn replaced_transport_serves_new_requests() {
     let mut rec = EventRecorder::new();
     rec.attach_signal(&client);
     old.close("network lost");
-    assert!(matches!(rec.next().await, Recorded::SignalDisconnected { .. }));
+    assert!(matches!(
+        rec.next().await,
+        Recorded::SignalDisconnected { .. }
+    ));
 
     let (transport, rx, mut server) = crate::fake::fake_pair();
     client.replace_transport(transport, rx);
@@ -252,9 +268,14 @@ async fn removed_listeners_hear_nothing_more() {
     server.push_event(Event {
         seq: 1,
         server_time_ms: 1,
-        kind: Some(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: 5 })),
+        kind: Some(event::Kind::TokenWillExpire(TokenWillExpire {
+            expires_at_ms: 5,
+        })),
     });
-    assert_eq!(kept.next().await, Recorded::TokenWillExpire { expires_at_ms: 5 });
+    assert_eq!(
+        kept.next().await,
+        Recorded::TokenWillExpire { expires_at_ms: 5 }
+    );
     let mut removed = removed;
     assert!(removed.drain_ready().is_empty());
 }

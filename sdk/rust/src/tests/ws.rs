@@ -7,7 +7,9 @@ use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::server_frame::Frame;
-use showcall_proto::signal::{ClientFrame, Event, Ping, Response, ServerFrame, TokenWillExpire, event};
+use showcall_proto::signal::{
+    ClientFrame, Event, Ping, Response, ServerFrame, TokenWillExpire, event,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{WebSocketStream, accept_async};
 
-use crate::{SdkError, SignalClient, SignalTransport, TransportEvent, WsTransport, transport_channel};
+use crate::{
+    SdkError, SignalClient, SignalTransport, TransportEvent, WsTransport, transport_channel,
+};
 
 const GUARD: Duration = Duration::from_secs(10);
 
@@ -48,13 +52,18 @@ async fn read_until_end(ws: &mut WebSocketStream<TcpStream>) -> bool {
 }
 
 async fn next_event(rx: &mut crate::TransportEventReceiver) -> TransportEvent {
-    tokio::time::timeout(GUARD, rx.recv()).await.expect("guard").expect("channel open")
+    tokio::time::timeout(GUARD, rx.recv())
+        .await
+        .expect("guard")
+        .expect("channel open")
 }
 
 #[tokio::test]
 async fn binary_protobuf_round_trip_and_json_text_fallback() {
     let url = serve_one(|mut ws| async move {
-        let Some(Ok(Message::Binary(bytes))) = ws.next().await else { panic!("expected a binary frame") };
+        let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+            panic!("expected a binary frame")
+        };
         let frame = ClientFrame::decode(bytes.as_ref()).unwrap();
         assert!(matches!(frame.command, Some(Command::Ping(_))));
         let reply = ServerFrame {
@@ -64,15 +73,21 @@ async fn binary_protobuf_round_trip_and_json_text_fallback() {
                 result: None,
             })),
         };
-        ws.send(Message::binary(reply.encode_to_vec())).await.unwrap();
+        ws.send(Message::binary(reply.encode_to_vec()))
+            .await
+            .unwrap();
         let ev = ServerFrame {
             frame: Some(Frame::Event(Event {
                 seq: 1,
                 server_time_ms: 5,
-                kind: Some(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: 42 })),
+                kind: Some(event::Kind::TokenWillExpire(TokenWillExpire {
+                    expires_at_ms: 42,
+                })),
             })),
         };
-        ws.send(Message::text(serde_json::to_string(&ev).unwrap())).await.unwrap();
+        ws.send(Message::text(serde_json::to_string(&ev).unwrap()))
+            .await
+            .unwrap();
         read_until_end(&mut ws).await;
     })
     .await;
@@ -80,8 +95,16 @@ async fn binary_protobuf_round_trip_and_json_text_fallback() {
     let client = SignalClient::connect(&url).await.unwrap();
     let mut events = client.subscribe_events();
     client.ping().await.unwrap();
-    let ev = tokio::time::timeout(GUARD, events.recv()).await.unwrap().unwrap();
-    assert!(matches!(ev.kind, Some(event::Kind::TokenWillExpire(TokenWillExpire { expires_at_ms: 42 }))));
+    let ev = tokio::time::timeout(GUARD, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        ev.kind,
+        Some(event::Kind::TokenWillExpire(TokenWillExpire {
+            expires_at_ms: 42
+        }))
+    ));
 }
 
 #[tokio::test]
@@ -105,7 +128,10 @@ async fn close_sends_a_close_frame() {
         request_id: 1,
         command: Some(Command::Ping(Ping {})),
     };
-    assert_eq!(SignalTransport::send(&transport, ping), Err(SdkError::Disconnected));
+    assert_eq!(
+        SignalTransport::send(&transport, ping),
+        Err(SdkError::Disconnected)
+    );
 }
 
 #[tokio::test]
@@ -125,12 +151,18 @@ async fn abort_drops_the_connection_without_a_close_frame() {
             reason: "aborted".to_owned()
         }
     );
-    assert!(!seen_rx.await.unwrap(), "the peer must not see a close frame");
+    assert!(
+        !seen_rx.await.unwrap(),
+        "the peer must not see a close frame"
+    );
     let ping = ClientFrame {
         request_id: 1,
         command: Some(Command::Ping(Ping {})),
     };
-    assert_eq!(SignalTransport::send(&transport, ping), Err(SdkError::Disconnected));
+    assert_eq!(
+        SignalTransport::send(&transport, ping),
+        Err(SdkError::Disconnected)
+    );
 }
 
 #[tokio::test]
@@ -146,7 +178,9 @@ async fn server_close_reason_reaches_the_client() {
     .await;
     let (tx, mut rx) = transport_channel();
     let _transport = WsTransport::connect(&url, tx).await.unwrap();
-    let TransportEvent::Closed { reason } = next_event(&mut rx).await else { panic!("expected closed") };
+    let TransportEvent::Closed { reason } = next_event(&mut rx).await else {
+        panic!("expected closed")
+    };
     assert!(reason.contains("node shutting down"), "{reason}");
 }
 
@@ -156,6 +190,8 @@ async fn connect_failure_is_a_transport_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = SignalClient::connect(&format!("ws://{addr}/")).await.unwrap_err();
+    let err = SignalClient::connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SdkError::Transport(_)), "{err:?}");
 }

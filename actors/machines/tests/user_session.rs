@@ -1,0 +1,801 @@
+//! `UserMachine`: one user's session told as the stories its client lives through — log in, be replaced,
+//! drop and come back (or not), keep a token alive, and the call decisions only a user can make: busy,
+//! offline, calling yourself, stale call ids, and glare.
+//!
+//! Effects are shown in a small text form (`push #3 call c1 state Prepared RemoteHangup`, `to c1
+//! peer-away`, `timer Grace in 30000`) so each step reads like what the actor will do.
+
+use std::collections::BTreeMap;
+
+use showcall_machines::call::SessionEnd;
+use showcall_machines::user::{CallCommand, ClientEvent, Prepared, Pushed};
+use showcall_machines::{
+    CallEvent, CallId, CallInput, CallState, CallType, CallUpdate, ChannelName, ChannelUpdate,
+    ConnId, EventInfo, Millis, PauseAt, Role, StateReason, UserConfig, UserEffect, UserError,
+    UserInput, UserMachine, UserTimer,
+};
+
+const ALICE: &str = "alice";
+const BOB: &str = "bob";
+const CAROL: &str = "carol";
+/// Tokens in these stories expire at 100 s; the warning comes 30 s before.
+const EXPIRES: Millis = 100_000;
+
+fn config() -> UserConfig {
+    UserConfig {
+        grace_ms: 30_000,
+        token_warning_ms: 30_000,
+        default_call_timeout_ms: 15_000,
+        pause_at: PauseAt::Accept,
+    }
+}
+
+fn login(conn: u64) -> UserInput {
+    UserInput::Login {
+        conn: ConnId(conn),
+        token_expires_at: EXPIRES,
+    }
+}
+
+/// Logged in on connection 1 at t=0 and prepared for calls.
+fn online(user: &str) -> UserMachine {
+    let mut m = UserMachine::new(user.into(), config());
+    ok(&mut m, login(1), 0);
+    ok(&mut m, UserInput::Prepare(Prepared::default()), 0);
+    m
+}
+
+fn ok(m: &mut UserMachine, input: UserInput, now: Millis) -> Vec<String> {
+    let what = format!("{input:?}");
+    let fx = m
+        .handle(input, now)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    show(&fx)
+}
+
+/// A refused input returns exactly `err` and leaves the machine as it was.
+fn refused(m: &mut UserMachine, input: UserInput, now: Millis, err: UserError) {
+    let before = format!("{m:?}");
+    assert_eq!(m.handle(input, now), Err(err));
+    assert_eq!(
+        format!("{m:?}"),
+        before,
+        "a refused input changed the machine"
+    );
+}
+
+fn lines(text: &str) -> Vec<String> {
+    let lines = text.split(['\n', ';']).map(str::trim);
+    lines.filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+fn update(u: &CallUpdate) -> String {
+    match u {
+        CallUpdate::State { state, reason, .. } => format!("state {state:?} {reason:?}"),
+        CallUpdate::Event { event, .. } => format!("event {event:?}"),
+        CallUpdate::Connected { .. } => "connected".into(),
+        CallUpdate::Disconnected { duration_ms, .. } => format!("disconnected after {duration_ms}"),
+    }
+}
+
+fn input(i: &CallInput) -> String {
+    match i {
+        CallInput::Delivered { live_channels, .. } => {
+            let live: Vec<_> = live_channels.iter().map(ChannelName::as_str).collect();
+            format!("delivered live=[{}]", live.join(","))
+        }
+        CallInput::Undeliverable(why) => format!("undeliverable {why:?}"),
+        CallInput::Cancel { by } => format!("cancel by {by}"),
+        CallInput::Accept { by } => format!("accept by {by}"),
+        CallInput::Reject { by, reason } => format!("reject by {by} ({reason})"),
+        CallInput::Hangup { by, reason } => format!("hangup by {by} ({reason})"),
+        CallInput::PeerAway { user } => format!("{user} away"),
+        CallInput::PeerBack { user } => format!("{user} back"),
+        CallInput::SessionEnded { user, how } => format!("session of {user} ended {how:?}"),
+        CallInput::GaveWay { by } => format!("{by} gave way"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn show(fx: &[UserEffect]) -> Vec<String> {
+    fx.iter()
+        .map(|e| match e {
+            UserEffect::Push(Pushed { seq, event, .. }) => {
+                let what = match event {
+                    ClientEvent::Call { call_id, update: u } => {
+                        format!("call {call_id} {}", update(u))
+                    }
+                    ClientEvent::Channel { channel, update } => {
+                        format!("channel {channel} {update:?}")
+                    }
+                    ClientEvent::TokenWillExpire { expires_at } => {
+                        format!("token expires at {expires_at}")
+                    }
+                    ClientEvent::SessionClosed { reason } => format!("session closed {reason:?}"),
+                };
+                format!("push #{seq} {what}")
+            }
+            UserEffect::Close { conn, reason } => format!("close conn {} {reason:?}", conn.0),
+            UserEffect::SpawnCall(s) => format!("spawn {} {} -> {}", s.id, s.caller, s.callee),
+            UserEffect::ToCall { call_id, input: i } => format!("to {call_id} {}", input(i)),
+            UserEffect::CommandCall { call_id, input: i } => {
+                format!("command {call_id} {}", input(i))
+            }
+            UserEffect::JoinChannel { channel, role } => format!("join {channel} {role:?}"),
+            UserEffect::LeaveChannel { channel } => format!("leave {channel}"),
+            UserEffect::SetTimer { timer, after_ms } => format!("timer {timer:?} in {after_ms}"),
+            UserEffect::Stop => "stop".into(),
+        })
+        .collect()
+}
+
+fn info(call: &str, caller: &str, callee: &str) -> EventInfo {
+    EventInfo {
+        call_id: call.into(),
+        from_user: caller.into(),
+        from_room: format!("call-{call}").into(),
+        remote_user: callee.into(),
+        call_type: CallType::Video,
+        extension: BTreeMap::new(),
+        timing: BTreeMap::new(),
+    }
+}
+
+fn start_call(call: &str, callee: &str) -> UserInput {
+    UserInput::StartCall {
+        callee: callee.into(),
+        call_type: CallType::Video,
+        extension: BTreeMap::new(),
+        timeout_ms: None,
+        call_id: call.into(),
+        channel: format!("call-{call}").into(),
+    }
+}
+
+fn ring(call: &str, caller: &str, callee: &str) -> UserInput {
+    UserInput::Ring {
+        info: info(call, caller, callee),
+    }
+}
+
+fn state(
+    call: &str,
+    state: CallState,
+    reason: StateReason,
+    caller: &str,
+    callee: &str,
+) -> UserInput {
+    let info = info(call, caller, callee);
+    let update = CallUpdate::State {
+        state,
+        reason,
+        event_reason: String::new(),
+        info,
+    };
+    UserInput::CallUpdate {
+        call_id: call.into(),
+        update,
+    }
+}
+
+fn event(call: &str, event: CallEvent) -> UserInput {
+    let update = CallUpdate::Event {
+        event,
+        event_reason: String::new(),
+    };
+    UserInput::CallUpdate {
+        call_id: call.into(),
+        update,
+    }
+}
+
+fn command(call: &str, command: CallCommand) -> UserInput {
+    UserInput::Command {
+        call_id: call.into(),
+        command,
+    }
+}
+
+/// `user` is in call c1 with `peer` as its callee, both sides connected.
+fn in_call(user: &str, peer: &str) -> UserMachine {
+    let mut m = online(user);
+    ok(&mut m, start_call("c1", peer), 1_000);
+    ok(
+        &mut m,
+        state(
+            "c1",
+            CallState::Connected,
+            StateReason::BothJoined,
+            user,
+            peer,
+        ),
+        2_000,
+    );
+    m
+}
+
+fn current_call(m: &UserMachine) -> Option<(String, CallState)> {
+    m.call().map(|c| (c.id.to_string(), c.state))
+}
+
+#[test]
+fn login_arms_the_token_warning_and_expiry() {
+    let mut m = UserMachine::new(ALICE.into(), config());
+    let fx = ok(&mut m, login(1), 10_000);
+    assert_eq!(
+        fx,
+        lines("timer TokenWarning in 60000; timer TokenExpiry in 90000")
+    );
+    assert_eq!(
+        (m.connection(), m.resumed(), m.token_expires_at()),
+        (Some(ConnId(1)), false, EXPIRES)
+    );
+}
+
+#[test]
+fn a_second_login_replaces_the_first_connection() {
+    let mut m = online(ALICE);
+    let fx = ok(&mut m, login(2), 5_000);
+    assert_eq!(
+        fx,
+        lines("close conn 1 Replaced; timer TokenWarning in 65000; timer TokenExpiry in 95000")
+    );
+    assert_eq!((m.connection(), m.resumed()), (Some(ConnId(2)), false));
+    // The replaced connection speaks for nobody any more.
+    refused(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        5_001,
+        UserError::NotThisConnection,
+    );
+    refused(
+        &mut m,
+        UserInput::Logout { conn: ConnId(1) },
+        5_002,
+        UserError::NotThisConnection,
+    );
+}
+
+#[test]
+fn a_dropped_connection_keeps_the_call_and_tells_the_peer_at_once() {
+    let mut m = in_call(ALICE, BOB);
+    let fx = ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        10_000,
+    );
+    assert_eq!(fx, lines("timer Grace in 30000; to c1 alice away"));
+    assert_eq!(m.connection(), None);
+    assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
+}
+
+#[test]
+fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
+    let mut m = in_call(ALICE, BOB); // the client saw #1: the connected state
+    let seen = ok(&mut m, event("c1", CallEvent::RemoteJoined), 2_500);
+    assert_eq!(seen, lines("push #2 call c1 event RemoteJoined"));
+    ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        10_000,
+    );
+    assert_eq!(
+        ok(&mut m, event("c1", CallEvent::RemoteLeft), 11_000),
+        Vec::<String>::new()
+    );
+    let end = state(
+        "c1",
+        CallState::Prepared,
+        StateReason::RemoteHangup,
+        ALICE,
+        BOB,
+    );
+    assert_eq!(
+        ok(&mut m, end, 12_000),
+        Vec::<String>::new(),
+        "buffered, not pushed"
+    );
+    assert_eq!(
+        m.call(),
+        None,
+        "the call is over for the machine even while away"
+    );
+
+    let fx = ok(&mut m, login(2), 20_000);
+    let replay = "timer TokenWarning in 50000; timer TokenExpiry in 80000
+        push #3 call c1 event RemoteLeft; push #4 call c1 state Prepared RemoteHangup";
+    assert_eq!(fx, lines(replay), "no peer-back: the call ended meanwhile");
+    assert!(m.resumed());
+    let next = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000);
+    assert_eq!(next, lines("push #5 token expires at 100000"));
+}
+
+#[test]
+fn coming_back_within_grace_resumes_the_call_and_the_old_grace_timer_is_ignored() {
+    let mut m = in_call(ALICE, BOB);
+    ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        10_000,
+    );
+    let fx = ok(&mut m, login(2), 20_000);
+    assert_eq!(fx[0], "to c1 alice back");
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::Grace), 40_000),
+        Vec::<String>::new()
+    );
+    // Dropped again: only the second grace period counts.
+    ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(2) },
+        50_000,
+    );
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::Grace), 79_999),
+        Vec::<String>::new()
+    );
+    assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
+}
+
+#[test]
+fn past_grace_the_call_ends_for_the_peer_the_channels_are_left_and_the_session_stops() {
+    let mut m = in_call(ALICE, BOB);
+    let live = ChannelName::from("live-alice");
+    ok(
+        &mut m,
+        UserInput::ChannelJoined {
+            channel: live,
+            role: Role::Broadcaster,
+        },
+        3_000,
+    );
+    let call_channel = ChannelName::from("call-c1");
+    ok(
+        &mut m,
+        UserInput::ChannelJoined {
+            channel: call_channel,
+            role: Role::Broadcaster,
+        },
+        3_000,
+    );
+    ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        10_000,
+    );
+    let fx = ok(&mut m, UserInput::Timer(UserTimer::Grace), 40_000);
+    assert_eq!(
+        fx,
+        lines("to c1 session of alice ended Gone; leave call-c1; leave live-alice; stop")
+    );
+    assert!(m.is_closed());
+    assert_eq!((m.call(), m.channels().count()), (None, 0));
+    refused(&mut m, login(3), 40_001, UserError::Closed);
+}
+
+#[test]
+fn the_token_warning_fires_once_at_its_time_and_stale_firings_are_ignored() {
+    let mut m = online(ALICE);
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 69_999),
+        Vec::<String>::new(),
+        "early"
+    );
+    let warn = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000);
+    assert_eq!(warn, lines("push #1 token expires at 100000"));
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 71_000),
+        Vec::<String>::new(),
+        "once"
+    );
+}
+
+#[test]
+fn renewing_moves_both_deadlines_and_old_timers_fire_harmlessly() {
+    let mut m = online(ALICE);
+    let fx = ok(
+        &mut m,
+        UserInput::RenewToken {
+            token_expires_at: 200_000,
+        },
+        60_000,
+    );
+    assert_eq!(
+        fx,
+        lines("timer TokenWarning in 110000; timer TokenExpiry in 140000")
+    );
+    assert_eq!(m.token_expires_at(), 200_000);
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), 100_000),
+        Vec::<String>::new()
+    );
+    assert!(!m.is_closed());
+    let warn = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 170_000);
+    assert_eq!(warn, lines("push #1 token expires at 200000"));
+}
+
+#[test]
+fn an_expired_token_closes_the_session_and_ends_the_call() {
+    let mut m = in_call(ALICE, BOB); // push #1 was the connected state
+    let fx = ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), EXPIRES);
+    let text = "to c1 session of alice ended TokenExpired
+        push #2 session closed TokenExpired; close conn 1 TokenExpired; stop";
+    assert_eq!(fx, lines(text));
+    assert!(m.is_closed());
+}
+
+#[test]
+fn a_token_expiring_while_away_ends_the_session_without_a_connection_to_close() {
+    let mut m = in_call(ALICE, BOB);
+    ok(
+        &mut m,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        90_000,
+    );
+    let fx = ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), EXPIRES);
+    assert_eq!(fx, lines("to c1 session of alice ended TokenExpired; stop"));
+}
+
+#[test]
+fn logging_out_ends_the_call_for_the_peer_and_closes_the_connection() {
+    let mut m = in_call(ALICE, BOB);
+    let fx = ok(&mut m, UserInput::Logout { conn: ConnId(1) }, 5_000);
+    let text = "to c1 session of alice ended LoggedOut
+        push #2 session closed LoggedOut; close conn 1 LoggedOut; stop";
+    assert_eq!(fx, lines(text));
+}
+
+#[test]
+fn a_ring_for_a_user_in_another_call_is_refused_as_busy() {
+    let mut m = in_call(BOB, CAROL);
+    let before = format!("{m:?}");
+    assert_eq!(
+        ok(&mut m, ring("c2", ALICE, BOB), 5_000),
+        lines("to c2 undeliverable Busy")
+    );
+    assert_eq!(format!("{m:?}"), before, "the current call is untouched");
+}
+
+#[test]
+fn a_ring_for_a_user_not_prepared_or_away_is_refused_as_offline() {
+    let mut fresh = UserMachine::new(BOB.into(), config());
+    ok(&mut fresh, login(1), 0);
+    assert_eq!(
+        ok(&mut fresh, ring("c1", ALICE, BOB), 1_000),
+        lines("to c1 undeliverable Offline")
+    );
+
+    let mut away = online(BOB);
+    ok(
+        &mut away,
+        UserInput::ConnectionLost { conn: ConnId(1) },
+        500,
+    );
+    assert_eq!(
+        ok(&mut away, ring("c1", ALICE, BOB), 1_000),
+        lines("to c1 undeliverable Offline")
+    );
+    assert_eq!(away.call(), None);
+}
+
+#[test]
+fn a_delivered_ring_makes_the_call_current_and_reports_the_live_rooms_to_pause() {
+    let mut m = online(BOB);
+    let broadcaster = |c: &str| UserInput::ChannelJoined {
+        channel: c.into(),
+        role: Role::Broadcaster,
+    };
+    ok(&mut m, broadcaster("live-bob"), 100);
+    ok(
+        &mut m,
+        UserInput::ChannelJoined {
+            channel: "fans".into(),
+            role: Role::Audience,
+        },
+        100,
+    );
+    ok(&mut m, broadcaster("call-old"), 100); // a call channel is never a live room
+    assert_eq!(
+        ok(&mut m, ring("c1", ALICE, BOB), 1_000),
+        lines("to c1 delivered live=[live-bob]")
+    );
+    assert_eq!(current_call(&m), Some(("c1".into(), CallState::Calling)));
+}
+
+#[test]
+fn calls_that_cannot_start_are_refused_with_the_reason() {
+    let mut fresh = UserMachine::new(ALICE.into(), config());
+    ok(&mut fresh, login(1), 0);
+    refused(
+        &mut fresh,
+        start_call("c1", BOB),
+        10,
+        UserError::NotPrepared,
+    );
+
+    let mut m = online(ALICE);
+    refused(&mut m, start_call("c1", ALICE), 10, UserError::CallToSelf);
+    assert_eq!(
+        ok(&mut m, start_call("c1", BOB), 20),
+        lines("spawn c1 alice -> bob")
+    );
+    refused(
+        &mut m,
+        start_call("c2", CAROL),
+        30,
+        UserError::AlreadyInCall,
+    );
+    refused(
+        &mut m,
+        UserInput::Prepare(Prepared::default()),
+        40,
+        UserError::AlreadyInCall,
+    );
+}
+
+#[test]
+fn the_spawned_call_takes_the_timeout_extension_and_live_rooms_of_the_caller() {
+    let mut m = online(ALICE);
+    let prepared = Prepared {
+        extension: BTreeMap::from([("nick".into(), "Al".into()), ("tier".into(), "gold".into())]),
+        call_timeout_ms: Some(20_000),
+        first_frame_waiting_disabled: true,
+    };
+    ok(&mut m, UserInput::Prepare(prepared), 0);
+    ok(
+        &mut m,
+        UserInput::ChannelJoined {
+            channel: "live-alice".into(),
+            role: Role::Broadcaster,
+        },
+        0,
+    );
+    let spawn = |m: &mut UserMachine, call: &str, timeout_ms| {
+        let extension = BTreeMap::from([("tier".into(), "vip".into())]);
+        let input = UserInput::StartCall {
+            callee: BOB.into(),
+            call_type: CallType::Audio,
+            extension,
+            timeout_ms,
+            call_id: call.into(),
+            channel: "call-x".into(),
+        };
+        match m.handle(input, 0).expect("call starts").pop() {
+            Some(UserEffect::SpawnCall(setup)) => setup,
+            other => panic!("expected a spawn, got {other:?}"),
+        }
+    };
+    let s = spawn(&mut m, "c1", None);
+    assert_eq!(s.timeout_ms, Some(20_000), "the prepared timeout");
+    assert_eq!(
+        s.extension.get("tier").map(String::as_str),
+        Some("vip"),
+        "the call's extension wins"
+    );
+    assert_eq!(s.extension.get("nick").map(String::as_str), Some("Al"));
+    assert_eq!(
+        (s.call_type, s.first_frame_waiting_disabled),
+        (CallType::Audio, true)
+    );
+    assert_eq!(s.caller_live, vec![ChannelName::from("live-alice")]);
+    let mut m = online(ALICE);
+    assert_eq!(
+        spawn(&mut m, "c2", Some(0)).timeout_ms,
+        None,
+        "0 = no timeout"
+    );
+    let mut m = online(ALICE);
+    assert_eq!(
+        spawn(&mut m, "c3", None).timeout_ms,
+        Some(15_000),
+        "the node default"
+    );
+}
+
+#[test]
+fn commands_name_the_current_call_or_are_refused() {
+    let mut m = online(ALICE);
+    refused(
+        &mut m,
+        command("c1", CallCommand::Cancel),
+        10,
+        UserError::NoSuchCall,
+    );
+    ok(&mut m, start_call("c1", BOB), 20);
+    assert_eq!(
+        ok(&mut m, command("c1", CallCommand::Cancel), 30),
+        lines("command c1 cancel by alice")
+    );
+    refused(
+        &mut m,
+        command("c0", CallCommand::Cancel),
+        40,
+        UserError::NoSuchCall,
+    );
+    // The call ends; a late command for it is stale.
+    let ended = state(
+        "c1",
+        CallState::Prepared,
+        StateReason::LocalCancelled,
+        ALICE,
+        BOB,
+    );
+    assert_eq!(
+        ok(&mut m, ended, 50),
+        lines("push #1 call c1 state Prepared LocalCancelled")
+    );
+    let hangup = CallCommand::Hangup {
+        reason: "late".into(),
+    };
+    refused(&mut m, command("c1", hangup), 60, UserError::NoSuchCall);
+}
+
+#[test]
+fn the_client_hears_the_end_event_and_the_disconnect_that_follow_the_final_state() {
+    let mut m = in_call(ALICE, BOB);
+    let end = state(
+        "c1",
+        CallState::Prepared,
+        StateReason::RemoteHangup,
+        ALICE,
+        BOB,
+    );
+    ok(&mut m, end, 9_000);
+    assert_eq!(m.call(), None);
+    assert_eq!(
+        ok(&mut m, event("c1", CallEvent::RemoteHangup), 9_000),
+        lines("push #3 call c1 event RemoteHangup")
+    );
+    let disconnected = CallUpdate::Disconnected {
+        room: "call-c1".into(),
+        hangup_user: Some(BOB.into()),
+        timestamp: 9_000,
+        duration_ms: 7_000,
+    };
+    let fx = ok(
+        &mut m,
+        UserInput::CallUpdate {
+            call_id: "c1".into(),
+            update: disconnected,
+        },
+        9_000,
+    );
+    assert_eq!(fx, lines("push #4 call c1 disconnected after 7000"));
+    // Nothing else of that call reaches the client any more, and no other call's updates ever do.
+    let late = state(
+        "c1",
+        CallState::Connected,
+        StateReason::BothJoined,
+        ALICE,
+        BOB,
+    );
+    assert_eq!(ok(&mut m, late, 9_500), Vec::<String>::new());
+    assert_eq!(
+        ok(&mut m, event("c9", CallEvent::RemoteLeft), 9_500),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn glare_the_smaller_id_keeps_its_call_and_refuses_the_other() {
+    // alice < bob: alice's call to bob wins.
+    let mut alice = online(ALICE);
+    ok(&mut alice, start_call("c-alice", BOB), 1_000);
+    let before = format!("{alice:?}");
+    let fx = ok(&mut alice, ring("c-bob", BOB, ALICE), 1_001);
+    assert_eq!(fx, lines("to c-bob undeliverable Glare"));
+    assert_eq!(format!("{alice:?}"), before);
+}
+
+#[test]
+fn glare_the_larger_id_gives_way_tells_its_client_then_rings_for_the_winner() {
+    let mut bob = online(BOB);
+    ok(&mut bob, start_call("c-bob", ALICE), 1_000);
+    let fx = ok(&mut bob, ring("c-alice", ALICE, BOB), 1_001);
+    let text = "to c-bob bob gave way; push #1 call c-bob state Prepared GlareResolved
+        to c-alice delivered live=[]";
+    assert_eq!(fx, lines(text));
+    let call = bob.call().expect("ringing for alice's call");
+    assert_eq!(
+        (call.id.as_str(), call.peer.as_str(), call.state),
+        ("c-alice", ALICE, CallState::Calling)
+    );
+    // The given-way call's own end reaches the machine later and is not repeated to the client.
+    let late = state(
+        "c-bob",
+        CallState::Prepared,
+        StateReason::GlareResolved,
+        BOB,
+        ALICE,
+    );
+    assert_eq!(ok(&mut bob, late, 1_002), Vec::<String>::new());
+}
+
+#[test]
+fn a_ring_from_someone_else_while_calling_is_busy_not_glare() {
+    let mut bob = online(BOB);
+    ok(&mut bob, start_call("c-bob", ALICE), 1_000);
+    assert_eq!(
+        ok(&mut bob, ring("c-carol", CAROL, BOB), 1_001),
+        lines("to c-carol undeliverable Busy")
+    );
+    assert_eq!(
+        current_call(&bob),
+        Some(("c-bob".into(), CallState::Calling))
+    );
+}
+
+#[test]
+fn channel_news_reaches_members_only_and_leaving_needs_membership() {
+    let mut m = online(ALICE);
+    let paused = ChannelUpdate::BroadcasterPaused { user: BOB.into() };
+    let news = |c: &str| UserInput::ChannelUpdate {
+        channel: c.into(),
+        update: paused.clone(),
+    };
+    assert_eq!(ok(&mut m, news("live-bob"), 10), Vec::<String>::new());
+    refused(
+        &mut m,
+        UserInput::LeaveChannel {
+            channel: "live-bob".into(),
+        },
+        20,
+        UserError::NotInChannel,
+    );
+    let join = UserInput::JoinChannel {
+        channel: "live-bob".into(),
+        role: Role::Audience,
+    };
+    assert_eq!(ok(&mut m, join, 30), lines("join live-bob Audience"));
+    ok(
+        &mut m,
+        UserInput::ChannelJoined {
+            channel: "live-bob".into(),
+            role: Role::Audience,
+        },
+        31,
+    );
+    let fx = ok(&mut m, news("live-bob"), 40);
+    assert_eq!(
+        fx,
+        lines(r#"push #1 channel live-bob BroadcasterPaused { user: UserId("bob") }"#)
+    );
+    ok(
+        &mut m,
+        UserInput::ChannelRemoved {
+            channel: "live-bob".into(),
+        },
+        50,
+    );
+    assert_eq!(m.channels().count(), 0);
+}
+
+#[test]
+fn a_session_end_reaches_the_call_with_how_it_ended() {
+    // The call machine turns these into the peer's reason (see call_transitions); here: which one is sent.
+    for (how, input) in [
+        (SessionEnd::LoggedOut, UserInput::Logout { conn: ConnId(1) }),
+        (
+            SessionEnd::TokenExpired,
+            UserInput::Timer(UserTimer::TokenExpiry),
+        ),
+    ] {
+        let mut m = in_call(ALICE, BOB);
+        let fx = m.handle(input, EXPIRES).expect("session ends");
+        let sent = CallInput::SessionEnded {
+            user: ALICE.into(),
+            how,
+        };
+        assert_eq!(
+            fx[0],
+            UserEffect::ToCall {
+                call_id: CallId::from("c1"),
+                input: sent
+            }
+        );
+    }
+}
