@@ -5,6 +5,10 @@
 //! generous deadline that turns a hang into a failure with the events seen so far.
 #![forbid(unsafe_code)]
 
+pub mod grace_helpers;
+
+pub mod sdk_helpers;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

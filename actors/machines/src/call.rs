@@ -17,8 +17,11 @@
 //!   last (`localAccepted`/`remoteAccepted` when the accept came last, `bothJoined` otherwise). The media
 //!   issue adds first-frame detection as the default rule.
 //! - `hangup` is for accepted calls; while ringing the caller cancels and the callee rejects.
-//! - `GaveWay` (glare) ends the call in any phase: the caller's user actor has already moved on to the peer's
-//!   call, so a call it gave way to an instant after the peer accepted must not outlive it.
+//! - `GaveWay` (glare) ends the call in any phase: the user actor that resolved the glare (the caller's, or
+//!   the callee's when its own Call arrived while this call rang it) has already moved on to the winning
+//!   call, so a call it gave way an instant after the peer accepted must not outlive it. The caller always
+//!   sees `glareResolved`; the callee sees the call withdrawn (a callee that gave way itself has already told
+//!   its client `glareResolved`).
 
 use std::collections::BTreeMap;
 
@@ -105,8 +108,9 @@ pub enum CallInput {
     PeerBack { user: UserId },
     /// A party's session ended.
     SessionEnded { user: UserId, how: SessionEnd },
-    /// The caller's user actor withdrew this call because the callee called it at the same moment and that
-    /// call wins (glare).
+    /// A party's user actor withdrew this call because the callee called the caller at the same moment and
+    /// that call wins (glare): sent by the caller when the winning call rings it, or by the callee when its
+    /// own Call to the caller arrives while this call rings it.
     GaveWay { by: UserId },
     /// The calling timer fired.
     CallingTimeout,
@@ -539,16 +543,15 @@ impl CallMachine {
                 self.end(now, cause, views, Some(user), &mut fx);
             }
             CallInput::GaveWay { by } => {
-                let side = self.participant(&by)?;
-                if side != Side::Caller {
-                    return Err(self.not_allowed("give way", side));
-                }
-                // The caller's user actor decides glare on its own, possibly stale, view ("still calling") and
-                // has already told its client the call is over and moved on to the peer's call. So the call
-                // ends in whatever phase it reached meanwhile (the peer may have accepted an instant ago):
-                // refusing would leave the callee alone in a call its caller no longer tracks.
+                // In glare the losing call is always the caller's, whichever party's user actor noticed first:
+                // the caller's (the callee's call rang it) or the callee's (its own Call arrived while this
+                // call rang it). That actor decides on its own, possibly stale, view ("still calling") and has
+                // already told its client and moved on to the winning call. So the call ends in whatever phase
+                // it reached meanwhile (the callee may have accepted an instant ago): refusing would leave the
+                // other party alone in a call its peer no longer tracks.
+                self.participant(&by)?;
                 let text = "the callee called at the same moment; its call goes on".to_owned();
-                let peer_view = if matches!(self.phase, Phase::Ringing { .. }) {
+                let callee_view = if matches!(self.phase, Phase::Ringing { .. }) {
                     (
                         StateReason::RemoteCancelled,
                         Some(CallEvent::RemoteCancelled),
@@ -564,7 +567,7 @@ impl CallMachine {
                 self.end(
                     now,
                     EndCause::Glare,
-                    [(StateReason::GlareResolved, None, text), peer_view],
+                    [(StateReason::GlareResolved, None, text), callee_view],
                     Some(by),
                     &mut fx,
                 );

@@ -10,7 +10,11 @@
 //! - **Busy and glare.** A user in any call is busy. If A and B call each other at once (each is the caller of
 //!   a ringing call to the other), the call placed by the user with the smaller user id wins: the other user's
 //!   outgoing call ends for it with `glareResolved` and it rings for the winning call instead. Both users decide
-//!   alone and agree, because the rule depends only on the two ids.
+//!   alone and agree, because the rule depends only on the two ids. The losing call's ring may reach the winner
+//!   before the winner's own Call does (the clients sent both at once): the winner then withdraws the call
+//!   ringing it (its client sees that call end with `glareResolved`) and places its own; the loser's call
+//!   ends with `glareResolved` all the same. A loser whose Call arrives after the winning call rang it is refused with
+//!   [`UserError::AlreadyInCall`]: its call would lose anyway.
 //! - **Call ids.** Every call command names a call id; one that is not this user's current call is refused
 //!   with [`UserError::NoSuchCall`]. Updates from calls other than the current one are dropped, so a late
 //!   message from an old call never reaches the client — except the end event and onCallDisconnected the
@@ -18,7 +22,7 @@
 //! - **Tokens.** A warning event `token_warning_ms` before expiry; at expiry the session closes and a call in
 //!   progress ends (`tokenExpired` for this user). RenewToken moves both deadlines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -283,6 +287,9 @@ pub struct UserMachine {
     /// event, onCallDisconnected) still reach the client; nothing else from an old call does.
     just_ended: Option<CallId>,
     channels: BTreeMap<ChannelName, Role>,
+    /// Joins sent to a channel and not yet confirmed. A session that ends meanwhile leaves these too (the
+    /// leave follows the join into the channel), or the channel would keep a member no session runs.
+    joining: BTreeSet<ChannelName>,
     /// Last event number handed out.
     seq: u64,
     /// Events produced while away, replayed on resume.
@@ -303,6 +310,7 @@ impl UserMachine {
             call: None,
             just_ended: None,
             channels: BTreeMap::new(),
+            joining: BTreeSet::new(),
             seq: 0,
             buffered: Vec::new(),
             resumed: false,
@@ -406,9 +414,19 @@ impl UserMachine {
                 if callee == self.user {
                     return Err(UserError::CallToSelf);
                 }
-                if self.call.is_some() {
-                    return Err(UserError::AlreadyInCall);
-                }
+                // Glare seen from the winner's side: the loser's call rang us before our own Call arrived.
+                let gives_way = match &self.call {
+                    None => false,
+                    Some(current)
+                        if current.side == Side::Callee
+                            && current.peer == callee
+                            && current.state == CallState::Calling
+                            && self.user < callee =>
+                    {
+                        true
+                    }
+                    Some(_) => return Err(UserError::AlreadyInCall),
+                };
                 let mut merged = prepared.extension.clone();
                 merged.extend(extension);
                 let timeout = timeout_ms
@@ -426,6 +444,9 @@ impl UserMachine {
                     pause_at: self.config.pause_at,
                     caller_live: self.live_channels(),
                 };
+                if gives_way {
+                    self.withdraw_glare_loser(now, &mut fx);
+                }
                 self.call = Some(ActiveCall {
                     id: call_id,
                     side: Side::Caller,
@@ -469,10 +490,16 @@ impl UserMachine {
                 self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
             }
             UserInput::JoinChannel { channel, role } => {
+                self.joining.insert(channel.clone());
                 fx.push(UserEffect::JoinChannel { channel, role });
             }
             UserInput::ChannelJoined { channel, role } => {
-                self.channels.insert(channel, role);
+                // Only for a join this session asked for: the confirmation of a join sent by an earlier
+                // session of this user (it ended while the join was in flight, and its leave follows) is
+                // not this session's membership.
+                if self.joining.remove(&channel) || self.channels.contains_key(&channel) {
+                    self.channels.insert(channel, role);
+                }
             }
             UserInput::LeaveChannel { channel } => {
                 if self.channels.remove(&channel).is_none() {
@@ -617,6 +644,34 @@ impl UserMachine {
         });
     }
 
+    /// Glare, decided by the winner while the loser's call rings it: that call gives way (its caller sees
+    /// `glareResolved`) and this client is told it ended, with `glareResolved` too, before the winner's own
+    /// call starts. The call's later updates are dropped: this user has moved on (as in [`Self::ring`]).
+    fn withdraw_glare_loser(&mut self, now: Millis, fx: &mut Vec<UserEffect>) {
+        let Some(theirs) = self.call.take() else {
+            return;
+        };
+        fx.push(UserEffect::ToCall {
+            call_id: theirs.id.clone(),
+            input: CallInput::GaveWay {
+                by: self.user.clone(),
+            },
+        });
+        let Some(mut info) = theirs.info else {
+            // Unreachable: a callee's call keeps the info its ring carried.
+            return;
+        };
+        info.timing.insert("end".to_owned(), now);
+        let update = CallUpdate::State {
+            state: CallState::Prepared,
+            reason: StateReason::GlareResolved,
+            event_reason: "both called at the same moment; this user's call goes on".to_owned(),
+            info,
+        };
+        let call_id = theirs.id;
+        self.push(ClientEvent::Call { call_id, update }, now, fx);
+    }
+
     fn timer(&mut self, timer: UserTimer, now: Millis, fx: &mut Vec<UserEffect>) {
         match timer {
             UserTimer::TokenWarning => {
@@ -662,7 +717,9 @@ impl UserMachine {
                 },
             });
         }
-        for channel in std::mem::take(&mut self.channels).into_keys() {
+        let mut leave: BTreeSet<_> = std::mem::take(&mut self.channels).into_keys().collect();
+        leave.append(&mut self.joining);
+        for channel in leave {
             fx.push(UserEffect::LeaveChannel { channel });
         }
         if let (Some(reason), Session::Online(conn)) = (close, self.session) {

@@ -371,7 +371,6 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
         ("session C logged-out", NotParticipant),
         ("session C token-expired", NotParticipant),
         ("session C gone", NotParticipant),
-        ("gave-way B", NotAllowed("give way", Callee)),
         ("gave-way C", NotParticipant),
         ok("away B => A event RemoteLeft"),
         ok("cancel A =>
@@ -418,6 +417,14 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
             ended session of B Gone after 0"),
         // The caller's user actor withdrew its call for the peer's (glare).
         ok("gave-way A =>
+            cancel timer
+            A state Prepared GlareResolved
+            B state Prepared RemoteCancelled; B event RemoteCancelled
+            close call-c1
+            ended glare after 0"),
+        // The callee's own Call to the caller arrived while this call rang it, and the callee's id is the
+        // smaller: this call gives way all the same, and its caller sees the glare.
+        ok("gave-way B =>
             cancel timer
             A state Prepared GlareResolved
             B state Prepared RemoteCancelled; B event RemoteCancelled
@@ -535,7 +542,6 @@ fn accepted_common() -> Vec<Row> {
         ("session C logged-out", NotParticipant),
         ("session C token-expired", NotParticipant),
         ("session C gone", NotParticipant),
-        ("gave-way B", NotAllowed("give way", Callee)),
         ("gave-way C", NotParticipant),
     ]
 }
@@ -599,6 +605,13 @@ fn connecting() {
         // The caller's user actor saw its call still ringing when the peer's call rang, and already told its
         // client the call gave way: the call must end, or the callee would wait in it alone.
         ok("gave-way A =>
+            cancel timer
+            A state Prepared GlareResolved
+            B state Prepared RemoteHangup; B event RemoteHangup
+            resume live-alice A; resume live-bob B; close call-c1
+            ended glare after 0"),
+        // The callee's user actor had not yet heard of its own accept when its Call to the caller arrived.
+        ok("gave-way B =>
             cancel timer
             A state Prepared GlareResolved
             B state Prepared RemoteHangup; B event RemoteHangup
@@ -675,6 +688,11 @@ fn connected() {
         ok("gave-way A =>
             A state Prepared GlareResolved; A disconnected by A after 7000
             B state Prepared RemoteHangup; B event RemoteHangup; B disconnected by A after 7000
+            resume live-alice A; resume live-bob B; close call-c1
+            ended glare after 7000"),
+        ok("gave-way B =>
+            A state Prepared GlareResolved; A disconnected by B after 7000
+            B state Prepared RemoteHangup; B event RemoteHangup; B disconnected by B after 7000
             resume live-alice A; resume live-bob B; close call-c1
             ended glare after 7000"),
         ok("terminate =>

@@ -214,6 +214,20 @@ fn in_call(user: &str, peer: &str) -> UserMachine {
     m
 }
 
+/// The client joins `channel` and the channel admits it.
+fn in_channel(m: &mut UserMachine, channel: &str, role: Role, now: Millis) {
+    let channel = ChannelName::from(channel);
+    ok(
+        m,
+        UserInput::JoinChannel {
+            channel: channel.clone(),
+            role,
+        },
+        now,
+    );
+    ok(m, UserInput::ChannelJoined { channel, role }, now);
+}
+
 fn current_call(m: &UserMachine) -> Option<(String, CallState)> {
     m.call().map(|c| (c.id.to_string(), c.state))
 }
@@ -340,24 +354,8 @@ fn coming_back_within_grace_resumes_the_call_and_the_old_grace_timer_is_ignored(
 #[test]
 fn past_grace_the_call_ends_for_the_peer_the_channels_are_left_and_the_session_stops() {
     let mut m = in_call(ALICE, BOB);
-    let live = ChannelName::from("live-alice");
-    ok(
-        &mut m,
-        UserInput::ChannelJoined {
-            channel: live,
-            role: Role::Broadcaster,
-        },
-        3_000,
-    );
-    let call_channel = ChannelName::from("call-c1");
-    ok(
-        &mut m,
-        UserInput::ChannelJoined {
-            channel: call_channel,
-            role: Role::Broadcaster,
-        },
-        3_000,
-    );
+    in_channel(&mut m, "live-alice", Role::Broadcaster, 3_000);
+    in_channel(&mut m, "call-c1", Role::Broadcaster, 3_000);
     ok(
         &mut m,
         UserInput::ConnectionLost { conn: ConnId(1) },
@@ -485,20 +483,9 @@ fn a_ring_for_a_user_not_prepared_or_away_is_refused_as_offline() {
 #[test]
 fn a_delivered_ring_makes_the_call_current_and_reports_the_live_rooms_to_pause() {
     let mut m = online(BOB);
-    let broadcaster = |c: &str| UserInput::ChannelJoined {
-        channel: c.into(),
-        role: Role::Broadcaster,
-    };
-    ok(&mut m, broadcaster("live-bob"), 100);
-    ok(
-        &mut m,
-        UserInput::ChannelJoined {
-            channel: "fans".into(),
-            role: Role::Audience,
-        },
-        100,
-    );
-    ok(&mut m, broadcaster("call-old"), 100); // a call channel is never a live room
+    in_channel(&mut m, "live-bob", Role::Broadcaster, 100);
+    in_channel(&mut m, "fans", Role::Audience, 100);
+    in_channel(&mut m, "call-old", Role::Broadcaster, 100); // a call channel is never a live room
     assert_eq!(
         ok(&mut m, ring("c1", ALICE, BOB), 1_000),
         lines("to c1 delivered live=[live-bob]")
@@ -546,14 +533,7 @@ fn the_spawned_call_takes_the_timeout_extension_and_live_rooms_of_the_caller() {
         first_frame_waiting_disabled: true,
     };
     ok(&mut m, UserInput::Prepare(prepared), 0);
-    ok(
-        &mut m,
-        UserInput::ChannelJoined {
-            channel: "live-alice".into(),
-            role: Role::Broadcaster,
-        },
-        0,
-    );
+    in_channel(&mut m, "live-alice", Role::Broadcaster, 0);
     let spawn = |m: &mut UserMachine, call: &str, timeout_ms| {
         let extension = BTreeMap::from([("tier".into(), "vip".into())]);
         let input = UserInput::StartCall {
@@ -716,6 +696,42 @@ fn glare_the_larger_id_gives_way_tells_its_client_then_rings_for_the_winner() {
 }
 
 #[test]
+fn glare_the_smaller_id_rung_first_withdraws_the_ringing_call_and_places_its_own() {
+    // Both called at once, but bob's ring reached alice before her own Call did: her call still wins.
+    let mut alice = online(ALICE);
+    ok(&mut alice, ring("c-bob", BOB, ALICE), 1_000);
+    let fx = ok(&mut alice, start_call("c-alice", BOB), 1_001);
+    let text = "to c-bob alice gave way; push #1 call c-bob state Prepared GlareResolved
+        spawn c-alice alice -> bob";
+    assert_eq!(fx, lines(text));
+    assert_eq!(
+        current_call(&alice),
+        Some(("c-alice".into(), CallState::Calling))
+    );
+    // The withdrawn call's own end reaches the machine later and is not repeated to the client.
+    let late = state(
+        "c-bob",
+        CallState::Prepared,
+        StateReason::RemoteCancelled,
+        BOB,
+        ALICE,
+    );
+    assert_eq!(ok(&mut alice, late, 1_002), Vec::<String>::new());
+}
+
+#[test]
+fn glare_the_larger_id_rung_first_is_refused_its_call_would_lose() {
+    let mut bob = online(BOB);
+    ok(&mut bob, ring("c-alice", ALICE, BOB), 1_000);
+    refused(
+        &mut bob,
+        start_call("c-bob", ALICE),
+        1_001,
+        UserError::AlreadyInCall,
+    );
+}
+
+#[test]
 fn a_ring_from_someone_else_while_calling_is_busy_not_glare() {
     let mut bob = online(BOB);
     ok(&mut bob, start_call("c-bob", ALICE), 1_000);
@@ -798,4 +814,42 @@ fn a_session_end_reaches_the_call_with_how_it_ended() {
             }
         );
     }
+}
+
+#[test]
+fn a_session_that_ends_with_a_join_in_flight_leaves_that_channel_too() {
+    // The leave follows the join into the channel, so the channel never keeps a member nobody runs.
+    let mut m = online(BOB);
+    in_channel(&mut m, "live-bob", Role::Broadcaster, 10);
+    let join = UserInput::JoinChannel {
+        channel: "live-alice".into(),
+        role: Role::Audience,
+    };
+    ok(&mut m, join, 20);
+    let fx = ok(&mut m, UserInput::Logout { conn: ConnId(1) }, 30);
+    let text = "leave live-alice; leave live-bob; push #1 session closed LoggedOut; close conn 1 LoggedOut; stop";
+    assert_eq!(fx, lines(text));
+}
+
+#[test]
+fn a_join_confirmed_for_an_earlier_session_is_not_this_sessions() {
+    // bob's previous session joined live-alice and ended before the channel answered; the channel's
+    // confirmation reaches the session bob has now, which never asked.
+    let mut m = online(BOB);
+    let stray = UserInput::ChannelJoined {
+        channel: "live-alice".into(),
+        role: Role::Audience,
+    };
+    assert_eq!(ok(&mut m, stray, 10), Vec::<String>::new());
+    assert_eq!(m.channels().count(), 0);
+    let paused = ChannelUpdate::BroadcasterPaused { user: ALICE.into() };
+    let news = UserInput::ChannelUpdate {
+        channel: "live-alice".into(),
+        update: paused,
+    };
+    assert_eq!(
+        ok(&mut m, news, 20),
+        Vec::<String>::new(),
+        "no news from a room it is not in"
+    );
 }

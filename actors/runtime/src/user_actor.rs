@@ -62,6 +62,15 @@ impl Actor for UserActor {
         msg: UserMsg,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
+        // The actor's task is sized for the largest state of this future and lives as long as the session;
+        // boxing the work keeps an idle session small.
+        Box::pin(handle(myself, msg, state)).await;
+        Ok(())
+    }
+}
+
+async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) {
+    {
         let now = state.hub.now_ms();
         match msg {
             UserMsg::Attach {
@@ -103,7 +112,7 @@ impl Actor for UserActor {
             } => {
                 if state.machine.connection() != Some(conn) {
                     let _ = reply.send(Err(CommandError::SessionClosed));
-                    return Ok(());
+                    return;
                 }
                 command_input(&myself, state, command, reply, now).await;
             }
@@ -119,7 +128,6 @@ impl Actor for UserActor {
             UserMsg::Input(traced) => feed(&myself, state, traced.payload, now).await,
             UserMsg::Timer(timer) => feed(&myself, state, UserInput::Timer(timer), now).await,
         }
-        Ok(())
     }
 }
 

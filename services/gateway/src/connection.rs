@@ -52,7 +52,9 @@ pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway) {
         tokio::select! {
             incoming = socket.recv() => {
                 let Some(Ok(msg)) = incoming else { break };
-                let flow = on_frame(&mut socket, &gw, &limiter, &tx, conn, &mut login, msg).await;
+                // Boxed: the connection task is sized for its largest state and lives as long as the
+                // connection; frame handling is brief, so it gets its own allocation.
+                let flow = Box::pin(on_frame(&mut socket, &gw, &limiter, &tx, conn, &mut login, msg)).await;
                 if matches!(flow, Flow::Stop) {
                     break;
                 }

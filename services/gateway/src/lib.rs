@@ -77,7 +77,7 @@ async fn upgrade(State(gw): State<Gateway>, ws: WebSocketUpgrade) -> impl IntoRe
     ws.max_message_size(cap)
         .max_frame_size(cap)
         // Small buffers: most sessions are idle, and frames are small.
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| connection::serve(socket, gw))
 }

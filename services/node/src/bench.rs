@@ -34,7 +34,7 @@ use crate::config::NodeConfig;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
         BenchKind::Ringing { pairs, rounds, url } => ringing(pairs, rounds, url).await,
-        BenchKind::Idle { users } => idle(users).await,
+        BenchKind::Idle { users, connect_only } => idle(users, connect_only).await,
     }
 }
 
@@ -381,7 +381,7 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-async fn idle(users: usize) -> anyhow::Result<()> {
+async fn idle(users: usize, connect_only: bool) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt as _;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
@@ -423,7 +423,12 @@ async fn idle(users: usize) -> anyhow::Result<()> {
             let url = url.clone();
             tasks.spawn(async move {
                 let mut c = Client::connect(&url).await?;
-                c.request(Command::Login(pb::Login { token: t })).await?;
+                if !connect_only {
+                    c.request(Command::Login(pb::Login { token: t })).await?;
+                } else {
+                    // A ping proves the connection is served without creating a session.
+                    c.request(Command::Ping(pb::Ping {})).await?;
+                }
                 anyhow::Ok(c)
             });
             next += 1;
@@ -440,6 +445,7 @@ async fn idle(users: usize) -> anyhow::Result<()> {
     let result = serde_json::json!({
         "bench": "idle",
         "users": users,
+        "logged_in": !connect_only,
         "node_rss_before_mib": before as f64 / 1048576.0,
         "node_rss_after_mib": after as f64 / 1048576.0,
         "bytes_per_idle_user": per_user.round(),

@@ -132,6 +132,10 @@ pub enum BenchKind {
         /// How many idle users to log in.
         #[arg(long, value_name = "N", default_value_t = 10_000)]
         users: usize,
+        /// Open the WebSocket connections but do not log in: isolates the cost of a bare connection
+        /// from that of a session (user actor).
+        #[arg(long)]
+        connect_only: bool,
     },
 }
 
@@ -288,7 +292,7 @@ mod tests {
         };
         assert_eq!((pairs, rounds, url), (200, 5, None));
         let Command::Bench(BenchArgs {
-            kind: BenchKind::Idle { users },
+            kind: BenchKind::Idle { users, .. },
         }) = parse(&["showcall", "bench", "idle"])
         else {
             panic!("expected bench idle");
