@@ -131,6 +131,13 @@ impl Party {
         }
     }
 
+    /// Takes the events already received, without waiting.
+    pub fn drain_ready(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.log.push(e);
+        }
+    }
+
     /// Skips raw events until one matches.
     pub async fn wait_event(&mut self, pred: impl Fn(&Event) -> bool) -> Event {
         loop {

@@ -14,7 +14,11 @@ use showcall_sdk::{
 use showcall_tests::sdk_helpers::{SdkUser, refusal};
 use showcall_tests::{JsonClient, TestNode};
 
+/// A timeout for calls nobody answers.
 const SHORT_MS: u32 = 300;
+/// A timeout for calls that must get through an accept (and joins) first: long enough for those round
+/// trips on a loaded machine, so the test cannot time out before the step it is about.
+const ACCEPT_MS: u32 = 1000;
 
 fn timeout(ms: u32) -> PrepareConfig {
     PrepareConfig {
@@ -77,7 +81,7 @@ async fn an_accepted_call_that_never_connects_times_out_and_the_room_resumes() {
     const LIVE: &str = "host_live";
     let node = TestNode::start().await;
     let mut host = SdkUser::prepared(&node, "host", PrepareConfig::default()).await;
-    let mut viewer = SdkUser::prepared(&node, "viewer", timeout(SHORT_MS)).await;
+    let mut viewer = SdkUser::prepared(&node, "viewer", timeout(ACCEPT_MS)).await;
     let mut fan = SdkUser::login(&node, "fan").await;
     host.join(LIVE, ChannelRole::Broadcaster).await;
     fan.join(LIVE, ChannelRole::Audience).await;
@@ -147,9 +151,9 @@ async fn a_connected_call_outlives_its_calling_timeout() {
     let node = TestNode::start().await;
     // Alice's timeout only has to outlast connecting; Carol's, started after Alice connected, is longer,
     // so when it fires Alice's would have fired well before — had connecting not stopped it.
-    let mut alice = SdkUser::prepared(&node, "alice", timeout(2 * SHORT_MS)).await;
+    let mut alice = SdkUser::prepared(&node, "alice", timeout(ACCEPT_MS)).await;
     let mut bob = SdkUser::prepared(&node, "bob", PrepareConfig::default()).await;
-    let mut carol = SdkUser::prepared(&node, "carol", timeout(3 * SHORT_MS)).await;
+    let mut carol = SdkUser::prepared(&node, "carol", timeout(ACCEPT_MS + SHORT_MS)).await;
     let mut dave = SdkUser::prepared(&node, "dave", PrepareConfig::default()).await;
 
     let connected = call(&mut alice, &mut bob).await;

@@ -415,7 +415,7 @@ impl UserMachine {
                     return Err(UserError::CallToSelf);
                 }
                 // Glare seen from the winner's side: the loser's call rang us before our own Call arrived.
-                let gives_way = match &self.call {
+                let withdraw_ringing = match &self.call {
                     None => false,
                     Some(current)
                         if current.side == Side::Callee
@@ -444,7 +444,7 @@ impl UserMachine {
                     pause_at: self.config.pause_at,
                     caller_live: self.live_channels(),
                 };
-                if gives_way {
+                if withdraw_ringing {
                     self.withdraw_glare_loser(now, &mut fx);
                 }
                 self.call = Some(ActiveCall {

@@ -37,6 +37,23 @@ fn login(conn: u64) -> UserInput {
     }
 }
 
+fn lost(conn: u64) -> UserInput {
+    UserInput::ConnectionLost { conn: ConnId(conn) }
+}
+
+fn logout(conn: u64) -> UserInput {
+    UserInput::Logout { conn: ConnId(conn) }
+}
+
+fn tick(timer: UserTimer) -> UserInput {
+    UserInput::Timer(timer)
+}
+
+/// An input taken without a single effect.
+fn silent(m: &mut UserMachine, input: UserInput, now: Millis, why: &str) {
+    assert_eq!(ok(m, input, now), Vec::<String>::new(), "{why}");
+}
+
 /// Logged in on connection 1 at t=0 and prepared for calls.
 fn online(user: &str) -> UserMachine {
     let mut m = UserMachine::new(user.into(), config());
@@ -256,28 +273,14 @@ fn a_second_login_replaces_the_first_connection() {
     );
     assert_eq!((m.connection(), m.resumed()), (Some(ConnId(2)), false));
     // The replaced connection speaks for nobody any more.
-    refused(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        5_001,
-        UserError::NotThisConnection,
-    );
-    refused(
-        &mut m,
-        UserInput::Logout { conn: ConnId(1) },
-        5_002,
-        UserError::NotThisConnection,
-    );
+    refused(&mut m, lost(1), 5_001, UserError::NotThisConnection);
+    refused(&mut m, logout(1), 5_002, UserError::NotThisConnection);
 }
 
 #[test]
 fn a_dropped_connection_keeps_the_call_and_tells_the_peer_at_once() {
     let mut m = in_call(ALICE, BOB);
-    let fx = ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        10_000,
-    );
+    let fx = ok(&mut m, lost(1), 10_000);
     assert_eq!(fx, lines("timer Grace in 30000; to c1 alice away"));
     assert_eq!(m.connection(), None);
     assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
@@ -288,15 +291,8 @@ fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
     let mut m = in_call(ALICE, BOB); // the client saw #1: the connected state
     let seen = ok(&mut m, event("c1", CallEvent::RemoteJoined), 2_500);
     assert_eq!(seen, lines("push #2 call c1 event RemoteJoined"));
-    ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        10_000,
-    );
-    assert_eq!(
-        ok(&mut m, event("c1", CallEvent::RemoteLeft), 11_000),
-        Vec::<String>::new()
-    );
+    ok(&mut m, lost(1), 10_000);
+    silent(&mut m, event("c1", CallEvent::RemoteLeft), 11_000, "");
     let end = state(
         "c1",
         CallState::Prepared,
@@ -304,11 +300,7 @@ fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
         ALICE,
         BOB,
     );
-    assert_eq!(
-        ok(&mut m, end, 12_000),
-        Vec::<String>::new(),
-        "buffered, not pushed"
-    );
+    silent(&mut m, end, 12_000, "buffered, not pushed");
     assert_eq!(
         m.call(),
         None,
@@ -320,34 +312,20 @@ fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
         push #3 call c1 event RemoteLeft; push #4 call c1 state Prepared RemoteHangup";
     assert_eq!(fx, lines(replay), "no peer-back: the call ended meanwhile");
     assert!(m.resumed());
-    let next = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000);
+    let next = ok(&mut m, tick(UserTimer::TokenWarning), 70_000);
     assert_eq!(next, lines("push #5 token expires at 100000"));
 }
 
 #[test]
 fn coming_back_within_grace_resumes_the_call_and_the_old_grace_timer_is_ignored() {
     let mut m = in_call(ALICE, BOB);
-    ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        10_000,
-    );
+    ok(&mut m, lost(1), 10_000);
     let fx = ok(&mut m, login(2), 20_000);
     assert_eq!(fx[0], "to c1 alice back");
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::Grace), 40_000),
-        Vec::<String>::new()
-    );
+    silent(&mut m, tick(UserTimer::Grace), 40_000, "");
     // Dropped again: only the second grace period counts.
-    ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(2) },
-        50_000,
-    );
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::Grace), 79_999),
-        Vec::<String>::new()
-    );
+    ok(&mut m, lost(2), 50_000);
+    silent(&mut m, tick(UserTimer::Grace), 79_999, "");
     assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
 }
 
@@ -356,12 +334,8 @@ fn past_grace_the_call_ends_for_the_peer_the_channels_are_left_and_the_session_s
     let mut m = in_call(ALICE, BOB);
     in_channel(&mut m, "live-alice", Role::Broadcaster, 3_000);
     in_channel(&mut m, "call-c1", Role::Broadcaster, 3_000);
-    ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        10_000,
-    );
-    let fx = ok(&mut m, UserInput::Timer(UserTimer::Grace), 40_000);
+    ok(&mut m, lost(1), 10_000);
+    let fx = ok(&mut m, tick(UserTimer::Grace), 40_000);
     assert_eq!(
         fx,
         lines("to c1 session of alice ended Gone; leave call-c1; leave live-alice; stop")
@@ -374,18 +348,10 @@ fn past_grace_the_call_ends_for_the_peer_the_channels_are_left_and_the_session_s
 #[test]
 fn the_token_warning_fires_once_at_its_time_and_stale_firings_are_ignored() {
     let mut m = online(ALICE);
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 69_999),
-        Vec::<String>::new(),
-        "early"
-    );
-    let warn = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000);
+    silent(&mut m, tick(UserTimer::TokenWarning), 69_999, "early");
+    let warn = ok(&mut m, tick(UserTimer::TokenWarning), 70_000);
     assert_eq!(warn, lines("push #1 token expires at 100000"));
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 71_000),
-        Vec::<String>::new(),
-        "once"
-    );
+    silent(&mut m, tick(UserTimer::TokenWarning), 71_000, "once");
 }
 
 #[test]
@@ -403,23 +369,17 @@ fn renewing_moves_both_deadlines_and_old_timers_fire_harmlessly() {
         lines("timer TokenWarning in 110000; timer TokenExpiry in 140000")
     );
     assert_eq!(m.token_expires_at(), 200_000);
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 70_000),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), 100_000),
-        Vec::<String>::new()
-    );
+    silent(&mut m, tick(UserTimer::TokenWarning), 70_000, "");
+    silent(&mut m, tick(UserTimer::TokenExpiry), 100_000, "");
     assert!(!m.is_closed());
-    let warn = ok(&mut m, UserInput::Timer(UserTimer::TokenWarning), 170_000);
+    let warn = ok(&mut m, tick(UserTimer::TokenWarning), 170_000);
     assert_eq!(warn, lines("push #1 token expires at 200000"));
 }
 
 #[test]
 fn an_expired_token_closes_the_session_and_ends_the_call() {
     let mut m = in_call(ALICE, BOB); // push #1 was the connected state
-    let fx = ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), EXPIRES);
+    let fx = ok(&mut m, tick(UserTimer::TokenExpiry), EXPIRES);
     let text = "to c1 session of alice ended TokenExpired
         push #2 session closed TokenExpired; close conn 1 TokenExpired; stop";
     assert_eq!(fx, lines(text));
@@ -429,19 +389,15 @@ fn an_expired_token_closes_the_session_and_ends_the_call() {
 #[test]
 fn a_token_expiring_while_away_ends_the_session_without_a_connection_to_close() {
     let mut m = in_call(ALICE, BOB);
-    ok(
-        &mut m,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        90_000,
-    );
-    let fx = ok(&mut m, UserInput::Timer(UserTimer::TokenExpiry), EXPIRES);
+    ok(&mut m, lost(1), 90_000);
+    let fx = ok(&mut m, tick(UserTimer::TokenExpiry), EXPIRES);
     assert_eq!(fx, lines("to c1 session of alice ended TokenExpired; stop"));
 }
 
 #[test]
 fn logging_out_ends_the_call_for_the_peer_and_closes_the_connection() {
     let mut m = in_call(ALICE, BOB);
-    let fx = ok(&mut m, UserInput::Logout { conn: ConnId(1) }, 5_000);
+    let fx = ok(&mut m, logout(1), 5_000);
     let text = "to c1 session of alice ended LoggedOut
         push #2 session closed LoggedOut; close conn 1 LoggedOut; stop";
     assert_eq!(fx, lines(text));
@@ -468,11 +424,7 @@ fn a_ring_for_a_user_not_prepared_or_away_is_refused_as_offline() {
     );
 
     let mut away = online(BOB);
-    ok(
-        &mut away,
-        UserInput::ConnectionLost { conn: ConnId(1) },
-        500,
-    );
+    ok(&mut away, lost(1), 500);
     assert_eq!(
         ok(&mut away, ring("c1", ALICE, BOB), 1_000),
         lines("to c1 undeliverable Offline")
@@ -653,11 +605,8 @@ fn the_client_hears_the_end_event_and_the_disconnect_that_follow_the_final_state
         ALICE,
         BOB,
     );
-    assert_eq!(ok(&mut m, late, 9_500), Vec::<String>::new());
-    assert_eq!(
-        ok(&mut m, event("c9", CallEvent::RemoteLeft), 9_500),
-        Vec::<String>::new()
-    );
+    silent(&mut m, late, 9_500, "");
+    silent(&mut m, event("c9", CallEvent::RemoteLeft), 9_500, "");
 }
 
 #[test]
@@ -692,7 +641,7 @@ fn glare_the_larger_id_gives_way_tells_its_client_then_rings_for_the_winner() {
         BOB,
         ALICE,
     );
-    assert_eq!(ok(&mut bob, late, 1_002), Vec::<String>::new());
+    silent(&mut bob, late, 1_002, "");
 }
 
 #[test]
@@ -716,7 +665,7 @@ fn glare_the_smaller_id_rung_first_withdraws_the_ringing_call_and_places_its_own
         BOB,
         ALICE,
     );
-    assert_eq!(ok(&mut alice, late, 1_002), Vec::<String>::new());
+    silent(&mut alice, late, 1_002, "");
 }
 
 #[test]
@@ -753,7 +702,7 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
         channel: c.into(),
         update: paused.clone(),
     };
-    assert_eq!(ok(&mut m, news("live-bob"), 10), Vec::<String>::new());
+    silent(&mut m, news("live-bob"), 10, "");
     refused(
         &mut m,
         UserInput::LeaveChannel {
@@ -794,11 +743,8 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
 fn a_session_end_reaches_the_call_with_how_it_ended() {
     // The call machine turns these into the peer's reason (see call_transitions); here: which one is sent.
     for (how, input) in [
-        (SessionEnd::LoggedOut, UserInput::Logout { conn: ConnId(1) }),
-        (
-            SessionEnd::TokenExpired,
-            UserInput::Timer(UserTimer::TokenExpiry),
-        ),
+        (SessionEnd::LoggedOut, logout(1)),
+        (SessionEnd::TokenExpired, tick(UserTimer::TokenExpiry)),
     ] {
         let mut m = in_call(ALICE, BOB);
         let fx = m.handle(input, EXPIRES).expect("session ends");
@@ -826,7 +772,7 @@ fn a_session_that_ends_with_a_join_in_flight_leaves_that_channel_too() {
         role: Role::Audience,
     };
     ok(&mut m, join, 20);
-    let fx = ok(&mut m, UserInput::Logout { conn: ConnId(1) }, 30);
+    let fx = ok(&mut m, logout(1), 30);
     let text = "leave live-alice; leave live-bob; push #1 session closed LoggedOut; close conn 1 LoggedOut; stop";
     assert_eq!(fx, lines(text));
 }
@@ -840,16 +786,12 @@ fn a_join_confirmed_for_an_earlier_session_is_not_this_sessions() {
         channel: "live-alice".into(),
         role: Role::Audience,
     };
-    assert_eq!(ok(&mut m, stray, 10), Vec::<String>::new());
+    silent(&mut m, stray, 10, "");
     assert_eq!(m.channels().count(), 0);
     let paused = ChannelUpdate::BroadcasterPaused { user: ALICE.into() };
     let news = UserInput::ChannelUpdate {
         channel: "live-alice".into(),
         update: paused,
     };
-    assert_eq!(
-        ok(&mut m, news, 20),
-        Vec::<String>::new(),
-        "no news from a room it is not in"
-    );
+    silent(&mut m, news, 20, "no news from a room it is not in");
 }

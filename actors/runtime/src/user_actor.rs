@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::channel::ChannelInput;
-use showcall_machines::user::{UserEffect, UserInput};
+use showcall_machines::user::{ClientEvent, CloseReason, Pushed, UserEffect, UserInput};
 use showcall_machines::{ConnId, UserId, UserMachine};
 
 use crate::error::CommandError;
@@ -253,6 +253,16 @@ async fn run(
             }
             UserEffect::Close { conn, reason } => {
                 if let Some(sink) = state.sinks.remove(&conn) {
+                    if reason == CloseReason::Replaced {
+                        // The session's numbered stream now goes to the new connection; the replaced one
+                        // still hears why it is closed, as its last, unnumbered (seq 0) event.
+                        let notice = Pushed {
+                            seq: 0,
+                            at: state.hub.now_ms(),
+                            event: ClientEvent::SessionClosed { reason },
+                        };
+                        let _ = sink.send(Outbound::Event(Box::new(notice)));
+                    }
                     let _ = sink.send(Outbound::Close(reason));
                 }
             }

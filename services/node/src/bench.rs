@@ -34,7 +34,10 @@ use crate::config::NodeConfig;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
         BenchKind::Ringing { pairs, rounds, url } => ringing(pairs, rounds, url).await,
-        BenchKind::Idle { users, connect_only } => idle(users, connect_only).await,
+        BenchKind::Idle {
+            users,
+            connect_only,
+        } => idle(users, connect_only).await,
     }
 }
 
