@@ -50,8 +50,8 @@ async fn a_second_login_replaces_the_first_and_keeps_the_call() {
         .await;
     assert_eq!(first.signal.ping().await, Err(SdkError::Disconnected));
 
-    // The second connection has the session: not a resume after a drop, but the call is there.
-    assert!(!second.login.resumed, "{:?}", second.login);
+    // The second connection carries the session over, call included.
+    assert!(second.login.resumed, "{:?}", second.login);
     let snapshot = second.login.call.clone().expect("the session's call");
     assert_eq!(
         (snapshot.call_id.as_str(), snapshot.state),

@@ -209,7 +209,13 @@ impl ChannelMachine {
                 }
             }
             ChannelInput::PauseBroadcaster { host, call } => {
-                if self.paused.is_some() {
+                if let Some((paused_host, paused_call)) = &mut self.paused {
+                    // The host's next call may pause before its previous call's resume arrives (they come
+                    // from different call actors): the pause now belongs to the newer call, so the stale
+                    // resume is ignored and the room never flickers live mid-call.
+                    if *paused_host == host {
+                        *paused_call = call;
+                    }
                     return Ok(fx);
                 }
                 self.paused = Some((host.clone(), call));

@@ -133,6 +133,8 @@ pub enum UserInput {
         token_expires_at: Millis,
     },
     Prepare(Prepared),
+    /// Client Deinitialize: stop taking calls until the next Prepare.
+    Unprepare,
     /// Client Call command; the ids were minted by the actor.
     StartCall {
         callee: UserId,
@@ -400,6 +402,12 @@ impl UserMachine {
                 }
                 self.prepared = Some(prepared);
             }
+            UserInput::Unprepare => {
+                if self.call.is_some() {
+                    return Err(UserError::AlreadyInCall);
+                }
+                self.prepared = None;
+            }
             UserInput::StartCall {
                 callee,
                 call_type,
@@ -529,10 +537,14 @@ impl UserMachine {
     ) {
         self.resumed = false;
         match self.session {
-            Session::Online(old) if old != conn => fx.push(UserEffect::Close {
-                conn: old,
-                reason: CloseReason::Replaced,
-            }),
+            Session::Online(old) if old != conn => {
+                // Taking over a live session carries its call and channels over, like a resume.
+                self.resumed = true;
+                fx.push(UserEffect::Close {
+                    conn: old,
+                    reason: CloseReason::Replaced,
+                });
+            }
             Session::Away { .. } => {
                 self.resumed = true;
                 if let Some(call) = &self.call {

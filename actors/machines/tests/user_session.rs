@@ -271,7 +271,8 @@ fn a_second_login_replaces_the_first_connection() {
         fx,
         lines("close conn 1 Replaced; timer TokenWarning in 65000; timer TokenExpiry in 95000")
     );
-    assert_eq!((m.connection(), m.resumed()), (Some(ConnId(2)), false));
+    // Taking over a live session carries it over, like a resume.
+    assert_eq!((m.connection(), m.resumed()), (Some(ConnId(2)), true));
     // The replaced connection speaks for nobody any more.
     refused(&mut m, lost(1), 5_001, UserError::NotThisConnection);
     refused(&mut m, logout(1), 5_002, UserError::NotThisConnection);

@@ -38,6 +38,8 @@ pub enum UserCommand {
         token_expires_at: Millis,
     },
     Prepare(Prepared),
+    /// Stop taking calls (CallAPI deinitialize).
+    Unprepare,
     Call {
         callee: UserId,
         call_type: CallType,

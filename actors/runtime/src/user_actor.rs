@@ -156,6 +156,7 @@ async fn command_input(
         }
         UserCommand::RenewToken { token_expires_at } => UserInput::RenewToken { token_expires_at },
         UserCommand::Prepare(p) => UserInput::Prepare(p),
+        UserCommand::Unprepare => UserInput::Unprepare,
         UserCommand::Call {
             callee,
             call_type,

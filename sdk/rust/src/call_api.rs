@@ -386,13 +386,22 @@ impl CallApi {
     /// state change when it was not idle) and reports the event `Deinitialize`.
     ///
     /// The local teardown always happens; the result says whether the server accepted the command ending
-    /// the call (a call the server already ended counts as success). The server keeps the user prepared:
-    /// `idle` here is local, as in CallAPI. No-op when not initialized.
+    /// the call (a call the server already ended counts as success) and then `Deinitialize` (the server stops
+    /// offering calls to this user until the next `prepare_for_call`). No-op when not initialized.
     pub async fn deinitialize(&self) -> Result<(), SdkError> {
         let Ok(config) = self.config() else {
             return Ok(());
         };
         let result = self.end_call_for_deinitialize(&config).await;
+        // Stop taking calls: callers now hear REMOTE_OFFLINE at once instead of ringing an app that is gone.
+        let result = match result {
+            Ok(()) => config
+                .signal
+                .request(Command::Deinitialize(showcall_proto::signal::Deinitialize {}))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
         let session = lock(&self.inner.session).take();
         if let Some(mut session) = session {
             drop(session.stop.take());

@@ -1,5 +1,7 @@
-//! [`EventRecorder`]: records every SDK callback, in order, so tests and benchmarks can wait for "state X
-//! with reason Y" without sleeping.
+//! [`EventRecorder`]: records every SDK callback so tests and benchmarks can wait for "state X with reason
+//! Y" without sleeping. Callbacks from one source (the `CallApi`, or the `SignalClient`) are recorded in
+//! server order; between the two sources the order is not guaranteed (each source reports from its own
+//! task), so wait on each source's stream separately when the relative order matters.
 //!
 //! Register its [`listener`](EventRecorder::listener) with a `CallApi` and/or a `SignalClient`; then
 //! [`wait_for`](EventRecorder::wait_for) skips what does not match but keeps everything in

@@ -76,6 +76,7 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
             token: token("renew_token.token", r.token)?,
         },
         Command::Logout(_) => Request::Command(UserCommand::Logout),
+        Command::Deinitialize(_) => Request::Command(UserCommand::Unprepare),
         Command::Ping(_) => Request::Ping,
         Command::PrepareForCall(p) => {
             let call_timeout_ms = p
