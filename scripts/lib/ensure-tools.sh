@@ -21,3 +21,11 @@ ensure_build_tools() {
 ensure_nextest() {
   command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }
+
+# Chromium and chromedriver (Debian's, same version) for the browser end-to-end tests, which fail, saying
+# so, when either is missing.
+ensure_browser() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    apt_install chromium chromium-driver
+  fi
+}

@@ -5,6 +5,8 @@
 //! generous deadline that turns a hang into a failure with the events seen so far.
 #![forbid(unsafe_code)]
 
+pub mod browser;
+
 pub mod grace_helpers;
 
 pub mod sdk_helpers;
@@ -44,6 +46,7 @@ impl TestNode {
             signal_addr: any_port,
             grpc_addr: any_port,
             http_addr: any_port,
+            media_addr: any_port,
             ..NodeConfig::default()
         };
         tweak(&mut config);

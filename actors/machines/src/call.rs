@@ -13,9 +13,12 @@
 //! Decisions where CallAPI is silent or flawed:
 //! - The calling timeout is one server timer covering `calling` + `connecting`; on expiry the caller sees
 //!   `callingTimeout` and the callee `remoteCallingTimeout`.
-//! - `connected` needs the accept and both parties in the call channel; its reason is whatever completed
-//!   last (`localAccepted`/`remoteAccepted` when the accept came last, `bothJoined` otherwise). The media
-//!   issue adds first-frame detection as the default rule.
+//! - `connected` needs the accept, both parties in the call channel and — when both joined with media and
+//!   first-frame waiting is on (the default) — a first frame from each side forwarded to the other (the
+//!   server sees it: it is the media router). A party that joined without media (signaling only, e.g. an
+//!   app with its own media path) keeps the join rule: the server cannot observe media it does not carry.
+//!   The reason is whatever completed last: `localAccepted`/`remoteAccepted`, `recvRemoteFirstFrame`, or
+//!   `bothJoined`.
 //! - `hangup` is for accepted calls; while ringing the caller cancels and the callee rejects.
 //! - `GaveWay` (glare) ends the call in any phase: the user actor that resolved the glare (the caller's, or
 //!   the callee's when its own Call arrived while this call rang it) has already moved on to the winning
@@ -98,8 +101,10 @@ pub enum CallInput {
     Reject { by: UserId, reason: String },
     /// Client command: end an accepted call.
     Hangup { by: UserId, reason: String },
-    /// A party joined the call channel.
-    ChannelJoined { user: UserId },
+    /// A party joined the call channel; `media` when it opened a media session there.
+    ChannelJoined { user: UserId, media: bool },
+    /// The first frame from `from` was forwarded to the other party (by the media router).
+    MediaFlowing { from: UserId },
     /// A party left the call channel (the call goes on; it may rejoin).
     ChannelLeft { user: UserId },
     /// A party's connection dropped; its grace period runs in its user actor.
@@ -290,6 +295,10 @@ pub struct CallMachine {
     accepted_at: Option<Millis>,
     /// Whether each party (by [`Side::index`]) is in the call channel now.
     joined: [bool; 2],
+    /// Whether each party joined with a media session.
+    media: [bool; 2],
+    /// Whether each party's first frame has reached the other.
+    flowed: [bool; 2],
     /// The callee's user extension, shown to the caller.
     callee_extension: BTreeMap<String, String>,
     /// The callee's live channels, known once the ring is delivered.
@@ -312,6 +321,8 @@ impl CallMachine {
             created_at: now,
             accepted_at: None,
             joined: [false; 2],
+            media: [false; 2],
+            flowed: [false; 2],
             callee_extension: BTreeMap::new(),
             callee_live: Vec::new(),
             paused: Vec::new(),
@@ -473,7 +484,10 @@ impl CallMachine {
                 };
                 self.end(now, cause, views, Some(by), &mut fx);
             }
-            CallInput::ChannelJoined { user } => self.channel_joined(user, now, &mut fx)?,
+            CallInput::ChannelJoined { user, media } => {
+                self.channel_joined(user, media, now, &mut fx)?
+            }
+            CallInput::MediaFlowing { from } => self.media_flowing(from, now, &mut fx)?,
             CallInput::ChannelLeft { user } => {
                 let side = self.participant(&user)?;
                 if self.joined[side.index()] {
@@ -742,7 +756,7 @@ impl CallMachine {
             self.pause(Side::Caller, fx);
             self.pause(Side::Callee, fx);
         }
-        if self.joined == [true, true] {
+        if self.ready() {
             self.connect(
                 now,
                 [StateReason::RemoteAccepted, StateReason::LocalAccepted],
@@ -752,14 +766,55 @@ impl CallMachine {
         Ok(())
     }
 
+    /// Whether everything but the accept is in place for `connected`.
+    fn ready(&self) -> bool {
+        let media_rule = !self.setup.first_frame_waiting_disabled && self.media == [true, true];
+        self.joined == [true, true] && (!media_rule || self.flowed == [true, true])
+    }
+
+    fn media_flowing(
+        &mut self,
+        from: UserId,
+        now: Millis,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
+        let side = self.participant(&from)?;
+        if self.flowed[side.index()] {
+            return Ok(());
+        }
+        self.flowed[side.index()] = true;
+        let key = match side {
+            Side::Caller => "caller_first_frame",
+            Side::Callee => "callee_first_frame",
+        };
+        self.timing.insert(key.to_owned(), now);
+        if self.knows_of_call(side.other()) {
+            self.event(side.other(), CallEvent::RecvRemoteFirstFrame, "", fx);
+        }
+        if self.phase == Phase::Connecting && self.ready() {
+            let reason = StateReason::RecvRemoteFirstFrame;
+            self.connect(now, [reason, reason], fx);
+        }
+        Ok(())
+    }
+
     fn channel_joined(
         &mut self,
         user: UserId,
+        media: bool,
         now: Millis,
         fx: &mut Vec<CallEffect>,
     ) -> Result<(), CallError> {
         let side = self.participant(&user)?;
+        if self.joined[side.index()] && self.media[side.index()] == media {
+            return Ok(());
+        }
+        self.media[side.index()] = media;
         if self.joined[side.index()] {
+            // Rejoined with or without media: only the connect rule may have changed.
+            if self.phase == Phase::Connecting && self.ready() {
+                self.connect(now, [StateReason::BothJoined, StateReason::BothJoined], fx);
+            }
             return Ok(());
         }
         self.joined[side.index()] = true;
@@ -772,7 +827,7 @@ impl CallMachine {
         if self.knows_of_call(side.other()) {
             self.event(side.other(), CallEvent::RemoteJoined, "", fx);
         }
-        if self.phase == Phase::Connecting && self.joined == [true, true] {
+        if self.phase == Phase::Connecting && self.ready() {
             self.connect(now, [StateReason::BothJoined, StateReason::BothJoined], fx);
         }
         Ok(())

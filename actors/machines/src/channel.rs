@@ -167,6 +167,11 @@ impl ChannelMachine {
         self.members.get(user).copied()
     }
 
+    /// The broadcaster held back by a call, if any (whether or not it is in the room now).
+    pub fn paused_broadcaster(&self) -> Option<&UserId> {
+        self.paused.as_ref().map(|(host, _)| host)
+    }
+
     /// Everyone in the channel now.
     pub fn view(&self) -> ChannelView {
         ChannelView {
@@ -255,20 +260,25 @@ impl ChannelMachine {
         Ok(fx)
     }
 
-    fn join(
-        &mut self,
-        user: UserId,
+    /// Whether `user` may join as `role` now, and the role it would get (call participants always
+    /// broadcast). Changes nothing: the actor asks first when a join also opens a media session, so a
+    /// refused join never leaves a session behind.
+    pub fn check_join(
+        &self,
+        user: &UserId,
         role: Role,
         may_publish: bool,
-        fx: &mut Vec<ChannelEffect>,
-    ) -> Result<(), ChannelError> {
-        let role = match &self.kind {
+    ) -> Result<Role, ChannelError> {
+        if self.closed {
+            return Err(ChannelError::Closed);
+        }
+        match &self.kind {
             ChannelKind::Call { participants, .. } => {
-                if !participants.contains(&user) {
+                if !participants.contains(user) {
                     return Err(ChannelError::NotAParticipant);
                 }
                 // Both parties of a call publish, whatever role they asked for.
-                Role::Broadcaster
+                Ok(Role::Broadcaster)
             }
             ChannelKind::Live => {
                 if role == Role::Broadcaster {
@@ -278,14 +288,24 @@ impl ChannelMachine {
                     let other = self
                         .members
                         .iter()
-                        .any(|(u, m)| *u != user && m.role == Role::Broadcaster);
+                        .any(|(u, m)| u != user && m.role == Role::Broadcaster);
                     if other {
                         return Err(ChannelError::HasBroadcaster);
                     }
                 }
-                role
+                Ok(role)
             }
-        };
+        }
+    }
+
+    fn join(
+        &mut self,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        fx: &mut Vec<ChannelEffect>,
+    ) -> Result<(), ChannelError> {
+        let role = self.check_join(&user, role, may_publish)?;
         let publish = match role {
             Role::Audience => PublishState::None,
             Role::Broadcaster if self.paused.as_ref().is_some_and(|(h, _)| *h == user) => {

@@ -11,7 +11,10 @@ use showcall_machines::{
 use support::{A, B, delivered, lines, must, setup, show};
 
 fn join(user: &str) -> CallInput {
-    CallInput::ChannelJoined { user: user.into() }
+    CallInput::ChannelJoined {
+        user: user.into(),
+        media: false,
+    }
 }
 
 fn left(user: &str) -> CallInput {

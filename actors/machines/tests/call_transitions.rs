@@ -75,12 +75,18 @@ fn drive(phase: Phase) -> CallMachine {
     }
     must(
         &mut m,
-        CallInput::ChannelJoined { user: A.into() },
+        CallInput::ChannelJoined {
+            user: A.into(),
+            media: false,
+        },
         T_CALLER_JOIN,
     );
     must(
         &mut m,
-        CallInput::ChannelJoined { user: B.into() },
+        CallInput::ChannelJoined {
+            user: B.into(),
+            media: false,
+        },
         T_CONNECT,
     );
     m
@@ -130,7 +136,10 @@ fn inputs() -> Vec<(String, CallInput)> {
         ));
         v.push((
             format!("join {tag}"),
-            CallInput::ChannelJoined { user: by.clone() },
+            CallInput::ChannelJoined {
+                user: by.clone(),
+                media: false,
+            },
         ));
         v.push((
             format!("left {tag}"),
@@ -155,6 +164,10 @@ fn inputs() -> Vec<(String, CallInput)> {
             };
             v.push((format!("session {tag} {how_tag}"), input));
         }
+        v.push((
+            format!("frame {tag}"),
+            CallInput::MediaFlowing { from: by.clone() },
+        ));
         v.push((format!("gave-way {tag}"), CallInput::GaveWay { by }));
     }
     v.push(("calling-timeout".into(), CallInput::CallingTimeout));
@@ -179,6 +192,7 @@ fn variant(input: &CallInput) -> &'static str {
         CallInput::Reject { .. } => "Reject",
         CallInput::Hangup { .. } => "Hangup",
         CallInput::ChannelJoined { .. } => "ChannelJoined",
+        CallInput::MediaFlowing { .. } => "MediaFlowing",
         CallInput::ChannelLeft { .. } => "ChannelLeft",
         CallInput::PeerAway { .. } => "PeerAway",
         CallInput::PeerBack { .. } => "PeerBack",
@@ -194,7 +208,7 @@ fn inputs_cover_every_variant() {
     let seen: BTreeSet<&str> = inputs().iter().map(|(_, i)| variant(i)).collect();
     assert_eq!(
         seen.len(),
-        15,
+        16,
         "every CallInput variant is in the table: {seen:?}"
     );
 }
@@ -372,6 +386,9 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
         ("session C token-expired", NotParticipant),
         ("session C gone", NotParticipant),
         ("gave-way C", NotParticipant),
+        ("frame C", NotParticipant),
+        // A callee that joined early (canJoinRtcOnCalling) may send media while ringing.
+        ok("frame B => A event RecvRemoteFirstFrame"),
         ok("away B => A event RemoteLeft"),
         ok("cancel A =>
             cancel timer
@@ -456,6 +473,8 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
 fn ringing_not_yet_delivered() {
     let mut table = refusals_while_ringing(Phase::NotDelivered);
     table.extend([
+        // The callee does not know of the call yet: it hears nothing of the caller's media.
+        ok("frame A => "),
         ok("delivered =>
             B state Calling RemoteVideoCall; B event RemoteVideoCall
             A event RemoteUserRecvCall"),
@@ -491,6 +510,7 @@ fn ringing_not_yet_delivered() {
 fn ringing() {
     let mut table = refusals_while_ringing(Phase::Ringing);
     table.extend([
+        ok("frame A => B event RecvRemoteFirstFrame"),
         ("undeliverable offline", Unexpected("undeliverable")),
         ("undeliverable busy", Unexpected("undeliverable")),
         ("undeliverable glare", Unexpected("undeliverable")),
@@ -533,6 +553,10 @@ fn accepted_common() -> Vec<Row> {
         ("hangup C", NotParticipant),
         ("join C", NotParticipant),
         ("left C", NotParticipant),
+        // First frames are reported; with signaling-only joins they do not decide `connected`.
+        ok("frame A => B event RecvRemoteFirstFrame"),
+        ok("frame B => A event RecvRemoteFirstFrame"),
+        ("frame C", NotParticipant),
         ok("away A => B event RemoteLeft"),
         ok("away B => A event RemoteLeft"),
         ("away C", NotParticipant),

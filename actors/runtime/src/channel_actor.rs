@@ -1,14 +1,17 @@
-//! `ChannelActor`: runs one channel's [`ChannelMachine`]: admits members, tells them of joins, leaves and
-//! the broadcaster's pause/resume, tells a call channel's call who joined, and drives the media port.
+//! `ChannelActor`: runs one channel's [`ChannelMachine`]: admits members (opening their media sessions),
+//! tells them of joins, leaves and the broadcaster's pause/resume, tells a call channel's call who joined
+//! and when media flows, and drives the media port (forwarding on/off, keyframes, sessions closed).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::channel::{ChannelEffect, ChannelInput};
 use showcall_machines::user::UserInput;
-use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, ChannelUpdate, Role};
+use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 
+use crate::error::CommandError;
 use crate::hub::Hub;
 use crate::keys::AppId;
-use crate::messages::{CallMsg, ChannelMsg, Traced, UserMsg};
+use crate::messages::{CallMsg, ChannelMsg, Responder, Traced, UserMsg};
+use crate::ports::MediaRefusal;
 use crate::session::CommandOk;
 
 /// See the module docs.
@@ -59,49 +62,170 @@ impl Actor for ChannelActor {
                 user,
                 role,
                 may_publish,
+                offer,
                 reply,
-            } => {
-                let input = ChannelInput::Join {
-                    user: user.clone(),
-                    role,
-                    may_publish,
+            } => Box::pin(join(&myself, state, user, role, may_publish, offer, reply)).await,
+            ChannelMsg::Input(traced) => {
+                let input = traced.payload;
+                let paused_before = state.machine.paused_broadcaster().cloned();
+                let leaving = match &input {
+                    ChannelInput::Leave { user } => Some(user.clone()),
+                    _ => None,
                 };
                 match state.machine.handle(input) {
                     Ok(fx) => {
-                        let member = state
-                            .machine
-                            .member(&user)
-                            .expect("just joined: member exists");
-                        let channel = state.machine.name().clone();
-                        // The user actor records the membership before any update for the channel reaches it.
-                        if let Some(actor) = state.hub.user(&state.app, &user) {
-                            let joined = UserInput::ChannelJoined {
-                                channel: channel.clone(),
-                                role: member.role,
-                            };
-                            let _ = actor.cast(UserMsg::Input(Traced::new(joined)));
+                        if let Some(user) = leaving {
+                            close_media(state, &user);
                         }
-                        let _ = reply.send(Ok(CommandOk::Joined {
-                            channel,
-                            role: member.role,
-                            view: state.machine.view(),
-                        }));
+                        follow_pause(state, paused_before);
                         run(&myself, state, fx);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        tracing::debug!(channel = %state.machine.name(), error = %e, "channel input dropped")
                     }
                 }
             }
-            ChannelMsg::Input(traced) => match state.machine.handle(traced.payload) {
-                Ok(fx) => run(&myself, state, fx),
-                Err(e) => {
-                    tracing::debug!(channel = %state.machine.name(), error = %e, "channel input dropped")
+            ChannelMsg::MediaFlowing { from } => {
+                if let ChannelKind::Call { call, .. } = state.machine.kind()
+                    && state.machine.member(&from).is_some()
+                    && let Some(actor) = state.hub.call(call)
+                {
+                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::MediaFlowing {
+                        from,
+                    })));
                 }
-            },
+            }
         }
         Ok(())
     }
+}
+
+/// Admits a member: checks first, then opens its media session (if it offered one), then joins — so a
+/// refused join or offer leaves nothing behind.
+async fn join(
+    myself: &ActorRef<ChannelMsg>,
+    state: &mut ChannelState,
+    user: UserId,
+    role: Role,
+    may_publish: bool,
+    offer: Option<String>,
+    reply: Responder<CommandOk>,
+) {
+    let granted = match state.machine.check_join(&user, role, may_publish) {
+        Ok(granted) => granted,
+        Err(e) => {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+    };
+    let channel = state.machine.name().clone();
+    let media = offer.is_some();
+    let sdp_answer = match offer {
+        Some(offer) => {
+            // Only broadcasters (and call participants, who always are) may send media.
+            let publishes = granted == Role::Broadcaster;
+            let opening = state
+                .hub
+                .media()
+                .open_session(&state.app, &channel, &user, publishes, offer);
+            match opening.await {
+                Ok(answer) => Some(answer),
+                Err(refusal) => {
+                    let _ = reply.send(Err(match refusal {
+                        MediaRefusal::InvalidOffer(why) => {
+                            CommandError::InvalidArgument(format!("join_channel.sdp_offer: {why}"))
+                        }
+                        MediaRefusal::PublishNotAllowed => CommandError::PermissionDenied(
+                            "an audience member must offer receive-only media".into(),
+                        ),
+                        MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
+                    }));
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
+    let input = ChannelInput::Join {
+        user: user.clone(),
+        role,
+        may_publish,
+    };
+    let fx = match state.machine.handle(input) {
+        Ok(fx) => fx,
+        Err(e) => {
+            // Cannot happen after `check_join` (this actor is single-threaded); undo the session anyway.
+            if media {
+                close_media(state, &user);
+            }
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+    };
+    let member = state
+        .machine
+        .member(&user)
+        .expect("just joined: member exists");
+    // The user actor records the membership before any update for the channel reaches it.
+    if let Some(actor) = state.hub.user(&state.app, &user) {
+        let joined = UserInput::ChannelJoined {
+            channel: channel.clone(),
+            role: member.role,
+        };
+        let _ = actor.cast(UserMsg::Input(Traced::new(joined)));
+    }
+    let _ = reply.send(Ok(CommandOk::Joined {
+        channel,
+        role: member.role,
+        view: state.machine.view(),
+        sdp_answer,
+    }));
+    // A paused broadcaster that (re)joins stays held back in the router too.
+    if member.role == Role::Broadcaster && state.machine.paused_broadcaster() == Some(&user) {
+        state
+            .hub
+            .media()
+            .set_forwarding(&state.app, state.machine.name(), &user, false);
+    }
+    for effect in fx {
+        match effect {
+            ChannelEffect::CallMemberJoined { call, user } => {
+                if let Some(actor) = state.hub.call(&call) {
+                    let input = CallInput::ChannelJoined { user, media };
+                    let _ = actor.cast(CallMsg::Input(Traced::new(input)));
+                }
+            }
+            other => run(myself, state, vec![other]),
+        }
+    }
+}
+
+/// Tells the media router when the broadcaster's pause changed.
+fn follow_pause(state: &ChannelState, before: Option<UserId>) {
+    let after = state.machine.paused_broadcaster().cloned();
+    if before == after {
+        return;
+    }
+    let channel = state.machine.name();
+    if let Some(host) = &before {
+        state
+            .hub
+            .media()
+            .set_forwarding(&state.app, channel, host, true);
+    }
+    if let Some(host) = &after {
+        state
+            .hub
+            .media()
+            .set_forwarding(&state.app, channel, host, false);
+    }
+}
+
+fn close_media(state: &ChannelState, user: &UserId) {
+    state
+        .hub
+        .media()
+        .close_session(&state.app, state.machine.name(), user);
 }
 
 fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelEffect>) {
@@ -109,20 +233,6 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
     for effect in fx {
         match effect {
             ChannelEffect::Deliver { to, update } => {
-                if let ChannelUpdate::BroadcasterPaused { user }
-                | ChannelUpdate::BroadcasterResumed { user } = &update
-                    && state
-                        .machine
-                        .member(user)
-                        .is_some_and(|m| m.role == Role::Broadcaster)
-                    && *user == to
-                {
-                    let forward = matches!(update, ChannelUpdate::BroadcasterResumed { .. });
-                    state
-                        .hub
-                        .media()
-                        .set_forwarding(&state.app, &channel, user, forward);
-                }
                 if let Some(actor) = state.hub.user(&state.app, &to) {
                     let input = UserInput::ChannelUpdate {
                         channel: channel.clone(),
@@ -132,10 +242,10 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                 }
             }
             ChannelEffect::CallMemberJoined { call, user } => {
+                // Joins from `join` carry their media flag; this path is only a rejoin without a session.
                 if let Some(actor) = state.hub.call(&call) {
-                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelJoined {
-                        user,
-                    })));
+                    let input = CallInput::ChannelJoined { user, media: false };
+                    let _ = actor.cast(CallMsg::Input(Traced::new(input)));
                 }
             }
             ChannelEffect::CallMemberLeft { call, user } => {
@@ -145,6 +255,7 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                 }
             }
             ChannelEffect::Removed { user } => {
+                close_media(state, &user);
                 if let Some(actor) = state.hub.user(&state.app, &user) {
                     let input = UserInput::ChannelRemoved {
                         channel: channel.clone(),

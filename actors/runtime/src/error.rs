@@ -25,6 +25,8 @@ pub enum CommandError {
     HasBroadcaster,
     #[error("{0}")]
     PermissionDenied(String),
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("session is closed")]
     SessionClosed,
     #[error("{0}")]

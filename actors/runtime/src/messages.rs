@@ -81,7 +81,13 @@ pub enum ChannelMsg {
         user: UserId,
         role: Role,
         may_publish: bool,
+        /// SDP offer for a media session in this channel.
+        offer: Option<String>,
         reply: Responder<CommandOk>,
     },
     Input(Traced<ChannelInput>),
+    /// The media router forwarded `from`'s first frame to the rest of the channel.
+    MediaFlowing {
+        from: UserId,
+    },
 }

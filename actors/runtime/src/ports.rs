@@ -4,6 +4,8 @@
 //! the implementations (DESIGN.md "Dependencies point down").
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 
 use showcall_machines::{CallRecord, ChannelName, UserId};
 
@@ -40,8 +42,33 @@ impl Placement for LocalPlacement {
     }
 }
 
-/// Commands to the media router, sent by channel actors. The media issue implements it on str0m.
+/// A media session's SDP answer, or why the offer was refused (shown to the client).
+pub type SessionOpening = Pin<Box<dyn Future<Output = Result<String, MediaRefusal>> + Send>>;
+
+/// Why a media session could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaRefusal {
+    /// The offer is malformed or cannot be negotiated.
+    InvalidOffer(String),
+    /// A member that may not publish offered to send.
+    PublishNotAllowed,
+    /// No media router (or it stopped).
+    Unavailable(String),
+}
+
+/// Commands to the media router, sent by channel actors; the node implements it on the str0m router.
 pub trait MediaControl: Send + Sync + Debug + 'static {
+    /// Opens the media session of a channel member from its SDP offer; resolves to the SDP answer.
+    fn open_session(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        may_publish: bool,
+        offer: String,
+    ) -> SessionOpening;
+    /// Closes a member's media session (left, removed, or the channel closed).
+    fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId);
     /// Start or stop forwarding a publisher's media to a channel's subscribers.
     fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool);
     /// Ask a publisher for a keyframe (PLI), so subscribers can start decoding at once.
@@ -53,6 +80,23 @@ pub trait MediaControl: Send + Sync + Debug + 'static {
 pub struct NoMedia;
 
 impl MediaControl for NoMedia {
+    fn open_session(
+        &self,
+        _: &AppId,
+        _: &ChannelName,
+        _: &UserId,
+        _: bool,
+        _: String,
+    ) -> SessionOpening {
+        Box::pin(async {
+            Err(MediaRefusal::Unavailable(
+                "this node has no media router".into(),
+            ))
+        })
+    }
+
+    fn close_session(&self, _: &AppId, _: &ChannelName, _: &UserId) {}
+
     fn set_forwarding(
         &self,
         app: &AppId,

@@ -55,6 +55,8 @@ pub enum UserCommand {
         role: Role,
         /// The token's publish grant.
         may_publish: bool,
+        /// SDP offer for a media session.
+        offer: Option<String>,
     },
     LeaveChannel {
         channel: ChannelName,
@@ -73,6 +75,8 @@ pub enum CommandOk {
         channel: ChannelName,
         role: Role,
         view: ChannelView,
+        /// The media session's SDP answer, when the join carried an offer.
+        sdp_answer: Option<String>,
     },
 }
 

@@ -175,6 +175,7 @@ async fn command_input(
             channel,
             role,
             may_publish,
+            offer,
         } => {
             // Publishing rights travel with the join; the machine only records the outcome.
             let result = state.machine.handle(
@@ -185,7 +186,7 @@ async fn command_input(
                 now,
             );
             match result {
-                Ok(_) => join_channel(state, channel, role, may_publish, reply).await,
+                Ok(_) => join_channel(state, channel, role, may_publish, offer, reply).await,
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
@@ -207,6 +208,7 @@ async fn join_channel(
     channel: showcall_machines::ChannelName,
     role: showcall_machines::Role,
     may_publish: bool,
+    offer: Option<String>,
     reply: Responder<CommandOk>,
 ) {
     match state.hub.channel_or_open(&state.app, &channel, None).await {
@@ -218,6 +220,7 @@ async fn join_channel(
                     user,
                     role,
                     may_publish,
+                    offer,
                     reply,
                 })
             {

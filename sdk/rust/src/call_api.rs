@@ -397,7 +397,9 @@ impl CallApi {
         let result = match result {
             Ok(()) => config
                 .signal
-                .request(Command::Deinitialize(showcall_proto::signal::Deinitialize {}))
+                .request(Command::Deinitialize(
+                    showcall_proto::signal::Deinitialize {},
+                ))
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),

@@ -28,6 +28,8 @@
 //! - `mirror` — the client's copy of the server's call state, behind the getters.
 //! - `listeners` — the listener registry and how callbacks are run.
 //! - [`recorder`] — [`EventRecorder`], records callbacks so tests and benchmarks can await them.
+//! - [`media`] — the media client (str0m): [`MediaSession`] joins a channel with real WebRTC audio and
+//!   video, sends the shipped VP8/Opus sample and counts what it receives; [`MediaPeer`] below it.
 //!
 //! The protocol enums and messages apps need are re-exported here, so apps depend on this crate only.
 #![forbid(unsafe_code)]
@@ -35,6 +37,7 @@
 pub mod call_api;
 pub mod error;
 mod listeners;
+pub mod media;
 mod mirror;
 pub mod recorder;
 pub mod signal_client;
@@ -50,6 +53,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use call_api::{CallApi, CallApiListener, CallConfig, DEINITIALIZE_REASON, PrepareConfig};
 pub use error::SdkError;
+pub use media::{
+    MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ReceivedFrame, TrackKind,
+};
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
 pub use signal_client::{LoginInfo, SignalClient, SignalListener};
 pub use transport::{

@@ -365,16 +365,29 @@ impl SignalClient {
         .map(drop)
     }
 
-    /// Joins a live channel or a call's private channel.
+    /// Joins a live channel or a call's private channel (signaling only: no media session).
     pub async fn join_channel(
         &self,
         channel: &str,
         role: ChannelRole,
     ) -> Result<ChannelJoined, SdkError> {
+        self.join_channel_with_offer(channel, role, "").await
+    }
+
+    /// Joins a channel and opens a media session in it: `sdp_offer` is an SDP offer (see
+    /// `media::MediaSession`, which makes one); the node's answer is `ChannelJoined.sdp_answer`. An empty
+    /// offer is [`join_channel`](Self::join_channel).
+    pub async fn join_channel_with_offer(
+        &self,
+        channel: &str,
+        role: ChannelRole,
+        sdp_offer: &str,
+    ) -> Result<ChannelJoined, SdkError> {
         let response = self
             .request(Command::JoinChannel(JoinChannel {
                 channel: channel.to_owned(),
                 role: role as i32,
+                sdp_offer: sdp_offer.to_owned(),
             }))
             .await?;
         match response.result {

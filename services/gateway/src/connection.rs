@@ -218,7 +218,11 @@ async fn execute(
             l.claims = claims;
             return Ok(None);
         }
-        Request::Join { channel, role } => {
+        Request::Join {
+            channel,
+            role,
+            offer,
+        } => {
             let grants = &l.claims.grants;
             // Call channels admit their two participants by right of the call, whatever the token says.
             if !channel.is_call_channel() {
@@ -243,6 +247,7 @@ async fn execute(
                 channel,
                 role,
                 may_publish: grants.publish,
+                offer,
             }
         }
         Request::Command(c) => c,

@@ -23,6 +23,7 @@ pub fn command_error(e: &CommandError) -> pb::Error {
         CommandError::NotInChannel => C::NotInChannel,
         CommandError::HasBroadcaster => C::ChannelHasBroadcaster,
         CommandError::PermissionDenied(_) => C::PermissionDenied,
+        CommandError::InvalidArgument(_) => C::InvalidArgument,
         CommandError::SessionClosed => C::Unauthenticated,
         CommandError::Unavailable(_) => C::Unavailable,
     };
@@ -69,6 +70,7 @@ pub fn command_ok(ok: CommandOk) -> Option<Answer> {
             channel,
             role,
             view,
+            sdp_answer,
         } => Some(Answer::ChannelJoined(pb::ChannelJoined {
             channel: channel.0,
             role: role_pb(role) as i32,
@@ -78,6 +80,7 @@ pub fn command_ok(ok: CommandOk) -> Option<Answer> {
                 .map(|(u, m)| member(u.0, m))
                 .collect(),
             broadcaster_paused: view.broadcaster_paused,
+            sdp_answer: sdp_answer.unwrap_or_default(),
         })),
     }
 }

@@ -20,6 +20,8 @@ pub const MAX_REASON: usize = 256;
 pub const MAX_CALL_TIMEOUT_MS: u32 = 600_000;
 /// Longest token, bytes.
 pub const MAX_TOKEN: usize = 4096;
+/// Largest SDP offer accepted, bytes.
+pub const MAX_SDP_OFFER: usize = 16_384;
 /// Call ids are 32 hex digits; anything longer is not one of ours.
 pub const MAX_CALL_ID: usize = 64;
 
@@ -37,6 +39,7 @@ pub enum Request {
     Join {
         channel: ChannelName,
         role: Role,
+        offer: Option<String>,
     },
     Command(UserCommand),
 }
@@ -125,9 +128,16 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
                 Ok(pb::ChannelRole::Broadcaster) => Role::Broadcaster,
                 Err(_) => return Err(field("join_channel.role", "unknown role")),
             };
+            if j.sdp_offer.len() > MAX_SDP_OFFER {
+                return Err(field(
+                    "join_channel.sdp_offer",
+                    format!("longer than {MAX_SDP_OFFER} bytes"),
+                ));
+            }
             Request::Join {
                 channel: channel("join_channel.channel", j.channel)?,
                 role,
+                offer: (!j.sdp_offer.is_empty()).then_some(j.sdp_offer),
             }
         }
         Command::LeaveChannel(l) => Request::Command(UserCommand::LeaveChannel {
@@ -283,9 +293,26 @@ mod tests {
     fn wildcard_is_not_a_channel() {
         let join = pb::JoinChannel {
             channel: "*".into(),
-            role: 0,
+            ..Default::default()
         };
         assert!(validate(frame(Command::JoinChannel(join))).is_err());
+    }
+
+    #[test]
+    fn oversized_sdp_offer_is_refused() {
+        let join = pb::JoinChannel {
+            channel: "room".into(),
+            sdp_offer: "v=0\r\n".repeat(MAX_SDP_OFFER),
+            ..Default::default()
+        };
+        let err = validate(frame(Command::JoinChannel(join))).unwrap_err();
+        assert!(matches!(
+            err,
+            Invalid::Field {
+                field: "join_channel.sdp_offer",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// Address for health checks and Prometheus metrics [config: http_addr; default 127.0.0.1:7802].
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// UDP address of the WebRTC media router [config: media_addr; default 127.0.0.1:7803].
+    #[arg(long, value_name = "ADDR")]
+    pub media_addr: Option<SocketAddr>,
+    /// IP announced in ICE candidates when it differs from the media address's [config:
+    /// media_advertise_ip].
+    #[arg(long, value_name = "IP")]
+    pub media_advertise_ip: Option<std::net::IpAddr>,
     /// How long a dropped session (and its call) waits for a reconnect, e.g. `30s`
     /// [config: grace_period].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -136,6 +143,39 @@ pub enum BenchKind {
         /// from that of a session (user actor).
         #[arg(long)]
         connect_only: bool,
+    },
+    /// One broadcaster, N audience members: router egress packets per CPU second, audience loss and
+    /// latency, against an SRTP-only floor.
+    Fanout {
+        /// How many receive-only audience members watch the broadcaster.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        audience: usize,
+        /// Length of the measured window, in seconds (after a one-second warm-up).
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        seconds: u64,
+        /// Each video frame of the sample is sent this many times its size (its bytes repeated): 7 makes
+        /// the ≈ 210 kbit/s sample ≈ 1.5 Mbit/s, a live room's bitrate.
+        #[arg(long, value_name = "K", default_value_t = 7)]
+        video_scale: usize,
+    },
+    /// Viewer calls host with media; measures call() → both sides connected (first frame both ways).
+    CallConnect {
+        /// How many calls to place in all.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        calls: usize,
+        /// How many viewer/host pairs call at the same time (each places its share in a row).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        concurrent: usize,
+    },
+    /// A live room with an audience; a viewer calls the host, connects, hangs up; measures hangup → each
+    /// audience member receives the host's video again.
+    Switch {
+        /// How many call-and-hangup rounds.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        rounds: usize,
+        /// How many audience members watch the live room.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        audience: usize,
     },
 }
 
@@ -298,6 +338,32 @@ mod tests {
             panic!("expected bench idle");
         };
         assert_eq!(users, 10_000);
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::Fanout {
+                    audience,
+                    seconds,
+                    video_scale,
+                },
+        }) = parse(&["showcall", "bench", "fanout"])
+        else {
+            panic!("expected bench fanout");
+        };
+        assert_eq!((audience, seconds, video_scale), (50, 10, 7));
+        let Command::Bench(BenchArgs {
+            kind: BenchKind::CallConnect { calls, concurrent },
+        }) = parse(&["showcall", "bench", "call-connect"])
+        else {
+            panic!("expected bench call-connect");
+        };
+        assert_eq!((calls, concurrent), (20, 1));
+        let Command::Bench(BenchArgs {
+            kind: BenchKind::Switch { rounds, audience },
+        }) = parse(&["showcall", "bench", "switch"])
+        else {
+            panic!("expected bench switch");
+        };
+        assert_eq!((rounds, audience), (10, 3));
     }
 
     #[test]

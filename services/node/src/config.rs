@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +60,12 @@ pub struct NodeConfig {
     /// Health checks and Prometheus metrics, kept apart from client traffic so probes and scrapes work
     /// when the signaling port is saturated or firewalled.
     pub http_addr: SocketAddr,
+    /// The UDP address of the WebRTC media router: every media session of this node shares this one
+    /// socket. Clients (browsers) must reach it over UDP.
+    pub media_addr: SocketAddr,
+    /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
+    /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
+    pub media_advertise_ip: Option<IpAddr>,
     /// The apps this node serves, each with the secret its tokens are signed with. The default is the
     /// public demo app ([`DEMO_APP_ID`], [`DEMO_SECRET`]); production MUST replace it.
     pub apps: Vec<AppConfig>,
@@ -91,6 +97,8 @@ impl Default for NodeConfig {
             signal_addr: local(7800),
             grpc_addr: local(7801),
             http_addr: local(7802),
+            media_addr: local(7803),
+            media_advertise_ip: None,
             apps: vec![AppConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
@@ -283,6 +291,12 @@ impl NodeConfig {
         if let Some(addr) = flags.http_addr {
             self.http_addr = addr;
         }
+        if let Some(addr) = flags.media_addr {
+            self.media_addr = addr;
+        }
+        if let Some(ip) = flags.media_advertise_ip {
+            self.media_advertise_ip = Some(ip);
+        }
         if let Some(d) = flags.grace_period {
             self.grace_period = d;
         }
@@ -331,6 +345,13 @@ impl NodeConfig {
                     problems.push(format!("{a_name} and {b_name} are both {a}"));
                 }
             }
+        }
+
+        if self.media_addr.ip().is_unspecified() && self.media_advertise_ip.is_none() {
+            problems.push(format!(
+                "media_addr {} binds every interface: set media_advertise_ip to the address clients reach",
+                self.media_addr
+            ));
         }
 
         if self.call_timeout.is_zero() {
@@ -592,6 +613,7 @@ mod tests {
             signal_addr: any,
             grpc_addr: any,
             http_addr: any,
+            media_addr: any,
             ..NodeConfig::default()
         };
         assert!(cfg.validate().is_ok());

@@ -5,6 +5,7 @@
 //! - [`config`]: [`NodeConfig`](config::NodeConfig), layered defaults → TOML → env → flags.
 //! - [`cli`]: the command line (`run`, `token`, `bench`).
 //! - [`bench`]: the load benchmarks behind `showcall bench`.
+//! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
 //! - this file: [`start`] and [`NodeHandle`].
 //!
 //! Shutdown follows mini-redis: one watch channel tells every server and connection to stop; [`NodeHandle::
@@ -15,6 +16,8 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod media_port;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +43,8 @@ pub struct NodeHandle {
     pub grpc_addr: SocketAddr,
     /// Where `/healthz` listens.
     pub http_addr: SocketAddr,
+    /// Where the WebRTC media router receives (UDP); ICE candidates carry `media_candidate`.
+    pub media_addr: SocketAddr,
     hub: Hub,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -90,10 +95,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let (signal_addr, grpc_addr, http_addr) =
         (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
 
-    let hub = Hub::new(HubParts::single_node(
-        NodeId(config.node_id.clone()),
-        user_config(&config),
-    ));
+    let (media_events_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
+    let (router, router_task) = showcall_media::MediaRouter::start(
+        showcall_media::MediaConfig {
+            bind: config.media_addr,
+            advertise_ip: config.media_advertise_ip,
+        },
+        media_events_tx,
+    )
+    .await
+    .with_context(|| format!("binding media (UDP) on {}", config.media_addr))?;
+    let media_addr = router.candidate_addr();
+    let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
+    parts.media = Arc::new(media_port::RouterPort::new(router));
+    let hub = Hub::new(parts);
     let keys = Arc::new(config.app_keys());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -108,9 +123,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         },
         shutdown_rx.clone(),
     );
+    let signal_router = gateway.router().merge(demo::router(&config));
     let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
-        let served = axum::serve(signal, gateway.router())
+        let served = axum::serve(signal, signal_router)
             .with_graceful_shutdown(async move {
                 let _ = stop.changed().await;
             })
@@ -141,7 +157,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     });
 
     let health = Router::new().route("/healthz", get(|| async { "ok\n" }));
-    let mut stop = shutdown_rx;
+    let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
         let served = axum::serve(http, health)
             .with_graceful_shutdown(async move {
@@ -153,10 +169,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     });
 
+    // The media router and its event relay live until shutdown.
+    let mut stop = shutdown_rx.clone();
+    let events_hub = hub.clone();
+    tasks.spawn(async move {
+        let relay = tokio::spawn(media_port::forward_events(events_hub, media_events));
+        let _ = stop.changed().await;
+        router_task.abort();
+        relay.abort();
+    });
+
     Ok(NodeHandle {
         signal_addr,
         grpc_addr,
         http_addr,
+        media_addr,
         hub,
         shutdown: shutdown_tx,
         tasks,

@@ -465,7 +465,7 @@ impl World {
                     );
                 }
                 ChannelEffect::CallMemberJoined { call, user } => {
-                    self.send_call(call, CallInput::ChannelJoined { user })
+                    self.send_call(call, CallInput::ChannelJoined { user, media: false })
                 }
                 ChannelEffect::CallMemberLeft { call, user } => {
                     self.send_call(call, CallInput::ChannelLeft { user })

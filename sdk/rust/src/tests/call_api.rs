@@ -321,6 +321,7 @@ async fn callee_commands_use_the_mirrored_call_id() {
             role: ChannelRole::Broadcaster as i32,
             members: vec![],
             broadcaster_paused: false,
+            sdp_answer: String::new(),
         })),
     );
     assert_eq!(join.await.unwrap().unwrap().channel, "call-c1");
@@ -435,6 +436,16 @@ async fn listeners_hear_every_call_event_in_server_order() {
 
 /// Deinitialize from `state` sends `expected` (a command matcher) and then reports prepared, idle and
 /// the Deinitialize event.
+/// The server's side of the last step of `deinitialize`: the user stops taking calls.
+async fn answer_deinitialize(h: &mut Harness) {
+    let (id, cmd) = h.server.expect().await;
+    assert!(
+        matches!(cmd, Command::Deinitialize(_)),
+        "unexpected command {cmd:?}"
+    );
+    h.server.ok(id);
+}
+
 async fn deinitialize_from(
     user: &str,
     state: CallState,
@@ -455,6 +466,7 @@ async fn deinitialize_from(
         ended_reason,
         Some(info("c1", "alice", "bob")),
     ));
+    answer_deinitialize(&mut h).await;
     deinit.await.unwrap().unwrap();
 
     assert_eq!(h.api.state(), CallState::Idle);
@@ -534,11 +546,14 @@ async fn deinitialize_hangs_up_a_connecting_call() {
 }
 
 #[tokio::test]
-async fn deinitialize_without_a_call_sends_nothing() {
+async fn deinitialize_without_a_call_only_stops_taking_calls() {
     let mut h = harness("alice").await;
     h.state("", CallState::Prepared, CallStateReason::None, "", "")
         .await;
-    h.api.deinitialize().await.unwrap();
+    let api = h.api.clone();
+    let deinit = tokio::spawn(async move { api.deinitialize().await });
+    answer_deinitialize(&mut h).await;
+    deinit.await.unwrap().unwrap();
     h.server.assert_quiet();
     assert_eq!(
         h.rec.drain_ready(),
@@ -590,6 +605,7 @@ async fn deinitialize_switches_to_hangup_when_the_call_moved_on() {
         CallStateReason::LocalHangup,
         None,
     ));
+    answer_deinitialize(&mut h).await;
     deinit.await.unwrap().unwrap();
     assert_eq!(h.api.state(), CallState::Idle);
 }
@@ -615,6 +631,7 @@ async fn deinitialize_counts_an_already_ended_call_as_success() {
         None,
     ));
     h.server.refuse(id, ErrorCode::NoSuchCall, "no such call");
+    answer_deinitialize(&mut h).await;
     deinit.await.unwrap().unwrap();
     assert_eq!(
         states(&h.rec.drain_ready()),

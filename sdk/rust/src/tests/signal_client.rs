@@ -13,6 +13,7 @@ fn joined(channel: &str) -> Option<response::Result> {
         role: ChannelRole::Audience as i32,
         members: vec![],
         broadcaster_paused: false,
+        sdp_answer: String::new(),
     }))
 }
 

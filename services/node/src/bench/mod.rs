@@ -7,6 +7,14 @@
 //!   floor; the ratio says what the call engine adds on top of moving one frame.
 //! - `idle`: logs in N users against a node started as a child process and reports the node's resident
 //!   memory per idle user (connection + user actor).
+//! - `fanout` ([`fanout`]): one broadcaster, N audience members; router egress packets per CPU second,
+//!   audience loss and latency, against an SRTP-only floor ([`srtp_floor`]).
+//! - `call-connect` ([`call_connect`]): `call()` → both sides connected with media.
+//! - `switch` ([`switch`]): a viewer's hangup → the live room's audience sees the host again.
+//!
+//! Shared by the media benchmarks: [`media_node`] (a node whose router runs on its own thread),
+//! [`sdk_user`] (Rust SDK users, an auto-answering host), [`clip`] (the broadcaster's clip at a live
+//! room's bitrate), [`cpu`] (CPU time from `/proc`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +38,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::cli::{BenchArgs, BenchKind};
 use crate::config::NodeConfig;
 
+mod call_connect;
+mod clip;
+mod cpu;
+mod fanout;
+mod media_node;
+mod sdk_user;
+mod srtp_floor;
+mod switch;
+
 /// Runs the benchmark named by `args`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
@@ -38,6 +55,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             users,
             connect_only,
         } => idle(users, connect_only).await,
+        BenchKind::Fanout {
+            audience,
+            seconds,
+            video_scale,
+        } => fanout::run(audience, seconds, video_scale).await,
+        BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
+        BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
     }
 }
 
@@ -166,6 +190,7 @@ async fn ringing(pairs: usize, rounds: usize, url: Option<String>) -> anyhow::Re
             config.signal_addr = "127.0.0.1:0".parse()?;
             config.grpc_addr = "127.0.0.1:0".parse()?;
             config.http_addr = "127.0.0.1:0".parse()?;
+            config.media_addr = "127.0.0.1:0".parse()?;
             // The bench is one client process opening many frames per connection.
             config.rate_limit.per_second = 10_000;
             config.rate_limit.burst = 10_000;

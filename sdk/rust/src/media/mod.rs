@@ -1,0 +1,92 @@
+//! The media client: real WebRTC audio and video through str0m as the client peer, for tests and load
+//! generators.
+//!
+//! ```no_run
+//! # async fn demo(signal: showcall_sdk::SignalClient) -> Result<(), showcall_sdk::SdkError> {
+//! use showcall_sdk::{ChannelRole, MediaOptions, MediaSession};
+//!
+//! // Join the live room as its broadcaster, with media: publishes the shipped VP8/Opus sample.
+//! let (media, joined) =
+//!     MediaSession::join(&signal, "host-1_live", ChannelRole::Broadcaster, MediaOptions::default())
+//!         .await?;
+//! media.wait_connected().await?;
+//! media.set_sending(false); // publish off (e.g. while in a private call) …
+//! media.set_sending(true); //  … and on again, from a keyframe
+//! # let _ = joined; Ok(()) }
+//! ```
+//!
+//! # How it works
+//! - [`MediaPeer`] sets a session up: binds one UDP socket (127.0.0.1:0 by default), builds a str0m
+//!   `Rtc` (a full ICE agent, not ICE-lite; codecs limited to Opus and VP8), adds the socket as its host
+//!   candidate, and negotiates: [`create_offer`](MediaPeer::create_offer) (one audio and one video
+//!   m-line) + [`accept_answer`](MediaPeer::accept_answer), or [`accept_offer`](MediaPeer::accept_offer)
+//!   for the answering side. [`start`](MediaPeer::start) hands it to a tokio task and returns the
+//!   [`MediaSession`] handle.
+//! - [`MediaSession::join`] does that against the node: the offer goes in `JoinChannel.sdp_offer`
+//!   ([`SignalClient::join_channel_with_offer`](crate::SignalClient::join_channel_with_offer)), the
+//!   node's `ChannelJoined.sdp_answer` is applied.
+//! - The task (`session`) drives the `Rtc` sans-IO: UDP datagrams become `Input::Receive`, deadlines
+//!   `Input::Timeout`, every mutation is followed by draining `poll_output` to its `Timeout`, and
+//!   `Output::Transmit` is sent on the socket. Once connected it sends the [`MediaSource`] paced in real
+//!   time (30 video frames and 50 audio packets a second, looping), restarts the video at a keyframe
+//!   when the remote asks for one, and counts what it receives ([`MediaStats`], watched with a
+//!   `tokio::sync::watch`; frames themselves via [`MediaSession::subscribe_frames`]).
+//! - Nothing panics on bad input: an error from str0m, an ICE disconnection or the remote closing DTLS
+//!   ends the session — [`MediaStats::connected`] turns false, [`MediaStats::closed`] true, and every
+//!   `wait_*` returns [`SdkError::Disconnected`](crate::SdkError::Disconnected) unless already
+//!   satisfied.
+//!
+//! # Layout
+//! - [`ivf`] — IVF reader (the VP8 clip); [`ogg`] — Ogg page/packet reader and Ogg Opus.
+//! - [`source`] — [`MediaSource`] (the parsed clip) and the real-time pacing.
+//! - `peer` — [`MediaPeer`]: socket, `Rtc`, offer/answer.
+//! - `session` — [`MediaSession`], [`MediaStats`], [`ReceivedFrame`] and the run loop.
+
+pub mod ivf;
+pub mod ogg;
+mod peer;
+mod session;
+pub mod source;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+pub use peer::MediaPeer;
+pub use session::{MediaSession, MediaStats, ReceivedFrame};
+pub use source::{MediaSource, MediaSourceError, VideoFrame};
+
+/// What a media session sends and receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Send the audio (when the role publishes). Default true.
+    pub send_audio: bool,
+    /// Send the video (when the role publishes). Default true.
+    pub send_video: bool,
+    /// Offer to receive (SendRecv rather than SendOnly for a publisher). An audience member always
+    /// offers RecvOnly. Default true.
+    pub receive: bool,
+    /// The IP the UDP socket binds to and announces as its host candidate; must be a concrete address
+    /// (not 0.0.0.0) the media router can reach. Default 127.0.0.1.
+    pub bind_ip: IpAddr,
+    /// Ask the sender for a keyframe (PLI) when video arrives that a decoder could not use — before the
+    /// first keyframe, or after a gap — at most every 500 ms, as a browser does. Default true.
+    pub request_keyframes: bool,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions {
+            send_audio: true,
+            send_video: true,
+            receive: true,
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            request_keyframes: true,
+        }
+    }
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}

@@ -1,0 +1,197 @@
+//! [`MediaPeer`]: one media session before it runs — its UDP socket, its str0m `Rtc`, and the SDP offer
+//! / answer exchange. [`MediaSession::join`](super::MediaSession::join) uses it against the node; two
+//! peers can also be connected to each other directly (one offers, the other answers), which is how the
+//! SDK tests its media without a node.
+
+use std::fmt;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::{Candidate, Output, Rtc};
+
+use super::session::{self, MediaSession};
+use super::{MediaOptions, MediaSource, TrackKind};
+use crate::SdkError;
+
+/// A media session being negotiated. Made by [`MediaPeer::new`], negotiated with either
+/// [`create_offer`](Self::create_offer) then [`accept_answer`](Self::accept_answer), or
+/// [`accept_offer`](Self::accept_offer); then [`start`](Self::start)ed.
+pub struct MediaPeer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    opts: MediaOptions,
+    source: Arc<MediaSource>,
+    pending: Option<SdpPendingOffer>,
+    /// The m-lines this side added (the answering side learns them from `MediaAdded` events).
+    tracks: Vec<(Mid, TrackKind)>,
+    negotiated: bool,
+}
+
+impl fmt::Debug for MediaPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaPeer")
+            .field("local_addr", &self.local_addr)
+            .field("opts", &self.opts)
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The direction of our m-lines: a publisher sends (and receives when asked to), anyone else only
+/// receives.
+pub(crate) fn offer_direction(publish: bool, receive: bool) -> Direction {
+    match (publish, receive) {
+        (true, true) => Direction::SendRecv,
+        (true, false) => Direction::SendOnly,
+        (false, _) => Direction::RecvOnly,
+    }
+}
+
+impl MediaPeer {
+    /// Binds the UDP socket (`opts.bind_ip`, any port), builds the `Rtc` (full ICE, Opus and VP8
+    /// only) and adds the socket as its host candidate. Sends the shipped sample unless
+    /// [`set_source`](Self::set_source) says otherwise.
+    pub fn new(opts: MediaOptions) -> Result<Self, SdkError> {
+        let source = MediaSource::sample()
+            .map_err(|e| SdkError::Transport(format!("sample media unreadable: {e}")))?;
+        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0))
+            .map_err(|e| SdkError::Transport(format!("bind udp {}: {e}", opts.bind_ip)))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| SdkError::Transport(format!("host candidate {local_addr}: {e}")))?;
+        if rtc.add_local_candidate(candidate).is_none() {
+            return Err(SdkError::Transport(format!(
+                "host candidate {local_addr} refused"
+            )));
+        }
+        let mut peer = MediaPeer {
+            rtc,
+            socket,
+            local_addr,
+            opts,
+            source,
+            pending: None,
+            tracks: Vec::new(),
+            negotiated: false,
+        };
+        peer.settle()?;
+        Ok(peer)
+    }
+
+    /// The UDP address media flows through (the host candidate).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Sends this clip instead of the shipped sample.
+    pub fn set_source(&mut self, source: Arc<MediaSource>) {
+        self.source = source;
+    }
+
+    /// Drains `poll_output` after a mutation made before the session runs (nothing is connected yet,
+    /// so nothing is lost).
+    fn settle(&mut self) -> Result<(), SdkError> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => return Ok(()),
+                Ok(other) => tracing::trace!(?other, "output before negotiation ignored"),
+                Err(e) => return Err(SdkError::Protocol(format!("webrtc: {e}"))),
+            }
+        }
+    }
+
+    /// Makes the SDP offer: one audio and one video m-line, SendRecv for a publisher that also
+    /// receives (`opts.receive`), SendOnly for one that does not, RecvOnly when `publish` is false.
+    pub fn create_offer(&mut self, publish: bool) -> Result<String, SdkError> {
+        if self.negotiated || self.pending.is_some() {
+            return Err(SdkError::Protocol("media already negotiated".to_owned()));
+        }
+        let dir = offer_direction(publish, self.opts.receive);
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
+        let video = api.add_media(MediaKind::Video, dir, None, None, None);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| SdkError::Protocol("no offer to make".to_owned()))?;
+        self.tracks = vec![(audio, TrackKind::Audio), (video, TrackKind::Video)];
+        self.pending = Some(pending);
+        self.settle()?;
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Applies the remote answer to [`create_offer`](Self::create_offer)'s offer.
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), SdkError> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| SdkError::Protocol("no offer awaits an answer".to_owned()))?;
+        if answer.is_empty() {
+            return Err(SdkError::Protocol(
+                "no sdp answer (does the node route media?)".to_owned(),
+            ));
+        }
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| SdkError::Protocol(format!("bad sdp answer: {e}")))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SdkError::Protocol(format!("sdp answer refused: {e}")))?;
+        self.negotiated = true;
+        Ok(())
+    }
+
+    /// Answers a remote offer (the answering side of a direct connection). Our m-lines mirror the
+    /// offer's (its SendRecv is ours, its SendOnly our RecvOnly, ...); `opts.send_*` still choose what
+    /// is actually sent.
+    pub fn accept_offer(&mut self, offer: &str) -> Result<String, SdkError> {
+        if self.negotiated || self.pending.is_some() {
+            return Err(SdkError::Protocol("media already negotiated".to_owned()));
+        }
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| SdkError::Protocol(format!("bad sdp offer: {e}")))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SdkError::Protocol(format!("sdp offer refused: {e}")))?;
+        self.negotiated = true;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Starts the session's task (must be called within a tokio runtime) once negotiated.
+    pub fn start(self) -> Result<MediaSession, SdkError> {
+        if !self.negotiated {
+            return Err(SdkError::Protocol("media not negotiated".to_owned()));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SdkError::Transport(
+                "a media session needs a tokio runtime".to_owned(),
+            ));
+        }
+        let socket = tokio::net::UdpSocket::from_std(self.socket)
+            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+        Ok(session::spawn(session::Setup {
+            rtc: self.rtc,
+            socket,
+            local_addr: self.local_addr,
+            opts: self.opts,
+            source: self.source,
+            tracks: self.tracks,
+        }))
+    }
+}

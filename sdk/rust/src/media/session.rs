@@ -1,0 +1,746 @@
+//! [`MediaSession`]: a running media session, and the task that drives its str0m `Rtc`.
+//!
+//! The task owns the `Rtc` and the UDP socket and waits for one of: a datagram, the `Rtc`'s deadline,
+//! the next paced frame, or a command from the handle. Each wake-up performs mutations one at a time,
+//! each followed by draining `poll_output` until `Output::Timeout` (str0m's single-mutation rule).
+//! Counters go out through a `tokio::sync::watch`, so waiting for frames is awaiting a change, never a
+//! polling sleep. When the task ends — [`MediaSession::close`], the handle dropped, an error from
+//! str0m, ICE disconnected, or the remote closing DTLS — the last stats say `connected: false,
+//! closed: true` and the watch closes.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::format::{Codec, CodecExtra};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::ivf::vp8_is_keyframe;
+use super::source::{AudioCursor, VideoCursor, media_ticks};
+use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
+use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient};
+
+/// Counters of one media session (a snapshot; see [`MediaSession::watch_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Audio frames (Opus packets) received.
+    pub audio_frames_in: u64,
+    /// Video frames received (whole frames, after depacketizing).
+    pub video_frames_in: u64,
+    /// Of those, keyframes.
+    pub video_keyframes_in: u64,
+    pub audio_frames_out: u64,
+    pub video_frames_out: u64,
+    pub video_keyframes_out: u64,
+    /// Keyframe requests (PLI/FIR) the remote sent for our video.
+    pub keyframe_requests_in: u64,
+    /// Keyframe requests (PLI) this session sent.
+    pub keyframe_requests_out: u64,
+    /// Publish on/off as last set by [`MediaSession::set_sending`] (true at start). Once a snapshot
+    /// with `sending: false` is seen, no further frame is sent until it turns true.
+    pub sending: bool,
+    /// ICE and DTLS are up (str0m's `Event::Connected`) and the session has not ended.
+    pub connected: bool,
+    /// The session has ended (closed, or failed); nothing changes after this.
+    pub closed: bool,
+    pub connected_at: Option<Instant>,
+    /// When the first audio / video frame arrived.
+    pub first_audio_in: Option<Instant>,
+    pub first_video_in: Option<Instant>,
+}
+
+/// One frame received, as given to [`MediaSession::subscribe_frames`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedFrame {
+    pub kind: TrackKind,
+    /// A video keyframe.
+    pub keyframe: bool,
+    /// The encoded frame (a VP8 frame, an Opus packet), depacketized.
+    pub data: Arc<[u8]>,
+    /// RTP timestamp (extended), in the codec's clock (90 kHz video, 48 kHz audio).
+    pub rtp_time: u64,
+    /// Whether it follows the previous frame of its stream without loss.
+    pub contiguous: bool,
+    pub received_at: Instant,
+}
+
+/// How many received frames a [`MediaSession::subscribe_frames`] receiver may fall behind.
+const FRAME_CHANNEL_CAPACITY: usize = 512;
+/// The least time between two automatic keyframe requests.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Largest datagram read.
+const RECV_BUFFER: usize = 2048;
+
+enum Command {
+    SetSending(bool),
+    RequestKeyframe,
+    Close,
+}
+
+/// A running media session (see the [module docs](super)). Dropping it closes the session.
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: watch::Receiver<MediaStats>,
+    frames: broadcast::WeakSender<ReceivedFrame>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &*self.stats.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSession {
+    /// Joins `channel` with media: makes an offer ([`MediaPeer::create_offer`]; a broadcaster — which
+    /// includes a call participant — publishes, an audience member only receives), sends it as
+    /// `JoinChannel.sdp_offer`, applies the node's `ChannelJoined.sdp_answer`, and starts the session.
+    ///
+    /// A refused join returns the server's error and nothing runs. If the join succeeded but its answer
+    /// is missing or unusable, the channel is left again (best effort) and `SdkError::Protocol` is
+    /// returned. Closing the session does not leave the channel; `leave_channel` does (and ends the
+    /// node's side of the media).
+    pub async fn join(
+        signal: &SignalClient,
+        channel: &str,
+        role: ChannelRole,
+        opts: MediaOptions,
+    ) -> Result<(MediaSession, ChannelJoined), SdkError> {
+        let mut peer = MediaPeer::new(opts)?;
+        let offer = peer.create_offer(role == ChannelRole::Broadcaster)?;
+        let joined = signal
+            .join_channel_with_offer(channel, role, &offer)
+            .await?;
+        match peer
+            .accept_answer(&joined.sdp_answer)
+            .and_then(|()| peer.start())
+        {
+            Ok(session) => Ok((session, joined)),
+            Err(e) => {
+                if let Err(leave) = signal.leave_channel(channel).await {
+                    tracing::debug!(%channel, error = %leave, "leaving after a bad answer failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The local UDP address (host candidate) of this session.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> MediaStats {
+        self.stats.borrow().clone()
+    }
+
+    /// A receiver of the counters: it sees every change; it closes when the session ends.
+    pub fn watch_stats(&self) -> watch::Receiver<MediaStats> {
+        self.stats.clone()
+    }
+
+    /// Waits until `done` holds for the counters, returning them. `Err(Disconnected)` when the session
+    /// ends first. Wrap it in `tokio::time::timeout` to bound the wait.
+    pub async fn wait_for(
+        &self,
+        done: impl FnMut(&MediaStats) -> bool,
+    ) -> Result<MediaStats, SdkError> {
+        let mut rx = self.stats.clone();
+        rx.wait_for(done)
+            .await
+            .map(|s| s.clone())
+            .map_err(|_| SdkError::Disconnected)
+    }
+
+    /// Waits until ICE and DTLS are up.
+    pub async fn wait_connected(&self) -> Result<MediaStats, SdkError> {
+        self.wait_for(|s| s.connected).await
+    }
+
+    /// Waits until at least `n` video frames were received in total.
+    pub async fn wait_video_frames(&self, n: u64) -> Result<MediaStats, SdkError> {
+        self.wait_for(|s| s.video_frames_in >= n).await
+    }
+
+    /// Waits until at least `n` audio frames were received in total.
+    pub async fn wait_audio_frames(&self, n: u64) -> Result<MediaStats, SdkError> {
+        self.wait_for(|s| s.audio_frames_in >= n).await
+    }
+
+    /// Publish on/off: whether the session sends its media (if its direction allows sending and
+    /// `MediaOptions::send_*` asked for it). Turned back on, video restarts from a keyframe.
+    pub fn set_sending(&self, on: bool) {
+        self.send(Command::SetSending(on));
+    }
+
+    /// Asks the remote sender for a video keyframe (PLI) now.
+    pub fn request_keyframe(&self) {
+        self.send(Command::RequestKeyframe);
+    }
+
+    /// Every frame received from now on. A receiver more than 512 frames behind loses the oldest
+    /// (`RecvError::Lagged`); it closes when the session ends.
+    pub fn subscribe_frames(&self) -> broadcast::Receiver<ReceivedFrame> {
+        match self.frames.upgrade() {
+            Some(tx) => tx.subscribe(),
+            // Ended: a receiver that reports closed at once.
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Ends the session: a DTLS close_notify goes to the remote, the task stops. Does not wait; see
+    /// [`closed`](Self::closed). Also done on drop.
+    pub fn close(&self) {
+        self.send(Command::Close);
+    }
+
+    /// Waits until the session has ended.
+    pub async fn closed(&self) {
+        let mut rx = self.stats.clone();
+        // An error means the task is gone, which is what we wait for too.
+        let _ = rx.wait_for(|s| s.closed).await;
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.stats.borrow().closed
+    }
+
+    fn send(&self, command: Command) {
+        // The task is gone when this fails: nothing left to tell.
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.send(Command::Close);
+    }
+}
+
+/// What [`MediaPeer::start`] hands to the task.
+pub(crate) struct Setup {
+    pub(crate) rtc: Rtc,
+    pub(crate) socket: UdpSocket,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) opts: MediaOptions,
+    pub(crate) source: Arc<MediaSource>,
+    pub(crate) tracks: Vec<(Mid, TrackKind)>,
+}
+
+pub(crate) fn spawn(setup: Setup) -> MediaSession {
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (stats_tx, stats) = watch::channel(MediaStats {
+        sending: true,
+        ..MediaStats::default()
+    });
+    let (frames_tx, _) = broadcast::channel(FRAME_CHANNEL_CAPACITY);
+    let session = MediaSession {
+        commands,
+        stats,
+        frames: frames_tx.downgrade(),
+        local_addr: setup.local_addr,
+    };
+    let now = Instant::now();
+    let driver = Driver {
+        rtc: setup.rtc,
+        socket: setup.socket,
+        local_addr: setup.local_addr,
+        tracks: setup
+            .tracks
+            .into_iter()
+            .map(|(mid, kind)| Track {
+                mid,
+                kind,
+                pt: None,
+            })
+            .collect(),
+        send_audio: setup.opts.send_audio,
+        send_video: setup.opts.send_video,
+        request_keyframes: setup.opts.request_keyframes,
+        sending: true,
+        video: VideoCursor::new(setup.source.clone(), now),
+        audio: AudioCursor::new(setup.source, now),
+        epoch: now,
+        connected: false,
+        rtc_deadline: now,
+        awaiting_keyframe: true,
+        keyframe_wanted: false,
+        last_keyframe_request: None,
+        stats: StatsPublisher(stats_tx),
+        frames: frames_tx,
+    };
+    tokio::spawn(run(driver, command_rx));
+    session
+}
+
+/// The negotiated payload type to send `kind` with on `mid`: Opus for audio, VP8 for video.
+fn send_payload_type(rtc: &mut Rtc, mid: Mid, kind: TrackKind) -> Option<Pt> {
+    let codec = match kind {
+        TrackKind::Audio => Codec::Opus,
+        TrackKind::Video => Codec::Vp8,
+    };
+    let pt = rtc.writer(mid).and_then(|w| {
+        w.payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    });
+    if pt.is_none() {
+        tracing::debug!(%mid, ?codec, "no payload type negotiated to send");
+    }
+    pt
+}
+
+struct Track {
+    mid: Mid,
+    kind: TrackKind,
+    /// The negotiated payload type we send with (resolved once connected).
+    pt: Option<Pt>,
+}
+
+/// Publishes the counters; on drop (the task ending, however it ends — a panic included) marks the
+/// session closed, so waiters never hang on a dead session.
+struct StatsPublisher(watch::Sender<MediaStats>);
+
+impl StatsPublisher {
+    fn update(&self, f: impl FnOnce(&mut MediaStats)) {
+        self.0.send_modify(f);
+    }
+}
+
+impl Drop for StatsPublisher {
+    fn drop(&mut self) {
+        self.0.send_modify(|s| {
+            s.connected = false;
+            s.closed = true;
+        });
+    }
+}
+
+/// Why the run loop stops.
+#[derive(Debug)]
+enum Stop {
+    Closed,
+    Failed(String),
+}
+
+struct Driver {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    tracks: Vec<Track>,
+    send_audio: bool,
+    send_video: bool,
+    request_keyframes: bool,
+    /// Publish on/off ([`MediaSession::set_sending`]).
+    sending: bool,
+    video: VideoCursor,
+    audio: AudioCursor,
+    /// Media time zero: when the session connected.
+    epoch: Instant,
+    connected: bool,
+    rtc_deadline: Instant,
+    /// No usable video since the start or a gap: a keyframe is needed.
+    awaiting_keyframe: bool,
+    /// An automatic keyframe request is to be sent (rate-limited).
+    keyframe_wanted: bool,
+    last_keyframe_request: Option<Instant>,
+    stats: StatsPublisher,
+    frames: broadcast::Sender<ReceivedFrame>,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Timer,
+}
+
+async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let stop = loop {
+        match d.step(Instant::now()) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(stop) => break stop,
+        }
+        let wake_at = d.next_wake();
+        let wake = tokio::select! {
+            command = commands.recv() => Wake::Command(command),
+            received = d.socket.recv_from(&mut buf) => Wake::Datagram(received),
+            () = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
+        };
+        let handled = match wake {
+            Wake::Timer => Ok(()),
+            Wake::Command(None | Some(Command::Close)) => break d.close(),
+            Wake::Command(Some(Command::SetSending(on))) => {
+                d.set_sending(on);
+                Ok(())
+            }
+            Wake::Command(Some(Command::RequestKeyframe)) => d.request_keyframe(Instant::now()),
+            Wake::Datagram(Ok((n, source))) => d.receive(source, &buf[..n]),
+            Wake::Datagram(Err(e)) => d.receive_error(e),
+        };
+        if let Err(stop) = handled {
+            break stop;
+        }
+    };
+    match stop {
+        Stop::Closed => tracing::debug!(local = %d.local_addr, "media session closed"),
+        Stop::Failed(reason) => {
+            tracing::info!(local = %d.local_addr, %reason, "media session ended")
+        }
+    }
+    if d.rtc.is_alive() {
+        d.rtc.disconnect();
+    }
+    // Dropping the driver marks the stats closed and closes the watch and the frame channel.
+}
+
+impl Driver {
+    /// Performs at most one pending mutation due at `now` (then drains). `Ok(true)` when it did one, so
+    /// the caller looks again before sleeping.
+    fn step(&mut self, now: Instant) -> Result<bool, Stop> {
+        if !self.rtc.is_alive() {
+            return Err(Stop::Closed);
+        }
+        if now >= self.rtc_deadline {
+            self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)))?;
+            // Never spin on a deadline that does not move.
+            if self.rtc_deadline <= now {
+                self.rtc_deadline = now + Duration::from_millis(1);
+            }
+            return Ok(true);
+        }
+        if self.connected && self.sending {
+            if self.send_video
+                && now >= self.video.next_due()
+                && let Some((mid, pt)) = self.sendable(TrackKind::Video)
+                && let Some((due, frame)) = self.video.poll(now)
+            {
+                let time =
+                    MediaTime::new(media_ticks(self.epoch, due, 90_000), Frequency::NINETY_KHZ);
+                let data = frame.data.clone();
+                self.mutate(now, |rtc| match rtc.writer(mid) {
+                    Some(w) => w.write(pt, due, time, data),
+                    None => Ok(()),
+                })?;
+                self.stats.update(|s| {
+                    s.video_frames_out += 1;
+                    s.video_keyframes_out += u64::from(frame.keyframe);
+                });
+                return Ok(true);
+            }
+            if self.send_audio
+                && now >= self.audio.next_due()
+                && let Some((mid, pt)) = self.sendable(TrackKind::Audio)
+                && let Some((due, packet)) = self.audio.poll(now)
+            {
+                let time = MediaTime::new(
+                    media_ticks(self.epoch, due, 48_000),
+                    Frequency::FORTY_EIGHT_KHZ,
+                );
+                self.mutate(now, |rtc| match rtc.writer(mid) {
+                    Some(w) => w.write(pt, due, time, packet),
+                    None => Ok(()),
+                })?;
+                self.stats.update(|s| s.audio_frames_out += 1);
+                return Ok(true);
+            }
+        }
+        if self.keyframe_wanted && self.keyframe_request_allowed(now) {
+            self.keyframe_wanted = false;
+            self.request_keyframe(now)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The earliest instant something is due.
+    fn next_wake(&self) -> Instant {
+        let mut at = self.rtc_deadline;
+        if self.connected && self.sending {
+            if self.send_video && self.sendable(TrackKind::Video).is_some() {
+                at = at.min(self.video.next_due());
+            }
+            if self.send_audio && self.sendable(TrackKind::Audio).is_some() {
+                at = at.min(self.audio.next_due());
+            }
+        }
+        if self.keyframe_wanted
+            && let Some(last) = self.last_keyframe_request
+        {
+            at = at.min(last + KEYFRAME_REQUEST_INTERVAL);
+        }
+        at
+    }
+
+    fn keyframe_request_allowed(&self, now: Instant) -> bool {
+        self.last_keyframe_request
+            .is_none_or(|last| now >= last + KEYFRAME_REQUEST_INTERVAL)
+    }
+
+    /// The mid and payload type to send `kind` with, when this session may send it.
+    fn sendable(&self, kind: TrackKind) -> Option<(Mid, Pt)> {
+        self.tracks.iter().find_map(|t| {
+            let pt = t.pt?;
+            let media = self.rtc.media(t.mid)?;
+            (t.kind == kind && media.direction().is_sending() && !media.disabled())
+                .then_some((t.mid, pt))
+        })
+    }
+
+    /// The session connected: resolve payload types and start the media clock.
+    fn on_connected(&mut self, now: Instant) {
+        for track in &mut self.tracks {
+            track.pt = send_payload_type(&mut self.rtc, track.mid, track.kind);
+        }
+        self.connected = true;
+        self.epoch = now;
+        self.video.resume(now);
+        self.audio.resume(now);
+        self.stats.update(|s| {
+            s.connected = true;
+            s.connected_at = Some(now);
+        });
+    }
+
+    fn set_sending(&mut self, on: bool) {
+        if on && !self.sending {
+            let now = Instant::now();
+            self.video.resume(now);
+            self.audio.resume(now);
+        }
+        self.sending = on;
+        self.stats.update(|s| s.sending = on);
+    }
+
+    /// Sends a PLI for the video we receive, if the session negotiated that.
+    fn request_keyframe(&mut self, now: Instant) -> Result<(), Stop> {
+        let Some(mid) = self
+            .tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .map(|t| t.mid)
+        else {
+            return Ok(());
+        };
+        let possible = self
+            .rtc
+            .writer(mid)
+            .is_some_and(|w| w.is_request_keyframe_possible(KeyframeRequestKind::Pli));
+        if !possible {
+            return Ok(());
+        }
+        self.last_keyframe_request = Some(now);
+        let mut sent = false;
+        self.mutate(now, |rtc| {
+            if let Some(mut w) = rtc.writer(mid) {
+                // No incoming video stream yet is not an error worth ending the session for.
+                match w.request_keyframe(None, KeyframeRequestKind::Pli) {
+                    Ok(()) => sent = true,
+                    Err(e) => tracing::debug!(error = %e, "keyframe request not sent"),
+                }
+            }
+            Ok(())
+        })?;
+        if sent {
+            self.stats.update(|s| s.keyframe_requests_out += 1);
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, source: SocketAddr, datagram: &[u8]) -> Result<(), Stop> {
+        let Ok(contents) = datagram.try_into() else {
+            tracing::trace!(%source, len = datagram.len(), "non-webrtc datagram ignored");
+            return Ok(());
+        };
+        let now = Instant::now();
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        if !self.rtc.accepts(&input) {
+            tracing::trace!(%source, "datagram for no session ignored");
+            return Ok(());
+        }
+        self.mutate(now, |rtc| rtc.handle_input(input))
+    }
+
+    fn receive_error(&mut self, e: std::io::Error) -> Result<(), Stop> {
+        use std::io::ErrorKind;
+        match e.kind() {
+            // ICMP echoes of an earlier send, or a spurious wake-up: the socket is fine.
+            ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::WouldBlock
+            | ErrorKind::Interrupted => Ok(()),
+            _ => Err(Stop::Failed(format!("udp receive: {e}"))),
+        }
+    }
+
+    /// Starts str0m's close (RTCP BYE, DTLS close_notify) and sends what it queues.
+    fn close(&mut self) -> Stop {
+        if self.rtc.is_alive() {
+            let now = Instant::now();
+            if let Err(stop) = self.mutate(now, |rtc| rtc.close()) {
+                return stop;
+            }
+        }
+        Stop::Closed
+    }
+
+    /// One mutation, then drain `poll_output` to its `Timeout`. A str0m error ends the session.
+    fn mutate(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Rtc) -> Result<(), str0m::RtcError>,
+    ) -> Result<(), Stop> {
+        if let Err(e) = f(&mut self.rtc) {
+            return Err(Stop::Failed(format!("webrtc: {e}")));
+        }
+        self.drain(now)
+    }
+
+    fn drain(&mut self, now: Instant) -> Result<(), Stop> {
+        loop {
+            if !self.rtc.is_alive() {
+                return Err(Stop::Closed);
+            }
+            let output = self
+                .rtc
+                .poll_output()
+                .map_err(|e| Stop::Failed(format!("webrtc: {e}")))?;
+            match output {
+                Output::Timeout(at) => {
+                    self.rtc_deadline = at;
+                    return Ok(());
+                }
+                Output::Transmit(t) => {
+                    // UDP: a datagram the kernel will not take now is a datagram lost.
+                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                        tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
+                    }
+                }
+                Output::Event(event) => self.on_event(event, now)?,
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
+        match event {
+            Event::Connected => self.on_connected(now),
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(local = %self.local_addr, ?state, "ice state");
+                if state == IceConnectionState::Disconnected {
+                    return Err(Stop::Failed("ice disconnected".to_owned()));
+                }
+            }
+            Event::MediaAdded(added) => {
+                let kind = if added.kind.is_audio() {
+                    TrackKind::Audio
+                } else {
+                    TrackKind::Video
+                };
+                // str0m announces the remote's m-lines (the answering side's only knowledge of its
+                // tracks) once connected, so the payload type is resolved here.
+                if !self.tracks.iter().any(|t| t.mid == added.mid) {
+                    let pt = send_payload_type(&mut self.rtc, added.mid, kind);
+                    self.tracks.push(Track {
+                        mid: added.mid,
+                        kind,
+                        pt,
+                    });
+                }
+            }
+            Event::MediaData(data) => self.on_media_data(data),
+            Event::KeyframeRequest(request) => {
+                let ours = self
+                    .tracks
+                    .iter()
+                    .any(|t| t.mid == request.mid && t.kind == TrackKind::Video);
+                if ours {
+                    self.video.restart_at_keyframe();
+                    self.stats.update(|s| s.keyframe_requests_in += 1);
+                }
+            }
+            Event::Closed => return Err(Stop::Failed("closed by the remote".to_owned())),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_media_data(&mut self, data: MediaData) {
+        let kind = self
+            .tracks
+            .iter()
+            .find(|t| t.mid == data.mid)
+            .map(|t| t.kind)
+            .or_else(|| {
+                self.rtc.media(data.mid).map(|m| {
+                    if m.kind().is_audio() {
+                        TrackKind::Audio
+                    } else {
+                        TrackKind::Video
+                    }
+                })
+            })
+            .unwrap_or(if data.params.spec().codec.is_audio() {
+                TrackKind::Audio
+            } else {
+                TrackKind::Video
+            });
+        let now = Instant::now();
+        let keyframe = kind == TrackKind::Video
+            && match data.codec_extra {
+                _ if data.params.spec().codec == Codec::Vp8 => vp8_is_keyframe(&data.data),
+                CodecExtra::H264(e) => e.is_keyframe,
+                CodecExtra::Av1(e) => e.is_keyframe,
+                _ => false,
+            };
+        if kind == TrackKind::Video && self.request_keyframes {
+            if keyframe {
+                self.awaiting_keyframe = false;
+                self.keyframe_wanted = false;
+            } else if self.awaiting_keyframe || !data.contiguous {
+                self.awaiting_keyframe = true;
+                self.keyframe_wanted = true;
+            }
+        }
+        self.stats.update(|s| match kind {
+            TrackKind::Audio => {
+                s.audio_frames_in += 1;
+                s.first_audio_in.get_or_insert(now);
+            }
+            TrackKind::Video => {
+                s.video_frames_in += 1;
+                s.video_keyframes_in += u64::from(keyframe);
+                s.first_video_in.get_or_insert(now);
+            }
+        });
+        if self.frames.receiver_count() > 0 {
+            // Only fails when nobody listens.
+            let _ = self.frames.send(ReceivedFrame {
+                kind,
+                keyframe,
+                data: data.data,
+                rtp_time: data.time.numer(),
+                contiguous: data.contiguous,
+                received_at: now,
+            });
+        }
+    }
+}

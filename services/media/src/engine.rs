@@ -1,0 +1,537 @@
+//! The router's task: one UDP socket, every session of the node, and the forwarding between them.
+//!
+//! - **Demultiplexing** without scanning sessions: a datagram from a known address goes to that address's
+//!   session (one map lookup); one from a new address must be a STUN binding request naming our ufrag
+//!   ([`crate::stun`]), which maps to exactly one session.
+//! - **Forwarding**: a frame from a publishing member goes to every other member of its channel that
+//!   receives that kind, unless the publisher is paused (in a private call). Payload types are mapped
+//!   per receiver (`match_params`).
+//! - **Keyframes**: a new receiver, a resume, or a receiver's PLI marks the publisher as wanting a
+//!   keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until a keyframe arrives.
+//! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on.
+//!
+//! After every input to a session its output is drained until str0m returns a timeout (str0m's rule);
+//! sessions touched as a side effect (forwarding) are queued and drained in the same turn. Timeouts sit in
+//! one heap (stale entries are skipped when popped), so a wake-up costs O(log n), not a scan of sessions.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use str0m::change::SdpOffer;
+use str0m::media::{KeyframeRequestKind, MediaData};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::error::MediaError;
+use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
+use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
+use crate::stun;
+
+/// Largest datagram read (WebRTC keeps packets under the path MTU).
+const RECV_BUFFER: usize = 2048;
+/// Upper bound on how long the loop sleeps when no session has a sooner timeout.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
+type RoomKey = (String, String);
+
+/// The sessions of one channel.
+#[derive(Default)]
+struct Room {
+    peers: Vec<PeerId>,
+    /// Publishers whose media is held back (in a private call).
+    paused: HashSet<String>,
+}
+
+pub(crate) struct Engine {
+    socket: UdpSocket,
+    candidate: SocketAddr,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    peers: HashMap<PeerId, Peer>,
+    next_id: PeerId,
+    by_key: HashMap<PeerKey, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    rooms: HashMap<RoomKey, Room>,
+    /// Sessions with input since they were last drained.
+    dirty: Vec<PeerId>,
+    /// When each session wants its next timeout; an entry is stale when it differs from the session's
+    /// current `next_timeout`.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// Publishers a keyframe is wanted from (few at a time).
+    keyframe_wanted: HashSet<PeerId>,
+    stats: RouterStats,
+}
+
+fn room_key(key: &PeerKey) -> RoomKey {
+    (key.app.clone(), key.channel.clone())
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// True when an SDP offer asks to send media on any line.
+fn offers_to_send(sdp: &str) -> bool {
+    sdp.lines()
+        .map(str::trim)
+        .any(|l| l == "a=sendrecv" || l == "a=sendonly")
+}
+
+impl Engine {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        candidate: SocketAddr,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> Self {
+        Self {
+            socket,
+            candidate,
+            events,
+            peers: HashMap::new(),
+            next_id: 1,
+            by_key: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            rooms: HashMap::new(),
+            dirty: Vec::new(),
+            timers: BinaryHeap::new(),
+            keyframe_wanted: HashSet::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let idle = Instant::now() + IDLE_TICK;
+            let deadline = self
+                .timers
+                .peek()
+                .map_or(idle, |Reverse((t, _))| (*t).min(idle));
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => {
+                        self.stats.datagrams_in += 1;
+                        self.datagram(source, &buf[..n]);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            self.timeouts(Instant::now());
+            self.drain();
+        }
+        tracing::info!("media router stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Open {
+                key,
+                may_publish,
+                offer,
+                reply,
+            } => {
+                let answer = self.open(key, may_publish, &offer);
+                let _ = reply.send(answer);
+            }
+            Command::Close { key } => {
+                if let Some(id) = self.by_key.get(&key).copied() {
+                    self.remove(id, false);
+                }
+            }
+            Command::Forward {
+                app,
+                channel,
+                publisher,
+                forward,
+            } => {
+                let room = self
+                    .rooms
+                    .entry((app.clone(), channel.clone()))
+                    .or_default();
+                if forward {
+                    room.paused.remove(&publisher);
+                    self.want_keyframe_from(&app, &channel, &publisher);
+                } else {
+                    room.paused.insert(publisher);
+                }
+            }
+            Command::RequestKeyframe {
+                app,
+                channel,
+                publisher,
+            } => self.want_keyframe_from(&app, &channel, &publisher),
+            Command::Stats { reply } => {
+                let mut stats = self.stats;
+                stats.sessions = self.peers.len();
+                let _ = reply.send(stats);
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        key: PeerKey,
+        may_publish: bool,
+        offer_sdp: &str,
+    ) -> Result<String, MediaError> {
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
+            .map_err(|e| MediaError::InvalidOffer(e.to_string()))?;
+        if !may_publish && offers_to_send(offer_sdp) {
+            return Err(MediaError::PublishNotAllowed);
+        }
+        // Joining again replaces the member's previous session (e.g. a reconnect).
+        if let Some(old) = self.by_key.get(&key).copied() {
+            self.remove(old, false);
+        }
+        let now = Instant::now();
+        let ufrag = random_token(8);
+        let creds = IceCreds {
+            ufrag: ufrag.clone(),
+            pass: random_token(16),
+        };
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds)
+            .build(now);
+        let candidate = Candidate::host(self.candidate, "udp")
+            .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let room = self.rooms.entry(room_key(&key)).or_default();
+        room.peers.push(id);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.by_key.insert(key.clone(), id);
+        self.peers
+            .insert(id, Peer::new(key, rtc, ufrag, may_publish, now));
+        self.dirty.push(id);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Removes a session; `report` tells the node it ended by itself.
+    fn remove(&mut self, id: PeerId, report: bool) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        self.keyframe_wanted.remove(&id);
+        peer.rtc.disconnect();
+        self.by_key.remove(&peer.key);
+        self.by_ufrag.remove(&peer.ufrag);
+        if let Some(addr) = peer.remote {
+            self.by_addr.remove(&addr);
+        }
+        let room_key = room_key(&peer.key);
+        if let Some(room) = self.rooms.get_mut(&room_key) {
+            room.peers.retain(|p| *p != id);
+            if room.peers.is_empty() && room.paused.is_empty() {
+                self.rooms.remove(&room_key);
+            }
+        }
+        for other in self.peers.values_mut() {
+            other.first_sent.retain(|(p, _)| *p != id);
+        }
+        if report {
+            let _ = self
+                .events
+                .send(MediaEvent::SessionClosed { key: peer.key });
+        }
+    }
+
+    fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
+        let id = match self.by_addr.get(&source) {
+            Some(id) => *id,
+            None => {
+                let Some(id) = stun::local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .copied()
+                else {
+                    return;
+                };
+                id
+            }
+        };
+        // str0m matches the destination against its local candidate: the advertised address.
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.candidate, data) else {
+            return;
+        };
+        let input = Input::Receive(Instant::now(), receive);
+        self.feed(id, input);
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.remote.is_none()
+        {
+            peer.remote = Some(source);
+            self.by_addr.insert(source, id);
+        }
+    }
+
+    /// Hands one input to a session; a session that errors or panics is closed alone.
+    fn feed(&mut self, id: PeerId, input: Input) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.rtc.accepts(&input) {
+            return;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| peer.rtc.handle_input(input)));
+        match outcome {
+            Ok(Ok(())) => self.dirty.push(id),
+            Ok(Err(e)) => {
+                tracing::warn!(user = %peer.key.user, channel = %peer.key.channel, error = %e, "media session failed");
+                self.remove(id, true);
+            }
+            Err(_) => {
+                tracing::error!(user = %peer.key.user, channel = %peer.key.channel, "media session panicked; closed");
+                self.remove(id, true);
+            }
+        }
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.peers.get(&id).is_some_and(|p| p.next_timeout == at) {
+                self.feed(id, Input::Timeout(now));
+            }
+        }
+        let wanting: Vec<PeerId> = self
+            .keyframe_wanted
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.peers.get(id).is_some_and(|p| {
+                    p.last_keyframe_request
+                        .is_none_or(|t| now - t >= KEYFRAME_RETRY)
+                })
+            })
+            .collect();
+        for id in wanting {
+            self.ask_keyframe(id, now);
+        }
+    }
+
+    fn want_keyframe(&mut self, id: PeerId) {
+        if self
+            .peers
+            .get(&id)
+            .is_some_and(|p| p.inbound_video().is_some())
+        {
+            self.keyframe_wanted.insert(id);
+        }
+    }
+
+    /// Drains every session with pending work until each reports its next timeout.
+    fn drain(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            self.drain_one(id);
+        }
+    }
+
+    fn drain_one(&mut self, id: PeerId) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if !peer.rtc.is_alive() {
+                self.remove(id, true);
+                return;
+            }
+            let output = match catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output())) {
+                Ok(Ok(output)) => output,
+                Ok(Err(e)) => {
+                    tracing::warn!(user = %peer.key.user, error = %e, "media session output failed");
+                    self.remove(id, true);
+                    return;
+                }
+                Err(_) => {
+                    tracing::error!(user = %peer.key.user, "media session panicked; closed");
+                    self.remove(id, true);
+                    return;
+                }
+            };
+            match output {
+                Output::Timeout(t) => {
+                    if peer.next_timeout != t {
+                        peer.next_timeout = t;
+                        self.timers.push(Reverse((t, id)));
+                    }
+                    return;
+                }
+                Output::Transmit(t) => {
+                    // UDP: a full socket buffer drops the packet, as the network would.
+                    if self.socket.try_send_to(&t.contents, t.destination).is_ok() {
+                        self.stats.datagrams_out += 1;
+                    }
+                }
+                Output::Event(event) => self.event(id, event),
+            }
+        }
+    }
+
+    fn event(&mut self, id: PeerId, event: Event) {
+        match event {
+            Event::MediaAdded(added) => {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                let kind = kind_of(added.kind);
+                // Directions are the router's: sending = the member receives.
+                if added.direction.is_sending() {
+                    match kind {
+                        Kind::Audio => peer.out_audio = peer.out_audio.or(Some(added.mid)),
+                        Kind::Video => peer.out_video = peer.out_video.or(Some(added.mid)),
+                    }
+                }
+                if added.direction.is_receiving() && peer.may_publish {
+                    peer.inbound.push((added.mid, kind));
+                }
+            }
+            Event::Connected => {
+                // A new receiver needs a keyframe from every publisher of its channel to start decoding.
+                let Some(peer) = self.peers.get(&id) else {
+                    return;
+                };
+                let room = room_key(&peer.key);
+                for p in self.room_peers(&room) {
+                    if p != id {
+                        self.want_keyframe(p);
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // The member went silent (no consent checks): its session is over.
+                self.remove(id, true);
+            }
+            Event::MediaData(data) => self.forward(id, data),
+            Event::KeyframeRequest(_) => {
+                // A receiver lost its picture: ask the publishers of its channel.
+                let Some(peer) = self.peers.get(&id) else {
+                    return;
+                };
+                let room = room_key(&peer.key);
+                for p in self.room_peers(&room) {
+                    if p != id {
+                        self.want_keyframe(p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn room_peers(&self, room: &RoomKey) -> Vec<PeerId> {
+        self.rooms
+            .get(room)
+            .map(|r| r.peers.clone())
+            .unwrap_or_default()
+    }
+
+    fn forward(&mut self, from: PeerId, data: MediaData) {
+        let Some(publisher) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let Some(kind) = publisher.inbound_kind(data.mid) else {
+            // Media on a line this member may not publish on is dropped.
+            return;
+        };
+        if kind == Kind::Video && data.is_keyframe() {
+            self.keyframe_wanted.remove(&from);
+        }
+        let Some(publisher) = self.peers.get(&from) else {
+            return;
+        };
+        let key = publisher.key.clone();
+        let room_key = room_key(&key);
+        let Some(room) = self.rooms.get(&room_key) else {
+            return;
+        };
+        if room.paused.contains(&key.user) {
+            return;
+        }
+        let targets = room.peers.clone();
+        for to in targets {
+            if to == from {
+                continue;
+            }
+            let Some(receiver) = self.peers.get_mut(&to) else {
+                continue;
+            };
+            let Some(mid) = receiver.out_mid(kind) else {
+                continue;
+            };
+            let Some(writer) = receiver.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                continue;
+            };
+            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+                tracing::debug!(user = %receiver.key.user, error = %e, "forward failed");
+                continue;
+            }
+            self.stats.frames_forwarded += 1;
+            let receiver_user = receiver.key.user.clone();
+            self.dirty.push(to);
+            if let Some(publisher) = self.peers.get_mut(&from)
+                && publisher.first_sent.insert((to, kind))
+            {
+                let _ = self.events.send(MediaEvent::FirstFrame {
+                    from: key.clone(),
+                    to: receiver_user,
+                    kind,
+                });
+            }
+        }
+    }
+
+    fn want_keyframe_from(&mut self, app: &str, channel: &str, publisher: &str) {
+        let key = PeerKey {
+            app: app.to_owned(),
+            channel: channel.to_owned(),
+            user: publisher.to_owned(),
+        };
+        if let Some(id) = self.by_key.get(&key).copied() {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.last_keyframe_request = None;
+            }
+            self.want_keyframe(id);
+        }
+    }
+
+    fn ask_keyframe(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.last_keyframe_request = Some(now);
+        let Some(mid) = peer.inbound_video() else {
+            return;
+        };
+        if let Some(mut writer) = peer.rtc.writer(mid)
+            && writer
+                .request_keyframe(None, KeyframeRequestKind::Pli)
+                .is_ok()
+        {
+            self.dirty.push(id);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! One member's WebRTC session: its str0m `Rtc` and what the router learned about its media lines.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::media::{MediaKind, Mid};
+
+use crate::router::{Kind, PeerKey};
+
+/// Identifies a session inside the router (never reused while the router runs).
+pub type PeerId = u64;
+
+/// How often a wanted keyframe is asked for again while none arrives.
+pub const KEYFRAME_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
+
+pub struct Peer {
+    pub key: PeerKey,
+    pub rtc: Rtc,
+    /// The ICE ufrag this node chose for the session: routes STUN from a new address here.
+    pub ufrag: String,
+    /// Whether this member may publish (broadcaster of a live room, or a call participant).
+    pub may_publish: bool,
+    /// Media lines the router sends on (the member receives), by kind.
+    pub out_audio: Option<Mid>,
+    pub out_video: Option<Mid>,
+    /// Media lines the member publishes on, with their kind.
+    pub inbound: Vec<(Mid, Kind)>,
+    /// When str0m next wants a timeout.
+    pub next_timeout: Instant,
+    /// The member's address once known (ICE nominated it).
+    pub remote: Option<SocketAddr>,
+    /// (subscriber, kind) pairs this publisher's first frame has reached (for `FirstFrame` events).
+    pub first_sent: HashSet<(PeerId, Kind)>,
+    /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
+    /// one from).
+    pub last_keyframe_request: Option<Instant>,
+}
+
+impl Peer {
+    pub fn new(key: PeerKey, rtc: Rtc, ufrag: String, may_publish: bool, now: Instant) -> Self {
+        Self {
+            key,
+            rtc,
+            ufrag,
+            may_publish,
+            out_audio: None,
+            out_video: None,
+            inbound: Vec::new(),
+            next_timeout: now,
+            remote: None,
+            first_sent: HashSet::new(),
+            last_keyframe_request: None,
+        }
+    }
+
+    /// The line to send `kind` to this member on.
+    pub fn out_mid(&self, kind: Kind) -> Option<Mid> {
+        match kind {
+            Kind::Audio => self.out_audio,
+            Kind::Video => self.out_video,
+        }
+    }
+
+    /// The kind of an inbound line.
+    pub fn inbound_kind(&self, mid: Mid) -> Option<Kind> {
+        self.inbound
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|(_, k)| *k)
+    }
+
+    /// The line a publisher sends video on.
+    pub fn inbound_video(&self) -> Option<Mid> {
+        self.inbound
+            .iter()
+            .find(|(_, k)| *k == Kind::Video)
+            .map(|(m, _)| *m)
+    }
+}
+
+pub fn kind_of(kind: MediaKind) -> Kind {
+    match kind {
+        MediaKind::Audio => Kind::Audio,
+        MediaKind::Video => Kind::Video,
+    }
+}

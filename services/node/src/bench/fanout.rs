@@ -1,0 +1,292 @@
+//! `fanout`: one broadcaster, N audience members, one node, one process; what the router does per CPU
+//! second, what the audience loses, and how late frames arrive.
+//!
+//! - The node is [`MediaNode`]: the normal wiring, with the router alone on a thread of its own so its
+//!   CPU time can be read apart from the clients'.
+//! - The broadcaster publishes the SDK's sample with each video frame `video_scale` times its size
+//!   ([`clip::scaled`]), so it sends at a real live room's bitrate; the N audience members join
+//!   receive-only, each a real str0m client on its own UDP socket.
+//! - After everyone receives video and a one-second warm-up, a window of `seconds`: deltas of the router's
+//!   counters (datagrams out = egress packets, frames forwarded), of the router thread's and the whole
+//!   process's CPU time, of the frames the broadcaster sent and each member received (loss), and, per
+//!   frame received in the window, its latency.
+//! - Latency = receive instant at the member − the frame's send instant at the broadcaster. The SDK
+//!   stamps a frame's RTP time with its scheduled send instant since the session connected
+//!   (`MediaStats::connected_at`), and the router forwards RTP time unchanged, so the send instant is
+//!   `connected_at + rtp_time / clock rate`; the broadcaster writes the frame at that instant give or
+//!   take its timer (≤ 1 ms). Everything is in one process, so the instants are comparable. This is the
+//!   whole path: the broadcaster's packetizing and SRTP, loopback UDP, the router, the member's
+//!   decrypting and depacketizing.
+//! - Then the floor, with the node and clients gone: [`srtp_floor`], the same frames protected and sent
+//!   to N receivers with no routing, on a thread of its own; the ratio of egress packets per CPU second
+//!   says what routing costs on top of the unavoidable per-receiver SRTP work.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use showcall_media::RouterStats;
+use showcall_sdk::{
+    ChannelRole, MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ReceivedFrame,
+    SignalClient, TrackKind,
+};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::media_node::MediaNode;
+use super::sdk_user::{guarded, login};
+use super::{clip, cpu, histogram, percentiles, progress, srtp_floor, token_factory};
+use crate::config::NodeConfig;
+
+const ROOM: &str = "fanout_live";
+/// Time for keyframe requests, RTCP and the router's first-frame bookkeeping to settle.
+const WARMUP: Duration = Duration::from_secs(1);
+
+/// Joins `channel` as broadcaster publishing `source` (send-only: it receives nothing here).
+async fn publish(
+    signal: &SignalClient,
+    channel: &str,
+    source: Arc<MediaSource>,
+) -> anyhow::Result<MediaSession> {
+    let mut peer = MediaPeer::new(MediaOptions {
+        receive: false,
+        ..MediaOptions::default()
+    })?;
+    peer.set_source(source);
+    let offer = peer.create_offer(true)?;
+    let joined = signal
+        .join_channel_with_offer(channel, ChannelRole::Broadcaster, &offer)
+        .await?;
+    peer.accept_answer(&joined.sdp_answer)?;
+    Ok(peer.start()?)
+}
+
+/// What one member received in the window.
+struct Received {
+    video_latency: Histogram<u64>,
+    audio_latency: Histogram<u64>,
+    video_bytes: u64,
+    audio_bytes: u64,
+    /// Frames the subscription lost for falling behind (not network loss).
+    lagged: u64,
+}
+
+/// Reads one member's frames; keeps those received in `[from, to)`.
+async fn receive(
+    mut frames: broadcast::Receiver<ReceivedFrame>,
+    epoch: Instant,
+    from: Instant,
+    to: Instant,
+) -> Received {
+    let mut r = Received {
+        video_latency: histogram(),
+        audio_latency: histogram(),
+        video_bytes: 0,
+        audio_bytes: 0,
+        lagged: 0,
+    };
+    let give_up = to + Duration::from_secs(1);
+    loop {
+        let frame = match tokio::time::timeout_at(give_up.into(), frames.recv()).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(RecvError::Lagged(n))) => {
+                r.lagged += n;
+                continue;
+            }
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
+        };
+        if frame.received_at < from {
+            continue;
+        }
+        if frame.received_at >= to {
+            break;
+        }
+        let (clock, latency, bytes) = match frame.kind {
+            TrackKind::Video => (90_000, &mut r.video_latency, &mut r.video_bytes),
+            TrackKind::Audio => (48_000, &mut r.audio_latency, &mut r.audio_bytes),
+        };
+        let sent = epoch + Duration::from_nanos(frame.rtp_time * 1_000_000_000 / clock);
+        let micros = frame
+            .received_at
+            .saturating_duration_since(sent)
+            .as_micros();
+        let _ = latency.record((micros as u64).max(1));
+        *bytes += frame.data.len() as u64;
+    }
+    r
+}
+
+/// The counters at one instant.
+struct Snapshot {
+    at: Instant,
+    router: RouterStats,
+    router_cpu: f64,
+    process_cpu: f64,
+    sent: MediaStats,
+    received: Vec<MediaStats>,
+}
+
+impl Snapshot {
+    async fn take(
+        node: &MediaNode,
+        broadcaster: &MediaSession,
+        audience: &[(SignalClient, MediaSession)],
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            at: Instant::now(),
+            router: node.router.stats().await?,
+            router_cpu: cpu::thread_seconds(node.router_tid)?,
+            process_cpu: cpu::process_seconds()?,
+            sent: broadcaster.stats(),
+            received: audience.iter().map(|(_, m)| m.stats()).collect(),
+        })
+    }
+}
+
+/// Loss of one kind over the window: (whole audience, worst member), as fractions of what was sent.
+fn loss(
+    before: &Snapshot,
+    after: &Snapshot,
+    sent: impl Fn(&MediaStats) -> u64,
+    received: impl Fn(&MediaStats) -> u64,
+) -> serde_json::Value {
+    let sent_n = (sent(&after.sent) - sent(&before.sent)) as f64;
+    let got: Vec<f64> = before
+        .received
+        .iter()
+        .zip(&after.received)
+        .map(|(b, a)| (received(a) - received(b)) as f64)
+        .collect();
+    let members = got.len().max(1) as f64;
+    let total = 1.0 - got.iter().sum::<f64>() / (sent_n * members);
+    let worst = got
+        .iter()
+        .map(|g| 1.0 - g / sent_n)
+        .fold(f64::MIN, f64::max);
+    serde_json::json!({ "sent": sent_n, "loss_fraction": total, "worst_member_loss_fraction": worst })
+}
+
+pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> anyhow::Result<()> {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    let mut config = NodeConfig {
+        signal_addr: any,
+        grpc_addr: any,
+        http_addr: any,
+        media_addr: any,
+        ..NodeConfig::default()
+    };
+    config.rate_limit.per_second = 10_000;
+    config.rate_limit.burst = 10_000;
+    let node = MediaNode::start(&config).await?;
+    let token = token_factory(&config);
+    let source = clip::scaled(video_scale)?;
+
+    let host = login(&node.url, &token("fanout-host")?).await?;
+    let broadcaster = publish(&host, ROOM, source.clone()).await?;
+    let epoch = guarded("broadcaster connects", broadcaster.wait_connected())
+        .await??
+        .connected_at
+        .unwrap_or_else(Instant::now);
+
+    let bar = progress(audience as u64, "audience");
+    let mut members = Vec::with_capacity(audience);
+    for i in 0..audience {
+        let signal = login(&node.url, &token(&format!("fan-{i}"))?).await?;
+        let (media, _) = MediaSession::join(
+            &signal,
+            ROOM,
+            ChannelRole::Audience,
+            MediaOptions::default(),
+        )
+        .await?;
+        members.push((signal, media));
+        bar.inc(1);
+    }
+    for (_, media) in &members {
+        guarded("first video", media.wait_video_frames(1)).await??;
+    }
+    bar.finish();
+
+    let from = Instant::now() + WARMUP;
+    let to = from + Duration::from_secs(seconds);
+    let mut readers = tokio::task::JoinSet::new();
+    for (_, media) in &members {
+        readers.spawn(receive(media.subscribe_frames(), epoch, from, to));
+    }
+    tokio::time::sleep_until(from.into()).await;
+    let before = Snapshot::take(&node, &broadcaster, &members).await?;
+    let bar = progress(seconds, "window");
+    for s in 1..=seconds {
+        tokio::time::sleep_until((from + Duration::from_secs(s)).into()).await;
+        bar.inc(1);
+    }
+    let after = Snapshot::take(&node, &broadcaster, &members).await?;
+    bar.finish();
+
+    let mut video_latency = histogram();
+    let mut audio_latency = histogram();
+    let (mut video_bytes, mut audio_bytes, mut lagged) = (0u64, 0u64, 0u64);
+    while let Some(r) = readers.join_next().await {
+        let r = r?;
+        video_latency.add(&r.video_latency)?;
+        audio_latency.add(&r.audio_latency)?;
+        video_bytes += r.video_bytes;
+        audio_bytes += r.audio_bytes;
+        lagged += r.lagged;
+    }
+    drop(members);
+    drop(broadcaster);
+    node.shutdown().await;
+
+    // The floor, alone on the machine's share now that the node and its clients are gone.
+    let floor_source = source.clone();
+    let floor = tokio::task::spawn_blocking(move || {
+        srtp_floor::run(audience, seconds as f64, floor_source)
+    })
+    .await??;
+
+    let window = (after.at - before.at).as_secs_f64();
+    let egress = (after.router.datagrams_out - before.router.datagrams_out) as f64;
+    let ingress = (after.router.datagrams_in - before.router.datagrams_in) as f64;
+    let forwarded = (after.router.frames_forwarded - before.router.frames_forwarded) as f64;
+    let router_cpu = after.router_cpu - before.router_cpu;
+    let process_cpu = after.process_cpu - before.process_cpu;
+    let router_per_cpu = egress / router_cpu;
+    let floor_per_cpu = floor.datagrams as f64 / floor.cpu_seconds;
+    let (clip_video_kbps, clip_audio_kbps) = clip::kbit_per_second(&source);
+    let per_member_kbps = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / window / audience as f64;
+    let result = serde_json::json!({
+        "bench": "fanout",
+        "audience": audience,
+        "window_s": window,
+        "video_scale": video_scale,
+        "clip_kbit_s": { "video": clip_video_kbps, "audio": clip_audio_kbps },
+        "received_kbit_s_per_member": { "video": per_member_kbps(video_bytes), "audio": per_member_kbps(audio_bytes) },
+        "router": {
+            "ingress_packets_per_s": ingress / window,
+            "egress_packets_per_s": egress / window,
+            "frames_forwarded_per_s": forwarded / window,
+            "cpu_s": router_cpu,
+            "cpu_utilization": router_cpu / window,
+            "egress_packets_per_cpu_s": router_per_cpu,
+        },
+        "process": {
+            "cpu_s": process_cpu,
+            "egress_packets_per_cpu_s": egress / process_cpu,
+        },
+        "video_loss": loss(&before, &after, |s| s.video_frames_out, |s| s.video_frames_in),
+        "audio_loss": loss(&before, &after, |s| s.audio_frames_out, |s| s.audio_frames_in),
+        "frames_lagged_by_reader": lagged,
+        "video_latency": percentiles(&video_latency),
+        "audio_latency": percentiles(&audio_latency),
+        "floor": {
+            "receivers": audience,
+            "seconds": floor.seconds,
+            "packets_per_s": floor.datagrams as f64 / floor.seconds,
+            "cpu_s": floor.cpu_seconds,
+            "packets_per_cpu_s": floor_per_cpu,
+        },
+        "router_vs_floor_per_cpu_s": router_per_cpu / floor_per_cpu,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The actors' `MediaControl` port implemented on the str0m media router, and the task that carries the
+//! router's events back to the channel actors.
+
+use showcall_actors::messages::ChannelMsg;
+use showcall_actors::ports::{MediaControl, MediaRefusal, SessionOpening};
+use showcall_actors::{AppId, Hub};
+use showcall_machines::{ChannelName, UserId};
+use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey};
+use tokio::sync::mpsc;
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct RouterPort {
+    router: MediaRouter,
+}
+
+impl RouterPort {
+    pub fn new(router: MediaRouter) -> Self {
+        Self { router }
+    }
+}
+
+fn key(app: &AppId, channel: &ChannelName, user: &UserId) -> PeerKey {
+    PeerKey {
+        app: app.0.clone(),
+        channel: channel.0.clone(),
+        user: user.0.clone(),
+    }
+}
+
+impl MediaControl for RouterPort {
+    fn open_session(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        may_publish: bool,
+        offer: String,
+    ) -> SessionOpening {
+        let router = self.router.clone();
+        let key = key(app, channel, user);
+        Box::pin(async move {
+            router
+                .open(key, may_publish, offer)
+                .await
+                .map_err(|e| match e {
+                    MediaError::InvalidOffer(why) | MediaError::Negotiation(why) => {
+                        MediaRefusal::InvalidOffer(why)
+                    }
+                    MediaError::PublishNotAllowed => MediaRefusal::PublishNotAllowed,
+                    MediaError::Stopped => {
+                        MediaRefusal::Unavailable("the media router is not running".into())
+                    }
+                })
+        })
+    }
+
+    fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId) {
+        self.router.close(key(app, channel, user));
+    }
+
+    fn set_forwarding(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        publisher: &UserId,
+        forward: bool,
+    ) {
+        self.router
+            .set_forwarding(&app.0, &channel.0, &publisher.0, forward);
+    }
+
+    fn request_keyframe(&self, app: &AppId, channel: &ChannelName, publisher: &UserId) {
+        self.router
+            .request_keyframe(&app.0, &channel.0, &publisher.0);
+    }
+}
+
+/// Carries the router's events to the actors until the router stops.
+pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            MediaEvent::FirstFrame { from, .. } => {
+                let app = AppId(from.app);
+                let channel = ChannelName(from.channel);
+                if let Some(actor) = hub.channel(&app, &channel) {
+                    let _ = actor.cast(ChannelMsg::MediaFlowing {
+                        from: UserId(from.user),
+                    });
+                }
+            }
+            MediaEvent::SessionClosed { key } => {
+                tracing::info!(app = %key.app, channel = %key.channel, user = %key.user, "media session closed");
+            }
+        }
+    }
+}
