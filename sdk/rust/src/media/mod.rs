@@ -48,6 +48,9 @@ mod peer;
 mod session;
 pub mod source;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use peer::MediaPeer;

@@ -5,9 +5,10 @@
 //! this process. The viewer calls; the host ([`answer_calls`]) accepts at once and joins the call
 //! channel with media; the viewer joins with media on `connecting`, as the SDK's docs say. The latency is
 //! `call()` invoked → the later of the two sides' `connected` callbacks. The phases show where it goes:
-//! until the host rings, until the viewer learns of the accept (`connecting`), until connected. Each call
-//! is then hung up and both sides wait for `prepared` before the next, which is not timed. `concurrent`
-//! pairs run at once, each placing its share of the calls one after another.
+//! until the host rings, until the viewer learns of the accept (`connecting`), until both media sessions
+//! are up (ICE + DTLS), until connected (a first frame forwarded each way). Each call is then hung up
+//! and both sides wait for `prepared` before the next, which is not timed. `concurrent` pairs run at
+//! once, each placing its share of the calls one after another.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -24,6 +25,7 @@ use crate::config::NodeConfig;
 struct Timing {
     ringing: u64,
     connecting: u64,
+    media_up: u64,
     connected: u64,
 }
 
@@ -65,6 +67,7 @@ async fn pair(
                 Some(CallStateReason::RecvRemoteFirstFrame),
             )
             .await?;
+        let viewer_media_up = media.stats().connected_at.unwrap_or(connected.at);
         viewer.api.hangup(&host_id, "bench").await?;
         viewer.wait_state(CallState::Prepared, None).await?;
         media.close();
@@ -74,6 +77,7 @@ async fn pair(
         timings.push(Timing {
             ringing: micros(t0, host_side.ringing),
             connecting: micros(t0, connecting.at),
+            media_up: micros(t0, viewer_media_up.max(host_side.media_up)),
             connected: micros(t0, connected.at.max(host_side.connected)),
         });
         bar.inc(1);
@@ -110,11 +114,13 @@ pub(super) async fn run(calls: usize, concurrent: usize) -> anyhow::Result<()> {
             bar.clone(),
         ));
     }
-    let (mut ringing, mut connecting, mut connected) = (histogram(), histogram(), histogram());
+    let (mut ringing, mut connecting) = (histogram(), histogram());
+    let (mut media_up, mut connected) = (histogram(), histogram());
     while let Some(done) = pairs.join_next().await {
         for t in done?? {
             ringing.record(t.ringing)?;
             connecting.record(t.connecting)?;
+            media_up.record(t.media_up)?;
             connected.record(t.connected)?;
         }
     }
@@ -127,6 +133,7 @@ pub(super) async fn run(calls: usize, concurrent: usize) -> anyhow::Result<()> {
         "phases": {
             "call_to_host_ringing": percentiles(&ringing),
             "call_to_viewer_connecting": percentiles(&connecting),
+            "call_to_both_media_up": percentiles(&media_up),
         },
     });
     println!("{}", serde_json::to_string_pretty(&result)?);

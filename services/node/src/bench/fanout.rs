@@ -6,10 +6,10 @@
 //! - The broadcaster publishes the SDK's sample with each video frame `video_scale` times its size
 //!   ([`clip::scaled`]), so it sends at a real live room's bitrate; the N audience members join
 //!   receive-only, each a real str0m client on its own UDP socket.
-//! - After everyone receives video and a one-second warm-up, a window of `seconds`: deltas of the router's
-//!   counters (datagrams out = egress packets, frames forwarded), of the router thread's and the whole
-//!   process's CPU time, of the frames the broadcaster sent and each member received (loss), and, per
-//!   frame received in the window, its latency.
+//! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
+//!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
+//!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
+//!   counts the frames *sent* in the window that it received (loss) and each one's latency.
 //! - Latency = receive instant at the member − the frame's send instant at the broadcaster. The SDK
 //!   stamps a frame's RTP time with its scheduled send instant since the session connected
 //!   (`MediaStats::connected_at`), and the router forwards RTP time unchanged, so the send instant is
@@ -40,6 +40,8 @@ use crate::config::NodeConfig;
 const ROOM: &str = "fanout_live";
 /// Time for keyframe requests, RTCP and the router's first-frame bookkeeping to settle.
 const WARMUP: Duration = Duration::from_secs(1);
+/// How long after the window frames sent in it may still arrive.
+const LATE: Duration = Duration::from_secs(2);
 
 /// Joins `channel` as broadcaster publishing `source` (send-only: it receives nothing here).
 async fn publish(
@@ -60,17 +62,21 @@ async fn publish(
     Ok(peer.start()?)
 }
 
-/// What one member received in the window.
+/// What one member received of the frames sent in the window.
 struct Received {
     video_latency: Histogram<u64>,
     audio_latency: Histogram<u64>,
+    video_frames: u64,
+    audio_frames: u64,
     video_bytes: u64,
     audio_bytes: u64,
-    /// Frames the subscription lost for falling behind (not network loss).
+    /// Frames the subscription dropped for falling behind (the bench's reader, not the network).
     lagged: u64,
 }
 
-/// Reads one member's frames; keeps those received in `[from, to)`.
+/// Reads one member's frames and keeps those *sent* in `[from, to)` (so the frames in flight at either
+/// edge are counted once, like the broadcaster's counter), waiting [`LATE`] past the window for
+/// stragglers.
 async fn receive(
     mut frames: broadcast::Receiver<ReceivedFrame>,
     epoch: Instant,
@@ -80,13 +86,14 @@ async fn receive(
     let mut r = Received {
         video_latency: histogram(),
         audio_latency: histogram(),
+        video_frames: 0,
+        audio_frames: 0,
         video_bytes: 0,
         audio_bytes: 0,
         lagged: 0,
     };
-    let give_up = to + Duration::from_secs(1);
     loop {
-        let frame = match tokio::time::timeout_at(give_up.into(), frames.recv()).await {
+        let frame = match tokio::time::timeout_at((to + LATE).into(), frames.recv()).await {
             Ok(Ok(f)) => f,
             Ok(Err(RecvError::Lagged(n))) => {
                 r.lagged += n;
@@ -94,75 +101,78 @@ async fn receive(
             }
             Ok(Err(RecvError::Closed)) | Err(_) => break,
         };
-        if frame.received_at < from {
-            continue;
-        }
-        if frame.received_at >= to {
-            break;
-        }
-        let (clock, latency, bytes) = match frame.kind {
-            TrackKind::Video => (90_000, &mut r.video_latency, &mut r.video_bytes),
-            TrackKind::Audio => (48_000, &mut r.audio_latency, &mut r.audio_bytes),
+        let (clock, latency, count, bytes) = match frame.kind {
+            TrackKind::Video => (
+                90_000,
+                &mut r.video_latency,
+                &mut r.video_frames,
+                &mut r.video_bytes,
+            ),
+            TrackKind::Audio => (
+                48_000,
+                &mut r.audio_latency,
+                &mut r.audio_frames,
+                &mut r.audio_bytes,
+            ),
         };
         let sent = epoch + Duration::from_nanos(frame.rtp_time * 1_000_000_000 / clock);
+        if sent < from || sent >= to {
+            continue;
+        }
         let micros = frame
             .received_at
             .saturating_duration_since(sent)
             .as_micros();
         let _ = latency.record((micros as u64).max(1));
+        *count += 1;
         *bytes += frame.data.len() as u64;
     }
     r
 }
 
-/// The counters at one instant.
+/// The router's and the broadcaster's counters at one instant.
 struct Snapshot {
     at: Instant,
     router: RouterStats,
     router_cpu: f64,
+    router_wakeups: u64,
     process_cpu: f64,
     sent: MediaStats,
-    received: Vec<MediaStats>,
 }
 
 impl Snapshot {
-    async fn take(
-        node: &MediaNode,
-        broadcaster: &MediaSession,
-        audience: &[(SignalClient, MediaSession)],
-    ) -> anyhow::Result<Self> {
+    async fn take(node: &MediaNode, broadcaster: &MediaSession) -> anyhow::Result<Self> {
         Ok(Self {
             at: Instant::now(),
             router: node.router.stats().await?,
             router_cpu: cpu::thread_seconds(node.router_tid)?,
+            router_wakeups: cpu::thread_wakeups(node.router_tid)?,
             process_cpu: cpu::process_seconds()?,
             sent: broadcaster.stats(),
-            received: audience.iter().map(|(_, m)| m.stats()).collect(),
         })
     }
 }
 
-/// Loss of one kind over the window: (whole audience, worst member), as fractions of what was sent.
-fn loss(
-    before: &Snapshot,
-    after: &Snapshot,
-    sent: impl Fn(&MediaStats) -> u64,
-    received: impl Fn(&MediaStats) -> u64,
-) -> serde_json::Value {
-    let sent_n = (sent(&after.sent) - sent(&before.sent)) as f64;
-    let got: Vec<f64> = before
-        .received
+/// Loss of one kind: (whole audience, worst member), as fractions of what the broadcaster sent.
+fn loss(sent: u64, received: &[u64]) -> serde_json::Value {
+    let sent = sent as f64;
+    let members = received.len().max(1) as f64;
+    let total = 1.0 - received.iter().sum::<u64>() as f64 / (sent * members);
+    let worst = received
         .iter()
-        .zip(&after.received)
-        .map(|(b, a)| (received(a) - received(b)) as f64)
-        .collect();
-    let members = got.len().max(1) as f64;
-    let total = 1.0 - got.iter().sum::<f64>() / (sent_n * members);
-    let worst = got
-        .iter()
-        .map(|g| 1.0 - g / sent_n)
+        .map(|&g| 1.0 - g as f64 / sent)
         .fold(f64::MIN, f64::max);
-    serde_json::json!({ "sent": sent_n, "loss_fraction": total, "worst_member_loss_fraction": worst })
+    serde_json::json!({ "sent": sent, "loss_fraction": total, "worst_member_loss_fraction": worst })
+}
+
+/// The window's start: `WARMUP` from now, moved to 10 ms past a multiple of 100 ms after the
+/// broadcaster's epoch. Its frames are due on the grids epoch + n/30 s and epoch + n/50 s, which leave
+/// 0–20 ms free of due instants in every 100 ms; so the counters read at the window's edges (within a
+/// few ms of them) count exactly the frames sent inside it.
+fn window_start(epoch: Instant) -> Instant {
+    let earliest = (Instant::now() + WARMUP).saturating_duration_since(epoch);
+    let tenths = earliest.as_millis().div_ceil(100) as u64;
+    epoch + Duration::from_millis(tenths * 100 + 10)
 }
 
 pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> anyhow::Result<()> {
@@ -206,29 +216,32 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
     }
     bar.finish();
 
-    let from = Instant::now() + WARMUP;
+    let from = window_start(epoch);
     let to = from + Duration::from_secs(seconds);
     let mut readers = tokio::task::JoinSet::new();
     for (_, media) in &members {
         readers.spawn(receive(media.subscribe_frames(), epoch, from, to));
     }
     tokio::time::sleep_until(from.into()).await;
-    let before = Snapshot::take(&node, &broadcaster, &members).await?;
+    let before = Snapshot::take(&node, &broadcaster).await?;
     let bar = progress(seconds, "window");
     for s in 1..=seconds {
         tokio::time::sleep_until((from + Duration::from_secs(s)).into()).await;
         bar.inc(1);
     }
-    let after = Snapshot::take(&node, &broadcaster, &members).await?;
+    let after = Snapshot::take(&node, &broadcaster).await?;
     bar.finish();
 
     let mut video_latency = histogram();
     let mut audio_latency = histogram();
+    let (mut video_frames, mut audio_frames) = (Vec::new(), Vec::new());
     let (mut video_bytes, mut audio_bytes, mut lagged) = (0u64, 0u64, 0u64);
     while let Some(r) = readers.join_next().await {
         let r = r?;
         video_latency.add(&r.video_latency)?;
         audio_latency.add(&r.audio_latency)?;
+        video_frames.push(r.video_frames);
+        audio_frames.push(r.audio_frames);
         video_bytes += r.video_bytes;
         audio_bytes += r.audio_bytes;
         lagged += r.lagged;
@@ -249,11 +262,14 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
     let ingress = (after.router.datagrams_in - before.router.datagrams_in) as f64;
     let forwarded = (after.router.frames_forwarded - before.router.frames_forwarded) as f64;
     let router_cpu = after.router_cpu - before.router_cpu;
+    let router_wakeups = (after.router_wakeups - before.router_wakeups) as f64;
     let process_cpu = after.process_cpu - before.process_cpu;
     let router_per_cpu = egress / router_cpu;
     let floor_per_cpu = floor.datagrams as f64 / floor.cpu_seconds;
     let (clip_video_kbps, clip_audio_kbps) = clip::kbit_per_second(&source);
-    let per_member_kbps = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / window / audience as f64;
+    // Bytes of frames sent in the window, over the window's nominal length.
+    let per_member_kbps =
+        |bytes: u64| bytes as f64 * 8.0 / 1000.0 / seconds as f64 / audience.max(1) as f64;
     let result = serde_json::json!({
         "bench": "fanout",
         "audience": audience,
@@ -268,13 +284,15 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
             "cpu_s": router_cpu,
             "cpu_utilization": router_cpu / window,
             "egress_packets_per_cpu_s": router_per_cpu,
+            "wakeups_per_s": router_wakeups / window,
+            "cpu_us_per_wakeup": router_cpu * 1e6 / router_wakeups,
         },
         "process": {
             "cpu_s": process_cpu,
             "egress_packets_per_cpu_s": egress / process_cpu,
         },
-        "video_loss": loss(&before, &after, |s| s.video_frames_out, |s| s.video_frames_in),
-        "audio_loss": loss(&before, &after, |s| s.audio_frames_out, |s| s.audio_frames_in),
+        "video_loss": loss(after.sent.video_frames_out - before.sent.video_frames_out, &video_frames),
+        "audio_loss": loss(after.sent.audio_frames_out - before.sent.audio_frames_out, &audio_frames),
         "frames_lagged_by_reader": lagged,
         "video_latency": percentiles(&video_latency),
         "audio_latency": percentiles(&audio_latency),
@@ -284,6 +302,7 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
             "packets_per_s": floor.datagrams as f64 / floor.seconds,
             "cpu_s": floor.cpu_seconds,
             "packets_per_cpu_s": floor_per_cpu,
+            "wakeups_per_s": floor.wakeups as f64 / floor.seconds,
         },
         "router_vs_floor_per_cpu_s": router_per_cpu / floor_per_cpu,
     });

@@ -109,6 +109,8 @@ impl CallUser {
 pub(super) struct Answered {
     /// It rang (`calling`).
     pub ringing: Instant,
+    /// Its call media session is up (ICE and DTLS done).
+    pub media_up: Instant,
     /// `connected` (first frame both ways).
     pub connected: Instant,
 }
@@ -143,9 +145,11 @@ pub(super) fn answer_calls(
                 )
                 .await?;
             host.wait_state(CallState::Prepared, None).await?;
+            let media_up = media.stats().connected_at.unwrap_or(connected.at);
             media.close();
             let _ = reports.send(Answered {
                 ringing: ring.at,
+                media_up,
                 connected: connected.at,
             });
         }

@@ -33,6 +33,8 @@ use super::cpu;
 pub(super) struct Floor {
     pub datagrams: u64,
     pub cpu_seconds: f64,
+    /// Times the sending thread slept.
+    pub wakeups: u64,
     pub seconds: f64,
 }
 
@@ -273,6 +275,7 @@ pub(super) fn run(n: usize, seconds: f64, source: Arc<MediaSource>) -> anyhow::R
     let tid = cpu::current_thread_id()?;
     egress.sent = 0;
     let cpu_before = cpu::thread_seconds(tid)?;
+    let wakeups_before = cpu::thread_wakeups(tid)?;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let (mut video_n, mut audio_n) = (0u64, 0u64);
@@ -317,11 +320,13 @@ pub(super) fn run(n: usize, seconds: f64, source: Arc<MediaSource>) -> anyhow::R
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_seconds = cpu::thread_seconds(tid)? - cpu_before;
+    let wakeups = cpu::thread_wakeups(tid)? - wakeups_before;
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     Ok(Floor {
         datagrams: egress.sent,
         cpu_seconds,
+        wakeups,
         seconds: elapsed,
     })
 }
