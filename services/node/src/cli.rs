@@ -74,6 +74,12 @@ pub struct RunArgs {
     /// media_advertise_ip].
     #[arg(long, value_name = "IP")]
     pub media_advertise_ip: Option<std::net::IpAddr>,
+    /// PEM certificate chain: serve signaling and the demo pages over HTTPS/WSS [config: tls_cert].
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert` [config: tls_key].
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// How long a dropped session (and its call) waits for a reconnect, e.g. `30s`
     /// [config: grace_period].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]

@@ -66,6 +66,12 @@ pub struct NodeConfig {
     /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
     /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
     pub media_advertise_ip: Option<IpAddr>,
+    /// PEM certificate chain for serving signaling and the demo pages over HTTPS/WSS (with `tls_key`).
+    /// Browsers grant camera and microphone only to secure contexts, so off localhost this (or a TLS proxy
+    /// in front) is required.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// The apps this node serves, each with the secret its tokens are signed with. The default is the
     /// public demo app ([`DEMO_APP_ID`], [`DEMO_SECRET`]); production MUST replace it.
     pub apps: Vec<AppConfig>,
@@ -99,6 +105,8 @@ impl Default for NodeConfig {
             http_addr: local(7802),
             media_addr: local(7803),
             media_advertise_ip: None,
+            tls_cert: None,
+            tls_key: None,
             apps: vec![AppConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
@@ -297,6 +305,12 @@ impl NodeConfig {
         if let Some(ip) = flags.media_advertise_ip {
             self.media_advertise_ip = Some(ip);
         }
+        if let Some(path) = &flags.tls_cert {
+            self.tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &flags.tls_key {
+            self.tls_key = Some(path.clone());
+        }
         if let Some(d) = flags.grace_period {
             self.grace_period = d;
         }
@@ -352,6 +366,10 @@ impl NodeConfig {
                 "media_addr {} binds every interface: set media_advertise_ip to the address clients reach",
                 self.media_addr
             ));
+        }
+
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            problems.push("tls_cert and tls_key go together: set both or neither".to_owned());
         }
 
         if self.call_timeout.is_zero() {

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod media_port;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct NodeHandle {
     pub http_addr: SocketAddr,
     /// Where the WebRTC media router receives (UDP); ICE candidates carry `media_candidate`.
     pub media_addr: SocketAddr,
+    /// Whether signaling and pages are served over TLS (HTTPS/WSS).
+    pub secure: bool,
     hub: Hub,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -53,7 +56,14 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// The signaling URL clients connect to.
     pub fn signal_url(&self) -> String {
-        format!("ws://{}/signal", self.signal_addr)
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}/signal", self.signal_addr)
+    }
+
+    /// The demo pages' URL.
+    pub fn pages_url(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}/", self.signal_addr)
     }
 
     /// The node's actor hub (for in-process inspection).
@@ -125,20 +135,35 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     );
     let signal_router = gateway.router().merge(demo::router(&config));
     let mut stop = shutdown_rx.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(signal, signal_router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "signaling server failed");
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let secure = tls.is_some();
+    match tls {
+        Some(acceptor) => {
+            tasks.spawn(tls::serve(signal, signal_router, acceptor, stop));
         }
-    });
+        None => {
+            tasks.spawn(async move {
+                let served = axum::serve(signal, signal_router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "signaling server failed");
+                }
+            });
+        }
+    }
 
     let info_hub = hub.clone();
     let node_id = config.node_id.clone();
-    let signal_url = format!("ws://{signal_addr}/signal");
+    let signal_url = format!(
+        "{}://{signal_addr}/signal",
+        if secure { "wss" } else { "ws" }
+    );
     let admin = showcall_admin::AdminService::new(keys, move || showcall_admin::NodeInfo {
         node_id: node_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -184,6 +209,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         grpc_addr,
         http_addr,
         media_addr,
+        secure,
         hub,
         shutdown: shutdown_tx,
         tasks,

@@ -34,7 +34,7 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
     let node = showcall_node::start(config).await?;
     println!("showcall node running");
-    println!("  demo pages (HTTP):     http://{}/", node.signal_addr);
+    println!("  demo pages:            {}", node.pages_url());
     println!("  signaling (WebSocket): {}", node.signal_url());
     println!("  media (UDP, WebRTC):   {}", node.media_addr);
     println!("  business API (gRPC):   http://{}", node.grpc_addr);
