@@ -50,6 +50,8 @@ struct Room {
 
 pub(crate) struct Engine {
     socket: UdpSocket,
+    /// The same socket, for sending (non-blocking; a full kernel buffer drops the datagram, as UDP does).
+    sender: std::net::UdpSocket,
     candidate: SocketAddr,
     events: mpsc::UnboundedSender<MediaEvent>,
     peers: HashMap<PeerId, Peer>,
@@ -88,11 +90,13 @@ fn offers_to_send(sdp: &str) -> bool {
 impl Engine {
     pub(crate) fn new(
         socket: UdpSocket,
+        sender: std::net::UdpSocket,
         candidate: SocketAddr,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Self {
         Self {
             socket,
+            sender,
             candidate,
             events,
             peers: HashMap::new(),
@@ -379,7 +383,7 @@ impl Engine {
                 }
                 Output::Transmit(t) => {
                     // UDP: a full socket buffer drops the packet, as the network would.
-                    if self.socket.try_send_to(&t.contents, t.destination).is_ok() {
+                    if self.sender.send_to(&t.contents, t.destination).is_ok() {
                         self.stats.datagrams_out += 1;
                     }
                 }

@@ -101,11 +101,16 @@ impl MediaRouter {
     ) -> std::io::Result<(MediaRouter, JoinHandle<()>)> {
         // str0m needs a process-wide crypto provider; installing it twice is harmless.
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket = UdpSocket::bind(config.bind).await?;
+        let bound = std::net::UdpSocket::bind(config.bind)?;
+        bound.set_nonblocking(true)?;
+        // Sends go straight to the kernel through a clone: tokio's `try_send_to` refuses every send after a
+        // single "would block" until the reactor comes round, which would drop the rest of a fan-out turn.
+        let sender = bound.try_clone()?;
+        let socket = UdpSocket::from_std(bound)?;
         let local = socket.local_addr()?;
         let candidate = SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
         let (tx, rx) = mpsc::unbounded_channel();
-        let engine = Engine::new(socket, candidate, events);
+        let engine = Engine::new(socket, sender, candidate, events);
         let task = tokio::spawn(engine.run(rx));
         Ok((MediaRouter { tx, candidate }, task))
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_machines::UserConfig;
@@ -146,6 +147,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
         None => {
             tasks.spawn(async move {
+                // Signaling frames are small and latency-bound: without TCP_NODELAY an event written right
+                // after a response waits for the client's delayed ACK (~40 ms).
+                let signal = signal.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let served = axum::serve(signal, signal_router)
                     .with_graceful_shutdown(async move {
                         let _ = stop.changed().await;

@@ -59,6 +59,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Small, latency-bound frames: see the plain-HTTP server.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {

@@ -183,11 +183,18 @@ impl MediaPeer {
                 "a media session needs a tokio runtime".to_owned(),
             ));
         }
+        // Sends go straight to the kernel through a clone of the socket: tokio's `try_send_to` refuses a
+        // fresh socket until its reactor has seen it writable, which dropped the first ICE check.
+        let sender = self
+            .socket
+            .try_clone()
+            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
         let socket = tokio::net::UdpSocket::from_std(self.socket)
             .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
         Ok(session::spawn(session::Setup {
             rtc: self.rtc,
             socket,
+            sender,
             local_addr: self.local_addr,
             opts: self.opts,
             source: self.source,

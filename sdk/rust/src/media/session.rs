@@ -231,6 +231,8 @@ impl Drop for MediaSession {
 pub(crate) struct Setup {
     pub(crate) rtc: Rtc,
     pub(crate) socket: UdpSocket,
+    /// The same socket, for sending (non-blocking, not gated by tokio's readiness).
+    pub(crate) sender: std::net::UdpSocket,
     pub(crate) local_addr: SocketAddr,
     pub(crate) opts: MediaOptions,
     pub(crate) source: Arc<MediaSource>,
@@ -254,6 +256,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
     let driver = Driver {
         rtc: setup.rtc,
         socket: setup.socket,
+        sender: setup.sender,
         local_addr: setup.local_addr,
         tracks: setup
             .tracks
@@ -336,6 +339,7 @@ enum Stop {
 struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
+    sender: std::net::UdpSocket,
     local_addr: SocketAddr,
     tracks: Vec<Track>,
     send_audio: bool,
@@ -631,7 +635,7 @@ impl Driver {
                 }
                 Output::Transmit(t) => {
                     // UDP: a datagram the kernel will not take now is a datagram lost.
-                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                    if let Err(e) = self.sender.send_to(&t.contents, t.destination) {
                         tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
                     }
                 }

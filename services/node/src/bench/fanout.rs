@@ -9,7 +9,9 @@
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
 //!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
 //!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
-//!   counts the frames *sent* in the window that it received (loss) and each one's latency.
+//!   counts the frames *sent* in the window that it received (loss) and each one's latency; and the
+//!   kernel's receive-buffer drops on the router's, the broadcaster's and the members' sockets
+//!   ([`udp_drops`]), which say where a loss happened.
 //! - Latency = receive instant at the member − the frame's send instant at the broadcaster. The SDK
 //!   stamps a frame's RTP time with its scheduled send instant since the session connected
 //!   (`MediaStats::connected_at`), and the router forwards RTP time unchanged, so the send instant is
@@ -21,6 +23,7 @@
 //!   to N receivers with no routing, on a thread of its own; the ratio of egress packets per CPU second
 //!   says what routing costs on top of the unavoidable per-receiver SRTP work.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
 use super::sdk_user::{guarded, login};
-use super::{clip, cpu, histogram, percentiles, progress, srtp_floor, token_factory};
+use super::{clip, cpu, histogram, percentiles, progress, srtp_floor, token_factory, udp_drops};
 use crate::config::NodeConfig;
 
 const ROOM: &str = "fanout_live";
@@ -138,6 +141,8 @@ struct Snapshot {
     router_wakeups: u64,
     process_cpu: f64,
     sent: MediaStats,
+    /// Receive-buffer drops by local UDP port.
+    drops: HashMap<u16, u64>,
 }
 
 impl Snapshot {
@@ -149,6 +154,7 @@ impl Snapshot {
             router_wakeups: cpu::thread_wakeups(node.router_tid)?,
             process_cpu: cpu::process_seconds()?,
             sent: broadcaster.stats(),
+            drops: udp_drops::by_port()?,
         })
     }
 }
@@ -246,6 +252,10 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
         audio_bytes += r.audio_bytes;
         lagged += r.lagged;
     }
+    let drops = |ports: Vec<u16>| udp_drops::delta(&before.drops, &after.drops, ports);
+    let router_drops = drops(vec![node.router.candidate_addr().port()]);
+    let broadcaster_drops = drops(vec![broadcaster.local_addr().port()]);
+    let audience_drops = drops(members.iter().map(|(_, m)| m.local_addr().port()).collect());
     drop(members);
     drop(broadcaster);
     node.shutdown().await;
@@ -276,7 +286,10 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
         "window_s": window,
         "video_scale": video_scale,
         "clip_kbit_s": { "video": clip_video_kbps, "audio": clip_audio_kbps },
-        "received_kbit_s_per_member": { "video": per_member_kbps(video_bytes), "audio": per_member_kbps(audio_bytes) },
+        "received_kbit_s_per_member": {
+            "video": per_member_kbps(video_bytes),
+            "audio": per_member_kbps(audio_bytes),
+        },
         "router": {
             "ingress_packets_per_s": ingress / window,
             "egress_packets_per_s": egress / window,
@@ -294,6 +307,11 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
         "video_loss": loss(after.sent.video_frames_out - before.sent.video_frames_out, &video_frames),
         "audio_loss": loss(after.sent.audio_frames_out - before.sent.audio_frames_out, &audio_frames),
         "frames_lagged_by_reader": lagged,
+        "udp_receive_buffer_drops": {
+            "router_socket": router_drops,
+            "broadcaster_socket": broadcaster_drops,
+            "audience_sockets": audience_drops,
+        },
         "video_latency": percentiles(&video_latency),
         "audio_latency": percentiles(&audio_latency),
         "floor": {

@@ -97,6 +97,9 @@ impl MediaNode {
         let mut tasks = JoinSet::new();
         let mut stopped = stop_rx;
         tasks.spawn(async move {
+            let signal = axum::serve::ListenerExt::tap_io(signal, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(signal, gateway.router())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.changed().await;

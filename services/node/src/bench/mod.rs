@@ -7,14 +7,14 @@
 //!   floor; the ratio says what the call engine adds on top of moving one frame.
 //! - `idle`: logs in N users against a node started as a child process and reports the node's resident
 //!   memory per idle user (connection + user actor).
-//! - `fanout` ([`fanout`]): one broadcaster, N audience members; router egress packets per CPU second,
-//!   audience loss and latency, against an SRTP-only floor ([`srtp_floor`]).
-//! - `call-connect` ([`call_connect`]): `call()` → both sides connected with media.
-//! - `switch` ([`switch`]): a viewer's hangup → the live room's audience sees the host again.
+//! - `fanout` (`fanout`): one broadcaster, N audience members; router egress packets per CPU second,
+//!   audience loss and latency, against an SRTP-only floor (`srtp_floor`).
+//! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
+//! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
 //!
-//! Shared by the media benchmarks: [`media_node`] (a node whose router runs on its own thread),
-//! [`sdk_user`] (Rust SDK users, an auto-answering host), [`clip`] (the broadcaster's clip at a live
-//! room's bitrate), [`cpu`] (CPU time from `/proc`).
+//! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
+//! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
+//! room's bitrate), `cpu` (CPU time from `/proc`), `udp_drops` (receive-buffer drops per socket).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,7 @@ mod media_node;
 mod sdk_user;
 mod srtp_floor;
 mod switch;
+mod udp_drops;
 
 /// Runs the benchmark named by `args`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
