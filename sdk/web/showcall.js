@@ -193,7 +193,8 @@ function channelJoinedOf(raw) {
 }
 
 // A ChannelEvent as the listener sees it: { channel, kind, ... } with kind one of 'memberJoined' (member),
-// 'memberLeft' (userId), 'broadcasterPaused' (userId, reason), 'broadcasterResumed' (userId).
+// 'memberLeft' (userId), 'broadcasterPaused' (userId, reason), 'broadcasterResumed' (userId), 'mediaOffer'
+// (sdpOffer, revision: the node renegotiates this member's media session; MediaClient answers it).
 function channelEventOf(raw) {
   const e = raw || {};
   const channel = e.channel || '';
@@ -210,6 +211,15 @@ function channelEventOf(raw) {
   }
   if ('broadcasterResumed' in e) {
     return { channel, kind: 'broadcasterResumed', userId: e.broadcasterResumed, raw: e };
+  }
+  if (e.mediaOffer) {
+    return {
+      channel,
+      kind: 'mediaOffer',
+      sdpOffer: e.mediaOffer.sdpOffer || '',
+      revision: Number(e.mediaOffer.revision || 0),
+      raw: e,
+    };
   }
   return { channel, kind: 'unknown', raw: e };
 }
@@ -345,6 +355,11 @@ export class SignalClient {
 
   async leaveChannel(channel) {
     await this.request('leaveChannel', { channel });
+  }
+
+  /** Answers the node's renegotiation offer (a 'mediaOffer' channel event). MediaClient does this itself. */
+  async answerMedia(channel, sdpAnswer, revision) {
+    await this.request('answerMedia', { channel, sdpAnswer, revision: String(revision) });
   }
 
   async ping() {
@@ -783,7 +798,9 @@ function iceGatheringComplete(pc, timeoutMs) {
  * join() makes an RTCPeerConnection with one audio and one video transceiver — sendrecv with the local
  * tracks for a broadcaster (and both call participants), recvonly for an audience — gathers every ICE
  * candidate (the node is ICE-lite: the full offer is sent once, no trickle), sends the offer in JoinChannel
- * and applies the node's answer. Listener methods (optional): onRemoteTrack(track, stream),
+ * and applies the node's answer. The node may renegotiate later ('mediaOffer' channel events: when the
+ * channel's publisher leaves, its tracks end; when one joins, they come back); the client answers those by
+ * itself. Listener methods (optional): onRemoteTrack(track, stream), onRemoteTrackRemoved(track, stream),
  * onConnectionStateChange(state).
  */
 export class MediaClient {
@@ -807,6 +824,33 @@ export class MediaClient {
     /** The remote audio and video tracks, as one stream for a <video> element. */
     this.remoteStream = new MediaStream();
     this._listeners = new Set();
+    // Renegotiations run one after another, in the order the node sent them.
+    this._renegotiation = Promise.resolve();
+    this._signalListener = {
+      onChannelEvent: (ev) => {
+        if (ev.kind !== 'mediaOffer' || ev.channel !== this.channel || !this.pc) return;
+        this._renegotiation = this._renegotiation.then(() => this._answer(ev)).catch((e) => {
+          console.warn('showcall: media renegotiation failed', e);
+        });
+      },
+    };
+  }
+
+  /** Applies one node offer, answers it, and drops the remote tracks the node stopped sending. */
+  async _answer(ev) {
+    const pc = this.pc;
+    if (!pc || ev.channel !== this.channel) return;
+    await pc.setRemoteDescription({ type: 'offer', sdp: ev.sdpOffer });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await this.signal.answerMedia(ev.channel, pc.localDescription.sdp, ev.revision);
+    for (const t of pc.getTransceivers()) {
+      const receiving = t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv';
+      const track = t.receiver && t.receiver.track;
+      if (!receiving && track && this.remoteStream.getTracks().includes(track)) {
+        this.remoteStream.removeTrack(track);
+        notify(this._listeners, 'onRemoteTrackRemoved', track, this.remoteStream);
+      }
+    }
   }
 
   addListener(listener) {
@@ -831,7 +875,9 @@ export class MediaClient {
     this.channel = channel;
     this.role = wireRole;
     this.remoteStream = new MediaStream();
+    this.signal.addListener(this._signalListener);
     pc.ontrack = (ev) => {
+      if (this.remoteStream.getTracks().includes(ev.track)) return;
       this.remoteStream.addTrack(ev.track);
       notify(this._listeners, 'onRemoteTrack', ev.track, this.remoteStream);
     };
@@ -864,6 +910,7 @@ export class MediaClient {
       pc.close();
       this.pc = null;
       this.channel = null;
+      this.signal.removeListener(this._signalListener);
       throw e;
     }
   }
@@ -903,6 +950,7 @@ export class MediaClient {
    */
   async leave({ signal = true } = {}) {
     const channel = this.channel;
+    this.signal.removeListener(this._signalListener);
     if (this.pc) this.pc.close();
     this.pc = null;
     this.channel = null;

@@ -75,6 +75,11 @@ pub enum ChannelUpdate {
     BroadcasterPaused {
         user: UserId,
     },
+    /// The node renegotiates the member's media session (the router's offer; the member answers it).
+    MediaOffer {
+        sdp_offer: String,
+        revision: u64,
+    },
     /// The broadcaster is back live.
     BroadcasterResumed {
         user: UserId,

@@ -79,6 +79,7 @@ fn show(e: &ChannelEffect) -> String {
                 ChannelUpdate::MemberLeft { user } => format!("{user} left"),
                 ChannelUpdate::BroadcasterPaused { user } => format!("{user} paused"),
                 ChannelUpdate::BroadcasterResumed { user } => format!("{user} resumed"),
+                ChannelUpdate::MediaOffer { revision, .. } => format!("media offer {revision}"),
             };
             format!("tell {to}: {what}")
         }

@@ -139,6 +139,9 @@ async fn join(
                             "an audience member must offer receive-only media".into(),
                         ),
                         MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
+                        MediaRefusal::InvalidAnswer(why) | MediaRefusal::NotNegotiating(why) => {
+                            CommandError::InvalidArgument(why)
+                        }
                     }));
                     return;
                 }
@@ -230,6 +233,10 @@ fn close_media(state: &ChannelState, user: &UserId) {
 
 fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelEffect>) {
     let channel = state.machine.name().clone();
+    if fx.iter().any(|e| matches!(e, ChannelEffect::Stop)) {
+        // The channel is ending: its sessions close together, so nobody is renegotiated on the way out.
+        state.hub.media().close_channel(&state.app, &channel);
+    }
     for effect in fx {
         match effect {
             ChannelEffect::Deliver { to, update } => {

@@ -52,9 +52,16 @@ pub enum MediaRefusal {
     InvalidOffer(String),
     /// A member that may not publish offered to send.
     PublishNotAllowed,
+    /// An answer to the router's offer that is malformed or cannot be applied.
+    InvalidAnswer(String),
+    /// No offer to answer: no media session, nothing pending, or a stale revision.
+    NotNegotiating(String),
     /// No media router (or it stopped).
     Unavailable(String),
 }
+
+/// The outcome of answering the router's offer.
+pub type AnswerApplied = Pin<Box<dyn Future<Output = Result<(), MediaRefusal>> + Send>>;
 
 /// Commands to the media router, sent by channel actors; the node implements it on the str0m router.
 pub trait MediaControl: Send + Sync + Debug + 'static {
@@ -69,6 +76,17 @@ pub trait MediaControl: Send + Sync + Debug + 'static {
     ) -> SessionOpening;
     /// Closes a member's media session (left, removed, or the channel closed).
     fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId);
+    /// Closes every media session of a channel at once (it ended).
+    fn close_channel(&self, app: &AppId, channel: &ChannelName);
+    /// Applies a member's answer to the router's renegotiation offer `revision`.
+    fn accept_answer(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        revision: u64,
+        answer: String,
+    ) -> AnswerApplied;
     /// Start or stop forwarding a publisher's media to a channel's subscribers.
     fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool);
     /// Ask a publisher for a keyframe (PLI), so subscribers can start decoding at once.
@@ -96,6 +114,23 @@ impl MediaControl for NoMedia {
     }
 
     fn close_session(&self, _: &AppId, _: &ChannelName, _: &UserId) {}
+
+    fn close_channel(&self, _: &AppId, _: &ChannelName) {}
+
+    fn accept_answer(
+        &self,
+        _: &AppId,
+        _: &ChannelName,
+        _: &UserId,
+        _: u64,
+        _: String,
+    ) -> AnswerApplied {
+        Box::pin(async {
+            Err(MediaRefusal::NotNegotiating(
+                "this node has no media router".into(),
+            ))
+        })
+    }
 
     fn set_forwarding(
         &self,

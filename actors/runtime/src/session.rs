@@ -61,6 +61,12 @@ pub enum UserCommand {
     LeaveChannel {
         channel: ChannelName,
     },
+    /// The answer to the router's renegotiation offer for this user's session in `channel`.
+    AnswerMedia {
+        channel: ChannelName,
+        sdp_answer: String,
+        revision: u64,
+    },
 }
 
 /// A command's successful answer.

@@ -13,6 +13,7 @@ use crate::error::CommandError;
 use crate::hub::Hub;
 use crate::keys::AppId;
 use crate::messages::{CallMsg, ChannelMsg, Responder, Traced, UserMsg};
+use crate::ports::MediaRefusal;
 use crate::session::{CommandOk, LoginOk, Outbound, SessionSink, UserCommand};
 
 /// See the module docs.
@@ -194,6 +195,14 @@ async fn command_input(
             return;
         }
         UserCommand::LeaveChannel { channel } => UserInput::LeaveChannel { channel },
+        UserCommand::AnswerMedia {
+            channel,
+            sdp_answer,
+            revision,
+        } => {
+            answer_media(state, channel, sdp_answer, revision, reply);
+            return;
+        }
     };
     match state.machine.handle(input, now) {
         Ok(fx) => run(myself, state, fx, Some(reply)).await,
@@ -201,6 +210,43 @@ async fn command_input(
             let _ = reply.send(Err(e.into()));
         }
     }
+}
+
+/// Hands the member's answer to the media router; the router's round trip runs off the actor.
+fn answer_media(
+    state: &UserState,
+    channel: showcall_machines::ChannelName,
+    sdp_answer: String,
+    revision: u64,
+    reply: Responder<CommandOk>,
+) {
+    if !state.machine.channels().any(|(c, _)| *c == channel) {
+        let _ = reply.send(Err(CommandError::NotInChannel));
+        return;
+    }
+    let applied = state.hub.media().accept_answer(
+        &state.app,
+        &channel,
+        state.machine.user(),
+        revision,
+        sdp_answer,
+    );
+    tokio::spawn(async move {
+        let answer = applied
+            .await
+            .map(|()| CommandOk::Done)
+            .map_err(|refusal| match refusal {
+                MediaRefusal::InvalidAnswer(why) | MediaRefusal::InvalidOffer(why) => {
+                    CommandError::InvalidArgument(format!("answer_media.sdp_answer: {why}"))
+                }
+                MediaRefusal::NotNegotiating(why) => CommandError::NotAllowed(why),
+                MediaRefusal::PublishNotAllowed => {
+                    CommandError::PermissionDenied("publishing is not allowed".into())
+                }
+                MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
+            });
+        let _ = reply.send(answer);
+    });
 }
 
 async fn join_channel(

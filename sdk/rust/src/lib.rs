@@ -57,7 +57,7 @@ pub use media::{
     MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ReceivedFrame, TrackKind,
 };
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
-pub use signal_client::{LoginInfo, SignalClient, SignalListener};
+pub use signal_client::{LoginInfo, SignalClient, SignalListener, WeakSignalClient};
 pub use transport::{
     SignalTransport, TransportEvent, TransportEventReceiver, TransportEventSender,
     transport_channel,

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
-    CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event, JoinChannel,
-    LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response, ServerFrame,
+    AnswerMedia, CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event,
+    JoinChannel, LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response, ServerFrame,
     SessionCloseReason, event, response,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -172,6 +172,24 @@ impl Drop for Owner {
         if let Some(conn) = lock(&self.0.conn).take() {
             conn.transport.close();
         }
+    }
+}
+
+/// A [`SignalClient`] that does not keep the connection open: once every `SignalClient` clone is dropped
+/// (which closes the connection), [`upgrade`](Self::upgrade) gives `None`. Helpers that live beside the
+/// app's client (a media session answering renegotiations) hold this.
+#[derive(Clone)]
+pub struct WeakSignalClient {
+    shared: Arc<Shared>,
+    owner: std::sync::Weak<Owner>,
+}
+
+impl WeakSignalClient {
+    pub fn upgrade(&self) -> Option<SignalClient> {
+        Some(SignalClient {
+            _owner: self.owner.upgrade()?,
+            shared: self.shared.clone(),
+        })
     }
 }
 
@@ -405,6 +423,31 @@ impl SignalClient {
         }))
         .await
         .map(drop)
+    }
+
+    /// Answers the node's renegotiation offer (`ChannelEvent.media_offer`) for this user's media
+    /// session in `channel`. [`MediaSession`](crate::MediaSession) does this by itself.
+    pub async fn answer_media(
+        &self,
+        channel: &str,
+        sdp_answer: &str,
+        revision: u64,
+    ) -> Result<(), SdkError> {
+        self.request(Command::AnswerMedia(AnswerMedia {
+            channel: channel.to_owned(),
+            sdp_answer: sdp_answer.to_owned(),
+            revision,
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// A handle that does not keep the session open (see [`WeakSignalClient`]).
+    pub fn downgrade(&self) -> WeakSignalClient {
+        WeakSignalClient {
+            shared: self.shared.clone(),
+            owner: Arc::downgrade(&self._owner),
+        }
     }
 
     /// Keep-alive round trip.

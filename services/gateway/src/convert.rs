@@ -214,6 +214,13 @@ fn channel_update(u: ChannelUpdate) -> pb::channel_event::Kind {
             reason: "private_call".into(),
         }),
         ChannelUpdate::BroadcasterResumed { user } => K::BroadcasterResumed(user.0),
+        ChannelUpdate::MediaOffer {
+            sdp_offer,
+            revision,
+        } => K::MediaOffer(pb::MediaOffer {
+            sdp_offer,
+            revision,
+        }),
     }
 }
 

@@ -143,6 +143,25 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
         Command::LeaveChannel(l) => Request::Command(UserCommand::LeaveChannel {
             channel: channel("leave_channel.channel", l.channel)?,
         }),
+        Command::AnswerMedia(a) => {
+            if a.sdp_answer.is_empty() {
+                return Err(field("answer_media.sdp_answer", "is required"));
+            }
+            if a.sdp_answer.len() > MAX_SDP_OFFER {
+                return Err(field(
+                    "answer_media.sdp_answer",
+                    format!("longer than {MAX_SDP_OFFER} bytes"),
+                ));
+            }
+            if a.revision == 0 {
+                return Err(field("answer_media.revision", "is required"));
+            }
+            Request::Command(UserCommand::AnswerMedia {
+                channel: channel("answer_media.channel", a.channel)?,
+                sdp_answer: a.sdp_answer,
+                revision: a.revision,
+            })
+        }
     })
 }
 

@@ -9,6 +9,9 @@
 //! - **Keyframes**: a new receiver, a resume, or a receiver's PLI marks the publisher as wanting a
 //!   keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until a keyframe arrives.
 //! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on.
+//! - **Renegotiation**: when a channel's last publisher of a kind leaves, the other members' lines for
+//!   that kind turn inactive through a router-made offer ([`MediaEvent::Offer`]); a publisher joining
+//!   turns them active again ([`crate::renegotiation`]). One offer per session is in flight at a time.
 //!
 //! After every input to a session its output is drained until str0m returns a timeout (str0m's rule);
 //! sessions touched as a side effect (forwarding) are queued and drained in the same turn. Timeouts sit in
@@ -21,7 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{KeyframeRequestKind, MediaData};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -30,6 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::error::MediaError;
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
+use crate::renegotiation::{Move, OutLine, changes};
 use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::stun;
 
@@ -67,6 +71,9 @@ pub(crate) struct Engine {
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     /// Publishers a keyframe is wanted from (few at a time).
     keyframe_wanted: HashSet<PeerId>,
+    /// Rooms whose members' lines may have to move, looked at once the turn's sessions are drained (so
+    /// a publisher's audio and video arriving together make one offer, not two).
+    moves: Vec<(RoomKey, Move)>,
     stats: RouterStats,
 }
 
@@ -108,6 +115,7 @@ impl Engine {
             dirty: Vec::new(),
             timers: BinaryHeap::new(),
             keyframe_wanted: HashSet::new(),
+            moves: Vec::new(),
             stats: RouterStats::default(),
         }
     }
@@ -155,6 +163,23 @@ impl Engine {
                 if let Some(id) = self.by_key.get(&key).copied() {
                     self.remove(id, false);
                 }
+            }
+            Command::CloseRoom { app, channel } => {
+                // The room goes first, so nobody left in it is renegotiated on the way out.
+                if let Some(room) = self.rooms.remove(&(app, channel)) {
+                    for id in room.peers {
+                        self.remove(id, false);
+                    }
+                }
+            }
+            Command::AcceptAnswer {
+                key,
+                revision,
+                answer,
+                reply,
+            } => {
+                let accepted = self.accept_answer(&key, revision, &answer);
+                let _ = reply.send(accepted);
             }
             Command::Forward {
                 app,
@@ -252,6 +277,10 @@ impl Engine {
         for other in self.peers.values_mut() {
             other.first_sent.retain(|(p, _)| *p != id);
         }
+        if !peer.inbound.is_empty() {
+            // A publisher left: what it fed ends for the others.
+            self.moves.push((room_key, Move::Down));
+        }
         if report {
             let _ = self
                 .events
@@ -346,8 +375,16 @@ impl Engine {
 
     /// Drains every session with pending work until each reports its next timeout.
     fn drain(&mut self) {
-        while let Some(id) = self.dirty.pop() {
-            self.drain_one(id);
+        loop {
+            while let Some(id) = self.dirty.pop() {
+                self.drain_one(id);
+            }
+            if self.moves.is_empty() {
+                return;
+            }
+            for (room, how) in std::mem::take(&mut self.moves) {
+                self.renegotiate_room(&room, how);
+            }
         }
     }
 
@@ -400,14 +437,18 @@ impl Engine {
                 };
                 let kind = kind_of(added.kind);
                 // Directions are the router's: sending = the member receives.
-                if added.direction.is_sending() {
-                    match kind {
-                        Kind::Audio => peer.out_audio = peer.out_audio.or(Some(added.mid)),
-                        Kind::Video => peer.out_video = peer.out_video.or(Some(added.mid)),
-                    }
+                if added.direction.is_sending() && peer.out_mid(kind).is_none() {
+                    peer.outbound.push(OutLine {
+                        mid: added.mid,
+                        kind,
+                        negotiated: added.direction,
+                        active: true,
+                    });
                 }
                 if added.direction.is_receiving() && peer.may_publish {
                     peer.inbound.push((added.mid, kind));
+                    // A publisher arrived: members whose lines went quiet get them back.
+                    self.moves.push((room_key(&peer.key), Move::Up));
                 }
             }
             Event::Connected => {
@@ -537,5 +578,120 @@ impl Engine {
         {
             self.dirty.push(id);
         }
+    }
+
+    /// Re-offers every member of a room whose lines should move `how`.
+    fn renegotiate_room(&mut self, room: &RoomKey, how: Move) {
+        for id in self.room_peers(room) {
+            self.renegotiate(id, how);
+        }
+    }
+
+    /// Offers a member the line changes its channel calls for, unless an offer is already in flight
+    /// (then it is looked at again when that one is answered).
+    fn renegotiate(&mut self, id: PeerId, how: Move) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let others: Vec<PeerId> = self
+            .room_peers(&room_key(&peer.key))
+            .into_iter()
+            .filter(|p| *p != id)
+            .collect();
+        let published = |kind: Kind| {
+            others
+                .iter()
+                .any(|p| self.peers.get(p).is_some_and(|p| p.publishes(kind)))
+        };
+        let flips = changes(&peer.outbound, published, how);
+        if flips.is_empty() {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.pending_offer.is_some() {
+            peer.recheck_after_answer = true;
+            return;
+        }
+        for (i, active) in &flips {
+            peer.outbound[*i].active = *active;
+        }
+        let lines = peer.outbound.clone();
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let mut api = peer.rtc.sdp_api();
+            for line in &lines {
+                api.set_direction(line.mid, line.direction());
+            }
+            api.apply()
+        }));
+        match made {
+            Ok(Some((offer, pending))) => {
+                peer.revision += 1;
+                peer.pending_offer = Some((peer.revision, pending));
+                let _ = self.events.send(MediaEvent::Offer {
+                    key: peer.key.clone(),
+                    revision: peer.revision,
+                    sdp_offer: offer.to_sdp_string(),
+                });
+                self.dirty.push(id);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                tracing::error!(user = %peer.key.user, "media renegotiation panicked; closed");
+                self.remove(id, true);
+            }
+        }
+    }
+
+    /// Applies a member's answer to the pending offer. Refusals (no session, nothing pending, a stale
+    /// revision, an answer that does not parse) change nothing; an answer that parses but that str0m
+    /// cannot apply leaves the session unusable, so it is closed and reported.
+    fn accept_answer(
+        &mut self,
+        key: &PeerKey,
+        revision: u64,
+        answer: &str,
+    ) -> Result<(), MediaError> {
+        let id = *self.by_key.get(key).ok_or(MediaError::NoSession)?;
+        let peer = self.peers.get_mut(&id).ok_or(MediaError::NoSession)?;
+        match peer.pending_offer.as_ref().map(|(r, _)| *r) {
+            None => return Err(MediaError::NoPendingOffer),
+            Some(pending) if pending != revision => {
+                return Err(MediaError::StaleRevision {
+                    answered: revision,
+                    pending,
+                });
+            }
+            Some(_) => {}
+        }
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| MediaError::InvalidAnswer(e.to_string()))?;
+        let (_, pending) = peer.pending_offer.take().expect("checked above");
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            peer.rtc.sdp_api().accept_answer(pending, answer)
+        }));
+        let failure = match applied {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("panicked".to_owned()),
+        };
+        if let Some(why) = failure {
+            tracing::warn!(user = %key.user, channel = %key.channel, error = %why, "media answer not applicable; session closed");
+            self.remove(id, true);
+            return Err(MediaError::InvalidAnswer(why));
+        }
+        self.dirty.push(id);
+        if std::mem::take(&mut peer.recheck_after_answer) {
+            self.renegotiate(id, Move::Both);
+        }
+        // Lines that came back need a picture at once.
+        let room = room_key(key);
+        for p in self.room_peers(&room) {
+            if p != id {
+                self.want_keyframe(p);
+            }
+        }
+        Ok(())
     }
 }

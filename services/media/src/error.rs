@@ -9,6 +9,14 @@ pub enum MediaError {
     PublishNotAllowed,
     #[error("the offer was not accepted: {0}")]
     Negotiation(String),
+    #[error("invalid sdp answer: {0}")]
+    InvalidAnswer(String),
+    #[error("this membership has no media session")]
+    NoSession,
+    #[error("no media offer is waiting for an answer")]
+    NoPendingOffer,
+    #[error("revision {answered} is not the pending offer's ({pending})")]
+    StaleRevision { answered: u64, pending: u64 },
     #[error("the media router is not running")]
     Stopped,
 }

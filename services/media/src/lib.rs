@@ -10,6 +10,7 @@
 //! - [`router`]: [`MediaRouter`], the handle (commands in, [`MediaEvent`]s out).
 //! - `engine`: the task that owns the socket and every session, demultiplexes and forwards.
 //! - `peer`: one session's state.
+//! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
 //! - [`error`]: the error type, [`MediaError`].
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 mod engine;
 pub mod error;
 mod peer;
+mod renegotiation;
 pub mod router;
 mod stun;
 

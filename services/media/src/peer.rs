@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::Rtc;
+use str0m::change::SdpPendingOffer;
 use str0m::media::{MediaKind, Mid};
 
+use crate::renegotiation::OutLine;
 use crate::router::{Kind, PeerKey};
 
 /// Identifies a session inside the router (never reused while the router runs).
@@ -22,9 +24,8 @@ pub struct Peer {
     pub ufrag: String,
     /// Whether this member may publish (broadcaster of a live room, or a call participant).
     pub may_publish: bool,
-    /// Media lines the router sends on (the member receives), by kind.
-    pub out_audio: Option<Mid>,
-    pub out_video: Option<Mid>,
+    /// Media lines the router sends on (the member receives).
+    pub outbound: Vec<OutLine>,
     /// Media lines the member publishes on, with their kind.
     pub inbound: Vec<(Mid, Kind)>,
     /// When str0m next wants a timeout.
@@ -36,6 +37,12 @@ pub struct Peer {
     /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
     /// one from).
     pub last_keyframe_request: Option<Instant>,
+    /// The router's offer waiting for the member's answer, with its revision.
+    pub pending_offer: Option<(u64, SdpPendingOffer)>,
+    /// The last revision offered.
+    pub revision: u64,
+    /// A change came while an offer was pending: look again once it is answered.
+    pub recheck_after_answer: bool,
 }
 
 impl Peer {
@@ -45,22 +52,29 @@ impl Peer {
             rtc,
             ufrag,
             may_publish,
-            out_audio: None,
-            out_video: None,
+            outbound: Vec::new(),
             inbound: Vec::new(),
             next_timeout: now,
             remote: None,
             first_sent: HashSet::new(),
             last_keyframe_request: None,
+            pending_offer: None,
+            revision: 0,
+            recheck_after_answer: false,
         }
     }
 
-    /// The line to send `kind` to this member on.
+    /// The active line to send `kind` to this member on.
     pub fn out_mid(&self, kind: Kind) -> Option<Mid> {
-        match kind {
-            Kind::Audio => self.out_audio,
-            Kind::Video => self.out_video,
-        }
+        self.outbound
+            .iter()
+            .find(|l| l.kind == kind && l.active)
+            .map(|l| l.mid)
+    }
+
+    /// Whether this member publishes `kind`.
+    pub fn publishes(&self, kind: Kind) -> bool {
+        self.inbound.iter().any(|(_, k)| *k == kind)
     }
 
     /// The kind of an inbound line.

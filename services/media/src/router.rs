@@ -39,6 +39,13 @@ pub enum MediaEvent {
     },
     /// A session ended by itself (ICE or DTLS failed, the peer went silent, or it misbehaved).
     SessionClosed { key: PeerKey },
+    /// The router renegotiates a member's session (its lines turn inactive or active again): the member
+    /// must answer `sdp_offer` through [`MediaRouter::accept_answer`] with this `revision`.
+    Offer {
+        key: PeerKey,
+        revision: u64,
+        sdp_offer: String,
+    },
 }
 
 /// Where the router listens and what it tells peers.
@@ -60,6 +67,16 @@ pub(crate) enum Command {
     },
     Close {
         key: PeerKey,
+    },
+    CloseRoom {
+        app: String,
+        channel: String,
+    },
+    AcceptAnswer {
+        key: PeerKey,
+        revision: u64,
+        answer: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
     },
     Forward {
         app: String,
@@ -143,6 +160,35 @@ impl MediaRouter {
     /// Closes a member's session (left the channel, or the channel closed).
     pub fn close(&self, key: PeerKey) {
         let _ = self.tx.send(Command::Close { key });
+    }
+
+    /// Closes every session of a channel at once (the channel ended): unlike closing them one by one,
+    /// the members left for a moment are not renegotiated.
+    pub fn close_room(&self, app: &str, channel: &str) {
+        let _ = self.tx.send(Command::CloseRoom {
+            app: app.to_owned(),
+            channel: channel.to_owned(),
+        });
+    }
+
+    /// Applies a member's answer to the router's pending offer ([`MediaEvent::Offer`]). A malformed
+    /// answer, a stale revision, or no pending offer is refused and changes nothing.
+    pub async fn accept_answer(
+        &self,
+        key: PeerKey,
+        revision: u64,
+        answer: String,
+    ) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AcceptAnswer {
+                key,
+                revision,
+                answer,
+                reply,
+            })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
     }
 
     /// Starts or stops forwarding a publisher's media to the rest of its channel. Resuming also asks the

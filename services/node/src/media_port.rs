@@ -1,10 +1,11 @@
 //! The actors' `MediaControl` port implemented on the str0m media router, and the task that carries the
 //! router's events back to the channel actors.
 
-use showcall_actors::messages::ChannelMsg;
-use showcall_actors::ports::{MediaControl, MediaRefusal, SessionOpening};
+use showcall_actors::messages::{ChannelMsg, Traced, UserMsg};
+use showcall_actors::ports::{AnswerApplied, MediaControl, MediaRefusal, SessionOpening};
 use showcall_actors::{AppId, Hub};
-use showcall_machines::{ChannelName, UserId};
+use showcall_machines::user::UserInput;
+use showcall_machines::{ChannelName, ChannelUpdate, UserId};
 use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey};
 use tokio::sync::mpsc;
 
@@ -51,6 +52,37 @@ impl MediaControl for RouterPort {
                     MediaError::Stopped => {
                         MediaRefusal::Unavailable("the media router is not running".into())
                     }
+                    other => MediaRefusal::InvalidOffer(other.to_string()),
+                })
+        })
+    }
+
+    fn close_channel(&self, app: &AppId, channel: &ChannelName) {
+        self.router.close_room(&app.0, &channel.0);
+    }
+
+    fn accept_answer(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        revision: u64,
+        answer: String,
+    ) -> AnswerApplied {
+        let router = self.router.clone();
+        let key = key(app, channel, user);
+        Box::pin(async move {
+            router
+                .accept_answer(key, revision, answer)
+                .await
+                .map_err(|e| match e {
+                    MediaError::InvalidAnswer(_) | MediaError::StaleRevision { .. } => {
+                        MediaRefusal::InvalidAnswer(e.to_string())
+                    }
+                    MediaError::Stopped => {
+                        MediaRefusal::Unavailable("the media router is not running".into())
+                    }
+                    other => MediaRefusal::NotNegotiating(other.to_string()),
                 })
         })
     }
@@ -87,6 +119,23 @@ pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaE
                     let _ = actor.cast(ChannelMsg::MediaFlowing {
                         from: UserId(from.user),
                     });
+                }
+            }
+            MediaEvent::Offer {
+                key,
+                revision,
+                sdp_offer,
+            } => {
+                let app = AppId(key.app);
+                if let Some(actor) = hub.user(&app, &UserId(key.user)) {
+                    let update = UserInput::ChannelUpdate {
+                        channel: ChannelName(key.channel),
+                        update: ChannelUpdate::MediaOffer {
+                            sdp_offer,
+                            revision,
+                        },
+                    };
+                    let _ = actor.cast(UserMsg::Input(Traced::new(update)));
                 }
             }
             MediaEvent::SessionClosed { key } => {

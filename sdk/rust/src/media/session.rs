@@ -13,17 +13,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::ivf::vp8_is_keyframe;
 use super::source::{AudioCursor, VideoCursor, media_ticks};
 use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
-use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient};
+use crate::proto::{channel_event, event};
+use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, WeakSignalClient};
 
 /// Counters of one media session (a snapshot; see [`MediaSession::watch_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +51,13 @@ pub struct MediaStats {
     /// The session has ended (closed, or failed); nothing changes after this.
     pub closed: bool,
     pub connected_at: Option<Instant>,
+    /// Whether the node currently sends us audio / video: the lines are negotiated to receive. They
+    /// turn false when the channel's publisher of that kind leaves (the node renegotiates them
+    /// inactive) and true again when one joins.
+    pub receiving_audio: bool,
+    pub receiving_video: bool,
+    /// Renegotiations the node started and this session answered.
+    pub renegotiations: u64,
     /// When the first audio / video frame arrived.
     pub first_audio_in: Option<Instant>,
     pub first_video_in: Option<Instant>,
@@ -79,6 +88,11 @@ const RECV_BUFFER: usize = 2048;
 enum Command {
     SetSending(bool),
     RequestKeyframe,
+    /// The node's renegotiation offer; the reply is our answer.
+    RemoteOffer {
+        sdp: String,
+        reply: oneshot::Sender<Result<String, SdkError>>,
+    },
     Close,
 }
 
@@ -116,6 +130,8 @@ impl MediaSession {
     ) -> Result<(MediaSession, ChannelJoined), SdkError> {
         let mut peer = MediaPeer::new(opts)?;
         let offer = peer.create_offer(role == ChannelRole::Broadcaster)?;
+        // Subscribed before joining, so an offer right after the join is not missed.
+        let events = signal.subscribe_events();
         let joined = signal
             .join_channel_with_offer(channel, role, &offer)
             .await?;
@@ -123,7 +139,15 @@ impl MediaSession {
             .accept_answer(&joined.sdp_answer)
             .and_then(|()| peer.start())
         {
-            Ok(session) => Ok((session, joined)),
+            Ok(session) => {
+                tokio::spawn(answer_offers(
+                    session.commands.clone(),
+                    signal.downgrade(),
+                    channel.to_owned(),
+                    events,
+                ));
+                Ok((session, joined))
+            }
             Err(e) => {
                 if let Err(leave) = signal.leave_channel(channel).await {
                     tracing::debug!(%channel, error = %leave, "leaving after a bad answer failed");
@@ -197,6 +221,21 @@ impl MediaSession {
         }
     }
 
+    /// Applies a renegotiation offer from the node (`ChannelEvent.media_offer`) and returns the answer to
+    /// send back (`SignalClient::answer_media`). Sessions made by [`join`](Self::join) do this by
+    /// themselves; this is for sessions started from a [`MediaPeer`] with the app's own signaling. A
+    /// malformed offer is refused and changes nothing.
+    pub async fn answer_offer(&self, sdp_offer: &str) -> Result<String, SdkError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RemoteOffer {
+                sdp: sdp_offer.to_owned(),
+                reply,
+            })
+            .map_err(|_| SdkError::Disconnected)?;
+        answer.await.map_err(|_| SdkError::Disconnected)?
+    }
+
     /// Ends the session: a DTLS close_notify goes to the remote, the task stops. Does not wait; see
     /// [`closed`](Self::closed). Also done on drop.
     pub fn close(&self) {
@@ -224,6 +263,56 @@ impl MediaSession {
 impl Drop for MediaSession {
     fn drop(&mut self) {
         self.send(Command::Close);
+    }
+}
+
+/// Answers the node's renegotiation offers for this session's channel until the session or the
+/// signaling client is gone.
+async fn answer_offers(
+    commands: mpsc::UnboundedSender<Command>,
+    signal: WeakSignalClient,
+    channel: String,
+    mut events: mpsc::UnboundedReceiver<crate::Event>,
+) {
+    loop {
+        let event = tokio::select! {
+            () = commands.closed() => return,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        let Some(event::Kind::ChannelEvent(ce)) = event.kind else {
+            continue;
+        };
+        let Some(channel_event::Kind::MediaOffer(offer)) = ce.kind else {
+            continue;
+        };
+        if ce.channel != channel {
+            continue;
+        }
+        let (reply, answer) = oneshot::channel();
+        let asked = Command::RemoteOffer {
+            sdp: offer.sdp_offer,
+            reply,
+        };
+        if commands.send(asked).is_err() {
+            return;
+        }
+        let answer = match answer.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::warn!(%channel, error = %e, "media offer from the node not applicable");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(signal) = signal.upgrade() else {
+            return;
+        };
+        if let Err(e) = signal.answer_media(&channel, &answer, offer.revision).await {
+            tracing::warn!(%channel, error = %e, "media answer refused");
+        }
     }
 }
 
@@ -282,6 +371,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         stats: StatsPublisher(stats_tx),
         frames: frames_tx,
     };
+    driver.publish_receiving();
     tokio::spawn(run(driver, command_rx));
     session
 }
@@ -390,6 +480,20 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
                 Ok(())
             }
             Wake::Command(Some(Command::RequestKeyframe)) => d.request_keyframe(Instant::now()),
+            Wake::Command(Some(Command::RemoteOffer { sdp, reply })) => {
+                let answered = d.accept_remote_offer(&sdp, Instant::now());
+                match answered {
+                    Ok(answer) => {
+                        let _ = reply.send(Ok(answer));
+                        Ok(())
+                    }
+                    Err(Ok(refused)) => {
+                        let _ = reply.send(Err(refused));
+                        Ok(())
+                    }
+                    Err(Err(stop)) => Err(stop),
+                }
+            }
             Wake::Datagram(Ok((n, source))) => d.receive(source, &buf[..n]),
             Wake::Datagram(Err(e)) => d.receive_error(e),
         };
@@ -597,6 +701,47 @@ impl Driver {
     }
 
     /// Starts str0m's close (RTCP BYE, DTLS close_notify) and sends what it queues.
+    /// Applies the node's offer and returns our answer. A malformed offer is refused (`Err(Ok)`) and
+    /// changes nothing; a str0m failure while applying ends the session (`Err(Err)`).
+    fn accept_remote_offer(
+        &mut self,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, Result<SdkError, Stop>> {
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| Ok(SdkError::Protocol(format!("bad sdp offer: {e}"))))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| Err(Stop::Failed(format!("webrtc: {e}"))))?;
+        // Counted before the directions are published, so a watcher that sees them sees the count too.
+        self.stats.update(|s| s.renegotiations += 1);
+        self.drain(now).map_err(Err)?;
+        self.publish_receiving();
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Whether a line of `kind` is negotiated for us to receive.
+    fn receiving(&self, kind: TrackKind) -> bool {
+        self.tracks.iter().any(|t| {
+            t.kind == kind
+                && self
+                    .rtc
+                    .media(t.mid)
+                    .is_some_and(|m| m.direction().is_receiving())
+        })
+    }
+
+    fn publish_receiving(&self) {
+        let audio = self.receiving(TrackKind::Audio);
+        let video = self.receiving(TrackKind::Video);
+        self.stats.update(|s| {
+            s.receiving_audio = audio;
+            s.receiving_video = video;
+        });
+    }
+
     fn close(&mut self) -> Stop {
         if self.rtc.is_alive() {
             let now = Instant::now();
@@ -669,8 +814,10 @@ impl Driver {
                         pt,
                     });
                 }
+                self.publish_receiving();
             }
             Event::MediaData(data) => self.on_media_data(data),
+            Event::MediaChanged(_) => self.publish_receiving(),
             Event::KeyframeRequest(request) => {
                 let ours = self
                     .tracks
