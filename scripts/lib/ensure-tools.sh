@@ -22,6 +22,12 @@ ensure_nextest() {
   command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }
 
+# etcd (Debian's etcd-server) for the cluster tests and deploy/local: the tests start their own etcd on
+# ephemeral ports with a temporary data dir; a system etcd the package may enable is left alone.
+ensure_etcd() {
+  command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+}
+
 # Chromium and chromedriver (Debian's, same version) for the browser end-to-end tests, which fail, saying
 # so, when either is missing.
 ensure_browser() {

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod cluster;
 
 pub mod grace_helpers;
 

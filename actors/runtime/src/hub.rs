@@ -128,6 +128,32 @@ impl Hub {
         lock(&self.inner.calls).len()
     }
 
+    /// Every actor active on this node, as `ActorKey` text (`user/<app>/<id>`, `call/<app>/<id>` is not
+    /// app-scoped so calls read `call/-/<id>`, `channel/<app>/<name>`): what the cluster's single-activation
+    /// probe samples.
+    pub fn active_actors(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.inner.users)
+            .keys()
+            .map(|(app, user)| format!("user/{app}/{user}"))
+            .collect();
+        keys.extend(
+            lock(&self.inner.calls)
+                .keys()
+                .map(|id| format!("call/-/{id}")),
+        );
+        keys.extend(
+            lock(&self.inner.channels)
+                .keys()
+                .map(|(app, channel)| format!("channel/{app}/{channel}")),
+        );
+        keys
+    }
+
+    /// Where actors live.
+    pub fn placement(&self) -> &Arc<dyn Placement> {
+        &self.inner.parts.placement
+    }
+
     /// A fresh connection number.
     pub fn next_conn(&self) -> ConnId {
         ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))

@@ -11,13 +11,17 @@ use showcall_machines::{CallRecord, ChannelName, UserId};
 
 use crate::keys::{ActorKey, AppId, NodeId};
 
-/// Where an actor lives. The single-node default answers "here" for every key; the cluster issue adds an
-/// etcd-backed implementation behind the same trait.
+/// Where an actor lives. The single-node default answers "here" for every key; the cluster's etcd
+/// placement (`showcall-cluster`) answers from partition ownership.
 pub trait Placement: Send + Sync + Debug + 'static {
     /// This node.
     fn this_node(&self) -> &NodeId;
-    /// The node that owns `key` now.
-    fn owner(&self, key: &ActorKey) -> NodeId;
+    /// The node that owns `key` now; `None` while its partition is between owners.
+    fn owner(&self, key: &ActorKey) -> Option<NodeId>;
+    /// Whether this node may run `key`'s actor now (it owns the partition and is not fenced).
+    fn serves(&self, key: &ActorKey) -> bool {
+        self.owner(key).as_ref() == Some(self.this_node())
+    }
 }
 
 /// Every actor lives on this node.
@@ -37,8 +41,12 @@ impl Placement for LocalPlacement {
         &self.node
     }
 
-    fn owner(&self, _key: &ActorKey) -> NodeId {
-        self.node.clone()
+    fn owner(&self, _key: &ActorKey) -> Option<NodeId> {
+        Some(self.node.clone())
+    }
+
+    fn serves(&self, _key: &ActorKey) -> bool {
+        true
     }
 }
 

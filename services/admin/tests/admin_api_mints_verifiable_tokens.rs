@@ -35,6 +35,7 @@ impl Node {
             signal_url: "ws://127.0.0.1:1/signal".into(),
             users_online: 3,
             calls_active: 1,
+            ..NodeInfo::default()
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

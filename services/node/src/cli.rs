@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// How long a call rings unanswered before it times out, e.g. `15s` [config: call_timeout].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub call_timeout: Option<Duration>,
+    /// etcd endpoint to join a cluster through; repeat for several [config: etcd_endpoints; default
+    /// none = single node].
+    #[arg(long, value_name = "URL")]
+    pub etcd: Vec<String>,
 }
 
 /// Flags of `showcall token`.

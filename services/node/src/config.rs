@@ -93,6 +93,21 @@ pub struct NodeConfig {
     /// Largest signaling frame accepted, in bytes; bigger frames close the connection. Bounds the memory
     /// one connection can make the node hold.
     pub max_frame_bytes: usize,
+    /// etcd client URLs (`http://host:2379`). Empty (the default) = a single node with in-memory
+    /// placement and no external service; set = this node joins the cluster registered there. As an
+    /// environment variable: comma-separated.
+    pub etcd_endpoints: Vec<String>,
+    /// Where other nodes reach this node's gRPC, when it differs from `grpc_addr` (a container's or
+    /// pod's DNS name, or a concrete IP when binding 0.0.0.0). Unset = `grpc_addr`.
+    pub grpc_advertise_addr: Option<String>,
+    /// How long a dead node's partitions stay owned before survivors take them (etcd lease TTL; whole
+    /// seconds, at least 2). A node that cannot renew stops serving shortly before this.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Number of partitions the actor key space is split into. MUST be equal on every node.
+    pub partitions: u32,
+    /// Key prefix in etcd, so several clusters can share one etcd. Ends with `/`.
+    pub cluster_prefix: String,
 }
 
 impl Default for NodeConfig {
@@ -117,6 +132,11 @@ impl Default for NodeConfig {
             pause_live_at: PauseAt::default(),
             rate_limit: RateLimitConfig::default(),
             max_frame_bytes: 16 * 1024,
+            etcd_endpoints: Vec::new(),
+            grpc_advertise_addr: None,
+            lease_ttl: Duration::from_secs(2),
+            partitions: 256,
+            cluster_prefix: "/showcall/v1/".into(),
         }
     }
 }
@@ -268,6 +288,11 @@ impl NodeConfig {
             .separator("__")
             // An empty variable is an unset one, as shells and container runtimes often mean it.
             .ignore_empty(true)
+            // Lists (only `etcd_endpoints`) are comma-separated; parsing also lets numbers and booleans
+            // through typed, which the fields' own types then check.
+            .list_separator(",")
+            .with_list_parse_key("etcd_endpoints")
+            .try_parsing(true)
             .source(Some(env));
 
         let mut builder = Config::builder();
@@ -316,6 +341,9 @@ impl NodeConfig {
         }
         if let Some(d) = flags.call_timeout {
             self.call_timeout = d;
+        }
+        if !flags.etcd.is_empty() {
+            self.etcd_endpoints.clone_from(&flags.etcd);
         }
     }
 
@@ -385,6 +413,24 @@ impl NodeConfig {
             problems.push(format!(
                 "max_frame_bytes must be {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}"
             ));
+        }
+
+        if !self.etcd_endpoints.is_empty() {
+            if self.lease_ttl < Duration::from_secs(2) || self.lease_ttl.subsec_nanos() != 0 {
+                problems.push("lease_ttl must be whole seconds, at least 2s".to_owned());
+            }
+            if self.partitions == 0 || self.partitions > 65_536 {
+                problems.push("partitions must be 1..=65536".to_owned());
+            }
+            if !self.cluster_prefix.starts_with('/') || !self.cluster_prefix.ends_with('/') {
+                problems.push("cluster_prefix must start and end with '/'".to_owned());
+            }
+            if self.grpc_addr.ip().is_unspecified() && self.grpc_advertise_addr.is_none() {
+                problems.push(format!(
+                    "grpc_addr {} binds every interface: set grpc_advertise_addr to the address other nodes reach",
+                    self.grpc_addr
+                ));
+            }
         }
 
         if problems.is_empty() {

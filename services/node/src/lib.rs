@@ -50,6 +50,8 @@ pub struct NodeHandle {
     /// Whether signaling and pages are served over TLS (HTTPS/WSS).
     pub secure: bool,
     hub: Hub,
+    /// The cluster membership, when the node joined one through etcd.
+    membership: Option<showcall_cluster::Membership>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -72,10 +74,19 @@ impl NodeHandle {
         &self.hub
     }
 
-    /// Stops accepting, closes connections, and waits for the servers to finish.
+    /// The cluster membership, when the node joined one through etcd.
+    pub fn membership(&self) -> Option<&showcall_cluster::Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Stops accepting, closes connections, waits for the servers to finish, and leaves the cluster
+    /// (revoking the lease frees this node's partitions at once).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(membership) = &self.membership {
+            membership.stop().await;
+        }
     }
 }
 
@@ -117,8 +128,41 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     .await
     .with_context(|| format!("binding media (UDP) on {}", config.media_addr))?;
     let media_addr = router.candidate_addr();
+    let signal_url = format!(
+        "{}://{signal_addr}/signal",
+        if config.tls_cert.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
+    );
     let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
     parts.media = Arc::new(media_port::RouterPort::new(router));
+    let membership = if config.etcd_endpoints.is_empty() {
+        None
+    } else {
+        let grpc_advertise = config
+            .grpc_advertise_addr
+            .clone()
+            .unwrap_or_else(|| grpc_addr.to_string());
+        let membership = showcall_cluster::Membership::start(showcall_cluster::ClusterConfig {
+            endpoints: config.etcd_endpoints.clone(),
+            prefix: config.cluster_prefix.clone(),
+            partitions: config.partitions,
+            lease_ttl: config.lease_ttl,
+            info: showcall_cluster::NodeInfo {
+                id: NodeId(config.node_id.clone()),
+                grpc_addr: grpc_advertise,
+                media_addr: media_addr.to_string(),
+                signal_url: signal_url.clone(),
+                capacity: 10_000,
+            },
+        })
+        .await
+        .context("joining the cluster through etcd")?;
+        parts.placement = Arc::new(showcall_cluster::EtcdPlacement::new(membership.clone()));
+        Some(membership)
+    };
     let hub = Hub::new(parts);
     let keys = Arc::new(config.app_keys());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -166,16 +210,29 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let info_hub = hub.clone();
     let node_id = config.node_id.clone();
-    let signal_url = format!(
-        "{}://{signal_addr}/signal",
-        if secure { "wss" } else { "ws" }
-    );
-    let admin = showcall_admin::AdminService::new(keys, move || showcall_admin::NodeInfo {
-        node_id: node_id.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        signal_url: signal_url.clone(),
-        users_online: info_hub.users_online() as u64,
-        calls_active: info_hub.calls_active() as u64,
+    let info_membership = membership.clone();
+    let admin = showcall_admin::AdminService::new(keys, move || {
+        let (partitions, fenced, live_nodes, partition_count) = match &info_membership {
+            Some(m) => (
+                m.served(),
+                m.is_fenced(),
+                m.view().nodes.keys().map(|n| n.0.clone()).collect(),
+                m.partitions(),
+            ),
+            None => (Vec::new(), false, vec![node_id.clone()], 0),
+        };
+        showcall_admin::NodeInfo {
+            node_id: node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            signal_url: signal_url.clone(),
+            users_online: info_hub.users_online() as u64,
+            calls_active: info_hub.calls_active() as u64,
+            partitions,
+            fenced,
+            live_nodes,
+            active_actors: info_hub.active_actors(),
+            partition_count,
+        }
     });
     let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
@@ -217,6 +274,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         media_addr,
         secure,
         hub,
+        membership,
         shutdown: shutdown_tx,
         tasks,
     })

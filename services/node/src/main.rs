@@ -26,6 +26,21 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Ctrl-C, or SIGTERM (what container runtimes and Kubernetes send to stop a process).
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if config.uses_demo_secret() {
         tracing::warn!(
@@ -39,7 +54,10 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     println!("  media (UDP, WebRTC):   {}", node.media_addr);
     println!("  business API (gRPC):   http://{}", node.grpc_addr);
     println!("  health (HTTP):         http://{}/healthz", node.http_addr);
-    tokio::signal::ctrl_c().await?;
+    if let Some(m) = node.membership() {
+        println!("  cluster:               node {} (etcd placement)", m.me());
+    }
+    wait_for_stop_signal().await?;
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())

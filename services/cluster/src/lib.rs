@@ -1,0 +1,26 @@
+//! Cluster placement through etcd: which node owns which actor.
+//!
+//! - [`partition`]: an actor key's partition (a stable hash, equal on every node and every build).
+//! - [`rendezvous`]: the node a partition should live on, given the live nodes (highest random weight),
+//!   and the claims and releases that move this node towards that target.
+//! - [`view`]: [`ClusterView`], the nodes and partition owners as last seen in etcd.
+//! - [`membership`]: [`Membership`], the task that registers this node under a lease, keeps it alive,
+//!   watches the cluster, claims and releases partitions, and fences itself when it cannot renew.
+//! - [`placement`]: [`EtcdPlacement`], the actors' `Placement` port on top of it.
+//!
+//! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
+//! - `<prefix>nodes/<node id>` → JSON [`NodeInfo`], bound to the node's lease;
+//! - `<prefix>partitions/<n>` → the owning node's id, bound to the owner's lease, created only by a
+//!   transaction that checks the key does not exist (so a partition has at most one owner).
+#![forbid(unsafe_code)]
+
+pub mod membership;
+pub mod partition;
+pub mod placement;
+pub mod rendezvous;
+pub mod view;
+
+pub use membership::{ClusterConfig, ClusterError, Membership};
+pub use partition::{PartitionId, partition_of};
+pub use placement::EtcdPlacement;
+pub use view::{ClusterView, NodeInfo};

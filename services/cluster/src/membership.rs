@@ -1,0 +1,472 @@
+//! [`Membership`]: this node's place in the cluster, kept in etcd.
+//!
+//! On start the node grants a lease (TTL `lease_ttl`, default 2 s), writes its [`NodeInfo`] under it, reads
+//! the cluster, and then runs two tasks:
+//! - **keep-alive**: renews the lease every TTL/4 and records when the last *acknowledged* renewal was sent.
+//!   etcd cannot expire the lease earlier than TTL after it received that renewal, which is after it was
+//!   sent; so the node may act as an owner until `sent + TTL - margin`. Past that it is **fenced**: it
+//!   serves no partition and claims nothing until a renewal is acknowledged again. If etcd says the lease is
+//!   gone, the node registers again under a new lease (its partitions were freed with the old one).
+//! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys from the snapshot's revision on,
+//!   and after every change (and every TTL/2, to retry) moves towards the rendezvous target
+//!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
+//!   succeeds if the key does not exist, and releases partitions another live node should own with one that
+//!   only deletes its own key — after it stopped serving it. A partition owned by a dead node frees itself
+//!   when that node's lease expires (the dead node, if merely cut off, fenced itself before that).
+//!
+//! etcd unreachable: every node fences within TTL − margin; nothing can be claimed, so nobody takes over.
+//! Routing keeps the last view (cached); when etcd is back, leases that survived are renewed (etcd extends
+//! leases on leader change), and nodes that lost theirs re-register and the cluster converges again.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
+use showcall_actors::NodeId;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::partition::PartitionId;
+use crate::rendezvous::{Step, plan};
+use crate::view::{ClusterView, Layout, NodeInfo};
+
+/// How to join the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// etcd client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Key prefix, ending in `/` (several clusters can share one etcd).
+    pub prefix: String,
+    /// Number of partitions; MUST be equal on every node of the cluster.
+    pub partitions: u32,
+    /// Lease time-to-live: how long a dead node's partitions stay owned. Whole seconds (etcd's unit),
+    /// at least 2 (etcd's minimum with default timings).
+    pub lease_ttl: Duration,
+    /// What this node publishes about itself.
+    pub info: NodeInfo,
+}
+
+/// Why joining the cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    #[error("node {0} is already registered (another live node uses this id)")]
+    DuplicateNode(String),
+}
+
+/// The lease this node holds.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    id: i64,
+    /// When the last renewal that etcd acknowledged was sent (or the grant was asked for).
+    renewed_sent_at: Instant,
+}
+
+struct Shared {
+    me: NodeId,
+    partitions: u32,
+    layout: Layout,
+    ttl: Duration,
+    info: NodeInfo,
+    view: RwLock<ClusterView>,
+    lease: Mutex<Lease>,
+    /// Bumped on every change of view or fencing, for waiters.
+    changes: watch::Sender<u64>,
+    /// Set when etcd says the lease is gone: the reconcile task registers again.
+    lease_lost: Notify,
+}
+
+/// This node's membership (see the module docs). Cheap to clone; dropping every clone does not stop the
+/// tasks — [`Membership::stop`] does (a killed node simply stops renewing).
+#[derive(Clone)]
+pub struct Membership {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    client: Client,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("me", &self.shared.me)
+            .field("fenced", &self.is_fenced())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// The margin kept before the earliest moment etcd could expire the lease.
+    fn margin(&self) -> Duration {
+        (self.ttl / 4).max(Duration::from_millis(200))
+    }
+
+    fn fenced_at(&self, now: Instant) -> bool {
+        let lease = *lock(&self.lease);
+        now >= lease.renewed_sent_at + self.ttl - self.margin()
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, ClusterView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, ClusterView> {
+        self.view.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Membership {
+    /// Registers this node and starts its tasks. Fails when etcd cannot be reached or another live node
+    /// already uses this node id.
+    pub async fn start(config: ClusterConfig) -> Result<Membership, ClusterError> {
+        if config.endpoints.is_empty() {
+            return Err(ClusterError::Config("no etcd endpoints".into()));
+        }
+        if config.partitions == 0 {
+            return Err(ClusterError::Config("partitions must be at least 1".into()));
+        }
+        let ttl_secs = config.lease_ttl.as_secs_f64().ceil() as i64;
+        if ttl_secs < 2 {
+            return Err(ClusterError::Config("lease_ttl must be at least 2s".into()));
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(3));
+        let mut client = Client::connect(&config.endpoints, Some(options)).await?;
+        let (changes, _) = watch::channel(0);
+        let layout = Layout {
+            prefix: config.prefix.clone(),
+        };
+        let asked = Instant::now();
+        let lease_id = register(&mut client, &layout, &config.info, ttl_secs).await?;
+        let shared = Arc::new(Shared {
+            me: config.info.id.clone(),
+            partitions: config.partitions,
+            layout,
+            ttl: Duration::from_secs(ttl_secs as u64),
+            info: config.info,
+            view: RwLock::new(ClusterView::default()),
+            lease: Mutex::new(Lease {
+                id: lease_id,
+                renewed_sent_at: asked,
+            }),
+            changes,
+            lease_lost: Notify::new(),
+        });
+        let revision = snapshot(&mut client, &shared).await?;
+        let keeper = tokio::spawn(keep_alive(client.clone(), shared.clone()));
+        let reconciler = tokio::spawn(watch_and_reconcile(
+            client.clone(),
+            shared.clone(),
+            revision,
+        ));
+        tracing::info!(node = %shared.me, lease = lease_id, ttl_s = ttl_secs, "joined the cluster");
+        Ok(Membership {
+            shared,
+            tasks: Arc::new(Mutex::new(vec![keeper, reconciler])),
+            client,
+        })
+    }
+
+    /// This node.
+    pub fn me(&self) -> &NodeId {
+        &self.shared.me
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.shared.partitions
+    }
+
+    /// Whether this node may not act as an owner now (its lease may be about to expire).
+    pub fn is_fenced(&self) -> bool {
+        self.shared.fenced_at(Instant::now())
+    }
+
+    /// The partitions this node serves now: those it owns, unless fenced.
+    pub fn served(&self) -> Vec<PartitionId> {
+        if self.is_fenced() {
+            return Vec::new();
+        }
+        self.shared.view().owned_by(&self.shared.me)
+    }
+
+    /// Whether this node serves `partition` now.
+    pub fn serves(&self, partition: PartitionId) -> bool {
+        !self.is_fenced() && self.shared.view().owners.get(&partition) == Some(&self.shared.me)
+    }
+
+    /// The owner of `partition` as last seen (`None` while it is free).
+    pub fn owner(&self, partition: PartitionId) -> Option<NodeId> {
+        self.shared.view().owners.get(&partition).cloned()
+    }
+
+    /// The cluster as last seen.
+    pub fn view(&self) -> ClusterView {
+        self.shared.view().clone()
+    }
+
+    /// A receiver that changes whenever the view or the fencing may have changed.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Leaves the cluster cleanly: stops the tasks and revokes the lease, which frees this node's
+    /// partitions at once (survivors claim them without waiting for the TTL).
+    pub async fn stop(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        let lease = lock(&self.shared.lease).id;
+        let mut client = self.client.clone();
+        if let Err(e) = client.lease_revoke(lease).await {
+            tracing::warn!(error = %e, "could not revoke the lease; partitions free at its expiry");
+        }
+    }
+}
+
+/// Grants a lease and writes the node key under it, refusing a node id that a live node holds.
+async fn register(
+    client: &mut Client,
+    layout: &Layout,
+    info: &NodeInfo,
+    ttl_secs: i64,
+) -> Result<i64, ClusterError> {
+    let lease = client.lease_grant(ttl_secs, None).await?.id();
+    let key = layout.node(&info.id);
+    let value = serde_json::to_vec(info).expect("node info serializes");
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    if !client.txn(txn).await?.succeeded() {
+        let _ = client.lease_revoke(lease).await;
+        return Err(ClusterError::DuplicateNode(info.id.0.clone()));
+    }
+    Ok(lease)
+}
+
+/// Reads every key of the cluster into the view; returns the revision to watch from.
+async fn snapshot(client: &mut Client, shared: &Shared) -> Result<i64, ClusterError> {
+    let response = client
+        .get(
+            shared.layout.prefix.clone(),
+            Some(GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut view = ClusterView::default();
+    for kv in response.kvs() {
+        if let Ok(key) = kv.key_str() {
+            view.put(&shared.layout, key, kv.value());
+        }
+    }
+    *shared.view_mut() = view;
+    shared.bump();
+    Ok(response.header().map_or(0, |h| h.revision()))
+}
+
+/// Renews the lease every TTL/4 (see the module docs).
+async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
+    let every = shared.ttl / 4;
+    loop {
+        let lease = lock(&shared.lease).id;
+        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease keep-alive stream failed; retrying");
+                shared.bump();
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if lock(&shared.lease).id != lease {
+                break; // registered again under a new lease
+            }
+            let sent = Instant::now();
+            if keeper.keep_alive().await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(every, responses.message()).await {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                    let was_fenced = shared.fenced_at(sent);
+                    lock(&shared.lease).renewed_sent_at = sent;
+                    if was_fenced {
+                        tracing::info!(node = %shared.me, "lease renewed: serving again");
+                        shared.bump();
+                    }
+                }
+                Ok(Ok(Some(_))) => {
+                    tracing::warn!(node = %shared.me, "lease expired: registering again");
+                    shared.lease_lost.notify_one();
+                    break;
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => break,
+                Err(_) => {
+                    // No answer within the interval: etcd is slow or gone; the fence deadline decides.
+                    shared.bump();
+                }
+            }
+        }
+        shared.bump();
+    }
+}
+
+/// Follows the cluster's keys and moves towards the target assignment (see the module docs).
+async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revision: i64) {
+    let retry = shared.ttl / 2;
+    loop {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let mut stream = match client
+            .watch(shared.layout.prefix.clone(), Some(options))
+            .await
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd watch failed; retrying");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        reconcile(&mut client, &shared).await;
+        let mut tick = tokio::time::interval(retry);
+        loop {
+            tokio::select! {
+                message = stream.message() => match message {
+                    Ok(Some(response)) => {
+                        if response.compact_revision() > 0 {
+                            // Events were compacted away: read everything again.
+                            break;
+                        }
+                        {
+                            let mut view = shared.view_mut();
+                            for event in response.events() {
+                                let Some(kv) = event.kv() else { continue };
+                                let Ok(key) = kv.key_str() else { continue };
+                                revision = revision.max(kv.mod_revision());
+                                match event.event_type() {
+                                    EventType::Put => view.put(&shared.layout, key, kv.value()),
+                                    EventType::Delete => view.delete(&shared.layout, key),
+                                }
+                            }
+                        }
+                        if let Some(header) = response.header() {
+                            revision = revision.max(header.revision());
+                        }
+                        shared.bump();
+                        reconcile(&mut client, &shared).await;
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+                () = shared.lease_lost.notified() => {
+                    reregister(&mut client, &shared).await;
+                    reconcile(&mut client, &shared).await;
+                }
+                _ = tick.tick() => reconcile(&mut client, &shared).await,
+            }
+        }
+        // The watch ended (etcd restarted, compaction): take a fresh snapshot and watch again.
+        loop {
+            match snapshot(&mut client, &shared).await {
+                Ok(r) => {
+                    revision = r;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "etcd snapshot failed; retrying");
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    }
+}
+
+/// Registers again under a new lease after the old one expired.
+async fn reregister(client: &mut Client, shared: &Shared) {
+    let ttl_secs = shared.ttl.as_secs() as i64;
+    loop {
+        let asked = Instant::now();
+        match register(client, &shared.layout, &shared.info, ttl_secs).await {
+            Ok(id) => {
+                *lock(&shared.lease) = Lease {
+                    id,
+                    renewed_sent_at: asked,
+                };
+                tracing::info!(node = %shared.me, lease = id, "registered again");
+                shared.bump();
+                return;
+            }
+            Err(e) => {
+                // A duplicate here is our own old key, still waiting for its lease to go.
+                tracing::warn!(error = %e, "registering again failed; retrying");
+                tokio::time::sleep(shared.ttl / 4).await;
+            }
+        }
+    }
+}
+
+/// Claims and releases partitions towards the target; does nothing while fenced.
+async fn reconcile(client: &mut Client, shared: &Shared) {
+    if shared.fenced_at(Instant::now()) {
+        return;
+    }
+    let steps = {
+        let view = shared.view();
+        plan(&shared.me, shared.partitions, &view.live(), &view.owners)
+    };
+    if steps.is_empty() {
+        return;
+    }
+    let lease = lock(&shared.lease).id;
+    let me = shared.me.0.clone();
+    // One transaction per partition keeps each claim independent (another node may win some).
+    for step in steps {
+        let result = match step {
+            Step::Claim(p) => {
+                let key = shared.layout.partition(p);
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key,
+                        me.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
+                client.txn(txn).await
+            }
+            Step::Release(p) => {
+                // Stop serving first, then give the key up: the next owner can only claim after the
+                // delete commits, so there is no moment where both serve it.
+                shared.view_mut().owners.remove(&p);
+                shared.bump();
+                let key = shared.layout.partition(p);
+                let txn = Txn::new()
+                    .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
+                    .and_then([TxnOp::delete(key, None)]);
+                client.txn(txn).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(?step, error = %e, "partition step failed; will retry");
+            return;
+        }
+    }
+}

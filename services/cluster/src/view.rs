@@ -1,0 +1,152 @@
+//! [`ClusterView`]: the cluster as this node last saw it in etcd — live nodes and partition owners.
+//! Pure: the membership task feeds it etcd's key-value events; routing reads it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use showcall_actors::NodeId;
+
+use crate::partition::PartitionId;
+
+/// What a node publishes about itself (JSON under its node key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// Where other nodes reach its gRPC (node link and admin API).
+    pub grpc_addr: String,
+    /// Its media router's UDP address as clients see it (the ICE host candidate).
+    pub media_addr: String,
+    /// Where clients connect for signaling.
+    pub signal_url: String,
+    /// How many users it is sized for (a hint for choosing media nodes).
+    pub capacity: u32,
+}
+
+/// Live nodes and partition owners.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    pub owners: BTreeMap<PartitionId, NodeId>,
+}
+
+/// Where a key sits in the layout.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Node(NodeId),
+    Partition(PartitionId),
+    Other,
+}
+
+/// The etcd key layout under a prefix.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub prefix: String,
+}
+
+impl Layout {
+    pub fn nodes(&self) -> String {
+        format!("{}nodes/", self.prefix)
+    }
+
+    pub fn node(&self, id: &NodeId) -> String {
+        format!("{}nodes/{}", self.prefix, id.0)
+    }
+
+    pub fn partition(&self, p: PartitionId) -> String {
+        format!("{}partitions/{p}", self.prefix)
+    }
+
+    pub fn kind(&self, key: &str) -> KeyKind {
+        let Some(rest) = key.strip_prefix(&self.prefix) else {
+            return KeyKind::Other;
+        };
+        if let Some(id) = rest.strip_prefix("nodes/") {
+            KeyKind::Node(NodeId(id.to_owned()))
+        } else if let Some(p) = rest.strip_prefix("partitions/") {
+            p.parse().map_or(KeyKind::Other, KeyKind::Partition)
+        } else {
+            KeyKind::Other
+        }
+    }
+}
+
+impl ClusterView {
+    /// The ids of the live nodes.
+    pub fn live(&self) -> BTreeSet<NodeId> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// A key was put. Malformed values are ignored (logged): another version's node must not crash us.
+    pub fn put(&mut self, layout: &Layout, key: &str, value: &[u8]) {
+        match layout.kind(key) {
+            KeyKind::Node(id) => match serde_json::from_slice::<NodeInfo>(value) {
+                Ok(info) => {
+                    self.nodes.insert(id, info);
+                }
+                Err(e) => tracing::warn!(%key, error = %e, "unreadable node info"),
+            },
+            KeyKind::Partition(p) => match std::str::from_utf8(value) {
+                Ok(owner) => {
+                    self.owners.insert(p, NodeId(owner.to_owned()));
+                }
+                Err(_) => tracing::warn!(%key, "unreadable partition owner"),
+            },
+            KeyKind::Other => {}
+        }
+    }
+
+    /// A key was deleted (or its lease expired).
+    pub fn delete(&mut self, layout: &Layout, key: &str) {
+        match layout.kind(key) {
+            KeyKind::Node(id) => {
+                self.nodes.remove(&id);
+            }
+            KeyKind::Partition(p) => {
+                self.owners.remove(&p);
+            }
+            KeyKind::Other => {}
+        }
+    }
+
+    /// The partitions `node` owns.
+    pub fn owned_by(&self, node: &NodeId) -> Vec<PartitionId> {
+        self.owners
+            .iter()
+            .filter(|(_, o)| *o == node)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_put_and_deleted_shape_the_view() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let mut view = ClusterView::default();
+        let info = NodeInfo {
+            id: NodeId("n1".into()),
+            grpc_addr: "127.0.0.1:1".into(),
+            media_addr: "127.0.0.1:2".into(),
+            signal_url: "ws://127.0.0.1:3/signal".into(),
+            capacity: 1000,
+        };
+        view.put(
+            &layout,
+            "/showcall/v1/nodes/n1",
+            &serde_json::to_vec(&info).unwrap(),
+        );
+        view.put(&layout, "/showcall/v1/partitions/7", b"n1");
+        view.put(&layout, "/showcall/v1/partitions/x", b"n1");
+        view.put(&layout, "/elsewhere/partitions/8", b"n1");
+        assert_eq!(view.live(), [NodeId("n1".into())].into_iter().collect());
+        assert_eq!(view.owned_by(&NodeId("n1".into())), vec![7]);
+        view.delete(&layout, "/showcall/v1/partitions/7");
+        view.delete(&layout, "/showcall/v1/nodes/n1");
+        assert_eq!(view, ClusterView::default());
+    }
+}

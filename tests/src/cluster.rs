@@ -1,0 +1,289 @@
+//! Real cluster parts for tests: an etcd server (Debian's `etcd`) on ephemeral ports with a temporary
+//! data dir, and `showcall` node processes joined through it — each a real process the test can SIGKILL.
+//!
+//! Readiness is read from the processes' own output (etcd's "ready to serve client requests", the node's
+//! printed endpoints), never assumed after a sleep.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use showcall_proto::admin::admin_client::AdminClient;
+use showcall_proto::admin::{GetNodeInfoRequest, NodeInfo};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+static DIRS_MADE: AtomicU32 = AtomicU32::new(0);
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("bound address").port()
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "showcall-{what}-{}-{}",
+        std::process::id(),
+        DIRS_MADE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Sends a signal to a process (SIGKILL, SIGSTOP, SIGCONT).
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Reads a child's output lines until one satisfies `done` (returned), then keeps draining the rest in
+/// the background so the child never blocks on a full pipe. Panics with what was read if the output ends.
+async fn read_until(
+    output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    what: &str,
+    mut done: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let mut lines = BufReader::new(output).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                let finished = done(&line);
+                seen.push(line);
+                if finished {
+                    break;
+                }
+            }
+            _ => panic!("{what} ended before it was ready:\n{}", seen.join("\n")),
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    seen
+}
+
+/// A real etcd server.
+pub struct Etcd {
+    child: Child,
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
+        let dir = temp_dir("etcd");
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut child = Command::new("etcd")
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=test={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("etcd starts (Debian package etcd-server; ./scripts/test installs it)");
+        let stderr = child.stderr.take().expect("piped");
+        read_until(stderr, "etcd", |l| {
+            l.contains("ready to serve client requests")
+        })
+        .await;
+        Etcd { child, url, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("etcd is running")
+    }
+
+    /// Freezes etcd (SIGSTOP): connections stay open but nothing answers, as in a network partition.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Lets a paused etcd go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `showcall` binary of this workspace, built if missing.
+fn showcall_binary() -> PathBuf {
+    // tests run from target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let binary = profile_dir.join("showcall");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "showcall-node", "--bin", "showcall"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the showcall binary failed");
+    }
+    binary
+}
+
+/// One `showcall run` process joined to the cluster.
+pub struct NodeProcess {
+    pub id: String,
+    child: Child,
+    pub signal_url: String,
+    pub grpc_url: String,
+    pub output: Vec<String>,
+}
+
+/// How a node process is started.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub lease_ttl: &'static str,
+    pub partitions: u32,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            lease_ttl: "2s",
+            partitions: 64,
+        }
+    }
+}
+
+impl NodeProcess {
+    /// Starts a node and waits until it has joined (it prints its endpoints after registering).
+    pub async fn start(etcd: &Etcd, id: &str, options: &NodeOptions) -> NodeProcess {
+        match Self::try_start(etcd, id, options).await {
+            Ok(node) => node,
+            Err(output) => panic!("node {id} did not start:\n{output}"),
+        }
+    }
+
+    /// Starts a node; `Err` with its output when it exits before joining.
+    pub async fn try_start(
+        etcd: &Etcd,
+        id: &str,
+        options: &NodeOptions,
+    ) -> Result<NodeProcess, String> {
+        let mut child = Command::new(showcall_binary())
+            .arg("run")
+            .args(["--node-id", id])
+            .args(["--signal-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--media-addr", "127.0.0.1:0"])
+            .args(["--etcd", &etcd.url])
+            .env("SHOWCALL_LEASE_TTL", options.lease_ttl)
+            .env("SHOWCALL_PARTITIONS", options.partitions.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("showcall starts");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let errors = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut seen = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if seen.len() < 200 {
+                    seen.push(line);
+                }
+            }
+            seen
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let mut output = Vec::new();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    let done = line.contains("health (HTTP)");
+                    output.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = child.wait().await;
+                    let stderr = errors.await.unwrap_or_default();
+                    return Err(format!("{}\n{}", output.join("\n"), stderr.join("\n")));
+                }
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let find = |label: &str| {
+            output
+                .iter()
+                .find(|l| l.contains(label))
+                .and_then(|l| l.split_whitespace().last())
+                .unwrap_or_else(|| panic!("node printed no {label}: {output:?}"))
+                .to_owned()
+        };
+        let signal_url = find("signaling (WebSocket)");
+        let grpc_url = find("business API (gRPC)");
+        Ok(NodeProcess {
+            id: id.to_owned(),
+            child,
+            signal_url,
+            grpc_url,
+            output,
+        })
+    }
+
+    /// `GetNodeInfo`, or `None` when the node does not answer (killed, or not serving gRPC).
+    pub async fn info(&self) -> Option<NodeInfo> {
+        let mut client = AdminClient::connect(self.grpc_url.clone()).await.ok()?;
+        client
+            .get_node_info(GetNodeInfoRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// SIGKILL: the node stops at once, without leaving the cluster.
+    pub async fn kill(mut self) {
+        signal(self.child.id().expect("node is running"), "KILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing with the last observation after `limit` (a guard
+/// against a hang, not a timing assertion: the tests print how long convergence took).
+pub async fn eventually<T, O: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, O>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(observed) => {
+                assert!(
+                    started.elapsed() < limit,
+                    "{what}: not reached within {limit:?}; last seen: {observed:#?}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
