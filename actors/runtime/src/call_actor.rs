@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
 use crate::keys::AppId;
-use crate::messages::{CallMsg, ChannelMsg, Traced, UserMsg};
+use crate::messages::CallMsg;
 use crate::session::CommandOk;
 
 /// See the module docs.
@@ -115,17 +115,16 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 };
                 if let Err(e) = state
                     .hub
-                    .channel_or_open(&state.app, &channel, Some(kind))
+                    .open_call_channel(&state.app, &channel, kind)
                     .await
                 {
                     tracing::error!(call_id = %state.machine.id(), error = %e, "call channel failed to open");
                 }
             }
             CallEffect::Ring { callee, info } => {
-                let delivered = state.hub.user(&state.app, &callee).is_some_and(|u| {
-                    u.cast(UserMsg::Input(Traced::new(UserInput::Ring { info })))
-                        .is_ok()
-                });
+                let delivered = state
+                    .hub
+                    .send_user(&state.app, &callee, UserInput::Ring { info });
                 if !delivered {
                     // Nobody to ring: the caller hears so at once, not after the timeout.
                     let now = state.hub.now_ms();
@@ -138,13 +137,10 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 }
             }
             CallEffect::Notify { to, update } => {
-                if let Some(user) = state.hub.user(&state.app, &to) {
-                    let call_id = state.machine.id().clone();
-                    let _ = user.cast(UserMsg::Input(Traced::new(UserInput::CallUpdate {
-                        call_id,
-                        update,
-                    })));
-                }
+                let call_id = state.machine.id().clone();
+                state
+                    .hub
+                    .send_user(&state.app, &to, UserInput::CallUpdate { call_id, update });
             }
             CallEffect::SetTimer { after_ms, .. } => {
                 let handle = myself.send_after(Duration::from_millis(after_ms), || {
@@ -188,7 +184,5 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
 }
 
 fn send_channel(state: &CallState, channel: &showcall_machines::ChannelName, input: ChannelInput) {
-    if let Some(actor) = state.hub.channel(&state.app, channel) {
-        let _ = actor.cast(ChannelMsg::Input(Traced::new(input)));
-    }
+    state.hub.send_channel(&state.app, channel, input);
 }

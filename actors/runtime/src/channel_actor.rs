@@ -10,7 +10,7 @@ use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Rol
 use crate::error::CommandError;
 use crate::hub::Hub;
 use crate::keys::AppId;
-use crate::messages::{CallMsg, ChannelMsg, Responder, Traced, UserMsg};
+use crate::messages::{ChannelMsg, Responder};
 use crate::ports::MediaRefusal;
 use crate::session::CommandOk;
 
@@ -88,11 +88,10 @@ impl Actor for ChannelActor {
             ChannelMsg::MediaFlowing { from } => {
                 if let ChannelKind::Call { call, .. } = state.machine.kind()
                     && state.machine.member(&from).is_some()
-                    && let Some(actor) = state.hub.call(call)
                 {
-                    let _ = actor.cast(CallMsg::Input(Traced::new(CallInput::MediaFlowing {
-                        from,
-                    })));
+                    state
+                        .hub
+                        .send_call(&state.app, call, CallInput::MediaFlowing { from });
                 }
             }
         }
@@ -170,13 +169,11 @@ async fn join(
         .member(&user)
         .expect("just joined: member exists");
     // The user actor records the membership before any update for the channel reaches it.
-    if let Some(actor) = state.hub.user(&state.app, &user) {
-        let joined = UserInput::ChannelJoined {
-            channel: channel.clone(),
-            role: member.role,
-        };
-        let _ = actor.cast(UserMsg::Input(Traced::new(joined)));
-    }
+    let joined = UserInput::ChannelJoined {
+        channel: channel.clone(),
+        role: member.role,
+    };
+    state.hub.send_user(&state.app, &user, joined);
     let _ = reply.send(Ok(CommandOk::Joined {
         channel,
         role: member.role,
@@ -193,10 +190,8 @@ async fn join(
     for effect in fx {
         match effect {
             ChannelEffect::CallMemberJoined { call, user } => {
-                if let Some(actor) = state.hub.call(&call) {
-                    let input = CallInput::ChannelJoined { user, media };
-                    let _ = actor.cast(CallMsg::Input(Traced::new(input)));
-                }
+                let input = CallInput::ChannelJoined { user, media };
+                state.hub.send_call(&state.app, &call, input);
             }
             other => run(myself, state, vec![other]),
         }
@@ -240,35 +235,27 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
     for effect in fx {
         match effect {
             ChannelEffect::Deliver { to, update } => {
-                if let Some(actor) = state.hub.user(&state.app, &to) {
-                    let input = UserInput::ChannelUpdate {
-                        channel: channel.clone(),
-                        update,
-                    };
-                    let _ = actor.cast(UserMsg::Input(Traced::new(input)));
-                }
+                let input = UserInput::ChannelUpdate {
+                    channel: channel.clone(),
+                    update,
+                };
+                state.hub.send_user(&state.app, &to, input);
             }
             ChannelEffect::CallMemberJoined { call, user } => {
                 // Joins from `join` carry their media flag; this path is only a rejoin without a session.
-                if let Some(actor) = state.hub.call(&call) {
-                    let input = CallInput::ChannelJoined { user, media: false };
-                    let _ = actor.cast(CallMsg::Input(Traced::new(input)));
-                }
+                let input = CallInput::ChannelJoined { user, media: false };
+                state.hub.send_call(&state.app, &call, input);
             }
             ChannelEffect::CallMemberLeft { call, user } => {
-                if let Some(actor) = state.hub.call(&call) {
-                    let _ =
-                        actor.cast(CallMsg::Input(Traced::new(CallInput::ChannelLeft { user })));
-                }
+                let input = CallInput::ChannelLeft { user };
+                state.hub.send_call(&state.app, &call, input);
             }
             ChannelEffect::Removed { user } => {
                 close_media(state, &user);
-                if let Some(actor) = state.hub.user(&state.app, &user) {
-                    let input = UserInput::ChannelRemoved {
-                        channel: channel.clone(),
-                    };
-                    let _ = actor.cast(UserMsg::Input(Traced::new(input)));
-                }
+                let input = UserInput::ChannelRemoved {
+                    channel: channel.clone(),
+                };
+                state.hub.send_user(&state.app, &user, input);
             }
             ChannelEffect::RequestKeyframe { from } => {
                 state

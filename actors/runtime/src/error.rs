@@ -5,7 +5,7 @@ use showcall_machines::{CallError, ChannelError, UserError};
 use thiserror::Error;
 
 /// A refused client command. Nothing changed on the server.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     #[error("prepare for calls first")]
     NotPrepared,

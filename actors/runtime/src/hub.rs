@@ -1,8 +1,8 @@
 //! `Hub`: the node's registry of local actors and its router to them.
 //!
 //! Every actor is found by its [`ActorKey`] through here. A key's owner comes from the [`Placement`] port;
-//! on a single node that is always this node and delivery is a local mailbox send. The cluster issue adds
-//! remote delivery for keys owned elsewhere behind the same methods.
+//! on a single node that is always this node and delivery is a local mailbox send; in a cluster a key
+//! owned elsewhere goes to its owner through the [`Courier`] (`crate::routing` has the routing methods).
 //!
 //! Get-or-spawn is serialised by one async lock so a key never gets two actors; lookups take a short
 //! synchronous lock and never wait.
@@ -23,7 +23,8 @@ use crate::error::CommandError;
 use crate::keys::{AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{CallRecordSink, LogRecords, MediaControl, NoMedia, Placement};
-use crate::session::{LoginOk, Session, SessionSink, flatten};
+use crate::remote::{Courier, NoCourier};
+use crate::session::ConnectionInbox;
 use crate::user_actor::UserActor;
 
 /// What a hub is built from.
@@ -33,6 +34,8 @@ pub struct HubParts {
     pub placement: Arc<dyn Placement>,
     pub media: Arc<dyn MediaControl>,
     pub records: Arc<dyn CallRecordSink>,
+    /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
+    pub courier: Arc<dyn Courier>,
 }
 
 impl HubParts {
@@ -43,6 +46,7 @@ impl HubParts {
             placement: Arc::new(crate::ports::LocalPlacement::new(node)),
             media: Arc::new(NoMedia),
             records: Arc::new(LogRecords),
+            courier: Arc::new(NoCourier),
         }
     }
 }
@@ -50,20 +54,28 @@ impl HubParts {
 type UserKey = (AppId, UserId);
 type ChannelKey = (AppId, ChannelName);
 
-struct Inner {
-    parts: HubParts,
+/// Completes a request parked for another node's answer (deserializes the answer for its port).
+pub(crate) type Pending = Box<dyn FnOnce(serde_json::Value) + Send>;
+
+pub(crate) struct Inner {
+    pub(crate) parts: HubParts,
     clock: Clock,
-    users: Mutex<HashMap<UserKey, ActorRef<UserMsg>>>,
-    calls: Mutex<HashMap<CallId, ActorRef<CallMsg>>>,
-    channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
+    pub(crate) users: Mutex<HashMap<UserKey, ActorRef<UserMsg>>>,
+    pub(crate) calls: Mutex<HashMap<CallId, ActorRef<CallMsg>>>,
+    pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
     spawn_lock: tokio::sync::Mutex<()>,
     next_conn: AtomicU64,
+    /// Requests waiting for another node's answer, by request id.
+    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    /// Connections of this node whose user actor lives elsewhere, by sink id.
+    pub(crate) remote_sinks: Mutex<HashMap<u64, ConnectionInbox>>,
+    pub(crate) next_id: AtomicU64,
 }
 
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -74,7 +86,7 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned map means an actor panicked mid-insert; the map itself is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -89,7 +101,12 @@ impl Hub {
                 calls: Mutex::default(),
                 channels: Mutex::default(),
                 spawn_lock: tokio::sync::Mutex::new(()),
-                next_conn: AtomicU64::new(1),
+                // Connection numbers must differ across nodes (a user's connections on two gateways meet
+                // in one user actor): a random prefix per node, then a counter.
+                next_conn: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
+                pending: Mutex::default(),
+                remote_sinks: Mutex::default(),
+                next_id: AtomicU64::new(1),
             }),
         }
     }
@@ -159,52 +176,7 @@ impl Hub {
         ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Logs a connection in as `user` (token already verified), resuming an away session if there is one.
-    pub async fn login(
-        &self,
-        app: AppId,
-        user: UserId,
-        conn: ConnId,
-        token_expires_at: Millis,
-        sink: SessionSink,
-    ) -> Result<(Session, LoginOk), CommandError> {
-        // An actor that is stopping can refuse the attach; the second attempt spawns a fresh one.
-        let mut last = CommandError::SessionClosed;
-        for _ in 0..2 {
-            let actor = self.user_or_spawn(&app, &user).await?;
-            let sink = sink.clone();
-            let result = actor
-                .call(
-                    |reply| UserMsg::Attach {
-                        conn,
-                        sink,
-                        token_expires_at,
-                        reply,
-                    },
-                    Some(crate::session::COMMAND_TIMEOUT),
-                )
-                .await;
-            match flatten(result) {
-                Ok(ok) => {
-                    let session = Session {
-                        app,
-                        user,
-                        conn,
-                        actor,
-                    };
-                    return Ok((session, ok));
-                }
-                Err(CommandError::SessionClosed) => {
-                    self.forget_user(&app, &user, actor.get_id());
-                    last = CommandError::SessionClosed;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    async fn user_or_spawn(
+    pub(crate) async fn user_or_spawn(
         &self,
         app: &AppId,
         user: &UserId,
@@ -224,7 +196,7 @@ impl Hub {
         Ok(actor)
     }
 
-    /// The user's actor, if the user has a session.
+    /// The user's actor on this node, if the user has a session here.
     pub fn user(&self, app: &AppId, user: &UserId) -> Option<ActorRef<UserMsg>> {
         lock(&self.inner.users)
             .get(&(app.clone(), user.clone()))
@@ -240,8 +212,8 @@ impl Hub {
         }
     }
 
-    /// Starts a call actor; it rings the callee itself.
-    pub(crate) async fn spawn_call(
+    /// Starts a call actor here; it rings the callee itself.
+    pub(crate) async fn spawn_call_here(
         &self,
         app: AppId,
         setup: CallSetup,
@@ -262,7 +234,7 @@ impl Hub {
         lock(&self.inner.calls).remove(id);
     }
 
-    /// The channel's actor; a live channel is opened on first use, a call channel only by its call.
+    /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.
     pub(crate) async fn channel_or_open(
         &self,
         app: &AppId,

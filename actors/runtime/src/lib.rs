@@ -9,6 +9,7 @@
 //! - [`user_actor`], [`call_actor`], [`channel_actor`]: one actor kind each.
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
+//! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,8 @@ pub mod ids;
 pub mod keys;
 pub mod messages;
 pub mod ports;
+pub mod remote;
+mod routing;
 pub mod session;
 pub mod user_actor;
 
@@ -28,4 +31,6 @@ pub use clock::Clock;
 pub use error::CommandError;
 pub use hub::{Hub, HubParts};
 pub use keys::{ActorKey, AppId, NodeId};
-pub use session::{CommandOk, LoginOk, Outbound, Session, SessionSink, UserCommand};
+pub use messages::SessionSink;
+pub use remote::{Courier, Envelope};
+pub use session::{CommandOk, ConnectionInbox, LoginOk, Outbound, Session, UserCommand};

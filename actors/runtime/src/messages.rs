@@ -1,20 +1,93 @@
 //! The messages each actor accepts.
 //!
 //! Messages between actors carry machine inputs (`Traced<…>`), which are plain serde data with the
-//! sender's trace context, so the cluster issue can put them in node-to-node envelopes unchanged. Requests
-//! from a client carry a reply port; the cluster issue adds a remote responder beside it.
+//! sender's trace context, so they cross nodes in envelopes unchanged ([`crate::remote`]). Requests carry
+//! a [`Responder`] and logins a [`SessionSink`]: a local port or sink, or a handle on the node holding it.
+
+use std::sync::Arc;
 
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use showcall_machines::{
     CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
 };
+use tokio::sync::mpsc;
 
 use crate::error::CommandError;
-use crate::session::{CommandOk, LoginOk, SessionSink, UserCommand};
+use crate::keys::NodeId;
+use crate::remote::{Body, Courier, Envelope, ReplyTo, SinkTo};
+use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 
-/// Where a client command's answer goes.
-pub type Responder<T> = RpcReplyPort<Result<T, CommandError>>;
+/// Where a client command's answer goes: a local reply port, or a request of another node.
+pub enum Responder<T> {
+    Local(RpcReplyPort<Result<T, CommandError>>),
+    Remote {
+        to: ReplyTo,
+        from: NodeId,
+        courier: Arc<dyn Courier>,
+    },
+}
+
+impl<T> From<RpcReplyPort<Result<T, CommandError>>> for Responder<T> {
+    fn from(port: RpcReplyPort<Result<T, CommandError>>) -> Self {
+        Responder::Local(port)
+    }
+}
+
+impl<T: Serialize> Responder<T> {
+    /// Answers; `Err` when nobody waits any more (the requester gave up or is gone).
+    pub fn send(self, answer: Result<T, CommandError>) -> Result<(), ()> {
+        match self {
+            Responder::Local(port) => port.send(answer).map_err(drop),
+            Responder::Remote { to, from, courier } => {
+                let result = serde_json::to_value(&answer).expect("answers are plain serde data");
+                courier.send(
+                    &to.node,
+                    Envelope {
+                        from,
+                        trace: TraceContext::default(),
+                        body: Body::Reply { id: to.id, result },
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Where a connection's events go: the local WebSocket task, or the gateway node holding it.
+#[derive(Clone, Debug)]
+pub enum SessionSink {
+    Local(mpsc::UnboundedSender<Outbound>),
+    Remote {
+        to: SinkTo,
+        from: NodeId,
+        courier: Arc<dyn Courier>,
+    },
+}
+
+impl SessionSink {
+    /// Hands `outbound` to the connection; `Err` when the local connection is gone.
+    pub fn send(&self, outbound: Outbound) -> Result<(), ()> {
+        match self {
+            SessionSink::Local(tx) => tx.send(outbound).map_err(drop),
+            SessionSink::Remote { to, from, courier } => {
+                courier.send(
+                    &to.node,
+                    Envelope {
+                        from: from.clone(),
+                        trace: TraceContext::default(),
+                        body: Body::Sink {
+                            id: to.id,
+                            outbound,
+                        },
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+}
 
 /// W3C trace context of the span that sent a message, so one call is one trace across actors and nodes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ractor::ActorRef;
+use serde::{Deserialize, Serialize};
 use showcall_machines::channel::ChannelView;
 use showcall_machines::user::{ActiveCall, CallCommand, CloseReason, Prepared, Pushed};
 use showcall_machines::{CallId, CallType, ChannelName, ConnId, Millis, Role, UserId};
@@ -12,13 +12,13 @@ use tokio::sync::mpsc;
 
 use crate::error::CommandError;
 use crate::keys::AppId;
-use crate::messages::UserMsg;
+use crate::hub::Hub;
 
 /// How long a command may wait for its actors before the client is told UNAVAILABLE.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a session's connection receives from its user actor.
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Outbound {
     /// Boxed so an idle session's channel stays small.
     Event(Box<Pushed>),
@@ -28,10 +28,10 @@ pub enum Outbound {
 
 /// The connection's inbox. Unbounded because the user actor must never block on a slow client; the
 /// gateway drops a connection whose socket stops draining it.
-pub type SessionSink = mpsc::UnboundedSender<Outbound>;
+pub type ConnectionInbox = mpsc::UnboundedSender<Outbound>;
 
 /// A client command, validated at the edge.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserCommand {
     Logout,
     RenewToken {
@@ -70,7 +70,7 @@ pub enum UserCommand {
 }
 
 /// A command's successful answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOk {
     Done,
     CallCreated {
@@ -87,7 +87,7 @@ pub enum CommandOk {
 }
 
 /// A successful login.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginOk {
     pub resumed: bool,
     pub token_expires_at: Millis,
@@ -99,10 +99,10 @@ pub struct LoginOk {
 /// One logged-in connection's handle on its user actor.
 #[derive(Clone, Debug)]
 pub struct Session {
+    pub(crate) hub: Hub,
     pub(crate) app: AppId,
     pub(crate) user: UserId,
     pub(crate) conn: ConnId,
-    pub(crate) actor: ActorRef<UserMsg>,
 }
 
 impl Session {
@@ -118,27 +118,17 @@ impl Session {
         self.conn
     }
 
-    /// Sends a command and waits for its answer.
+    /// Sends a command to the user's actor (on whichever node owns it) and waits for its answer.
     pub async fn command(&self, command: UserCommand) -> Result<CommandOk, CommandError> {
-        let conn = self.conn;
-        let result = self
-            .actor
-            .call(
-                |reply| UserMsg::Command {
-                    conn,
-                    command,
-                    reply,
-                },
-                Some(COMMAND_TIMEOUT),
-            )
-            .await;
-        flatten(result)
+        self.hub
+            .user_command(&self.app, &self.user, self.conn, command)
+            .await
     }
 
     /// The connection dropped: the session enters its grace period.
     pub fn connection_lost(&self) {
         // A stopped actor means the session already ended; nothing to tell.
-        let _ = self.actor.cast(UserMsg::ConnectionLost { conn: self.conn });
+        self.hub.connection_lost(&self.app, &self.user, self.conn);
     }
 }
 

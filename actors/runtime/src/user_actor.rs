@@ -12,9 +12,10 @@ use showcall_machines::{ConnId, UserId, UserMachine};
 use crate::error::CommandError;
 use crate::hub::Hub;
 use crate::keys::AppId;
-use crate::messages::{CallMsg, ChannelMsg, Responder, Traced, UserMsg};
+use crate::messages::{Responder, UserMsg};
 use crate::ports::MediaRefusal;
-use crate::session::{CommandOk, LoginOk, Outbound, SessionSink, UserCommand};
+use crate::messages::SessionSink;
+use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 
 /// See the module docs.
 pub struct UserActor;
@@ -257,28 +258,11 @@ async fn join_channel(
     offer: Option<String>,
     reply: Responder<CommandOk>,
 ) {
-    match state.hub.channel_or_open(&state.app, &channel, None).await {
-        Ok(actor) => {
-            let user = state.machine.user().clone();
-            // The channel may stop between lookup and send (its last member left): answer as busy.
-            if let Err(ractor::MessagingErr::SendErr(ChannelMsg::Join { reply, .. })) =
-                actor.cast(ChannelMsg::Join {
-                    user,
-                    role,
-                    may_publish,
-                    offer,
-                    reply,
-                })
-            {
-                let _ = reply.send(Err(CommandError::Unavailable(
-                    "channel is closing, try again".into(),
-                )));
-            }
-        }
-        Err(e) => {
-            let _ = reply.send(Err(e));
-        }
-    }
+    let user = state.machine.user().clone();
+    state
+        .hub
+        .join_channel(&state.app, &channel, user, role, may_publish, offer, reply)
+        .await;
 }
 
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
@@ -338,35 +322,20 @@ async fn run(
                 }
             }
             UserEffect::ToCall { call_id, input } => {
-                if let Some(call) = state.hub.call(&call_id) {
-                    let _ = call.cast(CallMsg::Input(Traced::new(input)));
-                }
+                state.hub.send_call(&state.app, &call_id, input);
             }
             UserEffect::CommandCall { call_id, input } => {
                 let Some(r) = reply.take() else { continue };
-                match state.hub.call(&call_id) {
-                    Some(call) => {
-                        if let Err(ractor::MessagingErr::SendErr(CallMsg::Command {
-                            reply, ..
-                        })) = call.cast(CallMsg::Command { input, reply: r })
-                        {
-                            let _ = reply.send(Err(CommandError::NoSuchCall));
-                        }
-                    }
-                    None => {
-                        let _ = r.send(Err(CommandError::NoSuchCall));
-                    }
-                }
+                state.hub.command_call(&state.app, &call_id, input, r);
             }
             UserEffect::JoinChannel { .. } => {
                 // Joins are sent by `command_input`, which holds the publish grant.
             }
             UserEffect::LeaveChannel { channel } => {
-                if let Some(actor) = state.hub.channel(&state.app, &channel) {
-                    let user = state.machine.user().clone();
-                    let _ =
-                        actor.cast(ChannelMsg::Input(Traced::new(ChannelInput::Leave { user })));
-                }
+                let user = state.machine.user().clone();
+                state
+                    .hub
+                    .send_channel(&state.app, &channel, ChannelInput::Leave { user });
             }
             UserEffect::SetTimer { timer, after_ms } => {
                 myself.send_after(Duration::from_millis(after_ms), move || {

@@ -12,7 +12,7 @@ pub mod server;
 pub mod service;
 
 pub use request::{AdminError, MAX_TTL_SECONDS, MintToken};
-pub use server::serve;
+pub use server::{serve, serve_with};
 pub use service::AdminService;
 /// What `GetNodeInfo` answers; the node fills it in (see [`AdminService::new`]).
 pub use showcall_proto::admin::NodeInfo;

@@ -19,6 +19,16 @@ pub async fn serve(
     service: AdminService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, service, |routes| routes, shutdown).await
+}
+
+/// [`serve`], with more gRPC services on the same port (the cluster's node link).
+pub async fn serve_with(
+    listener: TcpListener,
+    service: AdminService,
+    more: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     // The reporter starts with "" SERVING; the Admin service is added under its proto name.
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AdminServer<AdminService>>().await;
@@ -27,9 +37,9 @@ pub async fn serve(
     tracing::info!(addr = ?local_addr, "admin gRPC listening");
     // Small unary RPCs: Nagle would only add latency.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let routes = more(tonic::service::Routes::new(health).add_service(AdminServer::new(service)));
     let served = Server::builder()
-        .add_service(health)
-        .add_service(AdminServer::new(service))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     tracing::info!(addr = ?local_addr, "admin gRPC stopped");

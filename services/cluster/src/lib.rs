@@ -7,6 +7,7 @@
 //! - [`membership`]: [`Membership`], the task that registers this node under a lease, keeps it alive,
 //!   watches the cluster, claims and releases partitions, and fences itself when it cannot renew.
 //! - [`placement`]: [`EtcdPlacement`], the actors' `Placement` port on top of it.
+//! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
 //! - `<prefix>nodes/<node id>` → JSON [`NodeInfo`], bound to the node's lease;
@@ -14,12 +15,14 @@
 //!   transaction that checks the key does not exist (so a partition has at most one owner).
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod membership;
 pub mod partition;
 pub mod placement;
 pub mod rendezvous;
 pub mod view;
 
+pub use link::{LinkCourier, NodeLinkService};
 pub use membership::{ClusterConfig, ClusterError, Membership};
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;

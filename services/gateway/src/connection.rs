@@ -89,6 +89,8 @@ pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway) {
     {
         l.session.connection_lost();
     }
+    // When the user's actor lives on another node, stop relaying its events to this connection.
+    gw.hub.forget_remote_inbox(&tx);
 }
 
 fn close(code: u16, reason: &str) -> Message {

@@ -161,6 +161,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .await
         .context("joining the cluster through etcd")?;
         parts.placement = Arc::new(showcall_cluster::EtcdPlacement::new(membership.clone()));
+        parts.courier = Arc::new(showcall_cluster::LinkCourier::new(membership.clone()));
         Some(membership)
     };
     let hub = Hub::new(parts);
@@ -234,12 +235,19 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             partition_count,
         }
     });
+    let link_hub = membership.as_ref().map(|_| hub.clone());
     let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
         let stopped = async move {
             let _ = stop.changed().await;
         };
-        if let Err(e) = showcall_admin::serve(grpc, admin, stopped).await {
+        // In a cluster the same port carries the node link (envelopes from other nodes).
+        let node_link = link_hub.map(|hub| showcall_cluster::NodeLinkService::new(hub).into_server());
+        let more = move |routes: tonic::service::Routes| match node_link {
+            Some(link) => routes.add_service(link),
+            None => routes,
+        };
+        if let Err(e) = showcall_admin::serve_with(grpc, admin, more, stopped).await {
             tracing::error!(error = %e, "gRPC server failed");
         }
     });

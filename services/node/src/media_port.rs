@@ -1,7 +1,6 @@
 //! The actors' `MediaControl` port implemented on the str0m media router, and the task that carries the
 //! router's events back to the channel actors.
 
-use showcall_actors::messages::{ChannelMsg, Traced, UserMsg};
 use showcall_actors::ports::{AnswerApplied, MediaControl, MediaRefusal, SessionOpening};
 use showcall_actors::{AppId, Hub};
 use showcall_machines::user::UserInput;
@@ -115,11 +114,7 @@ pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaE
             MediaEvent::FirstFrame { from, .. } => {
                 let app = AppId(from.app);
                 let channel = ChannelName(from.channel);
-                if let Some(actor) = hub.channel(&app, &channel) {
-                    let _ = actor.cast(ChannelMsg::MediaFlowing {
-                        from: UserId(from.user),
-                    });
-                }
+                hub.media_flowing(&app, &channel, UserId(from.user));
             }
             MediaEvent::Offer {
                 key,
@@ -127,16 +122,14 @@ pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaE
                 sdp_offer,
             } => {
                 let app = AppId(key.app);
-                if let Some(actor) = hub.user(&app, &UserId(key.user)) {
-                    let update = UserInput::ChannelUpdate {
-                        channel: ChannelName(key.channel),
-                        update: ChannelUpdate::MediaOffer {
-                            sdp_offer,
-                            revision,
-                        },
-                    };
-                    let _ = actor.cast(UserMsg::Input(Traced::new(update)));
-                }
+                let update = UserInput::ChannelUpdate {
+                    channel: ChannelName(key.channel),
+                    update: ChannelUpdate::MediaOffer {
+                        sdp_offer,
+                        revision,
+                    },
+                };
+                hub.send_user(&app, &UserId(key.user), update);
             }
             MediaEvent::SessionClosed { key } => {
                 tracing::info!(app = %key.app, channel = %key.channel, user = %key.user, "media session closed");

@@ -1,0 +1,151 @@
+//! Location transparency: what crosses between nodes, and the port that carries it.
+//!
+//! An actor lives on the owner of its key's partition ([`crate::ports::Placement`]). The [`Hub`] routes
+//! every message: to the local registry when this node owns the key, otherwise as an [`Envelope`] handed
+//! to the [`Courier`] (the cluster's tonic link), which delivers it to the owner's hub in order per peer.
+//!
+//! Messages are the actors' own serde data. What cannot cross — a reply port, a connection's sink — is
+//! replaced by a handle on the node that holds it ([`ReplyTo`], [`SinkTo`]): the receiver answers or
+//! pushes with an envelope back to that node, which completes the port or writes to the connection. A
+//! reply forwarded again (gateway → user actor → call actor) keeps pointing at the gateway's node, so the
+//! answer goes there directly.
+//!
+//! [`Hub`]: crate::hub::Hub
+
+use std::fmt::Debug;
+
+use serde::{Deserialize, Serialize};
+use showcall_machines::{
+    CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
+    UserId, UserInput,
+};
+
+use crate::keys::{AppId, NodeId};
+use crate::messages::{TraceContext, Traced};
+use crate::session::{Outbound, UserCommand};
+
+/// Carries envelopes to other nodes; the cluster implements it on a tonic stream per peer.
+pub trait Courier: Send + Sync + Debug + 'static {
+    /// Sends `envelope` to `node`. Envelopes to one node arrive in the order sent; one that cannot be
+    /// delivered (the node is gone) is dropped and logged — requests then time out as UNAVAILABLE.
+    fn send(&self, node: &NodeId, envelope: Envelope);
+}
+
+/// A single node has no peers: nothing is ever routed away (placement says every key is local).
+#[derive(Debug, Default)]
+pub struct NoCourier;
+
+impl Courier for NoCourier {
+    fn send(&self, node: &NodeId, envelope: Envelope) {
+        tracing::error!(%node, ?envelope, "no route to another node on a single node");
+    }
+}
+
+/// Where an answer goes: request `id` of `node`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub node: NodeId,
+    pub id: u64,
+}
+
+/// A connection's event sink on another node (the gateway that holds the WebSocket).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkTo {
+    pub node: NodeId,
+    pub id: u64,
+}
+
+/// One message between nodes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub trace: TraceContext,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Body {
+    User {
+        app: AppId,
+        user: UserId,
+        msg: UserWire,
+    },
+    Call {
+        app: AppId,
+        id: CallId,
+        msg: CallWire,
+    },
+    Channel {
+        app: AppId,
+        channel: ChannelName,
+        msg: ChannelWire,
+    },
+    /// The answer to request `id` of the receiving node: a serialized `Result<T, CommandError>`.
+    Reply { id: u64, result: serde_json::Value },
+    /// Something for a connection held by the receiving node.
+    Sink { id: u64, outbound: Outbound },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum UserWire {
+    Attach {
+        conn: ConnId,
+        sink: SinkTo,
+        token_expires_at: Millis,
+        reply: ReplyTo,
+    },
+    Command {
+        conn: ConnId,
+        command: UserCommand,
+        reply: ReplyTo,
+    },
+    ConnectionLost {
+        conn: ConnId,
+    },
+    Input(Traced<UserInput>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CallWire {
+    /// Start the call actor (it rings the callee itself); answered `Done` once it runs.
+    Spawn { setup: CallSetup, reply: ReplyTo },
+    Input(Traced<CallInput>),
+    Command { input: CallInput, reply: ReplyTo },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ChannelWire {
+    /// Open a call's channel (answered once open, so the parties' joins find it).
+    Open { kind: ChannelKind, reply: ReplyTo },
+    Join {
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        offer: Option<String>,
+        reply: ReplyTo,
+    },
+    Input(Traced<ChannelInput>),
+    MediaFlowing { from: UserId },
+}
+
+impl Envelope {
+    /// The envelope's encoding on the wire (JSON: small, debuggable, and every message is serde data).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelopes are plain serde data")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The actor the envelope is for, as `ActorKey` text (for logs and the link's metadata).
+    pub fn target(&self) -> String {
+        match &self.body {
+            Body::User { app, user, .. } => format!("user/{app}/{user}"),
+            Body::Call { app, id, .. } => format!("call/{app}/{id}"),
+            Body::Channel { app, channel, .. } => format!("channel/{app}/{channel}"),
+            Body::Reply { id, .. } => format!("reply/{id}"),
+            Body::Sink { id, .. } => format!("sink/{id}"),
+        }
+    }
+}

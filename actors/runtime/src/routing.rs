@@ -1,0 +1,714 @@
+//! Routing: every message to an actor goes through these [`Hub`] methods, which deliver it to the local
+//! actor when this node owns the key's partition and otherwise send it to the owner ([`crate::remote`]).
+//!
+//! - A key whose partition has no owner right now (a handoff, or this node fenced) is not delivered:
+//!   notifications are dropped with a log line, requests fail with UNAVAILABLE ("try again"); the client
+//!   retries. Buffering them until the partition settles is a refinement left for later.
+//! - Requests to another node wait at most [`COMMAND_TIMEOUT`] for the answer.
+//! - On the receiving side, [`Hub::deliver`] does what the local path does: get-or-spawn where the local
+//!   path would, answer NO_SUCH_CALL / SESSION_CLOSED where the actor is missing, and tell a call that its
+//!   ring found no callee.
+
+use std::sync::atomic::Ordering;
+
+use ractor::MessagingErr;
+use serde::de::DeserializeOwned;
+use showcall_machines::call::Undeliverable;
+use showcall_machines::{
+    CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
+    UserId, UserInput,
+};
+use tokio::sync::oneshot;
+
+use crate::error::CommandError;
+use crate::hub::{Hub, lock};
+use crate::keys::{ActorKey, AppId, NodeId};
+use crate::messages::{CallMsg, ChannelMsg, Responder, SessionSink, Traced, UserMsg};
+use crate::remote::{Body, CallWire, ChannelWire, Envelope, ReplyTo, SinkTo, UserWire};
+use crate::session::{
+    COMMAND_TIMEOUT, CommandOk, ConnectionInbox, LoginOk, Session, UserCommand, flatten,
+};
+
+/// Where a key's actor runs.
+enum Route {
+    Here,
+    There(NodeId),
+    /// Between owners (or this node is fenced): not deliverable now.
+    Nowhere,
+}
+
+fn in_flux(key: &ActorKey) -> CommandError {
+    CommandError::Unavailable(format!("{key} is moving between nodes; try again"))
+}
+
+impl Hub {
+    fn route(&self, key: &ActorKey) -> Route {
+        let placement = &self.inner.parts.placement;
+        match placement.owner(key) {
+            Some(owner) if &owner == placement.this_node() => {
+                if placement.serves(key) {
+                    Route::Here
+                } else {
+                    Route::Nowhere
+                }
+            }
+            Some(owner) => Route::There(owner),
+            None => Route::Nowhere,
+        }
+    }
+
+    fn envelope(&self, body: Body) -> Envelope {
+        Envelope {
+            from: self.node().clone(),
+            trace: Default::default(),
+            body,
+        }
+    }
+
+    fn ship(&self, node: &NodeId, body: Body) {
+        self.inner.parts.courier.send(node, self.envelope(body));
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A handle another node can answer `responder` through.
+    fn park<T: DeserializeOwned + Send + 'static>(&self, responder: Responder<T>) -> ReplyTo {
+        match responder {
+            Responder::Remote { to, .. } => to,
+            Responder::Local(port) => {
+                let id = self.next_id();
+                let complete: crate::hub::Pending = Box::new(move |value| {
+                    let answer = serde_json::from_value::<Result<T, CommandError>>(value)
+                        .unwrap_or_else(|e| {
+                            Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
+                        });
+                    let _ = port.send(answer);
+                });
+                lock(&self.inner.pending).insert(id, complete);
+                ReplyTo {
+                    node: self.node().clone(),
+                    id,
+                }
+            }
+        }
+    }
+
+    /// A responder that answers request `to` of another node.
+    fn responder<T>(&self, to: ReplyTo) -> Responder<T> {
+        Responder::Remote {
+            to,
+            from: self.node().clone(),
+            courier: self.inner.parts.courier.clone(),
+        }
+    }
+
+    /// Sends a request to `node` and waits for the answer.
+    async fn request<T: DeserializeOwned + Send + 'static>(
+        &self,
+        node: &NodeId,
+        body: impl FnOnce(ReplyTo) -> Body,
+    ) -> Result<T, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id();
+        let complete: crate::hub::Pending = Box::new(move |value| {
+            let answer = serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(
+                |e| Err(CommandError::Unavailable(format!("unreadable answer: {e}"))),
+            );
+            let _ = tx.send(answer);
+        });
+        lock(&self.inner.pending).insert(id, complete);
+        self.ship(
+            node,
+            body(ReplyTo {
+                node: self.node().clone(),
+                id,
+            }),
+        );
+        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => {
+                lock(&self.inner.pending).remove(&id);
+                Err(CommandError::Unavailable(format!(
+                    "node {node} did not answer in time"
+                )))
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Users
+    // ---------------------------------------------------------------------------------------------
+
+    /// Logs a connection in as `user` (token already verified), resuming an away session if there is one.
+    /// The user's actor may live on another node; `inbox` is where this connection's events arrive.
+    pub async fn login(
+        &self,
+        app: AppId,
+        user: UserId,
+        conn: ConnId,
+        token_expires_at: Millis,
+        inbox: ConnectionInbox,
+    ) -> Result<(Session, LoginOk), CommandError> {
+        let key = ActorKey::User(app.clone(), user.clone());
+        let ok = match self.route(&key) {
+            Route::Here => {
+                self.attach_here(&app, &user, conn, token_expires_at, SessionSink::Local(inbox))
+                    .await?
+            }
+            Route::There(node) => {
+                let sink_id = self.next_id();
+                lock(&self.inner.remote_sinks).insert(sink_id, inbox);
+                let sink = SinkTo {
+                    node: self.node().clone(),
+                    id: sink_id,
+                };
+                let (a, u) = (app.clone(), user.clone());
+                let answer = self
+                    .request(&node, move |reply| Body::User {
+                        app: a,
+                        user: u,
+                        msg: UserWire::Attach {
+                            conn,
+                            sink,
+                            token_expires_at,
+                            reply,
+                        },
+                    })
+                    .await;
+                if answer.is_err() {
+                    lock(&self.inner.remote_sinks).remove(&sink_id);
+                }
+                answer?
+            }
+            Route::Nowhere => return Err(in_flux(&key)),
+        };
+        let session = Session {
+            hub: self.clone(),
+            app,
+            user,
+            conn,
+        };
+        Ok((session, ok))
+    }
+
+    async fn attach_here(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        conn: ConnId,
+        token_expires_at: Millis,
+        sink: SessionSink,
+    ) -> Result<LoginOk, CommandError> {
+        // An actor that is stopping can refuse the attach; the second attempt spawns a fresh one.
+        let mut last = CommandError::SessionClosed;
+        for _ in 0..2 {
+            let actor = self.user_or_spawn(app, user).await?;
+            let sink = sink.clone();
+            let result = actor
+                .call(
+                    |reply| UserMsg::Attach {
+                        conn,
+                        sink,
+                        token_expires_at,
+                        reply: reply.into(),
+                    },
+                    Some(COMMAND_TIMEOUT),
+                )
+                .await;
+            match flatten(result) {
+                Ok(ok) => return Ok(ok),
+                Err(CommandError::SessionClosed) => {
+                    self.forget_user(app, user, actor.get_id());
+                    last = CommandError::SessionClosed;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// A client command from connection `conn` to its user actor, wherever it lives.
+    pub(crate) async fn user_command(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        conn: ConnId,
+        command: UserCommand,
+    ) -> Result<CommandOk, CommandError> {
+        let key = ActorKey::User(app.clone(), user.clone());
+        match self.route(&key) {
+            Route::Here => {
+                let Some(actor) = self.user(app, user) else {
+                    return Err(CommandError::SessionClosed);
+                };
+                let result = actor
+                    .call(
+                        |reply| UserMsg::Command {
+                            conn,
+                            command,
+                            reply: reply.into(),
+                        },
+                        Some(COMMAND_TIMEOUT),
+                    )
+                    .await;
+                flatten(result)
+            }
+            Route::There(node) => {
+                let (a, u) = (app.clone(), user.clone());
+                self.request(&node, move |reply| Body::User {
+                    app: a,
+                    user: u,
+                    msg: UserWire::Command {
+                        conn,
+                        command,
+                        reply,
+                    },
+                })
+                .await
+            }
+            Route::Nowhere => Err(in_flux(&key)),
+        }
+    }
+
+    /// Connection `conn` dropped without logging out.
+    pub(crate) fn connection_lost(&self, app: &AppId, user: &UserId, conn: ConnId) {
+        self.send_user_msg(app, user, UserWire::ConnectionLost { conn }, |_| {
+            UserMsg::ConnectionLost { conn }
+        });
+    }
+
+    /// Stops relaying to a connection whose user actor lives elsewhere (the connection ended).
+    pub fn forget_remote_inbox(&self, inbox: &ConnectionInbox) {
+        lock(&self.inner.remote_sinks).retain(|_, tx| !tx.same_channel(inbox));
+    }
+
+    /// A notification to a user actor. `true` when it was delivered here or sent to the owner; `false`
+    /// when the user has no actor here (no session) or the key is between owners.
+    pub fn send_user(&self, app: &AppId, user: &UserId, input: UserInput) -> bool {
+        let traced = Traced::new(input);
+        self.send_user_msg(app, user, UserWire::Input(traced.clone()), move |_| {
+            UserMsg::Input(traced)
+        })
+    }
+
+    fn send_user_msg(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        wire: UserWire,
+        local: impl FnOnce(()) -> UserMsg,
+    ) -> bool {
+        let key = ActorKey::User(app.clone(), user.clone());
+        match self.route(&key) {
+            Route::Here => self
+                .user(app, user)
+                .is_some_and(|actor| actor.cast(local(())).is_ok()),
+            Route::There(node) => {
+                self.ship(
+                    &node,
+                    Body::User {
+                        app: app.clone(),
+                        user: user.clone(),
+                        msg: wire,
+                    },
+                );
+                true
+            }
+            Route::Nowhere => {
+                tracing::warn!(%key, "message dropped: the user's partition is between owners");
+                false
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Calls
+    // ---------------------------------------------------------------------------------------------
+
+    /// Starts a call's actor on the owner of its key; it rings the callee itself.
+    pub(crate) async fn spawn_call(&self, app: AppId, setup: CallSetup) -> Result<(), CommandError> {
+        let key = ActorKey::Call(app.clone(), setup.id.clone());
+        match self.route(&key) {
+            Route::Here => self.spawn_call_here(app, setup).await,
+            Route::There(node) => {
+                let done: CommandOk = self
+                    .request(&node, move |reply| Body::Call {
+                        app,
+                        id: setup.id.clone(),
+                        msg: CallWire::Spawn { setup, reply },
+                    })
+                    .await?;
+                let _ = done;
+                Ok(())
+            }
+            Route::Nowhere => Err(in_flux(&key)),
+        }
+    }
+
+    /// A notification to a call actor.
+    pub fn send_call(&self, app: &AppId, call: &CallId, input: CallInput) {
+        let key = ActorKey::Call(app.clone(), call.clone());
+        let traced = Traced::new(input);
+        match self.route(&key) {
+            Route::Here => {
+                if let Some(actor) = self.call(call) {
+                    let _ = actor.cast(CallMsg::Input(traced));
+                }
+            }
+            Route::There(node) => self.ship(
+                &node,
+                Body::Call {
+                    app: app.clone(),
+                    id: call.clone(),
+                    msg: CallWire::Input(traced),
+                },
+            ),
+            Route::Nowhere => {
+                tracing::warn!(%key, "message dropped: the call's partition is between owners")
+            }
+        }
+    }
+
+    /// A client command for a call; the call machine's verdict is the answer.
+    pub(crate) fn command_call(
+        &self,
+        app: &AppId,
+        call: &CallId,
+        input: CallInput,
+        reply: Responder<CommandOk>,
+    ) {
+        let key = ActorKey::Call(app.clone(), call.clone());
+        match self.route(&key) {
+            Route::Here => self.command_call_here(call, input, reply),
+            Route::There(node) => {
+                let reply = self.park(reply);
+                self.ship(
+                    &node,
+                    Body::Call {
+                        app: app.clone(),
+                        id: call.clone(),
+                        msg: CallWire::Command { input, reply },
+                    },
+                );
+            }
+            Route::Nowhere => {
+                let _ = reply.send(Err(in_flux(&key)));
+            }
+        }
+    }
+
+    fn command_call_here(&self, call: &CallId, input: CallInput, reply: Responder<CommandOk>) {
+        match self.call(call) {
+            Some(actor) => {
+                if let Err(MessagingErr::SendErr(CallMsg::Command { reply, .. })) =
+                    actor.cast(CallMsg::Command { input, reply })
+                {
+                    let _ = reply.send(Err(CommandError::NoSuchCall));
+                }
+            }
+            None => {
+                let _ = reply.send(Err(CommandError::NoSuchCall));
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Channels
+    // ---------------------------------------------------------------------------------------------
+
+    /// Opens a call's private channel on its owner, waiting until it is open.
+    pub(crate) async fn open_call_channel(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        kind: ChannelKind,
+    ) -> Result<(), CommandError> {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        match self.route(&key) {
+            Route::Here => self.channel_or_open(app, channel, Some(kind)).await.map(drop),
+            Route::There(node) => {
+                let (a, c) = (app.clone(), channel.clone());
+                let _: CommandOk = self
+                    .request(&node, move |reply| Body::Channel {
+                        app: a,
+                        channel: c,
+                        msg: ChannelWire::Open { kind, reply },
+                    })
+                    .await?;
+                Ok(())
+            }
+            Route::Nowhere => Err(in_flux(&key)),
+        }
+    }
+
+    /// Asks a channel to admit `user` (opening a live channel on first use); the channel answers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn join_channel(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        offer: Option<String>,
+        reply: Responder<CommandOk>,
+    ) {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        match self.route(&key) {
+            Route::Here => {
+                self.join_here(app, channel, user, role, may_publish, offer, reply)
+                    .await
+            }
+            Route::There(node) => {
+                let reply = self.park(reply);
+                self.ship(
+                    &node,
+                    Body::Channel {
+                        app: app.clone(),
+                        channel: channel.clone(),
+                        msg: ChannelWire::Join {
+                            user,
+                            role,
+                            may_publish,
+                            offer,
+                            reply,
+                        },
+                    },
+                );
+            }
+            Route::Nowhere => {
+                let _ = reply.send(Err(in_flux(&key)));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn join_here(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        offer: Option<String>,
+        reply: Responder<CommandOk>,
+    ) {
+        match self.channel_or_open(app, channel, None).await {
+            Ok(actor) => {
+                // The channel may stop between lookup and send (its last member left): answer as busy.
+                if let Err(MessagingErr::SendErr(ChannelMsg::Join { reply, .. })) =
+                    actor.cast(ChannelMsg::Join {
+                        user,
+                        role,
+                        may_publish,
+                        offer,
+                        reply,
+                    })
+                {
+                    let _ = reply.send(Err(CommandError::Unavailable(
+                        "channel is closing, try again".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// A notification to a channel actor (only if the channel is open).
+    pub fn send_channel(&self, app: &AppId, channel: &ChannelName, input: ChannelInput) {
+        let traced = Traced::new(input);
+        self.send_channel_msg(app, channel, ChannelWire::Input(traced.clone()), move || {
+            ChannelMsg::Input(traced)
+        });
+    }
+
+    /// The media router forwarded `from`'s first frame in `channel`.
+    pub fn media_flowing(&self, app: &AppId, channel: &ChannelName, from: UserId) {
+        let wire = ChannelWire::MediaFlowing { from: from.clone() };
+        self.send_channel_msg(app, channel, wire, move || ChannelMsg::MediaFlowing { from });
+    }
+
+    fn send_channel_msg(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        wire: ChannelWire,
+        local: impl FnOnce() -> ChannelMsg,
+    ) {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        match self.route(&key) {
+            Route::Here => {
+                if let Some(actor) = self.channel(app, channel) {
+                    let _ = actor.cast(local());
+                }
+            }
+            Route::There(node) => self.ship(
+                &node,
+                Body::Channel {
+                    app: app.clone(),
+                    channel: channel.clone(),
+                    msg: wire,
+                },
+            ),
+            Route::Nowhere => {
+                tracing::warn!(%key, "message dropped: the channel's partition is between owners")
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Receiving
+    // ---------------------------------------------------------------------------------------------
+
+    /// Carries out an envelope from another node, in the order its link received it.
+    pub async fn deliver(&self, envelope: Envelope) {
+        let from = envelope.from.clone();
+        match envelope.body {
+            Body::Reply { id, result } => {
+                let pending = lock(&self.inner.pending).remove(&id);
+                match pending {
+                    Some(complete) => complete(result),
+                    None => tracing::debug!(id, %from, "late answer dropped"),
+                }
+            }
+            Body::Sink { id, outbound } => {
+                let closing = matches!(outbound, crate::session::Outbound::Close(_));
+                let mut sinks = lock(&self.inner.remote_sinks);
+                if let Some(tx) = sinks.get(&id) {
+                    let _ = tx.send(outbound);
+                }
+                if closing {
+                    sinks.remove(&id);
+                }
+            }
+            Body::User { app, user, msg } => self.deliver_user(app, user, msg).await,
+            Body::Call { app, id, msg } => self.deliver_call(app, id, msg).await,
+            Body::Channel { app, channel, msg } => self.deliver_channel(app, channel, msg).await,
+        }
+    }
+
+    async fn deliver_user(&self, app: AppId, user: UserId, msg: UserWire) {
+        match msg {
+            UserWire::Attach {
+                conn,
+                sink,
+                token_expires_at,
+                reply,
+            } => {
+                let responder: Responder<LoginOk> = self.responder(reply);
+                let sink = SessionSink::Remote {
+                    to: sink,
+                    from: self.node().clone(),
+                    courier: self.inner.parts.courier.clone(),
+                };
+                // Attaching waits for the user actor; off the link's loop so other envelopes go on.
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    let answer = hub
+                        .attach_here(&app, &user, conn, token_expires_at, sink)
+                        .await;
+                    let _ = responder.send(answer);
+                });
+            }
+            UserWire::Command {
+                conn,
+                command,
+                reply,
+            } => {
+                let responder: Responder<CommandOk> = self.responder(reply);
+                match self.user(&app, &user) {
+                    Some(actor) => {
+                        if let Err(MessagingErr::SendErr(UserMsg::Command { reply, .. })) =
+                            actor.cast(UserMsg::Command {
+                                conn,
+                                command,
+                                reply: responder,
+                            })
+                        {
+                            let _ = reply.send(Err(CommandError::SessionClosed));
+                        }
+                    }
+                    None => {
+                        let _ = responder.send(Err(CommandError::SessionClosed));
+                    }
+                }
+            }
+            UserWire::ConnectionLost { conn } => {
+                if let Some(actor) = self.user(&app, &user) {
+                    let _ = actor.cast(UserMsg::ConnectionLost { conn });
+                }
+            }
+            UserWire::Input(traced) => {
+                let ring = match &traced.payload {
+                    UserInput::Ring { info } => Some(info.call_id.clone()),
+                    _ => None,
+                };
+                let delivered = self
+                    .user(&app, &user)
+                    .is_some_and(|actor| actor.cast(UserMsg::Input(traced)).is_ok());
+                if !delivered && let Some(call) = ring {
+                    // Nobody to ring here: the call hears so at once, as on one node.
+                    self.send_call(
+                        &app,
+                        &call,
+                        CallInput::Undeliverable(Undeliverable::Offline),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn deliver_call(&self, app: AppId, id: CallId, msg: CallWire) {
+        match msg {
+            CallWire::Spawn { setup, reply } => {
+                let responder: Responder<CommandOk> = self.responder(reply);
+                let answer = self.spawn_call_here(app, setup).await;
+                let _ = responder.send(answer.map(|()| CommandOk::Done));
+            }
+            CallWire::Input(traced) => {
+                if let Some(actor) = self.call(&id) {
+                    let _ = actor.cast(CallMsg::Input(traced));
+                }
+            }
+            CallWire::Command { input, reply } => {
+                self.command_call_here(&id, input, self.responder(reply));
+            }
+        }
+    }
+
+    async fn deliver_channel(&self, app: AppId, channel: ChannelName, msg: ChannelWire) {
+        match msg {
+            ChannelWire::Open { kind, reply } => {
+                let responder: Responder<CommandOk> = self.responder(reply);
+                let answer = self.channel_or_open(&app, &channel, Some(kind)).await;
+                let _ = responder.send(answer.map(|_| CommandOk::Done));
+            }
+            ChannelWire::Join {
+                user,
+                role,
+                may_publish,
+                offer,
+                reply,
+            } => {
+                let responder = self.responder(reply);
+                self.join_here(&app, &channel, user, role, may_publish, offer, responder)
+                    .await;
+            }
+            ChannelWire::Input(traced) => {
+                if let Some(actor) = self.channel(&app, &channel) {
+                    let _ = actor.cast(ChannelMsg::Input(traced));
+                }
+            }
+            ChannelWire::MediaFlowing { from } => {
+                if let Some(actor) = self.channel(&app, &channel) {
+                    let _ = actor.cast(ChannelMsg::MediaFlowing { from });
+                }
+            }
+        }
+    }
+}
+

@@ -1,0 +1,143 @@
+//! The node link: actor envelopes between nodes over tonic.
+//!
+//! [`LinkCourier`] is the actors' `Courier`: one client stream per peer node, opened on first use to the
+//! peer's advertised gRPC address (from the cluster view) and kept open; envelopes to a peer go through
+//! one unbounded queue into that stream, so they arrive in the order sent. When the stream breaks
+//! (the peer died or restarted) the queue is dropped with whatever it held — requests among them time out
+//! as UNAVAILABLE — and the next envelope opens a new stream.
+//!
+//! [`NodeLinkService`] is the receiving side: it decodes each envelope and hands it to the hub, one after
+//! another, so per-peer order holds end to end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use showcall_actors::remote::{Courier, Envelope};
+use showcall_actors::{Hub, NodeId};
+use showcall_proto::node as pb;
+use showcall_proto::node::node_link_client::NodeLinkClient;
+use showcall_proto::node::node_link_server::{NodeLink, NodeLinkServer};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::membership::Membership;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct LinkCourier {
+    membership: Membership,
+    peers: Arc<Mutex<HashMap<NodeId, mpsc::UnboundedSender<pb::Envelope>>>>,
+}
+
+impl LinkCourier {
+    pub fn new(membership: Membership) -> Self {
+        Self {
+            membership,
+            peers: Arc::default(),
+        }
+    }
+
+    fn open(&self, node: &NodeId) -> Option<mpsc::UnboundedSender<pb::Envelope>> {
+        let info = self.membership.view().nodes.get(node).cloned()?;
+        let (tx, rx) = mpsc::unbounded_channel::<pb::Envelope>();
+        let node = node.clone();
+        let peers = self.peers.clone();
+        let queue = tx.clone();
+        tokio::spawn(async move {
+            let url = format!("http://{}", info.grpc_addr);
+            let outcome = async {
+                let mut client = NodeLinkClient::connect(url.clone()).await?;
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|frame| (frame, rx))
+                });
+                client.deliver(stream).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            }
+            .await;
+            if let Err(e) = outcome {
+                tracing::warn!(%node, %url, error = %e, "node link closed");
+            }
+            // Forget this stream (unless a newer one replaced it already).
+            let mut peers = lock(&peers);
+            if peers.get(&node).is_some_and(|tx| tx.same_channel(&queue)) {
+                peers.remove(&node);
+            }
+        });
+        Some(tx)
+    }
+}
+
+impl Courier for LinkCourier {
+    fn send(&self, node: &NodeId, envelope: Envelope) {
+        let frame = pb::Envelope {
+            from_node: envelope.from.0.clone(),
+            actor_key: envelope.target(),
+            payload: envelope.encode(),
+            trace_context: envelope
+                .trace
+                .traceparent
+                .iter()
+                .map(|t| ("traceparent".to_owned(), t.clone()))
+                .collect(),
+        };
+        let mut peers = lock(&self.peers);
+        let frame = match peers.get(node) {
+            Some(tx) => match tx.send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(frame)) => frame,
+            },
+            None => frame,
+        };
+        match self.open(node) {
+            Some(tx) => {
+                let _ = tx.send(frame);
+                peers.insert(node.clone(), tx);
+            }
+            None => tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: node unknown"),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct NodeLinkService {
+    hub: Hub,
+}
+
+impl NodeLinkService {
+    pub fn new(hub: Hub) -> Self {
+        Self { hub }
+    }
+
+    pub fn into_server(self) -> NodeLinkServer<Self> {
+        NodeLinkServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl NodeLink for NodeLinkService {
+    async fn deliver(
+        &self,
+        request: Request<Streaming<pb::Envelope>>,
+    ) -> Result<Response<pb::DeliverSummary>, Status> {
+        let mut stream = request.into_inner();
+        let mut summary = pb::DeliverSummary::default();
+        while let Some(frame) = stream.message().await? {
+            match Envelope::decode(&frame.payload) {
+                Ok(envelope) => {
+                    summary.delivered += 1;
+                    self.hub.deliver(envelope).await;
+                }
+                Err(e) => {
+                    summary.malformed += 1;
+                    tracing::warn!(from = %frame.from_node, target = %frame.actor_key, error = %e, "malformed envelope dropped");
+                }
+            }
+        }
+        Ok(Response::new(summary))
+    }
+}
