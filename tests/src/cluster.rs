@@ -249,6 +249,25 @@ impl NodeProcess {
         })
     }
 
+    /// A demo-app token for `uid` with every grant (nodes run with the built-in demo app).
+    pub fn token(&self, uid: &str) -> String {
+        let keys = showcall_node::config::NodeConfig::default().app_keys();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        showcall_auth::TokenIssuer::mint(
+            &keys,
+            showcall_node::config::DEMO_APP_ID,
+            uid,
+            Duration::from_secs(3600),
+            crate::full_grants(),
+            now,
+        )
+        .expect("valid token arguments")
+        .0
+    }
+
     /// `GetNodeInfo`, or `None` when the node does not answer (killed, or not serving gRPC).
     pub async fn info(&self) -> Option<NodeInfo> {
         let mut client = AdminClient::connect(self.grpc_url.clone()).await.ok()?;

@@ -51,14 +51,19 @@ impl SdkUser {
 
     /// [`login`](Self::login) with a given token.
     pub async fn login_with_token(node: &TestNode, id: &str, token: &str) -> Self {
-        let signal = SignalClient::connect(&node.url())
+        Self::login_at(&node.url(), node.app(), id, token).await
+    }
+
+    /// [`login`](Self::login) at a signaling URL (any node of a cluster) with a given token.
+    pub async fn login_at(url: &str, app: &str, id: &str, token: &str) -> Self {
+        let signal = SignalClient::connect(url)
             .await
             .expect("websocket connects");
         let rec = EventRecorder::with_guard(DEADLINE);
         rec.attach_signal(&signal);
         let api = CallApi::new();
         api.initialize(CallConfig {
-            app_id: node.app().to_owned(),
+            app_id: app.to_owned(),
             user_id: id.to_owned(),
             signal: signal.clone().into(),
         });

@@ -108,15 +108,24 @@ pub enum UserWire {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum CallWire {
     /// Start the call actor (it rings the callee itself); answered `Done` once it runs.
-    Spawn { setup: CallSetup, reply: ReplyTo },
+    Spawn {
+        setup: CallSetup,
+        reply: ReplyTo,
+    },
     Input(Traced<CallInput>),
-    Command { input: CallInput, reply: ReplyTo },
+    Command {
+        input: CallInput,
+        reply: ReplyTo,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ChannelWire {
     /// Open a call's channel (answered once open, so the parties' joins find it).
-    Open { kind: ChannelKind, reply: ReplyTo },
+    Open {
+        kind: ChannelKind,
+        reply: ReplyTo,
+    },
     Join {
         user: UserId,
         role: Role,
@@ -125,7 +134,9 @@ pub enum ChannelWire {
         reply: ReplyTo,
     },
     Input(Traced<ChannelInput>),
-    MediaFlowing { from: UserId },
+    MediaFlowing {
+        from: UserId,
+    },
 }
 
 impl Envelope {

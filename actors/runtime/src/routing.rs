@@ -113,9 +113,10 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         let id = self.next_id();
         let complete: crate::hub::Pending = Box::new(move |value| {
-            let answer = serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(
-                |e| Err(CommandError::Unavailable(format!("unreadable answer: {e}"))),
-            );
+            let answer =
+                serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(|e| {
+                    Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
+                });
             let _ = tx.send(answer);
         });
         lock(&self.inner.pending).insert(id, complete);
@@ -154,8 +155,14 @@ impl Hub {
         let key = ActorKey::User(app.clone(), user.clone());
         let ok = match self.route(&key) {
             Route::Here => {
-                self.attach_here(&app, &user, conn, token_expires_at, SessionSink::Local(inbox))
-                    .await?
+                self.attach_here(
+                    &app,
+                    &user,
+                    conn,
+                    token_expires_at,
+                    SessionSink::Local(inbox),
+                )
+                .await?
             }
             Route::There(node) => {
                 let sink_id = self.next_id();
@@ -328,7 +335,11 @@ impl Hub {
     // ---------------------------------------------------------------------------------------------
 
     /// Starts a call's actor on the owner of its key; it rings the callee itself.
-    pub(crate) async fn spawn_call(&self, app: AppId, setup: CallSetup) -> Result<(), CommandError> {
+    pub(crate) async fn spawn_call(
+        &self,
+        app: AppId,
+        setup: CallSetup,
+    ) -> Result<(), CommandError> {
         let key = ActorKey::Call(app.clone(), setup.id.clone());
         match self.route(&key) {
             Route::Here => self.spawn_call_here(app, setup).await,
@@ -427,7 +438,10 @@ impl Hub {
     ) -> Result<(), CommandError> {
         let key = ActorKey::Channel(app.clone(), channel.clone());
         match self.route(&key) {
-            Route::Here => self.channel_or_open(app, channel, Some(kind)).await.map(drop),
+            Route::Here => self
+                .channel_or_open(app, channel, Some(kind))
+                .await
+                .map(drop),
             Route::There(node) => {
                 let (a, c) = (app.clone(), channel.clone());
                 let _: CommandOk = self
@@ -521,15 +535,20 @@ impl Hub {
     /// A notification to a channel actor (only if the channel is open).
     pub fn send_channel(&self, app: &AppId, channel: &ChannelName, input: ChannelInput) {
         let traced = Traced::new(input);
-        self.send_channel_msg(app, channel, ChannelWire::Input(traced.clone()), move || {
-            ChannelMsg::Input(traced)
-        });
+        self.send_channel_msg(
+            app,
+            channel,
+            ChannelWire::Input(traced.clone()),
+            move || ChannelMsg::Input(traced),
+        );
     }
 
     /// The media router forwarded `from`'s first frame in `channel`.
     pub fn media_flowing(&self, app: &AppId, channel: &ChannelName, from: UserId) {
         let wire = ChannelWire::MediaFlowing { from: from.clone() };
-        self.send_channel_msg(app, channel, wire, move || ChannelMsg::MediaFlowing { from });
+        self.send_channel_msg(app, channel, wire, move || ChannelMsg::MediaFlowing {
+            from,
+        });
     }
 
     fn send_channel_msg(
@@ -622,8 +641,8 @@ impl Hub {
                 let responder: Responder<CommandOk> = self.responder(reply);
                 match self.user(&app, &user) {
                     Some(actor) => {
-                        if let Err(MessagingErr::SendErr(UserMsg::Command { reply, .. })) =
-                            actor.cast(UserMsg::Command {
+                        if let Err(MessagingErr::SendErr(UserMsg::Command { reply, .. })) = actor
+                            .cast(UserMsg::Command {
                                 conn,
                                 command,
                                 reply: responder,
@@ -711,4 +730,3 @@ impl Hub {
         }
     }
 }
-

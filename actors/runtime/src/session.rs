@@ -11,8 +11,8 @@ use showcall_machines::{CallId, CallType, ChannelName, ConnId, Millis, Role, Use
 use tokio::sync::mpsc;
 
 use crate::error::CommandError;
-use crate::keys::AppId;
 use crate::hub::Hub;
+use crate::keys::AppId;
 
 /// How long a command may wait for its actors before the client is told UNAVAILABLE.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,9 +12,9 @@ use showcall_machines::{ConnId, UserId, UserMachine};
 use crate::error::CommandError;
 use crate::hub::Hub;
 use crate::keys::AppId;
+use crate::messages::SessionSink;
 use crate::messages::{Responder, UserMsg};
 use crate::ports::MediaRefusal;
-use crate::messages::SessionSink;
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 
 /// See the module docs.

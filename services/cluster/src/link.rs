@@ -97,7 +97,9 @@ impl Courier for LinkCourier {
                 let _ = tx.send(frame);
                 peers.insert(node.clone(), tx);
             }
-            None => tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: node unknown"),
+            None => {
+                tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: node unknown")
+            }
         }
     }
 }

@@ -242,7 +242,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             let _ = stop.changed().await;
         };
         // In a cluster the same port carries the node link (envelopes from other nodes).
-        let node_link = link_hub.map(|hub| showcall_cluster::NodeLinkService::new(hub).into_server());
+        let node_link =
+            link_hub.map(|hub| showcall_cluster::NodeLinkService::new(hub).into_server());
         let more = move |routes: tonic::service::Routes| match node_link {
             Some(link) => routes.add_service(link),
             None => routes,

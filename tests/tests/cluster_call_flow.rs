@@ -1,0 +1,182 @@
+//! The seed flow across a cluster of real node processes: the host is connected to node 1 and live with
+//! media; a fan watches from node 3; a viewer connected to node 2 calls the host; wherever the call's and
+//! the channels' actors live, the call connects with media both ways, the live room pauses and resumes,
+//! and presence and busy agree across nodes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use showcall_sdk::media::{MediaOptions, MediaSession};
+use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
+use showcall_tests::sdk_helpers::{SdkUser, is_paused, is_resumed};
+
+const LIVE: &str = "host_live";
+const APP: &str = "demo";
+
+async fn user_at(node: &NodeProcess, id: &str) -> SdkUser {
+    SdkUser::login_at(&node.signal_url, APP, id, &node.token(id)).await
+}
+
+async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
+    let user = user_at(node, id).await;
+    user.api
+        .prepare_for_call(PrepareConfig::default())
+        .await
+        .expect("prepare accepted");
+    user
+}
+
+/// Every node serves some partitions and together they serve all.
+async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
+    eventually(
+        "the nodes share every partition",
+        Duration::from_secs(60),
+        async || {
+            let mut all = std::collections::BTreeSet::new();
+            let mut each = Vec::new();
+            for node in nodes {
+                let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+                each.push(served.len());
+                all.extend(served);
+            }
+            if all.len() == partitions as usize && each.iter().all(|n| *n > 0) {
+                Ok(())
+            } else {
+                Err(each)
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is_seen_everywhere() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
+    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
+    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+
+    // The host, on node 1, goes live with media; a fan on node 3 watches.
+    let mut host = prepared_at(&n1, "host").await;
+    let (host_live, _) = MediaSession::join(
+        &host.signal,
+        LIVE,
+        ChannelRole::Broadcaster,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("host goes live");
+    let mut fan = user_at(&n3, "fan").await;
+    let (fan_media, _) = MediaSession::join(
+        &fan.signal,
+        LIVE,
+        ChannelRole::Audience,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("fan watches");
+    fan_media
+        .wait_video_frames(10)
+        .await
+        .expect("live video reaches the fan");
+
+    // The viewer, on node 2, calls the host; the host accepts.
+    let mut viewer = prepared_at(&n2, "viewer").await;
+    let created = viewer
+        .api
+        .call("host", CallType::Video, HashMap::new())
+        .await
+        .expect("call placed");
+    host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+        .await;
+    host.api.accept("viewer").await.expect("accepted");
+    let (viewer_call, _) = MediaSession::join(
+        &viewer.signal,
+        &created.channel,
+        ChannelRole::Broadcaster,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("viewer joins the call with media");
+    let (host_call, _) = MediaSession::join(
+        &host.signal,
+        &created.channel,
+        ChannelRole::Broadcaster,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("host joins the call with media");
+    viewer
+        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    host.wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    viewer_call
+        .wait_video_frames(20)
+        .await
+        .expect("the viewer sees the host");
+    host_call
+        .wait_video_frames(20)
+        .await
+        .expect("the host sees the viewer");
+    fan.wait_channel(LIVE, |k| is_paused(k, "host")).await;
+
+    // The actors really are spread: each lives on exactly one node, and not all on the clients' nodes.
+    let mut home: HashMap<String, String> = HashMap::new();
+    for node in [&n1, &n2, &n3] {
+        let info = node.info().await.expect("node answers");
+        for actor in info.active_actors {
+            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
+                panic!("{actor} is active on {other} and {}", node.id);
+            }
+        }
+    }
+    let wanted = [
+        "user/demo/host".to_owned(),
+        "user/demo/viewer".to_owned(),
+        format!("channel/demo/{LIVE}"),
+        format!("channel/demo/{}", created.channel),
+        format!("call/-/{}", created.call_id),
+    ];
+    let nodes: std::collections::BTreeSet<&String> = wanted
+        .iter()
+        .map(|a| {
+            home.get(a)
+                .unwrap_or_else(|| panic!("{a} is active nowhere: {home:?}"))
+        })
+        .collect();
+    println!(
+        "placement: {:?}",
+        wanted.iter().map(|a| (a, &home[a])).collect::<Vec<_>>()
+    );
+    assert!(nodes.len() >= 2, "the flow crossed nodes: {home:?}");
+
+    // Busy everywhere: a third user, on node 3, calling the host is told at once.
+    let mut other = prepared_at(&n3, "other").await;
+    other
+        .api
+        .call("host", CallType::Video, HashMap::new())
+        .await
+        .expect("call placed");
+    other
+        .wait_state(CallState::Prepared, CallStateReason::RemoteCallBusy)
+        .await;
+
+    // Hang up: both are back to prepared; the fan sees the host live again.
+    viewer.api.hangup("host", "bye").await.expect("hangup");
+    viewer
+        .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+        .await;
+    host.wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+        .await;
+    fan.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
+    let before = fan_media.stats().video_keyframes_in;
+    fan_media
+        .wait_for(|s| s.video_keyframes_in > before)
+        .await
+        .expect("host video comes back to the fan from a keyframe");
+    assert!(host_live.stats().video_frames_out > 0);
+}
