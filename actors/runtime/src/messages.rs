@@ -18,6 +18,11 @@ use crate::keys::NodeId;
 use crate::remote::{Body, Courier, Envelope, ReplyTo, SinkTo};
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 
+/// The receiving end of an answer or a sink is gone (the requester gave up, the connection closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the receiver is gone")]
+pub struct Gone;
+
 /// Where a client command's answer goes: a local reply port, or a request of another node.
 pub enum Responder<T> {
     Local(RpcReplyPort<Result<T, CommandError>>),
@@ -36,9 +41,9 @@ impl<T> From<RpcReplyPort<Result<T, CommandError>>> for Responder<T> {
 
 impl<T: Serialize> Responder<T> {
     /// Answers; `Err` when nobody waits any more (the requester gave up or is gone).
-    pub fn send(self, answer: Result<T, CommandError>) -> Result<(), ()> {
+    pub fn send(self, answer: Result<T, CommandError>) -> Result<(), Gone> {
         match self {
-            Responder::Local(port) => port.send(answer).map_err(drop),
+            Responder::Local(port) => port.send(answer).map_err(|_| Gone),
             Responder::Remote { to, from, courier } => {
                 let result = serde_json::to_value(&answer).expect("answers are plain serde data");
                 courier.send(
@@ -68,9 +73,9 @@ pub enum SessionSink {
 
 impl SessionSink {
     /// Hands `outbound` to the connection; `Err` when the local connection is gone.
-    pub fn send(&self, outbound: Outbound) -> Result<(), ()> {
+    pub fn send(&self, outbound: Outbound) -> Result<(), Gone> {
         match self {
-            SessionSink::Local(tx) => tx.send(outbound).map_err(drop),
+            SessionSink::Local(tx) => tx.send(outbound).map_err(|_| Gone),
             SessionSink::Remote { to, from, courier } => {
                 courier.send(
                     &to.node,
