@@ -177,6 +177,11 @@ impl ChannelMachine {
         self.paused.as_ref().map(|(host, _)| host)
     }
 
+    /// The broadcaster paused and the call that paused it.
+    pub fn paused_by(&self) -> Option<(&UserId, &CallId)> {
+        self.paused.as_ref().map(|(host, call)| (host, call))
+    }
+
     /// Everyone in the channel now.
     pub fn view(&self) -> ChannelView {
         ChannelView {

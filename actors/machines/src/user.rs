@@ -85,6 +85,8 @@ pub enum CloseReason {
     TokenExpired,
     Replaced,
     LoggedOut,
+    /// The node running this session's actor is gone: reconnect and log in again (to any node).
+    NodeLost,
 }
 
 /// What the client is told (numbered by [`Pushed::seq`]).
@@ -158,6 +160,13 @@ pub enum UserInput {
     CallUpdate {
         call_id: CallId,
         update: CallUpdate,
+    },
+    /// The call's actor is gone for good (the node running it died): the call ends here, for this user,
+    /// as if the server had ended it (`EndedByServer`, with `reason`), with a disconnect if it was
+    /// connected.
+    CallLost {
+        call_id: CallId,
+        reason: String,
     },
     /// Client JoinChannel, before the channel decides.
     JoinChannel {
@@ -496,6 +505,43 @@ impl UserMachine {
                     return Ok(fx);
                 }
                 self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
+            }
+            UserInput::CallLost { call_id, reason } => {
+                let Some(call) = self.call.clone().filter(|c| c.id == call_id) else {
+                    return Ok(fx);
+                };
+                let Some(info) = call.info.clone() else {
+                    return Ok(fx);
+                };
+                let connected_at = info.timing.get("connected").copied();
+                let ended = CallUpdate::State {
+                    state: CallState::Prepared,
+                    reason: StateReason::EndedByServer,
+                    event_reason: reason,
+                    info,
+                };
+                fx.extend(self.handle(
+                    UserInput::CallUpdate {
+                        call_id: call_id.clone(),
+                        update: ended,
+                    },
+                    now,
+                )?);
+                if let Some(since) = connected_at {
+                    let disconnected = CallUpdate::Disconnected {
+                        room: call.channel.clone(),
+                        hangup_user: None,
+                        timestamp: now,
+                        duration_ms: now.saturating_sub(since),
+                    };
+                    fx.extend(self.handle(
+                        UserInput::CallUpdate {
+                            call_id,
+                            update: disconnected,
+                        },
+                        now,
+                    )?);
+                }
             }
             UserInput::JoinChannel { channel, role } => {
                 self.joining.insert(channel.clone());

@@ -6,14 +6,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use showcall_machines::call::Undeliverable;
+use showcall_machines::call::{SessionEnd, Undeliverable};
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallEffect, CallInput, CallMachine, CallSetup, ChannelKind};
 use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
-use crate::keys::AppId;
+use crate::keys::{ActorKey, AppId};
 use crate::messages::CallMsg;
 use crate::session::CommandOk;
 
@@ -88,6 +88,20 @@ impl Actor for CallActor {
             CallMsg::Timer(_) => {
                 state.calling_timer = None;
                 feed(&myself, state, CallInput::CallingTimeout).await;
+            }
+            CallMsg::OwnersLost(lost) => {
+                // A party whose user actor died with its node is gone, as after its grace period.
+                let setup = state.machine.setup();
+                let parties = [setup.caller.clone(), setup.callee.clone()];
+                for user in parties {
+                    if lost(&ActorKey::User(state.app.clone(), user.clone())) {
+                        let input = CallInput::SessionEnded {
+                            user,
+                            how: SessionEnd::Gone,
+                        };
+                        feed(&myself, state, input).await;
+                    }
+                }
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Rol
 
 use crate::error::CommandError;
 use crate::hub::Hub;
-use crate::keys::AppId;
+use crate::keys::{ActorKey, AppId};
 use crate::messages::{ChannelMsg, Responder};
 use crate::ports::MediaRefusal;
 use crate::session::CommandOk;
@@ -82,6 +82,30 @@ impl Actor for ChannelActor {
                     }
                     Err(e) => {
                         tracing::debug!(channel = %state.machine.name(), error = %e, "channel input dropped")
+                    }
+                }
+            }
+            ChannelMsg::OwnersLost(lost) => {
+                let app = state.app.clone();
+                let is_lost = |call: &showcall_machines::CallId| {
+                    lost(&ActorKey::Call(app.clone(), call.clone()))
+                };
+                let input = match state.machine.kind() {
+                    // The call this channel belongs to is gone: close it (everyone out).
+                    ChannelKind::Call { call, .. } if is_lost(call) => Some(ChannelInput::Close),
+                    _ => state.machine.paused_by().and_then(|(host, call)| {
+                        // The call that paused the broadcaster is gone: back live.
+                        is_lost(call).then(|| ChannelInput::ResumeBroadcaster {
+                            host: host.clone(),
+                            call: call.clone(),
+                        })
+                    }),
+                };
+                if let Some(input) = input {
+                    let paused_before = state.machine.paused_broadcaster().cloned();
+                    if let Ok(fx) = state.machine.handle(input) {
+                        follow_pause(state, paused_before);
+                        run(&myself, state, fx);
                     }
                 }
             }

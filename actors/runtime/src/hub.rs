@@ -67,8 +67,8 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     /// Requests waiting for another node's answer, by request id.
     pub(crate) pending: Mutex<HashMap<u64, Pending>>,
-    /// Connections of this node whose user actor lives elsewhere, by sink id.
-    pub(crate) remote_sinks: Mutex<HashMap<u64, ConnectionInbox>>,
+    /// Connections of this node whose user actor lives elsewhere, by sink id, with that node.
+    pub(crate) remote_sinks: Mutex<HashMap<u64, (NodeId, ConnectionInbox)>>,
     pub(crate) next_id: AtomicU64,
 }
 

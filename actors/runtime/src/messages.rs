@@ -116,6 +116,9 @@ impl<T> Traced<T> {
     }
 }
 
+/// Which actor keys a dead node owned (answers for its partitions). Local only: never crosses nodes.
+pub type LostKeys = Arc<dyn Fn(&crate::keys::ActorKey) -> bool + Send + Sync>;
+
 /// Messages to a `UserActor`.
 pub enum UserMsg {
     /// A connection logged in (or resumed) with a valid token.
@@ -138,6 +141,8 @@ pub enum UserMsg {
     /// From a call or a channel.
     Input(Traced<UserInput>),
     Timer(UserTimer),
+    /// A node died: a call whose actor it ran is over for this user.
+    OwnersLost(LostKeys),
 }
 
 /// Messages to a `CallActor`.
@@ -150,6 +155,8 @@ pub enum CallMsg {
         reply: Responder<CommandOk>,
     },
     Timer(CallTimer),
+    /// A node died: a party whose user actor it ran is gone.
+    OwnersLost(LostKeys),
 }
 
 /// Messages to a `ChannelActor`.
@@ -168,4 +175,6 @@ pub enum ChannelMsg {
     MediaFlowing {
         from: UserId,
     },
+    /// A node died: a call that paused this channel's broadcaster (or owns this call channel) is over.
+    OwnersLost(LostKeys),
 }

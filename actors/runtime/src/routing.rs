@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::error::CommandError;
 use crate::hub::{Hub, lock};
 use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{CallMsg, ChannelMsg, Responder, SessionSink, Traced, UserMsg};
+use crate::messages::{CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, Traced, UserMsg};
 use crate::remote::{Body, CallWire, ChannelWire, Envelope, ReplyTo, SinkTo, UserWire};
 use crate::session::{
     COMMAND_TIMEOUT, CommandOk, ConnectionInbox, LoginOk, Session, UserCommand, flatten,
@@ -166,7 +166,7 @@ impl Hub {
             }
             Route::There(node) => {
                 let sink_id = self.next_id();
-                lock(&self.inner.remote_sinks).insert(sink_id, inbox);
+                lock(&self.inner.remote_sinks).insert(sink_id, (node.clone(), inbox));
                 let sink = SinkTo {
                     node: self.node().clone(),
                     id: sink_id,
@@ -288,7 +288,7 @@ impl Hub {
 
     /// Stops relaying to a connection whose user actor lives elsewhere (the connection ended).
     pub fn forget_remote_inbox(&self, inbox: &ConnectionInbox) {
-        lock(&self.inner.remote_sinks).retain(|_, tx| !tx.same_channel(inbox));
+        lock(&self.inner.remote_sinks).retain(|_, (_, tx)| !tx.same_channel(inbox));
     }
 
     /// A notification to a user actor. `true` when it was delivered here or sent to the owner; `false`
@@ -579,6 +579,48 @@ impl Hub {
         }
     }
 
+    /// Another node died (its lease expired); `lost` tells which keys it owned. Connections here whose
+    /// session lived there are closed (the client logs in again, on the key's new owner); local actors
+    /// whose call, channel or party lived there are told, so those calls end exactly once for the
+    /// survivors and paused hosts go back live.
+    pub fn node_lost(&self, node: &NodeId, lost: LostKeys) {
+        let orphaned: Vec<ConnectionInbox> = {
+            let mut sinks = lock(&self.inner.remote_sinks);
+            let ids: Vec<u64> = sinks
+                .iter()
+                .filter(|(_, (owner, _))| owner == node)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| sinks.remove(id).map(|(_, tx)| tx))
+                .collect()
+        };
+        for tx in &orphaned {
+            // As for a replaced connection: an unnumbered (seq 0) last word saying why, then the close.
+            let reason = showcall_machines::user::CloseReason::NodeLost;
+            let notice = showcall_machines::user::Pushed {
+                seq: 0,
+                at: self.now_ms(),
+                event: showcall_machines::user::ClientEvent::SessionClosed { reason },
+            };
+            let _ = tx.send(crate::session::Outbound::Event(Box::new(notice)));
+            let _ = tx.send(crate::session::Outbound::Close(reason));
+        }
+        let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
+        for actor in users {
+            let _ = actor.cast(UserMsg::OwnersLost(lost.clone()));
+        }
+        let calls: Vec<_> = lock(&self.inner.calls).values().cloned().collect();
+        for actor in calls {
+            let _ = actor.cast(CallMsg::OwnersLost(lost.clone()));
+        }
+        let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
+        for actor in channels {
+            let _ = actor.cast(ChannelMsg::OwnersLost(lost.clone()));
+        }
+        tracing::warn!(%node, sessions = orphaned.len(), "node lost: its sessions closed, its calls ended");
+    }
+
     // ---------------------------------------------------------------------------------------------
     // Receiving
     // ---------------------------------------------------------------------------------------------
@@ -597,7 +639,7 @@ impl Hub {
             Body::Sink { id, outbound } => {
                 let closing = matches!(outbound, crate::session::Outbound::Close(_));
                 let mut sinks = lock(&self.inner.remote_sinks);
-                if let Some(tx) = sinks.get(&id) {
+                if let Some((_, tx)) = sinks.get(&id) {
                     let _ = tx.send(outbound);
                 }
                 if closing {

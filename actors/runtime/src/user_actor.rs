@@ -11,7 +11,7 @@ use showcall_machines::{ConnId, UserId, UserMachine};
 
 use crate::error::CommandError;
 use crate::hub::Hub;
-use crate::keys::AppId;
+use crate::keys::{ActorKey, AppId};
 use crate::messages::SessionSink;
 use crate::messages::{Responder, UserMsg};
 use crate::ports::MediaRefusal;
@@ -129,6 +129,18 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
             }
             UserMsg::Input(traced) => feed(&myself, state, traced.payload, now).await,
             UserMsg::Timer(timer) => feed(&myself, state, UserInput::Timer(timer), now).await,
+            UserMsg::OwnersLost(lost) => {
+                let call = state.machine.call().map(|c| c.id.clone());
+                if let Some(call_id) = call
+                    && lost(&ActorKey::Call(state.app.clone(), call_id.clone()))
+                {
+                    let input = UserInput::CallLost {
+                        call_id,
+                        reason: "the node running this call was lost".into(),
+                    };
+                    feed(&myself, state, input, now).await;
+                }
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ pub mod rendezvous;
 pub mod view;
 
 pub use link::{LinkCourier, NodeLinkService};
-pub use membership::{ClusterConfig, ClusterError, Membership};
+pub use membership::{ClusterConfig, ClusterError, Membership, NodeLoss};
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;
 pub use view::{ClusterView, NodeInfo};

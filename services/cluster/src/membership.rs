@@ -18,6 +18,7 @@
 //! Routing keeps the last view (cached); when etcd is back, leases that survived are renewed (etcd extends
 //! leases on leader change), and nodes that lost theirs re-register and the cluster converges again.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use etcd_client::{
     WatchOptions,
 };
 use showcall_actors::NodeId;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::partition::PartitionId;
@@ -80,6 +81,15 @@ struct Shared {
     changes: watch::Sender<u64>,
     /// Set when etcd says the lease is gone: the reconcile task registers again.
     lease_lost: Notify,
+    /// Who hears of other nodes' deaths.
+    losses: Mutex<Vec<mpsc::UnboundedSender<NodeLoss>>>,
+}
+
+/// Another node left the cluster (its lease expired or was revoked), with the partitions it owned then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLoss {
+    pub node: NodeId,
+    pub partitions: BTreeSet<PartitionId>,
 }
 
 /// This node's membership (see the module docs). Cheap to clone; dropping every clone does not stop the
@@ -165,6 +175,7 @@ impl Membership {
             }),
             changes,
             lease_lost: Notify::new(),
+            losses: Mutex::default(),
         });
         let revision = snapshot(&mut client, &shared).await?;
         let keeper = tokio::spawn(keep_alive(client.clone(), shared.clone()));
@@ -216,6 +227,13 @@ impl Membership {
     /// The cluster as last seen.
     pub fn view(&self) -> ClusterView {
         self.shared.view().clone()
+    }
+
+    /// Every later loss of another node, with the partitions it owned: its actors are gone.
+    pub fn node_losses(&self) -> mpsc::UnboundedReceiver<NodeLoss> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.losses).push(tx);
+        rx
     }
 
     /// A receiver that changes whenever the view or the fencing may have changed.
@@ -357,8 +375,23 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                             // Events were compacted away: read everything again.
                             break;
                         }
+                        let mut gone = Vec::new();
                         {
                             let mut view = shared.view_mut();
+                            // Owners as they were before this batch: a lease expiry deletes a node's key
+                            // and its partitions' keys together.
+                            let before = view.clone();
+                            for event in response.events() {
+                                if event.event_type() == EventType::Delete
+                                    && let Some(kv) = event.kv()
+                                    && let Ok(key) = kv.key_str()
+                                    && let crate::view::KeyKind::Node(node) = shared.layout.kind(key)
+                                    && node != shared.me
+                                {
+                                    let partitions = before.owned_by(&node).into_iter().collect();
+                                    gone.push(NodeLoss { node, partitions });
+                                }
+                            }
                             for event in response.events() {
                                 let Some(kv) = event.kv() else { continue };
                                 let Ok(key) = kv.key_str() else { continue };
@@ -371,6 +404,10 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                         }
                         if let Some(header) = response.header() {
                             revision = revision.max(header.revision());
+                        }
+                        for loss in gone {
+                            tracing::warn!(node = %loss.node, partitions = loss.partitions.len(), "node lost");
+                            lock(&shared.losses).retain(|tx| tx.send(loss.clone()).is_ok());
                         }
                         shared.bump();
                         reconcile(&mut client, &shared).await;

@@ -121,6 +121,9 @@ pub fn event(p: Pushed) -> pb::ServerFrame {
                 CloseReason::TokenExpired => "token expired".into(),
                 CloseReason::Replaced => "logged in on another connection".into(),
                 CloseReason::LoggedOut => "logged out".into(),
+                CloseReason::NodeLost => {
+                    "the node holding this session was lost; log in again".into()
+                }
             },
         }),
     };
@@ -138,6 +141,7 @@ pub fn close_reason(r: CloseReason) -> pb::SessionCloseReason {
         CloseReason::TokenExpired => pb::SessionCloseReason::TokenExpired,
         CloseReason::Replaced => pb::SessionCloseReason::Replaced,
         CloseReason::LoggedOut => pb::SessionCloseReason::LoggedOut,
+        CloseReason::NodeLost => pb::SessionCloseReason::ServerShutdown,
     }
 }
 

@@ -236,6 +236,29 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     });
     let link_hub = membership.as_ref().map(|_| hub.clone());
+    if let Some(m) = &membership {
+        // A dead node's actors are gone: close the sessions and end the calls that lived there.
+        let mut losses = m.node_losses();
+        let count = m.partitions();
+        let loss_hub = hub.clone();
+        let mut stop = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                let loss = tokio::select! {
+                    loss = losses.recv() => match loss {
+                        Some(loss) => loss,
+                        None => break,
+                    },
+                    _ = stop.changed() => break,
+                };
+                let partitions = loss.partitions;
+                let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| {
+                    partitions.contains(&showcall_cluster::partition_of(key, count))
+                });
+                loss_hub.node_lost(&loss.node, lost);
+            }
+        });
+    }
     let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
         let stopped = async move {

@@ -1,0 +1,250 @@
+//! SIGKILL of the node owning the most partitions while calls are connected (real processes, real etcd).
+//! Clients are connected to the two survivors; actors are spread over all three nodes by placement.
+//! - A call whose actors all live on survivors goes on (and hangs up normally afterwards).
+//! - A call whose call actor died ends for both parties with ENDED_BY_SERVER, exactly once.
+//! - A call whose party's user actor died ends for the other party, exactly once; the party's connection
+//!   is closed (SERVER_SHUTDOWN) and it logs in again, on a survivor, once its partition is re-owned.
+//! - New calls succeed afterwards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use showcall_sdk::{CallState, CallStateReason, CallType, PrepareConfig, Recorded, SignalClient};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
+use showcall_tests::sdk_helpers::SdkUser;
+
+const APP: &str = "demo";
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
+    let user = SdkUser::login_at(&node.signal_url, APP, id, &node.token(id)).await;
+    user.api
+        .prepare_for_call(PrepareConfig::default())
+        .await
+        .expect("prepare accepted");
+    user
+}
+
+fn is_connected(r: &Recorded) -> bool {
+    matches!(
+        r,
+        Recorded::State {
+            state: CallState::Connected,
+            ..
+        }
+    )
+}
+
+fn is_ended(r: &Recorded) -> bool {
+    matches!(
+        r,
+        Recorded::State {
+            state: CallState::Prepared,
+            ..
+        }
+    )
+}
+
+/// How many times `user` was told `call` ended.
+fn endings(user: &SdkUser, call: &str) -> usize {
+    user.rec
+        .seen()
+        .iter()
+        .filter(|r| matches!(r, Recorded::State { state: CallState::Prepared, info, .. } if info.call_id == call))
+        .count()
+}
+
+/// Where every actor is active now (and that none is active twice).
+async fn placement(nodes: &[&NodeProcess]) -> HashMap<String, String> {
+    let mut home = HashMap::new();
+    for node in nodes {
+        let info = node.info().await.expect("node answers");
+        for actor in info.active_actors {
+            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
+                panic!("{actor} is active on {other} and {}", node.id);
+            }
+        }
+    }
+    home
+}
+
+struct Pair {
+    caller: SdkUser,
+    callee: SdkUser,
+    call_id: String,
+}
+
+async fn connected_pair(a: &NodeProcess, b: &NodeProcess, i: usize) -> Pair {
+    let mut caller = prepared_at(a, &format!("c{i}")).await;
+    let mut callee = prepared_at(b, &format!("h{i}")).await;
+    let created = caller
+        .api
+        .call(&callee.id, CallType::Video, HashMap::new())
+        .await
+        .expect("call placed");
+    callee
+        .wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+        .await;
+    callee.api.accept(&caller.id).await.expect("accepted");
+    caller.api.join_call_channel().await.expect("caller joins");
+    callee.api.join_call_channel().await.expect("callee joins");
+    caller.wait_call(is_connected).await;
+    callee.wait_call(is_connected).await;
+    Pair {
+        caller,
+        callee,
+        call_id: created.call_id,
+    }
+}
+
+/// Logs in again until the user's partition has a new owner (UNAVAILABLE meanwhile).
+async fn log_in_again(node: &NodeProcess, id: &str) -> SignalClient {
+    eventually("the user can log in again", LIMIT, async || {
+        let signal = SignalClient::connect(&node.signal_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        signal
+            .login(&node.token(id))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(signal)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_back() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
+    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
+    let shares = eventually("three nodes share every partition", LIMIT, async || {
+        let mut by_node = BTreeMap::new();
+        for node in [&n1, &n2, &n3] {
+            let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+            by_node.insert(node.id.clone(), served.len());
+        }
+        let total: usize = by_node.values().sum();
+        if total == options.partitions as usize && by_node.values().all(|n| *n > 0) {
+            Ok(by_node)
+        } else {
+            Err(by_node)
+        }
+    })
+    .await;
+    let victim_id = shares
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(id, _)| id.clone())
+        .expect("three nodes");
+    let mut nodes = vec![n1, n2, n3];
+    let victim = nodes.remove(nodes.iter().position(|n| n.id == victim_id).expect("known"));
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    // Calls between clients on the survivors until one call's actor lives on the victim and one call
+    // lives wholly on the survivors (call ids are random, so placement varies from run to run).
+    let mut pairs = Vec::new();
+    let mut home = HashMap::new();
+    for i in 0..16 {
+        pairs.push(connected_pair(a, b, i).await);
+        home = placement(&[a, b, &victim]).await;
+        let on = |key: String| home.get(&key).cloned().unwrap_or_default();
+        let call_on_victim = pairs
+            .iter()
+            .any(|p| on(format!("call/-/{}", p.call_id)) == victim_id);
+        let wholly_survivors = pairs.iter().any(|p| {
+            [
+                format!("call/-/{}", p.call_id),
+                format!("user/{APP}/{}", p.caller.id),
+                format!("user/{APP}/{}", p.callee.id),
+            ]
+            .into_iter()
+            .all(|k| on(k) != victim_id)
+        });
+        if call_on_victim && wholly_survivors && i >= 3 {
+            break;
+        }
+    }
+    let on = |key: String| home.get(&key).cloned().unwrap_or_default();
+
+    victim.kill().await;
+
+    let mut relogins = Vec::new();
+    for pair in &mut pairs {
+        let call_dead = on(format!("call/-/{}", pair.call_id)) == victim_id;
+        let caller_dead = on(format!("user/{APP}/{}", pair.caller.id)) == victim_id;
+        let callee_dead = on(format!("user/{APP}/{}", pair.callee.id)) == victim_id;
+        println!(
+            "call {} (call actor on victim: {call_dead}, caller: {caller_dead}, callee: {callee_dead})",
+            pair.call_id
+        );
+        if call_dead {
+            // Ends for every party whose session survived, with the server's reason.
+            for (user, dead) in [
+                (&mut pair.caller, caller_dead),
+                (&mut pair.callee, callee_dead),
+            ] {
+                if !dead {
+                    user.wait_state(CallState::Prepared, CallStateReason::EndedByServer)
+                        .await;
+                }
+            }
+        } else if caller_dead && callee_dead {
+            // Both sessions died with the node: nobody is left to tell (checked below: both closed).
+        } else if caller_dead || callee_dead {
+            // The call goes on without the lost party: it ends for the other one.
+            let survivor = if caller_dead {
+                &mut pair.callee
+            } else {
+                &mut pair.caller
+            };
+            survivor.wait_call(is_ended).await;
+        } else {
+            // Untouched: it goes on, and hangs up as usual.
+            pair.caller
+                .api
+                .hangup(&pair.callee.id, "bye")
+                .await
+                .expect("hangup works");
+            pair.caller
+                .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+                .await;
+            pair.callee
+                .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+                .await;
+        }
+        for (user, dead) in [
+            (&mut pair.caller, caller_dead),
+            (&mut pair.callee, callee_dead),
+        ] {
+            if dead {
+                // Its session lived on the victim: the connection is closed, the user logs in again.
+                user.wait_signal(|r| matches!(r, Recorded::SessionClosed { .. }))
+                    .await;
+                relogins.push(user.id.clone());
+            } else {
+                assert_eq!(
+                    endings(user, &pair.call_id),
+                    1,
+                    "{} is told once that call {} ended",
+                    user.id,
+                    pair.call_id
+                );
+            }
+        }
+    }
+
+    // Users whose sessions died log in again on a survivor, and new calls succeed.
+    for id in &relogins {
+        let signal = log_in_again(a, id).await;
+        assert!(signal.login_info().is_some());
+    }
+    let fresh = connected_pair(b, a, 100).await;
+    fresh
+        .caller
+        .api
+        .hangup(&fresh.callee.id, "bye")
+        .await
+        .expect("hangup");
+}
