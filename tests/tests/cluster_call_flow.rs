@@ -1,7 +1,8 @@
 //! The seed flow across a cluster of real node processes: the host is connected to node 1 and live with
 //! media; a fan watches from node 3; a viewer connected to node 2 calls the host; wherever the call's and
 //! the channels' actors live, the call connects with media both ways, the live room pauses and resumes,
-//! and presence and busy agree across nodes.
+//! presence and busy agree across nodes, and a node joining mid-call takes partitions without cutting the
+//! call off.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -164,6 +165,27 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     other
         .wait_state(CallState::Prepared, CallStateReason::RemoteCallBusy)
         .await;
+
+    // A fourth node joins during the call and takes partitions that have no actors running; the
+    // established call and the live room are not cut off.
+    let n4 = NodeProcess::start(&etcd, "n4", &options).await;
+    eventually(
+        "the joining node takes a share",
+        Duration::from_secs(60),
+        async || match n4.info().await {
+            Some(info) if !info.partitions.is_empty() => Ok(info.partitions.len()),
+            other => Err(other.map(|i| i.partitions.len())),
+        },
+    )
+    .await;
+    let mut owners = std::collections::BTreeMap::new();
+    for node in [&n1, &n2, &n3, &n4] {
+        for p in node.info().await.expect("node answers").partitions {
+            if let Some(other) = owners.insert(p, node.id.clone()) {
+                panic!("partition {p} served by {other} and {}", node.id);
+            }
+        }
+    }
 
     // Hang up: both are back to prepared; the fan sees the host live again.
     viewer.api.hangup("host", "bye").await.expect("hangup");

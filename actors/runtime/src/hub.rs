@@ -20,7 +20,7 @@ use crate::call_actor::CallActor;
 use crate::channel_actor::ChannelActor;
 use crate::clock::Clock;
 use crate::error::CommandError;
-use crate::keys::{AppId, NodeId};
+use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{CallRecordSink, LogRecords, MediaControl, NoMedia, Placement};
 use crate::remote::{Courier, NoCourier};
@@ -61,7 +61,8 @@ pub(crate) struct Inner {
     pub(crate) parts: HubParts,
     clock: Clock,
     pub(crate) users: Mutex<HashMap<UserKey, ActorRef<UserMsg>>>,
-    pub(crate) calls: Mutex<HashMap<CallId, ActorRef<CallMsg>>>,
+    /// Call ids are unique across apps; the app is kept for placement (call keys hash with their app).
+    pub(crate) calls: Mutex<HashMap<CallId, (AppId, ActorRef<CallMsg>)>>,
     pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
     spawn_lock: tokio::sync::Mutex<()>,
     next_conn: AtomicU64,
@@ -166,6 +167,25 @@ impl Hub {
         keys
     }
 
+    /// The keys of every actor active on this node.
+    pub fn active_keys(&self) -> Vec<ActorKey> {
+        let mut keys: Vec<ActorKey> = lock(&self.inner.users)
+            .keys()
+            .map(|(app, user)| ActorKey::User(app.clone(), user.clone()))
+            .collect();
+        keys.extend(
+            lock(&self.inner.calls)
+                .iter()
+                .map(|(id, (app, _))| ActorKey::Call(app.clone(), id.clone())),
+        );
+        keys.extend(
+            lock(&self.inner.channels)
+                .keys()
+                .map(|(app, channel)| ActorKey::Channel(app.clone(), channel.clone())),
+        );
+        keys
+    }
+
     /// Where actors live.
     pub fn placement(&self) -> &Arc<dyn Placement> {
         &self.inner.parts.placement
@@ -219,15 +239,15 @@ impl Hub {
         setup: CallSetup,
     ) -> Result<(), CommandError> {
         let id = setup.id.clone();
-        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app, setup))
+        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), setup))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
-        lock(&self.inner.calls).insert(id, actor);
+        lock(&self.inner.calls).insert(id, (app, actor));
         Ok(())
     }
 
     pub fn call(&self, id: &CallId) -> Option<ActorRef<CallMsg>> {
-        lock(&self.inner.calls).get(id).cloned()
+        lock(&self.inner.calls).get(id).map(|(_, a)| a.clone())
     }
 
     pub(crate) fn forget_call(&self, id: &CallId) {

@@ -237,7 +237,7 @@ impl Hub {
     }
 
     /// A client command from connection `conn` to its user actor, wherever it lives.
-    pub(crate) async fn user_command(
+    pub async fn user_command(
         &self,
         app: &AppId,
         user: &UserId,
@@ -610,7 +610,10 @@ impl Hub {
         for actor in users {
             let _ = actor.cast(UserMsg::OwnersLost(lost.clone()));
         }
-        let calls: Vec<_> = lock(&self.inner.calls).values().cloned().collect();
+        let calls: Vec<_> = lock(&self.inner.calls)
+            .values()
+            .map(|(_, a)| a.clone())
+            .collect();
         for actor in calls {
             let _ = actor.cast(CallMsg::OwnersLost(lost.clone()));
         }

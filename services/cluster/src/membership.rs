@@ -11,7 +11,8 @@
 //!   and after every change (and every TTL/2, to retry) moves towards the rendezvous target
 //!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
 //!   succeeds if the key does not exist, and releases partitions another live node should own with one that
-//!   only deletes its own key — after it stopped serving it. A partition owned by a dead node frees itself
+//!   only deletes its own key — after it stopped serving it, and only once no actor of it runs here (actors
+//!   are not migrated, so a busy partition stays with its owner until its sessions and calls are over). A partition owned by a dead node frees itself
 //!   when that node's lease expires (the dead node, if merely cut off, fenced itself before that).
 //!
 //! etcd unreachable: every node fences within TTL − margin; nothing can be claimed, so nobody takes over.
@@ -83,7 +84,12 @@ struct Shared {
     lease_lost: Notify,
     /// Who hears of other nodes' deaths.
     losses: Mutex<Vec<mpsc::UnboundedSender<NodeLoss>>>,
+    /// The partitions that have actors running here (set by the node once its hub exists).
+    busy: Mutex<Option<BusyPartitions>>,
 }
+
+/// Which partitions have actors running on this node.
+pub type BusyPartitions = Arc<dyn Fn() -> BTreeSet<PartitionId> + Send + Sync>;
 
 /// Another node left the cluster (its lease expired or was revoked), with the partitions it owned then.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +182,7 @@ impl Membership {
             changes,
             lease_lost: Notify::new(),
             losses: Mutex::default(),
+            busy: Mutex::default(),
         });
         let revision = snapshot(&mut client, &shared).await?;
         let keeper = tokio::spawn(keep_alive(client.clone(), shared.clone()));
@@ -229,6 +236,12 @@ impl Membership {
         self.shared.view().clone()
     }
 
+    /// Tells membership which partitions have actors running here: such a partition is not handed to a
+    /// joining node until its actors are gone (actors are not migrated; see `reconcile`).
+    pub fn set_busy(&self, busy: BusyPartitions) {
+        *lock(&self.shared.busy) = Some(busy);
+    }
+
     /// Every later loss of another node, with the partitions it owned: its actors are gone.
     pub fn node_losses(&self) -> mpsc::UnboundedReceiver<NodeLoss> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -239,6 +252,14 @@ impl Membership {
     /// A receiver that changes whenever the view or the fencing may have changed.
     pub fn watch_changes(&self) -> watch::Receiver<u64> {
         self.shared.changes.subscribe()
+    }
+
+    /// Stops renewing without revoking, as a crashed node would: its lease (and partitions) expire after
+    /// the TTL. For benchmarks and tests of takeover.
+    pub fn abandon(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
     }
 
     /// Leaves the cluster cleanly: stops the tasks and revokes the lease, which frees this node's
@@ -475,8 +496,26 @@ async fn reconcile(client: &mut Client, shared: &Shared) {
     }
     let lease = lock(&shared.lease).id;
     let me = shared.me.0.clone();
+    let busy_now = || {
+        lock(&shared.busy)
+            .as_ref()
+            .map(|busy| busy())
+            .unwrap_or_default()
+    };
+    let busy = if steps.iter().any(|s| matches!(s, Step::Release(_))) {
+        busy_now()
+    } else {
+        BTreeSet::new()
+    };
     // One transaction per partition keeps each claim independent (another node may win some).
     for step in steps {
+        // Actors are not migrated: a partition with actors running here stays until they are gone (the
+        // reconcile tick looks again), so a joining node never cuts an established call or session off.
+        if let Step::Release(p) = step
+            && busy.contains(&p)
+        {
+            continue;
+        }
         let result = match step {
             Step::Claim(p) => {
                 let key = shared.layout.partition(p);
@@ -494,6 +533,12 @@ async fn reconcile(client: &mut Client, shared: &Shared) {
                 // delete commits, so there is no moment where both serve it.
                 shared.view_mut().owners.remove(&p);
                 shared.bump();
+                if busy_now().contains(&p) {
+                    // An actor started here meanwhile: keep the partition.
+                    shared.view_mut().owners.insert(p, shared.me.clone());
+                    shared.bump();
+                    continue;
+                }
                 let key = shared.layout.partition(p);
                 let txn = Txn::new()
                     .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])

@@ -187,6 +187,20 @@ pub enum BenchKind {
         #[arg(long, value_name = "N", default_value_t = 3)]
         audience: usize,
     },
+    /// A cluster on this machine (etcd from PATH + in-process nodes): ringing across 3 nodes vs 1 node,
+    /// cross-node envelope throughput, time for a joining node to take its share, time from a node's
+    /// crash (lease no longer renewed) to all its partitions re-owned.
+    Cluster {
+        /// How many caller/callee pairs ring at the same time.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        pairs: usize,
+        /// How many calls each pair places, one after another.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        rounds: usize,
+        /// How many envelopes the throughput measurement sends from one node to another.
+        #[arg(long, value_name = "N", default_value_t = 50_000)]
+        envelopes: usize,
+    },
 }
 
 /// `showcall token`: loads the configuration and mints the token, with the same checks as the

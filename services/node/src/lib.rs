@@ -237,6 +237,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     });
     let link_hub = membership.as_ref().map(|_| hub.clone());
     if let Some(m) = &membership {
+        // Partitions with actors running here are not handed to a joining node (no actor migration).
+        let busy_hub = hub.clone();
+        let count = m.partitions();
+        m.set_busy(Arc::new(move || {
+            busy_hub
+                .active_keys()
+                .iter()
+                .map(|key| showcall_cluster::partition_of(key, count))
+                .collect()
+        }));
         // A dead node's actors are gone: close the sessions and end the calls that lived there.
         let mut losses = m.node_losses();
         let count = m.partitions();

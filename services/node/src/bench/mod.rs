@@ -11,6 +11,7 @@
 //!   audience loss and latency, against an SRTP-only floor (`srtp_floor`).
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
+//! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
 //!
 //! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
 //! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
@@ -40,6 +41,7 @@ use crate::config::NodeConfig;
 
 mod call_connect;
 mod clip;
+mod cluster;
 mod cpu;
 mod fanout;
 mod media_node;
@@ -63,6 +65,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         } => fanout::run(audience, seconds, video_scale).await,
         BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
+        BenchKind::Cluster {
+            pairs,
+            rounds,
+            envelopes,
+        } => cluster::run(pairs, rounds, envelopes).await,
     }
 }
 
@@ -183,7 +190,11 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     serde_json::json!({ "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0, "samples": h.len() })
 }
 
-async fn ringing(pairs: usize, rounds: usize, url: Option<String>) -> anyhow::Result<()> {
+pub(crate) async fn ringing(
+    pairs: usize,
+    rounds: usize,
+    url: Option<String>,
+) -> anyhow::Result<()> {
     let mut config = NodeConfig::default();
     let own_node = match url {
         Some(_) => None,
@@ -218,6 +229,49 @@ async fn ringing(pairs: usize, rounds: usize, url: Option<String>) -> anyhow::Re
     }
     bar.finish();
 
+    let (ring, setups_per_sec) = ring_rounds(&mut clients, rounds).await?;
+
+    // The floor: the same number of pairs moving one frame of the same size through a bare relay.
+    let frame_size = pb::ClientFrame {
+        request_id: 1,
+        command: Some(Command::Call(pb::Call {
+            remote_user_id: format!("bench-callee-{}", pairs - 1),
+            ..Default::default()
+        })),
+    }
+    .encoded_len();
+    let relay = relay_floor(pairs, rounds, frame_size).await?;
+
+    let showcall = percentiles(&ring);
+    let floor = percentiles(&relay);
+    let ratio =
+        |k: &str| showcall[k].as_f64().unwrap_or(0.0) / floor[k].as_f64().unwrap_or(f64::NAN);
+    let result = serde_json::json!({
+        "bench": "ringing",
+        "pairs": pairs,
+        "rounds": rounds,
+        "ring_latency": showcall,
+        "setups_per_sec_mean": setups_per_sec.iter().sum::<f64>() / setups_per_sec.len().max(1) as f64,
+        "relay_floor": floor,
+        "frame_bytes": frame_size,
+        "ratio_p50": ratio("p50_ms"),
+        "ratio_p99": ratio("p99_ms"),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    if let Some(node) = own_node {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Rounds of ringing: every caller `bench-caller-i` calls its callee `bench-callee-i` at once; latency is
+/// `Call` sent → callee sees `calling`; the callee rejects. Returns the latencies and, per round, the
+/// pairs rung per second.
+async fn ring_rounds(
+    clients: &mut Vec<(usize, Client, Client)>,
+    rounds: usize,
+) -> anyhow::Result<(Histogram<u64>, Vec<f64>)> {
+    let pairs = clients.len();
     let mut ring = histogram();
     let mut setups_per_sec = Vec::new();
     let bar = progress((pairs * rounds) as u64, "ringing");
@@ -257,38 +311,7 @@ async fn ringing(pairs: usize, rounds: usize, url: Option<String>) -> anyhow::Re
         setups_per_sec.push(pairs as f64 / last_ring.as_secs_f64());
     }
     bar.finish();
-
-    // The floor: the same number of pairs moving one frame of the same size through a bare relay.
-    let frame_size = pb::ClientFrame {
-        request_id: 1,
-        command: Some(Command::Call(pb::Call {
-            remote_user_id: format!("bench-callee-{}", pairs - 1),
-            ..Default::default()
-        })),
-    }
-    .encoded_len();
-    let relay = relay_floor(pairs, rounds, frame_size).await?;
-
-    let showcall = percentiles(&ring);
-    let floor = percentiles(&relay);
-    let ratio =
-        |k: &str| showcall[k].as_f64().unwrap_or(0.0) / floor[k].as_f64().unwrap_or(f64::NAN);
-    let result = serde_json::json!({
-        "bench": "ringing",
-        "pairs": pairs,
-        "rounds": rounds,
-        "ring_latency": showcall,
-        "setups_per_sec_mean": setups_per_sec.iter().sum::<f64>() / setups_per_sec.len().max(1) as f64,
-        "relay_floor": floor,
-        "frame_bytes": frame_size,
-        "ratio_p50": ratio("p50_ms"),
-        "ratio_p99": ratio("p99_ms"),
-    });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    if let Some(node) = own_node {
-        node.shutdown().await;
-    }
-    Ok(())
+    Ok((ring, setups_per_sec))
 }
 
 /// Relay routing table: pair id → the B side's outbox.

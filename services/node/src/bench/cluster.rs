@@ -1,0 +1,265 @@
+//! `showcall bench cluster`: a cluster on this machine — one etcd (the `etcd` binary on PATH, Debian's
+//! `etcd-server`, on ephemeral ports with a temporary data dir) and in-process nodes.
+//!
+//! 1. Three nodes form; a fourth joins: time until it serves every partition the rendezvous target gives
+//!    it (no actors yet, so nothing is held back).
+//! 2. That node "crashes" (stops renewing its lease without revoking it): time until the survivors serve
+//!    every partition again (lease TTL 2 s).
+//! 3. Ringing over one single node (no etcd) — the baseline — and over the three clustered nodes, each
+//!    pair's caller and callee connected to different nodes, actors wherever placement puts them. Prints
+//!    both and the p50/p99 ratio (the goal is ≤ 1.5× at p99).
+//! 4. Envelope throughput: one node sends `envelopes` notifications to a user actor another node owns, then
+//!    one request on the same link (answered after all of them); envelopes per second.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use showcall_actors::{ActorKey, AppId, NodeId, UserCommand};
+use showcall_cluster::partition_of;
+use showcall_cluster::rendezvous::target;
+use showcall_machines::{ChannelName, UserId};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command as Process;
+
+use super::{Client, percentiles, progress, ring_rounds, token_factory};
+use crate::NodeHandle;
+use crate::config::NodeConfig;
+
+const PARTITIONS: u32 = 256;
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A throwaway etcd; killed on drop.
+struct Etcd {
+    _child: tokio::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_etcd() -> anyhow::Result<Etcd> {
+    let dir = std::env::temp_dir().join(format!("showcall-bench-etcd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (client, peer) = (free_port()?, free_port()?);
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Process::new("etcd")
+        .arg("--name=bench")
+        .arg(format!("--data-dir={}", dir.display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=bench={peer_url}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting etcd (install Debian's etcd-server)")?;
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    loop {
+        match lines.next_line().await? {
+            Some(line) if line.contains("ready to serve client requests") => break,
+            Some(_) => {}
+            None => bail!("etcd exited before it was ready"),
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Etcd {
+        _child: child,
+        url,
+        dir,
+    })
+}
+
+fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeConfig> {
+    let any = "127.0.0.1:0".parse()?;
+    let mut config = NodeConfig {
+        node_id: id.to_owned(),
+        signal_addr: any,
+        grpc_addr: any,
+        http_addr: any,
+        media_addr: any,
+        partitions: PARTITIONS,
+        ..NodeConfig::default()
+    };
+    config.rate_limit.per_second = 10_000;
+    config.rate_limit.burst = 10_000;
+    if let Some(url) = etcd {
+        config.etcd_endpoints = vec![url.to_owned()];
+    }
+    Ok(config)
+}
+
+/// Waits until `nodes` together serve every partition, each serving what `expected` says it should
+/// (when given). Returns how long it took.
+async fn until_served(
+    nodes: &[&NodeHandle],
+    expected: Option<&dyn Fn(&NodeId) -> usize>,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let mut all = BTreeSet::new();
+        let mut matches = true;
+        for node in nodes {
+            let m = node.membership().context("clustered node")?;
+            let served = m.served();
+            if let Some(expected) = expected {
+                matches &= served.len() == expected(m.me());
+            }
+            all.extend(served);
+        }
+        if all.len() == PARTITIONS as usize && matches {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("the cluster did not converge in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn ring(urls: &[String], pairs: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+    let token = token_factory(&NodeConfig::default());
+    let bar = progress(pairs as u64 * 2, "login");
+    let mut clients = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let (a, b) = (&urls[i % urls.len()], &urls[(i + 1) % urls.len()]);
+        let caller = Client::login_prepared(a, token(&format!("bench-caller-{i}"))?).await?;
+        let callee = Client::login_prepared(b, token(&format!("bench-callee-{i}"))?).await?;
+        clients.push((i, caller, callee));
+        bar.inc(2);
+    }
+    bar.finish();
+    let (latency, per_sec) = ring_rounds(&mut clients, rounds).await?;
+    let mut result = percentiles(&latency);
+    result["setups_per_sec_mean"] =
+        serde_json::json!(per_sec.iter().sum::<f64>() / per_sec.len().max(1) as f64);
+    Ok(result)
+}
+
+/// Sends `count` harmless notifications from `from` to a user actor `to` owns, then one request on the
+/// same link; returns envelopes per second.
+async fn envelope_throughput(
+    from: &NodeHandle,
+    to: &NodeHandle,
+    count: usize,
+) -> anyhow::Result<f64> {
+    let app = AppId(crate::config::DEMO_APP_ID.to_owned());
+    let owner = to.membership().context("clustered node")?;
+    // A user whose actor lives on `to`.
+    let user = (0..)
+        .map(|i| UserId(format!("bench-sink-{i}")))
+        .find(|u| {
+            let key = ActorKey::User(app.clone(), u.clone());
+            owner.owner(partition_of(&key, PARTITIONS)).as_ref() == Some(owner.me())
+        })
+        .expect("some user lands on the node");
+    let token = token_factory(&NodeConfig::default());
+    let _client = Client::login_prepared(&to.signal_url(), token(user.as_str())?).await?;
+    let hub = from.hub();
+    let started = Instant::now();
+    for _ in 0..count {
+        // Leaving a channel one is not in: delivered, changes nothing.
+        let input = showcall_machines::user::UserInput::LeaveChannel {
+            channel: ChannelName("bench-nowhere".into()),
+        };
+        hub.send_user(&app, &user, input);
+    }
+    // FIFO per link: this answer comes after every envelope before it was handled.
+    let answered = hub
+        .user_command(
+            &app,
+            &user,
+            showcall_machines::ConnId(0),
+            UserCommand::LeaveChannel {
+                channel: ChannelName("bench-nowhere".into()),
+            },
+        )
+        .await;
+    let elapsed = started.elapsed();
+    if !matches!(
+        answered,
+        Err(showcall_actors::CommandError::NotInChannel)
+            | Err(showcall_actors::CommandError::SessionClosed)
+    ) {
+        bail!("unexpected answer: {answered:?}");
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+pub async fn run(pairs: usize, rounds: usize, envelopes: usize) -> anyhow::Result<()> {
+    // 1 node, no etcd.
+    let single = crate::start(node_config("single", None)?).await?;
+    let one_node = ring(&[single.signal_url()], pairs, rounds).await?;
+    single.shutdown().await;
+
+    // 3 nodes through etcd.
+    let etcd = start_etcd().await?;
+    let mut nodes = Vec::new();
+    let formed = Instant::now();
+    for i in 1..=3 {
+        nodes.push(crate::start(node_config(&format!("n{i}"), Some(&etcd.url))?).await?);
+    }
+    until_served(&nodes.iter().collect::<Vec<_>>(), None).await?;
+    let formed = formed.elapsed();
+    // A fourth node joins and takes its share.
+    let joined_at = Instant::now();
+    nodes.push(crate::start(node_config("n4", Some(&etcd.url))?).await?);
+    let live: BTreeSet<NodeId> = (1..=4).map(|i| NodeId(format!("n{i}"))).collect();
+    let share = |n: &NodeId| {
+        (0..PARTITIONS)
+            .filter(|p| target(*p, &live) == Some(n))
+            .count()
+    };
+    until_served(&nodes.iter().collect::<Vec<_>>(), Some(&share)).await?;
+    let join = joined_at.elapsed();
+
+    // It crashes (no lease renewal, no revoke): the survivors take its partitions after the TTL.
+    let crashed = nodes.pop().expect("four nodes");
+    let crashed_at = Instant::now();
+    crashed.membership().context("clustered node")?.abandon();
+    until_served(&nodes.iter().collect::<Vec<_>>(), None).await?;
+    let takeover = crashed_at.elapsed();
+
+    let urls: Vec<String> = nodes.iter().map(|n| n.signal_url()).collect();
+    let three_nodes = ring(&urls, pairs, rounds).await?;
+    let throughput = envelope_throughput(&nodes[0], &nodes[1], envelopes).await?;
+
+    let ratio =
+        |k: &str| three_nodes[k].as_f64().unwrap_or(0.0) / one_node[k].as_f64().unwrap_or(f64::NAN);
+    let result = serde_json::json!({
+        "bench": "cluster",
+        "pairs": pairs,
+        "rounds": rounds,
+        "partitions": PARTITIONS,
+        "lease_ttl_s": 2,
+        "ringing_one_node": one_node,
+        "ringing_three_nodes": three_nodes,
+        "ratio_p50": ratio("p50_ms"),
+        "ratio_p99": ratio("p99_ms"),
+        "envelopes": envelopes,
+        "envelopes_per_sec": throughput,
+        "three_nodes_formed_ms": formed.as_millis(),
+        "join_share_ms": join.as_millis(),
+        "crash_to_reowned_ms": takeover.as_millis(),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(crashed);
+    drop(etcd);
+    Ok(())
+}
