@@ -73,25 +73,33 @@ impl Hub {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Parks `complete` until another node answers; returns the handle that answer must carry.
+    fn await_answer<T: DeserializeOwned + Send + 'static>(
+        &self,
+        complete: impl FnOnce(Result<T, CommandError>) + Send + 'static,
+    ) -> ReplyTo {
+        let id = self.next_id();
+        let pending: crate::hub::Pending = Box::new(move |value| {
+            complete(
+                serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(|e| {
+                    Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
+                }),
+            );
+        });
+        lock(&self.inner.pending).insert(id, pending);
+        ReplyTo {
+            node: self.node().clone(),
+            id,
+        }
+    }
+
     /// A handle another node can answer `responder` through.
     fn park<T: DeserializeOwned + Send + 'static>(&self, responder: Responder<T>) -> ReplyTo {
         match responder {
             Responder::Remote { to, .. } => to,
-            Responder::Local(port) => {
-                let id = self.next_id();
-                let complete: crate::hub::Pending = Box::new(move |value| {
-                    let answer = serde_json::from_value::<Result<T, CommandError>>(value)
-                        .unwrap_or_else(|e| {
-                            Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
-                        });
-                    let _ = port.send(answer);
-                });
-                lock(&self.inner.pending).insert(id, complete);
-                ReplyTo {
-                    node: self.node().clone(),
-                    id,
-                }
-            }
+            Responder::Local(port) => self.await_answer(move |answer| {
+                let _ = port.send(answer);
+            }),
         }
     }
 
@@ -111,22 +119,11 @@ impl Hub {
         body: impl FnOnce(ReplyTo) -> Body,
     ) -> Result<T, CommandError> {
         let (tx, rx) = oneshot::channel();
-        let id = self.next_id();
-        let complete: crate::hub::Pending = Box::new(move |value| {
-            let answer =
-                serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(|e| {
-                    Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
-                });
+        let reply = self.await_answer(move |answer: Result<T, CommandError>| {
             let _ = tx.send(answer);
         });
-        lock(&self.inner.pending).insert(id, complete);
-        self.ship(
-            node,
-            body(ReplyTo {
-                node: self.node().clone(),
-                id,
-            }),
-        );
+        let id = reply.id;
+        self.ship(node, body(reply));
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
             _ => {
@@ -344,14 +341,13 @@ impl Hub {
         match self.route(&key) {
             Route::Here => self.spawn_call_here(app, setup).await,
             Route::There(node) => {
-                let done: CommandOk = self
+                let _: CommandOk = self
                     .request(&node, move |reply| Body::Call {
                         app,
                         id: setup.id.clone(),
                         msg: CallWire::Spawn { setup, reply },
                     })
                     .await?;
-                let _ = done;
                 Ok(())
             }
             Route::Nowhere => Err(in_flux(&key)),
