@@ -1,14 +1,19 @@
 //! SIGKILL of the node owning the most partitions while calls are connected (real processes, real etcd).
 //! Clients are connected to the two survivors; actors are spread over all three nodes by placement.
 //! - A call whose actors all live on survivors goes on (and hangs up normally afterwards).
-//! - A call whose call actor died ends for both parties with ENDED_BY_SERVER, exactly once.
+//! - A call whose call actor died but whose parties and channel live on is taken over by the call's new
+//!   owner from its record and goes on: the parties see nothing, and it hangs up normally afterwards.
+//! - A call whose call actor died with its channel ends for both parties with ENDED_BY_SERVER, exactly
+//!   once.
 //! - A call whose party's user actor died ends for the other party, exactly once; the party's connection
 //!   is closed (SERVER_SHUTDOWN) and it logs in again, on a survivor, once its partition is re-owned.
 //! - New calls succeed afterwards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use showcall_actors::{ActorKey, AppId};
+use showcall_cluster::partition_of;
 use showcall_sdk::{CallState, CallStateReason, CallType, PrepareConfig, Recorded, SignalClient};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
 use showcall_tests::sdk_helpers::SdkUser;
@@ -72,11 +77,16 @@ struct Pair {
     caller: SdkUser,
     callee: SdkUser,
     call_id: String,
+    channel: String,
 }
 
 async fn connected_pair(a: &NodeProcess, b: &NodeProcess, i: usize) -> Pair {
-    let mut caller = prepared_at(a, &format!("c{i}")).await;
-    let mut callee = prepared_at(b, &format!("h{i}")).await;
+    connected_pair_of(a, b, &format!("c{i}"), &format!("h{i}")).await
+}
+
+async fn connected_pair_of(a: &NodeProcess, b: &NodeProcess, caller: &str, callee: &str) -> Pair {
+    let mut caller = prepared_at(a, caller).await;
+    let mut callee = prepared_at(b, callee).await;
     let created = caller
         .api
         .call(&callee.id, CallType::Video, HashMap::new())
@@ -94,7 +104,19 @@ async fn connected_pair(a: &NodeProcess, b: &NodeProcess, i: usize) -> Pair {
         caller,
         callee,
         call_id: created.call_id,
+        channel: created.channel,
     }
+}
+
+/// A user id whose actor lives off `victim`'s partitions (so it survives the kill).
+fn id_off(prefix: &str, victim: &BTreeSet<u32>, count: u32) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| {
+            let key = ActorKey::User(AppId(APP.into()), id.as_str().into());
+            !victim.contains(&partition_of(&key, count))
+        })
+        .expect("some id hashes off the victim")
 }
 
 /// Logs in again until the user's partition has a new owner (UNAVAILABLE meanwhile).
@@ -142,27 +164,42 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     let victim = nodes.remove(nodes.iter().position(|n| n.id == victim_id).expect("known"));
     let (a, b) = (&nodes[0], &nodes[1]);
 
-    // Calls between clients on the survivors until one call's actor lives on the victim and one call
-    // lives wholly on the survivors (call ids are random, so placement varies from run to run).
+    // Calls between clients on the survivors until one call was placed on the victim with its parties
+    // and channel elsewhere (to be taken over), one lives wholly on the survivors, and a few more are
+    // spread at random. Call ids are random, so placement varies from run to run; every other pair's
+    // users are picked off the victim so a takeover candidate comes soon.
+    let victim_info = victim.info().await.expect("victim answers");
+    let victim_partitions: BTreeSet<u32> = victim_info.partitions.iter().copied().collect();
+    let count = victim_info.partition_count;
     let mut pairs = Vec::new();
     let mut home = HashMap::new();
-    for i in 0..16 {
-        pairs.push(connected_pair(a, b, i).await);
+    let key_of = |p: &Pair| {
+        [
+            format!("call/-/{}", p.call_id),
+            format!("user/{APP}/{}", p.caller.id),
+            format!("user/{APP}/{}", p.callee.id),
+            format!("channel/{APP}/{}", p.channel),
+        ]
+    };
+    for i in 0..48 {
+        let pair = if i % 2 == 0 {
+            connected_pair(a, b, i).await
+        } else {
+            let caller = id_off(&format!("c{i}"), &victim_partitions, count);
+            let callee = id_off(&format!("h{i}"), &victim_partitions, count);
+            connected_pair_of(a, b, &caller, &callee).await
+        };
+        pairs.push(pair);
         home = placement(&[a, b, &victim]).await;
-        let on = |key: String| home.get(&key).cloned().unwrap_or_default();
-        let call_on_victim = pairs
-            .iter()
-            .any(|p| on(format!("call/-/{}", p.call_id)) == victim_id);
-        let wholly_survivors = pairs.iter().any(|p| {
-            [
-                format!("call/-/{}", p.call_id),
-                format!("user/{APP}/{}", p.caller.id),
-                format!("user/{APP}/{}", p.callee.id),
-            ]
-            .into_iter()
-            .all(|k| on(k) != victim_id)
+        let on = |key: &String| home.get(key).cloned().unwrap_or_default();
+        let taken_over = pairs.iter().any(|p| {
+            let [call, caller, callee, channel] = key_of(p);
+            on(&call) == victim_id && [caller, callee, channel].iter().all(|k| on(k) != victim_id)
         });
-        if call_on_victim && wholly_survivors && i >= 3 {
+        let wholly_survivors = pairs
+            .iter()
+            .any(|p| key_of(p).iter().all(|k| on(k) != victim_id));
+        if taken_over && wholly_survivors && i >= 3 {
             break;
         }
     }
@@ -171,16 +208,41 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     victim.kill().await;
 
     let mut relogins = Vec::new();
+    let mut taken_over = 0;
     for pair in &mut pairs {
         let call_dead = on(format!("call/-/{}", pair.call_id)) == victim_id;
         let caller_dead = on(format!("user/{APP}/{}", pair.caller.id)) == victim_id;
         let callee_dead = on(format!("user/{APP}/{}", pair.callee.id)) == victim_id;
+        let channel_dead = on(format!("channel/{APP}/{}", pair.channel)) == victim_id;
         println!(
-            "call {} (call actor on victim: {call_dead}, caller: {caller_dead}, callee: {callee_dead})",
+            "call {} (on victim: call actor {call_dead}, caller {caller_dead}, callee {callee_dead}, channel {channel_dead})",
             pair.call_id
         );
-        if call_dead {
-            // Ends for every party whose session survived, with the server's reason.
+        let parties_alive = !caller_dead && !callee_dead;
+        if call_dead && parties_alive && !channel_dead {
+            // Taken over: the call's new owner restores it from its record and it goes on; it hangs up
+            // as usual (and the parties never heard of the loss: one end each, checked below).
+            let key = format!("call/-/{}", pair.call_id);
+            eventually("the call is running on a survivor", LIMIT, async || {
+                let here = placement(&[a, b]).await;
+                here.get(&key).cloned().ok_or("not yet restored")
+            })
+            .await;
+            pair.callee
+                .api
+                .hangup(&pair.caller.id, "bye after the takeover")
+                .await
+                .expect("hangup of a taken-over call works");
+            pair.callee
+                .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+                .await;
+            pair.caller
+                .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+                .await;
+            taken_over += 1;
+        } else if call_dead {
+            // Cannot go on (its channel or a party died too): ends for every party whose session
+            // survived, with the server's reason.
             for (user, dead) in [
                 (&mut pair.caller, caller_dead),
                 (&mut pair.callee, callee_dead),
@@ -234,6 +296,8 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
             }
         }
     }
+
+    assert!(taken_over >= 1, "at least one call was taken over");
 
     // Users whose sessions died log in again on a survivor, and new calls succeed.
     for id in &relogins {

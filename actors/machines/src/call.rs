@@ -26,7 +26,11 @@
 //!   sees `glareResolved`; the callee sees the call withdrawn (a callee that gave way itself has already told
 //!   its client `glareResolved`).
 
+mod takeover;
+
 use std::collections::BTreeMap;
+
+pub use takeover::{ADOPTION_TIMEOUT_MS, CallSnapshot};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -121,6 +125,15 @@ pub enum CallInput {
     CallingTimeout,
     /// The business server or an operator ends the call.
     Terminate { reason: String },
+    /// A call restored from its snapshot on a new node: ask its parties and channel whether they still
+    /// hold it (see [`takeover`](self::takeover)).
+    Adopt,
+    /// A party's user actor answered the adoption: whether this is still its call.
+    PartyPresent { user: UserId, present: bool },
+    /// The call channel answered the adoption: whether it still exists.
+    ChannelPresent { present: bool },
+    /// The adoption timer fired.
+    AdoptionTimeout,
 }
 
 /// What one party is told.
@@ -170,20 +183,34 @@ impl CallUpdate {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CallTimer {
     Calling,
+    /// A restored call waits this long for its parties and channel.
+    Adoption,
 }
 
 /// Why a call ended: the billing record's cause.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndCause {
     Cancelled,
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     Busy,
     Offline,
     Glare,
-    Hangup { by: UserId, reason: String },
+    Hangup {
+        by: UserId,
+        reason: String,
+    },
     Timeout,
-    SessionEnded { user: UserId, how: SessionEnd },
-    Terminated { reason: String },
+    SessionEnded {
+        user: UserId,
+        how: SessionEnd,
+    },
+    Terminated {
+        reason: String,
+    },
+    /// The node running the call died and the call could not go on elsewhere.
+    NodeLost,
 }
 
 /// The call record handed to the business server once per call.
@@ -240,6 +267,16 @@ pub enum CallEffect {
     },
     /// Remove everyone from the call channel and refuse further joins.
     CloseChannel {
+        channel: ChannelName,
+    },
+    /// The call connected: keep this snapshot where another node can restore the call from it.
+    Persist(CallSnapshot),
+    /// Ask a party's user actor whether this call is still its call (answer: `PartyPresent`).
+    AskParty {
+        user: UserId,
+    },
+    /// Ask the call channel whether it still exists (answer: `ChannelPresent`).
+    AskChannel {
         channel: ChannelName,
     },
     /// The call is over; the record goes to the business server; the actor stops.
@@ -308,6 +345,8 @@ pub struct CallMachine {
     timing: BTreeMap<String, Millis>,
     /// Whether the ring was sent and not refused, i.e. whether the callee must hear of the end.
     callee_involved: bool,
+    /// Set while a restored call waits for its holders' answers.
+    adoption: Option<takeover::Adoption>,
 }
 
 impl CallMachine {
@@ -328,6 +367,7 @@ impl CallMachine {
             paused: Vec::new(),
             timing,
             callee_involved: false,
+            adoption: None,
         }
     }
 
@@ -609,6 +649,12 @@ impl CallMachine {
                     &mut fx,
                 );
             }
+            CallInput::Adopt => self.adopt(&mut fx)?,
+            CallInput::PartyPresent { user, present } => {
+                self.party_present(user, present, now, &mut fx)?
+            }
+            CallInput::ChannelPresent { present } => self.channel_present(present, now, &mut fx)?,
+            CallInput::AdoptionTimeout => self.adoption_timeout(now, &mut fx)?,
             CallInput::Terminate { reason } => {
                 let view = (StateReason::EndedByServer, None, reason.clone());
                 self.end(
@@ -852,6 +898,9 @@ impl CallMachine {
                 },
             });
         }
+        if let Some(snapshot) = self.snapshot() {
+            fx.push(CallEffect::Persist(snapshot));
+        }
     }
 
     fn pause(&mut self, side: Side, fx: &mut Vec<CallEffect>) {
@@ -887,6 +936,11 @@ impl CallMachine {
         };
         self.phase = Phase::Ended;
         self.timing.insert("end".to_owned(), now);
+        if self.adoption.take().is_some() {
+            fx.push(CallEffect::CancelTimer {
+                timer: CallTimer::Adoption,
+            });
+        }
         if self.setup.timeout_ms.is_some() && was_connected.is_none() {
             fx.push(CallEffect::CancelTimer {
                 timer: CallTimer::Calling,

@@ -182,6 +182,16 @@ impl ChannelMachine {
         self.paused.as_ref().map(|(host, call)| (host, call))
     }
 
+    /// The members' ids.
+    pub fn member_ids(&self) -> impl Iterator<Item = &UserId> {
+        self.members.keys()
+    }
+
+    /// True once a call channel was closed (its call ended).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Everyone in the channel now.
     pub fn view(&self) -> ChannelView {
         ChannelView {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::call::{CallInput, CallSetup, CallUpdate, SessionEnd, Undeliverable};
-use crate::channel::ChannelUpdate;
+use crate::channel::{ChannelInput, ChannelUpdate};
 use crate::types::{
     CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role, Side,
     StateReason, UserId,
@@ -48,6 +48,9 @@ pub struct UserConfig {
     /// Calling timeout when neither PrepareForCall nor Call sets one.
     pub default_call_timeout_ms: u64,
     pub pause_at: PauseAt,
+    /// How long a connected call whose actor's node died waits to be taken over by the call's new owner
+    /// before this user ends it (see [`UserInput::CallOwnerLost`]).
+    pub takeover_wait_ms: u64,
 }
 
 impl Default for UserConfig {
@@ -57,6 +60,7 @@ impl Default for UserConfig {
             token_warning_ms: 30_000,
             default_call_timeout_ms: 15_000,
             pause_at: PauseAt::Accept,
+            takeover_wait_ms: 15_000,
         }
     }
 }
@@ -168,6 +172,18 @@ pub enum UserInput {
         call_id: CallId,
         reason: String,
     },
+    /// The node running the call's actor died. A connected call may be restored by the call's new owner
+    /// from its record (it asks with [`UserInput::CallAdopted`]); the user keeps it for
+    /// [`UserConfig::takeover_wait_ms`] and then gives up on it as for `CallLost`. A call that had not
+    /// connected has no record: it is lost at once.
+    CallOwnerLost {
+        call_id: CallId,
+    },
+    /// A call restored on a new node asks whether it is still this user's call; the answer goes back to
+    /// it as `CallInput::PartyPresent`.
+    CallAdopted {
+        call_id: CallId,
+    },
     /// Client JoinChannel, before the channel decides.
     JoinChannel {
         channel: ChannelName,
@@ -201,6 +217,8 @@ pub enum UserTimer {
     TokenWarning,
     TokenExpiry,
     Grace,
+    /// The wait for a lost call's takeover is over.
+    Takeover,
 }
 
 /// Effects the user actor carries out, in order.
@@ -233,6 +251,12 @@ pub enum UserEffect {
     /// Leave a channel (no answer needed).
     LeaveChannel {
         channel: ChannelName,
+    },
+    /// Tell a channel something on behalf of a call this user gave up on (close its call channel, resume
+    /// this user's paused live rooms).
+    ToChannel {
+        channel: ChannelName,
+        input: ChannelInput,
     },
     SetTimer {
         timer: UserTimer,
@@ -307,6 +331,8 @@ pub struct UserMachine {
     buffered: Vec<Pushed>,
     /// True when the last login resumed an away session.
     resumed: bool,
+    /// The current call, while its actor's node is dead and a takeover may still come.
+    orphaned: Option<CallId>,
 }
 
 impl UserMachine {
@@ -325,6 +351,7 @@ impl UserMachine {
             seq: 0,
             buffered: Vec::new(),
             resumed: false,
+            orphaned: None,
         }
     }
 
@@ -506,11 +533,57 @@ impl UserMachine {
                 }
                 self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
             }
+            UserInput::CallOwnerLost { call_id } => {
+                let Some(call) = self.call.as_ref().filter(|c| c.id == call_id) else {
+                    return Ok(fx);
+                };
+                if call.state == CallState::Connected {
+                    self.orphaned = Some(call_id);
+                    fx.push(UserEffect::SetTimer {
+                        timer: UserTimer::Takeover,
+                        after_ms: self.config.takeover_wait_ms,
+                    });
+                } else {
+                    let reason = "the node running this call was lost".to_owned();
+                    fx.extend(self.handle(UserInput::CallLost { call_id, reason }, now)?);
+                }
+            }
+            UserInput::CallAdopted { call_id } => {
+                let present = self.call.as_ref().is_some_and(|c| c.id == call_id);
+                if present {
+                    self.orphaned = None;
+                }
+                fx.push(UserEffect::ToCall {
+                    call_id,
+                    input: CallInput::PartyPresent {
+                        user: self.user.clone(),
+                        present,
+                    },
+                });
+            }
             UserInput::CallLost { call_id, reason } => {
                 let Some(call) = self.call.clone().filter(|c| c.id == call_id) else {
                     return Ok(fx);
                 };
+                self.orphaned = None;
+                // Nobody runs the call any more: do what its end would have done to the channels. The
+                // peer does the same; the channels ignore the second time.
+                fx.push(UserEffect::ToChannel {
+                    channel: call.channel.clone(),
+                    input: ChannelInput::Close,
+                });
+                for channel in self.live_channels() {
+                    fx.push(UserEffect::ToChannel {
+                        channel,
+                        input: ChannelInput::ResumeBroadcaster {
+                            host: self.user.clone(),
+                            call: call_id.clone(),
+                        },
+                    });
+                }
                 let Some(info) = call.info.clone() else {
+                    // The client was never shown this call (no state reached it): just forget it.
+                    self.call = None;
                     return Ok(fx);
                 };
                 let connected_at = info.timing.get("connected").copied();
@@ -753,6 +826,14 @@ impl UserMachine {
                     && now >= since + self.config.grace_ms
                 {
                     self.end_session(SessionEnd::Gone, None, now, fx);
+                }
+            }
+            UserTimer::Takeover => {
+                if let Some(call_id) = self.orphaned.take() {
+                    let reason = "the node running this call was lost".to_owned();
+                    if let Ok(more) = self.handle(UserInput::CallLost { call_id, reason }, now) {
+                        fx.extend(more);
+                    }
                 }
             }
         }

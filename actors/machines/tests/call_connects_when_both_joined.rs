@@ -99,7 +99,8 @@ fn the_callee_joining_last_connects_the_call_with_both_joined() {
     let callee_in = must(&mut m, join(B), 3_000);
     let connected = "B event LocalJoined; A event RemoteJoined; cancel timer
         A state Connected BothJoined; A connected
-        B state Connected BothJoined; B connected";
+        B state Connected BothJoined; B connected
+        persist connected at 3000";
     assert_eq!(show(&callee_in), lines(connected));
     assert_eq!(states(&m), (CallState::Connected, CallState::Connected));
     for e in &callee_in {
@@ -137,7 +138,8 @@ fn both_in_the_channel_while_ringing_connect_at_the_accept_with_the_accept_as_re
         A state Connecting RemoteAccepted; A event RemoteAccepted
         pause live-alice A; pause live-bob B; cancel timer
         A state Connected RemoteAccepted; A connected
-        B state Connected LocalAccepted; B connected";
+        B state Connected LocalAccepted; B connected
+        persist connected at 2000";
     assert_eq!(show(&accepted), lines(text));
 }
 

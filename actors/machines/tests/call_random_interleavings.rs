@@ -263,7 +263,7 @@ fn matches_cause(cause: &EndCause, side: Side, user: &UserId, reason: StateReaso
             ..
         } => &[R::RemoteLeft],
         EndCause::SessionEnded { .. } => &[R::RemoteLoggedOut],
-        EndCause::Terminated { .. } => &[R::EndedByServer],
+        EndCause::Terminated { .. } | EndCause::NodeLost => &[R::EndedByServer],
     };
     expected.contains(&reason)
 }

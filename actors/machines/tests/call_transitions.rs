@@ -171,6 +171,22 @@ fn inputs() -> Vec<(String, CallInput)> {
         v.push((format!("gave-way {tag}"), CallInput::GaveWay { by }));
     }
     v.push(("calling-timeout".into(), CallInput::CallingTimeout));
+    v.push(("adopt".into(), CallInput::Adopt));
+    for present in [true, false] {
+        let tag = if present { "present" } else { "absent" };
+        for (user_tag, user) in [("A", A), ("B", B), ("C", C)] {
+            let input = CallInput::PartyPresent {
+                user: user.into(),
+                present,
+            };
+            v.push((format!("{tag} {user_tag}"), input));
+        }
+        v.push((
+            format!("channel {tag}"),
+            CallInput::ChannelPresent { present },
+        ));
+    }
+    v.push(("adoption-timeout".into(), CallInput::AdoptionTimeout));
     v.push((
         "terminate".into(),
         CallInput::Terminate {
@@ -200,6 +216,10 @@ fn variant(input: &CallInput) -> &'static str {
         CallInput::GaveWay { .. } => "GaveWay",
         CallInput::CallingTimeout => "CallingTimeout",
         CallInput::Terminate { .. } => "Terminate",
+        CallInput::Adopt => "Adopt",
+        CallInput::PartyPresent { .. } => "PartyPresent",
+        CallInput::ChannelPresent { .. } => "ChannelPresent",
+        CallInput::AdoptionTimeout => "AdoptionTimeout",
     }
 }
 
@@ -208,7 +228,7 @@ fn inputs_cover_every_variant() {
     let seen: BTreeSet<&str> = inputs().iter().map(|(_, i)| variant(i)).collect();
     assert_eq!(
         seen.len(),
-        16,
+        20,
         "every CallInput variant is in the table: {seen:?}"
     );
 }
@@ -361,6 +381,23 @@ fn check_phase(phase: Phase, table: &[Row]) {
     }
 }
 
+/// A call that was not restored from a snapshot refuses the takeover inputs in every phase (restored calls:
+/// `call_takeover.rs`).
+fn not_restored() -> Vec<Row> {
+    vec![
+        ("adopt", Unexpected("adopt")),
+        ("present A", Unexpected("party present")),
+        ("present B", Unexpected("party present")),
+        ("present C", NotParticipant),
+        ("absent A", Unexpected("party present")),
+        ("absent B", Unexpected("party present")),
+        ("absent C", NotParticipant),
+        ("channel present", Unexpected("channel present")),
+        ("channel absent", Unexpected("channel present")),
+        ("adoption-timeout", Unexpected("adoption timeout")),
+    ]
+}
+
 /// Ringing, and the ring's delivery does not matter: every refusal and every session end.
 fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
     vec![
@@ -503,6 +540,7 @@ fn ringing_not_yet_delivered() {
         ok("away A => "),
         ok("back A => "),
     ]);
+    table.extend(not_restored());
     check_phase(Phase::NotDelivered, &table);
 }
 
@@ -530,6 +568,7 @@ fn ringing() {
         ok("away A => B event RemoteLeft"),
         ok("back A => B event RemoteReconnected"),
     ]);
+    table.extend(not_restored());
     check_phase(Phase::Ringing, &table);
 }
 
@@ -655,6 +694,7 @@ fn connecting() {
             resume live-alice A; resume live-bob B; close call-c1
             ended terminated (ops) after 0"),
     ]);
+    table.extend(not_restored());
     check_phase(Phase::Connecting, &table);
 }
 
@@ -725,6 +765,7 @@ fn connected() {
             resume live-alice A; resume live-bob B; close call-c1
             ended terminated (ops) after 7000"),
     ]);
+    table.extend(not_restored());
     check_phase(Phase::Connected, &table);
 }
 

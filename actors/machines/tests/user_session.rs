@@ -27,6 +27,7 @@ fn config() -> UserConfig {
         token_warning_ms: 30_000,
         default_call_timeout_ms: 15_000,
         pause_at: PauseAt::Accept,
+        takeover_wait_ms: 15_000,
     }
 }
 
@@ -110,6 +111,7 @@ fn input(i: &CallInput) -> String {
         CallInput::PeerBack { user } => format!("{user} back"),
         CallInput::SessionEnded { user, how } => format!("session of {user} ended {how:?}"),
         CallInput::GaveWay { by } => format!("{by} gave way"),
+        CallInput::PartyPresent { user, present } => format!("{user} present={present}"),
         other => format!("{other:?}"),
     }
 }
@@ -140,6 +142,7 @@ fn show(fx: &[UserEffect]) -> Vec<String> {
             }
             UserEffect::JoinChannel { channel, role } => format!("join {channel} {role:?}"),
             UserEffect::LeaveChannel { channel } => format!("leave {channel}"),
+            UserEffect::ToChannel { channel, input } => format!("tell {channel} {input:?}"),
             UserEffect::SetTimer { timer, after_ms } => format!("timer {timer:?} in {after_ms}"),
             UserEffect::Stop => "stop".into(),
         })
@@ -795,4 +798,104 @@ fn a_join_confirmed_for_an_earlier_session_is_not_this_sessions() {
         update: paused,
     };
     silent(&mut m, news, 20, "no news from a room it is not in");
+}
+
+fn owner_lost(call: &str) -> UserInput {
+    UserInput::CallOwnerLost {
+        call_id: call.into(),
+    }
+}
+
+fn adopted(call: &str) -> UserInput {
+    UserInput::CallAdopted {
+        call_id: call.into(),
+    }
+}
+
+#[test]
+fn a_connected_call_whose_node_died_waits_for_its_takeover_and_is_adopted() {
+    let mut m = in_call(ALICE, BOB);
+    assert_eq!(
+        ok(&mut m, owner_lost("c1"), 5_000),
+        lines("timer Takeover in 15000"),
+        "the client is told nothing yet"
+    );
+    assert_eq!(
+        ok(&mut m, adopted("c1"), 6_000),
+        lines("to c1 alice present=true")
+    );
+    assert_eq!(ok(&mut m, tick(UserTimer::Takeover), 20_000), lines(""));
+    assert_eq!(
+        current_call(&m),
+        Some(("c1".into(), CallState::Connected)),
+        "the adopted call goes on"
+    );
+}
+
+#[test]
+fn without_a_takeover_the_user_gives_up_on_the_call_when_the_wait_is_over() {
+    let mut m = in_call(ALICE, BOB);
+    in_channel(&mut m, "live-alice", Role::Broadcaster, 2_500);
+    ok(&mut m, owner_lost("c1"), 5_000);
+    let fx = ok(&mut m, tick(UserTimer::Takeover), 20_000);
+    assert_eq!(
+        fx,
+        lines(
+            "tell call-c1 Close
+             tell live-alice ResumeBroadcaster { host: UserId(\"alice\"), call: CallId(\"c1\") }
+             push #2 call c1 state Prepared EndedByServer"
+        )
+    );
+    assert_eq!(current_call(&m), None);
+    // A takeover that comes after all finds the call gone, and hears so.
+    assert_eq!(
+        ok(&mut m, adopted("c1"), 21_000),
+        lines("to c1 alice present=false")
+    );
+}
+
+#[test]
+fn a_call_that_had_not_connected_is_lost_at_once() {
+    let mut m = online(ALICE);
+    ok(&mut m, start_call("c1", BOB), 1_000);
+    let calling = state(
+        "c1",
+        CallState::Calling,
+        StateReason::LocalVideoCall,
+        ALICE,
+        BOB,
+    );
+    ok(&mut m, calling, 1_000);
+    let fx = ok(&mut m, owner_lost("c1"), 5_000);
+    assert_eq!(
+        fx,
+        lines(
+            "tell call-c1 Close
+             push #2 call c1 state Prepared EndedByServer"
+        )
+    );
+    assert_eq!(current_call(&m), None);
+}
+
+#[test]
+fn a_lost_call_the_client_was_never_shown_is_forgotten_quietly() {
+    let mut m = online(ALICE);
+    ok(&mut m, start_call("c1", BOB), 1_000);
+    assert_eq!(
+        ok(&mut m, owner_lost("c1"), 5_000),
+        lines("tell call-c1 Close")
+    );
+    assert_eq!(current_call(&m), None, "not busy any more");
+}
+
+#[test]
+fn a_lost_call_that_is_not_the_current_one_changes_nothing() {
+    let mut m = in_call(ALICE, BOB);
+    assert_eq!(ok(&mut m, owner_lost("c9"), 5_000), lines(""));
+    assert_eq!(ok(&mut m, tick(UserTimer::Takeover), 20_000), lines(""));
+    assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
+    assert_eq!(
+        ok(&mut m, adopted("c9"), 21_000),
+        lines("to c9 alice present=false")
+    );
 }

@@ -1,15 +1,19 @@
 //! `CallActor`: runs one call's [`CallMachine`] and carries out its effects: notifies the parties' user
 //! actors, opens and closes the call channel, pauses and resumes live channels, arms the calling timer,
-//! and hands the call record to the record sink before stopping.
+//! keeps the connected call in the ledger (for a takeover if this node dies), and hands the call record
+//! to the record sink before stopping. A call restored from the ledger on a new node starts here too
+//! ([`CallStart::Restored`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::call::{SessionEnd, Undeliverable};
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::UserInput;
-use showcall_machines::{CallEffect, CallInput, CallMachine, CallSetup, ChannelKind};
+use showcall_machines::{
+    CallEffect, CallInput, CallMachine, CallSetup, CallSnapshot, CallTimer, ChannelKind,
+};
 use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
@@ -20,30 +24,41 @@ use crate::session::CommandOk;
 /// See the module docs.
 pub struct CallActor;
 
+/// How a call actor begins.
+pub enum CallStart {
+    /// A call just placed.
+    New(CallSetup),
+    /// A connected call taken over from its ledger snapshot.
+    Restored(CallSnapshot),
+}
+
 pub struct CallState {
     hub: Hub,
     app: AppId,
     machine: CallMachine,
-    /// The armed calling timer, aborted when the call connects or ends.
-    calling_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    /// Armed timers, aborted when the machine cancels them.
+    timers: HashMap<CallTimer, JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
 }
 
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallState;
-    type Arguments = (Hub, AppId, CallSetup);
+    type Arguments = (Hub, AppId, CallStart);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<CallMsg>,
-        (hub, app, setup): (Hub, AppId, CallSetup),
+        (hub, app, start): (Hub, AppId, CallStart),
     ) -> Result<CallState, ActorProcessingErr> {
-        let machine = CallMachine::new(setup, hub.now_ms());
+        let machine = match start {
+            CallStart::New(setup) => CallMachine::new(setup, hub.now_ms()),
+            CallStart::Restored(snapshot) => CallMachine::restore(snapshot),
+        };
         Ok(CallState {
             hub,
             app,
             machine,
-            calling_timer: None,
+            timers: HashMap::new(),
         })
     }
 
@@ -52,7 +67,12 @@ impl Actor for CallActor {
         myself: ActorRef<CallMsg>,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
-        feed(&myself, state, CallInput::Start).await;
+        let first = if state.machine.is_adopting() {
+            CallInput::Adopt
+        } else {
+            CallInput::Start
+        };
+        feed(&myself, state, first).await;
         Ok(())
     }
 
@@ -85,9 +105,13 @@ impl Actor for CallActor {
                     }
                 }
             }
-            CallMsg::Timer(_) => {
-                state.calling_timer = None;
-                feed(&myself, state, CallInput::CallingTimeout).await;
+            CallMsg::Timer(timer) => {
+                state.timers.remove(&timer);
+                let input = match timer {
+                    CallTimer::Calling => CallInput::CallingTimeout,
+                    CallTimer::Adoption => CallInput::AdoptionTimeout,
+                };
+                feed(&myself, state, input).await;
             }
             CallMsg::OwnersLost(lost) => {
                 // A party whose user actor died with its node is gone, as after its grace period.
@@ -156,18 +180,38 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     .hub
                     .send_user(&state.app, &to, UserInput::CallUpdate { call_id, update });
             }
-            CallEffect::SetTimer { after_ms, .. } => {
-                let handle = myself.send_after(Duration::from_millis(after_ms), || {
-                    CallMsg::Timer(showcall_machines::CallTimer::Calling)
+            CallEffect::SetTimer { timer, after_ms } => {
+                let handle = myself.send_after(Duration::from_millis(after_ms), move || {
+                    CallMsg::Timer(timer)
                 });
-                if let Some(old) = state.calling_timer.replace(handle) {
+                if let Some(old) = state.timers.insert(timer, handle) {
                     old.abort();
                 }
             }
-            CallEffect::CancelTimer { .. } => {
-                if let Some(t) = state.calling_timer.take() {
+            CallEffect::CancelTimer { timer } => {
+                if let Some(t) = state.timers.remove(&timer) {
                     t.abort();
                 }
+            }
+            CallEffect::Persist(snapshot) => state.hub.ledger().connected(&state.app, &snapshot),
+            CallEffect::AskParty { user } => {
+                let call_id = state.machine.id().clone();
+                let asked = UserInput::CallAdopted { call_id };
+                if !state.hub.send_user(&state.app, &user, asked) {
+                    // No user actor to ask: this party is gone.
+                    let now = state.hub.now_ms();
+                    let absent = CallInput::PartyPresent {
+                        user,
+                        present: false,
+                    };
+                    if let Ok(more) = state.machine.handle(absent, now) {
+                        queue.extend(more);
+                    }
+                }
+            }
+            CallEffect::AskChannel { channel } => {
+                let call = state.machine.id().clone();
+                state.hub.ask_channel(&state.app, &channel, call);
             }
             CallEffect::PauseLive { channel, host } => {
                 let call = state.machine.id().clone();
@@ -189,6 +233,9 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 send_channel(state, &channel, ChannelInput::Close)
             }
             CallEffect::Ended(record) => {
+                if record.connected_at.is_some() {
+                    state.hub.ledger().ended(&state.app, &record.id);
+                }
                 state.hub.records().record(&state.app, &record);
                 state.hub.forget_call(&record.id);
                 myself.stop(None);

@@ -86,28 +86,32 @@ impl Actor for ChannelActor {
                 }
             }
             ChannelMsg::OwnersLost(lost) => {
+                // Members whose user actor died with its node have no session any more: they leave,
+                // as after a logout. (A call that died there is not this channel's business: the
+                // call's new owner takes it over or its parties give up on it, and either closes the
+                // call channel and resumes paused broadcasters.)
                 let app = state.app.clone();
-                let is_lost = |call: &showcall_machines::CallId| {
-                    lost(&ActorKey::Call(app.clone(), call.clone()))
-                };
-                let input = match state.machine.kind() {
-                    // The call this channel belongs to is gone: close it (everyone out).
-                    ChannelKind::Call { call, .. } if is_lost(call) => Some(ChannelInput::Close),
-                    _ => state.machine.paused_by().and_then(|(host, call)| {
-                        // The call that paused the broadcaster is gone: back live.
-                        is_lost(call).then(|| ChannelInput::ResumeBroadcaster {
-                            host: host.clone(),
-                            call: call.clone(),
-                        })
-                    }),
-                };
-                if let Some(input) = input {
+                let gone: Vec<UserId> = state
+                    .machine
+                    .member_ids()
+                    .filter(|user| lost(&ActorKey::User(app.clone(), (*user).clone())))
+                    .cloned()
+                    .collect();
+                for user in gone {
                     let paused_before = state.machine.paused_broadcaster().cloned();
-                    if let Ok(fx) = state.machine.handle(input) {
+                    close_media(state, &user);
+                    if let Ok(fx) = state.machine.handle(ChannelInput::Leave { user }) {
                         follow_pause(state, paused_before);
                         run(&myself, state, fx);
                     }
                 }
+            }
+            ChannelMsg::Adopt { call } => {
+                let present = matches!(state.machine.kind(), ChannelKind::Call { call: own, .. } if *own == call)
+                    && !state.machine.is_closed();
+                state
+                    .hub
+                    .send_call(&state.app, &call, CallInput::ChannelPresent { present });
             }
             ChannelMsg::MediaFlowing { from } => {
                 if let ChannelKind::Call { call, .. } = state.machine.kind()

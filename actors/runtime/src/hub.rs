@@ -8,21 +8,23 @@
 //! synchronous lock and never wait.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ractor::{Actor, ActorId, ActorRef};
 use showcall_machines::{
-    CallId, CallSetup, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
+    CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
 };
 
-use crate::call_actor::CallActor;
+use crate::call_actor::{CallActor, CallStart};
 use crate::channel_actor::ChannelActor;
 use crate::clock::Clock;
 use crate::error::CommandError;
 use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
-use crate::ports::{CallRecordSink, LogRecords, MediaControl, NoMedia, Placement};
+use crate::ports::{
+    CallLedger, CallRecordSink, LogRecords, MediaControl, NoLedger, NoMedia, Placement,
+};
 use crate::remote::{Courier, NoCourier};
 use crate::session::ConnectionInbox;
 use crate::user_actor::UserActor;
@@ -34,6 +36,8 @@ pub struct HubParts {
     pub placement: Arc<dyn Placement>,
     pub media: Arc<dyn MediaControl>,
     pub records: Arc<dyn CallRecordSink>,
+    /// Keeps connected calls for a takeover (the cluster's call records; nothing on a single node).
+    pub ledger: Arc<dyn CallLedger>,
     /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
     pub courier: Arc<dyn Courier>,
 }
@@ -46,6 +50,7 @@ impl HubParts {
             placement: Arc::new(crate::ports::LocalPlacement::new(node)),
             media: Arc::new(NoMedia),
             records: Arc::new(LogRecords),
+            ledger: Arc::new(NoLedger),
             courier: Arc::new(NoCourier),
         }
     }
@@ -71,6 +76,10 @@ pub(crate) struct Inner {
     /// Connections of this node whose user actor lives elsewhere, by sink id, with that node.
     pub(crate) remote_sinks: Mutex<HashMap<u64, (NodeId, ConnectionInbox)>>,
     pub(crate) next_id: AtomicU64,
+    /// Messages waiting for their key's partition to get an owner (`crate::flux`).
+    pub(crate) parked: Mutex<crate::flux::Parked>,
+    /// Whether the task that re-checks parked keys runs.
+    pub(crate) flux_task: AtomicBool,
 }
 
 /// See the module docs. Cheap to clone.
@@ -108,6 +117,8 @@ impl Hub {
                 pending: Mutex::default(),
                 remote_sinks: Mutex::default(),
                 next_id: AtomicU64::new(1),
+                parked: Mutex::default(),
+                flux_task: AtomicBool::new(false),
             }),
         }
     }
@@ -134,6 +145,10 @@ impl Hub {
 
     pub fn records(&self) -> &Arc<dyn CallRecordSink> {
         &self.inner.parts.records
+    }
+
+    pub fn ledger(&self) -> &Arc<dyn CallLedger> {
+        &self.inner.parts.ledger
     }
 
     /// Users with a session (online or within grace) on this node.
@@ -239,11 +254,45 @@ impl Hub {
         setup: CallSetup,
     ) -> Result<(), CommandError> {
         let id = setup.id.clone();
-        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), setup))
+        self.start_call_actor(app, id, CallStart::New(setup)).await
+    }
+
+    async fn start_call_actor(
+        &self,
+        app: AppId,
+        id: CallId,
+        start: CallStart,
+    ) -> Result<(), CommandError> {
+        let _serial = self.inner.spawn_lock.lock().await;
+        if lock(&self.inner.calls).contains_key(&id) {
+            return Err(CommandError::Unavailable(format!(
+                "call {id} is already running"
+            )));
+        }
+        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), start))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
         lock(&self.inner.calls).insert(id, (app, actor));
         Ok(())
+    }
+
+    /// Takes over a connected call from its snapshot (the node that ran it died and this node now owns
+    /// its partition). The restored call asks its parties and channel whether it can go on. A call that
+    /// is already running here, or whose key this node does not serve, is left alone.
+    pub async fn restore_call(&self, app: AppId, snapshot: CallSnapshot) {
+        let id = snapshot.setup.id.clone();
+        let key = ActorKey::Call(app.clone(), id.clone());
+        if !self.inner.parts.placement.serves(&key) {
+            tracing::warn!(%key, "not restored: this node does not serve the call's partition");
+            return;
+        }
+        match self
+            .start_call_actor(app, id, CallStart::Restored(snapshot))
+            .await
+        {
+            Ok(()) => tracing::info!(%key, "call taken over from its record"),
+            Err(e) => tracing::debug!(%key, error = %e, "call not restored"),
+        }
     }
 
     pub fn call(&self, id: &CallId) -> Option<ActorRef<CallMsg>> {

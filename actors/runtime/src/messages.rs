@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use showcall_machines::{
-    CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
+    CallId, CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
 };
 use tokio::sync::mpsc;
 
@@ -175,6 +175,11 @@ pub enum ChannelMsg {
     MediaFlowing {
         from: UserId,
     },
-    /// A node died: a call that paused this channel's broadcaster (or owns this call channel) is over.
+    /// A node died: members whose user actor lived there are gone.
     OwnersLost(LostKeys),
+    /// A call restored on a new node asks whether this is still its channel (answered with
+    /// `CallInput::ChannelPresent`).
+    Adopt {
+        call: CallId,
+    },
 }

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 
-use showcall_machines::{CallRecord, ChannelName, UserId};
+use showcall_machines::{CallId, CallRecord, CallSnapshot, ChannelName, UserId};
 
 use crate::keys::{ActorKey, AppId, NodeId};
 
@@ -176,4 +176,24 @@ impl CallRecordSink for LogRecords {
             "call ended"
         );
     }
+}
+
+/// Where connected calls are kept while they last, so that the new owner of a call's partition can take
+/// the call over when the node running it dies (the cluster keeps them in etcd). Writes are ordered per
+/// node and never block the call.
+pub trait CallLedger: Send + Sync + Debug + 'static {
+    /// The call connected (or was restored): keep its snapshot.
+    fn connected(&self, app: &AppId, snapshot: &CallSnapshot);
+    /// The call ended: forget it.
+    fn ended(&self, app: &AppId, call: &CallId);
+}
+
+/// A single node keeps nothing: a call's actor can only die with the whole node.
+#[derive(Debug, Default)]
+pub struct NoLedger;
+
+impl CallLedger for NoLedger {
+    fn connected(&self, _: &AppId, _: &CallSnapshot) {}
+
+    fn ended(&self, _: &AppId, _: &CallId) {}
 }

@@ -137,6 +137,10 @@ pub enum ChannelWire {
     MediaFlowing {
         from: UserId,
     },
+    /// A restored call asks whether this is still its channel.
+    Adopt {
+        call: CallId,
+    },
 }
 
 impl Envelope {

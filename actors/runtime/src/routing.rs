@@ -1,9 +1,10 @@
 //! Routing: every message to an actor goes through these [`Hub`] methods, which deliver it to the local
 //! actor when this node owns the key's partition and otherwise send it to the owner ([`crate::remote`]).
 //!
-//! - A key whose partition has no owner right now (a handoff, or this node fenced) is not delivered:
-//!   notifications are dropped with a log line, requests fail with UNAVAILABLE ("try again"); the client
-//!   retries. Buffering them until the partition settles is a refinement left for later.
+//! - A key whose partition has no owner right now (a dead node's partition not yet claimed, a handoff,
+//!   this node fenced or its view a watch event behind): notifications to calls and channels and client
+//!   commands for calls wait for an owner, in order, up to `flux::FLUX_WAIT` ([`crate::flux`]); other
+//!   requests fail with UNAVAILABLE ("try again") at once and the client retries.
 //! - Requests to another node wait at most [`COMMAND_TIMEOUT`] for the answer.
 //! - On the receiving side, [`Hub::deliver`] does what the local path does: get-or-spawn where the local
 //!   path would, answer NO_SUCH_CALL / SESSION_CLOSED where the actor is missing, and tell a call that its
@@ -43,6 +44,10 @@ fn in_flux(key: &ActorKey) -> CommandError {
 
 impl Hub {
     fn route(&self, key: &ActorKey) -> Route {
+        if self.is_parked(key) {
+            // Earlier messages to this key wait for an owner: later ones queue behind them.
+            return Route::Nowhere;
+        }
         let placement = &self.inner.parts.placement;
         match placement.owner(key) {
             Some(owner) if &owner == placement.this_node() => {
@@ -373,7 +378,15 @@ impl Hub {
                 },
             ),
             Route::Nowhere => {
-                tracing::warn!(%key, "message dropped: the call's partition is between owners")
+                let (app, call) = (app.clone(), call.clone());
+                self.hold_for_owner(
+                    key,
+                    Box::new(move |hub, replay| {
+                        if replay {
+                            hub.send_call(&app, &call, traced.payload);
+                        }
+                    }),
+                );
             }
         }
     }
@@ -401,7 +414,18 @@ impl Hub {
                 );
             }
             Route::Nowhere => {
-                let _ = reply.send(Err(in_flux(&key)));
+                let (app, call) = (app.clone(), call.clone());
+                let failed = in_flux(&key);
+                self.hold_for_owner(
+                    key,
+                    Box::new(move |hub, replay| {
+                        if replay {
+                            hub.command_call(&app, &call, input, reply);
+                        } else {
+                            let _ = reply.send(Err(failed));
+                        }
+                    }),
+                );
             }
         }
     }
@@ -539,6 +563,19 @@ impl Hub {
         );
     }
 
+    /// A restored call asks its channel whether it still exists; the answer comes back as
+    /// `CallInput::ChannelPresent` (at once, `false`, when there is no channel actor to ask).
+    pub(crate) fn ask_channel(&self, app: &AppId, channel: &ChannelName, call: CallId) {
+        let wire = ChannelWire::Adopt { call: call.clone() };
+        let asked = self.send_channel_msg(app, channel, wire, {
+            let call = call.clone();
+            move || ChannelMsg::Adopt { call }
+        });
+        if !asked {
+            self.send_call(app, &call, CallInput::ChannelPresent { present: false });
+        }
+    }
+
     /// The media router forwarded `from`'s first frame in `channel`.
     pub fn media_flowing(&self, app: &AppId, channel: &ChannelName, from: UserId) {
         let wire = ChannelWire::MediaFlowing { from: from.clone() };
@@ -547,30 +584,41 @@ impl Hub {
         });
     }
 
+    /// `true` when delivered here, sent to the owner, or parked until the channel's partition has one.
     fn send_channel_msg(
         &self,
         app: &AppId,
         channel: &ChannelName,
         wire: ChannelWire,
-        local: impl FnOnce() -> ChannelMsg,
-    ) {
+        local: impl FnOnce() -> ChannelMsg + Send + 'static,
+    ) -> bool {
         let key = ActorKey::Channel(app.clone(), channel.clone());
         match self.route(&key) {
-            Route::Here => {
-                if let Some(actor) = self.channel(app, channel) {
-                    let _ = actor.cast(local());
-                }
+            Route::Here => self
+                .channel(app, channel)
+                .is_some_and(|actor| actor.cast(local()).is_ok()),
+            Route::There(node) => {
+                self.ship(
+                    &node,
+                    Body::Channel {
+                        app: app.clone(),
+                        channel: channel.clone(),
+                        msg: wire,
+                    },
+                );
+                true
             }
-            Route::There(node) => self.ship(
-                &node,
-                Body::Channel {
-                    app: app.clone(),
-                    channel: channel.clone(),
-                    msg: wire,
-                },
-            ),
             Route::Nowhere => {
-                tracing::warn!(%key, "message dropped: the channel's partition is between owners")
+                let (app, channel) = (app.clone(), channel.clone());
+                self.hold_for_owner(
+                    key,
+                    Box::new(move |hub, replay| {
+                        if replay {
+                            hub.send_channel_msg(&app, &channel, wire, local);
+                        }
+                    }),
+                );
+                true
             }
         }
     }
@@ -703,20 +751,26 @@ impl Hub {
                 }
             }
             UserWire::Input(traced) => {
-                let ring = match &traced.payload {
-                    UserInput::Ring { info } => Some(info.call_id.clone()),
+                // What the asking call hears when there is no user actor here (as on one node).
+                let unanswered = match &traced.payload {
+                    UserInput::Ring { info } => Some((
+                        info.call_id.clone(),
+                        CallInput::Undeliverable(Undeliverable::Offline),
+                    )),
+                    UserInput::CallAdopted { call_id } => Some((
+                        call_id.clone(),
+                        CallInput::PartyPresent {
+                            user: user.clone(),
+                            present: false,
+                        },
+                    )),
                     _ => None,
                 };
                 let delivered = self
                     .user(&app, &user)
                     .is_some_and(|actor| actor.cast(UserMsg::Input(traced)).is_ok());
-                if !delivered && let Some(call) = ring {
-                    // Nobody to ring here: the call hears so at once, as on one node.
-                    self.send_call(
-                        &app,
-                        &call,
-                        CallInput::Undeliverable(Undeliverable::Offline),
-                    );
+                if !delivered && let Some((call, answer)) = unanswered {
+                    self.send_call(&app, &call, answer);
                 }
             }
         }
@@ -766,6 +820,14 @@ impl Hub {
             ChannelWire::MediaFlowing { from } => {
                 if let Some(actor) = self.channel(&app, &channel) {
                     let _ = actor.cast(ChannelMsg::MediaFlowing { from });
+                }
+            }
+            ChannelWire::Adopt { call } => {
+                let asked = self.channel(&app, &channel).is_some_and(|actor| {
+                    actor.cast(ChannelMsg::Adopt { call: call.clone() }).is_ok()
+                });
+                if !asked {
+                    self.send_call(&app, &call, CallInput::ChannelPresent { present: false });
                 }
             }
         }

@@ -134,10 +134,8 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 if let Some(call_id) = call
                     && lost(&ActorKey::Call(state.app.clone(), call_id.clone()))
                 {
-                    let input = UserInput::CallLost {
-                        call_id,
-                        reason: "the node running this call was lost".into(),
-                    };
+                    // A connected call may be taken over by the call's new owner; the machine decides.
+                    let input = UserInput::CallOwnerLost { call_id };
                     feed(&myself, state, input, now).await;
                 }
             }
@@ -348,6 +346,9 @@ async fn run(
                 state
                     .hub
                     .send_channel(&state.app, &channel, ChannelInput::Leave { user });
+            }
+            UserEffect::ToChannel { channel, input } => {
+                state.hub.send_channel(&state.app, &channel, input);
             }
             UserEffect::SetTimer { timer, after_ms } => {
                 myself.send_after(Duration::from_millis(after_ms), move || {

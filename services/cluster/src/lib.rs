@@ -7,23 +7,30 @@
 //! - [`membership`]: [`Membership`], the task that registers this node under a lease, keeps it alive,
 //!   watches the cluster, claims and releases partitions, and fences itself when it cannot renew.
 //! - [`placement`]: [`EtcdPlacement`], the actors' `Placement` port on top of it.
+//! - [`call_records`]: [`EtcdCallLedger`], connected calls kept for a takeover when their node dies.
+//! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
 //! - `<prefix>nodes/<node id>` → JSON [`NodeInfo`], bound to the node's lease;
 //! - `<prefix>partitions/<n>` → the owning node's id, bound to the owner's lease, created only by a
-//!   transaction that checks the key does not exist (so a partition has at most one owner).
+//!   transaction that checks the key does not exist (so a partition has at most one owner);
+//! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node).
 #![forbid(unsafe_code)]
 
+pub mod call_records;
 pub mod link;
 pub mod membership;
 pub mod partition;
 pub mod placement;
 pub mod rendezvous;
+pub mod takeover;
 pub mod view;
 
+pub use call_records::EtcdCallLedger;
 pub use link::{LinkCourier, NodeLinkService};
 pub use membership::{ClusterConfig, ClusterError, Membership, NodeLoss};
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;
+pub use takeover::take_over_calls;
 pub use view::{ClusterView, NodeInfo};

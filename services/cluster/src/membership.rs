@@ -208,6 +208,16 @@ impl Membership {
         self.shared.partitions
     }
 
+    /// The cluster's key prefix in etcd.
+    pub fn prefix(&self) -> &str {
+        &self.shared.layout.prefix
+    }
+
+    /// A handle on the etcd client (cheap to clone).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Whether this node may not act as an owner now (its lease may be about to expire).
     pub fn is_fenced(&self) -> bool {
         self.shared.fenced_at(Instant::now())

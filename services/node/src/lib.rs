@@ -99,6 +99,12 @@ fn user_config(config: &NodeConfig) -> UserConfig {
             config::PauseAt::Accept => showcall_machines::PauseAt::Accept,
             config::PauseAt::Ringing => showcall_machines::PauseAt::Ringing,
         },
+        // A lost call's new owner needs the lease to expire, the partition to be claimed and the call's
+        // record read, then asks the parties (it waits ADOPTION_TIMEOUT_MS for answers): parties wait
+        // longer than all of that before giving up on the call themselves.
+        takeover_wait_ms: (2 * config.lease_ttl.as_millis() as u64)
+            + showcall_machines::call::ADOPTION_TIMEOUT_MS
+            + 5_000,
     }
 }
 
@@ -162,7 +168,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .context("joining the cluster through etcd")?;
         parts.placement = Arc::new(showcall_cluster::EtcdPlacement::new(membership.clone()));
         parts.courier = Arc::new(showcall_cluster::LinkCourier::new(membership.clone()));
-        Some(membership)
+        let ledger = showcall_cluster::EtcdCallLedger::new(&membership);
+        parts.ledger = Arc::new(ledger.clone());
+        Some((membership, ledger))
+    };
+    let (membership, ledger) = match membership {
+        Some((m, l)) => (Some(m), Some(l)),
+        None => (None, None),
     };
     let hub = Hub::new(parts);
     let keys = Arc::new(config.app_keys());
@@ -251,6 +263,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let mut losses = m.node_losses();
         let count = m.partitions();
         let loss_hub = hub.clone();
+        let loss_membership = m.clone();
+        let loss_ledger = ledger.clone();
+        let takeover_limit = 3 * config.lease_ttl + std::time::Duration::from_secs(5);
         let mut stop = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
@@ -261,11 +276,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     },
                     _ = stop.changed() => break,
                 };
-                let partitions = loss.partitions;
+                let partitions = loss.partitions.clone();
                 let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| {
                     partitions.contains(&showcall_cluster::partition_of(key, count))
                 });
                 loss_hub.node_lost(&loss.node, lost);
+                // Connected calls whose actor died there go on here if this node owns them now.
+                if let Some(ledger) = &loss_ledger {
+                    tokio::spawn(showcall_cluster::take_over_calls(
+                        loss_hub.clone(),
+                        loss_membership.clone(),
+                        ledger.clone(),
+                        loss,
+                        takeover_limit,
+                    ));
+                }
             }
         });
     }

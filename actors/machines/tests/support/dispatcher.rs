@@ -314,6 +314,7 @@ impl World {
                 UserEffect::LeaveChannel { channel } => {
                     self.send_channel(channel, ChannelInput::Leave { user: uid(u) })
                 }
+                UserEffect::ToChannel { channel, input } => self.send_channel(channel, input),
                 UserEffect::SetTimer { timer, after_ms } => {
                     self.timers
                         .push((self.now + after_ms, Timer::User { u, inc, timer }));
@@ -395,6 +396,11 @@ impl World {
                     let slot = self.calls.get_mut(id).expect("calls are never forgotten");
                     slot.records.push(record);
                     assert_eq!(slot.records.len(), 1, "{id} ended twice");
+                }
+                // No node dies in this world: the snapshot is not needed and nothing is restored.
+                CallEffect::Persist(_) => {}
+                CallEffect::AskParty { .. } | CallEffect::AskChannel { .. } => {
+                    unreachable!("only restored calls ask")
                 }
             }
         }

@@ -68,6 +68,7 @@ pub fn cause(c: &EndCause) -> String {
         EndCause::Timeout => "timeout".into(),
         EndCause::SessionEnded { user, how } => format!("session of {} {how:?}", who(user)),
         EndCause::Terminated { reason } => format!("terminated ({reason})"),
+        EndCause::NodeLost => "node lost".into(),
     }
 }
 
@@ -106,6 +107,11 @@ pub fn show(fx: &[CallEffect]) -> Vec<String> {
             CallEffect::PauseLive { channel, host } => format!("pause {channel} {}", who(host)),
             CallEffect::ResumeLive { channel, host } => format!("resume {channel} {}", who(host)),
             CallEffect::CloseChannel { channel } => format!("close {channel}"),
+            CallEffect::Persist(snapshot) => {
+                format!("persist connected at {}", snapshot.connected_at)
+            }
+            CallEffect::AskParty { user } => format!("ask {}", who(user)),
+            CallEffect::AskChannel { channel } => format!("ask {channel}"),
             CallEffect::Ended(r) => format!("ended {} after {}", cause(&r.cause), r.connected_ms),
         })
         .collect()

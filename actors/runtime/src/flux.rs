@@ -1,0 +1,101 @@
+//! Messages to a key whose partition is between owners (a dead node's partition not yet claimed, a
+//! handoff, this node's view lagging the claim by a watch event) wait here briefly instead of being lost.
+//!
+//! Each key has a queue; while it has one, every later message to that key queues behind it, so a key's
+//! messages keep their order. One task re-checks the parked keys every [`RECHECK`]; a key that has an owner
+//! again has its queue replayed through the normal routing, in order. A key still without an owner after
+//! [`FLUX_WAIT`] gives up: requests are answered UNAVAILABLE ("try again"), notifications are dropped with
+//! a log line — as before parking existed, only later.
+//!
+//! Only fire-and-forget paths park (notifications to calls and channels, and client commands for calls,
+//! which the client awaits anyway). Requests that create actors (login, call spawn, join) answer
+//! UNAVAILABLE at once: the client retries them, and they must not wait for a partition that may be
+//! this node's own fenced one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::hub::{Hub, lock};
+use crate::keys::ActorKey;
+
+/// How long a message waits for its key's partition to get an owner.
+pub const FLUX_WAIT: Duration = Duration::from_secs(3);
+
+/// How often parked keys are re-checked.
+const RECHECK: Duration = Duration::from_millis(20);
+
+/// A parked message: replayed (`true`) once its key has an owner, or told to give up (`false`).
+pub(crate) type ParkedMessage = Box<dyn FnOnce(&Hub, bool) + Send>;
+
+/// One key's waiting messages.
+pub(crate) struct ParkedQueue {
+    since: Instant,
+    messages: VecDeque<ParkedMessage>,
+}
+
+/// Parked keys.
+pub(crate) type Parked = HashMap<ActorKey, ParkedQueue>;
+
+impl Hub {
+    /// Whether `key` has messages waiting (later ones must queue behind them).
+    pub(crate) fn is_parked(&self, key: &ActorKey) -> bool {
+        lock(&self.inner.parked).contains_key(key)
+    }
+
+    /// Queues `message` for `key` until the key has an owner again.
+    pub(crate) fn hold_for_owner(&self, key: ActorKey, message: ParkedMessage) {
+        lock(&self.inner.parked)
+            .entry(key)
+            .or_insert_with(|| ParkedQueue {
+                since: Instant::now(),
+                messages: VecDeque::new(),
+            })
+            .messages
+            .push_back(message);
+        if !self.inner.flux_task.swap(true, Ordering::AcqRel) {
+            let hub = self.clone();
+            tokio::spawn(async move { hub.recheck_parked().await });
+        }
+    }
+
+    async fn recheck_parked(self) {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            let placement = self.inner.parts.placement.clone();
+            let due: Vec<(ActorKey, ParkedQueue, bool)> = {
+                let mut parked = lock(&self.inner.parked);
+                let keys: Vec<ActorKey> = parked
+                    .iter()
+                    .filter_map(|(key, queue)| {
+                        let owned = match placement.owner(key) {
+                            Some(owner) => owner != *placement.this_node() || placement.serves(key),
+                            None => false,
+                        };
+                        (owned || queue.since.elapsed() >= FLUX_WAIT).then(|| key.clone())
+                    })
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|key| {
+                        let queue = parked.remove(&key)?;
+                        let expired = queue.since.elapsed() >= FLUX_WAIT;
+                        Some((key, queue, !expired))
+                    })
+                    .collect()
+            };
+            for (key, queue, replay) in due {
+                if !replay {
+                    tracing::warn!(%key, messages = queue.messages.len(), "gave up: the key's partition has no owner");
+                }
+                for message in queue.messages {
+                    message(&self, replay);
+                }
+            }
+            let parked = lock(&self.inner.parked);
+            if parked.is_empty() {
+                self.inner.flux_task.store(false, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
