@@ -278,6 +278,16 @@ impl NodeProcess {
             .map(|r| r.into_inner())
     }
 
+    /// SIGSTOP: the node freezes (a long GC or VM stall); its lease runs out if it stays frozen.
+    pub fn pause(&self) {
+        signal(self.child.id().expect("node is running"), "STOP");
+    }
+
+    /// SIGCONT: the frozen node runs again.
+    pub fn resume(&self) {
+        signal(self.child.id().expect("node is running"), "CONT");
+    }
+
     /// SIGKILL: the node stops at once, without leaving the cluster.
     pub async fn kill(mut self) {
         signal(self.child.id().expect("node is running"), "KILL");

@@ -106,6 +106,16 @@ impl Actor for CallActor {
                 }
             }
             CallMsg::Timer(timer) => {
+                let key = ActorKey::Call(state.app.clone(), state.machine.id().clone());
+                if !state.hub.serves(&key) {
+                    // Suspended (this node is fenced): try again later (see the user actor).
+                    let again = myself
+                        .send_after(crate::user_actor::SUSPENDED_RECHECK, move || {
+                            CallMsg::Timer(timer)
+                        });
+                    state.timers.insert(timer, again);
+                    return Ok(());
+                }
                 state.timers.remove(&timer);
                 let input = match timer {
                     CallTimer::Calling => CallInput::CallingTimeout,

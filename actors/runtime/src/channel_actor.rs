@@ -106,6 +106,13 @@ impl Actor for ChannelActor {
                     }
                 }
             }
+            ChannelMsg::Evict => {
+                state
+                    .hub
+                    .media()
+                    .close_channel(&state.app, state.machine.name());
+                myself.stop(Some("evicted: this node lost its lease".into()));
+            }
             ChannelMsg::Adopt { call } => {
                 let present = matches!(state.machine.kind(), ChannelKind::Call { call: own, .. } if *own == call)
                     && !state.machine.is_closed();

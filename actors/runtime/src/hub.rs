@@ -163,23 +163,22 @@ impl Hub {
 
     /// Every actor active on this node, as `ActorKey` text (`user/<app>/<id>`, `call/<app>/<id>` is not
     /// app-scoped so calls read `call/-/<id>`, `channel/<app>/<name>`): what the cluster's single-activation
-    /// probe samples.
+    /// probe samples. An actor whose partition this node does not serve now (fenced) is suspended — it gets
+    /// no messages and its timers wait ([`Hub::serves`]) — and is not listed.
     pub fn active_actors(&self) -> Vec<String> {
-        let mut keys: Vec<String> = lock(&self.inner.users)
-            .keys()
-            .map(|(app, user)| format!("user/{app}/{user}"))
-            .collect();
-        keys.extend(
-            lock(&self.inner.calls)
-                .keys()
-                .map(|id| format!("call/-/{id}")),
-        );
-        keys.extend(
-            lock(&self.inner.channels)
-                .keys()
-                .map(|(app, channel)| format!("channel/{app}/{channel}")),
-        );
-        keys
+        self.active_keys()
+            .into_iter()
+            .filter(|key| self.serves(key))
+            .map(|key| match key {
+                ActorKey::Call(_, id) => format!("call/-/{id}"),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    /// Whether this node may run `key`'s actor now. Actors defer their timers while it may not.
+    pub fn serves(&self, key: &ActorKey) -> bool {
+        self.inner.parts.placement.serves(key)
     }
 
     /// The keys of every actor active on this node.

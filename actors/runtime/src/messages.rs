@@ -143,6 +143,9 @@ pub enum UserMsg {
     Timer(UserTimer),
     /// A node died: a call whose actor it ran is over for this user.
     OwnersLost(LostKeys),
+    /// This node lost its lease: another node may run this user now. Close the connections
+    /// (`SessionClosed` NODE_LOST, so clients log in again) and stop without telling anyone else.
+    Evict,
 }
 
 /// Messages to a `CallActor`.
@@ -182,4 +185,6 @@ pub enum ChannelMsg {
     Adopt {
         call: CallId,
     },
+    /// This node lost its lease: close the media sessions and stop without telling anyone else.
+    Evict,
 }

@@ -668,6 +668,35 @@ impl Hub {
         tracing::warn!(%node, sessions = orphaned.len(), "node lost: its sessions closed, its calls ended");
     }
 
+    /// This node's lease expired (it was cut off, or paused, for longer than the TTL): the cluster
+    /// counted it as dead and other nodes took its partitions and calls over. Every local actor stops
+    /// without effects — no call ends, no record is written or deleted, no channel is told — because
+    /// their new owners carry on; connections to local sessions are closed with `NodeLost` so the
+    /// clients log in again (on the new owners).
+    pub fn evict_all(&self) {
+        let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
+        for actor in &users {
+            let _ = actor.cast(UserMsg::Evict);
+        }
+        let calls: Vec<_> = lock(&self.inner.calls)
+            .drain()
+            .map(|(_, (_, actor))| actor)
+            .collect();
+        for actor in &calls {
+            actor.stop(Some("evicted: this node lost its lease".into()));
+        }
+        let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
+        for actor in &channels {
+            let _ = actor.cast(ChannelMsg::Evict);
+        }
+        tracing::warn!(
+            users = users.len(),
+            calls = calls.len(),
+            channels = channels.len(),
+            "lease lost: every local actor evicted"
+        );
+    }
+
     // ---------------------------------------------------------------------------------------------
     // Receiving
     // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ use crate::messages::{Responder, UserMsg};
 use crate::ports::MediaRefusal;
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 
+/// How soon a timer that fired while this node was fenced is tried again.
+pub(crate) const SUSPENDED_RECHECK: Duration = Duration::from_millis(250);
+
 /// See the module docs.
 pub struct UserActor;
 
@@ -128,7 +131,30 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 }
             }
             UserMsg::Input(traced) => feed(&myself, state, traced.payload, now).await,
-            UserMsg::Timer(timer) => feed(&myself, state, UserInput::Timer(timer), now).await,
+            UserMsg::Timer(timer) => {
+                let key = ActorKey::User(state.app.clone(), state.machine.user().clone());
+                if state.hub.serves(&key) {
+                    feed(&myself, state, UserInput::Timer(timer), now).await;
+                } else {
+                    // Suspended (this node is fenced): the timer waits until it serves again, or until
+                    // the actor is evicted because another node took it over.
+                    myself.send_after(SUSPENDED_RECHECK, move || UserMsg::Timer(timer));
+                }
+            }
+            UserMsg::Evict => {
+                let reason = CloseReason::NodeLost;
+                for sink in state.sinks.values() {
+                    // As for a replaced connection: an unnumbered (seq 0) last word saying why.
+                    let notice = Pushed {
+                        seq: 0,
+                        at: state.hub.now_ms(),
+                        event: ClientEvent::SessionClosed { reason },
+                    };
+                    let _ = sink.send(Outbound::Event(Box::new(notice)));
+                    let _ = sink.send(Outbound::Close(reason));
+                }
+                myself.stop(Some("evicted: this node lost its lease".into()));
+            }
             UserMsg::OwnersLost(lost) => {
                 let call = state.machine.call().map(|c| c.id.clone());
                 if let Some(call_id) = call

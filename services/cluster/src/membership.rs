@@ -82,6 +82,8 @@ struct Shared {
     changes: watch::Sender<u64>,
     /// Set when etcd says the lease is gone: the reconcile task registers again.
     lease_lost: Notify,
+    /// Told when this node's own lease expired (before it registers again).
+    own_losses: Mutex<Vec<mpsc::UnboundedSender<()>>>,
     /// Who hears of other nodes' deaths.
     losses: Mutex<Vec<mpsc::UnboundedSender<NodeLoss>>>,
     /// The partitions that have actors running here (set by the node once its hub exists).
@@ -181,6 +183,7 @@ impl Membership {
             }),
             changes,
             lease_lost: Notify::new(),
+            own_losses: Mutex::default(),
             losses: Mutex::default(),
             busy: Mutex::default(),
         });
@@ -256,6 +259,14 @@ impl Membership {
     pub fn node_losses(&self) -> mpsc::UnboundedReceiver<NodeLoss> {
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.shared.losses).push(tx);
+        rx
+    }
+
+    /// Every later expiry of this node's own lease (it was cut off or paused past the TTL): the cluster
+    /// counted it as dead and its partitions and calls were taken over, so its local actors are void.
+    pub fn own_lease_losses(&self) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.own_losses).push(tx);
         rx
     }
 
@@ -446,6 +457,10 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                     Ok(None) | Err(_) => break,
                 },
                 () = shared.lease_lost.notified() => {
+                    // The partitions went with the lease, whatever the (possibly stale) view says: this
+                    // node must not take itself for their owner once it is unfenced again.
+                    shared.view_mut().owners.retain(|_, owner| *owner != shared.me);
+                    lock(&shared.own_losses).retain(|tx| tx.send(()).is_ok());
                     reregister(&mut client, &shared).await;
                     reconcile(&mut client, &shared).await;
                 }

@@ -259,6 +259,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 .map(|key| showcall_cluster::partition_of(key, count))
                 .collect()
         }));
+        // This node's own lease expired: others took its actors over; drop the local copies.
+        let mut own_losses = m.own_lease_losses();
+        let evict_hub = hub.clone();
+        let mut stop = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    lost = own_losses.recv() => match lost {
+                        Some(()) => evict_hub.evict_all(),
+                        None => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
         // A dead node's actors are gone: close the sessions and end the calls that lived there.
         let mut losses = m.node_losses();
         let count = m.partitions();

@@ -1,0 +1,165 @@
+//! A node frozen past its lease (a long GC or VM stall; SIGSTOP here) while it runs sessions. The cluster
+//! counts it as dead and the survivors take its partitions over; when it wakes it learns its lease is gone,
+//! drops every local actor without side effects, and registers again. Checked on the way: no actor is
+//! ever reported active on two nodes, the client connected to the frozen node is told to log in again,
+//! and logs in again; the node takes a share again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use showcall_actors::{ActorKey, AppId};
+use showcall_cluster::partition_of;
+use showcall_sdk::{Recorded, SessionCloseReason, SignalClient};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
+use showcall_tests::sdk_helpers::SdkUser;
+
+const APP: &str = "demo";
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Where every actor is active now; panics if one is active on two nodes. Nodes that do not answer (the
+/// frozen one) are skipped.
+async fn placement(nodes: &[&NodeProcess]) -> HashMap<String, String> {
+    let mut home = HashMap::new();
+    for node in nodes {
+        let Some(info) = node.info().await else {
+            continue;
+        };
+        for actor in info.active_actors {
+            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
+                panic!("{actor} is active on {other} and {}", node.id);
+            }
+        }
+    }
+    home
+}
+
+/// A user id whose actor lives on one of `partitions`.
+fn id_on(prefix: &str, partitions: &BTreeSet<u32>, count: u32) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| {
+            let key = ActorKey::User(AppId(APP.into()), id.as_str().into());
+            partitions.contains(&partition_of(&key, count))
+        })
+        .expect("some id hashes onto those partitions")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_past_its_lease_drops_its_actors_when_it_wakes() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
+    let frozen = NodeProcess::start(&etcd, "n3", &options).await;
+    let shares = eventually("three nodes share every partition", LIMIT, async || {
+        let mut by_node = BTreeMap::new();
+        for node in [&n1, &n2, &frozen] {
+            let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+            by_node.insert(node.id.clone(), served);
+        }
+        let total: usize = by_node.values().map(Vec::len).sum();
+        if total == options.partitions as usize && by_node.values().all(|p| !p.is_empty()) {
+            Ok(by_node)
+        } else {
+            Err(by_node)
+        }
+    })
+    .await;
+    let frozen_partitions: BTreeSet<u32> = shares["n3"].iter().copied().collect();
+
+    // One client connected to the node that will freeze, one connected to a survivor; both sessions
+    // (user actors) live on the node that will freeze.
+    let local_id = id_on("local", &frozen_partitions, options.partitions);
+    let remote_id = id_on("remote", &frozen_partitions, options.partitions);
+    let mut local =
+        SdkUser::login_at(&frozen.signal_url, APP, &local_id, &frozen.token(&local_id)).await;
+    let mut remote =
+        SdkUser::login_at(&n1.signal_url, APP, &remote_id, &n1.token(&remote_id)).await;
+    let home = placement(&[&n1, &n2, &frozen]).await;
+    assert_eq!(
+        home.get(&format!("user/{APP}/{local_id}")),
+        Some(&"n3".to_owned())
+    );
+    assert_eq!(
+        home.get(&format!("user/{APP}/{remote_id}")),
+        Some(&"n3".to_owned())
+    );
+
+    frozen.pause();
+    eventually("the survivors own every partition", LIMIT, async || {
+        let mut total = 0;
+        for node in [&n1, &n2] {
+            total += node.info().await.map_or(0, |i| i.partitions.len());
+        }
+        placement(&[&n1, &n2]).await;
+        if total == options.partitions as usize {
+            Ok(())
+        } else {
+            Err(total)
+        }
+    })
+    .await;
+    // The client on a survivor whose session was on the frozen node is told, and logs in again there.
+    remote
+        .wait_signal(|r| matches!(r, Recorded::SessionClosed { .. }))
+        .await;
+    let again = eventually("the remote user logs in again", LIMIT, async || {
+        let signal = SignalClient::connect(&n1.signal_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        signal
+            .login(&n1.token(&remote_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(signal)
+    })
+    .await;
+    assert!(again.login_info().is_some());
+    let home = placement(&[&n1, &n2]).await;
+    let survivor = home
+        .get(&format!("user/{APP}/{remote_id}"))
+        .cloned()
+        .expect("the session runs on a survivor now");
+
+    frozen.resume();
+    // The woken node finds its lease gone: its client hears why its session ended.
+    let closed = local
+        .wait_signal(|r| matches!(r, Recorded::SessionClosed { .. }))
+        .await;
+    assert!(
+        matches!(
+            closed,
+            Recorded::SessionClosed {
+                reason: SessionCloseReason::ServerShutdown,
+                ..
+            }
+        ),
+        "told to log in again: {closed:?}"
+    );
+    // It registers again and takes a share; at no sample is an actor active twice, and the session
+    // that moved stays where it moved.
+    eventually("the woken node serves a share again", LIMIT, async || {
+        let home = placement(&[&n1, &n2, &frozen]).await;
+        assert_eq!(
+            home.get(&format!("user/{APP}/{remote_id}")),
+            Some(&survivor),
+            "the moved session is not taken back"
+        );
+        let served = frozen.info().await.map(|i| i.partitions.len()).unwrap_or(0);
+        if served > 0 { Ok(served) } else { Err(served) }
+    })
+    .await;
+    // Its old session is gone for good: the user logs in again, on any node.
+    let back = eventually("the local user logs in again", LIMIT, async || {
+        let signal = SignalClient::connect(&frozen.signal_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        signal
+            .login(&frozen.token(&local_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(signal)
+    })
+    .await;
+    assert!(back.login_info().is_some());
+}
