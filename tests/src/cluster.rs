@@ -316,3 +316,26 @@ pub async fn eventually<T, O: std::fmt::Debug>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until every node serves some partitions and together they serve all `partitions`.
+pub async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
+    eventually(
+        "the nodes share every partition",
+        Duration::from_secs(60),
+        async || {
+            let mut all = std::collections::BTreeSet::new();
+            let mut each = Vec::new();
+            for node in nodes {
+                let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+                each.push(served.len());
+                all.extend(served);
+            }
+            if all.len() == partitions as usize && each.iter().all(|n| *n > 0) {
+                Ok(())
+            } else {
+                Err(each)
+            }
+        },
+    )
+    .await;
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
 use showcall_tests::sdk_helpers::{SdkUser, is_paused, is_resumed};
 
 const LIVE: &str = "host_live";
@@ -26,29 +26,6 @@ async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
         .await
         .expect("prepare accepted");
     user
-}
-
-/// Every node serves some partitions and together they serve all.
-async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
-    eventually(
-        "the nodes share every partition",
-        Duration::from_secs(60),
-        async || {
-            let mut all = std::collections::BTreeSet::new();
-            let mut each = Vec::new();
-            for node in nodes {
-                let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
-                each.push(served.len());
-                all.extend(served);
-            }
-            if all.len() == partitions as usize && each.iter().all(|n| *n > 0) {
-                Ok(())
-            } else {
-                Err(each)
-            }
-        },
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
