@@ -23,7 +23,7 @@ use crate::error::CommandError;
 use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{
-    CallLedger, CallRecordSink, LogRecords, MediaControl, NoLedger, NoMedia, Placement,
+    CallLedger, CallRecordSink, LogRecords, MediaControl, NoLedger, NoMedia, PinRefusal, Placement,
 };
 use crate::remote::{Courier, NoCourier};
 use crate::session::ConnectionInbox;
@@ -319,17 +319,38 @@ impl Hub {
             None if channel.is_call_channel() => return Err(CommandError::NotAParticipant),
             None => ChannelKind::Live,
         };
+        // Pinned before the actor starts (outside the spawn lock: it is an etcd round trip in a
+        // cluster). Two opens of one channel here both succeed: the second finds the pin is ours.
+        let placement = &self.inner.parts.placement;
+        match placement.pin_channel(app, channel).await {
+            Ok(()) => {}
+            Err(PinRefusal::Elsewhere(node)) if &node == placement.this_node() => {}
+            Err(PinRefusal::Elsewhere(node)) => {
+                return Err(CommandError::Unavailable(format!(
+                    "channel {channel} is opening on {node}; try again"
+                )));
+            }
+            Err(PinRefusal::Unavailable(why)) => return Err(CommandError::Unavailable(why)),
+        }
         let _guard = self.inner.spawn_lock.lock().await;
         if let Some(a) = lock(&self.inner.channels).get(&key) {
             return Ok(a.clone());
         }
-        let (actor, _) = Actor::spawn(
+        let spawned = Actor::spawn(
             None,
             ChannelActor,
             (self.clone(), app.clone(), channel.clone(), kind),
         )
-        .await
-        .map_err(|e| CommandError::Unavailable(format!("cannot start channel actor: {e}")))?;
+        .await;
+        let (actor, _) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                placement.unpin_channel(app, channel);
+                return Err(CommandError::Unavailable(format!(
+                    "cannot start channel actor: {e}"
+                )));
+            }
+        };
         lock(&self.inner.channels).insert(key, actor.clone());
         Ok(actor)
     }
@@ -345,6 +366,7 @@ impl Hub {
         let key = (app.clone(), channel.clone());
         if channels.get(&key).is_some_and(|a| a.get_id() == id) {
             channels.remove(&key);
+            self.inner.parts.placement.unpin_channel(app, channel);
         }
     }
 }

@@ -12,16 +12,41 @@ use showcall_machines::{CallId, CallRecord, CallSnapshot, ChannelName, UserId};
 use crate::keys::{ActorKey, AppId, NodeId};
 
 /// Where an actor lives. The single-node default answers "here" for every key; the cluster's etcd
-/// placement (`showcall-cluster`) answers from partition ownership.
+/// placement (`showcall-cluster`) answers from partition ownership for users and calls, and from the
+/// channel's pin for channels (a channel runs on the media node it was pinned to when it opened).
 pub trait Placement: Send + Sync + Debug + 'static {
     /// This node.
     fn this_node(&self) -> &NodeId;
-    /// The node that owns `key` now; `None` while its partition is between owners.
+    /// The node that runs `key`'s actor now; `None` while its partition is between owners, or for a
+    /// channel that is not open anywhere.
     fn owner(&self, key: &ActorKey) -> Option<NodeId>;
-    /// Whether this node may run `key`'s actor now (it owns the partition and is not fenced).
+    /// Whether this node may run `key`'s actor now (it owns the key and is not fenced).
     fn serves(&self, key: &ActorKey) -> bool {
         self.owner(key).as_ref() == Some(self.this_node())
     }
+    /// Where a channel that is not open anywhere should open (the least loaded media node).
+    fn choose_channel_node(&self, _app: &AppId, _channel: &ChannelName) -> Option<NodeId> {
+        Some(self.this_node().clone())
+    }
+    /// Pins a channel that is opening here to this node. Refused when another node holds it, or this
+    /// node cannot take new channels now.
+    fn pin_channel(&self, _app: &AppId, _channel: &ChannelName) -> PinFuture {
+        Box::pin(async { Ok(()) })
+    }
+    /// The channel closed here: its pin goes.
+    fn unpin_channel(&self, _app: &AppId, _channel: &ChannelName) {}
+}
+
+/// The outcome of pinning a channel.
+pub type PinFuture = Pin<Box<dyn Future<Output = Result<(), PinRefusal>> + Send>>;
+
+/// Why a channel could not be pinned to this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinRefusal {
+    /// Another node pinned it first.
+    Elsewhere(NodeId),
+    /// This node cannot take new channels now (fenced, or etcd unreachable).
+    Unavailable(String),
 }
 
 /// Every actor lives on this node.

@@ -62,6 +62,20 @@ impl Hub {
         }
     }
 
+    /// Where a request that may open `channel` goes: where it is open, or — when it is open nowhere —
+    /// the node placement picks for a new channel (which pins it there as it opens).
+    fn route_opening(&self, key: &ActorKey, app: &AppId, channel: &ChannelName) -> Route {
+        let placement = &self.inner.parts.placement;
+        if placement.owner(key).is_some() {
+            return self.route(key);
+        }
+        match placement.choose_channel_node(app, channel) {
+            Some(node) if &node == placement.this_node() => Route::Here,
+            Some(node) => Route::There(node),
+            None => Route::Nowhere,
+        }
+    }
+
     fn envelope(&self, body: Body) -> Envelope {
         Envelope {
             from: self.node().clone(),
@@ -457,7 +471,7 @@ impl Hub {
         kind: ChannelKind,
     ) -> Result<(), CommandError> {
         let key = ActorKey::Channel(app.clone(), channel.clone());
-        match self.route(&key) {
+        match self.route_opening(&key, app, channel) {
             Route::Here => self
                 .channel_or_open(app, channel, Some(kind))
                 .await
@@ -490,7 +504,7 @@ impl Hub {
         reply: Responder<CommandOk>,
     ) {
         let key = ActorKey::Channel(app.clone(), channel.clone());
-        match self.route(&key) {
+        match self.route_opening(&key, app, channel) {
             Route::Here => {
                 self.join_here(app, channel, user, role, may_publish, offer, reply)
                     .await
@@ -566,6 +580,12 @@ impl Hub {
     /// A restored call asks its channel whether it still exists; the answer comes back as
     /// `CallInput::ChannelPresent` (at once, `false`, when there is no channel actor to ask).
     pub(crate) fn ask_channel(&self, app: &AppId, channel: &ChannelName, call: CallId) {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        if self.inner.parts.placement.owner(&key).is_none() {
+            // Open nowhere (its node died with it): no need to wait for an owner.
+            self.send_call(app, &call, CallInput::ChannelPresent { present: false });
+            return;
+        }
         let wire = ChannelWire::Adopt { call: call.clone() };
         let asked = self.send_channel_msg(app, channel, wire, {
             let call = call.clone();

@@ -7,6 +7,7 @@
 //! - [`membership`]: [`Membership`], the task that registers this node under a lease, keeps it alive,
 //!   watches the cluster, claims and releases partitions, and fences itself when it cannot renew.
 //! - [`placement`]: [`EtcdPlacement`], the actors' `Placement` port on top of it.
+//! - [`channel_pins`]: channels pinned to the least loaded media node when they open.
 //! - [`call_records`]: [`EtcdCallLedger`], connected calls kept for a takeover when their node dies.
 //! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
@@ -15,10 +16,13 @@
 //! - `<prefix>nodes/<node id>` → JSON [`NodeInfo`], bound to the node's lease;
 //! - `<prefix>partitions/<n>` → the owning node's id, bound to the owner's lease, created only by a
 //!   transaction that checks the key does not exist (so a partition has at most one owner);
+//! - `<prefix>channels/<app>/<channel>` → the media node an open channel runs on, bound to that node's
+//!   lease, created only if absent;
 //! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node).
 #![forbid(unsafe_code)]
 
 pub mod call_records;
+pub mod channel_pins;
 pub mod link;
 pub mod membership;
 pub mod partition;

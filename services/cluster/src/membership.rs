@@ -98,6 +98,8 @@ pub type BusyPartitions = Arc<dyn Fn() -> BTreeSet<PartitionId> + Send + Sync>;
 pub struct NodeLoss {
     pub node: NodeId,
     pub partitions: BTreeSet<PartitionId>,
+    /// The channels pinned to it (`<app>/<channel>`): their actors and media are gone.
+    pub channels: BTreeSet<String>,
 }
 
 /// This node's membership (see the module docs). Cheap to clone; dropping every clone does not stop the
@@ -214,6 +216,24 @@ impl Membership {
     /// The cluster's key prefix in etcd.
     pub fn prefix(&self) -> &str {
         &self.shared.layout.prefix
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    /// This node's current lease.
+    pub(crate) fn lease_id(&self) -> i64 {
+        lock(&self.shared.lease).id
+    }
+
+    /// Records a channel pin (or its removal) in the view before the watch echoes it.
+    pub(crate) fn note_channel(&self, channel: &str, node: Option<NodeId>) {
+        let mut view = self.shared.view_mut();
+        match node {
+            Some(node) => view.channels.insert(channel.to_owned(), node),
+            None => view.channels.remove(channel),
+        };
     }
 
     /// A handle on the etcd client (cheap to clone).
@@ -431,7 +451,8 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                                     && node != shared.me
                                 {
                                     let partitions = before.owned_by(&node).into_iter().collect();
-                                    gone.push(NodeLoss { node, partitions });
+                                    let channels = before.channels_on(&node);
+                                    gone.push(NodeLoss { node, partitions, channels });
                                 }
                             }
                             for event in response.events() {
@@ -459,7 +480,11 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                 () = shared.lease_lost.notified() => {
                     // The partitions went with the lease, whatever the (possibly stale) view says: this
                     // node must not take itself for their owner once it is unfenced again.
-                    shared.view_mut().owners.retain(|_, owner| *owner != shared.me);
+                    {
+                        let mut view = shared.view_mut();
+                        view.owners.retain(|_, owner| *owner != shared.me);
+                        view.channels.retain(|_, node| *node != shared.me);
+                    }
                     lock(&shared.own_losses).retain(|tx| tx.send(()).is_ok());
                     reregister(&mut client, &shared).await;
                     reconcile(&mut client, &shared).await;

@@ -1,10 +1,13 @@
-//! [`EtcdPlacement`]: the actors' `Placement` port answered from the cluster view.
+//! [`EtcdPlacement`]: the actors' `Placement` port answered from the cluster view: users and calls by
+//! partition owner, channels by pin ([`crate::channel_pins`]).
 
-use showcall_actors::ports::Placement;
-use showcall_actors::{ActorKey, NodeId};
+use showcall_actors::ports::{PinFuture, Placement};
+use showcall_actors::{ActorKey, AppId, NodeId};
+use showcall_machines::ChannelName;
 
 use crate::membership::Membership;
 use crate::partition::partition_of;
+use crate::view::channel_id;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -28,12 +31,39 @@ impl Placement for EtcdPlacement {
     }
 
     fn owner(&self, key: &ActorKey) -> Option<NodeId> {
-        self.membership
-            .owner(partition_of(key, self.membership.partitions()))
+        match key {
+            ActorKey::Channel(app, channel) => {
+                self.membership.channel_node(&channel_id(app, channel))
+            }
+            _ => self
+                .membership
+                .owner(partition_of(key, self.membership.partitions())),
+        }
     }
 
     fn serves(&self, key: &ActorKey) -> bool {
+        match key {
+            ActorKey::Channel(..) => {
+                !self.membership.is_fenced() && self.owner(key).as_ref() == Some(self.this_node())
+            }
+            _ => self
+                .membership
+                .serves(partition_of(key, self.membership.partitions())),
+        }
+    }
+
+    fn choose_channel_node(&self, app: &AppId, channel: &ChannelName) -> Option<NodeId> {
         self.membership
-            .serves(partition_of(key, self.membership.partitions()))
+            .choose_channel_node(&channel_id(app, channel))
+    }
+
+    fn pin_channel(&self, app: &AppId, channel: &ChannelName) -> PinFuture {
+        let membership = self.membership.clone();
+        let channel = channel_id(app, channel);
+        Box::pin(async move { membership.pin_channel(&channel).await })
+    }
+
+    fn unpin_channel(&self, app: &AppId, channel: &ChannelName) {
+        self.membership.unpin_channel(&channel_id(app, channel));
     }
 }

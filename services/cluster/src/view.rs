@@ -8,6 +8,14 @@ use showcall_actors::NodeId;
 
 use crate::partition::PartitionId;
 
+/// How a channel is named in the pin keys and the view: `<app>/<channel>` (channel names have no `/`).
+pub fn channel_id(
+    app: &showcall_actors::AppId,
+    channel: &showcall_machines::ChannelName,
+) -> String {
+    format!("{app}/{channel}")
+}
+
 /// What a node publishes about itself (JSON under its node key).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -27,6 +35,8 @@ pub struct NodeInfo {
 pub struct ClusterView {
     pub nodes: BTreeMap<NodeId, NodeInfo>,
     pub owners: BTreeMap<PartitionId, NodeId>,
+    /// Open channels (`<app>/<channel>`) and the media node each is pinned to.
+    pub channels: BTreeMap<String, NodeId>,
 }
 
 /// Where a key sits in the layout.
@@ -34,6 +44,8 @@ pub struct ClusterView {
 pub enum KeyKind {
     Node(NodeId),
     Partition(PartitionId),
+    /// A channel pin: `<app>/<channel>`.
+    Channel(String),
     Other,
 }
 
@@ -56,6 +68,15 @@ impl Layout {
         format!("{}partitions/{p}", self.prefix)
     }
 
+    pub fn channels(&self) -> String {
+        format!("{}channels/", self.prefix)
+    }
+
+    /// A channel's pin key; `channel` is `<app>/<channel name>` (see [`channel_id`]).
+    pub fn channel(&self, channel: &str) -> String {
+        format!("{}channels/{channel}", self.prefix)
+    }
+
     pub fn kind(&self, key: &str) -> KeyKind {
         let Some(rest) = key.strip_prefix(&self.prefix) else {
             return KeyKind::Other;
@@ -64,6 +85,8 @@ impl Layout {
             KeyKind::Node(NodeId(id.to_owned()))
         } else if let Some(p) = rest.strip_prefix("partitions/") {
             p.parse().map_or(KeyKind::Other, KeyKind::Partition)
+        } else if let Some(c) = rest.strip_prefix("channels/") {
+            KeyKind::Channel(c.to_owned())
         } else {
             KeyKind::Other
         }
@@ -91,6 +114,12 @@ impl ClusterView {
                 }
                 Err(_) => tracing::warn!(%key, "unreadable partition owner"),
             },
+            KeyKind::Channel(c) => match std::str::from_utf8(value) {
+                Ok(node) => {
+                    self.channels.insert(c, NodeId(node.to_owned()));
+                }
+                Err(_) => tracing::warn!(%key, "unreadable channel pin"),
+            },
             KeyKind::Other => {}
         }
     }
@@ -104,8 +133,20 @@ impl ClusterView {
             KeyKind::Partition(p) => {
                 self.owners.remove(&p);
             }
+            KeyKind::Channel(c) => {
+                self.channels.remove(&c);
+            }
             KeyKind::Other => {}
         }
+    }
+
+    /// The channels pinned to `node`.
+    pub fn channels_on(&self, node: &NodeId) -> BTreeSet<String> {
+        self.channels
+            .iter()
+            .filter(|(_, n)| *n == node)
+            .map(|(c, _)| c.clone())
+            .collect()
     }
 
     /// The partitions `node` owns.
@@ -143,6 +184,12 @@ mod tests {
         view.put(&layout, "/showcall/v1/partitions/7", b"n1");
         view.put(&layout, "/showcall/v1/partitions/x", b"n1");
         view.put(&layout, "/elsewhere/partitions/8", b"n1");
+        view.put(&layout, "/showcall/v1/channels/demo/room-1", b"n1");
+        assert_eq!(
+            view.channels_on(&NodeId("n1".into())),
+            ["demo/room-1".to_owned()].into_iter().collect()
+        );
+        view.delete(&layout, "/showcall/v1/channels/demo/room-1");
         assert_eq!(view.live(), [NodeId("n1".into())].into_iter().collect());
         assert_eq!(view.owned_by(&NodeId("n1".into())), vec![7]);
         view.delete(&layout, "/showcall/v1/partitions/7");

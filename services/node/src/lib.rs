@@ -249,13 +249,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     });
     let link_hub = membership.as_ref().map(|_| hub.clone());
     if let Some(m) = &membership {
-        // Partitions with actors running here are not handed to a joining node (no actor migration).
+        // Partitions with users or calls running here are not handed to a joining node (no actor
+        // migration).
         let busy_hub = hub.clone();
         let count = m.partitions();
         m.set_busy(Arc::new(move || {
             busy_hub
                 .active_keys()
                 .iter()
+                // Channels are pinned, not placed by partition: they never hold a partition back.
+                .filter(|key| !matches!(key, showcall_actors::ActorKey::Channel(..)))
                 .map(|key| showcall_cluster::partition_of(key, count))
                 .collect()
         }));
@@ -291,9 +294,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     },
                     _ = stop.changed() => break,
                 };
-                let partitions = loss.partitions.clone();
-                let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| {
-                    partitions.contains(&showcall_cluster::partition_of(key, count))
+                let (partitions, channels) = (loss.partitions.clone(), loss.channels.clone());
+                let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| match key {
+                    // Channels are pinned to a node, not placed by partition.
+                    showcall_actors::ActorKey::Channel(app, channel) => {
+                        channels.contains(&showcall_cluster::view::channel_id(app, channel))
+                    }
+                    _ => partitions.contains(&showcall_cluster::partition_of(key, count)),
                 });
                 loss_hub.node_lost(&loss.node, lost);
                 // Connected calls whose actor died there go on here if this node owns them now.
