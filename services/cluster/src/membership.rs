@@ -557,48 +557,87 @@ async fn reconcile(client: &mut Client, shared: &Shared) {
     } else {
         BTreeSet::new()
     };
-    // One transaction per partition keeps each claim independent (another node may win some).
-    for step in steps {
-        // Actors are not migrated: a partition with actors running here stays until they are gone (the
-        // reconcile tick looks again), so a joining node never cuts an established call or session off.
-        if let Step::Release(p) = step
-            && busy.contains(&p)
-        {
-            continue;
-        }
-        let result = match step {
-            Step::Claim(p) => {
-                let key = shared.layout.partition(p);
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key,
-                        me.clone(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
-                client.txn(txn).await
-            }
-            Step::Release(p) => {
-                // Stop serving first, then give the key up: the next owner can only claim after the
-                // delete commits, so there is no moment where both serve it.
-                shared.view_mut().owners.remove(&p);
-                shared.bump();
-                if busy_now().contains(&p) {
-                    // An actor started here meanwhile: keep the partition.
-                    shared.view_mut().owners.insert(p, shared.me.clone());
-                    shared.bump();
-                    continue;
-                }
-                let key = shared.layout.partition(p);
-                let txn = Txn::new()
-                    .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
-                    .and_then([TxnOp::delete(key, None)]);
-                client.txn(txn).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(?step, error = %e, "partition step failed; will retry");
+    // Claims go in batches (one transaction, one fsync, for many partitions: forming a cluster is
+    // fast); a batch another node got a partition of first falls back to one transaction per partition,
+    // so each claim stays independent.
+    let claims: Vec<PartitionId> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Claim(p) => Some(*p),
+            Step::Release(_) => None,
+        })
+        .collect();
+    for batch in claims.chunks(CLAIM_BATCH) {
+        if let Err(e) = claim(client, shared, lease, &me, batch).await {
+            tracing::warn!(error = %e, "partition claims failed; will retry");
             return;
         }
     }
+    for step in steps {
+        let Step::Release(p) = step else { continue };
+        // Actors are not migrated: a partition with actors running here stays until they are gone (the
+        // reconcile tick looks again), so a joining node never cuts an established call or session off.
+        if busy.contains(&p) {
+            continue;
+        }
+        // Stop serving first, then give the key up: the next owner can only claim after the delete
+        // commits, so there is no moment where both serve it.
+        shared.view_mut().owners.remove(&p);
+        shared.bump();
+        if busy_now().contains(&p) {
+            // An actor started here meanwhile: keep the partition.
+            shared.view_mut().owners.insert(p, shared.me.clone());
+            shared.bump();
+            continue;
+        }
+        let key = shared.layout.partition(p);
+        let txn = Txn::new()
+            .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
+            .and_then([TxnOp::delete(key, None)]);
+        let result = client.txn(txn).await;
+        if let Err(e) = result {
+            tracing::warn!(partition = p, error = %e, "partition release failed; will retry");
+            return;
+        }
+    }
+}
+
+/// Partitions claimed per transaction (etcd allows 128 operations per transaction by default).
+const CLAIM_BATCH: usize = 64;
+
+/// Claims `batch` in one transaction, or one by one if another node holds any of them.
+async fn claim(
+    client: &mut Client,
+    shared: &Shared,
+    lease: i64,
+    me: &str,
+    batch: &[PartitionId],
+) -> Result<(), etcd_client::Error> {
+    let absent = |p: &PartitionId| {
+        Compare::create_revision(shared.layout.partition(*p), CompareOp::Equal, 0)
+    };
+    let put = |p: &PartitionId| {
+        TxnOp::put(
+            shared.layout.partition(*p),
+            me.to_owned(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    };
+    if batch.len() > 1 {
+        let all = Txn::new()
+            .when(batch.iter().map(absent).collect::<Vec<_>>())
+            .and_then(batch.iter().map(put).collect::<Vec<_>>());
+        if client.txn(all).await?.succeeded() {
+            return Ok(());
+        }
+        tracing::debug!(
+            partitions = batch.len(),
+            "batch claim lost a race; claiming one by one"
+        );
+    }
+    for p in batch {
+        let one = Txn::new().when([absent(p)]).and_then([put(p)]);
+        client.txn(one).await?;
+    }
+    Ok(())
 }
