@@ -7,6 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use showcall_proto::admin::WatchEventsRequest;
+use showcall_proto::admin::admin_client::AdminClient;
+use showcall_proto::admin::event::Kind;
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
@@ -36,6 +40,19 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     let n2 = NodeProcess::start(&etcd, "n2", &options).await;
     let n3 = NodeProcess::start(&etcd, "n3", &options).await;
     wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+
+    // A business server watches the events of every node through node 3.
+    let mut admin = AdminClient::connect(n3.grpc_url.clone())
+        .await
+        .expect("admin API reachable");
+    let mut events = admin
+        .watch_events(WatchEventsRequest {
+            after_cursor: None,
+            app_id: APP.into(),
+        })
+        .await
+        .expect("watch accepted")
+        .into_inner();
 
     // The host, on node 1, goes live with media; a fan on node 3 watches.
     let mut host = prepared_at(&n1, "host").await;
@@ -178,4 +195,31 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
         .await
         .expect("host video comes back to the fan from a keyframe");
     assert!(host_live.stats().video_frames_out > 0);
+
+    // The business server saw the call's whole life, in order, wherever its actors ran, and its one
+    // billing record.
+    let mut lifecycle = Vec::new();
+    while lifecycle.last().map(String::as_str) != Some("ended") {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("events keep coming")
+            .expect("the stream goes on")
+            .expect("an event");
+        let step = match event.kind {
+            Some(Kind::CallCreated(c)) if c.call_id == created.call_id => "created",
+            Some(Kind::CallRinging(c)) if c.call_id == created.call_id => "ringing",
+            Some(Kind::CallAccepted(c)) if c.call_id == created.call_id => "accepted",
+            Some(Kind::CallConnected(c)) if c.call_id == created.call_id => "connected",
+            Some(Kind::CallEnded(r)) if r.call_id == created.call_id => {
+                assert!(r.connected_duration_ms > 0, "a connected duration: {r:?}");
+                "ended"
+            }
+            _ => continue,
+        };
+        lifecycle.push(step.to_owned());
+    }
+    assert_eq!(
+        lifecycle,
+        ["created", "ringing", "accepted", "connected", "ended"]
+    );
 }

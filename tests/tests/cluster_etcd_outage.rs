@@ -3,8 +3,8 @@
 //! the nodes fence (signaling to fenced partitions waits); when etcd returns the cluster converges, the
 //! call is still connected — neither party was told anything — and hangs up as usual, once.
 //!
-//! The lease TTL here is 10 s, so etcd is frozen past the nodes' fencing point (TTL − TTL/4 after their
-//! last acknowledged renewal) but not past their leases: an outage longer than the TTL expires the leases
+//! The lease TTL here is 16 s, so etcd is frozen past the nodes' fencing point (TTL − TTL/4 after their
+//! last acknowledged renewal, ≤ 12 s) but not past their leases: an outage longer than the TTL expires the leases
 //! when etcd returns, which the cluster treats as every node dying at once (see `cluster_zombie`).
 
 use std::collections::HashMap;
@@ -49,7 +49,7 @@ fn ends(user: &SdkUser, call: &str) -> usize {
 async fn an_established_call_goes_on_while_etcd_is_frozen() {
     let etcd = Etcd::start().await;
     let options = NodeOptions {
-        lease_ttl: "10s",
+        lease_ttl: "16s",
         ..NodeOptions::default()
     };
     let n1 = NodeProcess::start(&etcd, "n1", &options).await;
@@ -90,8 +90,8 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
         .await;
 
     etcd.pause();
-    more_video(&viewer_media, 30).await;
-    more_video(&host_media, 30).await;
+    more_video(&viewer_media, 15).await;
+    more_video(&host_media, 15).await;
     eventually("both nodes fence", LIMIT, async || {
         let (a, b) = (n1.info().await, n2.info().await);
         match (&a, &b) {
@@ -101,8 +101,8 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
     })
     .await;
     // Fenced, the nodes serve no signaling, but the media routers go on.
-    more_video(&viewer_media, 30).await;
-    more_video(&host_media, 30).await;
+    more_video(&viewer_media, 15).await;
+    more_video(&host_media, 15).await;
 
     etcd.resume();
     wait_converged(&[&n1, &n2], options.partitions).await;

@@ -16,6 +16,7 @@ use showcall_machines::{
 };
 use tokio::task::JoinHandle;
 
+use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
 use crate::messages::CallMsg;
@@ -95,7 +96,7 @@ impl Actor for CallActor {
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
                 let now = state.hub.now_ms();
-                match state.machine.handle(input, now) {
+                match handle(state, input, now) {
                     Ok(fx) => {
                         let _ = reply.send(Ok(CommandOk::Done));
                         run(&myself, state, fx).await;
@@ -142,11 +143,60 @@ impl Actor for CallActor {
     }
 }
 
+/// Feeds the machine one input and reports the call's progress to the business events (created,
+/// ringing, accepted, connected; the end is reported with its record in `run`).
+fn handle(
+    state: &mut CallState,
+    input: CallInput,
+    now: showcall_machines::Millis,
+) -> Result<Vec<CallEffect>, showcall_machines::CallError> {
+    use showcall_machines::{CallState as Shown, Side};
+    let starting = matches!(input, CallInput::Start);
+    let before = (
+        state.machine.state_of(Side::Caller),
+        state.machine.state_of(Side::Callee),
+    );
+    let fx = state.machine.handle(input, now)?;
+    let after = (
+        state.machine.state_of(Side::Caller),
+        state.machine.state_of(Side::Callee),
+    );
+    let call = state.machine.id().clone();
+    let mut progress = Vec::new();
+    if starting {
+        let setup = state.machine.setup();
+        progress.push(EventKind::CallCreated {
+            call: call.clone(),
+            caller: setup.caller.clone(),
+            callee: setup.callee.clone(),
+            call_type: setup.call_type,
+            channel: setup.channel.clone(),
+        });
+    }
+    if before.1 == Shown::Prepared && after.1 == Shown::Calling {
+        progress.push(EventKind::CallRinging { call: call.clone() });
+    }
+    if before.0 == Shown::Calling && after.0 == Shown::Connecting {
+        progress.push(EventKind::CallAccepted { call: call.clone() });
+    }
+    if before.0 != Shown::Connected && after.0 == Shown::Connected {
+        if before.0 == Shown::Calling {
+            // Accepted and connected at once (both were already in the channel).
+            progress.push(EventKind::CallAccepted { call: call.clone() });
+        }
+        progress.push(EventKind::CallConnected { call });
+    }
+    for kind in progress {
+        state.hub.emit(&state.app, kind);
+    }
+    Ok(fx)
+}
+
 /// Feeds a notification; a refusal means it arrived after the fact (e.g. a ring answer after the call
 /// ended) and is dropped.
 async fn feed(myself: &ActorRef<CallMsg>, state: &mut CallState, input: CallInput) {
     let now = state.hub.now_ms();
-    match state.machine.handle(input, now) {
+    match handle(state, input, now) {
         Ok(fx) => run(myself, state, fx).await,
         Err(e) => tracing::debug!(call_id = %state.machine.id(), error = %e, "call input dropped"),
     }
@@ -161,6 +211,8 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     call: state.machine.id().clone(),
                     participants: members,
                 };
+                // Opened before the ring goes out, so a party's join always finds it. (In a cluster
+                // this is one node-link round trip at most: the channel's node is in its name.)
                 if let Err(e) = state
                     .hub
                     .open_call_channel(&state.app, &channel, kind)
@@ -176,10 +228,8 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 if !delivered {
                     // Nobody to ring: the caller hears so at once, not after the timeout.
                     let now = state.hub.now_ms();
-                    if let Ok(more) = state
-                        .machine
-                        .handle(CallInput::Undeliverable(Undeliverable::Offline), now)
-                    {
+                    let offline = CallInput::Undeliverable(Undeliverable::Offline);
+                    if let Ok(more) = handle(state, offline, now) {
                         queue.extend(more);
                     }
                 }
@@ -214,7 +264,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                         user,
                         present: false,
                     };
-                    if let Ok(more) = state.machine.handle(absent, now) {
+                    if let Ok(more) = handle(state, absent, now) {
                         queue.extend(more);
                     }
                 }
@@ -243,6 +293,12 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 send_channel(state, &channel, ChannelInput::Close)
             }
             CallEffect::Ended(record) => {
+                state.hub.emit(
+                    &state.app,
+                    EventKind::CallEnded {
+                        record: record.clone(),
+                    },
+                );
                 if record.connected_at.is_some() {
                     state.hub.ledger().ended(&state.app, &record.id);
                 }

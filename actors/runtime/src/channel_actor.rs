@@ -8,6 +8,7 @@ use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 
 use crate::error::CommandError;
+use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
 use crate::messages::{ChannelMsg, Responder};
@@ -72,7 +73,7 @@ impl Actor for ChannelActor {
                     ChannelInput::Leave { user } => Some(user.clone()),
                     _ => None,
                 };
-                match state.machine.handle(input) {
+                match handle(state, input) {
                     Ok(fx) => {
                         if let Some(user) = leaving {
                             close_media(state, &user);
@@ -100,7 +101,7 @@ impl Actor for ChannelActor {
                 for user in gone {
                     let paused_before = state.machine.paused_broadcaster().cloned();
                     close_media(state, &user);
-                    if let Ok(fx) = state.machine.handle(ChannelInput::Leave { user }) {
+                    if let Ok(fx) = handle(state, ChannelInput::Leave { user }) {
                         follow_pause(state, paused_before);
                         run(&myself, state, fx);
                     }
@@ -188,7 +189,7 @@ async fn join(
         role,
         may_publish,
     };
-    let fx = match state.machine.handle(input) {
+    let fx = match handle(state, input) {
         Ok(fx) => fx,
         Err(e) => {
             // Cannot happen after `check_join` (this actor is single-threaded); undo the session anyway.
@@ -234,6 +235,67 @@ async fn join(
 }
 
 /// Tells the media router when the broadcaster's pause changed.
+/// Feeds the machine one input and reports membership and pause changes to the business events.
+fn handle(
+    state: &mut ChannelState,
+    input: ChannelInput,
+) -> Result<Vec<ChannelEffect>, showcall_machines::ChannelError> {
+    let members_before = state.machine.view().members;
+    let paused_before = state
+        .machine
+        .paused_by()
+        .map(|(host, call)| (host.clone(), call.clone()));
+    let fx = state.machine.handle(input)?;
+    let channel = state.machine.name().clone();
+    let members_after = state.machine.view().members;
+    let mut events = Vec::new();
+    for (user, member) in &members_before {
+        if !members_after.iter().any(|(u, _)| u == user) {
+            events.push(EventKind::MemberLeft {
+                channel: channel.clone(),
+                user: user.clone(),
+                role: member.role,
+            });
+        }
+    }
+    for (user, member) in &members_after {
+        if !members_before.iter().any(|(u, _)| u == user) {
+            events.push(EventKind::MemberJoined {
+                channel: channel.clone(),
+                user: user.clone(),
+                role: member.role,
+            });
+        }
+    }
+    let paused_after = state
+        .machine
+        .paused_by()
+        .map(|(host, call)| (host.clone(), call.clone()));
+    if paused_after != paused_before {
+        if let Some((host, _)) = &paused_before
+            && paused_after.as_ref().is_none_or(|(h, _)| h != host)
+        {
+            events.push(EventKind::HostResumed {
+                channel: channel.clone(),
+                host: host.clone(),
+            });
+        }
+        if let Some((host, call)) = paused_after
+            && paused_before.as_ref().is_none_or(|(h, _)| *h != host)
+        {
+            events.push(EventKind::HostPaused {
+                channel: channel.clone(),
+                host,
+                call,
+            });
+        }
+    }
+    for kind in events {
+        state.hub.emit(&state.app, kind);
+    }
+    Ok(fx)
+}
+
 fn follow_pause(state: &ChannelState, before: Option<UserId>) {
     let after = state.machine.paused_broadcaster().cloned();
     if before == after {

@@ -20,6 +20,7 @@ use crate::call_actor::{CallActor, CallStart};
 use crate::channel_actor::ChannelActor;
 use crate::clock::Clock;
 use crate::error::CommandError;
+use crate::events::{EventLog, MemoryEventLog};
 use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{
@@ -38,6 +39,8 @@ pub struct HubParts {
     pub records: Arc<dyn CallRecordSink>,
     /// Keeps connected calls for a takeover (the cluster's call records; nothing on a single node).
     pub ledger: Arc<dyn CallLedger>,
+    /// Business events for the admin API's watchers.
+    pub events: Arc<dyn EventLog>,
     /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
     pub courier: Arc<dyn Courier>,
 }
@@ -51,6 +54,7 @@ impl HubParts {
             media: Arc::new(NoMedia),
             records: Arc::new(LogRecords),
             ledger: Arc::new(NoLedger),
+            events: Arc::new(MemoryEventLog::default()),
             courier: Arc::new(NoCourier),
         }
     }
@@ -151,9 +155,18 @@ impl Hub {
         &self.inner.parts.ledger
     }
 
+    pub fn events(&self) -> &Arc<dyn EventLog> {
+        &self.inner.parts.events
+    }
+
     /// Users with a session (online or within grace) on this node.
     pub fn users_online(&self) -> usize {
         lock(&self.inner.users).len()
+    }
+
+    /// Channels open on this node.
+    pub fn channels_open(&self) -> usize {
+        lock(&self.inner.channels).len()
     }
 
     /// Calls whose actor lives on this node.

@@ -15,7 +15,11 @@ pub fn call_id() -> CallId {
     CallId(random_hex())
 }
 
-/// A new private call channel name (`call-` + 32 hex digits).
-pub fn call_channel() -> ChannelName {
-    ChannelName(format!("{CALL_CHANNEL_PREFIX}{}", random_hex()))
+/// A new private call channel name: `call-` + 32 hex digits, and in a cluster `@` + the tag of the media
+/// node chosen for it (see `Placement::call_channel_tag`), so every node can route to it without a lookup.
+pub fn call_channel(node_tag: Option<&str>) -> ChannelName {
+    match node_tag {
+        Some(tag) => ChannelName(format!("{CALL_CHANNEL_PREFIX}{}@{tag}", random_hex())),
+        None => ChannelName(format!("{CALL_CHANNEL_PREFIX}{}", random_hex())),
+    }
 }

@@ -17,6 +17,7 @@ pub mod call_actor;
 pub mod channel_actor;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod flux;
 pub mod hub;
 pub mod ids;

@@ -35,6 +35,11 @@ pub trait Placement: Send + Sync + Debug + 'static {
     }
     /// The channel closed here: its pin goes.
     fn unpin_channel(&self, _app: &AppId, _channel: &ChannelName) {}
+    /// For a new call's channel: the tag of the media node chosen for it, carried in the channel's name
+    /// (call channels are never pinned in etcd: their name says where they run). `None` on one node.
+    fn call_channel_tag(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of pinning a channel.

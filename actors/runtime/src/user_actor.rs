@@ -10,6 +10,7 @@ use showcall_machines::user::{ClientEvent, CloseReason, Pushed, UserEffect, User
 use showcall_machines::{ConnId, UserId, UserMachine};
 
 use crate::error::CommandError;
+use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
 use crate::messages::SessionSink;
@@ -29,6 +30,8 @@ pub struct UserState {
     machine: UserMachine,
     /// Sinks of the connections this session knows: the live one, and briefly the one being replaced.
     sinks: HashMap<ConnId, SessionSink>,
+    /// Whether `UserOnline` was reported for this session (and `UserOffline` is due at its end).
+    online: bool,
 }
 
 impl Actor for UserActor {
@@ -47,6 +50,7 @@ impl Actor for UserActor {
             app,
             machine,
             sinks: HashMap::new(),
+            online: false,
         })
     }
 
@@ -102,6 +106,13 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                             grace_ms: state.hub.user_config().grace_ms,
                         };
                         let _ = reply.send(Ok(ok));
+                        if !state.online {
+                            // The session's first login: replacing a connection or resuming one in
+                            // its grace period is the same session.
+                            state.online = true;
+                            let user = state.machine.user().clone();
+                            state.hub.emit(&state.app, EventKind::UserOnline { user });
+                        }
                         run(&myself, state, fx, None).await;
                     }
                     Err(e) => {
@@ -206,7 +217,7 @@ async fn command_input(
             extension,
             timeout_ms,
             call_id: crate::ids::call_id(),
-            channel: crate::ids::call_channel(),
+            channel: crate::ids::call_channel(state.hub.placement().call_channel_tag().as_deref()),
         },
         UserCommand::CallCommand { call_id, command } => UserInput::Command { call_id, command },
         UserCommand::JoinChannel {
@@ -382,6 +393,10 @@ async fn run(
                 });
             }
             UserEffect::Stop => {
+                if std::mem::take(&mut state.online) {
+                    let user = state.machine.user().clone();
+                    state.hub.emit(&state.app, EventKind::UserOffline { user });
+                }
                 state
                     .hub
                     .forget_user(&state.app, state.machine.user(), myself.get_id());

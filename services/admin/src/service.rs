@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use showcall_actors::events::EventLog;
 use showcall_auth::{AppKeys, TokenIssuer};
+use showcall_proto::admin as pb;
 use showcall_proto::admin::admin_server::Admin;
 use showcall_proto::admin::{GetNodeInfoRequest, MintTokenRequest, MintTokenResponse, NodeInfo};
 use tonic::{Request, Response, Status};
@@ -19,6 +21,8 @@ pub struct AdminService {
     /// Describes the node at the moment of asking; the node owns the numbers (sessions, calls), so it
     /// hands in a closure rather than this crate reaching into its actors.
     node_info: Arc<dyn Fn() -> NodeInfo + Send + Sync>,
+    /// The business events watchers read.
+    events: Arc<dyn EventLog>,
 }
 
 impl AdminService {
@@ -30,7 +34,14 @@ impl AdminService {
         Self {
             keys,
             node_info: Arc::new(node_info),
+            events: Arc::new(showcall_actors::events::MemoryEventLog::default()),
         }
+    }
+
+    /// Watchers read `events` (the node's hub appends to the same log).
+    pub fn with_events(mut self, events: Arc<dyn EventLog>) -> Self {
+        self.events = events;
+        self
     }
 }
 
@@ -69,6 +80,29 @@ impl Admin for AdminService {
         .map_err(mint_error)?;
         tracing::debug!(app_id = %req.app_id, user_id = %req.user_id, expires_at, "minted token");
         Ok(Response::new(MintTokenResponse { token, expires_at }))
+    }
+
+    type WatchEventsStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let req = request.into_inner();
+        if !req.app_id.is_empty() && !self.keys.contains(&req.app_id) {
+            return Err(Status::invalid_argument(format!(
+                "app_id: no app {:?} on this node",
+                req.app_id
+            )));
+        }
+        let events = self
+            .events
+            .watch(req.after_cursor)
+            .map_err(crate::events::watch_status)?;
+        Ok(Response::new(Box::pin(crate::events::proto_stream(
+            events, req.app_id,
+        ))))
     }
 
     async fn get_node_info(

@@ -1,59 +1,79 @@
 //! Channel pins: a channel runs on one media node for its whole life, chosen when it opens.
 //!
 //! Users and calls are placed by partition (any node can run them; they move with their partition). A
-//! channel cannot move: its media sessions live in that node's router. So a channel is **pinned**: the
-//! node that opens it writes `<prefix>channels/<app>/<channel>` → its node id, bound to its own lease,
-//! with a transaction that requires the key to be absent (one pin per channel, ever, while it is open).
-//! The pin goes when the channel closes, or with the lease when the node dies (and the node's loss tells
-//! the survivors which channels went with it). Every node follows the pins through the cluster watch, so
-//! routing a channel message is a map lookup.
+//! channel cannot move: its media sessions live in that node's router. So a channel stays on the node
+//! chosen when it opened:
+//! - **Live rooms** are named by the app, and any node may be first to open one, so the node that opens
+//!   it writes a **pin**, `<prefix>channels/<app>/<channel>` → its node id, bound to its own lease, with a
+//!   transaction that requires the key to be absent (one room, one node). The pin goes when the room
+//!   closes, or with the lease when the node dies. Every node follows the pins through the cluster watch.
+//! - **Call channels** are named by the server when the call is placed, so the name itself carries the
+//!   chosen node: `call-<hex>@<node tag>` ([`crate::view::node_tag`]). No etcd write per call; every node
+//!   routes by the tag; a call channel is gone when the node with its tag is gone.
 //!
-//! **Where a new channel opens:** the live node with the fewest pinned channels per unit of capacity
-//! ([`least_loaded`]); ties go to the highest rendezvous weight of (channel, node), so nodes that see the
-//! same view choose alike. Two first joins of one live channel on nodes with different views may pick
-//! different nodes: the transaction lets one win and the other join answers UNAVAILABLE ("try again").
-
-use std::collections::BTreeMap;
+//! **Where a new channel opens:** power of two choices — two live nodes at random, the one with fewer
+//! open channels per unit of capacity wins ([`choose_media_node`]). Each node republishes its open
+//! channel count in its node info (at most once a second, when it changed); picking the less loaded of
+//! two random nodes keeps nodes that all see the same slightly stale numbers from piling onto one node.
+//! Two first joins of one live room on different nodes may pick different nodes: the pin transaction lets
+//! one win and the other join answers UNAVAILABLE ("try again").
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use rand::Rng;
 use showcall_actors::NodeId;
 use showcall_actors::ports::PinRefusal;
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::membership::Membership;
-use crate::view::ClusterView;
+use crate::view::{ClusterView, NodeInfo, node_tag};
 
-/// The node a new channel should open on (see the module docs); `None` when no node is live.
-pub fn least_loaded(view: &ClusterView, channel: &str) -> Option<NodeId> {
-    let mut load: BTreeMap<&NodeId, u64> = view.nodes.keys().map(|n| (n, 0)).collect();
-    for node in view.channels.values() {
-        if let Some(count) = load.get_mut(node) {
-            *count += 1;
+/// Channels per unit of capacity, comparable without floats.
+fn load(info: &NodeInfo) -> u64 {
+    (u64::from(info.load) << 20) / u64::from(info.capacity.max(1))
+}
+
+/// The node a new channel should open on (see the module docs); `None` when no node is live. `pick`
+/// draws indexes below its argument (random in production).
+pub fn choose_media_node(
+    view: &ClusterView,
+    mut pick: impl FnMut(usize) -> usize,
+) -> Option<NodeId> {
+    let nodes: Vec<&NodeInfo> = view.nodes.values().collect();
+    match nodes.len() {
+        0 => None,
+        1 => Some(nodes[0].id.clone()),
+        n => {
+            let a = pick(n);
+            let b = (a + 1 + pick(n - 1)) % n;
+            let (a, b) = (nodes[a], nodes[b]);
+            Some(if load(b) < load(a) { b } else { a }.id.clone())
         }
     }
-    view.nodes
-        .iter()
-        .map(|(id, info)| {
-            // Channels per unit of capacity, compared without floats: count / capacity as a fraction
-            // scaled by a common large factor.
-            let capacity = u64::from(info.capacity.max(1));
-            let per_capacity = load[id].saturating_mul(1 << 20) / capacity;
-            let weight = xxh3_64(format!("{channel}\u{0}{id}").as_bytes());
-            (per_capacity, std::cmp::Reverse(weight), id)
-        })
-        .min()
-        .map(|(_, _, id)| id.clone())
+}
+
+/// The live node a call channel's tag names.
+pub fn node_of_tag(view: &ClusterView, tag: &str) -> Option<NodeId> {
+    view.nodes.keys().find(|id| node_tag(id) == tag).cloned()
 }
 
 impl Membership {
     /// The node a channel is pinned to, as last seen.
     pub fn channel_node(&self, channel: &str) -> Option<NodeId> {
-        self.view().channels.get(channel).cloned()
+        self.read_view(|view| view.channels.get(channel).cloned())
     }
 
     /// Where a new channel should open.
-    pub fn choose_channel_node(&self, channel: &str) -> Option<NodeId> {
-        least_loaded(&self.view(), channel)
+    pub fn choose_channel_node(&self) -> Option<NodeId> {
+        let mut rng = rand::rng();
+        let chosen = self.read_view(|view| choose_media_node(view, |n| rng.random_range(0..n)))?;
+        // Counted at once in this node's view (until that node publishes its real load), so a burst of
+        // opens from here spreads instead of following one stale number.
+        self.note_load(&chosen, 1);
+        Some(chosen)
+    }
+
+    /// The live node a call channel's tag names.
+    pub fn tagged_node(&self, tag: &str) -> Option<NodeId> {
+        self.read_view(|view| node_of_tag(view, tag))
     }
 
     /// Pins `channel` to this node under its lease. Known here at once (routing does not wait for the
@@ -123,57 +143,63 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::NodeInfo;
 
-    fn view(nodes: &[(&str, u32)], pins: &[(&str, &str)]) -> ClusterView {
+    fn view(nodes: &[(&str, u32, u32)]) -> ClusterView {
         let mut view = ClusterView::default();
-        for (id, capacity) in nodes {
+        for (id, capacity, load) in nodes {
             let info = NodeInfo {
                 id: NodeId((*id).into()),
                 grpc_addr: String::new(),
                 media_addr: String::new(),
                 signal_url: String::new(),
                 capacity: *capacity,
+                load: *load,
             };
             view.nodes.insert(NodeId((*id).into()), info);
-        }
-        for (channel, node) in pins {
-            view.channels
-                .insert((*channel).into(), NodeId((*node).into()));
         }
         view
     }
 
     #[test]
-    fn the_node_with_the_fewest_channels_per_capacity_is_chosen() {
-        let v = view(
-            &[("n1", 100), ("n2", 100), ("n3", 100)],
-            &[("a/1", "n1"), ("a/2", "n1"), ("a/3", "n2")],
-        );
-        assert_eq!(least_loaded(&v, "a/new"), Some(NodeId("n3".into())));
+    fn of_the_two_drawn_the_node_with_fewer_channels_per_capacity_wins() {
+        let v = view(&[("n1", 100, 50), ("n2", 100, 10), ("n3", 100, 30)]);
+        // Draws n1 and n2 (indexes 0, then 0 of the remaining → n2).
+        assert_eq!(choose_media_node(&v, |_| 0), Some(NodeId("n2".into())));
         // Twice the capacity carries twice the channels before it counts as more loaded.
-        let v = view(
-            &[("n1", 200), ("n2", 100)],
-            &[("a/1", "n1"), ("a/2", "n1"), ("a/3", "n2")],
+        let v = view(&[("n1", 200, 40), ("n2", 100, 30)]);
+        assert_eq!(choose_media_node(&v, |_| 0), Some(NodeId("n1".into())));
+    }
+
+    #[test]
+    fn the_two_drawn_are_always_distinct_nodes() {
+        let v = view(&[("n1", 100, 0), ("n2", 100, 0), ("n3", 100, 0)]);
+        for a in 0..3 {
+            for b in 0..2 {
+                let mut draws = [a, b].into_iter();
+                let chosen = choose_media_node(&v, |n| {
+                    let d = draws.next().expect("two draws");
+                    assert!(d < n);
+                    d
+                });
+                assert!(chosen.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn one_node_is_always_chosen_and_no_node_means_no_choice() {
+        assert_eq!(
+            choose_media_node(&view(&[("n1", 100, 99)]), |_| unreachable!()),
+            Some(NodeId("n1".into()))
         );
-        assert_eq!(least_loaded(&v, "a/new"), Some(NodeId("n1".into())));
+        assert_eq!(choose_media_node(&view(&[]), |_| 0), None);
     }
 
     #[test]
-    fn ties_are_broken_alike_for_a_channel_and_spread_over_channels() {
-        let v = view(&[("n1", 100), ("n2", 100), ("n3", 100)], &[]);
-        let first = least_loaded(&v, "a/room");
-        assert_eq!(least_loaded(&v, "a/room"), first, "deterministic");
-        let chosen: std::collections::BTreeSet<_> = (0..30)
-            .filter_map(|i| least_loaded(&v, &format!("a/room-{i}")))
-            .collect();
-        assert_eq!(chosen.len(), 3, "empty nodes share new channels");
-    }
-
-    #[test]
-    fn pins_of_dead_nodes_do_not_count_and_no_node_means_no_choice() {
-        let v = view(&[("n1", 100)], &[("a/1", "gone")]);
-        assert_eq!(least_loaded(&v, "a/new"), Some(NodeId("n1".into())));
-        assert_eq!(least_loaded(&view(&[], &[]), "a/new"), None);
+    fn a_tag_names_its_live_node() {
+        let v = view(&[("n1", 100, 0), ("n2", 100, 0)]);
+        let tag = node_tag(&NodeId("n2".into()));
+        assert_eq!(node_of_tag(&v, &tag), Some(NodeId("n2".into())));
+        assert_eq!(node_of_tag(&v, "00000000"), None);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`placement`]: [`EtcdPlacement`], the actors' `Placement` port on top of it.
 //! - [`channel_pins`]: channels pinned to the least loaded media node when they open.
 //! - [`call_records`]: [`EtcdCallLedger`], connected calls kept for a takeover when their node dies.
+//! - [`event_log`]: [`EtcdEventLog`], the business events of every node in one order (etcd revisions).
 //! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
@@ -18,11 +19,13 @@
 //!   transaction that checks the key does not exist (so a partition has at most one owner);
 //! - `<prefix>channels/<app>/<channel>` → the media node an open channel runs on, bound to that node's
 //!   lease, created only if absent;
+//! - `<prefix>events/<node>/<n>` → a business event (JSON), bound to a rotating retention lease;
 //! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node).
 #![forbid(unsafe_code)]
 
 pub mod call_records;
 pub mod channel_pins;
+pub mod event_log;
 pub mod link;
 pub mod membership;
 pub mod partition;
@@ -32,6 +35,7 @@ pub mod takeover;
 pub mod view;
 
 pub use call_records::EtcdCallLedger;
+pub use event_log::EtcdEventLog;
 pub use link::{LinkCourier, NodeLinkService};
 pub use membership::{ClusterConfig, ClusterError, Membership, NodeLoss};
 pub use partition::{PartitionId, partition_of};

@@ -42,7 +42,9 @@ impl LinkCourier {
     }
 
     fn open(&self, node: &NodeId) -> Option<mpsc::UnboundedSender<pb::Envelope>> {
-        let info = self.membership.view().nodes.get(node).cloned()?;
+        let info = self
+            .membership
+            .read_view(|view| view.nodes.get(node).cloned())?;
         let (tx, rx) = mpsc::unbounded_channel::<pb::Envelope>();
         let node = node.clone();
         let peers = self.peers.clone();

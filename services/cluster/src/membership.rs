@@ -88,6 +88,8 @@ struct Shared {
     losses: Mutex<Vec<mpsc::UnboundedSender<NodeLoss>>>,
     /// The partitions that have actors running here (set by the node once its hub exists).
     busy: Mutex<Option<BusyPartitions>>,
+    /// How many channels are open here (published in the node info; set by the node).
+    load: Mutex<Option<Arc<dyn Fn() -> u32 + Send + Sync>>>,
 }
 
 /// Which partitions have actors running on this node.
@@ -188,9 +190,11 @@ impl Membership {
             own_losses: Mutex::default(),
             losses: Mutex::default(),
             busy: Mutex::default(),
+            load: Mutex::default(),
         });
         let revision = snapshot(&mut client, &shared).await?;
         let keeper = tokio::spawn(keep_alive(client.clone(), shared.clone()));
+        let publisher = tokio::spawn(publish_load(client.clone(), shared.clone()));
         let reconciler = tokio::spawn(watch_and_reconcile(
             client.clone(),
             shared.clone(),
@@ -199,7 +203,7 @@ impl Membership {
         tracing::info!(node = %shared.me, lease = lease_id, ttl_s = ttl_secs, "joined the cluster");
         Ok(Membership {
             shared,
-            tasks: Arc::new(Mutex::new(vec![keeper, reconciler])),
+            tasks: Arc::new(Mutex::new(vec![keeper, reconciler, publisher])),
             client,
         })
     }
@@ -225,6 +229,13 @@ impl Membership {
     /// This node's current lease.
     pub(crate) fn lease_id(&self) -> i64 {
         lock(&self.shared.lease).id
+    }
+
+    /// Adds to a node's load as this node last saw it (its next published load replaces it).
+    pub(crate) fn note_load(&self, node: &NodeId, more: u32) {
+        if let Some(info) = self.shared.view_mut().nodes.get_mut(node) {
+            info.load = info.load.saturating_add(more);
+        }
     }
 
     /// Records a channel pin (or its removal) in the view before the watch echoes it.
@@ -269,10 +280,21 @@ impl Membership {
         self.shared.view().clone()
     }
 
+    /// Reads the view in place (no copy).
+    pub fn read_view<T>(&self, read: impl FnOnce(&ClusterView) -> T) -> T {
+        read(&self.shared.view())
+    }
+
     /// Tells membership which partitions have actors running here: such a partition is not handed to a
     /// joining node until its actors are gone (actors are not migrated; see `reconcile`).
     pub fn set_busy(&self, busy: BusyPartitions) {
         *lock(&self.shared.busy) = Some(busy);
+    }
+
+    /// Tells membership how many channels are open here: republished in this node's info (at most once a
+    /// second, when it changed) so other nodes place new channels by load.
+    pub fn set_load(&self, load: Arc<dyn Fn() -> u32 + Send + Sync>) {
+        *lock(&self.shared.load) = Some(load);
     }
 
     /// Every later loss of another node, with the partitions it owned: its actors are gone.
@@ -409,6 +431,39 @@ async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
     }
 }
 
+/// Republishes this node's info with its current load whenever the load changed (checked every second).
+async fn publish_load(mut client: Client, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut published = 0;
+    loop {
+        tick.tick().await;
+        let Some(load) = lock(&shared.load).clone() else {
+            continue;
+        };
+        let now = load();
+        if now == published || shared.fenced_at(Instant::now()) {
+            continue;
+        }
+        let info = NodeInfo {
+            load: now,
+            ..shared.info.clone()
+        };
+        let lease = lock(&shared.lease).id;
+        let value = serde_json::to_vec(&info).expect("node info serializes");
+        let put = client
+            .put(
+                shared.layout.node(&shared.me),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await;
+        match put {
+            Ok(_) => published = now,
+            Err(e) => tracing::debug!(error = %e, "load not published; next second"),
+        }
+    }
+}
+
 /// Follows the cluster's keys and moves towards the target assignment (see the module docs).
 async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revision: i64) {
     let retry = shared.ttl / 2;
@@ -438,11 +493,20 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                             break;
                         }
                         let mut gone = Vec::new();
+                        // Channel pins come and go with every call: only node and partition changes
+                        // call for a reconcile.
+                        let mut structural = false;
                         {
                             let mut view = shared.view_mut();
                             // Owners as they were before this batch: a lease expiry deletes a node's key
-                            // and its partitions' keys together.
-                            let before = view.clone();
+                            // and its partitions' keys together. (Copied only when a node went.)
+                            let node_went = response.events().iter().any(|event| {
+                                event.event_type() == EventType::Delete
+                                    && event.kv().and_then(|kv| kv.key_str().ok()).is_some_and(
+                                        |key| matches!(shared.layout.kind(key), crate::view::KeyKind::Node(_)),
+                                    )
+                            });
+                            let before = if node_went { view.clone() } else { ClusterView::default() };
                             for event in response.events() {
                                 if event.event_type() == EventType::Delete
                                     && let Some(kv) = event.kv()
@@ -459,6 +523,10 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                                 let Some(kv) = event.kv() else { continue };
                                 let Ok(key) = kv.key_str() else { continue };
                                 revision = revision.max(kv.mod_revision());
+                                structural |= matches!(
+                                    shared.layout.kind(key),
+                                    crate::view::KeyKind::Node(_) | crate::view::KeyKind::Partition(_)
+                                );
                                 match event.event_type() {
                                     EventType::Put => view.put(&shared.layout, key, kv.value()),
                                     EventType::Delete => view.delete(&shared.layout, key),
@@ -472,8 +540,10 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                             tracing::warn!(node = %loss.node, partitions = loss.partitions.len(), "node lost");
                             lock(&shared.losses).retain(|tx| tx.send(loss.clone()).is_ok());
                         }
-                        shared.bump();
-                        reconcile(&mut client, &shared).await;
+                        if structural {
+                            shared.bump();
+                            reconcile(&mut client, &shared).await;
+                        }
                     }
                     Ok(None) | Err(_) => break,
                 },

@@ -7,7 +7,7 @@ use showcall_machines::ChannelName;
 
 use crate::membership::Membership;
 use crate::partition::partition_of;
-use crate::view::channel_id;
+use crate::view::{channel_id, node_tag, tag_of_call_channel};
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -32,9 +32,10 @@ impl Placement for EtcdPlacement {
 
     fn owner(&self, key: &ActorKey) -> Option<NodeId> {
         match key {
-            ActorKey::Channel(app, channel) => {
-                self.membership.channel_node(&channel_id(app, channel))
-            }
+            ActorKey::Channel(app, channel) => match tag_of_call_channel(channel) {
+                Some(tag) => self.membership.tagged_node(tag),
+                None => self.membership.channel_node(&channel_id(app, channel)),
+            },
             _ => self
                 .membership
                 .owner(partition_of(key, self.membership.partitions())),
@@ -52,18 +53,29 @@ impl Placement for EtcdPlacement {
         }
     }
 
-    fn choose_channel_node(&self, app: &AppId, channel: &ChannelName) -> Option<NodeId> {
-        self.membership
-            .choose_channel_node(&channel_id(app, channel))
+    fn choose_channel_node(&self, _app: &AppId, _channel: &ChannelName) -> Option<NodeId> {
+        self.membership.choose_channel_node()
     }
 
     fn pin_channel(&self, app: &AppId, channel: &ChannelName) -> PinFuture {
+        if channel.is_call_channel() {
+            // Its name says where it runs: nothing to write.
+            return Box::pin(async { Ok(()) });
+        }
         let membership = self.membership.clone();
         let channel = channel_id(app, channel);
         Box::pin(async move { membership.pin_channel(&channel).await })
     }
 
     fn unpin_channel(&self, app: &AppId, channel: &ChannelName) {
-        self.membership.unpin_channel(&channel_id(app, channel));
+        if !channel.is_call_channel() {
+            self.membership.unpin_channel(&channel_id(app, channel));
+        }
+    }
+
+    fn call_channel_tag(&self) -> Option<String> {
+        self.membership
+            .choose_channel_node()
+            .map(|node| node_tag(&node))
     }
 }

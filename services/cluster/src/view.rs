@@ -28,6 +28,22 @@ pub struct NodeInfo {
     pub signal_url: String,
     /// How many users it is sized for (a hint for choosing media nodes).
     pub capacity: u32,
+    /// Channels open on it now (republished as it changes): the load new channels are placed by.
+    #[serde(default)]
+    pub load: u32,
+}
+
+/// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
+pub fn node_tag(id: &NodeId) -> String {
+    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(id.0.as_bytes()) as u32)
+}
+
+/// The node tag in a call channel's name, if it has one.
+pub fn tag_of_call_channel(channel: &showcall_machines::ChannelName) -> Option<&str> {
+    if !channel.is_call_channel() {
+        return None;
+    }
+    channel.as_str().split_once('@').map(|(_, tag)| tag)
 }
 
 /// Live nodes and partition owners.
@@ -175,6 +191,7 @@ mod tests {
             media_addr: "127.0.0.1:2".into(),
             signal_url: "ws://127.0.0.1:3/signal".into(),
             capacity: 1000,
+            load: 0,
         };
         view.put(
             &layout,

@@ -162,6 +162,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 media_addr: media_addr.to_string(),
                 signal_url: signal_url.clone(),
                 capacity: 10_000,
+                load: 0,
             },
         })
         .await
@@ -170,6 +171,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         parts.courier = Arc::new(showcall_cluster::LinkCourier::new(membership.clone()));
         let ledger = showcall_cluster::EtcdCallLedger::new(&membership);
         parts.ledger = Arc::new(ledger.clone());
+        parts.events = Arc::new(showcall_cluster::EtcdEventLog::new(&membership));
         Some((membership, ledger))
     };
     let (membership, ledger) = match membership {
@@ -247,6 +249,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             partition_count,
         }
     });
+    let admin = admin.with_events(hub.events().clone());
     let link_hub = membership.as_ref().map(|_| hub.clone());
     if let Some(m) = &membership {
         // Partitions with users or calls running here are not handed to a joining node (no actor
@@ -262,6 +265,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 .map(|key| showcall_cluster::partition_of(key, count))
                 .collect()
         }));
+        let load_hub = hub.clone();
+        m.set_load(Arc::new(move || load_hub.channels_open() as u32));
         // This node's own lease expired: others took its actors over; drop the local copies.
         let mut own_losses = m.own_lease_losses();
         let evict_hub = hub.clone();
@@ -295,10 +300,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     _ = stop.changed() => break,
                 };
                 let (partitions, channels) = (loss.partitions.clone(), loss.channels.clone());
+                let dead_tag = showcall_cluster::view::node_tag(&loss.node);
                 let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| match key {
                     // Channels are pinned to a node, not placed by partition.
                     showcall_actors::ActorKey::Channel(app, channel) => {
-                        channels.contains(&showcall_cluster::view::channel_id(app, channel))
+                        match showcall_cluster::view::tag_of_call_channel(channel) {
+                            Some(tag) => tag == dead_tag,
+                            None => {
+                                channels.contains(&showcall_cluster::view::channel_id(app, channel))
+                            }
+                        }
                     }
                     _ => partitions.contains(&showcall_cluster::partition_of(key, count)),
                 });
