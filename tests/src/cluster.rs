@@ -278,6 +278,21 @@ impl NodeProcess {
             .map(|r| r.into_inner())
     }
 
+    /// A demo-app user logged in through this node's gateway (Rust SDK).
+    pub async fn user(&self, id: &str) -> crate::sdk_helpers::SdkUser {
+        crate::sdk_helpers::SdkUser::login_at(&self.signal_url, DEMO_APP, id, &self.token(id)).await
+    }
+
+    /// A user logged in through this node and prepared for calls.
+    pub async fn prepared_user(&self, id: &str) -> crate::sdk_helpers::SdkUser {
+        let user = self.user(id).await;
+        user.api
+            .prepare_for_call(showcall_sdk::PrepareConfig::default())
+            .await
+            .expect("prepare accepted");
+        user
+    }
+
     /// SIGSTOP: the node freezes (a long GC or VM stall); its lease runs out if it stays frozen.
     pub fn pause(&self) {
         signal(self.child.id().expect("node is running"), "STOP");
@@ -315,6 +330,19 @@ pub async fn eventually<T, O: std::fmt::Debug>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The app every node runs (the built-in demo app).
+pub const DEMO_APP: &str = showcall_node::config::DEMO_APP_ID;
+
+/// How many times `user` was told that `call` ended.
+pub fn call_endings(user: &crate::sdk_helpers::SdkUser, call: &str) -> usize {
+    use showcall_sdk::{CallState, Recorded};
+    user.rec
+        .seen()
+        .iter()
+        .filter(|r| matches!(r, Recorded::State { state: CallState::Prepared, info, .. } if info.call_id == call))
+        .count()
 }
 
 /// Waits until every node serves some partitions and together they serve all `partitions`.

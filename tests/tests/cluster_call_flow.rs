@@ -12,25 +12,12 @@ use showcall_proto::admin::WatchEventsRequest;
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::media::{MediaOptions, MediaSession};
-use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
+use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
-use showcall_tests::sdk_helpers::{SdkUser, is_paused, is_resumed};
+use showcall_tests::sdk_helpers::{is_paused, is_resumed};
 
 const LIVE: &str = "host_live";
 const APP: &str = "demo";
-
-async fn user_at(node: &NodeProcess, id: &str) -> SdkUser {
-    SdkUser::login_at(&node.signal_url, APP, id, &node.token(id)).await
-}
-
-async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
-    let user = user_at(node, id).await;
-    user.api
-        .prepare_for_call(PrepareConfig::default())
-        .await
-        .expect("prepare accepted");
-    user
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is_seen_everywhere() {
@@ -55,7 +42,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
         .into_inner();
 
     // The host, on node 1, goes live with media; a fan on node 3 watches.
-    let mut host = prepared_at(&n1, "host").await;
+    let mut host = n1.prepared_user("host").await;
     let (host_live, _) = MediaSession::join(
         &host.signal,
         LIVE,
@@ -64,7 +51,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     )
     .await
     .expect("host goes live");
-    let mut fan = user_at(&n3, "fan").await;
+    let mut fan = n3.user("fan").await;
     let (fan_media, _) = MediaSession::join(
         &fan.signal,
         LIVE,
@@ -79,7 +66,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
         .expect("live video reaches the fan");
 
     // The viewer, on node 2, calls the host; the host accepts.
-    let mut viewer = prepared_at(&n2, "viewer").await;
+    let mut viewer = n2.prepared_user("viewer").await;
     let created = viewer
         .api
         .call("host", CallType::Video, HashMap::new())
@@ -150,7 +137,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     assert!(nodes.len() >= 2, "the flow crossed nodes: {home:?}");
 
     // Busy everywhere: a third user, on node 3, calling the host is told at once.
-    let mut other = prepared_at(&n3, "other").await;
+    let mut other = n3.prepared_user("other").await;
     other
         .api
         .call("host", CallType::Video, HashMap::new())

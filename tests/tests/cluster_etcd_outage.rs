@@ -11,21 +11,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use showcall_sdk::media::{MediaOptions, MediaSession};
-use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig, Recorded};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
-use showcall_tests::sdk_helpers::SdkUser;
+use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
+use showcall_tests::cluster::{
+    Etcd, NodeOptions, NodeProcess, call_endings, eventually, wait_converged,
+};
 
-const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
-    let user = SdkUser::login_at(&node.signal_url, APP, id, &node.token(id)).await;
-    user.api
-        .prepare_for_call(PrepareConfig::default())
-        .await
-        .expect("prepare accepted");
-    user
-}
 
 /// Waits for `more` video frames beyond what `session` received so far.
 async fn more_video(session: &MediaSession, more: u64) {
@@ -34,15 +25,6 @@ async fn more_video(session: &MediaSession, more: u64) {
         .wait_video_frames(now + more)
         .await
         .expect("video keeps arriving");
-}
-
-/// How many times `user` was told `call` ended.
-fn ends(user: &SdkUser, call: &str) -> usize {
-    user.rec
-        .seen()
-        .iter()
-        .filter(|r| matches!(r, Recorded::State { state: CallState::Prepared, info, .. } if info.call_id == call))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,8 +38,8 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
     let n2 = NodeProcess::start(&etcd, "n2", &options).await;
     wait_converged(&[&n1, &n2], options.partitions).await;
 
-    let mut viewer = prepared_at(&n1, "viewer").await;
-    let mut host = prepared_at(&n2, "host").await;
+    let mut viewer = n1.prepared_user("viewer").await;
+    let mut host = n2.prepared_user("host").await;
     let created = viewer
         .api
         .call("host", CallType::Video, HashMap::new())
@@ -107,7 +89,7 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
     etcd.resume();
     wait_converged(&[&n1, &n2], options.partitions).await;
     assert_eq!(
-        (ends(&viewer, call), ends(&host, call)),
+        (call_endings(&viewer, call), call_endings(&host, call)),
         (0, 0),
         "nobody was told the call ended"
     );
@@ -123,7 +105,7 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
     host.wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
         .await;
     assert_eq!(
-        (ends(&viewer, call), ends(&host, call)),
+        (call_endings(&viewer, call), call_endings(&host, call)),
         (1, 1),
         "one end each"
     );

@@ -14,21 +14,12 @@ use std::time::Duration;
 
 use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
-use showcall_sdk::{CallState, CallStateReason, CallType, PrepareConfig, Recorded, SignalClient};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
+use showcall_sdk::{CallState, CallStateReason, CallType, Recorded, SignalClient};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
 use showcall_tests::sdk_helpers::SdkUser;
 
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn prepared_at(node: &NodeProcess, id: &str) -> SdkUser {
-    let user = SdkUser::login_at(&node.signal_url, APP, id, &node.token(id)).await;
-    user.api
-        .prepare_for_call(PrepareConfig::default())
-        .await
-        .expect("prepare accepted");
-    user
-}
 
 fn is_connected(r: &Recorded) -> bool {
     matches!(
@@ -48,15 +39,6 @@ fn is_ended(r: &Recorded) -> bool {
             ..
         }
     )
-}
-
-/// How many times `user` was told `call` ended.
-fn endings(user: &SdkUser, call: &str) -> usize {
-    user.rec
-        .seen()
-        .iter()
-        .filter(|r| matches!(r, Recorded::State { state: CallState::Prepared, info, .. } if info.call_id == call))
-        .count()
 }
 
 /// Where every actor is active now (and that none is active twice).
@@ -85,8 +67,8 @@ async fn connected_pair(a: &NodeProcess, b: &NodeProcess, i: usize) -> Pair {
 }
 
 async fn connected_pair_of(a: &NodeProcess, b: &NodeProcess, caller: &str, callee: &str) -> Pair {
-    let mut caller = prepared_at(a, caller).await;
-    let mut callee = prepared_at(b, callee).await;
+    let mut caller = a.prepared_user(caller).await;
+    let mut callee = b.prepared_user(callee).await;
     let created = caller
         .api
         .call(&callee.id, CallType::Video, HashMap::new())
@@ -287,7 +269,7 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
                 relogins.push(user.id.clone());
             } else {
                 assert_eq!(
-                    endings(user, &pair.call_id),
+                    call_endings(user, &pair.call_id),
                     1,
                     "{} is told once that call {} ended",
                     user.id,

@@ -504,44 +504,6 @@ impl Hub {
         reply: Responder<CommandOk>,
     ) {
         let key = ActorKey::Channel(app.clone(), channel.clone());
-        if channel.is_call_channel() && self.inner.parts.placement.owner(&key).is_none() {
-            // A call channel opens as its call starts, without holding the ring up: a join that comes
-            // before its pin is known here waits for it (and fails UNAVAILABLE if it never comes).
-            let (app, channel) = (app.clone(), channel.clone());
-            let failed = in_flux(&key);
-            self.hold_for_owner(
-                key,
-                Box::new(move |hub, replay| {
-                    if !replay {
-                        let _ = reply.send(Err(failed));
-                        return;
-                    }
-                    let hub = hub.clone();
-                    tokio::spawn(async move {
-                        hub.join_routed(&app, &channel, user, role, may_publish, offer, reply)
-                            .await
-                    });
-                }),
-            );
-            return;
-        }
-        self.join_routed(app, channel, user, role, may_publish, offer, reply)
-            .await
-    }
-
-    /// A join sent where the channel is open, or where it should open.
-    #[allow(clippy::too_many_arguments)]
-    async fn join_routed(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        user: UserId,
-        role: Role,
-        may_publish: bool,
-        offer: Option<String>,
-        reply: Responder<CommandOk>,
-    ) {
-        let key = ActorKey::Channel(app.clone(), channel.clone());
         match self.route_opening(&key, app, channel) {
             Route::Here => {
                 self.join_here(app, channel, user, role, may_publish, offer, reply)
@@ -698,14 +660,11 @@ impl Hub {
                 .collect()
         };
         for tx in &orphaned {
-            // As for a replaced connection: an unnumbered (seq 0) last word saying why, then the close.
             let reason = showcall_machines::user::CloseReason::NodeLost;
-            let notice = showcall_machines::user::Pushed {
-                seq: 0,
-                at: self.now_ms(),
-                event: showcall_machines::user::ClientEvent::SessionClosed { reason },
-            };
-            let _ = tx.send(crate::session::Outbound::Event(Box::new(notice)));
+            let _ = tx.send(crate::session::Outbound::closing_notice(
+                self.now_ms(),
+                reason,
+            ));
             let _ = tx.send(crate::session::Outbound::Close(reason));
         }
         let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();

@@ -26,6 +26,18 @@ pub enum Outbound {
     Close(CloseReason),
 }
 
+impl Outbound {
+    /// A connection's last word before the server closes it: an unnumbered (seq 0) `SessionClosed`
+    /// saying why — it is not part of the session's numbered stream (which may go on elsewhere).
+    pub fn closing_notice(at: showcall_machines::Millis, reason: CloseReason) -> Outbound {
+        Outbound::Event(Box::new(Pushed {
+            seq: 0,
+            at,
+            event: showcall_machines::user::ClientEvent::SessionClosed { reason },
+        }))
+    }
+}
+
 /// The connection's inbox. Unbounded because the user actor must never block on a slow client; the
 /// gateway drops a connection whose socket stops draining it.
 pub type ConnectionInbox = mpsc::UnboundedSender<Outbound>;

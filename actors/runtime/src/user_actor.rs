@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::channel::ChannelInput;
-use showcall_machines::user::{ClientEvent, CloseReason, Pushed, UserEffect, UserInput};
+use showcall_machines::user::{CloseReason, UserEffect, UserInput};
 use showcall_machines::{ConnId, UserId, UserMachine};
 
 use crate::error::CommandError;
@@ -155,13 +155,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
             UserMsg::Evict => {
                 let reason = CloseReason::NodeLost;
                 for sink in state.sinks.values() {
-                    // As for a replaced connection: an unnumbered (seq 0) last word saying why.
-                    let notice = Pushed {
-                        seq: 0,
-                        at: state.hub.now_ms(),
-                        event: ClientEvent::SessionClosed { reason },
-                    };
-                    let _ = sink.send(Outbound::Event(Box::new(notice)));
+                    let _ = sink.send(Outbound::closing_notice(state.hub.now_ms(), reason));
                     let _ = sink.send(Outbound::Close(reason));
                 }
                 myself.stop(Some("evicted: this node lost its lease".into()));
@@ -336,13 +330,8 @@ async fn run(
                 if let Some(sink) = state.sinks.remove(&conn) {
                     if reason == CloseReason::Replaced {
                         // The session's numbered stream now goes to the new connection; the replaced one
-                        // still hears why it is closed, as its last, unnumbered (seq 0) event.
-                        let notice = Pushed {
-                            seq: 0,
-                            at: state.hub.now_ms(),
-                            event: ClientEvent::SessionClosed { reason },
-                        };
-                        let _ = sink.send(Outbound::Event(Box::new(notice)));
+                        // still hears why it is closed.
+                        let _ = sink.send(Outbound::closing_notice(state.hub.now_ms(), reason));
                     }
                     let _ = sink.send(Outbound::Close(reason));
                 }
