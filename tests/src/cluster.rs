@@ -293,6 +293,25 @@ impl NodeProcess {
         user
     }
 
+    /// Logs `id` in through this node until it works (UNAVAILABLE while its partition has no owner).
+    pub async fn log_in_again(&self, id: &str) -> showcall_sdk::SignalClient {
+        eventually(
+            "the user can log in again",
+            Duration::from_secs(60),
+            async || {
+                let signal = showcall_sdk::SignalClient::connect(&self.signal_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                signal
+                    .login(&self.token(id))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(signal)
+            },
+        )
+        .await
+    }
+
     /// SIGSTOP: the node freezes (a long GC or VM stall); its lease runs out if it stays frozen.
     pub fn pause(&self) {
         signal(self.child.id().expect("node is running"), "STOP");
@@ -343,6 +362,16 @@ pub fn call_endings(user: &crate::sdk_helpers::SdkUser, call: &str) -> usize {
         .iter()
         .filter(|r| matches!(r, Recorded::State { state: CallState::Prepared, info, .. } if info.call_id == call))
         .count()
+}
+
+/// Starts nodes `ids` on `etcd` and waits until they share every partition.
+pub async fn start_converged(etcd: &Etcd, ids: &[&str], options: &NodeOptions) -> Vec<NodeProcess> {
+    let mut nodes = Vec::new();
+    for id in ids {
+        nodes.push(NodeProcess::start(etcd, id, options).await);
+    }
+    wait_converged(&nodes.iter().collect::<Vec<_>>(), options.partitions).await;
+    nodes
 }
 
 /// Waits until every node serves some partitions and together they serve all `partitions`.

@@ -13,7 +13,7 @@ use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, start_converged};
 use showcall_tests::sdk_helpers::{is_paused, is_resumed};
 
 const LIVE: &str = "host_live";
@@ -23,10 +23,10 @@ const APP: &str = "demo";
 async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is_seen_everywhere() {
     let etcd = Etcd::start().await;
     let options = NodeOptions::default();
-    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
-    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
-    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
-    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+    let [n1, n2, n3]: [NodeProcess; 3] = start_converged(&etcd, &["n1", "n2", "n3"], &options)
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three nodes"));
 
     // A business server watches the events of every node through node 3.
     let mut admin = AdminClient::connect(n3.grpc_url.clone())

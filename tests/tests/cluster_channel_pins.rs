@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use showcall_sdk::{ChannelRole, SignalClient};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, start_converged};
 
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -43,10 +43,10 @@ async fn connect(node: &NodeProcess, uid: &str) -> SignalClient {
 async fn channels_open_on_the_least_loaded_node_and_stay_there_while_open() {
     let etcd = Etcd::start().await;
     let options = NodeOptions::default();
-    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
-    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
-    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
-    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+    let [n1, n2, n3]: [NodeProcess; 3] = start_converged(&etcd, &["n1", "n2", "n3"], &options)
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three nodes"));
     let nodes = [&n1, &n2, &n3];
 
     // One host per room, all through node 1's gateway.

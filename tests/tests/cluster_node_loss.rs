@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
-use showcall_sdk::{CallState, CallStateReason, CallType, Recorded, SignalClient};
+use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
 use showcall_tests::sdk_helpers::SdkUser;
 
@@ -99,21 +99,6 @@ fn id_off(prefix: &str, victim: &BTreeSet<u32>, count: u32) -> String {
             !victim.contains(&partition_of(&key, count))
         })
         .expect("some id hashes off the victim")
-}
-
-/// Logs in again until the user's partition has a new owner (UNAVAILABLE meanwhile).
-async fn log_in_again(node: &NodeProcess, id: &str) -> SignalClient {
-    eventually("the user can log in again", LIMIT, async || {
-        let signal = SignalClient::connect(&node.signal_url)
-            .await
-            .map_err(|e| e.to_string())?;
-        signal
-            .login(&node.token(id))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(signal)
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,7 +268,7 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
 
     // Users whose sessions died log in again on a survivor, and new calls succeed.
     for id in &relogins {
-        let signal = log_in_again(a, id).await;
+        let signal = a.log_in_again(id).await;
         assert!(signal.login_info().is_some());
     }
     let fresh = connected_pair(b, a, 100).await;

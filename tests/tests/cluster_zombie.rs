@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
-use showcall_sdk::{Recorded, SessionCloseReason, SignalClient};
+use showcall_sdk::{Recorded, SessionCloseReason};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
 use showcall_tests::sdk_helpers::SdkUser;
 
@@ -103,17 +103,7 @@ async fn a_node_frozen_past_its_lease_drops_its_actors_when_it_wakes() {
     remote
         .wait_signal(|r| matches!(r, Recorded::SessionClosed { .. }))
         .await;
-    let again = eventually("the remote user logs in again", LIMIT, async || {
-        let signal = SignalClient::connect(&n1.signal_url)
-            .await
-            .map_err(|e| e.to_string())?;
-        signal
-            .login(&n1.token(&remote_id))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(signal)
-    })
-    .await;
+    let again = n1.log_in_again(&remote_id).await;
     assert!(again.login_info().is_some());
     let home = placement(&[&n1, &n2]).await;
     let survivor = home
@@ -150,16 +140,6 @@ async fn a_node_frozen_past_its_lease_drops_its_actors_when_it_wakes() {
     })
     .await;
     // Its old session is gone for good: the user logs in again, on any node.
-    let back = eventually("the local user logs in again", LIMIT, async || {
-        let signal = SignalClient::connect(&frozen.signal_url)
-            .await
-            .map_err(|e| e.to_string())?;
-        signal
-            .login(&frozen.token(&local_id))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(signal)
-    })
-    .await;
+    let back = frozen.log_in_again(&local_id).await;
     assert!(back.login_info().is_some());
 }
