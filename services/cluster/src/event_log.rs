@@ -1,15 +1,18 @@
 //! [`EtcdEventLog`]: the business events of the whole cluster in one order — etcd's revisions.
 //!
 //! Each node appends its actors' events under `<prefix>events/<node>/<n>` (one writer queue per node, so a
-//! node's events keep their order; puts are retried while etcd is unreachable). A watcher on any node
-//! follows the `events/` prefix through an etcd watch from the revision after its cursor, so the cursor
-//! is the event's etcd revision, the same on every node. Event keys are bound to a retention lease
+//! node's events keep their order; puts are retried while etcd is unreachable). The writer puts whatever
+//! has queued up since its last put as one batch (a JSON array, at most [`MAX_BATCH`] events): one etcd
+//! write per event made a busy cluster's call setup wait on etcd (BENCHMARKS.md, run 4). A watcher on any
+//! node follows the `events/` prefix through an etcd watch, so an event's place is its batch's etcd
+//! revision and its index in the batch — the cursor is `revision << 10 | index`, the same on every node;
+//! resuming after a cursor watches from that revision and skips the batch's events up to the index. Event keys are bound to a retention lease
 //! (renewed by rotation: each lease lives [`RETENTION`], a new one is taken every half of it), so they
 //! disappear after an hour or so; a watcher can resume from any revision etcd has not compacted yet
 //! (`Expired` once it has).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
@@ -21,13 +24,30 @@ use crate::membership::Membership;
 /// How long events are kept in etcd (at least; up to one and a half times this).
 pub const RETENTION: Duration = Duration::from_secs(3600);
 
+/// The most events one put carries (cursor indexes have 10 bits).
+pub const MAX_BATCH: usize = 1 << INDEX_BITS;
+
+/// Bits of a cursor that index an event inside its batch.
+const INDEX_BITS: u32 = 10;
+
+/// The cursor of the `index`th event of the batch written at `revision`.
+fn cursor_of(revision: u64, index: usize) -> u64 {
+    (revision << INDEX_BITS) | index as u64
+}
+
+/// The revision and index a cursor names.
+fn split_cursor(cursor: u64) -> (u64, usize) {
+    (
+        cursor >> INDEX_BITS,
+        (cursor & ((1 << INDEX_BITS) - 1)) as usize,
+    )
+}
+
 /// See the module docs.
 pub struct EtcdEventLog {
-    writes: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    writes: mpsc::UnboundedSender<BusinessEvent>,
     client: Client,
     prefix: String,
-    node_prefix: String,
-    next: AtomicU64,
 }
 
 impl std::fmt::Debug for EtcdEventLog {
@@ -46,28 +66,23 @@ impl EtcdEventLog {
         let lease = Arc::new(AtomicI64::new(0));
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(rotate_retention(client.clone(), lease.clone()));
-        tokio::spawn(write_in_order(client.clone(), queue, lease));
+        tokio::spawn(write_in_order(
+            client.clone(),
+            queue,
+            lease,
+            node_prefix.clone(),
+        ));
         Self {
             writes,
             client,
             prefix,
-            node_prefix,
-            // Unique per process start: a restarted node does not overwrite its earlier keys.
-            next: AtomicU64::new(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as u64),
-            ),
         }
     }
 }
 
 impl EventLog for EtcdEventLog {
     fn append(&self, event: BusinessEvent) {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{}{n:020}", self.node_prefix);
-        let value = serde_json::to_vec(&event).expect("events are plain serde data");
-        let _ = self.writes.send((key, value));
+        let _ = self.writes.send(event);
     }
 
     fn watch(&self, after: Option<u64>) -> Result<EventStream, WatchError> {
@@ -92,10 +107,10 @@ async fn open_watch(
     after: Option<u64>,
 ) -> Result<EventStream, WatchError> {
     let unavailable = |e: etcd_client::Error| WatchError::Unavailable(e.to_string());
-    let after = match after {
-        Some(after) => after,
+    let (after_revision, after_index) = match after {
+        Some(after) => split_cursor(after),
         None => {
-            // From now: the current revision.
+            // From now: after every event of the current revision.
             let now = client
                 .get(
                     prefix.clone(),
@@ -103,12 +118,14 @@ async fn open_watch(
                 )
                 .await
                 .map_err(unavailable)?;
-            now.header().map_or(0, |h| h.revision()) as u64
+            (now.header().map_or(0, |h| h.revision()) as u64, MAX_BATCH)
         }
     };
+    let after = cursor_of(after_revision, after_index.min(MAX_BATCH - 1));
+    // From the cursor's own revision: the rest of its batch may still be unread.
     let options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(after as i64 + 1);
+        .with_start_revision(after_revision.max(1) as i64);
     let stream = client
         .watch(prefix, Some(options))
         .await
@@ -129,13 +146,20 @@ async fn open_watch(
                     .iter()
                     .filter(|e| e.event_type() == EventType::Put)
                     .filter_map(|e| e.kv())
-                    .filter_map(|kv| {
-                        let event = serde_json::from_slice(kv.value()).ok()?;
-                        Some(Ok(LoggedEvent {
-                            cursor: kv.mod_revision() as u64,
-                            event,
-                        }))
+                    .flat_map(|kv| {
+                        let revision = kv.mod_revision() as u64;
+                        let batch: Vec<BusinessEvent> =
+                            serde_json::from_slice(kv.value()).unwrap_or_default();
+                        batch
+                            .into_iter()
+                            .enumerate()
+                            .map(move |(index, event)| LoggedEvent {
+                                cursor: cursor_of(revision, index),
+                                event,
+                            })
                     })
+                    .filter(|logged| logged.cursor > after)
+                    .map(Ok)
                     .collect();
                 Some((batch, Some(stream)))
             }
@@ -165,13 +189,23 @@ async fn rotate_retention(mut client: Client, lease: Arc<AtomicI64>) {
     }
 }
 
-/// Puts the events one after another, retrying each until it lands.
+/// Puts the queued events in batches, one batch after another, retrying each until it lands.
 async fn write_in_order(
     mut client: Client,
-    mut queue: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    mut queue: mpsc::UnboundedReceiver<BusinessEvent>,
     lease: Arc<AtomicI64>,
+    node_prefix: String,
 ) {
-    while let Some((key, value)) = queue.recv().await {
+    // Unique per process start: a restarted node does not overwrite its earlier keys.
+    let mut next = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let key = format!("{node_prefix}{next:020}");
+        next += 1;
+        let value = serde_json::to_vec(&batch).expect("events are plain serde data");
+        batch.clear();
         let mut backoff = Duration::from_millis(50);
         loop {
             let id = lease.load(Ordering::Acquire);
@@ -185,5 +219,19 @@ async fn write_in_order(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_names_its_batch_revision_and_index() {
+        for (revision, index) in [(1, 0), (7, 3), (1 << 40, MAX_BATCH - 1)] {
+            assert_eq!(split_cursor(cursor_of(revision, index)), (revision, index));
+        }
+        // Later batches sort after every event of earlier ones.
+        assert!(cursor_of(8, 0) > cursor_of(7, MAX_BATCH - 1));
     }
 }
