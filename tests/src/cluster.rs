@@ -4,7 +4,7 @@
 //! Readiness is read from the processes' own output (etcd's "ready to serve client requests", the node's
 //! printed endpoints), never assumed after a sleep.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -123,24 +123,36 @@ impl Drop for Etcd {
     }
 }
 
-/// The `showcall` binary of this workspace, built if missing.
+/// The `showcall` binary of this workspace, built (or found fresh) once per test process.
+///
+/// Always asks cargo, so a binary left from older sources is never run; the path comes from cargo's
+/// own report, so it is right whatever target and build directories are configured.
 fn showcall_binary() -> PathBuf {
-    // tests run from target/<profile>/deps/<test binary>
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    let binary = profile_dir.join("showcall");
-    if !binary.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "showcall-node", "--bin", "showcall"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the showcall binary failed");
-    }
-    binary
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let output = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "showcall-node",
+                    "--bin",
+                    "showcall",
+                    "--message-format=json-render-diagnostics",
+                ])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("cargo runs");
+            assert!(output.status.success(), "building the showcall binary failed");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|message| message["reason"] == "compiler-artifact")
+                .filter(|message| message["target"]["name"] == "showcall")
+                .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+                .expect("cargo reports the showcall executable")
+        })
+        .clone()
 }
 
 /// One `showcall run` process joined to the cluster.
