@@ -8,6 +8,9 @@
 //! These types stop at the edge: the gateway and admin adapters convert them into domain types.
 #![forbid(unsafe_code)]
 
+/// Every message and service above, as a serialized `FileDescriptorSet` (for gRPC server reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
 /// Client signaling, `showcall.signal.v1`.
 pub mod signal {
     #![allow(clippy::all, missing_docs)]

@@ -26,10 +26,12 @@
 //!   sees `glareResolved`; the callee sees the call withdrawn (a callee that gave way itself has already told
 //!   its client `glareResolved`).
 
+mod status;
 mod takeover;
 
 use std::collections::BTreeMap;
 
+pub use status::{CallPhase, CallStatus};
 pub use takeover::{ADOPTION_TIMEOUT_MS, CallSnapshot};
 
 use serde::{Deserialize, Serialize};

@@ -59,6 +59,13 @@ pub enum ChannelInput {
     },
     /// The call of a call channel ended: everyone out, no more joins.
     Close,
+    /// The business server removes `user` (kick or ban). Unlike a leave, the user actor is told why, and
+    /// in a call channel the call ends.
+    Kick {
+        user: UserId,
+        /// Seconds until the user may join again (0 = kicked, not banned), for the user's notice.
+        ban_seconds: u64,
+    },
 }
 
 /// What members are told.
@@ -106,6 +113,16 @@ pub enum ChannelEffect {
     /// Tell a user actor it is no longer in this channel (closed under it).
     Removed {
         user: UserId,
+    },
+    /// Tell a user actor the business server kicked it out of this channel.
+    Kicked {
+        user: UserId,
+        ban_seconds: u64,
+    },
+    /// End the call of this call channel (a participant was kicked).
+    EndCall {
+        call: CallId,
+        reason: String,
     },
     /// Ask the broadcaster for a keyframe so members see video at once (acted on by the media router).
     RequestKeyframe {
@@ -266,6 +283,30 @@ impl ChannelMachine {
                     );
                     fx.push(ChannelEffect::RequestKeyframe { from: host });
                 } else if self.members.is_empty() {
+                    fx.push(ChannelEffect::Stop);
+                }
+            }
+            ChannelInput::Kick { user, ban_seconds } => {
+                if self.members.remove(&user).is_none() {
+                    return Err(ChannelError::NotInChannel);
+                }
+                self.tell_others(
+                    &user,
+                    ChannelUpdate::MemberLeft { user: user.clone() },
+                    &mut fx,
+                );
+                fx.push(ChannelEffect::Kicked {
+                    user: user.clone(),
+                    ban_seconds,
+                });
+                if let ChannelKind::Call { call, .. } = &self.kind {
+                    // A 1v1 without one of its two parties is over (the seed's business server hangs up
+                    // after a kick; here the server does it at once).
+                    fx.push(ChannelEffect::EndCall {
+                        call: call.clone(),
+                        reason: format!("kicked: {user}"),
+                    });
+                } else if self.members.is_empty() && self.paused.is_none() {
                     fx.push(ChannelEffect::Stop);
                 }
             }

@@ -110,7 +110,19 @@ pub enum ClientEvent {
     SessionClosed {
         reason: CloseReason,
     },
+    /// onCallError: the business server removed this user from `channel` (kick or ban). `call_id` is the
+    /// user's call when the channel is its call channel (that call ends too), else empty.
+    Kicked {
+        channel: ChannelName,
+        call_id: Option<CallId>,
+        /// Seconds until the user may join again; 0 = only kicked, not banned.
+        ban_seconds: u64,
+    },
 }
+
+/// The error code CallAPI apps know for "removed from the RTC channel by the server" (onCallError with
+/// rtcOccurError / rtc, as the seed's business server flow expects).
+pub const KICKED_ERROR_CODE: i32 = 123;
 
 /// One numbered event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +213,11 @@ pub enum UserInput {
     /// The channel removed this user (closed).
     ChannelRemoved {
         channel: ChannelName,
+    },
+    /// The business server kicked this user out of the channel (the channel already dropped it).
+    Kicked {
+        channel: ChannelName,
+        ban_seconds: u64,
     },
     /// A channel tells this user something.
     ChannelUpdate {
@@ -357,6 +374,16 @@ impl UserMachine {
 
     pub fn user(&self) -> &UserId {
         &self.user
+    }
+
+    /// Whether the user takes calls now (prepared, and not deinitialized since).
+    pub fn is_prepared(&self) -> bool {
+        self.prepared.is_some()
+    }
+
+    /// Whether the session is in its grace period (connection dropped, not yet resumed).
+    pub fn is_away(&self) -> bool {
+        matches!(self.session, Session::Away { .. })
     }
 
     /// The call this user is in.
@@ -636,6 +663,29 @@ impl UserMachine {
             }
             UserInput::ChannelRemoved { channel } => {
                 self.channels.remove(&channel);
+            }
+            UserInput::Kicked {
+                channel,
+                ban_seconds,
+            } => {
+                self.channels.remove(&channel);
+                self.joining.remove(&channel);
+                // The call whose channel it is ends (the call channel tells the call); the client hears
+                // why first, as onCallError code 123.
+                let call_id = self
+                    .call
+                    .as_ref()
+                    .filter(|call| call.channel == channel)
+                    .map(|call| call.id.clone());
+                self.push(
+                    ClientEvent::Kicked {
+                        channel,
+                        call_id,
+                        ban_seconds,
+                    },
+                    now,
+                    &mut fx,
+                );
             }
             UserInput::ChannelUpdate { channel, update } => {
                 if self.channels.contains_key(&channel) {

@@ -1,6 +1,7 @@
 //! `ChannelMachine`: a live room with one broadcaster and its audience, paused while the host is in a
 //! private call and resumed by that call alone; and a call's private channel, open to its two participants
-//! only and closed for good when the call ends.
+//! only and closed for good when the call ends. A member the business server kicks is told why; a kick
+//! from a call's channel ends the call.
 
 use showcall_machines::channel::{ChannelEffect, Member};
 use showcall_machines::{
@@ -86,6 +87,8 @@ fn show(e: &ChannelEffect) -> String {
         ChannelEffect::CallMemberJoined { call, user } => format!("call {call}: {user} joined"),
         ChannelEffect::CallMemberLeft { call, user } => format!("call {call}: {user} left"),
         ChannelEffect::Removed { user } => format!("removed {user}"),
+        ChannelEffect::Kicked { user, ban_seconds } => format!("kicked {user} ban {ban_seconds}"),
+        ChannelEffect::EndCall { call, reason } => format!("end call {call}: {reason}"),
         ChannelEffect::RequestKeyframe { from } => format!("keyframe from {from}"),
         ChannelEffect::Stop => "stop".into(),
     }
@@ -360,4 +363,30 @@ fn closing_a_call_channel_removes_everyone_and_refuses_everything_after() {
     );
     refused(&mut m, leave(HOST), ChannelError::Closed);
     refused(&mut m, ChannelInput::Close, ChannelError::Closed);
+}
+
+fn kick(user: &str, ban_seconds: u64) -> ChannelInput {
+    ChannelInput::Kick {
+        user: user.into(),
+        ban_seconds,
+    }
+}
+
+#[test]
+fn a_kicked_member_is_told_why_and_a_kick_from_a_call_channel_ends_the_call() {
+    let mut m = live_room();
+    assert_eq!(
+        ok(&mut m, kick(FAN, 600)),
+        lines("tell fan2: fan left; tell host: fan left; kicked fan ban 600")
+    );
+    assert_eq!(m.member(&FAN.into()), None);
+    refused(&mut m, kick(FAN, 0), ChannelError::NotInChannel);
+
+    let mut call = call_channel();
+    ok(&mut call, join(VIEWER, Role::Broadcaster, false));
+    ok(&mut call, join(HOST, Role::Broadcaster, false));
+    assert_eq!(
+        ok(&mut call, kick(VIEWER, 0)),
+        lines("tell host: viewer left; kicked viewer ban 0; end call c1: kicked: viewer")
+    );
 }

@@ -131,6 +131,11 @@ fn show(fx: &[UserEffect]) -> Vec<String> {
                         format!("token expires at {expires_at}")
                     }
                     ClientEvent::SessionClosed { reason } => format!("session closed {reason:?}"),
+                    ClientEvent::Kicked {
+                        channel,
+                        call_id,
+                        ban_seconds,
+                    } => format!("kicked from {channel} call {call_id:?} ban {ban_seconds}"),
                 };
                 format!("push #{seq} {what}")
             }

@@ -189,7 +189,23 @@ fn handle(
     for kind in progress {
         state.hub.emit(&state.app, kind);
     }
+    publish(state);
     Ok(fx)
+}
+
+/// Writes the call's entry in the node's directory (removed when the actor stops).
+fn publish(state: &CallState) {
+    let setup = state.machine.setup();
+    let entry = crate::directory::CallEntry {
+        app: state.app.clone(),
+        id: setup.id.clone(),
+        caller: setup.caller.clone(),
+        callee: setup.callee.clone(),
+        channel: setup.channel.clone(),
+        call_type: setup.call_type,
+        status: state.machine.status(),
+    };
+    state.hub.directory().set_call(entry);
 }
 
 /// Feeds a notification; a refusal means it arrived after the fact (e.g. a ring answer after the call

@@ -7,6 +7,7 @@ use showcall_machines::channel::{ChannelEffect, ChannelInput};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 
+use crate::directory::{ChannelEntry, MemberEntry};
 use crate::error::CommandError;
 use crate::events::EventKind;
 use crate::hub::Hub;
@@ -293,7 +294,31 @@ fn handle(
     for kind in events {
         state.hub.emit(&state.app, kind);
     }
+    publish(state);
     Ok(fx)
+}
+
+/// Writes the channel's entry in the node's directory (its members and their publishing state).
+fn publish(state: &ChannelState) {
+    let view = state.machine.view();
+    let entry = ChannelEntry {
+        channel: state.machine.name().clone(),
+        call: match state.machine.kind() {
+            ChannelKind::Call { call, .. } => Some(call.clone()),
+            ChannelKind::Live => None,
+        },
+        members: view
+            .members
+            .into_iter()
+            .map(|(user, member)| MemberEntry {
+                user,
+                role: member.role,
+                publish: member.publish,
+            })
+            .collect(),
+        broadcaster_paused: view.broadcaster_paused,
+    };
+    state.hub.directory().set_channel(&state.app, entry);
 }
 
 fn follow_pause(state: &ChannelState, before: Option<UserId>) {
@@ -353,6 +378,19 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                     channel: channel.clone(),
                 };
                 state.hub.send_user(&state.app, &user, input);
+            }
+            ChannelEffect::Kicked { user, ban_seconds } => {
+                close_media(state, &user);
+                let input = UserInput::Kicked {
+                    channel: channel.clone(),
+                    ban_seconds,
+                };
+                state.hub.send_user(&state.app, &user, input);
+            }
+            ChannelEffect::EndCall { call, reason } => {
+                state
+                    .hub
+                    .send_call(&state.app, &call, CallInput::Terminate { reason });
             }
             ChannelEffect::RequestKeyframe { from } => {
                 state

@@ -27,6 +27,9 @@ pub enum CommandError {
     PermissionDenied(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// The business server banned this user from the channel (or from publishing in it).
+    #[error("{0}")]
+    Banned(String),
     #[error("session is closed")]
     SessionClosed,
     #[error("{0}")]

@@ -53,6 +53,13 @@ pub enum EventKind {
         user: UserId,
         role: Role,
     },
+    /// The business server removed a member (and maybe banned it). The member's `MemberLeft` follows
+    /// when it was in the channel.
+    MemberKicked {
+        channel: ChannelName,
+        user: UserId,
+        ban: Option<crate::bans::Ban>,
+    },
     /// A call paused the live room's broadcaster.
     HostPaused {
         channel: ChannelName,

@@ -43,6 +43,8 @@ pub struct HubParts {
     pub events: Arc<dyn EventLog>,
     /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
     pub courier: Arc<dyn Courier>,
+    /// Channel bans (memory on a single node; etcd in a cluster).
+    pub bans: Arc<dyn crate::bans::Bans>,
 }
 
 impl HubParts {
@@ -56,6 +58,7 @@ impl HubParts {
             ledger: Arc::new(NoLedger),
             events: Arc::new(MemoryEventLog::default()),
             courier: Arc::new(NoCourier),
+            bans: Arc::new(crate::bans::MemoryBans::default()),
         }
     }
 }
@@ -84,6 +87,8 @@ pub(crate) struct Inner {
     pub(crate) parked: Mutex<crate::flux::Parked>,
     /// Whether the task that re-checks parked keys runs.
     pub(crate) flux_task: AtomicBool,
+    /// What the local actors are doing now, for the admin API.
+    pub(crate) directory: crate::directory::Directory,
 }
 
 /// See the module docs. Cheap to clone.
@@ -123,6 +128,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 parked: Mutex::default(),
                 flux_task: AtomicBool::new(false),
+                directory: Default::default(),
             }),
         }
     }
@@ -157,6 +163,14 @@ impl Hub {
 
     pub fn events(&self) -> &Arc<dyn EventLog> {
         &self.inner.parts.events
+    }
+
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.inner.directory
+    }
+
+    pub fn bans(&self) -> &Arc<dyn crate::bans::Bans> {
+        &self.inner.parts.bans
     }
 
     /// Users with a session (online or within grace) on this node.
@@ -256,6 +270,7 @@ impl Hub {
         let key = (app.clone(), user.clone());
         if users.get(&key).is_some_and(|a| a.get_id() == id) {
             users.remove(&key);
+            self.inner.directory.remove_user(app, user);
         }
     }
 
@@ -313,6 +328,7 @@ impl Hub {
 
     pub(crate) fn forget_call(&self, id: &CallId) {
         lock(&self.inner.calls).remove(id);
+        self.inner.directory.remove_call(id);
     }
 
     /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.
@@ -379,6 +395,7 @@ impl Hub {
         let key = (app.clone(), channel.clone());
         if channels.get(&key).is_some_and(|a| a.get_id() == id) {
             channels.remove(&key);
+            self.inner.directory.remove_channel(app, channel);
             self.inner.parts.placement.unpin_channel(app, channel);
         }
     }

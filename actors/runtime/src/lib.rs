@@ -10,12 +10,18 @@
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
+//! - [`directory`]: what this node's actors are doing now (presence, channels, calls), for the admin API;
+//!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
+//! - [`bans`]: channel bans and the port that keeps them.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
 #![forbid(unsafe_code)]
 
+mod admin_ops;
+pub mod bans;
 pub mod call_actor;
 pub mod channel_actor;
 pub mod clock;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod flux;

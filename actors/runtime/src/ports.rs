@@ -28,6 +28,10 @@ pub trait Placement: Send + Sync + Debug + 'static {
     fn choose_channel_node(&self, _app: &AppId, _channel: &ChannelName) -> Option<NodeId> {
         Some(self.this_node().clone())
     }
+    /// Every live node (this one included), for questions asked of the whole cluster.
+    fn nodes(&self) -> Vec<NodeId> {
+        vec![self.this_node().clone()]
+    }
     /// Pins a channel that is opening here to this node. Refused when another node holds it, or this
     /// node cannot take new channels now.
     fn pin_channel(&self, _app: &AppId, _channel: &ChannelName) -> PinFuture {

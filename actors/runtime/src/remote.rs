@@ -84,6 +84,11 @@ pub enum Body {
     Reply { id: u64, result: serde_json::Value },
     /// Something for a connection held by the receiving node.
     Sink { id: u64, outbound: Outbound },
+    /// A question for the receiving node's directory (answered with a `Reply`).
+    Query {
+        query: crate::directory::DirectoryQuery,
+        reply: ReplyTo,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +166,7 @@ impl Envelope {
             Body::Channel { app, channel, .. } => format!("channel/{app}/{channel}"),
             Body::Reply { id, .. } => format!("reply/{id}"),
             Body::Sink { id, .. } => format!("sink/{id}"),
+            Body::Query { .. } => "directory".to_owned(),
         }
     }
 }

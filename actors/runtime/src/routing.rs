@@ -31,7 +31,7 @@ use crate::session::{
 };
 
 /// Where a key's actor runs.
-enum Route {
+pub(crate) enum Route {
     Here,
     There(NodeId),
     /// Between owners (or this node is fenced): not deliverable now.
@@ -43,7 +43,7 @@ fn in_flux(key: &ActorKey) -> CommandError {
 }
 
 impl Hub {
-    fn route(&self, key: &ActorKey) -> Route {
+    pub(crate) fn route(&self, key: &ActorKey) -> Route {
         if self.is_parked(key) {
             // Earlier messages to this key wait for an owner: later ones queue behind them.
             return Route::Nowhere;
@@ -132,7 +132,7 @@ impl Hub {
     }
 
     /// Sends a request to `node` and waits for the answer.
-    async fn request<T: DeserializeOwned + Send + 'static>(
+    pub(crate) async fn request<T: DeserializeOwned + Send + 'static>(
         &self,
         node: &NodeId,
         body: impl FnOnce(ReplyTo) -> Body,
@@ -503,6 +503,21 @@ impl Hub {
         offer: Option<String>,
         reply: Responder<CommandOk>,
     ) {
+        // Bans are the business server's: checked before the channel is even asked (or opened). Call
+        // channels admit only their two parties, and a kick there ends the call: no ban to check.
+        if !channel.is_call_channel() {
+            let now = self.now_ms();
+            let refusal = match self.bans().check(app, channel, &user, now).await {
+                Ok(ban) => ban
+                    .and_then(|ban| ban.refusal(role, now))
+                    .map(CommandError::Banned),
+                Err(e) => Some(CommandError::Unavailable(e)),
+            };
+            if let Some(refusal) = refusal {
+                let _ = reply.send(Err(refusal));
+                return;
+            }
+        }
         let key = ActorKey::Channel(app.clone(), channel.clone());
         match self.route_opening(&key, app, channel) {
             Route::Here => {
@@ -738,6 +753,10 @@ impl Hub {
                 if closing {
                     sinks.remove(&id);
                 }
+            }
+            Body::Query { query, reply } => {
+                let answer = self.directory().answer(&query);
+                let _ = self.responder(reply).send(Ok(answer));
             }
             Body::User { app, user, msg } => self.deliver_user(app, user, msg).await,
             Body::Call { app, id, msg } => self.deliver_call(app, id, msg).await,

@@ -7,8 +7,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::{CloseReason, UserEffect, UserInput};
-use showcall_machines::{ConnId, UserId, UserMachine};
+use showcall_machines::{ChannelName, ConnId, Role, UserId, UserMachine};
 
+use crate::directory::{Presence, UserCall, UserEntry};
 use crate::error::CommandError;
 use crate::events::EventKind;
 use crate::hub::Hub;
@@ -74,8 +75,39 @@ impl Actor for UserActor {
         // The actor's task is sized for the largest state of this future and lives as long as the session;
         // boxing the work keeps an idle session small.
         Box::pin(handle(myself, msg, state)).await;
+        publish(state);
         Ok(())
     }
+}
+
+/// Writes the user's entry in the node's directory (removed when the actor stops).
+fn publish(state: &UserState) {
+    let m = &state.machine;
+    if m.is_closed() {
+        return;
+    }
+    let channels: Vec<(ChannelName, Role)> = m.channels().map(|(c, r)| (c.clone(), r)).collect();
+    let live = channels
+        .iter()
+        .any(|(c, r)| *r == Role::Broadcaster && !c.is_call_channel());
+    let presence = match (m.call(), live) {
+        (Some(_), _) => Presence::InCall,
+        (None, true) => Presence::Live,
+        (None, false) => Presence::Online,
+    };
+    let entry = UserEntry {
+        user: m.user().clone(),
+        presence,
+        away: m.is_away(),
+        prepared: m.is_prepared(),
+        call: m.call().map(|call| UserCall {
+            id: call.id.clone(),
+            peer: call.peer.clone(),
+            state: call.state as u32,
+        }),
+        channels,
+    };
+    state.hub.directory().set_user(&state.app, entry);
 }
 
 async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) {

@@ -28,7 +28,7 @@ fn role(role: Role) -> pb::MemberRole {
     }
 }
 
-fn call_kind(t: CallType) -> i32 {
+pub(crate) fn call_kind(t: CallType) -> i32 {
     match t {
         CallType::Video => pb::CallKind::Video as i32,
         CallType::Audio => pb::CallKind::Audio as i32,
@@ -69,6 +69,14 @@ fn kind(kind: EventKind) -> pb::event::Kind {
             user,
             role,
         } => Kind::MemberLeft(member(channel.0, user.0, role, false)),
+        EventKind::MemberKicked { channel, user, ban } => Kind::MemberKicked(pb::MemberKicked {
+            channel: channel.0,
+            user_id: user.0,
+            banned_until_ms: ban.map_or(0, |b| b.until),
+            ban_join: ban.is_some_and(|b| b.join),
+            ban_publish_audio: ban.is_some_and(|b| b.publish_audio),
+            ban_publish_video: ban.is_some_and(|b| b.publish_video),
+        }),
         EventKind::HostPaused {
             channel,
             host,

@@ -4,10 +4,12 @@
 //! - [`request`]: turns proto requests into checked domain values, and admin errors into `tonic::Status`
 //!   (the one place either happens).
 //! - [`service`]: [`AdminService`], the `Admin` trait implementation.
+//! - [`business`]: the users / hosts / channels / kick / call RPCs' requests and answers.
 //! - [`events`]: business events as the `WatchEvents` stream.
 //! - [`server`]: [`serve`], which runs the API and the standard gRPC health service on a listener.
 #![forbid(unsafe_code)]
 
+pub mod business;
 pub mod events;
 pub mod request;
 pub mod server;

@@ -9,7 +9,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::AdminService;
 
-/// Serves `service` and `grpc.health.v1.Health` on `listener` until `shutdown` completes, then stops
+/// Serves `service`, `grpc.health.v1.Health` and gRPC server reflection (v1) on `listener` until `shutdown` completes, then stops
 /// accepting and lets in-flight calls finish.
 ///
 /// Health answers SERVING for `""` (the whole server) and for `showcall.admin.v1.Admin` from the first
@@ -37,7 +37,15 @@ pub async fn serve_with(
     tracing::info!(addr = ?local_addr, "admin gRPC listening");
     // Small unary RPCs: Nagle would only add latency.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let routes = more(tonic::service::Routes::new(health).add_service(AdminServer::new(service)));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(showcall_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the generated descriptor set is well-formed");
+    let routes = more(
+        tonic::service::Routes::new(health)
+            .add_service(reflection)
+            .add_service(AdminServer::new(service)),
+    );
     let served = Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)

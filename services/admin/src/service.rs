@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use showcall_actors::Hub;
 use showcall_actors::events::EventLog;
 use showcall_auth::{AppKeys, TokenIssuer};
 use showcall_proto::admin as pb;
@@ -11,6 +12,7 @@ use showcall_proto::admin::admin_server::Admin;
 use showcall_proto::admin::{GetNodeInfoRequest, MintTokenRequest, MintTokenResponse, NodeInfo};
 use tonic::{Request, Response, Status};
 
+use crate::business;
 use crate::request::{AdminError, MintToken, mint_error};
 
 /// The business-server API of one node.
@@ -23,6 +25,8 @@ pub struct AdminService {
     node_info: Arc<dyn Fn() -> NodeInfo + Send + Sync>,
     /// The business events watchers read.
     events: Arc<dyn EventLog>,
+    /// The node's actors, for the users / channels / calls RPCs (absent in a bare token service).
+    hub: Option<Hub>,
 }
 
 impl AdminService {
@@ -35,7 +39,20 @@ impl AdminService {
             keys,
             node_info: Arc::new(node_info),
             events: Arc::new(showcall_actors::events::MemoryEventLog::default()),
+            hub: None,
         }
+    }
+
+    /// Answers the users / channels / calls RPCs from `hub`'s actors (and the cluster's, through it).
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    fn hub(&self) -> Result<&Hub, Status> {
+        self.hub
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this server runs no actors"))
     }
 
     /// Watchers read `events` (the node's hub appends to the same log).
@@ -110,5 +127,171 @@ impl Admin for AdminService {
         _request: Request<GetNodeInfoRequest>,
     ) -> Result<Response<NodeInfo>, Status> {
         Ok(Response::new((self.node_info)()))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let user = business::user(&req.user_id)?;
+        let found = self
+            .hub()?
+            .find_user(&app, &user)
+            .await
+            .map_err(business::status)?;
+        Ok(Response::new(match found {
+            Some(entry) => business::user_proto(entry),
+            None => business::offline(user),
+        }))
+    }
+
+    async fn list_online_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.list_users(request.into_inner(), false).await
+    }
+
+    async fn list_available_hosts(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.list_users(request.into_inner(), true).await
+    }
+
+    async fn list_channels(
+        &self,
+        request: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let (size, after) = business::page(req.page_size, &req.page_token)?;
+        let after = after.map(showcall_machines::ChannelName);
+        let channels = self
+            .hub()?
+            .list_live_channels(&app, after, size)
+            .await
+            .map_err(business::status)?;
+        let last = channels.last().map(|c| c.channel.0.clone());
+        let next_page_token = business::next_token(last.as_deref(), channels.len(), size);
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels: channels.into_iter().map(business::channel_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_channel(
+        &self,
+        request: Request<pb::GetChannelRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let channel = business::channel(&req.channel)?;
+        match self
+            .hub()?
+            .find_channel(&app, &channel)
+            .await
+            .map_err(business::status)?
+        {
+            Some(entry) => Ok(Response::new(business::channel_proto(entry))),
+            None => Err(Status::not_found(format!("channel {channel} is not open"))),
+        }
+    }
+
+    async fn kick_user(
+        &self,
+        request: Request<pb::KickUserRequest>,
+    ) -> Result<Response<pb::KickUserResponse>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let channel = business::channel(&req.channel)?;
+        let user = business::user(&req.user_id)?;
+        let hub = self.hub()?;
+        let ban = business::ban(&req, hub.now_ms())?;
+        hub.kick(&app, &channel, &user, ban)
+            .await
+            .map_err(business::status)?;
+        tracing::info!(%app, %channel, %user, ?ban, "kicked");
+        Ok(Response::new(pb::KickUserResponse {
+            banned_until_ms: ban.map_or(0, |b| b.until),
+        }))
+    }
+
+    async fn unban_user(
+        &self,
+        request: Request<pb::UnbanUserRequest>,
+    ) -> Result<Response<pb::UnbanUserResponse>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let channel = business::channel(&req.channel)?;
+        let user = business::user(&req.user_id)?;
+        let lifted = self
+            .hub()?
+            .unban(&app, &channel, &user)
+            .await
+            .map_err(business::status)?;
+        Ok(Response::new(pb::UnbanUserResponse { lifted }))
+    }
+
+    async fn get_call(
+        &self,
+        request: Request<pb::GetCallRequest>,
+    ) -> Result<Response<pb::Call>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let call = business::call(&req.call_id)?;
+        match self
+            .hub()?
+            .find_call(&app, &call)
+            .await
+            .map_err(business::status)?
+        {
+            Some(entry) => Ok(Response::new(business::call_proto(entry))),
+            None => Err(Status::not_found(format!("call {call} is not running"))),
+        }
+    }
+
+    async fn end_call(
+        &self,
+        request: Request<pb::EndCallRequest>,
+    ) -> Result<Response<pb::EndCallResponse>, Status> {
+        let req = request.into_inner();
+        let app = business::app(&req.app_id, &self.keys)?;
+        let call = business::call(&req.call_id)?;
+        let reason = business::reason(&req.reason)?;
+        self.hub()?
+            .end_call(&app, &call, reason)
+            .await
+            .map_err(|e| match e {
+                showcall_actors::CommandError::NoSuchCall => {
+                    Status::not_found(format!("call {call} is not running"))
+                }
+                other => business::status(other),
+            })?;
+        Ok(Response::new(pb::EndCallResponse {}))
+    }
+}
+
+impl AdminService {
+    async fn list_users(
+        &self,
+        req: pb::ListUsersRequest,
+        hosts_only: bool,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let app = business::app(&req.app_id, &self.keys)?;
+        let (size, after) = business::page(req.page_size, &req.page_token)?;
+        let users = self
+            .hub()?
+            .list_users(&app, after.map(showcall_machines::UserId), size, hosts_only)
+            .await
+            .map_err(business::status)?;
+        let last = users.last().map(|u| u.user.0.clone());
+        let next_page_token = business::next_token(last.as_deref(), users.len(), size);
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.into_iter().map(business::user_proto).collect(),
+            next_page_token,
+        }))
     }
 }

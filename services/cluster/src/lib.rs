@@ -23,6 +23,7 @@
 //! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node).
 #![forbid(unsafe_code)]
 
+pub mod bans;
 pub mod call_records;
 pub mod channel_pins;
 pub mod event_log;
@@ -34,6 +35,7 @@ pub mod rendezvous;
 pub mod takeover;
 pub mod view;
 
+pub use bans::EtcdBans;
 pub use call_records::EtcdCallLedger;
 pub use event_log::EtcdEventLog;
 pub use link::{LinkCourier, NodeLinkService};

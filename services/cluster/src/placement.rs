@@ -53,6 +53,11 @@ impl Placement for EtcdPlacement {
         }
     }
 
+    fn nodes(&self) -> Vec<NodeId> {
+        self.membership
+            .read_view(|view| view.nodes.keys().cloned().collect())
+    }
+
     fn choose_channel_node(&self, _app: &AppId, _channel: &ChannelName) -> Option<NodeId> {
         self.membership.choose_channel_node()
     }

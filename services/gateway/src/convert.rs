@@ -26,6 +26,7 @@ pub fn command_error(e: &CommandError) -> pb::Error {
         CommandError::InvalidArgument(_) => C::InvalidArgument,
         CommandError::SessionClosed => C::Unauthenticated,
         CommandError::Unavailable(_) => C::Unavailable,
+        CommandError::Banned(_) => C::Banned,
     };
     error(code, e.to_string())
 }
@@ -114,6 +115,23 @@ pub fn event(p: Pushed) -> pb::ServerFrame {
         }),
         ClientEvent::TokenWillExpire { expires_at } => Kind::TokenWillExpire(pb::TokenWillExpire {
             expires_at_ms: expires_at,
+        }),
+        ClientEvent::Kicked {
+            channel,
+            call_id,
+            ban_seconds,
+        } => Kind::CallError(pb::CallError {
+            call_id: call_id.map(|c| c.0).unwrap_or_default(),
+            error_event: pb::CallErrorEvent::RtcOccurError as i32,
+            error_type: pb::CallErrorType::Rtc as i32,
+            error_code: showcall_machines::user::KICKED_ERROR_CODE,
+            message: if ban_seconds == 0 {
+                format!("kicked from channel {channel} by the server")
+            } else {
+                format!(
+                    "kicked from channel {channel} by the server and banned for {ban_seconds} s"
+                )
+            },
         }),
         ClientEvent::SessionClosed { reason } => Kind::SessionClosed(pb::SessionClosed {
             reason: close_reason(reason) as i32,

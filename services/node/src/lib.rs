@@ -172,6 +172,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let ledger = showcall_cluster::EtcdCallLedger::new(&membership);
         parts.ledger = Arc::new(ledger.clone());
         parts.events = Arc::new(showcall_cluster::EtcdEventLog::new(&membership));
+        parts.bans = Arc::new(showcall_cluster::EtcdBans::new(&membership));
         Some((membership, ledger))
     };
     let (membership, ledger) = match membership {
@@ -249,7 +250,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             partition_count,
         }
     });
-    let admin = admin.with_events(hub.events().clone());
+    let admin = admin
+        .with_events(hub.events().clone())
+        .with_hub(hub.clone());
     let link_hub = membership.as_ref().map(|_| hub.clone());
     if let Some(m) = &membership {
         // Partitions with users or calls running here are not handed to a joining node (no actor

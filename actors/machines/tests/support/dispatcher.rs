@@ -484,6 +484,18 @@ impl World {
                         },
                     );
                 }
+                ChannelEffect::Kicked { user, ban_seconds } => {
+                    self.send_user(
+                        index_of(&user),
+                        UserInput::Kicked {
+                            channel: channel.clone(),
+                            ban_seconds,
+                        },
+                    );
+                }
+                ChannelEffect::EndCall { call, reason } => {
+                    self.send_call(call, CallInput::Terminate { reason })
+                }
                 ChannelEffect::RequestKeyframe { .. } => {}
                 ChannelEffect::Stop => {
                     // A closed call channel stays, refusing joins; a live room is reopened by its next join.

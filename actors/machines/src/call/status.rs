@@ -1,0 +1,43 @@
+//! What an operator or business server is shown of a running call (the admin API's `GetCall`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{CallMachine, Phase};
+use crate::types::Millis;
+
+/// Where a call stands, by the server's authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallPhase {
+    /// Created; the callee is being rung (or asked whether it can be).
+    Ringing,
+    /// Accepted; waiting for both parties' media.
+    Connecting,
+    Connected,
+    Ended,
+}
+
+/// A running call's state and times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStatus {
+    pub phase: CallPhase,
+    pub created_at: Millis,
+    pub accepted_at: Option<Millis>,
+    pub connected_at: Option<Millis>,
+}
+
+impl CallMachine {
+    pub fn status(&self) -> CallStatus {
+        let (phase, connected_at) = match self.phase {
+            Phase::Ringing { .. } => (CallPhase::Ringing, None),
+            Phase::Connecting => (CallPhase::Connecting, None),
+            Phase::Connected { since } => (CallPhase::Connected, Some(since)),
+            Phase::Ended => (CallPhase::Ended, None),
+        };
+        CallStatus {
+            phase,
+            created_at: self.created_at,
+            accepted_at: self.accepted_at,
+            connected_at,
+        }
+    }
+}
