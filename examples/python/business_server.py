@@ -123,7 +123,8 @@ def watch(admin, pb, args):
                 if args.exit_after_calls and calls_ended >= args.exit_after_calls:
                     stream.cancel()
                     return
-            emit("stream_ended", after_cursor=cursor)
+            # The node closed the stream (it is shutting down, say): the same as a drop.
+            emit("stream_dropped", code="closed by the node", after_cursor=cursor)
         except grpc.RpcError as error:
             if error.code() in FATAL:
                 sys.exit(f"watch refused: {error.code().name}: {error.details()}")

@@ -54,9 +54,17 @@ struct BusinessServer {
 
 impl BusinessServer {
     async fn start(grpc_addr: SocketAddr, extra: &[&str]) -> BusinessServer {
+        Self::start_with_stderr(grpc_addr, extra, Stdio::inherit()).await
+    }
+
+    async fn start_with_stderr(
+        grpc_addr: SocketAddr,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> BusinessServer {
         let mut child = Command::new(python().await)
             .arg(repo_root().join("examples/python/business_server.py"))
-            .args(["--addr", &grpc_addr.to_string(), "--app-id", "demo"])
+            .args(["--addr", &grpc_addr.to_string()])
             .args(["--price-per-minute", &PRICE_PER_MINUTE.to_string()])
             .args(["--exit-after-calls", "1"])
             .args(extra)
@@ -65,7 +73,7 @@ impl BusinessServer {
             .env_remove("https_proxy")
             .env_remove("grpc_proxy")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("the venv's python starts");
@@ -84,8 +92,8 @@ impl BusinessServer {
             .unwrap_or_else(|_| panic!("no line within {DEADLINE:?}; printed: {:#?}", self.seen))
             .expect("stdout readable")
             .unwrap_or_else(|| panic!("the example exited; printed: {:#?}", self.seen));
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let value: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         self.seen.push(value.clone());
         value
     }
@@ -191,7 +199,7 @@ fn assert_billed(billing: &Value, call_id: &str) {
 #[tokio::test]
 async fn the_python_business_server_hands_out_tokens_and_bills_the_call() {
     let node = TestNode::start().await;
-    let mut server = BusinessServer::start(node.handle.grpc_addr, &[]).await;
+    let mut server = BusinessServer::start(node.handle.grpc_addr, &["--app-id", "demo"]).await;
     let (mut host, mut viewer, call_id) = paid_call(&node, &mut server).await;
 
     hang_up(&mut host, &mut viewer).await;
@@ -240,7 +248,8 @@ impl Relay {
 async fn the_python_business_server_resumes_after_its_last_cursor_when_the_stream_drops() {
     let node = TestNode::start().await;
     let relay = Relay::start(node.handle.grpc_addr).await;
-    let mut server = BusinessServer::start(relay.addr, &["--retry-seconds", "0.2"]).await;
+    let mut server =
+        BusinessServer::start(relay.addr, &["--app-id", "demo", "--retry-seconds", "0.2"]).await;
     let (mut host, mut viewer, call_id) = paid_call(&node, &mut server).await;
 
     // The network fails mid-call; the call ends while the business server cannot hear of it.
@@ -270,4 +279,28 @@ async fn the_python_business_server_resumes_after_its_last_cursor_when_the_strea
             assert!(cursor > last_handled, "replayed {line}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_app() {
+    let node = TestNode::start().await;
+    let mut server = BusinessServer::start_with_stderr(
+        node.handle.grpc_addr,
+        &["--app-id", "no-such-app"],
+        Stdio::piped(),
+    )
+    .await;
+    assert!(!server.exit_success().await, "a refused app is an error");
+    assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(
+        server.child.stderr.as_mut().expect("stderr is piped"),
+        &mut stderr,
+    )
+    .await
+    .expect("stderr readable");
+    assert!(
+        stderr.contains("INVALID_ARGUMENT") && stderr.contains("app_id"),
+        "{stderr}"
+    );
 }
