@@ -46,13 +46,17 @@ FATAL = {
 
 
 def load_admin_api(proto_root):
-    """Generates the admin API's Python stubs into a temporary directory and imports them."""
-    out = tempfile.mkdtemp(prefix="showcall-stubs-")
-    args = ["protoc", f"-I{proto_root}", f"--python_out={out}", f"--grpc_python_out={out}", ADMIN_PROTO]
-    if protoc.main(args) != 0:
-        sys.exit(f"protoc could not compile {proto_root / ADMIN_PROTO}")
-    sys.path.insert(0, out)
-    return importlib.import_module("admin.v1.admin_pb2"), importlib.import_module("admin.v1.admin_pb2_grpc")
+    """Generates the admin API's Python stubs from the .proto and imports them (the files go once loaded)."""
+    with tempfile.TemporaryDirectory(prefix="showcall-stubs-") as out:
+        args = ["protoc", f"-I{proto_root}", f"--python_out={out}", f"--grpc_python_out={out}", ADMIN_PROTO]
+        if protoc.main(args) != 0:
+            sys.exit(f"protoc could not compile {proto_root / ADMIN_PROTO}")
+        sys.path.insert(0, out)
+        try:
+            pb = importlib.import_module("admin.v1.admin_pb2")
+            return pb, importlib.import_module("admin.v1.admin_pb2_grpc")
+        finally:
+            sys.path.remove(out)
 
 
 def emit(kind, **fields):
@@ -147,7 +151,7 @@ def parse_args():
     parser.add_argument("--ttl", type=int, default=3600, help="token lifetime, seconds")
     parser.add_argument("--price-per-minute", type=int, default=100, help="coins per started minute")
     parser.add_argument("--after-cursor", type=int, help="resume after this cursor (default: from now)")
-    parser.add_argument("--exit-after-calls", type=int, default=0, help="exit after N billed calls (0: never)")
+    parser.add_argument("--exit-after-calls", type=int, default=0, help="exit after billing N calls")
     parser.add_argument("--retry-seconds", type=float, default=1.0, help="pause before reconnecting")
     parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT, help="where admin/v1/admin.proto is")
     return parser.parse_args()
