@@ -21,6 +21,7 @@ The end-to-end test tests/tests/python_business_server.rs runs it against a real
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -170,7 +171,5 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it quietly
         main()
-    except KeyboardInterrupt:
-        pass
