@@ -35,3 +35,33 @@ ensure_browser() {
     apt_install chromium chromium-driver
   fi
 }
+
+# A Python virtual environment with examples/python/requirements.txt installed, for the Python
+# business-server example and the test that runs it. It lives in target/ (ignored, like every build
+# output) and is rebuilt only when requirements.txt changes (a stamp holds the file's hash). A lock makes
+# concurrent callers (tests run in parallel) wait for one installer. Prints nothing on stdout.
+python_venv_dir() {
+  echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/python-venv"
+}
+
+ensure_python_grpc() {
+  local root venv requirements stamp want
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  venv="$(python_venv_dir)"
+  requirements="$root/examples/python/requirements.txt"
+  stamp="$venv/.requirements.sha256"
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  mkdir -p "$(dirname "$venv")"
+  (
+    flock 9
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+      exit 0
+    fi
+    # Debian's python3 has no venv (ensurepip) without python3-venv.
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    echo "$want" >"$stamp"
+  ) 9>"$(dirname "$venv")/python-venv.lock"
+}
