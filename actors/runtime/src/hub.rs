@@ -43,6 +43,8 @@ pub struct HubParts {
     pub events: Arc<dyn EventLog>,
     /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
     pub courier: Arc<dyn Courier>,
+    /// Which apps' calls the business server authorizes before they ring (none by default).
+    pub admission: Arc<dyn crate::admission::Admission>,
 }
 
 impl HubParts {
@@ -56,6 +58,7 @@ impl HubParts {
             ledger: Arc::new(NoLedger),
             events: Arc::new(MemoryEventLog::default()),
             courier: Arc::new(NoCourier),
+            admission: Arc::new(crate::admission::NoAdmission),
         }
     }
 }

@@ -9,10 +9,12 @@
 //! - [`user_actor`], [`call_actor`], [`channel_actor`]: one actor kind each.
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
+//! - [`admission`]: the call admission port and its CallPolicy gRPC client.
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod call_actor;
 pub mod channel_actor;
 pub mod clock;
