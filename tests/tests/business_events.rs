@@ -57,6 +57,7 @@ fn line(event: &Event, call_channel: &str) -> String {
         Kind::CallAccepted(_) => "call accepted".into(),
         Kind::CallConnected(_) => "call connected".into(),
         Kind::CallEnded(e) => format!("call ended {} by {}", e.end_reason, e.ended_by_user_id),
+        Kind::BillingTick(t) => format!("billing tick {}", t.tick),
     }
 }
 
