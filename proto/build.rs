@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "signal/v1/signal.proto",
         "admin/v1/admin.proto",
         "node/v1/node.proto",
+        "policy/v1/policy.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -4,6 +4,7 @@
 //! - [`signal`]: the client signaling protocol (WebSocket; binary protobuf or proto3 JSON).
 //! - [`admin`]: the business-server gRPC API.
 //! - [`node`]: node-to-node envelopes (cluster).
+//! - [`policy`]: call admission, a service the app's business server implements (client and server).
 //!
 //! These types stop at the edge: the gateway and admin adapters convert them into domain types.
 #![forbid(unsafe_code)]
@@ -28,4 +29,11 @@ pub mod admin {
 pub mod node {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/showcall.node.v1.rs"));
+}
+
+/// Call admission, `showcall.policy.v1`: the node is the client; the server is generated too, for business
+/// servers written in Rust and for tests.
+pub mod policy {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/showcall.policy.v1.rs"));
 }

@@ -58,6 +58,7 @@ fn line(event: &Event, call_channel: &str) -> String {
         Kind::CallConnected(_) => "call connected".into(),
         Kind::CallEnded(e) => format!("call ended {} by {}", e.end_reason, e.ended_by_user_id),
         Kind::MemberKicked(k) => format!("kicked {} {}", k.channel, k.user_id),
+        Kind::BillingTick(t) => format!("billing tick {}", t.tick),
     }
 }
 

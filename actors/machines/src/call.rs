@@ -5,8 +5,9 @@
 //! start, which live channels to pause or resume, and finally the call record. It does no IO and reads no
 //! clock: `now` comes with every input.
 //!
-//! Phases: `Ringing` (caller `calling`; callee `calling` once the ring is delivered) → `Connecting` (accepted)
-//! → `Connected` (both joined the call channel) → `Ended`. Every path to `Ended` tells both parties (the
+//! Phases: [`Authorizing`](self::admission) (only when the app requires admission: caller `calling`, callee
+//! unaware) → `Ringing` (caller `calling`; callee `calling` once the ring is delivered) → `Connecting`
+//! (accepted) → `Connected` (both joined the call channel) → `Ended`. Every path to `Ended` tells both parties (the
 //! callee only if the ring reached it) and emits exactly one [`CallRecord`]; an ended machine refuses every
 //! further input with [`CallError::Ended`].
 //!
@@ -25,12 +26,16 @@
 //!   call, so a call it gave way an instant after the peer accepted must not outlive it. The caller always
 //!   sees `glareResolved`; the callee sees the call withdrawn (a callee that gave way itself has already told
 //!   its client `glareResolved`).
+//! - Admission and billing ticks are in [`admission`](self::admission) and [`billing`](self::billing).
 
+mod admission;
+mod billing;
 mod status;
 mod takeover;
 
 use std::collections::BTreeMap;
 
+pub use admission::{ADMISSION_TIMED_OUT, AdmissionRequest};
 pub use status::{CallPhase, CallStatus};
 pub use takeover::{ADOPTION_TIMEOUT_MS, CallSnapshot};
 
@@ -61,6 +66,14 @@ pub struct CallSetup {
     pub pause_at: PauseAt,
     /// Live channels where the caller is broadcaster (paused like the callee's).
     pub caller_live: Vec<ChannelName>,
+    /// `Some(ms)`: the app's business server must allow the call before it rings, and has this long to
+    /// answer (see [`admission`](self::admission)). `None`: the call rings at once. Defaulted so records
+    /// written before admission existed still restore.
+    #[serde(default)]
+    pub admission_timeout_ms: Option<u64>,
+    /// `Some(ms)`: while connected, a billing tick every `ms` (see [`billing`](self::billing)).
+    #[serde(default)]
+    pub billing_tick_ms: Option<u64>,
 }
 
 /// Why the callee's user actor could not ring.
@@ -136,6 +149,12 @@ pub enum CallInput {
     ChannelPresent { present: bool },
     /// The adoption timer fired.
     AdoptionTimeout,
+    /// The business server answered the admission request (an error answer arrives as a refusal).
+    Authorized { allowed: bool, reason: String },
+    /// The admission timer fired before the business server answered.
+    AdmissionTimeout,
+    /// The billing tick timer fired.
+    BillingTick,
 }
 
 /// What one party is told.
@@ -187,6 +206,10 @@ pub enum CallTimer {
     Calling,
     /// A restored call waits this long for its parties and channel.
     Adoption,
+    /// How long the business server has to answer the admission request.
+    Admission,
+    /// The next billing tick of a connected call.
+    BillingTick,
 }
 
 /// Why a call ended: the billing record's cause.
@@ -213,6 +236,11 @@ pub enum EndCause {
     },
     /// The node running the call died and the call could not go on elsewhere.
     NodeLost,
+    /// The business server refused the call (or did not answer in time) before it rang.
+    Refused {
+        /// The business server's reason, or why there was no answer.
+        reason: String,
+    },
 }
 
 /// The call record handed to the business server once per call.
@@ -281,6 +309,16 @@ pub enum CallEffect {
     AskChannel {
         channel: ChannelName,
     },
+    /// Ask the app's business server whether the caller may make this call (answer: `Authorized`, or
+    /// the admission timer fires first).
+    Authorize(AdmissionRequest),
+    /// A connected call's billing tick: tell the business server.
+    BillingTick {
+        /// 1, 2, 3, … counted from the connect (tick `n` is due `n` × the tick after it).
+        tick: u64,
+        /// Time connected so far.
+        connected_ms: u64,
+    },
     /// The call is over; the record goes to the business server; the actor stops.
     Ended(CallRecord),
 }
@@ -307,15 +345,24 @@ pub enum CallError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Ringing { delivered: bool },
+    /// Waiting for the business server's admission answer (`asked` once Start sent the request).
+    Authorizing {
+        asked: bool,
+    },
+    Ringing {
+        delivered: bool,
+    },
     Connecting,
-    Connected { since: Millis },
+    Connected {
+        since: Millis,
+    },
     Ended,
 }
 
 impl Phase {
     fn name(self) -> &'static str {
         match self {
+            Phase::Authorizing { .. } => "authorizing",
             Phase::Ringing { delivered: false } => "ringing (not yet delivered)",
             Phase::Ringing { delivered: true } => "ringing",
             Phase::Connecting => "connecting",
@@ -349,6 +396,8 @@ pub struct CallMachine {
     callee_involved: bool,
     /// Set while a restored call waits for its holders' answers.
     adoption: Option<takeover::Adoption>,
+    /// The number of the next billing tick (1 for a call that just connected).
+    next_tick: u64,
 }
 
 impl CallMachine {
@@ -356,9 +405,14 @@ impl CallMachine {
     pub fn new(setup: CallSetup, now: Millis) -> Self {
         let mut timing = BTreeMap::new();
         timing.insert("call".to_owned(), now);
+        let phase = if setup.admission_timeout_ms.is_some() {
+            Phase::Authorizing { asked: false }
+        } else {
+            Phase::Ringing { delivered: false }
+        };
         Self {
             setup,
-            phase: Phase::Ringing { delivered: false },
+            phase,
             created_at: now,
             accepted_at: None,
             joined: [false; 2],
@@ -370,6 +424,7 @@ impl CallMachine {
             timing,
             callee_involved: false,
             adoption: None,
+            next_tick: 1,
         }
     }
 
@@ -389,6 +444,10 @@ impl CallMachine {
     /// The state a party sees now (`Prepared` once ended).
     pub fn state_of(&self, side: Side) -> CallState {
         match self.phase {
+            Phase::Authorizing { .. } => match side {
+                Side::Caller => CallState::Calling,
+                Side::Callee => CallState::Prepared,
+            },
             Phase::Ringing { delivered } => {
                 if side == Side::Caller || delivered {
                     CallState::Calling
@@ -452,7 +511,11 @@ impl CallMachine {
             CallInput::Undeliverable(why) => self.undeliverable(why, now, &mut fx)?,
             CallInput::Cancel { by } => {
                 let side = self.participant(&by)?;
-                if side != Side::Caller || !matches!(self.phase, Phase::Ringing { .. }) {
+                let ringing = matches!(
+                    self.phase,
+                    Phase::Ringing { .. } | Phase::Authorizing { .. }
+                );
+                if side != Side::Caller || !ringing {
                     return Err(self.not_allowed("cancel", side));
                 }
                 self.end(
@@ -532,6 +595,7 @@ impl CallMachine {
             CallInput::MediaFlowing { from } => self.media_flowing(from, now, &mut fx)?,
             CallInput::ChannelLeft { user } => {
                 let side = self.participant(&user)?;
+                self.refuse_before_channel("channel left")?;
                 if self.joined[side.index()] {
                     self.joined[side.index()] = false;
                     self.event(side, CallEvent::LocalLeft, "", &mut fx);
@@ -651,12 +715,17 @@ impl CallMachine {
                     &mut fx,
                 );
             }
-            CallInput::Adopt => self.adopt(&mut fx)?,
+            CallInput::Adopt => self.adopt(now, &mut fx)?,
             CallInput::PartyPresent { user, present } => {
                 self.party_present(user, present, now, &mut fx)?
             }
             CallInput::ChannelPresent { present } => self.channel_present(present, now, &mut fx)?,
             CallInput::AdoptionTimeout => self.adoption_timeout(now, &mut fx)?,
+            CallInput::Authorized { allowed, reason } => {
+                self.authorized(allowed, reason, now, &mut fx)?
+            }
+            CallInput::AdmissionTimeout => self.admission_timeout(now, &mut fx)?,
+            CallInput::BillingTick => self.billing_tick_fired(now, &mut fx)?,
             CallInput::Terminate { reason } => {
                 let view = (StateReason::EndedByServer, None, reason.clone());
                 self.end(
@@ -672,20 +741,41 @@ impl CallMachine {
     }
 
     fn start(&mut self, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+        if self.phase == (Phase::Authorizing { asked: false }) {
+            self.phase = Phase::Authorizing { asked: true };
+            self.announce_to_caller(fx);
+            self.ask_admission(fx);
+            return Ok(());
+        }
         if self.phase != (Phase::Ringing { delivered: false }) || self.callee_involved {
             return Err(self.unexpected("start"));
         }
-        self.callee_involved = true;
-        let (reason, event) = match self.setup.call_type {
-            CallType::Video => (StateReason::LocalVideoCall, CallEvent::LocalVideoCall),
-            CallType::Audio => (StateReason::LocalAudioCall, CallEvent::LocalAudioCall),
-        };
+        self.open_channel(fx);
+        self.announce_to_caller(fx);
+        self.ring(fx);
+        Ok(())
+    }
+
+    fn open_channel(&self, fx: &mut Vec<CallEffect>) {
         fx.push(CallEffect::OpenChannel {
             channel: self.setup.channel.clone(),
             members: [self.setup.caller.clone(), self.setup.callee.clone()],
         });
+    }
+
+    /// The caller's `calling`, as soon as the call exists (also while it is being authorized).
+    fn announce_to_caller(&self, fx: &mut Vec<CallEffect>) {
+        let (reason, event) = match self.setup.call_type {
+            CallType::Video => (StateReason::LocalVideoCall, CallEvent::LocalVideoCall),
+            CallType::Audio => (StateReason::LocalAudioCall, CallEvent::LocalAudioCall),
+        };
         self.state(Side::Caller, CallState::Calling, reason, "", fx);
         self.event(Side::Caller, event, "", fx);
+    }
+
+    /// Rings the callee and arms the calling timeout (from now: admission time does not count).
+    fn ring(&mut self, fx: &mut Vec<CallEffect>) {
+        self.callee_involved = true;
         fx.push(CallEffect::Ring {
             callee: self.setup.callee.clone(),
             info: self.info_for(Side::Callee),
@@ -699,7 +789,6 @@ impl CallMachine {
         if self.setup.pause_at == PauseAt::Ringing {
             self.pause(Side::Caller, fx);
         }
-        Ok(())
     }
 
     fn delivered(
@@ -827,6 +916,7 @@ impl CallMachine {
         fx: &mut Vec<CallEffect>,
     ) -> Result<(), CallError> {
         let side = self.participant(&from)?;
+        self.refuse_before_channel("media flowing")?;
         if self.flowed[side.index()] {
             return Ok(());
         }
@@ -854,6 +944,7 @@ impl CallMachine {
         fx: &mut Vec<CallEffect>,
     ) -> Result<(), CallError> {
         let side = self.participant(&user)?;
+        self.refuse_before_channel("channel joined")?;
         if self.joined[side.index()] && self.media[side.index()] == media {
             return Ok(());
         }
@@ -903,6 +994,7 @@ impl CallMachine {
         if let Some(snapshot) = self.snapshot() {
             fx.push(CallEffect::Persist(snapshot));
         }
+        self.arm_billing_tick(now, fx);
     }
 
     fn pause(&mut self, side: Side, fx: &mut Vec<CallEffect>) {
@@ -936,6 +1028,18 @@ impl CallMachine {
             Phase::Connected { since } => Some(since),
             _ => None,
         };
+        // Nothing was opened or armed for the ring yet: no channel to close, no calling timer.
+        let authorizing = matches!(self.phase, Phase::Authorizing { .. });
+        if authorizing {
+            fx.push(CallEffect::CancelTimer {
+                timer: CallTimer::Admission,
+            });
+        }
+        if was_connected.is_some() && self.billing_tick().is_some() {
+            fx.push(CallEffect::CancelTimer {
+                timer: CallTimer::BillingTick,
+            });
+        }
         self.phase = Phase::Ended;
         self.timing.insert("end".to_owned(), now);
         if self.adoption.take().is_some() {
@@ -943,7 +1047,7 @@ impl CallMachine {
                 timer: CallTimer::Adoption,
             });
         }
-        if self.setup.timeout_ms.is_some() && was_connected.is_none() {
+        if self.setup.timeout_ms.is_some() && was_connected.is_none() && !authorizing {
             fx.push(CallEffect::CancelTimer {
                 timer: CallTimer::Calling,
             });
@@ -974,9 +1078,11 @@ impl CallMachine {
         for (channel, host) in std::mem::take(&mut self.paused) {
             fx.push(CallEffect::ResumeLive { channel, host });
         }
-        fx.push(CallEffect::CloseChannel {
-            channel: self.setup.channel.clone(),
-        });
+        if !authorizing {
+            fx.push(CallEffect::CloseChannel {
+                channel: self.setup.channel.clone(),
+            });
+        }
         fx.push(CallEffect::Ended(CallRecord {
             id: self.setup.id.clone(),
             channel: self.setup.channel.clone(),
@@ -1024,7 +1130,19 @@ impl CallMachine {
     /// Whether a party has been told of the call. Presence events (joined, left, away, back) reach a party
     /// only then: the callee hears nothing before its ring is delivered.
     fn knows_of_call(&self, side: Side) -> bool {
-        side == Side::Caller || self.phase != (Phase::Ringing { delivered: false })
+        side == Side::Caller
+            || !matches!(
+                self.phase,
+                Phase::Ringing { delivered: false } | Phase::Authorizing { .. }
+            )
+    }
+
+    /// While the call is authorizing its channel does not exist yet: nothing can happen in it.
+    fn refuse_before_channel(&self, input: &'static str) -> Result<(), CallError> {
+        match self.phase {
+            Phase::Authorizing { .. } => Err(self.unexpected(input)),
+            _ => Ok(()),
+        }
     }
 
     fn participant(&self, user: &UserId) -> Result<Side, CallError> {

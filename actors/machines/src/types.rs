@@ -156,6 +156,9 @@ pub enum StateReason {
     RemoteLoggedOut = 106,
     /// The business server or an operator ended the call.
     EndedByServer = 107,
+    /// The app's business server refused the call before it rang, or did not answer in time (the event
+    /// reason carries its reason, or "admission timed out").
+    RefusedByPolicy = 108,
 }
 
 /// CallAPI CallEvent, plus showcall's events (>= 200).

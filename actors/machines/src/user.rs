@@ -51,6 +51,8 @@ pub struct UserConfig {
     /// How long a connected call whose actor's node died waits to be taken over by the call's new owner
     /// before this user ends it (see [`UserInput::CallOwnerLost`]).
     pub takeover_wait_ms: u64,
+    /// Billing tick period of the calls this user places (0 = no ticks); see `call::billing`.
+    pub billing_tick_ms: u64,
 }
 
 impl Default for UserConfig {
@@ -61,6 +63,7 @@ impl Default for UserConfig {
             default_call_timeout_ms: 15_000,
             pause_at: PauseAt::Accept,
             takeover_wait_ms: 15_000,
+            billing_tick_ms: 60_000,
         }
     }
 }
@@ -514,6 +517,10 @@ impl UserMachine {
                     first_frame_waiting_disabled: prepared.first_frame_waiting_disabled,
                     pause_at: self.config.pause_at,
                     caller_live: self.live_channels(),
+                    // Whether the app requires admission is the call actor's to say (per app, from its node).
+                    admission_timeout_ms: None,
+                    billing_tick_ms: (self.config.billing_tick_ms > 0)
+                        .then_some(self.config.billing_tick_ms),
                 };
                 if withdraw_ringing {
                     self.withdraw_glare_loser(now, &mut fx);

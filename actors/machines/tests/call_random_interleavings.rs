@@ -264,6 +264,8 @@ fn matches_cause(cause: &EndCause, side: Side, user: &UserId, reason: StateReaso
         } => &[R::RemoteLeft],
         EndCause::SessionEnded { .. } => &[R::RemoteLoggedOut],
         EndCause::Terminated { .. } | EndCause::NodeLost => &[R::EndedByServer],
+        EndCause::Refused { .. } if caller => &[R::RefusedByPolicy],
+        EndCause::Refused { .. } => &[], // the callee never rang
     };
     expected.contains(&reason)
 }

@@ -1,7 +1,7 @@
 //! Every cell of `CallMachine`'s (phase × input) table.
 //!
-//! The phases are the ones the module docs name: ringing before the ring is delivered, ringing, connecting,
-//! connected and ended. Every input variant is tried in each, with the caller (A = alice), the callee
+//! The phases are the ones the module docs name: authorizing (a call of an app that requires admission),
+//! ringing before the ring is delivered, ringing, connecting, connected and ended. Every input variant is tried in each, with the caller (A = alice), the callee
 //! (B = bob) and a stranger (C = carol) wherever an input names a user. A cell either lists exactly what
 //! the machine does — who is told which state/reason/event, in order, plus timers, live pause/resume, the
 //! channel close and the single call record — or names the typed error; a refused input must leave the
@@ -19,7 +19,7 @@ use showcall_machines::call::{SessionEnd, Undeliverable};
 use showcall_machines::{
     CallEffect, CallError, CallInput, CallMachine, CallState, CallUpdate, Millis, Side, UserId,
 };
-use support::{A, B, C, delivered, lines, must, setup, show};
+use support::{A, B, C, admission_setup, delivered, lines, must, setup, show};
 
 /// The clock of the driven history: created and rung at 1 s, accepted at 2 s, caller joined at 2.5 s,
 /// callee joined (connected) at 3 s; every tested input arrives at 10 s.
@@ -33,6 +33,7 @@ const NOW: Millis = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    Authorizing,
     NotDelivered,
     Ringing,
     Connecting,
@@ -44,6 +45,7 @@ impl Phase {
     /// The phase as the machine names it in its errors.
     fn name(self) -> &'static str {
         match self {
+            Phase::Authorizing => "authorizing",
             Phase::NotDelivered => "ringing (not yet delivered)",
             Phase::Ringing => "ringing",
             Phase::Connecting => "connecting",
@@ -55,6 +57,11 @@ impl Phase {
 
 /// A call driven through its usual history up to `phase`.
 fn drive(phase: Phase) -> CallMachine {
+    if phase == Phase::Authorizing {
+        let mut m = CallMachine::new(admission_setup(), T_CREATE);
+        must(&mut m, CallInput::Start, T_CREATE);
+        return m;
+    }
     let mut m = CallMachine::new(setup(), T_CREATE);
     must(&mut m, CallInput::Start, T_CREATE);
     if phase == Phase::NotDelivered {
@@ -188,6 +195,22 @@ fn inputs() -> Vec<(String, CallInput)> {
     }
     v.push(("adoption-timeout".into(), CallInput::AdoptionTimeout));
     v.push((
+        "authorized allow".into(),
+        CallInput::Authorized {
+            allowed: true,
+            reason: String::new(),
+        },
+    ));
+    v.push((
+        "authorized refuse".into(),
+        CallInput::Authorized {
+            allowed: false,
+            reason: "no credit".into(),
+        },
+    ));
+    v.push(("admission-timeout".into(), CallInput::AdmissionTimeout));
+    v.push(("billing-tick".into(), CallInput::BillingTick));
+    v.push((
         "terminate".into(),
         CallInput::Terminate {
             reason: "ops".into(),
@@ -220,6 +243,9 @@ fn variant(input: &CallInput) -> &'static str {
         CallInput::PartyPresent { .. } => "PartyPresent",
         CallInput::ChannelPresent { .. } => "ChannelPresent",
         CallInput::AdoptionTimeout => "AdoptionTimeout",
+        CallInput::Authorized { .. } => "Authorized",
+        CallInput::AdmissionTimeout => "AdmissionTimeout",
+        CallInput::BillingTick => "BillingTick",
     }
 }
 
@@ -228,7 +254,7 @@ fn inputs_cover_every_variant() {
     let seen: BTreeSet<&str> = inputs().iter().map(|(_, i)| variant(i)).collect();
     assert_eq!(
         seen.len(),
-        20,
+        23,
         "every CallInput variant is in the table: {seen:?}"
     );
 }
@@ -258,6 +284,10 @@ fn ok(row: &'static str) -> Row {
 fn follow_up(phase: Phase) -> Option<CallInput> {
     let (a, b, reason) = (A.into(), B.into(), "later".to_owned());
     match phase {
+        Phase::Authorizing => Some(CallInput::Authorized {
+            allowed: true,
+            reason: String::new(),
+        }),
         Phase::NotDelivered => Some(delivered()),
         Phase::Ringing => Some(CallInput::Accept { by: b }),
         Phase::Connecting => Some(CallInput::Hangup { by: a, reason }),
@@ -396,6 +426,121 @@ fn not_restored() -> Vec<Row> {
         ("channel absent", Unexpected("channel present")),
         ("adoption-timeout", Unexpected("adoption timeout")),
     ]
+}
+
+/// A call past admission (or without it), and without billing ticks (`call_billing_ticks.rs` has them),
+/// refuses the admission answers and ticks.
+fn admitted() -> Vec<Row> {
+    vec![
+        ("authorized allow", Unexpected("authorized")),
+        ("authorized refuse", Unexpected("authorized")),
+        ("admission-timeout", Unexpected("admission timeout")),
+        ("billing-tick", Unexpected("billing tick")),
+    ]
+}
+
+/// Waiting for the business server's verdict: the callee does not know of the call, and there is no
+/// call channel yet. (`call_admission.rs` tells the stories and checks the texts.)
+#[test]
+fn authorizing() {
+    let mut table = vec![
+        ("start", Unexpected("start")),
+        ("delivered", Unexpected("delivered")),
+        ("undeliverable offline", Unexpected("undeliverable")),
+        ("undeliverable busy", Unexpected("undeliverable")),
+        ("undeliverable glare", Unexpected("undeliverable")),
+        // The caller may give up while waiting; the callee never hears of the call.
+        ok("cancel A =>
+            cancel timer
+            A state Prepared LocalCancelled; A event LocalCancelled
+            ended cancelled after 0"),
+        ("cancel B", NotAllowed("cancel", Callee)),
+        ("cancel C", NotParticipant),
+        ("accept A", NotAllowed("accept", Caller)),
+        ("accept B", NotAllowed("accept", Callee)),
+        ("accept C", NotParticipant),
+        ("reject A", NotAllowed("reject", Caller)),
+        ("reject B", NotAllowed("reject", Callee)),
+        ("reject C", NotParticipant),
+        ("hangup A", NotAllowed("hangup", Caller)),
+        ("hangup B", NotAllowed("hangup", Callee)),
+        ("hangup C", NotParticipant),
+        // No call channel exists yet: nothing can happen in it.
+        ("join A", Unexpected("channel joined")),
+        ("join B", Unexpected("channel joined")),
+        ("join C", NotParticipant),
+        ("left A", Unexpected("channel left")),
+        ("left B", Unexpected("channel left")),
+        ("left C", NotParticipant),
+        ("frame A", Unexpected("media flowing")),
+        ("frame B", Unexpected("media flowing")),
+        ("frame C", NotParticipant),
+        // Presence as before the ring is delivered: the callee hears nothing.
+        ok("away A => "),
+        ok("away B => A event RemoteLeft"),
+        ("away C", NotParticipant),
+        ok("back A => "),
+        ok("back B => A event RemoteReconnected"),
+        ("back C", NotParticipant),
+        ok("session A logged-out =>
+            cancel timer
+            A state Prepared LocalHangup
+            ended session of A LoggedOut after 0"),
+        ok("session A token-expired =>
+            cancel timer
+            A state Prepared TokenExpired
+            ended session of A TokenExpired after 0"),
+        ok("session A gone =>
+            cancel timer
+            A state Prepared LocalLeft
+            ended session of A Gone after 0"),
+        ok("session B logged-out =>
+            cancel timer
+            A state Prepared RemoteLoggedOut; A event RemoteLeft
+            ended session of B LoggedOut after 0"),
+        ok("session B token-expired =>
+            cancel timer
+            A state Prepared RemoteLoggedOut; A event RemoteLeft
+            ended session of B TokenExpired after 0"),
+        ok("session B gone =>
+            cancel timer
+            A state Prepared RemoteLeft; A event RemoteLeft
+            ended session of B Gone after 0"),
+        ("session C logged-out", NotParticipant),
+        ("session C token-expired", NotParticipant),
+        ("session C gone", NotParticipant),
+        ok("gave-way A =>
+            cancel timer
+            A state Prepared GlareResolved
+            ended glare after 0"),
+        ok("gave-way B =>
+            cancel timer
+            A state Prepared GlareResolved
+            ended glare after 0"),
+        ("gave-way C", NotParticipant),
+        ("calling-timeout", Unexpected("calling timeout")),
+        ok("terminate =>
+            cancel timer
+            A state Prepared EndedByServer
+            ended terminated (ops) after 0"),
+        // Allowed: what a call without admission does at Start, but the caller already saw `calling`.
+        ok("authorized allow =>
+            cancel timer
+            open call-c1 for A B
+            ring B
+            set timer 15000"),
+        ok("authorized refuse =>
+            cancel timer
+            A state Prepared RefusedByPolicy
+            ended refused (no credit) after 0"),
+        ok("admission-timeout =>
+            cancel timer
+            A state Prepared RefusedByPolicy
+            ended refused (admission timed out) after 0"),
+        ("billing-tick", Unexpected("billing tick")),
+    ];
+    table.extend(not_restored());
+    check_phase(Phase::Authorizing, &table);
 }
 
 /// Ringing, and the ring's delivery does not matter: every refusal and every session end.
@@ -541,6 +686,7 @@ fn ringing_not_yet_delivered() {
         ok("back A => "),
     ]);
     table.extend(not_restored());
+    table.extend(admitted());
     check_phase(Phase::NotDelivered, &table);
 }
 
@@ -569,6 +715,7 @@ fn ringing() {
         ok("back A => B event RemoteReconnected"),
     ]);
     table.extend(not_restored());
+    table.extend(admitted());
     check_phase(Phase::Ringing, &table);
 }
 
@@ -695,6 +842,7 @@ fn connecting() {
             ended terminated (ops) after 0"),
     ]);
     table.extend(not_restored());
+    table.extend(admitted());
     check_phase(Phase::Connecting, &table);
 }
 
@@ -766,6 +914,7 @@ fn connected() {
             ended terminated (ops) after 7000"),
     ]);
     table.extend(not_restored());
+    table.extend(admitted());
     check_phase(Phase::Connected, &table);
 }
 

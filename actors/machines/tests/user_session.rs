@@ -28,6 +28,7 @@ fn config() -> UserConfig {
         default_call_timeout_ms: 15_000,
         pause_at: PauseAt::Accept,
         takeover_wait_ms: 15_000,
+        billing_tick_ms: 0,
     }
 }
 

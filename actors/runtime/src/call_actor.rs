@@ -3,6 +3,10 @@
 //! keeps the connected call in the ledger (for a takeover if this node dies), and hands the call record
 //! to the record sink before stopping. A call restored from the ledger on a new node starts here too
 //! ([`CallStart::Restored`]).
+//!
+//! A new call of an app that requires admission gets its admission deadline here (the app is known here,
+//! not in the caller's user machine); the business server is asked on a task of its own and its verdict
+//! comes back as an input ([`crate::admission`]). Billing ticks become business events.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -16,10 +20,11 @@ use showcall_machines::{
 };
 use tokio::task::JoinHandle;
 
+use crate::admission::Verdict;
 use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
-use crate::messages::CallMsg;
+use crate::messages::{CallMsg, Traced};
 use crate::session::CommandOk;
 
 /// See the module docs.
@@ -52,7 +57,13 @@ impl Actor for CallActor {
         (hub, app, start): (Hub, AppId, CallStart),
     ) -> Result<CallState, ActorProcessingErr> {
         let machine = match start {
-            CallStart::New(setup) => CallMachine::new(setup, hub.now_ms()),
+            CallStart::New(mut setup) => {
+                setup.admission_timeout_ms = hub
+                    .admission()
+                    .timeout(&app)
+                    .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                CallMachine::new(setup, hub.now_ms())
+            }
             CallStart::Restored(snapshot) => CallMachine::restore(snapshot),
         };
         Ok(CallState {
@@ -121,6 +132,8 @@ impl Actor for CallActor {
                 let input = match timer {
                     CallTimer::Calling => CallInput::CallingTimeout,
                     CallTimer::Adoption => CallInput::AdoptionTimeout,
+                    CallTimer::Admission => CallInput::AdmissionTimeout,
+                    CallTimer::BillingTick => CallInput::BillingTick,
                 };
                 feed(&myself, state, input).await;
             }
@@ -307,6 +320,34 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
             CallEffect::CloseChannel { channel } => {
                 send_channel(state, &channel, ChannelInput::Close)
+            }
+            CallEffect::Authorize(request) => {
+                // Off the actor's task: the actor goes on (a cancel, a terminate) while the business
+                // server thinks; the machine's admission timer bounds the wait.
+                let verdict = state.hub.admission().authorize(&state.app, request);
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let (allowed, reason) = match verdict.await {
+                        Verdict::Allowed => (true, String::new()),
+                        Verdict::Refused(reason) => (false, reason),
+                    };
+                    // The call may be gone (cancelled, ended): then nobody needs the verdict.
+                    let _ = me.cast(CallMsg::Input(Traced::new(CallInput::Authorized {
+                        allowed,
+                        reason,
+                    })));
+                });
+            }
+            CallEffect::BillingTick { tick, connected_ms } => {
+                let setup = state.machine.setup();
+                let kind = EventKind::CallBillingTick {
+                    call: setup.id.clone(),
+                    caller: setup.caller.clone(),
+                    callee: setup.callee.clone(),
+                    tick,
+                    connected_ms,
+                };
+                state.hub.emit(&state.app, kind);
             }
             CallEffect::Ended(record) => {
                 state.hub.emit(

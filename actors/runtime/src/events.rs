@@ -92,6 +92,15 @@ pub enum EventKind {
     CallEnded {
         record: CallRecord,
     },
+    /// A connected call's billing tick (`showcall_machines::call::billing`); none follows `CallEnded`.
+    CallBillingTick {
+        call: CallId,
+        caller: UserId,
+        callee: UserId,
+        /// 1, 2, 3, … since the connect.
+        tick: u64,
+        connected_ms: u64,
+    },
 }
 
 /// An event with its place in the log.

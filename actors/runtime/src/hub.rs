@@ -45,6 +45,8 @@ pub struct HubParts {
     pub courier: Arc<dyn Courier>,
     /// Channel bans (memory on a single node; etcd in a cluster).
     pub bans: Arc<dyn crate::bans::Bans>,
+    /// Which apps' calls the business server authorizes before they ring (none by default).
+    pub admission: Arc<dyn crate::admission::Admission>,
 }
 
 impl HubParts {
@@ -59,6 +61,7 @@ impl HubParts {
             events: Arc::new(MemoryEventLog::default()),
             courier: Arc::new(NoCourier),
             bans: Arc::new(crate::bans::MemoryBans::default()),
+            admission: Arc::new(crate::admission::NoAdmission),
         }
     }
 }

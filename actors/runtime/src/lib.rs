@@ -9,6 +9,7 @@
 //! - [`user_actor`], [`call_actor`], [`channel_actor`]: one actor kind each.
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
+//! - [`admission`]: the call admission port and its CallPolicy gRPC client.
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
 //! - [`directory`]: what this node's actors are doing now (presence, channels, calls), for the admin API;
 //!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod admin_ops;
+pub mod admission;
 pub mod bans;
 pub mod call_actor;
 pub mod channel_actor;

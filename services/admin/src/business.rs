@@ -225,6 +225,7 @@ pub fn call_proto(entry: showcall_actors::directory::CallEntry) -> pb::Call {
         channel: entry.channel.0,
         call_type: crate::events::call_kind(entry.call_type),
         phase: match entry.status.phase {
+            CallPhase::Authorizing => pb::CallPhase::Authorizing,
             CallPhase::Ringing => pb::CallPhase::Ringing,
             CallPhase::Connecting => pb::CallPhase::Connecting,
             CallPhase::Connected => pb::CallPhase::Connected,

@@ -126,6 +126,7 @@ fn kind(kind: EventKind) -> pb::event::Kind {
                 }
                 EndCause::Terminated { reason } => ("terminated", None, reason),
                 EndCause::NodeLost => ("node_lost", None, String::new()),
+                EndCause::Refused { reason } => ("refused", None, reason),
             };
             Kind::CallEnded(pb::CallEnded {
                 call_id: record.id.0,
@@ -143,6 +144,19 @@ fn kind(kind: EventKind) -> pb::event::Kind {
                 detail,
             })
         }
+        EventKind::CallBillingTick {
+            call,
+            caller,
+            callee,
+            tick,
+            connected_ms,
+        } => Kind::BillingTick(pb::CallBillingTick {
+            call_id: call.0,
+            caller_user_id: caller.0,
+            callee_user_id: callee.0,
+            tick,
+            connected_ms,
+        }),
     }
 }
 

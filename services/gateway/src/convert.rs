@@ -298,6 +298,10 @@ mod tests {
             pb::CallStateReason::EndedByServer as i32
         );
         assert_eq!(
+            StateReason::RefusedByPolicy as i32,
+            pb::CallStateReason::RefusedByPolicy as i32
+        );
+        assert_eq!(
             StateReason::RemoteAudioCall as i32,
             pb::CallStateReason::RemoteAudioCall as i32
         );

@@ -11,6 +11,15 @@
 //!
 //! Unknown keys are errors at every layer, so a typo is reported instead of silently ignored.
 //! `apps` can only be set in the file: a list of secrets does not fit in one variable safely.
+//!
+//! Admission and billing (decisions where the issue is silent):
+//! - `apps[].call_policy_url` (unset = the app's calls ring without asking) names the app's CallPolicy
+//!   service, `http://host:port` only (no TLS client in this build: `https` is refused here, not at the
+//!   first call). `call_policy_timeout` (default 2 s, at most 30 s: the caller is waiting) is one value for
+//!   every app; past it the call is refused ("admission timed out").
+//! - `billing_tick` defaults to 60 s (the issue's "charge per minute"), so a business server gets ticks
+//!   without configuring anything; `0s` turns them off. Below 100 ms is refused: every tick is an event
+//!   in the log (in etcd for a cluster), per connected call.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -45,6 +54,12 @@ const MIN_FRAME_BYTES: usize = 1024;
 
 /// Largest accepted `max_frame_bytes`: every connection may buffer one frame, so this bounds memory.
 const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Longest accepted `call_policy_timeout`: the caller waits in `calling` meanwhile.
+const MAX_CALL_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shortest accepted non-zero `billing_tick`: each tick is a business event per connected call.
+const MIN_BILLING_TICK: Duration = Duration::from_millis(100);
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -108,6 +123,14 @@ pub struct NodeConfig {
     pub partitions: u32,
     /// Key prefix in etcd, so several clusters can share one etcd. Ends with `/`.
     pub cluster_prefix: String,
+    /// How long an app's CallPolicy service has to allow a call before it is refused, so a slow business
+    /// server cannot leave callers hanging. Applies to apps with a `call_policy_url`.
+    #[serde(with = "humantime_serde")]
+    pub call_policy_timeout: Duration,
+    /// Period of the billing ticks of connected calls (business events), so a business server can
+    /// charge as a call goes; `0s` = no ticks.
+    #[serde(with = "humantime_serde")]
+    pub billing_tick: Duration,
 }
 
 impl Default for NodeConfig {
@@ -125,6 +148,7 @@ impl Default for NodeConfig {
             apps: vec![AppConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
+                call_policy_url: None,
             }],
             call_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
@@ -137,6 +161,8 @@ impl Default for NodeConfig {
             lease_ttl: Duration::from_secs(2),
             partitions: 256,
             cluster_prefix: "/showcall/v1/".into(),
+            call_policy_timeout: Duration::from_secs(2),
+            billing_tick: Duration::from_secs(60),
         }
     }
 }
@@ -149,6 +175,10 @@ pub struct AppConfig {
     pub id: String,
     /// The HS256 secret of the app's tokens; at least [`MIN_SECRET_LEN`] bytes. Never logged.
     pub secret: String,
+    /// The app's CallPolicy service (`http://host:port`, `proto/policy/v1/policy.proto`): when set, each
+    /// call of the app is authorized there before it rings. Unset = no admission.
+    #[serde(default)]
+    pub call_policy_url: Option<String>,
 }
 
 impl fmt::Debug for AppConfig {
@@ -156,6 +186,7 @@ impl fmt::Debug for AppConfig {
         f.debug_struct("AppConfig")
             .field("id", &self.id)
             .field("secret", &"<redacted>")
+            .field("call_policy_url", &self.call_policy_url)
             .finish()
     }
 }
@@ -373,6 +404,24 @@ impl NodeConfig {
                     "apps[{i}].secret is shorter than {MIN_SECRET_LEN} bytes"
                 ));
             }
+            if let Some(url) = &app.call_policy_url
+                && let Err(e) = showcall_actors::admission::policy_endpoint(&app.id, url)
+            {
+                problems.push(format!("apps[{i}].call_policy_url {url:?}: {}", e.why));
+            }
+        }
+        if self.call_policy_timeout.is_zero() || self.call_policy_timeout > MAX_CALL_POLICY_TIMEOUT
+        {
+            problems.push(format!(
+                "call_policy_timeout must be more than 0 and at most {}",
+                humantime::format_duration(MAX_CALL_POLICY_TIMEOUT)
+            ));
+        }
+        if !self.billing_tick.is_zero() && self.billing_tick < MIN_BILLING_TICK {
+            problems.push(format!(
+                "billing_tick must be 0s (off) or at least {}",
+                humantime::format_duration(MIN_BILLING_TICK)
+            ));
         }
 
         // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
@@ -632,10 +681,12 @@ mod tests {
                 AppConfig {
                     id: "a".into(),
                     secret: "short".into(),
+                    call_policy_url: None,
                 },
                 AppConfig {
                     id: "a".into(),
                     secret: "long-enough-secret-0123".into(),
+                    call_policy_url: None,
                 },
             ],
             grpc_addr: addr("127.0.0.1:7800"),
@@ -688,6 +739,54 @@ mod tests {
         let shown = format!("{:?}", NodeConfig::default());
         assert!(!shown.contains(DEMO_SECRET), "{shown}");
         assert!(shown.contains("demo"));
+    }
+
+    #[test]
+    fn admission_and_billing_ticks_are_configured_and_checked() {
+        let text = r#"
+            call_policy_timeout = "500ms"
+            billing_tick = "30s"
+
+            [[apps]]
+            id = "shop"
+            secret = "shop-secret-0123456789"
+            call_policy_url = "http://10.0.0.5:9090"
+        "#;
+        let cfg = NodeConfig::from_layers(file(text), env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.call_policy_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.billing_tick, Duration::from_secs(30));
+        assert_eq!(
+            cfg.apps[0].call_policy_url.as_deref(),
+            Some("http://10.0.0.5:9090")
+        );
+        let off = env(&[("SHOWCALL_BILLING_TICK", "0s")]);
+        let cfg = NodeConfig::from_layers(None, off, &RunArgs::default()).unwrap();
+        assert!(cfg.billing_tick.is_zero(), "0s turns ticks off");
+        assert_eq!(
+            NodeConfig::default().apps[0].call_policy_url,
+            None,
+            "no admission by default"
+        );
+
+        let cfg = NodeConfig {
+            apps: vec![AppConfig {
+                id: "shop".into(),
+                secret: "shop-secret-0123456789".into(),
+                call_policy_url: Some("https://policy.example:443".into()),
+            }],
+            call_policy_timeout: Duration::ZERO,
+            billing_tick: Duration::from_millis(10),
+            ..NodeConfig::default()
+        };
+        let Err(ConfigError::Invalid(problems)) = cfg.validate() else {
+            panic!("expected invalid");
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("apps[0].call_policy_url"), "{all}");
+        assert!(all.contains("https"), "{all}");
+        assert!(all.contains("call_policy_timeout"), "{all}");
+        assert!(all.contains("billing_tick"), "{all}");
+        assert_eq!(problems.len(), 3, "{all}");
     }
 
     #[test]

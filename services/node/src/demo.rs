@@ -240,6 +240,7 @@ mod tests {
             apps: vec![AppConfig {
                 id: "prod".into(),
                 secret: "a-private-secret-of-enough-length".into(),
+                call_policy_url: None,
             }],
             ..NodeConfig::default()
         };

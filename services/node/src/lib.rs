@@ -105,7 +105,32 @@ fn user_config(config: &NodeConfig) -> UserConfig {
         takeover_wait_ms: (2 * config.lease_ttl.as_millis() as u64)
             + showcall_machines::call::ADOPTION_TIMEOUT_MS
             + 5_000,
+        billing_tick_ms: config.billing_tick.as_millis() as u64,
     }
+}
+
+/// The apps whose calls their business server authorizes (those with a `call_policy_url`).
+fn admission(
+    config: &NodeConfig,
+) -> anyhow::Result<Arc<dyn showcall_actors::admission::Admission>> {
+    use showcall_actors::admission::{GrpcAdmission, NoAdmission};
+    let apps: Vec<_> = config
+        .apps
+        .iter()
+        .filter_map(|a| {
+            Some((
+                showcall_actors::AppId(a.id.clone()),
+                a.call_policy_url.clone()?,
+            ))
+        })
+        .collect();
+    if apps.is_empty() {
+        return Ok(Arc::new(NoAdmission));
+    }
+    Ok(Arc::new(GrpcAdmission::new(
+        apps,
+        config.call_policy_timeout,
+    )?))
 }
 
 /// Binds every endpoint and starts serving. Port 0 binds an ephemeral port; the handle says which.
@@ -144,6 +169,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     );
     let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
     parts.media = Arc::new(media_port::RouterPort::new(router));
+    parts.admission = admission(&config)?;
     let membership = if config.etcd_endpoints.is_empty() {
         None
     } else {

@@ -8,7 +8,9 @@ use crate::types::Millis;
 /// Where a call stands, by the server's authority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallPhase {
-    /// Created; the callee is being rung (or asked whether it can be).
+    /// Created; the business server is asked whether the caller may call (the callee is not rung yet).
+    Authorizing,
+    /// The callee is being rung.
     Ringing,
     /// Accepted; waiting for both parties' media.
     Connecting,
@@ -28,6 +30,7 @@ pub struct CallStatus {
 impl CallMachine {
     pub fn status(&self) -> CallStatus {
         let (phase, connected_at) = match self.phase {
+            Phase::Authorizing { .. } => (CallPhase::Authorizing, None),
             Phase::Ringing { .. } => (CallPhase::Ringing, None),
             Phase::Connecting => (CallPhase::Connecting, None),
             Phase::Connected { since } => (CallPhase::Connected, Some(since)),

@@ -9,6 +9,8 @@
 //! with `endedByServer` and an accurate duration (from the snapshot's connect time), and the record is
 //! emitted — exactly once, as for every other end.
 //!
+//! A restored call's billing ticks resume aligned to the original connect (see [`billing`](super::billing)).
+//!
 //! Calls that had not connected are not written (they hold no billing value and end quickly): when their
 //! actor dies the parties end them on their own (see `UserInput::CallLost`).
 
@@ -82,6 +84,8 @@ impl CallMachine {
             timing: snapshot.timing,
             callee_involved: true,
             adoption: Some(Adoption::default()),
+            // Set at `Adopt`, aligned to the connect (see `billing`).
+            next_tick: 1,
         }
     }
 
@@ -90,7 +94,7 @@ impl CallMachine {
         self.adoption.is_some()
     }
 
-    pub(super) fn adopt(&mut self, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+    pub(super) fn adopt(&mut self, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
         match &mut self.adoption {
             Some(adoption) if !adoption.started => adoption.started = true,
             _ => return Err(self.unexpected("adopt")),
@@ -105,6 +109,7 @@ impl CallMachine {
             timer: CallTimer::Adoption,
             after_ms: ADOPTION_TIMEOUT_MS,
         });
+        self.resume_billing_ticks(now, fx);
         Ok(())
     }
 

@@ -158,6 +158,9 @@ impl World {
     pub fn new(pause_at: PauseAt) -> Self {
         let config = UserConfig {
             pause_at,
+            // The world models one timer per call (the calling timeout); billing ticks and admission
+            // have their own tests (call_admission.rs, call_billing_ticks.rs).
+            billing_tick_ms: 0,
             ..UserConfig::default()
         };
         let mut w = World {
@@ -401,6 +404,10 @@ impl World {
                 CallEffect::Persist(_) => {}
                 CallEffect::AskParty { .. } | CallEffect::AskChannel { .. } => {
                     unreachable!("only restored calls ask")
+                }
+                CallEffect::Authorize(_) => unreachable!("no app in this world requires admission"),
+                CallEffect::BillingTick { .. } => {
+                    unreachable!("billing ticks are off in this world")
                 }
             }
         }

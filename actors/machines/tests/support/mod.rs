@@ -29,6 +29,16 @@ pub fn setup() -> CallSetup {
         first_frame_waiting_disabled: false,
         pause_at: PauseAt::Accept,
         caller_live: vec!["live-alice".into()],
+        admission_timeout_ms: None,
+        billing_tick_ms: None,
+    }
+}
+
+/// [`setup`] for an app that requires admission: the business server has 2 s to answer.
+pub fn admission_setup() -> CallSetup {
+    CallSetup {
+        admission_timeout_ms: Some(2_000),
+        ..setup()
     }
 }
 
@@ -69,6 +79,7 @@ pub fn cause(c: &EndCause) -> String {
         EndCause::SessionEnded { user, how } => format!("session of {} {how:?}", who(user)),
         EndCause::Terminated { reason } => format!("terminated ({reason})"),
         EndCause::NodeLost => "node lost".into(),
+        EndCause::Refused { reason } => format!("refused ({reason})"),
     }
 }
 
@@ -104,6 +115,12 @@ pub fn show(fx: &[CallEffect]) -> Vec<String> {
             }
             CallEffect::SetTimer { after_ms, .. } => format!("set timer {after_ms}"),
             CallEffect::CancelTimer { .. } => "cancel timer".into(),
+            CallEffect::Authorize(r) => {
+                format!("authorize {} -> {}", who(&r.caller), who(&r.callee))
+            }
+            CallEffect::BillingTick { tick, connected_ms } => {
+                format!("billing tick {tick} at {connected_ms}")
+            }
             CallEffect::PauseLive { channel, host } => format!("pause {channel} {}", who(host)),
             CallEffect::ResumeLive { channel, host } => format!("resume {channel} {}", who(host)),
             CallEffect::CloseChannel { channel } => format!("close {channel}"),
