@@ -11,6 +11,24 @@
 //!
 //! Unknown keys are errors at every layer, so a typo is reported instead of silently ignored.
 //! `apps` can only be set in the file: a list of secrets does not fit in one variable safely.
+//!
+//! Webhooks: an app with `webhook_url` (and its `webhook_secret`, at least 16 bytes) gets every one of its
+//! business events POSTed there (see `showcall_admin::webhooks`). How patiently is the `[webhooks]` table
+//! (`SHOWCALL_WEBHOOKS__ATTEMPT_TIMEOUT=5s`, `__INITIAL_BACKOFF`, `__MAX_BACKOFF`, `__MAX_ATTEMPTS`):
+//!
+//! ```toml
+//! [[apps]]
+//! id = "shop"
+//! secret = "shop-token-secret-0123456789"
+//! webhook_url = "https://api.shop.example/showcall/events"
+//! webhook_secret = "whsec-another-long-secret"
+//!
+//! [webhooks]
+//! attempt_timeout = "5s"   # per attempt: connect, send, answer
+//! initial_backoff = "1s"   # doubles after each failed attempt ...
+//! max_backoff = "60s"      # ... up to this (each wait jittered to 50–100 %)
+//! max_attempts = 10        # then the event is given up on and counted
+//! ```
 
 use std::collections::HashSet;
 use std::fmt;
@@ -108,6 +126,8 @@ pub struct NodeConfig {
     pub partitions: u32,
     /// Key prefix in etcd, so several clusters can share one etcd. Ends with `/`.
     pub cluster_prefix: String,
+    /// How webhooks are retried (for the apps that have a `webhook_url`).
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for NodeConfig {
@@ -125,6 +145,8 @@ impl Default for NodeConfig {
             apps: vec![AppConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
+                webhook_url: None,
+                webhook_secret: None,
             }],
             call_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
@@ -137,6 +159,7 @@ impl Default for NodeConfig {
             lease_ttl: Duration::from_secs(2),
             partitions: 256,
             cluster_prefix: "/showcall/v1/".into(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -149,6 +172,12 @@ pub struct AppConfig {
     pub id: String,
     /// The HS256 secret of the app's tokens; at least [`MIN_SECRET_LEN`] bytes. Never logged.
     pub secret: String,
+    /// Where the app's business events are POSTed (`http://` or `https://`). Unset = no webhooks.
+    pub webhook_url: Option<String>,
+    /// The HMAC key of the webhooks' `Showcall-Signature` (required with `webhook_url`; at least 16
+    /// bytes). Its own secret, not the token secret, so a receiver holding it cannot mint tokens.
+    /// Never logged.
+    pub webhook_secret: Option<String>,
 }
 
 impl fmt::Debug for AppConfig {
@@ -156,6 +185,11 @@ impl fmt::Debug for AppConfig {
         f.debug_struct("AppConfig")
             .field("id", &self.id)
             .field("secret", &"<redacted>")
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -187,6 +221,47 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 50,
             burst: 100,
+        }
+    }
+}
+
+/// How webhook deliveries are retried (see `showcall_admin::webhooks::RetryPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The most one attempt may take, so a hanging receiver cannot stall its app's events.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// The wait after the first failed attempt; it doubles after each further one.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts, so a long outage is still probed regularly.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Attempts per event before it is given up on (and counted in `showcall_webhook_failures_total`).
+    pub max_attempts: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let policy = showcall_admin::webhooks::RetryPolicy::default();
+        Self {
+            attempt_timeout: policy.attempt_timeout,
+            initial_backoff: policy.initial_backoff,
+            max_backoff: policy.max_backoff,
+            max_attempts: policy.max_attempts,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The retry policy these settings describe.
+    pub fn policy(&self) -> showcall_admin::webhooks::RetryPolicy {
+        showcall_admin::webhooks::RetryPolicy {
+            attempt_timeout: self.attempt_timeout,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -373,6 +448,38 @@ impl NodeConfig {
                     "apps[{i}].secret is shorter than {MIN_SECRET_LEN} bytes"
                 ));
             }
+            match &app.webhook_url {
+                Some(url) => {
+                    let secret = app.webhook_secret.as_deref();
+                    if let Err(e) =
+                        showcall_admin::webhooks::WebhookTarget::parse(&app.id, url, secret)
+                    {
+                        problems.push(format!("apps[{i}].{e}"));
+                    }
+                }
+                None if app.webhook_secret.is_some() => problems.push(format!(
+                    "apps[{i}].webhook_secret is set but webhook_url is not"
+                )),
+                None => {}
+            }
+        }
+        let hooks = &self.webhooks;
+        if hooks.attempt_timeout.is_zero() {
+            problems
+                .push("webhooks.attempt_timeout is zero: every attempt would time out".to_owned());
+        }
+        if hooks.initial_backoff.is_zero() {
+            problems.push(
+                "webhooks.initial_backoff is zero: retries would hammer a failing receiver"
+                    .to_owned(),
+            );
+        }
+        if hooks.max_backoff < hooks.initial_backoff {
+            problems
+                .push("webhooks.max_backoff is shorter than webhooks.initial_backoff".to_owned());
+        }
+        if hooks.max_attempts == 0 {
+            problems.push("webhooks.max_attempts is zero: no event would ever be sent".to_owned());
         }
 
         // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
@@ -447,6 +554,22 @@ impl NodeConfig {
                 .iter()
                 .map(|a| (a.id.as_str(), a.secret.as_bytes())),
         )
+    }
+
+    /// The apps that have a webhook, checked (call after [`validate`](Self::validate) passed).
+    pub fn webhook_targets(&self) -> Vec<showcall_admin::webhooks::WebhookTarget> {
+        self.apps
+            .iter()
+            .filter_map(|app| {
+                let url = app.webhook_url.as_deref()?;
+                showcall_admin::webhooks::WebhookTarget::parse(
+                    &app.id,
+                    url,
+                    app.webhook_secret.as_deref(),
+                )
+                .ok()
+            })
+            .collect()
     }
 
     /// Whether an app still uses the public demo secret; the node should warn loudly when it does.
@@ -632,10 +755,14 @@ mod tests {
                 AppConfig {
                     id: "a".into(),
                     secret: "short".into(),
+                    webhook_url: None,
+                    webhook_secret: None,
                 },
                 AppConfig {
                     id: "a".into(),
                     secret: "long-enough-secret-0123".into(),
+                    webhook_url: None,
+                    webhook_secret: None,
                 },
             ],
             grpc_addr: addr("127.0.0.1:7800"),
@@ -688,6 +815,113 @@ mod tests {
         let shown = format!("{:?}", NodeConfig::default());
         assert!(!shown.contains(DEMO_SECRET), "{shown}");
         assert!(shown.contains("demo"));
+    }
+
+    const HOOKED: &str = r#"
+        [[apps]]
+        id = "shop"
+        secret = "shop-secret-0123456789"
+        webhook_url = "https://api.shop.example/events"
+        webhook_secret = "whsec-0123456789abcdef"
+
+        [[apps]]
+        id = "quiet"
+        secret = "quiet-secret-0123456789"
+
+        [webhooks]
+        initial_backoff = "10ms"
+        max_attempts = 3
+    "#;
+
+    #[test]
+    fn webhooks_are_configured_per_app_and_tuned_in_one_table() {
+        let vars = env(&[("SHOWCALL_WEBHOOKS__ATTEMPT_TIMEOUT", "2s")]);
+        let cfg = NodeConfig::from_layers(file(HOOKED), vars, &RunArgs::default()).unwrap();
+        let targets = cfg.webhook_targets();
+        assert_eq!(targets.len(), 1, "only the app with a webhook_url");
+        assert_eq!(targets[0].app, "shop");
+        assert_eq!(
+            targets[0].url.to_string(),
+            "https://api.shop.example/events"
+        );
+        let policy = cfg.webhooks.policy();
+        assert_eq!(policy.initial_backoff, Duration::from_millis(10));
+        assert_eq!(policy.max_attempts, 3);
+        assert_eq!(
+            policy.attempt_timeout,
+            Duration::from_secs(2),
+            "from the environment"
+        );
+        assert_eq!(policy.max_backoff, Duration::from_secs(60), "the default");
+        assert!(!format!("{cfg:?}").contains("whsec-0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_webhook_settings_are_each_reported() {
+        let text = r#"
+            [[apps]]
+            id = "a"
+            secret = "a-secret-0123456789"
+            webhook_url = "api.example/events"
+            webhook_secret = "whsec-0123456789abcdef"
+
+            [[apps]]
+            id = "b"
+            secret = "b-secret-0123456789"
+            webhook_url = "https://api.example/events"
+
+            [[apps]]
+            id = "c"
+            secret = "c-secret-0123456789"
+            webhook_url = "https://api.example/events"
+            webhook_secret = "short"
+
+            [[apps]]
+            id = "d"
+            secret = "d-secret-0123456789"
+            webhook_secret = "whsec-0123456789abcdef"
+
+            [webhooks]
+            attempt_timeout = "0s"
+            initial_backoff = "2s"
+            max_backoff = "1s"
+            max_attempts = 0
+        "#;
+        let Err(ConfigError::Invalid(problems)) =
+            NodeConfig::from_layers(file(text), env(&[]), &RunArgs::default())
+        else {
+            panic!("expected invalid");
+        };
+        let all = problems.join("\n");
+        assert!(
+            all.contains("apps[0].webhook_url \"api.example/events\" is not an absolute"),
+            "{all}"
+        );
+        assert!(all.contains("apps[1].webhook_secret is required"), "{all}");
+        assert!(
+            all.contains("apps[2].webhook_secret is shorter than 16 bytes"),
+            "{all}"
+        );
+        assert!(
+            all.contains("apps[3].webhook_secret is set but webhook_url is not"),
+            "{all}"
+        );
+        assert!(all.contains("webhooks.attempt_timeout is zero"), "{all}");
+        assert!(all.contains("webhooks.max_backoff is shorter"), "{all}");
+        assert!(all.contains("webhooks.max_attempts is zero"), "{all}");
+        assert_eq!(problems.len(), 7, "{all}");
+    }
+
+    #[test]
+    fn an_unknown_webhooks_key_is_reported() {
+        let msg = NodeConfig::from_layers(
+            file("[webhooks]\nretries = 3\n"),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("retries"), "{msg}");
     }
 
     #[test]

@@ -240,6 +240,8 @@ mod tests {
             apps: vec![AppConfig {
                 id: "prod".into(),
                 secret: "a-private-secret-of-enough-length".into(),
+                webhook_url: None,
+                webhook_secret: None,
             }],
             ..NodeConfig::default()
         };
