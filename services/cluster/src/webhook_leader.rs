@@ -90,8 +90,14 @@ impl EtcdWebhookLeader {
                 *was = leads;
                 changed
             });
+            let cluster_changed = async {
+                if changes.changed().await.is_err() {
+                    // Membership gone (the node is stopping): only the tick re-checks.
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
-                _ = changes.changed() => {}
+                _ = cluster_changed => {}
                 _ = tokio::time::sleep(ttl / 2) => {}
                 _ = shutdown.wait_for(|stop| *stop) => {
                     self.leads.send_replace(false);
