@@ -1,5 +1,5 @@
 //! Two real node processes on a real etcd, one app with a webhook: exactly one node (the holder of the
-//! webhook leader key) delivers. When it is SIGKILLed, the other takes the seat once the dead node's
+//! webhook leader key) delivers, so no event arrives twice. When it is SIGKILLed, the other takes the seat once the dead node's
 //! lease expires and resumes from the checkpoint in etcd: the events keep arriving, signed, none lost.
 
 use std::time::Duration;
@@ -79,9 +79,15 @@ async fn when_the_delivering_node_dies_another_resumes_from_the_checkpoint() {
     let (dying, survivor) = if first == a.id { (a, b) } else { (b, a) };
     assert_eq!(dying.id, first, "the leader is one of the two nodes");
 
-    // Delivered while the first leader runs.
+    // Delivered while the first leader runs, by it alone: the receiver accepts everything, so a second
+    // delivering node would show up as the same event twice.
     let before = survivor.log_in_again("before").await;
     until_online(&mut receiver, "before").await;
+    let also = survivor.log_in_again("also").await;
+    until_online(&mut receiver, "also").await;
+    let ids: Vec<&str> = receiver.seen.iter().map(|r| r.id.as_str()).collect();
+    let distinct: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "one node delivers: {ids:?}");
 
     dying.kill().await;
     // Reported after the deliverer died: only the survivor can deliver it, from the checkpoint on.
@@ -115,5 +121,5 @@ async fn when_the_delivering_node_dies_another_resumes_from_the_checkpoint() {
             >= delivered[before_kill - 1]),
         "the new leader resumed at the checkpoint: {delivered:?}"
     );
-    drop((before, after));
+    drop((before, also, after));
 }

@@ -125,17 +125,20 @@ impl AppDelivery {
     async fn run(self) {
         let app = self.target.app.as_str();
         loop {
+            // `NotLeader` here or from `follow` does not end the task: when this node really lost the seat
+            // the deliverer aborts it, and when it was a blip (deposed and elected again before the
+            // deliverer saw it) the task must go on from the checkpoint.
             let after = match self.coordinator.checkpoint(app).await {
                 Ok(cursor) => cursor,
-                Err(CoordinatorError::NotLeader) => return,
                 Err(e) => {
                     tracing::warn!(app, error = %e, "webhook checkpoint not read; retrying");
                     tokio::time::sleep(STORE_RETRY).await;
                     continue;
                 }
             };
-            if let Err(CoordinatorError::NotLeader) = self.follow(after).await {
-                return;
+            if let Err(e) = self.follow(after).await {
+                tracing::warn!(app, error = %e, "webhook delivery paused");
+                tokio::time::sleep(STORE_RETRY).await;
             }
         }
     }
