@@ -1,5 +1,6 @@
 //! Generates Rust for the .proto contracts: prost messages, tonic services, and pbjson serde impls
-//! (the proto3 JSON mapping browsers speak) for the client signaling package.
+//! (the proto3 JSON mapping browsers speak) for the client signaling package and the admin package (webhook
+//! bodies).
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let set = std::fs::read(&descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&set)?
-        .build(&[".showcall.signal.v1"])?;
+        // The admin package too: its `Event` in canonical JSON is the webhook body.
+        .build(&[".showcall.signal.v1", ".showcall.admin.v1"])?;
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod signal {
 pub mod admin {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/showcall.admin.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/showcall.admin.v1.serde.rs"));
 }
 
 /// Node-to-node envelopes, `showcall.node.v1`.

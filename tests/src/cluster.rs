@@ -4,7 +4,7 @@
 //! Readiness is read from the processes' own output (etcd's "ready to serve client requests", the node's
 //! printed endpoints), never assumed after a sleep.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -192,13 +192,42 @@ impl NodeProcess {
         }
     }
 
+    /// Starts a node with a TOML config file of `config` (for what only the file sets, like `apps`) and
+    /// waits until it has joined.
+    pub async fn start_with_config(
+        etcd: &Etcd,
+        id: &str,
+        options: &NodeOptions,
+        config: &str,
+    ) -> NodeProcess {
+        let path = temp_dir("config").join("showcall.toml");
+        std::fs::write(&path, config).expect("config file written");
+        let started = Self::try_start_configured(etcd, id, options, Some(&path)).await;
+        // Read at start-up only.
+        let _ = std::fs::remove_dir_all(path.parent().expect("in its own dir"));
+        started.unwrap_or_else(|output| panic!("node {id} did not start:\n{output}"))
+    }
+
     /// Starts a node; `Err` with its output when it exits before joining.
     pub async fn try_start(
         etcd: &Etcd,
         id: &str,
         options: &NodeOptions,
     ) -> Result<NodeProcess, String> {
-        let mut child = Command::new(showcall_binary())
+        Self::try_start_configured(etcd, id, options, None).await
+    }
+
+    async fn try_start_configured(
+        etcd: &Etcd,
+        id: &str,
+        options: &NodeOptions,
+        config: Option<&Path>,
+    ) -> Result<NodeProcess, String> {
+        let mut command = Command::new(showcall_binary());
+        if let Some(path) = config {
+            command.env("SHOWCALL_CONFIG", path);
+        }
+        let mut child = command
             .arg("run")
             .args(["--node-id", id])
             .args(["--signal-addr", "127.0.0.1:0"])

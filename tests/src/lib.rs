@@ -12,6 +12,8 @@ pub mod grace_helpers;
 
 pub mod sdk_helpers;
 
+pub mod webhook_receiver;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 //! - [`business`]: the users / hosts / channels / kick / call RPCs' requests and answers.
 //! - [`events`]: business events as the `WatchEvents` stream.
 //! - [`server`]: [`serve`], which runs the API and the standard gRPC health service on a listener.
+//! - [`webhooks`]: the same events POSTed to each app's webhook URL, signed and retried.
 #![forbid(unsafe_code)]
 
 pub mod business;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod request;
 pub mod server;
 pub mod service;
+pub mod webhooks;
 
 pub use request::{AdminError, MAX_TTL_SECONDS, MintToken};
 pub use server::{serve, serve_with};

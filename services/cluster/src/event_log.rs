@@ -31,7 +31,7 @@ pub const MAX_BATCH: usize = 1 << INDEX_BITS;
 const INDEX_BITS: u32 = 10;
 
 /// The cursor of the `index`th event of the batch written at `revision`.
-fn cursor_of(revision: u64, index: usize) -> u64 {
+pub(crate) fn cursor_of(revision: u64, index: usize) -> u64 {
     (revision << INDEX_BITS) | index as u64
 }
 
@@ -135,9 +135,10 @@ async fn open_watch(
         match stream.message().await {
             Ok(Some(response)) => {
                 if response.compact_revision() > 0 {
+                    // `oldest` is a cursor, as in every log: the first event the compacted log still has.
                     let expired = WatchError::Expired {
                         after,
-                        oldest: response.compact_revision() as u64,
+                        oldest: cursor_of(response.compact_revision() as u64, 0),
                     };
                     return Some((vec![Err(expired)], None));
                 }

@@ -11,6 +11,7 @@
 //! - [`call_records`]: [`EtcdCallLedger`], connected calls kept for a takeover when their node dies.
 //! - [`event_log`]: [`EtcdEventLog`], the business events of every node in one order (etcd revisions).
 //! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
+//! - [`webhook_leader`]: [`EtcdWebhookLeader`], the one node that delivers webhooks, and their checkpoints.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
@@ -20,7 +21,9 @@
 //! - `<prefix>channels/<app>/<channel>` → the media node an open channel runs on, bound to that node's
 //!   lease, created only if absent;
 //! - `<prefix>events/<node>/<n>` → a business event (JSON), bound to a rotating retention lease;
-//! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node).
+//! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node);
+//! - `<prefix>webhooks/leader` → the node delivering webhooks, bound to its lease, created only if absent;
+//! - `<prefix>webhooks/checkpoints/<app>` → the cursor of the app's last finished webhook (no lease).
 #![forbid(unsafe_code)]
 
 pub mod bans;
@@ -34,6 +37,7 @@ pub mod placement;
 pub mod rendezvous;
 pub mod takeover;
 pub mod view;
+pub mod webhook_leader;
 
 pub use bans::EtcdBans;
 pub use call_records::EtcdCallLedger;
@@ -44,3 +48,4 @@ pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;
 pub use takeover::take_over_calls;
 pub use view::{ClusterView, NodeInfo};
+pub use webhook_leader::EtcdWebhookLeader;

@@ -20,6 +20,24 @@
 //! - `billing_tick` defaults to 60 s (the issue's "charge per minute"), so a business server gets ticks
 //!   without configuring anything; `0s` turns them off. Below 100 ms is refused: every tick is an event
 //!   in the log (in etcd for a cluster), per connected call.
+//!
+//! Webhooks: an app with `webhook_url` (and its `webhook_secret`, at least 16 bytes) gets every one of its
+//! business events POSTed there (see `showcall_admin::webhooks`). How patiently is the `[webhooks]` table
+//! (`SHOWCALL_WEBHOOKS__ATTEMPT_TIMEOUT=5s`, `__INITIAL_BACKOFF`, `__MAX_BACKOFF`, `__MAX_ATTEMPTS`):
+//!
+//! ```toml
+//! [[apps]]
+//! id = "shop"
+//! secret = "shop-token-secret-0123456789"
+//! webhook_url = "https://api.shop.example/showcall/events"
+//! webhook_secret = "whsec-another-long-secret"
+//!
+//! [webhooks]
+//! attempt_timeout = "5s"   # per attempt: connect, send, answer
+//! initial_backoff = "1s"   # doubles after each failed attempt ...
+//! max_backoff = "60s"      # ... up to this (each wait jittered to 50–100 %)
+//! max_attempts = 10        # then the event is given up on and counted
+//! ```
 
 use std::collections::HashSet;
 use std::fmt;
@@ -131,6 +149,8 @@ pub struct NodeConfig {
     /// charge as a call goes; `0s` = no ticks.
     #[serde(with = "humantime_serde")]
     pub billing_tick: Duration,
+    /// How webhooks are retried (for the apps that have a `webhook_url`).
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for NodeConfig {
@@ -149,6 +169,8 @@ impl Default for NodeConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
                 call_policy_url: None,
+                webhook_url: None,
+                webhook_secret: None,
             }],
             call_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
@@ -163,6 +185,7 @@ impl Default for NodeConfig {
             cluster_prefix: "/showcall/v1/".into(),
             call_policy_timeout: Duration::from_secs(2),
             billing_tick: Duration::from_secs(60),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -179,6 +202,12 @@ pub struct AppConfig {
     /// call of the app is authorized there before it rings. Unset = no admission.
     #[serde(default)]
     pub call_policy_url: Option<String>,
+    /// Where the app's business events are POSTed (`http://` or `https://`). Unset = no webhooks.
+    pub webhook_url: Option<String>,
+    /// The HMAC key of the webhooks' `Showcall-Signature` (required with `webhook_url`; at least 16
+    /// bytes). Its own secret, not the token secret, so a receiver holding it cannot mint tokens.
+    /// Never logged.
+    pub webhook_secret: Option<String>,
 }
 
 impl fmt::Debug for AppConfig {
@@ -187,6 +216,11 @@ impl fmt::Debug for AppConfig {
             .field("id", &self.id)
             .field("secret", &"<redacted>")
             .field("call_policy_url", &self.call_policy_url)
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -218,6 +252,47 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 50,
             burst: 100,
+        }
+    }
+}
+
+/// How webhook deliveries are retried (see `showcall_admin::webhooks::RetryPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The most one attempt may take, so a hanging receiver cannot stall its app's events.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// The wait after the first failed attempt; it doubles after each further one.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts, so a long outage is still probed regularly.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Attempts per event before it is given up on (and counted in `showcall_webhook_failures_total`).
+    pub max_attempts: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let policy = showcall_admin::webhooks::RetryPolicy::default();
+        Self {
+            attempt_timeout: policy.attempt_timeout,
+            initial_backoff: policy.initial_backoff,
+            max_backoff: policy.max_backoff,
+            max_attempts: policy.max_attempts,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The retry policy these settings describe.
+    pub fn policy(&self) -> showcall_admin::webhooks::RetryPolicy {
+        showcall_admin::webhooks::RetryPolicy {
+            attempt_timeout: self.attempt_timeout,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -409,6 +484,20 @@ impl NodeConfig {
             {
                 problems.push(format!("apps[{i}].call_policy_url {url:?}: {}", e.why));
             }
+            match &app.webhook_url {
+                Some(url) => {
+                    let secret = app.webhook_secret.as_deref();
+                    if let Err(e) =
+                        showcall_admin::webhooks::WebhookTarget::parse(&app.id, url, secret)
+                    {
+                        problems.push(format!("apps[{i}].{e}"));
+                    }
+                }
+                None if app.webhook_secret.is_some() => problems.push(format!(
+                    "apps[{i}].webhook_secret is set but webhook_url is not"
+                )),
+                None => {}
+            }
         }
         if self.call_policy_timeout.is_zero() || self.call_policy_timeout > MAX_CALL_POLICY_TIMEOUT
         {
@@ -422,6 +511,24 @@ impl NodeConfig {
                 "billing_tick must be 0s (off) or at least {}",
                 humantime::format_duration(MIN_BILLING_TICK)
             ));
+        }
+        let hooks = &self.webhooks;
+        if hooks.attempt_timeout.is_zero() {
+            problems
+                .push("webhooks.attempt_timeout is zero: every attempt would time out".to_owned());
+        }
+        if hooks.initial_backoff.is_zero() {
+            problems.push(
+                "webhooks.initial_backoff is zero: retries would hammer a failing receiver"
+                    .to_owned(),
+            );
+        }
+        if hooks.max_backoff < hooks.initial_backoff {
+            problems
+                .push("webhooks.max_backoff is shorter than webhooks.initial_backoff".to_owned());
+        }
+        if hooks.max_attempts == 0 {
+            problems.push("webhooks.max_attempts is zero: no event would ever be sent".to_owned());
         }
 
         // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
@@ -496,6 +603,22 @@ impl NodeConfig {
                 .iter()
                 .map(|a| (a.id.as_str(), a.secret.as_bytes())),
         )
+    }
+
+    /// The apps that have a webhook, checked (call after [`validate`](Self::validate) passed).
+    pub fn webhook_targets(&self) -> Vec<showcall_admin::webhooks::WebhookTarget> {
+        self.apps
+            .iter()
+            .filter_map(|app| {
+                let url = app.webhook_url.as_deref()?;
+                showcall_admin::webhooks::WebhookTarget::parse(
+                    &app.id,
+                    url,
+                    app.webhook_secret.as_deref(),
+                )
+                .ok()
+            })
+            .collect()
     }
 
     /// Whether an app still uses the public demo secret; the node should warn loudly when it does.
@@ -682,11 +805,15 @@ mod tests {
                     id: "a".into(),
                     secret: "short".into(),
                     call_policy_url: None,
+                    webhook_url: None,
+                    webhook_secret: None,
                 },
                 AppConfig {
                     id: "a".into(),
                     secret: "long-enough-secret-0123".into(),
                     call_policy_url: None,
+                    webhook_url: None,
+                    webhook_secret: None,
                 },
             ],
             grpc_addr: addr("127.0.0.1:7800"),
@@ -741,6 +868,113 @@ mod tests {
         assert!(shown.contains("demo"));
     }
 
+    const HOOKED: &str = r#"
+        [[apps]]
+        id = "shop"
+        secret = "shop-secret-0123456789"
+        webhook_url = "https://api.shop.example/events"
+        webhook_secret = "whsec-0123456789abcdef"
+
+        [[apps]]
+        id = "quiet"
+        secret = "quiet-secret-0123456789"
+
+        [webhooks]
+        initial_backoff = "10ms"
+        max_attempts = 3
+    "#;
+
+    #[test]
+    fn webhooks_are_configured_per_app_and_tuned_in_one_table() {
+        let vars = env(&[("SHOWCALL_WEBHOOKS__ATTEMPT_TIMEOUT", "2s")]);
+        let cfg = NodeConfig::from_layers(file(HOOKED), vars, &RunArgs::default()).unwrap();
+        let targets = cfg.webhook_targets();
+        assert_eq!(targets.len(), 1, "only the app with a webhook_url");
+        assert_eq!(targets[0].app, "shop");
+        assert_eq!(
+            targets[0].url.to_string(),
+            "https://api.shop.example/events"
+        );
+        let policy = cfg.webhooks.policy();
+        assert_eq!(policy.initial_backoff, Duration::from_millis(10));
+        assert_eq!(policy.max_attempts, 3);
+        assert_eq!(
+            policy.attempt_timeout,
+            Duration::from_secs(2),
+            "from the environment"
+        );
+        assert_eq!(policy.max_backoff, Duration::from_secs(60), "the default");
+        assert!(!format!("{cfg:?}").contains("whsec-0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_webhook_settings_are_each_reported() {
+        let text = r#"
+            [[apps]]
+            id = "a"
+            secret = "a-secret-0123456789"
+            webhook_url = "api.example/events"
+            webhook_secret = "whsec-0123456789abcdef"
+
+            [[apps]]
+            id = "b"
+            secret = "b-secret-0123456789"
+            webhook_url = "https://api.example/events"
+
+            [[apps]]
+            id = "c"
+            secret = "c-secret-0123456789"
+            webhook_url = "https://api.example/events"
+            webhook_secret = "short"
+
+            [[apps]]
+            id = "d"
+            secret = "d-secret-0123456789"
+            webhook_secret = "whsec-0123456789abcdef"
+
+            [webhooks]
+            attempt_timeout = "0s"
+            initial_backoff = "2s"
+            max_backoff = "1s"
+            max_attempts = 0
+        "#;
+        let Err(ConfigError::Invalid(problems)) =
+            NodeConfig::from_layers(file(text), env(&[]), &RunArgs::default())
+        else {
+            panic!("expected invalid");
+        };
+        let all = problems.join("\n");
+        assert!(
+            all.contains("apps[0].webhook_url \"api.example/events\" is not an absolute"),
+            "{all}"
+        );
+        assert!(all.contains("apps[1].webhook_secret is required"), "{all}");
+        assert!(
+            all.contains("apps[2].webhook_secret is shorter than 16 bytes"),
+            "{all}"
+        );
+        assert!(
+            all.contains("apps[3].webhook_secret is set but webhook_url is not"),
+            "{all}"
+        );
+        assert!(all.contains("webhooks.attempt_timeout is zero"), "{all}");
+        assert!(all.contains("webhooks.max_backoff is shorter"), "{all}");
+        assert!(all.contains("webhooks.max_attempts is zero"), "{all}");
+        assert_eq!(problems.len(), 7, "{all}");
+    }
+
+    #[test]
+    fn an_unknown_webhooks_key_is_reported() {
+        let msg = NodeConfig::from_layers(
+            file("[webhooks]\nretries = 3\n"),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("retries"), "{msg}");
+    }
+
     #[test]
     fn admission_and_billing_ticks_are_configured_and_checked() {
         let text = r#"
@@ -773,6 +1007,8 @@ mod tests {
                 id: "shop".into(),
                 secret: "shop-secret-0123456789".into(),
                 call_policy_url: Some("https://policy.example:443".into()),
+                webhook_url: None,
+                webhook_secret: None,
             }],
             call_policy_timeout: Duration::ZERO,
             billing_tick: Duration::from_millis(10),

@@ -241,6 +241,8 @@ mod tests {
                 id: "prod".into(),
                 secret: "a-private-secret-of-enough-length".into(),
                 call_policy_url: None,
+                webhook_url: None,
+                webhook_secret: None,
             }],
             ..NodeConfig::default()
         };

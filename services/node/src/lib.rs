@@ -6,6 +6,7 @@
 //! - [`cli`]: the command line (`run`, `token`, `bench`).
 //! - [`bench`]: the load benchmarks behind `showcall bench`.
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
+//! - [`webhooks`]: starts webhook delivery for the apps that have a `webhook_url`.
 //! - this file: [`start`] and [`NodeHandle`].
 //!
 //! Shutdown follows mini-redis: one watch channel tells every server and connection to stop; [`NodeHandle::
@@ -19,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod media_port;
 pub mod tls;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub struct NodeHandle {
     membership: Option<showcall_cluster::Membership>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Webhook deliveries so far (all zero when this node does not deliver).
+    webhooks: Arc<showcall_admin::webhooks::WebhookCounters>,
 }
 
 impl NodeHandle {
@@ -77,6 +81,11 @@ impl NodeHandle {
     /// The cluster membership, when the node joined one through etcd.
     pub fn membership(&self) -> Option<&showcall_cluster::Membership> {
         self.membership.as_ref()
+    }
+
+    /// What webhook delivery has done on this node: `failures()` is `showcall_webhook_failures_total`.
+    pub fn webhook_counters(&self) -> &showcall_admin::webhooks::WebhookCounters {
+        &self.webhooks
     }
 
     /// Stops accepting, closes connections, waits for the servers to finish, and leaves the cluster
@@ -209,6 +218,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let keys = Arc::new(config.app_keys());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let webhooks =
+        webhooks::start(&config, &hub, membership.as_ref(), &shutdown_rx, &mut tasks).await?;
 
     let gateway = Gateway::new(
         hub.clone(),
@@ -406,5 +417,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         membership,
         shutdown: shutdown_tx,
         tasks,
+        webhooks,
     })
 }
