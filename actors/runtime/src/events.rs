@@ -205,9 +205,11 @@ impl EventLog for MemoryEventLog {
 impl Hub {
     /// Reports an event of `app` (stamped with the node's clock, Unix ms like the call records).
     pub fn emit(&self, app: &AppId, kind: EventKind) {
+        let at = self.now_ms();
+        crate::metrics::on_event(&kind, at);
         self.events().append(BusinessEvent {
             app: app.clone(),
-            at: self.now_ms(),
+            at,
             kind,
         });
     }

@@ -313,6 +313,7 @@ impl Hub {
 
     pub(crate) fn forget_call(&self, id: &CallId) {
         lock(&self.inner.calls).remove(id);
+        crate::metrics::call_forgotten(id);
     }
 
     /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.

@@ -11,6 +11,7 @@
 //! - [`ports`]: traits the services implement (placement, media control, call records).
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
+//! - [`metrics`]: metric names, descriptions and buckets; call metrics derived from the business events.
 #![forbid(unsafe_code)]
 
 pub mod call_actor;
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod ids;
 pub mod keys;
 pub mod messages;
+pub mod metrics;
 pub mod ports;
 pub mod remote;
 mod routing;
