@@ -81,14 +81,8 @@ pub const HELP: &[(&str, &str)] = &[
         CALLS_ENDED_TOTAL,
         "Calls ended on this node, by end reason.",
     ),
-    (
-        ETCD_REQUEST_SECONDS,
-        "etcd request latency, by operation.",
-    ),
-    (
-        WEBHOOK_FAILURES_TOTAL,
-        "Webhook deliveries that failed.",
-    ),
+    (ETCD_REQUEST_SECONDS, "etcd request latency, by operation."),
+    (WEBHOOK_FAILURES_TOTAL, "Webhook deliveries that failed."),
     (
         SIGNALING_CONNECTIONS,
         "WebSocket signaling connections open.",
@@ -98,7 +92,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Users with a session on this node (including those within their grace period).",
     ),
     (CALLS, "Calls whose actor runs on this node, by state."),
-    (CHANNELS_OPEN, "Channels (live rooms and call channels) open on this node."),
+    (
+        CHANNELS_OPEN,
+        "Channels (live rooms and call channels) open on this node.",
+    ),
     (
         PARTITIONS_OWNED,
         "Placement partitions this node owns and serves (cluster only).",
@@ -119,9 +116,7 @@ pub const HELP: &[(&str, &str)] = &[
 
 /// The help text of `name` (empty when unknown).
 pub fn help(name: &str) -> &'static str {
-    HELP.iter()
-        .find(|(n, _)| *n == name)
-        .map_or("", |(_, h)| h)
+    HELP.iter().find(|(n, _)| *n == name).map_or("", |(_, h)| h)
 }
 
 /// Buckets of [`CALL_SETUP_SECONDS`]: a person answers in seconds, a call times out after tens of seconds.
@@ -182,7 +177,11 @@ pub fn end_reason(cause: &EndCause) -> &'static str {
 /// Describes the recorded metrics to the installed recorder and creates every fixed-label series at 0,
 /// so dashboards and `rate()` see them before the first event. Call once the recorder is installed.
 pub fn describe() {
-    for name in [CALL_SETUP_SECONDS, CALL_RINGING_SECONDS, ETCD_REQUEST_SECONDS] {
+    for name in [
+        CALL_SETUP_SECONDS,
+        CALL_RINGING_SECONDS,
+        ETCD_REQUEST_SECONDS,
+    ] {
         metrics::describe_histogram!(name, metrics::Unit::Seconds, help(name));
     }
     for name in [CALLS_ENDED_TOTAL, WEBHOOK_FAILURES_TOTAL] {

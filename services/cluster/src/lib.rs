@@ -11,6 +11,7 @@
 //! - [`call_records`]: [`EtcdCallLedger`], connected calls kept for a takeover when their node dies.
 //! - [`event_log`]: [`EtcdEventLog`], the business events of every node in one order (etcd revisions).
 //! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
+//! - `etcd_timing`: every etcd request timed for the `showcall_etcd_request_seconds` histogram.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
@@ -25,6 +26,7 @@
 
 pub mod call_records;
 pub mod channel_pins;
+mod etcd_timing;
 pub mod event_log;
 pub mod link;
 pub mod membership;

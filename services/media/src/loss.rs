@@ -37,6 +37,10 @@ mod tests {
     fn nonsense_fractions_are_clamped() {
         assert_eq!(lost_between(10, -0.5), 0.0);
         assert!(lost_between(10, 1.0).is_finite());
-        assert_eq!(lost_between(0, 0.5), 0.0, "nothing received, nothing to scale");
+        assert_eq!(
+            lost_between(0, 0.5),
+            0.0,
+            "nothing received, nothing to scale"
+        );
     }
 }
