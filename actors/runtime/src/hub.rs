@@ -298,6 +298,7 @@ impl Hub {
             tracing::warn!(%key, "not restored: this node does not serve the call's partition");
             return;
         }
+        crate::metrics::call_restored(&id);
         match self
             .start_call_actor(app, id, CallStart::Restored(snapshot))
             .await

@@ -15,8 +15,11 @@
 //! call's progress is already reported, on the node that runs the call's actor. So in a cluster the call
 //! gauges are per node (sum them in Prometheus) and a call is counted by the node owning its actor, not
 //! by its parties' nodes. [`CallProgress`] keeps each running call's state and creation time (pure; the
-//! facade calls are in [`on_event`]). A call taken over from a dead node never had `CallCreated` here: it
-//! counts as connected (only connected calls are taken over) and adds no latency sample.
+//! facade calls are in [`on_event`]). A call is counted from its `CallCreated` until its `CallEnded`
+//! (which comes before its actor leaves the hub), so a scrape between the two never shows a call
+//! twice or in the wrong state. A call taken over from a dead node never had `CallCreated` here: the hub
+//! marks it connected when it restores it ([`call_restored`]; only connected calls are taken over) and
+//! it adds no latency sample.
 //!
 //! Latencies are measured between the events' timestamps (the node's clock, in milliseconds): enough for
 //! buckets that start at a few milliseconds.
@@ -268,8 +271,10 @@ pub enum Observation {
 
 #[derive(Clone, Copy, Debug)]
 struct Tracked {
-    phase: CallPhase,
-    created_at: Millis,
+    /// `None` once ended (until its actor is gone from the hub).
+    phase: Option<CallPhase>,
+    /// `None` for a call restored from its record: its setup happened on another node.
+    created_at: Option<Millis>,
 }
 
 /// Every running call's phase and creation time, fed with business events (see the module docs).
@@ -281,50 +286,62 @@ pub struct CallProgress {
 impl CallProgress {
     /// Takes one event (stamped `at`) into account; says what to record.
     pub fn observe(&mut self, kind: &EventKind, at: Millis) -> Option<Observation> {
-        let since = |t: &Tracked| Duration::from_millis(at.saturating_sub(t.created_at));
+        let since = |t: &Tracked| {
+            t.created_at
+                .map(|created| Duration::from_millis(at.saturating_sub(created)))
+        };
         match kind {
             EventKind::CallCreated { call, .. } => {
                 self.calls.insert(
                     call.clone(),
                     Tracked {
-                        phase: CallPhase::Calling,
-                        created_at: at,
+                        phase: Some(CallPhase::Calling),
+                        created_at: Some(at),
                     },
                 );
                 None
             }
             EventKind::CallRinging { call } => {
                 let t = self.calls.get_mut(call)?;
-                t.phase = CallPhase::Ringing;
-                Some(Observation::Ringing(since(t)))
+                t.phase = Some(CallPhase::Ringing);
+                since(t).map(Observation::Ringing)
             }
             EventKind::CallAccepted { call } => {
-                self.calls.get_mut(call)?.phase = CallPhase::Connecting;
+                self.calls.get_mut(call)?.phase = Some(CallPhase::Connecting);
                 None
             }
             EventKind::CallConnected { call } => {
                 let t = self.calls.get_mut(call)?;
-                t.phase = CallPhase::Connected;
-                Some(Observation::Setup(since(t)))
+                t.phase = Some(CallPhase::Connected);
+                since(t).map(Observation::Setup)
             }
             EventKind::CallEnded { record } => {
-                self.calls.remove(&record.id);
+                if let Some(t) = self.calls.get_mut(&record.id) {
+                    t.phase = None;
+                }
                 Some(Observation::Ended(end_reason(&record.cause)))
             }
             _ => None,
         }
     }
 
-    /// Drops a call whose actor stopped (also when it stopped without ending, e.g. evicted).
+    /// A connected call restored from its record on this node (no latency samples: it was set up
+    /// elsewhere). A call already known here keeps its state.
+    pub fn restored(&mut self, call: &CallId) {
+        self.calls.entry(call.clone()).or_insert(Tracked {
+            phase: Some(CallPhase::Connected),
+            created_at: None,
+        });
+    }
+
+    /// Drops a call whose actor left the hub (ended, or stopped without ending, e.g. evicted).
     pub fn forget(&mut self, call: &CallId) {
         self.calls.remove(call);
     }
 
-    /// The phase of a call; a call never seen created here (taken over from its record) is connected.
-    pub fn phase(&self, call: &CallId) -> CallPhase {
-        self.calls
-            .get(call)
-            .map_or(CallPhase::Connected, |t| t.phase)
+    /// The phase of a running call; `None` for a call not created (or restored) here, or ended.
+    pub fn phase(&self, call: &CallId) -> Option<CallPhase> {
+        self.calls.get(call).and_then(|t| t.phase)
     }
 }
 
@@ -355,9 +372,14 @@ pub(crate) fn on_event(kind: &EventKind, at: Millis) {
     }
 }
 
-/// Forgets a call whose actor stopped (called by the hub).
+/// Forgets a call whose actor left the hub (called by the hub).
 pub(crate) fn call_forgotten(call: &CallId) {
     progress().forget(call);
+}
+
+/// Counts a call taken over from its record as connected (called by the hub before it starts it).
+pub(crate) fn call_restored(call: &CallId) {
+    progress().restored(call);
 }
 
 /// How many of `hub`'s calls are in each phase (every phase listed, zeros included).
@@ -374,7 +396,10 @@ pub fn calls_by_phase(hub: &crate::Hub) -> Vec<(CallPhase, usize)> {
     CallPhase::ALL
         .iter()
         .map(|phase| {
-            let n = ids.iter().filter(|id| progress.phase(id) == *phase).count();
+            let n = ids
+                .iter()
+                .filter(|id| progress.phase(id) == Some(*phase))
+                .count();
             (*phase, n)
         })
         .collect()
@@ -418,22 +443,23 @@ mod tests {
     fn a_call_walks_through_the_phases_and_reports_its_latencies() {
         let mut p = CallProgress::default();
         let id = CallId::from("c1");
+        assert_eq!(p.phase(&id), None, "not created yet: not counted");
         assert_eq!(p.observe(&created("c1"), 1_000), None);
-        assert_eq!(p.phase(&id), CallPhase::Calling);
+        assert_eq!(p.phase(&id), Some(CallPhase::Calling));
         let rang = p.observe(&EventKind::CallRinging { call: id.clone() }, 1_007);
         assert_eq!(rang, Some(Observation::Ringing(Duration::from_millis(7))));
-        assert_eq!(p.phase(&id), CallPhase::Ringing);
+        assert_eq!(p.phase(&id), Some(CallPhase::Ringing));
         assert_eq!(
             p.observe(&EventKind::CallAccepted { call: id.clone() }, 3_000),
             None
         );
-        assert_eq!(p.phase(&id), CallPhase::Connecting);
+        assert_eq!(p.phase(&id), Some(CallPhase::Connecting));
         let connected = p.observe(&EventKind::CallConnected { call: id.clone() }, 3_500);
         assert_eq!(
             connected,
             Some(Observation::Setup(Duration::from_millis(2_500)))
         );
-        assert_eq!(p.phase(&id), CallPhase::Connected);
+        assert_eq!(p.phase(&id), Some(CallPhase::Connected));
         let hangup = EndCause::Hangup {
             by: UserId::from("viewer"),
             reason: String::new(),
@@ -442,14 +468,21 @@ mod tests {
             p.observe(&ended("c1", hangup), 9_000),
             Some(Observation::Ended("hangup"))
         );
-        assert!(p.calls.is_empty(), "an ended call is no longer tracked");
+        assert_eq!(
+            p.phase(&id),
+            None,
+            "ended: no longer counted, even while its actor is still in the hub"
+        );
+        p.forget(&id);
+        assert!(p.calls.is_empty(), "gone from the hub: no longer tracked");
     }
 
     #[test]
     fn a_call_taken_over_from_another_node_counts_as_connected_without_latencies() {
         let mut p = CallProgress::default();
         let id = CallId::from("restored");
-        assert_eq!(p.phase(&id), CallPhase::Connected);
+        p.restored(&id);
+        assert_eq!(p.phase(&id), Some(CallPhase::Connected));
         assert_eq!(
             p.observe(&EventKind::CallConnected { call: id.clone() }, 5),
             None,
