@@ -205,11 +205,10 @@ impl EventLog for MemoryEventLog {
 impl Hub {
     /// Reports an event of `app` (stamped with the node's clock, Unix ms like the call records).
     pub fn emit(&self, app: &AppId, kind: EventKind) {
-        let at = self.now_ms();
-        crate::metrics::on_event(&kind, at);
+        crate::metrics::on_event(&kind);
         self.events().append(BusinessEvent {
             app: app.clone(),
-            at,
+            at: self.now_ms(),
             kind,
         });
     }

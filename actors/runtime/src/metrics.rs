@@ -21,17 +21,17 @@
 //! marks it connected when it restores it ([`call_restored`]; only connected calls are taken over) and
 //! it adds no latency sample.
 //!
-//! Latencies are measured between the events' timestamps (the node's clock, in milliseconds): enough for
-//! buckets that start at a few milliseconds.
+//! Latencies are measured on the monotonic clock when each event is reported (not from the events'
+//! millisecond timestamps: ringing on one node takes well under a millisecond).
 //!
 //! Labels never carry user, call or channel ids: only a handful of fixed values each.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use showcall_machines::CallId;
 use showcall_machines::call::EndCause;
-use showcall_machines::{CallId, Millis};
 
 use crate::events::EventKind;
 
@@ -277,7 +277,7 @@ struct Tracked {
     /// `None` once ended (until its actor is gone from the hub).
     phase: Option<CallPhase>,
     /// `None` for a call restored from its record: its setup happened on another node.
-    created_at: Option<Millis>,
+    created_at: Option<Instant>,
 }
 
 /// Every running call's phase and creation time, fed with business events (see the module docs).
@@ -288,10 +288,10 @@ pub struct CallProgress {
 
 impl CallProgress {
     /// Takes one event (stamped `at`) into account; says what to record.
-    pub fn observe(&mut self, kind: &EventKind, at: Millis) -> Option<Observation> {
+    pub fn observe(&mut self, kind: &EventKind, at: Instant) -> Option<Observation> {
         let since = |t: &Tracked| {
             t.created_at
-                .map(|created| Duration::from_millis(at.saturating_sub(created)))
+                .map(|created| at.saturating_duration_since(created))
         };
         match kind {
             EventKind::CallCreated { call, .. } => {
@@ -358,8 +358,8 @@ fn progress() -> std::sync::MutexGuard<'static, CallProgress> {
 }
 
 /// Records what a business event means for the call metrics (called by [`Hub::emit`](crate::Hub::emit)).
-pub(crate) fn on_event(kind: &EventKind, at: Millis) {
-    let Some(observation) = progress().observe(kind, at) else {
+pub(crate) fn on_event(kind: &EventKind) {
+    let Some(observation) = progress().observe(kind, Instant::now()) else {
         return;
     };
     match observation {
@@ -414,6 +414,11 @@ mod tests {
 
     use super::*;
 
+    /// `ms` milliseconds after a fixed start.
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
     fn created(call: &str) -> EventKind {
         EventKind::CallCreated {
             call: CallId::from(call),
@@ -445,19 +450,23 @@ mod tests {
     #[test]
     fn a_call_walks_through_the_phases_and_reports_its_latencies() {
         let mut p = CallProgress::default();
+        let t0 = Instant::now();
         let id = CallId::from("c1");
         assert_eq!(p.phase(&id), None, "not created yet: not counted");
-        assert_eq!(p.observe(&created("c1"), 1_000), None);
+        assert_eq!(p.observe(&created("c1"), at(t0, 1_000)), None);
         assert_eq!(p.phase(&id), Some(CallPhase::Calling));
-        let rang = p.observe(&EventKind::CallRinging { call: id.clone() }, 1_007);
+        let rang = p.observe(&EventKind::CallRinging { call: id.clone() }, at(t0, 1_007));
         assert_eq!(rang, Some(Observation::Ringing(Duration::from_millis(7))));
         assert_eq!(p.phase(&id), Some(CallPhase::Ringing));
         assert_eq!(
-            p.observe(&EventKind::CallAccepted { call: id.clone() }, 3_000),
+            p.observe(&EventKind::CallAccepted { call: id.clone() }, at(t0, 3_000)),
             None
         );
         assert_eq!(p.phase(&id), Some(CallPhase::Connecting));
-        let connected = p.observe(&EventKind::CallConnected { call: id.clone() }, 3_500);
+        let connected = p.observe(
+            &EventKind::CallConnected { call: id.clone() },
+            at(t0, 3_500),
+        );
         assert_eq!(
             connected,
             Some(Observation::Setup(Duration::from_millis(2_500)))
@@ -468,7 +477,7 @@ mod tests {
             reason: String::new(),
         };
         assert_eq!(
-            p.observe(&ended("c1", hangup), 9_000),
+            p.observe(&ended("c1", hangup), at(t0, 9_000)),
             Some(Observation::Ended("hangup"))
         );
         assert_eq!(
@@ -483,30 +492,32 @@ mod tests {
     #[test]
     fn a_call_taken_over_from_another_node_counts_as_connected_without_latencies() {
         let mut p = CallProgress::default();
+        let t0 = Instant::now();
         let id = CallId::from("restored");
         p.restored(&id);
         assert_eq!(p.phase(&id), Some(CallPhase::Connected));
         assert_eq!(
-            p.observe(&EventKind::CallConnected { call: id.clone() }, 5),
+            p.observe(&EventKind::CallConnected { call: id.clone() }, at(t0, 5)),
             None,
             "no creation time here: no setup sample"
         );
         assert_eq!(
-            p.observe(&ended("restored", EndCause::NodeLost), 9),
+            p.observe(&ended("restored", EndCause::NodeLost), at(t0, 9)),
             Some(Observation::Ended("node_lost")),
             "its end still counts"
         );
     }
 
     #[test]
-    fn a_clock_step_back_gives_zero_not_a_huge_latency() {
+    fn an_event_reported_out_of_order_gives_zero_not_a_panic() {
         let mut p = CallProgress::default();
-        p.observe(&created("c2"), 2_000);
+        let t0 = Instant::now();
+        p.observe(&created("c2"), at(t0, 2_000));
         let rang = p.observe(
             &EventKind::CallRinging {
                 call: CallId::from("c2"),
             },
-            1_990,
+            at(t0, 1_990),
         );
         assert_eq!(rang, Some(Observation::Ringing(Duration::ZERO)));
     }
@@ -514,7 +525,8 @@ mod tests {
     #[test]
     fn forgetting_a_call_that_stopped_without_ending_drops_it() {
         let mut p = CallProgress::default();
-        p.observe(&created("c3"), 0);
+        let t0 = Instant::now();
+        p.observe(&created("c3"), at(t0, 0));
         p.forget(&CallId::from("c3"));
         assert!(p.calls.is_empty());
     }
