@@ -143,7 +143,10 @@ fn showcall_binary() -> PathBuf {
                 .stderr(std::process::Stdio::inherit())
                 .output()
                 .expect("cargo runs");
-            assert!(output.status.success(), "building the showcall binary failed");
+            assert!(
+                output.status.success(),
+                "building the showcall binary failed"
+            );
             String::from_utf8_lossy(&output.stdout)
                 .lines()
                 .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
