@@ -8,7 +8,7 @@
 //! process-wide recorder that other nodes in the same test process would share, so they are compared as
 //! deltas between scrapes; sampled series (users, calls, channels, media) are exact per node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use futures_util::StreamExt;
 use showcall_proto::admin::WatchEventsRequest;
@@ -16,90 +16,9 @@ use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
+use showcall_tests::prometheus::{delta, scrape};
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::{DEADLINE, TestNode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One scrape: every series by `name{label="value",…}` (labels sorted), with its value.
-#[derive(Debug)]
-struct Scrape(BTreeMap<String, f64>);
-
-impl Scrape {
-    /// `GET /metrics` over a plain TCP connection, as Prometheus does.
-    async fn of(node: &TestNode) -> Scrape {
-        let addr = node.handle.http_addr;
-        let mut tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("metrics port reachable");
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        tcp.write_all(request.as_bytes())
-            .await
-            .expect("request sent");
-        let mut response = String::new();
-        tokio::time::timeout(DEADLINE, tcp.read_to_string(&mut response))
-            .await
-            .expect("the page comes within the deadline")
-            .expect("a UTF-8 response");
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/plain; version=0.0.4"),
-            "the text exposition format: {head}"
-        );
-        Scrape::parse(body)
-    }
-
-    /// The text format's sample lines (`name{labels} value`); comments and blank lines skipped.
-    fn parse(body: &str) -> Scrape {
-        let mut series = BTreeMap::new();
-        for line in body
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let (key, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("a sample line: {line:?}"));
-            let value: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("a number in {line:?}"));
-            let key = match key.split_once('{') {
-                Some((name, labels)) => {
-                    let mut labels: Vec<&str> = labels
-                        .trim_end_matches('}')
-                        .split(',')
-                        .filter(|l| !l.is_empty())
-                        .collect();
-                    labels.sort_unstable();
-                    format!("{name}{{{}}}", labels.join(","))
-                }
-                None => key.to_owned(),
-            };
-            assert!(
-                series.insert(key.clone(), value).is_none(),
-                "{key} appears twice"
-            );
-        }
-        Scrape(series)
-    }
-
-    /// A series' value; panics (with the page) when the node does not show it.
-    fn get(&self, key: &str) -> f64 {
-        *self
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from /metrics: {:#?}", self.0))
-    }
-
-    fn calls(&self, state: &str) -> f64 {
-        self.get(&format!("showcall_calls{{state=\"{state}\"}}"))
-    }
-}
-
-/// How much a series grew from `before` to `after`.
-fn delta(before: &Scrape, after: &Scrape, key: &str) -> f64 {
-    after.get(key) - before.get(key)
-}
 
 const STATES: [&str; 4] = ["calling", "ringing", "connecting", "connected"];
 const PACKETS_IN: &str = "showcall_media_packets_total{direction=\"in\"}";
@@ -115,7 +34,7 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
     let node = TestNode::start().await;
 
     // An idle node: every documented series is there, nothing is running.
-    let idle = Scrape::of(&node).await;
+    let idle = scrape(node.handle.http_addr).await;
     assert_eq!(idle.get("showcall_users_online"), 0.0);
     for state in STATES {
         assert_eq!(idle.calls(state), 0.0, "{state}");
@@ -175,7 +94,7 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
             .expect("video flows both ways");
     }
 
-    let connected = Scrape::of(&node).await;
+    let connected = scrape(node.handle.http_addr).await;
     assert_eq!(connected.get("showcall_users_online"), 2.0);
     assert_eq!(connected.calls("connected"), 1.0);
     for state in ["calling", "ringing", "connecting"] {
@@ -222,7 +141,7 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
         }
     }
 
-    let ended = Scrape::of(&node).await;
+    let ended = scrape(node.handle.http_addr).await;
     for state in STATES {
         assert_eq!(ended.calls(state), 0.0, "{state}");
     }
