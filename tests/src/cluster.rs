@@ -164,6 +164,8 @@ pub struct NodeProcess {
     child: Child,
     pub signal_url: String,
     pub grpc_url: String,
+    /// Where `/healthz` and `/metrics` listen.
+    pub http_addr: std::net::SocketAddr,
     pub output: Vec<String>,
 }
 
@@ -284,11 +286,18 @@ impl NodeProcess {
         };
         let signal_url = find("signaling (WebSocket)");
         let grpc_url = find("business API (gRPC)");
+        let health = find("health (HTTP)");
+        let http_addr = health
+            .trim_start_matches("http://")
+            .trim_end_matches("/healthz")
+            .parse()
+            .unwrap_or_else(|_| panic!("a health URL: {health}"));
         Ok(NodeProcess {
             id: id.to_owned(),
             child,
             signal_url,
             grpc_url,
+            http_addr,
             output,
         })
     }

@@ -10,6 +10,8 @@ pub mod cluster;
 
 pub mod grace_helpers;
 
+pub mod prometheus;
+
 pub mod sdk_helpers;
 
 pub mod webhook_receiver;

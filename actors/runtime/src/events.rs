@@ -221,6 +221,7 @@ impl EventLog for MemoryEventLog {
 impl Hub {
     /// Reports an event of `app` (stamped with the node's clock, Unix ms like the call records).
     pub fn emit(&self, app: &AppId, kind: EventKind) {
+        crate::metrics::on_event(&kind);
         self.events().append(BusinessEvent {
             app: app.clone(),
             at: self.now_ms(),

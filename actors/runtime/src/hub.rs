@@ -316,6 +316,7 @@ impl Hub {
             tracing::warn!(%key, "not restored: this node does not serve the call's partition");
             return;
         }
+        crate::metrics::call_restored(&id);
         match self
             .start_call_actor(app, id, CallStart::Restored(snapshot))
             .await
@@ -332,6 +333,7 @@ impl Hub {
     pub(crate) fn forget_call(&self, id: &CallId) {
         lock(&self.inner.calls).remove(id);
         self.inner.directory.remove_call(id);
+        crate::metrics::call_forgotten(id);
     }
 
     /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.

@@ -15,6 +15,7 @@
 //!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
 //! - [`bans`]: channel bans and the port that keeps them.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
+//! - [`metrics`]: metric names, descriptions and buckets; call metrics derived from the business events.
 #![forbid(unsafe_code)]
 
 mod admin_ops;
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod ids;
 pub mod keys;
 pub mod messages;
+pub mod metrics;
 pub mod ports;
 pub mod remote;
 mod routing;

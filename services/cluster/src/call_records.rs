@@ -22,6 +22,7 @@ use showcall_actors::{ActorKey, AppId};
 use showcall_machines::{CallId, CallSnapshot};
 use tokio::sync::mpsc;
 
+use crate::etcd_timing::timed;
 use crate::membership::{ClusterError, Membership};
 use crate::partition::{PartitionId, partition_of};
 
@@ -86,9 +87,11 @@ impl EtcdCallLedger {
     pub async fn load(&self, partition: PartitionId) -> Result<Vec<CallRecordValue>, ClusterError> {
         let prefix = format!("{}{partition}/", self.prefix);
         let mut client = self.client.clone();
-        let found = client
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await?;
+        let found = timed(
+            "get",
+            client.get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
         let mut records = Vec::new();
         for kv in found.kvs() {
             match serde_json::from_slice::<CallRecordValue>(kv.value()) {
@@ -130,11 +133,14 @@ async fn write_in_order(mut client: Client, mut queue: mpsc::UnboundedReceiver<W
         let mut backoff = Duration::from_millis(50);
         loop {
             let done = match &write {
-                Write::Put { key, value } => client
-                    .put(key.as_str(), value.clone(), None)
+                Write::Put { key, value } => {
+                    timed("put", client.put(key.as_str(), value.clone(), None))
+                        .await
+                        .map(|_| ())
+                }
+                Write::Delete { key } => timed("delete", client.delete(key.as_str(), None))
                     .await
                     .map(|_| ()),
-                Write::Delete { key } => client.delete(key.as_str(), None).await.map(|_| ()),
             };
             match done {
                 Ok(()) => break,

@@ -23,6 +23,7 @@ use rand::Rng;
 use showcall_actors::NodeId;
 use showcall_actors::ports::PinRefusal;
 
+use crate::etcd_timing::timed;
 use crate::membership::Membership;
 use crate::view::{ClusterView, NodeInfo, node_tag};
 
@@ -95,8 +96,7 @@ impl Membership {
             )])
             .or_else([TxnOp::get(key, None)]);
         let mut client = self.client();
-        let response = client
-            .txn(txn)
+        let response = timed("txn", client.txn(txn))
             .await
             .map_err(|e| PinRefusal::Unavailable(format!("etcd: {e}")))?;
         if response.succeeded() {
@@ -133,7 +133,7 @@ impl Membership {
             let txn = Txn::new()
                 .when([Compare::value(key.clone(), CompareOp::Equal, me)])
                 .and_then([TxnOp::delete(key, None)]);
-            if let Err(e) = client.txn(txn).await {
+            if let Err(e) = timed("txn", client.txn(txn)).await {
                 tracing::warn!(error = %e, "channel pin not removed; it goes with the lease");
             }
         });

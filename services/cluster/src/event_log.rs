@@ -19,6 +19,7 @@ use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use showcall_actors::events::{BusinessEvent, EventLog, EventStream, LoggedEvent, WatchError};
 use tokio::sync::mpsc;
 
+use crate::etcd_timing::timed;
 use crate::membership::Membership;
 
 /// How long events are kept in etcd (at least; up to one and a half times this).
@@ -111,13 +112,15 @@ async fn open_watch(
         Some(after) => split_cursor(after),
         None => {
             // From now: after every event of the current revision.
-            let now = client
-                .get(
+            let now = timed(
+                "get",
+                client.get(
                     prefix.clone(),
                     Some(GetOptions::new().with_prefix().with_count_only()),
-                )
-                .await
-                .map_err(unavailable)?;
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
             (now.header().map_or(0, |h| h.revision()) as u64, MAX_BATCH)
         }
     };
@@ -177,7 +180,12 @@ async fn open_watch(
 /// Keeps a retention lease current: a new one every half retention, each living the whole retention.
 async fn rotate_retention(mut client: Client, lease: Arc<AtomicI64>) {
     loop {
-        match client.lease_grant(RETENTION.as_secs() as i64, None).await {
+        match timed(
+            "lease_grant",
+            client.lease_grant(RETENTION.as_secs() as i64, None),
+        )
+        .await
+        {
             Ok(granted) => {
                 lease.store(granted.id(), Ordering::Release);
                 tokio::time::sleep(RETENTION / 2).await;
@@ -211,7 +219,7 @@ async fn write_in_order(
         loop {
             let id = lease.load(Ordering::Acquire);
             let options = (id != 0).then(|| PutOptions::new().with_lease(id));
-            match client.put(key.as_str(), value.clone(), options).await {
+            match timed("put", client.put(key.as_str(), value.clone(), options)).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(%key, error = %e, retry_in = ?backoff, "event not written");

@@ -12,6 +12,7 @@
 //! - [`event_log`]: [`EtcdEventLog`], the business events of every node in one order (etcd revisions).
 //! - [`takeover`]: restoring a dead node's connected calls on their partitions' new owners.
 //! - [`webhook_leader`]: [`EtcdWebhookLeader`], the one node that delivers webhooks, and their checkpoints.
+//! - `etcd_timing`: every etcd request timed for the `showcall_etcd_request_seconds` histogram.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
@@ -29,6 +30,7 @@
 pub mod bans;
 pub mod call_records;
 pub mod channel_pins;
+mod etcd_timing;
 pub mod event_log;
 pub mod link;
 pub mod membership;

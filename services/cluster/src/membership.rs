@@ -31,6 +31,7 @@ use showcall_actors::NodeId;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::etcd_timing::timed;
 use crate::partition::PartitionId;
 use crate::rendezvous::{Step, plan};
 use crate::view::{ClusterView, Layout, NodeInfo};
@@ -333,7 +334,7 @@ impl Membership {
         }
         let lease = lock(&self.shared.lease).id;
         let mut client = self.client.clone();
-        if let Err(e) = client.lease_revoke(lease).await {
+        if let Err(e) = timed("lease_revoke", client.lease_revoke(lease)).await {
             tracing::warn!(error = %e, "could not revoke the lease; partitions free at its expiry");
         }
     }
@@ -346,7 +347,9 @@ async fn register(
     info: &NodeInfo,
     ttl_secs: i64,
 ) -> Result<i64, ClusterError> {
-    let lease = client.lease_grant(ttl_secs, None).await?.id();
+    let lease = timed("lease_grant", client.lease_grant(ttl_secs, None))
+        .await?
+        .id();
     let key = layout.node(&info.id);
     let value = serde_json::to_vec(info).expect("node info serializes");
     let txn = Txn::new()
@@ -356,8 +359,8 @@ async fn register(
             value,
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    if !client.txn(txn).await?.succeeded() {
-        let _ = client.lease_revoke(lease).await;
+    if !timed("txn", client.txn(txn)).await?.succeeded() {
+        let _ = timed("lease_revoke", client.lease_revoke(lease)).await;
         return Err(ClusterError::DuplicateNode(info.id.0.clone()));
     }
     Ok(lease)
@@ -365,12 +368,14 @@ async fn register(
 
 /// Reads every key of the cluster into the view; returns the revision to watch from.
 async fn snapshot(client: &mut Client, shared: &Shared) -> Result<i64, ClusterError> {
-    let response = client
-        .get(
+    let response = timed(
+        "get",
+        client.get(
             shared.layout.prefix.clone(),
             Some(GetOptions::new().with_prefix()),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     let mut view = ClusterView::default();
     for kv in response.kvs() {
         if let Ok(key) = kv.key_str() {
@@ -408,6 +413,7 @@ async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
             }
             match tokio::time::timeout(every, responses.message()).await {
                 Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                    showcall_actors::metrics::etcd_request("lease_keep_alive", sent.elapsed());
                     let was_fenced = shared.fenced_at(sent);
                     lock(&shared.lease).renewed_sent_at = sent;
                     if was_fenced {
@@ -450,13 +456,15 @@ async fn publish_load(mut client: Client, shared: Arc<Shared>) {
         };
         let lease = lock(&shared.lease).id;
         let value = serde_json::to_vec(&info).expect("node info serializes");
-        let put = client
-            .put(
+        let put = timed(
+            "put",
+            client.put(
                 shared.layout.node(&shared.me),
                 value,
                 Some(PutOptions::new().with_lease(lease)),
-            )
-            .await;
+            ),
+        )
+        .await;
         match put {
             Ok(_) => published = now,
             Err(e) => tracing::debug!(error = %e, "load not published; next second"),
@@ -664,7 +672,7 @@ async fn reconcile(client: &mut Client, shared: &Shared) {
         let txn = Txn::new()
             .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
             .and_then([TxnOp::delete(key, None)]);
-        let result = client.txn(txn).await;
+        let result = timed("txn", client.txn(txn)).await;
         if let Err(e) = result {
             tracing::warn!(partition = p, error = %e, "partition release failed; will retry");
             return;
@@ -697,7 +705,7 @@ async fn claim(
         let all = Txn::new()
             .when(batch.iter().map(absent).collect::<Vec<_>>())
             .and_then(batch.iter().map(put).collect::<Vec<_>>());
-        if client.txn(all).await?.succeeded() {
+        if timed("txn", client.txn(all)).await?.succeeded() {
             return Ok(());
         }
         tracing::debug!(
@@ -707,7 +715,7 @@ async fn claim(
     }
     for p in batch {
         let one = Txn::new().when([absent(p)]).and_then([put(p)]);
-        client.txn(one).await?;
+        timed("txn", client.txn(one)).await?;
     }
     Ok(())
 }

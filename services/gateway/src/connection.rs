@@ -37,6 +37,7 @@ enum Flow {
 }
 
 pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway) {
+    let _counted = showcall_actors::metrics::SignalingConnection::open();
     let quota = Quota::per_second(
         NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"),
     )

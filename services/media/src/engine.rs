@@ -41,6 +41,9 @@ use crate::stun;
 const RECV_BUFFER: usize = 2048;
 /// Upper bound on how long the loop sleeps when no session has a sooner timeout.
 const IDLE_TICK: Duration = Duration::from_millis(500);
+/// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
+/// scrape is 15 s by default, and each report costs a little per session).
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 type RoomKey = (String, String);
 
@@ -75,6 +78,8 @@ pub(crate) struct Engine {
     /// a publisher's audio and video arriving together make one offer, not two).
     moves: Vec<(RoomKey, Move)>,
     stats: RouterStats,
+    /// Packets estimated lost so far, with the fractions `stats.packets_lost` rounds down.
+    lost_estimate: f64,
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -117,6 +122,7 @@ impl Engine {
             keyframe_wanted: HashSet::new(),
             moves: Vec::new(),
             stats: RouterStats::default(),
+            lost_estimate: 0.0,
         }
     }
 
@@ -136,6 +142,7 @@ impl Engine {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, source)) => {
                         self.stats.datagrams_in += 1;
+                        self.stats.bytes_in += n as u64;
                         self.datagram(source, &buf[..n]);
                     }
                     Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
@@ -234,6 +241,8 @@ impl Engine {
         };
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
+            // Ingress stats carry the loss the router reports as a metric (`crate::loss`).
+            .set_stats_interval(Some(STATS_INTERVAL))
             .set_local_ice_credentials(creds)
             .build(now);
         let candidate = Candidate::host(self.candidate, "udp")
@@ -422,6 +431,7 @@ impl Engine {
                     // UDP: a full socket buffer drops the packet, as the network would.
                     if self.sender.send_to(&t.contents, t.destination).is_ok() {
                         self.stats.datagrams_out += 1;
+                        self.stats.bytes_out += t.contents.len() as u64;
                     }
                 }
                 Output::Event(event) => self.event(id, event),
@@ -468,6 +478,17 @@ impl Engine {
                 self.remove(id, true);
             }
             Event::MediaData(data) => self.forward(id, data),
+            Event::MediaIngressStats(stats) => {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                let before = peer.ingress_packets.insert(stats.mid, stats.packets);
+                let received = stats.packets.saturating_sub(before.unwrap_or(0));
+                if let Some(fraction) = stats.loss {
+                    self.lost_estimate += crate::loss::lost_between(received, fraction);
+                    self.stats.packets_lost = self.lost_estimate as u64;
+                }
+            }
             Event::KeyframeRequest(_) => {
                 // A receiver lost its picture: ask the publishers of its channel.
                 let Some(peer) = self.peers.get(&id) else {

@@ -11,12 +11,14 @@
 //! - `engine`: the task that owns the socket and every session, demultiplexes and forwards.
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
+//! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
 //! - [`error`]: the error type, [`MediaError`].
 #![forbid(unsafe_code)]
 
 mod engine;
 pub mod error;
+mod loss;
 mod peer;
 mod renegotiation;
 pub mod router;

@@ -1,6 +1,6 @@
 //! One member's WebRTC session: its str0m `Rtc` and what the router learned about its media lines.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -43,6 +43,8 @@ pub struct Peer {
     pub revision: u64,
     /// A change came while an offer was pending: look again once it is answered.
     pub recheck_after_answer: bool,
+    /// RTP packets received per published line at the last stats event (for the loss estimate).
+    pub ingress_packets: HashMap<Mid, u64>,
 }
 
 impl Peer {
@@ -61,6 +63,7 @@ impl Peer {
             pending_offer: None,
             revision: 0,
             recheck_after_answer: false,
+            ingress_packets: HashMap::new(),
         }
     }
 

@@ -94,12 +94,20 @@ pub(crate) enum Command {
     },
 }
 
-/// Counters for benchmarks and metrics.
+/// Counters for benchmarks and metrics (all since the router started).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouterStats {
     pub sessions: usize,
+    /// UDP datagrams received (RTP, RTCP, STUN, DTLS; also those dropped as unknown).
     pub datagrams_in: u64,
+    /// UDP datagrams sent.
     pub datagrams_out: u64,
+    /// Bytes of the datagrams received (UDP payload).
+    pub bytes_in: u64,
+    /// Bytes of the datagrams sent.
+    pub bytes_out: u64,
+    /// RTP packets from publishers estimated lost on the way in (see `loss`).
+    pub packets_lost: u64,
     pub frames_forwarded: u64,
 }
 

@@ -5,6 +5,7 @@
 //! - [`config`]: [`NodeConfig`](config::NodeConfig), layered defaults → TOML → env → flags.
 //! - [`cli`]: the command line (`run`, `token`, `bench`).
 //! - [`bench`]: the load benchmarks behind `showcall bench`.
+//! - [`metrics`]: `/metrics`, the Prometheus page (recorder installed once per process).
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
 //! - [`webhooks`]: starts webhook delivery for the apps that have a `webhook_url`.
 //! - this file: [`start`] and [`NodeHandle`].
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod media_port;
+pub mod metrics;
 pub mod tls;
 pub mod webhooks;
 
@@ -45,7 +47,7 @@ pub struct NodeHandle {
     pub signal_addr: SocketAddr,
     /// Where the business gRPC API listens.
     pub grpc_addr: SocketAddr,
-    /// Where `/healthz` listens.
+    /// Where `/healthz` and `/metrics` listen.
     pub http_addr: SocketAddr,
     /// Where the WebRTC media router receives (UDP); ICE candidates carry `media_candidate`.
     pub media_addr: SocketAddr,
@@ -145,6 +147,8 @@ fn admission(
 /// Binds every endpoint and starts serving. Port 0 binds an ephemeral port; the handle says which.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     config.validate().context("invalid configuration")?;
+    // First: the cluster's etcd requests below are already timed.
+    let recorded = metrics::install();
     let signal = TcpListener::bind(config.signal_addr)
         .await
         .with_context(|| format!("binding signaling on {}", config.signal_addr))?;
@@ -177,7 +181,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     );
     let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
-    parts.media = Arc::new(media_port::RouterPort::new(router));
+    parts.media = Arc::new(media_port::RouterPort::new(router.clone()));
     parts.admission = admission(&config)?;
     let membership = if config.etcd_endpoints.is_empty() {
         None
@@ -384,7 +388,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     });
 
-    let health = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let node_metrics = metrics::NodeMetrics::new(recorded, hub.clone(), router, membership.clone());
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(node_metrics.router());
     let mut stop = shutdown_rx.clone();
     tasks.spawn(async move {
         let served = axum::serve(http, health)

@@ -1,0 +1,260 @@
+//! The node's metrics: every name, description and bucket layout in one place.
+//!
+//! Two kinds of metric, by where the value comes from:
+//! - **Recorded** through the [`metrics`] facade where something happens: call setup and ringing latency,
+//!   calls ended by reason, etcd request latency, webhook failures, open signaling connections. One line
+//!   at each site, no handle threaded through. The facade's recorder is process-wide (installed once by
+//!   the node), so several in-process nodes (tests) share these series.
+//! - **Sampled** by the node when `/metrics` is scraped, from its own parts: users online, calls by
+//!   state, channels open, partitions owned, the media router's counters. Sampling cannot drift from the
+//!   truth (no increment is ever missed on an error path) and is exact per node even when several nodes
+//!   share a process. The names and help texts live here too; the node renders them.
+//!
+//! [`calls`] derives the call metrics from the business events.
+//!
+//! Labels never carry user, call or channel ids: only a handful of fixed values each.
+
+mod calls;
+
+pub use calls::{CallPhase, CallProgress, Observation, calls_by_phase};
+pub(crate) use calls::{call_forgotten, call_restored, on_event};
+
+use std::time::Duration;
+
+use showcall_machines::call::EndCause;
+
+// ----- Recorded (facade) -----
+
+/// Histogram: a call's creation to both parties connected (media flowing both ways), in seconds. Includes
+/// the time the callee takes to answer: seconds to tens of seconds.
+pub const CALL_SETUP_SECONDS: &str = "showcall_call_setup_seconds";
+/// Histogram: a call's creation to the callee's client ringing, in seconds: the signaling path's latency.
+pub const CALL_RINGING_SECONDS: &str = "showcall_call_ringing_seconds";
+/// Counter, label `reason` ([`end_reason`]): calls that ended on this node.
+pub const CALLS_ENDED_TOTAL: &str = "showcall_calls_ended_total";
+/// Histogram, label `op` ([`ETCD_OPS`]): etcd request latency, in seconds.
+pub const ETCD_REQUEST_SECONDS: &str = "showcall_etcd_request_seconds";
+/// Counter: webhook deliveries that failed (incremented by the webhook sender through
+/// [`webhook_failed`]).
+pub const WEBHOOK_FAILURES_TOTAL: &str = "showcall_webhook_failures_total";
+/// Gauge: WebSocket signaling connections open (logged in or not).
+pub const SIGNALING_CONNECTIONS: &str = "showcall_signaling_connections";
+
+// ----- Sampled (rendered by the node at scrape time) -----
+
+/// Gauge: users with a session on this node (online, or offline within their grace period).
+pub const USERS_ONLINE: &str = "showcall_users_online";
+/// Gauge, label `state` ([`CallPhase::label`]): calls whose actor runs on this node.
+pub const CALLS: &str = "showcall_calls";
+/// Gauge: channels (live rooms and call channels) open on this node.
+pub const CHANNELS_OPEN: &str = "showcall_channels_open";
+/// Gauge: placement partitions this node owns and serves (cluster only).
+pub const PARTITIONS_OWNED: &str = "showcall_partitions_owned";
+/// Counter, label `direction` (`in`, `out`): UDP datagrams through the media router (RTP, RTCP, and the
+/// STUN/DTLS that carries them).
+pub const MEDIA_PACKETS_TOTAL: &str = "showcall_media_packets_total";
+/// Counter, label `direction` (`in`, `out`): bytes of those datagrams (UDP payload).
+pub const MEDIA_BYTES_TOTAL: &str = "showcall_media_bytes_total";
+/// Counter: RTP packets lost on their way to the router (estimated from RTCP receiver reports).
+pub const MEDIA_PACKETS_LOST_TOTAL: &str = "showcall_media_packets_lost_total";
+
+/// Help texts, by name: what `# HELP` says.
+pub const HELP: &[(&str, &str)] = &[
+    (
+        CALL_SETUP_SECONDS,
+        "Call created to connected (media flowing both ways), including the time to answer.",
+    ),
+    (
+        CALL_RINGING_SECONDS,
+        "Call created to the callee's client ringing.",
+    ),
+    (
+        CALLS_ENDED_TOTAL,
+        "Calls ended on this node, by end reason.",
+    ),
+    (ETCD_REQUEST_SECONDS, "etcd request latency, by operation."),
+    (WEBHOOK_FAILURES_TOTAL, "Webhook deliveries that failed."),
+    (
+        SIGNALING_CONNECTIONS,
+        "WebSocket signaling connections open.",
+    ),
+    (
+        USERS_ONLINE,
+        "Users with a session on this node (including those within their grace period).",
+    ),
+    (CALLS, "Calls whose actor runs on this node, by state."),
+    (
+        CHANNELS_OPEN,
+        "Channels (live rooms and call channels) open on this node.",
+    ),
+    (
+        PARTITIONS_OWNED,
+        "Placement partitions this node owns and serves (cluster only).",
+    ),
+    (
+        MEDIA_PACKETS_TOTAL,
+        "UDP datagrams through the media router (RTP, RTCP, STUN, DTLS), by direction.",
+    ),
+    (
+        MEDIA_BYTES_TOTAL,
+        "Bytes of UDP datagrams through the media router, by direction.",
+    ),
+    (
+        MEDIA_PACKETS_LOST_TOTAL,
+        "RTP packets lost on their way to the router (estimated from its RTCP receiver reports).",
+    ),
+];
+
+/// The help text of `name` (empty when unknown).
+pub fn help(name: &str) -> &'static str {
+    HELP.iter().find(|(n, _)| *n == name).map_or("", |(_, h)| h)
+}
+
+/// Buckets of [`CALL_SETUP_SECONDS`]: a person answers in seconds, a call times out after tens of seconds.
+pub const SETUP_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
+/// Buckets of [`CALL_RINGING_SECONDS`]: signaling to the callee takes milliseconds; seconds mean trouble.
+pub const RINGING_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of [`ETCD_REQUEST_SECONDS`]: a healthy etcd answers in a millisecond or two; a lease TTL is
+/// seconds.
+pub const ETCD_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The `op` values of [`ETCD_REQUEST_SECONDS`].
+pub const ETCD_OPS: &[&str] = &[
+    "get",
+    "put",
+    "delete",
+    "txn",
+    "lease_grant",
+    "lease_revoke",
+    "lease_keep_alive",
+];
+
+/// The `reason` values of [`CALLS_ENDED_TOTAL`], one per [`EndCause`].
+pub const END_REASONS: &[&str] = &[
+    "cancelled",
+    "rejected",
+    "busy",
+    "offline",
+    "glare",
+    "hangup",
+    "timeout",
+    "session_ended",
+    "terminated",
+    "node_lost",
+    "refused",
+];
+
+/// The `reason` label of a call's end.
+pub fn end_reason(cause: &EndCause) -> &'static str {
+    match cause {
+        EndCause::Cancelled => "cancelled",
+        EndCause::Rejected { .. } => "rejected",
+        EndCause::Busy => "busy",
+        EndCause::Offline => "offline",
+        EndCause::Glare => "glare",
+        EndCause::Hangup { .. } => "hangup",
+        EndCause::Timeout => "timeout",
+        EndCause::SessionEnded { .. } => "session_ended",
+        EndCause::Terminated { .. } => "terminated",
+        EndCause::NodeLost => "node_lost",
+        EndCause::Refused { .. } => "refused",
+    }
+}
+
+/// Describes the recorded metrics to the installed recorder and creates every fixed-label series at 0,
+/// so dashboards and `rate()` see them before the first event. Call once the recorder is installed.
+pub fn describe() {
+    for name in [
+        CALL_SETUP_SECONDS,
+        CALL_RINGING_SECONDS,
+        ETCD_REQUEST_SECONDS,
+    ] {
+        metrics::describe_histogram!(name, metrics::Unit::Seconds, help(name));
+    }
+    for name in [CALLS_ENDED_TOTAL, WEBHOOK_FAILURES_TOTAL] {
+        metrics::describe_counter!(name, help(name));
+    }
+    metrics::describe_gauge!(SIGNALING_CONNECTIONS, help(SIGNALING_CONNECTIONS));
+    for reason in END_REASONS {
+        metrics::counter!(CALLS_ENDED_TOTAL, "reason" => *reason).increment(0);
+    }
+    metrics::counter!(WEBHOOK_FAILURES_TOTAL).increment(0);
+    // Registered without a sample: rendered with zero counts. (etcd's are not: a single node has none.)
+    let _ = metrics::histogram!(CALL_SETUP_SECONDS);
+    let _ = metrics::histogram!(CALL_RINGING_SECONDS);
+    metrics::gauge!(SIGNALING_CONNECTIONS).increment(0.0);
+}
+
+/// Counts one failed webhook delivery.
+pub fn webhook_failed() {
+    metrics::counter!(WEBHOOK_FAILURES_TOTAL).increment(1);
+}
+
+/// Records one etcd request's latency; `op` is one of [`ETCD_OPS`].
+pub fn etcd_request(op: &'static str, took: Duration) {
+    metrics::histogram!(ETCD_REQUEST_SECONDS, "op" => op).record(took.as_secs_f64());
+}
+
+/// Counts an open signaling connection for as long as it lives.
+#[derive(Debug)]
+#[must_use = "the connection is counted until this is dropped"]
+pub struct SignalingConnection(());
+
+impl SignalingConnection {
+    pub fn open() -> Self {
+        metrics::gauge!(SIGNALING_CONNECTIONS).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for SignalingConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(SIGNALING_CONNECTIONS).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use showcall_machines::UserId;
+
+    use super::*;
+
+    #[test]
+    fn every_end_cause_has_a_listed_reason_and_every_metric_has_help() {
+        let causes = [
+            EndCause::Cancelled,
+            EndCause::Rejected {
+                reason: String::new(),
+            },
+            EndCause::Busy,
+            EndCause::Offline,
+            EndCause::Glare,
+            EndCause::Hangup {
+                by: UserId::from("u"),
+                reason: String::new(),
+            },
+            EndCause::Timeout,
+            EndCause::SessionEnded {
+                user: UserId::from("u"),
+                how: showcall_machines::call::SessionEnd::Gone,
+            },
+            EndCause::Terminated {
+                reason: String::new(),
+            },
+            EndCause::NodeLost,
+        ];
+        for cause in &causes {
+            assert!(END_REASONS.contains(&end_reason(cause)), "{cause:?}");
+        }
+        assert_eq!(causes.len(), END_REASONS.len());
+        for (name, help) in HELP {
+            assert!(name.starts_with("showcall_") && !help.is_empty(), "{name}");
+        }
+    }
+}

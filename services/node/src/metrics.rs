@@ -1,0 +1,262 @@
+//! `GET /metrics` on `http_addr`: the node's metrics in the Prometheus text format.
+//!
+//! Names, help texts and buckets are in `showcall_actors::metrics`. The page has two parts:
+//! - what the crates **recorded** through the `metrics` facade (call latencies, calls ended, etcd
+//!   latency, webhook failures, signaling connections), rendered by `metrics-exporter-prometheus` from
+//!   the process's recorder;
+//! - what this node **samples** at scrape time from its own parts (users online, calls by state, channels
+//!   open, partitions owned, the media router's counters), written here.
+//!
+//! Decisions:
+//! - The recorder is installed once per process ([`install`]); every later node in the same process
+//!   (tests start several in one process) reuses it. So recorded series are per process: two in-process
+//!   nodes show the same, summed, call-latency and calls-ended series, while sampled series stay exact
+//!   per node. In production a process is one node and the difference vanishes. If some other recorder
+//!   was installed first (an embedding application's), the recorded series go to it and this page shows
+//!   only the sampled ones.
+//! - The exporter serves no listener of its own: the page is a route on the node's HTTP server next to
+//!   `/healthz`, so the port, shutdown and bind address are the node's.
+//! - Histograms are real Prometheus histograms (buckets chosen per metric), not summaries: quantiles are
+//!   computed in Prometheus over any set of nodes.
+//! - `showcall_partitions_owned` exists only on a node that joined a cluster: a single node has no
+//!   partitions to own.
+//! - A background thread (not a task: in-process nodes run on runtimes that come and go) runs the
+//!   exporter's upkeep every few seconds so histogram samples never pile up between scrapes.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use showcall_actors::Hub;
+use showcall_actors::metrics::{self as names, CallPhase};
+use showcall_media::{MediaRouter, RouterStats};
+
+/// The text exposition format's content type.
+const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How often the exporter's upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process's recorder on first use and describes the metrics; later calls return the same
+/// handle (see the module docs).
+pub fn install() -> PrometheusHandle {
+    RECORDER
+        .get_or_init(|| {
+            let recorder = [
+                (names::CALL_SETUP_SECONDS, names::SETUP_BUCKETS),
+                (names::CALL_RINGING_SECONDS, names::RINGING_BUCKETS),
+                (names::ETCD_REQUEST_SECONDS, names::ETCD_BUCKETS),
+            ]
+            .into_iter()
+            .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                    // Only an empty bucket list is refused, and these are constants with values.
+                    .expect("bucket lists are not empty")
+            })
+            .build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    names::describe();
+                    let upkeep = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                upkeep.run_upkeep();
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "metrics upkeep thread did not start; scrapes still drain histograms");
+                    }
+                }
+                Err(_) => tracing::warn!(
+                    "another metrics recorder is installed: /metrics shows only the sampled series"
+                ),
+            }
+            handle
+        })
+        .clone()
+}
+
+/// What `/metrics` reads from: the recorder and this node's parts.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    recorded: PrometheusHandle,
+    hub: Hub,
+    router: MediaRouter,
+    membership: Option<showcall_cluster::Membership>,
+}
+
+impl NodeMetrics {
+    pub fn new(
+        recorded: PrometheusHandle,
+        hub: Hub,
+        router: MediaRouter,
+        membership: Option<showcall_cluster::Membership>,
+    ) -> Self {
+        Self {
+            recorded,
+            hub,
+            router,
+            membership,
+        }
+    }
+
+    /// The `/metrics` route.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/metrics", get(serve))
+            .with_state(Arc::new(self))
+    }
+
+    /// The whole page.
+    pub async fn render(&self) -> String {
+        let sample = Sample {
+            users_online: self.hub.users_online(),
+            calls: names::calls_by_phase(&self.hub),
+            channels_open: self.hub.channels_open(),
+            partitions_owned: self.membership.as_ref().map(|m| m.served().len()),
+            // A stopped router (shutting down) has no counters to show.
+            media: self.router.stats().await.ok(),
+        };
+        let mut page = self.recorded.render();
+        sample.write(&mut page);
+        page
+    }
+}
+
+async fn serve(State(metrics): State<Arc<NodeMetrics>>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], metrics.render().await)
+}
+
+/// The sampled values of one scrape.
+#[derive(Debug, Default)]
+struct Sample {
+    users_online: usize,
+    calls: Vec<(CallPhase, usize)>,
+    channels_open: usize,
+    partitions_owned: Option<usize>,
+    media: Option<RouterStats>,
+}
+
+impl Sample {
+    /// Appends the sampled metrics in the text format.
+    fn write(&self, page: &mut String) {
+        family(page, names::USERS_ONLINE, "gauge", |p| {
+            series(p, names::USERS_ONLINE, None, self.users_online as u64);
+        });
+        family(page, names::CALLS, "gauge", |p| {
+            for (phase, n) in &self.calls {
+                series(p, names::CALLS, Some(("state", phase.label())), *n as u64);
+            }
+        });
+        family(page, names::CHANNELS_OPEN, "gauge", |p| {
+            series(p, names::CHANNELS_OPEN, None, self.channels_open as u64);
+        });
+        if let Some(owned) = self.partitions_owned {
+            family(page, names::PARTITIONS_OWNED, "gauge", |p| {
+                series(p, names::PARTITIONS_OWNED, None, owned as u64);
+            });
+        }
+        if let Some(media) = &self.media {
+            family(page, names::MEDIA_PACKETS_TOTAL, "counter", |p| {
+                let name = names::MEDIA_PACKETS_TOTAL;
+                series(p, name, Some(("direction", "in")), media.datagrams_in);
+                series(p, name, Some(("direction", "out")), media.datagrams_out);
+            });
+            family(page, names::MEDIA_BYTES_TOTAL, "counter", |p| {
+                let name = names::MEDIA_BYTES_TOTAL;
+                series(p, name, Some(("direction", "in")), media.bytes_in);
+                series(p, name, Some(("direction", "out")), media.bytes_out);
+            });
+            family(page, names::MEDIA_PACKETS_LOST_TOTAL, "counter", |p| {
+                let name = names::MEDIA_PACKETS_LOST_TOTAL;
+                series(p, name, None, media.packets_lost);
+            });
+        }
+    }
+}
+
+/// One metric family: `# HELP`, `# TYPE`, then its series.
+fn family(page: &mut String, name: &str, kind: &str, series: impl FnOnce(&mut String)) {
+    if !page.is_empty() && !page.ends_with('\n') {
+        page.push('\n');
+    }
+    // Writing to a String cannot fail.
+    let _ = writeln!(page, "# HELP {name} {}", names::help(name));
+    let _ = writeln!(page, "# TYPE {name} {kind}");
+    series(page);
+}
+
+/// One series line. Label values here are fixed words, never user input: nothing to escape.
+fn series(page: &mut String, name: &str, label: Option<(&str, &str)>, value: u64) {
+    let _ = match label {
+        Some((key, v)) => writeln!(page, "{name}{{{key}=\"{v}\"}} {value}"),
+        None => writeln!(page, "{name} {value}"),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_series_are_written_in_the_text_format() {
+        let sample = Sample {
+            users_online: 2,
+            calls: CallPhase::ALL
+                .iter()
+                .map(|p| (*p, usize::from(*p == CallPhase::Connected)))
+                .collect(),
+            channels_open: 3,
+            partitions_owned: Some(128),
+            media: Some(RouterStats {
+                datagrams_in: 10,
+                datagrams_out: 20,
+                bytes_in: 1000,
+                bytes_out: 2000,
+                packets_lost: 1,
+                ..RouterStats::default()
+            }),
+        };
+        let mut page = String::from("# recorded part without a final newline");
+        sample.write(&mut page);
+        let lines: Vec<&str> = page.lines().collect();
+        for expected in [
+            "# TYPE showcall_users_online gauge",
+            "showcall_users_online 2",
+            "showcall_calls{state=\"calling\"} 0",
+            "showcall_calls{state=\"connected\"} 1",
+            "showcall_channels_open 3",
+            "showcall_partitions_owned 128",
+            "# TYPE showcall_media_packets_total counter",
+            "showcall_media_packets_total{direction=\"in\"} 10",
+            "showcall_media_bytes_total{direction=\"out\"} 2000",
+            "showcall_media_packets_lost_total 1",
+        ] {
+            assert!(
+                lines.contains(&expected),
+                "{expected:?} missing in:\n{page}"
+            );
+        }
+        assert!(lines[0].starts_with("# recorded"), "kept on its own line");
+    }
+
+    #[test]
+    fn a_single_node_has_no_partition_series() {
+        let mut page = String::new();
+        Sample::default().write(&mut page);
+        assert!(!page.contains("showcall_partitions_owned"));
+        assert!(page.contains("showcall_users_online 0"));
+    }
+}
