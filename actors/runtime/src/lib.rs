@@ -10,6 +10,7 @@
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
+//! - [`trace`]: one call, one trace: the context messages carry, span names.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod ports;
 pub mod remote;
 mod routing;
 pub mod session;
+pub mod trace;
 pub mod user_actor;
 
 pub use clock::Clock;
