@@ -108,6 +108,10 @@ pub struct NodeConfig {
     pub partitions: u32,
     /// Key prefix in etcd, so several clusters can share one etcd. Ends with `/`.
     pub cluster_prefix: String,
+    /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://otel-collector:4317`). Unset (the
+    /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
+    /// `showcall_actors::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -137,6 +141,7 @@ impl Default for NodeConfig {
             lease_ttl: Duration::from_secs(2),
             partitions: 256,
             cluster_prefix: "/showcall/v1/".into(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -433,6 +438,14 @@ impl NodeConfig {
             }
         }
 
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            problems.push(format!(
+                "otlp_endpoint {endpoint:?} must be an http:// or https:// URL (OTLP/gRPC, e.g. http://localhost:4317)"
+            ));
+        }
+
         if problems.is_empty() {
             Ok(())
         } else {
@@ -696,5 +709,23 @@ mod tests {
         let keys = cfg.app_keys();
         assert!(keys.contains("shop"));
         assert!(!keys.contains(DEMO_APP_ID));
+    }
+    #[test]
+    fn otlp_endpoint_is_off_by_default_and_set_from_the_environment() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.otlp_endpoint, None);
+        let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", "http://otel-collector:4317")]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(
+            cfg.otlp_endpoint.as_deref(),
+            Some("http://otel-collector:4317")
+        );
+    }
+
+    #[test]
+    fn otlp_endpoint_must_be_a_url() {
+        let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", "otel-collector:4317")]);
+        let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("otlp_endpoint"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`cli`]: the command line (`run`, `token`, `bench`).
 //! - [`bench`]: the load benchmarks behind `showcall bench`.
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
+//! - [`telemetry`]: logs, and a call's trace over OTLP when `otlp_endpoint` is set.
 //! - this file: [`start`] and [`NodeHandle`].
 //!
 //! Shutdown follows mini-redis: one watch channel tells every server and connection to stop; [`NodeHandle::
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod media_port;
+pub mod telemetry;
 pub mod tls;
 
 use std::net::SocketAddr;
