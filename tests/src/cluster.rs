@@ -143,7 +143,10 @@ fn showcall_binary() -> PathBuf {
                 .stderr(std::process::Stdio::inherit())
                 .output()
                 .expect("cargo runs");
-            assert!(output.status.success(), "building the showcall binary failed");
+            assert!(
+                output.status.success(),
+                "building the showcall binary failed"
+            );
             String::from_utf8_lossy(&output.stdout)
                 .lines()
                 .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -169,6 +172,8 @@ pub struct NodeProcess {
 pub struct NodeOptions {
     pub lease_ttl: &'static str,
     pub partitions: u32,
+    /// More environment for the process (`SHOWCALL_OTLP_ENDPOINT`, `OTEL_BSP_SCHEDULE_DELAY`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for NodeOptions {
@@ -176,6 +181,7 @@ impl Default for NodeOptions {
         Self {
             lease_ttl: "2s",
             partitions: 64,
+            env: Vec::new(),
         }
     }
 }
@@ -206,6 +212,7 @@ impl NodeProcess {
             .env("SHOWCALL_LEASE_TTL", options.lease_ttl)
             .env("SHOWCALL_PARTITIONS", options.partitions.to_string())
             .env("RUST_LOG", "warn")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
