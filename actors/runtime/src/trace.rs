@@ -68,9 +68,13 @@ impl TraceContext {
     /// A context from a `traceparent` someone else sent (a client, another node); `None` when it is not
     /// a valid W3C traceparent (wrong length or version, non-hex or all-zero ids).
     pub fn parse(traceparent: &str) -> Option<Self> {
+        if !well_formed(traceparent) {
+            return None;
+        }
         let parsed = Self {
             traceparent: Some(traceparent.to_owned()),
         };
+        // The propagator refuses the rest: version ff, all-zero ids.
         parsed.is_set().then_some(parsed)
     }
 
@@ -96,6 +100,29 @@ impl TraceContext {
             // Err only when the span is disabled (not exported) or already started: nothing to continue.
             let _ = span.set_parent(cx);
         }
+    }
+}
+
+/// The W3C shape the SDK's propagator does not check (it reads ids as numbers, so `abc` would pass):
+/// `version-traceid-parentid-flags` with 2, 32, 16 and 2 lowercase hex digits; version 00 has exactly these
+/// four fields, a later version may append more.
+fn well_formed(traceparent: &str) -> bool {
+    let hex = |field: &str, len: usize| {
+        field.len() == len
+            && field
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    match fields.as_slice() {
+        [version, trace, span, flags, rest @ ..] => {
+            hex(version, 2)
+                && hex(trace, 32)
+                && hex(span, 16)
+                && hex(flags, 2)
+                && (rest.is_empty() || *version != "00")
+        }
+        _ => false,
     }
 }
 
@@ -231,9 +258,12 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             // version ff is forbidden
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            // short ids, non-hex
+            // short ids, non-hex, upper case, extra fields in version 00
             "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-abc-def-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
         }
