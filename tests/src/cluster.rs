@@ -174,6 +174,8 @@ pub struct NodeProcess {
 pub struct NodeOptions {
     pub lease_ttl: &'static str,
     pub partitions: u32,
+    /// More environment for the process (`SHOWCALL_OTLP_ENDPOINT`, `OTEL_BSP_SCHEDULE_DELAY`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for NodeOptions {
@@ -181,6 +183,7 @@ impl Default for NodeOptions {
         Self {
             lease_ttl: "2s",
             partitions: 64,
+            env: Vec::new(),
         }
     }
 }
@@ -240,6 +243,7 @@ impl NodeProcess {
             .env("SHOWCALL_LEASE_TTL", options.lease_ttl)
             .env("SHOWCALL_PARTITIONS", options.partitions.to_string())
             .env("RUST_LOG", "warn")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

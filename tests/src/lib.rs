@@ -9,6 +9,8 @@ pub mod browser;
 pub mod cluster;
 
 pub mod grace_helpers;
+/// An in-process OTLP trace collector.
+pub mod otlp_collector;
 
 pub mod prometheus;
 

@@ -76,6 +76,7 @@ fn options() -> NodeOptions {
     NodeOptions {
         lease_ttl: "2s",
         partitions: PARTITIONS,
+        ..NodeOptions::default()
     }
 }
 

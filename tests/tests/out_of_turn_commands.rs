@@ -368,6 +368,7 @@ async fn a_flood_is_rate_limited_and_the_session_keeps_working() {
             call_type: CallType::Video as i32,
             call_extension: HashMap::from([("n".to_owned(), n.to_string())]),
             call_timeout_ms: None,
+            traceparent: String::new(),
         };
         viewer.signal.request(Command::Call(call))
     });

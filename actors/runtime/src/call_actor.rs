@@ -7,6 +7,8 @@
 //! A new call of an app that requires admission gets its admission deadline here (the app is known here,
 //! not in the caller's user machine); the business server is asked on a task of its own and its verdict
 //! comes back as an input ([`crate::admission`]). Billing ticks become business events.
+//! The actor holds the call's trace (`crate::trace`): a `call` span for the call's whole life, and a
+//! `call.<input>` child span for every input it handles, so every step of the call is in one tree.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -19,21 +21,23 @@ use showcall_machines::{
     CallEffect, CallInput, CallMachine, CallSetup, CallSnapshot, CallTimer, ChannelKind,
 };
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::admission::Verdict;
 use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
-use crate::messages::{CallMsg, Traced};
+use crate::messages::{CallMsg, TraceContext, Traced};
 use crate::session::CommandOk;
+use crate::trace::{self, TARGET};
 
 /// See the module docs.
 pub struct CallActor;
 
 /// How a call actor begins.
 pub enum CallStart {
-    /// A call just placed.
-    New(CallSetup),
+    /// A call just placed, under the span that placed it (the caller's `call` request).
+    New(CallSetup, TraceContext),
     /// A connected call taken over from its ledger snapshot.
     Restored(CallSnapshot),
 }
@@ -44,6 +48,22 @@ pub struct CallState {
     machine: CallMachine,
     /// Armed timers, aborted when the machine cancels them.
     timers: HashMap<CallTimer, JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    /// The call's span, open as long as the actor runs: the parent of each step's span.
+    span: tracing::Span,
+}
+
+impl CallState {
+    /// The span of one step of the call: handling `name`'s input and carrying out its effects.
+    fn step(&self, name: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            target: TARGET,
+            parent: &self.span,
+            "call.step",
+            otel.name = name,
+            call.id = %self.machine.id(),
+            node.id = %self.hub.node(),
+        )
+    }
 }
 
 impl Actor for CallActor {
@@ -56,21 +76,39 @@ impl Actor for CallActor {
         _myself: ActorRef<CallMsg>,
         (hub, app, start): (Hub, AppId, CallStart),
     ) -> Result<CallState, ActorProcessingErr> {
-        let machine = match start {
-            CallStart::New(mut setup) => {
+        let (machine, placed_under) = match start {
+            CallStart::New(mut setup, trace) => {
                 setup.admission_timeout_ms = hub
                     .admission()
                     .timeout(&app)
                     .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-                CallMachine::new(setup, hub.now_ms())
+                (CallMachine::new(setup, hub.now_ms()), Some(trace))
             }
-            CallStart::Restored(snapshot) => CallMachine::restore(snapshot),
+            CallStart::Restored(snapshot) => (CallMachine::restore(snapshot), None),
         };
+        let setup = machine.setup();
+        let span = tracing::debug_span!(
+            target: TARGET,
+            parent: None,
+            "call",
+            call.id = %setup.id,
+            caller.id = %setup.caller,
+            callee.id = %setup.callee,
+            app.id = %app,
+            node.id = %hub.node(),
+            call.type = ?setup.call_type,
+            call.restored = placed_under.is_none(),
+            call.end_reason = tracing::field::Empty,
+        );
+        if let Some(trace) = placed_under {
+            trace.continue_in(&span);
+        }
         Ok(CallState {
             hub,
             app,
             machine,
             timers: HashMap::new(),
+            span,
         })
     }
 
@@ -84,7 +122,8 @@ impl Actor for CallActor {
         } else {
             CallInput::Start
         };
-        feed(&myself, state, first).await;
+        let step = state.step(trace::call_step(&first));
+        feed(&myself, state, first).instrument(step).await;
         Ok(())
     }
 
@@ -103,6 +142,23 @@ impl Actor for CallActor {
         msg: CallMsg,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
+        let step = match &msg {
+            CallMsg::Input(traced) => state.step(trace::call_step(&traced.payload)),
+            CallMsg::Command { input, .. } => state.step(trace::call_step(input)),
+            CallMsg::Timer(CallTimer::Calling) => state.step("call.timeout"),
+            CallMsg::Timer(CallTimer::Adoption) => state.step("call.adoption_timeout"),
+            CallMsg::Timer(CallTimer::Admission) => state.step("call.admission_timeout"),
+            CallMsg::Timer(CallTimer::BillingTick) => state.step("call.billing_tick"),
+            // Sent to every call when any node dies: a span only where a party was lost (`call.ended`).
+            CallMsg::OwnersLost(_) => tracing::Span::none(),
+        };
+        handle_msg(myself, msg, state).instrument(step).await;
+        Ok(())
+    }
+}
+
+async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallState) {
+    {
         match msg {
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
@@ -126,7 +182,7 @@ impl Actor for CallActor {
                             CallMsg::Timer(timer)
                         });
                     state.timers.insert(timer, again);
-                    return Ok(());
+                    return;
                 }
                 state.timers.remove(&timer);
                 let input = match timer {
@@ -152,7 +208,6 @@ impl Actor for CallActor {
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -197,6 +252,9 @@ fn handle(
             // Accepted and connected at once (both were already in the channel).
             progress.push(EventKind::CallAccepted { call: call.clone() });
         }
+        // A moment in the call's trace (under the step that connected it).
+        let _connected =
+            tracing::debug_span!(target: TARGET, "call.connected", call.id = %call).entered();
         progress.push(EventKind::CallConnected { call });
     }
     for kind in progress {
@@ -350,6 +408,18 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 state.hub.emit(&state.app, kind);
             }
             CallEffect::Ended(record) => {
+                let reason = trace::end_reason(&record.cause);
+                state.span.record("call.end_reason", reason);
+                let _ended = tracing::debug_span!(
+                    target: TARGET,
+                    parent: &state.span,
+                    "call.ended",
+                    call.id = %record.id,
+                    call.end_reason = reason,
+                    call.connected_ms = record.connected_ms,
+                    node.id = %state.hub.node(),
+                )
+                .entered();
                 state.hub.emit(
                     &state.app,
                     EventKind::CallEnded {

@@ -1,8 +1,12 @@
 //! `ChannelActor`: runs one channel's [`ChannelMachine`]: admits members (opening their media sessions),
 //! tells them of joins, leaves and the broadcaster's pause/resume, tells a call channel's call who joined
 //! and when media flows, and drives the media port (forwarding on/off, keyframes, sessions closed).
+//!
+//! A call channel's steps (each party's join with its media session, first frames, leaves, the close) are
+//! spans of the call's trace; so are a live channel's pause and resume for a call (`crate::trace`).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use showcall_machines::CallId;
 use showcall_machines::channel::{ChannelEffect, ChannelInput};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
@@ -12,9 +16,11 @@ use crate::error::CommandError;
 use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
-use crate::messages::{ChannelMsg, Responder};
+use crate::messages::{ChannelMsg, Responder, TraceContext};
 use crate::ports::MediaRefusal;
 use crate::session::CommandOk;
+use crate::trace::TARGET;
+use tracing::Instrument;
 
 /// See the module docs.
 pub struct ChannelActor;
@@ -23,22 +29,106 @@ pub struct ChannelState {
     hub: Hub,
     app: AppId,
     machine: ChannelMachine,
+    /// A call channel's trace context: the call's, from when the call opened it. `None` for live
+    /// channels, and when nothing is traced.
+    call_trace: Option<TraceContext>,
+}
+
+impl ChannelState {
+    /// The span of one step of this channel for `call`, under `sent_under` (the sender's span) or, for a
+    /// call channel, the call's trace. No span when neither is traced.
+    fn step(
+        &self,
+        name: &'static str,
+        call: &CallId,
+        user: Option<&UserId>,
+        sent_under: &TraceContext,
+    ) -> tracing::Span {
+        let parent = match &self.call_trace {
+            _ if sent_under.is_set() => sent_under,
+            Some(call_trace) => call_trace,
+            None => return tracing::Span::none(),
+        };
+        let span = tracing::debug_span!(
+            target: TARGET,
+            parent: None,
+            "channel.step",
+            otel.name = name,
+            call.id = %call,
+            channel = %self.machine.name(),
+            user.id = tracing::field::Empty,
+            node.id = %self.hub.node(),
+        );
+        if let Some(user) = user {
+            span.record("user.id", user.as_str());
+        }
+        parent.continue_in(&span);
+        span
+    }
+
+    /// A step of a call channel (none for a live channel).
+    fn call_step(
+        &self,
+        name: &'static str,
+        user: Option<&UserId>,
+        sent_under: &TraceContext,
+    ) -> tracing::Span {
+        match self.machine.kind() {
+            ChannelKind::Call { call, .. } => self.step(name, call, user, sent_under),
+            ChannelKind::Live => tracing::Span::none(),
+        }
+    }
+
+    /// The span `msg` is handled in.
+    fn span_of(&self, msg: &ChannelMsg) -> tracing::Span {
+        let untraced = TraceContext::default();
+        match msg {
+            ChannelMsg::Join { user, .. } => self.call_step("channel.join", Some(user), &untraced),
+            ChannelMsg::MediaFlowing { from } => {
+                self.call_step("channel.media_flowing", Some(from), &untraced)
+            }
+            ChannelMsg::Input(traced) => match &traced.payload {
+                ChannelInput::Leave { user } => {
+                    self.call_step("channel.leave", Some(user), &traced.trace)
+                }
+                ChannelInput::Close => self.call_step("channel.close", None, &traced.trace),
+                ChannelInput::Kick { user, .. } => {
+                    self.call_step("channel.kick", Some(user), &traced.trace)
+                }
+                ChannelInput::PauseBroadcaster { host, call } => {
+                    self.step("channel.pause_broadcaster", call, Some(host), &traced.trace)
+                }
+                ChannelInput::ResumeBroadcaster { host, call } => self.step(
+                    "channel.resume_broadcaster",
+                    call,
+                    Some(host),
+                    &traced.trace,
+                ),
+                ChannelInput::Join { .. } => tracing::Span::none(),
+            },
+            _ => tracing::Span::none(),
+        }
+    }
 }
 
 impl Actor for ChannelActor {
     type Msg = ChannelMsg;
     type State = ChannelState;
-    type Arguments = (Hub, AppId, ChannelName, ChannelKind);
+    /// The last: the trace context the channel was opened under.
+    type Arguments = (Hub, AppId, ChannelName, ChannelKind, TraceContext);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<ChannelMsg>,
-        (hub, app, name, kind): (Hub, AppId, ChannelName, ChannelKind),
+        (hub, app, name, kind, opened_under): (Hub, AppId, ChannelName, ChannelKind, TraceContext),
     ) -> Result<ChannelState, ActorProcessingErr> {
+        let call_trace = (matches!(kind, ChannelKind::Call { .. }) && opened_under.is_set())
+            .then_some(opened_under);
         Ok(ChannelState {
             hub,
             app,
             machine: ChannelMachine::new(name, kind),
+            call_trace,
         })
     }
 
@@ -59,6 +149,14 @@ impl Actor for ChannelActor {
         msg: ChannelMsg,
         state: &mut ChannelState,
     ) -> Result<(), ActorProcessingErr> {
+        let span = state.span_of(&msg);
+        handle_msg(myself, msg, state).instrument(span).await;
+        Ok(())
+    }
+}
+
+async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut ChannelState) {
+    {
         match msg {
             ChannelMsg::Join {
                 user,
@@ -132,7 +230,6 @@ impl Actor for ChannelActor {
                 }
             }
         }
-        Ok(())
     }
 }
 

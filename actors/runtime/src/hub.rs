@@ -284,7 +284,9 @@ impl Hub {
         setup: CallSetup,
     ) -> Result<(), CommandError> {
         let id = setup.id.clone();
-        self.start_call_actor(app, id, CallStart::New(setup)).await
+        let trace = crate::messages::TraceContext::current();
+        self.start_call_actor(app, id, CallStart::New(setup, trace))
+            .await
     }
 
     async fn start_call_actor(
@@ -373,7 +375,14 @@ impl Hub {
         let spawned = Actor::spawn(
             None,
             ChannelActor,
-            (self.clone(), app.clone(), channel.clone(), kind),
+            (
+                self.clone(),
+                app.clone(),
+                channel.clone(),
+                kind,
+                // A call channel's spans continue the trace of the call that opens it.
+                crate::messages::TraceContext::current(),
+            ),
         )
         .await;
         let (actor, _) = match spawned {

@@ -14,6 +14,7 @@
 //! - [`directory`]: what this node's actors are doing now (presence, channels, calls), for the admin API;
 //!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
 //! - [`bans`]: channel bans and the port that keeps them.
+//! - [`trace`]: one call, one trace: the context messages carry, span names.
 //! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
 //! - [`metrics`]: metric names, descriptions and buckets; call metrics derived from the business events.
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ pub mod ports;
 pub mod remote;
 mod routing;
 pub mod session;
+pub mod trace;
 pub mod user_actor;
 
 pub use clock::Clock;

@@ -108,10 +108,11 @@ pub struct Traced<T> {
 }
 
 impl<T> Traced<T> {
+    /// `payload`, sent under the current span ([`TraceContext::current`]).
     pub fn new(payload: T) -> Self {
         Self {
             payload,
-            trace: TraceContext::default(),
+            trace: TraceContext::current(),
         }
     }
 }

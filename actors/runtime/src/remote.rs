@@ -59,6 +59,8 @@ pub struct SinkTo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
+    /// The sender's span. Not in the payload: the node link carries it in the frame's `trace_context`.
+    #[serde(skip)]
     pub trace: TraceContext,
     pub body: Body,
 }

@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 use crate::error::CommandError;
 use crate::hub::{Hub, lock};
 use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, Traced, UserMsg};
+use crate::messages::{
+    CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, TraceContext, Traced, UserMsg,
+};
 use crate::remote::{Body, CallWire, ChannelWire, Envelope, ReplyTo, SinkTo, UserWire};
 use crate::session::{
     COMMAND_TIMEOUT, CommandOk, ConnectionInbox, LoginOk, Session, UserCommand, flatten,
@@ -79,7 +81,8 @@ impl Hub {
     fn envelope(&self, body: Body) -> Envelope {
         Envelope {
             from: self.node().clone(),
-            trace: Default::default(),
+            // Sent under the current span, so the receiver continues this trace (`crate::trace`).
+            trace: TraceContext::current(),
             body,
         }
     }
@@ -735,6 +738,12 @@ impl Hub {
 
     /// Carries out an envelope from another node, in the order its link received it.
     pub async fn deliver(&self, envelope: Envelope) {
+        // What the delivery sends or starts (a call actor, a call channel) continues the sender's trace.
+        let cx = envelope.trace.context();
+        opentelemetry::context::FutureExt::with_context(self.deliver_now(envelope), cx).await
+    }
+
+    async fn deliver_now(&self, envelope: Envelope) {
         let from = envelope.from.clone();
         match envelope.body {
             Body::Reply { id, result } => {

@@ -57,6 +57,9 @@ pub enum UserCommand {
         call_type: CallType,
         extension: BTreeMap<String, String>,
         timeout_ms: Option<u64>,
+        /// The span of the client's request (the gateway's `signal.call`): the call's trace continues it.
+        #[serde(default)]
+        trace: crate::messages::TraceContext,
     },
     CallCommand {
         call_id: CallId,

@@ -14,10 +14,12 @@ use crate::error::CommandError;
 use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
-use crate::messages::SessionSink;
 use crate::messages::{Responder, UserMsg};
+use crate::messages::{SessionSink, TraceContext};
 use crate::ports::MediaRefusal;
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
+use crate::trace::{self, TARGET};
+use tracing::Instrument;
 
 /// How soon a timer that fired while this node was fenced is tried again.
 pub(crate) const SUSPENDED_RECHECK: Duration = Duration::from_millis(250);
@@ -173,7 +175,12 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                     run(&myself, state, fx, None).await;
                 }
             }
-            UserMsg::Input(traced) => feed(&myself, state, traced.payload, now).await,
+            UserMsg::Input(traced) => {
+                let span = input_span(state, &traced.payload, &traced.trace);
+                feed(&myself, state, traced.payload, now)
+                    .instrument(span)
+                    .await
+            }
             UserMsg::Timer(timer) => {
                 let key = ActorKey::User(state.app.clone(), state.machine.user().clone());
                 if state.hub.serves(&key) {
@@ -206,6 +213,29 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
     }
 }
 
+/// The span a call's input to this user is handled in, under the call's span that sent it; none for
+/// inputs that are not part of a call, or not traced.
+fn input_span(state: &UserState, input: &UserInput, sent_under: &TraceContext) -> tracing::Span {
+    let Some((name, call_id)) = trace::user_step(input) else {
+        return tracing::Span::none();
+    };
+    if !sent_under.is_set() {
+        return tracing::Span::none();
+    }
+    let span = tracing::debug_span!(
+        target: TARGET,
+        parent: None,
+        "user.step",
+        otel.name = name,
+        call.id = %call_id,
+        user.id = %state.machine.user(),
+        app.id = %state.app,
+        node.id = %state.hub.node(),
+    );
+    sent_under.continue_in(&span);
+    span
+}
+
 /// Feeds a notification; a refusal is a stale message and is dropped.
 async fn feed(myself: &ActorRef<UserMsg>, state: &mut UserState, input: UserInput, now: u64) {
     match state.machine.handle(input, now) {
@@ -221,6 +251,7 @@ async fn command_input(
     reply: Responder<CommandOk>,
     now: u64,
 ) {
+    let mut span = tracing::Span::none();
     let input = match command {
         UserCommand::Logout => {
             let conn = state
@@ -237,14 +268,31 @@ async fn command_input(
             call_type,
             extension,
             timeout_ms,
-        } => UserInput::StartCall {
-            callee,
-            call_type,
-            extension,
-            timeout_ms,
-            call_id: crate::ids::call_id(),
-            channel: crate::ids::call_channel(state.hub.placement().call_channel_tag().as_deref()),
-        },
+            trace,
+        } => {
+            // The call's trace: the client's request, then this span, then the call actor's.
+            span = tracing::debug_span!(
+                target: TARGET,
+                parent: None,
+                "user.call",
+                call.id = tracing::field::Empty,
+                caller.id = %state.machine.user(),
+                callee.id = %callee,
+                app.id = %state.app,
+                node.id = %state.hub.node(),
+            );
+            trace.continue_in(&span);
+            UserInput::StartCall {
+                callee,
+                call_type,
+                extension,
+                timeout_ms,
+                call_id: crate::ids::call_id(),
+                channel: crate::ids::call_channel(
+                    state.hub.placement().call_channel_tag().as_deref(),
+                ),
+            }
+        }
         UserCommand::CallCommand { call_id, command } => UserInput::Command { call_id, command },
         UserCommand::JoinChannel {
             channel,
@@ -279,7 +327,7 @@ async fn command_input(
         }
     };
     match state.machine.handle(input, now) {
-        Ok(fx) => run(myself, state, fx, Some(reply)).await,
+        Ok(fx) => run(myself, state, fx, Some(reply)).instrument(span).await,
         Err(e) => {
             let _ = reply.send(Err(e.into()));
         }
@@ -374,6 +422,8 @@ async fn run(
                     channel: setup.channel.clone(),
                 };
                 let call_id = setup.id.clone();
+                // On the `user.call` span when this is the caller's Call command (a no-op otherwise).
+                tracing::Span::current().record("call.id", call_id.as_str());
                 match state.hub.spawn_call(state.app.clone(), setup).await {
                     Ok(()) => {
                         if let Some(r) = reply.take() {

@@ -274,6 +274,7 @@ impl CallApi {
                 call_type: call_type as i32,
                 call_extension: extension,
                 call_timeout_ms: None,
+                traceparent: String::new(),
             }))
             .await?;
         let response::Result::CallCreated(created) = result else {

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use showcall_actors::messages::TraceContext;
 use showcall_actors::remote::{Courier, Envelope};
+use showcall_actors::trace::TRACEPARENT;
 use showcall_actors::{Hub, NodeId};
 use showcall_proto::node as pb;
 use showcall_proto::node::node_link_client::NodeLinkClient;
@@ -73,19 +75,36 @@ impl LinkCourier {
     }
 }
 
+/// An envelope as a node link frame; its trace context goes in the frame's `trace_context` (W3C keys).
+fn frame(envelope: &Envelope) -> pb::Envelope {
+    pb::Envelope {
+        from_node: envelope.from.0.clone(),
+        actor_key: envelope.target(),
+        payload: envelope.encode(),
+        trace_context: envelope
+            .trace
+            .traceparent
+            .iter()
+            .map(|t| (TRACEPARENT.to_owned(), t.clone()))
+            .collect(),
+    }
+}
+
+/// The envelope a frame carries, with the sender's trace context (dropped when it is not a valid
+/// traceparent: a bad trace context must not lose the message).
+fn unframe(frame: &pb::Envelope) -> Result<Envelope, serde_json::Error> {
+    let mut envelope = Envelope::decode(&frame.payload)?;
+    envelope.trace = frame
+        .trace_context
+        .get(TRACEPARENT)
+        .and_then(|t| TraceContext::parse(t))
+        .unwrap_or_default();
+    Ok(envelope)
+}
+
 impl Courier for LinkCourier {
     fn send(&self, node: &NodeId, envelope: Envelope) {
-        let frame = pb::Envelope {
-            from_node: envelope.from.0.clone(),
-            actor_key: envelope.target(),
-            payload: envelope.encode(),
-            trace_context: envelope
-                .trace
-                .traceparent
-                .iter()
-                .map(|t| ("traceparent".to_owned(), t.clone()))
-                .collect(),
-        };
+        let frame = frame(&envelope);
         let mut peers = lock(&self.peers);
         let frame = match peers.get(node) {
             Some(tx) => match tx.send(frame) {
@@ -131,7 +150,7 @@ impl NodeLink for NodeLinkService {
         let mut stream = request.into_inner();
         let mut summary = pb::DeliverSummary::default();
         while let Some(frame) = stream.message().await? {
-            match Envelope::decode(&frame.payload) {
+            match unframe(&frame) {
                 Ok(envelope) => {
                     summary.delivered += 1;
                     self.hub.deliver(envelope).await;
@@ -143,5 +162,57 @@ impl NodeLink for NodeLinkService {
             }
         }
         Ok(Response::new(summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use showcall_actors::remote::Body;
+
+    use super::*;
+
+    fn envelope(trace: TraceContext) -> Envelope {
+        Envelope {
+            from: NodeId("node-a".into()),
+            trace,
+            body: Body::Reply {
+                id: 7,
+                result: serde_json::json!({"Ok": "Done"}),
+            },
+        }
+    }
+
+    #[test]
+    fn the_trace_context_crosses_in_the_frame() {
+        let sent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid");
+        let framed = frame(&envelope(sent.clone()));
+        assert_eq!(
+            framed.trace_context.get("traceparent"),
+            sent.traceparent.as_ref()
+        );
+        let received = unframe(&framed).expect("decodes");
+        assert_eq!(received.trace, sent);
+        assert_eq!(received.target(), "reply/7");
+    }
+
+    #[test]
+    fn an_untraced_envelope_has_no_trace_context() {
+        let framed = frame(&envelope(TraceContext::default()));
+        assert!(framed.trace_context.is_empty());
+        assert_eq!(
+            unframe(&framed).expect("decodes").trace,
+            TraceContext::default()
+        );
+    }
+
+    #[test]
+    fn a_malformed_trace_context_is_dropped_not_the_envelope() {
+        let mut framed = frame(&envelope(TraceContext::default()));
+        framed
+            .trace_context
+            .insert("traceparent".into(), "garbage".into());
+        let received = unframe(&framed).expect("the envelope still arrives");
+        assert_eq!(received.trace, TraceContext::default());
     }
 }

@@ -6,11 +6,14 @@ use std::num::NonZeroU32;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use showcall_actors::messages::TraceContext;
+use showcall_actors::trace::TARGET;
 use showcall_actors::{AppId, CommandError, Outbound, Session, UserCommand};
 use showcall_auth::{AuthError, Claims, TokenVerifier};
 use showcall_machines::UserId;
 use showcall_proto::signal::{self as pb, response::Result as Answer};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::codec::{self, Encoding};
@@ -255,6 +258,39 @@ async fn execute(
         }
         Request::Command(c) => c,
     };
-    let ok = l.session.command(command).await.map_err(command_error)?;
+    let mut command = command;
+    let span = call_span(gw, l, &mut command);
+    let ok = l
+        .session
+        .command(command)
+        .instrument(span.clone())
+        .await
+        .map_err(command_error)?;
+    if let showcall_actors::CommandOk::CallCreated { call_id, .. } = &ok {
+        span.record("call.id", call_id.as_str());
+    }
     Ok(convert::command_ok(ok))
+}
+
+/// A `call` request is the root of the call's trace (`showcall_actors::trace`): its span continues the
+/// client's `traceparent` if it sent one, and the command carries this span's context on to the actors.
+/// No span for other requests.
+fn call_span(gw: &Gateway, l: &LoggedIn, command: &mut UserCommand) -> tracing::Span {
+    let UserCommand::Call { callee, trace, .. } = command else {
+        return tracing::Span::none();
+    };
+    let span = tracing::debug_span!(
+        target: TARGET,
+        parent: None,
+        "signal.call",
+        otel.kind = "server",
+        call.id = tracing::field::Empty,
+        caller.id = %l.claims.sub,
+        callee.id = %callee,
+        app.id = %l.claims.app,
+        node.id = %gw.hub.node(),
+    );
+    trace.continue_in(&span);
+    *trace = TraceContext::of_span(&span);
+    span
 }

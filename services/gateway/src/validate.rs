@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use showcall_actors::UserCommand;
+use showcall_actors::messages::TraceContext;
 use showcall_machines::user::{CallCommand, Prepared};
 use showcall_machines::{CallId, CallType, ChannelName, Role, UserId};
 use showcall_proto::signal::{self as pb, client_frame::Command};
@@ -24,6 +25,8 @@ pub const MAX_TOKEN: usize = 4096;
 pub const MAX_SDP_OFFER: usize = 16_384;
 /// Call ids are 32 hex digits; anything longer is not one of ours.
 pub const MAX_CALL_ID: usize = 64;
+/// Longest `traceparent` (version 00 takes 55 bytes; later versions may append fields).
+pub const MAX_TRACEPARENT: usize = 256;
 
 /// A validated client request.
 #[derive(Debug)]
@@ -108,6 +111,7 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
                 call_type,
                 extension: extension("call.call_extension", c.call_extension)?,
                 timeout_ms,
+                trace: traceparent("call.traceparent", c.traceparent)?,
             })
         }
         Command::CancelCall(c) => {
@@ -208,6 +212,22 @@ fn reason(name: &'static str, r: String) -> Result<String, Invalid> {
     Ok(r)
 }
 
+/// An optional W3C traceparent: empty = none (the call starts a new trace).
+fn traceparent(name: &'static str, t: String) -> Result<TraceContext, Invalid> {
+    if t.is_empty() {
+        return Ok(TraceContext::default());
+    }
+    if t.len() > MAX_TRACEPARENT {
+        return Err(field(name, format!("longer than {MAX_TRACEPARENT} bytes")));
+    }
+    TraceContext::parse(&t).ok_or_else(|| {
+        field(
+            name,
+            "not a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)",
+        )
+    })
+}
+
 fn timeout(name: &'static str, t: u32) -> Result<u64, Invalid> {
     if t > MAX_CALL_TIMEOUT_MS {
         return Err(field(name, format!("more than {MAX_CALL_TIMEOUT_MS} ms")));
@@ -306,6 +326,54 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_malformed_traceparent_names_the_field() {
+        for bad in ["hello", "00-abc-def-01", &"0".repeat(MAX_TRACEPARENT + 1)] {
+            let call = pb::Call {
+                remote_user_id: "b".into(),
+                traceparent: bad.to_owned(),
+                ..Default::default()
+            };
+            let err = validate(frame(Command::Call(call))).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Invalid::Field {
+                        field: "call.traceparent",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_traceparent_travels_with_the_call() {
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let call = pb::Call {
+            remote_user_id: "b".into(),
+            traceparent: sent.to_owned(),
+            ..Default::default()
+        };
+        let Ok(Request::Command(UserCommand::Call { trace, .. })) =
+            validate(frame(Command::Call(call)))
+        else {
+            panic!("a valid call");
+        };
+        assert_eq!(trace.traceparent.as_deref(), Some(sent));
+        let none = pb::Call {
+            remote_user_id: "b".into(),
+            ..Default::default()
+        };
+        let Ok(Request::Command(UserCommand::Call { trace, .. })) =
+            validate(frame(Command::Call(none)))
+        else {
+            panic!("a valid call");
+        };
+        assert_eq!(trace, TraceContext::default());
     }
 
     #[test]

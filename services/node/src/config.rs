@@ -151,6 +151,11 @@ pub struct NodeConfig {
     pub billing_tick: Duration,
     /// How webhooks are retried (for the apps that have a `webhook_url`).
     pub webhooks: WebhooksConfig,
+    /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://otel-collector:4317`; plain HTTP/2, no
+    /// TLS). Unset (the
+    /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
+    /// `showcall_actors::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -186,6 +191,7 @@ impl Default for NodeConfig {
             call_policy_timeout: Duration::from_secs(2),
             billing_tick: Duration::from_secs(60),
             webhooks: WebhooksConfig::default(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -587,6 +593,16 @@ impl NodeConfig {
                     self.grpc_addr
                 ));
             }
+        }
+
+        // The exporter is built without TLS (a collector next to the node, or a sidecar, is the usual
+        // setup): an https:// endpoint would fail at every export instead of here.
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            problems.push(format!(
+                "otlp_endpoint {endpoint:?} must be an http:// URL of an OTLP/gRPC collector (e.g. http://localhost:4317; TLS is not supported)"
+            ));
         }
 
         if problems.is_empty() {
@@ -1031,5 +1047,25 @@ mod tests {
         let keys = cfg.app_keys();
         assert!(keys.contains("shop"));
         assert!(!keys.contains(DEMO_APP_ID));
+    }
+    #[test]
+    fn otlp_endpoint_is_off_by_default_and_set_from_the_environment() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.otlp_endpoint, None);
+        let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", "http://otel-collector:4317")]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(
+            cfg.otlp_endpoint.as_deref(),
+            Some("http://otel-collector:4317")
+        );
+    }
+
+    #[test]
+    fn otlp_endpoint_must_be_a_plain_http_url() {
+        for bad in ["otel-collector:4317", "https://otel-collector:4317"] {
+            let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", bad)]);
+            let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
+            assert!(err.to_string().contains("otlp_endpoint"), "{bad}: {err}");
+        }
     }
 }

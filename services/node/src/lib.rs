@@ -8,6 +8,7 @@
 //! - [`metrics`]: `/metrics`, the Prometheus page (recorder installed once per process).
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
 //! - [`webhooks`]: starts webhook delivery for the apps that have a `webhook_url`.
+//! - [`telemetry`]: logs, and a call's trace over OTLP when `otlp_endpoint` is set.
 //! - this file: [`start`] and [`NodeHandle`].
 //!
 //! Shutdown follows mini-redis: one watch channel tells every server and connection to stop; [`NodeHandle::
@@ -21,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod media_port;
 pub mod metrics;
+pub mod telemetry;
 pub mod tls;
 pub mod webhooks;
 

@@ -3,21 +3,33 @@
 use clap::Parser as _;
 use showcall_node::cli::{Cli, Command};
 use showcall_node::config::NodeConfig;
-use tracing_subscriber::EnvFilter;
+use showcall_node::telemetry::Telemetry;
 
 fn main() -> anyhow::Result<()> {
     let command = Cli::parse().into_command();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The configuration comes first: it says whether traces are exported.
+    let config = match &command {
+        Command::Run(args) => Some(NodeConfig::load(args)?),
+        _ => None,
+    };
+    let telemetry = {
+        // The OTLP exporter's gRPC channel is spawned on the runtime.
+        let _in_runtime = runtime.enter();
+        let otlp = config.as_ref().and_then(|c| c.otlp_endpoint.as_deref());
+        let node_id = config.as_ref().map_or("", |c| c.node_id.as_str());
+        Telemetry::init(otlp, node_id)?
+    };
     match command {
-        Command::Run(args) => runtime.block_on(run(NodeConfig::load(&args)?)),
+        Command::Run(_) => {
+            let config = config.expect("loaded above for `run`");
+            let ran = runtime.block_on(run(config));
+            // Off the runtime's threads, with the runtime still running: flushing needs both.
+            telemetry.shutdown();
+            ran
+        }
         Command::Token(args) => {
             println!("{}", showcall_node::cli::run_token(&args)?);
             Ok(())

@@ -1,0 +1,95 @@
+//! The node's `tracing` subscriber: logs to stderr, and — when `otlp_endpoint` is set — a call's trace
+//! exported over OTLP/gRPC (what each call's trace holds: `showcall_actors::trace`).
+//!
+//! Decisions (the issue is silent on them):
+//! - Two layers with their own filters. Logs keep `RUST_LOG` (default `info`). The OTLP layer takes
+//!   every span of the trace target (`showcall::trace`, DEBUG spans: at the default log level they are
+//!   built only when exported) and, as span events, warnings and errors raised inside them.
+//! - With no endpoint there is no OTLP layer and no exporter at all: the trace spans are disabled
+//!   callsites.
+//! - Resource: `service.name = showcall`, and the node's id as `node.id` and `service.instance.id`, so
+//!   a trace viewer shows which node ran each span.
+//! - Spans leave in batches from the SDK's own thread; the standard `OTEL_BSP_SCHEDULE_DELAY`,
+//!   `OTEL_BSP_MAX_QUEUE_SIZE`, ... tune it. A full queue drops spans, never blocks a call.
+//! - [`Telemetry::shutdown`] flushes what is still queued; call it after the node stopped, with the
+//!   tokio runtime still running (the gRPC exporter's connection lives on it).
+
+use anyhow::Context as _;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use showcall_actors::trace::TARGET;
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// The installed subscriber's exporter, if any. See the module docs.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Installs the global subscriber: logs only (no `otlp_endpoint`), or logs and OTLP traces. With an
+    /// endpoint, call it inside the tokio runtime (the exporter's gRPC channel is spawned on it); the
+    /// collector is connected lazily, so a collector that is down does not stop the node.
+    pub fn init(otlp_endpoint: Option<&str>, node_id: &str) -> anyhow::Result<Self> {
+        let logs = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            );
+        let provider = otlp_endpoint
+            .map(|endpoint| provider(endpoint, node_id))
+            .transpose()?;
+        let traces = provider.as_ref().map(|provider| {
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("showcall"))
+                .with_filter(filter_fn(|meta| {
+                    meta.target() == TARGET || (meta.is_event() && *meta.level() <= Level::WARN)
+                }))
+        });
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(traces)
+            .try_init()
+            .context("installing the tracing subscriber")?;
+        if let Some(endpoint) = otlp_endpoint {
+            tracing::info!(%endpoint, "exporting traces over OTLP");
+        }
+        Ok(Self { provider })
+    }
+
+    /// Sends the spans still queued and stops the exporter. Blocks until the collector answered (or the
+    /// exporter's timeout passed): call it off the runtime's worker threads.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("traces not flushed at shutdown: {e}");
+        }
+    }
+}
+
+fn provider(endpoint: &str, node_id: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .with_context(|| format!("OTLP exporter for {endpoint}"))?;
+    let resource = Resource::builder()
+        .with_service_name("showcall")
+        .with_attributes([
+            KeyValue::new("node.id", node_id.to_owned()),
+            KeyValue::new("service.instance.id", node_id.to_owned()),
+        ])
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
