@@ -8,12 +8,18 @@
 //! - A call whose party's user actor died ends for the other party, exactly once; the party's connection
 //!   is closed (SERVER_SHUTDOWN) and it logs in again, on a survivor, once its partition is re-owned.
 //! - New calls succeed afterwards.
+//! - A business server watching the events on a survivor gets exactly one `call_ended` billing record
+//!   for every one of those calls — also for the calls whose node died.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
+use showcall_proto::admin::WatchEventsRequest;
+use showcall_proto::admin::admin_client::AdminClient;
+use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
 use showcall_tests::sdk_helpers::SdkUser;
@@ -130,6 +136,17 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     let mut nodes = vec![n1, n2, n3];
     let victim = nodes.remove(nodes.iter().position(|n| n.id == victim_id).expect("known"));
     let (a, b) = (&nodes[0], &nodes[1]);
+    // The business server watches from a survivor, from before the first call.
+    let mut events = AdminClient::connect(a.grpc_url.clone())
+        .await
+        .expect("admin API reachable")
+        .watch_events(WatchEventsRequest {
+            after_cursor: None,
+            app_id: APP.into(),
+        })
+        .await
+        .expect("watch accepted")
+        .into_inner();
 
     // Calls between clients on the survivors until one call was placed on the victim with its parties
     // and channel elsewhere (to be taken over), one lives wholly on the survivors, and a few more are
@@ -278,4 +295,24 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
         .hangup(&fresh.callee.id, "bye")
         .await
         .expect("hangup");
+
+    // Every call has its billing record, once, whichever node ran it.
+    let mut records: HashMap<String, usize> = HashMap::new();
+    let wanted: Vec<&String> = pairs.iter().chain([&fresh]).map(|p| &p.call_id).collect();
+    while !wanted.iter().all(|id| records.contains_key(*id)) {
+        let event = tokio::time::timeout(LIMIT, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("call_ended records missing; got {records:?}"))
+            .expect("the stream goes on")
+            .expect("an event");
+        if let Some(Kind::CallEnded(ended)) = event.kind {
+            *records.entry(ended.call_id).or_default() += 1;
+        }
+    }
+    for id in wanted {
+        assert_eq!(
+            records[id], 1,
+            "call {id} has exactly one call_ended record"
+        );
+    }
 }

@@ -173,7 +173,14 @@ impl Admission for GrpcAdmission {
             match answer {
                 Err(_) => Verdict::Refused(ADMISSION_TIMED_OUT.to_owned()),
                 Ok(Ok(response)) => verdict(response.into_inner()),
-                Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
+                // A server that honours the request's deadline answers CANCELLED when it passes (tonic's
+                // does), which races the local timeout: both mean the business server took too long.
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    ) =>
+                {
                     Verdict::Refused(ADMISSION_TIMED_OUT.to_owned())
                 }
                 Ok(Err(status)) => {

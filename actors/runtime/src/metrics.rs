@@ -248,6 +248,9 @@ mod tests {
                 reason: String::new(),
             },
             EndCause::NodeLost,
+            EndCause::Refused {
+                reason: String::new(),
+            },
         ];
         for cause in &causes {
             assert!(END_REASONS.contains(&end_reason(cause)), "{cause:?}");
