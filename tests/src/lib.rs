@@ -5,6 +5,7 @@
 //! generous deadline that turns a hang into a failure with the events seen so far.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod browser;
 pub mod cluster;
 

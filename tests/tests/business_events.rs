@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
-use showcall_proto::admin::{Event, MemberRole, WatchEventsRequest};
+use showcall_proto::admin::{Event, MemberRole};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
+use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::sdk_helpers::{SdkUser, is_paused};
 use showcall_tests::{DEADLINE, TestNode};
 use tonic::Streaming;
@@ -69,17 +69,8 @@ struct Watcher {
 
 impl Watcher {
     async fn open(grpc: &str, after: Option<u64>) -> Watcher {
-        let mut admin = AdminClient::connect(grpc.to_owned())
-            .await
-            .expect("admin API reachable");
-        let stream = admin
-            .watch_events(WatchEventsRequest {
-                after_cursor: after,
-                app_id: "demo".into(),
-            })
-            .await
-            .expect("watch accepted")
-            .into_inner();
+        let mut admin = admin_at(grpc).await;
+        let stream = watch_events(&mut admin, "demo", after).await;
         Watcher {
             stream,
             seen: Vec::new(),

@@ -13,12 +13,13 @@ use showcall_proto::admin::event::Kind;
 use showcall_proto::admin::{
     CallPhase, EndCallRequest, Event, GetCallRequest, GetChannelRequest, GetUserRequest,
     KickUserRequest, ListChannelsRequest, ListUsersRequest, MemberRole, MintTokenRequest, Presence,
-    PublishState, UnbanUserRequest, WatchEventsRequest,
+    PublishState, UnbanUserRequest,
 };
 use showcall_sdk::{
     CallErrorEvent, CallErrorType, CallState, CallStateReason, CallType, ChannelRole, ErrorCode,
     PrepareConfig, Recorded,
 };
+use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::{DEADLINE, TestNode};
 use tonic::transport::Channel;
@@ -34,17 +35,8 @@ struct BusinessServer {
 
 impl BusinessServer {
     async fn connect(node: &TestNode) -> Self {
-        let mut admin = AdminClient::connect(format!("http://{}", node.handle.grpc_addr))
-            .await
-            .expect("admin API reachable");
-        let events = admin
-            .watch_events(WatchEventsRequest {
-                after_cursor: None,
-                app_id: APP.into(),
-            })
-            .await
-            .expect("watch accepted")
-            .into_inner();
+        let mut admin = admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
+        let events = watch_events(&mut admin, APP, None).await;
         Self { admin, events }
     }
 

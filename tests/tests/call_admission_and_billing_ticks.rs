@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use showcall_proto::admin::admin_client::AdminClient;
+use showcall_proto::admin::Event;
 use showcall_proto::admin::event::Kind;
-use showcall_proto::admin::{Event, WatchEventsRequest};
 use showcall_proto::policy::call_policy_server::{CallPolicy, CallPolicyServer};
 use showcall_proto::policy::{AuthorizeRequest, AuthorizeResponse, CallType as PolicyCallType};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig, Recorded};
+use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::{DEADLINE, TestNode};
 use tokio::net::TcpListener;
@@ -107,17 +107,8 @@ struct Watcher {
 
 impl Watcher {
     async fn open(node: &TestNode) -> Watcher {
-        let mut admin = AdminClient::connect(format!("http://{}", node.handle.grpc_addr))
-            .await
-            .expect("admin API reachable");
-        let stream = admin
-            .watch_events(WatchEventsRequest {
-                after_cursor: None,
-                app_id: node.app().to_owned(),
-            })
-            .await
-            .expect("watch accepted")
-            .into_inner();
+        let mut admin = admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
+        let stream = watch_events(&mut admin, node.app(), None).await;
         Watcher {
             stream,
             seen: Vec::new(),

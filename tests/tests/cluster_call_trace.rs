@@ -12,22 +12,33 @@ use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::proto::client_frame::Command;
 use showcall_sdk::proto::{Call, Hangup, response};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
-use showcall_tests::cluster::{DEMO_APP, Etcd, NodeOptions, NodeProcess, start_converged};
+use showcall_tests::cluster::{
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, eventually, start_converged,
+};
 use showcall_tests::otlp_collector::{CollectedSpan, OtlpCollector};
 
 /// The client's own span, which the call's trace continues.
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-/// Which node runs `actor` (`user/demo/<id>`), from the nodes' own reports.
+/// Which node runs `actor` (`user/demo/<id>`), from the nodes' own reports. A node that is briefly
+/// fenced (a lease renewal late on a loaded machine) lists nothing until it serves again: ask until one
+/// does.
 async fn home_of(nodes: &[&NodeProcess], actor: &str) -> String {
-    for node in nodes {
-        let info = node.info().await.expect("node answers");
-        if info.active_actors.iter().any(|a| a == actor) {
-            return node.id.clone();
-        }
-    }
-    panic!("{actor} is active nowhere");
+    eventually(
+        &format!("{actor} is active on a node"),
+        Duration::from_secs(60),
+        async || {
+            for node in nodes {
+                let info = node.info().await.ok_or("a node did not answer")?;
+                if info.active_actors.iter().any(|a| a == actor) {
+                    return Ok(node.id.clone());
+                }
+            }
+            Err("active nowhere")
+        },
+    )
+    .await
 }
 
 /// Every step of a call that connects with media and is hung up, wherever it runs.

@@ -152,19 +152,7 @@ pub const END_REASONS: &[&str] = &[
 
 /// The `reason` label of a call's end.
 pub fn end_reason(cause: &EndCause) -> &'static str {
-    match cause {
-        EndCause::Cancelled => "cancelled",
-        EndCause::Rejected { .. } => "rejected",
-        EndCause::Busy => "busy",
-        EndCause::Offline => "offline",
-        EndCause::Glare => "glare",
-        EndCause::Hangup { .. } => "hangup",
-        EndCause::Timeout => "timeout",
-        EndCause::SessionEnded { .. } => "session_ended",
-        EndCause::Terminated { .. } => "terminated",
-        EndCause::NodeLost => "node_lost",
-        EndCause::Refused { .. } => "refused",
-    }
+    cause.name()
 }
 
 /// Describes the recorded metrics to the installed recorder and creates every fixed-label series at 0,

@@ -166,24 +166,15 @@ pub fn user_step(input: &UserInput) -> Option<(&'static str, &CallId)> {
     }
 }
 
-/// `call.end_reason`: the same words as the business events' `call_ended.reason`.
+/// `call.end_reason`: the business events' `call_ended.reason`, with how a session ended.
 pub fn end_reason(cause: &EndCause) -> &'static str {
     match cause {
-        EndCause::Cancelled => "cancelled",
-        EndCause::Rejected { .. } => "rejected",
-        EndCause::Busy => "busy",
-        EndCause::Offline => "offline",
-        EndCause::Glare => "glare",
-        EndCause::Hangup { .. } => "hangup",
-        EndCause::Timeout => "timeout",
         EndCause::SessionEnded { how, .. } => match how {
             SessionEnd::LoggedOut => "session_ended.logged_out",
             SessionEnd::TokenExpired => "session_ended.token_expired",
             SessionEnd::Gone => "session_ended.gone",
         },
-        EndCause::Terminated { .. } => "terminated",
-        EndCause::NodeLost => "node_lost",
-        EndCause::Refused { .. } => "refused",
+        other => other.name(),
     }
 }
 

@@ -108,25 +108,25 @@ fn kind(kind: EventKind) -> pb::event::Kind {
         EventKind::CallAccepted { call } => Kind::CallAccepted(pb::CallRef { call_id: call.0 }),
         EventKind::CallConnected { call } => Kind::CallConnected(pb::CallRef { call_id: call.0 }),
         EventKind::CallEnded { record } => {
-            let (reason, by, detail) = match record.cause {
-                EndCause::Cancelled => ("cancelled", Some(record.caller.clone()), String::new()),
-                EndCause::Rejected { reason } => ("rejected", Some(record.callee.clone()), reason),
-                EndCause::Busy => ("busy", None, String::new()),
-                EndCause::Offline => ("offline", None, String::new()),
-                EndCause::Glare => ("glare", None, String::new()),
-                EndCause::Hangup { by, reason } => ("hangup", Some(by), reason),
-                EndCause::Timeout => ("timeout", None, String::new()),
+            let reason = record.cause.name();
+            let (by, detail) = match record.cause {
+                EndCause::Cancelled => (Some(record.caller.clone()), String::new()),
+                EndCause::Rejected { reason } => (Some(record.callee.clone()), reason),
+                EndCause::Hangup { by, reason } => (Some(by), reason),
                 EndCause::SessionEnded { user, how } => {
                     let how = match how {
                         SessionEnd::LoggedOut => "logged_out",
                         SessionEnd::TokenExpired => "token_expired",
                         SessionEnd::Gone => "gone",
                     };
-                    ("session_ended", Some(user), how.to_owned())
+                    (Some(user), how.to_owned())
                 }
-                EndCause::Terminated { reason } => ("terminated", None, reason),
-                EndCause::NodeLost => ("node_lost", None, String::new()),
-                EndCause::Refused { reason } => ("refused", None, reason),
+                EndCause::Terminated { reason } | EndCause::Refused { reason } => (None, reason),
+                EndCause::Busy
+                | EndCause::Offline
+                | EndCause::Glare
+                | EndCause::Timeout
+                | EndCause::NodeLost => (None, String::new()),
             };
             Kind::CallEnded(pb::CallEnded {
                 call_id: record.id.0,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CallMachine, Phase};
+use super::{CallMachine, EndCause, Phase};
 use crate::types::Millis;
 
 /// Where a call stands, by the server's authority.
@@ -41,6 +41,26 @@ impl CallMachine {
             created_at: self.created_at,
             accepted_at: self.accepted_at,
             connected_at,
+        }
+    }
+}
+
+impl EndCause {
+    /// The end reason's one word, the same in the billing record (`call_ended.end_reason`), the
+    /// `showcall_calls_ended_total{reason}` metric and the call's trace.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndCause::Cancelled => "cancelled",
+            EndCause::Rejected { .. } => "rejected",
+            EndCause::Busy => "busy",
+            EndCause::Offline => "offline",
+            EndCause::Glare => "glare",
+            EndCause::Hangup { .. } => "hangup",
+            EndCause::Timeout => "timeout",
+            EndCause::SessionEnded { .. } => "session_ended",
+            EndCause::Terminated { .. } => "terminated",
+            EndCause::NodeLost => "node_lost",
+            EndCause::Refused { .. } => "refused",
         }
     }
 }
