@@ -240,11 +240,9 @@ async fn a_business_server_watches_the_seed_flow_and_resumes_after_its_cursor() 
 #[tokio::test]
 async fn a_watch_for_an_unknown_app_is_refused() {
     let node = TestNode::start().await;
-    let mut admin = AdminClient::connect(format!("http://{}", node.handle.grpc_addr))
-        .await
-        .expect("admin API reachable");
+    let mut admin = admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
     let refused = admin
-        .watch_events(WatchEventsRequest {
+        .watch_events(showcall_proto::admin::WatchEventsRequest {
             after_cursor: None,
             app_id: "no-such-app".into(),
         })
