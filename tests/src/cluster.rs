@@ -379,11 +379,51 @@ impl NodeProcess {
         signal(self.child.id().expect("node is running"), "CONT");
     }
 
+    /// SIGTERM (what an orchestrator sends to stop a pod), then waits for the process to exit; returns
+    /// its exit status and how long the exit took. The wait is guarded: a node still running after
+    /// [`EXIT_GUARD`] fails the test (a node must exit by itself, bounded).
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let asked = Instant::now();
+        signal(self.child.id().expect("node is running"), "TERM");
+        let status = tokio::time::timeout(EXIT_GUARD, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node {} still runs {EXIT_GUARD:?} after SIGTERM", self.id))
+            .expect("the node process can be waited for");
+        (status, asked.elapsed())
+    }
+
     /// SIGKILL: the node stops at once, without leaving the cluster.
     pub async fn kill(mut self) {
         signal(self.child.id().expect("node is running"), "KILL");
         let _ = self.child.wait().await;
     }
+}
+
+/// How long a SIGTERMed node may take to exit before the test calls it hung.
+pub const EXIT_GUARD: Duration = Duration::from_secs(30);
+
+/// The partitions each node serves now, by node id (a node that does not answer serves none).
+pub async fn shares(nodes: &[&NodeProcess]) -> std::collections::BTreeMap<String, Vec<u32>> {
+    let mut by_node = std::collections::BTreeMap::new();
+    for node in nodes {
+        let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+        by_node.insert(node.id.clone(), served);
+    }
+    by_node
+}
+
+/// The partition of a demo-app user's actor key.
+pub fn user_partition(user: &str, partitions: u32) -> u32 {
+    let key = showcall_actors::ActorKey::User(showcall_actors::AppId(DEMO_APP.into()), user.into());
+    showcall_cluster::partition_of(&key, partitions)
+}
+
+/// The first `<prefix>-<n>` whose user partition is in `partitions`.
+pub fn user_in(prefix: &str, partitions: &[u32], count: u32) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| partitions.contains(&user_partition(id, count)))
+        .expect("some id hashes into the partitions")
 }
 
 /// Polls `probe` until it returns `Some`, failing with the last observation after `limit` (a guard

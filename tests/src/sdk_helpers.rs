@@ -56,6 +56,18 @@ impl SdkUser {
 
     /// [`login`](Self::login) at a signaling URL (any node of a cluster) with a given token.
     pub async fn login_at(url: &str, app: &str, id: &str, token: &str) -> Self {
+        Self::try_login_at(url, app, id, token)
+            .await
+            .expect("login accepted")
+    }
+
+    /// [`login_at`](Self::login_at), or the server's refusal of the login.
+    pub async fn try_login_at(
+        url: &str,
+        app: &str,
+        id: &str,
+        token: &str,
+    ) -> Result<Self, SdkError> {
         let signal = SignalClient::connect(url)
             .await
             .expect("websocket connects");
@@ -68,7 +80,7 @@ impl SdkUser {
             signal: signal.clone().into(),
         });
         rec.attach_call_api(&api);
-        let info = signal.login(token).await.expect("login accepted");
+        let info = signal.login(token).await?;
         assert_eq!(info.user_id, id, "the token names this user");
         let mut user = Self {
             id: id.to_owned(),
@@ -80,7 +92,7 @@ impl SdkUser {
         };
         user.wait_signal(|r| matches!(r, Recorded::SignalConnected))
             .await;
-        user
+        Ok(user)
     }
 
     /// The first call callback (`CallApiListener`) after the last one waited for that `pred` accepts.

@@ -194,6 +194,12 @@ pub enum UserInput {
     CallOwnerLost {
         call_id: CallId,
     },
+    /// The actor of the call this user just started could not be started (its partition was between
+    /// owners, or its node did not answer): the call never existed. The client's `Call` is answered
+    /// with the error; the user is free to call again at once.
+    CallNotStarted {
+        call_id: CallId,
+    },
     /// A call restored on a new node asks whether it is still this user's call; the answer goes back to
     /// it as `CallInput::PartyPresent`.
     CallAdopted {
@@ -580,6 +586,16 @@ impl UserMachine {
                 } else {
                     let reason = "the node running this call was lost".to_owned();
                     fx.extend(self.handle(UserInput::CallLost { call_id, reason }, now)?);
+                }
+            }
+            UserInput::CallNotStarted { call_id } => {
+                // Only a call this user started and whose first state the client has not been shown.
+                if self
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.id == call_id && c.side == Side::Caller && c.info.is_none())
+                {
+                    self.call = None;
                 }
             }
             UserInput::CallAdopted { call_id } => {

@@ -487,6 +487,50 @@ fn calls_that_cannot_start_are_refused_with_the_reason() {
 }
 
 #[test]
+fn a_call_whose_actor_did_not_start_is_forgotten_and_the_user_may_call_again() {
+    let mut m = online(ALICE);
+    ok(&mut m, start_call("c1", BOB), 10);
+    // Another call's failure, or one the client was already shown, is not this one.
+    silent(
+        &mut m,
+        UserInput::CallNotStarted {
+            call_id: "c0".into(),
+        },
+        20,
+        "a stale id changes nothing",
+    );
+    assert_eq!(current_call(&m), Some(("c1".into(), CallState::Calling)));
+    silent(
+        &mut m,
+        UserInput::CallNotStarted {
+            call_id: "c1".into(),
+        },
+        30,
+        "the client's Call is answered with the error: nothing to push",
+    );
+    assert_eq!(current_call(&m), None);
+    assert_eq!(
+        ok(&mut m, start_call("c2", BOB), 40),
+        lines("spawn c2 alice -> bob")
+    );
+
+    // A call the client already sees (its actor started and said so) is not undone.
+    let mut shown = in_call(ALICE, BOB);
+    silent(
+        &mut shown,
+        UserInput::CallNotStarted {
+            call_id: "c1".into(),
+        },
+        3_000,
+        "a running call stays",
+    );
+    assert_eq!(
+        current_call(&shown),
+        Some(("c1".into(), CallState::Connected))
+    );
+}
+
+#[test]
 fn the_spawned_call_takes_the_timeout_extension_and_live_rooms_of_the_caller() {
     let mut m = online(ALICE);
     let prepared = Prepared {

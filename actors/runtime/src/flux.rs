@@ -7,8 +7,9 @@
 //! [`FLUX_WAIT`] gives up: requests are answered UNAVAILABLE ("try again"), notifications are dropped with
 //! a log line — as before parking existed, only later.
 //!
-//! Only fire-and-forget paths park (notifications to calls and channels, and client commands for calls,
-//! which the client awaits anyway). Requests that create actors (login, call spawn, join) answer
+//! Only fire-and-forget paths park (notifications to users, calls and channels — a ring among them, so a
+//! logged-in callee whose partition is moving still rings — and client commands for calls, which the
+//! client awaits anyway). Requests that create actors (login, call spawn, join) answer
 //! UNAVAILABLE at once: the client retries them, and they must not wait for a partition that may be
 //! this node's own fenced one.
 

@@ -81,8 +81,8 @@ pub(crate) struct Inner {
     pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
     spawn_lock: tokio::sync::Mutex<()>,
     next_conn: AtomicU64,
-    /// Requests waiting for another node's answer, by request id.
-    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    /// Requests waiting for another node's answer, by request id, with the node asked.
+    pub(crate) pending: Mutex<HashMap<u64, (NodeId, Pending)>>,
     /// Connections of this node whose user actor lives elsewhere, by sink id, with that node.
     pub(crate) remote_sinks: Mutex<HashMap<u64, (NodeId, ConnectionInbox)>>,
     pub(crate) next_id: AtomicU64,
@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub(crate) flux_task: AtomicBool,
     /// What the local actors are doing now, for the admin API.
     pub(crate) directory: crate::directory::Directory,
+    /// Keys whose actors are being started here ([`Hub::start_here`]).
+    starting: Mutex<std::collections::HashSet<ActorKey>>,
 }
 
 /// See the module docs. Cheap to clone.
@@ -113,6 +115,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A key whose actor is being started here: counted as busy (its partition is not released) until the
+/// actor is registered or the start failed.
+pub(crate) struct Starting<'a> {
+    hub: &'a Hub,
+    key: ActorKey,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        lock(&self.hub.inner.starting).remove(&self.key);
+    }
+}
+
 impl Hub {
     pub fn new(parts: HubParts) -> Self {
         Self {
@@ -132,6 +147,7 @@ impl Hub {
                 parked: Mutex::default(),
                 flux_task: AtomicBool::new(false),
                 directory: Default::default(),
+                starting: Mutex::default(),
             }),
         }
     }
@@ -211,6 +227,34 @@ impl Hub {
         self.inner.parts.placement.serves(key)
     }
 
+    /// Marks `key` as starting here, if this node serves it now.
+    ///
+    /// A partition is released in this order: the owner stops serving it, then checks that no actor of
+    /// it is registered or starting ([`Hub::busy_keys`]), then gives the key up. A start goes the other
+    /// way: marked first, then the partition checked. Each side reads what the other wrote under the same
+    /// lock, so at least one sees the other: the release waits for the actor, or the start answers
+    /// UNAVAILABLE ("try again", which finds the new owner) before the actor exists. Without this an
+    /// actor could start on a node that just gave its partition up, where no message would ever find it.
+    pub(crate) fn start_here(&self, key: ActorKey) -> Result<Starting<'_>, CommandError> {
+        lock(&self.inner.starting).insert(key.clone());
+        let starting = Starting { hub: self, key };
+        if self.serves(&starting.key) {
+            Ok(starting)
+        } else {
+            Err(CommandError::Unavailable(format!(
+                "{} is moving between nodes; try again",
+                starting.key
+            )))
+        }
+    }
+
+    /// The keys whose partitions must stay here: every actor active on this node, and those starting.
+    pub fn busy_keys(&self) -> Vec<ActorKey> {
+        let mut keys = self.active_keys();
+        keys.extend(lock(&self.inner.starting).iter().cloned());
+        keys
+    }
+
     /// The keys of every actor active on this node.
     pub fn active_keys(&self) -> Vec<ActorKey> {
         let mut keys: Vec<ActorKey> = lock(&self.inner.users)
@@ -253,10 +297,12 @@ impl Hub {
         if let Some(a) = lock(&self.inner.users).get(&key) {
             return Ok(a.clone());
         }
+        let starting = self.start_here(ActorKey::User(app.clone(), user.clone()))?;
         let (actor, _) = Actor::spawn(None, UserActor, (self.clone(), app.clone(), user.clone()))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
         lock(&self.inner.users).insert(key, actor.clone());
+        drop(starting);
         Ok(actor)
     }
 
@@ -301,10 +347,12 @@ impl Hub {
                 "call {id} is already running"
             )));
         }
+        let starting = self.start_here(ActorKey::Call(app.clone(), id.clone()))?;
         let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), start))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
         lock(&self.inner.calls).insert(id, (app, actor));
+        drop(starting);
         Ok(())
     }
 

@@ -50,6 +50,7 @@ impl<T: Serialize> Responder<T> {
                     &to.node,
                     Envelope {
                         from,
+                        hops: 0,
                         trace: TraceContext::default(),
                         body: Body::Reply { id: to.id, result },
                     },
@@ -72,6 +73,14 @@ pub enum SessionSink {
 }
 
 impl SessionSink {
+    /// The node holding the connection, when it is another node (`None` for a connection of this node).
+    pub fn node(&self) -> Option<&NodeId> {
+        match self {
+            SessionSink::Local(_) => None,
+            SessionSink::Remote { to, .. } => Some(&to.node),
+        }
+    }
+
     /// Hands `outbound` to the connection; `Err` when the local connection is gone.
     pub fn send(&self, outbound: Outbound) -> Result<(), Gone> {
         match self {
@@ -81,6 +90,7 @@ impl SessionSink {
                     &to.node,
                     Envelope {
                         from: from.clone(),
+                        hops: 0,
                         trace: TraceContext::default(),
                         body: Body::Sink {
                             id: to.id,
@@ -142,8 +152,12 @@ pub enum UserMsg {
     /// From a call or a channel.
     Input(Traced<UserInput>),
     Timer(UserTimer),
-    /// A node died: a call whose actor it ran is over for this user.
-    OwnersLost(LostKeys),
+    /// Node `node` died (or left): a call whose actor it ran is over for this user, and a connection it
+    /// held for this session dropped with it.
+    NodeLost {
+        node: NodeId,
+        lost: LostKeys,
+    },
     /// This node lost its lease: another node may run this user now. Close the connections
     /// (`SessionClosed` NODE_LOST, so clients log in again) and stop without telling anyone else.
     Evict,

@@ -27,8 +27,10 @@ use crate::session::{Outbound, UserCommand};
 /// Carries envelopes to other nodes; the cluster implements it on a tonic stream per peer.
 pub trait Courier: Send + Sync + Debug + 'static {
     /// Sends `envelope` to `node`. Envelopes to one node arrive in the order sent; one that cannot be
-    /// delivered (the node is gone) is dropped and logged — requests then time out as UNAVAILABLE.
-    fn send(&self, node: &NodeId, envelope: Envelope);
+    /// delivered is dropped and logged. `false` when `node` is not in the cluster (the sender fails a
+    /// request at once); `true` when queued for its link — which may still break (the node died):
+    /// requests then fail when the node's loss is known, or at their timeout.
+    fn send(&self, node: &NodeId, envelope: Envelope) -> bool;
 }
 
 /// A single node has no peers: nothing is ever routed away (placement says every key is local).
@@ -36,8 +38,9 @@ pub trait Courier: Send + Sync + Debug + 'static {
 pub struct NoCourier;
 
 impl Courier for NoCourier {
-    fn send(&self, node: &NodeId, envelope: Envelope) {
+    fn send(&self, node: &NodeId, envelope: Envelope) -> bool {
         tracing::error!(%node, ?envelope, "no route to another node on a single node");
+        false
     }
 }
 
@@ -62,7 +65,19 @@ pub struct Envelope {
     /// The sender's span. Not in the payload: the node link carries it in the frame's `trace_context`.
     #[serde(skip)]
     pub trace: TraceContext,
+    /// How many times a node that no longer owned the target passed this envelope on to the owner it
+    /// saw (partition handoffs; views a watch event apart). Bounded by [`MAX_HOPS`]; absent = 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hops: u8,
     pub body: Body,
+}
+
+/// How often an envelope is passed on before it is treated as undeliverable (views that disagree for
+/// longer than a few hops are not converging: the sender retries).
+pub const MAX_HOPS: u8 = 3;
+
+fn is_zero(hops: &u8) -> bool {
+    *hops == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -2,10 +2,14 @@
 //! actor when this node owns the key's partition and otherwise send it to the owner ([`crate::remote`]).
 //!
 //! - A key whose partition has no owner right now (a dead node's partition not yet claimed, a handoff,
-//!   this node fenced or its view a watch event behind): notifications to calls and channels and client
-//!   commands for calls wait for an owner, in order, up to `flux::FLUX_WAIT` ([`crate::flux`]); other
-//!   requests fail with UNAVAILABLE ("try again") at once and the client retries.
-//! - Requests to another node wait at most [`COMMAND_TIMEOUT`] for the answer.
+//!   this node fenced or its view a watch event behind): notifications to users, calls and channels and
+//!   client commands for calls wait for an owner, in order, up to `flux::FLUX_WAIT` ([`crate::flux`]);
+//!   other requests fail with UNAVAILABLE ("try again") at once and the client retries.
+//! - Requests to another node wait at most [`COMMAND_TIMEOUT`] for the answer — less when that node is
+//!   not in the cluster (at once) or leaves it meanwhile (when its loss is known, [`Hub::node_lost`]).
+//! - An envelope for a user or call that arrives at a node which does not serve its partition (any more,
+//!   or not yet) is passed on to the owner that node sees, or handled as above ([`Hub::deliver`]); an
+//!   actor is only ever started on the node serving its partition ([`Hub::start_here`]).
 //! - On the receiving side, [`Hub::deliver`] does what the local path does: get-or-spawn where the local
 //!   path would, answer NO_SUCH_CALL / SESSION_CLOSED where the actor is missing, and tell a call that its
 //!   ring found no callee.
@@ -27,7 +31,7 @@ use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{
     CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, TraceContext, Traced, UserMsg,
 };
-use crate::remote::{Body, CallWire, ChannelWire, Envelope, ReplyTo, SinkTo, UserWire};
+use crate::remote::{Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire};
 use crate::session::{
     COMMAND_TIMEOUT, CommandOk, ConnectionInbox, LoginOk, Session, UserCommand, flatten,
 };
@@ -81,14 +85,16 @@ impl Hub {
     fn envelope(&self, body: Body) -> Envelope {
         Envelope {
             from: self.node().clone(),
+            hops: 0,
             // Sent under the current span, so the receiver continues this trace (`crate::trace`).
             trace: TraceContext::current(),
             body,
         }
     }
 
-    fn ship(&self, node: &NodeId, body: Body) {
-        self.inner.parts.courier.send(node, self.envelope(body));
+    /// `false` when `node` is not in the cluster (the envelope was dropped).
+    fn ship(&self, node: &NodeId, body: Body) -> bool {
+        self.inner.parts.courier.send(node, self.envelope(body))
     }
 
     fn next_id(&self) -> u64 {
@@ -96,8 +102,11 @@ impl Hub {
     }
 
     /// Parks `complete` until another node answers; returns the handle that answer must carry.
+    /// `node` is the node asked: if it leaves the cluster first, the request fails at once
+    /// ([`Hub::node_lost`]) instead of waiting for an answer that cannot come.
     fn await_answer<T: DeserializeOwned + Send + 'static>(
         &self,
+        node: &NodeId,
         complete: impl FnOnce(Result<T, CommandError>) + Send + 'static,
     ) -> ReplyTo {
         let id = self.next_id();
@@ -108,7 +117,7 @@ impl Hub {
                 }),
             );
         });
-        lock(&self.inner.pending).insert(id, pending);
+        lock(&self.inner.pending).insert(id, (node.clone(), pending));
         ReplyTo {
             node: self.node().clone(),
             id,
@@ -116,10 +125,14 @@ impl Hub {
     }
 
     /// A handle another node can answer `responder` through.
-    fn park<T: DeserializeOwned + Send + 'static>(&self, responder: Responder<T>) -> ReplyTo {
+    fn park<T: DeserializeOwned + Send + 'static>(
+        &self,
+        node: &NodeId,
+        responder: Responder<T>,
+    ) -> ReplyTo {
         match responder {
             Responder::Remote { to, .. } => to,
-            Responder::Local(port) => self.await_answer(move |answer| {
+            Responder::Local(port) => self.await_answer(node, move |answer| {
                 let _ = port.send(answer);
             }),
         }
@@ -141,11 +154,16 @@ impl Hub {
         body: impl FnOnce(ReplyTo) -> Body,
     ) -> Result<T, CommandError> {
         let (tx, rx) = oneshot::channel();
-        let reply = self.await_answer(move |answer: Result<T, CommandError>| {
+        let reply = self.await_answer(node, move |answer: Result<T, CommandError>| {
             let _ = tx.send(answer);
         });
         let id = reply.id;
-        self.ship(node, body(reply));
+        if !self.ship(node, body(reply)) {
+            lock(&self.inner.pending).remove(&id);
+            return Err(CommandError::Unavailable(format!(
+                "node {node} is not in the cluster; try again"
+            )));
+        }
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
             _ => {
@@ -300,7 +318,7 @@ impl Hub {
 
     /// Connection `conn` dropped without logging out.
     pub(crate) fn connection_lost(&self, app: &AppId, user: &UserId, conn: ConnId) {
-        self.send_user_msg(app, user, UserWire::ConnectionLost { conn }, |_| {
+        self.send_user_msg(app, user, UserWire::ConnectionLost { conn }, move |_| {
             UserMsg::ConnectionLost { conn }
         });
     }
@@ -319,12 +337,15 @@ impl Hub {
         })
     }
 
+    /// `true` when delivered here, sent to the owner, or parked until the user's partition has one (a
+    /// parked message that finds no user actor, or no owner in time, gets the answer the asking call
+    /// would get from a node without that user: see [`unanswered`]).
     fn send_user_msg(
         &self,
         app: &AppId,
         user: &UserId,
         wire: UserWire,
-        local: impl FnOnce(()) -> UserMsg,
+        local: impl FnOnce(()) -> UserMsg + Send + 'static,
     ) -> bool {
         let key = ActorKey::User(app.clone(), user.clone());
         match self.route(&key) {
@@ -343,8 +364,24 @@ impl Hub {
                 true
             }
             Route::Nowhere => {
-                tracing::warn!(%key, "message dropped: the user's partition is between owners");
-                false
+                // A restarted node claiming its share, or a dead node's partition not yet re-owned: the
+                // user's actor is about to have an owner again. Waiting keeps a ring from reading as
+                // "offline" for a user that is logged in.
+                let (app, user) = (app.clone(), user.clone());
+                self.hold_for_owner(
+                    key,
+                    Box::new(move |hub, replay| {
+                        let answer = match &wire {
+                            UserWire::Input(traced) => unanswered(&user, &traced.payload),
+                            _ => None,
+                        };
+                        let delivered = replay && hub.send_user_msg(&app, &user, wire, local);
+                        if !delivered && let Some((call, answer)) = answer {
+                            hub.send_call(&app, &call, answer);
+                        }
+                    }),
+                );
+                true
             }
         }
     }
@@ -386,14 +423,16 @@ impl Hub {
                     let _ = actor.cast(CallMsg::Input(traced));
                 }
             }
-            Route::There(node) => self.ship(
-                &node,
-                Body::Call {
-                    app: app.clone(),
-                    id: call.clone(),
-                    msg: CallWire::Input(traced),
-                },
-            ),
+            Route::There(node) => {
+                self.ship(
+                    &node,
+                    Body::Call {
+                        app: app.clone(),
+                        id: call.clone(),
+                        msg: CallWire::Input(traced),
+                    },
+                );
+            }
             Route::Nowhere => {
                 let (app, call) = (app.clone(), call.clone());
                 self.hold_for_owner(
@@ -420,7 +459,7 @@ impl Hub {
         match self.route(&key) {
             Route::Here => self.command_call_here(call, input, reply),
             Route::There(node) => {
-                let reply = self.park(reply);
+                let reply = self.park(&node, reply);
                 self.ship(
                     &node,
                     Body::Call {
@@ -528,7 +567,7 @@ impl Hub {
                     .await
             }
             Route::There(node) => {
-                let reply = self.park(reply);
+                let reply = self.park(&node, reply);
                 self.ship(
                     &node,
                     Body::Channel {
@@ -666,6 +705,26 @@ impl Hub {
     /// whose call, channel or party lived there are told, so those calls end exactly once for the
     /// survivors and paused hosts go back live.
     pub fn node_lost(&self, node: &NodeId, lost: LostKeys) {
+        // Requests waiting for that node's answer fail now ("try again": the key has a new owner soon)
+        // rather than at their timeout.
+        let unanswered: Vec<crate::hub::Pending> = {
+            let mut pending = lock(&self.inner.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, (asked, _))| asked == node)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| pending.remove(id).map(|(_, complete)| complete))
+                .collect()
+        };
+        let failed: Result<(), CommandError> = Err(CommandError::Unavailable(format!(
+            "node {node} left the cluster; try again"
+        )));
+        let failed = serde_json::to_value(&failed).expect("an error is plain serde data");
+        for complete in unanswered {
+            complete(failed.clone());
+        }
         let orphaned: Vec<ConnectionInbox> = {
             let mut sinks = lock(&self.inner.remote_sinks);
             let ids: Vec<u64> = sinks
@@ -687,7 +746,10 @@ impl Hub {
         }
         let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
         for actor in users {
-            let _ = actor.cast(UserMsg::OwnersLost(lost.clone()));
+            let _ = actor.cast(UserMsg::NodeLost {
+                node: node.clone(),
+                lost: lost.clone(),
+            });
         }
         let calls: Vec<_> = lock(&self.inner.calls)
             .values()
@@ -744,12 +806,15 @@ impl Hub {
     }
 
     async fn deliver_now(&self, envelope: Envelope) {
+        let Some(envelope) = self.take_or_pass_on(envelope) else {
+            return;
+        };
         let from = envelope.from.clone();
         match envelope.body {
             Body::Reply { id, result } => {
                 let pending = lock(&self.inner.pending).remove(&id);
                 match pending {
-                    Some(complete) => complete(result),
+                    Some((_, complete)) => complete(result),
                     None => tracing::debug!(id, %from, "late answer dropped"),
                 }
             }
@@ -771,6 +836,98 @@ impl Hub {
             Body::Call { app, id, msg } => self.deliver_call(app, id, msg).await,
             Body::Channel { app, channel, msg } => self.deliver_channel(app, channel, msg).await,
         }
+    }
+
+    /// An envelope for a user or a call whose partition this node does not serve (any more, or not yet)
+    /// is not carried out here: a node that stopped owning the key between the sender's routing and
+    /// the envelope's arrival would otherwise start an actor no owner knows of (a session that then
+    /// answers "session is closed" from the real owner). It goes on to the owner this node sees, at
+    /// most [`MAX_HOPS`] times; with no owner now, notifications wait for one in order
+    /// ([`crate::flux`]) and requests are answered UNAVAILABLE ("try again") at once, as when the
+    /// sender itself finds the key between owners. `Some` when the envelope is for this node.
+    fn take_or_pass_on(&self, mut envelope: Envelope) -> Option<Envelope> {
+        let key = match &envelope.body {
+            Body::User { app, user, .. } => ActorKey::User(app.clone(), user.clone()),
+            Body::Call { app, id, .. } => ActorKey::Call(app.clone(), id.clone()),
+            // Channels are pinned by their opener (`route_opening`), replies and sinks belong here.
+            _ => return Some(envelope),
+        };
+        let route = self.route(&key);
+        if let Route::Here = route {
+            return Some(envelope);
+        }
+        if let Route::There(node) = &route
+            && envelope.hops < MAX_HOPS
+        {
+            tracing::debug!(%key, to = %node, hops = envelope.hops, "envelope passed on to the key's owner");
+            envelope.hops += 1;
+            self.inner.parts.courier.send(node, envelope);
+            return None;
+        }
+        let unavailable = || in_flux(&key);
+        if let Route::There(node) = route {
+            // Passed on too often: the views are not converging. Requests fail (the sender retries);
+            // a notification is dropped, and a ring or a takeover question gets its "nobody" answer.
+            tracing::warn!(%key, to = %node, "envelope dropped: passed on too often");
+            return match envelope.body {
+                Body::User { app, user, msg } => {
+                    match msg {
+                        UserWire::Attach { reply, .. } => {
+                            let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
+                        }
+                        UserWire::Command { reply, .. } => {
+                            let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
+                        }
+                        UserWire::Input(traced) => {
+                            if let Some((call, answer)) = unanswered(&user, &traced.payload) {
+                                self.send_call(&app, &call, answer);
+                            }
+                        }
+                        UserWire::ConnectionLost { .. } => {}
+                    }
+                    None
+                }
+                Body::Call { msg, .. } => {
+                    match msg {
+                        CallWire::Spawn { reply, .. } | CallWire::Command { reply, .. } => {
+                            let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
+                        }
+                        CallWire::Input(_) => {}
+                    }
+                    None
+                }
+                _ => None,
+            };
+        }
+        // Between owners: what the sender would have done had it seen that.
+        match envelope.body {
+            Body::User { app, user, msg } => match msg {
+                UserWire::Attach { reply, .. } => {
+                    let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
+                }
+                UserWire::Command { reply, .. } => {
+                    let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
+                }
+                UserWire::ConnectionLost { conn } => self.connection_lost(&app, &user, conn),
+                UserWire::Input(traced) => {
+                    let local = traced.clone();
+                    self.send_user_msg(&app, &user, UserWire::Input(traced), move |_| {
+                        UserMsg::Input(local)
+                    });
+                }
+            },
+            Body::Call { app, id, msg } => match msg {
+                CallWire::Spawn { reply, .. } => {
+                    let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
+                }
+                CallWire::Input(traced) => self.send_call(&app, &id, traced.payload),
+                CallWire::Command { input, reply } => {
+                    self.command_call(&app, &id, input, self.responder(reply))
+                }
+            },
+            _ => unreachable!("only user and call envelopes are routed by partition"),
+        }
+        None
     }
 
     async fn deliver_user(&self, app: AppId, user: UserId, msg: UserWire) {
@@ -825,21 +982,7 @@ impl Hub {
                 }
             }
             UserWire::Input(traced) => {
-                // What the asking call hears when there is no user actor here (as on one node).
-                let unanswered = match &traced.payload {
-                    UserInput::Ring { info } => Some((
-                        info.call_id.clone(),
-                        CallInput::Undeliverable(Undeliverable::Offline),
-                    )),
-                    UserInput::CallAdopted { call_id } => Some((
-                        call_id.clone(),
-                        CallInput::PartyPresent {
-                            user: user.clone(),
-                            present: false,
-                        },
-                    )),
-                    _ => None,
-                };
+                let unanswered = unanswered(&user, &traced.payload);
                 let delivered = self
                     .user(&app, &user)
                     .is_some_and(|actor| actor.cast(UserMsg::Input(traced)).is_ok());
@@ -905,5 +1048,24 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+/// What the call that sent `wire` hears when `user` has no actor to take it (as on one node): a ring
+/// finds the callee offline; a restored call's question finds the party gone.
+fn unanswered(user: &UserId, input: &UserInput) -> Option<(CallId, CallInput)> {
+    match input {
+        UserInput::Ring { info } => Some((
+            info.call_id.clone(),
+            CallInput::Undeliverable(Undeliverable::Offline),
+        )),
+        UserInput::CallAdopted { call_id } => Some((
+            call_id.clone(),
+            CallInput::PartyPresent {
+                user: user.clone(),
+                present: false,
+            },
+        )),
+        _ => None,
     }
 }

@@ -199,7 +199,21 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 }
                 myself.stop(Some("evicted: this node lost its lease".into()));
             }
-            UserMsg::OwnersLost(lost) => {
+            UserMsg::NodeLost { node, lost } => {
+                // The connections whose WebSocket that node held dropped with it: the live one starts
+                // the grace period (the peer hears `remoteLeft`), as if its socket had closed.
+                let dead: Vec<ConnId> = state
+                    .sinks
+                    .iter()
+                    .filter(|(_, sink)| sink.node().is_some_and(|n| *n == node))
+                    .map(|(conn, _)| *conn)
+                    .collect();
+                for conn in dead {
+                    state.sinks.remove(&conn);
+                    if state.machine.connection() == Some(conn) {
+                        feed(&myself, state, UserInput::ConnectionLost { conn }, now).await;
+                    }
+                }
                 let call = state.machine.call().map(|c| c.id.clone());
                 if let Some(call_id) = call
                     && lost(&ActorKey::Call(state.app.clone(), call_id.clone()))
@@ -431,8 +445,13 @@ async fn run(
                         }
                     }
                     Err(e) => {
-                        // Undo: the call never existed.
-                        tracing::error!(%call_id, error = %e, "call actor failed to start");
+                        // The call never existed: the machine forgets it, so the user may call again.
+                        tracing::warn!(%call_id, error = %e, "call actor failed to start");
+                        let now = state.hub.now_ms();
+                        let input = UserInput::CallNotStarted { call_id };
+                        if let Err(e) = state.machine.handle(input, now) {
+                            tracing::debug!(error = %e, "call not started: nothing to forget");
+                        }
                         if let Some(r) = reply.take() {
                             let _ = r.send(Err(e));
                         }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt as _;
 use showcall_actors::Hub;
 use showcall_actors::events::EventLog;
 use showcall_auth::{AppKeys, TokenIssuer};
@@ -27,6 +28,9 @@ pub struct AdminService {
     events: Arc<dyn EventLog>,
     /// The node's actors, for the users / channels / calls RPCs (absent in a bare token service).
     hub: Option<Hub>,
+    /// Turns true when the node stops: open `WatchEvents` streams end then (UNAVAILABLE, "watch again
+    /// after your last cursor"), or the server's graceful stop would wait for them forever.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AdminService {
@@ -40,7 +44,15 @@ impl AdminService {
             node_info: Arc::new(node_info),
             events: Arc::new(showcall_actors::events::MemoryEventLog::default()),
             hub: None,
+            // A service nobody stops: the sender is dropped, the value stays false.
+            stopping: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Ends open `WatchEvents` streams when `stopping` turns true (the node shuts down).
+    pub fn with_shutdown(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Answers the users / channels / calls RPCs from `hub`'s actors (and the cluster's, through it).
@@ -117,9 +129,21 @@ impl Admin for AdminService {
             .events
             .watch(req.after_cursor)
             .map_err(crate::events::watch_status)?;
-        Ok(Response::new(Box::pin(crate::events::proto_stream(
-            events, req.app_id,
-        ))))
+        let mut stopping = self.stopping.clone();
+        let stopped = async move {
+            if stopping.wait_for(|stop| *stop).await.is_err() {
+                // Nobody can stop this service: the stream ends only with its watcher.
+                std::future::pending::<()>().await;
+            }
+        };
+        let events = crate::events::proto_stream(events, req.app_id)
+            .take_until(stopped)
+            .chain(futures_util::stream::once(async {
+                Err(Status::unavailable(
+                    "this node is shutting down: watch again (on any node) after your last cursor",
+                ))
+            }));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn get_node_info(

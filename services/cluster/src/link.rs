@@ -103,12 +103,12 @@ fn unframe(frame: &pb::Envelope) -> Result<Envelope, serde_json::Error> {
 }
 
 impl Courier for LinkCourier {
-    fn send(&self, node: &NodeId, envelope: Envelope) {
+    fn send(&self, node: &NodeId, envelope: Envelope) -> bool {
         let frame = frame(&envelope);
         let mut peers = lock(&self.peers);
         let frame = match peers.get(node) {
             Some(tx) => match tx.send(frame) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(mpsc::error::SendError(frame)) => frame,
             },
             None => frame,
@@ -117,9 +117,11 @@ impl Courier for LinkCourier {
             Some(tx) => {
                 let _ = tx.send(frame);
                 peers.insert(node.clone(), tx);
+                true
             }
             None => {
-                tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: node unknown")
+                tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: node unknown");
+                false
             }
         }
     }
@@ -129,11 +131,14 @@ impl Courier for LinkCourier {
 #[derive(Debug, Clone)]
 pub struct NodeLinkService {
     hub: Hub,
+    /// Turns true when this node stops: incoming links end then, so the gRPC server's graceful stop
+    /// does not wait for peers that keep their streams open for good.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeLinkService {
-    pub fn new(hub: Hub) -> Self {
-        Self { hub }
+    pub fn new(hub: Hub, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { hub, stopping }
     }
 
     pub fn into_server(self) -> NodeLinkServer<Self> {
@@ -149,7 +154,17 @@ impl NodeLink for NodeLinkService {
     ) -> Result<Response<pb::DeliverSummary>, Status> {
         let mut stream = request.into_inner();
         let mut summary = pb::DeliverSummary::default();
-        while let Some(frame) = stream.message().await? {
+        let mut stopping = self.stopping.clone();
+        loop {
+            let frame = tokio::select! {
+                frame = stream.message() => match frame? {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                // The peer's courier sees the stream end and opens a new one to whoever owns what it
+                // sends next.
+                Ok(_) = stopping.wait_for(|stop| *stop) => break,
+            };
             match unframe(&frame) {
                 Ok(envelope) => {
                     summary.delivered += 1;
@@ -174,6 +189,7 @@ mod tests {
     fn envelope(trace: TraceContext) -> Envelope {
         Envelope {
             from: NodeId("node-a".into()),
+            hops: 0,
             trace,
             body: Body::Reply {
                 id: 7,

@@ -94,14 +94,31 @@ impl NodeHandle {
 
     /// Stops accepting, closes connections, waits for the servers to finish, and leaves the cluster
     /// (revoking the lease frees this node's partitions at once).
+    ///
+    /// Every step is bounded: servers get [`SHUTDOWN_GRACE`] to finish (open streams — other nodes'
+    /// links, `WatchEvents` — are ended by the same signal), then whatever still runs is aborted, so the
+    /// node exits within a few seconds whatever its peers and clients do.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                still_running = self.tasks.len(),
+                "servers did not stop in time; aborted"
+            );
+            self.tasks.abort_all();
+        }
         if let Some(membership) = &self.membership {
             membership.stop().await;
         }
     }
 }
+
+/// How long servers and connections get to finish after the stop signal.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn user_config(config: &NodeConfig) -> UserConfig {
     UserConfig {
@@ -295,7 +312,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     });
     let admin = admin
         .with_events(hub.events().clone())
-        .with_hub(hub.clone());
+        .with_hub(hub.clone())
+        .with_shutdown(shutdown_rx.clone());
+    let link_stop = shutdown_rx.clone();
     let link_hub = membership.as_ref().map(|_| hub.clone());
     if let Some(m) = &membership {
         // Partitions with users or calls running here are not handed to a joining node (no actor
@@ -304,7 +323,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let count = m.partitions();
         m.set_busy(Arc::new(move || {
             busy_hub
-                .active_keys()
+                .busy_keys()
                 .iter()
                 // Channels are pinned, not placed by partition: they never hold a partition back.
                 .filter(|key| !matches!(key, showcall_actors::ActorKey::Channel(..)))
@@ -379,8 +398,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             let _ = stop.changed().await;
         };
         // In a cluster the same port carries the node link (envelopes from other nodes).
-        let node_link =
-            link_hub.map(|hub| showcall_cluster::NodeLinkService::new(hub).into_server());
+        let node_link = link_hub
+            .map(|hub| showcall_cluster::NodeLinkService::new(hub, link_stop).into_server());
         let more = move |routes: tonic::service::Routes| match node_link {
             Some(link) => routes.add_service(link),
             None => routes,
