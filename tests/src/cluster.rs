@@ -426,6 +426,69 @@ pub fn user_in(prefix: &str, partitions: &[u32], count: u32) -> String {
         .expect("some id hashes into the partitions")
 }
 
+/// The tag a node's id gives its call channels (`call-<hex>@<tag>`).
+pub fn node_tag(node: &NodeProcess) -> String {
+    showcall_cluster::view::node_tag(&showcall_actors::NodeId(node.id.clone()))
+}
+
+/// Connects a call from `caller` to `callee` (both prepared) whose call actor's partition and call
+/// channel's node tag `accept` takes: calls placed elsewhere are cancelled and placed again. The parties
+/// join the call channel without media (connected on both joins). Returns the call id.
+pub async fn connected_call_where(
+    caller: &mut crate::sdk_helpers::SdkUser,
+    callee: &mut crate::sdk_helpers::SdkUser,
+    partitions: u32,
+    accept: impl Fn(u32, &str) -> bool,
+) -> String {
+    use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
+    for _ in 0..100 {
+        let created = caller
+            .api
+            .call(&callee.id, CallType::Video, Default::default())
+            .await
+            .expect("call placed");
+        let call_key = showcall_actors::ActorKey::Call(
+            showcall_actors::AppId(DEMO_APP.into()),
+            created.call_id.as_str().into(),
+        );
+        let partition = showcall_cluster::partition_of(&call_key, partitions);
+        let tag = created
+            .channel
+            .rsplit_once('@')
+            .map(|(_, tag)| tag.to_owned())
+            .unwrap_or_default();
+        callee
+            .wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+            .await;
+        if !accept(partition, &tag) {
+            caller.api.cancel_call().await.expect("cancelled");
+            caller
+                .wait_state(CallState::Prepared, CallStateReason::LocalCancelled)
+                .await;
+            callee
+                .wait_state(CallState::Prepared, CallStateReason::RemoteCancelled)
+                .await;
+            continue;
+        }
+        callee.api.accept(&caller.id).await.expect("accepted");
+        caller.api.join_call_channel().await.expect("caller joins");
+        callee.api.join_call_channel().await.expect("callee joins");
+        let connected = |r: &Recorded| {
+            matches!(
+                r,
+                Recorded::State {
+                    state: CallState::Connected,
+                    ..
+                }
+            )
+        };
+        caller.wait_call(connected).await;
+        callee.wait_call(connected).await;
+        return created.call_id;
+    }
+    panic!("no call of 100 landed where wanted");
+}
+
 /// Polls `probe` until it returns `Some`, failing with the last observation after `limit` (a guard
 /// against a hang, not a timing assertion: the tests print how long convergence took).
 pub async fn eventually<T, O: std::fmt::Debug>(

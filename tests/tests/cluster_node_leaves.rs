@@ -9,19 +9,16 @@
 //! - SIGKILL of the node running a user's session: a login through a survivor is answered quickly, with
 //!   "try again" while the session has no owner, never after waiting for a dead node's answer.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use showcall_proto::admin::{GetCallRequest, GetUserRequest};
-use showcall_sdk::{
-    CallEvent, CallState, CallStateReason, CallType, ErrorCode, Recorded, SdkError,
-};
+use showcall_sdk::{CallEvent, CallState, CallStateReason, ErrorCode, SdkError};
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::cluster::{
-    DEMO_APP, Etcd, NodeOptions, NodeProcess, eventually, shares, user_in, wait_converged,
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, eventually, node_tag, shares,
+    user_in, wait_converged,
 };
-use showcall_tests::sdk_helpers::SdkUser;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -81,61 +78,6 @@ async fn a_terminated_node_exits_with_streams_open_and_its_share_moves() {
     wait_converged(&[&n1, &n3], options.partitions).await;
 }
 
-/// A call between `caller` (through `caller_node`) and `callee` (through `callee_node`) whose call actor
-/// and call channel avoid `avoid`'s partitions and node: calls that land there are cancelled and placed
-/// again.
-async fn connected_call_off(
-    caller: &mut SdkUser,
-    callee: &mut SdkUser,
-    avoid: &NodeProcess,
-    avoid_share: &[u32],
-    partitions: u32,
-) -> String {
-    let avoid_tag = showcall_cluster::view::node_tag(&showcall_actors::NodeId(avoid.id.clone()));
-    for _ in 0..50 {
-        let created = caller
-            .api
-            .call(&callee.id, CallType::Video, HashMap::new())
-            .await
-            .expect("call placed");
-        let call_key = showcall_actors::ActorKey::Call(
-            showcall_actors::AppId(DEMO_APP.into()),
-            created.call_id.as_str().into(),
-        );
-        let call_partition = showcall_cluster::partition_of(&call_key, partitions);
-        let channel_tag = created.channel.rsplit_once('@').map(|(_, tag)| tag);
-        callee
-            .wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
-            .await;
-        if avoid_share.contains(&call_partition) || channel_tag == Some(avoid_tag.as_str()) {
-            caller.api.cancel_call().await.expect("cancelled");
-            caller
-                .wait_state(CallState::Prepared, CallStateReason::LocalCancelled)
-                .await;
-            callee
-                .wait_state(CallState::Prepared, CallStateReason::RemoteCancelled)
-                .await;
-            continue;
-        }
-        callee.api.accept(&caller.id).await.expect("accepted");
-        caller.api.join_call_channel().await.expect("caller joins");
-        callee.api.join_call_channel().await.expect("callee joins");
-        let connected = |r: &Recorded| {
-            matches!(
-                r,
-                Recorded::State {
-                    state: CallState::Connected,
-                    ..
-                }
-            )
-        };
-        caller.wait_call(connected).await;
-        callee.wait_call(connected).await;
-        return created.call_id;
-    }
-    panic!("no call of 50 avoided {}", avoid.id);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_gateway_is_killed_goes_away_and_its_peer_is_told() {
     let etcd = Etcd::start().await;
@@ -147,13 +89,11 @@ async fn a_session_whose_gateway_is_killed_goes_away_and_its_peer_is_told() {
     let host_id = user_in("host", &by_node["n3"], options.partitions);
     let mut viewer = n1.prepared_user(&viewer_id).await;
     let mut host = n3.prepared_user(&host_id).await;
-    let call_id = connected_call_off(
-        &mut viewer,
-        &mut host,
-        &n1,
-        &by_node["n1"],
-        options.partitions,
-    )
+    let n1_tag = node_tag(&n1);
+    let n1_share = by_node["n1"].clone();
+    let call_id = connected_call_where(&mut viewer, &mut host, options.partitions, |p, tag| {
+        !n1_share.contains(&p) && tag != n1_tag
+    })
     .await;
 
     n1.kill().await;

@@ -140,6 +140,9 @@ pub enum CallInput {
     CallingTimeout,
     /// The business server or an operator ends the call.
     Terminate { reason: String },
+    /// The node carrying the call's channel (its media) is gone: the call cannot go on. Ends it once
+    /// for both parties with `endedByServer`; the record says `node_lost`.
+    ChannelLost,
     /// A call restored from its snapshot on a new node: ask its parties and channel whether they still
     /// hold it (see [`takeover`](self::takeover)).
     Adopt,
@@ -726,6 +729,7 @@ impl CallMachine {
             }
             CallInput::AdmissionTimeout => self.admission_timeout(now, &mut fx)?,
             CallInput::BillingTick => self.billing_tick_fired(now, &mut fx)?,
+            CallInput::ChannelLost => self.channel_lost(now, &mut fx),
             CallInput::Terminate { reason } => {
                 let view = (StateReason::EndedByServer, None, reason.clone());
                 self.end(

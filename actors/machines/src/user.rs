@@ -22,10 +22,14 @@
 //! - **Tokens.** A warning event `token_warning_ms` before expiry; at expiry the session closes and a call in
 //!   progress ends (`tokenExpired` for this user). RenewToken moves both deadlines.
 
+mod snapshot;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub use snapshot::{USER_SNAPSHOT_VERSION, UserSnapshot, UserSnapshotError};
 
 use crate::call::{CallInput, CallSetup, CallUpdate, SessionEnd, Undeliverable};
 use crate::channel::{ChannelInput, ChannelUpdate};
@@ -322,7 +326,7 @@ pub struct ActiveCall {
     pub info: Option<EventInfo>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Session {
     /// Not logged in yet (a fresh machine).
     New,

@@ -216,6 +216,7 @@ fn inputs() -> Vec<(String, CallInput)> {
             reason: "ops".into(),
         },
     ));
+    v.push(("channel-lost".into(), CallInput::ChannelLost));
     v
 }
 
@@ -239,6 +240,7 @@ fn variant(input: &CallInput) -> &'static str {
         CallInput::GaveWay { .. } => "GaveWay",
         CallInput::CallingTimeout => "CallingTimeout",
         CallInput::Terminate { .. } => "Terminate",
+        CallInput::ChannelLost => "ChannelLost",
         CallInput::Adopt => "Adopt",
         CallInput::PartyPresent { .. } => "PartyPresent",
         CallInput::ChannelPresent { .. } => "ChannelPresent",
@@ -254,7 +256,7 @@ fn inputs_cover_every_variant() {
     let seen: BTreeSet<&str> = inputs().iter().map(|(_, i)| variant(i)).collect();
     assert_eq!(
         seen.len(),
-        23,
+        24,
         "every CallInput variant is in the table: {seen:?}"
     );
 }
@@ -523,6 +525,10 @@ fn authorizing() {
             cancel timer
             A state Prepared EndedByServer
             ended terminated (ops) after 0"),
+        ok("channel-lost =>
+            cancel timer
+            A state Prepared EndedByServer
+            ended node lost after 0"),
         // Allowed: what a call without admission does at Start, but the caller already saw `calling`.
         ok("authorized allow =>
             cancel timer
@@ -641,6 +647,12 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
             B state Prepared EndedByServer
             close call-c1
             ended terminated (ops) after 0"),
+        ok("channel-lost =>
+            cancel timer
+            A state Prepared EndedByServer
+            B state Prepared EndedByServer
+            close call-c1
+            ended node lost after 0"),
     ]
     .into_iter()
     .chain(if phase == Phase::NotDelivered {
@@ -840,6 +852,12 @@ fn connecting() {
             B state Prepared EndedByServer
             resume live-alice A; resume live-bob B; close call-c1
             ended terminated (ops) after 0"),
+        ok("channel-lost =>
+            cancel timer
+            A state Prepared EndedByServer
+            B state Prepared EndedByServer
+            resume live-alice A; resume live-bob B; close call-c1
+            ended node lost after 0"),
     ]);
     table.extend(not_restored());
     table.extend(admitted());
@@ -912,6 +930,11 @@ fn connected() {
             B state Prepared EndedByServer; B disconnected by - after 7000
             resume live-alice A; resume live-bob B; close call-c1
             ended terminated (ops) after 7000"),
+        ok("channel-lost =>
+            A state Prepared EndedByServer; A disconnected by - after 7000
+            B state Prepared EndedByServer; B disconnected by - after 7000
+            resume live-alice A; resume live-bob B; close call-c1
+            ended node lost after 7000"),
     ]);
     table.extend(not_restored());
     table.extend(admitted());

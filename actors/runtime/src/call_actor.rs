@@ -150,7 +150,7 @@ impl Actor for CallActor {
             CallMsg::Timer(CallTimer::Admission) => state.step("call.admission_timeout"),
             CallMsg::Timer(CallTimer::BillingTick) => state.step("call.billing_tick"),
             // Sent to every call when any node dies: a span only where a party was lost (`call.ended`).
-            CallMsg::OwnersLost(_) => tracing::Span::none(),
+            CallMsg::OwnersLost(_) | CallMsg::Snapshot(_) => tracing::Span::none(),
         };
         handle_msg(myself, msg, state).instrument(step).await;
         Ok(())
@@ -193,7 +193,26 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 };
                 feed(&myself, state, input).await;
             }
+            CallMsg::Snapshot(reply) => {
+                use crate::handoff::CallState as Standing;
+                let standing = if state.machine.is_ended() {
+                    Standing::Ended
+                } else {
+                    match state.machine.snapshot() {
+                        Some(snapshot) => Standing::Connected(Box::new(snapshot)),
+                        None => Standing::Unsettled,
+                    }
+                };
+                let _ = reply.send(standing);
+            }
             CallMsg::OwnersLost(lost) => {
+                // The call's channel died with its node: its media is gone, the call cannot go on.
+                let channel =
+                    ActorKey::Channel(state.app.clone(), state.machine.setup().channel.clone());
+                if !state.machine.is_ended() && lost(&channel) {
+                    feed(&myself, state, CallInput::ChannelLost).await;
+                    return;
+                }
                 // A party whose user actor died with its node is gone, as after its grace period.
                 let setup = state.machine.setup();
                 let parties = [setup.caller.clone(), setup.callee.clone()];

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) directory: crate::directory::Directory,
     /// Keys whose actors are being started here ([`Hub::start_here`]).
     starting: Mutex<std::collections::HashSet<ActorKey>>,
+    /// Set when this node leaves the cluster: no actor starts here any more (`crate::handoff`).
+    pub(crate) leaving: AtomicBool,
 }
 
 /// See the module docs. Cheap to clone.
@@ -148,6 +150,7 @@ impl Hub {
                 flux_task: AtomicBool::new(false),
                 directory: Default::default(),
                 starting: Mutex::default(),
+                leaving: AtomicBool::new(false),
             }),
         }
     }
@@ -236,6 +239,12 @@ impl Hub {
     /// UNAVAILABLE ("try again", which finds the new owner) before the actor exists. Without this an
     /// actor could start on a node that just gave its partition up, where no message would ever find it.
     pub(crate) fn start_here(&self, key: ActorKey) -> Result<Starting<'_>, CommandError> {
+        if self.is_leaving() {
+            return Err(CommandError::Unavailable(format!(
+                "{} is leaving the cluster; try again",
+                self.node()
+            )));
+        }
         lock(&self.inner.starting).insert(key.clone());
         let starting = Starting { hub: self, key };
         if self.serves(&starting.key) {
@@ -298,9 +307,13 @@ impl Hub {
             return Ok(a.clone());
         }
         let starting = self.start_here(ActorKey::User(app.clone(), user.clone()))?;
-        let (actor, _) = Actor::spawn(None, UserActor, (self.clone(), app.clone(), user.clone()))
-            .await
-            .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
+        let (actor, _) = Actor::spawn(
+            None,
+            UserActor,
+            (self.clone(), app.clone(), user.clone(), None),
+        )
+        .await
+        .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
         lock(&self.inner.users).insert(key, actor.clone());
         drop(starting);
         Ok(actor)
@@ -348,11 +361,22 @@ impl Hub {
             )));
         }
         let starting = self.start_here(ActorKey::Call(app.clone(), id.clone()))?;
+        self.spawn_call_actor(app, id, start).await?;
+        drop(starting);
+        Ok(())
+    }
+
+    /// Starts and registers a call actor (the caller checked that it belongs here).
+    pub(crate) async fn spawn_call_actor(
+        &self,
+        app: AppId,
+        id: CallId,
+        start: CallStart,
+    ) -> Result<(), CommandError> {
         let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), start))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
         lock(&self.inner.calls).insert(id, (app, actor));
-        drop(starting);
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
 //! - [`admission`]: the call admission port and its CallPolicy gRPC client.
+//! - [`handoff`]: a partition's actors moving to another node with their state (leave, join).
 //! - [`remote`]: envelopes between nodes and the [`Courier`] port; `routing`: the hub's routing methods.
 //! - [`directory`]: what this node's actors are doing now (presence, channels, calls), for the admin API;
 //!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
@@ -29,6 +30,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod flux;
+pub mod handoff;
 pub mod hub;
 pub mod ids;
 pub mod keys;

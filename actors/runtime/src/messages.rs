@@ -161,6 +161,9 @@ pub enum UserMsg {
     /// This node lost its lease: another node may run this user now. Close the connections
     /// (`SessionClosed` NODE_LOST, so clients log in again) and stop without telling anyone else.
     Evict,
+    /// The user's partition is being handed to another node: answer the session's state (the actor
+    /// goes on until the hub stops it, silently, once the new owner has it).
+    Snapshot(RpcReplyPort<crate::handoff::UserState>),
 }
 
 /// Messages to a `CallActor`.
@@ -175,6 +178,8 @@ pub enum CallMsg {
     Timer(CallTimer),
     /// A node died: a party whose user actor it ran is gone.
     OwnersLost(LostKeys),
+    /// The call's partition is being handed to another node: answer what it needs to go on there.
+    Snapshot(RpcReplyPort<crate::handoff::CallState>),
 }
 
 /// Messages to a `ChannelActor`.

@@ -101,6 +101,15 @@ pub enum Body {
     Reply { id: u64, result: serde_json::Value },
     /// Something for a connection held by the receiving node.
     Sink { id: u64, outbound: Outbound },
+    /// A partition's actors, handed to the receiving node (answered `Done` once installed;
+    /// `crate::handoff`).
+    Handoff {
+        handoff: crate::handoff::Handoff,
+        reply: ReplyTo,
+    },
+    /// The sender now holds the session of the receiving node's connection sink `id` (its session was
+    /// handed over).
+    SinkMoved { id: u64 },
     /// A question for the receiving node's directory (answered with a `Reply`).
     Query {
         query: crate::directory::DirectoryQuery,
@@ -184,6 +193,8 @@ impl Envelope {
             Body::Reply { id, .. } => format!("reply/{id}"),
             Body::Sink { id, .. } => format!("sink/{id}"),
             Body::Query { .. } => "directory".to_owned(),
+            Body::Handoff { .. } => "handoff".to_owned(),
+            Body::SinkMoved { id } => format!("sink/{id}"),
         }
     }
 }

@@ -93,11 +93,11 @@ impl Hub {
     }
 
     /// `false` when `node` is not in the cluster (the envelope was dropped).
-    fn ship(&self, node: &NodeId, body: Body) -> bool {
+    pub(crate) fn ship(&self, node: &NodeId, body: Body) -> bool {
         self.inner.parts.courier.send(node, self.envelope(body))
     }
 
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -828,6 +828,12 @@ impl Hub {
                     sinks.remove(&id);
                 }
             }
+            Body::Handoff { handoff, reply } => {
+                let responder: Responder<CommandOk> = self.responder(reply);
+                let answer = self.install(&from, handoff).await;
+                let _ = responder.send(answer.map(|()| CommandOk::Done));
+            }
+            Body::SinkMoved { id } => self.sink_moved(id, from),
             Body::Query { query, reply } => {
                 let answer = self.directory().answer(&query);
                 let _ = self.responder(reply).send(Ok(answer));

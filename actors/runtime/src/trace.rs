@@ -145,6 +145,7 @@ pub fn call_step(input: &CallInput) -> &'static str {
         CallInput::GaveWay { .. } => "call.gave_way",
         CallInput::CallingTimeout => "call.timeout",
         CallInput::Terminate { .. } => "call.terminate",
+        CallInput::ChannelLost => "call.channel_lost",
         CallInput::Adopt => "call.adopt",
         CallInput::PartyPresent { .. } => "call.party_present",
         CallInput::ChannelPresent { .. } => "call.channel_present",

@@ -27,6 +27,13 @@ pub(crate) const SUSPENDED_RECHECK: Duration = Duration::from_millis(250);
 /// See the module docs.
 pub struct UserActor;
 
+/// A session handed over by another node (`crate::handoff`): the actor starts from it instead of anew.
+pub struct RestoredUser {
+    pub snapshot: showcall_machines::user::UserSnapshot,
+    pub sinks: Vec<(ConnId, SessionSink)>,
+    pub online: bool,
+}
+
 pub struct UserState {
     hub: Hub,
     app: AppId,
@@ -40,21 +47,44 @@ pub struct UserState {
 impl Actor for UserActor {
     type Msg = UserMsg;
     type State = UserState;
-    type Arguments = (Hub, AppId, UserId);
+    type Arguments = (Hub, AppId, UserId, Option<RestoredUser>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<UserMsg>,
-        (hub, app, user): (Hub, AppId, UserId),
+        (hub, app, user, restored): (Hub, AppId, UserId, Option<RestoredUser>),
     ) -> Result<UserState, ActorProcessingErr> {
-        let machine = UserMachine::new(user, hub.user_config().clone());
+        let config = hub.user_config().clone();
+        let Some(restored) = restored else {
+            return Ok(UserState {
+                hub,
+                app,
+                machine: UserMachine::new(user, config),
+                sinks: HashMap::new(),
+                online: false,
+            });
+        };
         Ok(UserState {
+            machine: UserMachine::restore(restored.snapshot, config)?,
             hub,
             app,
-            machine,
-            sinks: HashMap::new(),
-            online: false,
+            sinks: restored.sinks.into_iter().collect(),
+            online: restored.online,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.machine.connection().is_some() || state.machine.is_away() {
+            // A handed-over session: its timers go on here (a new session arms them at login).
+            let timers = state.machine.restored_timers(state.hub.now_ms());
+            run(&myself, state, timers, None).await;
+            publish(state);
+        }
+        Ok(())
     }
 
     async fn post_stop(
@@ -190,6 +220,13 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                     // the actor is evicted because another node took it over.
                     myself.send_after(SUSPENDED_RECHECK, move || UserMsg::Timer(timer));
                 }
+            }
+            UserMsg::Snapshot(reply) => {
+                let _ = reply.send(crate::handoff::UserState {
+                    snapshot: state.machine.snapshot(),
+                    sinks: state.sinks.iter().map(|(c, s)| (*c, s.clone())).collect(),
+                    online: state.online,
+                });
             }
             UserMsg::Evict => {
                 let reason = CloseReason::NodeLost;

@@ -250,8 +250,15 @@ impl SignalClient {
         let url = self.shared.url.clone().ok_or_else(|| {
             SdkError::Transport("reconnect needs a client made by SignalClient::connect".to_owned())
         })?;
+        self.reconnect_to(&url).await
+    }
+
+    /// [`reconnect`](Self::reconnect) to another signaling URL — another node of the cluster, e.g.
+    /// after the node this client was on closed the connection with 1012 ("service restart"). Log in
+    /// again to resume the session there: any node serves any session.
+    pub async fn reconnect_to(&self, url: &str) -> Result<(), SdkError> {
         let (tx, rx) = transport_channel();
-        let transport = WsTransport::connect(&url, tx).await?;
+        let transport = WsTransport::connect(url, tx).await?;
         self.attach(Box::new(transport), rx);
         Ok(())
     }

@@ -38,7 +38,8 @@ pub fn choose_media_node(
     view: &ClusterView,
     mut pick: impl FnMut(usize) -> usize,
 ) -> Option<NodeId> {
-    let nodes: Vec<&NodeInfo> = view.nodes.values().collect();
+    // A leaving node opens nothing new.
+    let nodes: Vec<&NodeInfo> = view.nodes.values().filter(|n| !n.leaving).collect();
     match nodes.len() {
         0 => None,
         1 => Some(nodes[0].id.clone()),
@@ -154,6 +155,7 @@ mod tests {
                 signal_url: String::new(),
                 capacity: *capacity,
                 load: *load,
+                leaving: false,
             };
             view.nodes.insert(NodeId((*id).into()), info);
         }

@@ -45,7 +45,7 @@ pub use bans::EtcdBans;
 pub use call_records::EtcdCallLedger;
 pub use event_log::EtcdEventLog;
 pub use link::{LinkCourier, NodeLinkService};
-pub use membership::{ClusterConfig, ClusterError, Membership, NodeLoss};
+pub use membership::{ClusterConfig, ClusterError, HandoffHook, LeaveReport, Membership, NodeLoss};
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;
 pub use takeover::take_over_calls;

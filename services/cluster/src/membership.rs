@@ -91,6 +91,29 @@ struct Shared {
     busy: Mutex<Option<BusyPartitions>>,
     /// How many channels are open here (published in the node info; set by the node).
     load: Mutex<Option<Arc<dyn Fn() -> u32 + Send + Sync>>>,
+    /// Moves a busy partition's actors to its next owner (set by the node once its hub exists).
+    handoff: Mutex<Option<HandoffHook>>,
+    /// Set when this node leaves: published in its node info (no partition targets it any more).
+    leaving: std::sync::atomic::AtomicBool,
+}
+
+/// Hands the actors of a partition this node just stopped serving to `target`; `true` once they run
+/// there (see `showcall_actors::handoff`). `force`: end calls that are not connected instead of
+/// waiting for them. `false`: nothing moved; the partition stays here for now.
+pub type HandoffHook = Arc<
+    dyn Fn(PartitionId, NodeId, bool) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What leaving the cluster did ([`Membership::leave`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaveReport {
+    /// Partitions handed over (with their actors, when they had any).
+    pub handed_over: usize,
+    /// Partitions still owned when the time was up (or no other node was left to take them): they
+    /// free themselves when the lease is revoked, and their actors are lost as in a crash.
+    pub left_behind: usize,
 }
 
 /// Which partitions have actors running on this node.
@@ -128,6 +151,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// This node's info as it should be published now (`load` = channels open).
+    fn info_now(&self, load: u32) -> NodeInfo {
+        NodeInfo {
+            load,
+            leaving: self.leaving.load(std::sync::atomic::Ordering::Acquire),
+            ..self.info.clone()
+        }
+    }
+
     /// The margin kept before the earliest moment etcd could expire the lease.
     fn margin(&self) -> Duration {
         (self.ttl / 4).max(Duration::from_millis(200))
@@ -192,6 +224,8 @@ impl Membership {
             losses: Mutex::default(),
             busy: Mutex::default(),
             load: Mutex::default(),
+            handoff: Mutex::default(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         });
         let revision = snapshot(&mut client, &shared).await?;
         let keeper = tokio::spawn(keep_alive(client.clone(), shared.clone()));
@@ -296,6 +330,78 @@ impl Membership {
     /// second, when it changed) so other nodes place new channels by load.
     pub fn set_load(&self, load: Arc<dyn Fn() -> u32 + Send + Sync>) {
         *lock(&self.shared.load) = Some(load);
+    }
+
+    /// Tells membership how to move a busy partition's actors: a partition another node should own is
+    /// then handed over with its actors (a joining node gets its share under load) instead of staying
+    /// here until they are gone.
+    pub fn set_handoff(&self, handoff: HandoffHook) {
+        *lock(&self.shared.handoff) = Some(handoff);
+    }
+
+    /// Leaves the cluster gracefully, within `limit`: publishes that this node is leaving (no partition
+    /// targets it, no channel opens on it), then hands every partition it owns to its next owner — with
+    /// its actors — one after the other. Calls that have not connected are waited for during the first
+    /// half of `limit`, then ended. Call [`Membership::stop`] afterwards to revoke the lease.
+    pub async fn leave(&self, limit: Duration) -> LeaveReport {
+        let shared = &self.shared;
+        shared
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+        let mut client = self.client.clone();
+        let lease = lock(&shared.lease).id;
+        let load = lock(&shared.load).as_ref().map_or(0, |load| load());
+        let value = serde_json::to_vec(&shared.info_now(load)).expect("node info serializes");
+        let put = PutOptions::new().with_lease(lease);
+        if let Err(e) = timed(
+            "put",
+            client.put(shared.layout.node(&shared.me), value, Some(put)),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "could not publish that this node leaves");
+        }
+        let started = Instant::now();
+        let mut report = LeaveReport::default();
+        loop {
+            let (owned, others) = {
+                let view = shared.view();
+                let mut others = view.live();
+                others.remove(&shared.me);
+                (view.owned_by(&shared.me), others)
+            };
+            if owned.is_empty() || others.is_empty() || started.elapsed() >= limit {
+                report.left_behind = owned.len();
+                break;
+            }
+            if shared.fenced_at(Instant::now()) {
+                // Nothing can be handed over without etcd; the lease decides.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let force = started.elapsed() >= limit / 2;
+            let mut waiting = false;
+            for p in owned {
+                let Some(target) = crate::rendezvous::target(p, &others).cloned() else {
+                    continue;
+                };
+                if hand_over(&mut client, shared, p, &target, force).await {
+                    report.handed_over += 1;
+                } else {
+                    waiting = true;
+                }
+            }
+            if waiting {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tracing::info!(
+            handed_over = report.handed_over,
+            left_behind = report.left_behind,
+            took_ms = started.elapsed().as_millis() as u64,
+            "left the cluster's partitions"
+        );
+        report
     }
 
     /// Every later loss of another node, with the partitions it owned: its actors are gone.
@@ -450,10 +556,7 @@ async fn publish_load(mut client: Client, shared: Arc<Shared>) {
         if now == published || shared.fenced_at(Instant::now()) {
             continue;
         }
-        let info = NodeInfo {
-            load: now,
-            ..shared.info.clone()
-        };
+        let info = shared.info_now(now);
         let lease = lock(&shared.lease).id;
         let value = serde_json::to_vec(&info).expect("node info serializes");
         let put = timed(
@@ -591,7 +694,7 @@ async fn reregister(client: &mut Client, shared: &Shared) {
     let ttl_secs = shared.ttl.as_secs() as i64;
     loop {
         let asked = Instant::now();
-        match register(client, &shared.layout, &shared.info, ttl_secs).await {
+        match register(client, &shared.layout, &shared.info_now(0), ttl_secs).await {
             Ok(id) => {
                 *lock(&shared.lease) = Lease {
                     id,
@@ -651,33 +754,68 @@ async fn reconcile(client: &mut Client, shared: &Shared) {
             return;
         }
     }
+    let handoff = lock(&shared.handoff).is_some();
+    let live = shared.view().live();
     for step in steps {
         let Step::Release(p) = step else { continue };
-        // Actors are not migrated: a partition with actors running here stays until they are gone (the
-        // reconcile tick looks again), so a joining node never cuts an established call or session off.
-        if busy.contains(&p) {
+        // A partition with actors running here moves with them when the node can hand them over;
+        // otherwise it stays until they are gone (the reconcile tick looks again).
+        if busy.contains(&p) && !handoff {
             continue;
         }
-        // Stop serving first, then give the key up: the next owner can only claim after the delete
-        // commits, so there is no moment where both serve it.
-        shared.view_mut().owners.remove(&p);
-        shared.bump();
-        if busy_now().contains(&p) {
-            // An actor started here meanwhile: keep the partition.
+        let Some(target) = crate::rendezvous::target(p, &live).cloned() else {
+            continue;
+        };
+        hand_over(client, shared, p, &target, false).await;
+    }
+}
+
+/// Moves partition `p` from this node to `target`: stops serving it, hands its actors over when it has
+/// any, then gives its key up, so the target can claim it. Stop serving first, give the key up last:
+/// there is no moment where both serve it, and messages meanwhile wait for the new owner. `false` when
+/// the actors could not move now: the partition is served here again.
+async fn hand_over(
+    client: &mut Client,
+    shared: &Shared,
+    p: PartitionId,
+    target: &NodeId,
+    force: bool,
+) -> bool {
+    let busy_now = || {
+        lock(&shared.busy)
+            .as_ref()
+            .map(|busy| busy())
+            .unwrap_or_default()
+    };
+    shared.view_mut().owners.remove(&p);
+    shared.bump();
+    if busy_now().contains(&p) {
+        let hook = lock(&shared.handoff).clone();
+        let moved = match hook {
+            Some(hook) => hook(p, target.clone(), force).await,
+            None => false,
+        };
+        if !moved {
             shared.view_mut().owners.insert(p, shared.me.clone());
             shared.bump();
-            continue;
-        }
-        let key = shared.layout.partition(p);
-        let txn = Txn::new()
-            .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
-            .and_then([TxnOp::delete(key, None)]);
-        let result = timed("txn", client.txn(txn)).await;
-        if let Err(e) = result {
-            tracing::warn!(partition = p, error = %e, "partition release failed; will retry");
-            return;
+            return false;
         }
     }
+    let key = shared.layout.partition(p);
+    let me = shared.me.0.clone();
+    for attempt in 1..=3 {
+        let txn = Txn::new()
+            .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
+            .and_then([TxnOp::delete(key.clone(), None)]);
+        match timed("txn", client.txn(txn)).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(partition = p, attempt, error = %e, "partition release failed")
+            }
+        }
+    }
+    // Not served here any more, whatever etcd says; the key goes with the lease at the latest.
+    true
 }
 
 /// Partitions claimed per transaction (etcd allows 128 operations per transaction by default).

@@ -31,6 +31,10 @@ pub struct NodeInfo {
     /// Channels open on it now (republished as it changes): the load new channels are placed by.
     #[serde(default)]
     pub load: u32,
+    /// The node is leaving (it got SIGTERM): it hands its partitions over and takes nothing new — no
+    /// partition targets it, no channel opens on it. Absent (older nodes) = false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
@@ -110,9 +114,14 @@ impl Layout {
 }
 
 impl ClusterView {
-    /// The ids of the live nodes.
+    /// The ids of the live nodes that take work: partitions are placed over these (a leaving node is
+    /// still live — it serves what it has until it handed it over — but is no one's target).
     pub fn live(&self) -> BTreeSet<NodeId> {
-        self.nodes.keys().cloned().collect()
+        self.nodes
+            .iter()
+            .filter(|(_, info)| !info.leaving)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// A key was put. Malformed values are ignored (logged): another version's node must not crash us.
@@ -192,6 +201,7 @@ mod tests {
             signal_url: "ws://127.0.0.1:3/signal".into(),
             capacity: 1000,
             load: 0,
+            leaving: false,
         };
         view.put(
             &layout,

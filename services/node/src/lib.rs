@@ -99,6 +99,13 @@ impl NodeHandle {
     /// links, `WatchEvents` — are ended by the same signal), then whatever still runs is aborted, so the
     /// node exits within a few seconds whatever its peers and clients do.
     pub async fn shutdown(mut self) {
+        if let Some(membership) = &self.membership {
+            // First hand every partition over with its actors (sessions, connected calls): the
+            // servers and this node's connections keep running meanwhile — sessions whose socket is
+            // here are relayed to their new node until the socket closes below.
+            self.hub.set_leaving();
+            membership.leave(LEAVE_LIMIT).await;
+        }
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while self.tasks.join_next().await.is_some() {}
@@ -116,6 +123,10 @@ impl NodeHandle {
         }
     }
 }
+
+/// How long a leaving node spends handing its partitions over (half of it waiting for calls that are
+/// still connecting); what is left after it is lost as in a crash.
+pub const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long servers and connections get to finish after the stop signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -221,6 +232,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 signal_url: signal_url.clone(),
                 capacity: 10_000,
                 load: 0,
+                leaving: false,
             },
         })
         .await
@@ -332,6 +344,31 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }));
         let load_hub = hub.clone();
         m.set_load(Arc::new(move || load_hub.channels_open() as u32));
+        // Busy partitions move with their actors (a joining node's share, and this node's on leave).
+        let handoff_hub = hub.clone();
+        m.set_handoff(Arc::new(move |partition, target, force| {
+            let hub = handoff_hub.clone();
+            Box::pin(async move {
+                let moving = move |key: &showcall_actors::ActorKey| {
+                    !matches!(key, showcall_actors::ActorKey::Channel(..))
+                        && showcall_cluster::partition_of(key, count) == partition
+                };
+                match hub.hand_off(&moving, &target, force).await {
+                    showcall_actors::handoff::HandoffOutcome::Moved { users, calls } => {
+                        tracing::info!(partition, %target, users, calls, "partition handed over");
+                        true
+                    }
+                    showcall_actors::handoff::HandoffOutcome::NotNow(why) => {
+                        tracing::debug!(partition, %target, %why, "partition not handed over yet");
+                        false
+                    }
+                    showcall_actors::handoff::HandoffOutcome::Failed(why) => {
+                        tracing::warn!(partition, %target, %why, "partition handoff failed");
+                        false
+                    }
+                }
+            })
+        }));
         // This node's own lease expired: others took its actors over; drop the local copies.
         let mut own_losses = m.own_lease_losses();
         let evict_hub = hub.clone();

@@ -47,6 +47,7 @@ pub(super) struct Adoption {
 }
 
 const LOST: &str = "the node running this call was lost and the call could not go on";
+const MEDIA_LOST: &str = "the node carrying this call's media left";
 
 impl CallMachine {
     /// The snapshot to persist, once the call is connected.
@@ -176,6 +177,12 @@ impl CallMachine {
                 timer: CallTimer::Adoption,
             });
         }
+    }
+
+    /// The call's channel died with its node (see `CallInput::ChannelLost`).
+    pub(super) fn channel_lost(&mut self, now: Millis, fx: &mut Vec<CallEffect>) {
+        let view = (StateReason::EndedByServer, None, MEDIA_LOST.to_owned());
+        self.end(now, EndCause::NodeLost, [view.clone(), view], None, fx);
     }
 
     fn lost(&mut self, now: Millis, fx: &mut Vec<CallEffect>) {

@@ -1,0 +1,317 @@
+//! Handoff: a partition's actors move to another node with their state, so nothing a user sees ends.
+//!
+//! A node hands a partition over when it leaves the cluster (SIGTERM) and when a joining node should own
+//! it now. The cluster's membership drives it; the order is what makes it safe:
+//! 1. The owner stops serving the partition. Messages for its keys wait for an owner from then on, in
+//!    order per key, here and on every other node (`crate::flux`); the actors' timers wait too.
+//! 2. [`Hub::hand_off`] asks each of the partition's actors for its state: a user session's
+//!    [`UserSnapshot`](showcall_machines::user::UserSnapshot) (its connection, call, channels, buffered
+//!    events and timers) and a connected call's [`CallSnapshot`]. A connection this node holds becomes
+//!    a sink the new owner pushes through (this node relays until the socket closes); a connection on a
+//!    third node stays where it is and that node is told who holds its session now
+//!    ([`Body::SinkMoved`](crate::remote::Body::SinkMoved)).
+//! 3. The target installs them ([`Hub::install`]): the actors start suspended — they get messages only
+//!    once the target serves the partition — and a restored call asks its parties and channel, as after
+//!    a takeover, so it goes on at once.
+//! 4. Once the target answered, the local actors stop without a word (no call ends, nothing is told) and
+//!    the owner gives the partition's key up; the target claims it, and the waiting messages go there.
+//!
+//! A call that has not connected yet has no snapshot: a joining node waits for it to connect or end
+//! ([`HandoffOutcome::NotNow`], retried a moment later); a leaving node past its patience ends it with
+//! a reason (the parties are told `endedByServer`; `call_ended` says `terminated`). If the target does
+//! not answer, nothing moved: the local actors go on and the partition stays.
+//!
+//! What crosses between nodes is serde data like every envelope ([`Handoff`]); the user snapshot is
+//! versioned (see its module docs for the compatibility rule).
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use serde::{Deserialize, Serialize};
+use showcall_machines::user::UserSnapshot;
+use showcall_machines::{CallId, CallInput, CallSnapshot, ConnId, UserId};
+
+use crate::call_actor::CallStart;
+use crate::error::CommandError;
+use crate::hub::{Hub, lock};
+use crate::keys::{ActorKey, AppId, NodeId};
+use crate::messages::{CallMsg, SessionSink, Traced, UserMsg};
+use crate::remote::{Body, SinkTo};
+use crate::session::CommandOk;
+use crate::user_actor::{RestoredUser, UserActor};
+
+/// How long an actor has to answer with its state.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the target has to install what it was handed.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A user actor's state, as it answers [`UserMsg::Snapshot`] (local: its sinks are this node's).
+pub struct UserState {
+    pub snapshot: UserSnapshot,
+    pub sinks: Vec<(ConnId, SessionSink)>,
+    /// Whether `user_online` was reported for this session (so `user_offline` is due at its end).
+    pub online: bool,
+}
+
+/// Where a call stands, as it answers [`CallMsg::Snapshot`].
+pub enum CallState {
+    /// Connected: its snapshot goes on elsewhere.
+    Connected(Box<CallSnapshot>),
+    /// Ended: it stops by itself.
+    Ended,
+    /// Still calling or connecting: no snapshot.
+    Unsettled,
+}
+
+/// One user session on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserHandoff {
+    pub app: AppId,
+    pub snapshot: UserSnapshot,
+    /// The session's connections, wherever they are held.
+    pub sinks: Vec<(ConnId, SinkTo)>,
+    pub online: bool,
+}
+
+/// One connected call on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallHandoff {
+    pub app: AppId,
+    pub snapshot: CallSnapshot,
+}
+
+/// What a partition's owner hands its next owner.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Handoff {
+    pub users: Vec<UserHandoff>,
+    pub calls: Vec<CallHandoff>,
+}
+
+/// How a handoff went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// The target runs them now; the local ones stopped.
+    Moved { users: usize, calls: usize },
+    /// Not now (a call is still connecting, or an actor did not answer): nothing moved; try again.
+    NotNow(String),
+    /// The target did not take them: nothing moved.
+    Failed(String),
+}
+
+impl Hub {
+    /// This node leaves the cluster: from now on no actor starts here (logins, calls and channels
+    /// opening here answer UNAVAILABLE, "try again", and go to the next owner).
+    pub fn set_leaving(&self) {
+        self.inner
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.inner
+            .leaving
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Hands the actors whose keys `moving` accepts (one partition, which this node no longer serves)
+    /// to `target`. `force`: end calls that have not connected rather than wait for them.
+    pub async fn hand_off(
+        &self,
+        moving: &(dyn Fn(&ActorKey) -> bool + Send + Sync),
+        target: &NodeId,
+        force: bool,
+    ) -> HandoffOutcome {
+        let users: Vec<(AppId, UserId, ActorRef<UserMsg>)> = lock(&self.inner.users)
+            .iter()
+            .filter(|((app, user), _)| moving(&ActorKey::User(app.clone(), user.clone())))
+            .map(|((app, user), actor)| (app.clone(), user.clone(), actor.clone()))
+            .collect();
+        let calls: Vec<(CallId, AppId, ActorRef<CallMsg>)> = lock(&self.inner.calls)
+            .iter()
+            .filter(|(id, (app, _))| moving(&ActorKey::Call(app.clone(), (*id).clone())))
+            .map(|(id, (app, actor))| (id.clone(), app.clone(), actor.clone()))
+            .collect();
+        let mut handoff = Handoff::default();
+        let mut moved_calls = Vec::new();
+        for (id, app, actor) in calls {
+            match actor.call(CallMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
+                Ok(ractor::rpc::CallResult::Success(CallState::Connected(snapshot))) => {
+                    handoff.calls.push(CallHandoff {
+                        app,
+                        snapshot: *snapshot,
+                    });
+                    moved_calls.push((id, actor));
+                }
+                Ok(ractor::rpc::CallResult::Success(CallState::Ended)) => {}
+                Ok(ractor::rpc::CallResult::Success(CallState::Unsettled)) if force => {
+                    let reason = "the node running this call left before it connected; call again";
+                    let end = CallInput::Terminate {
+                        reason: reason.into(),
+                    };
+                    let _ = actor.cast(CallMsg::Input(Traced::new(end)));
+                }
+                Ok(ractor::rpc::CallResult::Success(CallState::Unsettled)) => {
+                    return HandoffOutcome::NotNow(format!("call {id} has not connected yet"));
+                }
+                _ if force => tracing::warn!(call_id = %id, "call did not answer: not handed over"),
+                _ => return HandoffOutcome::NotNow(format!("call {id} did not answer")),
+            }
+        }
+        let me = self.node().clone();
+        let mut relayed = Vec::new();
+        let mut moved_users = Vec::new();
+        for (app, user, actor) in users {
+            let Ok(ractor::rpc::CallResult::Success(state)) =
+                actor.call(UserMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await
+            else {
+                self.forget_relays(&relayed);
+                return HandoffOutcome::NotNow(format!("user {user} did not answer"));
+            };
+            let sinks = state
+                .sinks
+                .into_iter()
+                .map(|(conn, sink)| match sink {
+                    // This node keeps the socket and relays what the new owner pushes to it.
+                    SessionSink::Local(inbox) => {
+                        let id = self.next_id();
+                        lock(&self.inner.remote_sinks).insert(id, (target.clone(), inbox));
+                        relayed.push(id);
+                        (
+                            conn,
+                            SinkTo {
+                                node: me.clone(),
+                                id,
+                            },
+                        )
+                    }
+                    SessionSink::Remote { to, .. } => (conn, to),
+                })
+                .collect();
+            handoff.users.push(UserHandoff {
+                app: app.clone(),
+                snapshot: state.snapshot,
+                sinks,
+                online: state.online,
+            });
+            moved_users.push((app, user, actor));
+        }
+        let (users, calls) = (handoff.users.len(), handoff.calls.len());
+        if users + calls > 0 {
+            let installed = tokio::time::timeout(
+                INSTALL_TIMEOUT,
+                self.request::<CommandOk>(target, |reply| Body::Handoff { handoff, reply }),
+            )
+            .await;
+            match installed {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    self.forget_relays(&relayed);
+                    return HandoffOutcome::Failed(e.to_string());
+                }
+                Err(_) => {
+                    self.forget_relays(&relayed);
+                    return HandoffOutcome::Failed(format!("{target} did not answer in time"));
+                }
+            }
+        }
+        // The target runs them now: the local copies stop without a word.
+        for (app, user, actor) in moved_users {
+            self.forget_user(&app, &user, actor.get_id());
+            actor.stop(Some("handed over".into()));
+        }
+        for (id, actor) in moved_calls {
+            self.forget_call(&id);
+            actor.stop(Some("handed over".into()));
+        }
+        HandoffOutcome::Moved { users, calls }
+    }
+
+    fn forget_relays(&self, ids: &[u64]) {
+        let mut sinks = lock(&self.inner.remote_sinks);
+        for id in ids {
+            sinks.remove(id);
+        }
+    }
+
+    /// Starts what another node handed over (see the module docs). The actors run suspended until this
+    /// node serves their partition.
+    pub(crate) async fn install(
+        &self,
+        from: &NodeId,
+        handoff: Handoff,
+    ) -> Result<(), CommandError> {
+        if self.is_leaving() {
+            return Err(CommandError::Unavailable(format!(
+                "{} is leaving the cluster",
+                self.node()
+            )));
+        }
+        let me = self.node().clone();
+        for user in handoff.users {
+            let sinks = user
+                .sinks
+                .into_iter()
+                .map(|(conn, to)| {
+                    if to.node == me {
+                        // A connection of this node whose session lived elsewhere: local again.
+                        if let Some((_, inbox)) = lock(&self.inner.remote_sinks).remove(&to.id) {
+                            return (conn, SessionSink::Local(inbox));
+                        }
+                    } else if &to.node != from {
+                        // Its gateway must know who holds the session now (it closes connections
+                        // whose session's node dies).
+                        self.ship(&to.node, Body::SinkMoved { id: to.id });
+                    }
+                    (
+                        conn,
+                        SessionSink::Remote {
+                            to,
+                            from: me.clone(),
+                            courier: self.inner.parts.courier.clone(),
+                        },
+                    )
+                })
+                .collect();
+            let name = user.snapshot.user().clone();
+            let restored = RestoredUser {
+                snapshot: user.snapshot,
+                sinks,
+                online: user.online,
+            };
+            let key = (user.app.clone(), name.clone());
+            if lock(&self.inner.users).contains_key(&key) {
+                tracing::warn!(user = %name, "handed a session that already runs here: kept the one here");
+                continue;
+            }
+            let (actor, _) = Actor::spawn(
+                None,
+                UserActor,
+                (self.clone(), user.app, name, Some(restored)),
+            )
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
+            lock(&self.inner.users).insert(key, actor);
+        }
+        for call in handoff.calls {
+            let id = call.snapshot.setup.id.clone();
+            if self.call(&id).is_some() {
+                tracing::warn!(call_id = %id, "handed a call that already runs here: kept the one here");
+                continue;
+            }
+            if let Err(e) = self
+                .spawn_call_actor(call.app, id.clone(), CallStart::Restored(call.snapshot))
+                .await
+            {
+                tracing::warn!(call_id = %id, error = %e, "handed call not started");
+            }
+        }
+        Ok(())
+    }
+
+    /// A node took over the session of connection sink `id` of this node.
+    pub(crate) fn sink_moved(&self, id: u64, to: NodeId) {
+        if let Some((owner, _)) = lock(&self.inner.remote_sinks).get_mut(&id) {
+            *owner = to;
+        }
+    }
+}

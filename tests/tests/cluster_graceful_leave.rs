@@ -1,0 +1,155 @@
+//! A node that gets SIGTERM hands its share over before it exits (three real node processes, real etcd):
+//! - sessions and connected calls that ran on it go on on the partitions' next owners — a call whose
+//!   parties' connections are elsewhere sees nothing at all, and hangs up normally afterwards;
+//! - clients whose WebSocket was on it are closed with "service restart", log in on another node and
+//!   resume the same session, with the same call, which hangs up normally;
+//! - a call whose channel (its media) ran on it ends once for both parties, with a reason;
+//! - the business server gets exactly one `call_ended` per call, and no call reads `node_lost` except the
+//!   one whose media node left;
+//! - the survivors own every partition.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use showcall_proto::admin::event::Kind;
+use showcall_proto::admin::{CallPhase, GetCallRequest};
+use showcall_sdk::{CallState, CallStateReason, Recorded};
+use showcall_tests::admin::{admin_at, watch_events};
+use showcall_tests::cluster::{
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, node_tag, shares, user_in,
+    wait_converged,
+};
+use showcall_tests::sdk_helpers::SdkUser;
+
+async fn hang_up(caller: &mut SdkUser, callee: &mut SdkUser) {
+    caller
+        .api
+        .hangup(&callee.id, "bye")
+        .await
+        .expect("the caller hangs up");
+    caller
+        .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+        .await;
+    callee
+        .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+        .await;
+}
+
+/// Waits for the 1012 close, then reconnects through `node`, logs in again and checks that the session
+/// resumed with `call`.
+async fn resume_at(user: &mut SdkUser, node: &NodeProcess, call: &str) {
+    user.wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
+        .await;
+    user.signal
+        .reconnect_to(&node.signal_url)
+        .await
+        .expect("another node accepts the connection");
+    let login = user
+        .signal
+        .login(&node.token(&user.id))
+        .await
+        .expect("the session logs in again");
+    assert!(login.resumed, "{} resumed its session: {login:?}", user.id);
+    assert_eq!(
+        login.call.as_ref().map(|c| c.call_id.as_str()),
+        Some(call),
+        "{} is still in its call",
+        user.id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_its_sessions_and_calls_over() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
+    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
+    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+    let by_node = shares(&[&n1, &n2, &n3]).await;
+    let (n2_share, n2_tag) = (by_node["n2"].clone(), node_tag(&n2));
+    let count = options.partitions;
+
+    // 1. Sessions and call actor on n2, connections on n1 and n3, channel elsewhere.
+    let mut a_caller = n1
+        .prepared_user(&user_in("a-caller", &n2_share, count))
+        .await;
+    let mut a_callee = n3
+        .prepared_user(&user_in("a-callee", &n2_share, count))
+        .await;
+    let a_call = connected_call_where(&mut a_caller, &mut a_callee, count, |p, tag| {
+        n2_share.contains(&p) && tag != n2_tag
+    })
+    .await;
+    // 2. Connections on n2 (one session there, one on n3), channel elsewhere.
+    let mut b_caller = n2
+        .prepared_user(&user_in("b-caller", &n2_share, count))
+        .await;
+    let mut b_callee = n2
+        .prepared_user(&user_in("b-callee", &by_node["n3"], count))
+        .await;
+    let b_call =
+        connected_call_where(&mut b_caller, &mut b_callee, count, |_, tag| tag != n2_tag).await;
+    // 3. Everything elsewhere except the channel: its media runs on n2.
+    let mut c_caller = n1
+        .prepared_user(&user_in("c-caller", &by_node["n1"], count))
+        .await;
+    let mut c_callee = n3
+        .prepared_user(&user_in("c-callee", &by_node["n3"], count))
+        .await;
+    let c_call = connected_call_where(&mut c_caller, &mut c_callee, count, |p, tag| {
+        !n2_share.contains(&p) && tag == n2_tag
+    })
+    .await;
+
+    let mut admin = admin_at(&n1.grpc_url).await;
+    let mut events = watch_events(&mut admin, DEMO_APP, None).await;
+
+    let (status, took) = n2.terminate().await;
+    assert!(status.success(), "n2 exited with {status}");
+    println!("n2 handed over and exited {took:?} after SIGTERM");
+    wait_converged(&[&n1, &n3], count).await;
+
+    // 1. Nothing happened, as far as anyone can tell: still connected, and it hangs up as usual.
+    let call = admin
+        .get_call(GetCallRequest {
+            app_id: DEMO_APP.into(),
+            call_id: a_call.clone(),
+        })
+        .await
+        .expect("the call runs on")
+        .into_inner();
+    assert_eq!(call.phase(), CallPhase::Connected, "{call:?}");
+    hang_up(&mut a_caller, &mut a_callee).await;
+
+    // 2. Both clients were told to reconnect, do so elsewhere, and find their call.
+    resume_at(&mut b_caller, &n1, &b_call).await;
+    resume_at(&mut b_callee, &n3, &b_call).await;
+    hang_up(&mut b_caller, &mut b_callee).await;
+
+    // 3. Its media is gone with n2: the call ends once for both, saying why.
+    for party in [&mut c_caller, &mut c_callee] {
+        let (why, _) = party
+            .wait_state_text(CallState::Prepared, CallStateReason::EndedByServer)
+            .await;
+        assert_eq!(why, "the node carrying this call's media left");
+    }
+
+    // The billing records: one per call, and only the call whose media left reads node_lost.
+    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while ended.len() < 3 {
+        let event = events
+            .next()
+            .await
+            .expect("the watch goes on")
+            .expect("an event");
+        if let Some(Kind::CallEnded(e)) = event.kind {
+            ended.entry(e.call_id).or_default().push(e.end_reason);
+        }
+    }
+    assert_eq!(ended[&a_call], ["hangup"]);
+    assert_eq!(ended[&b_call], ["hangup"]);
+    assert_eq!(ended[&c_call], ["node_lost"]);
+    let left = shares(&[&n1, &n3]).await;
+    assert_eq!(left.values().map(Vec::len).sum::<usize>(), count as usize);
+}
