@@ -251,10 +251,23 @@ impl NodeProcess {
             .expect("showcall starts");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
+        // TEST_NODE_LOGS=<dir> keeps every node's log in `<dir>/<node id>.log` (appended
+        // across restarts), for reading what the nodes did in a failed run.
+        let mut keep = std::env::var_os("TEST_NODE_LOGS").map(|dir| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(std::path::Path::new(&dir).join(format!("{id}.log")))
+                .expect("node log file opens")
+        });
         let errors = tokio::spawn(async move {
+            use std::io::Write as _;
             let mut lines = BufReader::new(stderr).lines();
             let mut seen = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(file) = &mut keep {
+                    let _ = writeln!(file, "{line}");
+                }
                 if seen.len() < 200 {
                     seen.push(line);
                 }
@@ -487,6 +500,37 @@ pub async fn connected_call_where(
         return created.call_id;
     }
     panic!("no call of 100 landed where wanted");
+}
+
+/// A client whose node closed its connection with 1012 ("service restart") does what an app does: it
+/// reconnects through `node` and logs in again within grace. Panics unless the session resumed; returns
+/// the call it resumed into, if any.
+pub async fn resume_at(
+    user: &mut crate::sdk_helpers::SdkUser,
+    node: &NodeProcess,
+) -> Option<String> {
+    use showcall_sdk::Recorded;
+    user.wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
+        .await;
+    user.signal
+        .reconnect_to(&node.signal_url)
+        .await
+        .expect("another node accepts the connection");
+    // "Try again" while the session's partition moves (the restarted node takes its share back).
+    let login = eventually(
+        "the session logs in again",
+        Duration::from_secs(30),
+        async || match user.signal.login(&node.token(&user.id)).await {
+            Err(showcall_sdk::SdkError::Refused {
+                code: showcall_sdk::ErrorCode::Unavailable,
+                message,
+            }) => Err(message),
+            other => Ok(other.expect("the session logs in again")),
+        },
+    )
+    .await;
+    assert!(login.resumed, "{} resumed its session: {login:?}", user.id);
+    login.call.map(|c| c.call_id)
 }
 
 /// Polls `probe` until it returns `Some`, failing with the last observation after `limit` (a guard

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt;
 use showcall_proto::admin::event::Kind;
 use showcall_proto::admin::{CallPhase, GetCallRequest};
-use showcall_sdk::{CallState, CallStateReason, Recorded};
+use showcall_sdk::{CallState, CallStateReason};
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::cluster::{
-    DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, node_tag, shares, user_in,
-    wait_converged,
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, node_tag, resume_at, shares,
+    user_in, wait_converged,
 };
 use showcall_tests::sdk_helpers::SdkUser;
 
@@ -33,29 +33,6 @@ async fn hang_up(caller: &mut SdkUser, callee: &mut SdkUser) {
     callee
         .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
         .await;
-}
-
-/// Waits for the 1012 close, then reconnects through `node`, logs in again and checks that the session
-/// resumed with `call`.
-async fn resume_at(user: &mut SdkUser, node: &NodeProcess, call: &str) {
-    user.wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
-        .await;
-    user.signal
-        .reconnect_to(&node.signal_url)
-        .await
-        .expect("another node accepts the connection");
-    let login = user
-        .signal
-        .login(&node.token(&user.id))
-        .await
-        .expect("the session logs in again");
-    assert!(login.resumed, "{} resumed its session: {login:?}", user.id);
-    assert_eq!(
-        login.call.as_ref().map(|c| c.call_id.as_str()),
-        Some(call),
-        "{} is still in its call",
-        user.id
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,8 +100,8 @@ async fn a_leaving_node_hands_its_sessions_and_calls_over() {
     hang_up(&mut a_caller, &mut a_callee).await;
 
     // 2. Both clients were told to reconnect, do so elsewhere, and find their call.
-    resume_at(&mut b_caller, &n1, &b_call).await;
-    resume_at(&mut b_callee, &n3, &b_call).await;
+    assert_eq!(resume_at(&mut b_caller, &n1).await.as_ref(), Some(&b_call));
+    assert_eq!(resume_at(&mut b_callee, &n3).await.as_ref(), Some(&b_call));
     hang_up(&mut b_caller, &mut b_callee).await;
 
     // 3. Its media is gone with n2: the call ends once for both, saying why.

@@ -35,10 +35,27 @@ impl Hub {
         query: DirectoryQuery,
     ) -> Result<DirectoryAnswer, CommandError> {
         if node == self.node() {
-            return Ok(self.directory().answer(&query));
+            return self.answer_query(&query);
         }
         self.request(node, |reply| crate::remote::Body::Query { query, reply })
             .await
+    }
+
+    /// This node's answer to `query`. A question about one actor is answered only by the node serving
+    /// it: a node that just handed it over (or has not taken it yet) says "try again", never "no such
+    /// user or call".
+    pub(crate) fn answer_query(
+        &self,
+        query: &DirectoryQuery,
+    ) -> Result<DirectoryAnswer, CommandError> {
+        if let Some(key) = query.key()
+            && !matches!(self.route(&key), Route::Here)
+        {
+            return Err(CommandError::Unavailable(format!(
+                "{key} is moving between nodes; try again"
+            )));
+        }
+        Ok(self.directory().answer(query))
     }
 
     /// Asks the node owning `key`; `None` when nobody owns it (no such actor anywhere).
@@ -106,7 +123,10 @@ impl Hub {
         call: &CallId,
     ) -> Result<Option<CallEntry>, CommandError> {
         let key = ActorKey::Call(app.clone(), call.clone());
-        let query = DirectoryQuery::Call { id: call.clone() };
+        let query = DirectoryQuery::Call {
+            app: app.clone(),
+            id: call.clone(),
+        };
         match self.ask_owner(&key, query).await? {
             Some(DirectoryAnswer::Call(entry)) => Ok(entry.filter(|e| &e.app == app)),
             Some(_) => Err(mismatched()),

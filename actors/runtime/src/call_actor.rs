@@ -40,6 +40,8 @@ pub enum CallStart {
     New(CallSetup, TraceContext),
     /// A connected call taken over from its ledger snapshot.
     Restored(CallSnapshot),
+    /// A connected call handed over by its node while it runs (`crate::handoff`): it goes on as is.
+    HandedOver(CallSnapshot),
 }
 
 pub struct CallState {
@@ -50,6 +52,8 @@ pub struct CallState {
     timers: HashMap<CallTimer, JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
     /// The call's span, open as long as the actor runs: the parent of each step's span.
     span: tracing::Span,
+    /// Started from a handoff: it neither starts nor adopts, it goes on.
+    handed_over: bool,
 }
 
 impl CallState {
@@ -76,6 +80,7 @@ impl Actor for CallActor {
         _myself: ActorRef<CallMsg>,
         (hub, app, start): (Hub, AppId, CallStart),
     ) -> Result<CallState, ActorProcessingErr> {
+        let handed_over = matches!(start, CallStart::HandedOver(_));
         let (machine, placed_under) = match start {
             CallStart::New(mut setup, trace) => {
                 setup.admission_timeout_ms = hub
@@ -85,6 +90,7 @@ impl Actor for CallActor {
                 (CallMachine::new(setup, hub.now_ms()), Some(trace))
             }
             CallStart::Restored(snapshot) => (CallMachine::restore(snapshot), None),
+            CallStart::HandedOver(snapshot) => (CallMachine::resume(snapshot), None),
         };
         let setup = machine.setup();
         let span = tracing::debug_span!(
@@ -109,6 +115,7 @@ impl Actor for CallActor {
             machine,
             timers: HashMap::new(),
             span,
+            handed_over,
         })
     }
 
@@ -117,6 +124,12 @@ impl Actor for CallActor {
         myself: ActorRef<CallMsg>,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.handed_over {
+            let timers = state.machine.resumed_timers(state.hub.now_ms());
+            run(&myself, state, timers).await;
+            publish(state);
+            return Ok(());
+        }
         let first = if state.machine.is_adopting() {
             CallInput::Adopt
         } else {
@@ -199,7 +212,10 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                     Standing::Ended
                 } else {
                     match state.machine.snapshot() {
-                        Some(snapshot) => Standing::Connected(Box::new(snapshot)),
+                        Some(_) => match state.machine.handoff_snapshot() {
+                            Some(snapshot) => Standing::Connected(Box::new(snapshot)),
+                            None => Standing::Unsettled,
+                        },
                         None => Standing::Unsettled,
                     }
                 };
@@ -302,6 +318,7 @@ fn publish(state: &CallState) {
 /// ended) and is dropped.
 async fn feed(myself: &ActorRef<CallMsg>, state: &mut CallState, input: CallInput) {
     let now = state.hub.now_ms();
+    tracing::debug!(call_id = %state.machine.id(), ?input, "call input");
     match handle(state, input, now) {
         Ok(fx) => run(myself, state, fx).await,
         Err(e) => tracing::debug!(call_id = %state.machine.id(), error = %e, "call input dropped"),

@@ -18,7 +18,7 @@ use showcall_machines::call::CallStatus;
 use showcall_machines::{CallId, CallType, ChannelName, PublishState, Role, UserId};
 
 use crate::hub::lock;
-use crate::keys::AppId;
+use crate::keys::{ActorKey, AppId};
 
 /// Most entries one page may hold.
 pub const MAX_PAGE: usize = 1000;
@@ -117,8 +117,20 @@ pub enum DirectoryQuery {
         limit: usize,
     },
     Call {
+        app: AppId,
         id: CallId,
     },
+}
+
+impl DirectoryQuery {
+    /// The one actor the question is about, when it is about one (its owner answers it).
+    pub fn key(&self) -> Option<ActorKey> {
+        match self {
+            DirectoryQuery::User { app, user } => Some(ActorKey::User(app.clone(), user.clone())),
+            DirectoryQuery::Call { app, id } => Some(ActorKey::Call(app.clone(), id.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// The answer to a [`DirectoryQuery`].
@@ -222,7 +234,7 @@ impl Directory {
                     |c| c.call.is_none(),
                 ))
             }
-            DirectoryQuery::Call { id } => {
+            DirectoryQuery::Call { id, .. } => {
                 DirectoryAnswer::Call(lock(&self.calls).get(id).cloned())
             }
         }

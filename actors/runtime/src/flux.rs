@@ -44,8 +44,25 @@ impl Hub {
         lock(&self.inner.parked).contains_key(key)
     }
 
+    /// Waits until no message waits for an owner here, at most `limit`: a node that handed its
+    /// partitions over lets the messages it held for them go on to their new owners before it exits.
+    /// `false` when some still wait.
+    pub async fn drain_parked(&self, limit: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            if lock(&self.inner.parked).is_empty() {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(RECHECK).await;
+        }
+    }
+
     /// Queues `message` for `key` until the key has an owner again.
     pub(crate) fn hold_for_owner(&self, key: ActorKey, message: ParkedMessage) {
+        tracing::debug!(%key, "message waits for the key's owner");
         lock(&self.inner.parked)
             .entry(key)
             .or_insert_with(|| ParkedQueue {
@@ -85,6 +102,7 @@ impl Hub {
                     .collect()
             };
             for (key, queue, replay) in due {
+                tracing::debug!(%key, replay, messages = queue.messages.len(), "parked messages go on");
                 if !replay {
                     tracing::warn!(%key, messages = queue.messages.len(), "gave up: the key's partition has no owner");
                 }

@@ -11,8 +11,9 @@
 //!    third node stays where it is and that node is told who holds its session now
 //!    ([`Body::SinkMoved`](crate::remote::Body::SinkMoved)).
 //! 3. The target installs them ([`Hub::install`]): the actors start suspended — they get messages only
-//!    once the target serves the partition — and a restored call asks its parties and channel, as after
-//!    a takeover, so it goes on at once.
+//!    once the target serves the partition. A handed-over call goes on as it was (nothing to ask: its
+//!    parties and channel were fine a moment ago, unlike after a crash), its billing ticks where they
+//!    stood.
 //! 4. Once the target answered, the local actors stop without a word (no call ends, nothing is told) and
 //!    the owner gives the partition's key up; the target claims it, and the waiting messages go there.
 //!
@@ -299,7 +300,7 @@ impl Hub {
                 continue;
             }
             if let Err(e) = self
-                .spawn_call_actor(call.app, id.clone(), CallStart::Restored(call.snapshot))
+                .spawn_call_actor(call.app, id.clone(), CallStart::HandedOver(call.snapshot))
                 .await
             {
                 tracing::warn!(call_id = %id, error = %e, "handed call not started");

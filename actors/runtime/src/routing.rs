@@ -835,8 +835,8 @@ impl Hub {
             }
             Body::SinkMoved { id } => self.sink_moved(id, from),
             Body::Query { query, reply } => {
-                let answer = self.directory().answer(&query);
-                let _ = self.responder(reply).send(Ok(answer));
+                let answer = self.answer_query(&query);
+                let _ = self.responder(reply).send(answer);
             }
             Body::User { app, user, msg } => self.deliver_user(app, user, msg).await,
             Body::Call { app, id, msg } => self.deliver_call(app, id, msg).await,
@@ -871,69 +871,71 @@ impl Hub {
             return None;
         }
         let unavailable = || in_flux(&key);
-        if let Route::There(node) = route {
-            // Passed on too often: the views are not converging. Requests fail (the sender retries);
-            // a notification is dropped, and a ring or a takeover question gets its "nobody" answer.
-            tracing::warn!(%key, to = %node, "envelope dropped: passed on too often");
-            return match envelope.body {
-                Body::User { app, user, msg } => {
-                    match msg {
-                        UserWire::Attach { reply, .. } => {
-                            let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
-                        }
-                        UserWire::Command { reply, .. } => {
-                            let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
-                        }
-                        UserWire::Input(traced) => {
-                            if let Some((call, answer)) = unanswered(&user, &traced.payload) {
-                                self.send_call(&app, &call, answer);
-                            }
-                        }
-                        UserWire::ConnectionLost { .. } => {}
-                    }
-                    None
-                }
-                Body::Call { msg, .. } => {
-                    match msg {
-                        CallWire::Spawn { reply, .. } | CallWire::Command { reply, .. } => {
-                            let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
-                        }
-                        CallWire::Input(_) => {}
-                    }
-                    None
-                }
-                _ => None,
-            };
-        }
-        // Between owners: what the sender would have done had it seen that.
+        // Between owners, or passed around too often (views a watch event apart): requests fail at
+        // once (the sender retries), notifications wait for the views to settle, in order per key.
         match envelope.body {
+            Body::User {
+                msg: UserWire::Attach { reply, .. },
+                ..
+            } => {
+                let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
+            }
+            Body::User {
+                msg: UserWire::Command { reply, .. },
+                ..
+            }
+            | Body::Call {
+                msg: CallWire::Spawn { reply, .. },
+                ..
+            } => {
+                let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
+            }
+            body => {
+                tracing::debug!(%key, "envelope waits for the key's owner");
+                self.hold_for_owner(
+                    key,
+                    Box::new(move |hub, replay| hub.redeliver(body, replay)),
+                );
+            }
+        }
+        None
+    }
+
+    /// A notification held for its key's owner (`take_or_pass_on`), sent on through the routing once
+    /// the key has one (`replay`), or given up on: a ring or a takeover question then gets its
+    /// "nobody" answer, a call command its UNAVAILABLE.
+    fn redeliver(&self, body: Body, replay: bool) {
+        match body {
             Body::User { app, user, msg } => match msg {
-                UserWire::Attach { reply, .. } => {
-                    let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
+                UserWire::ConnectionLost { conn } if replay => {
+                    self.connection_lost(&app, &user, conn)
                 }
-                UserWire::Command { reply, .. } => {
-                    let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
-                }
-                UserWire::ConnectionLost { conn } => self.connection_lost(&app, &user, conn),
-                UserWire::Input(traced) => {
+                UserWire::Input(traced) if replay => {
                     let local = traced.clone();
                     self.send_user_msg(&app, &user, UserWire::Input(traced), move |_| {
                         UserMsg::Input(local)
                     });
                 }
+                UserWire::Input(traced) => {
+                    if let Some((call, answer)) = unanswered(&user, &traced.payload) {
+                        self.send_call(&app, &call, answer);
+                    }
+                }
+                _ => {}
             },
             Body::Call { app, id, msg } => match msg {
-                CallWire::Spawn { reply, .. } => {
-                    let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
-                }
-                CallWire::Input(traced) => self.send_call(&app, &id, traced.payload),
-                CallWire::Command { input, reply } => {
+                CallWire::Input(traced) if replay => self.send_call(&app, &id, traced.payload),
+                CallWire::Command { input, reply } if replay => {
                     self.command_call(&app, &id, input, self.responder(reply))
                 }
+                CallWire::Command { reply, .. } => {
+                    let key = ActorKey::Call(app, id);
+                    let _ = self.responder::<CommandOk>(reply).send(Err(in_flux(&key)));
+                }
+                _ => {}
             },
-            _ => unreachable!("only user and call envelopes are routed by partition"),
+            _ => {}
         }
-        None
     }
 
     async fn deliver_user(&self, app: AppId, user: UserId, msg: UserWire) {

@@ -156,6 +156,7 @@ mod tests {
                 capacity: *capacity,
                 load: *load,
                 leaving: false,
+                lease: 0,
             };
             view.nodes.insert(NodeId((*id).into()), info);
         }

@@ -156,6 +156,7 @@ impl Shared {
         NodeInfo {
             load,
             leaving: self.leaving.load(std::sync::atomic::Ordering::Acquire),
+            lease: lock(&self.lease).id,
             ..self.info.clone()
         }
     }
@@ -457,7 +458,11 @@ async fn register(
         .await?
         .id();
     let key = layout.node(&info.id);
-    let value = serde_json::to_vec(info).expect("node info serializes");
+    let info = NodeInfo {
+        lease,
+        ..info.clone()
+    };
+    let value = serde_json::to_vec(&info).expect("node info serializes");
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([TxnOp::put(
@@ -803,6 +808,26 @@ async fn hand_over(
     }
     let key = shared.layout.partition(p);
     let me = shared.me.0.clone();
+    // The key goes straight to the target, under its lease: there is no moment where the partition is
+    // free for another node to claim — its actors are on the target now. (A node restarted under the
+    // same id would otherwise claim it back at once while the actors wait, suspended, on the target.)
+    let target_lease = shared.view().nodes.get(target).map_or(0, |info| info.lease);
+    if target_lease != 0 {
+        let txn = Txn::new()
+            .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
+            .and_then([TxnOp::put(
+                key.clone(),
+                target.0.clone(),
+                Some(PutOptions::new().with_lease(target_lease)),
+            )]);
+        match timed("txn", client.txn(txn)).await {
+            Ok(_) => return true,
+            // Its lease is gone (it died or registered again): free the key for whoever is next.
+            Err(e) => {
+                tracing::warn!(partition = p, %target, error = %e, "partition not passed on; released")
+            }
+        }
+    }
     for attempt in 1..=3 {
         let txn = Txn::new()
             .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])

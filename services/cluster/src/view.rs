@@ -35,6 +35,10 @@ pub struct NodeInfo {
     /// partition targets it, no channel opens on it. Absent (older nodes) = false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// The node's etcd lease: a node handing a partition over writes the partition's key under the
+    /// receiver's lease, so ownership moves in one step. 0 = not known (older nodes).
+    #[serde(default)]
+    pub lease: i64,
 }
 
 /// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
@@ -202,6 +206,7 @@ mod tests {
             capacity: 1000,
             load: 0,
             leaving: false,
+            lease: 0,
         };
         view.put(
             &layout,

@@ -105,6 +105,10 @@ impl NodeHandle {
             // here are relayed to their new node until the socket closes below.
             self.hub.set_leaving();
             membership.leave(LEAVE_LIMIT).await;
+            // Messages this node held for those partitions go on to their new owners first.
+            if !self.hub.drain_parked(PARKED_DRAIN).await {
+                tracing::warn!("messages still waiting for their new owners are dropped");
+            }
         }
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -127,6 +131,9 @@ impl NodeHandle {
 /// How long a leaving node spends handing its partitions over (half of it waiting for calls that are
 /// still connecting); what is left after it is lost as in a crash.
 pub const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a leaving node waits for the messages it held during the handover to move on.
+pub const PARKED_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long servers and connections get to finish after the stop signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -233,6 +240,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 capacity: 10_000,
                 load: 0,
                 leaving: false,
+                lease: 0,
             },
         })
         .await

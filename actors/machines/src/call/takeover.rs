@@ -36,6 +36,10 @@ pub struct CallSnapshot {
     /// Live channels paused for this call (resumed when it ends).
     pub paused: Vec<(ChannelName, UserId)>,
     pub timing: BTreeMap<String, Millis>,
+    /// The next billing tick to send. Set in a handoff (the call goes on where it was); a record kept
+    /// for a crash leaves it out, and the next mark still ahead is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<u64>,
 }
 
 /// Which of the call's holders have confirmed a restored call.
@@ -63,7 +67,37 @@ impl CallMachine {
             callee_extension: self.callee_extension.clone(),
             paused: self.paused.clone(),
             timing: self.timing.clone(),
+            next_tick: None,
         })
+    }
+
+    /// The snapshot of a connected call that moves to another node while it runs (a partition
+    /// handoff): the same as a record, with where its billing ticks stand.
+    pub fn handoff_snapshot(&self) -> Option<CallSnapshot> {
+        let mut snapshot = self.snapshot()?;
+        snapshot.next_tick = Some(self.next_tick);
+        Some(snapshot)
+    }
+
+    /// A connected call handed over by the node that ran it (a graceful handoff, not a crash): its
+    /// parties and channel were fine a moment ago, so nothing is asked — it simply goes on. Arm
+    /// [`CallMachine::resumed_timers`] next.
+    pub fn resume(snapshot: CallSnapshot) -> Self {
+        let next_tick = snapshot.next_tick;
+        let mut machine = Self::restore(snapshot);
+        machine.adoption = None;
+        if let Some(next) = next_tick {
+            machine.next_tick = next;
+        }
+        machine
+    }
+
+    /// The timers a resumed call needs: its next billing tick, at its mark (at once when the mark
+    /// passed during the handoff).
+    pub fn resumed_timers(&self, now: Millis) -> Vec<CallEffect> {
+        let mut fx = Vec::new();
+        self.arm_billing_tick(now, &mut fx);
+        fx
     }
 
     /// A connected call restored on a new node; feed it [`CallInput::Adopt`](super::CallInput::Adopt) next.
@@ -147,7 +181,8 @@ impl CallMachine {
             adoption.channel = true;
             self.settle(fx);
         } else {
-            self.lost(now, fx);
+            // No channel, no media: say so (the parties may well still be there).
+            self.channel_lost(now, fx);
         }
         Ok(())
     }

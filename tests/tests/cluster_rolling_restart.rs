@@ -1,0 +1,280 @@
+//! A rolling restart of a three-node cluster, as an operator deploys a new version (real processes, real
+//! etcd, real media between Rust clients): each node in turn gets SIGTERM, exits by itself, starts again
+//! with the same id, and the cluster converges before the next one.
+//! - Every session survives every restart: clients whose WebSocket was on the restarted node are closed
+//!   with 1012, reconnect to another node and resume (same session, same call).
+//! - A call survives the restart of any node but the one carrying its media — where its sessions and
+//!   call actor ran, and where its parties' sockets were, does not matter; media keeps flowing
+//!   through those restarts (frames are counted on both sides).
+//! - A call whose media node restarts ends once for both parties, `endedByServer`, saying why (its
+//!   channel cannot move between nodes yet; see the README).
+//! - The business server gets exactly one `call_ended` per call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use showcall_proto::admin::event::Kind;
+use showcall_proto::admin::{CallPhase, GetCallRequest, WatchEventsRequest};
+use showcall_sdk::media::{MediaOptions, MediaSession};
+use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
+use showcall_tests::admin::admin_at;
+use showcall_tests::cluster::{
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, eventually, node_tag,
+    resume_at, wait_converged,
+};
+use showcall_tests::sdk_helpers::SdkUser;
+
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One call and where its parts are: the parties' sockets and the channel's node (indexes in NODES).
+struct Pair {
+    caller: SdkUser,
+    callee: SdkUser,
+    call: String,
+    sockets: [usize; 2],
+    media_node: usize,
+    ended: bool,
+}
+
+/// How many times `user` was told that `call` ended (a `prepared` state with an end reason; the SDK's
+/// own "session resumed" `prepared` after a resume into no call is not an end).
+fn ends_told(user: &SdkUser, call: &str) -> usize {
+    user.rec
+        .seen()
+        .iter()
+        .filter(|r| {
+            matches!(r, showcall_sdk::Recorded::State { state: CallState::Prepared, reason, info, .. }
+                if info.call_id == call && *reason != CallStateReason::None)
+        })
+        .count()
+}
+
+/// Waits for `more` video frames beyond what `session` received so far.
+async fn more_video(session: &MediaSession, more: u64) {
+    let now = session.stats().video_frames_in;
+    session
+        .wait_video_frames(now + more)
+        .await
+        .expect("video keeps arriving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_keeps_every_session_and_every_call_off_the_restarted_media_node() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let mut nodes = Vec::new();
+    for id in NODES {
+        nodes.push(NodeProcess::start(&etcd, id, &options).await);
+    }
+    wait_converged(&nodes.iter().collect::<Vec<_>>(), options.partitions).await;
+    let tags: Vec<String> = nodes.iter().map(node_tag).collect();
+
+    // One call with real media: sockets on n1 and n2, media on n3 (the last to restart).
+    let mut viewer = nodes[0].prepared_user("viewer").await;
+    let mut host = nodes[1].prepared_user("host").await;
+    let media_call = loop {
+        let created = viewer
+            .api
+            .call("host", CallType::Video, HashMap::new())
+            .await
+            .expect("call placed");
+        host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+            .await;
+        if created.channel.ends_with(&format!("@{}", tags[2])) {
+            break created;
+        }
+        viewer.api.cancel_call().await.expect("cancelled");
+        viewer
+            .wait_state(CallState::Prepared, CallStateReason::LocalCancelled)
+            .await;
+        host.wait_state(CallState::Prepared, CallStateReason::RemoteCancelled)
+            .await;
+    };
+    host.api.accept("viewer").await.expect("accepted");
+    let (viewer_media, _) = MediaSession::join(
+        &viewer.signal,
+        &media_call.channel,
+        ChannelRole::Broadcaster,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("viewer joins with media");
+    let (host_media, _) = MediaSession::join(
+        &host.signal,
+        &media_call.channel,
+        ChannelRole::Broadcaster,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("host joins with media");
+    viewer
+        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    host.wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    let mut pairs = vec![Pair {
+        caller: viewer,
+        callee: host,
+        call: media_call.call_id.clone(),
+        sockets: [0, 1],
+        media_node: 2,
+        ended: false,
+    }];
+    // Signaling-only calls: one for every (caller socket, callee socket, media node) placement.
+    for caller_at in 0..3 {
+        for callee_at in 0..3 {
+            let media_node = (caller_at + callee_at) % 3;
+            let tag = tags[media_node].clone();
+            let name = format!("{caller_at}{callee_at}");
+            let mut caller = nodes[caller_at]
+                .prepared_user(&format!("caller-{name}"))
+                .await;
+            let mut callee = nodes[callee_at]
+                .prepared_user(&format!("callee-{name}"))
+                .await;
+            let call =
+                connected_call_where(&mut caller, &mut callee, options.partitions, |_, t| {
+                    t == tag
+                })
+                .await;
+            pairs.push(Pair {
+                caller,
+                callee,
+                call,
+                sockets: [caller_at, callee_at],
+                media_node,
+                ended: false,
+            });
+        }
+    }
+    let started = Instant::now();
+    for (restarted, id) in NODES.into_iter().enumerate() {
+        let node = nodes.remove(restarted);
+        let stop = Instant::now();
+        let (status, exit) = node.terminate().await;
+        assert!(
+            status.success(),
+            "{} exited with {status}",
+            NODES[restarted]
+        );
+        let node = NodeProcess::start(&etcd, id, &options).await;
+        nodes.insert(restarted, node);
+        wait_converged(&nodes.iter().collect::<Vec<_>>(), options.partitions).await;
+        println!(
+            "{id}: exited {exit:?} after SIGTERM, cluster converged {:?} after SIGTERM",
+            stop.elapsed()
+        );
+        // Clients of the restarted node resume elsewhere.
+        let elsewhere = (restarted + 1) % 3;
+        for pair in &mut pairs {
+            let still_on = !pair.ended && pair.media_node != restarted;
+            for (side, at) in pair.sockets.into_iter().enumerate() {
+                if at != restarted {
+                    continue;
+                }
+                let user = if side == 0 {
+                    &mut pair.caller
+                } else {
+                    &mut pair.callee
+                };
+                let resumed_call = resume_at(user, &nodes[elsewhere]).await;
+                if still_on {
+                    assert_eq!(resumed_call.as_ref(), Some(&pair.call), "{}", user.id);
+                }
+                pair.sockets[side] = elsewhere;
+            }
+        }
+        let mut admin = admin_at(&nodes[elsewhere].grpc_url).await;
+        for pair in &mut pairs {
+            if pair.ended {
+                continue;
+            }
+            if pair.media_node == restarted {
+                // Its media is gone with the node: the call ends once, saying why.
+                for party in [&mut pair.caller, &mut pair.callee] {
+                    let (why, _) = party
+                        .wait_state_text(CallState::Prepared, CallStateReason::EndedByServer)
+                        .await;
+                    assert_eq!(why, "the node carrying this call's media left");
+                }
+                pair.ended = true;
+                continue;
+            }
+            // "Try again" while its partition moves (the restarted node takes its share back).
+            let call = eventually("the call is found", LIMIT, async || {
+                match admin
+                    .get_call(GetCallRequest {
+                        app_id: DEMO_APP.into(),
+                        call_id: pair.call.clone(),
+                    })
+                    .await
+                {
+                    Ok(call) => Ok(call.into_inner()),
+                    Err(e) if e.code() == tonic::Code::Unavailable => Err(e),
+                    Err(e) => panic!(
+                        "call {} (sockets {:?}, media {}) runs on: {e}",
+                        pair.call, pair.sockets, pair.media_node
+                    ),
+                }
+            })
+            .await;
+            assert_eq!(call.phase(), CallPhase::Connected, "{call:?}");
+            assert_eq!(
+                (
+                    ends_told(&pair.caller, &pair.call),
+                    ends_told(&pair.callee, &pair.call)
+                ),
+                (0, 0),
+                "nobody was told call {} ended",
+                pair.call
+            );
+        }
+        if restarted < 2 {
+            // The media call's node is still up: its media flows on, both ways.
+            more_video(&viewer_media, 15).await;
+            more_video(&host_media, 15).await;
+        }
+    }
+    println!("rolling restart of 3 nodes took {:?}", started.elapsed());
+
+    // Every call ended with its media node, once; the business server heard of each once.
+    let mut admin = admin_at(&nodes[0].grpc_url).await;
+    let mut events = admin
+        .watch_events(WatchEventsRequest {
+            after_cursor: Some(0),
+            app_id: DEMO_APP.into(),
+        })
+        .await
+        .expect("watch from the start accepted")
+        .into_inner();
+    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let wanted: Vec<String> = pairs.iter().map(|p| p.call.clone()).collect();
+    while !wanted.iter().all(|c| ended.contains_key(c)) {
+        let event = events
+            .next()
+            .await
+            .expect("the watch goes on")
+            .expect("an event");
+        if let Some(Kind::CallEnded(e)) = event.kind {
+            ended.entry(e.call_id).or_default().push(e.end_reason);
+        }
+    }
+    for pair in &pairs {
+        assert!(pair.ended);
+        assert_eq!(ended[&pair.call], ["node_lost"], "call {}", pair.call);
+        assert_eq!(
+            (
+                ends_told(&pair.caller, &pair.call),
+                ends_told(&pair.callee, &pair.call)
+            ),
+            (1, 1),
+            "call {} (sockets {:?}, media {}): the caller saw {:#?}",
+            pair.call,
+            pair.sockets,
+            pair.media_node,
+            pair.caller.rec.seen()
+        );
+    }
+}
