@@ -7,6 +7,10 @@
 //! - the business server gets exactly one `call_ended` per call, and no call reads `node_lost` except the
 //!   one whose media node left;
 //! - the survivors own every partition.
+//!
+//! And the same handoff the other way: a node joining under load takes its whole rendezvous share at
+//! once, busy partitions included — their sessions and connected calls move to it, nobody notices, and
+//! the calls hang up as usual with one `call_ended` each.
 
 use std::collections::BTreeMap;
 
@@ -129,4 +133,90 @@ async fn a_leaving_node_hands_its_sessions_and_calls_over() {
     assert_eq!(ended[&c_call], ["node_lost"]);
     let left = shares(&[&n1, &n3]).await;
     assert_eq!(left.values().map(Vec::len).sum::<usize>(), count as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_its_share_of_busy_partitions_with_their_sessions_and_calls() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let count = options.partitions;
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
+    wait_converged(&[&n1, &n2], count).await;
+    // Where n3 will take over: its rendezvous share among the three.
+    let three: std::collections::BTreeSet<showcall_actors::NodeId> = ["n1", "n2", "n3"]
+        .into_iter()
+        .map(|n| showcall_actors::NodeId(n.into()))
+        .collect();
+    let n3_share: Vec<u32> = (0..count)
+        .filter(|p| {
+            showcall_cluster::rendezvous::target(*p, &three).map(|n| n.0.as_str()) == Some("n3")
+        })
+        .collect();
+    // Sessions and connected calls whose actors sit on partitions that will move.
+    let mut pairs = Vec::new();
+    for i in 0..3 {
+        let mut caller = n1
+            .prepared_user(&user_in(&format!("moving-caller-{i}"), &n3_share, count))
+            .await;
+        let mut callee = n2
+            .prepared_user(&user_in(&format!("moving-callee-{i}"), &n3_share, count))
+            .await;
+        let share = n3_share.clone();
+        let call =
+            connected_call_where(&mut caller, &mut callee, count, |p, _| share.contains(&p)).await;
+        pairs.push((caller, callee, call));
+    }
+    let mut admin = admin_at(&n1.grpc_url).await;
+    let mut events = watch_events(&mut admin, DEMO_APP, None).await;
+
+    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
+    // n3 serves its whole share, the busy partitions included.
+    showcall_tests::cluster::eventually(
+        "n3 serves its rendezvous share",
+        std::time::Duration::from_secs(30),
+        async || {
+            let mut served = n3.info().await.map(|i| i.partitions).unwrap_or_default();
+            served.sort_unstable();
+            if served == n3_share {
+                Ok(())
+            } else {
+                Err(served.len())
+            }
+        },
+    )
+    .await;
+    let actors = n3.info().await.expect("n3 answers").active_actors;
+    for (caller, callee, call) in &pairs {
+        for actor in [
+            format!("user/{DEMO_APP}/{}", caller.id),
+            format!("user/{DEMO_APP}/{}", callee.id),
+            format!("call/-/{call}"),
+        ] {
+            assert!(actors.contains(&actor), "{actor} runs on n3: {actors:?}");
+        }
+    }
+    // Nobody noticed: the calls are connected and hang up as usual, once.
+    for (caller, callee, call) in &mut pairs {
+        assert_eq!(
+            showcall_tests::cluster::call_endings(caller, call),
+            0,
+            "{call} goes on"
+        );
+        hang_up(caller, callee).await;
+    }
+    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while ended.len() < pairs.len() {
+        let event = events
+            .next()
+            .await
+            .expect("the watch goes on")
+            .expect("an event");
+        if let Some(Kind::CallEnded(e)) = event.kind {
+            ended.entry(e.call_id).or_default().push(e.end_reason);
+        }
+    }
+    for (_, _, call) in &pairs {
+        assert_eq!(ended[call], ["hangup"], "{call}");
+    }
 }
