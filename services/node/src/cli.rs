@@ -201,6 +201,20 @@ pub enum BenchKind {
         #[arg(long, value_name = "N", default_value_t = 50_000)]
         envelopes: usize,
     },
+    /// Operating a cluster (etcd from PATH + in-process nodes): a graceful leave and a join under load
+    /// (time until the partitions are served again, sessions handed over), and a rolling restart of 3
+    /// nodes (resume latency of the stopped nodes' clients, calls lost, total time), each beside its floor.
+    Lifecycle {
+        /// Users logged in during the leave and the join (both ends of each socket are in this process).
+        #[arg(long, value_name = "N", default_value_t = 4_000)]
+        users: usize,
+        /// Users logged in during the rolling restart.
+        #[arg(long, value_name = "N", default_value_t = 1_000)]
+        restart_users: usize,
+        /// Connected calls during the rolling restart (between those users).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        calls: usize,
+    },
 }
 
 /// `showcall token`: loads the configuration and mints the token, with the same checks as the

@@ -27,7 +27,7 @@ use super::{Client, percentiles, progress, ring_rounds, token_factory};
 use crate::NodeHandle;
 use crate::config::NodeConfig;
 
-const PARTITIONS: u32 = 256;
+pub(super) const PARTITIONS: u32 = 256;
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -36,9 +36,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A throwaway etcd; killed on drop.
-struct Etcd {
+pub(super) struct Etcd {
     _child: tokio::process::Child,
-    url: String,
+    pub(super) url: String,
     dir: std::path::PathBuf,
 }
 
@@ -48,7 +48,7 @@ impl Drop for Etcd {
     }
 }
 
-async fn start_etcd() -> anyhow::Result<Etcd> {
+pub(super) async fn start_etcd() -> anyhow::Result<Etcd> {
     let dir = std::env::temp_dir().join(format!("showcall-bench-etcd-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (client, peer) = (free_port()?, free_port()?);
@@ -83,7 +83,7 @@ async fn start_etcd() -> anyhow::Result<Etcd> {
     })
 }
 
-fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeConfig> {
+pub(super) fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeConfig> {
     let any = "127.0.0.1:0".parse()?;
     let mut config = NodeConfig {
         node_id: id.to_owned(),

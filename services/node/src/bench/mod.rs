@@ -12,6 +12,8 @@
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
 //! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
+//! - `lifecycle` (`lifecycle`): graceful leave, join under load and a rolling restart, each beside its
+//!   floor (the same step with no users; a plain login).
 //!
 //! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
 //! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
@@ -44,6 +46,7 @@ mod clip;
 mod cluster;
 mod cpu;
 mod fanout;
+mod lifecycle;
 mod media_node;
 mod sdk_user;
 mod srtp_floor;
@@ -70,6 +73,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rounds,
             envelopes,
         } => cluster::run(pairs, rounds, envelopes).await,
+        BenchKind::Lifecycle {
+            users,
+            restart_users,
+            calls,
+        } => lifecycle::run(users, restart_users, calls).await,
     }
 }
 
