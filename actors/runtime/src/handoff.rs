@@ -10,7 +10,7 @@
 //!    a sink the new owner pushes through (this node relays until the socket closes); a connection on a
 //!    third node stays where it is and that node is told who holds its session now
 //!    ([`Body::SinkMoved`](crate::remote::Body::SinkMoved)).
-//! 3. The target installs them ([`Hub::install`]): the actors start suspended — they get messages only
+//! 3. The target installs them (`Hub::install`): the actors start suspended — they get messages only
 //!    once the target serves the partition. A handed-over call goes on as it was (nothing to ask: its
 //!    parties and channel were fine a moment ago, unlike after a crash), its billing ticks where they
 //!    stood.

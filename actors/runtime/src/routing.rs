@@ -9,7 +9,7 @@
 //!   not in the cluster (at once) or leaves it meanwhile (when its loss is known, [`Hub::node_lost`]).
 //! - An envelope for a user or call that arrives at a node which does not serve its partition (any more,
 //!   or not yet) is passed on to the owner that node sees, or handled as above ([`Hub::deliver`]); an
-//!   actor is only ever started on the node serving its partition ([`Hub::start_here`]).
+//!   actor is only ever started on the node serving its partition (`Hub::start_here`).
 //! - On the receiving side, [`Hub::deliver`] does what the local path does: get-or-spawn where the local
 //!   path would, answer NO_SUCH_CALL / SESSION_CLOSED where the actor is missing, and tell a call that its
 //!   ring found no callee.

@@ -10,10 +10,15 @@
 //! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys from the snapshot's revision on,
 //!   and after every change (and every TTL/2, to retry) moves towards the rendezvous target
 //!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
-//!   succeeds if the key does not exist, and releases partitions another live node should own with one that
-//!   only deletes its own key — after it stopped serving it, and only once no actor of it runs here (actors
-//!   are not migrated, so a busy partition stays with its owner until its sessions and calls are over). A partition owned by a dead node frees itself
-//!   when that node's lease expires (the dead node, if merely cut off, fenced itself before that).
+//!   succeeds if the key does not exist, and hands partitions another live node should own over to it
+//!   (`hand_over`): it stops serving the partition, moves the partition's actors with their state through
+//!   the node's [`HandoffHook`] (`showcall_actors::handoff`), then passes the key to the target under the
+//!   target's lease with a transaction that only succeeds if the key is still its own — or deletes it when
+//!   the target's lease is unknown. A partition whose actors cannot move now stays, and is tried again.
+//!   A partition owned by a dead node frees itself when that node's lease expires (the dead node, if
+//!   merely cut off, fenced itself before that).
+//! - **leave** ([`Membership::leave`], on SIGTERM): publishes `leaving` in its node info (nobody targets
+//!   it any more) and hands every partition it owns over the same way, within a time limit.
 //!
 //! etcd unreachable: every node fences within TTL − margin; nothing can be claimed, so nobody takes over.
 //! Routing keeps the last view (cached); when etcd is back, leases that survived are renewed (etcd extends
@@ -321,8 +326,8 @@ impl Membership {
         read(&self.shared.view())
     }
 
-    /// Tells membership which partitions have actors running here: such a partition is not handed to a
-    /// joining node until its actors are gone (actors are not migrated; see `reconcile`).
+    /// Tells membership which partitions have actors running here: such a partition is handed over with
+    /// its actors ([`Membership::set_handoff`]), or — without a handoff hook — kept until they are gone.
     pub fn set_busy(&self, busy: BusyPartitions) {
         *lock(&self.shared.busy) = Some(busy);
     }
@@ -720,7 +725,10 @@ async fn reregister(client: &mut Client, shared: &Shared) {
 
 /// Claims and releases partitions towards the target; does nothing while fenced.
 async fn reconcile(client: &mut Client, shared: &Shared) {
-    if shared.fenced_at(Instant::now()) {
+    // A leaving node claims nothing, and `leave` alone hands its partitions over.
+    if shared.fenced_at(Instant::now())
+        || shared.leaving.load(std::sync::atomic::Ordering::Acquire)
+    {
         return;
     }
     let steps = {
