@@ -5,6 +5,8 @@
 //!   owner from its record and goes on: the parties see nothing, and it hangs up normally afterwards.
 //! - A call whose call actor died with its channel ends for both parties with ENDED_BY_SERVER, exactly
 //!   once.
+//! - A call whose channel (its media) died with the node ends for both parties with ENDED_BY_SERVER, once,
+//!   even though its call actor and parties live on.
 //! - A call whose party's user actor died ends for the other party, exactly once; the party's connection
 //!   is closed (SERVER_SHUTDOWN) and it logs in again, on a survivor, once its partition is re-owned.
 //! - New calls succeed afterwards.
@@ -235,6 +237,14 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
                     user.wait_state(CallState::Prepared, CallStateReason::EndedByServer)
                         .await;
                 }
+            }
+        } else if channel_dead && !caller_dead && !callee_dead {
+            // Its media died with the node: the call cannot go on; it ends once for both parties.
+            for user in [&mut pair.caller, &mut pair.callee] {
+                let (why, _) = user
+                    .wait_state_text(CallState::Prepared, CallStateReason::EndedByServer)
+                    .await;
+                assert_eq!(why, "the node carrying this call's media left");
             }
         } else if caller_dead && callee_dead {
             // Both sessions died with the node: nobody is left to tell (checked below: both closed).

@@ -726,8 +726,7 @@ async fn reregister(client: &mut Client, shared: &Shared) {
 /// Claims and releases partitions towards the target; does nothing while fenced.
 async fn reconcile(client: &mut Client, shared: &Shared) {
     // A leaving node claims nothing, and `leave` alone hands its partitions over.
-    if shared.fenced_at(Instant::now())
-        || shared.leaving.load(std::sync::atomic::Ordering::Acquire)
+    if shared.fenced_at(Instant::now()) || shared.leaving.load(std::sync::atomic::Ordering::Acquire)
     {
         return;
     }
