@@ -412,6 +412,50 @@ impl NodeProcess {
     }
 }
 
+/// Where every actor (and partition) is served now, as `actor/<key>` / `partition <n>` → node id;
+/// panics if one is served by two nodes at once. Nodes that do not answer are skipped.
+///
+/// Nodes are asked one after another, so a handoff between two answers can show a moving actor on both
+/// (its old node answered before it stopped serving, its new node after it started). A double is
+/// therefore checked again, asking the two nodes in the opposite order: a handoff cannot show twice that
+/// way (the old node stops before the new one starts), two nodes really serving it at once would.
+pub async fn homes(nodes: &[&NodeProcess]) -> std::collections::HashMap<String, String> {
+    async fn ask(node: &NodeProcess) -> Vec<String> {
+        node.info()
+            .await
+            .map(|info| {
+                info.partitions
+                    .iter()
+                    .map(|p| format!("partition {p}"))
+                    .chain(info.active_actors)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    let mut home = std::collections::HashMap::new();
+    for node in nodes {
+        for thing in ask(node).await {
+            if let Some(other) = home.insert(thing.clone(), node.id.clone()) {
+                let first = nodes
+                    .iter()
+                    .find(|n| n.id == other)
+                    .expect("a node asked before");
+                let again_here = ask(node).await.contains(&thing);
+                let again_there = ask(first).await.contains(&thing);
+                assert!(
+                    !(again_here && again_there),
+                    "{thing} is served by {other} and {} at once",
+                    node.id
+                );
+                if !again_here {
+                    home.insert(thing, other);
+                }
+            }
+        }
+    }
+    home
+}
+
 /// How long a SIGTERMed node may take to exit before the test calls it hung.
 pub const EXIT_GUARD: Duration = Duration::from_secs(30);
 
@@ -578,23 +622,37 @@ pub async fn start_converged(etcd: &Etcd, ids: &[&str], options: &NodeOptions) -
     nodes
 }
 
-/// Waits until every node serves some partitions and together they serve all `partitions`.
+/// Waits until the nodes have settled: each serves exactly its rendezvous share of `partitions` among
+/// them (so none is still handing partitions over), and together they serve all of them.
 pub async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
+    let live: std::collections::BTreeSet<showcall_actors::NodeId> = nodes
+        .iter()
+        .map(|n| showcall_actors::NodeId(n.id.clone()))
+        .collect();
     eventually(
-        "the nodes share every partition",
+        "the nodes serve their rendezvous shares",
         Duration::from_secs(60),
         async || {
             let mut all = std::collections::BTreeSet::new();
-            let mut each = Vec::new();
+            let mut off = Vec::new();
             for node in nodes {
-                let served = node.info().await.map(|i| i.partitions).unwrap_or_default();
-                each.push(served.len());
+                let mut served = node.info().await.map(|i| i.partitions).unwrap_or_default();
+                served.sort_unstable();
+                let share: Vec<u32> = (0..partitions)
+                    .filter(|p| {
+                        showcall_cluster::rendezvous::target(*p, &live).map(|n| n.0.as_str())
+                            == Some(node.id.as_str())
+                    })
+                    .collect();
+                if served != share {
+                    off.push((node.id.clone(), served.len(), share.len()));
+                }
                 all.extend(served);
             }
-            if all.len() == partitions as usize && each.iter().all(|n| *n > 0) {
+            if all.len() == partitions as usize && off.is_empty() {
                 Ok(())
             } else {
-                Err(each)
+                Err(off)
             }
         },
     )

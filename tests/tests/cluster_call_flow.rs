@@ -13,7 +13,7 @@ use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, start_converged};
+use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, start_converged, wait_converged};
 use showcall_tests::sdk_helpers::{is_paused, is_resumed};
 
 const LIVE: &str = "host_live";
@@ -107,15 +107,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     fan.wait_channel(LIVE, |k| is_paused(k, "host")).await;
 
     // The actors really are spread: each lives on exactly one node, and not all on the clients' nodes.
-    let mut home: HashMap<String, String> = HashMap::new();
-    for node in [&n1, &n2, &n3] {
-        let info = node.info().await.expect("node answers");
-        for actor in info.active_actors {
-            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
-                panic!("{actor} is active on {other} and {}", node.id);
-            }
-        }
-    }
+    let home: HashMap<String, String> = showcall_tests::cluster::homes(&[&n1, &n2, &n3]).await;
     let wanted = [
         "user/demo/host".to_owned(),
         "user/demo/viewer".to_owned(),
@@ -147,26 +139,12 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
         .wait_state(CallState::Prepared, CallStateReason::RemoteCallBusy)
         .await;
 
-    // A fourth node joins during the call and takes partitions that have no actors running; the
-    // established call and the live room are not cut off.
+    // A fourth node joins during the call and takes its share — busy partitions too, handed over with
+    // their actors; the established call and the live room are not cut off, and nothing is ever served
+    // twice.
     let n4 = NodeProcess::start(&etcd, "n4", &options).await;
-    eventually(
-        "the joining node takes a share",
-        Duration::from_secs(60),
-        async || match n4.info().await {
-            Some(info) if !info.partitions.is_empty() => Ok(info.partitions.len()),
-            other => Err(other.map(|i| i.partitions.len())),
-        },
-    )
-    .await;
-    let mut owners = std::collections::BTreeMap::new();
-    for node in [&n1, &n2, &n3, &n4] {
-        for p in node.info().await.expect("node answers").partitions {
-            if let Some(other) = owners.insert(p, node.id.clone()) {
-                panic!("partition {p} served by {other} and {}", node.id);
-            }
-        }
-    }
+    wait_converged(&[&n1, &n2, &n3, &n4], options.partitions).await;
+    showcall_tests::cluster::homes(&[&n1, &n2, &n3, &n4]).await;
 
     // Hang up: both are back to prepared; the fan sees the host live again.
     viewer.api.hangup("host", "bye").await.expect("hangup");

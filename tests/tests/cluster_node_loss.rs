@@ -49,18 +49,9 @@ fn is_ended(r: &Recorded) -> bool {
     )
 }
 
-/// Where every actor is active now (and that none is active twice).
+/// Where every actor (and partition) is served now; panics if one is served twice at once.
 async fn placement(nodes: &[&NodeProcess]) -> HashMap<String, String> {
-    let mut home = HashMap::new();
-    for node in nodes {
-        let info = node.info().await.expect("node answers");
-        for actor in info.active_actors {
-            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
-                panic!("{actor} is active on {other} and {}", node.id);
-            }
-        }
-    }
-    home
+    showcall_tests::cluster::homes(nodes).await
 }
 
 struct Pair {

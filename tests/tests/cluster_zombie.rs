@@ -16,21 +16,9 @@ use showcall_tests::sdk_helpers::SdkUser;
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Where every actor is active now; panics if one is active on two nodes. Nodes that do not answer (the
-/// frozen one) are skipped.
+/// Where every actor (and partition) is served now; panics if one is served twice at once.
 async fn placement(nodes: &[&NodeProcess]) -> HashMap<String, String> {
-    let mut home = HashMap::new();
-    for node in nodes {
-        let Some(info) = node.info().await else {
-            continue;
-        };
-        for actor in info.active_actors {
-            if let Some(other) = home.insert(actor.clone(), node.id.clone()) {
-                panic!("{actor} is active on {other} and {}", node.id);
-            }
-        }
-    }
-    home
+    showcall_tests::cluster::homes(nodes).await
 }
 
 /// A user id whose actor lives on one of `partitions`.
