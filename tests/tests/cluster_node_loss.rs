@@ -107,6 +107,8 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     let n1 = NodeProcess::start(&etcd, "n1", &options).await;
     let n2 = NodeProcess::start(&etcd, "n2", &options).await;
     let n3 = NodeProcess::start(&etcd, "n3", &options).await;
+    // Settled first: every node serves exactly its rendezvous share, nothing in flight.
+    showcall_tests::cluster::wait_converged(&[&n1, &n2, &n3], options.partitions).await;
     let shares = eventually("three nodes share every partition", LIMIT, async || {
         let mut by_node = BTreeMap::new();
         for node in [&n1, &n2, &n3] {

@@ -39,6 +39,8 @@ async fn a_node_frozen_past_its_lease_drops_its_actors_when_it_wakes() {
     let n1 = NodeProcess::start(&etcd, "n1", &options).await;
     let n2 = NodeProcess::start(&etcd, "n2", &options).await;
     let frozen = NodeProcess::start(&etcd, "n3", &options).await;
+    // Settled first: every node serves exactly its rendezvous share, nothing in flight.
+    showcall_tests::cluster::wait_converged(&[&n1, &n2, &frozen], options.partitions).await;
     let shares = eventually("three nodes share every partition", LIMIT, async || {
         let mut by_node = BTreeMap::new();
         for node in [&n1, &n2, &frozen] {
@@ -128,11 +130,21 @@ async fn a_node_frozen_past_its_lease_drops_its_actors_when_it_wakes() {
         }
     })
     .await;
-    // Wherever it runs now, it is the same session: it answers its client's commands.
-    again
-        .join_channel("after-wake", showcall_sdk::ChannelRole::Audience)
-        .await
-        .expect("the moved session answers");
+    // Wherever it runs now, it is the same session: it answers its client's commands ("try again"
+    // only while its partition is in flight).
+    eventually("the moved session answers", LIMIT, async || {
+        match again
+            .join_channel("after-wake", showcall_sdk::ChannelRole::Audience)
+            .await
+        {
+            Err(showcall_sdk::SdkError::Refused {
+                code: showcall_sdk::ErrorCode::Unavailable,
+                message,
+            }) => Err(message),
+            other => Ok(other.expect("the moved session answers")),
+        }
+    })
+    .await;
     // Its old session is gone for good: the user logs in again, on any node.
     let back = frozen.log_in_again(&local_id).await;
     assert!(back.login_info().is_some());
