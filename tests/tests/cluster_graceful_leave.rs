@@ -196,6 +196,19 @@ async fn a_joining_node_takes_its_share_of_busy_partitions_with_their_sessions_a
             assert!(actors.contains(&actor), "{actor} runs on n3: {actors:?}");
         }
     }
+    // The giving nodes say so on /metrics: handoffs that moved, the sessions and calls they carried.
+    let (mut moved, mut users, mut calls) = (0.0, 0.0, 0.0);
+    for node in [&n1, &n2] {
+        let page = showcall_tests::prometheus::scrape(node.http_addr).await;
+        moved += page.get("showcall_handoffs_total{outcome=\"moved\"}");
+        users += page.get("showcall_handed_over_total{kind=\"user\"}");
+        calls += page.get("showcall_handed_over_total{kind=\"call\"}");
+    }
+    assert!(moved >= 1.0, "handoffs counted: {moved}");
+    assert!(
+        users >= 6.0 && calls >= 3.0,
+        "{users} sessions, {calls} calls"
+    );
     // Nobody noticed: the calls are connected and hang up as usual, once.
     for (caller, callee, call) in &mut pairs {
         assert_eq!(

@@ -122,6 +122,23 @@ impl Hub {
         target: &NodeId,
         force: bool,
     ) -> HandoffOutcome {
+        let outcome = self.hand_off_now(moving, target, force).await;
+        match &outcome {
+            HandoffOutcome::Moved { users, calls } => {
+                crate::metrics::handoff("moved", *users, *calls)
+            }
+            HandoffOutcome::NotNow(_) => crate::metrics::handoff("not_now", 0, 0),
+            HandoffOutcome::Failed(_) => crate::metrics::handoff("failed", 0, 0),
+        }
+        outcome
+    }
+
+    async fn hand_off_now(
+        &self,
+        moving: &(dyn Fn(&ActorKey) -> bool + Send + Sync),
+        target: &NodeId,
+        force: bool,
+    ) -> HandoffOutcome {
         let users: Vec<(AppId, UserId, ActorRef<UserMsg>)> = lock(&self.inner.users)
             .iter()
             .filter(|((app, user), _)| moving(&ActorKey::User(app.clone(), user.clone())))

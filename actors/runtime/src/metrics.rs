@@ -39,6 +39,15 @@ pub const ETCD_REQUEST_SECONDS: &str = "showcall_etcd_request_seconds";
 pub const WEBHOOK_FAILURES_TOTAL: &str = "showcall_webhook_failures_total";
 /// Gauge: WebSocket signaling connections open (logged in or not).
 pub const SIGNALING_CONNECTIONS: &str = "showcall_signaling_connections";
+/// Counter: partition handoffs this node started (leaving, or a joining node's share), by `outcome`
+/// (see [`HANDOFF_OUTCOMES`]); through [`handoff`].
+pub const HANDOFFS_TOTAL: &str = "showcall_handoffs_total";
+/// Counter: actors (user sessions and calls, label `kind`) this node handed to another node.
+pub const HANDED_OVER_TOTAL: &str = "showcall_handed_over_total";
+
+/// `outcome` of a handoff: its actors run on the target now / not now (a call still connecting, an
+/// actor that did not answer) / the target did not take them.
+pub const HANDOFF_OUTCOMES: &[&str] = &["moved", "not_now", "failed"];
 
 // ----- Sampled (rendered by the node at scrape time) -----
 
@@ -63,6 +72,14 @@ pub const HELP: &[(&str, &str)] = &[
     (
         CALL_SETUP_SECONDS,
         "Call created to connected (media flowing both ways), including the time to answer.",
+    ),
+    (
+        HANDOFFS_TOTAL,
+        "Partition handoffs started by this node (leaving, or giving a joining node its share), by outcome.",
+    ),
+    (
+        HANDED_OVER_TOTAL,
+        "User sessions and calls this node handed to another node with their state, by kind.",
     ),
     (
         CALL_RINGING_SECONDS,
@@ -165,8 +182,19 @@ pub fn describe() {
     ] {
         metrics::describe_histogram!(name, metrics::Unit::Seconds, help(name));
     }
-    for name in [CALLS_ENDED_TOTAL, WEBHOOK_FAILURES_TOTAL] {
+    for name in [
+        CALLS_ENDED_TOTAL,
+        WEBHOOK_FAILURES_TOTAL,
+        HANDOFFS_TOTAL,
+        HANDED_OVER_TOTAL,
+    ] {
         metrics::describe_counter!(name, help(name));
+    }
+    for outcome in HANDOFF_OUTCOMES {
+        metrics::counter!(HANDOFFS_TOTAL, "outcome" => *outcome).increment(0);
+    }
+    for kind in ["user", "call"] {
+        metrics::counter!(HANDED_OVER_TOTAL, "kind" => kind).increment(0);
     }
     metrics::describe_gauge!(SIGNALING_CONNECTIONS, help(SIGNALING_CONNECTIONS));
     for reason in END_REASONS {
@@ -177,6 +205,13 @@ pub fn describe() {
     let _ = metrics::histogram!(CALL_SETUP_SECONDS);
     let _ = metrics::histogram!(CALL_RINGING_SECONDS);
     metrics::gauge!(SIGNALING_CONNECTIONS).increment(0.0);
+}
+
+/// Counts one partition handoff and, when it moved, the sessions and calls it carried.
+pub fn handoff(outcome: &'static str, users: usize, calls: usize) {
+    metrics::counter!(HANDOFFS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::counter!(HANDED_OVER_TOTAL, "kind" => "user").increment(users as u64);
+    metrics::counter!(HANDED_OVER_TOTAL, "kind" => "call").increment(calls as u64);
 }
 
 /// Counts one failed webhook delivery.
