@@ -3,9 +3,9 @@
 //!   parties' connections are elsewhere sees nothing at all, and hangs up normally afterwards;
 //! - clients whose WebSocket was on it are closed with "service restart", log in on another node and
 //!   resume the same session, with the same call, which hangs up normally;
-//! - a call whose channel (its media) ran on it ends once for both parties, with a reason;
-//! - the business server gets exactly one `call_ended` per call, and no call reads `node_lost` except the
-//!   one whose media node left;
+//! - a call whose channel (its media) ran on it moves to a channel on another node: both parties are
+//!   told (`connected`, `mediaMoved`, the new channel), join it again, and the call goes on;
+//! - the business server gets exactly one `call_ended` per call (`hangup`: nothing was lost);
 //! - the survivors own every partition.
 //!
 //! And the same handoff the other way: a node joining under load takes its whole rendezvous share at
@@ -108,15 +108,35 @@ async fn a_leaving_node_hands_its_sessions_and_calls_over() {
     assert_eq!(resume_at(&mut b_callee, &n3).await.as_ref(), Some(&b_call));
     hang_up(&mut b_caller, &mut b_callee).await;
 
-    // 3. Its media is gone with n2: the call ends once for both, saying why.
+    // 3. Its channel moved off n2: both parties are told where (still connected), join it again, and
+    //    the call hangs up as usual.
+    let mut moved_to = Vec::new();
     for party in [&mut c_caller, &mut c_callee] {
-        let (why, _) = party
-            .wait_state_text(CallState::Prepared, CallStateReason::EndedByServer)
+        let (why, info) = party
+            .wait_state_text(CallState::Connected, CallStateReason::MediaMoved)
             .await;
-        assert_eq!(why, "the node carrying this call's media left");
+        assert_eq!(
+            why,
+            "the call's media moved to another node: join the call channel again"
+        );
+        moved_to.push(info.from_room_id);
     }
+    assert_eq!(moved_to[0], moved_to[1]);
+    assert!(
+        !moved_to[0].ends_with(&format!("@{n2_tag}")),
+        "{} is off n2",
+        moved_to[0]
+    );
+    for party in [&c_caller, &c_callee] {
+        party
+            .api
+            .join_call_channel()
+            .await
+            .expect("the party joins the moved channel");
+    }
+    hang_up(&mut c_caller, &mut c_callee).await;
 
-    // The billing records: one per call, and only the call whose media left reads node_lost.
+    // The billing records: one per call, each a plain hangup.
     let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while ended.len() < 3 {
         let event = events
@@ -130,7 +150,7 @@ async fn a_leaving_node_hands_its_sessions_and_calls_over() {
     }
     assert_eq!(ended[&a_call], ["hangup"]);
     assert_eq!(ended[&b_call], ["hangup"]);
-    assert_eq!(ended[&c_call], ["node_lost"]);
+    assert_eq!(ended[&c_call], ["hangup"]);
     let left = shares(&[&n1, &n3]).await;
     assert_eq!(left.values().map(Vec::len).sum::<usize>(), count as usize);
 }

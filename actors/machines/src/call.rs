@@ -143,6 +143,9 @@ pub enum CallInput {
     /// The node carrying the call's channel (its media) is gone: the call cannot go on. Ends it once
     /// for both parties with `endedByServer`; the record says `node_lost`.
     ChannelLost,
+    /// The node carrying the call's channel is leaving: a connected call moves to channel `to` on
+    /// another node (see `takeover`'s module docs). Refused in any other phase.
+    MoveChannel { to: ChannelName },
     /// A call restored from its snapshot on a new node: ask its parties and channel whether they still
     /// hold it (see [`takeover`](self::takeover)).
     Adopt,
@@ -730,6 +733,7 @@ impl CallMachine {
             CallInput::AdmissionTimeout => self.admission_timeout(now, &mut fx)?,
             CallInput::BillingTick => self.billing_tick_fired(now, &mut fx)?,
             CallInput::ChannelLost => self.channel_lost(now, &mut fx),
+            CallInput::MoveChannel { to } => self.move_channel(to, &mut fx)?,
             CallInput::Terminate { reason } => {
                 let view = (StateReason::EndedByServer, None, reason.clone());
                 self.end(
@@ -760,7 +764,7 @@ impl CallMachine {
         Ok(())
     }
 
-    fn open_channel(&self, fx: &mut Vec<CallEffect>) {
+    pub(super) fn open_channel(&self, fx: &mut Vec<CallEffect>) {
         fx.push(CallEffect::OpenChannel {
             channel: self.setup.channel.clone(),
             members: [self.setup.caller.clone(), self.setup.callee.clone()],
@@ -1102,7 +1106,7 @@ impl CallMachine {
         }));
     }
 
-    fn state(
+    pub(super) fn state(
         &self,
         side: Side,
         state: CallState,

@@ -159,6 +159,8 @@ pub enum StateReason {
     /// The app's business server refused the call before it rang, or did not answer in time (the event
     /// reason carries its reason, or "admission timed out").
     RefusedByPolicy = 108,
+    /// The call goes on, its private channel moved to another node: join it again (`info.from_room`).
+    MediaMoved = 109,
 }
 
 /// CallAPI CallEvent, plus showcall's events (>= 200).

@@ -564,6 +564,13 @@ impl UserMachine {
                     if let CallUpdate::State { state, info, .. } = &update {
                         call.state = *state;
                         call.info = Some(info.clone());
+                        if info.from_room != call.channel {
+                            // The call's channel moved to another node: the old one is not this
+                            // user's any more (its node is going away); the client joins the new one.
+                            self.channels.remove(&call.channel);
+                            self.joining.remove(&call.channel);
+                            call.channel = info.from_room.clone();
+                        }
                     }
                     if update.is_final() {
                         self.call = None;

@@ -217,6 +217,12 @@ fn inputs() -> Vec<(String, CallInput)> {
         },
     ));
     v.push(("channel-lost".into(), CallInput::ChannelLost));
+    v.push((
+        "move-channel".into(),
+        CallInput::MoveChannel {
+            to: "call-c2".into(),
+        },
+    ));
     v
 }
 
@@ -241,6 +247,7 @@ fn variant(input: &CallInput) -> &'static str {
         CallInput::CallingTimeout => "CallingTimeout",
         CallInput::Terminate { .. } => "Terminate",
         CallInput::ChannelLost => "ChannelLost",
+        CallInput::MoveChannel { .. } => "MoveChannel",
         CallInput::Adopt => "Adopt",
         CallInput::PartyPresent { .. } => "PartyPresent",
         CallInput::ChannelPresent { .. } => "ChannelPresent",
@@ -256,7 +263,7 @@ fn inputs_cover_every_variant() {
     let seen: BTreeSet<&str> = inputs().iter().map(|(_, i)| variant(i)).collect();
     assert_eq!(
         seen.len(),
-        24,
+        25,
         "every CallInput variant is in the table: {seen:?}"
     );
 }
@@ -529,6 +536,7 @@ fn authorizing() {
             cancel timer
             A state Prepared EndedByServer
             ended node lost after 0"),
+        ("move-channel", Unexpected("move channel")),
         // Allowed: what a call without admission does at Start, but the caller already saw `calling`.
         ok("authorized allow =>
             cancel timer
@@ -653,6 +661,7 @@ fn refusals_while_ringing(phase: Phase) -> Vec<Row> {
             B state Prepared EndedByServer
             close call-c1
             ended node lost after 0"),
+        ("move-channel", Unexpected("move channel")),
     ]
     .into_iter()
     .chain(if phase == Phase::NotDelivered {
@@ -858,6 +867,7 @@ fn connecting() {
             B state Prepared EndedByServer
             resume live-alice A; resume live-bob B; close call-c1
             ended node lost after 0"),
+        ("move-channel", Unexpected("move channel")),
     ]);
     table.extend(not_restored());
     table.extend(admitted());
@@ -935,6 +945,11 @@ fn connected() {
             B state Prepared EndedByServer; B disconnected by - after 7000
             resume live-alice A; resume live-bob B; close call-c1
             ended node lost after 7000"),
+        ok("move-channel =>
+            open call-c2 for A B
+            A state Connected MediaMoved
+            B state Connected MediaMoved
+            persist connected at 3000"),
     ]);
     table.extend(not_restored());
     table.extend(admitted());

@@ -176,7 +176,14 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
                 let now = state.hub.now_ms();
+                // A leaving node waits for a moved channel to be open and the parties told before it
+                // closes their sockets: answered after the effects.
+                let answer_after = matches!(input, CallInput::MoveChannel { .. });
                 match handle(state, input, now) {
+                    Ok(fx) if answer_after => {
+                        run(&myself, state, fx).await;
+                        let _ = reply.send(Ok(CommandOk::Done));
+                    }
                     Ok(fx) => {
                         let _ = reply.send(Ok(CommandOk::Done));
                         run(&myself, state, fx).await;

@@ -175,6 +175,19 @@ fn page<K: Ord + Clone, V: Clone>(
 }
 
 impl Directory {
+    /// The call channels open on this node, with their app and call.
+    pub(crate) fn call_channels(&self) -> Vec<(AppId, ChannelName, CallId)> {
+        lock(&self.channels)
+            .iter()
+            .filter_map(|((app, name), entry)| {
+                entry
+                    .call
+                    .clone()
+                    .map(|call| (app.clone(), name.clone(), call))
+            })
+            .collect()
+    }
+
     pub fn set_user(&self, app: &AppId, entry: UserEntry) {
         lock(&self.users).insert((app.clone(), entry.user.clone()), entry);
     }

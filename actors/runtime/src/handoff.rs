@@ -36,7 +36,7 @@ use crate::call_actor::CallStart;
 use crate::error::CommandError;
 use crate::hub::{Hub, lock};
 use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{CallMsg, SessionSink, Traced, UserMsg};
+use crate::messages::{CallMsg, Responder, SessionSink, Traced, UserMsg};
 use crate::remote::{Body, SinkTo};
 use crate::session::CommandOk;
 use crate::user_actor::{RestoredUser, UserActor};
@@ -324,6 +324,36 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Moves the connected calls whose channel runs here to a channel on another node (this node is
+    /// leaving and its media router goes with it): each call opens a new channel elsewhere and tells its
+    /// parties to join it (`mediaMoved`). Waits for every call's answer, at most `limit` in all; returns
+    /// how many moved. Calls that are not connected are not moved (they end with the node).
+    pub async fn move_call_channels(&self, limit: Duration) -> usize {
+        let mut answers = Vec::new();
+        for (app, channel, call) in self.directory().call_channels() {
+            // A node that takes new channels (this one does not any more: it is leaving).
+            let Some(tag) = self.placement().call_channel_tag() else {
+                break;
+            };
+            let to = crate::ids::call_channel(Some(&tag));
+            tracing::debug!(%channel, %call, %to, "moving a call channel");
+            let (port, answer) = ractor::concurrency::oneshot();
+            let input = CallInput::MoveChannel { to };
+            self.command_call(&app, &call, input, Responder::Local(port.into()));
+            answers.push((channel, answer));
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut moved = 0;
+        for (channel, answer) in answers {
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(Ok(_))) => moved += 1,
+                Ok(Ok(Err(e))) => tracing::debug!(%channel, error = %e, "call channel not moved"),
+                _ => tracing::warn!(%channel, "call channel not moved: no answer in time"),
+            }
+        }
+        moved
     }
 
     /// A node took over the session of connection sink `id` of this node.

@@ -146,6 +146,7 @@ pub fn call_step(input: &CallInput) -> &'static str {
         CallInput::CallingTimeout => "call.timeout",
         CallInput::Terminate { .. } => "call.terminate",
         CallInput::ChannelLost => "call.channel_lost",
+        CallInput::MoveChannel { .. } => "call.move_channel",
         CallInput::Adopt => "call.adopt",
         CallInput::PartyPresent { .. } => "call.party_present",
         CallInput::ChannelPresent { .. } => "call.channel_present",

@@ -351,22 +351,8 @@ impl Membership {
     /// half of `limit`, then ended. Call [`Membership::stop`] afterwards to revoke the lease.
     pub async fn leave(&self, limit: Duration) -> LeaveReport {
         let shared = &self.shared;
-        shared
-            .leaving
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.announce_leaving(limit / 5).await;
         let mut client = self.client.clone();
-        let lease = lock(&shared.lease).id;
-        let load = lock(&shared.load).as_ref().map_or(0, |load| load());
-        let value = serde_json::to_vec(&shared.info_now(load)).expect("node info serializes");
-        let put = PutOptions::new().with_lease(lease);
-        if let Err(e) = timed(
-            "put",
-            client.put(shared.layout.node(&shared.me), value, Some(put)),
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "could not publish that this node leaves");
-        }
         let started = Instant::now();
         let mut report = LeaveReport::default();
         loop {
@@ -408,6 +394,49 @@ impl Membership {
             "left the cluster's partitions"
         );
         report
+    }
+
+    /// Publishes that this node is leaving — no partition targets it, no channel opens on it — and
+    /// waits (at most `limit`) until this node's own view shows it, so what it places from now on goes
+    /// elsewhere. [`Membership::leave`] does this first; calling it before is harmless.
+    pub async fn announce_leaving(&self, limit: Duration) {
+        let shared = &self.shared;
+        if shared
+            .leaving
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let mut client = self.client.clone();
+        let lease = lock(&shared.lease).id;
+        let load = lock(&shared.load).as_ref().map_or(0, |load| load());
+        let value = serde_json::to_vec(&shared.info_now(load)).expect("node info serializes");
+        let put = PutOptions::new().with_lease(lease);
+        if let Err(e) = timed(
+            "put",
+            client.put(shared.layout.node(&shared.me), value, Some(put)),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "could not publish that this node leaves");
+            return;
+        }
+        let mut changes = shared.changes.subscribe();
+        let seen = |shared: &Shared| {
+            shared
+                .view()
+                .nodes
+                .get(&shared.me)
+                .is_some_and(|info| info.leaving)
+        };
+        let _ = tokio::time::timeout(limit, async {
+            while !seen(shared) {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     /// Every later loss of another node, with the partitions it owned: its actors are gone.

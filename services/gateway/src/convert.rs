@@ -302,6 +302,10 @@ mod tests {
             pb::CallStateReason::RefusedByPolicy as i32
         );
         assert_eq!(
+            StateReason::MediaMoved as i32,
+            pb::CallStateReason::MediaMoved as i32
+        );
+        assert_eq!(
             StateReason::RemoteAudioCall as i32,
             pb::CallStateReason::RemoteAudioCall as i32
         );

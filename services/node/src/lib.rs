@@ -104,8 +104,13 @@ impl NodeHandle {
             // servers and this node's connections keep running meanwhile — sessions whose socket is
             // here are relayed to their new node until the socket closes below.
             self.hub.set_leaving();
+            membership.announce_leaving(LEAVE_LIMIT / 5).await;
+            // Connected calls whose media runs here move to a channel on another node first, while
+            // this node still relays to its clients: their parties are told to join the new one.
+            let moved = self.hub.move_call_channels(CHANNEL_MOVE_LIMIT).await;
+            tracing::info!(moved, "call channels moved to other nodes");
             membership.leave(LEAVE_LIMIT).await;
-            // Messages this node held for those partitions go on to their new owners first.
+            // Messages this node held for those partitions go on to their new owners.
             if !self.hub.drain_parked(PARKED_DRAIN).await {
                 tracing::warn!("messages still waiting for their new owners are dropped");
             }
@@ -134,6 +139,9 @@ pub const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a leaving node waits for the messages it held during the handover to move on.
 pub const PARKED_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a leaving node waits for its call channels to move to other nodes.
+pub const CHANNEL_MOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long servers and connections get to finish after the stop signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

@@ -52,6 +52,7 @@ pub(super) struct Adoption {
 
 const LOST: &str = "the node running this call was lost and the call could not go on";
 const MEDIA_LOST: &str = "the node carrying this call's media left";
+const MEDIA_MOVED: &str = "the call's media moved to another node: join the call channel again";
 
 impl CallMachine {
     /// The snapshot to persist, once the call is connected.
@@ -212,6 +213,34 @@ impl CallMachine {
                 timer: CallTimer::Adoption,
             });
         }
+    }
+
+    /// A connected call's channel moves to `to` (its node is leaving): opened there for the same two
+    /// parties, both told (`connected`, `mediaMoved`, the new channel in their info) so they join it
+    /// again, and the call's record rewritten with it. The call stays connected throughout.
+    pub(super) fn move_channel(
+        &mut self,
+        to: ChannelName,
+        fx: &mut Vec<CallEffect>,
+    ) -> Result<(), CallError> {
+        if !matches!(self.phase, Phase::Connected { .. }) || self.adoption.is_some() {
+            return Err(self.unexpected("move channel"));
+        }
+        self.setup.channel = to;
+        self.open_channel(fx);
+        for side in [super::Side::Caller, super::Side::Callee] {
+            self.state(
+                side,
+                super::CallState::Connected,
+                StateReason::MediaMoved,
+                MEDIA_MOVED,
+                fx,
+            );
+        }
+        if let Some(snapshot) = self.snapshot() {
+            fx.push(CallEffect::Persist(snapshot));
+        }
+        Ok(())
     }
 
     /// The call's channel died with its node (see `CallInput::ChannelLost`).
