@@ -43,7 +43,7 @@ export const CallStateReason = enumOf('CALL_STATE_REASON_', [
   ['RemoteLeft', 'REMOTE_LEFT'], ['LocalLeft', 'LOCAL_LEFT'], ['GlareResolved', 'GLARE_RESOLVED'],
   ['BothJoined', 'BOTH_JOINED'], ['TokenExpired', 'TOKEN_EXPIRED'],
   ['RemoteLoggedOut', 'REMOTE_LOGGED_OUT'], ['EndedByServer', 'ENDED_BY_SERVER'],
-  ['RefusedByPolicy', 'REFUSED_BY_POLICY'],
+  ['RefusedByPolicy', 'REFUSED_BY_POLICY'], ['MediaMoved', 'MEDIA_MOVED'],
 ]);
 
 export const CallEvent = enumOf('CALL_EVENT_', [

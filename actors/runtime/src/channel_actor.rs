@@ -132,6 +132,17 @@ impl Actor for ChannelActor {
         })
     }
 
+    async fn post_start(
+        &self,
+        _myself: ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Listed from the start, members or not: a call channel nobody joined yet is still its call's
+        // (a leaving node finds the call channels to move in the directory).
+        publish(state);
+        Ok(())
+    }
+
     async fn post_stop(
         &self,
         myself: ActorRef<ChannelMsg>,
