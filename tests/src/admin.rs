@@ -27,3 +27,25 @@ pub async fn watch_events(
         .expect("watch accepted")
         .into_inner()
 }
+
+/// Reads `events` until each of `calls` has ended; returns every `call_ended` seen for them (and for
+/// others that ended meanwhile), as call id → end reasons in order — more than one is a double record.
+pub async fn ends_of(
+    events: &mut Streaming<Event>,
+    calls: &[String],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    use futures_util::StreamExt as _;
+    use showcall_proto::admin::event::Kind;
+    let mut ended: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    while !calls.iter().all(|c| ended.contains_key(c)) {
+        let event = events
+            .next()
+            .await
+            .expect("the watch goes on")
+            .expect("an event");
+        if let Some(Kind::CallEnded(e)) = event.kind {
+            ended.entry(e.call_id).or_default().push(e.end_reason);
+        }
+    }
+    ended
+}

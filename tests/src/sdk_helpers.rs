@@ -248,3 +248,27 @@ pub fn refusal<T: std::fmt::Debug>(result: Result<T, SdkError>) -> showcall_sdk:
         other => panic!("expected a refusal from the server, got {other:?}"),
     }
 }
+
+/// `caller` hangs up its call with `callee`: both are back to `prepared` (local / remote hangup).
+pub async fn hang_up(caller: &mut SdkUser, callee: &mut SdkUser) {
+    caller
+        .api
+        .hangup(&callee.id, "bye")
+        .await
+        .expect("the caller hangs up");
+    caller
+        .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+        .await;
+    callee
+        .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+        .await;
+}
+
+/// Waits for `more` video frames beyond what `session` received so far.
+pub async fn more_video(session: &showcall_sdk::media::MediaSession, more: u64) {
+    let now = session.stats().video_frames_in;
+    session
+        .wait_video_frames(now + more)
+        .await
+        .expect("video keeps arriving");
+}

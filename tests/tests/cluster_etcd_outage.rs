@@ -15,17 +15,9 @@ use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, call_endings, eventually, wait_converged,
 };
+use showcall_tests::sdk_helpers::more_video;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Waits for `more` video frames beyond what `session` received so far.
-async fn more_video(session: &MediaSession, more: u64) {
-    let now = session.stats().video_frames_in;
-    session
-        .wait_video_frames(now + more)
-        .await
-        .expect("video keeps arriving");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_established_call_goes_on_while_etcd_is_frozen() {

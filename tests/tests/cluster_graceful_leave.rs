@@ -12,32 +12,14 @@
 //! once, busy partitions included — their sessions and connected calls move to it, nobody notices, and
 //! the calls hang up as usual with one `call_ended` each.
 
-use std::collections::BTreeMap;
-
-use futures_util::StreamExt;
-use showcall_proto::admin::event::Kind;
 use showcall_proto::admin::{CallPhase, GetCallRequest};
 use showcall_sdk::{CallState, CallStateReason};
-use showcall_tests::admin::{admin_at, watch_events};
+use showcall_tests::admin::{admin_at, ends_of, watch_events};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, node_tag, resume_at, shares,
     user_in, wait_converged,
 };
-use showcall_tests::sdk_helpers::SdkUser;
-
-async fn hang_up(caller: &mut SdkUser, callee: &mut SdkUser) {
-    caller
-        .api
-        .hangup(&callee.id, "bye")
-        .await
-        .expect("the caller hangs up");
-    caller
-        .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
-        .await;
-    callee
-        .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
-        .await;
-}
+use showcall_tests::sdk_helpers::hang_up;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaving_node_hands_its_sessions_and_calls_over() {
@@ -137,17 +119,11 @@ async fn a_leaving_node_hands_its_sessions_and_calls_over() {
     hang_up(&mut c_caller, &mut c_callee).await;
 
     // The billing records: one per call, each a plain hangup.
-    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    while ended.len() < 3 {
-        let event = events
-            .next()
-            .await
-            .expect("the watch goes on")
-            .expect("an event");
-        if let Some(Kind::CallEnded(e)) = event.kind {
-            ended.entry(e.call_id).or_default().push(e.end_reason);
-        }
-    }
+    let ended = ends_of(
+        &mut events,
+        &[a_call.clone(), b_call.clone(), c_call.clone()],
+    )
+    .await;
     assert_eq!(ended[&a_call], ["hangup"]);
     assert_eq!(ended[&b_call], ["hangup"]);
     assert_eq!(ended[&c_call], ["hangup"]);
@@ -238,17 +214,8 @@ async fn a_joining_node_takes_its_share_of_busy_partitions_with_their_sessions_a
         );
         hang_up(caller, callee).await;
     }
-    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    while ended.len() < pairs.len() {
-        let event = events
-            .next()
-            .await
-            .expect("the watch goes on")
-            .expect("an event");
-        if let Some(Kind::CallEnded(e)) = event.kind {
-            ended.entry(e.call_id).or_default().push(e.end_reason);
-        }
-    }
+    let calls: Vec<String> = pairs.iter().map(|(_, _, call)| call.clone()).collect();
+    let ended = ends_of(&mut events, &calls).await;
     for (_, _, call) in &pairs {
         assert_eq!(ended[call], ["hangup"], "{call}");
     }

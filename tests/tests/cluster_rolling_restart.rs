@@ -9,20 +9,18 @@
 //!   Media of calls on other nodes keeps flowing through the restart (frames counted on both sides).
 //! - Every call then hangs up as usual, and the business server gets exactly one `call_ended` per call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use showcall_proto::admin::event::Kind;
 use showcall_proto::admin::{CallPhase, GetCallRequest, WatchEventsRequest};
 use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
-use showcall_tests::admin::admin_at;
+use showcall_tests::admin::{admin_at, ends_of};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, eventually, node_tag,
     resume_at, wait_converged,
 };
-use showcall_tests::sdk_helpers::SdkUser;
+use showcall_tests::sdk_helpers::{SdkUser, hang_up, more_video};
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -49,15 +47,6 @@ fn ends_told(user: &SdkUser, call: &str) -> usize {
                 if info.call_id == call && *reason != CallStateReason::None)
         })
         .count()
-}
-
-/// Waits for `more` video frames beyond what `session` received so far.
-async fn more_video(session: &MediaSession, more: u64) {
-    let now = session.stats().video_frames_in;
-    session
-        .wait_video_frames(now + more)
-        .await
-        .expect("video keeps arriving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,17 +265,7 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
 
     // Every call is still there and hangs up as usual; the business server hears of each end once.
     for pair in &mut pairs {
-        pair.caller
-            .api
-            .hangup(&pair.callee.id, "bye")
-            .await
-            .expect("the caller hangs up");
-        pair.caller
-            .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
-            .await;
-        pair.callee
-            .wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
-            .await;
+        hang_up(&mut pair.caller, &mut pair.callee).await;
     }
     let mut admin = admin_at(&nodes[0].grpc_url).await;
     let mut events = admin
@@ -297,18 +276,8 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
         .await
         .expect("watch from the start accepted")
         .into_inner();
-    let mut ended: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let wanted: Vec<String> = pairs.iter().map(|p| p.call.clone()).collect();
-    while !wanted.iter().all(|c| ended.contains_key(c)) {
-        let event = events
-            .next()
-            .await
-            .expect("the watch goes on")
-            .expect("an event");
-        if let Some(Kind::CallEnded(e)) = event.kind {
-            ended.entry(e.call_id).or_default().push(e.end_reason);
-        }
-    }
+    let ended = ends_of(&mut events, &wanted).await;
     let moves: usize = pairs.iter().map(|p| p.moves).sum();
     println!(
         "{} calls, none lost; their channels moved {moves} times",

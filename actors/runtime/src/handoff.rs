@@ -17,6 +17,10 @@
 //! 4. Once the target answered, the local actors stop without a word (no call ends, nothing is told) and
 //!    the owner gives the partition's key up; the target claims it, and the waiting messages go there.
 //!
+//! Channels are not partitioned: a leaving node moves the *call channels* it runs first
+//! ([`Hub::move_call_channels`]): each connected call mints a channel on another node, opens it for its
+//! parties and tells them (`mediaMoved`), so they join it again while this node still relays to them.
+//!
 //! A call that has not connected yet has no snapshot: a joining node waits for it to connect or end
 //! ([`HandoffOutcome::NotNow`], retried a moment later); a leaving node past its patience ends it with
 //! a reason (the parties are told `endedByServer`; `call_ended` says `terminated`). If the target does
