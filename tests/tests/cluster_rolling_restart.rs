@@ -214,8 +214,17 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
                         .0
                     }
                 };
+                let rejoined = Instant::now();
+                let last_frames = viewer_media.stats().video_frames_in;
                 viewer_media = join(&pair.caller).await;
                 host_media = join(&pair.callee).await;
+                // What the move costs the media call: from its parties' rejoin to video again on the
+                // new channel (printed, not asserted).
+                more_video(&viewer_media, 1).await;
+                println!(
+                    "media call moved off {id}: video again {:?} after the rejoin began ({last_frames} frames before)",
+                    rejoined.elapsed()
+                );
             } else {
                 for party in [&pair.caller, &pair.callee] {
                     party
