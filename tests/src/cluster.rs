@@ -497,7 +497,7 @@ pub async fn connected_call_where(
     partitions: u32,
     accept: impl Fn(u32, &str) -> bool,
 ) -> String {
-    use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
+    use showcall_sdk::{CallState, CallStateReason, CallType};
     for _ in 0..100 {
         let created = caller
             .api
@@ -530,17 +530,8 @@ pub async fn connected_call_where(
         callee.api.accept(&caller.id).await.expect("accepted");
         caller.api.join_call_channel().await.expect("caller joins");
         callee.api.join_call_channel().await.expect("callee joins");
-        let connected = |r: &Recorded| {
-            matches!(
-                r,
-                Recorded::State {
-                    state: CallState::Connected,
-                    ..
-                }
-            )
-        };
-        caller.wait_call(connected).await;
-        callee.wait_call(connected).await;
+        caller.wait_call(crate::sdk_helpers::is_connected).await;
+        callee.wait_call(crate::sdk_helpers::is_connected).await;
         return created.call_id;
     }
     panic!("no call of 100 landed where wanted");

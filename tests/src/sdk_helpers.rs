@@ -272,3 +272,14 @@ pub async fn more_video(session: &showcall_sdk::media::MediaSession, more: u64) 
         .await
         .expect("video keeps arriving");
 }
+
+/// Whether a callback is a call state change to `connected` (with any reason).
+pub fn is_connected(r: &Recorded) -> bool {
+    matches!(
+        r,
+        Recorded::State {
+            state: CallState::Connected,
+            ..
+        }
+    )
+}

@@ -17,7 +17,7 @@ use showcall_sdk::{CallEvent, CallState, CallStateReason, ErrorCode, SdkError};
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, eventually, node_tag, shares,
-    user_in, wait_converged,
+    start_converged, user_in, wait_converged,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -30,11 +30,10 @@ fn options(grace: &str) -> NodeOptions {
 }
 
 async fn three_nodes(etcd: &Etcd, options: &NodeOptions) -> [NodeProcess; 3] {
-    let n1 = NodeProcess::start(etcd, "n1", options).await;
-    let n2 = NodeProcess::start(etcd, "n2", options).await;
-    let n3 = NodeProcess::start(etcd, "n3", options).await;
-    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
-    [n1, n2, n3]
+    start_converged(etcd, &["n1", "n2", "n3"], options)
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three ids, three nodes"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,20 +24,10 @@ use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
-use showcall_tests::sdk_helpers::SdkUser;
+use showcall_tests::sdk_helpers::{SdkUser, is_connected};
 
 const APP: &str = "demo";
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn is_connected(r: &Recorded) -> bool {
-    matches!(
-        r,
-        Recorded::State {
-            state: CallState::Connected,
-            ..
-        }
-    )
-}
 
 fn is_ended(r: &Recorded) -> bool {
     matches!(

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use showcall_sdk::{CallState, CallStateReason, CallType, ErrorCode, Recorded, SdkError};
-use showcall_tests::cluster::{DEMO_APP, Etcd, NodeOptions, NodeProcess, wait_converged};
-use showcall_tests::sdk_helpers::SdkUser;
+use showcall_tests::cluster::{
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, start_converged, wait_converged,
+};
+use showcall_tests::sdk_helpers::{SdkUser, is_connected};
 
 /// How many pairs each worker runs after the rejoined node serves its share.
 const PAIRS_AFTER: usize = 3;
@@ -87,17 +89,8 @@ async fn call_through(caller_node: &NodeProcess, callee_node: &NodeProcess, tag:
     retried!(callee.api.accept(&caller.id)).expect("the callee accepts");
     retried!(caller.api.join_call_channel()).expect("the caller joins");
     retried!(callee.api.join_call_channel()).expect("the callee joins");
-    let connected = |r: &Recorded| {
-        matches!(
-            r,
-            Recorded::State {
-                state: CallState::Connected,
-                ..
-            }
-        )
-    };
-    caller.wait_call(connected).await;
-    callee.wait_call(connected).await;
+    caller.wait_call(is_connected).await;
+    callee.wait_call(is_connected).await;
     retried!(caller.api.hangup(&callee.id, "bye")).expect("the caller hangs up");
     caller
         .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
@@ -115,10 +108,10 @@ async fn call_through(caller_node: &NodeProcess, callee_node: &NodeProcess, tag:
 async fn users_keep_calling_while_a_restarted_node_rejoins() {
     let etcd = Etcd::start().await;
     let options = NodeOptions::default();
-    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
-    let n2 = NodeProcess::start(&etcd, "n2", &options).await;
-    let n3 = NodeProcess::start(&etcd, "n3", &options).await;
-    wait_converged(&[&n1, &n2, &n3], options.partitions).await;
+    let [n1, n2, n3]: [NodeProcess; 3] = start_converged(&etcd, &["n1", "n2", "n3"], &options)
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three ids, three nodes"));
     let (status, _) = n3.terminate().await;
     assert!(status.success(), "n3 exited with {status}");
     wait_converged(&[&n1, &n2], options.partitions).await;

@@ -104,7 +104,7 @@ pub(super) fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeCo
 
 /// Waits until `nodes` together serve every partition, each serving what `expected` says it should
 /// (when given). Returns how long it took.
-async fn until_served(
+pub(super) async fn until_served(
     nodes: &[&NodeHandle],
     expected: Option<&dyn Fn(&NodeId) -> usize>,
 ) -> anyhow::Result<Duration> {

@@ -20,43 +20,28 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use showcall_actors::{AppId, NodeId};
 use showcall_cluster::rendezvous::target;
 use showcall_proto::signal::{self as pb, client_frame::Command, response::Result as Answer};
 
-use super::cluster::{PARTITIONS, node_config, start_etcd};
+use super::cluster::{PARTITIONS, node_config, start_etcd, until_served};
 use super::{Client, histogram, percentiles, progress, token_factory};
 use crate::NodeHandle;
 use crate::config::NodeConfig;
 
-/// Waits until `nodes` together serve every partition and each serves its rendezvous share.
+/// Waits until `nodes` together serve every partition and each serves its rendezvous share among them.
 async fn settled(nodes: &[&NodeHandle]) -> anyhow::Result<Duration> {
-    let started = Instant::now();
     let live: BTreeSet<NodeId> = nodes
         .iter()
         .filter_map(|n| n.membership().map(|m| m.me().clone()))
         .collect();
-    loop {
-        let mut all = BTreeSet::new();
-        let mut matches = true;
-        for node in nodes {
-            let m = node.membership().context("clustered node")?;
-            let served = m.served();
-            let share = (0..PARTITIONS)
-                .filter(|p| target(*p, &live) == Some(m.me()))
-                .count();
-            matches &= served.len() == share;
-            all.extend(served);
-        }
-        if all.len() == PARTITIONS as usize && matches {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("the cluster did not settle in 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let share = |node: &NodeId| {
+        (0..PARTITIONS)
+            .filter(|p| target(*p, &live) == Some(node))
+            .count()
+    };
+    until_served(nodes, Some(&share)).await
 }
 
 async fn start_nodes(etcd: &str, ids: &[&str]) -> anyhow::Result<Vec<NodeHandle>> {
