@@ -31,6 +31,7 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::egress::Egress;
 use crate::error::MediaError;
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
 use crate::renegotiation::{Move, OutLine, changes};
@@ -57,8 +58,8 @@ struct Room {
 
 pub(crate) struct Engine {
     socket: UdpSocket,
-    /// The same socket, for sending (non-blocking; a full kernel buffer drops the datagram, as UDP does).
-    sender: std::net::UdpSocket,
+    /// The same socket, for sending: datagrams queue during a turn and go out together at its end.
+    egress: Egress,
     candidate: SocketAddr,
     events: mpsc::UnboundedSender<MediaEvent>,
     peers: HashMap<PeerId, Peer>,
@@ -108,7 +109,7 @@ impl Engine {
     ) -> Self {
         Self {
             socket,
-            sender,
+            egress: Egress::new(sender),
             candidate,
             events,
             peers: HashMap::new(),
@@ -151,6 +152,9 @@ impl Engine {
             }
             self.timeouts(Instant::now());
             self.drain();
+            let flushed = self.egress.flush();
+            self.stats.datagrams_out += flushed.datagrams;
+            self.stats.bytes_out += flushed.bytes;
         }
         tracing::info!("media router stopped");
     }
@@ -427,13 +431,7 @@ impl Engine {
                     }
                     return;
                 }
-                Output::Transmit(t) => {
-                    // UDP: a full socket buffer drops the packet, as the network would.
-                    if self.sender.send_to(&t.contents, t.destination).is_ok() {
-                        self.stats.datagrams_out += 1;
-                        self.stats.bytes_out += t.contents.len() as u64;
-                    }
-                }
+                Output::Transmit(t) => self.egress.queue(t.destination, t.contents.into()),
                 Output::Event(event) => self.event(id, event),
             }
         }
