@@ -25,16 +25,21 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{KeyframeRequestKind, MediaData};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::egress::Egress;
 use crate::error::MediaError;
+use crate::feed::Feed;
+use crate::keyframe::{KeptPacket, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
 use crate::renegotiation::{Move, OutLine, changes};
+use crate::rewrite::Source;
 use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::stun;
 
@@ -81,6 +86,43 @@ pub(crate) struct Engine {
     stats: RouterStats,
     /// Packets estimated lost so far, with the fractions `stats.packets_lost` rounds down.
     lost_estimate: f64,
+}
+
+/// A publisher's packet on its way to the receivers of its channel.
+struct Outgoing<'a> {
+    source: Source,
+    kind: Kind,
+    /// The publisher's payload type, and what it stands for.
+    pt: Pt,
+    params: &'a PayloadParams,
+    seq: u64,
+    time: u32,
+    marker: bool,
+    /// Whether it begins a keyframe.
+    starts: bool,
+    payload: &'a std::sync::Arc<[u8]>,
+    ext: ExtensionValues,
+    /// When it arrived (the wall clock paired with its RTP time).
+    now: Instant,
+}
+
+fn video_codec(codec: Codec) -> VideoCodec {
+    match codec {
+        Codec::Vp8 => VideoCodec::Vp8,
+        Codec::H264 => VideoCodec::H264,
+        _ => VideoCodec::Other,
+    }
+}
+
+/// The header extensions that describe the media and so travel with it; transport ones (sequence
+/// numbers for congestion control, send times, mid) are the receiver's session's own.
+fn forwarded_extensions(from: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: from.audio_level,
+        voice_activity: from.voice_activity,
+        video_orientation: from.video_orientation,
+        ..ExtensionValues::default()
+    }
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -155,6 +197,8 @@ impl Engine {
             let flushed = self.egress.flush();
             self.stats.datagrams_out += flushed.datagrams;
             self.stats.bytes_out += flushed.bytes;
+            self.stats.send_syscalls += flushed.syscalls;
+            self.stats.datagrams_dropped += flushed.dropped;
         }
         tracing::info!("media router stopped");
     }
@@ -203,7 +247,9 @@ impl Engine {
                     .entry((app.clone(), channel.clone()))
                     .or_default();
                 if forward {
-                    room.paused.remove(&publisher);
+                    if room.paused.remove(&publisher) {
+                        self.resume(&app, &channel, &publisher);
+                    }
                     self.want_keyframe_from(&app, &channel, &publisher);
                 } else {
                     room.paused.insert(publisher);
@@ -245,6 +291,8 @@ impl Engine {
         };
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
+            // Packets are forwarded as they come (`crate::feed`), not re-framed.
+            .set_rtp_mode(true)
             // Ingress stats carry the loss the router reports as a metric (`crate::loss`).
             .set_stats_interval(Some(STATS_INTERVAL))
             .set_local_ice_credentials(creds)
@@ -425,6 +473,10 @@ impl Engine {
             };
             match output {
                 Output::Timeout(t) => {
+                    if peer.closed {
+                        self.remove(id, true);
+                        return;
+                    }
                     if peer.next_timeout != t {
                         peer.next_timeout = t;
                         self.timers.push(Reverse((t, id)));
@@ -465,8 +517,10 @@ impl Engine {
                     return;
                 };
                 let room = room_key(&peer.key);
+                let now = Instant::now();
                 for p in self.room_peers(&room) {
                     if p != id {
+                        self.serve_kept_keyframe(p, id, now);
                         self.want_keyframe(p);
                     }
                 }
@@ -475,7 +529,21 @@ impl Engine {
                 // The member went silent (no consent checks): its session is over.
                 self.remove(id, true);
             }
-            Event::MediaData(data) => self.forward(id, data),
+            Event::RtpPacket(packet) => self.forward(id, packet),
+            Event::Closed => {
+                // The peer closed politely (DTLS close_notify): the session goes once its last output
+                // (the close reply) is out, like any other ending.
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.closed = true;
+                }
+            }
+            Event::MediaEgressStats(stats) => {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                let before = peer.egress_nacks.insert(stats.mid, stats.nacks);
+                self.stats.nacks_received += stats.nacks.saturating_sub(before.unwrap_or(0));
+            }
             Event::MediaIngressStats(stats) => {
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return;
@@ -510,20 +578,52 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    fn forward(&mut self, from: PeerId, data: MediaData) {
+    /// Forwards a publisher's RTP packet to every other member of its channel that receives its kind,
+    /// rewritten for each receiver's line ([`crate::feed`]), unless the publisher is paused.
+    fn forward(&mut self, from: PeerId, packet: RtpPacket) {
+        let now = packet.timestamp;
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
-        let Some(kind) = publisher.inbound_kind(data.mid) else {
+        let pt = packet.header.payload_type;
+        let Some(params) = publisher.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
+            return;
+        };
+        let codec = params.spec().codec;
+        let kind = if codec.is_video() {
+            Kind::Video
+        } else if codec.is_audio() {
+            Kind::Audio
+        } else {
+            return;
+        };
+        if !publisher.publishes(kind) {
             // Media on a line this member may not publish on is dropped.
             return;
-        };
-        if kind == Kind::Video && data.is_keyframe() {
-            self.keyframe_wanted.remove(&from);
         }
-        let Some(publisher) = self.peers.get(&from) else {
-            return;
+        let source = Source {
+            session: from,
+            ssrc: *packet.header.ssrc,
         };
+        let seq = *packet.seq_no;
+        let time = packet.header.timestamp;
+        let starts = kind == Kind::Video && starts_keyframe(video_codec(codec), &packet.payload);
+        if kind == Kind::Video {
+            if starts {
+                self.keyframe_wanted.remove(&from);
+                publisher.keyframe_ssrc = source.ssrc;
+            }
+            let kept = KeptPacket {
+                seq,
+                time,
+                marker: packet.header.marker,
+                pt: *pt,
+                payload: packet.payload.clone(),
+            };
+            if starts || publisher.keyframe_ssrc == source.ssrc {
+                publisher.keyframes.observe(kept, starts, now);
+            }
+        }
         let key = publisher.key.clone();
         let room_key = room_key(&key);
         let Some(room) = self.rooms.get(&room_key) else {
@@ -532,39 +632,207 @@ impl Engine {
         if room.paused.contains(&key.user) {
             return;
         }
+        let ext = forwarded_extensions(&packet.header.ext_vals);
+        let out = Outgoing {
+            source,
+            kind,
+            pt,
+            params: &params,
+            seq,
+            time,
+            marker: packet.header.marker,
+            starts,
+            payload: &packet.payload,
+            ext,
+            now,
+        };
         let targets = room.peers.clone();
         for to in targets {
+            if to != from {
+                self.send_to(to, &out, &room_key);
+            }
+        }
+    }
+
+    /// Whether `session` still feeds `kind` lines in `room` (present, publishing it, not paused).
+    fn still_feeds(&self, session: PeerId, kind: Kind, room: &RoomKey) -> bool {
+        let Some(peer) = self.peers.get(&session) else {
+            return false;
+        };
+        let paused = self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.paused.contains(&peer.key.user));
+        peer.publishes(kind) && !paused
+    }
+
+    /// Writes one publisher packet to one receiver, if its line takes it.
+    fn send_to(&mut self, to: PeerId, out: &Outgoing<'_>, room: &RoomKey) -> bool {
+        let current = self
+            .peers
+            .get(&to)
+            .and_then(|r| r.feeds.get(&out.kind))
+            .and_then(Feed::source);
+        let current_feeds = current.is_some_and(|c| {
+            c.session == out.source.session || self.still_feeds(c.session, out.kind, room)
+        });
+        self.write_line(to, out, |feed| {
+            feed.admit(
+                out.source,
+                out.seq,
+                out.time,
+                out.starts,
+                current_feeds,
+                out.now,
+            )
+            .ok()
+        })
+    }
+
+    /// Writes a packet on a receiver's line where `place` puts it (its sequence number and RTP time
+    /// there), with the receiver's payload type; counts it and reports a first frame.
+    fn write_line(
+        &mut self,
+        to: PeerId,
+        out: &Outgoing<'_>,
+        place: impl FnOnce(&mut Feed) -> Option<(u64, u32)>,
+    ) -> bool {
+        let Some(receiver) = self.peers.get_mut(&to) else {
+            return false;
+        };
+        let Some(mid) = receiver.out_mid(out.kind) else {
+            return false;
+        };
+        let feed = receiver
+            .feeds
+            .entry(out.kind)
+            .or_insert_with(|| Feed::new(out.kind, out.params.spec().clock_rate.get()));
+        let Some((seq, time)) = place(feed) else {
+            return false;
+        };
+        let rtc = &receiver.rtc;
+        let Some(pt) = feed.map_pt(out.pt, || {
+            rtc.codec_config()
+                .match_params(out.params.clone())
+                .map(|p| p.pt())
+        }) else {
+            return false;
+        };
+        let mut api = receiver.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        stream.write_rtp(
+            RtpWrite::new(pt, seq.into(), time, out.now, out.payload.clone())
+                .marker(out.marker)
+                .nackable(out.kind == Kind::Video)
+                .ext_vals(out.ext.clone()),
+        );
+        self.stats.packets_forwarded += 1;
+        if out.kind == Kind::Audio || out.marker {
+            self.stats.frames_forwarded += 1;
+        }
+        let receiver_user = receiver.key.user.clone();
+        self.dirty.push(to);
+        if let Some(publisher) = self.peers.get_mut(&out.source.session)
+            && publisher.first_sent.insert((to, out.kind))
+        {
+            let _ = self.events.send(MediaEvent::FirstFrame {
+                from: publisher.key.clone(),
+                to: receiver_user,
+                kind: out.kind,
+            });
+        }
+        true
+    }
+
+    /// Starts `receiver`'s video line at `publisher`'s kept keyframe, if it has a fresh one and the line
+    /// is free for it; the line then waits for the publisher's next keyframe (asked for by the caller).
+    fn serve_kept_keyframe(&mut self, publisher: PeerId, receiver: PeerId, now: Instant) {
+        let Some(p) = self.peers.get(&publisher) else {
+            return;
+        };
+        let Some(kept) = p.keyframes.fresh(now).map(<[KeptPacket]>::to_vec) else {
+            return;
+        };
+        let source = Source {
+            session: publisher,
+            ssrc: p.keyframe_ssrc,
+        };
+        let room = room_key(&p.key);
+        if self
+            .rooms
+            .get(&room)
+            .is_some_and(|r| r.paused.contains(&p.key.user))
+        {
+            return;
+        }
+        let pt = Pt::from(kept[0].pt);
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).cloned() else {
+            return;
+        };
+        let current = self
+            .peers
+            .get(&receiver)
+            .and_then(|r| r.feeds.get(&Kind::Video))
+            .and_then(Feed::source);
+        if let Some(c) = current
+            && c.session != publisher
+            && self.still_feeds(c.session, Kind::Video, &room)
+        {
+            return;
+        }
+        let mut started = false;
+        for (i, packet) in kept.iter().enumerate() {
+            let out = Outgoing {
+                source,
+                kind: Kind::Video,
+                pt,
+                params: &params,
+                seq: packet.seq,
+                time: packet.time,
+                marker: packet.marker,
+                starts: false,
+                payload: &packet.payload,
+                ext: ExtensionValues::default(),
+                now,
+            };
+            started |= self.write_line(receiver, &out, |feed| {
+                if i == 0 {
+                    feed.start_at_kept_keyframe(source, packet.seq, packet.time, now);
+                }
+                feed.rewrite_kept(source, packet.seq, packet.time, now)
+            });
+        }
+        if started {
+            self.stats.keyframes_from_cache += 1;
+        }
+    }
+
+    /// A paused publisher forwards again: every line it fed starts anew (numbered on from where it
+    /// stopped), at its kept keyframe where it has a fresh one.
+    fn resume(&mut self, app: &str, channel: &str, publisher: &str) {
+        let key = PeerKey {
+            app: app.to_owned(),
+            channel: channel.to_owned(),
+            user: publisher.to_owned(),
+        };
+        let Some(from) = self.by_key.get(&key).copied() else {
+            return;
+        };
+        let now = Instant::now();
+        for to in self.room_peers(&room_key(&key)) {
             if to == from {
                 continue;
             }
-            let Some(receiver) = self.peers.get_mut(&to) else {
-                continue;
-            };
-            let Some(mid) = receiver.out_mid(kind) else {
-                continue;
-            };
-            let Some(writer) = receiver.rtc.writer(mid) else {
-                continue;
-            };
-            let Some(pt) = writer.match_params(data.params) else {
-                continue;
-            };
-            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                tracing::debug!(user = %receiver.key.user, error = %e, "forward failed");
-                continue;
+            if let Some(receiver) = self.peers.get_mut(&to) {
+                for feed in receiver.feeds.values_mut() {
+                    if feed.source().is_some_and(|s| s.session == from) {
+                        feed.restart();
+                    }
+                }
             }
-            self.stats.frames_forwarded += 1;
-            let receiver_user = receiver.key.user.clone();
-            self.dirty.push(to);
-            if let Some(publisher) = self.peers.get_mut(&from)
-                && publisher.first_sent.insert((to, kind))
-            {
-                let _ = self.events.send(MediaEvent::FirstFrame {
-                    from: key.clone(),
-                    to: receiver_user,
-                    kind,
-                });
-            }
+            self.serve_kept_keyframe(from, to, now);
         }
     }
 
@@ -590,11 +858,8 @@ impl Engine {
         let Some(mid) = peer.inbound_video() else {
             return;
         };
-        if let Some(mut writer) = peer.rtc.writer(mid)
-            && writer
-                .request_keyframe(None, KeyframeRequestKind::Pli)
-                .is_ok()
-        {
+        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            stream.request_keyframe(KeyframeRequestKind::Pli);
             self.dirty.push(id);
         }
     }

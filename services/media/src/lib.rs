@@ -20,9 +20,12 @@
 mod egress;
 mod engine;
 pub mod error;
+mod feed;
+mod keyframe;
 mod loss;
 mod peer;
 mod renegotiation;
+mod rewrite;
 pub mod router;
 mod stun;
 

@@ -8,6 +8,8 @@ use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::media::{MediaKind, Mid};
 
+use crate::feed::Feed;
+use crate::keyframe::KeyframeCache;
 use crate::renegotiation::OutLine;
 use crate::router::{Kind, PeerKey};
 
@@ -45,6 +47,16 @@ pub struct Peer {
     pub recheck_after_answer: bool,
     /// RTP packets received per published line at the last stats event (for the loss estimate).
     pub ingress_packets: HashMap<Mid, u64>,
+    /// NACKs received per receiving line at the last stats event.
+    pub egress_nacks: HashMap<Mid, u64>,
+    /// What each of the member's receiving lines carries (made at the line's first packet).
+    pub feeds: HashMap<Kind, Feed>,
+    /// The member's latest video keyframe, for receivers that start.
+    pub keyframes: KeyframeCache,
+    /// The member's video SSRC the kept keyframe came on.
+    pub keyframe_ssrc: u32,
+    /// The peer closed the session (DTLS close_notify): it goes once its last output is out.
+    pub closed: bool,
 }
 
 impl Peer {
@@ -64,6 +76,11 @@ impl Peer {
             revision: 0,
             recheck_after_answer: false,
             ingress_packets: HashMap::new(),
+            egress_nacks: HashMap::new(),
+            feeds: HashMap::new(),
+            keyframes: KeyframeCache::default(),
+            keyframe_ssrc: 0,
+            closed: false,
         }
     }
 
@@ -78,14 +95,6 @@ impl Peer {
     /// Whether this member publishes `kind`.
     pub fn publishes(&self, kind: Kind) -> bool {
         self.inbound.iter().any(|(_, k)| *k == kind)
-    }
-
-    /// The kind of an inbound line.
-    pub fn inbound_kind(&self, mid: Mid) -> Option<Kind> {
-        self.inbound
-            .iter()
-            .find(|(m, _)| *m == mid)
-            .map(|(_, k)| *k)
     }
 
     /// The line a publisher sends video on.

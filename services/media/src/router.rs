@@ -108,7 +108,19 @@ pub struct RouterStats {
     pub bytes_out: u64,
     /// RTP packets from publishers estimated lost on the way in (see `loss`).
     pub packets_lost: u64,
+    /// Video frames (their last packets) and audio packets written to receivers.
     pub frames_forwarded: u64,
+    /// RTP packets written to receivers (each publisher packet once per receiver).
+    pub packets_forwarded: u64,
+    /// NACKs received from receivers (each answered from the receiver stream's send history when the
+    /// packet is still there).
+    pub nacks_received: u64,
+    /// Receivers started at a publisher's kept keyframe instead of waiting for a new one.
+    pub keyframes_from_cache: u64,
+    /// Send system calls made (datagrams out ÷ this = the batching factor).
+    pub send_syscalls: u64,
+    /// Datagrams the kernel refused (full socket buffer) and the router dropped.
+    pub datagrams_dropped: u64,
 }
 
 /// The node's media router. Cheap to clone.
