@@ -586,7 +586,7 @@ impl Engine {
             return;
         };
         let pt = packet.header.payload_type;
-        let Some(params) = publisher.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
+        let Some(params) = publisher.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
             return;
         };
         let codec = params.spec().codec;
@@ -713,7 +713,7 @@ impl Engine {
         let rtc = &receiver.rtc;
         let Some(pt) = feed.map_pt(out.pt, || {
             rtc.codec_config()
-                .match_params(out.params.clone())
+                .match_params(*out.params)
                 .map(|p| p.pt())
         }) else {
             return false;
@@ -768,7 +768,7 @@ impl Engine {
             return;
         }
         let pt = Pt::from(kept[0].pt);
-        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).cloned() else {
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).copied() else {
             return;
         };
         let current = self
