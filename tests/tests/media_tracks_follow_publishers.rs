@@ -1,8 +1,9 @@
 //! A member's received tracks follow the channel's publishers: when the host leaves its live room, the
 //! node renegotiates each audience session so the host's audio and video lines turn inactive (the tracks
 //! end, the session stays up); when the host comes back, the lines turn active again and video restarts
-//! at a keyframe. Answers to the node's offers are checked: a stale revision or a malformed answer is
-//! refused and changes nothing.
+//! at a keyframe. A host that only closes its peer connection politely (DTLS close_notify, what a
+//! browser's `pc.close()` sends) while staying in the room counts the same as one that leaves. Answers to
+//! the node's offers are checked: a stale revision or a malformed answer is refused and changes nothing.
 
 use showcall_proto::signal::channel_event;
 use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession};
@@ -68,6 +69,44 @@ async fn a_host_leaving_ends_the_audiences_tracks_and_coming_back_restores_them(
         .await
         .expect("the host's tracks come back");
     assert_eq!(back.renegotiations, 2, "{back:?}");
+    fan_media
+        .wait_video_frames(back.video_frames_in + 10)
+        .await
+        .expect("video flows again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_closing_its_peer_connection_politely_is_removed_and_the_audience_reoffered() {
+    let node = TestNode::start().await;
+    let host = SdkUser::login(&node, "host").await;
+    let host_media = go_live(&host).await;
+    let fan = SdkUser::login(&node, "fan").await;
+    let (fan_media, _) = MediaSession::join(
+        &fan.signal,
+        LIVE,
+        ChannelRole::Audience,
+        MediaOptions::default(),
+    )
+    .await
+    .expect("audience joins");
+    fan_media.wait_video_frames(10).await.expect("live video");
+
+    // The host stays in its room (signaling) but closes its media session with close_notify.
+    host_media.close();
+    host_media.closed().await;
+    let ended = fan_media
+        .wait_for(|s| !s.receiving_audio && !s.receiving_video)
+        .await
+        .expect("the audience is re-offered without the host's tracks");
+    assert!(ended.connected, "{ended:?}");
+    assert_eq!(ended.renegotiations, 1, "{ended:?}");
+
+    // The host publishes again through a new session: the tracks come back.
+    let _host_media = go_live(&host).await;
+    let back = fan_media
+        .wait_for(|s| s.receiving_audio && s.receiving_video)
+        .await
+        .expect("the host's tracks come back");
     fan_media
         .wait_video_frames(back.video_frames_in + 10)
         .await

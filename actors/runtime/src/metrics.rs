@@ -66,6 +66,16 @@ pub const MEDIA_PACKETS_TOTAL: &str = "showcall_media_packets_total";
 pub const MEDIA_BYTES_TOTAL: &str = "showcall_media_bytes_total";
 /// Counter: RTP packets lost on their way to the router (estimated from RTCP receiver reports).
 pub const MEDIA_PACKETS_LOST_TOTAL: &str = "showcall_media_packets_lost_total";
+/// Counter: RTP packets the media router wrote to receivers (a publisher's packet once per receiver).
+pub const MEDIA_RTP_FORWARDED_TOTAL: &str = "showcall_media_rtp_forwarded_total";
+/// Counter: NACKs receivers sent the media router (it answers each from the stream's send history).
+pub const MEDIA_NACKS_TOTAL: &str = "showcall_media_nacks_total";
+/// Counter: receivers started at a publisher's kept keyframe instead of waiting for a new one.
+pub const MEDIA_KEYFRAMES_FROM_CACHE_TOTAL: &str = "showcall_media_keyframes_from_cache_total";
+/// Counter: send system calls of the media router (`packets_total{direction="out"}` ÷ this = batching).
+pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total";
+/// Counter: datagrams the kernel refused (full socket buffer) and the media router dropped.
+pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
 
 /// Help texts, by name: what `# HELP` says.
 pub const HELP: &[(&str, &str)] = &[
@@ -119,6 +129,26 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_PACKETS_LOST_TOTAL,
         "RTP packets lost on their way to the router (estimated from its RTCP receiver reports).",
+    ),
+    (
+        MEDIA_RTP_FORWARDED_TOTAL,
+        "RTP packets the media router wrote to receivers (a publisher's packet once per receiver).",
+    ),
+    (
+        MEDIA_NACKS_TOTAL,
+        "NACKs receivers sent the media router (answered from each stream's send history).",
+    ),
+    (
+        MEDIA_KEYFRAMES_FROM_CACHE_TOTAL,
+        "Receivers started at a publisher's kept keyframe instead of waiting for a new one.",
+    ),
+    (
+        MEDIA_SEND_SYSCALLS_TOTAL,
+        "Send system calls of the media router (datagrams out per call = the batching factor).",
+    ),
+    (
+        MEDIA_DROPPED_TOTAL,
+        "Datagrams the kernel refused (full socket buffer) and the media router dropped.",
     ),
 ];
 

@@ -83,6 +83,8 @@ pub(crate) struct Engine {
     /// Rooms whose members' lines may have to move, looked at once the turn's sessions are drained (so
     /// a publisher's audio and video arriving together make one offer, not two).
     moves: Vec<(RoomKey, Move)>,
+    /// Sessions that connected this turn, started as receivers once the turn's output is drained.
+    connected: Vec<PeerId>,
     stats: RouterStats,
     /// Packets estimated lost so far, with the fractions `stats.packets_lost` rounds down.
     lost_estimate: f64,
@@ -164,6 +166,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             keyframe_wanted: HashSet::new(),
             moves: Vec::new(),
+            connected: Vec::new(),
             stats: RouterStats::default(),
             lost_estimate: 0.0,
         }
@@ -440,11 +443,30 @@ impl Engine {
             while let Some(id) = self.dirty.pop() {
                 self.drain_one(id);
             }
-            if self.moves.is_empty() {
+            for id in std::mem::take(&mut self.connected) {
+                self.start_receiver(id);
+            }
+            if self.moves.is_empty() && self.dirty.is_empty() {
                 return;
             }
             for (room, how) in std::mem::take(&mut self.moves) {
                 self.renegotiate_room(&room, how);
+            }
+        }
+    }
+
+    /// A new receiver needs a keyframe from every publisher of its channel to start decoding: it gets
+    /// their kept ones at once, and fresh ones are asked for.
+    fn start_receiver(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let room = room_key(&peer.key);
+        let now = Instant::now();
+        for p in self.room_peers(&room) {
+            if p != id {
+                self.serve_kept_keyframe(p, id, now);
+                self.want_keyframe(p);
             }
         }
     }
@@ -511,20 +533,9 @@ impl Engine {
                     self.moves.push((room_key(&peer.key), Move::Up));
                 }
             }
-            Event::Connected => {
-                // A new receiver needs a keyframe from every publisher of its channel to start decoding.
-                let Some(peer) = self.peers.get(&id) else {
-                    return;
-                };
-                let room = room_key(&peer.key);
-                let now = Instant::now();
-                for p in self.room_peers(&room) {
-                    if p != id {
-                        self.serve_kept_keyframe(p, id, now);
-                        self.want_keyframe(p);
-                    }
-                }
-            }
+            // Its lines are known once the events that follow are handled (str0m reports the media
+            // after the connection), so the receiver is started at the end of the drain.
+            Event::Connected => self.connected.push(id),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 // The member went silent (no consent checks): its session is over.
                 self.remove(id, true);
@@ -712,9 +723,7 @@ impl Engine {
         };
         let rtc = &receiver.rtc;
         let Some(pt) = feed.map_pt(out.pt, || {
-            rtc.codec_config()
-                .match_params(*out.params)
-                .map(|p| p.pt())
+            rtc.codec_config().match_params(*out.params).map(|p| p.pt())
         }) else {
             return false;
         };

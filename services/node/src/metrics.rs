@@ -183,6 +183,19 @@ impl Sample {
                 let name = names::MEDIA_PACKETS_LOST_TOTAL;
                 series(p, name, None, media.packets_lost);
             });
+            let counters = [
+                (names::MEDIA_RTP_FORWARDED_TOTAL, media.packets_forwarded),
+                (names::MEDIA_NACKS_TOTAL, media.nacks_received),
+                (
+                    names::MEDIA_KEYFRAMES_FROM_CACHE_TOTAL,
+                    media.keyframes_from_cache,
+                ),
+                (names::MEDIA_SEND_SYSCALLS_TOTAL, media.send_syscalls),
+                (names::MEDIA_DROPPED_TOTAL, media.datagrams_dropped),
+            ];
+            for (name, value) in counters {
+                family(page, name, "counter", |p| series(p, name, None, value));
+            }
         }
     }
 }
