@@ -76,6 +76,13 @@ pub const MEDIA_KEYFRAMES_FROM_CACHE_TOTAL: &str = "showcall_media_keyframes_fro
 pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total";
 /// Counter: datagrams the kernel refused (full socket buffer) and the media router dropped.
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
+/// Counter, label `worker` (its index): UDP datagrams a media worker sent.
+pub const MEDIA_WORKER_PACKETS_OUT_TOTAL: &str = "showcall_media_worker_packets_out_total";
+/// Counter, label `worker`: send system calls of a media worker (packets out ÷ this = its batching).
+pub const MEDIA_WORKER_SEND_SYSCALLS_TOTAL: &str = "showcall_media_worker_send_syscalls_total";
+/// Counter, label `worker`: CPU time of a media worker's thread, in milliseconds (10 ms resolution).
+pub const MEDIA_WORKER_CPU_MILLISECONDS_TOTAL: &str =
+    "showcall_media_worker_cpu_milliseconds_total";
 
 /// Help texts, by name: what `# HELP` says.
 pub const HELP: &[(&str, &str)] = &[
@@ -149,6 +156,18 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_DROPPED_TOTAL,
         "Datagrams the kernel refused (full socket buffer) and the media router dropped.",
+    ),
+    (
+        MEDIA_WORKER_PACKETS_OUT_TOTAL,
+        "UDP datagrams a media worker sent, by worker.",
+    ),
+    (
+        MEDIA_WORKER_SEND_SYSCALLS_TOTAL,
+        "Send system calls of a media worker (packets out per call = its batching factor), by worker.",
+    ),
+    (
+        MEDIA_WORKER_CPU_MILLISECONDS_TOTAL,
+        "CPU time of a media worker's thread in milliseconds (10 ms resolution), by worker.",
     ),
 ];
 

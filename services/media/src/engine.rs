@@ -182,7 +182,9 @@ impl Engine {
                 .map_or(idle, |Reverse((t, _))| (*t).min(idle));
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(c) => self.command(c),
+                    Some(c) => if !self.command(c) {
+                        break;
+                    },
                     None => break,
                 },
                 received = self.socket.recv_from(&mut buf) => match received {
@@ -206,7 +208,8 @@ impl Engine {
         tracing::info!("media router stopped");
     }
 
-    fn command(&mut self, command: Command) {
+    /// Carries out a command; false when the engine is to stop.
+    fn command(&mut self, command: Command) -> bool {
         match command {
             Command::Open {
                 key,
@@ -266,9 +269,13 @@ impl Engine {
             Command::Stats { reply } => {
                 let mut stats = self.stats;
                 stats.sessions = self.peers.len();
+                // The engine runs alone on its worker's thread: that thread's time is the worker's.
+                stats.cpu_millis = crate::cpu::current_thread().map_or(0, |d| d.as_millis() as u64);
                 let _ = reply.send(stats);
             }
+            Command::Stop => return false,
         }
+        true
     }
 
     fn open(

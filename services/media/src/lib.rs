@@ -1,14 +1,19 @@
-//! The node's embedded WebRTC media router, on str0m (sans-IO) driven by one tokio UDP loop.
+//! The node's embedded WebRTC media router, on str0m (sans-IO), in RTP mode: publishers' packets are
+//! forwarded as they come, rewritten per receiver, by N worker loops (one per core by default), each on
+//! a thread and a UDP port of its own.
 //!
-//! Every channel member that joins with an SDP offer gets one session (ICE-lite, the node's single UDP
-//! socket as host candidate). A live room forwards its broadcaster's audio and video to every audience
+//! Every channel member that joins with an SDP offer gets one session (ICE-lite, its channel's worker's
+//! UDP socket as host candidate). A live room forwards its broadcaster's audio and video to every audience
 //! member; a call channel forwards each participant's media to the other. Pausing a publisher (a host in a
 //! private call) stops forwarding without touching anyone's session; resuming asks the publisher for a
 //! keyframe until one arrives, so receivers see video at once.
 //!
 //! Layout:
 //! - [`router`]: [`MediaRouter`], the handle (commands in, [`MediaEvent`]s out).
-//! - `engine`: the task that owns the socket and every session, demultiplexes and forwards.
+//! - `engine`: one worker's loop: its socket and sessions, demultiplexing and forwarding.
+//! - `feed`, `rewrite`: what a receiver line carries and where each packet goes in it.
+//! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
+//! - [`cpu`]: thread CPU time, which each worker reports of itself.
 //! - `egress`: the outgoing datagrams of a turn, sent together at its end.
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
@@ -17,6 +22,7 @@
 //! - [`error`]: the error type, [`MediaError`].
 #![forbid(unsafe_code)]
 
+pub mod cpu;
 mod egress;
 mod engine;
 pub mod error;

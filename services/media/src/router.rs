@@ -1,14 +1,25 @@
-//! [`MediaRouter`]: the handle the node holds, and the commands it sends to the router's task.
+//! [`MediaRouter`]: the handle the node holds, and the commands it sends to the router's workers.
 //!
-//! All sessions of a node live in one tokio task ([`crate::engine`]) that owns the UDP socket: str0m is
-//! sans-IO, so one loop feeds every session its datagrams and timeouts and carries their output. The
-//! handle talks to that task over a channel; nothing else touches a session.
+//! The router is N **workers** (default: one per core), each an [`crate::engine`] loop alone on a thread
+//! of its own with its own UDP socket: str0m is sans-IO, so one loop feeds every session of the worker
+//! its datagrams and timeouts and carries their output. The handle talks to the workers over channels;
+//! nothing else touches a session.
+//!
+//! **A channel lives on one worker**, chosen by hashing its (app, channel): its sessions forward to each
+//! other within one loop, with no hand-off between threads. **Each worker has a port of its own**
+//! (`media_addr`'s port + the worker's index), and the SDP answer's host candidate names the worker's
+//! address, so a client's packets reach the worker that owns its session directly. The alternative, one
+//! port shared with `SO_REUSEPORT`, lets the kernel pick the socket by the client's address, not by its
+//! channel: most packets would land on the wrong worker and need a second hop between threads (and STUN
+//! from a new address would have to be steered by ufrag across workers). The cost of a port per worker
+//! is a port range to open instead of one port (deploy/README lists them).
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
 use crate::error::MediaError;
@@ -51,8 +62,10 @@ pub enum MediaEvent {
 /// Where the router listens and what it tells peers.
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
-    /// UDP address to bind (port 0 = any).
+    /// UDP address to bind: worker `i` binds its port + `i` (port 0 = any, for every worker).
     pub bind: SocketAddr,
+    /// Worker threads (0 = one per core the process may use).
+    pub workers: usize,
     /// Address put in host candidates, when it differs from the bound one (e.g. a public IP in front of
     /// a container, or a concrete IP when binding 0.0.0.0).
     pub advertise_ip: Option<IpAddr>,
@@ -92,6 +105,8 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<RouterStats>,
     },
+    /// Ends the worker's loop (its sessions end with it).
+    Stop,
 }
 
 /// Counters for benchmarks and metrics (all since the router started).
@@ -121,40 +136,128 @@ pub struct RouterStats {
     pub send_syscalls: u64,
     /// Datagrams the kernel refused (full socket buffer) and the router dropped.
     pub datagrams_dropped: u64,
+    /// CPU time of the worker threads (user + system), in milliseconds (10 ms resolution).
+    pub cpu_millis: u64,
+}
+
+impl std::ops::AddAssign for RouterStats {
+    fn add_assign(&mut self, o: Self) {
+        self.sessions += o.sessions;
+        self.datagrams_in += o.datagrams_in;
+        self.datagrams_out += o.datagrams_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.packets_lost += o.packets_lost;
+        self.frames_forwarded += o.frames_forwarded;
+        self.packets_forwarded += o.packets_forwarded;
+        self.nacks_received += o.nacks_received;
+        self.keyframes_from_cache += o.keyframes_from_cache;
+        self.send_syscalls += o.send_syscalls;
+        self.datagrams_dropped += o.datagrams_dropped;
+        self.cpu_millis += o.cpu_millis;
+    }
+}
+
+/// One worker: its command channel, the address its sessions' peers send to, and its thread.
+#[derive(Debug)]
+struct Worker {
+    tx: mpsc::UnboundedSender<Command>,
+    candidate: SocketAddr,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The node's media router. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct MediaRouter {
-    tx: mpsc::UnboundedSender<Command>,
-    candidate: SocketAddr,
+    workers: Arc<[Worker]>,
 }
 
 impl MediaRouter {
-    /// Binds the UDP socket and starts the router task. Events go to `events`.
-    pub async fn start(
+    /// Binds every worker's UDP socket and starts the workers, each on a thread of its own. Events go
+    /// to `events`.
+    pub fn start(
         config: MediaConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
-    ) -> std::io::Result<(MediaRouter, JoinHandle<()>)> {
+    ) -> std::io::Result<MediaRouter> {
         // str0m needs a process-wide crypto provider; installing it twice is harmless.
         str0m::crypto::from_feature_flags().install_process_default();
-        let bound = std::net::UdpSocket::bind(config.bind)?;
-        bound.set_nonblocking(true)?;
-        // Sends go straight to the kernel through a clone: tokio's `try_send_to` refuses every send after a
-        // single "would block" until the reactor comes round, which would drop the rest of a fan-out turn.
-        let sender = bound.try_clone()?;
-        let socket = UdpSocket::from_std(bound)?;
-        let local = socket.local_addr()?;
-        let candidate = SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let engine = Engine::new(socket, sender, candidate, events);
-        let task = tokio::spawn(engine.run(rx));
-        Ok((MediaRouter { tx, candidate }, task))
+        let count = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            let port = match config.bind.port() {
+                0 => 0,
+                base => u16::try_from(usize::from(base) + index).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("media port {base} + {index} workers is past 65535"),
+                    )
+                })?,
+            };
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(config.bind.ip(), port))?;
+            bound.set_nonblocking(true)?;
+            let local = bound.local_addr()?;
+            let candidate =
+                SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
+            let (tx, rx) = mpsc::unbounded_channel();
+            let events = events.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("media-worker-{index}"))
+                .spawn(move || run_worker(bound, candidate, events, rx))?;
+            workers.push(Worker {
+                tx,
+                candidate,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        Ok(MediaRouter {
+            workers: workers.into(),
+        })
     }
 
-    /// The address peers send media to.
+    /// The address peers of the first worker send media to (every worker's: [`Self::candidate_addrs`]).
     pub fn candidate_addr(&self) -> SocketAddr {
-        self.candidate
+        self.workers[0].candidate
+    }
+
+    /// The address of each worker, in order.
+    pub fn candidate_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.candidate).collect()
+    }
+
+    /// The worker a channel's sessions live on.
+    fn worker(&self, app: &str, channel: &str) -> &Worker {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (app, channel).hash(&mut hasher);
+        &self.workers[(hasher.finish() % self.workers.len() as u64) as usize]
+    }
+
+    fn send(&self, app: &str, channel: &str, command: Command) -> Result<(), MediaError> {
+        self.worker(app, channel)
+            .tx
+            .send(command)
+            .map_err(|_| MediaError::Stopped)
+    }
+
+    /// Stops every worker and waits for their threads (their sessions end without a word: the node is
+    /// going away).
+    pub async fn shutdown(&self) {
+        for worker in self.workers.iter() {
+            let _ = worker.tx.send(Command::Stop);
+        }
+        let threads: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| w.thread.lock().ok().and_then(|mut t| t.take()))
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 
     /// Opens a session for a channel member from its SDP offer; returns the SDP answer. A member that may
@@ -166,7 +269,9 @@ impl MediaRouter {
         offer: String,
     ) -> Result<String, MediaError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        let worker = self.worker(&key.app, &key.channel);
+        worker
+            .tx
             .send(Command::Open {
                 key,
                 may_publish,
@@ -179,16 +284,21 @@ impl MediaRouter {
 
     /// Closes a member's session (left the channel, or the channel closed).
     pub fn close(&self, key: PeerKey) {
-        let _ = self.tx.send(Command::Close { key });
+        let worker = self.worker(&key.app, &key.channel);
+        let _ = worker.tx.send(Command::Close { key });
     }
 
     /// Closes every session of a channel at once (the channel ended): unlike closing them one by one,
     /// the members left for a moment are not renegotiated.
     pub fn close_room(&self, app: &str, channel: &str) {
-        let _ = self.tx.send(Command::CloseRoom {
-            app: app.to_owned(),
-            channel: channel.to_owned(),
-        });
+        let _ = self.send(
+            app,
+            channel,
+            Command::CloseRoom {
+                app: app.to_owned(),
+                channel: channel.to_owned(),
+            },
+        );
     }
 
     /// Applies a member's answer to the router's pending offer ([`MediaEvent::Offer`]). A malformed
@@ -200,7 +310,9 @@ impl MediaRouter {
         answer: String,
     ) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        let worker = self.worker(&key.app, &key.channel);
+        worker
+            .tx
             .send(Command::AcceptAnswer {
                 key,
                 revision,
@@ -214,29 +326,90 @@ impl MediaRouter {
     /// Starts or stops forwarding a publisher's media to the rest of its channel. Resuming also asks the
     /// publisher for a keyframe, repeatedly until one arrives.
     pub fn set_forwarding(&self, app: &str, channel: &str, publisher: &str, forward: bool) {
-        let _ = self.tx.send(Command::Forward {
-            app: app.to_owned(),
-            channel: channel.to_owned(),
-            publisher: publisher.to_owned(),
-            forward,
-        });
+        let _ = self.send(
+            app,
+            channel,
+            Command::Forward {
+                app: app.to_owned(),
+                channel: channel.to_owned(),
+                publisher: publisher.to_owned(),
+                forward,
+            },
+        );
     }
 
     /// Asks a publisher for a keyframe (PLI), repeated until one arrives.
     pub fn request_keyframe(&self, app: &str, channel: &str, publisher: &str) {
-        let _ = self.tx.send(Command::RequestKeyframe {
-            app: app.to_owned(),
-            channel: channel.to_owned(),
-            publisher: publisher.to_owned(),
-        });
+        let _ = self.send(
+            app,
+            channel,
+            Command::RequestKeyframe {
+                app: app.to_owned(),
+                channel: channel.to_owned(),
+                publisher: publisher.to_owned(),
+            },
+        );
     }
 
-    /// Current counters.
+    /// Current counters, summed over the workers.
     pub async fn stats(&self) -> Result<RouterStats, MediaError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Stats { reply })
-            .map_err(|_| MediaError::Stopped)?;
-        rx.await.map_err(|_| MediaError::Stopped)
+        let mut total = RouterStats::default();
+        for worker in self.worker_stats().await? {
+            total += worker;
+        }
+        Ok(total)
     }
+
+    /// Current counters of each worker, in order.
+    pub async fn worker_stats(&self) -> Result<Vec<RouterStats>, MediaError> {
+        let mut all = Vec::with_capacity(self.workers.len());
+        for worker in self.workers.iter() {
+            let (reply, rx) = oneshot::channel();
+            worker
+                .tx
+                .send(Command::Stats { reply })
+                .map_err(|_| MediaError::Stopped)?;
+            all.push(rx.await.map_err(|_| MediaError::Stopped)?);
+        }
+        Ok(all)
+    }
+}
+
+/// One worker's thread: a current-thread runtime driving its engine until told to stop.
+fn run_worker(
+    socket: std::net::UdpSocket,
+    candidate: SocketAddr,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "media worker runtime failed to start");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // Sends go straight to the kernel through a clone (`crate::egress`); tokio's socket reads.
+        let sender = match socket.try_clone() {
+            Ok(sender) => sender,
+            Err(e) => {
+                tracing::error!(error = %e, "media worker socket failed");
+                return;
+            }
+        };
+        let socket = match UdpSocket::from_std(socket) {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::error!(error = %e, "media worker socket failed");
+                return;
+            }
+        };
+        Engine::new(socket, sender, candidate, events)
+            .run(commands)
+            .await;
+    });
 }

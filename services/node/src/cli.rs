@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// UDP address of the WebRTC media router [config: media_addr; default 127.0.0.1:7803].
     #[arg(long, value_name = "ADDR")]
     pub media_addr: Option<SocketAddr>,
+    /// Media router workers, each a thread with its own UDP port (media_addr's port + index) [config:
+    /// media_workers; default 0 = one per core].
+    #[arg(long, value_name = "N")]
+    pub media_workers: Option<usize>,
     /// IP announced in ICE candidates when it differs from the media address's [config:
     /// media_advertise_ip].
     #[arg(long, value_name = "IP")]

@@ -93,9 +93,12 @@ pub struct NodeConfig {
     /// Health checks and Prometheus metrics, kept apart from client traffic so probes and scrapes work
     /// when the signaling port is saturated or firewalled.
     pub http_addr: SocketAddr,
-    /// The UDP address of the WebRTC media router: every media session of this node shares this one
-    /// socket. Clients (browsers) must reach it over UDP.
+    /// The UDP address of the WebRTC media router's first worker; worker `i` binds this port + `i`
+    /// (`media_workers` ports in all). Clients (browsers) must reach them over UDP.
     pub media_addr: SocketAddr,
+    /// Media router workers, each a thread with its own UDP port; a channel's sessions share one worker
+    /// (0 = one per core).
+    pub media_workers: usize,
     /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
     /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
     pub media_advertise_ip: Option<IpAddr>,
@@ -167,6 +170,7 @@ impl Default for NodeConfig {
             grpc_addr: local(7801),
             http_addr: local(7802),
             media_addr: local(7803),
+            media_workers: 0,
             media_advertise_ip: None,
             tls_cert: None,
             tls_key: None,
@@ -441,6 +445,9 @@ impl NodeConfig {
         }
         if let Some(ip) = flags.media_advertise_ip {
             self.media_advertise_ip = Some(ip);
+        }
+        if let Some(n) = flags.media_workers {
+            self.media_workers = n;
         }
         if let Some(path) = &flags.tls_cert {
             self.tls_cert = Some(path.clone());

@@ -207,14 +207,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
 
     let (media_events_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
-    let (router, router_task) = showcall_media::MediaRouter::start(
+    let router = showcall_media::MediaRouter::start(
         showcall_media::MediaConfig {
             bind: config.media_addr,
+            workers: config.media_workers,
             advertise_ip: config.media_advertise_ip,
         },
         media_events_tx,
     )
-    .await
     .with_context(|| format!("binding media (UDP) on {}", config.media_addr))?;
     let media_addr = router.candidate_addr();
     let signal_url = format!(
@@ -462,7 +462,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     });
 
-    let node_metrics = metrics::NodeMetrics::new(recorded, hub.clone(), router, membership.clone());
+    let node_metrics =
+        metrics::NodeMetrics::new(recorded, hub.clone(), router.clone(), membership.clone());
     let health = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(node_metrics.router());
@@ -481,10 +482,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     // The media router and its event relay live until shutdown.
     let mut stop = shutdown_rx.clone();
     let events_hub = hub.clone();
+    let router_stop = router.clone();
     tasks.spawn(async move {
         let relay = tokio::spawn(media_port::forward_events(events_hub, media_events));
         let _ = stop.changed().await;
-        router_task.abort();
+        router_stop.shutdown().await;
         relay.abort();
     });
 

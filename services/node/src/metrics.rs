@@ -127,7 +127,7 @@ impl NodeMetrics {
             channels_open: self.hub.channels_open(),
             partitions_owned: self.membership.as_ref().map(|m| m.served().len()),
             // A stopped router (shutting down) has no counters to show.
-            media: self.router.stats().await.ok(),
+            media: self.router.worker_stats().await.ok(),
         };
         let mut page = self.recorded.render();
         sample.write(&mut page);
@@ -146,7 +146,8 @@ struct Sample {
     calls: Vec<(CallPhase, usize)>,
     channels_open: usize,
     partitions_owned: Option<usize>,
-    media: Option<RouterStats>,
+    /// Each media worker's counters, in order.
+    media: Option<Vec<RouterStats>>,
 }
 
 impl Sample {
@@ -168,7 +169,11 @@ impl Sample {
                 series(p, names::PARTITIONS_OWNED, None, owned as u64);
             });
         }
-        if let Some(media) = &self.media {
+        if let Some(workers) = &self.media {
+            let mut media = RouterStats::default();
+            for w in workers {
+                media += *w;
+            }
             family(page, names::MEDIA_PACKETS_TOTAL, "counter", |p| {
                 let name = names::MEDIA_PACKETS_TOTAL;
                 series(p, name, Some(("direction", "in")), media.datagrams_in);
@@ -195,6 +200,18 @@ impl Sample {
             ];
             for (name, value) in counters {
                 family(page, name, "counter", |p| series(p, name, None, value));
+            }
+            let per_worker: [(&str, fn(&RouterStats) -> u64); 3] = [
+                (names::MEDIA_WORKER_PACKETS_OUT_TOTAL, |w| w.datagrams_out),
+                (names::MEDIA_WORKER_SEND_SYSCALLS_TOTAL, |w| w.send_syscalls),
+                (names::MEDIA_WORKER_CPU_MILLISECONDS_TOTAL, |w| w.cpu_millis),
+            ];
+            for (name, value) in per_worker {
+                family(page, name, "counter", |p| {
+                    for (i, w) in workers.iter().enumerate() {
+                        series(p, name, Some(("worker", &i.to_string())), value(w));
+                    }
+                });
             }
         }
     }
@@ -233,14 +250,21 @@ mod tests {
                 .collect(),
             channels_open: 3,
             partitions_owned: Some(128),
-            media: Some(RouterStats {
-                datagrams_in: 10,
-                datagrams_out: 20,
-                bytes_in: 1000,
-                bytes_out: 2000,
-                packets_lost: 1,
-                ..RouterStats::default()
-            }),
+            media: Some(vec![
+                RouterStats {
+                    datagrams_in: 10,
+                    datagrams_out: 20,
+                    bytes_in: 1000,
+                    bytes_out: 2000,
+                    packets_lost: 1,
+                    send_syscalls: 4,
+                    ..RouterStats::default()
+                },
+                RouterStats {
+                    cpu_millis: 30,
+                    ..RouterStats::default()
+                },
+            ]),
         };
         let mut page = String::from("# recorded part without a final newline");
         sample.write(&mut page);
@@ -256,6 +280,8 @@ mod tests {
             "showcall_media_packets_total{direction=\"in\"} 10",
             "showcall_media_bytes_total{direction=\"out\"} 2000",
             "showcall_media_packets_lost_total 1",
+            "showcall_media_worker_send_syscalls_total{worker=\"0\"} 4",
+            "showcall_media_worker_cpu_milliseconds_total{worker=\"1\"} 30",
         ] {
             assert!(
                 lines.contains(&expected),

@@ -45,6 +45,21 @@ pub(super) fn current_thread_id() -> anyhow::Result<u32> {
         .with_context(|| format!("unexpected /proc/thread-self target {}", link.display()))
 }
 
+/// Ids of this process's threads whose name starts with `prefix`.
+pub(super) fn threads_named(prefix: &str) -> anyhow::Result<Vec<u32>> {
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
+        let entry = entry?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.starts_with(prefix)
+            && let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+        {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
 fn stat_seconds(path: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may contain spaces; the fields after it start at `state` (field 3), so

@@ -145,13 +145,21 @@ struct Snapshot {
     drops: HashMap<u16, u64>,
 }
 
+/// `read` of every thread in `tids`, added up.
+fn sum<T: std::iter::Sum>(
+    tids: &[u32],
+    read: impl Fn(u32) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    tids.iter().map(|t| read(*t)).sum()
+}
+
 impl Snapshot {
     async fn take(node: &MediaNode, broadcaster: &MediaSession) -> anyhow::Result<Self> {
         Ok(Self {
             at: Instant::now(),
             router: node.router.stats().await?,
-            router_cpu: cpu::thread_seconds(node.router_tid)?,
-            router_wakeups: cpu::thread_wakeups(node.router_tid)?,
+            router_cpu: sum(&node.router_tids, cpu::thread_seconds)?,
+            router_wakeups: sum(&node.router_tids, cpu::thread_wakeups)?,
             process_cpu: cpu::process_seconds()?,
             sent: broadcaster.stats(),
             drops: udp_drops::by_port()?,

@@ -1,10 +1,9 @@
 //! An in-process node for the media benchmarks, wired like [`crate::start`] (signaling gateway, hub, the
 //! str0m router behind the `MediaControl` port) with two differences that exist only to measure:
 //!
-//! - the bench keeps the [`MediaRouter`] handle, for its counters ([`MediaRouter::stats`]);
-//! - the router's task runs alone on a thread of its own (a current-thread tokio runtime) instead of on
-//!   the shared runtime, so that thread's CPU time is the router's CPU time, apart from the clients that
-//!   share the process. The router's code is the same: one task, one UDP socket.
+//! - the bench keeps the [`MediaRouter`] handle, for its counters ([`MediaRouter::stats`]) and the ids of
+//!   its worker threads (each worker runs alone on a thread of its own, as in the node, so those threads'
+//!   CPU time is the router's, apart from the clients that share the process).
 //!
 //! gRPC and HTTP health are left out: nothing here uses them.
 
@@ -15,7 +14,7 @@ use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_media::{MediaConfig, MediaRouter};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::cpu;
@@ -26,56 +25,24 @@ pub(super) struct MediaNode {
     /// The signaling URL (`ws://…/signal`).
     pub url: String,
     pub router: MediaRouter,
-    /// The router thread's id, for [`cpu::thread_seconds`].
-    pub router_tid: u32,
+    /// The router's worker threads' ids, for [`cpu::thread_seconds`].
+    pub router_tids: Vec<u32>,
     stop: watch::Sender<bool>,
-    stop_router: oneshot::Sender<()>,
-    router_thread: std::thread::JoinHandle<()>,
     tasks: JoinSet<()>,
 }
-
-type RouterReady = anyhow::Result<(MediaRouter, u32)>;
 
 impl MediaNode {
     /// Starts the node on `config`'s addresses (port 0 = ephemeral).
     pub async fn start(config: &NodeConfig) -> anyhow::Result<Self> {
         config.validate().context("invalid configuration")?;
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let (ready_tx, ready) = oneshot::channel::<RouterReady>();
-        let (stop_router, router_stopped) = oneshot::channel::<()>();
         let media = MediaConfig {
             bind: config.media_addr,
+            workers: config.media_workers,
             advertise_ip: config.media_advertise_ip,
         };
-        let router_thread = std::thread::Builder::new()
-            .name("media-router".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                // `block_on` drives the router task spawned by `start` until told to stop.
-                runtime.block_on(async move {
-                    match MediaRouter::start(media, events_tx).await {
-                        Ok((router, task)) => {
-                            let tid = cpu::current_thread_id();
-                            let _ = ready_tx.send(tid.map(|tid| (router, tid)));
-                            let _ = router_stopped.await;
-                            task.abort();
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                        }
-                    }
-                });
-            })?;
-        let (router, router_tid) = ready.await.context("media router thread died")??;
+        let router = MediaRouter::start(media, events_tx)?;
+        let router_tids = cpu::threads_named("media-worker")?;
 
         let signal = TcpListener::bind(config.signal_addr).await?;
         let url = format!("ws://{}/signal", signal.local_addr()?);
@@ -110,10 +77,8 @@ impl MediaNode {
         Ok(Self {
             url,
             router,
-            router_tid,
+            router_tids,
             stop,
-            stop_router,
-            router_thread,
             tasks,
         })
     }
@@ -121,8 +86,7 @@ impl MediaNode {
     /// Closes the connections, stops the router and waits for its thread.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.stop_router.send(());
         self.tasks.shutdown().await;
-        let _ = tokio::task::spawn_blocking(move || self.router_thread.join()).await;
+        self.router.shutdown().await;
     }
 }
