@@ -139,6 +139,9 @@ async fn serve(State(metrics): State<Arc<NodeMetrics>>) -> impl IntoResponse {
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], metrics.render().await)
 }
 
+/// Reads one counter of a media worker.
+type WorkerCounter = fn(&RouterStats) -> u64;
+
 /// The sampled values of one scrape.
 #[derive(Debug, Default)]
 struct Sample {
@@ -201,7 +204,7 @@ impl Sample {
             for (name, value) in counters {
                 family(page, name, "counter", |p| series(p, name, None, value));
             }
-            let per_worker: [(&str, fn(&RouterStats) -> u64); 3] = [
+            let per_worker: [(&str, WorkerCounter); 3] = [
                 (names::MEDIA_WORKER_PACKETS_OUT_TOTAL, |w| w.datagrams_out),
                 (names::MEDIA_WORKER_SEND_SYSCALLS_TOTAL, |w| w.send_syscalls),
                 (names::MEDIA_WORKER_CPU_MILLISECONDS_TOTAL, |w| w.cpu_millis),
