@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::{Codec, PayloadParams};
-use str0m::media::{KeyframeRequestKind, Pt};
+use str0m::format::Codec;
+use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -36,15 +36,20 @@ use tokio::sync::mpsc;
 use crate::egress::Egress;
 use crate::error::MediaError;
 use crate::feed::Feed;
-use crate::keyframe::{KeptPacket, VideoCodec, starts_keyframe};
+use crate::keyframe::{KeptPacket, PublisherKeyframes, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
 use crate::renegotiation::{Move, OutLine, changes};
+use crate::relay::{
+    Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of,
+};
 use crate::rewrite::Source;
 use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::stun;
 
 /// Largest datagram read (WebRTC keeps packets under the path MTU).
 const RECV_BUFFER: usize = 2048;
+/// Packets handed over by other workers that one turn takes at most.
+const RELAY_BATCH: usize = 256;
 /// Upper bound on how long the loop sleeps when no session has a sooner timeout.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
@@ -59,6 +64,14 @@ struct Room {
     peers: Vec<PeerId>,
     /// Publishers whose media is held back (in a private call).
     paused: HashSet<String>,
+    /// Publishers of the channel on other workers ([`crate::relay`]).
+    remote: Vec<PeerId>,
+}
+
+impl Room {
+    fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.paused.is_empty() && self.remote.is_empty()
+    }
 }
 
 pub(crate) struct Engine {
@@ -88,24 +101,25 @@ pub(crate) struct Engine {
     stats: RouterStats,
     /// Packets estimated lost so far, with the fractions `stats.packets_lost` rounds down.
     lost_estimate: f64,
+    /// This worker's index.
+    index: usize,
+    /// Every worker's inbox.
+    mesh: Mesh,
+    /// The other workers each channel here is on (channels on this worker only have no entry).
+    room_workers: HashMap<RoomKey, Vec<usize>>,
+    /// Publishers on other workers of channels here.
+    remote: HashMap<PeerId, RemotePublisher>,
 }
 
-/// A publisher's packet on its way to the receivers of its channel.
-struct Outgoing<'a> {
-    source: Source,
-    kind: Kind,
-    /// The publisher's payload type, and what it stands for.
-    pt: Pt,
-    params: &'a PayloadParams,
-    seq: u64,
-    time: u32,
-    marker: bool,
-    /// Whether it begins a keyframe.
-    starts: bool,
-    payload: &'a std::sync::Arc<[u8]>,
-    ext: ExtensionValues,
-    /// When it arrived (the wall clock paired with its RTP time).
-    now: Instant,
+/// Keeps a publisher's video packet if it starts or continues its latest keyframe.
+fn keep(keyframes: &mut PublisherKeyframes, out: &Forwarded) {
+    let packet = KeptPacket {
+        seq: out.seq,
+        time: out.time,
+        marker: out.marker,
+        payload: out.payload.clone(),
+    };
+    keyframes.observe(out.source.ssrc, out.params, packet, out.starts, out.at);
 }
 
 fn video_codec(codec: Codec) -> VideoCodec {
@@ -150,6 +164,8 @@ impl Engine {
         sender: std::net::UdpSocket,
         candidate: SocketAddr,
         events: mpsc::UnboundedSender<MediaEvent>,
+        index: usize,
+        mesh: Mesh,
     ) -> Self {
         Self {
             socket,
@@ -157,7 +173,7 @@ impl Engine {
             candidate,
             events,
             peers: HashMap::new(),
-            next_id: 1,
+            next_id: first_session_id(index),
             by_key: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -169,10 +185,19 @@ impl Engine {
             connected: Vec::new(),
             stats: RouterStats::default(),
             lost_estimate: 0.0,
+            index,
+            mesh,
+            room_workers: HashMap::new(),
+            remote: HashMap::new(),
         }
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut relay_packets: mpsc::Receiver<Forwarded>,
+        mut relay_control: mpsc::UnboundedReceiver<Control>,
+    ) {
         let mut buf = vec![0u8; RECV_BUFFER];
         loop {
             let idle = Instant::now() + IDLE_TICK;
@@ -195,6 +220,17 @@ impl Engine {
                     }
                     Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
                 },
+                Some(control) = relay_control.recv() => self.control(control),
+                Some(packet) = relay_packets.recv() => {
+                    self.relayed(packet);
+                    // What else is waiting goes out in the same turn.
+                    for _ in 0..RELAY_BATCH {
+                        let Ok(packet) = relay_packets.try_recv() else {
+                            break;
+                        };
+                        self.relayed(packet);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
             self.timeouts(Instant::now());
@@ -227,12 +263,22 @@ impl Engine {
             }
             Command::CloseRoom { app, channel } => {
                 // The room goes first, so nobody left in it is renegotiated on the way out.
-                if let Some(room) = self.rooms.remove(&(app, channel)) {
+                let key = (app, channel);
+                self.room_workers.remove(&key);
+                if let Some(room) = self.rooms.remove(&key) {
+                    for id in room.remote {
+                        self.remote.remove(&id);
+                    }
                     for id in room.peers {
                         self.remove(id, false);
                     }
                 }
             }
+            Command::RoomWorkers {
+                app,
+                channel,
+                workers,
+            } => self.set_room_workers((app, channel), workers),
             Command::AcceptAnswer {
                 key,
                 revision,
@@ -341,15 +387,16 @@ impl Engine {
         let room_key = room_key(&peer.key);
         if let Some(room) = self.rooms.get_mut(&room_key) {
             room.peers.retain(|p| *p != id);
-            if room.peers.is_empty() && room.paused.is_empty() {
+            if room.is_empty() {
                 self.rooms.remove(&room_key);
             }
         }
         for other in self.peers.values_mut() {
-            other.first_sent.retain(|(p, _)| *p != id);
+            other.first_received.retain(|(p, _)| *p != id);
         }
         if !peer.inbound.is_empty() {
-            // A publisher left: what it fed ends for the others.
+            // A publisher left: what it fed ends for the others, here and on the channel's other workers.
+            self.announce(id, &peer.key, Vec::new(), None);
             self.moves.push((room_key, Move::Down));
         }
         if report {
@@ -435,6 +482,15 @@ impl Engine {
     }
 
     fn want_keyframe(&mut self, id: PeerId) {
+        if worker_of(id) != self.index {
+            // A publisher on another worker: its worker asks it (and throttles).
+            if self.remote.contains_key(&id) {
+                let _ = self.mesh[worker_of(id)]
+                    .control
+                    .send(Control::WantKeyframe { session: id });
+            }
+            return;
+        }
         if self
             .peers
             .get(&id)
@@ -470,7 +526,7 @@ impl Engine {
         };
         let room = room_key(&peer.key);
         let now = Instant::now();
-        for p in self.room_peers(&room) {
+        for p in self.room_publishers(&room) {
             if p != id {
                 self.serve_kept_keyframe(p, id, now);
                 self.want_keyframe(p);
@@ -536,8 +592,12 @@ impl Engine {
                 }
                 if added.direction.is_receiving() && peer.may_publish {
                     peer.inbound.push((added.mid, kind));
-                    // A publisher arrived: members whose lines went quiet get them back.
-                    self.moves.push((room_key(&peer.key), Move::Up));
+                    // A publisher arrived: members whose lines went quiet get them back, here and on
+                    // the channel's other workers.
+                    let key = peer.key.clone();
+                    let kinds = peer.inbound.iter().map(|(_, k)| *k).collect();
+                    self.announce(id, &key, kinds, None);
+                    self.moves.push((room_key(&key), Move::Up));
                 }
             }
             // Its lines are known once the events that follow are handled (str0m reports the media
@@ -579,13 +639,116 @@ impl Engine {
                     return;
                 };
                 let room = room_key(&peer.key);
-                for p in self.room_peers(&room) {
+                for p in self.room_publishers(&room) {
                     if p != id {
                         self.want_keyframe(p);
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Every session of a channel that may publish to this worker's receivers: its sessions here and
+    /// its publishers on other workers.
+    fn room_publishers(&self, room: &RoomKey) -> Vec<PeerId> {
+        self.rooms
+            .get(room)
+            .map(|r| r.peers.iter().chain(&r.remote).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The channel is now on `workers` (this one among them, or not any more): publishers here are
+    /// announced to the workers that are new to it.
+    fn set_room_workers(&mut self, room: RoomKey, workers: Vec<usize>) {
+        let others: Vec<usize> = workers
+            .iter()
+            .copied()
+            .filter(|w| *w != self.index)
+            .collect();
+        let before = self.room_workers.remove(&room).unwrap_or_default();
+        let publishers: Vec<(PeerId, PeerKey, Vec<Kind>)> = self
+            .room_peers(&room)
+            .into_iter()
+            .filter_map(|id| self.peers.get(&id))
+            .filter(|p| !p.inbound.is_empty())
+            .map(|p| {
+                let id = self.by_key[&p.key];
+                (id, p.key.clone(), p.inbound.iter().map(|(_, k)| *k).collect())
+            })
+            .collect();
+        for w in others.iter().filter(|w| !before.contains(w)) {
+            for (id, key, kinds) in &publishers {
+                self.announce(*id, key, kinds.clone(), Some(*w));
+            }
+        }
+        if !others.is_empty() && workers.contains(&self.index) {
+            self.room_workers.insert(room, others);
+        }
+    }
+
+    /// Tells the channel's other workers (or just `only`) what a publisher here publishes (nothing: it
+    /// is gone).
+    fn announce(&self, session: PeerId, key: &PeerKey, kinds: Vec<Kind>, only: Option<usize>) {
+        let targets: Vec<usize> = match only {
+            Some(w) => vec![w],
+            None => self
+                .room_workers
+                .get(&room_key(key))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        for w in targets {
+            let _ = self.mesh[w].control.send(Control::Publisher {
+                session,
+                key: key.clone(),
+                kinds: kinds.clone(),
+            });
+        }
+    }
+
+    /// What another worker says.
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::WantKeyframe { session } => {
+                if let Some(peer) = self.peers.get_mut(&session) {
+                    peer.last_keyframe_request = None;
+                }
+                self.want_keyframe(session);
+            }
+            Control::Publisher { session, key, kinds } => {
+                let room = room_key(&key);
+                if kinds.is_empty() {
+                    if self.remote.remove(&session).is_some() {
+                        for other in self.peers.values_mut() {
+                            other.first_received.retain(|(p, _)| *p != session);
+                        }
+                        if let Some(r) = self.rooms.get_mut(&room) {
+                            r.remote.retain(|p| *p != session);
+                            if r.is_empty() {
+                                self.rooms.remove(&room);
+                            }
+                        }
+                        self.moves.push((room, Move::Down));
+                    }
+                    return;
+                }
+                match self.remote.get_mut(&session) {
+                    Some(known) => known.kinds = kinds,
+                    None => {
+                        self.remote.insert(
+                            session,
+                            RemotePublisher {
+                                key,
+                                kinds,
+                                keyframes: PublisherKeyframes::default(),
+                            },
+                        );
+                        self.rooms.entry(room.clone()).or_default().remote.push(session);
+                    }
+                }
+                self.moves.push((room, Move::Up));
+            }
         }
     }
 
@@ -597,14 +760,19 @@ impl Engine {
     }
 
     /// Forwards a publisher's RTP packet to every other member of its channel that receives its kind,
-    /// rewritten for each receiver's line ([`crate::feed`]), unless the publisher is paused.
+    /// rewritten for each receiver's line ([`crate::feed`]), and hands it once to each other worker the
+    /// channel is on ([`crate::relay`]), unless the publisher is paused.
     fn forward(&mut self, from: PeerId, packet: RtpPacket) {
-        let now = packet.timestamp;
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
         let pt = packet.header.payload_type;
-        let Some(params) = publisher.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
+        let Some(params) = publisher
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == pt)
+            .copied()
+        else {
             return;
         };
         let codec = params.spec().codec;
@@ -619,73 +787,101 @@ impl Engine {
             // Media on a line this member may not publish on is dropped.
             return;
         }
-        let source = Source {
-            session: from,
-            ssrc: *packet.header.ssrc,
-        };
-        let seq = *packet.seq_no;
-        let time = packet.header.timestamp;
         let starts = kind == Kind::Video && starts_keyframe(video_codec(codec), &packet.payload);
-        if kind == Kind::Video {
-            if starts {
-                self.keyframe_wanted.remove(&from);
-                publisher.keyframe_ssrc = source.ssrc;
-            }
-            let kept = KeptPacket {
-                seq,
-                time,
-                marker: packet.header.marker,
-                pt: *pt,
-                payload: packet.payload.clone(),
-            };
-            if starts || publisher.keyframe_ssrc == source.ssrc {
-                publisher.keyframes.observe(kept, starts, now);
-            }
-        }
-        let key = publisher.key.clone();
-        let room_key = room_key(&key);
-        let Some(room) = self.rooms.get(&room_key) else {
-            return;
-        };
-        if room.paused.contains(&key.user) {
-            return;
-        }
-        let ext = forwarded_extensions(&packet.header.ext_vals);
-        let out = Outgoing {
-            source,
+        let out = Forwarded {
+            source: Source {
+                session: from,
+                ssrc: *packet.header.ssrc,
+            },
             kind,
-            pt,
-            params: &params,
-            seq,
-            time,
+            params,
+            seq: *packet.seq_no,
+            time: packet.header.timestamp,
             marker: packet.header.marker,
             starts,
-            payload: &packet.payload,
-            ext,
-            now,
+            payload: packet.payload,
+            ext: forwarded_extensions(&packet.header.ext_vals),
+            at: packet.timestamp,
         };
-        let targets = room.peers.clone();
-        for to in targets {
-            if to != from {
-                self.send_to(to, &out, &room_key);
+        if starts {
+            self.keyframe_wanted.remove(&from);
+        }
+        if kind == Kind::Video {
+            keep(&mut publisher.keyframes, &out);
+        }
+        let room = room_key(&publisher.key);
+        if self.is_paused(&room, from) {
+            return;
+        }
+        if let Some(others) = self.room_workers.get(&room) {
+            for w in others {
+                if self.mesh[*w].packets.try_send(out.clone()).is_err() {
+                    self.stats.relay_dropped += 1;
+                }
             }
         }
+        self.fan_out(&room, &out);
+    }
+
+    /// A packet another worker handed over, from one of its publishers: kept if it starts or continues
+    /// a keyframe, and fanned out to this worker's receivers.
+    fn relayed(&mut self, out: Forwarded) {
+        let Some(publisher) = self.remote.get_mut(&out.source.session) else {
+            return;
+        };
+        if out.kind == Kind::Video {
+            keep(&mut publisher.keyframes, &out);
+        }
+        let room = room_key(&publisher.key);
+        if !self.is_paused(&room, out.source.session) {
+            self.fan_out(&room, &out);
+        }
+    }
+
+    /// Writes a publisher's packet to every receiver of the channel on this worker.
+    fn fan_out(&mut self, room: &RoomKey, out: &Forwarded) {
+        let Some(targets) = self.rooms.get(room).map(|r| r.peers.clone()) else {
+            return;
+        };
+        for to in targets {
+            if to != out.source.session {
+                self.send_to(to, out, room);
+            }
+        }
+    }
+
+    /// The member key of a publisher, local or on another worker.
+    fn publisher_key(&self, session: PeerId) -> Option<&PeerKey> {
+        match self.peers.get(&session) {
+            Some(peer) => Some(&peer.key),
+            None => self.remote.get(&session).map(|r| &r.key),
+        }
+    }
+
+    /// Whether a publisher's media is held back (in a private call).
+    fn is_paused(&self, room: &RoomKey, session: PeerId) -> bool {
+        let Some(key) = self.publisher_key(session) else {
+            return false;
+        };
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.paused.contains(&key.user))
     }
 
     /// Whether `session` still feeds `kind` lines in `room` (present, publishing it, not paused).
     fn still_feeds(&self, session: PeerId, kind: Kind, room: &RoomKey) -> bool {
-        let Some(peer) = self.peers.get(&session) else {
-            return false;
+        let publishes = match self.peers.get(&session) {
+            Some(peer) => peer.publishes(kind),
+            None => self
+                .remote
+                .get(&session)
+                .is_some_and(|r| r.kinds.contains(&kind)),
         };
-        let paused = self
-            .rooms
-            .get(room)
-            .is_some_and(|r| r.paused.contains(&peer.key.user));
-        peer.publishes(kind) && !paused
+        publishes && !self.is_paused(room, session)
     }
 
     /// Writes one publisher packet to one receiver, if its line takes it.
-    fn send_to(&mut self, to: PeerId, out: &Outgoing<'_>, room: &RoomKey) -> bool {
+    fn send_to(&mut self, to: PeerId, out: &Forwarded, room: &RoomKey) -> bool {
         let current = self
             .peers
             .get(&to)
@@ -701,7 +897,7 @@ impl Engine {
                 out.time,
                 out.starts,
                 current_feeds,
-                out.now,
+                out.at,
             )
             .ok()
         })
@@ -712,7 +908,7 @@ impl Engine {
     fn write_line(
         &mut self,
         to: PeerId,
-        out: &Outgoing<'_>,
+        out: &Forwarded,
         place: impl FnOnce(&mut Feed) -> Option<(u64, u32)>,
     ) -> bool {
         let Some(receiver) = self.peers.get_mut(&to) else {
@@ -729,8 +925,10 @@ impl Engine {
             return false;
         };
         let rtc = &receiver.rtc;
-        let Some(pt) = feed.map_pt(out.pt, || {
-            rtc.codec_config().match_params(*out.params).map(|p| p.pt())
+        let Some(pt) = feed.map_pt(out.params.pt(), || {
+            rtc.codec_config()
+                .match_params(out.params)
+                .map(|p| p.pt())
         }) else {
             return false;
         };
@@ -739,7 +937,7 @@ impl Engine {
             return false;
         };
         stream.write_rtp(
-            RtpWrite::new(pt, seq.into(), time, out.now, out.payload.clone())
+            RtpWrite::new(pt, seq.into(), time, out.at, out.payload.clone())
                 .marker(out.marker)
                 .nackable(out.kind == Kind::Video)
                 .ext_vals(out.ext.clone()),
@@ -748,44 +946,44 @@ impl Engine {
         if out.kind == Kind::Audio || out.marker {
             self.stats.frames_forwarded += 1;
         }
-        let receiver_user = receiver.key.user.clone();
         self.dirty.push(to);
-        if let Some(publisher) = self.peers.get_mut(&out.source.session)
-            && publisher.first_sent.insert((to, out.kind))
-        {
+        if !receiver.first_received.insert((out.source.session, out.kind)) {
+            return true;
+        }
+        let to_user = receiver.key.user.clone();
+        if let Some(from) = self.publisher_key(out.source.session) {
             let _ = self.events.send(MediaEvent::FirstFrame {
-                from: publisher.key.clone(),
-                to: receiver_user,
+                from: from.clone(),
+                to: to_user,
                 kind: out.kind,
             });
         }
         true
     }
 
-    /// Starts `receiver`'s video line at `publisher`'s kept keyframe, if it has a fresh one and the line
-    /// is free for it; the line then waits for the publisher's next keyframe (asked for by the caller).
+    /// Starts `receiver`'s video line at `publisher`'s kept keyframe (a publisher here or on another
+    /// worker), if it has a fresh one and the line is free for it; the line then waits for the
+    /// publisher's next keyframe (asked for by the caller).
     fn serve_kept_keyframe(&mut self, publisher: PeerId, receiver: PeerId, now: Instant) {
-        let Some(p) = self.peers.get(&publisher) else {
+        let kept = match self.peers.get(&publisher) {
+            Some(p) => p.keyframes.fresh(now),
+            None => self
+                .remote
+                .get(&publisher)
+                .and_then(|r| r.keyframes.fresh(now)),
+        };
+        let Some((kept, ssrc, params)) = kept else {
             return;
         };
-        let Some(kept) = p.keyframes.fresh(now).map(<[KeptPacket]>::to_vec) else {
+        let Some(room) = self.publisher_key(publisher).map(room_key) else {
             return;
         };
-        let source = Source {
-            session: publisher,
-            ssrc: p.keyframe_ssrc,
-        };
-        let room = room_key(&p.key);
-        if self
-            .rooms
-            .get(&room)
-            .is_some_and(|r| r.paused.contains(&p.key.user))
-        {
+        if self.is_paused(&room, publisher) {
             return;
         }
-        let pt = Pt::from(kept[0].pt);
-        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).copied() else {
-            return;
+        let source = Source {
+            session: publisher,
+            ssrc,
         };
         let current = self
             .peers
@@ -799,30 +997,39 @@ impl Engine {
             return;
         }
         let mut started = false;
-        for (i, packet) in kept.iter().enumerate() {
-            let out = Outgoing {
+        for (i, packet) in kept.into_iter().enumerate() {
+            let out = Forwarded {
                 source,
                 kind: Kind::Video,
-                pt,
-                params: &params,
+                params,
                 seq: packet.seq,
                 time: packet.time,
                 marker: packet.marker,
                 starts: false,
-                payload: &packet.payload,
+                payload: packet.payload,
                 ext: ExtensionValues::default(),
-                now,
+                at: now,
             };
             started |= self.write_line(receiver, &out, |feed| {
                 if i == 0 {
-                    feed.start_at_kept_keyframe(source, packet.seq, packet.time, now);
+                    feed.start_at_kept_keyframe(source, out.seq, out.time, now);
                 }
-                feed.rewrite_kept(source, packet.seq, packet.time, now)
+                feed.rewrite_kept(source, out.seq, out.time, now)
             });
         }
         if started {
             self.stats.keyframes_from_cache += 1;
         }
+    }
+
+    /// The session of a channel member that publishes, here or on another worker.
+    fn publisher_session(&self, key: &PeerKey) -> Option<PeerId> {
+        self.by_key.get(key).copied().or_else(|| {
+            self.remote
+                .iter()
+                .find(|(_, r)| r.key == *key)
+                .map(|(id, _)| *id)
+        })
     }
 
     /// A paused publisher forwards again: every line it fed starts anew (numbered on from where it
@@ -833,7 +1040,7 @@ impl Engine {
             channel: channel.to_owned(),
             user: publisher.to_owned(),
         };
-        let Some(from) = self.by_key.get(&key).copied() else {
+        let Some(from) = self.publisher_session(&key) else {
             return;
         };
         let now = Instant::now();
@@ -894,14 +1101,15 @@ impl Engine {
             return;
         };
         let others: Vec<PeerId> = self
-            .room_peers(&room_key(&peer.key))
+            .room_publishers(&room_key(&peer.key))
             .into_iter()
             .filter(|p| *p != id)
             .collect();
         let published = |kind: Kind| {
-            others
-                .iter()
-                .any(|p| self.peers.get(p).is_some_and(|p| p.publishes(kind)))
+            others.iter().any(|p| match self.peers.get(p) {
+                Some(p) => p.publishes(kind),
+                None => self.remote.get(p).is_some_and(|r| r.kinds.contains(&kind)),
+            })
         };
         let flips = changes(&peer.outbound, published, how);
         if flips.is_empty() {

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::format::PayloadParams;
 use str0m::rtp::Vp8Descriptor;
 
 /// The video codecs the router recognises keyframes of.
@@ -78,7 +79,6 @@ pub struct KeptPacket {
     pub seq: u64,
     pub time: u32,
     pub marker: bool,
-    pub pt: u8,
     pub payload: Arc<[u8]>,
 }
 
@@ -137,6 +137,42 @@ impl KeyframeCache {
     }
 }
 
+/// A publisher's kept keyframe with what sending it takes: the SSRC it came on and what its payload type
+/// stands for.
+#[derive(Debug, Default)]
+pub struct PublisherKeyframes {
+    pub cache: KeyframeCache,
+    pub ssrc: u32,
+    pub params: Option<PayloadParams>,
+}
+
+impl PublisherKeyframes {
+    /// Looks at one of the publisher's video packets. A stream the kept keyframe did not come on is
+    /// ignored until one of its keyframes starts (a publisher switching streams).
+    pub fn observe(
+        &mut self,
+        ssrc: u32,
+        params: PayloadParams,
+        packet: KeptPacket,
+        starts: bool,
+        now: Instant,
+    ) {
+        if starts {
+            self.ssrc = ssrc;
+            self.params = Some(params);
+        }
+        if starts || self.ssrc == ssrc {
+            self.cache.observe(packet, starts, now);
+        }
+    }
+
+    /// The latest keyframe with its SSRC and payload meaning, if fresh.
+    pub fn fresh(&self, now: Instant) -> Option<(Vec<KeptPacket>, u32, PayloadParams)> {
+        let packets = self.cache.fresh(now)?;
+        Some((packets.to_vec(), self.ssrc, self.params?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +182,6 @@ mod tests {
             seq,
             time,
             marker,
-            pt: 96,
             payload: Arc::from(vec![0u8; 4]),
         }
     }

@@ -15,6 +15,8 @@
 //! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
 //! - `egress`: the outgoing datagrams of a turn, sent together at its end.
+//! - `placement`: which worker each session lives on; a channel spreads over workers when it outgrows one.
+//! - `relay`: the hand-off of a channel's packets between the workers it is on.
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
@@ -30,6 +32,8 @@ mod feed;
 mod keyframe;
 mod loss;
 mod peer;
+mod placement;
+mod relay;
 mod renegotiation;
 mod rewrite;
 pub mod router;

@@ -9,7 +9,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{MediaKind, Mid};
 
 use crate::feed::Feed;
-use crate::keyframe::KeyframeCache;
+use crate::keyframe::PublisherKeyframes;
 use crate::renegotiation::OutLine;
 use crate::router::{Kind, PeerKey};
 
@@ -34,8 +34,8 @@ pub struct Peer {
     pub next_timeout: Instant,
     /// The member's address once known (ICE nominated it).
     pub remote: Option<SocketAddr>,
-    /// (subscriber, kind) pairs this publisher's first frame has reached (for `FirstFrame` events).
-    pub first_sent: HashSet<(PeerId, Kind)>,
+    /// (publisher, kind) pairs whose first frame reached this member (for `FirstFrame` events).
+    pub first_received: HashSet<(PeerId, Kind)>,
     /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
     /// one from).
     pub last_keyframe_request: Option<Instant>,
@@ -52,9 +52,7 @@ pub struct Peer {
     /// What each of the member's receiving lines carries (made at the line's first packet).
     pub feeds: HashMap<Kind, Feed>,
     /// The member's latest video keyframe, for receivers that start.
-    pub keyframes: KeyframeCache,
-    /// The member's video SSRC the kept keyframe came on.
-    pub keyframe_ssrc: u32,
+    pub keyframes: PublisherKeyframes,
     /// The peer closed the session (DTLS close_notify): it goes once its last output is out.
     pub closed: bool,
 }
@@ -70,7 +68,7 @@ impl Peer {
             inbound: Vec::new(),
             next_timeout: now,
             remote: None,
-            first_sent: HashSet::new(),
+            first_received: HashSet::new(),
             last_keyframe_request: None,
             pending_offer: None,
             revision: 0,
@@ -78,8 +76,7 @@ impl Peer {
             ingress_packets: HashMap::new(),
             egress_nacks: HashMap::new(),
             feeds: HashMap::new(),
-            keyframes: KeyframeCache::default(),
-            keyframe_ssrc: 0,
+            keyframes: PublisherKeyframes::default(),
             closed: false,
         }
     }

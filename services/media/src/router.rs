@@ -14,7 +14,6 @@
 //! from a new address would have to be steered by ufrag across workers). The cost of a port per worker
 //! is a port range to open instead of one port (deploy/README lists them).
 
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::Engine;
 use crate::error::MediaError;
+use crate::placement::Placement;
+use crate::relay::{self, Mesh, RelayInbox};
 
 /// Which membership a media session belongs to: one session per user per channel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +60,10 @@ pub enum MediaEvent {
     },
 }
 
+/// Sessions of one channel a worker takes before the channel spreads to another
+/// ([`MediaConfig::room_capacity`] 0).
+pub const DEFAULT_ROOM_CAPACITY: usize = 500;
+
 /// Where the router listens and what it tells peers.
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
@@ -66,6 +71,9 @@ pub struct MediaConfig {
     pub bind: SocketAddr,
     /// Worker threads (0 = one per core the process may use).
     pub workers: usize,
+    /// Sessions of one channel a worker takes before the channel spreads over another worker too
+    /// (0 = [`DEFAULT_ROOM_CAPACITY`]).
+    pub room_capacity: usize,
     /// Address put in host candidates, when it differs from the bound one (e.g. a public IP in front of
     /// a container, or a concrete IP when binding 0.0.0.0).
     pub advertise_ip: Option<IpAddr>,
@@ -105,6 +113,12 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<RouterStats>,
     },
+    /// The channel is now on these workers (an empty list: on none).
+    RoomWorkers {
+        app: String,
+        channel: String,
+        workers: Vec<usize>,
+    },
     /// Ends the worker's loop (its sessions end with it).
     Stop,
 }
@@ -138,6 +152,8 @@ pub struct RouterStats {
     pub datagrams_dropped: u64,
     /// CPU time of the worker threads (user + system), in milliseconds (10 ms resolution).
     pub cpu_millis: u64,
+    /// Packets for another worker dropped because its queue was full.
+    pub relay_dropped: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -155,6 +171,7 @@ impl std::ops::AddAssign for RouterStats {
         self.send_syscalls += o.send_syscalls;
         self.datagrams_dropped += o.datagrams_dropped;
         self.cpu_millis += o.cpu_millis;
+        self.relay_dropped += o.relay_dropped;
     }
 }
 
@@ -170,6 +187,7 @@ struct Worker {
 #[derive(Clone, Debug)]
 pub struct MediaRouter {
     workers: Arc<[Worker]>,
+    placement: Arc<Mutex<Placement>>,
 }
 
 impl MediaRouter {
@@ -185,6 +203,14 @@ impl MediaRouter {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let (inboxes, mut queues): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| {
+                let (packets, packets_rx) = mpsc::channel(relay::PACKET_QUEUE);
+                let (control, control_rx) = mpsc::unbounded_channel();
+                (RelayInbox { packets, control }, Some((packets_rx, control_rx)))
+            })
+            .unzip();
+        let mesh: Mesh = inboxes.into();
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             let port = match config.bind.port() {
@@ -203,17 +229,30 @@ impl MediaRouter {
                 SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
+            let (packets, control) = queues[index].take().expect("one per worker");
+            let mesh = mesh.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
-                .spawn(move || run_worker(bound, candidate, events, rx))?;
+                .spawn(move || {
+                    let engine = move |socket, sender| {
+                        Engine::new(socket, sender, candidate, events, index, mesh)
+                            .run(rx, packets, control)
+                    };
+                    run_worker(bound, engine)
+                })?;
             workers.push(Worker {
                 tx,
                 candidate,
                 thread: Mutex::new(Some(thread)),
             });
         }
+        let capacity = match config.room_capacity {
+            0 => DEFAULT_ROOM_CAPACITY,
+            n => n,
+        };
         Ok(MediaRouter {
             workers: workers.into(),
+            placement: Arc::new(Mutex::new(Placement::new(count, capacity))),
         })
     }
 
@@ -227,18 +266,43 @@ impl MediaRouter {
         self.workers.iter().map(|w| w.candidate).collect()
     }
 
-    /// The worker a channel's sessions live on.
-    fn worker(&self, app: &str, channel: &str) -> &Worker {
-        let mut hasher = std::hash::DefaultHasher::new();
-        (app, channel).hash(&mut hasher);
-        &self.workers[(hasher.finish() % self.workers.len() as u64) as usize]
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        // Placement is plain bookkeeping: a panic while it was held leaves it usable.
+        self.placement.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn send(&self, app: &str, channel: &str, command: Command) -> Result<(), MediaError> {
-        self.worker(app, channel)
-            .tx
-            .send(command)
-            .map_err(|_| MediaError::Stopped)
+    /// Sends `command` to every worker a channel is on.
+    fn send_room(&self, app: &str, channel: &str, command: impl Fn() -> Command) {
+        for w in self.placement().room_workers(app, channel) {
+            let _ = self.workers[w].tx.send(command());
+        }
+    }
+
+    /// Tells the workers a channel was and is on which workers it is on now.
+    fn announce_room_workers(&self, app: &str, channel: &str, before: &[usize], now: &[usize]) {
+        let mut told: Vec<usize> = before.iter().chain(now).copied().collect();
+        told.sort_unstable();
+        told.dedup();
+        for w in told {
+            let _ = self.workers[w].tx.send(Command::RoomWorkers {
+                app: app.to_owned(),
+                channel: channel.to_owned(),
+                workers: now.to_vec(),
+            });
+        }
+    }
+
+    /// Removes a session from the placement and tells the workers if the channel left one.
+    fn unplace(&self, key: &PeerKey) -> Option<usize> {
+        let (placed, before) = {
+            let mut placement = self.placement();
+            let before = placement.room_workers(&key.app, &key.channel);
+            (placement.remove(key)?, before)
+        };
+        if let Some(now) = &placed.room_workers {
+            self.announce_room_workers(&key.app, &key.channel, &before, now);
+        }
+        Some(placed.worker)
     }
 
     /// Stops every worker and waits for their threads (their sessions end without a word: the node is
@@ -268,37 +332,52 @@ impl MediaRouter {
         may_publish: bool,
         offer: String,
     ) -> Result<String, MediaError> {
+        let (placed, before, rejoin) = {
+            let mut placement = self.placement();
+            let before = placement.room_workers(&key.app, &key.channel);
+            let rejoin = placement.worker_of(&key).is_some();
+            (placement.place(&key), before, rejoin)
+        };
+        if let Some(now) = &placed.room_workers {
+            // Before the session exists, so the channel's publishers reach it from its first packet.
+            self.announce_room_workers(&key.app, &key.channel, &before, now);
+        }
         let (reply, rx) = oneshot::channel();
-        let worker = self.worker(&key.app, &key.channel);
-        worker
-            .tx
-            .send(Command::Open {
-                key,
-                may_publish,
-                offer,
-                reply,
-            })
-            .map_err(|_| MediaError::Stopped)?;
-        rx.await.map_err(|_| MediaError::Stopped)?
+        let sent = self.workers[placed.worker].tx.send(Command::Open {
+            key: key.clone(),
+            may_publish,
+            offer,
+            reply,
+        });
+        let answer = match sent {
+            Ok(()) => rx.await.unwrap_or(Err(MediaError::Stopped)),
+            Err(_) => Err(MediaError::Stopped),
+        };
+        if answer.is_err() && !rejoin {
+            // Refused: no session was made. (A member joining again keeps its place: its previous
+            // session is still there, or its member leaving closes the place.)
+            self.unplace(&key);
+        }
+        answer
     }
 
     /// Closes a member's session (left the channel, or the channel closed).
     pub fn close(&self, key: PeerKey) {
-        let worker = self.worker(&key.app, &key.channel);
-        let _ = worker.tx.send(Command::Close { key });
+        if let Some(worker) = self.unplace(&key) {
+            let _ = self.workers[worker].tx.send(Command::Close { key });
+        }
     }
 
     /// Closes every session of a channel at once (the channel ended): unlike closing them one by one,
     /// the members left for a moment are not renegotiated.
     pub fn close_room(&self, app: &str, channel: &str) {
-        let _ = self.send(
-            app,
-            channel,
-            Command::CloseRoom {
+        let workers = self.placement().remove_room(app, channel);
+        for w in workers {
+            let _ = self.workers[w].tx.send(Command::CloseRoom {
                 app: app.to_owned(),
                 channel: channel.to_owned(),
-            },
-        );
+            });
+        }
     }
 
     /// Applies a member's answer to the router's pending offer ([`MediaEvent::Offer`]). A malformed
@@ -310,8 +389,8 @@ impl MediaRouter {
         answer: String,
     ) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
-        let worker = self.worker(&key.app, &key.channel);
-        worker
+        let worker = self.placement().worker_of(&key).ok_or(MediaError::NoSession)?;
+        self.workers[worker]
             .tx
             .send(Command::AcceptAnswer {
                 key,
@@ -326,29 +405,21 @@ impl MediaRouter {
     /// Starts or stops forwarding a publisher's media to the rest of its channel. Resuming also asks the
     /// publisher for a keyframe, repeatedly until one arrives.
     pub fn set_forwarding(&self, app: &str, channel: &str, publisher: &str, forward: bool) {
-        let _ = self.send(
-            app,
-            channel,
-            Command::Forward {
-                app: app.to_owned(),
-                channel: channel.to_owned(),
-                publisher: publisher.to_owned(),
-                forward,
-            },
-        );
+        self.send_room(app, channel, || Command::Forward {
+            app: app.to_owned(),
+            channel: channel.to_owned(),
+            publisher: publisher.to_owned(),
+            forward,
+        });
     }
 
     /// Asks a publisher for a keyframe (PLI), repeated until one arrives.
     pub fn request_keyframe(&self, app: &str, channel: &str, publisher: &str) {
-        let _ = self.send(
-            app,
-            channel,
-            Command::RequestKeyframe {
-                app: app.to_owned(),
-                channel: channel.to_owned(),
-                publisher: publisher.to_owned(),
-            },
-        );
+        self.send_room(app, channel, || Command::RequestKeyframe {
+            app: app.to_owned(),
+            channel: channel.to_owned(),
+            publisher: publisher.to_owned(),
+        });
     }
 
     /// Current counters, summed over the workers.
@@ -375,12 +446,11 @@ impl MediaRouter {
     }
 }
 
-/// One worker's thread: a current-thread runtime driving its engine until told to stop.
-fn run_worker(
+/// One worker's thread: a current-thread runtime driving its engine (made by `engine` from the socket
+/// and its sending clone) until told to stop.
+fn run_worker<F: Future<Output = ()>>(
     socket: std::net::UdpSocket,
-    candidate: SocketAddr,
-    events: mpsc::UnboundedSender<MediaEvent>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    engine: impl FnOnce(UdpSocket, std::net::UdpSocket) -> F,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -408,8 +478,6 @@ fn run_worker(
                 return;
             }
         };
-        Engine::new(socket, sender, candidate, events)
-            .run(commands)
-            .await;
+        engine(socket, sender).await;
     });
 }

@@ -99,6 +99,9 @@ pub struct NodeConfig {
     /// Media router workers, each a thread with its own UDP port; a channel's sessions share one worker
     /// (0 = one per core).
     pub media_workers: usize,
+    /// Sessions of one channel a media worker takes before the channel spreads over another worker too
+    /// (its publishers' packets are then handed between them; 0 = 500).
+    pub media_room_capacity: usize,
     /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
     /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
     pub media_advertise_ip: Option<IpAddr>,
@@ -171,6 +174,7 @@ impl Default for NodeConfig {
             http_addr: local(7802),
             media_addr: local(7803),
             media_workers: 0,
+            media_room_capacity: 0,
             media_advertise_ip: None,
             tls_cert: None,
             tls_key: None,

@@ -211,6 +211,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         showcall_media::MediaConfig {
             bind: config.media_addr,
             workers: config.media_workers,
+            room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
         },
         media_events_tx,

@@ -39,6 +39,7 @@ impl MediaNode {
         let media = MediaConfig {
             bind: config.media_addr,
             workers: config.media_workers,
+            room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
         };
         let router = MediaRouter::start(media, events_tx)?;
