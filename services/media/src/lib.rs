@@ -9,7 +9,8 @@
 //! Layout:
 //! - [`router`]: [`MediaRouter`], the handle (commands in, [`MediaEvent`]s out).
 //! - `engine`: the task that owns the socket and every session, demultiplexes and forwards.
-//! - `egress`: the outgoing datagrams of a turn, sent together at its end.
+//! - [`egress`]: the outgoing datagrams of a turn, sent together at its end (`sendmmsg` + UDP GSO);
+//!   public for the node's hardware-floor benchmark.
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
@@ -17,7 +18,7 @@
 //! - [`error`]: the error type, [`MediaError`].
 #![forbid(unsafe_code)]
 
-mod egress;
+pub mod egress;
 mod engine;
 pub mod error;
 mod loss;
