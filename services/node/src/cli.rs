@@ -180,6 +180,9 @@ pub enum BenchKind {
         /// Video frames this many times the sample's size, as for `fanout`.
         #[arg(long, value_name = "K", default_value_t = 7)]
         video_scale: usize,
+        /// Send with `sendmmsg` alone (no UDP GSO), to see what GSO adds.
+        #[arg(long)]
+        no_gso: bool,
     },
     /// Viewer calls host with media; measures call() → both sides connected (first frame both ways).
     CallConnect {

@@ -175,6 +175,16 @@ pub(super) fn run(
     seconds: f64,
     source: Arc<MediaSource>,
 ) -> anyhow::Result<HardwareFloor> {
+    run_with(n, seconds, source, true)
+}
+
+/// [`run`], with GSO or `sendmmsg` alone.
+fn run_with(
+    n: usize,
+    seconds: f64,
+    source: Arc<MediaSource>,
+    gso: bool,
+) -> anyhow::Result<HardwareFloor> {
     let mut sockets = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
     for i in 0..n {
@@ -191,7 +201,11 @@ pub(super) fn run(
     };
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.set_nonblocking(true)?;
-    let mut egress = Egress::new(socket);
+    let mut egress = if gso {
+        Egress::new(socket)
+    } else {
+        Egress::without_gso(socket)
+    };
 
     let frames = source.video_frames();
     let packets = source.audio_packets();
@@ -263,11 +277,13 @@ pub(super) async fn bench(
     receivers: usize,
     seconds: u64,
     video_scale: usize,
+    gso: bool,
 ) -> anyhow::Result<()> {
     let source = clip::scaled(video_scale)?;
     let (video_kbps, audio_kbps) = clip::kbit_per_second(&source);
     let floor =
-        tokio::task::spawn_blocking(move || run(receivers, seconds as f64, source)).await??;
+        tokio::task::spawn_blocking(move || run_with(receivers, seconds as f64, source, gso))
+            .await??;
     let result = serde_json::json!({
         "bench": "floor",
         "video_scale": video_scale,

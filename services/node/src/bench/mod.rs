@@ -73,7 +73,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             receivers,
             seconds,
             video_scale,
-        } => hardware_floor::bench(receivers, seconds, video_scale).await,
+            no_gso,
+        } => hardware_floor::bench(receivers, seconds, video_scale, !no_gso).await,
         BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
         BenchKind::Cluster {
