@@ -38,10 +38,8 @@ use crate::error::MediaError;
 use crate::feed::Feed;
 use crate::keyframe::{KeptPacket, PublisherKeyframes, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
+use crate::relay::{Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of};
 use crate::renegotiation::{Move, OutLine, changes};
-use crate::relay::{
-    Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of,
-};
 use crate::rewrite::Source;
 use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::stun;
@@ -674,7 +672,11 @@ impl Engine {
             .filter(|p| !p.inbound.is_empty())
             .map(|p| {
                 let id = self.by_key[&p.key];
-                (id, p.key.clone(), p.inbound.iter().map(|(_, k)| *k).collect())
+                (
+                    id,
+                    p.key.clone(),
+                    p.inbound.iter().map(|(_, k)| *k).collect(),
+                )
             })
             .collect();
         for w in others.iter().filter(|w| !before.contains(w)) {
@@ -716,7 +718,11 @@ impl Engine {
                 }
                 self.want_keyframe(session);
             }
-            Control::Publisher { session, key, kinds } => {
+            Control::Publisher {
+                session,
+                key,
+                kinds,
+            } => {
                 let room = room_key(&key);
                 if kinds.is_empty() {
                     if self.remote.remove(&session).is_some() {
@@ -744,7 +750,11 @@ impl Engine {
                                 keyframes: PublisherKeyframes::default(),
                             },
                         );
-                        self.rooms.entry(room.clone()).or_default().remote.push(session);
+                        self.rooms
+                            .entry(room.clone())
+                            .or_default()
+                            .remote
+                            .push(session);
                     }
                 }
                 self.moves.push((room, Move::Up));
@@ -767,12 +777,7 @@ impl Engine {
             return;
         };
         let pt = packet.header.payload_type;
-        let Some(params) = publisher
-            .rtc
-            .codec_config()
-            .find(|p| p.pt() == pt)
-            .copied()
-        else {
+        let Some(params) = publisher.rtc.codec_config().find(|p| p.pt() == pt).copied() else {
             return;
         };
         let codec = params.spec().codec;
@@ -926,9 +931,7 @@ impl Engine {
         };
         let rtc = &receiver.rtc;
         let Some(pt) = feed.map_pt(out.params.pt(), || {
-            rtc.codec_config()
-                .match_params(out.params)
-                .map(|p| p.pt())
+            rtc.codec_config().match_params(out.params).map(|p| p.pt())
         }) else {
             return false;
         };
@@ -947,7 +950,10 @@ impl Engine {
             self.stats.frames_forwarded += 1;
         }
         self.dirty.push(to);
-        if !receiver.first_received.insert((out.source.session, out.kind)) {
+        if !receiver
+            .first_received
+            .insert((out.source.session, out.kind))
+        {
             return true;
         }
         let to_user = receiver.key.user.clone();

@@ -14,7 +14,8 @@
 //! - `feed`, `rewrite`: what a receiver line carries and where each packet goes in it.
 //! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
-//! - `egress`: the outgoing datagrams of a turn, sent together at its end.
+//! - [`egress`]: the outgoing datagrams of a turn, sent together at its end (`sendmmsg` + UDP GSO);
+//!   public for the node's hardware-floor benchmark.
 //! - `placement`: which worker each session lives on; a channel spreads over workers when it outgrows one.
 //! - `relay`: the hand-off of a channel's packets between the workers it is on.
 //! - `peer`: one session's state.
@@ -25,7 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cpu;
-mod egress;
+pub mod egress;
 mod engine;
 pub mod error;
 mod feed;

@@ -127,7 +127,8 @@ impl Placement {
         let Some(counts) = self.rooms.remove(&room) else {
             return Vec::new();
         };
-        self.sessions.retain(|k, _| k.app != app || k.channel != channel);
+        self.sessions
+            .retain(|k, _| k.app != app || k.channel != channel);
         for (w, n) in counts.iter().enumerate() {
             self.load[w] -= n;
         }

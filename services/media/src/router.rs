@@ -207,7 +207,10 @@ impl MediaRouter {
             .map(|_| {
                 let (packets, packets_rx) = mpsc::channel(relay::PACKET_QUEUE);
                 let (control, control_rx) = mpsc::unbounded_channel();
-                (RelayInbox { packets, control }, Some((packets_rx, control_rx)))
+                (
+                    RelayInbox { packets, control },
+                    Some((packets_rx, control_rx)),
+                )
             })
             .unzip();
         let mesh: Mesh = inboxes.into();
@@ -389,7 +392,10 @@ impl MediaRouter {
         answer: String,
     ) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
-        let worker = self.placement().worker_of(&key).ok_or(MediaError::NoSession)?;
+        let worker = self
+            .placement()
+            .worker_of(&key)
+            .ok_or(MediaError::NoSession)?;
         self.workers[worker]
             .tx
             .send(Command::AcceptAnswer {

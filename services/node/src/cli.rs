@@ -172,6 +172,22 @@ pub enum BenchKind {
         #[arg(long, value_name = "K", default_value_t = 7)]
         video_scale: usize,
     },
+    /// The hardware floor: one core seals (AES-128-GCM) the fan-out broadcaster's packets for N
+    /// receivers and sends them with the router's batched egress (sendmmsg + GSO) to N loopback sockets.
+    Floor {
+        /// How many receivers (loopback sockets).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        receivers: usize,
+        /// How long to send, in seconds.
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        seconds: u64,
+        /// Video frames this many times the sample's size, as for `fanout`.
+        #[arg(long, value_name = "K", default_value_t = 7)]
+        video_scale: usize,
+        /// Send with `sendmmsg` alone (no UDP GSO), to see what GSO adds.
+        #[arg(long)]
+        no_gso: bool,
+    },
     /// Viewer calls host with media; measures call() → both sides connected (first frame both ways).
     CallConnect {
         /// How many calls to place in all.

@@ -21,7 +21,9 @@
 //!   decrypting and depacketizing.
 //! - Then the floor, with the node and clients gone: [`srtp_floor`], the same frames protected and sent
 //!   to N receivers with no routing, on a thread of its own; the ratio of egress packets per CPU second
-//!   says what routing costs on top of the unavoidable per-receiver SRTP work.
+//!   says what routing costs on top of the unavoidable per-receiver SRTP work. And the hardware floor
+//!   ([`hardware_floor`]): sealing and batched sending alone, what one core allows (the goal is
+//!   ≥ 0.8 of it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,7 +39,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
 use super::sdk_user::{guarded, login};
-use super::{clip, cpu, histogram, percentiles, progress, srtp_floor, token_factory, udp_drops};
+use super::{
+    clip, cpu, hardware_floor, histogram, percentiles, progress, srtp_floor, token_factory,
+    udp_drops,
+};
 use crate::config::NodeConfig;
 
 const ROOM: &str = "fanout_live";
@@ -274,6 +279,11 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
         srtp_floor::run(audience, seconds as f64, floor_source)
     })
     .await??;
+    let hardware_source = source.clone();
+    let hardware = tokio::task::spawn_blocking(move || {
+        hardware_floor::run(audience, seconds as f64, hardware_source)
+    })
+    .await??;
 
     let window = (after.at - before.at).as_secs_f64();
     let egress = (after.router.datagrams_out - before.router.datagrams_out) as f64;
@@ -331,6 +341,8 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
             "wakeups_per_s": floor.wakeups as f64 / floor.seconds,
         },
         "router_vs_floor_per_cpu_s": router_per_cpu / floor_per_cpu,
+        "hardware_floor": hardware.json(),
+        "router_vs_hardware_floor_per_cpu_s": router_per_cpu / hardware.packets_per_cpu_second(),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

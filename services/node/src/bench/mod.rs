@@ -8,7 +8,9 @@
 //! - `idle`: logs in N users against a node started as a child process and reports the node's resident
 //!   memory per idle user (connection + user actor).
 //! - `fanout` (`fanout`): one broadcaster, N audience members; router egress packets per CPU second,
-//!   audience loss and latency, against an SRTP-only floor (`srtp_floor`).
+//!   audience loss and latency, against an SRTP-only floor (`srtp_floor`) and the hardware floor
+//!   (`hardware_floor`: AES-GCM sealing and the router's batched egress on one core).
+//! - `floor` (`hardware_floor`): the hardware floor alone.
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
 //! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
@@ -46,6 +48,7 @@ mod clip;
 mod cluster;
 mod cpu;
 mod fanout;
+mod hardware_floor;
 mod lifecycle;
 mod media_node;
 mod sdk_user;
@@ -66,6 +69,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             seconds,
             video_scale,
         } => fanout::run(audience, seconds, video_scale).await,
+        BenchKind::Floor {
+            receivers,
+            seconds,
+            video_scale,
+            no_gso,
+        } => hardware_floor::bench(receivers, seconds, video_scale, !no_gso).await,
         BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
         BenchKind::Cluster {
