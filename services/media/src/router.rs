@@ -203,19 +203,16 @@ impl MediaRouter {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (inboxes, mut queues): (Vec<_>, Vec<_>) = (0..count)
+        let (inboxes, queues): (Vec<_>, Vec<_>) = (0..count)
             .map(|_| {
                 let (packets, packets_rx) = mpsc::channel(relay::PACKET_QUEUE);
                 let (control, control_rx) = mpsc::unbounded_channel();
-                (
-                    RelayInbox { packets, control },
-                    Some((packets_rx, control_rx)),
-                )
+                (RelayInbox { packets, control }, (packets_rx, control_rx))
             })
             .unzip();
         let mesh: Mesh = inboxes.into();
         let mut workers = Vec::with_capacity(count);
-        for index in 0..count {
+        for (index, (packets, control)) in queues.into_iter().enumerate() {
             let port = match config.bind.port() {
                 0 => 0,
                 base => u16::try_from(usize::from(base) + index).map_err(|_| {
@@ -232,7 +229,6 @@ impl MediaRouter {
                 SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
-            let (packets, control) = queues[index].take().expect("one per worker");
             let mesh = mesh.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
