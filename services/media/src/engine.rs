@@ -1,4 +1,8 @@
-//! The router's task: one UDP socket, every session of the node, and the forwarding between them.
+//! One worker's forwarding core, sans IO: its sessions, channels, rewriting and keyframe caches. Inputs
+//! are a datagram, a command, something another worker handed over, or the time; outputs are datagrams
+//! to send ([`Engine::take_transmits`]), [`MediaEvent`]s, and what it hands to other workers. The time
+//! is always given ([`Engine::set_time`]), never read, so tests run it on a virtual clock; the loop with
+//! the socket is [`crate::worker`].
 //!
 //! - **Demultiplexing** without scanning sessions: a datagram from a known address goes to that address's
 //!   session (one map lookup); one from a new address must be a STUN binding request naming our ufrag
@@ -30,26 +34,19 @@ use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::egress::Egress;
+use crate::egress::Flushed;
 use crate::error::MediaError;
 use crate::feed::Feed;
 use crate::keyframe::{KeptPacket, PublisherKeyframes, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
+use crate::protocol::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of};
 use crate::renegotiation::{Move, OutLine, changes};
 use crate::rewrite::Source;
-use crate::router::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::stun;
 
-/// Largest datagram read (WebRTC keeps packets under the path MTU).
-const RECV_BUFFER: usize = 2048;
-/// Packets handed over by other workers that one turn takes at most.
-const RELAY_BATCH: usize = 256;
-/// Upper bound on how long the loop sleeps when no session has a sooner timeout.
-const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
 /// scrape is 15 s by default, and each report costs a little per session).
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
@@ -73,9 +70,10 @@ impl Room {
 }
 
 pub(crate) struct Engine {
-    socket: UdpSocket,
-    /// The same socket, for sending: datagrams queue during a turn and go out together at its end.
-    egress: Egress,
+    /// Datagrams to send, in order, until the IO loop takes them.
+    transmits: Vec<(SocketAddr, Vec<u8>)>,
+    /// The time of the current input.
+    now: Instant,
     candidate: SocketAddr,
     events: mpsc::UnboundedSender<MediaEvent>,
     peers: HashMap<PeerId, Peer>,
@@ -158,16 +156,15 @@ fn offers_to_send(sdp: &str) -> bool {
 
 impl Engine {
     pub(crate) fn new(
-        socket: UdpSocket,
-        sender: std::net::UdpSocket,
+        now: Instant,
         candidate: SocketAddr,
         events: mpsc::UnboundedSender<MediaEvent>,
         index: usize,
         mesh: Mesh,
     ) -> Self {
         Self {
-            socket,
-            egress: Egress::new(sender),
+            transmits: Vec::new(),
+            now,
             candidate,
             events,
             peers: HashMap::new(),
@@ -190,60 +187,41 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut relay_packets: mpsc::Receiver<Forwarded>,
-        mut relay_control: mpsc::UnboundedReceiver<Control>,
-    ) {
-        let mut buf = vec![0u8; RECV_BUFFER];
-        loop {
-            let idle = Instant::now() + IDLE_TICK;
-            let deadline = self
-                .timers
-                .peek()
-                .map_or(idle, |Reverse((t, _))| (*t).min(idle));
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(c) => if !self.command(c) {
-                        break;
-                    },
-                    None => break,
-                },
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, source)) => {
-                        self.stats.datagrams_in += 1;
-                        self.stats.bytes_in += n as u64;
-                        self.datagram(source, &buf[..n]);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
-                },
-                Some(control) = relay_control.recv() => self.control(control),
-                Some(packet) = relay_packets.recv() => {
-                    self.relayed(packet);
-                    // What else is waiting goes out in the same turn.
-                    for _ in 0..RELAY_BATCH {
-                        let Ok(packet) = relay_packets.try_recv() else {
-                            break;
-                        };
-                        self.relayed(packet);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-            }
-            self.timeouts(Instant::now());
-            self.drain();
-            let flushed = self.egress.flush();
-            self.stats.datagrams_out += flushed.datagrams;
-            self.stats.bytes_out += flushed.bytes;
-            self.stats.send_syscalls += flushed.syscalls;
-            self.stats.datagrams_dropped += flushed.dropped;
+    /// Sets the time of the inputs that follow (the IO loop's clock, or a test's).
+    pub(crate) fn set_time(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// When the engine next wants [`Engine::end_turn`] called even if nothing arrives.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Ends a turn of inputs: due timers fire, every session touched is drained.
+    pub(crate) fn end_turn(&mut self) {
+        self.timeouts(self.now);
+        self.drain();
+    }
+
+    /// The datagrams produced since the last call, in order.
+    pub(crate) fn take_transmits(&mut self) -> std::vec::Drain<'_, (SocketAddr, Vec<u8>)> {
+        self.transmits.drain(..)
+    }
+
+    /// Counts what the IO loop did with the transmits.
+    pub(crate) fn count_io(&mut self, received: Option<usize>, flushed: Flushed) {
+        if let Some(n) = received {
+            self.stats.datagrams_in += 1;
+            self.stats.bytes_in += n as u64;
         }
-        tracing::info!("media router stopped");
+        self.stats.datagrams_out += flushed.datagrams;
+        self.stats.bytes_out += flushed.bytes;
+        self.stats.send_syscalls += flushed.syscalls;
+        self.stats.datagrams_dropped += flushed.dropped;
     }
 
     /// Carries out a command; false when the engine is to stop.
-    fn command(&mut self, command: Command) -> bool {
+    pub(crate) fn command(&mut self, command: Command) -> bool {
         match command {
             Command::Open {
                 key,
@@ -337,7 +315,7 @@ impl Engine {
         if let Some(old) = self.by_key.get(&key).copied() {
             self.remove(old, false);
         }
-        let now = Instant::now();
+        let now = self.now;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
@@ -404,7 +382,8 @@ impl Engine {
         }
     }
 
-    fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
+    /// A datagram from `source`.
+    pub(crate) fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
         let id = match self.by_addr.get(&source) {
             Some(id) => *id,
             None => {
@@ -421,8 +400,11 @@ impl Engine {
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.candidate, data) else {
             return;
         };
-        let input = Input::Receive(Instant::now(), receive);
+        let input = Input::Receive(self.now, receive);
         self.feed(id, input);
+        // str0m holds one received RTP packet until it is polled: drained now, before the next datagram
+        // (a caller may hand over several in one turn).
+        self.drain_one(id);
         if let Some(peer) = self.peers.get_mut(&id)
             && peer.remote.is_none()
         {
@@ -523,7 +505,7 @@ impl Engine {
             return;
         };
         let room = room_key(&peer.key);
-        let now = Instant::now();
+        let now = self.now;
         for p in self.room_publishers(&room) {
             if p != id {
                 self.serve_kept_keyframe(p, id, now);
@@ -566,7 +548,7 @@ impl Engine {
                     }
                     return;
                 }
-                Output::Transmit(t) => self.egress.queue(t.destination, t.contents.into()),
+                Output::Transmit(t) => self.transmits.push((t.destination, t.contents.into())),
                 Output::Event(event) => self.event(id, event),
             }
         }
@@ -710,7 +692,7 @@ impl Engine {
     }
 
     /// What another worker says.
-    fn control(&mut self, control: Control) {
+    pub(crate) fn control(&mut self, control: Control) {
         match control {
             Control::WantKeyframe { session } => {
                 if let Some(peer) = self.peers.get_mut(&session) {
@@ -830,7 +812,7 @@ impl Engine {
 
     /// A packet another worker handed over, from one of its publishers: kept if it starts or continues
     /// a keyframe, and fanned out to this worker's receivers.
-    fn relayed(&mut self, out: Forwarded) {
+    pub(crate) fn relayed(&mut self, out: Forwarded) {
         let Some(publisher) = self.remote.get_mut(&out.source.session) else {
             return;
         };
@@ -1049,7 +1031,7 @@ impl Engine {
         let Some(from) = self.publisher_session(&key) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.now;
         for to in self.room_peers(&room_key(&key)) {
             if to == from {
                 continue;
@@ -1209,3 +1191,7 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use str0m::media::Pt;
 
+use crate::protocol::Kind;
 use crate::rewrite::{Rewriter, Source};
-use crate::router::Kind;
 
 /// One receiver line's state.
 #[derive(Debug)]

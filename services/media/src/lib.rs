@@ -10,12 +10,14 @@
 //!
 //! Layout:
 //! - [`router`]: [`MediaRouter`], the handle (commands in, [`MediaEvent`]s out).
-//! - `engine`: one worker's loop: its socket and sessions, demultiplexing and forwarding.
+//! - `engine`: one worker's sans-IO core: its sessions, demultiplexing and forwarding.
+//! - `worker`: the IO loop around it (socket, queues, clock, batched sends).
 //! - `feed`, `rewrite`: what a receiver line carries and where each packet goes in it.
 //! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
 //! - [`egress`]: the outgoing datagrams of a turn, sent together at its end (`sendmmsg` + UDP GSO);
 //!   public for the node's hardware-floor benchmark.
+//! - `protocol`: what the handle, the workers and the node say to each other (plain data).
 //! - `placement`: which worker each session lives on; a channel spreads over workers when it outgrows one.
 //! - `relay`: the hand-off of a channel's packets between the workers it is on.
 //! - `peer`: one session's state.
@@ -34,11 +36,13 @@ mod keyframe;
 mod loss;
 mod peer;
 mod placement;
+mod protocol;
 mod relay;
 mod renegotiation;
 mod rewrite;
 pub mod router;
 mod stun;
+mod worker;
 
 pub use error::MediaError;
 pub use router::{Kind, MediaConfig, MediaEvent, MediaRouter, PeerKey, RouterStats};

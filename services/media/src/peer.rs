@@ -10,8 +10,8 @@ use str0m::media::{MediaKind, Mid};
 
 use crate::feed::Feed;
 use crate::keyframe::PublisherKeyframes;
+use crate::protocol::{Kind, PeerKey};
 use crate::renegotiation::OutLine;
-use crate::router::{Kind, PeerKey};
 
 /// Identifies a session inside the router (never reused while the router runs).
 pub type PeerId = u64;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use crate::router::PeerKey;
+use crate::protocol::PeerKey;
 
 /// (app, channel).
 pub type RoomKey = (String, String);

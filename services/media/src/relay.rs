@@ -21,8 +21,8 @@ use str0m::rtp::ExtensionValues;
 use tokio::sync::mpsc;
 
 use crate::peer::PeerId;
+use crate::protocol::{Kind, PeerKey};
 use crate::rewrite::Source;
-use crate::router::{Kind, PeerKey};
 
 /// Packets a worker may hold from other workers before it drops new ones (≈ 1 s of a 1,000-viewer
 /// room's publisher at 3 Mbit/s, far more than one loop turn).

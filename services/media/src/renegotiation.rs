@@ -11,7 +11,7 @@
 
 use str0m::media::{Direction, Mid};
 
-use crate::router::Kind;
+use crate::protocol::Kind;
 
 /// One line the router sends a member media on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

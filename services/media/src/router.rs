@@ -16,6 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -23,42 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::Engine;
 use crate::error::MediaError;
 use crate::placement::Placement;
+use crate::protocol::Command;
+pub use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{self, Mesh, RelayInbox};
-
-/// Which membership a media session belongs to: one session per user per channel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PeerKey {
-    pub app: String,
-    pub channel: String,
-    pub user: String,
-}
-
-/// Audio or video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Audio,
-    Video,
-}
-
-/// What the router tells the node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MediaEvent {
-    /// The first frame of `kind` from `from` was forwarded to `to` (a member of the same channel).
-    FirstFrame {
-        from: PeerKey,
-        to: String,
-        kind: Kind,
-    },
-    /// A session ended by itself (ICE or DTLS failed, the peer went silent, or it misbehaved).
-    SessionClosed { key: PeerKey },
-    /// The router renegotiates a member's session (its lines turn inactive or active again): the member
-    /// must answer `sdp_offer` through [`MediaRouter::accept_answer`] with this `revision`.
-    Offer {
-        key: PeerKey,
-        revision: u64,
-        sdp_offer: String,
-    },
-}
+use crate::worker;
 
 /// Sessions of one channel a worker takes before the channel spreads to another
 /// ([`MediaConfig::room_capacity`] 0).
@@ -77,102 +46,6 @@ pub struct MediaConfig {
     /// Address put in host candidates, when it differs from the bound one (e.g. a public IP in front of
     /// a container, or a concrete IP when binding 0.0.0.0).
     pub advertise_ip: Option<IpAddr>,
-}
-
-pub(crate) enum Command {
-    Open {
-        key: PeerKey,
-        may_publish: bool,
-        offer: String,
-        reply: oneshot::Sender<Result<String, MediaError>>,
-    },
-    Close {
-        key: PeerKey,
-    },
-    CloseRoom {
-        app: String,
-        channel: String,
-    },
-    AcceptAnswer {
-        key: PeerKey,
-        revision: u64,
-        answer: String,
-        reply: oneshot::Sender<Result<(), MediaError>>,
-    },
-    Forward {
-        app: String,
-        channel: String,
-        publisher: String,
-        forward: bool,
-    },
-    RequestKeyframe {
-        app: String,
-        channel: String,
-        publisher: String,
-    },
-    Stats {
-        reply: oneshot::Sender<RouterStats>,
-    },
-    /// The channel is now on these workers (an empty list: on none).
-    RoomWorkers {
-        app: String,
-        channel: String,
-        workers: Vec<usize>,
-    },
-    /// Ends the worker's loop (its sessions end with it).
-    Stop,
-}
-
-/// Counters for benchmarks and metrics (all since the router started).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RouterStats {
-    pub sessions: usize,
-    /// UDP datagrams received (RTP, RTCP, STUN, DTLS; also those dropped as unknown).
-    pub datagrams_in: u64,
-    /// UDP datagrams sent.
-    pub datagrams_out: u64,
-    /// Bytes of the datagrams received (UDP payload).
-    pub bytes_in: u64,
-    /// Bytes of the datagrams sent.
-    pub bytes_out: u64,
-    /// RTP packets from publishers estimated lost on the way in (see `loss`).
-    pub packets_lost: u64,
-    /// Video frames (their last packets) and audio packets written to receivers.
-    pub frames_forwarded: u64,
-    /// RTP packets written to receivers (each publisher packet once per receiver).
-    pub packets_forwarded: u64,
-    /// NACKs received from receivers (each answered from the receiver stream's send history when the
-    /// packet is still there).
-    pub nacks_received: u64,
-    /// Receivers started at a publisher's kept keyframe instead of waiting for a new one.
-    pub keyframes_from_cache: u64,
-    /// Send system calls made (datagrams out ÷ this = the batching factor).
-    pub send_syscalls: u64,
-    /// Datagrams the kernel refused (full socket buffer) and the router dropped.
-    pub datagrams_dropped: u64,
-    /// CPU time of the worker threads (user + system), in milliseconds (10 ms resolution).
-    pub cpu_millis: u64,
-    /// Packets for another worker dropped because its queue was full.
-    pub relay_dropped: u64,
-}
-
-impl std::ops::AddAssign for RouterStats {
-    fn add_assign(&mut self, o: Self) {
-        self.sessions += o.sessions;
-        self.datagrams_in += o.datagrams_in;
-        self.datagrams_out += o.datagrams_out;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
-        self.packets_lost += o.packets_lost;
-        self.frames_forwarded += o.frames_forwarded;
-        self.packets_forwarded += o.packets_forwarded;
-        self.nacks_received += o.nacks_received;
-        self.keyframes_from_cache += o.keyframes_from_cache;
-        self.send_syscalls += o.send_syscalls;
-        self.datagrams_dropped += o.datagrams_dropped;
-        self.cpu_millis += o.cpu_millis;
-        self.relay_dropped += o.relay_dropped;
-    }
 }
 
 /// One worker: its command channel, the address its sessions' peers send to, and its thread.
@@ -234,8 +107,13 @@ impl MediaRouter {
                 .name(format!("media-worker-{index}"))
                 .spawn(move || {
                     let engine = move |socket, sender| {
-                        Engine::new(socket, sender, candidate, events, index, mesh)
-                            .run(rx, packets, control)
+                        let engine = Engine::new(Instant::now(), candidate, events, index, mesh);
+                        let inputs = worker::Inputs {
+                            commands: rx,
+                            relay_packets: packets,
+                            relay_control: control,
+                        };
+                        worker::run(engine, socket, sender, inputs)
                     };
                     run_worker(bound, engine)
                 })?;

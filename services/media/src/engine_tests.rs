@@ -1,0 +1,392 @@
+//! The forwarding core without sockets, on a virtual clock: str0m clients (a VP8 publisher at the frame
+//! level, receivers at the RTP level so the test sees sequence numbers) exchange datagrams with the
+//! [`Engine`] in memory, and time moves only when the test moves it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Engine;
+use crate::keyframe::{VideoCodec, starts_keyframe};
+use crate::protocol::{Command, MediaEvent, PeerKey};
+use crate::relay::{Mesh, RelayInbox};
+
+const ROUTER: ([u8; 4], u16) = ([10, 0, 0, 1], 5000);
+/// Virtual time per step of the simulation.
+const STEP: Duration = Duration::from_millis(5);
+/// A video frame every 33 ms (30 fps).
+const FRAME_EVERY: u32 = 33;
+
+fn router_addr() -> SocketAddr {
+    SocketAddr::from(ROUTER)
+}
+
+fn key(user: &str) -> PeerKey {
+    PeerKey {
+        app: "app".into(),
+        channel: "live".into(),
+        user: user.into(),
+    }
+}
+
+/// A VP8 frame the router's keyframe detection and a str0m depacketizer both accept: the payload
+/// header's P bit says key (0) or delta (1). A keyframe takes two packets, a delta one (≈ 150 kbit/s,
+/// under what the client's pacer sends before it has an estimate).
+fn vp8_frame(key: bool) -> Vec<u8> {
+    let mut frame = vec![0u8; if key { 2000 } else { 500 }];
+    frame[0] = if key { 0x10 } else { 0x11 };
+    frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+    frame
+}
+
+/// One client of the router: its str0m session, its address, and what it saw.
+struct Client {
+    rtc: Rtc,
+    addr: SocketAddr,
+    key: PeerKey,
+    /// The video line.
+    video: Mid,
+    /// RTP packets received: (SSRC, sequence number, starts a keyframe).
+    packets: Vec<(u32, u16, bool)>,
+    keyframe_requests: usize,
+}
+
+impl Client {
+    fn new(user: &str, port: u16, rtp_mode: bool, now: Instant) -> Self {
+        let addr = SocketAddr::from(([10, 0, 1, 1], port));
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_vp8(true)
+            .set_rtp_mode(rtp_mode)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        Self {
+            rtc,
+            addr,
+            key: key(user),
+            video: Mid::from("unset"),
+            packets: Vec::new(),
+            keyframe_requests: 0,
+        }
+    }
+
+    /// The keyframe starts among what arrived.
+    fn keyframes(&self) -> usize {
+        self.packets.iter().filter(|p| p.2).count()
+    }
+}
+
+/// The engine, its clients and the virtual clock.
+struct Sim {
+    engine: Engine,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    clients: HashMap<String, Client>,
+    now: Instant,
+    /// Virtual milliseconds run so far.
+    elapsed_ms: u32,
+    /// Frames the publisher wrote, and its keyframes among them.
+    frames: u32,
+    keyframes_sent: u32,
+    /// The publisher answers keyframe requests (a real encoder would, after its throttle).
+    answer_keyframe_requests: bool,
+    key_next: bool,
+}
+
+impl Sim {
+    fn new() -> Self {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let now = Instant::now();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (packets, _) = mpsc::channel(1);
+        let (control, _) = mpsc::unbounded_channel();
+        let mesh: Mesh = vec![RelayInbox { packets, control }].into();
+        Self {
+            engine: Engine::new(now, router_addr(), events_tx, 0, mesh),
+            events,
+            clients: HashMap::new(),
+            now,
+            elapsed_ms: 0,
+            frames: 0,
+            keyframes_sent: 0,
+            answer_keyframe_requests: true,
+            key_next: true,
+        }
+    }
+
+    /// Joins `user` with an offer to send (publisher) or receive video.
+    fn join(&mut self, user: &str, port: u16, publish: bool) {
+        let mut client = Client::new(user, port, !publish, self.now);
+        let dir = if publish {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let mut api = client.rtc.sdp_api();
+        client.video = api.add_media(MediaKind::Video, dir, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        let (reply, answer) = oneshot::channel();
+        self.engine.set_time(self.now);
+        self.engine.command(Command::Open {
+            key: client.key.clone(),
+            may_publish: publish,
+            offer: offer.to_sdp_string(),
+            reply,
+        });
+        let answer = answer.blocking_recv().expect("replied").expect("accepted");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        client
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer applies");
+        self.clients.insert(user.to_owned(), client);
+        self.settle();
+    }
+
+    fn command(&mut self, command: Command) {
+        self.engine.set_time(self.now);
+        self.engine.command(command);
+        self.settle();
+    }
+
+    /// Moves datagrams between the clients and the engine until nobody has anything to send.
+    fn settle(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            self.engine.set_time(self.now);
+            let users: Vec<String> = self.clients.keys().cloned().collect();
+            for user in &users {
+                let client = self.clients.get_mut(user).expect("listed");
+                let _ = client.rtc.handle_input(Input::Timeout(self.now));
+                moved |= self.drain_client(user);
+            }
+            self.engine.end_turn();
+            let transmits: Vec<_> = self.engine.take_transmits().collect();
+            for (to, data) in transmits {
+                moved = true;
+                let Some(user) = self
+                    .clients
+                    .iter()
+                    .find(|(_, c)| c.addr == to)
+                    .map(|(u, _)| u.clone())
+                else {
+                    continue;
+                };
+                let client = self.clients.get_mut(&user).expect("found");
+                if let Ok(receive) = Receive::new(Protocol::Udp, router_addr(), to, &data) {
+                    let _ = client.rtc.handle_input(Input::Receive(self.now, receive));
+                }
+                // str0m holds one received RTP packet until polled: each input is drained at once.
+                self.drain_client(&user);
+            }
+            while let Ok(event) = self.events.try_recv() {
+                if let MediaEvent::Offer {
+                    key,
+                    revision,
+                    sdp_offer,
+                } = event
+                {
+                    self.answer(&key.user, revision, &sdp_offer);
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Polls a client until it waits for time: its datagrams go to the engine, what it saw is recorded.
+    /// Whether it sent anything.
+    fn drain_client(&mut self, user: &str) -> bool {
+        let mut sent = false;
+        let client = self.clients.get_mut(user).expect("a client");
+        while let Ok(output) = client.rtc.poll_output() {
+            match output {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => {
+                    sent = true;
+                    self.engine.datagram(client.addr, &t.contents);
+                }
+                Output::Event(Event::RtpPacket(p)) => client.packets.push((
+                    *p.header.ssrc,
+                    p.header.sequence_number,
+                    starts_keyframe(VideoCodec::Vp8, &p.payload),
+                )),
+                Output::Event(Event::KeyframeRequest(_)) => {
+                    client.keyframe_requests += 1;
+                    if self.answer_keyframe_requests {
+                        self.key_next = true;
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+        sent
+    }
+
+    /// A receiver answers the router's renegotiation offer.
+    fn answer(&mut self, user: &str, revision: u64, offer: &str) {
+        let client = self.clients.get_mut(user).expect("a client");
+        let offer = SdpOffer::from_sdp_string(offer).expect("offer parses");
+        let answer = client.rtc.sdp_api().accept_offer(offer).expect("applies");
+        let (reply, done) = oneshot::channel();
+        self.engine.command(Command::AcceptAnswer {
+            key: client.key.clone(),
+            revision,
+            answer: answer.to_sdp_string(),
+            reply,
+        });
+        done.blocking_recv().expect("replied").expect("accepted");
+    }
+
+    /// Runs `ms` of virtual time; the publisher `user` (if there) writes a frame every 33 ms.
+    fn run(&mut self, ms: u32, publisher: &str) {
+        for _ in 0..(ms / STEP.as_millis() as u32) {
+            self.now += STEP;
+            self.elapsed_ms += STEP.as_millis() as u32;
+            let due = self.frames * FRAME_EVERY <= self.elapsed_ms;
+            if due && let Some(client) = self.clients.get_mut(publisher) {
+                let key = std::mem::take(&mut self.key_next);
+                let mid = client.video;
+                let rtp_time = MediaTime::from_90khz(u64::from(self.elapsed_ms) * 90);
+                let pt = client.rtc.writer(mid).and_then(|w| {
+                    w.payload_params()
+                        .find(|p| p.spec().codec == Codec::Vp8)
+                        .map(|p| p.pt())
+                });
+                let pt: Pt = pt.expect("VP8 negotiated");
+                if let Some(writer) = client.rtc.writer(mid) {
+                    writer
+                        .write(pt, self.now, rtp_time, vp8_frame(key))
+                        .expect("frame written");
+                }
+                self.frames += 1;
+                self.keyframes_sent += u32::from(key);
+            }
+            self.settle();
+        }
+    }
+
+    fn client(&self, user: &str) -> &Client {
+        &self.clients[user]
+    }
+}
+
+/// A receiver's sequence numbers on `ssrc`, each the one after the previous.
+fn contiguous(packets: &[(u32, u16, bool)]) -> Result<(), String> {
+    for pair in packets.windows(2) {
+        if pair[1].0 != pair[0].0 {
+            return Err(format!("SSRC changed: {pair:?}"));
+        }
+        if pair[1].1 != pair[0].1.wrapping_add(1) {
+            return Err(format!("gap or jump: {pair:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_late_receiver_starts_at_the_kept_keyframe_before_the_publisher_sends_another() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.run(100, "host");
+    sim.join("early", 1001, false);
+    sim.run(500, "host");
+    assert!(
+        sim.client("early").keyframes() >= 1,
+        "the early viewer sees video"
+    );
+
+    // From now on the publisher sends no keyframe (an encoder that throttles its answers).
+    sim.answer_keyframe_requests = false;
+    let sent = sim.keyframes_sent;
+    sim.join("late", 1002, false);
+    sim.run(200, "host");
+    let late = sim.client("late");
+    assert_eq!(sim.keyframes_sent, sent, "no new keyframe was sent");
+    let first = late
+        .packets
+        .first()
+        .expect("the late viewer receives video");
+    assert!(first.2, "its first packet starts a keyframe: the kept one");
+    contiguous(&late.packets).expect("and its numbers follow on without a gap");
+}
+
+#[test]
+fn sequence_numbers_continue_across_a_pause_and_a_new_publisher() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join("fan", 1001, false);
+    sim.run(500, "host");
+    let before = sim.client("fan").packets.len();
+    assert!(before > 10, "video flows");
+
+    // The host pauses (a private call), then resumes.
+    sim.command(Command::Forward {
+        app: "app".into(),
+        channel: "live".into(),
+        publisher: "host".into(),
+        forward: false,
+    });
+    sim.run(1000, "host");
+    let paused = sim.client("fan").packets.len();
+    sim.command(Command::Forward {
+        app: "app".into(),
+        channel: "live".into(),
+        publisher: "host".into(),
+        forward: true,
+    });
+    sim.run(500, "host");
+    assert!(sim.client("fan").packets.len() > paused, "video again");
+
+    // The host leaves and another publisher takes the room over.
+    sim.command(Command::Close { key: key("host") });
+    sim.clients.remove("host");
+    sim.run(100, "none");
+    let left = sim.client("fan").packets.len();
+    sim.key_next = true;
+    sim.join("cohost", 1003, true);
+    sim.run(500, "cohost");
+    let fan = sim.client("fan");
+    assert!(
+        fan.packets.len() > left,
+        "the new publisher's video arrives"
+    );
+    contiguous(&fan.packets).expect("one continuous stream for the receiver");
+}
+
+#[test]
+fn a_publisher_closing_politely_is_removed_and_its_audience_reoffered() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join("fan", 1001, false);
+    sim.run(300, "host");
+    let host = sim.clients.get_mut("host").expect("host");
+    host.rtc.close().expect("close starts");
+    // The close goes out; the router sees close_notify and re-offers the fan without the host's line.
+    let mut offered = false;
+    let mut closed = false;
+    for _ in 0..20 {
+        sim.now += STEP;
+        sim.settle();
+        let fan = sim.client("fan");
+        offered |= fan
+            .rtc
+            .media(fan.video)
+            .is_some_and(|m| m.direction() == Direction::Inactive);
+        closed |= !sim.engine.by_key.contains_key(&key("host"));
+    }
+    assert!(closed, "the host's session is gone");
+    assert!(
+        offered,
+        "the fan's video line turned inactive through an offer"
+    );
+}
