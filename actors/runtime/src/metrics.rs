@@ -76,6 +76,8 @@ pub const MEDIA_KEYFRAMES_FROM_CACHE_TOTAL: &str = "showcall_media_keyframes_fro
 pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total";
 /// Counter: datagrams the kernel refused (full socket buffer) and the media router dropped.
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
+/// Counter: packets of a channel spread over media workers that a worker could not take (queue full).
+pub const MEDIA_RELAY_DROPPED_TOTAL: &str = "showcall_media_relay_dropped_total";
 /// Counter, label `worker` (its index): UDP datagrams a media worker sent.
 pub const MEDIA_WORKER_PACKETS_OUT_TOTAL: &str = "showcall_media_worker_packets_out_total";
 /// Counter, label `worker`: send system calls of a media worker (packets out ÷ this = its batching).
@@ -156,6 +158,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_DROPPED_TOTAL,
         "Datagrams the kernel refused (full socket buffer) and the media router dropped.",
+    ),
+    (
+        MEDIA_RELAY_DROPPED_TOTAL,
+        "Packets of a channel spread over media workers that a worker could not take (its queue full).",
     ),
     (
         MEDIA_WORKER_PACKETS_OUT_TOTAL,

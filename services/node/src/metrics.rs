@@ -200,6 +200,7 @@ impl Sample {
                 ),
                 (names::MEDIA_SEND_SYSCALLS_TOTAL, media.send_syscalls),
                 (names::MEDIA_DROPPED_TOTAL, media.datagrams_dropped),
+                (names::MEDIA_RELAY_DROPPED_TOTAL, media.relay_dropped),
             ];
             for (name, value) in counters {
                 family(page, name, "counter", |p| series(p, name, None, value));
