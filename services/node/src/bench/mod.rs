@@ -8,7 +8,8 @@
 //! - `idle`: logs in N users against a node started as a child process and reports the node's resident
 //!   memory per idle user (connection + user actor).
 //! - `fanout` (`fanout`): one broadcaster, N audience members; router egress packets per CPU second,
-//!   audience loss and latency, against an SRTP-only floor (`srtp_floor`).
+//!   audience loss and latency, against an SRTP-only floor (`srtp_floor`); its audience is SDK sessions
+//!   or light RTP probes (`probe_frames` turns a probe's packets into frames).
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
 //! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
@@ -48,6 +49,7 @@ mod cpu;
 mod fanout;
 mod lifecycle;
 mod media_node;
+mod probe_frames;
 mod sdk_user;
 mod srtp_floor;
 mod switch;
@@ -65,7 +67,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             audience,
             seconds,
             video_scale,
-        } => fanout::run(audience, seconds, video_scale).await,
+            receiver,
+        } => fanout::run(audience, seconds, video_scale, receiver).await,
         BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
         BenchKind::Cluster {
