@@ -128,7 +128,7 @@ impl ProbePeer {
                 "host candidate {local_addr} refused"
             )));
         }
-        Ok(ProbePeer {
+        let mut peer = ProbePeer {
             rtc,
             socket,
             local_addr,
@@ -136,7 +136,21 @@ impl ProbePeer {
             pending: None,
             tracks: Vec::new(),
             negotiated: false,
-        })
+        };
+        peer.settle()?;
+        Ok(peer)
+    }
+
+    /// Drains `poll_output` after a mutation made before the probe runs (str0m's rule; nothing is
+    /// connected yet, so nothing is lost).
+    fn settle(&mut self) -> Result<(), SdkError> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => return Ok(()),
+                Ok(other) => tracing::trace!(?other, "output before negotiation ignored"),
+                Err(e) => return Err(SdkError::Protocol(format!("webrtc: {e}"))),
+            }
+        }
     }
 
     /// The UDP address media arrives at (the host candidate).
@@ -157,6 +171,7 @@ impl ProbePeer {
             .ok_or_else(|| SdkError::Protocol("no offer to make".to_owned()))?;
         self.pending = Some(pending);
         self.tracks = vec![(audio, TrackKind::Audio), (video, TrackKind::Video)];
+        self.settle()?;
         Ok(offer.to_sdp_string())
     }
 
