@@ -34,6 +34,9 @@ use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, lock};
 
 /// Largest datagram read.
 const RECV_BUFFER: usize = 2048;
+/// Datagrams read in one wake-up once the socket is readable, before timers and commands get their turn:
+/// a thousand probes in one process spend less on wake-ups when a burst is taken at once.
+const RECV_BATCH: usize = 32;
 
 /// How a probe binds and what it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +230,7 @@ impl ProbePeer {
             tracks: self.tracks,
             lines: HashMap::new(),
             records: records.clone(),
+            counts: Counts::default(),
             stats: StatsPublisher(stats_tx),
         };
         driver.publish_receiving();
@@ -442,7 +446,19 @@ struct Driver {
     /// only carries the mid extension in its first packets).
     lines: HashMap<u32, (Arc<str>, TrackKind)>,
     records: Arc<Mutex<Records>>,
+    /// The packet counters, published in [`ProbeStats`] once per wake-up.
+    counts: Counts,
     stats: StatsPublisher,
+}
+
+#[derive(Default)]
+struct Counts {
+    audio_packets: u64,
+    video_packets: u64,
+    payload_bytes: u64,
+    first_video_at: Option<Instant>,
+    /// Packets came since the counters were last published.
+    changed: bool,
 }
 
 async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -475,11 +491,13 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
                 },
             },
             received = d.socket.recv_from(&mut buf) => match received {
-                Ok((n, source)) => d.receive(source, &buf[..n]),
+                Ok((n, source)) => d.receive(source, &buf[..n]).and_then(|()| d.receive_more(&mut buf)),
                 Err(e) => d.receive_error(e),
             },
             () = tokio::time::sleep_until(d.deadline.into()) => Ok(()),
         };
+        // The counters go out once per wake-up, not per packet.
+        d.publish_counts();
         if let Err(stop) = handled {
             break stop;
         }
@@ -514,6 +532,18 @@ impl Driver {
             return Ok(());
         }
         self.mutate(now, |rtc| rtc.handle_input(input))
+    }
+
+    /// Reads what else the socket holds now (up to [`RECV_BATCH`] datagrams).
+    fn receive_more(&mut self, buf: &mut [u8]) -> Result<(), Stop> {
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, source)) => self.receive(source, &buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return self.receive_error(e),
+            }
+        }
+        Ok(())
     }
 
     fn receive_error(&mut self, e: std::io::Error) -> Result<(), Stop> {
@@ -630,15 +660,30 @@ impl Driver {
         let arrived = record.arrived;
         let bytes = record.payload_len as u64;
         lock(&self.records).push(record);
-        self.stats.update(|s| {
-            match kind {
-                TrackKind::Audio => s.audio_packets += 1,
-                TrackKind::Video => {
-                    s.video_packets += 1;
-                    s.first_video_at.get_or_insert(arrived);
-                }
+        let c = &mut self.counts;
+        match kind {
+            TrackKind::Audio => c.audio_packets += 1,
+            TrackKind::Video => {
+                c.video_packets += 1;
+                c.first_video_at.get_or_insert(arrived);
             }
-            s.payload_bytes += bytes;
+        }
+        c.payload_bytes += bytes;
+        c.changed = true;
+    }
+
+    /// Publishes the packet counters if packets came since the last time.
+    fn publish_counts(&mut self) {
+        if !self.counts.changed {
+            return;
+        }
+        self.counts.changed = false;
+        let c = &self.counts;
+        self.stats.update(|s| {
+            s.audio_packets = c.audio_packets;
+            s.video_packets = c.video_packets;
+            s.payload_bytes = c.payload_bytes;
+            s.first_video_at = c.first_video_at;
         });
     }
 
