@@ -17,6 +17,9 @@ pub mod prometheus;
 
 pub mod sdk_helpers;
 
+/// A UDP relay between a media client and the node that drops node → client RTP packets.
+pub mod udp_relay;
+
 pub mod webhook_receiver;
 
 use std::collections::VecDeque;

@@ -29,7 +29,8 @@
 //! - `listeners` — the listener registry and how callbacks are run.
 //! - [`recorder`] — [`EventRecorder`], records callbacks so tests and benchmarks can await them.
 //! - [`media`] — the media client (str0m): [`MediaSession`] joins a channel with real WebRTC audio and
-//!   video, sends the shipped VP8/Opus sample and counts what it receives; [`MediaPeer`] below it.
+//!   video, sends the shipped VP8/Opus sample and counts what it receives; [`MediaPeer`] below it;
+//!   [`RtpProbe`] is a light receive-only peer that records the RTP packets themselves.
 //!
 //! The protocol enums and messages apps need are re-exported here, so apps depend on this crate only.
 #![forbid(unsafe_code)]
@@ -54,7 +55,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use call_api::{CallApi, CallApiListener, CallConfig, DEINITIALIZE_REASON, PrepareConfig};
 pub use error::SdkError;
 pub use media::{
-    MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ReceivedFrame, TrackKind,
+    MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ProbeOptions, ProbePeer,
+    ProbeStats, ReceivedFrame, RtpProbe, RtpRecord, StreamSummary, TrackKind,
 };
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
 pub use signal_client::{LoginInfo, SignalClient, SignalListener, WeakSignalClient};

@@ -132,6 +132,15 @@ pub struct BenchArgs {
     pub kind: BenchKind,
 }
 
+/// The audience members of `bench fanout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FanoutReceiver {
+    /// The SDK's `MediaSession`: depacketizes every frame, as an app's receiver does.
+    Session,
+    /// The SDK's `RtpProbe`: counts packets and assembles frames from their records afterwards.
+    Probe,
+}
+
 /// The benchmarks.
 #[derive(Debug, Clone, Subcommand)]
 pub enum BenchKind {
@@ -171,6 +180,15 @@ pub enum BenchKind {
         /// the ≈ 210 kbit/s sample ≈ 1.5 Mbit/s, a live room's bitrate.
         #[arg(long, value_name = "K", default_value_t = 7)]
         video_scale: usize,
+        /// What each audience member is: `session`, the SDK's decoding `MediaSession`; or `probe`, a
+        /// light `RtpProbe` (ICE, DTLS, SRTP decryption, packet records) that lets 300 to 1,000
+        /// members fit on the machine beside the node.
+        #[arg(long, value_enum, default_value_t = FanoutReceiver::Session)]
+        receiver: FanoutReceiver,
+        /// Media router workers; with more than one, the room spreads evenly over them (each takes
+        /// its share of the audience, the broadcaster's packets handed between them).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        workers: usize,
     },
     /// The hardware floor: one core seals (AES-128-GCM) the fan-out broadcaster's packets for N
     /// receivers and sends them with the router's batched egress (sendmmsg + GSO) to N loopback sockets.
@@ -402,12 +420,22 @@ mod tests {
                     audience,
                     seconds,
                     video_scale,
+                    receiver,
+                    ..
                 },
         }) = parse(&["showcall", "bench", "fanout"])
         else {
             panic!("expected bench fanout");
         };
         assert_eq!((audience, seconds, video_scale), (50, 10, 7));
+        assert_eq!(receiver, FanoutReceiver::Session);
+        let Command::Bench(BenchArgs {
+            kind: BenchKind::Fanout { receiver, .. },
+        }) = parse(&["showcall", "bench", "fanout", "--receiver", "probe"])
+        else {
+            panic!("expected bench fanout");
+        };
+        assert_eq!(receiver, FanoutReceiver::Probe);
         let Command::Bench(BenchArgs {
             kind: BenchKind::CallConnect { calls, concurrent },
         }) = parse(&["showcall", "bench", "call-connect"])

@@ -41,10 +41,17 @@
 //! - [`source`] — [`MediaSource`] (the parsed clip) and the real-time pacing.
 //! - `peer` — [`MediaPeer`]: socket, `Rtc`, offer/answer.
 //! - `session` — [`MediaSession`], [`MediaStats`], [`ReceivedFrame`] and the run loop.
+//! - `offers` — answering the node's renegotiation offers, for every kind of session.
+//! - `probe` — [`RtpProbe`] (and [`ProbePeer`], its setup): a receive-only peer in str0m's RTP mode
+//!   that records packets, not frames — for checking what is on the wire and for benchmarks with many
+//!   light receivers; [`rtp_record`] — what it keeps (bounded).
 
 pub mod ivf;
+mod offers;
 pub mod ogg;
 mod peer;
+mod probe;
+pub mod rtp_record;
 mod session;
 pub mod source;
 
@@ -54,6 +61,8 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use peer::MediaPeer;
+pub use probe::{ProbeOptions, ProbePeer, ProbeStats, RtpProbe};
+pub use rtp_record::{RtpRecord, StreamSummary};
 pub use session::{MediaSession, MediaStats, ReceivedFrame};
 pub use source::{MediaSource, MediaSourceError, VideoFrame};
 

@@ -22,9 +22,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::ivf::vp8_is_keyframe;
+use super::offers;
 use super::source::{AudioCursor, VideoCursor, media_ticks};
 use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
-use crate::proto::{channel_event, event};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, WeakSignalClient};
 
 /// Counters of one media session (a snapshot; see [`MediaSession::watch_stats`]).
@@ -272,48 +272,21 @@ async fn answer_offers(
     commands: mpsc::UnboundedSender<Command>,
     signal: WeakSignalClient,
     channel: String,
-    mut events: mpsc::UnboundedReceiver<crate::Event>,
+    events: mpsc::UnboundedReceiver<crate::Event>,
 ) {
-    loop {
-        let event = tokio::select! {
-            () = commands.closed() => return,
-            event = events.recv() => match event {
-                Some(event) => event,
-                None => return,
-            },
-        };
-        let Some(event::Kind::ChannelEvent(ce)) = event.kind else {
-            continue;
-        };
-        let Some(channel_event::Kind::MediaOffer(offer)) = ce.kind else {
-            continue;
-        };
-        if ce.channel != channel {
-            continue;
+    let closed = {
+        let commands = commands.clone();
+        async move { commands.closed().await }
+    };
+    let apply = |sdp: String| {
+        let commands = commands.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            commands.send(Command::RemoteOffer { sdp, reply }).ok()?;
+            answer.await.ok()
         }
-        let (reply, answer) = oneshot::channel();
-        let asked = Command::RemoteOffer {
-            sdp: offer.sdp_offer,
-            reply,
-        };
-        if commands.send(asked).is_err() {
-            return;
-        }
-        let answer = match answer.await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => {
-                tracing::warn!(%channel, error = %e, "media offer from the node not applicable");
-                continue;
-            }
-            Err(_) => return,
-        };
-        let Some(signal) = signal.upgrade() else {
-            return;
-        };
-        if let Err(e) = signal.answer_media(&channel, &answer, offer.revision).await {
-            tracing::warn!(%channel, error = %e, "media answer refused");
-        }
-    }
+    };
+    offers::answer_offers(signal, channel, events, closed, apply).await;
 }
 
 /// What [`MediaPeer::start`] hands to the task.

@@ -5,7 +5,10 @@
 //!   CPU time can be read apart from the clients'.
 //! - The broadcaster publishes the SDK's sample with each video frame `video_scale` times its size
 //!   ([`clip::scaled`]), so it sends at a real live room's bitrate; the N audience members join
-//!   receive-only, each a real str0m client on its own UDP socket.
+//!   receive-only, each a real str0m client on its own UDP socket: the SDK's `MediaSession`
+//!   (`--receiver session`, depacketizing every frame), or a light `RtpProbe` (`--receiver probe`: ICE,
+//!   DTLS, SRTP decryption and a bounded record of the packets, whole frames assembled from them after
+//!   the window by [`probe_frames`]), so 300 to 1,000 members fit on the machine beside the node.
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
 //!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
 //!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
@@ -18,7 +21,7 @@
 //!   `connected_at + rtp_time / clock rate`; the broadcaster writes the frame at that instant give or
 //!   take its timer (≤ 1 ms). Everything is in one process, so the instants are comparable. This is the
 //!   whole path: the broadcaster's packetizing and SRTP, loopback UDP, the router, the member's
-//!   decrypting and depacketizing.
+//!   decrypting and depacketizing (a probe: decrypting, and the frame's last packet arriving).
 //! - Then the floor, with the node and clients gone: [`srtp_floor`], the same frames protected and sent
 //!   to N receivers with no routing, on a thread of its own; the ratio of egress packets per CPU second
 //!   says what routing costs on top of the unavoidable per-receiver SRTP work. And the hardware floor
@@ -31,18 +34,21 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use showcall_media::RouterStats;
+use showcall_sdk::media::source::{AUDIO_PACKETS_PER_SECOND, VIDEO_FPS};
 use showcall_sdk::{
-    ChannelRole, MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ReceivedFrame,
-    SignalClient, TrackKind,
+    ChannelRole, MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ProbeOptions,
+    ReceivedFrame, RtpProbe, SignalClient, TrackKind,
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
+use super::probe_frames::whole_frames;
 use super::sdk_user::{guarded, login};
 use super::{
     clip, cpu, hardware_floor, histogram, percentiles, progress, srtp_floor, token_factory,
     udp_drops,
 };
+use crate::cli::FanoutReceiver;
 use crate::config::NodeConfig;
 
 const ROOM: &str = "fanout_live";
@@ -82,26 +88,70 @@ struct Received {
     lagged: u64,
 }
 
-/// Reads one member's frames and keeps those *sent* in `[from, to)` (so the frames in flight at either
-/// edge are counted once, like the broadcaster's counter), waiting [`LATE`] past the window for
-/// stragglers.
-async fn receive(
-    mut frames: broadcast::Receiver<ReceivedFrame>,
+impl Received {
+    fn new() -> Self {
+        Self {
+            video_latency: histogram(),
+            audio_latency: histogram(),
+            video_frames: 0,
+            audio_frames: 0,
+            video_bytes: 0,
+            audio_bytes: 0,
+            lagged: 0,
+        }
+    }
+
+    /// Counts a frame received at `received_at` if it was *sent* in the window (so the frames in flight
+    /// at either edge are counted once, like the broadcaster's counter).
+    fn count(
+        &mut self,
+        window: &Window,
+        kind: TrackKind,
+        rtp_time: u64,
+        received_at: Instant,
+        bytes: u64,
+    ) {
+        let (clock, latency, count, total) = match kind {
+            TrackKind::Video => (
+                90_000,
+                &mut self.video_latency,
+                &mut self.video_frames,
+                &mut self.video_bytes,
+            ),
+            TrackKind::Audio => (
+                48_000,
+                &mut self.audio_latency,
+                &mut self.audio_frames,
+                &mut self.audio_bytes,
+            ),
+        };
+        let sent = window.epoch + Duration::from_nanos(rtp_time * 1_000_000_000 / clock);
+        if sent < window.from || sent >= window.to {
+            return;
+        }
+        let micros = received_at.saturating_duration_since(sent).as_micros();
+        let _ = latency.record((micros as u64).max(1));
+        *count += 1;
+        *total += bytes;
+    }
+}
+
+/// The measured window: frames sent in `[from, to)`, a frame's send instant being `epoch` + its RTP
+/// time.
+#[derive(Debug, Clone, Copy)]
+struct Window {
     epoch: Instant,
     from: Instant,
     to: Instant,
-) -> Received {
-    let mut r = Received {
-        video_latency: histogram(),
-        audio_latency: histogram(),
-        video_frames: 0,
-        audio_frames: 0,
-        video_bytes: 0,
-        audio_bytes: 0,
-        lagged: 0,
-    };
+}
+
+/// Reads one session's frames and counts those sent in the window, waiting [`LATE`] past it for
+/// stragglers.
+async fn receive(mut frames: broadcast::Receiver<ReceivedFrame>, window: Window) -> Received {
+    let mut r = Received::new();
     loop {
-        let frame = match tokio::time::timeout_at((to + LATE).into(), frames.recv()).await {
+        let late = window.to + LATE;
+        let frame = match tokio::time::timeout_at(late.into(), frames.recv()).await {
             Ok(Ok(f)) => f,
             Ok(Err(RecvError::Lagged(n))) => {
                 r.lagged += n;
@@ -109,33 +159,101 @@ async fn receive(
             }
             Ok(Err(RecvError::Closed)) | Err(_) => break,
         };
-        let (clock, latency, count, bytes) = match frame.kind {
-            TrackKind::Video => (
-                90_000,
-                &mut r.video_latency,
-                &mut r.video_frames,
-                &mut r.video_bytes,
-            ),
-            TrackKind::Audio => (
-                48_000,
-                &mut r.audio_latency,
-                &mut r.audio_frames,
-                &mut r.audio_bytes,
-            ),
-        };
-        let sent = epoch + Duration::from_nanos(frame.rtp_time * 1_000_000_000 / clock);
-        if sent < from || sent >= to {
-            continue;
-        }
-        let micros = frame
-            .received_at
-            .saturating_duration_since(sent)
-            .as_micros();
-        let _ = latency.record((micros as u64).max(1));
-        *count += 1;
-        *bytes += frame.data.len() as u64;
+        let bytes = frame.data.len() as u64;
+        r.count(
+            &window,
+            frame.kind,
+            frame.rtp_time,
+            frame.received_at,
+            bytes,
+        );
     }
     r
+}
+
+/// Counts the whole frames among a probe's records (read [`LATE`] past the window) sent in the window.
+/// Fails when the records no longer reach back to its start (the probe's ring was too small).
+fn receive_probe(probe: &RtpProbe, window: &Window) -> anyhow::Result<Received> {
+    let records = probe.packets();
+    if records.first().is_some_and(|r| r.arrived > window.from) {
+        anyhow::bail!(
+            "a probe's {} records do not reach back to the window's start: raise keep_packets",
+            records.len()
+        );
+    }
+    let mut r = Received::new();
+    for f in whole_frames(&records) {
+        r.count(window, f.kind, f.rtp_time, f.arrived, f.bytes);
+    }
+    Ok(r)
+}
+
+/// One audience member.
+enum Member {
+    Session(MediaSession),
+    Probe(RtpProbe),
+}
+
+impl Member {
+    async fn join(
+        signal: &SignalClient,
+        receiver: FanoutReceiver,
+        keep_packets: usize,
+    ) -> anyhow::Result<Self> {
+        Ok(match receiver {
+            FanoutReceiver::Session => {
+                let (media, _) = MediaSession::join(
+                    signal,
+                    ROOM,
+                    ChannelRole::Audience,
+                    MediaOptions::default(),
+                )
+                .await?;
+                Member::Session(media)
+            }
+            FanoutReceiver::Probe => {
+                let opts = ProbeOptions {
+                    keep_packets,
+                    ..ProbeOptions::default()
+                };
+                Member::Probe(RtpProbe::join(signal, ROOM, opts).await?.0)
+            }
+        })
+    }
+
+    async fn first_video(&self) -> anyhow::Result<()> {
+        match self {
+            Member::Session(m) => {
+                guarded("first video", m.wait_video_frames(1)).await??;
+            }
+            Member::Probe(p) => {
+                guarded("first video", p.wait_packets(TrackKind::Video, 1)).await??;
+            }
+        }
+        Ok(())
+    }
+
+    fn local_addr(&self) -> std::net::SocketAddr {
+        match self {
+            Member::Session(m) => m.local_addr(),
+            Member::Probe(p) => p.local_addr(),
+        }
+    }
+}
+
+/// Records a probe keeps: the packets of the window and the late margin, with half as much again to
+/// spare — estimated from the clip as if every packet carried 1,000 payload bytes (str0m fills ≈ 1,100),
+/// so the estimate errs high.
+fn probe_keep(source: &MediaSource, seconds: u64) -> usize {
+    let frames = source.video_frames();
+    let per_frame = frames
+        .iter()
+        .map(|f| f.data.len().div_ceil(1000))
+        .sum::<usize>() as f64
+        / frames.len().max(1) as f64;
+    let per_second = per_frame * f64::from(VIDEO_FPS) + f64::from(AUDIO_PACKETS_PER_SECOND);
+    let span = seconds as f64 + LATE.as_secs_f64();
+    (per_second * span * 1.5).ceil() as usize
 }
 
 /// The router's and the broadcaster's counters at one instant.
@@ -194,13 +312,23 @@ fn window_start(epoch: Instant) -> Instant {
     epoch + Duration::from_millis(tenths * 100 + 10)
 }
 
-pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> anyhow::Result<()> {
+pub(super) async fn run(
+    audience: usize,
+    seconds: u64,
+    video_scale: usize,
+    receiver: FanoutReceiver,
+    workers: usize,
+) -> anyhow::Result<()> {
     let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    let workers = workers.max(1);
     let mut config = NodeConfig {
         signal_addr: any,
         grpc_addr: any,
         http_addr: any,
         media_addr: any,
+        media_workers: workers,
+        // The room (broadcaster + audience) spreads evenly over the workers.
+        media_room_capacity: (audience + 1).div_ceil(workers),
         ..NodeConfig::default()
     };
     config.rate_limit.per_second = 10_000;
@@ -217,29 +345,27 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
         .unwrap_or_else(Instant::now);
 
     let bar = progress(audience as u64, "audience");
+    let keep = probe_keep(&source, seconds);
     let mut members = Vec::with_capacity(audience);
     for i in 0..audience {
         let signal = login(&node.url, &token(&format!("fan-{i}"))?).await?;
-        let (media, _) = MediaSession::join(
-            &signal,
-            ROOM,
-            ChannelRole::Audience,
-            MediaOptions::default(),
-        )
-        .await?;
-        members.push((signal, media));
+        let member = Member::join(&signal, receiver, keep).await?;
+        members.push((signal, member));
         bar.inc(1);
     }
-    for (_, media) in &members {
-        guarded("first video", media.wait_video_frames(1)).await??;
+    for (_, member) in &members {
+        member.first_video().await?;
     }
     bar.finish();
 
     let from = window_start(epoch);
     let to = from + Duration::from_secs(seconds);
+    let window = Window { epoch, from, to };
     let mut readers = tokio::task::JoinSet::new();
-    for (_, media) in &members {
-        readers.spawn(receive(media.subscribe_frames(), epoch, from, to));
+    for (_, member) in &members {
+        if let Member::Session(media) = member {
+            readers.spawn(receive(media.subscribe_frames(), window));
+        }
     }
     tokio::time::sleep_until(from.into()).await;
     let before = Snapshot::take(&node, &broadcaster).await?;
@@ -250,13 +376,26 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
     }
     let after = Snapshot::take(&node, &broadcaster).await?;
     bar.finish();
+    // Probes are read once stragglers had the time a session's reader gives them.
+    let mut probed = Vec::new();
+    if receiver == FanoutReceiver::Probe {
+        tokio::time::sleep_until((to + LATE).into()).await;
+        for (_, member) in &members {
+            if let Member::Probe(probe) = member {
+                probed.push(receive_probe(probe, &window)?);
+            }
+        }
+    }
 
     let mut video_latency = histogram();
     let mut audio_latency = histogram();
     let (mut video_frames, mut audio_frames) = (Vec::new(), Vec::new());
     let (mut video_bytes, mut audio_bytes, mut lagged) = (0u64, 0u64, 0u64);
+    let mut results = probed;
     while let Some(r) = readers.join_next().await {
-        let r = r?;
+        results.push(r?);
+    }
+    for r in results {
         video_latency.add(&r.video_latency)?;
         audio_latency.add(&r.audio_latency)?;
         video_frames.push(r.video_frames);
@@ -301,6 +440,8 @@ pub(super) async fn run(audience: usize, seconds: u64, video_scale: usize) -> an
     let result = serde_json::json!({
         "bench": "fanout",
         "audience": audience,
+        "workers": workers,
+        "receiver": format!("{receiver:?}").to_lowercase(),
         "window_s": window,
         "video_scale": video_scale,
         "clip_kbit_s": { "video": clip_video_kbps, "audio": clip_audio_kbps },

@@ -9,7 +9,8 @@
 //!   memory per idle user (connection + user actor).
 //! - `fanout` (`fanout`): one broadcaster, N audience members; router egress packets per CPU second,
 //!   audience loss and latency, against an SRTP-only floor (`srtp_floor`) and the hardware floor
-//!   (`hardware_floor`: AES-GCM sealing and the router's batched egress on one core).
+//!   (`hardware_floor`: AES-GCM sealing and the router's batched egress on one core); its audience is
+//!   SDK sessions or light RTP probes (`probe_frames` turns a probe's packets into frames).
 //! - `floor` (`hardware_floor`): the hardware floor alone.
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
@@ -51,6 +52,7 @@ mod fanout;
 mod hardware_floor;
 mod lifecycle;
 mod media_node;
+mod probe_frames;
 mod sdk_user;
 mod srtp_floor;
 mod switch;
@@ -68,7 +70,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             audience,
             seconds,
             video_scale,
-        } => fanout::run(audience, seconds, video_scale).await,
+            receiver,
+            workers,
+        } => fanout::run(audience, seconds, video_scale, receiver, workers).await,
         BenchKind::Floor {
             receivers,
             seconds,
