@@ -432,6 +432,30 @@ mod tests {
             panic!("expected bench switch");
         };
         assert_eq!((rounds, audience), (10, 3));
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::Join {
+                    viewers,
+                    video_scale,
+                    seed,
+                },
+        }) = parse(&["showcall", "bench", "join"])
+        else {
+            panic!("expected bench join");
+        };
+        assert_eq!((viewers, video_scale, seed), (50, 7, 12));
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::ViewerMemory {
+                    viewers,
+                    seconds,
+                    video_scale,
+                },
+        }) = parse(&["showcall", "bench", "viewer-memory"])
+        else {
+            panic!("expected bench viewer-memory");
+        };
+        assert_eq!((viewers, seconds, video_scale), (100, 15, 7));
     }
 
     #[test]

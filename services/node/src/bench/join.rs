@@ -97,6 +97,13 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
         media_addr: any,
         ..NodeConfig::default()
     };
+    // The machine is shared: what else ran says how much of a tail is this bench's own.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let node = MediaNode::start(&config).await?;
     let token = token_factory(&config);
     let source = clip::scaled(video_scale)?;
@@ -112,6 +119,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
     let (mut reply, mut connect) = (histogram(), histogram());
     let (mut join_to_frame, mut connect_to_frame) = (histogram(), histogram());
     let mut waited = Vec::new();
+    let mut all = Vec::with_capacity(viewers);
     let mut not_keyframe = 0u64;
     let mut members = Vec::with_capacity(viewers);
     let bar = progress(viewers as u64, "viewers");
@@ -137,6 +145,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
                 "first_frame_is_keyframe": j.first_is_keyframe,
             }));
         }
+        all.push((after_connect, i, j));
         members.push((signal, media));
         bar.inc(1);
     }
@@ -146,6 +155,22 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
     drop(broadcaster);
     node.shutdown().await;
 
+    // The slowest few, whole: where a tail comes from (the join reply, the connect, or after it).
+    all.sort_by_key(|(after_connect, ..)| std::cmp::Reverse(*after_connect));
+    let ms = |us: u64| us as f64 / 1000.0;
+    let slowest: Vec<_> = all
+        .iter()
+        .take(3)
+        .map(|(_, i, j)| {
+            serde_json::json!({
+                "viewer": i,
+                "join_to_reply_ms": ms(j.reply),
+                "join_to_connected_ms": ms(j.connected),
+                "join_to_first_frame_ms": ms(j.first_frame),
+                "from_cache": j.from_cache,
+            })
+        })
+        .collect();
     let rtt_ms = rtt.value_at_quantile(0.5) as f64 / 1000.0;
     let goal_ms = rtt_ms + 20.0;
     let p99_ms = connect_to_frame.value_at_quantile(0.99) as f64 / 1000.0;
@@ -168,6 +193,8 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
         "first_frames_not_keyframes": not_keyframe,
         "keyframe_requests_to_broadcaster": requests,
         "waited_for_publisher": waited,
+        "slowest_after_connect": slowest,
+        "loadavg_at_start": load,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
