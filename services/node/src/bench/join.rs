@@ -6,7 +6,7 @@
 //! - `viewers` receive-only viewers join one after another, each after a pause drawn from a seeded RNG
 //!   (0–1000 ms, one GOP), so the join instants fall all over the GOP rather than on its grid. They stay
 //!   joined and receiving, so later joins happen beside a growing audience.
-//! - Per viewer: `join()` invoked (the offer is made and `JoinChannel` sent) → the first video frame
+//! - Per viewer: `JoinChannel` sent (with the viewer's offer, made just before) → the first video frame
 //!   (`MediaStats::first_video_in`), and the session's ICE + DTLS connect (`MediaStats::connected_at`)
 //!   → that frame. Before a viewer joins, its signaling client pings the node a few times: the median
 //!   of those is `rtt_ms`, one WebSocket round trip through the node in this run; the goal is
@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
-use showcall_sdk::{ChannelRole, MediaOptions, MediaSession, TrackKind};
+use showcall_sdk::{ChannelRole, MediaOptions, MediaPeer, MediaSession, SignalClient, TrackKind};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::media_node::MediaNode;
@@ -38,8 +38,10 @@ const MAX_PAUSE_MS: u64 = 1000;
 /// The broadcaster runs this long before the first join, so its first keyframe is long kept.
 const WARMUP: Duration = Duration::from_millis(1500);
 
-/// One viewer's join, µs after `join()` was invoked.
+/// One viewer's join, µs after `JoinChannel` was sent.
 struct Joined {
+    /// Making the viewer's peer and offer, before `JoinChannel` is sent (not part of the others).
+    offer: u64,
     reply: u64,
     connected: u64,
     first_frame: u64,
@@ -54,13 +56,22 @@ fn micros(from: Instant, to: Instant) -> u64 {
 /// Joins one receive-only viewer and waits for its first video frame; the session stays open.
 async fn join_one(
     node: &MediaNode,
-    signal: &showcall_sdk::SignalClient,
+    signal: &SignalClient,
 ) -> anyhow::Result<(MediaSession, Joined)> {
     let cache_before = node.router.stats().await?.keyframes_from_cache;
+    // The viewer's own peer (socket, str0m `Rtc`, offer) is made before the clock starts: it is the
+    // client's work, and `offer` times it apart. No renegotiation is answered (`MediaSession::join`
+    // would): a receive-only viewer of a room whose broadcaster stays is never re-offered.
+    let made = Instant::now();
+    let mut peer = MediaPeer::new(MediaOptions::default())?;
+    let offer = peer.create_offer(false)?;
     let t0 = Instant::now();
-    let (media, _) =
-        MediaSession::join(signal, ROOM, ChannelRole::Audience, MediaOptions::default()).await?;
+    let joined = signal
+        .join_channel_with_offer(ROOM, ChannelRole::Audience, &offer)
+        .await?;
     let replied = Instant::now();
+    peer.accept_answer(&joined.sdp_answer)?;
+    let media = peer.start()?;
     // Subscribed before ICE can have finished (that takes UDP round trips through the router), so the
     // first frame is seen here; `first_video_in` is the instant either way.
     let mut frames = media.subscribe_frames();
@@ -79,6 +90,7 @@ async fn join_one(
     let first = stats.first_video_in.unwrap_or_else(Instant::now);
     let connected = stats.connected_at.unwrap_or(first);
     let joined = Joined {
+        offer: micros(made, t0),
         reply: micros(t0, replied),
         connected: micros(t0, connected),
         first_frame: micros(t0, first),
@@ -116,7 +128,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
 
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rtt = histogram();
-    let (mut reply, mut connect) = (histogram(), histogram());
+    let (mut offer, mut reply, mut connect) = (histogram(), histogram(), histogram());
     let (mut join_to_frame, mut connect_to_frame) = (histogram(), histogram());
     let mut waited = Vec::new();
     let mut all = Vec::with_capacity(viewers);
@@ -132,6 +144,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..=MAX_PAUSE_MS))).await;
         let (media, j) = join_one(&node, &signal).await?;
+        offer.record(j.offer)?;
         reply.record(j.reply)?;
         connect.record(j.connected)?;
         join_to_frame.record(j.first_frame)?;
@@ -182,6 +195,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
         "join_to_first_video_frame": percentiles(&join_to_frame),
         "connect_to_first_video_frame": percentiles(&connect_to_frame),
         "phases": {
+            "client_makes_offer_before_join": percentiles(&offer),
             "join_to_reply": percentiles(&reply),
             "join_to_connected": percentiles(&connect),
         },
