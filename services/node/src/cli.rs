@@ -206,6 +206,32 @@ pub enum BenchKind {
         #[arg(long)]
         no_gso: bool,
     },
+    /// Viewers join a live room one by one at random points of the broadcaster's GOP; measures join →
+    /// first video frame and ICE/DTLS connect → first video frame, beside one signaling round trip.
+    Join {
+        /// How many viewers join (one after another; each stays).
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        viewers: usize,
+        /// Each video frame of the sample is sent this many times its size (as in `fanout`).
+        #[arg(long, value_name = "K", default_value_t = 7)]
+        video_scale: usize,
+        /// Seed of the random pauses between joins (0–1 s each), so a run can be repeated.
+        #[arg(long, value_name = "N", default_value_t = 12)]
+        seed: u64,
+    },
+    /// A node in a child process; N users log in, then join a live room as receive-only viewers;
+    /// measures the node's memory per viewer session beside that of an idle logged-in user.
+    ViewerMemory {
+        /// How many viewers.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        viewers: usize,
+        /// How long everyone receives while the node's memory is read each second.
+        #[arg(long, value_name = "S", default_value_t = 15)]
+        seconds: u64,
+        /// Each video frame of the sample is sent this many times its size (as in `fanout`).
+        #[arg(long, value_name = "K", default_value_t = 7)]
+        video_scale: usize,
+    },
     /// Viewer calls host with media; measures call() → both sides connected (first frame both ways).
     CallConnect {
         /// How many calls to place in all.
@@ -450,6 +476,30 @@ mod tests {
             panic!("expected bench switch");
         };
         assert_eq!((rounds, audience), (10, 3));
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::Join {
+                    viewers,
+                    video_scale,
+                    seed,
+                },
+        }) = parse(&["showcall", "bench", "join"])
+        else {
+            panic!("expected bench join");
+        };
+        assert_eq!((viewers, video_scale, seed), (50, 7, 12));
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::ViewerMemory {
+                    viewers,
+                    seconds,
+                    video_scale,
+                },
+        }) = parse(&["showcall", "bench", "viewer-memory"])
+        else {
+            panic!("expected bench viewer-memory");
+        };
+        assert_eq!((viewers, seconds, video_scale), (100, 15, 7));
     }
 
     #[test]

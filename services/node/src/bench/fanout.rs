@@ -29,21 +29,20 @@
 //!   ≥ 0.8 of it).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use showcall_media::RouterStats;
 use showcall_sdk::media::source::{AUDIO_PACKETS_PER_SECOND, VIDEO_FPS};
 use showcall_sdk::{
-    ChannelRole, MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ProbeOptions,
-    ReceivedFrame, RtpProbe, SignalClient, TrackKind,
+    ChannelRole, MediaOptions, MediaSession, MediaSource, MediaStats, ProbeOptions, ReceivedFrame,
+    RtpProbe, SignalClient, TrackKind,
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
 use super::probe_frames::whole_frames;
-use super::sdk_user::{guarded, login};
+use super::sdk_user::{guarded, login, publish};
 use super::{
     clip, cpu, hardware_floor, histogram, percentiles, progress, srtp_floor, token_factory,
     udp_drops,
@@ -56,25 +55,6 @@ const ROOM: &str = "fanout_live";
 const WARMUP: Duration = Duration::from_secs(1);
 /// How long after the window frames sent in it may still arrive.
 const LATE: Duration = Duration::from_secs(2);
-
-/// Joins `channel` as broadcaster publishing `source` (send-only: it receives nothing here).
-async fn publish(
-    signal: &SignalClient,
-    channel: &str,
-    source: Arc<MediaSource>,
-) -> anyhow::Result<MediaSession> {
-    let mut peer = MediaPeer::new(MediaOptions {
-        receive: false,
-        ..MediaOptions::default()
-    })?;
-    peer.set_source(source);
-    let offer = peer.create_offer(true)?;
-    let joined = signal
-        .join_channel_with_offer(channel, ChannelRole::Broadcaster, &offer)
-        .await?;
-    peer.accept_answer(&joined.sdp_answer)?;
-    Ok(peer.start()?)
-}
 
 /// What one member received of the frames sent in the window.
 struct Received {

@@ -14,11 +14,17 @@
 //! - `floor` (`hardware_floor`): the hardware floor alone.
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
+//! - `join` (`join`): viewers join a live room at random points of its GOP; join → first video frame
+//!   and ICE/DTLS connect → first video frame, beside one signaling round trip (the goal's floor), and
+//!   how many first frames the router served from its kept keyframe.
+//! - `viewer-memory` (`viewer_memory`): a node in a child process; its resident memory per receiving
+//!   viewer session, beside that of the same users logged in without media (`idle`'s measure).
 //! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
 //! - `lifecycle` (`lifecycle`): graceful leave, join under load and a rolling restart, each beside its
 //!   floor (the same step with no users; a plain login).
 //!
 //! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
+//! `child_node` (a node as a child process, for memory),
 //! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
 //! room's bitrate), `cpu` (CPU time from `/proc`), `udp_drops` (receive-buffer drops per socket).
 
@@ -45,11 +51,13 @@ use crate::cli::{BenchArgs, BenchKind};
 use crate::config::NodeConfig;
 
 mod call_connect;
+mod child_node;
 mod clip;
 mod cluster;
 mod cpu;
 mod fanout;
 mod hardware_floor;
+mod join;
 mod lifecycle;
 mod media_node;
 mod probe_frames;
@@ -57,6 +65,7 @@ mod sdk_user;
 mod srtp_floor;
 mod switch;
 mod udp_drops;
+mod viewer_memory;
 
 /// Runs the benchmark named by `args`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -79,6 +88,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             video_scale,
             no_gso,
         } => hardware_floor::bench(receivers, seconds, video_scale, !no_gso).await,
+        BenchKind::Join {
+            viewers,
+            video_scale,
+            seed,
+        } => join::run(viewers, video_scale, seed).await,
+        BenchKind::ViewerMemory {
+            viewers,
+            seconds,
+            video_scale,
+        } => viewer_memory::run(viewers, seconds, video_scale).await,
         BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
         BenchKind::Cluster {
@@ -442,48 +461,11 @@ async fn relay_floor(
     Ok(h)
 }
 
-/// Resident memory of a process, bytes (Linux).
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
-        .parse::<u64>()?;
-    Ok(kb * 1024)
-}
-
 async fn idle(users: usize, connect_only: bool) -> anyhow::Result<()> {
-    use tokio::io::AsyncBufReadExt as _;
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "--signal-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the node")?;
-    let pid = child.id().context("node pid")?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("node stdout")?).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("node exited before printing its address")?;
-        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
-            break u.to_owned();
-        }
-    };
+    let node = child_node::ChildNode::start().await?;
+    let url = node.url.clone();
     let token = token_factory(&NodeConfig::default());
-    let before = rss_bytes(pid)?;
+    let before = node.rss_bytes()?;
 
     let bar = progress(users as u64, "login");
     let mut conns = Vec::with_capacity(users);
@@ -513,7 +495,7 @@ async fn idle(users: usize, connect_only: bool) -> anyhow::Result<()> {
     bar.finish();
     // Let the node finish any lazy allocation, then read its memory twice to see it is settled.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_bytes(pid)?;
+    let after = node.rss_bytes()?;
     let per_user = after.saturating_sub(before) as f64 / users as f64;
     let result = serde_json::json!({
         "bench": "idle",
@@ -526,6 +508,5 @@ async fn idle(users: usize, connect_only: bool) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     drop(conns);
-    child.kill().await?;
-    Ok(())
+    node.stop().await
 }

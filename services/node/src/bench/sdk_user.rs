@@ -1,6 +1,7 @@
 //! Users driven through the Rust SDK, for the media benchmarks: a logged-in [`SignalClient`], and a
 //! [`CallUser`] (signal client + [`CallApi`]) whose state changes are stamped with the instant the app
-//! would see them, plus a host that answers every call the way an app would ([`answer_calls`]).
+//! would see them, plus a host that answers every call the way an app would ([`answer_calls`]), and a
+//! live room's send-only broadcaster ([`publish`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use showcall_sdk::{
     CallApi, CallApiListener, CallConfig, CallState, CallStateReason, ChannelRole, EventInfo,
-    MediaOptions, MediaSession, PrepareConfig, SignalClient,
+    MediaOptions, MediaPeer, MediaSession, MediaSource, PrepareConfig, SignalClient,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,6 +29,25 @@ pub(super) async fn guarded<T>(what: &str, fut: impl Future<Output = T>) -> anyh
     tokio::time::timeout(GUARD, fut)
         .await
         .with_context(|| format!("{what}: nothing within {GUARD:?}"))
+}
+
+/// Joins `channel` as broadcaster publishing `source` (send-only: it receives nothing here).
+pub(super) async fn publish(
+    signal: &SignalClient,
+    channel: &str,
+    source: Arc<MediaSource>,
+) -> anyhow::Result<MediaSession> {
+    let mut peer = MediaPeer::new(MediaOptions {
+        receive: false,
+        ..MediaOptions::default()
+    })?;
+    peer.set_source(source);
+    let offer = peer.create_offer(true)?;
+    let joined = signal
+        .join_channel_with_offer(channel, ChannelRole::Broadcaster, &offer)
+        .await?;
+    peer.accept_answer(&joined.sdp_answer)?;
+    Ok(peer.start()?)
 }
 
 /// One call state change and when the app was told.
