@@ -14,6 +14,12 @@ pub fn current_thread() -> Option<Duration> {
     stat_cpu("/proc/thread-self/stat")
 }
 
+/// The calling thread's id (`/proc/thread-self` links to `<pid>/task/<tid>`).
+pub fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
 /// CPU time (user + system) so far of the thread or process whose `stat` file is at `path`
 /// (`/proc/self/stat`, `/proc/self/task/<tid>/stat`).
 pub fn stat_cpu(path: &str) -> Option<Duration> {

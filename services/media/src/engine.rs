@@ -7,12 +7,20 @@
 //! - **Demultiplexing** without scanning sessions: a datagram from a known address goes to that address's
 //!   session (one map lookup); one from a new address must be a STUN binding request naming our ufrag
 //!   ([`crate::stun`]), which maps to exactly one session.
-//! - **Forwarding**: a frame from a publishing member goes to every other member of its channel that
-//!   receives that kind, unless the publisher is paused (in a private call). Payload types are mapped
-//!   per receiver (`match_params`).
-//! - **Keyframes**: a new receiver, a resume, or a receiver's PLI marks the publisher as wanting a
-//!   keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until a keyframe arrives.
-//! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on.
+//! - **Forwarding**: an RTP packet from a publishing member goes to every other member of its channel
+//!   that receives that kind, unless the publisher is paused (in a private call), on the receiver's own
+//!   stream: [`crate::feed`] places it (sequence number, RTP time) and payload types are mapped per
+//!   receiver (`match_params`). A channel also on other workers gets each packet handed over once
+//!   ([`crate::relay`]); packets handed over from them fan out here the same way.
+//! - **Keyframes**: each publisher's latest keyframe is kept ([`crate::keyframe`]); a receiver that starts
+//!   (connects, or its publisher resumes) gets it at once. A new receiver, a resume, or a receiver's PLI
+//!   also marks the publisher as wanting a keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until one
+//!   arrives, however many receivers asked (one request upstream).
+//! - **NACKs** from receivers are answered by str0m from each receiver stream's send history (hop by hop);
+//!   str0m asks publishers for what the router itself lost.
+//! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on. A
+//!   session ends the same way whichever way it ends: ICE gone, DTLS closed by the peer (close_notify),
+//!   an error, or the node closing it.
 //! - **Renegotiation**: when a channel's last publisher of a kind leaves, the other members' lines for
 //!   that kind turn inactive through a router-made offer ([`MediaEvent::Offer`]); a publisher joining
 //!   turns them active again ([`crate::renegotiation`]). One offer per session is in flight at a time.
@@ -29,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
@@ -89,8 +98,7 @@ pub(crate) struct Engine {
     rooms: HashMap<RoomKey, Room>,
     /// Sessions with input since they were last drained.
     dirty: Vec<PeerId>,
-    /// When each session wants its next timeout; an entry is stale when it differs from the session's
-    /// current `next_timeout`.
+    /// When sessions are to be woken; an entry is stale when it differs from its session's `scheduled`.
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     /// Publishers a keyframe is wanted from (few at a time).
     keyframe_wanted: HashSet<PeerId>,
@@ -110,6 +118,10 @@ pub(crate) struct Engine {
     room_workers: HashMap<RoomKey, Vec<usize>>,
     /// Publishers on other workers of channels here.
     remote: HashMap<PeerId, RemotePublisher>,
+    /// The worker's DTLS certificate, shared by its sessions: generating one (a P-384 key) per session
+    /// was most of a join's CPU. Each session still negotiates its own keys (ECDHE); the certificate
+    /// only says the sessions are this worker's. `None`: str0m makes one per session.
+    dtls_cert: Option<DtlsCert>,
 }
 
 /// Keeps a publisher's video packet if it starts or continues its latest keyframe.
@@ -189,6 +201,9 @@ impl Engine {
             mesh,
             room_workers: HashMap::new(),
             remote: HashMap::new(),
+            dtls_cert: str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
         }
     }
 
@@ -326,7 +341,11 @@ impl Engine {
             ufrag: ufrag.clone(),
             pass: random_token(16),
         };
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder();
+        if let Some(cert) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = builder
             .set_ice_lite(true)
             // Packets are forwarded as they come (`crate::feed`), not re-framed.
             .set_rtp_mode(true)
@@ -348,7 +367,7 @@ impl Engine {
         self.by_ufrag.insert(ufrag.clone(), id);
         self.by_key.insert(key.clone(), id);
         self.peers
-            .insert(id, Peer::new(key, rtc, ufrag, may_publish, now));
+            .insert(id, Peer::new(key, rtc, ufrag, may_publish));
         self.dirty.push(id);
         Ok(answer.to_sdp_string())
     }
@@ -446,7 +465,11 @@ impl Engine {
                 break;
             }
             self.timers.pop();
-            if self.peers.get(&id).is_some_and(|p| p.next_timeout == at) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.scheduled == Some(at) {
+                peer.scheduled = None;
                 self.feed(id, Input::Timeout(now));
             }
         }
@@ -547,8 +570,11 @@ impl Engine {
                         self.remove(id, true);
                         return;
                     }
-                    if peer.next_timeout != t {
-                        peer.next_timeout = t;
+                    // Only an earlier time needs a new entry: a session woken before its time is told
+                    // its real one then. (Re-pushing every change would grow the heap by one entry per
+                    // packet forwarded to each receiver.)
+                    if peer.scheduled.is_none_or(|s| t < s) {
+                        peer.scheduled = Some(t);
                         self.timers.push(Reverse((t, id)));
                     }
                     return;

@@ -30,8 +30,8 @@ pub struct Peer {
     pub outbound: Vec<OutLine>,
     /// Media lines the member publishes on, with their kind.
     pub inbound: Vec<(Mid, Kind)>,
-    /// When str0m next wants a timeout.
-    pub next_timeout: Instant,
+    /// The wake-up of this session in the engine's timer heap (no later than str0m's next timeout).
+    pub scheduled: Option<Instant>,
     /// The member's address once known (ICE nominated it).
     pub remote: Option<SocketAddr>,
     /// (publisher, kind) pairs whose first frame reached this member (for `FirstFrame` events).
@@ -58,7 +58,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(key: PeerKey, rtc: Rtc, ufrag: String, may_publish: bool, now: Instant) -> Self {
+    pub fn new(key: PeerKey, rtc: Rtc, ufrag: String, may_publish: bool) -> Self {
         Self {
             key,
             rtc,
@@ -66,7 +66,7 @@ impl Peer {
             may_publish,
             outbound: Vec::new(),
             inbound: Vec::new(),
-            next_timeout: now,
+            scheduled: None,
             remote: None,
             first_received: HashSet::new(),
             last_keyframe_request: None,

@@ -60,6 +60,8 @@ struct Worker {
 #[derive(Clone, Debug)]
 pub struct MediaRouter {
     workers: Arc<[Worker]>,
+    /// The workers' thread ids (Linux; empty elsewhere).
+    tids: Arc<[u32]>,
     placement: Arc<Mutex<Placement>>,
 }
 
@@ -85,6 +87,8 @@ impl MediaRouter {
             .unzip();
         let mesh: Mesh = inboxes.into();
         let mut workers = Vec::with_capacity(count);
+        // Each worker says its thread id once running (for the benchmarks' CPU accounting).
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         for (index, (packets, control)) in queues.into_iter().enumerate() {
             let port = match config.bind.port() {
                 0 => 0,
@@ -97,15 +101,18 @@ impl MediaRouter {
             };
             let bound = std::net::UdpSocket::bind(SocketAddr::new(config.bind.ip(), port))?;
             bound.set_nonblocking(true)?;
+            enlarge_buffers(&bound);
             let local = bound.local_addr()?;
             let candidate =
                 SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
             let mesh = mesh.clone();
+            let tid_tx = tid_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || {
+                    let _ = tid_tx.send((index, crate::cpu::current_thread_id()));
                     let engine = move |socket, sender| {
                         let engine = Engine::new(Instant::now(), candidate, events, index, mesh);
                         let inputs = worker::Inputs {
@@ -123,11 +130,19 @@ impl MediaRouter {
                 thread: Mutex::new(Some(thread)),
             });
         }
+        let mut tids = vec![None; count];
+        for _ in 0..count {
+            let (index, tid) = tid_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a media worker thread died at start"))?;
+            tids[index] = tid;
+        }
         let capacity = match config.room_capacity {
             0 => DEFAULT_ROOM_CAPACITY,
             n => n,
         };
         Ok(MediaRouter {
+            tids: tids.into_iter().flatten().collect::<Vec<_>>().into(),
             workers: workers.into(),
             placement: Arc::new(Mutex::new(Placement::new(count, capacity))),
         })
@@ -136,6 +151,11 @@ impl MediaRouter {
     /// The address peers of the first worker send media to (every worker's: [`Self::candidate_addrs`]).
     pub fn candidate_addr(&self) -> SocketAddr {
         self.workers[0].candidate
+    }
+
+    /// The workers' thread ids, for reading their CPU time from `/proc` (Linux; empty elsewhere).
+    pub fn worker_thread_ids(&self) -> &[u32] {
+        &self.tids
     }
 
     /// The address of each worker, in order.
@@ -323,6 +343,23 @@ impl MediaRouter {
             all.push(rx.await.map_err(|_| MediaError::Stopped)?);
         }
         Ok(all)
+    }
+}
+
+/// Kernel socket buffers asked for each worker's socket. A worker reads one datagram per turn and a
+/// turn that fans a packet out to hundreds of receivers takes a millisecond or more, so what arrives
+/// meanwhile (their RTCP, STUN, the publisher's next packets) waits in the receive buffer; Linux's
+/// default (≈ 200 KB) overflows at a few hundred receivers. The kernel caps the size at
+/// `net.core.rmem_max` / `wmem_max` (deploy/README says to raise them).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] both ways; a refusal leaves the default (and is logged).
+fn enlarge_buffers(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER)
+        .and_then(|()| setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER))
+    {
+        tracing::warn!(error = %e, "media socket buffers not enlarged");
     }
 }
 

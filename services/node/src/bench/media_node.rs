@@ -17,7 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::cpu;
 use crate::config::NodeConfig;
 use crate::media_port::{RouterPort, forward_events};
 
@@ -43,7 +42,7 @@ impl MediaNode {
             advertise_ip: config.media_advertise_ip,
         };
         let router = MediaRouter::start(media, events_tx)?;
-        let router_tids = cpu::threads_named("media-worker")?;
+        let router_tids = router.worker_thread_ids().to_vec();
 
         let signal = TcpListener::bind(config.signal_addr).await?;
         let url = format!("ws://{}/signal", signal.local_addr()?);
