@@ -8,6 +8,7 @@
 //! two streams, each in server order, with a cursor each: a wait skips earlier callbacks of its own stream
 //! only, and never loses one of the other.
 
+use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{
     CallApi, CallConfig, CallEvent, CallState, CallStateReason, ChannelJoined, ChannelMember,
     ChannelRole, EventInfo, EventRecorder, PrepareConfig, Recorded, SdkError, SignalClient,
@@ -202,6 +203,15 @@ impl SdkUser {
             .join_channel(channel, role)
             .await
             .unwrap_or_else(|e| panic!("{} could not join {channel}: {e}", self.id))
+    }
+
+    /// Joins `channel` with media (the SDK's sample, default options): the session, once the node
+    /// answered.
+    pub async fn join_media(&self, channel: &str, role: ChannelRole) -> MediaSession {
+        let (media, _) = MediaSession::join(&self.signal, channel, role, MediaOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{} could not join {channel} with media: {e}", self.id));
+        media
     }
 
     /// The channel events recorded so far, in server order.

@@ -11,7 +11,6 @@ use futures_util::StreamExt;
 use showcall_proto::admin::WatchEventsRequest;
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, start_converged, wait_converged};
 use showcall_tests::sdk_helpers::{is_paused, is_resumed};
@@ -43,23 +42,9 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
 
     // The host, on node 1, goes live with media; a fan on node 3 watches.
     let mut host = n1.prepared_user("host").await;
-    let (host_live, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live");
+    let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
     let mut fan = n3.user("fan").await;
-    let (fan_media, _) = MediaSession::join(
-        &fan.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("fan watches");
+    let fan_media = fan.join_media(LIVE, ChannelRole::Audience).await;
     fan_media
         .wait_video_frames(10)
         .await
@@ -75,22 +60,12 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
     host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
     host.api.accept("viewer").await.expect("accepted");
-    let (viewer_call, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("viewer joins the call with media");
-    let (host_call, _) = MediaSession::join(
-        &host.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host joins the call with media");
+    let viewer_call = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let host_call = host
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
     viewer
         .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
         .await;

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::proto::client_frame::Command;
 use showcall_sdk::proto::{Call, Hangup, response};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
@@ -141,22 +140,12 @@ async fn a_call_across_nodes_is_one_trace_from_the_request_to_its_end() {
     host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
     host.api.accept(&viewer_id).await.expect("accepted");
-    let (_viewer_media, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("viewer joins the call with media");
-    let (_host_media, _) = MediaSession::join(
-        &host.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host joins the call with media");
+    let _viewer_media = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let _host_media = host
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
     host.wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
         .await;
     viewer

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, call_endings, eventually, wait_converged,
@@ -41,22 +40,12 @@ async fn an_established_call_goes_on_while_etcd_is_frozen() {
     host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
     host.api.accept("viewer").await.expect("accepted");
-    let (viewer_media, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("viewer joins with media");
-    let (host_media, _) = MediaSession::join(
-        &host.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host joins with media");
+    let viewer_media = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let host_media = host
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
     viewer
         .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
         .await;

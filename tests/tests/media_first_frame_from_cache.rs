@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use showcall_sdk::ChannelRole;
-use showcall_sdk::media::{MediaOptions, MediaSession, TrackKind};
+use showcall_sdk::media::{MediaSession, TrackKind};
 use showcall_tests::prometheus::{delta, scrape};
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::{DEADLINE, TestNode};
@@ -16,14 +16,7 @@ const FROM_CACHE: &str = "showcall_media_keyframes_from_cache_total";
 
 async fn watch(node: &TestNode, id: &str) -> (SdkUser, MediaSession) {
     let fan = SdkUser::login(node, id).await;
-    let (media, _) = MediaSession::join(
-        &fan.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("audience joins");
+    let media = fan.join_media(LIVE, ChannelRole::Audience).await;
     (fan, media)
 }
 
@@ -31,14 +24,7 @@ async fn watch(node: &TestNode, id: &str) -> (SdkUser, MediaSession) {
 async fn a_viewer_joining_mid_gop_starts_at_the_kept_keyframe() {
     let node = TestNode::start().await;
     let host = SdkUser::login(&node, "host").await;
-    let (_host_media, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live");
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
     // A first viewer watches; every keyframe it receives is recorded by RTP time.
     let (_first, first_media) = watch(&node, "fan-1").await;

@@ -14,14 +14,7 @@ const LIVE: &str = "host_live";
 
 async fn watch(node: &TestNode, id: &str) -> (SdkUser, MediaSession) {
     let fan = SdkUser::login(node, id).await;
-    let (media, _) = MediaSession::join(
-        &fan.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("audience joins with receive-only media");
+    let media = fan.join_media(LIVE, ChannelRole::Audience).await;
     (fan, media)
 }
 
@@ -29,14 +22,7 @@ async fn watch(node: &TestNode, id: &str) -> (SdkUser, MediaSession) {
 async fn live_room_pauses_for_the_call_and_resumes_after_it() {
     let node = TestNode::start().await;
     let mut host = SdkUser::prepared(&node, "host", PrepareConfig::default()).await;
-    let (host_live, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live with media");
+    let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
     let (mut fan1, fan1_media) = watch(&node, "fan1").await;
     let (mut fan2, fan2_media) = watch(&node, "fan2").await;
 
@@ -66,22 +52,12 @@ async fn live_room_pauses_for_the_call_and_resumes_after_it() {
     host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
     host.api.accept("viewer").await.expect("accepted");
-    let (viewer_call, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("viewer joins the call with media");
-    let (host_call, _) = MediaSession::join(
-        &host.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host joins the call with media");
+    let viewer_call = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let host_call = host
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
 
     // Connected once media flows both ways: the server saw each side's first frame reach the other.
     viewer

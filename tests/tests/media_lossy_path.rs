@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession};
+use showcall_sdk::media::{MediaOptions, MediaPeer};
 use showcall_sdk::{ChannelRole, ReceivedFrame, TrackKind};
 use showcall_tests::cluster::eventually;
 use showcall_tests::prometheus::scrape;
@@ -54,25 +54,11 @@ async fn video_frames(
 async fn a_viewer_losing_five_percent_of_packets_still_gets_every_frame_by_retransmission() {
     let node = TestNode::start().await;
     let host = SdkUser::login(&node, "host").await;
-    let (_host_media, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live with media");
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
     // The clean viewer: straight to the node.
     let clean_user = SdkUser::login(&node, "clean").await;
-    let (clean, _) = MediaSession::join(
-        &clean_user.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("clean viewer joins");
+    let clean = clean_user.join_media(LIVE, ChannelRole::Audience).await;
 
     // The lossy viewer: its answer's host candidate names the relay, which forwards to the node's.
     let lossy_user = SdkUser::login(&node, "lossy").await;

@@ -85,14 +85,7 @@ async fn a_room_spread_over_two_workers_delivers_the_host_to_every_viewer() {
     }
 
     // The host comes back: the tracks return everywhere and video flows.
-    let (_host_media, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live again");
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
     for (_, media) in &fans {
         let back = media.wait_for(receives_both).await.expect("tracks return");
         media

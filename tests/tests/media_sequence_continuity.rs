@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use showcall_sdk::media::{MediaOptions, MediaSession};
+use showcall_sdk::media::MediaSession;
 use showcall_sdk::{
     CallState, CallStateReason, CallType, ChannelRole, PrepareConfig, ProbeOptions, RtpProbe,
     TrackKind,
@@ -24,15 +24,7 @@ const LIVE: &str = "host_live";
 const KEEP: usize = 1 << 16;
 
 async fn go_live(host: &SdkUser) -> MediaSession {
-    let (media, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live with media");
-    media
+    host.join_media(LIVE, ChannelRole::Broadcaster).await
 }
 
 async fn probe(node: &TestNode, id: &str) -> (SdkUser, RtpProbe) {
@@ -124,22 +116,12 @@ async fn sequence_numbers_run_on_across_the_hosts_pause_for_a_call() {
     host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
     host.api.accept("viewer").await.expect("accepted");
-    let (viewer_call, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("viewer joins the call with media");
-    let (_host_call, _) = MediaSession::join(
-        &host.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host joins the call with media");
+    let viewer_call = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let _host_call = host
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
     viewer
         .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
         .await;

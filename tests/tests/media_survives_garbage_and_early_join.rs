@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
 use showcall_tests::TestNode;
 use showcall_tests::sdk_helpers::SdkUser;
@@ -15,23 +14,9 @@ use tokio::net::UdpSocket;
 async fn garbage_datagrams_do_not_disturb_a_live_room() {
     let node = TestNode::start().await;
     let host = SdkUser::prepared(&node, "host", PrepareConfig::default()).await;
-    let (_live, _) = MediaSession::join(
-        &host.signal,
-        "host_live",
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live");
+    let _live = host.join_media("host_live", ChannelRole::Broadcaster).await;
     let fan = SdkUser::login(&node, "fan").await;
-    let (watching, _) = MediaSession::join(
-        &fan.signal,
-        "host_live",
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("fan watches");
+    let watching = fan.join_media("host_live", ChannelRole::Audience).await;
     watching.wait_video_frames(10).await.expect("live video");
 
     // Random bytes, truncated STUN, a STUN header naming no session, and an RTP-looking packet — from an
@@ -75,25 +60,15 @@ async fn a_callee_that_joins_while_ringing_connects_at_accept() {
         .await
         .expect("call placed");
     // The caller joins at once (as CallAPI's caller does), the callee while it is still ringing.
-    let (_viewer_media, _) = MediaSession::join(
-        &viewer.signal,
-        &created.channel,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("caller joins its call channel");
+    let _viewer_media = viewer
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
     let info = host
         .wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
         .await;
-    let (host_media, _) = MediaSession::join(
-        &host.signal,
-        &info.from_room_id,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("callee joins while ringing");
+    let host_media = host
+        .join_media(&info.from_room_id, ChannelRole::Broadcaster)
+        .await;
     host_media
         .wait_video_frames(15)
         .await

@@ -14,15 +14,7 @@ use showcall_tests::sdk_helpers::{SdkUser, refusal};
 const LIVE: &str = "host_live";
 
 async fn go_live(host: &SdkUser) -> MediaSession {
-    let (media, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("host goes live with media");
-    media
+    host.join_media(LIVE, ChannelRole::Broadcaster).await
 }
 
 fn receives_both(s: &MediaStats) -> bool {
@@ -35,14 +27,7 @@ async fn a_host_leaving_ends_the_audiences_tracks_and_coming_back_restores_them(
     let host = SdkUser::login(&node, "host").await;
     let host_media = go_live(&host).await;
     let fan = SdkUser::login(&node, "fan").await;
-    let (fan_media, _) = MediaSession::join(
-        &fan.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("audience joins");
+    let fan_media = fan.join_media(LIVE, ChannelRole::Audience).await;
     let before = fan_media.wait_video_frames(10).await.expect("live video");
     assert!(
         receives_both(&before),
@@ -81,14 +66,7 @@ async fn a_host_closing_its_peer_connection_politely_is_removed_and_the_audience
     let host = SdkUser::login(&node, "host").await;
     let host_media = go_live(&host).await;
     let fan = SdkUser::login(&node, "fan").await;
-    let (fan_media, _) = MediaSession::join(
-        &fan.signal,
-        LIVE,
-        ChannelRole::Audience,
-        MediaOptions::default(),
-    )
-    .await
-    .expect("audience joins");
+    let fan_media = fan.join_media(LIVE, ChannelRole::Audience).await;
     fan_media.wait_video_frames(10).await.expect("live video");
 
     // The host stays in its room (signaling) but closes its media session with close_notify.

@@ -14,7 +14,6 @@ use futures_util::StreamExt;
 use showcall_proto::admin::WatchEventsRequest;
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
 use showcall_tests::prometheus::{delta, scrape};
 use showcall_tests::sdk_helpers::SdkUser;
@@ -73,14 +72,9 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
     host.api.accept("viewer").await.expect("accepted");
     let mut sessions = Vec::new();
     for user in [&viewer, &host] {
-        let (media, _) = MediaSession::join(
-            &user.signal,
-            &created.channel,
-            ChannelRole::Broadcaster,
-            MediaOptions::default(),
-        )
-        .await
-        .expect("joins the call with media");
+        let media = user
+            .join_media(&created.channel, ChannelRole::Broadcaster)
+            .await;
         sessions.push(media);
     }
     for user in [&mut viewer, &mut host] {
