@@ -47,6 +47,7 @@
 //!   light receivers; [`rtp_record`] — what it keeps (bounded).
 
 pub mod ivf;
+mod negotiation;
 mod offers;
 pub mod ogg;
 mod peer;

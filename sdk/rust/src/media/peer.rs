@@ -8,10 +8,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, Output, Rtc};
 
+use super::negotiation;
 use super::session::{self, MediaSession};
 use super::{MediaOptions, MediaSource, TrackKind};
 use crate::SdkError;
@@ -136,21 +137,7 @@ impl MediaPeer {
 
     /// Applies the remote answer to [`create_offer`](Self::create_offer)'s offer.
     pub fn accept_answer(&mut self, answer: &str) -> Result<(), SdkError> {
-        let pending = self
-            .pending
-            .take()
-            .ok_or_else(|| SdkError::Protocol("no offer awaits an answer".to_owned()))?;
-        if answer.is_empty() {
-            return Err(SdkError::Protocol(
-                "no sdp answer (does the node route media?)".to_owned(),
-            ));
-        }
-        let answer = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| SdkError::Protocol(format!("bad sdp answer: {e}")))?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| SdkError::Protocol(format!("sdp answer refused: {e}")))?;
+        negotiation::apply_answer(&mut self.rtc, &mut self.pending, answer)?;
         self.negotiated = true;
         Ok(())
     }

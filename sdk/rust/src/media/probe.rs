@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpPacket;
@@ -28,8 +28,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::TrackKind;
-use super::offers;
 use super::rtp_record::{Records, RtpRecord, StreamSummary};
+use super::{negotiation, offers};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, lock};
 
 /// Largest datagram read.
@@ -180,21 +180,7 @@ impl ProbePeer {
 
     /// Applies the node's answer to [`create_offer`](Self::create_offer)'s offer.
     pub fn accept_answer(&mut self, answer: &str) -> Result<(), SdkError> {
-        let pending = self
-            .pending
-            .take()
-            .ok_or_else(|| SdkError::Protocol("no offer awaits an answer".to_owned()))?;
-        if answer.is_empty() {
-            return Err(SdkError::Protocol(
-                "no sdp answer (does the node route media?)".to_owned(),
-            ));
-        }
-        let answer = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| SdkError::Protocol(format!("bad sdp answer: {e}")))?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| SdkError::Protocol(format!("sdp answer refused: {e}")))?;
+        negotiation::apply_answer(&mut self.rtc, &mut self.pending, answer)?;
         self.negotiated = true;
         Ok(())
     }
@@ -314,12 +300,7 @@ impl RtpProbe {
                 ));
                 Ok((probe, joined))
             }
-            Err(e) => {
-                if let Err(leave) = signal.leave_channel(channel).await {
-                    tracing::debug!(%channel, error = %leave, "leaving after a bad answer failed");
-                }
-                Err(e)
-            }
+            Err(e) => negotiation::abandon_join(signal, channel, e).await,
         }
     }
 
@@ -344,11 +325,7 @@ impl RtpProbe {
         &self,
         done: impl FnMut(&ProbeStats) -> bool,
     ) -> Result<ProbeStats, SdkError> {
-        let mut rx = self.stats.clone();
-        rx.wait_for(done)
-            .await
-            .map(|s| s.clone())
-            .map_err(|_| SdkError::Disconnected)
+        negotiation::wait_for(&self.stats, done).await
     }
 
     /// Waits until ICE and DTLS are up.

@@ -22,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::ivf::vp8_is_keyframe;
+use super::negotiation;
 use super::offers;
 use super::source::{AudioCursor, VideoCursor, media_ticks};
 use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
@@ -148,12 +149,7 @@ impl MediaSession {
                 ));
                 Ok((session, joined))
             }
-            Err(e) => {
-                if let Err(leave) = signal.leave_channel(channel).await {
-                    tracing::debug!(%channel, error = %leave, "leaving after a bad answer failed");
-                }
-                Err(e)
-            }
+            Err(e) => negotiation::abandon_join(signal, channel, e).await,
         }
     }
 
@@ -178,11 +174,7 @@ impl MediaSession {
         &self,
         done: impl FnMut(&MediaStats) -> bool,
     ) -> Result<MediaStats, SdkError> {
-        let mut rx = self.stats.clone();
-        rx.wait_for(done)
-            .await
-            .map(|s| s.clone())
-            .map_err(|_| SdkError::Disconnected)
+        negotiation::wait_for(&self.stats, done).await
     }
 
     /// Waits until ICE and DTLS are up.
