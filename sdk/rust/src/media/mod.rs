@@ -52,6 +52,7 @@ mod offers;
 pub mod ogg;
 mod peer;
 mod probe;
+mod rtc_driver;
 pub mod rtp_record;
 mod session;
 pub mod source;

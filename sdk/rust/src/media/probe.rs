@@ -28,6 +28,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::TrackKind;
+use super::rtc_driver::{RtcDriver, Stop};
 use super::rtp_record::{Records, RtpRecord, StreamSummary};
 use super::{negotiation, offers};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, lock};
@@ -402,13 +403,7 @@ impl Drop for StatsPublisher {
     }
 }
 
-/// Why the task stops.
-#[derive(Debug)]
-enum Stop {
-    Closed,
-    Failed(String),
-}
-
+/// The task that owns the session's `Rtc` and socket.
 struct Driver {
     rtc: Rtc,
     socket: tokio::net::UdpSocket,
@@ -552,54 +547,7 @@ impl Driver {
         Ok(answer.to_sdp_string())
     }
 
-    /// Starts str0m's close (RTCP BYE, DTLS close_notify) and sends what it queues.
-    fn close(&mut self) -> Stop {
-        if self.rtc.is_alive()
-            && let Err(stop) = self.mutate(Instant::now(), |rtc| rtc.close())
-        {
-            return stop;
-        }
-        Stop::Closed
-    }
-
-    /// One mutation, then drain `poll_output` to its `Timeout` (str0m's rule).
-    fn mutate(
-        &mut self,
-        now: Instant,
-        f: impl FnOnce(&mut Rtc) -> Result<(), str0m::RtcError>,
-    ) -> Result<(), Stop> {
-        if let Err(e) = f(&mut self.rtc) {
-            return Err(Stop::Failed(format!("webrtc: {e}")));
-        }
-        self.drain(now)
-    }
-
-    fn drain(&mut self, now: Instant) -> Result<(), Stop> {
-        loop {
-            if !self.rtc.is_alive() {
-                return Err(Stop::Closed);
-            }
-            let output = self
-                .rtc
-                .poll_output()
-                .map_err(|e| Stop::Failed(format!("webrtc: {e}")))?;
-            match output {
-                Output::Timeout(at) => {
-                    self.deadline = at;
-                    return Ok(());
-                }
-                Output::Transmit(t) => {
-                    // UDP: a datagram the kernel will not take now is a datagram lost.
-                    if let Err(e) = self.sender.send_to(&t.contents, t.destination) {
-                        tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
-                    }
-                }
-                Output::Event(event) => self.on_event(event, now)?,
-            }
-        }
-    }
-
-    fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
+    fn handle_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
         match event {
             Event::Connected => self.stats.update(|s| {
                 s.connected = true;
@@ -697,5 +645,23 @@ impl Driver {
             s.receiving_audio = audio;
             s.receiving_video = video;
         });
+    }
+}
+
+impl RtcDriver for Driver {
+    fn rtc(&mut self) -> &mut Rtc {
+        &mut self.rtc
+    }
+
+    fn sender(&self) -> &UdpSocket {
+        &self.sender
+    }
+
+    fn set_deadline(&mut self, at: Instant) {
+        self.deadline = at;
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
+        self.handle_event(event, now)
     }
 }

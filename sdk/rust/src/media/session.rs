@@ -17,13 +17,14 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::ivf::vp8_is_keyframe;
 use super::negotiation;
 use super::offers;
+use super::rtc_driver::{RtcDriver, Stop};
 use super::source::{AudioCursor, VideoCursor, media_ticks};
 use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, WeakSignalClient};
@@ -384,13 +385,7 @@ impl Drop for StatsPublisher {
     }
 }
 
-/// Why the run loop stops.
-#[derive(Debug)]
-enum Stop {
-    Closed,
-    Failed(String),
-}
-
+/// The task that owns the session's `Rtc` and socket.
 struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
@@ -707,54 +702,7 @@ impl Driver {
         });
     }
 
-    fn close(&mut self) -> Stop {
-        if self.rtc.is_alive() {
-            let now = Instant::now();
-            if let Err(stop) = self.mutate(now, |rtc| rtc.close()) {
-                return stop;
-            }
-        }
-        Stop::Closed
-    }
-
-    /// One mutation, then drain `poll_output` to its `Timeout`. A str0m error ends the session.
-    fn mutate(
-        &mut self,
-        now: Instant,
-        f: impl FnOnce(&mut Rtc) -> Result<(), str0m::RtcError>,
-    ) -> Result<(), Stop> {
-        if let Err(e) = f(&mut self.rtc) {
-            return Err(Stop::Failed(format!("webrtc: {e}")));
-        }
-        self.drain(now)
-    }
-
-    fn drain(&mut self, now: Instant) -> Result<(), Stop> {
-        loop {
-            if !self.rtc.is_alive() {
-                return Err(Stop::Closed);
-            }
-            let output = self
-                .rtc
-                .poll_output()
-                .map_err(|e| Stop::Failed(format!("webrtc: {e}")))?;
-            match output {
-                Output::Timeout(at) => {
-                    self.rtc_deadline = at;
-                    return Ok(());
-                }
-                Output::Transmit(t) => {
-                    // UDP: a datagram the kernel will not take now is a datagram lost.
-                    if let Err(e) = self.sender.send_to(&t.contents, t.destination) {
-                        tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
-                    }
-                }
-                Output::Event(event) => self.on_event(event, now)?,
-            }
-        }
-    }
-
-    fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
+    fn handle_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
         match event {
             Event::Connected => self.on_connected(now),
             Event::IceConnectionStateChange(state) => {
@@ -858,5 +806,23 @@ impl Driver {
                 received_at: now,
             });
         }
+    }
+}
+
+impl RtcDriver for Driver {
+    fn rtc(&mut self) -> &mut Rtc {
+        &mut self.rtc
+    }
+
+    fn sender(&self) -> &std::net::UdpSocket {
+        &self.sender
+    }
+
+    fn set_deadline(&mut self, at: Instant) {
+        self.rtc_deadline = at;
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
+        self.handle_event(event, now)
     }
 }
