@@ -41,6 +41,29 @@ pub(crate) async fn abandon_join<T>(
     Err(error)
 }
 
+/// What a negotiated peer's task runs on: the socket as tokio's (reads) and a clone for sends, which
+/// go straight to the kernel — tokio's `try_send_to` refuses a fresh socket until its reactor has seen it
+/// writable, which dropped the first ICE check. Refused before negotiation or outside a tokio runtime.
+pub(crate) fn task_sockets(
+    negotiated: bool,
+    socket: std::net::UdpSocket,
+) -> Result<(tokio::net::UdpSocket, std::net::UdpSocket), SdkError> {
+    if !negotiated {
+        return Err(SdkError::Protocol("media not negotiated".to_owned()));
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(SdkError::Transport(
+            "a media session needs a tokio runtime".to_owned(),
+        ));
+    }
+    let sender = socket
+        .try_clone()
+        .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+    let socket = tokio::net::UdpSocket::from_std(socket)
+        .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+    Ok((socket, sender))
+}
+
 /// Waits until `done` holds for the counters behind `stats`; `Err(Disconnected)` when the session ends
 /// first.
 pub(crate) async fn wait_for<T: Clone>(

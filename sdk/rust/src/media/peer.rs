@@ -162,22 +162,7 @@ impl MediaPeer {
 
     /// Starts the session's task (must be called within a tokio runtime) once negotiated.
     pub fn start(self) -> Result<MediaSession, SdkError> {
-        if !self.negotiated {
-            return Err(SdkError::Protocol("media not negotiated".to_owned()));
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(SdkError::Transport(
-                "a media session needs a tokio runtime".to_owned(),
-            ));
-        }
-        // Sends go straight to the kernel through a clone of the socket: tokio's `try_send_to` refuses a
-        // fresh socket until its reactor has seen it writable, which dropped the first ICE check.
-        let sender = self
-            .socket
-            .try_clone()
-            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
-        let socket = tokio::net::UdpSocket::from_std(self.socket)
-            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+        let (socket, sender) = negotiation::task_sockets(self.negotiated, self.socket)?;
         Ok(session::spawn(session::Setup {
             rtc: self.rtc,
             socket,

@@ -188,22 +188,7 @@ impl ProbePeer {
 
     /// Starts the probe's task (within a tokio runtime) once negotiated.
     pub fn start(self) -> Result<RtpProbe, SdkError> {
-        if !self.negotiated {
-            return Err(SdkError::Protocol("media not negotiated".to_owned()));
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(SdkError::Transport(
-                "a media session needs a tokio runtime".to_owned(),
-            ));
-        }
-        // Sends go straight to the kernel through a clone, as in `MediaPeer::start`: tokio's
-        // `try_send_to` refuses a fresh socket until its reactor has seen it writable.
-        let sender = self
-            .socket
-            .try_clone()
-            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
-        let socket = tokio::net::UdpSocket::from_std(self.socket)
-            .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
+        let (socket, sender) = negotiation::task_sockets(self.negotiated, self.socket)?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats) = watch::channel(ProbeStats::default());
         let records = Arc::new(Mutex::new(Records::new(self.opts.keep_packets)));
