@@ -9,13 +9,19 @@
 * It keeps the cursor of the last event it handled; when the stream drops it watches again after that
   cursor, so it neither misses nor repeats an event.
 
+Every request carries an admin token (`authorization: Bearer <JWT>`): HS256, signed with the secret of one of
+the app's API keys (config `apps[].api_keys`), `iss` = the key id, valid for five minutes. The key and
+secret come from --api-key and the SHOWCALL_API_SECRET environment variable (a secret does not belong on a
+command line); the defaults are the demo app's public ones.
+
 Every line it prints is one JSON object: a person can read it, a program (or a test) can parse it.
 
 The gRPC stubs are generated from proto/admin/v1/admin.proto when it starts (grpc_tools.protoc, into a
 temporary directory), so they always match the contract and nothing generated is kept in the repository.
 
     python3 -m venv .venv && .venv/bin/pip install -r examples/python/requirements.txt
-    .venv/bin/python examples/python/business_server.py --addr 127.0.0.1:7801 --app-id demo
+    SHOWCALL_API_SECRET=... .venv/bin/python examples/python/business_server.py --addr 127.0.0.1:7801 \
+        --app-id demo --api-key demo-key
 
 The end-to-end test tests/tests/python_business_server.rs runs it against a real node.
 """
@@ -30,7 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import os
+
 import grpc
+import jwt
 from grpc_tools import protoc
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
@@ -44,6 +53,28 @@ FATAL = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNIMPLEMENTED,
 }
+
+
+# The built-in demo app's API key secret (public: it is in showcall's source). Production sets its own.
+DEMO_API_SECRET = "showcall-demo-api-secret-change-me"
+
+
+class AdminToken:
+    """Signs short-lived admin tokens with one API key, and reuses each until a minute before it expires."""
+
+    TTL_SECONDS = 300
+
+    def __init__(self, key_id, secret):
+        self.key_id, self.secret = key_id, secret
+        self.token, self.expires = None, 0
+
+    def metadata(self):
+        now = int(time.time())
+        if self.expires - now < 60:
+            self.expires = now + self.TTL_SECONDS
+            claims = {"iss": self.key_id, "iat": now, "exp": self.expires}
+            self.token = jwt.encode(claims, self.secret, algorithm="HS256")
+        return [("authorization", f"Bearer {self.token}")]
 
 
 def load_admin_api(proto_root):
@@ -65,7 +96,7 @@ def emit(kind, **fields):
     print(json.dumps({"type": kind, **fields}), flush=True)
 
 
-def mint_tokens(admin, pb, args):
+def mint_tokens(admin, pb, args, auth):
     """Tokens for the host (may broadcast in its live room) and a viewer (may watch it). Call channels
     need no grant: the node admits exactly the call's two participants."""
     live_room = f"{args.host}_live"
@@ -76,6 +107,7 @@ def mint_tokens(admin, pb, args):
             ),
             timeout=30,
             wait_for_ready=True,  # the node may still be starting
+            metadata=auth.metadata(),
         )
         emit("token", user_id=user, channel=live_room, token=reply.token, expires_at=reply.expires_at)
 
@@ -109,7 +141,7 @@ def handle(event, price_per_minute):
     return False
 
 
-def watch(admin, pb, args):
+def watch(admin, pb, args, auth):
     """Watches events for ever (or until --exit-after-calls calls ended), resuming after the last cursor."""
     cursor = args.after_cursor  # None: only what happens from now on
     calls_ended = 0
@@ -117,6 +149,7 @@ def watch(admin, pb, args):
         stream = admin.WatchEvents(
             pb.WatchEventsRequest(app_id=args.app_id, after_cursor=cursor),
             wait_for_ready=True,  # while the node is unreachable, wait for it rather than fail
+            metadata=auth.metadata(),  # checked when the watch opens: a long watch outlives its token
         )
         try:
             stream.initial_metadata()  # the node answers once it is subscribed: nothing after is lost
@@ -147,6 +180,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--addr", default="127.0.0.1:7801", help="a node's business API (gRPC) address")
     parser.add_argument("--app-id", default="demo", help="the app whose tokens and events these are")
+    parser.add_argument("--api-key", default="demo-key", help="the API key id (secret: $SHOWCALL_API_SECRET)")
     parser.add_argument("--host", default="host", help="the host's user id")
     parser.add_argument("--viewer", default="viewer", help="the viewer's user id")
     parser.add_argument("--ttl", type=int, default=3600, help="token lifetime, seconds")
@@ -161,13 +195,14 @@ def parse_args():
 def main():
     args = parse_args()
     pb, pb_grpc = load_admin_api(args.proto_root)
+    auth = AdminToken(args.api_key, os.environ.get("SHOWCALL_API_SECRET", DEMO_API_SECRET))
     with grpc.insecure_channel(args.addr) as channel:
         admin = pb_grpc.AdminStub(channel)
         try:
-            mint_tokens(admin, pb, args)
+            mint_tokens(admin, pb, args, auth)
         except grpc.RpcError as error:
             sys.exit(f"minting refused: {error.code().name}: {error.details()}")
-        watch(admin, pb, args)
+        watch(admin, pb, args, auth)
 
 
 if __name__ == "__main__":

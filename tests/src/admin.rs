@@ -1,20 +1,34 @@
 //! A business server's connection to a node's admin API, as the tests' business servers open it.
 
+use showcall_admin::AdminCredentials;
+use showcall_node::config::{DEMO_API_KEY, DEMO_API_SECRET};
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::{Event, WatchEventsRequest};
 use tonic::Streaming;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-/// A client of the admin API at `grpc` (`http://host:port`).
-pub async fn admin_at(grpc: &str) -> AdminClient<Channel> {
-    AdminClient::connect(grpc.to_owned())
+/// A business server's admin client: every request carries an admin token.
+pub type Admin = AdminClient<InterceptedService<Channel, AdminCredentials>>;
+
+/// A client of the admin API at `grpc` (`http://host:port`), signing with the demo app's API key.
+pub async fn admin_at(grpc: &str) -> Admin {
+    admin_with(grpc, AdminCredentials::new(DEMO_API_KEY, DEMO_API_SECRET)).await
+}
+
+/// A client of the admin API at `grpc` that signs with `credentials`.
+pub async fn admin_with(grpc: &str, credentials: AdminCredentials) -> Admin {
+    let channel = Channel::from_shared(grpc.to_owned())
+        .expect("a valid URL")
+        .connect()
         .await
-        .expect("admin API reachable")
+        .expect("admin API reachable");
+    AdminClient::with_interceptor(channel, credentials)
 }
 
 /// `app`'s events after `after` (`None`: from now on).
 pub async fn watch_events(
-    admin: &mut AdminClient<Channel>,
+    admin: &mut Admin,
     app: &str,
     after: Option<u64>,
 ) -> Streaming<Event> {

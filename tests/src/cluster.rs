@@ -340,7 +340,16 @@ impl NodeProcess {
 
     /// `GetNodeInfo`, or `None` when the node does not answer (killed, or not serving gRPC).
     pub async fn info(&self) -> Option<NodeInfo> {
-        let mut client = AdminClient::connect(self.grpc_url.clone()).await.ok()?;
+        let channel = tonic::transport::Channel::from_shared(self.grpc_url.clone())
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let credentials = showcall_admin::AdminCredentials::new(
+            showcall_node::config::DEMO_API_KEY,
+            showcall_node::config::DEMO_API_SECRET,
+        );
+        let mut client = AdminClient::with_interceptor(channel, credentials);
         client
             .get_node_info(GetNodeInfoRequest {})
             .await

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_proto::admin::{
     CallPhase, EndCallRequest, Event, GetCallRequest, GetChannelRequest, GetUserRequest,
@@ -22,14 +21,13 @@ use showcall_sdk::{
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::{DEADLINE, TestNode};
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const APP: &str = "demo";
 const LIVE: &str = "host_live";
 
 struct BusinessServer {
-    admin: AdminClient<Channel>,
+    admin: showcall_tests::admin::Admin,
     events: Streaming<Event>,
 }
 
@@ -378,13 +376,13 @@ async fn a_business_server_reads_presence_ends_kicks_and_bans() {
             ..Default::default()
         },
         KickUserRequest {
-            app_id: "no-such-app".into(),
+            app_id: APP.into(),
             channel: LIVE.into(),
-            user_id: "viewer".into(),
+            user_id: String::new(),
             ..Default::default()
         },
     ];
-    for (request, field) in wrong.into_iter().zip(["ban_seconds", "ban_join", "app_id"]) {
+    for (request, field) in wrong.into_iter().zip(["ban_seconds", "ban_join", "user_id"]) {
         let refused = biz.admin.kick_user(request).await.expect_err("refused");
         assert_eq!(refused.code(), Code::InvalidArgument);
         assert!(

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use showcall_proto::admin::WatchEventsRequest;
-use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, start_converged, wait_converged};
@@ -28,9 +27,7 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
         .unwrap_or_else(|_| unreachable!("three nodes"));
 
     // A business server watches the events of every node through node 3.
-    let mut admin = AdminClient::connect(n3.grpc_url.clone())
-        .await
-        .expect("admin API reachable");
+    let mut admin = showcall_tests::admin::admin_at(&n3.grpc_url.clone()).await;
     let mut events = admin
         .watch_events(WatchEventsRequest {
             after_cursor: None,

@@ -20,7 +20,6 @@ use futures_util::StreamExt;
 use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
 use showcall_proto::admin::WatchEventsRequest;
-use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
@@ -122,9 +121,7 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     let victim = nodes.remove(nodes.iter().position(|n| n.id == victim_id).expect("known"));
     let (a, b) = (&nodes[0], &nodes[1]);
     // The business server watches from a survivor, from before the first call.
-    let mut events = AdminClient::connect(a.grpc_url.clone())
-        .await
-        .expect("admin API reachable")
+    let mut events = showcall_tests::admin::admin_at(&a.grpc_url.clone()).await
         .watch_events(WatchEventsRequest {
             after_cursor: None,
             app_id: APP.into(),

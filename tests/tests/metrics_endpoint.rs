@@ -12,7 +12,6 @@ use std::collections::HashMap;
 
 use futures_util::StreamExt;
 use showcall_proto::admin::WatchEventsRequest;
-use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, PrepareConfig};
 use showcall_tests::prometheus::{delta, scrape};
@@ -109,9 +108,7 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
     }
 
     // The viewer hangs up; the business server hears the call ended (counted before it is reported).
-    let mut admin = AdminClient::connect(format!("http://{}", node.handle.grpc_addr))
-        .await
-        .expect("admin API reachable");
+    let mut admin = showcall_tests::admin::admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
     let mut events = admin
         .watch_events(WatchEventsRequest {
             after_cursor: None,

@@ -282,7 +282,7 @@ async fn the_python_business_server_resumes_after_its_last_cursor_when_the_strea
 }
 
 #[tokio::test]
-async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_app() {
+async fn the_python_business_server_stops_with_the_refusal_for_another_apps_id() {
     let node = TestNode::start().await;
     let mut server = BusinessServer::start_with_stderr(
         node.handle.grpc_addr,
@@ -290,6 +290,7 @@ async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_app() 
         Stdio::piped(),
     )
     .await;
+    // The demo key acts for the demo app only.
     assert!(!server.exit_success().await, "a refused app is an error");
     assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
     let mut stderr = String::new();
@@ -300,7 +301,31 @@ async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_app() 
     .await
     .expect("stderr readable");
     assert!(
-        stderr.contains("INVALID_ARGUMENT") && stderr.contains("app_id"),
+        stderr.contains("PERMISSION_DENIED") && stderr.contains("no-such-app"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_api_key() {
+    let node = TestNode::start().await;
+    let mut server = BusinessServer::start_with_stderr(
+        node.handle.grpc_addr,
+        &["--app-id", "demo", "--api-key", "not-a-key"],
+        Stdio::piped(),
+    )
+    .await;
+    assert!(!server.exit_success().await, "a refused credential is an error");
+    assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(
+        server.child.stderr.as_mut().expect("stderr is piped"),
+        &mut stderr,
+    )
+    .await
+    .expect("stderr readable");
+    assert!(
+        stderr.contains("UNAUTHENTICATED") && stderr.contains("unknown API key"),
         "{stderr}"
     );
 }

@@ -41,10 +41,12 @@ pub async fn serve_with(
         .register_encoded_file_descriptor_set(showcall_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the generated descriptor set is well-formed");
+    // Only the Admin service checks credentials: health and reflection stay open.
+    let auth = service.auth();
     let routes = more(
         tonic::service::Routes::new(health)
             .add_service(reflection)
-            .add_service(AdminServer::new(service)),
+            .add_service(AdminServer::with_interceptor(service, auth)),
     );
     let served = Server::builder()
         .add_routes(routes)

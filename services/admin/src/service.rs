@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt as _;
 use showcall_actors::Hub;
 use showcall_actors::events::EventLog;
-use showcall_auth::{AppKeys, TokenIssuer};
+use showcall_auth::{ApiKeys, AppKeys, TokenIssuer};
 use showcall_proto::admin as pb;
 use showcall_proto::admin::admin_server::Admin;
 use showcall_proto::admin::{GetNodeInfoRequest, MintTokenRequest, MintTokenResponse, NodeInfo};
@@ -21,6 +21,8 @@ use crate::request::{AdminError, MintToken, mint_error};
 pub struct AdminService {
     /// The secrets tokens are minted with; the same set the gateway verifies against.
     keys: Arc<AppKeys>,
+    /// The API keys callers sign their admin tokens with (none: every request is refused).
+    api_keys: Arc<ApiKeys>,
     /// Describes the node at the moment of asking; the node owns the numbers (sessions, calls), so it
     /// hands in a closure rather than this crate reaching into its actors.
     node_info: Arc<dyn Fn() -> NodeInfo + Send + Sync>,
@@ -41,12 +43,24 @@ impl AdminService {
     ) -> Self {
         Self {
             keys,
+            api_keys: Arc::default(),
             node_info: Arc::new(node_info),
             events: Arc::new(showcall_actors::events::MemoryEventLog::default()),
             hub: None,
             // A service nobody stops: the sender is dropped, the value stays false.
             stopping: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Accepts admin tokens signed with `api_keys` (a service without keys refuses every request).
+    pub fn with_api_keys(mut self, api_keys: Arc<ApiKeys>) -> Self {
+        self.api_keys = api_keys;
+        self
+    }
+
+    /// The interceptor that authenticates this service's callers.
+    pub fn auth(&self) -> crate::AdminAuth {
+        crate::AdminAuth::new(self.api_keys.clone())
     }
 
     /// Ends open `WatchEvents` streams when `stopping` turns true (the node shuts down).
@@ -78,6 +92,7 @@ impl fmt::Debug for AdminService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminService")
             .field("keys", &self.keys)
+            .field("api_keys", &self.api_keys)
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +112,10 @@ impl Admin for AdminService {
         &self,
         request: Request<MintTokenRequest>,
     ) -> Result<Response<MintTokenResponse>, Status> {
-        let req = MintToken::parse(request.into_inner(), &self.keys)?;
+        let caller = crate::auth::caller_of(&request)?;
+        let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
+        let req = MintToken::parse(req, &self.keys)?;
         let (token, expires_at) = TokenIssuer::mint(
             &self.keys,
             &req.app_id,
@@ -118,13 +136,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
-        if !req.app_id.is_empty() && !self.keys.contains(&req.app_id) {
-            return Err(Status::invalid_argument(format!(
-                "app_id: no app {:?} on this node",
-                req.app_id
-            )));
-        }
+        crate::auth::authorize(&caller, &req.app_id)?;
+        // A key sees its own app's events only; an empty app_id means that app.
+        let app_id = caller.app;
         let events = self
             .events
             .watch(req.after_cursor)
@@ -136,7 +152,7 @@ impl Admin for AdminService {
                 std::future::pending::<()>().await;
             }
         };
-        let events = crate::events::proto_stream(events, req.app_id)
+        let events = crate::events::proto_stream(events, app_id)
             .take_until(stopped)
             .chain(futures_util::stream::once(async {
                 Err(Status::unavailable(
@@ -148,8 +164,10 @@ impl Admin for AdminService {
 
     async fn get_node_info(
         &self,
-        _request: Request<GetNodeInfoRequest>,
+        request: Request<GetNodeInfoRequest>,
     ) -> Result<Response<NodeInfo>, Status> {
+        // Any app's key may ask: the node's numbers name no app's users.
+        crate::auth::caller_of(&request)?;
         Ok(Response::new((self.node_info)()))
     }
 
@@ -157,7 +175,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let user = business::user(&req.user_id)?;
         let found = self
@@ -175,21 +195,29 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        self.list_users(request.into_inner(), false).await
+        let caller = crate::auth::caller_of(&request)?;
+        let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
+        self.list_users(req, false).await
     }
 
     async fn list_available_hosts(
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        self.list_users(request.into_inner(), true).await
+        let caller = crate::auth::caller_of(&request)?;
+        let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
+        self.list_users(req, true).await
     }
 
     async fn list_channels(
         &self,
         request: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let (size, after) = business::page(req.page_size, &req.page_token)?;
         let after = after.map(showcall_machines::ChannelName);
@@ -210,7 +238,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::GetChannelRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let channel = business::channel(&req.channel)?;
         match self
@@ -228,7 +258,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::KickUserRequest>,
     ) -> Result<Response<pb::KickUserResponse>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let channel = business::channel(&req.channel)?;
         let user = business::user(&req.user_id)?;
@@ -247,7 +279,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UnbanUserRequest>,
     ) -> Result<Response<pb::UnbanUserResponse>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let channel = business::channel(&req.channel)?;
         let user = business::user(&req.user_id)?;
@@ -263,7 +297,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::GetCallRequest>,
     ) -> Result<Response<pb::Call>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let call = business::call(&req.call_id)?;
         match self
@@ -281,7 +317,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::EndCallRequest>,
     ) -> Result<Response<pb::EndCallResponse>, Status> {
+        let caller = crate::auth::caller_of(&request)?;
         let req = request.into_inner();
+        crate::auth::authorize(&caller, &req.app_id)?;
         let app = business::app(&req.app_id, &self.keys)?;
         let call = business::call(&req.call_id)?;
         let reason = business::reason(&req.reason)?;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use showcall_admin::{AdminService, NodeInfo, serve};
-use showcall_auth::{AppKeys, TokenVerifier};
+use showcall_admin::{AdminCredentials, AdminService, NodeInfo, serve};
+use showcall_auth::{ApiKeys, AppKeys, TokenVerifier};
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::{GetNodeInfoRequest, MintTokenRequest};
 use tokio::net::TcpListener;
@@ -18,6 +18,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const SECRET: &str = "test-secret-0123456789";
+const API_KEY: &str = "demo-key";
+const API_SECRET: &str = "test-api-secret-0123456789";
+
+/// What the business server signs its requests with.
+fn credentials() -> AdminCredentials {
+    AdminCredentials::new(API_KEY, API_SECRET)
+}
 
 /// A running admin server and the means to stop it.
 struct Node {
@@ -29,6 +36,7 @@ struct Node {
 impl Node {
     async fn start() -> Self {
         let keys = Arc::new(AppKeys::from_pairs([("demo", SECRET)]));
+        let api_keys = Arc::new(ApiKeys::from_triples([(API_KEY, "demo", API_SECRET)]));
         let service = AdminService::new(keys, || NodeInfo {
             node_id: "node-test".into(),
             version: "0.0.0-test".into(),
@@ -36,7 +44,8 @@ impl Node {
             users_online: 3,
             calls_active: 1,
             ..NodeInfo::default()
-        });
+        })
+        .with_api_keys(api_keys);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -81,7 +90,7 @@ fn mint_request(user_id: &str) -> MintTokenRequest {
 #[tokio::test]
 async fn minted_token_verifies_with_the_app_secret() {
     let node = Node::start().await;
-    let mut client = AdminClient::new(node.channel().await);
+    let mut client = AdminClient::with_interceptor(node.channel().await, credentials());
 
     let before = now_unix();
     let minted = client
@@ -106,17 +115,17 @@ async fn minted_token_verifies_with_the_app_secret() {
 #[tokio::test]
 async fn empty_user_id_is_refused_naming_the_field() {
     let node = Node::start().await;
-    let mut client = AdminClient::new(node.channel().await);
+    let mut client = AdminClient::with_interceptor(node.channel().await, credentials());
 
     let status = client.mint_token(mint_request("")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().starts_with("user_id:"), "{status:?}");
 
+    // A key acts for its own app: another app id is not this caller's to mint for.
     let mut unknown_app = mint_request("42");
     unknown_app.app_id = "not-configured".into();
     let status = client.mint_token(unknown_app).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("app_id:"), "{status:?}");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
 
     node.stop().await;
 }
@@ -124,7 +133,7 @@ async fn empty_user_id_is_refused_naming_the_field() {
 #[tokio::test]
 async fn node_info_is_what_the_node_reports() {
     let node = Node::start().await;
-    let mut client = AdminClient::new(node.channel().await);
+    let mut client = AdminClient::with_interceptor(node.channel().await, credentials());
 
     let info = client
         .get_node_info(GetNodeInfoRequest {})

@@ -16,6 +16,9 @@ pub enum AuthError {
     /// The token names an app this node has no secret for.
     #[error("unknown app")]
     UnknownApp,
+    /// An admin token names an API key this node does not have (never was, or was removed).
+    #[error("unknown API key")]
+    UnknownKey,
     /// The token was valid until `exp` (Unix seconds) and is no longer.
     #[error("token expired at {exp}")]
     Expired {

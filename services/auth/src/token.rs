@@ -96,7 +96,8 @@ impl TokenVerifier {
     }
 }
 
-fn map_decode_error(e: jsonwebtoken::errors::Error) -> AuthError {
+/// The error a jsonwebtoken decode failure is reported as (shared by every token kind).
+pub(crate) fn map_decode_error(e: jsonwebtoken::errors::Error) -> AuthError {
     match e.kind() {
         ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
             AuthError::BadSignature

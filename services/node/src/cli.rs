@@ -1,7 +1,8 @@
 //! The `showcall` command line.
 //!
 //! `showcall` alone (or with only run flags) runs a node; `showcall token` mints a token from the
-//! configured app secrets; `showcall bench` drives load against a node.
+//! configured app secrets; `showcall admin-token` signs an admin token with an app's API key (for the
+//! business gRPC API, e.g. with grpcurl); `showcall bench` drives load against a node.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use showcall_admin::{AdminError, MintToken};
-use showcall_auth::TokenIssuer;
+use showcall_auth::{AdminTokenIssuer, TokenIssuer};
 use showcall_proto::admin::MintTokenRequest;
 
 use crate::config::NodeConfig;
@@ -45,6 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Mint a token for a user and print it to stdout.
     Token(TokenArgs),
+    /// Mint an admin token (for the business gRPC API) with one of an app's API keys and print it.
+    AdminToken(AdminTokenArgs),
     /// Measure a node under load.
     Bench(BenchArgs),
 }
@@ -120,6 +123,21 @@ pub struct TokenArgs {
     #[arg(long)]
     pub no_subscribe: bool,
     /// TOML configuration file holding the app secrets (otherwise the built-in demo app).
+    #[arg(long, value_name = "PATH", env = "SHOWCALL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags of `showcall admin-token`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenArgs {
+    /// The API key to sign with (its secret comes from the configuration); the token acts for that
+    /// key's app.
+    #[arg(long, value_name = "KEY_ID", default_value = crate::config::DEMO_API_KEY)]
+    pub key: String,
+    /// How long the token is valid, whole seconds, at most an hour, e.g. `5m`.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// TOML configuration file holding the API keys (otherwise the built-in demo app's).
     #[arg(long, value_name = "PATH", env = "SHOWCALL_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -293,6 +311,37 @@ pub fn run_token(args: &TokenArgs) -> anyhow::Result<String> {
         .context("system clock is before 1970")?
         .as_secs();
     mint_token(args, &config, now)
+}
+
+/// `showcall admin-token`: loads the configuration and signs an admin token with the named API key.
+pub fn run_admin_token(args: &AdminTokenArgs) -> anyhow::Result<String> {
+    let config = NodeConfig::load(&RunArgs {
+        config: args.config.clone(),
+        ..RunArgs::default()
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock is before 1970")?
+        .as_secs();
+    mint_admin_token(args, &config, now)
+}
+
+/// The clock-free part of [`run_admin_token`].
+fn mint_admin_token(
+    args: &AdminTokenArgs,
+    config: &NodeConfig,
+    now_unix: u64,
+) -> anyhow::Result<String> {
+    if args.ttl.subsec_nanos() != 0 {
+        anyhow::bail!("--ttl: must be whole seconds");
+    }
+    let keys = config.api_keys();
+    if keys.app_of(&args.key).is_none() {
+        anyhow::bail!("--key: no API key {:?} in the configuration", args.key);
+    }
+    let (token, _exp) = AdminTokenIssuer::mint(&keys, &args.key, args.ttl, now_unix)
+        .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+    Ok(token)
 }
 
 /// The clock-free part of [`run_token`].
@@ -545,6 +594,38 @@ mod tests {
             (&["--uid", "1", "--channel", "a b"][..], "--channel"),
         ] {
             let msg = mint_token(&token_args(args), &config, NOW)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(flag), "{args:?}: {msg}");
+        }
+    }
+
+    fn admin_token_args(args: &[&str]) -> AdminTokenArgs {
+        match parse(&[&["showcall", "admin-token"], args].concat()) {
+            Command::AdminToken(t) => t,
+            other => panic!("expected admin-token, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn admin_token_acts_for_the_demo_app_by_default() {
+        let config = NodeConfig::default();
+        let token = mint_admin_token(&admin_token_args(&[]), &config, NOW).unwrap();
+        let caller =
+            showcall_auth::AdminTokenVerifier::verify(&config.api_keys(), &token, NOW).unwrap();
+        assert_eq!(caller.app, "demo");
+        assert_eq!(caller.key_id, crate::config::DEMO_API_KEY);
+    }
+
+    #[test]
+    fn admin_token_errors_name_the_flag() {
+        let config = NodeConfig::default();
+        for (args, flag) in [
+            (&["--key", "nope"][..], "--key"),
+            (&["--ttl", "2h"][..], "--ttl"),
+            (&["--ttl", "1500ms"][..], "--ttl"),
+        ] {
+            let msg = mint_admin_token(&admin_token_args(args), &config, NOW)
                 .unwrap_err()
                 .to_string();
             assert!(msg.starts_with(flag), "{args:?}: {msg}");

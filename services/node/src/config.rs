@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use ::config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
-use showcall_auth::AppKeys;
+use showcall_auth::{ApiKeys, AppKeys};
 
 use crate::cli::RunArgs;
 
@@ -63,6 +63,13 @@ pub const DEMO_APP_ID: &str = "demo";
 /// The demo app's secret. It is public (it is in the source), so anyone can mint tokens for a node
 /// that still uses it: production MUST configure its own apps and secrets.
 pub const DEMO_SECRET: &str = "showcall-demo-secret-change-me";
+
+/// The demo app's API key id: what `showcall admin-token` signs with when no key is named.
+pub const DEMO_API_KEY: &str = "demo-key";
+
+/// The demo API key's secret. Public like [`DEMO_SECRET`]: anyone can call the business API of a node
+/// that still has it; production MUST configure its own keys.
+pub const DEMO_API_SECRET: &str = "showcall-demo-api-secret-change-me";
 
 /// Shortest accepted app secret, in bytes: HS256 with a shorter secret can be brute-forced.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -181,6 +188,10 @@ impl Default for NodeConfig {
             apps: vec![AppConfig {
                 id: DEMO_APP_ID.into(),
                 secret: DEMO_SECRET.into(),
+                api_keys: vec![ApiKeyConfig {
+                    key: DEMO_API_KEY.into(),
+                    secret: DEMO_API_SECRET.into(),
+                }],
                 call_policy_url: None,
                 webhook_url: None,
                 webhook_secret: None,
@@ -212,6 +223,11 @@ pub struct AppConfig {
     pub id: String,
     /// The HS256 secret of the app's tokens; at least [`MIN_SECRET_LEN`] bytes. Never logged.
     pub secret: String,
+    /// The app's API keys: its business servers sign their admin tokens with one of them (see
+    /// `showcall_auth::api_keys`). Two at once is how a secret is rotated. None = nobody can call the
+    /// business API for this app.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
     /// The app's CallPolicy service (`http://host:port`, `proto/policy/v1/policy.proto`): when set, each
     /// call of the app is authorized there before it rings. Unset = no admission.
     #[serde(default)]
@@ -229,12 +245,33 @@ impl fmt::Debug for AppConfig {
         f.debug_struct("AppConfig")
             .field("id", &self.id)
             .field("secret", &"<redacted>")
+            .field("api_keys", &self.api_keys)
             .field("call_policy_url", &self.call_policy_url)
             .field("webhook_url", &self.webhook_url)
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
+            .finish()
+    }
+}
+
+/// One API key of an app: a public id and the secret admin tokens are signed with.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The key id: sent as the admin token's `iss`, logged; unique across every app. ASCII letters,
+    /// digits, `-`, `_` and `.`, at most 64.
+    pub key: String,
+    /// The HS256 secret; at least [`MIN_SECRET_LEN`] bytes, and not the app's token secret. Never logged.
+    pub secret: String,
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
             .finish()
     }
 }
@@ -485,6 +522,7 @@ impl NodeConfig {
                 .push("apps is empty: at least one app is needed to accept any token".to_owned());
         }
         let mut seen = HashSet::new();
+        let mut key_ids = HashSet::new();
         for (i, app) in self.apps.iter().enumerate() {
             if app.id.is_empty() {
                 problems.push(format!("apps[{i}].id is empty"));
@@ -495,6 +533,34 @@ impl NodeConfig {
                 problems.push(format!(
                     "apps[{i}].secret is shorter than {MIN_SECRET_LEN} bytes"
                 ));
+            }
+            for (k, key) in app.api_keys.iter().enumerate() {
+                let at = format!("apps[{i}].api_keys[{k}]");
+                let id_ok = key
+                    .key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if key.key.is_empty()
+                    || key.key.len() > showcall_auth::MAX_API_KEY_ID_LEN
+                    || !id_ok
+                {
+                    problems.push(format!(
+                        "{at}.key must be 1..={} ASCII letters, digits, '-', '_' or '.'",
+                        showcall_auth::MAX_API_KEY_ID_LEN
+                    ));
+                } else if !key_ids.insert(key.key.as_str()) {
+                    problems.push(format!(
+                        "{at}.key {:?} appears twice (key ids are unique across apps)",
+                        key.key
+                    ));
+                }
+                if key.secret.len() < MIN_SECRET_LEN {
+                    problems.push(format!("{at}.secret is shorter than {MIN_SECRET_LEN} bytes"));
+                } else if key.secret == app.secret {
+                    problems.push(format!(
+                        "{at}.secret is the app's token secret: a holder of one could act as the other"
+                    ));
+                }
             }
             if let Some(url) = &app.call_policy_url
                 && let Err(e) = showcall_actors::admission::policy_endpoint(&app.id, url)
@@ -632,6 +698,15 @@ impl NodeConfig {
         )
     }
 
+    /// The API keys of every app, for verifying admin tokens.
+    pub fn api_keys(&self) -> ApiKeys {
+        ApiKeys::from_triples(self.apps.iter().flat_map(|a| {
+            a.api_keys
+                .iter()
+                .map(|k| (k.key.as_str(), a.id.as_str(), k.secret.as_bytes()))
+        }))
+    }
+
     /// The apps that have a webhook, checked (call after [`validate`](Self::validate) passed).
     pub fn webhook_targets(&self) -> Vec<showcall_admin::webhooks::WebhookTarget> {
         self.apps
@@ -651,6 +726,14 @@ impl NodeConfig {
     /// Whether an app still uses the public demo secret; the node should warn loudly when it does.
     pub fn uses_demo_secret(&self) -> bool {
         self.apps.iter().any(|a| a.secret == DEMO_SECRET)
+    }
+
+    /// Whether an app still has the public demo API key secret: anyone can then call its business API.
+    pub fn uses_demo_api_secret(&self) -> bool {
+        self.apps
+            .iter()
+            .flat_map(|a| &a.api_keys)
+            .any(|k| k.secret == DEMO_API_SECRET)
     }
 }
 
@@ -831,6 +914,7 @@ mod tests {
                 AppConfig {
                     id: "a".into(),
                     secret: "short".into(),
+                    api_keys: Vec::new(),
                     call_policy_url: None,
                     webhook_url: None,
                     webhook_secret: None,
@@ -838,6 +922,7 @@ mod tests {
                 AppConfig {
                     id: "a".into(),
                     secret: "long-enough-secret-0123".into(),
+                    api_keys: Vec::new(),
                     call_policy_url: None,
                     webhook_url: None,
                     webhook_secret: None,
@@ -1033,6 +1118,7 @@ mod tests {
             apps: vec![AppConfig {
                 id: "shop".into(),
                 secret: "shop-secret-0123456789".into(),
+                api_keys: Vec::new(),
                 call_policy_url: Some("https://policy.example:443".into()),
                 webhook_url: None,
                 webhook_secret: None,

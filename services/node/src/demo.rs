@@ -240,6 +240,7 @@ mod tests {
             apps: vec![AppConfig {
                 id: "prod".into(),
                 secret: "a-private-secret-of-enough-length".into(),
+                api_keys: Vec::new(),
                 call_policy_url: None,
                 webhook_url: None,
                 webhook_secret: None,

@@ -340,6 +340,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     });
     let admin = admin
+        .with_api_keys(Arc::new(config.api_keys()))
         .with_events(hub.events().clone())
         .with_hub(hub.clone())
         .with_shutdown(shutdown_rx.clone());

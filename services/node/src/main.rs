@@ -34,6 +34,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", showcall_node::cli::run_token(&args)?);
             Ok(())
         }
+        Command::AdminToken(args) => {
+            println!("{}", showcall_node::cli::run_admin_token(&args)?);
+            Ok(())
+        }
         Command::Bench(args) => runtime.block_on(showcall_node::bench::run(args)),
     }
 }
@@ -57,6 +61,11 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if config.uses_demo_secret() {
         tracing::warn!(
             "using the built-in demo app secret: set your own [[apps]] before production"
+        );
+    }
+    if config.uses_demo_api_secret() {
+        tracing::warn!(
+            "an app still has the built-in demo API key: anyone can call its business API; set your own apps[].api_keys before production"
         );
     }
     let node = showcall_node::start(config).await?;
