@@ -18,20 +18,26 @@ pub async fn admin_at(grpc: &str) -> Admin {
 
 /// A client of the admin API at `grpc` that signs with `credentials`.
 pub async fn admin_with(grpc: &str, credentials: AdminCredentials) -> Admin {
-    let channel = Channel::from_shared(grpc.to_owned())
-        .expect("a valid URL")
-        .connect()
-        .await
-        .expect("admin API reachable");
+    let channel = grpc_channel(grpc).await.expect("admin API reachable");
     AdminClient::with_interceptor(channel, credentials)
 }
 
+/// A connection to a node's gRPC at `url`; an `https://` one trusts the test CA
+/// (`tests/fixtures/tls/ca.crt`, which signed the `localhost` certificate nodes serve in TLS tests).
+pub async fn grpc_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    let mut endpoint = Channel::from_shared(url.to_owned()).expect("a valid URL");
+    if url.starts_with("https://") {
+        let ca = std::fs::read(crate::tls_fixture("ca.crt")).expect("the test CA");
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+        )?;
+    }
+    endpoint.connect().await
+}
+
 /// `app`'s events after `after` (`None`: from now on).
-pub async fn watch_events(
-    admin: &mut Admin,
-    app: &str,
-    after: Option<u64>,
-) -> Streaming<Event> {
+pub async fn watch_events(admin: &mut Admin, app: &str, after: Option<u64>) -> Streaming<Event> {
     admin
         .watch_events(WatchEventsRequest {
             after_cursor: after,

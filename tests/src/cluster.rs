@@ -240,6 +240,7 @@ impl NodeProcess {
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--media-addr", "127.0.0.1:0"])
             .args(["--etcd", &etcd.url])
+            .env("SHOWCALL_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("SHOWCALL_LEASE_TTL", options.lease_ttl)
             .env("SHOWCALL_PARTITIONS", options.partitions.to_string())
             .env("RUST_LOG", "warn")
@@ -340,11 +341,7 @@ impl NodeProcess {
 
     /// `GetNodeInfo`, or `None` when the node does not answer (killed, or not serving gRPC).
     pub async fn info(&self) -> Option<NodeInfo> {
-        let channel = tonic::transport::Channel::from_shared(self.grpc_url.clone())
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
+        let channel = crate::admin::grpc_channel(&self.grpc_url).await.ok()?;
         let credentials = showcall_admin::AdminCredentials::new(
             showcall_node::config::DEMO_API_KEY,
             showcall_node::config::DEMO_API_SECRET,
@@ -601,6 +598,9 @@ pub async fn eventually<T, O: std::fmt::Debug>(
 
 /// The app every node runs (the built-in demo app).
 pub const DEMO_APP: &str = showcall_node::config::DEMO_APP_ID;
+
+/// The secret the harness's cluster members share (`SHOWCALL_CLUSTER_SECRET`).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
 /// How many times `user` was told that `call` ended.
 pub fn call_endings(user: &crate::sdk_helpers::SdkUser, call: &str) -> usize {

@@ -88,6 +88,14 @@ impl TestNode {
     }
 }
 
+/// A file of the test TLS fixtures (`tests/fixtures/tls`: a CA and a `localhost`/127.0.0.1
+/// certificate it signed).
+pub fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tls")
+        .join(name)
+}
+
 /// Every grant.
 pub fn full_grants() -> Grants {
     Grants {

@@ -146,10 +146,7 @@ async fn admin_requests_need_the_apps_own_key() {
     ];
     for (what, header) in refused_unauthenticated {
         let mut client = client_sending(&node, header).await;
-        let refused = client
-            .kick_user(kick_viewer("shop"))
-            .await
-            .expect_err(what);
+        let refused = client.kick_user(kick_viewer("shop")).await.expect_err(what);
         assert_eq!(refused.code(), Code::Unauthenticated, "{what}: {refused:?}");
         let refused = client
             .get_node_info(GetNodeInfoRequest {})

@@ -382,7 +382,10 @@ async fn a_business_server_reads_presence_ends_kicks_and_bans() {
             ..Default::default()
         },
     ];
-    for (request, field) in wrong.into_iter().zip(["ban_seconds", "ban_join", "user_id"]) {
+    for (request, field) in wrong
+        .into_iter()
+        .zip(["ban_seconds", "ban_join", "user_id"])
+    {
         let refused = biz.admin.kick_user(request).await.expect_err("refused");
         assert_eq!(refused.code(), Code::InvalidArgument);
         assert!(

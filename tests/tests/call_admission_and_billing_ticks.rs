@@ -73,14 +73,37 @@ impl Drop for PolicyServer {
 }
 
 async fn policy_server() -> PolicyServer {
+    serve_policy(None).await
+}
+
+/// A policy server over TLS with the test `localhost` certificate (signed by the test CA).
+async fn policy_server_tls() -> PolicyServer {
+    let read = |name| std::fs::read(showcall_tests::tls_fixture(name)).expect("TLS fixture");
+    let identity =
+        tonic::transport::Identity::from_pem(read("localhost.crt"), read("localhost.key"));
+    serve_policy(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
+    .await
+}
+
+async fn serve_policy(tls: Option<tonic::transport::ServerTlsConfig>) -> PolicyServer {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the policy server");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let port = listener.local_addr().expect("bound").port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     let (tx, seen) = mpsc::unbounded_channel();
     let service = CallPolicyServer::new(Policy { seen: tx });
     let task = tokio::spawn(async move {
-        Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).expect("TLS settings");
+        }
+        builder
             .add_service(service)
             .serve_with_incoming(TcpIncoming::from(listener))
             .await
@@ -229,6 +252,30 @@ async fn a_refused_call_ends_for_the_caller_with_the_business_servers_reason_and
         CallState::Prepared,
         "free to call again"
     );
+}
+
+#[tokio::test]
+async fn a_policy_service_over_https_is_asked_and_its_refusal_reaches_the_caller() {
+    let mut policy = policy_server_tls().await;
+    let url = policy.url.clone();
+    let node = TestNode::start_with(move |c| {
+        c.apps[0].call_policy_url = Some(url);
+        c.trusted_ca = Some(showcall_tests::tls_fixture("ca.crt"));
+    })
+    .await;
+    let mut viewer = SdkUser::prepared(&node, "viewer", PrepareConfig::default()).await;
+    let _host = SdkUser::prepared(&node, VIP_HOST, PrepareConfig::default()).await;
+    viewer
+        .api
+        .call(VIP_HOST, CallType::Video, HashMap::new())
+        .await
+        .expect("the call is placed (and then authorized)");
+    let (text, _) = viewer
+        .wait_state_text(CallState::Prepared, CallStateReason::RefusedByPolicy)
+        .await;
+    assert_eq!(text, VIP_ONLY, "the verdict came over TLS");
+    let asked = policy.seen.recv().await.expect("asked");
+    assert_eq!(asked.callee_user_id, VIP_HOST);
 }
 
 #[tokio::test]

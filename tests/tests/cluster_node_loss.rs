@@ -121,7 +121,8 @@ async fn calls_survive_or_end_exactly_once_when_a_node_is_killed_and_users_come_
     let victim = nodes.remove(nodes.iter().position(|n| n.id == victim_id).expect("known"));
     let (a, b) = (&nodes[0], &nodes[1]);
     // The business server watches from a survivor, from before the first call.
-    let mut events = showcall_tests::admin::admin_at(&a.grpc_url.clone()).await
+    let mut events = showcall_tests::admin::admin_at(&a.grpc_url.clone())
+        .await
         .watch_events(WatchEventsRequest {
             after_cursor: None,
             app_id: APP.into(),

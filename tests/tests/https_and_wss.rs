@@ -17,9 +17,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/tls")
-        .join(name)
+    showcall_tests::tls_fixture(name)
 }
 
 /// A TLS connection to the node that trusts only the test certificate.

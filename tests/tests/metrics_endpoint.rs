@@ -108,7 +108,8 @@ async fn metrics_follow_a_call_with_media_from_ringing_to_hangup() {
     }
 
     // The viewer hangs up; the business server hears the call ended (counted before it is reported).
-    let mut admin = showcall_tests::admin::admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
+    let mut admin =
+        showcall_tests::admin::admin_at(&format!("http://{}", node.handle.grpc_addr)).await;
     let mut events = admin
         .watch_events(WatchEventsRequest {
             after_cursor: None,

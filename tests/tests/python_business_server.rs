@@ -315,7 +315,10 @@ async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_api_ke
         Stdio::piped(),
     )
     .await;
-    assert!(!server.exit_success().await, "a refused credential is an error");
+    assert!(
+        !server.exit_success().await,
+        "a refused credential is an error"
+    );
     assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
     let mut stderr = String::new();
     tokio::io::AsyncReadExt::read_to_string(

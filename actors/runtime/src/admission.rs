@@ -13,8 +13,8 @@
 //! - One lazily connected tonic channel per endpoint URL, shared by every call (and every app naming the
 //!   same URL): HTTP/2 multiplexes the requests, and the first call does not wait for a connection set up
 //!   in advance. The request carries the deadline (grpc-timeout) so the business server can give up too.
-//! - Plain `http://` only: the node's tonic is built without TLS. Run the policy service on a private
-//!   network (or behind a TLS-terminating sidecar); `https://` is refused at configuration time.
+//! - `http://` or `https://`. Over TLS the service's certificate is checked against the public web roots
+//!   plus the node's `trusted_ca` (for a business server with a private CA).
 //! - The refusal text is cut at [`MAX_REASON_BYTES`] (it travels to the client as an event reason); an
 //!   empty one reads [`REFUSED_WITHOUT_REASON`].
 
@@ -85,7 +85,8 @@ pub struct BadPolicyUrl {
     pub why: String,
 }
 
-/// Checks a CallPolicy URL: `http://host:port` (an optional path prefix is kept).
+/// Checks a CallPolicy URL: `http://host:port` or `https://host:port` (an optional path prefix is
+/// kept). An `https` endpoint trusts the public web roots; [`GrpcAdmission::new`] adds the node's own.
 pub fn policy_endpoint(app: &str, url: &str) -> Result<Endpoint, BadPolicyUrl> {
     let bad = |why: &str| BadPolicyUrl {
         app: app.to_owned(),
@@ -95,12 +96,16 @@ pub fn policy_endpoint(app: &str, url: &str) -> Result<Endpoint, BadPolicyUrl> {
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| bad("not a URL"))?;
     let uri = endpoint.uri();
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https is not supported (this build has no TLS client)")),
-        _ => return Err(bad("the scheme must be http")),
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("the scheme must be http or https")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("no host"));
+    }
+    if uri.scheme_str() == Some("https") {
+        return endpoint
+            .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+            .map_err(|e| bad(&format!("TLS: {e}")));
     }
     Ok(endpoint)
 }
@@ -119,15 +124,27 @@ pub struct GrpcAdmission {
 }
 
 impl GrpcAdmission {
-    /// `apps` are (app id, CallPolicy URL) pairs; every URL is checked here.
+    /// `apps` are (app id, CallPolicy URL) pairs; every URL is checked here. `https` URLs trust
+    /// `trusted_ca` (PEM) beside the public web roots.
     pub fn new(
         apps: impl IntoIterator<Item = (AppId, String)>,
         timeout: Duration,
+        trusted_ca: Option<&[u8]>,
     ) -> Result<Self, BadPolicyUrl> {
         let mut by_app = HashMap::new();
         let mut endpoints = HashMap::new();
         for (app, url) in apps {
-            let endpoint = policy_endpoint(&app.0, &url)?.connect_timeout(timeout);
+            let mut endpoint = policy_endpoint(&app.0, &url)?.connect_timeout(timeout);
+            if let (Some(ca), Some("https")) = (trusted_ca, endpoint.uri().scheme_str()) {
+                let tls = tonic::transport::ClientTlsConfig::new()
+                    .with_webpki_roots()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+                endpoint = endpoint.tls_config(tls).map_err(|e| BadPolicyUrl {
+                    app: app.0.clone(),
+                    url: url.clone(),
+                    why: format!("TLS: {e}"),
+                })?;
+            }
             endpoints.insert(url.clone(), endpoint);
             by_app.insert(app, url);
         }
@@ -238,16 +255,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_with_a_host_are_endpoints() {
+    fn http_and_https_urls_with_a_host_are_endpoints() {
         assert!(policy_endpoint("a", "http://127.0.0.1:9000").is_ok());
         assert!(policy_endpoint("a", "http://policy.internal:9000/prefix").is_ok());
-        for url in [
-            "https://policy:443",
-            "ftp://x",
-            "policy:9000",
-            "",
-            "http://",
-        ] {
+        assert!(policy_endpoint("a", "https://policy.internal:443").is_ok());
+        for url in ["ftp://x", "policy:9000", "", "http://"] {
             let err = policy_endpoint("a", url).expect_err(url);
             assert_eq!((err.app.as_str(), err.url.as_str()), ("a", url));
         }
@@ -286,6 +298,7 @@ mod tests {
         let admission = GrpcAdmission::new(
             [(AppId("shop".into()), "http://127.0.0.1:1".to_owned())],
             Duration::from_secs(2),
+            None,
         )
         .expect("valid");
         assert_eq!(
@@ -294,8 +307,9 @@ mod tests {
         );
         assert_eq!(admission.timeout(&AppId("demo".into())), None);
         let bad = GrpcAdmission::new(
-            [(AppId("shop".into()), "https://x".to_owned())],
+            [(AppId("shop".into()), "ftp://x".to_owned())],
             Duration::from_secs(2),
+            None,
         );
         assert!(bad.is_err());
     }

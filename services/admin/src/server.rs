@@ -4,8 +4,8 @@ use std::future::Future;
 
 use showcall_proto::admin::admin_server::AdminServer;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::AdminService;
 
@@ -19,13 +19,15 @@ pub async fn serve(
     service: AdminService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    serve_with(listener, service, |routes| routes, shutdown).await
+    serve_with(listener, service, None, |routes| routes, shutdown).await
 }
 
-/// [`serve`], with more gRPC services on the same port (the cluster's node link).
+/// [`serve`], over TLS when `tls` is given, with more gRPC services on the same port (the cluster's
+/// node link).
 pub async fn serve_with(
     listener: TcpListener,
     service: AdminService,
+    tls: Option<ServerTlsConfig>,
     more: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -34,7 +36,7 @@ pub async fn serve_with(
     reporter.set_serving::<AdminServer<AdminService>>().await;
 
     let local_addr = listener.local_addr().ok();
-    tracing::info!(addr = ?local_addr, "admin gRPC listening");
+    tracing::info!(addr = ?local_addr, tls = tls.is_some(), "admin gRPC listening");
     // Small unary RPCs: Nagle would only add latency.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let reflection = tonic_reflection::server::Builder::configure()
@@ -48,7 +50,11 @@ pub async fn serve_with(
             .add_service(reflection)
             .add_service(AdminServer::with_interceptor(service, auth)),
     );
-    let served = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

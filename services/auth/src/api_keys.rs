@@ -220,7 +220,10 @@ impl AdminTokenVerifier {
         if now_unix >= claims.exp.saturating_add(skew) {
             return Err(AuthError::Expired { exp: claims.exp });
         }
-        if claims.nbf.is_some_and(|nbf| now_unix.saturating_add(skew) < nbf) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| now_unix.saturating_add(skew) < nbf)
+        {
             return Err(AuthError::InvalidClaims("not valid yet (nbf)".into()));
         }
         if claims.exp > now_unix + MAX_ADMIN_TOKEN_TTL.as_secs() + skew {
@@ -270,7 +273,9 @@ mod tests {
         for key in ["shop-key-1", "shop-key-2"] {
             let (token, _) = AdminTokenIssuer::mint(&keys(), key, MINUTE, NOW).unwrap();
             assert_eq!(
-                AdminTokenVerifier::verify(&keys(), &token, NOW).unwrap().app,
+                AdminTokenVerifier::verify(&keys(), &token, NOW)
+                    .unwrap()
+                    .app,
                 "shop"
             );
         }
@@ -279,7 +284,8 @@ mod tests {
     #[test]
     fn a_removed_key_is_refused() {
         let (token, _) = AdminTokenIssuer::mint(&keys(), "shop-key-1", MINUTE, NOW).unwrap();
-        let rotated = ApiKeys::from_triples([("shop-key-2", "shop", "shop-api-secret-rotated-987")]);
+        let rotated =
+            ApiKeys::from_triples([("shop-key-2", "shop", "shop-api-secret-rotated-987")]);
         assert_eq!(
             AdminTokenVerifier::verify(&rotated, &token, NOW),
             Err(AuthError::UnknownKey)

@@ -28,8 +28,8 @@ pub use api_keys::{
 pub use claims::{
     Claims, MAX_CHANNEL_LEN, MAX_USER_ID_LEN, WILDCARD_CHANNEL, validate_channel, validate_user_id,
 };
-pub use error::AuthError;
 pub use cluster_secret::{ClusterSecret, LINK_TOKEN_TTL};
+pub use error::AuthError;
 pub use grants::Grants;
 pub use keys::AppKeys;
 pub use token::{TokenIssuer, TokenVerifier};

@@ -44,7 +44,9 @@ pub mod webhook_leader;
 pub use bans::EtcdBans;
 pub use call_records::EtcdCallLedger;
 pub use event_log::EtcdEventLog;
-pub use link::{LinkCourier, NodeLinkService};
+pub use link::{
+    LINK_QUEUE_ENVELOPES, LinkCourier, LinkCredentials, LinkTransport, NodeLinkService, serve_link,
+};
 pub use membership::{ClusterConfig, ClusterError, HandoffHook, LeaveReport, Membership, NodeLoss};
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;

@@ -1,16 +1,29 @@
 //! The node link: actor envelopes between nodes over tonic.
 //!
 //! [`LinkCourier`] is the actors' `Courier`: one client stream per peer node, opened on first use to the
-//! peer's advertised gRPC address (from the cluster view) and kept open; envelopes to a peer go through
-//! one unbounded queue into that stream, so they arrive in the order sent. When the stream breaks
-//! (the peer died or restarted) the queue is dropped with whatever it held — requests among them time out
-//! as UNAVAILABLE — and the next envelope opens a new stream.
+//! peer's advertised link address (from the cluster view) and kept open; envelopes to a peer go through
+//! one queue into that stream, so they arrive in the order sent. When the stream breaks (the peer died or
+//! restarted) the queue is dropped with whatever it held — requests among them time out as UNAVAILABLE —
+//! and the next envelope opens a new stream.
 //!
-//! [`NodeLinkService`] is the receiving side: it decodes each envelope and hands it to the hub, one after
+//! The queue holds at most [`LINK_QUEUE_ENVELOPES`]: a peer that stops reading (HTTP/2 flow control stops
+//! the stream) cannot make this node's memory grow. When it is full the envelope is dropped and the
+//! send reports failure, so a request among them fails at once rather than at its timeout; it is counted
+//! in `showcall_node_link_dropped_total`.
+//!
+//! Every stream is opened with a link token (`authorization: Bearer`, see
+//! `showcall_auth::cluster_secret`) signed with the cluster secret and naming this node.
+//!
+//! [`NodeLinkService`] is the receiving side: it refuses a stream without a valid link token
+//! (UNAUTHENTICATED, logged, counted in `showcall_node_link_refused_total`), drops envelopes that claim
+//! to come from another node than the token named, and hands each other envelope to the hub, one after
 //! another, so per-peer order holds end to end.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use showcall_auth::ClusterSecret;
 
 use showcall_actors::messages::TraceContext;
 use showcall_actors::remote::{Courier, Envelope};
@@ -28,37 +41,99 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Envelopes queued for one peer at most (see the module docs): at a few hundred bytes each, tens of
+/// megabytes — room for any burst a healthy peer drains, a bound for one that does not.
+pub const LINK_QUEUE_ENVELOPES: usize = 65_536;
+
+/// The metadata key of the link token.
+const AUTHORIZATION: &str = "authorization";
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How this node proves it is a member when it opens a link, and checks others: the cluster secret and
+/// its own id.
+#[derive(Debug, Clone)]
+pub struct LinkCredentials {
+    secret: ClusterSecret,
+    me: NodeId,
+}
+
+impl LinkCredentials {
+    pub fn new(secret: ClusterSecret, me: NodeId) -> Self {
+        Self { secret, me }
+    }
+}
+
+/// How this node dials its peers' links: plain HTTP/2, or TLS trusting the given roots.
+#[derive(Debug, Clone, Default)]
+pub enum LinkTransport {
+    #[default]
+    Plain,
+    /// TLS; peers' certificates are checked against these PEM roots (and the public web roots).
+    Tls { ca_pem: Option<Vec<u8>> },
+}
+
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct LinkCourier {
     membership: Membership,
-    peers: Arc<Mutex<HashMap<NodeId, mpsc::UnboundedSender<pb::Envelope>>>>,
+    credentials: LinkCredentials,
+    transport: LinkTransport,
+    peers: Arc<Mutex<HashMap<NodeId, mpsc::Sender<pb::Envelope>>>>,
 }
 
 impl LinkCourier {
-    pub fn new(membership: Membership) -> Self {
+    pub fn new(
+        membership: Membership,
+        credentials: LinkCredentials,
+        transport: LinkTransport,
+    ) -> Self {
         Self {
             membership,
+            credentials,
+            transport,
             peers: Arc::default(),
         }
     }
 
-    fn open(&self, node: &NodeId) -> Option<mpsc::UnboundedSender<pb::Envelope>> {
+    fn open(&self, node: &NodeId) -> Option<mpsc::Sender<pb::Envelope>> {
         let info = self
             .membership
             .read_view(|view| view.nodes.get(node).cloned())?;
-        let (tx, rx) = mpsc::unbounded_channel::<pb::Envelope>();
+        let (tx, rx) = mpsc::channel::<pb::Envelope>(LINK_QUEUE_ENVELOPES);
         let node = node.clone();
         let peers = self.peers.clone();
         let queue = tx.clone();
+        let credentials = self.credentials.clone();
+        let transport = self.transport.clone();
         tokio::spawn(async move {
-            let url = format!("http://{}", info.grpc_addr);
+            let url = match transport {
+                LinkTransport::Plain => format!("http://{}", info.grpc_addr),
+                LinkTransport::Tls { .. } => format!("https://{}", info.grpc_addr),
+            };
             let outcome = async {
-                let mut client = NodeLinkClient::connect(url.clone()).await?;
+                let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())?;
+                if let LinkTransport::Tls { ca_pem } = &transport {
+                    let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+                    if let Some(pem) = ca_pem {
+                        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                    }
+                    endpoint = endpoint.tls_config(tls)?;
+                }
+                let mut client = NodeLinkClient::new(endpoint.connect().await?);
                 let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|frame| (frame, rx))
                 });
-                client.deliver(stream).await?;
+                let token = credentials.secret.mint(&credentials.me.0, now_unix())?;
+                let mut request = Request::new(stream);
+                request
+                    .metadata_mut()
+                    .insert(AUTHORIZATION, format!("Bearer {token}").parse()?);
+                client.deliver(request).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             }
             .await;
@@ -107,15 +182,22 @@ impl Courier for LinkCourier {
         let frame = frame(&envelope);
         let mut peers = lock(&self.peers);
         let frame = match peers.get(node) {
-            Some(tx) => match tx.send(frame) {
+            Some(tx) => match tx.try_send(frame) {
                 Ok(()) => return true,
-                Err(mpsc::error::SendError(frame)) => frame,
+                Err(mpsc::error::TrySendError::Full(frame)) => {
+                    metrics::counter!("showcall_node_link_dropped_total", "reason" => "queue_full")
+                        .increment(1);
+                    tracing::warn!(%node, target = %frame.actor_key, "envelope dropped: the link's queue is full (the peer is not reading)");
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(frame)) => frame,
             },
             None => frame,
         };
         match self.open(node) {
             Some(tx) => {
-                let _ = tx.send(frame);
+                // A new queue has room.
+                let _ = tx.try_send(frame);
                 peers.insert(node.clone(), tx);
                 true
             }
@@ -131,19 +213,69 @@ impl Courier for LinkCourier {
 #[derive(Debug, Clone)]
 pub struct NodeLinkService {
     hub: Hub,
+    secret: ClusterSecret,
     /// Turns true when this node stops: incoming links end then, so the gRPC server's graceful stop
     /// does not wait for peers that keep their streams open for good.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeLinkService {
-    pub fn new(hub: Hub, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
-        Self { hub, stopping }
+    pub fn new(
+        hub: Hub,
+        secret: ClusterSecret,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            hub,
+            secret,
+            stopping,
+        }
+    }
+
+    /// The member a stream's link token names, or the refusal.
+    fn member(&self, request: &Request<Streaming<pb::Envelope>>) -> Result<String, Status> {
+        let token = request
+            .metadata()
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        let verified = match token {
+            Some(token) => self
+                .secret
+                .verify(token, now_unix())
+                .map_err(|e| e.to_string()),
+            None => Err("no link token".to_owned()),
+        };
+        verified.map_err(|why| {
+            metrics::counter!("showcall_node_link_refused_total").increment(1);
+            tracing::warn!(peer = ?request.remote_addr(), %why, "node link refused: not a cluster member");
+            Status::unauthenticated(format!("node link refused: {why}"))
+        })
     }
 
     pub fn into_server(self) -> NodeLinkServer<Self> {
         NodeLinkServer::new(self)
     }
+}
+
+/// Serves the node link alone on `listener` (the node's `link_addr`), over TLS when `tls` is given,
+/// until `shutdown` completes.
+pub async fn serve_link(
+    listener: tokio::net::TcpListener,
+    service: NodeLinkService,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "node link listening");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 #[tonic::async_trait]
@@ -152,6 +284,7 @@ impl NodeLink for NodeLinkService {
         &self,
         request: Request<Streaming<pb::Envelope>>,
     ) -> Result<Response<pb::DeliverSummary>, Status> {
+        let member = self.member(&request)?;
         let mut stream = request.into_inner();
         let mut summary = pb::DeliverSummary::default();
         let mut stopping = self.stopping.clone();
@@ -165,6 +298,11 @@ impl NodeLink for NodeLinkService {
                 // sends next.
                 Ok(_) = stopping.wait_for(|stop| *stop) => break,
             };
+            if frame.from_node != member {
+                summary.malformed += 1;
+                tracing::warn!(%member, claimed = %frame.from_node, "envelope dropped: it claims another sender than the link's");
+                continue;
+            }
             match unframe(&frame) {
                 Ok(envelope) => {
                     summary.delivered += 1;

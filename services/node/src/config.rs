@@ -14,8 +14,8 @@
 //!
 //! Admission and billing (decisions where the issue is silent):
 //! - `apps[].call_policy_url` (unset = the app's calls ring without asking) names the app's CallPolicy
-//!   service, `http://host:port` only (no TLS client in this build: `https` is refused here, not at the
-//!   first call). `call_policy_timeout` (default 2 s, at most 30 s: the caller is waiting) is one value for
+//!   service, `http://host:port` or `https://host:port` (TLS trusting the public web roots and
+//!   `trusted_ca`). `call_policy_timeout` (default 2 s, at most 30 s: the caller is waiting) is one value for
 //!   every app; past it the call is refused ("admission timed out").
 //! - `billing_tick` defaults to 60 s (the issue's "charge per minute"), so a business server gets ticks
 //!   without configuring anything; `0s` turns them off. Below 100 ms is refused: every tick is an event
@@ -164,6 +164,25 @@ pub struct NodeConfig {
     pub billing_tick: Duration,
     /// How webhooks are retried (for the apps that have a `webhook_url`).
     pub webhooks: WebhooksConfig,
+    /// The secret every member of the cluster shares (at least [`MIN_SECRET_LEN`] bytes; required with
+    /// `etcd_endpoints`): a node opening a link to another proves membership with a token signed with
+    /// it, and a link without one is refused. Equal on every node. Never logged.
+    pub cluster_secret: Option<Secret>,
+    /// Where the node link (envelopes from other nodes) listens when it should not share `grpc_addr`
+    /// with the business API, so the two can be firewalled apart. Unset = on `grpc_addr`.
+    pub link_addr: Option<SocketAddr>,
+    /// Where other nodes reach `link_addr`, when it differs (a DNS name, or a concrete IP when binding
+    /// 0.0.0.0). Unset = `link_addr`. Without `link_addr`, `grpc_advertise_addr` is the link's address.
+    pub link_advertise_addr: Option<String>,
+    /// PEM certificate chain for serving gRPC — the business API and the node link — over TLS (with
+    /// `grpc_tls_key`). Off by default; every node of a cluster must agree (a node with it dials its
+    /// peers' links over TLS).
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key matching `grpc_tls_cert`.
+    pub grpc_tls_key: Option<PathBuf>,
+    /// PEM bundle of CA certificates this node trusts for its outgoing TLS — peers' node links and
+    /// `https://` CallPolicy services — beside the public web roots (for a private cluster CA).
+    pub trusted_ca: Option<PathBuf>,
     /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://otel-collector:4317`; plain HTTP/2, no
     /// TLS). Unset (the
     /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
@@ -211,6 +230,12 @@ impl Default for NodeConfig {
             billing_tick: Duration::from_secs(60),
             webhooks: WebhooksConfig::default(),
             otlp_endpoint: None,
+            cluster_secret: None,
+            link_addr: None,
+            link_advertise_addr: None,
+            grpc_tls_cert: None,
+            grpc_tls_key: None,
+            trusted_ca: None,
         }
     }
 }
@@ -253,6 +278,17 @@ impl fmt::Debug for AppConfig {
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
             .finish()
+    }
+}
+
+/// A secret in the configuration: deserialized from a plain string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -540,9 +576,7 @@ impl NodeConfig {
                     .key
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                if key.key.is_empty()
-                    || key.key.len() > showcall_auth::MAX_API_KEY_ID_LEN
-                    || !id_ok
+                if key.key.is_empty() || key.key.len() > showcall_auth::MAX_API_KEY_ID_LEN || !id_ok
                 {
                     problems.push(format!(
                         "{at}.key must be 1..={} ASCII letters, digits, '-', '_' or '.'",
@@ -555,7 +589,9 @@ impl NodeConfig {
                     ));
                 }
                 if key.secret.len() < MIN_SECRET_LEN {
-                    problems.push(format!("{at}.secret is shorter than {MIN_SECRET_LEN} bytes"));
+                    problems.push(format!(
+                        "{at}.secret is shorter than {MIN_SECRET_LEN} bytes"
+                    ));
                 } else if key.secret == app.secret {
                     problems.push(format!(
                         "{at}.secret is the app's token secret: a holder of one could act as the other"
@@ -615,11 +651,12 @@ impl NodeConfig {
         }
 
         // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
-        let addrs = [
+        let mut addrs = vec![
             ("signal_addr", self.signal_addr),
             ("grpc_addr", self.grpc_addr),
             ("http_addr", self.http_addr),
         ];
+        addrs.extend(self.link_addr.map(|a| ("link_addr", a)));
         for (i, (a_name, a)) in addrs.iter().enumerate() {
             for (b_name, b) in &addrs[i + 1..] {
                 if a.port() != 0 && a == b {
@@ -637,6 +674,10 @@ impl NodeConfig {
 
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             problems.push("tls_cert and tls_key go together: set both or neither".to_owned());
+        }
+        if self.grpc_tls_cert.is_some() != self.grpc_tls_key.is_some() {
+            problems
+                .push("grpc_tls_cert and grpc_tls_key go together: set both or neither".to_owned());
         }
 
         if self.call_timeout.is_zero() {
@@ -664,7 +705,28 @@ impl NodeConfig {
             if !self.cluster_prefix.starts_with('/') || !self.cluster_prefix.ends_with('/') {
                 problems.push("cluster_prefix must start and end with '/'".to_owned());
             }
-            if self.grpc_addr.ip().is_unspecified() && self.grpc_advertise_addr.is_none() {
+            match &self.cluster_secret {
+                None => problems.push(
+                    "cluster_secret is not set: a cluster's node link accepts only members that know it"
+                        .to_owned(),
+                ),
+                Some(secret) if secret.0.len() < MIN_SECRET_LEN => problems.push(format!(
+                    "cluster_secret is shorter than {MIN_SECRET_LEN} bytes"
+                )),
+                Some(_) => {}
+            }
+            if let Some(link) = self.link_addr
+                && link.ip().is_unspecified()
+                && self.link_advertise_addr.is_none()
+            {
+                problems.push(format!(
+                    "link_addr {link} binds every interface: set link_advertise_addr to the address other nodes reach"
+                ));
+            }
+            if self.link_addr.is_none()
+                && self.grpc_addr.ip().is_unspecified()
+                && self.grpc_advertise_addr.is_none()
+            {
                 problems.push(format!(
                     "grpc_addr {} binds every interface: set grpc_advertise_addr to the address other nodes reach",
                     self.grpc_addr
@@ -975,9 +1037,126 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let shown = format!("{:?}", NodeConfig::default());
+        let config = NodeConfig {
+            cluster_secret: Some(Secret("the-cluster-secret-0123".into())),
+            ..NodeConfig::default()
+        };
+        let shown = format!("{config:?}");
         assert!(!shown.contains(DEMO_SECRET), "{shown}");
-        assert!(shown.contains("demo"));
+        assert!(!shown.contains(DEMO_API_SECRET), "{shown}");
+        assert!(!shown.contains("the-cluster-secret"), "{shown}");
+        assert!(shown.contains("demo") && shown.contains(DEMO_API_KEY));
+    }
+
+    #[test]
+    fn api_keys_and_the_cluster_secret_are_checked() {
+        let key = |key: &str, secret: &str| ApiKeyConfig {
+            key: key.into(),
+            secret: secret.into(),
+        };
+        let cfg = NodeConfig {
+            apps: vec![
+                AppConfig {
+                    id: "a".into(),
+                    secret: "app-a-token-secret-0123".into(),
+                    api_keys: vec![
+                        key("k1", "short"),
+                        key("k 2", "long-enough-api-secret-0123"),
+                        key("k3", "app-a-token-secret-0123"),
+                    ],
+                    call_policy_url: None,
+                    webhook_url: None,
+                    webhook_secret: None,
+                },
+                AppConfig {
+                    id: "b".into(),
+                    secret: "app-b-token-secret-0123".into(),
+                    api_keys: vec![key("k1", "long-enough-api-secret-0123")],
+                    call_policy_url: None,
+                    webhook_url: None,
+                    webhook_secret: None,
+                },
+            ],
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            ..NodeConfig::default()
+        };
+        let msg = cfg.validate().unwrap_err().to_string();
+        for expected in [
+            "apps[0].api_keys[0].secret is shorter",
+            "apps[0].api_keys[1].key must be",
+            "apps[0].api_keys[2].secret is the app's token secret",
+            "apps[1].api_keys[0].key \"k1\" appears twice",
+            "cluster_secret is not set",
+        ] {
+            assert!(msg.contains(expected), "{expected}: {msg}");
+        }
+    }
+
+    /// The config files shipped in `deploy/` load and validate as the nodes there get them.
+    #[test]
+    fn the_deploy_configs_load_and_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let compose = std::fs::read_to_string(root.join("compose/showcall.toml")).unwrap();
+        let compose_env = env(&[
+            ("SHOWCALL_ETCD_ENDPOINTS", "http://etcd:2379"),
+            (
+                "SHOWCALL_CLUSTER_SECRET",
+                "CHANGE-ME-compose-cluster-secret",
+            ),
+            ("SHOWCALL_GRPC_ADVERTISE_ADDR", "node1:7801"),
+        ]);
+        let cfg = NodeConfig::from_layers(file(&compose), compose_env, &RunArgs::default())
+            .expect("the compose config loads");
+        cfg.validate().expect("the compose config is valid");
+        assert_eq!(cfg.api_keys().app_of("demo-2026"), Some("demo"));
+
+        // The k8s Secret embeds the file in YAML, indented by four spaces.
+        let k8s = std::fs::read_to_string(root.join("k8s/showcall.yaml")).unwrap();
+        let start = k8s.find("showcall.toml: |\n").expect("the embedded file") + 17;
+        let embedded: String = k8s[start..]
+            .lines()
+            .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+            .collect();
+        let k8s_env = env(&[
+            ("SHOWCALL_ETCD_ENDPOINTS", "http://etcd.showcall.svc:2379"),
+            (
+                "SHOWCALL_GRPC_ADVERTISE_ADDR",
+                "pod.showcall-headless.showcall.svc:7801",
+            ),
+        ]);
+        let cfg = NodeConfig::from_layers(file(&embedded), k8s_env, &RunArgs::default())
+            .expect("the k8s config loads");
+        cfg.validate().expect("the k8s config is valid");
+        assert!(cfg.cluster_secret.is_some());
+    }
+
+    #[test]
+    fn api_keys_are_read_from_the_file() {
+        let cfg = NodeConfig::from_layers(
+            file(
+                r#"
+                cluster_secret = "from-the-file-0123456789"
+                [[apps]]
+                id = "shop"
+                secret = "shop-secret-0123456789"
+                api_keys = [
+                    { key = "shop-old", secret = "shop-api-secret-old-0123" },
+                    { key = "shop-new", secret = "shop-api-secret-new-0123" },
+                ]
+                "#,
+            ),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .unwrap();
+        let keys = cfg.api_keys();
+        assert_eq!(keys.app_of("shop-old"), Some("shop"));
+        assert_eq!(keys.app_of("shop-new"), Some("shop"));
+        assert_eq!(
+            cfg.cluster_secret,
+            Some(Secret("from-the-file-0123456789".into()))
+        );
     }
 
     const HOOKED: &str = r#"
@@ -1119,7 +1298,7 @@ mod tests {
                 id: "shop".into(),
                 secret: "shop-secret-0123456789".into(),
                 api_keys: Vec::new(),
-                call_policy_url: Some("https://policy.example:443".into()),
+                call_policy_url: Some("ftp://policy.example:443".into()),
                 webhook_url: None,
                 webhook_secret: None,
             }],
@@ -1132,7 +1311,7 @@ mod tests {
         };
         let all = problems.join("\n");
         assert!(all.contains("apps[0].call_policy_url"), "{all}");
-        assert!(all.contains("https"), "{all}");
+        assert!(all.contains("http or https"), "{all}");
         assert!(all.contains("call_policy_timeout"), "{all}");
         assert!(all.contains("billing_tick"), "{all}");
         assert_eq!(problems.len(), 3, "{all}");

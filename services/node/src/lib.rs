@@ -55,6 +55,10 @@ pub struct NodeHandle {
     pub media_addr: SocketAddr,
     /// Whether signaling and pages are served over TLS (HTTPS/WSS).
     pub secure: bool,
+    /// Where the node link listens when it has its own port (`link_addr`, cluster only).
+    pub link_addr: Option<SocketAddr>,
+    /// Whether gRPC (business API, node link) is served over TLS.
+    pub grpc_tls: bool,
     hub: Hub,
     /// The cluster membership, when the node joined one through etcd.
     membership: Option<showcall_cluster::Membership>,
@@ -69,6 +73,12 @@ impl NodeHandle {
     pub fn signal_url(&self) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
         format!("{scheme}://{}/signal", self.signal_addr)
+    }
+
+    /// The business API's URL (`http://` or `https://`).
+    pub fn grpc_url(&self) -> String {
+        let scheme = if self.grpc_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
     }
 
     /// The demo pages' URL.
@@ -183,10 +193,25 @@ fn admission(
     if apps.is_empty() {
         return Ok(Arc::new(NoAdmission));
     }
+    let trusted_ca = config
+        .trusted_ca
+        .as_deref()
+        .map(tls::trusted_ca)
+        .transpose()?;
     Ok(Arc::new(GrpcAdmission::new(
         apps,
         config.call_policy_timeout,
+        trusted_ca.as_deref(),
     )?))
+}
+
+/// The cluster secret (validation made sure a cluster has one).
+fn cluster_secret(config: &NodeConfig) -> anyhow::Result<showcall_auth::ClusterSecret> {
+    let secret = config
+        .cluster_secret
+        .as_ref()
+        .context("a cluster needs cluster_secret")?;
+    Ok(showcall_auth::ClusterSecret::new(secret.0.as_bytes()))
 }
 
 /// Binds every endpoint and starts serving. Port 0 binds an ephemeral port; the handle says which.
@@ -205,6 +230,26 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     let (signal_addr, grpc_addr, http_addr) =
         (signal.local_addr()?, grpc.local_addr()?, http.local_addr()?);
+    // The node link on its own port, when asked (only a cluster has one).
+    let link = match config.link_addr {
+        Some(addr) if !config.etcd_endpoints.is_empty() => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the node link on {addr}"))?,
+        ),
+        _ => None,
+    };
+    let link_addr = link.as_ref().map(|l| l.local_addr()).transpose()?;
+    let grpc_tls = match (&config.grpc_tls_cert, &config.grpc_tls_key) {
+        (Some(cert), Some(key)) => Some(tls::grpc_server_tls(cert, key)?),
+        _ => None,
+    };
+    let grpc_tls_on = grpc_tls.is_some();
+    let trusted_ca = config
+        .trusted_ca
+        .as_deref()
+        .map(tls::trusted_ca)
+        .transpose()?;
 
     let (media_events_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
     let router = showcall_media::MediaRouter::start(
@@ -232,10 +277,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let membership = if config.etcd_endpoints.is_empty() {
         None
     } else {
-        let grpc_advertise = config
-            .grpc_advertise_addr
-            .clone()
-            .unwrap_or_else(|| grpc_addr.to_string());
+        // What peers dial for the node link: its own address when it has one, else the gRPC port's.
+        let link_advertise = match link_addr {
+            Some(addr) => config
+                .link_advertise_addr
+                .clone()
+                .unwrap_or_else(|| addr.to_string()),
+            None => config
+                .grpc_advertise_addr
+                .clone()
+                .unwrap_or_else(|| grpc_addr.to_string()),
+        };
         let membership = showcall_cluster::Membership::start(showcall_cluster::ClusterConfig {
             endpoints: config.etcd_endpoints.clone(),
             prefix: config.cluster_prefix.clone(),
@@ -243,7 +295,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             lease_ttl: config.lease_ttl,
             info: showcall_cluster::NodeInfo {
                 id: NodeId(config.node_id.clone()),
-                grpc_addr: grpc_advertise,
+                grpc_addr: link_advertise,
                 media_addr: media_addr.to_string(),
                 signal_url: signal_url.clone(),
                 capacity: 10_000,
@@ -255,7 +307,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .await
         .context("joining the cluster through etcd")?;
         parts.placement = Arc::new(showcall_cluster::EtcdPlacement::new(membership.clone()));
-        parts.courier = Arc::new(showcall_cluster::LinkCourier::new(membership.clone()));
+        let secret = cluster_secret(&config)?;
+        let transport = match grpc_tls {
+            Some(_) => showcall_cluster::LinkTransport::Tls {
+                ca_pem: trusted_ca.clone(),
+            },
+            None => showcall_cluster::LinkTransport::Plain,
+        };
+        parts.courier = Arc::new(showcall_cluster::LinkCourier::new(
+            membership.clone(),
+            showcall_cluster::LinkCredentials::new(secret, NodeId(config.node_id.clone())),
+            transport,
+        ));
         let ledger = showcall_cluster::EtcdCallLedger::new(&membership);
         parts.ledger = Arc::new(ledger.clone());
         parts.events = Arc::new(showcall_cluster::EtcdEventLog::new(&membership));
@@ -345,7 +408,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .with_hub(hub.clone())
         .with_shutdown(shutdown_rx.clone());
     let link_stop = shutdown_rx.clone();
+    let link_own_stop = shutdown_rx.clone();
     let link_hub = membership.as_ref().map(|_| hub.clone());
+    let link_secret = match &membership {
+        Some(_) => cluster_secret(&config)?,
+        None => showcall_auth::ClusterSecret::new(b""),
+    };
+    let link_tls = grpc_tls.clone();
     if let Some(m) = &membership {
         // Partitions with users or calls running here are not handed to a joining node (no actor
         // migration).
@@ -452,14 +521,32 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let stopped = async move {
             let _ = stop.changed().await;
         };
-        // In a cluster the same port carries the node link (envelopes from other nodes).
-        let node_link = link_hub
-            .map(|hub| showcall_cluster::NodeLinkService::new(hub, link_stop).into_server());
-        let more = move |routes: tonic::service::Routes| match node_link {
-            Some(link) => routes.add_service(link),
+        // In a cluster the same port carries the node link (envelopes from other nodes), unless it
+        // has a port of its own.
+        let node_link =
+            link_hub.map(|hub| showcall_cluster::NodeLinkService::new(hub, link_secret, link_stop));
+        let (shared, own) = match link {
+            Some(listener) => (None, node_link.map(|service| (listener, service))),
+            None => (node_link, None),
+        };
+        if let Some((listener, service)) = own {
+            let tls = link_tls;
+            let mut stop = link_own_stop;
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = showcall_cluster::serve_link(listener, service, tls, stopped).await
+                {
+                    tracing::error!(error = %e, "node link server failed");
+                }
+            });
+        }
+        let more = move |routes: tonic::service::Routes| match shared {
+            Some(service) => routes.add_service(service.into_server()),
             None => routes,
         };
-        if let Err(e) = showcall_admin::serve_with(grpc, admin, more, stopped).await {
+        if let Err(e) = showcall_admin::serve_with(grpc, admin, grpc_tls, more, stopped).await {
             tracing::error!(error = %e, "gRPC server failed");
         }
     });
@@ -498,6 +585,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         http_addr,
         media_addr,
         secure,
+        link_addr,
+        grpc_tls: grpc_tls_on,
         hub,
         membership,
         shutdown: shutdown_tx,

@@ -73,7 +73,10 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     println!("  demo pages:            {}", node.pages_url());
     println!("  signaling (WebSocket): {}", node.signal_url());
     println!("  media (UDP, WebRTC):   {}", node.media_addr);
-    println!("  business API (gRPC):   http://{}", node.grpc_addr);
+    println!("  business API (gRPC):   {}", node.grpc_url());
+    if let Some(link) = node.link_addr {
+        println!("  node link (gRPC):      {link}");
+    }
     println!("  health (HTTP):         http://{}/healthz", node.http_addr);
     if let Some(m) = node.membership() {
         println!("  cluster:               node {} (etcd placement)", m.me());

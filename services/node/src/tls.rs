@@ -2,6 +2,9 @@
 //! key. Browsers only grant camera and microphone to secure contexts, and `http://127.0.0.1` is the only
 //! plain-HTTP one: anything else needs TLS here or in a proxy in front.
 //!
+//! The gRPC side (business API, node link) is served over TLS by tonic itself with [`grpc_server_tls`];
+//! [`trusted_ca`] loads the extra roots the node trusts for its outgoing TLS.
+//!
 //! One task accepts TCP connections; each connection does its TLS handshake and is then served by hyper
 //! (HTTP/1.1 with upgrades for the WebSocket, or HTTP/2) with the same axum router as plain HTTP.
 
@@ -38,6 +41,36 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The gRPC server's TLS (business API and node link) from a PEM certificate chain and key.
+pub fn grpc_server_tls(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let cert_pem =
+        std::fs::read(cert).with_context(|| format!("reading certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading private key {}", key.display()))?;
+    // Checked here, at start, rather than at the first handshake.
+    acceptor(cert, key)?;
+    Ok(tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)))
+}
+
+/// The PEM bundle of `trusted_ca`, checked to hold at least one certificate.
+pub fn trusted_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading trusted CA bundle {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing trusted CA bundle {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "trusted CA bundle {} holds no certificate",
+        path.display()
+    );
+    Ok(pem)
 }
 
 /// Serves `router` over TLS on `listener` until `stop` flips.

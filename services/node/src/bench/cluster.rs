@@ -98,6 +98,9 @@ pub(super) fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeCo
     config.rate_limit.burst = 10_000;
     if let Some(url) = etcd {
         config.etcd_endpoints = vec![url.to_owned()];
+        config.cluster_secret = Some(crate::config::Secret(
+            "bench-cluster-secret-0123456789".into(),
+        ));
     }
     Ok(config)
 }
