@@ -183,8 +183,7 @@ async fn admin_requests_need_the_apps_own_key() {
             app_id: "shop".into(),
         })
         .await
-        .err()
-        .expect("another app's events are refused");
+        .expect_err("another app's events are refused");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // The blog's own watch (no app named) sees nothing of the shop's.
     let mut blog_events = watch_events(&mut blog, "", Some(0)).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use showcall_node::config::{DEMO_APP_ID, DEMO_SECRET};
+use showcall_node::config::{DEMO_API_KEY, DEMO_API_SECRET, DEMO_APP_ID, DEMO_SECRET};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, wait_converged};
 use showcall_tests::webhook_receiver::{Answer, Received, WebhookReceiver};
 
@@ -18,6 +18,7 @@ fn config(url: &str) -> String {
         [[apps]]
         id = "{DEMO_APP_ID}"
         secret = "{DEMO_SECRET}"
+        api_keys = [{{ key = "{DEMO_API_KEY}", secret = "{DEMO_API_SECRET}" }}]
         webhook_url = "{url}"
         webhook_secret = "{SECRET}"
 

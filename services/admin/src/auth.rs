@@ -117,13 +117,16 @@ pub fn authorize(caller: &AdminCaller, app_id: &str) -> Result<(), Status> {
     )))
 }
 
+/// An `authorization` header value and its token's expiry (Unix seconds).
+type SignedHeader = (MetadataValue<tonic::metadata::Ascii>, u64);
+
 /// The client side; see the module docs. Cloning shares the cached token.
 #[derive(Clone)]
 pub struct AdminCredentials {
     key_id: String,
     secret: Arc<[u8]>,
     ttl: Duration,
-    cached: Arc<Mutex<Option<(MetadataValue<tonic::metadata::Ascii>, u64)>>>,
+    cached: Arc<Mutex<Option<SignedHeader>>>,
 }
 
 impl std::fmt::Debug for AdminCredentials {
