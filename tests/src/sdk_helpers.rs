@@ -259,6 +259,48 @@ pub fn refusal<T: std::fmt::Debug>(result: Result<T, SdkError>) -> showcall_sdk:
     }
 }
 
+/// A video call with media both ways, as the seed's 1v1: `caller` calls `callee`, who accepts; both join
+/// the call's channel with media and see it connected (each side's first frame reached the other).
+pub struct MediaCall {
+    pub created: showcall_sdk::CallCreated,
+    pub caller_media: MediaSession,
+    pub callee_media: MediaSession,
+}
+
+/// Places and connects a [`MediaCall`].
+pub async fn video_call_with_media(caller: &mut SdkUser, callee: &mut SdkUser) -> MediaCall {
+    let created = caller
+        .api
+        .call(
+            &callee.id,
+            showcall_sdk::CallType::Video,
+            Default::default(),
+        )
+        .await
+        .expect("call placed");
+    callee
+        .wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
+        .await;
+    callee.api.accept(&caller.id).await.expect("accepted");
+    let caller_media = caller
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    let callee_media = callee
+        .join_media(&created.channel, ChannelRole::Broadcaster)
+        .await;
+    caller
+        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    callee
+        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
+        .await;
+    MediaCall {
+        created,
+        caller_media,
+        callee_media,
+    }
+}
+
 /// `caller` hangs up its call with `callee`: both are back to `prepared` (local / remote hangup).
 pub async fn hang_up(caller: &mut SdkUser, callee: &mut SdkUser) {
     caller

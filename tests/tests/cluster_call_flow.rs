@@ -12,6 +12,7 @@ use showcall_proto::admin::WatchEventsRequest;
 use showcall_proto::admin::event::Kind;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, start_converged, wait_converged};
+use showcall_tests::sdk_helpers::{MediaCall, video_call_with_media};
 use showcall_tests::sdk_helpers::{is_paused, is_resumed};
 
 const LIVE: &str = "host_live";
@@ -49,25 +50,12 @@ async fn a_call_between_users_on_different_nodes_connects_with_media_and_busy_is
 
     // The viewer, on node 2, calls the host; the host accepts.
     let mut viewer = n2.prepared_user("viewer").await;
-    let created = viewer
-        .api
-        .call("host", CallType::Video, HashMap::new())
-        .await
-        .expect("call placed");
-    host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
-        .await;
-    host.api.accept("viewer").await.expect("accepted");
-    let viewer_call = viewer
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    let host_call = host
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    viewer
-        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
-    host.wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
+    // Connected once media flows both ways: the server saw each side's first frame reach the other.
+    let MediaCall {
+        created,
+        caller_media: viewer_call,
+        callee_media: host_call,
+    } = video_call_with_media(&mut viewer, &mut host).await;
     viewer_call
         .wait_video_frames(20)
         .await

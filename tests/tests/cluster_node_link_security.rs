@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use showcall_auth::ClusterSecret;
 use showcall_proto::node::node_link_client::NodeLinkClient;
 use showcall_proto::node::{DeliverSummary, Envelope};
-use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::cluster::{CLUSTER_SECRET, Etcd, NodeOptions, NodeProcess, start_converged};
 use showcall_tests::prometheus::scrape;
+use showcall_tests::sdk_helpers::video_call_with_media;
 use tonic::Code;
 
 /// What a stranger (or a member) could try to deliver: a reply to a request id, as nodes send.
@@ -118,24 +118,9 @@ async fn a_cluster_with_tls_and_a_separate_link_port_runs_a_call_across_nodes() 
     // The host on node 1, the viewer on node 2: the call's envelopes cross the TLS link both ways.
     let mut host = n1.prepared_user("host").await;
     let mut viewer = n2.prepared_user("viewer").await;
-    let created = viewer
-        .api
-        .call("host", CallType::Video, HashMap::new())
-        .await
-        .expect("call placed");
-    host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
-        .await;
-    host.api.accept("viewer").await.expect("accepted");
-    let viewer_call = viewer
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    let _host_call = host
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    viewer
-        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
-    viewer_call
+    let call = video_call_with_media(&mut viewer, &mut host).await;
+    let created = call.created.clone();
+    call.caller_media
         .wait_video_frames(10)
         .await
         .expect("the viewer sees the host");

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession};
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, ErrorCode, PrepareConfig};
 use showcall_tests::TestNode;
+use showcall_tests::sdk_helpers::{MediaCall, video_call_with_media};
 use showcall_tests::sdk_helpers::{SdkUser, is_paused, is_resumed, refusal};
 
 const LIVE: &str = "host_live";
@@ -44,27 +45,12 @@ async fn live_room_pauses_for_the_call_and_resumes_after_it() {
 
     // A viewer calls; the host accepts; both join the private channel with media.
     let mut viewer = SdkUser::prepared(&node, "viewer", PrepareConfig::default()).await;
-    let created = viewer
-        .api
-        .call("host", CallType::Video, HashMap::new())
-        .await
-        .expect("call placed");
-    host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
-        .await;
-    host.api.accept("viewer").await.expect("accepted");
-    let viewer_call = viewer
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    let host_call = host
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-
     // Connected once media flows both ways: the server saw each side's first frame reach the other.
-    viewer
-        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
-    host.wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
+    let MediaCall {
+        created: _,
+        caller_media: viewer_call,
+        callee_media: host_call,
+    } = video_call_with_media(&mut viewer, &mut host).await;
     let info = viewer.api.event_info().expect("event info");
     assert!(
         info.timing.contains_key("caller_first_frame"),

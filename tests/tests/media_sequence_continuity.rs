@@ -11,11 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use showcall_sdk::media::MediaSession;
-use showcall_sdk::{
-    CallState, CallStateReason, CallType, ChannelRole, PrepareConfig, ProbeOptions, RtpProbe,
-    TrackKind,
-};
+use showcall_sdk::{ChannelRole, PrepareConfig, ProbeOptions, RtpProbe, TrackKind};
 use showcall_tests::TestNode;
+use showcall_tests::sdk_helpers::{MediaCall, video_call_with_media};
 use showcall_tests::sdk_helpers::{SdkUser, hang_up, more_video};
 
 const LIVE: &str = "host_live";
@@ -108,23 +106,12 @@ async fn sequence_numbers_run_on_across_the_hosts_pause_for_a_call() {
 
     // A viewer calls, the host accepts: the host's live media is held back while the call runs.
     let mut viewer = SdkUser::prepared(&node, "viewer", PrepareConfig::default()).await;
-    let created = viewer
-        .api
-        .call("host", CallType::Video, HashMap::new())
-        .await
-        .expect("call placed");
-    host.wait_state(CallState::Calling, CallStateReason::RemoteVideoCall)
-        .await;
-    host.api.accept("viewer").await.expect("accepted");
-    let viewer_call = viewer
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    let _host_call = host
-        .join_media(&created.channel, ChannelRole::Broadcaster)
-        .await;
-    viewer
-        .wait_state(CallState::Connected, CallStateReason::RecvRemoteFirstFrame)
-        .await;
+    // Connected once media flows both ways: the server saw each side's first frame reach the other.
+    let MediaCall {
+        created: _,
+        caller_media: viewer_call,
+        callee_media: _host_call,
+    } = video_call_with_media(&mut viewer, &mut host).await;
     fan.wait_paused(LIVE, "host").await;
 
     // While the call's video flows, nothing of the host reaches the probe (packets in flight at the

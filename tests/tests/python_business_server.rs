@@ -57,6 +57,18 @@ impl BusinessServer {
         Self::start_with_stderr(grpc_addr, extra, Stdio::inherit()).await
     }
 
+    /// Everything the example wrote to its (piped) stderr, once it has exited.
+    async fn stderr_text(&mut self) -> String {
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(
+            self.child.stderr.as_mut().expect("stderr is piped"),
+            &mut stderr,
+        )
+        .await
+        .expect("stderr readable");
+        stderr
+    }
+
     async fn start_with_stderr(
         grpc_addr: SocketAddr,
         extra: &[&str],
@@ -293,13 +305,7 @@ async fn the_python_business_server_stops_with_the_refusal_for_another_apps_id()
     // The demo key acts for the demo app only.
     assert!(!server.exit_success().await, "a refused app is an error");
     assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(
-        server.child.stderr.as_mut().expect("stderr is piped"),
-        &mut stderr,
-    )
-    .await
-    .expect("stderr readable");
+    let stderr = server.stderr_text().await;
     assert!(
         stderr.contains("PERMISSION_DENIED") && stderr.contains("no-such-app"),
         "{stderr}"
@@ -320,13 +326,7 @@ async fn the_python_business_server_stops_with_the_refusal_for_an_unknown_api_ke
         "a refused credential is an error"
     );
     assert!(server.seen.is_empty(), "no token minted: {:?}", server.seen);
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(
-        server.child.stderr.as_mut().expect("stderr is piped"),
-        &mut stderr,
-    )
-    .await
-    .expect("stderr readable");
+    let stderr = server.stderr_text().await;
     assert!(
         stderr.contains("UNAUTHENTICATED") && stderr.contains("unknown API key"),
         "{stderr}"

@@ -302,27 +302,26 @@ pub enum BenchKind {
 /// `showcall token`: loads the configuration and mints the token, with the same checks as the
 /// `MintToken` RPC. Returns the token; printing it is the caller's job.
 pub fn run_token(args: &TokenArgs) -> anyhow::Result<String> {
+    let (config, now) = config_and_now(args.config.as_ref())?;
+    mint_token(args, &config, now)
+}
+
+/// What a minting command needs: the configuration (`path` or the built-in defaults) and the Unix time.
+fn config_and_now(path: Option<&PathBuf>) -> anyhow::Result<(NodeConfig, u64)> {
     let config = NodeConfig::load(&RunArgs {
-        config: args.config.clone(),
+        config: path.cloned(),
         ..RunArgs::default()
     })?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock is before 1970")?
         .as_secs();
-    mint_token(args, &config, now)
+    Ok((config, now))
 }
 
 /// `showcall admin-token`: loads the configuration and signs an admin token with the named API key.
 pub fn run_admin_token(args: &AdminTokenArgs) -> anyhow::Result<String> {
-    let config = NodeConfig::load(&RunArgs {
-        config: args.config.clone(),
-        ..RunArgs::default()
-    })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("system clock is before 1970")?
-        .as_secs();
+    let (config, now) = config_and_now(args.config.as_ref())?;
     mint_admin_token(args, &config, now)
 }
 
