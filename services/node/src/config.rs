@@ -162,6 +162,18 @@ pub struct NodeConfig {
     /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
     /// `showcall_actors::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
     pub otlp_endpoint: Option<String>,
+    /// Signaling connections this node holds at most, so its memory is bounded whoever connects; more
+    /// are refused before the WebSocket upgrade with HTTP 503 (try later, or another node).
+    pub max_connections: usize,
+    /// Signaling connections one client IP address holds at most, so one client (or one NAT) cannot
+    /// take the node's `max_connections`; more are refused with HTTP 429. 0 = no per-address cap (behind
+    /// a proxy, where every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Events queued for one signaling connection whose client does not read them fast enough; one more
+    /// closes the connection as a slow consumer (close code 4008; the session goes into its grace period
+    /// and resumes when the client logs in again). Bounds what a stalled client costs the node. At least
+    /// 512 (a resumed session's replay of up to 256 events must fit).
+    pub max_outbox_frames: usize,
 }
 
 impl Default for NodeConfig {
@@ -200,6 +212,9 @@ impl Default for NodeConfig {
             billing_tick: Duration::from_secs(60),
             webhooks: WebhooksConfig::default(),
             otlp_endpoint: None,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            max_outbox_frames: 1024,
         }
     }
 }
@@ -613,6 +628,20 @@ impl NodeConfig {
         {
             problems.push(format!(
                 "otlp_endpoint {endpoint:?} must be an http:// URL of an OTLP/gRPC collector (e.g. http://localhost:4317; TLS is not supported)"
+            ));
+        }
+
+        if self.max_connections == 0 {
+            problems.push("max_connections is zero: no client could connect".to_owned());
+        }
+        // A resumed session replays its buffered events into the outbox at once: they must fit, with room.
+        const OUTBOX_FRAMES: std::ops::RangeInclusive<usize> =
+            2 * showcall_machines::user::AWAY_BUFFER..=65_536;
+        if !OUTBOX_FRAMES.contains(&self.max_outbox_frames) {
+            problems.push(format!(
+                "max_outbox_frames must be {}..={}",
+                OUTBOX_FRAMES.start(),
+                OUTBOX_FRAMES.end()
             ));
         }
 
