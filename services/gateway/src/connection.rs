@@ -56,9 +56,7 @@ enum Step {
 }
 
 pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway, peer: SocketAddr, slot: Slot) {
-    // Held until the connection ends: its place under the node's and its address's caps.
-    let _slot = slot;
-    let _counted = showcall_actors::metrics::SignalingConnection::open();
+    let counted = showcall_actors::metrics::SignalingConnection::open();
     let quota = Quota::per_second(
         NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"),
     )
@@ -130,6 +128,10 @@ pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway, peer: SocketAddr, 
     if let Some(frame) = end.close_frame(outbox.capacity()) {
         let _ = tokio::time::timeout(close::CLOSE_WRITE_TIMEOUT, socket.send(frame)).await;
     }
+    // The place under the caps is given back before the gauge shows one connection fewer, so whoever
+    // sees the gauge drop can take the place.
+    drop(slot);
+    drop(counted);
 }
 
 /// Writes one frame. A client that stopped reading keeps a write waiting: it gives up when the outbox
