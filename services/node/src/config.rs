@@ -1108,4 +1108,33 @@ mod tests {
             assert!(err.to_string().contains("otlp_endpoint"), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn signaling_caps_are_set_from_the_environment_and_checked() {
+        let vars = env(&[
+            ("SHOWCALL_MAX_CONNECTIONS", "500"),
+            ("SHOWCALL_MAX_CONNECTIONS_PER_IP", "0"),
+            ("SHOWCALL_MAX_OUTBOX_FRAMES", "2048"),
+        ]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(
+            (
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+                cfg.max_outbox_frames
+            ),
+            (500, 0, 2048)
+        );
+        for (key, bad) in [
+            ("SHOWCALL_MAX_CONNECTIONS", "0"),
+            // Smaller than a resumed session's replay.
+            ("SHOWCALL_MAX_OUTBOX_FRAMES", "100"),
+        ] {
+            let err = NodeConfig::from_layers(None, env(&[(key, bad)]), &RunArgs::default())
+                .unwrap_err()
+                .to_string();
+            let field = key.trim_start_matches("SHOWCALL_").to_lowercase();
+            assert!(err.contains(&field), "{key}={bad}: {err}");
+        }
+    }
 }
