@@ -138,6 +138,11 @@ impl JsonClient {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
+        Self::over(ws)
+    }
+
+    /// A client over a WebSocket the test opened itself (its own socket options, source address...).
+    pub fn over(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self {
             ws,
             next_id: 1,
@@ -156,10 +161,35 @@ impl JsonClient {
 
     /// Sends raw text (for malformed-input tests).
     pub async fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::Text(text.into()))
-            .await
-            .expect("send");
+        self.send_message(Message::Text(text.into())).await;
+    }
+
+    /// Sends any WebSocket message, raw frames included (for malformed-input tests).
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Reads until the connection ends and says how: `Ok((code, reason))` for a close frame, `Err` with
+    /// what the client saw instead (an error, or the stream ending without a close frame: code 1006).
+    /// Frames before the close are skipped (their count is returned for failure messages).
+    pub async fn closed(&mut self) -> (Result<(u16, String), String>, usize) {
+        let mut skipped = 0;
+        loop {
+            let next = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("the connection ends within the deadline");
+            match next {
+                Some(Ok(Message::Close(Some(c)))) => {
+                    return (Ok((c.code.into(), c.reason.to_string())), skipped);
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (Err("a close frame without a code".into()), skipped);
+                }
+                Some(Ok(_)) => skipped += 1,
+                Some(Err(e)) => return (Err(format!("error: {e}")), skipped),
+                None => return (Err("stream ended without a close frame".into()), skipped),
+            }
+        }
     }
 
     /// Sends a command (an object with one command field) and returns its Response object.

@@ -21,13 +21,13 @@ use crate::channel_actor::ChannelActor;
 use crate::clock::Clock;
 use crate::error::CommandError;
 use crate::events::{EventLog, MemoryEventLog};
+use crate::inbox::ConnectionInbox;
 use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{CallMsg, ChannelMsg, UserMsg};
 use crate::ports::{
     CallLedger, CallRecordSink, LogRecords, MediaControl, NoLedger, NoMedia, PinRefusal, Placement,
 };
 use crate::remote::{Courier, NoCourier};
-use crate::session::ConnectionInbox;
 use crate::user_actor::UserActor;
 
 /// What a hub is built from.

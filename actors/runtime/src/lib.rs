@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`hub`]: [`Hub`], the registry and router of this node's actors (placement-aware).
 //! - [`session`]: what the gateway uses: [`Session`], [`UserCommand`], [`Outbound`].
+//! - [`inbox`]: a connection's bounded inbox ([`ConnectionInbox`]); a full one closes its connection.
 //! - [`user_actor`], [`call_actor`], [`channel_actor`]: one actor kind each.
 //! - [`messages`]: each actor's message enum; inputs travel as serde data with a trace context.
 //! - [`ports`]: traits the services implement (placement, media control, call records).
@@ -33,6 +34,7 @@ pub mod flux;
 pub mod handoff;
 pub mod hub;
 pub mod ids;
+pub mod inbox;
 pub mod keys;
 pub mod messages;
 pub mod metrics;
@@ -46,7 +48,8 @@ pub mod user_actor;
 pub use clock::Clock;
 pub use error::CommandError;
 pub use hub::{Hub, HubParts};
+pub use inbox::{ConnectionInbox, InboxReceiver, OverflowSignal, connection_inbox};
 pub use keys::{ActorKey, AppId, NodeId};
 pub use messages::SessionSink;
 pub use remote::{Courier, Envelope};
-pub use session::{CommandOk, ConnectionInbox, LoginOk, Outbound, Session, UserCommand};
+pub use session::{CommandOk, LoginOk, Outbound, Session, UserCommand};

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use showcall_machines::{
     CallId, CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
 };
-use tokio::sync::mpsc;
 
 use crate::error::CommandError;
 use crate::keys::NodeId;
@@ -64,7 +63,7 @@ impl<T: Serialize> Responder<T> {
 /// Where a connection's events go: the local WebSocket task, or the gateway node holding it.
 #[derive(Clone, Debug)]
 pub enum SessionSink {
-    Local(mpsc::UnboundedSender<Outbound>),
+    Local(crate::inbox::ConnectionInbox),
     Remote {
         to: SinkTo,
         from: NodeId,
@@ -84,7 +83,7 @@ impl SessionSink {
     /// Hands `outbound` to the connection; `Err` when the local connection is gone.
     pub fn send(&self, outbound: Outbound) -> Result<(), Gone> {
         match self {
-            SessionSink::Local(tx) => tx.send(outbound).map_err(|_| Gone),
+            SessionSink::Local(inbox) => inbox.push(outbound),
             SessionSink::Remote { to, from, courier } => {
                 courier.send(
                     &to.node,

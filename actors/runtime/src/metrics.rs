@@ -39,11 +39,27 @@ pub const ETCD_REQUEST_SECONDS: &str = "showcall_etcd_request_seconds";
 pub const WEBHOOK_FAILURES_TOTAL: &str = "showcall_webhook_failures_total";
 /// Gauge: WebSocket signaling connections open (logged in or not).
 pub const SIGNALING_CONNECTIONS: &str = "showcall_signaling_connections";
+/// Gauge: frames waiting in signaling connections' outboxes ([`crate::inbox`]), all connections
+/// together: pushed by the actors, not yet taken by the connection's task. A client that stops reading
+/// holds up to `max_outbox_frames` here until it is disconnected.
+pub const SIGNALING_OUTBOX_FRAMES: &str = "showcall_signaling_outbox_frames";
+/// Counter: signaling connections closed because their outbox overflowed (a client that stopped reading;
+/// close code 4008).
+pub const SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL: &str =
+    "showcall_signaling_slow_consumer_disconnects_total";
+/// Counter, label `reason` ([`CONNECTION_REFUSALS`]): signaling connections refused before the WebSocket
+/// upgrade because the node, or the client's address, was at its connection cap.
+pub const SIGNALING_CONNECTIONS_REFUSED_TOTAL: &str =
+    "showcall_signaling_connections_refused_total";
 /// Counter: partition handoffs this node started (leaving, or a joining node's share), by `outcome`
 /// (see [`HANDOFF_OUTCOMES`]); through [`handoff`].
 pub const HANDOFFS_TOTAL: &str = "showcall_handoffs_total";
 /// Counter: actors (user sessions and calls, label `kind`) this node handed to another node.
 pub const HANDED_OVER_TOTAL: &str = "showcall_handed_over_total";
+
+/// `reason` of a refused connection: the node holds `max_connections` / the client's address holds
+/// `max_connections_per_ip`.
+pub const CONNECTION_REFUSALS: &[&str] = &["node_full", "address_full"];
 
 /// `outcome` of a handoff: its actors run on the target now / not now (a call still connecting, an
 /// actor that did not answer) / the target did not take them.
@@ -113,6 +129,18 @@ pub const HELP: &[(&str, &str)] = &[
     (
         SIGNALING_CONNECTIONS,
         "WebSocket signaling connections open.",
+    ),
+    (
+        SIGNALING_OUTBOX_FRAMES,
+        "Frames waiting in signaling connections' outboxes for their clients to read.",
+    ),
+    (
+        SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL,
+        "Signaling connections closed because their client stopped reading (outbox full).",
+    ),
+    (
+        SIGNALING_CONNECTIONS_REFUSED_TOTAL,
+        "Signaling connections refused at the node's or the client address's cap, by reason.",
     ),
     (
         USERS_ONLINE,
@@ -242,8 +270,14 @@ pub fn describe() {
         WEBHOOK_FAILURES_TOTAL,
         HANDOFFS_TOTAL,
         HANDED_OVER_TOTAL,
+        SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL,
+        SIGNALING_CONNECTIONS_REFUSED_TOTAL,
     ] {
         metrics::describe_counter!(name, help(name));
+    }
+    metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(0);
+    for reason in CONNECTION_REFUSALS {
+        metrics::counter!(SIGNALING_CONNECTIONS_REFUSED_TOTAL, "reason" => *reason).increment(0);
     }
     for outcome in HANDOFF_OUTCOMES {
         metrics::counter!(HANDOFFS_TOTAL, "outcome" => *outcome).increment(0);
@@ -252,6 +286,7 @@ pub fn describe() {
         metrics::counter!(HANDED_OVER_TOTAL, "kind" => kind).increment(0);
     }
     metrics::describe_gauge!(SIGNALING_CONNECTIONS, help(SIGNALING_CONNECTIONS));
+    metrics::describe_gauge!(SIGNALING_OUTBOX_FRAMES, help(SIGNALING_OUTBOX_FRAMES));
     for reason in END_REASONS {
         metrics::counter!(CALLS_ENDED_TOTAL, "reason" => *reason).increment(0);
     }
@@ -260,6 +295,22 @@ pub fn describe() {
     let _ = metrics::histogram!(CALL_SETUP_SECONDS);
     let _ = metrics::histogram!(CALL_RINGING_SECONDS);
     metrics::gauge!(SIGNALING_CONNECTIONS).increment(0.0);
+    metrics::gauge!(SIGNALING_OUTBOX_FRAMES).increment(0.0);
+}
+
+/// Moves the count of frames waiting in outboxes by `delta` (+1 pushed, −1 taken or dropped).
+pub(crate) fn outbox_frames(delta: f64) {
+    metrics::gauge!(SIGNALING_OUTBOX_FRAMES).increment(delta);
+}
+
+/// Counts a connection closed as a slow consumer.
+pub fn slow_consumer_disconnect() {
+    metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(1);
+}
+
+/// Counts a refused connection; `reason` is one of [`CONNECTION_REFUSALS`].
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!(SIGNALING_CONNECTIONS_REFUSED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// Counts one partition handoff and, when it moved, the sessions and calls it carried.

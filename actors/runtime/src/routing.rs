@@ -27,14 +27,13 @@ use tokio::sync::oneshot;
 
 use crate::error::CommandError;
 use crate::hub::{Hub, lock};
+use crate::inbox::ConnectionInbox;
 use crate::keys::{ActorKey, AppId, NodeId};
 use crate::messages::{
     CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, TraceContext, Traced, UserMsg,
 };
 use crate::remote::{Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire};
-use crate::session::{
-    COMMAND_TIMEOUT, CommandOk, ConnectionInbox, LoginOk, Session, UserCommand, flatten,
-};
+use crate::session::{COMMAND_TIMEOUT, CommandOk, LoginOk, Session, UserCommand, flatten};
 
 /// Where a key's actor runs.
 pub(crate) enum Route {
@@ -325,7 +324,7 @@ impl Hub {
 
     /// Stops relaying to a connection whose user actor lives elsewhere (the connection ended).
     pub fn forget_remote_inbox(&self, inbox: &ConnectionInbox) {
-        lock(&self.inner.remote_sinks).retain(|_, (_, tx)| !tx.same_channel(inbox));
+        lock(&self.inner.remote_sinks).retain(|_, (_, tx)| !tx.same_inbox(inbox));
     }
 
     /// A notification to a user actor. `true` when it was delivered here or sent to the owner; `false`
@@ -738,11 +737,11 @@ impl Hub {
         };
         for tx in &orphaned {
             let reason = showcall_machines::user::CloseReason::NodeLost;
-            let _ = tx.send(crate::session::Outbound::closing_notice(
+            let _ = tx.push(crate::session::Outbound::closing_notice(
                 self.now_ms(),
                 reason,
             ));
-            let _ = tx.send(crate::session::Outbound::Close(reason));
+            let _ = tx.push(crate::session::Outbound::Close(reason));
         }
         let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
         for actor in users {
@@ -822,7 +821,7 @@ impl Hub {
                 let closing = matches!(outbound, crate::session::Outbound::Close(_));
                 let mut sinks = lock(&self.inner.remote_sinks);
                 if let Some((_, tx)) = sinks.get(&id) {
-                    let _ = tx.send(outbound);
+                    let _ = tx.push(outbound);
                 }
                 if closing {
                     sinks.remove(&id);

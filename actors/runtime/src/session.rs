@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use showcall_machines::channel::ChannelView;
 use showcall_machines::user::{ActiveCall, CallCommand, CloseReason, Prepared, Pushed};
 use showcall_machines::{CallId, CallType, ChannelName, ConnId, Millis, Role, UserId};
-use tokio::sync::mpsc;
 
 use crate::error::CommandError;
 use crate::hub::Hub;
@@ -37,10 +36,6 @@ impl Outbound {
         }))
     }
 }
-
-/// The connection's inbox. Unbounded because the user actor must never block on a slow client; the
-/// gateway drops a connection whose socket stops draining it.
-pub type ConnectionInbox = mpsc::UnboundedSender<Outbound>;
 
 /// A client command, validated at the edge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

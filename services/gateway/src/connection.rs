@@ -1,29 +1,43 @@
-//! One WebSocket connection: decode → rate-limit → validate → authorise → hand to the user actor → answer;
-//! and, in the same task, forward the session's events. One task per connection keeps an idle session
-//! small.
+//! One WebSocket connection: rate-limit → decode → validate → authorise → hand to the user actor →
+//! answer; and, in the same task, forward the session's events from its outbox. One task per connection
+//! keeps an idle session small.
+//!
+//! What each bound does when it is reached:
+//! - **Inbound frames.** Every data frame — text or binary, decodable or not — takes a token from the
+//!   connection's rate limiter before anything else is done with it; a frame without one is answered
+//!   RATE_LIMITED unread (its request id peeked, [`codec::peek_request_id`]), so garbage costs the node
+//!   no more than commands. A frame over `max_frame_bytes` is answered MALFORMED_FRAME unparsed; one
+//!   over the transport limit (4 × `max_frame_bytes`), or a text frame that is not UTF-8, cannot be
+//!   read past and closes the connection with 1009 / 1007 ([`crate::close`]).
+//! - **The outbox** (events for the client, [`showcall_actors::inbox`]): at most `outbox_frames`;
+//!   pushes never wait; a push that finds it full closes the connection with 4008 ("slow consumer"),
+//!   also while this task is stuck writing to a socket the client does not read.
+//! - **Writes.** One at a time (answers and events share the socket); a write waits for the client
+//!   until the outbox overflows or the node shuts down.
 
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use showcall_actors::messages::TraceContext;
 use showcall_actors::trace::TARGET;
-use showcall_actors::{AppId, CommandError, Outbound, Session, UserCommand};
+use showcall_actors::{
+    AppId, CommandError, ConnectionInbox, Outbound, OverflowSignal, Session, UserCommand,
+};
 use showcall_auth::{AuthError, Claims, TokenVerifier};
 use showcall_machines::UserId;
 use showcall_proto::signal::{self as pb, response::Result as Answer};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tracing::Instrument;
 
 use crate::Gateway;
+use crate::close::{self, End};
 use crate::codec::{self, Encoding};
 use crate::convert;
+use crate::slots::Slot;
 use crate::validate::{self, Request};
-
-/// WebSocket close code for "the server is restarting; reconnect" (RFC 6455 registry: 1012).
-const CLOSE_SERVICE_RESTART: u16 = 1012;
-/// WebSocket close code for a normal close.
-const CLOSE_NORMAL: u16 = 1000;
 
 /// A logged-in connection's identity.
 struct LoggedIn {
@@ -33,117 +47,177 @@ struct LoggedIn {
     encoding: Encoding,
 }
 
-/// What to do after a frame.
-enum Flow {
-    Continue,
-    Stop,
+/// What one turn of the connection's loop leads to.
+enum Step {
+    Nothing,
+    /// Write this frame to the client.
+    Write(Message),
+    End(End),
 }
 
-pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway) {
-    let _counted = showcall_actors::metrics::SignalingConnection::open();
+pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway, peer: SocketAddr, slot: Slot) {
+    let counted = showcall_actors::metrics::SignalingConnection::open();
     let quota = Quota::per_second(
         NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"),
     )
     .allow_burst(NonZeroU32::new(gw.config.rate_burst.max(1)).expect("max(1) is non-zero"));
     let limiter = RateLimiter::direct(quota);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let (inbox, mut outbox) = showcall_actors::connection_inbox(gw.config.outbox_frames);
+    let overflow = outbox.overflow();
     let conn = gw.hub.next_conn();
     let mut shutdown = gw.shutdown.clone();
     let mut login: Option<LoggedIn> = None;
-    // True once the server closed the session itself (logout, replaced, token expiry): no grace period.
-    let mut ended_by_server = false;
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let Some(Ok(msg)) = incoming else { break };
+    let end = loop {
+        let step = tokio::select! {
+            // An overflowed outbox ends the connection before anything more is read or written.
+            biased;
+            () = overflow.happened() => Step::End(End::SlowConsumer),
+            _ = shutdown.changed() => Step::End(End::Shutdown),
+            incoming = socket.recv() => match incoming {
                 // Boxed: the connection task is sized for its largest state and lives as long as the
                 // connection; frame handling is brief, so it gets its own allocation.
-                let flow = Box::pin(on_frame(&mut socket, &gw, &limiter, &tx, conn, &mut login, msg)).await;
-                if matches!(flow, Flow::Stop) {
-                    break;
-                }
-            }
-            outgoing = rx.recv(), if login.is_some() => {
-                let Some(out) = outgoing else { break };
+                Some(Ok(msg)) => Box::pin(on_frame(&gw, &limiter, &inbox, conn, &mut login, msg)).await,
+                Some(Err(e)) => Step::End(read_failure(e)),
+                None => Step::End(End::ClientGone),
+            },
+            outgoing = outbox.recv(), if login.is_some() => {
                 let l = login.as_ref().expect("branch enabled only when logged in");
-                match out {
-                    Outbound::Event(pushed) => {
+                match outgoing {
+                    Some(Outbound::Event(pushed)) => {
                         let mut frame = convert::event(*pushed);
                         convert::set_current_user(&mut frame, l.session.user().as_str());
-                        if socket.send(codec::encode(&frame, l.encoding)).await.is_err() {
-                            break;
-                        }
+                        Step::Write(codec::encode(&frame, l.encoding))
                     }
-                    Outbound::Close(reason) => {
-                        ended_by_server = true;
-                        let text = convert::close_reason(reason).as_str_name();
-                        let _ = socket.send(close(CLOSE_NORMAL, text)).await;
-                        break;
-                    }
+                    Some(Outbound::Close(reason)) => Step::End(End::SessionClosed(reason)),
+                    // This task holds an inbox handle itself: not while the connection lives.
+                    None => Step::End(End::ClientGone),
                 }
             }
-            _ = shutdown.changed() => {
-                let _ = socket.send(close(CLOSE_SERVICE_RESTART, "server shutting down; reconnect to resume")).await;
-                break;
+        };
+        match step {
+            Step::Nothing => {}
+            Step::Write(msg) => {
+                if let Err(end) = write(&mut socket, msg, &overflow, &mut shutdown).await {
+                    break end;
+                }
             }
+            Step::End(end) => break end,
         }
+    };
+    let user = login.as_ref().map(|l| l.session.user().as_str().to_owned());
+    match &end {
+        End::SlowConsumer => {
+            showcall_actors::metrics::slow_consumer_disconnect();
+            let capacity = outbox.capacity();
+            tracing::info!(%peer, user, capacity, "signaling connection closed: slow consumer (outbox full)");
+        }
+        End::Unreadable { code, reason } => {
+            tracing::info!(%peer, user, code, reason, "signaling connection closed: unreadable frame");
+        }
+        End::ClientGone | End::SessionClosed(_) | End::Shutdown => {}
     }
+    // The session learns at once (its grace period starts, the peer hears `remoteLeft`), not after the
+    // close frame below had its time to be written.
     if let Some(l) = login
-        && !ended_by_server
+        && !matches!(end, End::SessionClosed(_))
     {
         l.session.connection_lost();
     }
     // When the user's actor lives on another node, stop relaying its events to this connection.
-    gw.hub.forget_remote_inbox(&tx);
+    gw.hub.forget_remote_inbox(&inbox);
+    if let Some(frame) = end.close_frame(outbox.capacity()) {
+        let _ = tokio::time::timeout(close::CLOSE_WRITE_TIMEOUT, socket.send(frame)).await;
+    }
+    // The place under the caps is given back before the gauge shows one connection fewer, so whoever
+    // sees the gauge drop can take the place.
+    drop(slot);
+    drop(counted);
 }
 
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
+/// Writes one frame. A client that stopped reading keeps a write waiting: it gives up when the outbox
+/// overflows or the node shuts down meanwhile. (A write given up may leave its frame half-written in
+/// the WebSocket's buffer; the close frame that follows goes after it, so the stream stays well-formed.)
+async fn write(
+    socket: &mut WebSocket,
+    msg: Message,
+    overflow: &OverflowSignal,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        () = overflow.happened() => Err(End::SlowConsumer),
+        _ = shutdown.changed() => Err(End::Shutdown),
+        sent = socket.send(msg) => sent.map_err(|_| End::ClientGone),
+    }
+}
+
+/// What a failed read means. A frame the server cannot read past gets a close frame saying why; a
+/// socket that failed or was reset is simply gone.
+fn read_failure(e: axum::Error) -> End {
+    let Ok(e) = e.into_inner().downcast::<WsError>() else {
+        return End::ClientGone;
+    };
+    let unreadable = |code, reason: String| End::Unreadable { code, reason };
+    match *e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => unreadable(
+            close::MESSAGE_TOO_BIG,
+            format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
+        ),
+        WsError::Capacity(other) => unreadable(close::MESSAGE_TOO_BIG, other.to_string()),
+        WsError::Utf8(_) => unreadable(
+            close::INVALID_PAYLOAD,
+            "text frame is not valid UTF-8".to_owned(),
+        ),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::ClientGone,
+        WsError::Protocol(p) => unreadable(close::PROTOCOL_ERROR, format!("protocol error: {p}")),
+        _ => End::ClientGone,
+    }
 }
 
 async fn on_frame(
-    socket: &mut WebSocket,
     gw: &Gateway,
     limiter: &DefaultDirectRateLimiter,
-    tx: &mpsc::UnboundedSender<Outbound>,
+    inbox: &ConnectionInbox,
     conn: showcall_machines::ConnId,
     login: &mut Option<LoggedIn>,
     msg: Message,
-) -> Flow {
-    if let Message::Close(_) = msg {
-        return Flow::Stop;
+) -> Step {
+    let encoding = match &msg {
+        Message::Text(_) => Encoding::Json,
+        Message::Binary(_) => Encoding::Binary,
+        // The client closes: nothing more to read (its close is answered by dropping the connection).
+        Message::Close(_) => return Step::End(End::ClientGone),
+        // Answered by the WebSocket layer itself; they carry no command and no request id.
+        Message::Ping(_) | Message::Pong(_) => return Step::Nothing,
+    };
+    // Every data frame counts, before it is parsed: garbage and oversized frames too.
+    if limiter.check().is_err() {
+        let e = convert::error(pb::ErrorCode::RateLimited, "too many frames; slow down");
+        return answer(codec::peek_request_id(&msg), Err(e), encoding);
     }
-    let (frame, encoding) = match codec::decode(&msg, gw.config.max_frame_bytes) {
-        Ok(Some(decoded)) => decoded,
-        Ok(None) => return Flow::Continue,
-        Err((e, encoding)) => {
-            let answer = convert::response(
-                0,
-                Err(convert::error(pb::ErrorCode::MalformedFrame, e.to_string())),
-            );
-            return send(socket, &answer, encoding).await;
+    let frame = match codec::decode(&msg, gw.config.max_frame_bytes) {
+        Ok(Some((frame, _))) => frame,
+        // Control frames returned above.
+        Ok(None) => return Step::Nothing,
+        // The frame's request id is not known: 0, and the client matches by order.
+        Err((e, _)) => {
+            let e = convert::error(pb::ErrorCode::MalformedFrame, e.to_string());
+            return answer(0, Err(e), encoding);
         }
     };
     let request_id = frame.request_id;
-    if limiter.check().is_err() {
-        let e = convert::error(pb::ErrorCode::RateLimited, "too many frames; slow down");
-        return send(socket, &convert::response(request_id, Err(e)), encoding).await;
-    }
     let outcome = match validate::validate(frame) {
-        Ok(request) => execute(gw, tx, conn, login, request, encoding).await,
+        Ok(request) => execute(gw, inbox, conn, login, request, encoding).await,
         Err(invalid) => Err(convert::invalid(&invalid)),
     };
-    send(socket, &convert::response(request_id, outcome), encoding).await
+    answer(request_id, outcome, encoding)
 }
 
-async fn send(socket: &mut WebSocket, frame: &pb::ServerFrame, encoding: Encoding) -> Flow {
-    match socket.send(codec::encode(frame, encoding)).await {
-        Ok(()) => Flow::Continue,
-        Err(_) => Flow::Stop,
-    }
+fn answer(request_id: u64, outcome: Result<Option<Answer>, pb::Error>, encoding: Encoding) -> Step {
+    Step::Write(codec::encode(
+        &convert::response(request_id, outcome),
+        encoding,
+    ))
 }
 
 fn auth_error(e: AuthError) -> pb::Error {
@@ -167,16 +241,13 @@ fn verify(gw: &Gateway, token: &str) -> Result<Claims, pb::Error> {
 
 async fn execute(
     gw: &Gateway,
-    tx: &mpsc::UnboundedSender<Outbound>,
+    inbox: &ConnectionInbox,
     conn: showcall_machines::ConnId,
     login: &mut Option<LoggedIn>,
     request: Request,
     encoding: Encoding,
 ) -> Result<Option<Answer>, pb::Error> {
     let command_error = |e: CommandError| convert::command_error(&e);
-    if let Request::Ping = request {
-        return Ok(None);
-    }
     let Some(l) = login.as_mut() else {
         let Request::Login { token } = request else {
             return Err(convert::error(
@@ -189,7 +260,7 @@ async fn execute(
         let user = UserId(claims.sub.clone());
         let (session, ok) = gw
             .hub
-            .login(app, user, conn, claims.exp * 1000, tx.clone())
+            .login(app, user, conn, claims.exp * 1000, inbox.clone())
             .await
             .map_err(command_error)?;
         let answer = convert::login_ok(&claims.app, &claims.sub, ok);

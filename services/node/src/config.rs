@@ -136,8 +136,9 @@ pub struct NodeConfig {
     pub pause_live_at: PauseAt,
     /// Per-connection limit on signaling frames, so one client cannot flood a node.
     pub rate_limit: RateLimitConfig,
-    /// Largest signaling frame accepted, in bytes; bigger frames close the connection. Bounds the memory
-    /// one connection can make the node hold.
+    /// Largest signaling frame accepted, in bytes: a bigger one is answered MALFORMED_FRAME, and one over
+    /// four times this closes the connection (1009) unread. Bounds the memory one connection can make
+    /// the node hold.
     pub max_frame_bytes: usize,
     /// etcd client URLs (`http://host:2379`). Empty (the default) = a single node with in-memory
     /// placement and no external service; set = this node joins the cluster registered there. As an
@@ -188,6 +189,18 @@ pub struct NodeConfig {
     /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
     /// `showcall_actors::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
     pub otlp_endpoint: Option<String>,
+    /// Signaling connections this node holds at most, so its memory is bounded whoever connects; more
+    /// are refused before the WebSocket upgrade with HTTP 503 (try later, or another node).
+    pub max_connections: usize,
+    /// Signaling connections one client IP address holds at most, so one client (or one NAT) cannot
+    /// take the node's `max_connections`; more are refused with HTTP 429. 0 = no per-address cap (behind
+    /// a proxy, where every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Events queued for one signaling connection whose client does not read them fast enough; one more
+    /// closes the connection as a slow consumer (close code 4008; the session goes into its grace period
+    /// and resumes when the client logs in again). Bounds what a stalled client costs the node. At least
+    /// 512 (a resumed session's replay of up to 256 events must fit).
+    pub max_outbox_frames: usize,
 }
 
 impl Default for NodeConfig {
@@ -236,6 +249,9 @@ impl Default for NodeConfig {
             grpc_tls_cert: None,
             grpc_tls_key: None,
             trusted_ca: None,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            max_outbox_frames: 1024,
         }
     }
 }
@@ -741,6 +757,20 @@ impl NodeConfig {
         {
             problems.push(format!(
                 "otlp_endpoint {endpoint:?} must be an http:// URL of an OTLP/gRPC collector (e.g. http://localhost:4317; TLS is not supported)"
+            ));
+        }
+
+        if self.max_connections == 0 {
+            problems.push("max_connections is zero: no client could connect".to_owned());
+        }
+        // A resumed session replays its buffered events into the outbox at once: they must fit, with room.
+        const OUTBOX_FRAMES: std::ops::RangeInclusive<usize> =
+            2 * showcall_machines::user::AWAY_BUFFER..=65_536;
+        if !OUTBOX_FRAMES.contains(&self.max_outbox_frames) {
+            problems.push(format!(
+                "max_outbox_frames must be {}..={}",
+                OUTBOX_FRAMES.start(),
+                OUTBOX_FRAMES.end()
             ));
         }
 
@@ -1342,6 +1372,35 @@ mod tests {
             let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", bad)]);
             let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
             assert!(err.to_string().contains("otlp_endpoint"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn signaling_caps_are_set_from_the_environment_and_checked() {
+        let vars = env(&[
+            ("SHOWCALL_MAX_CONNECTIONS", "500"),
+            ("SHOWCALL_MAX_CONNECTIONS_PER_IP", "0"),
+            ("SHOWCALL_MAX_OUTBOX_FRAMES", "2048"),
+        ]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(
+            (
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+                cfg.max_outbox_frames
+            ),
+            (500, 0, 2048)
+        );
+        for (key, bad) in [
+            ("SHOWCALL_MAX_CONNECTIONS", "0"),
+            // Smaller than a resumed session's replay.
+            ("SHOWCALL_MAX_OUTBOX_FRAMES", "100"),
+        ] {
+            let err = NodeConfig::from_layers(None, env(&[(key, bad)]), &RunArgs::default())
+                .unwrap_err()
+                .to_string();
+            let field = key.trim_start_matches("SHOWCALL_").to_lowercase();
+            assert!(err.contains(&field), "{key}={bad}: {err}");
         }
     }
 }

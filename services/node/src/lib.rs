@@ -343,6 +343,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             max_frame_bytes: config.max_frame_bytes,
             rate_per_second: config.rate_limit.per_second,
             rate_burst: config.rate_limit.burst,
+            outbox_frames: config.max_outbox_frames,
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
         },
         shutdown_rx.clone(),
     );
@@ -364,6 +367,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 let signal = signal.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
+                // The gateway caps connections per client address.
+                let signal_router =
+                    signal_router.into_make_service_with_connect_info::<SocketAddr>();
                 let served = axum::serve(signal, signal_router)
                     .with_graceful_shutdown(async move {
                         let _ = stop.changed().await;

@@ -58,6 +58,9 @@ impl MediaNode {
                 max_frame_bytes: config.max_frame_bytes,
                 rate_per_second: config.rate_limit.per_second,
                 rate_burst: config.rate_limit.burst,
+                outbox_frames: config.max_outbox_frames,
+                max_connections: config.max_connections,
+                max_connections_per_ip: config.max_connections_per_ip,
             },
             stop_rx.clone(),
         );
@@ -67,7 +70,10 @@ impl MediaNode {
             let signal = axum::serve::ListenerExt::tap_io(signal, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            let _ = axum::serve(signal, gateway.router())
+            let router = gateway
+                .router()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let _ = axum::serve(signal, router)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.changed().await;
                 })
