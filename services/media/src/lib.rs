@@ -25,6 +25,7 @@
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
 //! - [`error`]: the error type, [`MediaError`].
+//! - `fuzzing` (feature `fuzzing` only): one worker's engine, sans IO, for the fuzz targets in `fuzz/`.
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -32,6 +33,8 @@ pub mod egress;
 mod engine;
 pub mod error;
 mod feed;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keyframe;
 mod loss;
 mod peer;
