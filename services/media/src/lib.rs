@@ -23,6 +23,7 @@
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
+//! - `sdp_rules`: what a client's SDP must follow that str0m panics on instead of refusing.
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
 //! - [`error`]: the error type, [`MediaError`].
 //! - `fuzzing` (feature `fuzzing` only): one worker's engine, sans IO, for the fuzz targets in `fuzz/`.
@@ -44,6 +45,7 @@ mod relay;
 mod renegotiation;
 mod rewrite;
 pub mod router;
+mod sdp_rules;
 mod stun;
 mod worker;
 
