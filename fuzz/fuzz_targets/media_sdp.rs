@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
 /// The input as the SDP offer of a member joining; a publisher or audience (by the input's length, so
 /// each input is one case).
 fn as_offer(harness: &mut SdpHarness, sdp: &str) {
-    let may_publish = sdp.len() % 2 == 0;
+    let may_publish = sdp.len().is_multiple_of(2);
     let joining = PeerKey {
         app: APP.into(),
         channel: CHANNEL.into(),
