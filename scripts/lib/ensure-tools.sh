@@ -22,6 +22,12 @@ ensure_nextest() {
   command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }
 
+# cargo-fuzz for the fuzz targets in fuzz/ (scripts/fuzz). They build on stable with `-s none`: no
+# sanitizer, so no nightly-only `-Z` flag (FUZZING.md says why that is enough for safe Rust).
+ensure_cargo_fuzz() {
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz --version 0.13.2
+}
+
 # etcd (Debian's etcd-server) for the cluster tests and deploy/local: the tests start their own etcd on
 # ephemeral ports with a temporary data dir; a system etcd the package may enable is left alone.
 ensure_etcd() {

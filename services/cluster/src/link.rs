@@ -167,7 +167,7 @@ fn frame(envelope: &Envelope) -> pb::Envelope {
 
 /// The envelope a frame carries, with the sender's trace context (dropped when it is not a valid
 /// traceparent: a bad trace context must not lose the message).
-fn unframe(frame: &pb::Envelope) -> Result<Envelope, serde_json::Error> {
+pub fn unframe(frame: &pb::Envelope) -> Result<Envelope, serde_json::Error> {
     let mut envelope = Envelope::decode(&frame.payload)?;
     envelope.trace = frame
         .trace_context

@@ -54,7 +54,7 @@ use crate::protocol::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of};
 use crate::renegotiation::{Move, OutLine, changes};
 use crate::rewrite::Source;
-use crate::stun;
+use crate::{sdp_rules, stun};
 
 /// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
 /// scrape is 15 s by default, and each report costs a little per session).
@@ -328,6 +328,11 @@ impl Engine {
     ) -> Result<String, MediaError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| MediaError::InvalidOffer(e.to_string()))?;
+        if let Some(pt) = sdp_rules::payload_type_with_two_meanings(offer_sdp) {
+            return Err(MediaError::InvalidOffer(format!(
+                "payload type {pt} has two meanings"
+            )));
+        }
         if !may_publish && offers_to_send(offer_sdp) {
             return Err(MediaError::PublishNotAllowed);
         }
@@ -356,9 +361,10 @@ impl Engine {
         let candidate = Candidate::host(self.candidate, "udp")
             .map_err(|e| MediaError::Negotiation(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
+        // Isolation (see the module docs): str0m asserts some of what it should refuse, and a panic
+        // here would end the worker's loop with every session on it.
+        let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
+            .map_err(|_| MediaError::Negotiation("the offer made str0m panic".into()))?
             .map_err(|e| MediaError::Negotiation(e.to_string()))?;
         let id = self.next_id;
         self.next_id += 1;
@@ -1199,8 +1205,14 @@ impl Engine {
             }
             Some(_) => {}
         }
-        let answer = SdpAnswer::from_sdp_string(answer)
+        let parsed = SdpAnswer::from_sdp_string(answer)
             .map_err(|e| MediaError::InvalidAnswer(e.to_string()))?;
+        if let Some(pt) = sdp_rules::payload_type_with_two_meanings(answer) {
+            return Err(MediaError::InvalidAnswer(format!(
+                "payload type {pt} has two meanings"
+            )));
+        }
+        let answer = parsed;
         let (_, pending) = peer.pending_offer.take().expect("checked above");
         let applied = catch_unwind(AssertUnwindSafe(|| {
             peer.rtc.sdp_api().accept_answer(pending, answer)

@@ -390,3 +390,35 @@ fn a_publisher_closing_politely_is_removed_and_its_audience_reoffered() {
         "the fan's video line turned inactive through an offer"
     );
 }
+
+/// Offers that give one payload type two codec configurations (found by the media fuzz target) are
+/// refused with a typed error: str0m panicked on them, which ended the worker and every session on it.
+#[test]
+fn an_offer_giving_a_payload_type_two_meanings_is_refused_and_the_worker_goes_on() {
+    let mut sim = Sim::new();
+    for (offer, pt) in [
+        (
+            include_str!("../../../fuzz/corpus/media_sdp/regression-pt-h264-profiles.sdp"),
+            98,
+        ),
+        (
+            include_str!("../../../fuzz/corpus/media_sdp/regression-pt-vp9-profiles.sdp"),
+            100,
+        ),
+    ] {
+        let (reply, answer) = oneshot::channel();
+        sim.command(Command::Open {
+            key: key("fuzzer"),
+            may_publish: true,
+            offer: offer.into(),
+            reply,
+        });
+        let refusal = format!("payload type {pt} has two meanings");
+        assert!(matches!(
+            answer.blocking_recv(),
+            Ok(Err(crate::MediaError::InvalidOffer(why))) if why == refusal
+        ));
+    }
+    sim.join("viewer", 7000, false);
+    assert_eq!(sim.engine.by_key.len(), 1, "the next member joins as usual");
+}

@@ -23,8 +23,10 @@
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
+//! - `sdp_rules`: what a client's SDP must follow that str0m panics on instead of refusing.
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
 //! - [`error`]: the error type, [`MediaError`].
+//! - `fuzzing` (feature `fuzzing` only): one worker's engine, sans IO, for the fuzz targets in `fuzz/`.
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -32,6 +34,8 @@ pub mod egress;
 mod engine;
 pub mod error;
 mod feed;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keyframe;
 mod loss;
 mod peer;
@@ -41,6 +45,7 @@ mod relay;
 mod renegotiation;
 mod rewrite;
 pub mod router;
+mod sdp_rules;
 mod stun;
 mod worker;
 
