@@ -35,6 +35,9 @@ pub(super) struct ChildOptions {
     pub env: Vec<(String, String)>,
     /// Pipe the node's stderr (its logs) for [`ChildNode::take_stderr`]; otherwise it is discarded.
     pub capture_logs: bool,
+    /// A command the node runs under (e.g. `heaptrack -o /tmp/node`), for a diagnosis. The readings
+    /// of memory and open files are then of that command's process, not of the node.
+    pub wrapper: Vec<String>,
 }
 
 impl ChildNode {
@@ -47,12 +50,23 @@ impl ChildNode {
     /// [`start`](Self::start) with more flags, environment, and its logs captured if asked.
     pub async fn start_with(options: ChildOptions) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
+        let (program, wrapper_args) = match options.wrapper.split_first() {
+            Some((program, args)) => (
+                program.into(),
+                args.iter()
+                    .map(Into::into)
+                    .chain([exe.into_os_string()])
+                    .collect(),
+            ),
+            None => (exe.into_os_string(), Vec::new()),
+        };
         let stderr = if options.capture_logs {
             std::process::Stdio::piped()
         } else {
             std::process::Stdio::null()
         };
-        let mut child = tokio::process::Command::new(exe)
+        let mut child = tokio::process::Command::new(program)
+            .args(wrapper_args)
             .args([
                 "--signal-addr",
                 "127.0.0.1:0",

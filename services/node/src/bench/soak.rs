@@ -251,6 +251,7 @@ async fn start_node(id: &str, etcd: &str, log_dir: &std::path::Path) -> anyhow::
             env("NO_COLOR", "1"),
         ],
         capture_logs: true,
+        wrapper: wrapper(id),
     })
     .await
     .with_context(|| format!("starting node {id}"))?;
@@ -263,6 +264,15 @@ async fn start_node(id: &str, etcd: &str, log_dir: &std::path::Path) -> anyhow::
         admin,
         logs,
     })
+}
+
+/// `SHOWCALL_SOAK_WRAP_N1` (e.g. `heaptrack -o /tmp/soak-n1`): a command the first node runs under,
+/// to see where its memory goes; its readings are then of that command's process.
+fn wrapper(id: &str) -> Vec<String> {
+    match std::env::var("SHOWCALL_SOAK_WRAP_N1") {
+        Ok(command) if id.ends_with("n1") => command.split_whitespace().map(Into::into).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Waits until the three nodes see each other and serve every partition between them.
