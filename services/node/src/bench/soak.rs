@@ -266,10 +266,11 @@ async fn start_node(id: &str, etcd: &str, log_dir: &std::path::Path) -> anyhow::
     })
 }
 
-/// `SHOWCALL_SOAK_WRAP_N1` (e.g. `heaptrack -o /tmp/soak-n1`): a command the first node runs under,
-/// to see where its memory goes; its readings are then of that command's process.
+/// `SOAK_WRAP_N1` (e.g. `heaptrack -o /tmp/soak-n1`): a command the first node runs under,
+/// to see where its memory goes; its readings are then of that command's process. (Not `SHOWCALL_*`:
+/// the nodes inherit this environment and refuse settings they do not know.)
 fn wrapper(id: &str) -> Vec<String> {
-    match std::env::var("SHOWCALL_SOAK_WRAP_N1") {
+    match std::env::var("SOAK_WRAP_N1") {
         Ok(command) if id.ends_with("n1") => command.split_whitespace().map(Into::into).collect(),
         _ => Vec::new(),
     }
