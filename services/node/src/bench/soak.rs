@@ -8,8 +8,9 @@
 //! viewers logging in and out on random nodes, watching rooms and calling hosts — connected calls hung
 //! up or dropped, media in a share of calls and rooms — from a seeded RNG.
 //!
-//! Every `sample_seconds` each node is read ([`samples`]): resident memory, open files, CPU time, and
-//! from `GetNodeInfo` its sessions, calls and actors; one row per reading on stderr. After `minutes`
+//! Every `sample_seconds` each node is read ([`samples`]): resident memory (and its anonymous part,
+//! which tells a growing heap from the executable's pages read in as code first runs), open files, CPU
+//! time, and from `GetNodeInfo` its sessions, calls and actors; one row per reading on stderr. After `minutes`
 //! the churn stops, every user still online logs out, and the nodes are read every two seconds until
 //! their sessions, calls and actors are back to what they were before the churn (dropped sessions
 //! expire after the grace period), or [`SETTLE_TIMEOUT`] passes. Then the goals, each PASS or FAIL:
@@ -21,8 +22,8 @@
 //!
 //! Sizing (defaults): 300 users — 30 hosts, each with a room and taking calls, and 270 viewers; about
 //! half are online at a time — and media in 10 % of calls (at most 3 at once) and in 3 rooms of 30 (at
-//! most 12 probes watching). With ten hosts, nine calls in ten found their host busy; with thirty, a
-//! third of the calls connect. The three nodes then use a few percent of a core each, and the bench
+//! most 12 probes watching). With ten hosts, nine calls in ten found their host busy; with thirty, one
+//! in six connects. The three nodes then use a few percent of a core each, and the bench
 //! process (where media sessions, the costly clients, encrypt and decrypt their streams) little more, so
 //! on two cores shared by etcd, three nodes and every client the clients stay ahead of their timers:
 //! what is measured is the nodes, not a starved bench. More users fit; the default leaves room for
