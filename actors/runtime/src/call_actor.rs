@@ -146,6 +146,11 @@ impl Actor for CallActor {
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
         state.hub.forget_call(state.machine.id());
+        // A pending timer's task holds the actor's cell: an ended call's ring timeout would keep it
+        // in memory until it fired.
+        for (_, timer) in state.timers.drain() {
+            timer.abort();
+        }
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use crate::messages::{SessionSink, TraceContext};
 use crate::ports::MediaRefusal;
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 use crate::trace::{self, TARGET};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// How soon a timer that fired while this node was fenced is tried again.
@@ -42,6 +43,18 @@ pub struct UserState {
     sinks: HashMap<ConnId, SessionSink>,
     /// Whether `UserOnline` was reported for this session (and `UserOffline` is due at its end).
     online: bool,
+    /// Armed timers, aborted when the actor stops: a pending timer's task holds the actor's cell and
+    /// mailboxes, and a token's expiry is up to a week away, so without this every ended session was
+    /// kept in memory until its token would have expired (found by `bench soak`).
+    timers: Vec<JoinHandle<Result<(), ractor::MessagingErr<UserMsg>>>>,
+}
+
+impl UserState {
+    /// Keeps a newly armed timer, forgetting those that already fired.
+    fn arm(&mut self, timer: JoinHandle<Result<(), ractor::MessagingErr<UserMsg>>>) {
+        self.timers.retain(|t| !t.is_finished());
+        self.timers.push(timer);
+    }
 }
 
 impl Actor for UserActor {
@@ -62,6 +75,7 @@ impl Actor for UserActor {
                 machine: UserMachine::new(user, config),
                 sinks: HashMap::new(),
                 online: false,
+                timers: Vec::new(),
             });
         };
         Ok(UserState {
@@ -70,6 +84,7 @@ impl Actor for UserActor {
             app,
             sinks: restored.sinks.into_iter().collect(),
             online: restored.online,
+            timers: Vec::new(),
         })
     }
 
@@ -95,6 +110,9 @@ impl Actor for UserActor {
         state
             .hub
             .forget_user(&state.app, state.machine.user(), myself.get_id());
+        for timer in state.timers.drain(..) {
+            timer.abort();
+        }
         Ok(())
     }
 
@@ -218,7 +236,8 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 } else {
                     // Suspended (this node is fenced): the timer waits until it serves again, or until
                     // the actor is evicted because another node took it over.
-                    myself.send_after(SUSPENDED_RECHECK, move || UserMsg::Timer(timer));
+                    let again = myself.send_after(SUSPENDED_RECHECK, move || UserMsg::Timer(timer));
+                    state.arm(again);
                 }
             }
             UserMsg::Snapshot(reply) => {
@@ -515,9 +534,10 @@ async fn run(
                 state.hub.send_channel(&state.app, &channel, input);
             }
             UserEffect::SetTimer { timer, after_ms } => {
-                myself.send_after(Duration::from_millis(after_ms), move || {
+                let armed = myself.send_after(Duration::from_millis(after_ms), move || {
                     UserMsg::Timer(timer)
                 });
+                state.arm(armed);
             }
             UserEffect::Stop => {
                 if std::mem::take(&mut state.online) {

@@ -535,10 +535,29 @@ async fn snapshot(client: &mut Client, shared: &Shared) -> Result<i64, ClusterEr
 /// Renews the lease every TTL/4 (see the module docs).
 async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
     let every = shared.ttl / 4;
+    // The lease last reported lost, so that it is reported once: a second report would leave a stored
+    // permit on `lease_lost` and the node would register again, dropping its actors, right after it
+    // had registered again.
+    let mut reported_lost = None;
     loop {
         let lease = lock(&shared.lease).id;
         let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
             Ok(pair) => pair,
+            Err(etcd_client::Error::LeaseKeepAliveError(reason))
+                if reported_lost != Some(lease) =>
+            {
+                // etcd says the lease no longer exists (its first answer had TTL 0): it expired while
+                // this node could not renew it — frozen, or cut off past the TTL — after the stream it
+                // was renewed on broke. Renewing the same id can never work again: register anew, as
+                // when an open stream reports the expiry. (Seen in the soak: a node frozen 5 s looped
+                // here forever, fenced, with its clients still connected.)
+                tracing::warn!(node = %shared.me, %reason, "lease gone: registering again");
+                reported_lost = Some(lease);
+                shared.lease_lost.notify_one();
+                shared.bump();
+                tokio::time::sleep(every).await;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "lease keep-alive stream failed; retrying");
                 shared.bump();
@@ -567,8 +586,11 @@ async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
                     }
                 }
                 Ok(Ok(Some(_))) => {
-                    tracing::warn!(node = %shared.me, "lease expired: registering again");
-                    shared.lease_lost.notify_one();
+                    if reported_lost != Some(lease) {
+                        tracing::warn!(node = %shared.me, "lease expired: registering again");
+                        reported_lost = Some(lease);
+                        shared.lease_lost.notify_one();
+                    }
                     break;
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => break,

@@ -297,6 +297,36 @@ pub enum BenchKind {
         #[arg(long, value_name = "N", default_value_t = 100)]
         calls: usize,
     },
+    /// A soak: etcd and three nodes (child processes) under a long churn of users — logins and logouts
+    /// on random nodes, calls placed, accepted, hung up and dropped, live rooms joined and left, media
+    /// in a share of them; each node's memory, open files, actors and sessions over time, their return
+    /// to the baseline once the churn stops, and the errors the nodes logged. Prints PASS/FAIL per goal.
+    Soak {
+        /// How long the churn lasts, in minutes.
+        #[arg(long, value_name = "MIN", default_value_t = 30)]
+        minutes: u64,
+        /// The first minutes of churn are warm-up: memory growth is counted from their end.
+        #[arg(long, value_name = "MIN", default_value_t = 5)]
+        warmup_minutes: u64,
+        /// Users in all (each room's host among them). The default keeps the clients and three nodes
+        /// within two cores: about half are online at a time.
+        #[arg(long, value_name = "N", default_value_t = 300)]
+        users: usize,
+        /// Live rooms, each with its own host (who also takes the calls: with fewer hosts most calls
+        /// find them busy).
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        rooms: usize,
+        /// Share of calls, and of rooms, with real media (SDK media sessions in calls, RTP probes in
+        /// rooms; capped at a few at a time).
+        #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
+        media_share: f64,
+        /// Seed of every user's choices, so a run can be repeated.
+        #[arg(long, value_name = "N", default_value_t = 7)]
+        seed: u64,
+        /// Seconds between readings of the nodes [default: 30, or 10 for runs of 5 minutes or less].
+        #[arg(long, value_name = "S")]
+        sample_seconds: Option<u64>,
+    },
 }
 
 /// `showcall token`: loads the configuration and mints the token, with the same checks as the
@@ -548,6 +578,26 @@ mod tests {
             panic!("expected bench viewer-memory");
         };
         assert_eq!((viewers, seconds, video_scale), (100, 15, 7));
+        let Command::Bench(BenchArgs {
+            kind:
+                BenchKind::Soak {
+                    minutes,
+                    warmup_minutes,
+                    users,
+                    rooms,
+                    media_share,
+                    seed,
+                    sample_seconds,
+                },
+        }) = parse(&["showcall", "bench", "soak"])
+        else {
+            panic!("expected bench soak");
+        };
+        assert_eq!(
+            (minutes, warmup_minutes, users, rooms, seed, sample_seconds),
+            (30, 5, 300, 30, 7, None)
+        );
+        assert_eq!(media_share, 0.1);
     }
 
     #[test]

@@ -1,25 +1,72 @@
-//! A node run as a child process, for the memory benchmarks: its resident memory is then the node's
-//! alone, apart from the clients in this process.
+//! A node run as a child process, for the memory benchmarks and the soak: its resident memory and open
+//! files are then the node's alone, apart from the clients in this process.
 
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 
 pub(super) struct ChildNode {
     child: Child,
     pid: u32,
-    /// Kept open: the node prints more after its URL, and a closed pipe would fail its `println!`.
+    /// Kept open: the node prints more after its URLs, and a closed pipe would fail its `println!`.
     _stdout: Lines<BufReader<ChildStdout>>,
     /// The signaling URL (`ws://…/signal`), as the node printed it.
     pub url: String,
+    /// The business API's URL (`http://…`), as the node printed it.
+    pub grpc_url: String,
+}
+
+/// A node's resident memory (`VmRSS`) and its parts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Memory {
+    pub rss_bytes: u64,
+    /// `RssAnon`: the heap and stacks — what a leak makes grow. The rest is mostly `RssFile`, pages
+    /// of the executable read in: it grows as code runs for the first time, up to the size of the
+    /// executable, and is shared with every node run from it.
+    pub anon_bytes: u64,
+}
+
+/// What a child node runs with beyond its ephemeral local ports.
+#[derive(Default)]
+pub(super) struct ChildOptions {
+    /// More `showcall run` flags (`--node-id`, `--etcd`, …).
+    pub args: Vec<String>,
+    /// Environment variables (`SHOWCALL_CLUSTER_SECRET`, `RUST_LOG`, …).
+    pub env: Vec<(String, String)>,
+    /// Pipe the node's stderr (its logs) for [`ChildNode::take_stderr`]; otherwise it is discarded.
+    pub capture_logs: bool,
+    /// A command the node runs under (e.g. `heaptrack -o /tmp/node`), for a diagnosis. The readings
+    /// of memory and open files are then of that command's process, not of the node.
+    pub wrapper: Vec<String>,
 }
 
 impl ChildNode {
     /// Starts this executable as a node on ephemeral local ports (media too: a fixed port could clash
-    /// with another node on the machine) and waits until it prints its signaling URL.
+    /// with another node on the machine) and waits until it printed its addresses.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ChildOptions::default()).await
+    }
+
+    /// [`start`](Self::start) with more flags, environment, and its logs captured if asked.
+    pub async fn start_with(options: ChildOptions) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = tokio::process::Command::new(exe)
+        let (program, wrapper_args) = match options.wrapper.split_first() {
+            Some((program, args)) => (
+                program.into(),
+                args.iter()
+                    .map(Into::into)
+                    .chain([exe.into_os_string()])
+                    .collect(),
+            ),
+            None => (exe.into_os_string(), Vec::new()),
+        };
+        let stderr = if options.capture_logs {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args(wrapper_args)
             .args([
                 "--signal-addr",
                 "127.0.0.1:0",
@@ -30,40 +77,76 @@ impl ChildNode {
                 "--media-addr",
                 "127.0.0.1:0",
             ])
+            .args(&options.args)
+            .envs(options.env)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .context("starting the node")?;
         let pid = child.id().context("node pid")?;
         let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
-        let url = loop {
+        let (mut url, mut grpc_url) = (None, None);
+        // The health line is printed after the signaling and business API lines.
+        loop {
             let line = lines
                 .next_line()
                 .await?
-                .context("node exited before printing its address")?;
-            if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
-                break u.to_owned();
+                .context("node exited before printing its addresses")?;
+            let last = || line.split_whitespace().last().map(str::to_owned);
+            if line.contains("signaling (WebSocket)") {
+                url = last();
+            } else if line.contains("business API (gRPC)") {
+                grpc_url = last();
+            } else if line.contains("health (HTTP)") {
+                break;
             }
-        };
+        }
         Ok(Self {
             child,
             pid,
             _stdout: lines,
-            url,
+            url: url.context("node printed no signaling URL")?,
+            grpc_url: grpc_url.context("node printed no business API URL")?,
         })
+    }
+
+    /// The node's log lines, once (when started with `capture_logs`).
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// The node's resident memory, bytes (`VmRSS` of `/proc/<pid>/status`).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        Ok(self.memory()?.rss_bytes)
+    }
+
+    /// The node's resident memory and its two parts, from one read of `/proc/<pid>/status`.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .context("no VmRSS")?
-            .parse::<u64>()?;
-        Ok(kb * 1024)
+        let bytes = |field: &str| -> anyhow::Result<u64> {
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .with_context(|| format!("no {field}"))?
+                .parse::<u64>()?;
+            Ok(kb * 1024)
+        };
+        Ok(Memory {
+            rss_bytes: bytes("VmRSS:")?,
+            anon_bytes: bytes("RssAnon:")?,
+        })
+    }
+
+    /// The node's open file descriptors (sockets included): entries of `/proc/<pid>/fd`.
+    pub fn open_files(&self) -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid))?.count())
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -13,6 +13,11 @@ pub(super) fn process_seconds() -> anyhow::Result<f64> {
     stat_seconds("/proc/self/stat")
 }
 
+/// CPU seconds used so far by every thread of process `pid` (a child node).
+pub(super) fn pid_seconds(pid: u32) -> anyhow::Result<f64> {
+    stat_seconds(&format!("/proc/{pid}/stat"))
+}
+
 /// CPU seconds used so far by thread `tid` of this process.
 pub(super) fn thread_seconds(tid: u32) -> anyhow::Result<f64> {
     stat_seconds(&format!("/proc/self/task/{tid}/stat"))

@@ -22,9 +22,13 @@
 //! - `cluster` (`cluster`): ringing over 3 nodes vs 1, envelope throughput, join and takeover times.
 //! - `lifecycle` (`lifecycle`): graceful leave, join under load and a rolling restart, each beside its
 //!   floor (the same step with no users; a plain login).
+//! - `soak` (`soak`): three nodes in child processes and etcd under a long churn of users (logins and
+//!   logouts, calls connected and hung up or dropped, rooms joined and left, some media); each node's
+//!   memory, open files, sessions and actors over time, whether they return to their baseline, and
+//!   the errors the nodes logged.
 //!
 //! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
-//! `child_node` (a node as a child process, for memory),
+//! `child_node` (a node as a child process, for memory and the soak),
 //! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
 //! room's bitrate), `cpu` (CPU time from `/proc`), `udp_drops` (receive-buffer drops per socket).
 
@@ -62,6 +66,7 @@ mod lifecycle;
 mod media_node;
 mod probe_frames;
 mod sdk_user;
+mod soak;
 mod srtp_floor;
 mod switch;
 mod udp_drops;
@@ -110,6 +115,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             restart_users,
             calls,
         } => lifecycle::run(users, restart_users, calls).await,
+        BenchKind::Soak {
+            minutes,
+            warmup_minutes,
+            users,
+            rooms,
+            media_share,
+            seed,
+            sample_seconds,
+        } => {
+            soak::run(soak::SoakOptions {
+                minutes,
+                warmup_minutes,
+                users,
+                rooms,
+                media_share,
+                seed,
+                sample_seconds,
+            })
+            .await
+        }
     }
 }
 

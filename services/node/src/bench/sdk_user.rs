@@ -89,6 +89,15 @@ impl CallUser {
     /// Logs in, initializes the call API and prepares for calls (default settings: connected on the
     /// first media frame both ways).
     pub async fn prepared(url: &str, token: &str) -> anyhow::Result<Self> {
+        Self::prepared_with(url, token, PrepareConfig::default()).await
+    }
+
+    /// [`prepared`](Self::prepared) with the given call settings.
+    pub async fn prepared_with(
+        url: &str,
+        token: &str,
+        prepare: PrepareConfig,
+    ) -> anyhow::Result<Self> {
         let signal = Arc::new(SignalClient::connect(url).await?);
         let me = signal.login(token).await?;
         let api = CallApi::new();
@@ -99,12 +108,22 @@ impl CallUser {
         });
         let (tx, states) = mpsc::unbounded_channel();
         api.add_listener(Arc::new(Stamp(tx)));
-        api.prepare_for_call(PrepareConfig::default()).await?;
+        api.prepare_for_call(prepare).await?;
         Ok(Self {
             signal,
             api,
             states,
         })
+    }
+
+    /// The next state change, whatever it is; `None` once the call API is gone.
+    pub async fn next_change(&mut self) -> Option<StateChange> {
+        self.states.recv().await
+    }
+
+    /// Forgets the state changes reported so far, so that the next wait sees only later ones.
+    pub fn discard_changes(&mut self) {
+        while self.states.try_recv().is_ok() {}
     }
 
     /// The next change to `state` (with `reason`, if given); earlier changes are skipped.
