@@ -391,19 +391,7 @@ async fn host(
         }
         Churn::count(&churn.counters.calls_accepted);
         let with_media = change.info.extension.get("media").map(String::as_str) == Some("1");
-        let media = if with_media {
-            let joined = MediaSession::join(
-                &user.signal,
-                &change.info.from_room_id,
-                ChannelRole::Broadcaster,
-                MediaOptions::default(),
-            )
-            .await;
-            churn.unless_refused(joined)?.map(|(media, _)| media)
-        } else {
-            churn.unless_refused(user.api.join_call_channel().await)?;
-            None
-        };
+        let media = join_call(churn, user, &change.info.from_room_id, with_media).await?;
         // The viewer hangs up, or drops and the call ends when its grace period runs out.
         let longest = GRACE + Duration::from_secs(*HOLD_S.end()) + STEP_GUARD;
         wait_states(
@@ -529,19 +517,7 @@ async fn call(churn: &Churn, rng: &mut StdRng, user: &mut CallUser) -> anyhow::R
         not_connected(churn, &answered);
         return Ok(false);
     }
-    let media = if permit.is_some() {
-        let joined = MediaSession::join(
-            &user.signal,
-            &answered.info.from_room_id,
-            ChannelRole::Broadcaster,
-            MediaOptions::default(),
-        )
-        .await;
-        churn.unless_refused(joined)?.map(|(media, _)| media)
-    } else {
-        churn.unless_refused(user.api.join_call_channel().await)?;
-        None
-    };
+    let media = join_call(churn, user, &answered.info.from_room_id, permit.is_some()).await?;
     let connected = wait_states(
         user,
         &call_id,
@@ -587,6 +563,29 @@ async fn call(churn: &Churn, rng: &mut StdRng, user: &mut CallUser) -> anyhow::R
     }
     drop(permit);
     Ok(false)
+}
+
+/// Joins the call's `channel`: with a media session when `with_media`, else signaling only. A refusal is
+/// counted and yields no session.
+async fn join_call(
+    churn: &Churn,
+    user: &CallUser,
+    channel: &str,
+    with_media: bool,
+) -> anyhow::Result<Option<MediaSession>> {
+    if with_media {
+        let joined = MediaSession::join(
+            &user.signal,
+            channel,
+            ChannelRole::Broadcaster,
+            MediaOptions::default(),
+        )
+        .await;
+        Ok(churn.unless_refused(joined)?.map(|(media, _)| media))
+    } else {
+        churn.unless_refused(user.api.join_call_channel().await)?;
+        Ok(None)
+    }
 }
 
 fn not_connected(churn: &Churn, change: &StateChange) {
