@@ -692,16 +692,26 @@ export class CallApi {
       const state = c.state || CallState.Idle;
       const reason = c.reason || CallStateReason.None;
       const callId = c.callId || '';
+      // The server's "prepared" after PrepareForCall: apps hear it once, whichever of it and the
+      // response came first (onPrepared does the same).
+      const redundant = !callId && state === CallState.Prepared && this.state === CallState.Prepared
+        && !this._callId;
+      if (redundant) {
+        this._settle();
+        return;
+      }
       this.state = state;
       this.reason = reason;
       this._callId = isActive(state) && callId ? callId : null;
       const info = c.eventInfo ? eventInfoOf(c.eventInfo) : (this.eventInfo || eventInfoOf(null));
-      if (c.eventInfo) this.eventInfo = info;
+      if (c.eventInfo && callId) this.eventInfo = info;
       if (callId) this._remember(callId);
       notify(this._listeners, 'onCallStateChanged', state, reason, c.eventReason || '', info);
       this._settle();
     } else if (ev.callEventChanged) {
       const e = ev.callEventChanged;
+      // remoteUserRecvCall carries the callee's user extension to the caller while it rings.
+      if (e.eventInfo && e.callId && e.callId === this._callId) this.eventInfo = eventInfoOf(e.eventInfo);
       notify(this._listeners, 'onCallEventChanged', e.event || CallEvent.None, e.eventReason || '');
     } else if (ev.callConnected) {
       const c = ev.callConnected;

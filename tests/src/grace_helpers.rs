@@ -211,7 +211,8 @@ impl Party {
                 Some(event::Kind::CallError(c)) => &c.call_id,
                 _ => continue,
             };
-            if !ids.contains(id) {
+            // `prepared` after PrepareForCall belongs to no call.
+            if !id.is_empty() && !ids.contains(id) {
                 ids.push(id.clone());
             }
         }

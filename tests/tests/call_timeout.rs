@@ -201,6 +201,9 @@ async fn a_call_command_overrides_the_prepared_timeout() {
         .request(json!({ "prepareForCall": { "callTimeoutMs": 0 } }))
         .await;
     assert!(r.get("error").is_none(), "{r}");
+    // CallAPI's onCallStateChanged(prepared), outside any call.
+    let prepared = alice.wait_state("CALL_STATE_PREPARED").await;
+    assert_eq!(prepared["callId"], serde_json::Value::Null, "{prepared}");
     let r = alice
         .request(json!({ "call": { "remoteUserId": "bob", "callTimeoutMs": SHORT_MS } }))
         .await;

@@ -116,6 +116,11 @@ async fn showroom_to_1v1_as_the_seed_tells_it() {
     assert_eq!(info.from_user_id, "viewer");
     assert_eq!(info.remote_user_id, "host");
     assert_eq!(info.from_room_id, first_channel);
+    assert_eq!(
+        info.extension,
+        extension(&[("gift", "rose")]),
+        "the caller is shown its call extension at once (the host's user extension is not known yet)"
+    );
     assert_eq!(viewer.api.get_call_id(), Some(created.call_id.clone()));
     viewer.wait_event(CallEvent::LocalVideoCall).await;
 
@@ -139,6 +144,14 @@ async fn showroom_to_1v1_as_the_seed_tells_it() {
     assert!(ring.timing.contains_key("ringing"), "{ring:?}");
     host.wait_event(CallEvent::RemoteVideoCall).await;
     viewer.wait_event(CallEvent::RemoteUserRecvCall).await;
+    // Once it rings, the caller's app is shown the host's user extension too (the proto's rule: the peer's
+    // user extension with the call extension merged over it).
+    let ringing = viewer.api.event_info().expect("the caller's call info");
+    assert_eq!(
+        ringing.extension,
+        extension(&[("gift", "rose"), ("nick", "Host")])
+    );
+    assert!(ringing.timing.contains_key("ringing"), "{ringing:?}");
 
     // ...and accepts at once, as the seed's host does. Both sides move to `connecting`.
     host.api.accept("viewer").await.expect("host accepts");
@@ -148,9 +161,9 @@ async fn showroom_to_1v1_as_the_seed_tells_it() {
         .wait_state(CallState::Connecting, CallStateReason::RemoteAccepted)
         .await;
     assert_eq!(
-        info.extension.get("nick").map(String::as_str),
-        Some("Host"),
-        "the caller sees the callee's user extension"
+        info.extension,
+        extension(&[("gift", "rose"), ("nick", "Host")]),
+        "the caller sees the callee's user extension and its own call extension"
     );
 
     // The room pauses: every audience member (the caller too, still watching) is told the host went into a

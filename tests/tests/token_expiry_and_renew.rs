@@ -1,6 +1,7 @@
 //! Token lifetime: a session is warned before its token expires; renewing keeps the session (and its call)
 //! past the old deadline; a session that does not renew is closed with TOKEN_EXPIRED and its call ends for
-//! the peer; expired tokens are refused at login, and a renewal must name the same user.
+//! both parties (the expiring one hears `tokenExpired` and the disconnect before its session closes); expired
+//! tokens are refused at login, and a renewal must name the same user.
 //!
 //! Deadlines are observed, never slept through: "the old deadline has passed" is known because a witness
 //! session, whose token was minted after the renewed one with a longer life, has itself expired.
@@ -141,6 +142,31 @@ async fn an_unrenewed_session_is_closed_and_its_call_ends_for_the_peer() {
     );
     wait_expired(&mut expirer).await;
     assert!(!expirer.signal.is_connected());
+
+    // The expiring user hears its own call end first: `prepared` with tokenExpired (105), then the
+    // disconnect, then the session's close.
+    let mut expected = connected_then_hung_up(true, true);
+    *expected.last_mut().expect("non-empty") = (CallState::Prepared, R::TokenExpired);
+    assert_eq!(expirer.states_of(id), expected);
+    let own = expirer.log.iter().find_map(|e| match &e.kind {
+        Some(event::Kind::CallDisconnected(d)) if d.call_id == id => Some(d.clone()),
+        _ => None,
+    });
+    let own = own.expect("the expiring user heard its call disconnect");
+    assert_eq!(own.hangup_user_id, "expirer");
+    let order: Vec<&str> = expirer
+        .log
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(event::Kind::CallStateChanged(c)) if c.reason == R::TokenExpired as i32 => {
+                Some("ended")
+            }
+            Some(event::Kind::CallDisconnected(_)) => Some("disconnected"),
+            Some(event::Kind::SessionClosed(_)) => Some("closed"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["ended", "disconnected", "closed"]);
 
     // The peer's call ends with the expired session's user named.
     let ended = peer.wait_state(id, CallState::Prepared).await;

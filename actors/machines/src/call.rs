@@ -58,6 +58,10 @@ pub struct CallSetup {
     pub call_type: CallType,
     /// The caller's user extension merged with the call extension: what the callee is shown.
     pub extension: BTreeMap<String, String>,
+    /// The call extension alone (the caller's `Call` command): merged over the callee's user extension,
+    /// it is what the caller is shown. Defaulted so records written before it existed still restore.
+    #[serde(default)]
+    pub call_extension: BTreeMap<String, String>,
     /// Calling timeout covering calling + connecting, in ms; `None` = no timeout.
     pub timeout_ms: Option<u64>,
     /// Kept for the media issue (connected on join instead of first frame); today both rules coincide.
@@ -177,6 +181,11 @@ pub enum CallUpdate {
     Event {
         event: CallEvent,
         event_reason: String,
+        /// What the party is shown of the call now, when the event changed it: `RemoteUserRecvCall`
+        /// carries the callee's user extension to the caller while it rings. Defaulted so messages
+        /// written before it existed still read.
+        #[serde(default)]
+        info: Option<EventInfo>,
     },
     /// onCallConnected.
     Connected {
@@ -469,8 +478,13 @@ impl CallMachine {
 
     /// The event info a party is shown now.
     pub fn info_for(&self, side: Side) -> EventInfo {
+        // The peer's user extension with the call extension merged over it (the proto's rule).
         let extension = match side {
-            Side::Caller => self.callee_extension.clone(),
+            Side::Caller => {
+                let mut merged = self.callee_extension.clone();
+                merged.extend(self.setup.call_extension.clone());
+                merged
+            }
             Side::Callee => self.setup.extension.clone(),
         };
         EventInfo {
@@ -819,7 +833,15 @@ impl CallMachine {
         };
         self.state(Side::Callee, CallState::Calling, reason, "", fx);
         self.event(Side::Callee, event, "", fx);
-        self.event(Side::Caller, CallEvent::RemoteUserRecvCall, "", fx);
+        // The caller learns the callee's user extension now, while it rings.
+        fx.push(CallEffect::Notify {
+            to: self.setup.caller.clone(),
+            update: CallUpdate::Event {
+                event: CallEvent::RemoteUserRecvCall,
+                event_reason: String::new(),
+                info: Some(self.info_for(Side::Caller)),
+            },
+        });
         if self.setup.pause_at == PauseAt::Ringing {
             self.pause(Side::Callee, fx);
         }
@@ -1131,6 +1153,7 @@ impl CallMachine {
             update: CallUpdate::Event {
                 event,
                 event_reason: text.to_owned(),
+                info: None,
             },
         });
     }

@@ -476,7 +476,11 @@ impl UserMachine {
                 if self.call.is_some() {
                     return Err(UserError::AlreadyInCall);
                 }
-                self.prepared = Some(prepared);
+                if self.prepared.replace(prepared).is_none() {
+                    // CallAPI apps hear onCallStateChanged(prepared) when they become callable; a
+                    // second Prepare only changes the settings.
+                    self.push(prepared_event(), now, &mut fx);
+                }
             }
             UserInput::Unprepare => {
                 if self.call.is_some() {
@@ -512,7 +516,7 @@ impl UserMachine {
                     Some(_) => return Err(UserError::AlreadyInCall),
                 };
                 let mut merged = prepared.extension.clone();
-                merged.extend(extension);
+                merged.extend(extension.clone());
                 let timeout = timeout_ms
                     .or(prepared.call_timeout_ms)
                     .unwrap_or(self.config.default_call_timeout_ms);
@@ -523,6 +527,7 @@ impl UserMachine {
                     callee: callee.clone(),
                     call_type,
                     extension: merged,
+                    call_extension: extension,
                     timeout_ms: (timeout > 0).then_some(timeout),
                     first_frame_waiting_disabled: prepared.first_frame_waiting_disabled,
                     pause_at: self.config.pause_at,
@@ -932,6 +937,13 @@ impl UserMachine {
         fx: &mut Vec<UserEffect>,
     ) {
         if let Some(call) = self.call.take() {
+            if how == SessionEnd::TokenExpired
+                && let Some(info) = call.info.clone()
+            {
+                // The call's own word on this end would reach a session that is gone: the client hears
+                // it here, before the session closes.
+                self.tell_token_expired_call(&call, info, now, fx);
+            }
             fx.push(UserEffect::ToCall {
                 call_id: call.id,
                 input: CallInput::SessionEnded {
@@ -951,6 +963,45 @@ impl UserMachine {
         }
         self.session = Session::Closed;
         fx.push(UserEffect::Stop);
+    }
+
+    /// The call ends for this user because its token expired: `prepared` with `tokenExpired`, and a
+    /// disconnect when it was connected (what the call machine says of `SessionEnd::TokenExpired`).
+    fn tell_token_expired_call(
+        &mut self,
+        call: &ActiveCall,
+        mut info: EventInfo,
+        now: Millis,
+        fx: &mut Vec<UserEffect>,
+    ) {
+        let connected_at = (call.state == CallState::Connected)
+            .then(|| info.timing.get("connected").copied())
+            .flatten();
+        info.timing.insert("end".to_owned(), now);
+        let ended = CallUpdate::State {
+            state: CallState::Prepared,
+            reason: StateReason::TokenExpired,
+            event_reason: "this user's token expired".to_owned(),
+            info,
+        };
+        let call_id = call.id.clone();
+        self.push(
+            ClientEvent::Call {
+                call_id: call_id.clone(),
+                update: ended,
+            },
+            now,
+            fx,
+        );
+        if let Some(since) = connected_at {
+            let update = CallUpdate::Disconnected {
+                room: call.channel.clone(),
+                hangup_user: Some(self.user.clone()),
+                timestamp: now,
+                duration_ms: now.saturating_sub(since),
+            };
+            self.push(ClientEvent::Call { call_id, update }, now, fx);
+        }
     }
 
     fn live_channels(&self) -> Vec<ChannelName> {
@@ -978,5 +1029,26 @@ impl UserMachine {
             }
             Session::New | Session::Closed => {}
         }
+    }
+}
+
+/// onCallStateChanged(prepared) outside any call: no call id, an empty event info.
+fn prepared_event() -> ClientEvent {
+    ClientEvent::Call {
+        call_id: CallId::from(""),
+        update: CallUpdate::State {
+            state: CallState::Prepared,
+            reason: StateReason::None,
+            event_reason: String::new(),
+            info: EventInfo {
+                call_id: CallId::from(""),
+                from_user: UserId::from(""),
+                from_room: ChannelName::from(""),
+                remote_user: UserId::from(""),
+                call_type: CallType::Video,
+                extension: BTreeMap::new(),
+                timing: BTreeMap::new(),
+            },
+        },
     }
 }

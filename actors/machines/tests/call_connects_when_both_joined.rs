@@ -5,8 +5,8 @@ mod support;
 
 use showcall_machines::call::{EndCause, SessionEnd, Undeliverable};
 use showcall_machines::{
-    CallEffect, CallInput, CallMachine, CallRecord, CallState, CallType, CallUpdate, EventInfo,
-    Side,
+    CallEffect, CallEvent, CallInput, CallMachine, CallRecord, CallState, CallType, CallUpdate,
+    EventInfo, Side,
 };
 use support::{A, B, delivered, lines, must, setup, show};
 
@@ -266,15 +266,49 @@ fn the_record_carries_the_timeline_and_each_side_its_view_of_the_call() {
         let want = "accept=2000 call=1000 callee_joined=3000 caller_joined=2500 connected=3000 end=10000 ringing=1100";
         assert_eq!(keys.join(" "), want);
     }
-    // Each side is shown the other's extension.
+    // Each side is shown the other's user extension with the call extension merged over it.
+    let shown = |info: &EventInfo| format!("{:?}", info.extension);
+    assert_eq!(shown(&caller_info), r#"{"gift": "rose", "nick": "Bob"}"#);
+    assert_eq!(shown(&callee_info), r#"{"gift": "rose", "nick": "Alice"}"#);
+}
+
+#[test]
+fn the_caller_is_shown_its_call_extension_at_once_and_the_callees_user_extension_when_it_rings() {
+    let mut m = CallMachine::new(setup(), 1_000);
+    let start = must(&mut m, CallInput::Start, 1_000);
+    let (state, _, calling) = state_updates(&start, A).pop().expect("the caller is told");
+    assert_eq!(state, CallState::Calling);
+    assert_eq!(format!("{:?}", calling.extension), r#"{"gift": "rose"}"#);
+
+    let rang = must(&mut m, delivered(), 1_100);
+    let delivery = rang.iter().find_map(|e| match e {
+        CallEffect::Notify {
+            to,
+            update: CallUpdate::Event { event, info, .. },
+        } if to.as_str() == A => Some((*event, info.clone())),
+        _ => None,
+    });
+    let (event, info) = delivery.expect("the caller hears of the delivery");
+    assert_eq!(event, CallEvent::RemoteUserRecvCall);
+    let info = info.expect("the delivery carries what the caller is shown now");
     assert_eq!(
-        caller_info.extension.get("nick").map(String::as_str),
-        Some("Bob")
+        format!("{:?}", info.extension),
+        r#"{"gift": "rose", "nick": "Bob"}"#
     );
-    assert_eq!(
-        callee_info.extension.get("nick").map(String::as_str),
-        Some("Alice")
-    );
+    assert_eq!(info.timing.get("ringing"), Some(&1_100));
+}
+
+#[test]
+fn the_call_extension_wins_over_the_peers_user_extension_on_both_sides() {
+    let mut both = setup();
+    both.call_extension.insert("nick".into(), "Ally".into());
+    both.extension.insert("nick".into(), "Ally".into());
+    let mut m = CallMachine::new(both, 1_000);
+    must(&mut m, CallInput::Start, 1_000);
+    must(&mut m, delivered(), 1_100);
+    let nick = |side| m.info_for(side).extension.get("nick").cloned();
+    assert_eq!(nick(Side::Caller).as_deref(), Some("Ally"));
+    assert_eq!(nick(Side::Callee).as_deref(), Some("Ally"));
 }
 
 #[test]

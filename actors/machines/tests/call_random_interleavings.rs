@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use dispatcher::{NAMES, Op, World, index_of, live_room, uid};
 use proptest::prelude::*;
 use showcall_machines::call::{EndCause, SessionEnd};
-use showcall_machines::user::{ClientEvent, Pushed};
+use showcall_machines::user::{ClientEvent, CloseReason, Pushed};
 use showcall_machines::{
     CallId, CallState, CallUpdate, PauseAt, PublishState, Side, StateReason, UserId,
 };
@@ -193,6 +193,10 @@ impl World {
             let ClientEvent::Call { call_id, update } = &pushed.event else {
                 continue;
             };
+            if call_id.as_str().is_empty() {
+                // `prepared` after PrepareForCall belongs to no call.
+                continue;
+            }
             let after_final = finals.get(call_id).copied().unwrap_or(0);
             let CallUpdate::State { state, reason, .. } = update else {
                 continue;
@@ -210,14 +214,27 @@ impl World {
             let record = &slot.records[0];
             let side = slot.machine.side_of(&uid(u)).expect("a party");
             let gave_way = slot.gave_way.contains(&uid(u)) && *reason == StateReason::GlareResolved;
+            // A session whose token expired ends its call for its client itself, whatever else ended
+            // the call at the same moment.
+            let expired = *reason == StateReason::TokenExpired && token_expired(log);
             assert!(
-                gave_way || matches_cause(&record.cause, side, &uid(u), *reason),
+                gave_way || expired || matches_cause(&record.cause, side, &uid(u), *reason),
                 "{} ({side:?}) ended {call_id} with {reason:?} but the record says {:?}",
                 NAMES[u],
                 record.cause
             );
         }
     }
+}
+
+/// Whether this client's session was closed because its token expired.
+fn token_expired(log: &[Pushed]) -> bool {
+    log.iter().any(|p| {
+        p.event
+            == ClientEvent::SessionClosed {
+                reason: CloseReason::TokenExpired,
+            }
+    })
 }
 
 /// The last state each call showed this client, by call.
@@ -228,6 +245,7 @@ fn last_states(log: &[Pushed]) -> Vec<(CallId, CallState)> {
             call_id,
             update: CallUpdate::State { state, .. },
         } = &pushed.event
+            && !call_id.as_str().is_empty()
         {
             last.insert(call_id.clone(), *state);
         }

@@ -2,7 +2,7 @@
 //! drop and come back (or not), keep a token alive, and the call decisions only a user can make: busy,
 //! offline, calling yourself, stale call ids, and glare.
 //!
-//! Effects are shown in a small text form (`push #3 call c1 state Prepared RemoteHangup`, `to c1
+//! Effects are shown in a small text form (`push #4 call c1 state Prepared RemoteHangup`, `to c1
 //! peer-away`, `timer Grace in 30000`) so each step reads like what the actor will do.
 
 use std::collections::BTreeMap;
@@ -208,6 +208,7 @@ fn event(call: &str, event: CallEvent) -> UserInput {
     let update = CallUpdate::Event {
         event,
         event_reason: String::new(),
+        info: None,
     };
     UserInput::CallUpdate {
         call_id: call.into(),
@@ -300,7 +301,7 @@ fn a_dropped_connection_keeps_the_call_and_tells_the_peer_at_once() {
 fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
     let mut m = in_call(ALICE, BOB); // the client saw #1: the connected state
     let seen = ok(&mut m, event("c1", CallEvent::RemoteJoined), 2_500);
-    assert_eq!(seen, lines("push #2 call c1 event RemoteJoined"));
+    assert_eq!(seen, lines("push #3 call c1 event RemoteJoined"));
     ok(&mut m, lost(1), 10_000);
     silent(&mut m, event("c1", CallEvent::RemoteLeft), 11_000, "");
     let end = state(
@@ -319,11 +320,11 @@ fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
 
     let fx = ok(&mut m, login(2), 20_000);
     let replay = "timer TokenWarning in 50000; timer TokenExpiry in 80000
-        push #3 call c1 event RemoteLeft; push #4 call c1 state Prepared RemoteHangup";
+        push #4 call c1 event RemoteLeft; push #5 call c1 state Prepared RemoteHangup";
     assert_eq!(fx, lines(replay), "no peer-back: the call ended meanwhile");
     assert!(m.resumed());
     let next = ok(&mut m, tick(UserTimer::TokenWarning), 70_000);
-    assert_eq!(next, lines("push #5 token expires at 100000"));
+    assert_eq!(next, lines("push #6 token expires at 100000"));
 }
 
 #[test]
@@ -360,7 +361,7 @@ fn the_token_warning_fires_once_at_its_time_and_stale_firings_are_ignored() {
     let mut m = online(ALICE);
     silent(&mut m, tick(UserTimer::TokenWarning), 69_999, "early");
     let warn = ok(&mut m, tick(UserTimer::TokenWarning), 70_000);
-    assert_eq!(warn, lines("push #1 token expires at 100000"));
+    assert_eq!(warn, lines("push #2 token expires at 100000"));
     silent(&mut m, tick(UserTimer::TokenWarning), 71_000, "once");
 }
 
@@ -383,17 +384,72 @@ fn renewing_moves_both_deadlines_and_old_timers_fire_harmlessly() {
     silent(&mut m, tick(UserTimer::TokenExpiry), 100_000, "");
     assert!(!m.is_closed());
     let warn = ok(&mut m, tick(UserTimer::TokenWarning), 170_000);
-    assert_eq!(warn, lines("push #1 token expires at 200000"));
+    assert_eq!(warn, lines("push #2 token expires at 200000"));
 }
 
 #[test]
 fn an_expired_token_closes_the_session_and_ends_the_call() {
-    let mut m = in_call(ALICE, BOB); // push #1 was the connected state
+    let mut m = in_call(ALICE, BOB); // push #2 was the connected state
     let fx = ok(&mut m, tick(UserTimer::TokenExpiry), EXPIRES);
-    let text = "to c1 session of alice ended TokenExpired
-        push #2 session closed TokenExpired; close conn 1 TokenExpired; stop";
+    // The client hears its call end before the session closes (the call's own word would come too late).
+    let text = "push #3 call c1 state Prepared TokenExpired
+        to c1 session of alice ended TokenExpired
+        push #4 session closed TokenExpired; close conn 1 TokenExpired; stop";
     assert_eq!(fx, lines(text));
     assert!(m.is_closed());
+}
+
+#[test]
+fn a_token_expiring_in_a_connected_call_tells_the_client_it_ended_and_disconnected() {
+    let mut m = online(ALICE);
+    ok(&mut m, start_call("c1", BOB), 1_000);
+    let mut connected = info("c1", ALICE, BOB);
+    connected.timing.insert("connected".into(), 2_000);
+    let update = CallUpdate::State {
+        state: CallState::Connected,
+        reason: StateReason::BothJoined,
+        event_reason: String::new(),
+        info: connected,
+    };
+    let call_id = CallId::from("c1");
+    ok(&mut m, UserInput::CallUpdate { call_id, update }, 2_000);
+    let fx = m
+        .handle(tick(UserTimer::TokenExpiry), EXPIRES)
+        .expect("the session ends");
+    assert_eq!(
+        show(&fx),
+        lines(
+            "push #3 call c1 state Prepared TokenExpired
+             push #4 call c1 disconnected after 98000
+             to c1 session of alice ended TokenExpired
+             push #5 session closed TokenExpired; close conn 1 TokenExpired; stop"
+        )
+    );
+    let Some(UserEffect::Push(Pushed {
+        event:
+            ClientEvent::Call {
+                update: CallUpdate::State { info, .. },
+                ..
+            },
+        ..
+    })) = fx.first()
+    else {
+        panic!("the first effect is the call's end");
+    };
+    assert_eq!(info.timing.get("end"), Some(&EXPIRES), "the end is stamped");
+}
+
+#[test]
+fn preparing_tells_the_client_it_is_prepared_once() {
+    let mut m = UserMachine::new(ALICE.into(), config());
+    ok(&mut m, login(1), 0);
+    let first = ok(&mut m, UserInput::Prepare(Prepared::default()), 0);
+    assert_eq!(first, lines("push #1 call  state Prepared None"));
+    let again = ok(&mut m, UserInput::Prepare(Prepared::default()), 0);
+    assert_eq!(again, Vec::<String>::new(), "new settings only");
+    ok(&mut m, UserInput::Unprepare, 0);
+    let after_unprepare = ok(&mut m, UserInput::Prepare(Prepared::default()), 0);
+    assert_eq!(after_unprepare, lines("push #2 call  state Prepared None"));
 }
 
 #[test]
@@ -409,7 +465,7 @@ fn logging_out_ends_the_call_for_the_peer_and_closes_the_connection() {
     let mut m = in_call(ALICE, BOB);
     let fx = ok(&mut m, logout(1), 5_000);
     let text = "to c1 session of alice ended LoggedOut
-        push #2 session closed LoggedOut; close conn 1 LoggedOut; stop";
+        push #3 session closed LoggedOut; close conn 1 LoggedOut; stop";
     assert_eq!(fx, lines(text));
 }
 
@@ -612,7 +668,7 @@ fn commands_name_the_current_call_or_are_refused() {
     );
     assert_eq!(
         ok(&mut m, ended, 50),
-        lines("push #1 call c1 state Prepared LocalCancelled")
+        lines("push #2 call c1 state Prepared LocalCancelled")
     );
     let hangup = CallCommand::Hangup {
         reason: "late".into(),
@@ -634,7 +690,7 @@ fn the_client_hears_the_end_event_and_the_disconnect_that_follow_the_final_state
     assert_eq!(m.call(), None);
     assert_eq!(
         ok(&mut m, event("c1", CallEvent::RemoteHangup), 9_000),
-        lines("push #3 call c1 event RemoteHangup")
+        lines("push #4 call c1 event RemoteHangup")
     );
     let disconnected = CallUpdate::Disconnected {
         room: "call-c1".into(),
@@ -650,7 +706,7 @@ fn the_client_hears_the_end_event_and_the_disconnect_that_follow_the_final_state
         },
         9_000,
     );
-    assert_eq!(fx, lines("push #4 call c1 disconnected after 7000"));
+    assert_eq!(fx, lines("push #5 call c1 disconnected after 7000"));
     // Nothing else of that call reaches the client any more, and no other call's updates ever do.
     let late = state(
         "c1",
@@ -679,7 +735,7 @@ fn glare_the_larger_id_gives_way_tells_its_client_then_rings_for_the_winner() {
     let mut bob = online(BOB);
     ok(&mut bob, start_call("c-bob", ALICE), 1_000);
     let fx = ok(&mut bob, ring("c-alice", ALICE, BOB), 1_001);
-    let text = "to c-bob bob gave way; push #1 call c-bob state Prepared GlareResolved
+    let text = "to c-bob bob gave way; push #2 call c-bob state Prepared GlareResolved
         to c-alice delivered live=[]";
     assert_eq!(fx, lines(text));
     let call = bob.call().expect("ringing for alice's call");
@@ -704,7 +760,7 @@ fn glare_the_smaller_id_rung_first_withdraws_the_ringing_call_and_places_its_own
     let mut alice = online(ALICE);
     ok(&mut alice, ring("c-bob", BOB, ALICE), 1_000);
     let fx = ok(&mut alice, start_call("c-alice", BOB), 1_001);
-    let text = "to c-bob alice gave way; push #1 call c-bob state Prepared GlareResolved
+    let text = "to c-bob alice gave way; push #2 call c-bob state Prepared GlareResolved
         spawn c-alice alice -> bob";
     assert_eq!(fx, lines(text));
     assert_eq!(
@@ -781,7 +837,7 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
     let fx = ok(&mut m, news("live-bob"), 40);
     assert_eq!(
         fx,
-        lines(r#"push #1 channel live-bob BroadcasterPaused { user: UserId("bob") }"#)
+        lines(r#"push #2 channel live-bob BroadcasterPaused { user: UserId("bob") }"#)
     );
     ok(
         &mut m,
@@ -806,13 +862,11 @@ fn a_session_end_reaches_the_call_with_how_it_ended() {
             user: ALICE.into(),
             how,
         };
-        assert_eq!(
-            fx[0],
-            UserEffect::ToCall {
-                call_id: CallId::from("c1"),
-                input: sent
-            }
-        );
+        let told = UserEffect::ToCall {
+            call_id: CallId::from("c1"),
+            input: sent,
+        };
+        assert!(fx.contains(&told), "{how:?}: {fx:?}");
     }
 }
 
@@ -827,7 +881,7 @@ fn a_session_that_ends_with_a_join_in_flight_leaves_that_channel_too() {
     };
     ok(&mut m, join, 20);
     let fx = ok(&mut m, logout(1), 30);
-    let text = "leave live-alice; leave live-bob; push #1 session closed LoggedOut; close conn 1 LoggedOut; stop";
+    let text = "leave live-alice; leave live-bob; push #2 session closed LoggedOut; close conn 1 LoggedOut; stop";
     assert_eq!(fx, lines(text));
 }
 
@@ -893,7 +947,7 @@ fn without_a_takeover_the_user_gives_up_on_the_call_when_the_wait_is_over() {
         lines(
             "tell call-c1 Close
              tell live-alice ResumeBroadcaster { host: UserId(\"alice\"), call: CallId(\"c1\") }
-             push #2 call c1 state Prepared EndedByServer"
+             push #3 call c1 state Prepared EndedByServer"
         )
     );
     assert_eq!(current_call(&m), None);
@@ -921,7 +975,7 @@ fn a_call_that_had_not_connected_is_lost_at_once() {
         fx,
         lines(
             "tell call-c1 Close
-             push #2 call c1 state Prepared EndedByServer"
+             push #3 call c1 state Prepared EndedByServer"
         )
     );
     assert_eq!(current_call(&m), None);

@@ -606,6 +606,10 @@ impl Inner {
                     tracing::debug!(event = ev.event, "unknown call event reported as none");
                     CallEvent::None
                 });
+                if let Some(info) = &ev.event_info {
+                    // Before the listeners hear the event, so `event_info()` shows it to them.
+                    lock(&self.mirror).apply_event_info(&ev.call_id, info);
+                }
                 self.listeners
                     .each(|l| l.on_call_event_changed(event, &ev.event_reason));
             }

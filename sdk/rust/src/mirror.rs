@@ -44,6 +44,14 @@ impl CallMirror {
         self.recent.iter().any(|c| c == call_id)
     }
 
+    /// An event that carries what the party is shown of its current call now (the caller's
+    /// `remoteUserRecvCall` with the callee's user extension); one for another call is ignored.
+    pub fn apply_event_info(&mut self, call_id: &str, info: &EventInfo) {
+        if self.call_id.as_deref() == Some(call_id) {
+            self.event_info = Some(info.clone());
+        }
+    }
+
     pub fn apply_state(&mut self, ev: &CallStateChanged) {
         let state = CallState::try_from(ev.state).unwrap_or_else(|_| {
             tracing::warn!(
@@ -55,7 +63,8 @@ impl CallMirror {
         self.state = state;
         self.reason = CallStateReason::try_from(ev.reason).unwrap_or_default();
         self.call_id = (is_active(state) && !ev.call_id.is_empty()).then(|| ev.call_id.clone());
-        if let Some(info) = &ev.event_info {
+        // A state outside any call (`prepared` after PrepareForCall) keeps the last call's info.
+        if let Some(info) = ev.event_info.as_ref().filter(|_| !ev.call_id.is_empty()) {
             self.event_info = Some(info.clone());
         }
         if !ev.call_id.is_empty() {

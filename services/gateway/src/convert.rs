@@ -180,10 +180,12 @@ fn call_update(call_id: String, update: CallUpdate) -> Kind {
         CallUpdate::Event {
             event,
             event_reason,
+            info,
         } => Kind::CallEventChanged(pb::CallEventChanged {
             call_id,
             event: event as i32,
             event_reason,
+            event_info: info.map(event_info),
         }),
         CallUpdate::Connected {
             room,

@@ -24,7 +24,12 @@ pub fn setup() -> CallSetup {
         caller: A.into(),
         callee: B.into(),
         call_type: CallType::Video,
-        extension: BTreeMap::from([("nick".to_owned(), "Alice".to_owned())]),
+        // alice's user extension with her call extension merged over it.
+        extension: BTreeMap::from([
+            ("nick".to_owned(), "Alice".to_owned()),
+            ("gift".to_owned(), "rose".to_owned()),
+        ]),
+        call_extension: BTreeMap::from([("gift".to_owned(), "rose".to_owned())]),
         timeout_ms: Some(15_000),
         first_frame_waiting_disabled: false,
         pause_at: PauseAt::Accept,

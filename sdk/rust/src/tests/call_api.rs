@@ -352,6 +352,7 @@ async fn listeners_hear_every_call_event_in_server_order() {
             call_id: "c1".to_owned(),
             event: CallEvent::RemoteUserRecvCall as i32,
             event_reason: String::new(),
+            event_info: None,
         }));
     h.server.push(event::Kind::CallConnected(CallConnected {
         call_id: "c1".to_owned(),
