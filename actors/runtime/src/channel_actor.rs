@@ -17,7 +17,6 @@ use crate::events::EventKind;
 use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
 use crate::messages::{ChannelMsg, Responder, TraceContext};
-use crate::ports::MediaRefusal;
 use crate::session::CommandOk;
 use crate::trace::TARGET;
 use tracing::Instrument;
@@ -275,18 +274,8 @@ async fn join(
             match opening.await {
                 Ok(answer) => Some(answer),
                 Err(refusal) => {
-                    let _ = reply.send(Err(match refusal {
-                        MediaRefusal::InvalidOffer(why) => {
-                            CommandError::InvalidArgument(format!("join_channel.sdp_offer: {why}"))
-                        }
-                        MediaRefusal::PublishNotAllowed => CommandError::PermissionDenied(
-                            "an audience member must offer receive-only media".into(),
-                        ),
-                        MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
-                        MediaRefusal::InvalidAnswer(why) | MediaRefusal::NotNegotiating(why) => {
-                            CommandError::InvalidArgument(why)
-                        }
-                    }));
+                    let refused = CommandError::media(refusal, "join_channel.sdp_offer");
+                    let _ = reply.send(Err(refused));
                     return;
                 }
             }

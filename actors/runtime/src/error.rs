@@ -1,8 +1,11 @@
-//! The one error type client commands fail with. The gateway maps it to the wire's error codes in one
-//! place; here it only says what went wrong.
+//! The one error type client commands (and the business API's orders) fail with. Each refusal is one
+//! [`ErrorCode`], which maps it to either wire (`crate::error_code`); here it only says what went wrong.
 
 use showcall_machines::{CallError, ChannelError, UserError};
 use thiserror::Error;
+
+use crate::error_code::ErrorCode;
+use crate::ports::MediaRefusal;
 
 /// A refused client command. Nothing changed on the server.
 #[derive(Clone, Debug, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
@@ -34,6 +37,42 @@ pub enum CommandError {
     SessionClosed,
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl CommandError {
+    /// The code this refusal is on either wire.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CommandError::NotPrepared => ErrorCode::NotPrepared,
+            CommandError::AlreadyInCall => ErrorCode::AlreadyInCall,
+            CommandError::CallToSelf => ErrorCode::CallToSelf,
+            CommandError::NoSuchCall => ErrorCode::NoSuchCall,
+            CommandError::NotAllowed(_) => ErrorCode::NotAllowed,
+            CommandError::NotAParticipant => ErrorCode::NotAParticipant,
+            CommandError::NotInChannel => ErrorCode::NotInChannel,
+            CommandError::HasBroadcaster => ErrorCode::ChannelHasBroadcaster,
+            CommandError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            CommandError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            CommandError::Banned(_) => ErrorCode::Banned,
+            CommandError::SessionClosed => ErrorCode::SessionClosed,
+            CommandError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The media router's refusal of an SDP the client sent in `field` (e.g. `join_channel.sdp_offer`).
+    pub fn media(refusal: MediaRefusal, field: &str) -> Self {
+        match refusal {
+            MediaRefusal::InvalidOffer(why) | MediaRefusal::InvalidAnswer(why) => {
+                CommandError::InvalidArgument(format!("{field}: {why}"))
+            }
+            MediaRefusal::NotNegotiating(why) => CommandError::NotAllowed(why),
+            MediaRefusal::PublishNotAllowed => CommandError::PermissionDenied(
+                "only a broadcaster may publish: an audience member offers receive-only media"
+                    .into(),
+            ),
+            MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
+        }
+    }
 }
 
 impl From<UserError> for CommandError {

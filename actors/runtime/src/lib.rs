@@ -17,7 +17,8 @@
 //!   `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
 //! - [`bans`]: channel bans and the port that keeps them.
 //! - [`trace`]: one call, one trace: the context messages carry, span names.
-//! - [`keys`], [`ids`], [`clock`], [`error`]: small vocabulary.
+//! - [`error`], [`error_code`]: the refusal type and its one code per wire.
+//! - [`keys`], [`ids`], [`clock`]: small vocabulary.
 //! - [`metrics`]: metric names, descriptions and buckets; call metrics derived from the business events.
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod channel_actor;
 pub mod clock;
 pub mod directory;
 pub mod error;
+pub mod error_code;
 pub mod events;
 pub mod flux;
 pub mod handoff;
@@ -47,6 +49,7 @@ pub mod user_actor;
 
 pub use clock::Clock;
 pub use error::CommandError;
+pub use error_code::ErrorCode;
 pub use hub::{Hub, HubParts};
 pub use inbox::{ConnectionInbox, InboxReceiver, OverflowSignal, connection_inbox};
 pub use keys::{ActorKey, AppId, NodeId};

@@ -16,7 +16,6 @@ use crate::hub::Hub;
 use crate::keys::{ActorKey, AppId};
 use crate::messages::{Responder, UserMsg};
 use crate::messages::{SessionSink, TraceContext};
-use crate::ports::MediaRefusal;
 use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
 use crate::trace::{self, TARGET};
 use tokio::task::JoinHandle;
@@ -427,16 +426,7 @@ fn answer_media(
         let answer = applied
             .await
             .map(|()| CommandOk::Done)
-            .map_err(|refusal| match refusal {
-                MediaRefusal::InvalidAnswer(why) | MediaRefusal::InvalidOffer(why) => {
-                    CommandError::InvalidArgument(format!("answer_media.sdp_answer: {why}"))
-                }
-                MediaRefusal::NotNegotiating(why) => CommandError::NotAllowed(why),
-                MediaRefusal::PublishNotAllowed => {
-                    CommandError::PermissionDenied("publishing is not allowed".into())
-                }
-                MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
-            });
+            .map_err(|refusal| CommandError::media(refusal, "answer_media.sdp_answer"));
         let _ = reply.send(answer);
     });
 }

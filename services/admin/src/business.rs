@@ -142,16 +142,9 @@ pub fn ban(req: &pb::KickUserRequest, now_ms: u64) -> Result<Option<Ban>, AdminE
     }))
 }
 
-/// How a hub refusal reaches the business server.
+/// A hub refusal on the business API (its code's one mapping, `showcall_actors::error_code`).
 pub fn status(e: CommandError) -> Status {
-    match e {
-        CommandError::NoSuchCall => Status::not_found(e.to_string()),
-        CommandError::Unavailable(_) | CommandError::SessionClosed => {
-            Status::unavailable(e.to_string())
-        }
-        CommandError::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
-        other => Status::failed_precondition(other.to_string()),
-    }
+    Status::new(e.code().grpc(), e.to_string())
 }
 
 fn role(role: Role) -> i32 {

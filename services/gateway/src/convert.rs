@@ -10,25 +10,9 @@ use showcall_proto::signal::{self as pb, event::Kind, response::Result as Answer
 
 use crate::validate::Invalid;
 
-/// The one mapping of refusals to wire error codes.
+/// A refusal on the signaling wire (its code's one mapping, `showcall_actors::error_code`).
 pub fn command_error(e: &CommandError) -> pb::Error {
-    use pb::ErrorCode as C;
-    let code = match e {
-        CommandError::NotPrepared => C::NotPrepared,
-        CommandError::AlreadyInCall => C::AlreadyInCall,
-        CommandError::CallToSelf => C::CallToSelf,
-        CommandError::NoSuchCall => C::NoSuchCall,
-        CommandError::NotAllowed(_) => C::NotAllowed,
-        CommandError::NotAParticipant => C::NotAParticipant,
-        CommandError::NotInChannel => C::NotInChannel,
-        CommandError::HasBroadcaster => C::ChannelHasBroadcaster,
-        CommandError::PermissionDenied(_) => C::PermissionDenied,
-        CommandError::InvalidArgument(_) => C::InvalidArgument,
-        CommandError::SessionClosed => C::Unauthenticated,
-        CommandError::Unavailable(_) => C::Unavailable,
-        CommandError::Banned(_) => C::Banned,
-    };
-    error(code, e.to_string())
+    error(e.code().signal(), e.to_string())
 }
 
 pub fn invalid(e: &Invalid) -> pb::Error {
