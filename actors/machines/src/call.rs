@@ -334,8 +334,24 @@ pub enum CallEffect {
         /// Time connected so far.
         connected_ms: u64,
     },
+    /// The call reached a milestone the business server hears of (its end is [`CallEffect::Ended`]).
+    Progress(CallProgress),
     /// The call is over; the record goes to the business server; the actor stops.
     Ended(CallRecord),
+}
+
+/// A call's milestones before its end, each reported once, in this order (accepted and connected may
+/// come in one step, when both parties were in the channel before the accept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallProgress {
+    /// The call exists (its caller sees `calling`; it may still wait for admission).
+    Created,
+    /// The ring reached the callee's client.
+    Ringing,
+    /// The callee accepted.
+    Accepted,
+    /// Accepted, both parties in the channel (and media flowing, where the rule asks for it).
+    Connected,
 }
 
 /// A refused input. Commands map these to client errors; nothing changed.
@@ -765,6 +781,7 @@ impl CallMachine {
     fn start(&mut self, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
         if self.phase == (Phase::Authorizing { asked: false }) {
             self.phase = Phase::Authorizing { asked: true };
+            fx.push(CallEffect::Progress(CallProgress::Created));
             self.announce_to_caller(fx);
             self.ask_admission(fx);
             return Ok(());
@@ -772,6 +789,7 @@ impl CallMachine {
         if self.phase != (Phase::Ringing { delivered: false }) || self.callee_involved {
             return Err(self.unexpected("start"));
         }
+        fx.push(CallEffect::Progress(CallProgress::Created));
         self.open_channel(fx);
         self.announce_to_caller(fx);
         self.ring(fx);
@@ -824,6 +842,7 @@ impl CallMachine {
             return Err(self.unexpected("delivered"));
         }
         self.phase = Phase::Ringing { delivered: true };
+        fx.push(CallEffect::Progress(CallProgress::Ringing));
         self.callee_live = live_channels;
         self.callee_extension = extension;
         self.timing.insert("ringing".to_owned(), now);
@@ -901,6 +920,7 @@ impl CallMachine {
             return Err(self.not_allowed("accept", side));
         }
         self.phase = Phase::Connecting;
+        fx.push(CallEffect::Progress(CallProgress::Accepted));
         self.accepted_at = Some(now);
         self.timing.insert("accept".to_owned(), now);
         self.state(
@@ -1004,6 +1024,7 @@ impl CallMachine {
 
     fn connect(&mut self, now: Millis, reasons: [StateReason; 2], fx: &mut Vec<CallEffect>) {
         self.phase = Phase::Connected { since: now };
+        fx.push(CallEffect::Progress(CallProgress::Connected));
         self.timing.insert("connected".to_owned(), now);
         if self.setup.timeout_ms.is_some() {
             fx.push(CallEffect::CancelTimer {

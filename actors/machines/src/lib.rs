@@ -18,8 +18,8 @@ pub mod types;
 pub mod user;
 
 pub use call::{
-    AdmissionRequest, CallEffect, CallError, CallInput, CallMachine, CallRecord, CallSetup,
-    CallSnapshot, CallTimer, CallUpdate,
+    AdmissionRequest, CallEffect, CallError, CallInput, CallMachine, CallProgress, CallRecord,
+    CallSetup, CallSnapshot, CallTimer, CallUpdate,
 };
 pub use channel::{
     ChannelEffect, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelUpdate,

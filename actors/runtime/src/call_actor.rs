@@ -6,7 +6,8 @@
 //!
 //! A new call of an app that requires admission gets its admission deadline here (the app is known here,
 //! not in the caller's user machine); the business server is asked on a task of its own and its verdict
-//! comes back as an input ([`crate::admission`]). Billing ticks become business events.
+//! comes back as an input ([`crate::admission`]). The machine's milestones ([`CallProgress`]), billing
+//! ticks and record become business events.
 //! The actor holds the call's trace (`crate::trace`): a `call` span for the call's whole life, and a
 //! `call.<input>` child span for every input it handles, so every step of the call is in one tree.
 
@@ -18,7 +19,8 @@ use showcall_machines::call::{SessionEnd, Undeliverable};
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::UserInput;
 use showcall_machines::{
-    CallEffect, CallInput, CallMachine, CallSetup, CallSnapshot, CallTimer, ChannelKind,
+    CallEffect, CallInput, CallMachine, CallProgress, CallSetup, CallSnapshot, CallTimer,
+    ChannelKind,
 };
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -258,57 +260,33 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
     }
 }
 
-/// Feeds the machine one input and reports the call's progress to the business events (created,
-/// ringing, accepted, connected; the end is reported with its record in `run`).
+/// Feeds the machine one input and writes the call's entry in the directory.
 fn handle(
     state: &mut CallState,
     input: CallInput,
     now: showcall_machines::Millis,
 ) -> Result<Vec<CallEffect>, showcall_machines::CallError> {
-    use showcall_machines::{CallState as Shown, Side};
-    let starting = matches!(input, CallInput::Start);
-    let before = (
-        state.machine.state_of(Side::Caller),
-        state.machine.state_of(Side::Callee),
-    );
     let fx = state.machine.handle(input, now)?;
-    let after = (
-        state.machine.state_of(Side::Caller),
-        state.machine.state_of(Side::Callee),
-    );
-    let call = state.machine.id().clone();
-    let mut progress = Vec::new();
-    if starting {
-        let setup = state.machine.setup();
-        progress.push(EventKind::CallCreated {
-            call: call.clone(),
+    publish(state);
+    Ok(fx)
+}
+
+/// A milestone of the call as its business event (the end is reported with its record).
+fn progress_event(state: &CallState, progress: CallProgress) -> EventKind {
+    let setup = state.machine.setup();
+    let call = setup.id.clone();
+    match progress {
+        CallProgress::Created => EventKind::CallCreated {
+            call,
             caller: setup.caller.clone(),
             callee: setup.callee.clone(),
             call_type: setup.call_type,
             channel: setup.channel.clone(),
-        });
+        },
+        CallProgress::Ringing => EventKind::CallRinging { call },
+        CallProgress::Accepted => EventKind::CallAccepted { call },
+        CallProgress::Connected => EventKind::CallConnected { call },
     }
-    if before.1 == Shown::Prepared && after.1 == Shown::Calling {
-        progress.push(EventKind::CallRinging { call: call.clone() });
-    }
-    if before.0 == Shown::Calling && after.0 == Shown::Connecting {
-        progress.push(EventKind::CallAccepted { call: call.clone() });
-    }
-    if before.0 != Shown::Connected && after.0 == Shown::Connected {
-        if before.0 == Shown::Calling {
-            // Accepted and connected at once (both were already in the channel).
-            progress.push(EventKind::CallAccepted { call: call.clone() });
-        }
-        // A moment in the call's trace (under the step that connected it).
-        let _connected =
-            tracing::debug_span!(target: TARGET, "call.connected", call.id = %call).entered();
-        progress.push(EventKind::CallConnected { call });
-    }
-    for kind in progress {
-        state.hub.emit(&state.app, kind);
-    }
-    publish(state);
-    Ok(fx)
 }
 
 /// Writes the call's entry in the node's directory (removed when the actor stops).
@@ -453,6 +431,17 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     tick,
                     connected_ms,
                 };
+                state.hub.emit(&state.app, kind);
+            }
+            CallEffect::Progress(progress) => {
+                if progress == CallProgress::Connected {
+                    // A moment in the call's trace (under the step that connected it).
+                    let call = state.machine.id();
+                    let _connected =
+                        tracing::debug_span!(target: TARGET, "call.connected", call.id = %call)
+                            .entered();
+                }
+                let kind = progress_event(state, progress);
                 state.hub.emit(&state.app, kind);
             }
             CallEffect::Ended(record) => {

@@ -402,6 +402,8 @@ impl World {
                 }
                 // No node dies in this world: the snapshot is not needed and nothing is restored.
                 CallEffect::Persist(_) => {}
+                // Business events: no business server in this world.
+                CallEffect::Progress(_) => {}
                 CallEffect::AskParty { .. } | CallEffect::AskChannel { .. } => {
                     unreachable!("only restored calls ask")
                 }

@@ -89,8 +89,10 @@ pub fn cause(c: &EndCause) -> String {
 }
 
 /// The text form of effects used by the tables.
+/// Progress milestones are left out (`call_progress_events` shows them).
 pub fn show(fx: &[CallEffect]) -> Vec<String> {
     fx.iter()
+        .filter(|e| !matches!(e, CallEffect::Progress(_)))
         .map(|e| match e {
             CallEffect::OpenChannel { channel, members } => {
                 format!(
@@ -135,6 +137,7 @@ pub fn show(fx: &[CallEffect]) -> Vec<String> {
             CallEffect::AskParty { user } => format!("ask {}", who(user)),
             CallEffect::AskChannel { channel } => format!("ask {channel}"),
             CallEffect::Ended(r) => format!("ended {} after {}", cause(&r.cause), r.connected_ms),
+            CallEffect::Progress(_) => unreachable!("filtered out above"),
         })
         .collect()
 }
