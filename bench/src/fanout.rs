@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use showcall_media::RouterStats;
+use showcall_node::config::NodeConfig;
 use showcall_sdk::media::source::{AUDIO_PACKETS_PER_SECOND, VIDEO_FPS};
 use showcall_sdk::{
     ChannelRole, MediaOptions, MediaSession, MediaSource, MediaStats, ProbeOptions, ReceivedFrame,
@@ -48,7 +49,6 @@ use super::{
     udp_drops,
 };
 use crate::cli::FanoutReceiver;
-use crate::config::NodeConfig;
 
 const ROOM: &str = "fanout_live";
 /// Time for keyframe requests, RTCP and the router's first-frame bookkeeping to settle.

@@ -1,5 +1,7 @@
-//! Load benchmarks behind `showcall bench`. They print a progress bar while running and one JSON object
-//! with the results on stdout; BENCHMARKS.md records them. Numbers, never assertions.
+//! `showcall-bench`: load benchmarks of a showcall node, a binary of their own so that the node's
+//! binary carries none of their code or dependencies (the SDK, histograms, progress bars). They print a
+//! progress bar while running and one JSON object with the results on stdout; BENCHMARKS.md records
+//! them. Numbers, never assertions. `showcall-bench --help` lists them and their flags ([`cli`]).
 //!
 //! - `ringing`: N caller/callee pairs over WebSocket (binary frames, like the Rust SDK). Each round every
 //!   caller calls its callee at once; the latency is `Call` sent → callee receives `calling`. In the same
@@ -27,8 +29,13 @@
 //!   memory, open files, sessions and actors over time, whether they return to their baseline, and
 //!   the errors the nodes logged.
 //!
+//! Every benchmark starts its nodes in this process (`showcall_node::start`, or `media_node`), except
+//! `idle`, `viewer-memory` and `soak`: they run the `showcall` binary as child processes
+//! (`child_node`; `--node-bin` names another than the one next to this executable), so that a node's
+//! memory and open files are its own.
+//!
 //! Shared by the media benchmarks: `media_node` (a node whose router runs on its own thread),
-//! `child_node` (a node as a child process, for memory and the soak),
+//! `child_node` (the `showcall` binary as a child process, for memory and the soak),
 //! `sdk_user` (Rust SDK users, an auto-answering host), `clip` (the broadcaster's clip at a live
 //! room's bitrate), `cpu` (CPU time from `/proc`), `udp_drops` (receive-buffer drops per socket).
 
@@ -45,17 +52,18 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message as _;
 use showcall_auth::{Grants, TokenIssuer};
+use showcall_node::config::NodeConfig;
 use showcall_proto::signal::{self as pb, client_frame::Command, event::Kind, server_frame::Frame};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::cli::{BenchArgs, BenchKind};
-use crate::config::NodeConfig;
+use crate::cli::{Benchmark, Cli};
 
 mod call_connect;
 mod child_node;
+mod cli;
 mod clip;
 mod cluster;
 mod cpu;
@@ -72,50 +80,67 @@ mod switch;
 mod udp_drops;
 mod viewer_memory;
 
-/// Runs the benchmark named by `args`.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.kind {
-        BenchKind::Ringing { pairs, rounds, url } => ringing(pairs, rounds, url).await,
-        BenchKind::Idle {
+fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The node's logs to stderr (`RUST_LOG`, default `info`): those of the nodes started in this
+    // process, and the SDK's.
+    let _telemetry = showcall_node::telemetry::Telemetry::init(None, "")?;
+    runtime.block_on(run(cli))
+}
+
+/// Runs the benchmark named on the command line.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.benchmark {
+        Benchmark::Ringing { pairs, rounds, url } => ringing(pairs, rounds, url).await,
+        Benchmark::Idle {
             users,
             connect_only,
-        } => idle(users, connect_only).await,
-        BenchKind::Fanout {
+        } => {
+            let node_bin = child_node::node_binary(cli.node_bin.as_deref())?;
+            idle(users, connect_only, &node_bin).await
+        }
+        Benchmark::Fanout {
             audience,
             seconds,
             video_scale,
             receiver,
             workers,
         } => fanout::run(audience, seconds, video_scale, receiver, workers).await,
-        BenchKind::Floor {
+        Benchmark::Floor {
             receivers,
             seconds,
             video_scale,
             no_gso,
         } => hardware_floor::bench(receivers, seconds, video_scale, !no_gso).await,
-        BenchKind::Join {
+        Benchmark::Join {
             viewers,
             video_scale,
             seed,
         } => join::run(viewers, video_scale, seed).await,
-        BenchKind::ViewerMemory {
+        Benchmark::ViewerMemory {
             viewers,
             seconds,
             video_scale,
-        } => viewer_memory::run(viewers, seconds, video_scale).await,
-        BenchKind::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
-        BenchKind::Switch { rounds, audience } => switch::run(rounds, audience).await,
-        BenchKind::Cluster {
+        } => {
+            let node_bin = child_node::node_binary(cli.node_bin.as_deref())?;
+            viewer_memory::run(viewers, seconds, video_scale, &node_bin).await
+        }
+        Benchmark::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
+        Benchmark::Switch { rounds, audience } => switch::run(rounds, audience).await,
+        Benchmark::Cluster {
             pairs,
             rounds,
             envelopes,
         } => cluster::run(pairs, rounds, envelopes).await,
-        BenchKind::Lifecycle {
+        Benchmark::Lifecycle {
             users,
             restart_users,
             calls,
         } => lifecycle::run(users, restart_users, calls).await,
-        BenchKind::Soak {
+        Benchmark::Soak {
             minutes,
             warmup_minutes,
             users,
@@ -125,6 +150,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             sample_seconds,
         } => {
             soak::run(soak::SoakOptions {
+                node_bin: child_node::node_binary(cli.node_bin.as_deref())?,
                 minutes,
                 warmup_minutes,
                 users,
@@ -271,7 +297,7 @@ pub(crate) async fn ringing(
             // The bench is one client process opening many frames per connection.
             config.rate_limit.per_second = 10_000;
             config.rate_limit.burst = 10_000;
-            Some(crate::start(config.clone()).await?)
+            Some(showcall_node::start(config.clone()).await?)
         }
     };
     let url = match (&url, &own_node) {
@@ -486,8 +512,8 @@ async fn relay_floor(
     Ok(h)
 }
 
-async fn idle(users: usize, connect_only: bool) -> anyhow::Result<()> {
-    let node = child_node::ChildNode::start().await?;
+async fn idle(users: usize, connect_only: bool, node_bin: &std::path::Path) -> anyhow::Result<()> {
+    let node = child_node::ChildNode::start(node_bin).await?;
     let url = node.url.clone();
     let token = token_factory(&NodeConfig::default());
     let before = node.rss_bytes()?;
