@@ -18,8 +18,9 @@ use showcall_node::config::NodeConfig;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, MediaOptions, MediaSession};
 use tokio::sync::mpsc;
 
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{CallUser, answer_calls, guarded};
-use super::{histogram, percentiles, progress, token_factory};
+use super::tokens::token_factory;
 
 /// One call's milestones, µs after `call()`.
 struct Timing {

@@ -25,7 +25,10 @@ use showcall_node::config::NodeConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;
 
-use super::{Client, percentiles, progress, ring_rounds, token_factory};
+use super::report::{percentiles, progress};
+use super::ringing::ring_rounds;
+use super::signal_client::Client;
+use super::tokens::token_factory;
 
 pub(super) const PARTITIONS: u32 = 256;
 

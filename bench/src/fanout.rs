@@ -43,11 +43,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
 use super::probe_frames::whole_frames;
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{guarded, login, publish};
-use super::{
-    clip, cpu, hardware_floor, histogram, percentiles, progress, srtp_floor, token_factory,
-    udp_drops,
-};
+use super::tokens::token_factory;
+use super::{clip, cpu, hardware_floor, srtp_floor, udp_drops};
 use crate::cli::FanoutReceiver;
 
 const ROOM: &str = "fanout_live";

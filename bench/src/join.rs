@@ -26,9 +26,11 @@ use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaPeer, MediaSession, SignalClient, TrackKind};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::clip;
 use super::media_node::MediaNode;
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{guarded, login, publish};
-use super::{clip, histogram, percentiles, progress, token_factory};
+use super::tokens::token_factory;
 
 const ROOM: &str = "join_live";
 /// Pings per viewer before its join: enough for a stable median, few enough not to matter.

@@ -28,7 +28,9 @@ use showcall_node::config::NodeConfig;
 use showcall_proto::signal::{self as pb, client_frame::Command, response::Result as Answer};
 
 use super::cluster::{PARTITIONS, node_config, start_etcd, until_served};
-use super::{Client, histogram, percentiles, progress, token_factory};
+use super::report::{histogram, percentiles, progress};
+use super::signal_client::Client;
+use super::tokens::token_factory;
 
 /// Waits until `nodes` together serve every partition and each serves its rendezvous share among them.
 async fn settled(nodes: &[&NodeHandle]) -> anyhow::Result<Duration> {

@@ -41,7 +41,8 @@ use tokio::sync::watch;
 
 use super::child_node::{ChildNode, ChildOptions};
 use super::cluster::start_etcd;
-use super::{percentiles, token_factory};
+use super::report::percentiles;
+use super::tokens::token_factory;
 
 mod churn;
 mod logs;

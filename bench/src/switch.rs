@@ -21,8 +21,9 @@ use showcall_sdk::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{CallUser, answer_calls, guarded, login};
-use super::{histogram, percentiles, progress, token_factory};
+use super::tokens::token_factory;
 
 const LIVE: &str = "host_live";
 const HOST: &str = "host";

@@ -20,8 +20,10 @@ use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaSession};
 
 use super::child_node::ChildNode;
+use super::clip;
+use super::report::progress;
 use super::sdk_user::{guarded, login, publish};
-use super::{clip, progress, token_factory};
+use super::tokens::token_factory;
 
 const ROOM: &str = "memory_live";
 /// Time for the node to settle (lazy allocation, the publisher's first keyframes) before a reading.
