@@ -44,7 +44,7 @@ pub struct UserState {
     online: bool,
     /// Armed timers, aborted when the actor stops: a pending timer's task holds the actor's cell and
     /// mailboxes, and a token's expiry is up to a week away, so without this every ended session was
-    /// kept in memory until its token would have expired (found by `bench soak`).
+    /// kept in memory until its token would have expired (found by `showcall-bench soak`).
     timers: Vec<JoinHandle<Result<(), ractor::MessagingErr<UserMsg>>>>,
 }
 

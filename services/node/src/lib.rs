@@ -3,8 +3,7 @@
 //!
 //! Layout:
 //! - [`config`]: [`NodeConfig`](config::NodeConfig), layered defaults → TOML → env → flags.
-//! - [`cli`]: the command line (`run`, `token`, `bench`).
-//! - [`bench`]: the load benchmarks behind `showcall bench`.
+//! - [`cli`]: the command line (`run`, `token`, `admin-token`).
 //! - [`metrics`]: `/metrics`, the Prometheus page (recorder installed once per process).
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
 //! - [`webhooks`]: starts webhook delivery for the apps that have a `webhook_url`.
@@ -16,7 +15,6 @@
 //! any node, once clustered) and resume within the grace period.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -156,7 +154,9 @@ pub const CHANNEL_MOVE_LIMIT: std::time::Duration = std::time::Duration::from_se
 /// How long servers and connections get to finish after the stop signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn user_config(config: &NodeConfig) -> UserConfig {
+/// What every user actor of a node runs with, from its configuration (public for benchmarks that
+/// assemble a node's parts themselves).
+pub fn user_config(config: &NodeConfig) -> UserConfig {
     UserConfig {
         grace_ms: config.grace_period.as_millis() as u64,
         token_warning_ms: config.token_expiry_warning.as_millis() as u64,

@@ -1,4 +1,4 @@
-//! `showcall`: run a node, mint a token, or run a benchmark. `showcall --help` documents everything.
+//! `showcall`: run a node, or mint a user or admin token. `showcall --help` documents everything.
 
 use clap::Parser as _;
 use showcall_node::cli::{Cli, Command};
@@ -38,7 +38,6 @@ fn main() -> anyhow::Result<()> {
             println!("{}", showcall_node::cli::run_admin_token(&args)?);
             Ok(())
         }
-        Command::Bench(args) => runtime.block_on(showcall_node::bench::run(args)),
     }
 }
 

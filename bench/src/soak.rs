@@ -1,7 +1,7 @@
-//! `showcall bench soak`: three nodes (child processes) and etcd under a long churn of users, to see
+//! `showcall-bench soak`: three nodes (child processes) and etcd under a long churn of users, to see
 //! whether anything accumulates.
 //!
-//! etcd (from PATH, temp data dir) and three nodes, each this executable run as `showcall run` in a
+//! etcd (from PATH, temp data dir) and three nodes, each the `showcall` binary run as `showcall run` in a
 //! child process with its own ports, the cluster secret and the etcd endpoint; their logs (stderr,
 //! `RUST_LOG=warn`) are kept in files and their ERROR and WARN lines counted ([`logs`]). The users
 //! ([`churn`]) are Rust SDK clients in this process: hosts going live in rooms and taking calls,
@@ -35,13 +35,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use showcall_node::config::NodeConfig;
 use showcall_sdk::MediaSource;
 use tokio::sync::watch;
 
 use super::child_node::{ChildNode, ChildOptions};
 use super::cluster::start_etcd;
-use super::{percentiles, token_factory};
-use crate::config::NodeConfig;
+use super::report::percentiles;
+use super::tokens::token_factory;
 
 mod churn;
 mod logs;
@@ -64,9 +65,11 @@ const LOGOUT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The RSS goal: growth from the end of the warm-up to the end of the churn, percent.
 const RSS_GROWTH_GOAL_PCT: f64 = 5.0;
 
-/// What `showcall bench soak` runs with.
+/// What `showcall-bench soak` runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct SoakOptions {
+    /// The `showcall` binary each node runs.
+    pub node_bin: std::path::PathBuf,
     pub minutes: u64,
     pub warmup_minutes: u64,
     pub users: usize,
@@ -123,7 +126,8 @@ pub(crate) async fn run(options: SoakOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&log_dir)?;
     let mut nodes = Vec::new();
     for i in 1..=NODES {
-        nodes.push(start_node(&format!("soak-n{i}"), &etcd.url, &log_dir).await?);
+        let id = format!("soak-n{i}");
+        nodes.push(start_node(&options.node_bin, &id, &etcd.url, &log_dir).await?);
     }
     formed(&mut nodes).await?;
     eprintln!(
@@ -234,9 +238,9 @@ pub(crate) async fn run(options: SoakOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_node(id: &str, etcd: &str, log_dir: &std::path::Path) -> anyhow::Result<Node> {
+async fn start_node(node_bin: &Path, id: &str, etcd: &str, log_dir: &Path) -> anyhow::Result<Node> {
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    let mut process = ChildNode::start_with(ChildOptions {
+    let options = ChildOptions {
         args: vec![
             "--node-id".into(),
             id.into(),
@@ -253,9 +257,10 @@ async fn start_node(id: &str, etcd: &str, log_dir: &std::path::Path) -> anyhow::
         ],
         capture_logs: true,
         wrapper: wrapper(id),
-    })
-    .await
-    .with_context(|| format!("starting node {id}"))?;
+    };
+    let mut process = ChildNode::start_with(node_bin, options)
+        .await
+        .with_context(|| format!("starting node {id}"))?;
     let stderr = process.take_stderr().context("node logs piped")?;
     let logs = logs::tally(stderr, &log_dir.join(format!("{id}.log")))?;
     let admin = samples::admin(&process.grpc_url).await?;

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use showcall_media::RouterStats;
+use showcall_node::config::NodeConfig;
 use showcall_sdk::media::source::{AUDIO_PACKETS_PER_SECOND, VIDEO_FPS};
 use showcall_sdk::{
     ChannelRole, MediaOptions, MediaSession, MediaSource, MediaStats, ProbeOptions, ReceivedFrame,
@@ -42,13 +43,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::media_node::MediaNode;
 use super::probe_frames::whole_frames;
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{guarded, login, publish};
-use super::{
-    clip, cpu, hardware_floor, histogram, percentiles, progress, srtp_floor, token_factory,
-    udp_drops,
-};
+use super::tokens::token_factory;
+use super::{clip, cpu, hardware_floor, srtp_floor, udp_drops};
 use crate::cli::FanoutReceiver;
-use crate::config::NodeConfig;
 
 const ROOM: &str = "fanout_live";
 /// Time for keyframe requests, RTCP and the router's first-frame bookkeeping to settle.

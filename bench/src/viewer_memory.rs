@@ -16,12 +16,14 @@
 
 use std::time::Duration;
 
+use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaSession};
 
 use super::child_node::ChildNode;
+use super::clip;
+use super::report::progress;
 use super::sdk_user::{guarded, login, publish};
-use super::{clip, progress, token_factory};
-use crate::config::NodeConfig;
+use super::tokens::token_factory;
 
 const ROOM: &str = "memory_live";
 /// Time for the node to settle (lazy allocation, the publisher's first keyframes) before a reading.
@@ -31,8 +33,13 @@ fn per_viewer(delta: i64, viewers: usize) -> f64 {
     (delta as f64 / viewers.max(1) as f64).round()
 }
 
-pub(super) async fn run(viewers: usize, seconds: u64, video_scale: usize) -> anyhow::Result<()> {
-    let node = ChildNode::start().await?;
+pub(super) async fn run(
+    viewers: usize,
+    seconds: u64,
+    video_scale: usize,
+    node_bin: &std::path::Path,
+) -> anyhow::Result<()> {
+    let node = ChildNode::start(node_bin).await?;
     let token = token_factory(&NodeConfig::default());
     let host = login(&node.url, &token("memory-host")?).await?;
     let broadcaster = publish(&host, ROOM, clip::scaled(video_scale)?).await?;

@@ -13,12 +13,11 @@ use anyhow::Context as _;
 use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_media::{MediaConfig, MediaRouter};
+use showcall_node::config::NodeConfig;
+use showcall_node::media_port::{RouterPort, forward_events};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-use crate::config::NodeConfig;
-use crate::media_port::{RouterPort, forward_events};
 
 pub(super) struct MediaNode {
     /// The signaling URL (`ws://…/signal`).
@@ -46,8 +45,10 @@ impl MediaNode {
 
         let signal = TcpListener::bind(config.signal_addr).await?;
         let url = format!("ws://{}/signal", signal.local_addr()?);
-        let mut parts =
-            HubParts::single_node(NodeId(config.node_id.clone()), crate::user_config(config));
+        let mut parts = HubParts::single_node(
+            NodeId(config.node_id.clone()),
+            showcall_node::user_config(config),
+        );
         parts.media = Arc::new(RouterPort::new(router.clone()));
         let hub = Hub::new(parts);
         let (stop, stop_rx) = watch::channel(false);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use showcall_admin::AdminCredentials;
+use showcall_node::config::{DEMO_API_KEY, DEMO_API_SECRET};
 use showcall_proto::admin::admin_client::AdminClient;
 use showcall_proto::admin::{GetNodeInfoRequest, NodeInfo};
 use tonic::service::interceptor::InterceptedService;
@@ -11,7 +12,6 @@ use tonic::transport::Channel;
 
 use super::super::child_node::ChildNode;
 use super::super::cpu;
-use crate::config::{DEMO_API_KEY, DEMO_API_SECRET};
 
 /// How long one `GetNodeInfo` may take before the reading is left empty (a node too busy to answer is
 /// itself a finding, not a reason to stop the soak).

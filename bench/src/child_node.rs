@@ -1,5 +1,8 @@
 //! A node run as a child process, for the memory benchmarks and the soak: its resident memory and open
-//! files are then the node's alone, apart from the clients in this process.
+//! files are then the node's alone, apart from the clients in this process. The process is the
+//! `showcall` binary ([`node_binary`] finds it).
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
@@ -40,16 +43,41 @@ pub(super) struct ChildOptions {
     pub wrapper: Vec<String>,
 }
 
+/// The `showcall` node binary the child nodes run: `explicit` (`--node-bin`, `BENCH_NODE_BIN`) when
+/// given, else `showcall` next to this executable: cargo builds both into one directory per profile.
+pub(super) fn node_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            anyhow::bail!(
+                "no node binary at {} (--node-bin, BENCH_NODE_BIN)",
+                path.display()
+            );
+        }
+        return Ok(path.to_owned());
+    }
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let path = exe.with_file_name(format!("showcall{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        anyhow::bail!(
+            "no node binary at {}: this benchmark runs the `showcall` node as child processes; build it \
+             beside this one (`cargo build --release -p showcall-node -p showcall-bench`), or name it \
+             with --node-bin or BENCH_NODE_BIN",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 impl ChildNode {
-    /// Starts this executable as a node on ephemeral local ports (media too: a fixed port could clash
-    /// with another node on the machine) and waits until it printed its addresses.
-    pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(ChildOptions::default()).await
+    /// Starts `node_bin` as a node on ephemeral local ports (media too: a fixed port could clash with
+    /// another node on the machine) and waits until it printed its addresses.
+    pub async fn start(node_bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(node_bin, ChildOptions::default()).await
     }
 
     /// [`start`](Self::start) with more flags, environment, and its logs captured if asked.
-    pub async fn start_with(options: ChildOptions) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
+    pub async fn start_with(node_bin: &Path, options: ChildOptions) -> anyhow::Result<Self> {
+        let exe = node_bin.to_owned();
         let (program, wrapper_args) = match options.wrapper.split_first() {
             Some((program, args)) => (
                 program.into(),
@@ -83,7 +111,7 @@ impl ChildNode {
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .context("starting the node")?;
+            .with_context(|| format!("starting the node {}", node_bin.display()))?;
         let pid = child.id().context("node pid")?;
         let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
         let (mut url, mut grpc_url) = (None, None);

@@ -22,13 +22,15 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaPeer, MediaSession, SignalClient, TrackKind};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::clip;
 use super::media_node::MediaNode;
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{guarded, login, publish};
-use super::{clip, histogram, percentiles, progress, token_factory};
-use crate::config::NodeConfig;
+use super::tokens::token_factory;
 
 const ROOM: &str = "join_live";
 /// Pings per viewer before its join: enough for a stable median, few enough not to matter.

@@ -1,4 +1,4 @@
-//! `showcall bench cluster`: a cluster on this machine — one etcd (the `etcd` binary on PATH, Debian's
+//! `showcall-bench cluster`: a cluster on this machine — one etcd (the `etcd` binary on PATH, Debian's
 //! `etcd-server`, on ephemeral ports with a temporary data dir) and in-process nodes.
 //!
 //! 1. Three nodes form; a fourth joins: time until it serves every partition the rendezvous target gives
@@ -20,12 +20,15 @@ use showcall_actors::{ActorKey, AppId, NodeId, UserCommand};
 use showcall_cluster::partition_of;
 use showcall_cluster::rendezvous::target;
 use showcall_machines::{ChannelName, UserId};
+use showcall_node::NodeHandle;
+use showcall_node::config::NodeConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;
 
-use super::{Client, percentiles, progress, ring_rounds, token_factory};
-use crate::NodeHandle;
-use crate::config::NodeConfig;
+use super::report::{percentiles, progress};
+use super::ringing::ring_rounds;
+use super::signal_client::Client;
+use super::tokens::token_factory;
 
 pub(super) const PARTITIONS: u32 = 256;
 
@@ -98,7 +101,7 @@ pub(super) fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeCo
     config.rate_limit.burst = 10_000;
     if let Some(url) = etcd {
         config.etcd_endpoints = vec![url.to_owned()];
-        config.cluster_secret = Some(crate::config::Secret(
+        config.cluster_secret = Some(showcall_node::config::Secret(
             "bench-cluster-secret-0123456789".into(),
         ));
     }
@@ -159,7 +162,7 @@ async fn envelope_throughput(
     to: &NodeHandle,
     count: usize,
 ) -> anyhow::Result<f64> {
-    let app = AppId(crate::config::DEMO_APP_ID.to_owned());
+    let app = AppId(showcall_node::config::DEMO_APP_ID.to_owned());
     let owner = to.membership().context("clustered node")?;
     // A user whose actor lives on `to`.
     let user = (0..)
@@ -204,7 +207,7 @@ async fn envelope_throughput(
 
 pub async fn run(pairs: usize, rounds: usize, envelopes: usize) -> anyhow::Result<()> {
     // 1 node, no etcd.
-    let single = crate::start(node_config("single", None)?).await?;
+    let single = showcall_node::start(node_config("single", None)?).await?;
     let one_node = ring(&[single.signal_url()], pairs, rounds).await?;
     single.shutdown().await;
 
@@ -213,13 +216,13 @@ pub async fn run(pairs: usize, rounds: usize, envelopes: usize) -> anyhow::Resul
     let mut nodes = Vec::new();
     let formed = Instant::now();
     for i in 1..=3 {
-        nodes.push(crate::start(node_config(&format!("n{i}"), Some(&etcd.url))?).await?);
+        nodes.push(showcall_node::start(node_config(&format!("n{i}"), Some(&etcd.url))?).await?);
     }
     until_served(&nodes.iter().collect::<Vec<_>>(), None).await?;
     let formed = formed.elapsed();
     // A fourth node joins and takes its share.
     let joined_at = Instant::now();
-    nodes.push(crate::start(node_config("n4", Some(&etcd.url))?).await?);
+    nodes.push(showcall_node::start(node_config("n4", Some(&etcd.url))?).await?);
     let live: BTreeSet<NodeId> = (1..=4).map(|i| NodeId(format!("n{i}"))).collect();
     let share = |n: &NodeId| {
         (0..PARTITIONS)

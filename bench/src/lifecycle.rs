@@ -1,4 +1,4 @@
-//! `showcall bench lifecycle`: what operating a cluster costs its users — etcd from PATH, in-process
+//! `showcall-bench lifecycle`: what operating a cluster costs its users — etcd from PATH, in-process
 //! nodes (each stopped through [`NodeHandle::shutdown`], the code SIGTERM runs).
 //!
 //! 1. **Leave**: a node of three stops gracefully; time until it is gone and the two survivors serve
@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use showcall_actors::{AppId, NodeId};
 use showcall_cluster::rendezvous::target;
+use showcall_node::NodeHandle;
+use showcall_node::config::NodeConfig;
 use showcall_proto::signal::{self as pb, client_frame::Command, response::Result as Answer};
 
 use super::cluster::{PARTITIONS, node_config, start_etcd, until_served};
-use super::{Client, histogram, percentiles, progress, token_factory};
-use crate::NodeHandle;
-use crate::config::NodeConfig;
+use super::report::{histogram, percentiles, progress};
+use super::signal_client::Client;
+use super::tokens::token_factory;
 
 /// Waits until `nodes` together serve every partition and each serves its rendezvous share among them.
 async fn settled(nodes: &[&NodeHandle]) -> anyhow::Result<Duration> {
@@ -47,7 +49,7 @@ async fn settled(nodes: &[&NodeHandle]) -> anyhow::Result<Duration> {
 async fn start_nodes(etcd: &str, ids: &[&str]) -> anyhow::Result<Vec<NodeHandle>> {
     let mut nodes = Vec::new();
     for id in ids {
-        nodes.push(crate::start(lifecycle_config(id, etcd)?).await?);
+        nodes.push(showcall_node::start(lifecycle_config(id, etcd)?).await?);
     }
     settled(&nodes.iter().collect::<Vec<_>>()).await?;
     Ok(nodes)
@@ -162,14 +164,14 @@ async fn connect_calls(
 
 pub async fn run(users: usize, restart_users: usize, calls: usize) -> anyhow::Result<()> {
     let etcd = start_etcd().await?;
-    let app = AppId(crate::config::DEMO_APP_ID.to_owned());
+    let app = AppId(showcall_node::config::DEMO_APP_ID.to_owned());
     let token = token_factory(&NodeConfig::default());
 
     // 1. Leave, bare then loaded.
     let mut nodes = start_nodes(&etcd.url, &["l1", "l2", "l3"]).await?;
     let leaving = nodes.pop().expect("three nodes");
     let leave_floor = leave(leaving, &nodes.iter().collect::<Vec<_>>()).await?;
-    nodes.push(crate::start(lifecycle_config("l3", &etcd.url)?).await?);
+    nodes.push(showcall_node::start(lifecycle_config("l3", &etcd.url)?).await?);
     settled(&nodes.iter().collect::<Vec<_>>()).await?;
     let clients = log_in(&nodes.iter().collect::<Vec<_>>(), "leave", users).await?;
     let leaving = nodes.pop().expect("three nodes");
@@ -182,14 +184,14 @@ pub async fn run(users: usize, restart_users: usize, calls: usize) -> anyhow::Re
     // 2. Join, bare then under load.
     let mut nodes = start_nodes(&etcd.url, &["j1", "j2", "j3"]).await?;
     let joined_at = Instant::now();
-    nodes.push(crate::start(lifecycle_config("j4", &etcd.url)?).await?);
+    nodes.push(showcall_node::start(lifecycle_config("j4", &etcd.url)?).await?);
     settled(&nodes.iter().collect::<Vec<_>>()).await?;
     let join_floor = joined_at.elapsed();
     let joined = nodes.pop().expect("four nodes");
     leave(joined, &nodes.iter().collect::<Vec<_>>()).await?;
     let clients = log_in(&nodes.iter().collect::<Vec<_>>(), "join", users).await?;
     let joined_at = Instant::now();
-    nodes.push(crate::start(lifecycle_config("j4", &etcd.url)?).await?);
+    nodes.push(showcall_node::start(lifecycle_config("j4", &etcd.url)?).await?);
     settled(&nodes.iter().collect::<Vec<_>>()).await?;
     let join_loaded = joined_at.elapsed();
     let moved = nodes[3].hub().users_online();
@@ -233,7 +235,7 @@ pub async fn run(users: usize, restart_users: usize, calls: usize) -> anyhow::Re
         let stopped = Instant::now();
         node.shutdown().await;
         let exited = stopped.elapsed();
-        nodes[i] = Some(crate::start(lifecycle_config(id, &etcd.url)?).await?);
+        nodes[i] = Some(showcall_node::start(lifecycle_config(id, &etcd.url)?).await?);
         let handles: Vec<&NodeHandle> =
             nodes.iter().map(|n| n.as_ref().expect("running")).collect();
         settled(&handles).await?;

@@ -34,7 +34,7 @@ use showcall_sdk::{
 };
 use tokio::sync::{Semaphore, watch};
 
-use super::super::histogram;
+use super::super::report::histogram;
 use super::super::sdk_user::{CallUser, StateChange, publish};
 
 /// The grace period the nodes run with (`--grace-period`): how long a dropped session, and its call,

@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
+use showcall_node::config::NodeConfig;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, MediaOptions, MediaSession};
 use tokio::sync::mpsc;
 
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{CallUser, answer_calls, guarded};
-use super::{histogram, percentiles, progress, token_factory};
-use crate::config::NodeConfig;
+use super::tokens::token_factory;
 
 /// One call's milestones, µs after `call()`.
 struct Timing {
@@ -95,7 +96,7 @@ pub(super) async fn run(calls: usize, concurrent: usize) -> anyhow::Result<()> {
         media_addr: any,
         ..NodeConfig::default()
     };
-    let node = crate::start(config.clone()).await?;
+    let node = showcall_node::start(config.clone()).await?;
     let token = token_factory(&config);
     let concurrent = concurrent.clamp(1, calls.max(1));
 

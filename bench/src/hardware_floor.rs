@@ -272,7 +272,7 @@ fn run_with(
     })
 }
 
-/// `showcall bench floor`: the floor alone, printed as JSON.
+/// `showcall-bench floor`: the floor alone, printed as JSON.
 pub(super) async fn bench(
     receivers: usize,
     seconds: u64,

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use showcall_node::config::NodeConfig;
 use showcall_sdk::proto::{channel_event, event};
 use showcall_sdk::{
     CallState, CallStateReason, CallType, ChannelRole, Event, MediaOptions, MediaSession,
@@ -20,9 +21,9 @@ use showcall_sdk::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
+use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{CallUser, answer_calls, guarded, login};
-use super::{histogram, percentiles, progress, token_factory};
-use crate::config::NodeConfig;
+use super::tokens::token_factory;
 
 const LIVE: &str = "host_live";
 const HOST: &str = "host";
@@ -89,7 +90,7 @@ pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
         media_addr: any,
         ..NodeConfig::default()
     };
-    let node = crate::start(config.clone()).await?;
+    let node = showcall_node::start(config.clone()).await?;
     let url = node.signal_url();
     let token = token_factory(&config);
 
