@@ -34,8 +34,14 @@ pub(super) async fn run(users: usize, connect_only: bool, node_bin: &Path) -> an
                 if !connect_only {
                     c.request(Command::Login(pb::Login { token: t })).await?;
                 } else {
-                    // A ping proves the connection is served without creating a session.
-                    c.request(Command::Ping(pb::Ping {})).await?;
+                    // A ping before login is answered UNAUTHENTICATED: the answer proves the
+                    // connection is served, and no session was created.
+                    let refused = c.request(Command::Ping(pb::Ping {})).await;
+                    let code = pb::ErrorCode::Unauthenticated as i32;
+                    match refused {
+                        Err(e) if e.to_string().starts_with(&format!("refused: {code} ")) => {}
+                        other => anyhow::bail!("a ping before login was not refused: {other:?}"),
+                    }
                 }
                 anyhow::Ok(c)
             });
