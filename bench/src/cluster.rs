@@ -16,12 +16,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use showcall_actors::{ActorKey, AppId, NodeId, UserCommand};
 use showcall_cluster::partition_of;
 use showcall_cluster::rendezvous::target;
 use showcall_machines::{ChannelName, UserId};
 use showcall_node::NodeHandle;
 use showcall_node::config::NodeConfig;
+use showcall_protocol::ActorKey;
+use showcall_protocol::AppId;
+use showcall_protocol::NodeId;
+use showcall_protocol::UserCommand;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;
 
@@ -197,8 +200,8 @@ async fn envelope_throughput(
     let elapsed = started.elapsed();
     if !matches!(
         answered,
-        Err(showcall_actors::CommandError::NotInChannel)
-            | Err(showcall_actors::CommandError::SessionClosed)
+        Err(showcall_protocol::CommandError::NotInChannel)
+            | Err(showcall_protocol::CommandError::SessionClosed)
     ) {
         bail!("unexpected answer: {answered:?}");
     }

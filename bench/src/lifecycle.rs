@@ -21,11 +21,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use showcall_actors::{AppId, NodeId};
 use showcall_cluster::rendezvous::target;
 use showcall_node::NodeHandle;
 use showcall_node::config::NodeConfig;
 use showcall_proto::signal::{self as pb, client_frame::Command, response::Result as Answer};
+use showcall_protocol::AppId;
+use showcall_protocol::NodeId;
 
 use super::cluster::{PARTITIONS, node_config, start_etcd, until_served};
 use super::report::{histogram, percentiles, progress};

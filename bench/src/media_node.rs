@@ -10,11 +10,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_media::{MediaConfig, MediaRouter};
 use showcall_node::config::NodeConfig;
 use showcall_node::media_port::{RouterPort, forward_events};
+use showcall_protocol::NodeId;
+use showcall_runtime::Hub;
+use showcall_runtime::HubParts;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;

@@ -10,9 +10,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use showcall_actors::Envelope;
-use showcall_actors::handoff::Handoff;
-use showcall_actors::remote::Body;
+use showcall_protocol::Envelope;
+use showcall_protocol::handoff::Handoff;
+use showcall_protocol::envelope::Body;
 use showcall_machines::{
     CallEffect, CallInput, CallMachine, CallSnapshot, CallTimer, UserConfig, UserEffect, UserInput,
     UserMachine,

@@ -477,7 +477,8 @@ pub async fn shares(nodes: &[&NodeProcess]) -> std::collections::BTreeMap<String
 
 /// The partition of a demo-app user's actor key.
 pub fn user_partition(user: &str, partitions: u32) -> u32 {
-    let key = showcall_actors::ActorKey::User(showcall_actors::AppId(DEMO_APP.into()), user.into());
+    let key =
+        showcall_protocol::ActorKey::User(showcall_protocol::AppId(DEMO_APP.into()), user.into());
     showcall_cluster::partition_of(&key, partitions)
 }
 
@@ -491,7 +492,7 @@ pub fn user_in(prefix: &str, partitions: &[u32], count: u32) -> String {
 
 /// The tag a node's id gives its call channels (`call-<hex>@<tag>`).
 pub fn node_tag(node: &NodeProcess) -> String {
-    showcall_cluster::view::node_tag(&showcall_actors::NodeId(node.id.clone()))
+    showcall_cluster::view::node_tag(&showcall_protocol::NodeId(node.id.clone()))
 }
 
 /// Connects a call from `caller` to `callee` (both prepared) whose call actor's partition and call
@@ -510,8 +511,8 @@ pub async fn connected_call_where(
             .call(&callee.id, CallType::Video, Default::default())
             .await
             .expect("call placed");
-        let call_key = showcall_actors::ActorKey::Call(
-            showcall_actors::AppId(DEMO_APP.into()),
+        let call_key = showcall_protocol::ActorKey::Call(
+            showcall_protocol::AppId(DEMO_APP.into()),
             created.call_id.as_str().into(),
         );
         let partition = showcall_cluster::partition_of(&call_key, partitions);
@@ -625,9 +626,9 @@ pub async fn start_converged(etcd: &Etcd, ids: &[&str], options: &NodeOptions) -
 /// Waits until the nodes have settled: each serves exactly its rendezvous share of `partitions` among
 /// them (so none is still handing partitions over), and together they serve all of them.
 pub async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
-    let live: std::collections::BTreeSet<showcall_actors::NodeId> = nodes
+    let live: std::collections::BTreeSet<showcall_protocol::NodeId> = nodes
         .iter()
-        .map(|n| showcall_actors::NodeId(n.id.clone()))
+        .map(|n| showcall_protocol::NodeId(n.id.clone()))
         .collect();
     eventually(
         "the nodes serve their rendezvous shares",

@@ -140,9 +140,9 @@ async fn a_joining_node_takes_its_share_of_busy_partitions_with_their_sessions_a
     let n2 = NodeProcess::start(&etcd, "n2", &options).await;
     wait_converged(&[&n1, &n2], count).await;
     // Where n3 will take over: its rendezvous share among the three.
-    let three: std::collections::BTreeSet<showcall_actors::NodeId> = ["n1", "n2", "n3"]
+    let three: std::collections::BTreeSet<showcall_protocol::NodeId> = ["n1", "n2", "n3"]
         .into_iter()
-        .map(|n| showcall_actors::NodeId(n.into()))
+        .map(|n| showcall_protocol::NodeId(n.into()))
         .collect();
     let n3_share: Vec<u32> = (0..count)
         .filter(|p| {

@@ -17,10 +17,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use showcall_actors::{ActorKey, AppId};
 use showcall_cluster::partition_of;
 use showcall_proto::admin::WatchEventsRequest;
 use showcall_proto::admin::event::Kind;
+use showcall_protocol::ActorKey;
+use showcall_protocol::AppId;
 use showcall_sdk::{CallState, CallStateReason, CallType, Recorded};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, call_endings, eventually};
 use showcall_tests::sdk_helpers::{SdkUser, is_connected};

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use showcall_actors::{ActorKey, AppId};
+use showcall_protocol::ActorKey;
+
 use showcall_cluster::partition_of;
+use showcall_protocol::AppId;
 use showcall_sdk::{Recorded, SessionCloseReason};
 use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually};
 use showcall_tests::sdk_helpers::SdkUser;

@@ -11,16 +11,16 @@ use futures_util::future::join_all;
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::{CallId, CallInput, ChannelName, UserId};
 
-use crate::bans::Ban;
-use crate::directory::{
+use crate::hub::Hub;
+use crate::routing::Route;
+use showcall_ports::bans::Ban;
+use showcall_ports::directory::{
     CallEntry, ChannelEntry, DirectoryAnswer, DirectoryQuery, MAX_PAGE, UserEntry,
 };
-use crate::error::CommandError;
-use crate::events::EventKind;
-use crate::hub::Hub;
-use crate::keys::{ActorKey, AppId, NodeId};
-use crate::routing::Route;
-use crate::session::CommandOk;
+use showcall_ports::event_log::EventKind;
+use showcall_protocol::commands::CommandOk;
+use showcall_protocol::error::CommandError;
+use showcall_protocol::keys::{ActorKey, AppId, NodeId};
 
 /// A directory answer of the wrong kind: a node speaking another version.
 fn mismatched() -> CommandError {
@@ -37,8 +37,11 @@ impl Hub {
         if node == self.node() {
             return self.answer_query(&query);
         }
-        self.request(node, |reply| crate::remote::Body::Query { query, reply })
-            .await
+        self.request(node, |reply| showcall_protocol::envelope::Body::Query {
+            query,
+            reply,
+        })
+        .await
     }
 
     /// This node's answer to `query`. A question about one actor is answered only by the node serving
@@ -222,9 +225,9 @@ impl Hub {
             app,
             call,
             CallInput::Terminate { reason },
-            crate::messages::Responder::Local(port.into()),
+            showcall_protocol::messages::Responder::Local(port.into()),
         );
-        match tokio::time::timeout(crate::session::COMMAND_TIMEOUT, answer).await {
+        match tokio::time::timeout(showcall_protocol::commands::COMMAND_TIMEOUT, answer).await {
             Ok(Ok(answer)) => answer.map(|_: CommandOk| ()),
             Ok(Err(_)) => Err(CommandError::NoSuchCall),
             Err(_) => Err(CommandError::Unavailable(

@@ -13,30 +13,19 @@
 //! UNAVAILABLE at once: the client retries them, and they must not wait for a partition that may be
 //! this node's own fenced one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::hub::{Hub, lock};
-use crate::keys::ActorKey;
+use crate::hub::{Hub, ParkedMessage, ParkedQueue};
+use showcall_protocol::keys::ActorKey;
+use showcall_protocol::sync::lock;
 
 /// How long a message waits for its key's partition to get an owner.
 pub const FLUX_WAIT: Duration = Duration::from_secs(3);
 
 /// How often parked keys are re-checked.
 const RECHECK: Duration = Duration::from_millis(20);
-
-/// A parked message: replayed (`true`) once its key has an owner, or told to give up (`false`).
-pub(crate) type ParkedMessage = Box<dyn FnOnce(&Hub, bool) + Send>;
-
-/// One key's waiting messages.
-pub(crate) struct ParkedQueue {
-    since: Instant,
-    messages: VecDeque<ParkedMessage>,
-}
-
-/// Parked keys.
-pub(crate) type Parked = HashMap<ActorKey, ParkedQueue>;
 
 impl Hub {
     /// Whether `key` has messages waiting (later ones must queue behind them).

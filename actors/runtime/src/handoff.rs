@@ -9,7 +9,7 @@
 //!    events and timers) and a connected call's [`CallSnapshot`]. A connection this node holds becomes
 //!    a sink the new owner pushes through (this node relays until the socket closes); a connection on a
 //!    third node stays where it is and that node is told who holds its session now
-//!    ([`Body::SinkMoved`](crate::remote::Body::SinkMoved)).
+//!    ([`Body::SinkMoved`](showcall_protocol::envelope::Body::SinkMoved)).
 //! 3. The target installs them (`Hub::install`): the actors start suspended — they get messages only
 //!    once the target serves the partition. A handed-over call goes on as it was (nothing to ask: its
 //!    parties and channel were fine a moment ago, unlike after a crash), its billing ticks where they
@@ -32,76 +32,24 @@
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
-use serde::{Deserialize, Serialize};
-use showcall_machines::user::UserSnapshot;
-use showcall_machines::{CallId, CallInput, CallSnapshot, ConnId, UserId};
+use showcall_machines::{CallId, CallInput, UserId};
 
-use crate::call_actor::CallStart;
-use crate::error::CommandError;
-use crate::hub::{Hub, lock};
-use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{CallMsg, Responder, SessionSink, Traced, UserMsg};
-use crate::remote::{Body, SinkTo};
-use crate::session::CommandOk;
-use crate::user_actor::{RestoredUser, UserActor};
+use crate::hub::Hub;
+use showcall_actors::call_actor::CallStart;
+use showcall_actors::user_actor::{RestoredUser, UserActor};
+use showcall_protocol::commands::CommandOk;
+use showcall_protocol::envelope::{Body, SinkTo};
+use showcall_protocol::error::CommandError;
+use showcall_protocol::handoff::{CallHandoff, Handoff, HandoffOutcome, UserHandoff};
+use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::messages::CallStanding;
+use showcall_protocol::messages::{CallMsg, Responder, SessionSink, Traced, UserMsg};
+use showcall_protocol::sync::lock;
 
 /// How long an actor has to answer with its state.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the target has to install what it was handed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A user actor's state, as it answers [`UserMsg::Snapshot`] (local: its sinks are this node's).
-pub struct UserState {
-    pub snapshot: UserSnapshot,
-    pub sinks: Vec<(ConnId, SessionSink)>,
-    /// Whether `user_online` was reported for this session (so `user_offline` is due at its end).
-    pub online: bool,
-}
-
-/// Where a call stands, as it answers [`CallMsg::Snapshot`].
-pub enum CallState {
-    /// Connected: its snapshot goes on elsewhere.
-    Connected(Box<CallSnapshot>),
-    /// Ended: it stops by itself.
-    Ended,
-    /// Still calling or connecting: no snapshot.
-    Unsettled,
-}
-
-/// One user session on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct UserHandoff {
-    pub app: AppId,
-    pub snapshot: UserSnapshot,
-    /// The session's connections, wherever they are held.
-    pub sinks: Vec<(ConnId, SinkTo)>,
-    pub online: bool,
-}
-
-/// One connected call on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CallHandoff {
-    pub app: AppId,
-    pub snapshot: CallSnapshot,
-}
-
-/// What a partition's owner hands its next owner.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Handoff {
-    pub users: Vec<UserHandoff>,
-    pub calls: Vec<CallHandoff>,
-}
-
-/// How a handoff went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HandoffOutcome {
-    /// The target runs them now; the local ones stopped.
-    Moved { users: usize, calls: usize },
-    /// Not now (a call is still connecting, or an actor did not answer): nothing moved; try again.
-    NotNow(String),
-    /// The target did not take them: nothing moved.
-    Failed(String),
-}
 
 impl Hub {
     /// This node leaves the cluster: from now on no actor starts here (logins, calls and channels
@@ -129,10 +77,10 @@ impl Hub {
         let outcome = self.hand_off_now(moving, target, force).await;
         match &outcome {
             HandoffOutcome::Moved { users, calls } => {
-                crate::metrics::handoff("moved", *users, *calls)
+                showcall_protocol::metrics::handoff("moved", *users, *calls)
             }
-            HandoffOutcome::NotNow(_) => crate::metrics::handoff("not_now", 0, 0),
-            HandoffOutcome::Failed(_) => crate::metrics::handoff("failed", 0, 0),
+            HandoffOutcome::NotNow(_) => showcall_protocol::metrics::handoff("not_now", 0, 0),
+            HandoffOutcome::Failed(_) => showcall_protocol::metrics::handoff("failed", 0, 0),
         }
         outcome
     }
@@ -157,22 +105,22 @@ impl Hub {
         let mut moved_calls = Vec::new();
         for (id, app, actor) in calls {
             match actor.call(CallMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
-                Ok(ractor::rpc::CallResult::Success(CallState::Connected(snapshot))) => {
+                Ok(ractor::rpc::CallResult::Success(CallStanding::Connected(snapshot))) => {
                     handoff.calls.push(CallHandoff {
                         app,
                         snapshot: *snapshot,
                     });
                     moved_calls.push((id, actor));
                 }
-                Ok(ractor::rpc::CallResult::Success(CallState::Ended)) => {}
-                Ok(ractor::rpc::CallResult::Success(CallState::Unsettled)) if force => {
+                Ok(ractor::rpc::CallResult::Success(CallStanding::Ended)) => {}
+                Ok(ractor::rpc::CallResult::Success(CallStanding::Unsettled)) if force => {
                     let reason = "the node running this call left before it connected; call again";
                     let end = CallInput::Terminate {
                         reason: reason.into(),
                     };
                     let _ = actor.cast(CallMsg::Input(Traced::new(end)));
                 }
-                Ok(ractor::rpc::CallResult::Success(CallState::Unsettled)) => {
+                Ok(ractor::rpc::CallResult::Success(CallStanding::Unsettled)) => {
                     return HandoffOutcome::NotNow(format!("call {id} has not connected yet"));
                 }
                 _ if force => tracing::warn!(call_id = %id, "call did not answer: not handed over"),
@@ -308,7 +256,7 @@ impl Hub {
             let (actor, _) = Actor::spawn(
                 None,
                 UserActor,
-                (self.clone(), user.app, name, Some(restored)),
+                (self.context(), user.app, name, Some(restored)),
             )
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
@@ -341,7 +289,7 @@ impl Hub {
             let Some(tag) = self.placement().call_channel_tag() else {
                 break;
             };
-            let to = crate::ids::call_channel(Some(&tag));
+            let to = showcall_protocol::ids::call_channel(Some(&tag));
             tracing::debug!(%channel, %call, %to, "moving a call channel");
             let (port, answer) = ractor::concurrency::oneshot();
             let input = CallInput::MoveChannel { to };

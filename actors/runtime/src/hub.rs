@@ -4,31 +4,46 @@
 //! on a single node that is always this node and delivery is a local mailbox send; in a cluster a key
 //! owned elsewhere goes to its owner through the [`Courier`] (`crate::routing` has the routing methods).
 //!
-//! Get-or-spawn is serialised by one async lock so a key never gets two actors; lookups take a short
-//! synchronous lock and never wait.
+//! Get-or-spawn is serialised per key (`crate::spawn_gate`), so a key never gets two actors and a slow
+//! start holds up no other key; lookups take a short synchronous lock and never wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use showcall_protocol::sync::lock;
 
 use ractor::{Actor, ActorId, ActorRef};
 use showcall_machines::{
     CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
 };
 
-use crate::call_actor::{CallActor, CallStart};
-use crate::channel_actor::ChannelActor;
-use crate::clock::Clock;
-use crate::error::CommandError;
-use crate::events::{EventLog, MemoryEventLog};
-use crate::inbox::ConnectionInbox;
-use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{CallMsg, ChannelMsg, UserMsg};
-use crate::ports::{
+use showcall_actors::call_actor::{CallActor, CallStart};
+use showcall_actors::channel_actor::ChannelActor;
+use showcall_actors::user_actor::UserActor;
+use showcall_ports::clock::Clock;
+use showcall_ports::event_log::{EventLog, MemoryEventLog};
+use showcall_ports::{
     CallLedger, CallRecordSink, LogRecords, MediaControl, NoLedger, NoMedia, PinRefusal, Placement,
 };
-use crate::remote::{Courier, NoCourier};
-use crate::user_actor::UserActor;
+use showcall_protocol::envelope::{Courier, NoCourier};
+use showcall_protocol::error::CommandError;
+use showcall_protocol::inbox::ConnectionInbox;
+use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::messages::{CallMsg, ChannelMsg, UserMsg};
+
+/// Messages waiting for their key's partition to get an owner (see `crate::flux`).
+/// One parked message: replayed (`true`) once its key has an owner, or told to give up (`false`).
+pub(crate) type ParkedMessage = Box<dyn FnOnce(&Hub, bool) + Send>;
+
+/// One key's waiting messages.
+pub(crate) struct ParkedQueue {
+    pub(crate) since: std::time::Instant,
+    pub(crate) messages: std::collections::VecDeque<ParkedMessage>,
+}
+
+/// Parked keys.
+pub(crate) type Parked = HashMap<ActorKey, ParkedQueue>;
 
 /// What a hub is built from.
 #[derive(Debug)]
@@ -44,9 +59,9 @@ pub struct HubParts {
     /// Carries envelopes to other nodes (the cluster's link; nothing on a single node).
     pub courier: Arc<dyn Courier>,
     /// Channel bans (memory on a single node; etcd in a cluster).
-    pub bans: Arc<dyn crate::bans::Bans>,
+    pub bans: Arc<dyn showcall_ports::bans::Bans>,
     /// Which apps' calls the business server authorizes before they ring (none by default).
-    pub admission: Arc<dyn crate::admission::Admission>,
+    pub admission: Arc<dyn showcall_ports::admission::Admission>,
 }
 
 impl HubParts {
@@ -54,14 +69,14 @@ impl HubParts {
     pub fn single_node(node: NodeId, user_config: UserConfig) -> Self {
         Self {
             user_config,
-            placement: Arc::new(crate::ports::LocalPlacement::new(node)),
+            placement: Arc::new(showcall_ports::LocalPlacement::new(node)),
             media: Arc::new(NoMedia),
             records: Arc::new(LogRecords),
             ledger: Arc::new(NoLedger),
             events: Arc::new(MemoryEventLog::default()),
             courier: Arc::new(NoCourier),
-            bans: Arc::new(crate::bans::MemoryBans::default()),
-            admission: Arc::new(crate::admission::NoAdmission),
+            bans: Arc::new(showcall_ports::bans::MemoryBans::default()),
+            admission: Arc::new(showcall_ports::admission::NoAdmission),
         }
     }
 }
@@ -79,7 +94,8 @@ pub(crate) struct Inner {
     /// Call ids are unique across apps; the app is kept for placement (call keys hash with their app).
     pub(crate) calls: Mutex<HashMap<CallId, (AppId, ActorRef<CallMsg>)>>,
     pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
-    spawn_lock: tokio::sync::Mutex<()>,
+    /// One start at a time per key (`crate::spawn_gate`).
+    spawn_gates: crate::spawn_gate::SpawnGates,
     next_conn: AtomicU64,
     /// Requests waiting for another node's answer, by request id, with the node asked.
     pub(crate) pending: Mutex<HashMap<u64, (NodeId, Pending)>>,
@@ -87,11 +103,11 @@ pub(crate) struct Inner {
     pub(crate) remote_sinks: Mutex<HashMap<u64, (NodeId, ConnectionInbox)>>,
     pub(crate) next_id: AtomicU64,
     /// Messages waiting for their key's partition to get an owner (`crate::flux`).
-    pub(crate) parked: Mutex<crate::flux::Parked>,
+    pub(crate) parked: Mutex<Parked>,
     /// Whether the task that re-checks parked keys runs.
     pub(crate) flux_task: AtomicBool,
     /// What the local actors are doing now, for the admin API.
-    pub(crate) directory: crate::directory::Directory,
+    pub(crate) directory: showcall_ports::directory::Directory,
     /// Keys whose actors are being started here ([`Hub::start_here`]).
     starting: Mutex<std::collections::HashSet<ActorKey>>,
     /// Set when this node leaves the cluster: no actor starts here any more (`crate::handoff`).
@@ -110,11 +126,6 @@ impl std::fmt::Debug for Hub {
             .field("node", self.node())
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned map means an actor panicked mid-insert; the map itself is still consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A key whose actor is being started here: counted as busy (its partition is not released) until the
@@ -139,7 +150,7 @@ impl Hub {
                 users: Mutex::default(),
                 calls: Mutex::default(),
                 channels: Mutex::default(),
-                spawn_lock: tokio::sync::Mutex::new(()),
+                spawn_gates: Default::default(),
                 // Connection numbers must differ across nodes (a user's connections on two gateways meet
                 // in one user actor): a random prefix per node, then a counter.
                 next_conn: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
@@ -187,11 +198,11 @@ impl Hub {
         &self.inner.parts.events
     }
 
-    pub fn directory(&self) -> &crate::directory::Directory {
+    pub fn directory(&self) -> &showcall_ports::directory::Directory {
         &self.inner.directory
     }
 
-    pub fn bans(&self) -> &Arc<dyn crate::bans::Bans> {
+    pub fn bans(&self) -> &Arc<dyn showcall_ports::bans::Bans> {
         &self.inner.parts.bans
     }
 
@@ -302,7 +313,9 @@ impl Hub {
         if let Some(a) = lock(&self.inner.users).get(&key) {
             return Ok(a.clone());
         }
-        let _guard = self.inner.spawn_lock.lock().await;
+        let _gate = (self.inner.spawn_gates)
+            .enter(ActorKey::User(app.clone(), user.clone()))
+            .await;
         if let Some(a) = lock(&self.inner.users).get(&key) {
             return Ok(a.clone());
         }
@@ -310,7 +323,7 @@ impl Hub {
         let (actor, _) = Actor::spawn(
             None,
             UserActor,
-            (self.clone(), app.clone(), user.clone(), None),
+            (self.context(), app.clone(), user.clone(), None),
         )
         .await
         .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
@@ -343,7 +356,7 @@ impl Hub {
         setup: CallSetup,
     ) -> Result<(), CommandError> {
         let id = setup.id.clone();
-        let trace = crate::messages::TraceContext::current();
+        let trace = showcall_protocol::messages::TraceContext::current();
         self.start_call_actor(app, id, CallStart::New(setup, trace))
             .await
     }
@@ -354,7 +367,9 @@ impl Hub {
         id: CallId,
         start: CallStart,
     ) -> Result<(), CommandError> {
-        let _serial = self.inner.spawn_lock.lock().await;
+        let _gate = (self.inner.spawn_gates)
+            .enter(ActorKey::Call(app.clone(), id.clone()))
+            .await;
         if lock(&self.inner.calls).contains_key(&id) {
             return Err(CommandError::Unavailable(format!(
                 "call {id} is already running"
@@ -373,7 +388,7 @@ impl Hub {
         id: CallId,
         start: CallStart,
     ) -> Result<(), CommandError> {
-        let (actor, _) = Actor::spawn(None, CallActor, (self.clone(), app.clone(), start))
+        let (actor, _) = Actor::spawn(None, CallActor, (self.context(), app.clone(), start))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
         lock(&self.inner.calls).insert(id, (app, actor));
@@ -390,7 +405,7 @@ impl Hub {
             tracing::warn!(%key, "not restored: this node does not serve the call's partition");
             return;
         }
-        crate::metrics::call_restored(&id);
+        showcall_protocol::metrics::call_restored(&id);
         match self
             .start_call_actor(app, id, CallStart::Restored(snapshot))
             .await
@@ -407,7 +422,7 @@ impl Hub {
     pub(crate) fn forget_call(&self, id: &CallId) {
         lock(&self.inner.calls).remove(id);
         self.inner.directory.remove_call(id);
-        crate::metrics::call_forgotten(id);
+        showcall_protocol::metrics::call_forgotten(id);
     }
 
     /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.
@@ -440,7 +455,9 @@ impl Hub {
             }
             Err(PinRefusal::Unavailable(why)) => return Err(CommandError::Unavailable(why)),
         }
-        let _guard = self.inner.spawn_lock.lock().await;
+        let _gate = (self.inner.spawn_gates)
+            .enter(ActorKey::Channel(app.clone(), channel.clone()))
+            .await;
         if let Some(a) = lock(&self.inner.channels).get(&key) {
             return Ok(a.clone());
         }
@@ -448,12 +465,12 @@ impl Hub {
             None,
             ChannelActor,
             (
-                self.clone(),
+                self.context(),
                 app.clone(),
                 channel.clone(),
                 kind,
                 // A call channel's spans continue the trace of the call that opens it.
-                crate::messages::TraceContext::current(),
+                showcall_protocol::messages::TraceContext::current(),
             ),
         )
         .await;
@@ -484,5 +501,51 @@ impl Hub {
             self.inner.directory.remove_channel(app, channel);
             self.inner.parts.placement.unpin_channel(app, channel);
         }
+    }
+}
+
+impl Hub {
+    /// This hub as an actor's context.
+    pub(crate) fn context(&self) -> showcall_actors::Context {
+        std::sync::Arc::new(self.clone())
+    }
+
+    /// Which apps' calls are authorized, and how.
+    pub fn admission(&self) -> &Arc<dyn showcall_ports::admission::Admission> {
+        &self.inner.parts.admission
+    }
+
+    /// Reports an event of `app` (stamped with the node's clock, Unix ms like the call records).
+    pub fn emit(&self, app: &AppId, kind: showcall_protocol::events::EventKind) {
+        showcall_protocol::metrics::on_event(&kind);
+        self.events()
+            .append(showcall_protocol::events::BusinessEvent {
+                app: app.clone(),
+                at: self.now_ms(),
+                kind,
+            });
+    }
+
+    /// How many of this node's calls are in each phase (every phase listed, zeros included).
+    pub fn calls_by_phase(&self) -> Vec<(showcall_protocol::metrics::CallPhase, usize)> {
+        use showcall_protocol::metrics::{CallPhase, progress_phase};
+        let ids: Vec<CallId> = self
+            .active_keys()
+            .into_iter()
+            .filter_map(|key| match key {
+                ActorKey::Call(_, id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        CallPhase::ALL
+            .iter()
+            .map(|phase| {
+                let n = ids
+                    .iter()
+                    .filter(|id| progress_phase(id) == Some(*phase))
+                    .count();
+                (*phase, n)
+            })
+            .collect()
     }
 }

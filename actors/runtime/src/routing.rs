@@ -1,5 +1,5 @@
 //! Routing: every message to an actor goes through these [`Hub`] methods, which deliver it to the local
-//! actor when this node owns the key's partition and otherwise send it to the owner ([`crate::remote`]).
+//! actor when this node owns the key's partition and otherwise send it to the owner ([`showcall_protocol::envelope`]).
 //!
 //! - A key whose partition has no owner right now (a dead node's partition not yet claimed, a handoff,
 //!   this node fenced or its view a watch event behind): notifications to users, calls and channels and
@@ -25,15 +25,19 @@ use showcall_machines::{
 };
 use tokio::sync::oneshot;
 
-use crate::error::CommandError;
-use crate::hub::{Hub, lock};
-use crate::inbox::ConnectionInbox;
-use crate::keys::{ActorKey, AppId, NodeId};
-use crate::messages::{
+use crate::hub::Hub;
+use crate::session::{Session, flatten};
+use showcall_protocol::commands::{COMMAND_TIMEOUT, CommandOk, LoginOk, UserCommand};
+use showcall_protocol::envelope::{
+    Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire,
+};
+use showcall_protocol::error::CommandError;
+use showcall_protocol::inbox::ConnectionInbox;
+use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::messages::{
     CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, TraceContext, Traced, UserMsg,
 };
-use crate::remote::{Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire};
-use crate::session::{COMMAND_TIMEOUT, CommandOk, LoginOk, Session, UserCommand, flatten};
+use showcall_protocol::sync::lock;
 
 /// Where a key's actor runs.
 pub(crate) enum Route {
@@ -85,7 +89,7 @@ impl Hub {
         Envelope {
             from: self.node().clone(),
             hops: 0,
-            // Sent under the current span, so the receiver continues this trace (`crate::trace`).
+            // Sent under the current span, so the receiver continues this trace (`showcall_protocol::trace`).
             trace: TraceContext::current(),
             body,
         }
@@ -737,11 +741,11 @@ impl Hub {
         };
         for tx in &orphaned {
             let reason = showcall_machines::user::CloseReason::NodeLost;
-            let _ = tx.push(crate::session::Outbound::closing_notice(
+            let _ = tx.push(showcall_protocol::commands::Outbound::closing_notice(
                 self.now_ms(),
                 reason,
             ));
-            let _ = tx.push(crate::session::Outbound::Close(reason));
+            let _ = tx.push(showcall_protocol::commands::Outbound::Close(reason));
         }
         let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
         for actor in users {
@@ -818,7 +822,7 @@ impl Hub {
                 }
             }
             Body::Sink { id, outbound } => {
-                let closing = matches!(outbound, crate::session::Outbound::Close(_));
+                let closing = matches!(outbound, showcall_protocol::commands::Outbound::Close(_));
                 let mut sinks = lock(&self.inner.remote_sinks);
                 if let Some((_, tx)) = sinks.get(&id) {
                     let _ = tx.push(outbound);

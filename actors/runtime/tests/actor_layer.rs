@@ -7,16 +7,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use showcall_actors::events::EventKind;
-use showcall_actors::{
-    AppId, CommandOk, ConnectionInbox, Hub, HubParts, InboxReceiver, NodeId, Outbound, Session,
-    UserCommand, connection_inbox,
-};
 use showcall_machines::call::CallUpdate;
 use showcall_machines::user::{CallCommand, ClientEvent, CloseReason, Prepared};
 use showcall_machines::{
     CallEvent, CallId, CallState, CallType, ChannelName, Millis, Role, StateReason, UserConfig,
 };
+use showcall_protocol::AppId;
+use showcall_protocol::CommandOk;
+use showcall_protocol::ConnectionInbox;
+use showcall_protocol::InboxReceiver;
+use showcall_protocol::NodeId;
+use showcall_protocol::Outbound;
+use showcall_protocol::UserCommand;
+use showcall_protocol::connection_inbox;
+use showcall_protocol::events::EventKind;
+use showcall_runtime::Hub;
+use showcall_runtime::HubParts;
+use showcall_runtime::Session;
 
 /// Tokens in these stories live an hour unless a story says otherwise.
 const HOUR_MS: Millis = 3_600_000;

@@ -4,13 +4,14 @@
 //! Page tokens are the last key of the previous page, hex-encoded so apps treat them as opaque (they
 //! may change form later); a token that does not decode is INVALID_ARGUMENT.
 
-use showcall_actors::bans::Ban;
-use showcall_actors::directory::{ChannelEntry, MemberEntry, Presence, UserEntry};
-use showcall_actors::{AppId, CommandError};
 use showcall_auth::{AppKeys, validate_channel, validate_user_id};
 use showcall_machines::call::CallPhase;
 use showcall_machines::{CallId, ChannelName, PublishState, Role, UserId};
+use showcall_ports::bans::Ban;
+use showcall_ports::directory::{ChannelEntry, MemberEntry, Presence, UserEntry};
 use showcall_proto::admin as pb;
+use showcall_protocol::AppId;
+use showcall_protocol::CommandError;
 use tonic::Status;
 
 use crate::request::AdminError;
@@ -18,7 +19,7 @@ use crate::request::AdminError;
 /// Page size when the request leaves it 0.
 pub const DEFAULT_PAGE: usize = 100;
 /// Largest page.
-pub const MAX_PAGE: usize = showcall_actors::directory::MAX_PAGE;
+pub const MAX_PAGE: usize = showcall_ports::directory::MAX_PAGE;
 /// Longest ban: 30 days.
 pub const MAX_BAN_SECONDS: u32 = 30 * 24 * 3600;
 /// Longest reason given to `EndCall`, in bytes.
@@ -142,7 +143,7 @@ pub fn ban(req: &pb::KickUserRequest, now_ms: u64) -> Result<Option<Ban>, AdminE
     }))
 }
 
-/// A hub refusal on the business API (its code's one mapping, `showcall_actors::error_code`).
+/// A hub refusal on the business API (its code's one mapping, `showcall_protocol::error_code`).
 pub fn status(e: CommandError) -> Status {
     Status::new(e.code().grpc(), e.to_string())
 }
@@ -210,7 +211,7 @@ fn member_proto(m: MemberEntry) -> pb::Member {
     }
 }
 
-pub fn call_proto(entry: showcall_actors::directory::CallEntry) -> pb::Call {
+pub fn call_proto(entry: showcall_ports::directory::CallEntry) -> pb::Call {
     pb::Call {
         call_id: entry.id.0,
         caller_user_id: entry.caller.0,

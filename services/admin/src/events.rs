@@ -1,9 +1,9 @@
-//! `WatchEvents`: the business events ([`showcall_actors::events`]) as the proto stream.
+//! `WatchEvents`: the business events ([`showcall_ports::event_log`]) as the proto stream.
 
 use futures_util::StreamExt;
-use showcall_actors::events::{EventKind, LoggedEvent, WatchError};
 use showcall_machines::call::{EndCause, SessionEnd};
 use showcall_machines::{CallType, Role};
+use showcall_ports::event_log::{EventKind, LoggedEvent, WatchError};
 use showcall_proto::admin as pb;
 use tonic::Status;
 
@@ -171,7 +171,7 @@ pub fn watch_status(e: WatchError) -> Status {
 
 /// The proto stream for one watcher: `app` filters (empty = every app).
 pub fn proto_stream(
-    events: showcall_actors::events::EventStream,
+    events: showcall_ports::event_log::EventStream,
     app: String,
 ) -> impl futures_util::Stream<Item = Result<pb::Event, Status>> + Send + 'static {
     events.filter_map(move |item| {

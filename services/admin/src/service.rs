@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
-use showcall_actors::Hub;
-use showcall_actors::events::EventLog;
 use showcall_auth::{ApiKeys, AppKeys, TokenIssuer};
+use showcall_ports::event_log::EventLog;
 use showcall_proto::admin as pb;
 use showcall_proto::admin::admin_server::Admin;
 use showcall_proto::admin::{GetNodeInfoRequest, MintTokenRequest, MintTokenResponse, NodeInfo};
+use showcall_runtime::Hub;
 use tonic::{Request, Response, Status};
 
 use crate::business;
@@ -45,7 +45,7 @@ impl AdminService {
             keys,
             api_keys: Arc::default(),
             node_info: Arc::new(node_info),
-            events: Arc::new(showcall_actors::events::MemoryEventLog::default()),
+            events: Arc::new(showcall_ports::event_log::MemoryEventLog::default()),
             hub: None,
             // A service nobody stops: the sender is dropped, the value stays false.
             stopping: tokio::sync::watch::channel(false).1,
@@ -327,7 +327,7 @@ impl Admin for AdminService {
             .end_call(&app, &call, reason)
             .await
             .map_err(|e| match e {
-                showcall_actors::CommandError::NoSuchCall => {
+                showcall_protocol::CommandError::NoSuchCall => {
                     Status::not_found(format!("call {call} is not running"))
                 }
                 other => business::status(other),

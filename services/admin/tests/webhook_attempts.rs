@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use showcall_actors::AppId;
-use showcall_actors::events::{BusinessEvent, EventKind, LoggedEvent};
 use showcall_admin::webhooks::{AttemptOutcome, WebhookMessage, WebhookSender, WebhookTarget};
+use showcall_ports::event_log::{BusinessEvent, EventKind, LoggedEvent};
+use showcall_protocol::AppId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -7,9 +7,9 @@
 //! matter); the kick that sets a ban returns only once etcd has it.
 
 use etcd_client::{Client, GetOptions, PutOptions};
-use showcall_actors::AppId;
-use showcall_actors::bans::{Ban, BanFuture, Bans};
 use showcall_machines::{ChannelName, Millis, UserId};
+use showcall_ports::bans::{Ban, BanFuture, Bans};
+use showcall_protocol::AppId;
 
 use crate::membership::Membership;
 

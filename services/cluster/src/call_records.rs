@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use serde::{Deserialize, Serialize};
-use showcall_actors::ports::CallLedger;
-use showcall_actors::{ActorKey, AppId};
 use showcall_machines::{CallId, CallSnapshot};
+use showcall_ports::CallLedger;
+use showcall_protocol::ActorKey;
+use showcall_protocol::AppId;
 use tokio::sync::mpsc;
 
 use crate::etcd_timing::timed;

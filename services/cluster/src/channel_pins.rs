@@ -20,8 +20,8 @@
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rand::Rng;
-use showcall_actors::NodeId;
-use showcall_actors::ports::PinRefusal;
+use showcall_ports::PinRefusal;
+use showcall_protocol::NodeId;
 
 use crate::etcd_timing::timed;
 use crate::membership::Membership;

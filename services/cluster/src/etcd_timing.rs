@@ -12,6 +12,6 @@ use std::time::Instant;
 pub(crate) async fn timed<F: IntoFuture>(op: &'static str, request: F) -> F::Output {
     let started = Instant::now();
     let output = request.await;
-    showcall_actors::metrics::etcd_request(op, started.elapsed());
+    showcall_protocol::metrics::etcd_request(op, started.elapsed());
     output
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
-use showcall_actors::events::{BusinessEvent, EventLog, EventStream, LoggedEvent, WatchError};
+use showcall_ports::event_log::{BusinessEvent, EventLog, EventStream, LoggedEvent, WatchError};
 use tokio::sync::mpsc;
 
 use crate::etcd_timing::timed;

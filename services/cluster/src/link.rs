@@ -25,13 +25,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use showcall_auth::ClusterSecret;
 
-use showcall_actors::messages::TraceContext;
-use showcall_actors::remote::{Courier, Envelope};
-use showcall_actors::trace::TRACEPARENT;
-use showcall_actors::{Hub, NodeId};
 use showcall_proto::node as pb;
 use showcall_proto::node::node_link_client::NodeLinkClient;
 use showcall_proto::node::node_link_server::{NodeLink, NodeLinkServer};
+use showcall_protocol::NodeId;
+use showcall_protocol::envelope::{Courier, Envelope};
+use showcall_protocol::messages::TraceContext;
+use showcall_protocol::trace::TRACEPARENT;
+use showcall_runtime::Hub;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -320,7 +321,7 @@ impl NodeLink for NodeLinkService {
 
 #[cfg(test)]
 mod tests {
-    use showcall_actors::remote::Body;
+    use showcall_protocol::envelope::Body;
 
     use super::*;
 

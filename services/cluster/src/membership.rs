@@ -12,7 +12,7 @@
 //!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
 //!   succeeds if the key does not exist, and hands partitions another live node should own over to it
 //!   (`hand_over`): it stops serving the partition, moves the partition's actors with their state through
-//!   the node's [`HandoffHook`] (`showcall_actors::handoff`), then passes the key to the target under the
+//!   the node's [`HandoffHook`] (`showcall_protocol::handoff`), then passes the key to the target under the
 //!   target's lease with a transaction that only succeeds if the key is still its own — or deletes it when
 //!   the target's lease is unknown. A partition whose actors cannot move now stays, and is tried again.
 //!   A partition owned by a dead node frees itself when that node's lease expires (the dead node, if
@@ -32,7 +32,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     WatchOptions,
 };
-use showcall_actors::NodeId;
+use showcall_protocol::NodeId;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -103,7 +103,7 @@ struct Shared {
 }
 
 /// Hands the actors of a partition this node just stopped serving to `target`; `true` once they run
-/// there (see `showcall_actors::handoff`). `force`: end calls that are not connected instead of
+/// there (see `showcall_protocol::handoff`). `force`: end calls that are not connected instead of
 /// waiting for them. `false`: nothing moved; the partition stays here for now.
 pub type HandoffHook = Arc<
     dyn Fn(PartitionId, NodeId, bool) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>>
@@ -577,7 +577,7 @@ async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
             }
             match tokio::time::timeout(every, responses.message()).await {
                 Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                    showcall_actors::metrics::etcd_request("lease_keep_alive", sent.elapsed());
+                    showcall_protocol::metrics::etcd_request("lease_keep_alive", sent.elapsed());
                     let was_fenced = shared.fenced_at(sent);
                     lock(&shared.lease).renewed_sent_at = sent;
                     if was_fenced {

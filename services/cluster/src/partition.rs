@@ -2,7 +2,7 @@
 //! hash that every node computes alike — xxh3, specified and stable across builds and platforms (std's
 //! `DefaultHasher` is not: nodes of different versions could disagree during a rolling upgrade).
 
-use showcall_actors::ActorKey;
+use showcall_protocol::ActorKey;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// A partition number, `0..partitions`.
@@ -17,7 +17,7 @@ pub fn partition_of(key: &ActorKey, partitions: u32) -> PartitionId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use showcall_actors::AppId;
+    use showcall_protocol::AppId;
 
     #[test]
     fn a_key_always_lands_in_the_same_partition_and_keys_spread() {

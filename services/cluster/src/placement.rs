@@ -1,9 +1,11 @@
 //! [`EtcdPlacement`]: the actors' `Placement` port answered from the cluster view: users and calls by
 //! partition owner, channels by pin ([`crate::channel_pins`]).
 
-use showcall_actors::ports::{PinFuture, Placement};
-use showcall_actors::{ActorKey, AppId, NodeId};
 use showcall_machines::ChannelName;
+use showcall_ports::{PinFuture, Placement};
+use showcall_protocol::ActorKey;
+use showcall_protocol::AppId;
+use showcall_protocol::NodeId;
 
 use crate::membership::Membership;
 use crate::partition::partition_of;

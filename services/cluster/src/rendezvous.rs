@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use showcall_actors::NodeId;
+use showcall_protocol::NodeId;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::partition::PartitionId;

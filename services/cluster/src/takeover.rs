@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use showcall_actors::Hub;
+use showcall_runtime::Hub;
 
 use crate::call_records::EtcdCallLedger;
 use crate::membership::{Membership, NodeLoss};

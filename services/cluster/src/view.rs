@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use showcall_actors::NodeId;
+use showcall_protocol::NodeId;
 
 use crate::partition::PartitionId;
 
 /// How a channel is named in the pin keys and the view: `<app>/<channel>` (channel names have no `/`).
 pub fn channel_id(
-    app: &showcall_actors::AppId,
+    app: &showcall_protocol::AppId,
     channel: &showcall_machines::ChannelName,
 ) -> String {
     format!("{app}/{channel}")

@@ -7,7 +7,7 @@
 //! | 1009 | `frame of N bytes exceeds the limit of M bytes` | a frame over the transport limit, 4 × `max_frame_bytes` (frames between the two get MALFORMED_FRAME and the connection goes on) |
 //! | 1002 | `protocol error: ...` | any other WebSocket protocol violation (unmasked frame, bad opcode, ...) |
 //! | 1012 | `server shutting down; reconnect to resume` | the node is stopping |
-//! | 4008 | `slow consumer: outbound backlog over N frames` | the client stopped reading: its outbox ([`showcall_actors::inbox`]) filled up |
+//! | 4008 | `slow consumer: outbound backlog over N frames` | the client stopped reading: its outbox ([`showcall_protocol::inbox`]) filled up |
 //!
 //! After a close frame the server drops the connection without waiting for the client's answering close
 //! (it waits at most [`CLOSE_WRITE_TIMEOUT`] for the frame itself to be written). 1007, 1009 and 1002

@@ -9,7 +9,7 @@
 //!   no more than commands. A frame over `max_frame_bytes` is answered MALFORMED_FRAME unparsed; one
 //!   over the transport limit (4 × `max_frame_bytes`), or a text frame that is not UTF-8, cannot be
 //!   read past and closes the connection with 1009 / 1007 ([`crate::close`]).
-//! - **The outbox** (events for the client, [`showcall_actors::inbox`]): at most `outbox_frames`;
+//! - **The outbox** (events for the client, [`showcall_protocol::inbox`]): at most `outbox_frames`;
 //!   pushes never wait; a push that finds it full closes the connection with 4008 ("slow consumer"),
 //!   also while this task is stuck writing to a socket the client does not read.
 //! - **Writes.** One at a time (answers and events share the socket); a write waits for the client
@@ -20,14 +20,18 @@ use std::num::NonZeroU32;
 
 use axum::extract::ws::{Message, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use showcall_actors::messages::TraceContext;
-use showcall_actors::trace::TARGET;
-use showcall_actors::{
-    AppId, CommandError, ConnectionInbox, Outbound, OverflowSignal, Session, UserCommand,
-};
 use showcall_auth::{AuthError, Claims, TokenVerifier};
 use showcall_machines::UserId;
 use showcall_proto::signal::{self as pb, response::Result as Answer};
+use showcall_protocol::AppId;
+use showcall_protocol::CommandError;
+use showcall_protocol::ConnectionInbox;
+use showcall_protocol::Outbound;
+use showcall_protocol::OverflowSignal;
+use showcall_protocol::UserCommand;
+use showcall_protocol::messages::TraceContext;
+use showcall_protocol::trace::TARGET;
+use showcall_runtime::Session;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tracing::Instrument;
@@ -56,13 +60,13 @@ enum Step {
 }
 
 pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway, peer: SocketAddr, slot: Slot) {
-    let counted = showcall_actors::metrics::SignalingConnection::open();
+    let counted = showcall_protocol::metrics::SignalingConnection::open();
     let quota = Quota::per_second(
         NonZeroU32::new(gw.config.rate_per_second.max(1)).expect("max(1) is non-zero"),
     )
     .allow_burst(NonZeroU32::new(gw.config.rate_burst.max(1)).expect("max(1) is non-zero"));
     let limiter = RateLimiter::direct(quota);
-    let (inbox, mut outbox) = showcall_actors::connection_inbox(gw.config.outbox_frames);
+    let (inbox, mut outbox) = showcall_protocol::connection_inbox(gw.config.outbox_frames);
     let overflow = outbox.overflow();
     let conn = gw.hub.next_conn();
     let mut shutdown = gw.shutdown.clone();
@@ -107,7 +111,7 @@ pub(crate) async fn serve(mut socket: WebSocket, gw: Gateway, peer: SocketAddr, 
     let user = login.as_ref().map(|l| l.session.user().as_str().to_owned());
     match &end {
         End::SlowConsumer => {
-            showcall_actors::metrics::slow_consumer_disconnect();
+            showcall_protocol::metrics::slow_consumer_disconnect();
             let capacity = outbox.capacity();
             tracing::info!(%peer, user, capacity, "signaling connection closed: slow consumer (outbox full)");
         }
@@ -337,13 +341,13 @@ async fn execute(
         .instrument(span.clone())
         .await
         .map_err(command_error)?;
-    if let showcall_actors::CommandOk::CallCreated { call_id, .. } = &ok {
+    if let showcall_protocol::CommandOk::CallCreated { call_id, .. } = &ok {
         span.record("call.id", call_id.as_str());
     }
     Ok(convert::command_ok(ok))
 }
 
-/// A `call` request is the root of the call's trace (`showcall_actors::trace`): its span continues the
+/// A `call` request is the root of the call's trace (`showcall_protocol::trace`): its span continues the
 /// client's `traceparent` if it sent one, and the command carries this span's context on to the actors.
 /// No span for other requests.
 fn call_span(gw: &Gateway, l: &LoggedIn, command: &mut UserCommand) -> tracing::Span {

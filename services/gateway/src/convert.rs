@@ -1,16 +1,20 @@
 //! Domain → wire. The machines' enums carry CallAPI's numbers, which the proto enums share, so states,
 //! reasons and events convert by value; everything else is mapped field by field here and nowhere else.
 
-use showcall_actors::{CommandError, CommandOk, LoginOk};
+use showcall_protocol::CommandError;
+
+use showcall_protocol::CommandOk;
+
 use showcall_machines::call::CallUpdate;
 use showcall_machines::channel::{ChannelUpdate, Member};
 use showcall_machines::user::{ActiveCall, ClientEvent, CloseReason, Pushed};
 use showcall_machines::{CallType, EventInfo, PublishState, Role};
 use showcall_proto::signal::{self as pb, event::Kind, response::Result as Answer};
+use showcall_protocol::LoginOk;
 
 use crate::validate::Invalid;
 
-/// A refusal on the signaling wire (its code's one mapping, `showcall_actors::error_code`).
+/// A refusal on the signaling wire (its code's one mapping, `showcall_protocol::error_code`).
 pub fn command_error(e: &CommandError) -> pb::Error {
     error(e.code().signal(), e.to_string())
 }

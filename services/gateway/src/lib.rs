@@ -35,8 +35,8 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use showcall_actors::Hub;
 use showcall_auth::AppKeys;
+use showcall_runtime::Hub;
 use tokio::sync::watch;
 
 /// Gateway settings.
@@ -106,7 +106,7 @@ async fn upgrade(
     let slot = match gw.slots.take(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            showcall_actors::metrics::connection_refused(refusal.label());
+            showcall_protocol::metrics::connection_refused(refusal.label());
             tracing::debug!(%peer, %refusal, "signaling connection refused");
             return (refusal.status(), refusal.to_string()).into_response();
         }

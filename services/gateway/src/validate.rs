@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use showcall_actors::UserCommand;
-use showcall_actors::messages::TraceContext;
 use showcall_machines::user::{CallCommand, Prepared};
 use showcall_machines::{CallId, CallType, ChannelName, Role, UserId};
 use showcall_proto::signal::{self as pb, client_frame::Command};
+use showcall_protocol::UserCommand;
+use showcall_protocol::messages::TraceContext;
 
 /// Most entries in an extension map.
 pub const MAX_EXTENSION_ENTRIES: usize = 16;

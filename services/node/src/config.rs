@@ -187,7 +187,7 @@ pub struct NodeConfig {
     /// OTLP/gRPC endpoint of an OpenTelemetry collector (`http://otel-collector:4317`; plain HTTP/2, no
     /// TLS). Unset (the
     /// default) = no traces are exported and no exporter runs; set = each call is one trace (see
-    /// `showcall_actors::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
+    /// `showcall_protocol::trace`), sent in batches (the standard `OTEL_BSP_*` variables tune them).
     pub otlp_endpoint: Option<String>,
     /// Signaling connections this node holds at most, so its memory is bounded whoever connects; more
     /// are refused before the WebSocket upgrade with HTTP 503 (try later, or another node).
@@ -615,7 +615,7 @@ impl NodeConfig {
                 }
             }
             if let Some(url) = &app.call_policy_url
-                && let Err(e) = showcall_actors::admission::policy_endpoint(&app.id, url)
+                && let Err(e) = showcall_ports::admission::policy_endpoint(&app.id, url)
             {
                 problems.push(format!("apps[{i}].call_policy_url {url:?}: {}", e.why));
             }

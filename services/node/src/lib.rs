@@ -31,9 +31,11 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
-use showcall_actors::{Hub, HubParts, NodeId};
 use showcall_gateway::{Gateway, GatewayConfig};
 use showcall_machines::UserConfig;
+use showcall_protocol::NodeId;
+use showcall_runtime::Hub;
+use showcall_runtime::HubParts;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -176,16 +178,14 @@ pub fn user_config(config: &NodeConfig) -> UserConfig {
 }
 
 /// The apps whose calls their business server authorizes (those with a `call_policy_url`).
-fn admission(
-    config: &NodeConfig,
-) -> anyhow::Result<Arc<dyn showcall_actors::admission::Admission>> {
-    use showcall_actors::admission::{GrpcAdmission, NoAdmission};
+fn admission(config: &NodeConfig) -> anyhow::Result<Arc<dyn showcall_ports::admission::Admission>> {
+    use showcall_ports::admission::{GrpcAdmission, NoAdmission};
     let apps: Vec<_> = config
         .apps
         .iter()
         .filter_map(|a| {
             Some((
-                showcall_actors::AppId(a.id.clone()),
+                showcall_protocol::AppId(a.id.clone()),
                 a.call_policy_url.clone()?,
             ))
         })
@@ -431,7 +431,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 .busy_keys()
                 .iter()
                 // Channels are pinned, not placed by partition: they never hold a partition back.
-                .filter(|key| !matches!(key, showcall_actors::ActorKey::Channel(..)))
+                .filter(|key| !matches!(key, showcall_protocol::ActorKey::Channel(..)))
                 .map(|key| showcall_cluster::partition_of(key, count))
                 .collect()
         }));
@@ -442,20 +442,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         m.set_handoff(Arc::new(move |partition, target, force| {
             let hub = handoff_hub.clone();
             Box::pin(async move {
-                let moving = move |key: &showcall_actors::ActorKey| {
-                    !matches!(key, showcall_actors::ActorKey::Channel(..))
+                let moving = move |key: &showcall_protocol::ActorKey| {
+                    !matches!(key, showcall_protocol::ActorKey::Channel(..))
                         && showcall_cluster::partition_of(key, count) == partition
                 };
                 match hub.hand_off(&moving, &target, force).await {
-                    showcall_actors::handoff::HandoffOutcome::Moved { users, calls } => {
+                    showcall_protocol::handoff::HandoffOutcome::Moved { users, calls } => {
                         tracing::info!(partition, %target, users, calls, "partition handed over");
                         true
                     }
-                    showcall_actors::handoff::HandoffOutcome::NotNow(why) => {
+                    showcall_protocol::handoff::HandoffOutcome::NotNow(why) => {
                         tracing::debug!(partition, %target, %why, "partition not handed over yet");
                         false
                     }
-                    showcall_actors::handoff::HandoffOutcome::Failed(why) => {
+                    showcall_protocol::handoff::HandoffOutcome::Failed(why) => {
                         tracing::warn!(partition, %target, %why, "partition handoff failed");
                         false
                     }
@@ -496,9 +496,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 };
                 let (partitions, channels) = (loss.partitions.clone(), loss.channels.clone());
                 let dead_tag = showcall_cluster::view::node_tag(&loss.node);
-                let lost: showcall_actors::messages::LostKeys = Arc::new(move |key| match key {
+                let lost: showcall_protocol::messages::LostKeys = Arc::new(move |key| match key {
                     // Channels are pinned to a node, not placed by partition.
-                    showcall_actors::ActorKey::Channel(app, channel) => {
+                    showcall_protocol::ActorKey::Channel(app, channel) => {
                         match showcall_cluster::view::tag_of_call_channel(channel) {
                             Some(tag) => tag == dead_tag,
                             None => {

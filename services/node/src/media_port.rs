@@ -1,11 +1,12 @@
 //! The actors' `MediaControl` port implemented on the str0m media router, and the task that carries the
 //! router's events back to the channel actors.
 
-use showcall_actors::ports::{AnswerApplied, MediaControl, MediaRefusal, SessionOpening};
-use showcall_actors::{AppId, Hub};
 use showcall_machines::user::UserInput;
 use showcall_machines::{ChannelName, ChannelUpdate, UserId};
 use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey};
+use showcall_ports::{AnswerApplied, MediaControl, MediaRefusal, SessionOpening};
+use showcall_protocol::AppId;
+use showcall_runtime::Hub;
 use tokio::sync::mpsc;
 
 /// See the module docs.

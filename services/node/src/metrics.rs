@@ -1,6 +1,6 @@
 //! `GET /metrics` on `http_addr`: the node's metrics in the Prometheus text format.
 //!
-//! Names, help texts and buckets are in `showcall_actors::metrics`. The page has two parts:
+//! Names, help texts and buckets are in `showcall_protocol::metrics`. The page has two parts:
 //! - what the crates **recorded** through the `metrics` facade (call latencies, calls ended, etcd
 //!   latency, webhook failures, signaling connections), rendered by `metrics-exporter-prometheus` from
 //!   the process's recorder;
@@ -33,9 +33,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use showcall_actors::Hub;
-use showcall_actors::metrics::{self as names, CallPhase};
 use showcall_media::{MediaRouter, RouterStats};
+use showcall_protocol::metrics::{self as names, CallPhase};
+use showcall_runtime::Hub;
 
 /// The text exposition format's content type.
 const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -123,7 +123,7 @@ impl NodeMetrics {
     pub async fn render(&self) -> String {
         let sample = Sample {
             users_online: self.hub.users_online(),
-            calls: names::calls_by_phase(&self.hub),
+            calls: self.hub.calls_by_phase(),
             channels_open: self.hub.channels_open(),
             partitions_owned: self.membership.as_ref().map(|m| m.served().len()),
             // A stopped router (shutting down) has no counters to show.

@@ -1,5 +1,5 @@
 //! The node's `tracing` subscriber: logs to stderr, and — when `otlp_endpoint` is set — a call's trace
-//! exported over OTLP/gRPC (what each call's trace holds: `showcall_actors::trace`).
+//! exported over OTLP/gRPC (what each call's trace holds: `showcall_protocol::trace`).
 //!
 //! Decisions (the issue is silent on them):
 //! - Two layers with their own filters. Logs keep `RUST_LOG` (default `info`). The OTLP layer takes
@@ -20,7 +20,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use showcall_actors::trace::TARGET;
+use showcall_protocol::trace::TARGET;
 use tracing::Level;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt as _;

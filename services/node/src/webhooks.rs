@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use showcall_actors::Hub;
 use showcall_admin::webhooks::{
     DeliveryCoordinator, MemoryCoordinator, WebhookCounters, WebhookDeliverer,
 };
+use showcall_runtime::Hub;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

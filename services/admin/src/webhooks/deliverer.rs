@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use showcall_actors::events::{EventLog, WatchError};
+use showcall_ports::event_log::{EventLog, WatchError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -196,7 +196,7 @@ impl AppDelivery {
             failed = attempt;
             if !self.policy.retries_after(failed) {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                showcall_actors::metrics::webhook_failed();
+                showcall_protocol::metrics::webhook_failed();
                 tracing::error!(
                     app,
                     event_id = %message.id,
@@ -236,7 +236,7 @@ impl AppDelivery {
             // go on from the oldest event kept.
             WatchError::Expired { after, oldest } => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                showcall_actors::metrics::webhook_failed();
+                showcall_protocol::metrics::webhook_failed();
                 tracing::error!(app = %self.target.app, after, oldest, "webhook events lost: the log no longer keeps them");
                 self.save(oldest.saturating_sub(1)).await
             }

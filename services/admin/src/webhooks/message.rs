@@ -1,7 +1,7 @@
 //! [`WebhookMessage`]: what one event becomes on the wire — the body, its id and its type (pure).
 
 use bytes::Bytes;
-use showcall_actors::events::LoggedEvent;
+use showcall_ports::event_log::LoggedEvent;
 use showcall_proto::admin as pb;
 
 /// The header carrying the event id, equal on every attempt of one event (the IETF idempotency-key
@@ -67,8 +67,8 @@ pub fn event_type(event: &pb::Event) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use showcall_actors::AppId;
-    use showcall_actors::events::{BusinessEvent, EventKind};
+    use showcall_ports::event_log::{BusinessEvent, EventKind};
+    use showcall_protocol::AppId;
 
     use super::*;
 

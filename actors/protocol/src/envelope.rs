@@ -1,6 +1,6 @@
 //! Location transparency: what crosses between nodes, and the port that carries it.
 //!
-//! An actor lives on the owner of its key's partition ([`crate::ports::Placement`]). The [`Hub`] routes
+//! An actor lives on the owner of its key's partition (`showcall-ports`' `Placement`). The [`Hub`] routes
 //! every message: to the local registry when this node owns the key, otherwise as an [`Envelope`] handed
 //! to the [`Courier`] (the cluster's tonic link), which delivers it to the owner's hub in order per peer.
 //!
@@ -10,7 +10,6 @@
 //! reply forwarded again (gateway → user actor → call actor) keeps pointing at the gateway's node, so the
 //! answer goes there directly.
 //!
-//! [`Hub`]: crate::hub::Hub
 
 use std::fmt::Debug;
 
@@ -20,9 +19,10 @@ use showcall_machines::{
     UserId, UserInput,
 };
 
+use crate::commands::{Outbound, UserCommand};
+pub use crate::handles::{ReplyTo, SinkTo};
 use crate::keys::{AppId, NodeId};
-use crate::messages::{TraceContext, Traced};
-use crate::session::{Outbound, UserCommand};
+use crate::trace::{TraceContext, Traced};
 
 /// Carries envelopes to other nodes; the cluster implements it on a tonic stream per peer.
 pub trait Courier: Send + Sync + Debug + 'static {
@@ -42,20 +42,6 @@ impl Courier for NoCourier {
         tracing::error!(%node, ?envelope, "no route to another node on a single node");
         false
     }
-}
-
-/// Where an answer goes: request `id` of `node`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplyTo {
-    pub node: NodeId,
-    pub id: u64,
-}
-
-/// A connection's event sink on another node (the gateway that holds the WebSocket).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinkTo {
-    pub node: NodeId,
-    pub id: u64,
 }
 
 /// One message between nodes.

@@ -1,26 +1,25 @@
 //! The messages each actor accepts.
 //!
 //! Messages between actors carry machine inputs (`Traced<…>`), which are plain serde data with the
-//! sender's trace context, so they cross nodes in envelopes unchanged ([`crate::remote`]). Requests carry
+//! sender's trace context, so they cross nodes in envelopes unchanged ([`crate::envelope`]). Requests carry
 //! a [`Responder`] and logins a [`SessionSink`]: a local port or sink, or a handle on the node holding it.
 
 use std::sync::Arc;
 
 use ractor::RpcReplyPort;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use showcall_machines::user::UserSnapshot;
 use showcall_machines::{
-    CallId, CallInput, CallTimer, ChannelInput, ConnId, Millis, Role, UserId, UserInput, UserTimer,
+    CallId, CallInput, CallSnapshot, CallTimer, ChannelInput, ConnId, Millis, Role, UserId,
+    UserInput, UserTimer,
 };
 
+use crate::commands::{CommandOk, LoginOk, Outbound, UserCommand};
+use crate::envelope::{Body, Courier, Envelope, ReplyTo, SinkTo};
 use crate::error::CommandError;
+use crate::inbox::Gone;
 use crate::keys::NodeId;
-use crate::remote::{Body, Courier, Envelope, ReplyTo, SinkTo};
-use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
-
-/// The receiving end of an answer or a sink is gone (the requester gave up, the connection closed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the receiver is gone")]
-pub struct Gone;
+pub use crate::trace::{TraceContext, Traced};
 
 /// Where a client command's answer goes: a local reply port, or a request of another node.
 pub enum Responder<T> {
@@ -103,29 +102,6 @@ impl SessionSink {
     }
 }
 
-/// W3C trace context of the span that sent a message, so one call is one trace across actors and nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceContext {
-    pub traceparent: Option<String>,
-}
-
-/// A machine input with the trace context it was sent under.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traced<T> {
-    pub payload: T,
-    pub trace: TraceContext,
-}
-
-impl<T> Traced<T> {
-    /// `payload`, sent under the current span ([`TraceContext::current`]).
-    pub fn new(payload: T) -> Self {
-        Self {
-            payload,
-            trace: TraceContext::current(),
-        }
-    }
-}
-
 /// Which actor keys a dead node owned (answers for its partitions). Local only: never crosses nodes.
 pub type LostKeys = Arc<dyn Fn(&crate::keys::ActorKey) -> bool + Send + Sync>;
 
@@ -162,7 +138,7 @@ pub enum UserMsg {
     Evict,
     /// The user's partition is being handed to another node: answer the session's state (the actor
     /// goes on until the hub stops it, silently, once the new owner has it).
-    Snapshot(RpcReplyPort<crate::handoff::UserState>),
+    Snapshot(RpcReplyPort<UserStanding>),
 }
 
 /// Messages to a `CallActor`.
@@ -178,7 +154,7 @@ pub enum CallMsg {
     /// A node died: a party whose user actor it ran is gone.
     OwnersLost(LostKeys),
     /// The call's partition is being handed to another node: answer what it needs to go on there.
-    Snapshot(RpcReplyPort<crate::handoff::CallState>),
+    Snapshot(RpcReplyPort<CallStanding>),
 }
 
 /// Messages to a `ChannelActor`.
@@ -206,4 +182,22 @@ pub enum ChannelMsg {
     },
     /// This node lost its lease: close the media sessions and stop without telling anyone else.
     Evict,
+}
+
+/// A user actor's state, as it answers [`UserMsg::Snapshot`] (local: its sinks are this node's).
+pub struct UserStanding {
+    pub snapshot: UserSnapshot,
+    pub sinks: Vec<(ConnId, SessionSink)>,
+    /// Whether `user_online` was reported for this session (so `user_offline` is due at its end).
+    pub online: bool,
+}
+
+/// Where a call stands, as it answers [`CallMsg::Snapshot`].
+pub enum CallStanding {
+    /// Connected: its snapshot goes on elsewhere.
+    Connected(Box<CallSnapshot>),
+    /// Ended: it stops by itself.
+    Ended,
+    /// Still calling or connecting: no snapshot.
+    Unsettled,
 }

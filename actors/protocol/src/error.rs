@@ -5,7 +5,6 @@ use showcall_machines::{CallError, ChannelError, UserError};
 use thiserror::Error;
 
 use crate::error_code::ErrorCode;
-use crate::ports::MediaRefusal;
 
 /// A refused client command. Nothing changed on the server.
 #[derive(Clone, Debug, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
@@ -56,21 +55,6 @@ impl CommandError {
             CommandError::Banned(_) => ErrorCode::Banned,
             CommandError::SessionClosed => ErrorCode::SessionClosed,
             CommandError::Unavailable(_) => ErrorCode::Unavailable,
-        }
-    }
-
-    /// The media router's refusal of an SDP the client sent in `field` (e.g. `join_channel.sdp_offer`).
-    pub fn media(refusal: MediaRefusal, field: &str) -> Self {
-        match refusal {
-            MediaRefusal::InvalidOffer(why) | MediaRefusal::InvalidAnswer(why) => {
-                CommandError::InvalidArgument(format!("{field}: {why}"))
-            }
-            MediaRefusal::NotNegotiating(why) => CommandError::NotAllowed(why),
-            MediaRefusal::PublishNotAllowed => CommandError::PermissionDenied(
-                "only a broadcaster may publish: an audience member offers receive-only media"
-                    .into(),
-            ),
-            MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
         }
     }
 }

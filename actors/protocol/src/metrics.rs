@@ -16,8 +16,9 @@
 
 mod calls;
 
-pub use calls::{CallPhase, CallProgress, Observation, calls_by_phase};
-pub(crate) use calls::{call_forgotten, call_restored, on_event};
+pub use calls::{
+    CallPhase, CallProgress, Observation, call_forgotten, call_restored, on_event, progress_phase,
+};
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub const ETCD_REQUEST_SECONDS: &str = "showcall_etcd_request_seconds";
 pub const WEBHOOK_FAILURES_TOTAL: &str = "showcall_webhook_failures_total";
 /// Gauge: WebSocket signaling connections open (logged in or not).
 pub const SIGNALING_CONNECTIONS: &str = "showcall_signaling_connections";
-/// Gauge: frames waiting in signaling connections' outboxes ([`crate::inbox`]), all connections
+/// Gauge: frames waiting in signaling connections' outboxes (the connections' inboxes), all connections
 /// together: pushed by the actors, not yet taken by the connection's task. A client that stops reading
 /// holds up to `max_outbox_frames` here until it is disconnected.
 pub const SIGNALING_OUTBOX_FRAMES: &str = "showcall_signaling_outbox_frames";

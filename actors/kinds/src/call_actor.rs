@@ -6,9 +6,9 @@
 //!
 //! A new call of an app that requires admission gets its admission deadline here (the app is known here,
 //! not in the caller's user machine); the business server is asked on a task of its own and its verdict
-//! comes back as an input ([`crate::admission`]). The machine's milestones ([`CallProgress`]), billing
+//! comes back as an input (`showcall_ports::admission`). The machine's milestones ([`CallProgress`]), billing
 //! ticks and record become business events.
-//! The actor holds the call's trace (`crate::trace`): a `call` span for the call's whole life, and a
+//! The actor holds the call's trace (`showcall_protocol::trace`): a `call` span for the call's whole life, and a
 //! `call.<input>` child span for every input it handles, so every step of the call is in one tree.
 
 use std::collections::{HashMap, VecDeque};
@@ -25,13 +25,13 @@ use showcall_machines::{
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::admission::Verdict;
-use crate::events::EventKind;
-use crate::hub::Hub;
-use crate::keys::{ActorKey, AppId};
-use crate::messages::{CallMsg, TraceContext, Traced};
-use crate::session::CommandOk;
-use crate::trace::{self, TARGET};
+use crate::context::Context;
+use showcall_ports::admission::Verdict;
+use showcall_protocol::commands::CommandOk;
+use showcall_protocol::events::EventKind;
+use showcall_protocol::keys::{ActorKey, AppId};
+use showcall_protocol::messages::{CallMsg, TraceContext, Traced};
+use showcall_protocol::trace::{self, TARGET};
 
 /// See the module docs.
 pub struct CallActor;
@@ -42,12 +42,12 @@ pub enum CallStart {
     New(CallSetup, TraceContext),
     /// A connected call taken over from its ledger snapshot.
     Restored(CallSnapshot),
-    /// A connected call handed over by its node while it runs (`crate::handoff`): it goes on as is.
+    /// A connected call handed over by its node while it runs (`showcall-runtime`'s `handoff`): it goes on as is.
     HandedOver(CallSnapshot),
 }
 
 pub struct CallState {
-    hub: Hub,
+    ctx: Context,
     app: AppId,
     machine: CallMachine,
     /// Armed timers, aborted when the machine cancels them.
@@ -67,7 +67,7 @@ impl CallState {
             "call.step",
             otel.name = name,
             call.id = %self.machine.id(),
-            node.id = %self.hub.node(),
+            node.id = %self.ctx.node(),
         )
     }
 }
@@ -75,21 +75,21 @@ impl CallState {
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallState;
-    type Arguments = (Hub, AppId, CallStart);
+    type Arguments = (Context, AppId, CallStart);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<CallMsg>,
-        (hub, app, start): (Hub, AppId, CallStart),
+        (ctx, app, start): (Context, AppId, CallStart),
     ) -> Result<CallState, ActorProcessingErr> {
         let handed_over = matches!(start, CallStart::HandedOver(_));
         let (machine, placed_under) = match start {
             CallStart::New(mut setup, trace) => {
-                setup.admission_timeout_ms = hub
+                setup.admission_timeout_ms = ctx
                     .admission()
                     .timeout(&app)
                     .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-                (CallMachine::new(setup, hub.now_ms()), Some(trace))
+                (CallMachine::new(setup, ctx.now_ms()), Some(trace))
             }
             CallStart::Restored(snapshot) => (CallMachine::restore(snapshot), None),
             CallStart::HandedOver(snapshot) => (CallMachine::resume(snapshot), None),
@@ -103,7 +103,7 @@ impl Actor for CallActor {
             caller.id = %setup.caller,
             callee.id = %setup.callee,
             app.id = %app,
-            node.id = %hub.node(),
+            node.id = %ctx.node(),
             call.type = ?setup.call_type,
             call.restored = placed_under.is_none(),
             call.end_reason = tracing::field::Empty,
@@ -112,7 +112,7 @@ impl Actor for CallActor {
             trace.continue_in(&span);
         }
         Ok(CallState {
-            hub,
+            ctx,
             app,
             machine,
             timers: HashMap::new(),
@@ -127,7 +127,7 @@ impl Actor for CallActor {
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
         if state.handed_over {
-            let timers = state.machine.resumed_timers(state.hub.now_ms());
+            let timers = state.machine.resumed_timers(state.ctx.now_ms());
             run(&myself, state, timers).await;
             publish(state);
             return Ok(());
@@ -147,7 +147,7 @@ impl Actor for CallActor {
         _myself: ActorRef<CallMsg>,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
-        state.hub.forget_call(state.machine.id());
+        state.ctx.forget_call(state.machine.id());
         // A pending timer's task holds the actor's cell: an ended call's ring timeout would keep it
         // in memory until it fired.
         for (_, timer) in state.timers.drain() {
@@ -182,7 +182,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
         match msg {
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
-                let now = state.hub.now_ms();
+                let now = state.ctx.now_ms();
                 // A leaving node waits for a moved channel to be open and the parties told before it
                 // closes their sockets: answered after the effects.
                 let answer_after = matches!(input, CallInput::MoveChannel { .. });
@@ -202,7 +202,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
             }
             CallMsg::Timer(timer) => {
                 let key = ActorKey::Call(state.app.clone(), state.machine.id().clone());
-                if !state.hub.serves(&key) {
+                if !state.ctx.serves(&key) {
                     // Suspended (this node is fenced): try again later (see the user actor).
                     let again = myself
                         .send_after(crate::user_actor::SUSPENDED_RECHECK, move || {
@@ -221,7 +221,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 feed(&myself, state, input).await;
             }
             CallMsg::Snapshot(reply) => {
-                use crate::handoff::CallState as Standing;
+                use showcall_protocol::messages::CallStanding as Standing;
                 let standing = if state.machine.is_ended() {
                     Standing::Ended
                 } else {
@@ -292,7 +292,7 @@ fn progress_event(state: &CallState, progress: CallProgress) -> EventKind {
 /// Writes the call's entry in the node's directory (removed when the actor stops).
 fn publish(state: &CallState) {
     let setup = state.machine.setup();
-    let entry = crate::directory::CallEntry {
+    let entry = showcall_protocol::directory::CallEntry {
         app: state.app.clone(),
         id: setup.id.clone(),
         caller: setup.caller.clone(),
@@ -301,13 +301,13 @@ fn publish(state: &CallState) {
         call_type: setup.call_type,
         status: state.machine.status(),
     };
-    state.hub.directory().set_call(entry);
+    state.ctx.directory().set_call(entry);
 }
 
 /// Feeds a notification; a refusal means it arrived after the fact (e.g. a ring answer after the call
 /// ended) and is dropped.
 async fn feed(myself: &ActorRef<CallMsg>, state: &mut CallState, input: CallInput) {
-    let now = state.hub.now_ms();
+    let now = state.ctx.now_ms();
     tracing::debug!(call_id = %state.machine.id(), ?input, "call input");
     match handle(state, input, now) {
         Ok(fx) => run(myself, state, fx).await,
@@ -327,7 +327,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 // Opened before the ring goes out, so a party's join always finds it. (In a cluster
                 // this is one node-link round trip at most: the channel's node is in its name.)
                 if let Err(e) = state
-                    .hub
+                    .ctx
                     .open_call_channel(&state.app, &channel, kind)
                     .await
                 {
@@ -336,11 +336,11 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
             CallEffect::Ring { callee, info } => {
                 let delivered = state
-                    .hub
+                    .ctx
                     .send_user(&state.app, &callee, UserInput::Ring { info });
                 if !delivered {
                     // Nobody to ring: the caller hears so at once, not after the timeout.
-                    let now = state.hub.now_ms();
+                    let now = state.ctx.now_ms();
                     let offline = CallInput::Undeliverable(Undeliverable::Offline);
                     if let Ok(more) = handle(state, offline, now) {
                         queue.extend(more);
@@ -350,7 +350,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             CallEffect::Notify { to, update } => {
                 let call_id = state.machine.id().clone();
                 state
-                    .hub
+                    .ctx
                     .send_user(&state.app, &to, UserInput::CallUpdate { call_id, update });
             }
             CallEffect::SetTimer { timer, after_ms } => {
@@ -366,13 +366,13 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     t.abort();
                 }
             }
-            CallEffect::Persist(snapshot) => state.hub.ledger().connected(&state.app, &snapshot),
+            CallEffect::Persist(snapshot) => state.ctx.ledger().connected(&state.app, &snapshot),
             CallEffect::AskParty { user } => {
                 let call_id = state.machine.id().clone();
                 let asked = UserInput::CallAdopted { call_id };
-                if !state.hub.send_user(&state.app, &user, asked) {
+                if !state.ctx.send_user(&state.app, &user, asked) {
                     // No user actor to ask: this party is gone.
-                    let now = state.hub.now_ms();
+                    let now = state.ctx.now_ms();
                     let absent = CallInput::PartyPresent {
                         user,
                         present: false,
@@ -384,7 +384,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
             CallEffect::AskChannel { channel } => {
                 let call = state.machine.id().clone();
-                state.hub.ask_channel(&state.app, &channel, call);
+                state.ctx.ask_channel(&state.app, &channel, call);
             }
             CallEffect::PauseLive { channel, host } => {
                 let call = state.machine.id().clone();
@@ -408,7 +408,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             CallEffect::Authorize(request) => {
                 // Off the actor's task: the actor goes on (a cancel, a terminate) while the business
                 // server thinks; the machine's admission timer bounds the wait.
-                let verdict = state.hub.admission().authorize(&state.app, request);
+                let verdict = state.ctx.admission().authorize(&state.app, request);
                 let me = myself.clone();
                 tokio::spawn(async move {
                     let (allowed, reason) = match verdict.await {
@@ -431,7 +431,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     tick,
                     connected_ms,
                 };
-                state.hub.emit(&state.app, kind);
+                state.ctx.emit(&state.app, kind);
             }
             CallEffect::Progress(progress) => {
                 if progress == CallProgress::Connected {
@@ -442,7 +442,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                             .entered();
                 }
                 let kind = progress_event(state, progress);
-                state.hub.emit(&state.app, kind);
+                state.ctx.emit(&state.app, kind);
             }
             CallEffect::Ended(record) => {
                 let reason = trace::end_reason(&record.cause);
@@ -454,20 +454,20 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     call.id = %record.id,
                     call.end_reason = reason,
                     call.connected_ms = record.connected_ms,
-                    node.id = %state.hub.node(),
+                    node.id = %state.ctx.node(),
                 )
                 .entered();
-                state.hub.emit(
+                state.ctx.emit(
                     &state.app,
                     EventKind::CallEnded {
                         record: record.clone(),
                     },
                 );
                 if record.connected_at.is_some() {
-                    state.hub.ledger().ended(&state.app, &record.id);
+                    state.ctx.ledger().ended(&state.app, &record.id);
                 }
-                state.hub.records().record(&state.app, &record);
-                state.hub.forget_call(&record.id);
+                state.ctx.records().record(&state.app, &record);
+                state.ctx.forget_call(&record.id);
                 myself.stop(None);
             }
         }
@@ -475,5 +475,5 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
 }
 
 fn send_channel(state: &CallState, channel: &showcall_machines::ChannelName, input: ChannelInput) {
-    state.hub.send_channel(&state.app, channel, input);
+    state.ctx.send_channel(&state.app, channel, input);
 }

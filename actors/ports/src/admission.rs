@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use showcall_machines::call::ADMISSION_TIMED_OUT;
@@ -31,8 +31,7 @@ use showcall_proto::policy as pb;
 use showcall_proto::policy::call_policy_client::CallPolicyClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::hub::Hub;
-use crate::keys::AppId;
+use showcall_protocol::keys::AppId;
 
 /// The longest refusal reason passed on to the caller, in bytes.
 pub const MAX_REASON_BYTES: usize = 256;
@@ -157,7 +156,7 @@ impl GrpcAdmission {
     }
 
     fn channel(&self, url: &str) -> Option<Channel> {
-        let mut channels = crate::hub::lock(&self.channels);
+        let mut channels = showcall_protocol::sync::lock(&self.channels);
         if let Some(channel) = channels.get(url) {
             return Some(channel.clone());
         }
@@ -241,13 +240,6 @@ pub fn verdict(response: pb::AuthorizeResponse) -> Verdict {
         reason.truncate(cut);
     }
     Verdict::Refused(reason)
-}
-
-impl Hub {
-    /// Which apps' calls are authorized, and how.
-    pub fn admission(&self) -> &Arc<dyn Admission> {
-        &self.inner.parts.admission
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! and when media flows, and drives the media port (forwarding on/off, keyframes, sessions closed).
 //!
 //! A call channel's steps (each party's join with its media session, first frames, leaves, the close) are
-//! spans of the call's trace; so are a live channel's pause and resume for a call (`crate::trace`).
+//! spans of the call's trace; so are a live channel's pause and resume for a call (`showcall_protocol::trace`).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
@@ -11,21 +11,20 @@ use showcall_machines::channel::{ChannelEffect, ChannelInput};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 
-use crate::directory::{ChannelEntry, MemberEntry};
-use crate::error::CommandError;
-use crate::events::EventKind;
-use crate::hub::Hub;
-use crate::keys::{ActorKey, AppId};
-use crate::messages::{ChannelMsg, Responder, TraceContext};
-use crate::session::CommandOk;
-use crate::trace::TARGET;
+use crate::context::Context;
+use showcall_protocol::commands::CommandOk;
+use showcall_protocol::directory::{ChannelEntry, MemberEntry};
+use showcall_protocol::events::EventKind;
+use showcall_protocol::keys::{ActorKey, AppId};
+use showcall_protocol::messages::{ChannelMsg, Responder, TraceContext};
+use showcall_protocol::trace::TARGET;
 use tracing::Instrument;
 
 /// See the module docs.
 pub struct ChannelActor;
 
 pub struct ChannelState {
-    hub: Hub,
+    ctx: Context,
     app: AppId,
     machine: ChannelMachine,
     /// A call channel's trace context: the call's, from when the call opened it. `None` for live
@@ -56,7 +55,7 @@ impl ChannelState {
             call.id = %call,
             channel = %self.machine.name(),
             user.id = tracing::field::Empty,
-            node.id = %self.hub.node(),
+            node.id = %self.ctx.node(),
         );
         if let Some(user) = user {
             span.record("user.id", user.as_str());
@@ -114,17 +113,23 @@ impl Actor for ChannelActor {
     type Msg = ChannelMsg;
     type State = ChannelState;
     /// The last: the trace context the channel was opened under.
-    type Arguments = (Hub, AppId, ChannelName, ChannelKind, TraceContext);
+    type Arguments = (Context, AppId, ChannelName, ChannelKind, TraceContext);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<ChannelMsg>,
-        (hub, app, name, kind, opened_under): (Hub, AppId, ChannelName, ChannelKind, TraceContext),
+        (ctx, app, name, kind, opened_under): (
+            Context,
+            AppId,
+            ChannelName,
+            ChannelKind,
+            TraceContext,
+        ),
     ) -> Result<ChannelState, ActorProcessingErr> {
         let call_trace = (matches!(kind, ChannelKind::Call { .. }) && opened_under.is_set())
             .then_some(opened_under);
         Ok(ChannelState {
-            hub,
+            ctx,
             app,
             machine: ChannelMachine::new(name, kind),
             call_trace,
@@ -148,7 +153,7 @@ impl Actor for ChannelActor {
         state: &mut ChannelState,
     ) -> Result<(), ActorProcessingErr> {
         state
-            .hub
+            .ctx
             .forget_channel(&state.app, state.machine.name(), myself.get_id());
         Ok(())
     }
@@ -218,7 +223,7 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
             }
             ChannelMsg::Evict => {
                 state
-                    .hub
+                    .ctx
                     .media()
                     .close_channel(&state.app, state.machine.name());
                 myself.stop(Some("evicted: this node lost its lease".into()));
@@ -227,7 +232,7 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                 let present = matches!(state.machine.kind(), ChannelKind::Call { call: own, .. } if *own == call)
                     && !state.machine.is_closed();
                 state
-                    .hub
+                    .ctx
                     .send_call(&state.app, &call, CallInput::ChannelPresent { present });
             }
             ChannelMsg::MediaFlowing { from } => {
@@ -235,7 +240,7 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                     && state.machine.member(&from).is_some()
                 {
                     state
-                        .hub
+                        .ctx
                         .send_call(&state.app, call, CallInput::MediaFlowing { from });
                 }
             }
@@ -268,13 +273,13 @@ async fn join(
             // Only broadcasters (and call participants, who always are) may send media.
             let publishes = granted == Role::Broadcaster;
             let opening = state
-                .hub
+                .ctx
                 .media()
                 .open_session(&state.app, &channel, &user, publishes, offer);
             match opening.await {
                 Ok(answer) => Some(answer),
                 Err(refusal) => {
-                    let refused = CommandError::media(refusal, "join_channel.sdp_offer");
+                    let refused = refusal.into_command_error("join_channel.sdp_offer");
                     let _ = reply.send(Err(refused));
                     return;
                 }
@@ -307,7 +312,7 @@ async fn join(
         channel: channel.clone(),
         role: member.role,
     };
-    state.hub.send_user(&state.app, &user, joined);
+    state.ctx.send_user(&state.app, &user, joined);
     let _ = reply.send(Ok(CommandOk::Joined {
         channel,
         role: member.role,
@@ -317,7 +322,7 @@ async fn join(
     // A paused broadcaster that (re)joins stays held back in the router too.
     if member.role == Role::Broadcaster && state.machine.paused_broadcaster() == Some(&user) {
         state
-            .hub
+            .ctx
             .media()
             .set_forwarding(&state.app, state.machine.name(), &user, false);
     }
@@ -325,7 +330,7 @@ async fn join(
         match effect {
             ChannelEffect::CallMemberJoined { call, user } => {
                 let input = CallInput::ChannelJoined { user, media };
-                state.hub.send_call(&state.app, &call, input);
+                state.ctx.send_call(&state.app, &call, input);
             }
             other => run(myself, state, vec![other]),
         }
@@ -389,7 +394,7 @@ fn handle(
         }
     }
     for kind in events {
-        state.hub.emit(&state.app, kind);
+        state.ctx.emit(&state.app, kind);
     }
     publish(state);
     Ok(fx)
@@ -415,7 +420,7 @@ fn publish(state: &ChannelState) {
             .collect(),
         broadcaster_paused: view.broadcaster_paused,
     };
-    state.hub.directory().set_channel(&state.app, entry);
+    state.ctx.directory().set_channel(&state.app, entry);
 }
 
 fn follow_pause(state: &ChannelState, before: Option<UserId>) {
@@ -426,13 +431,13 @@ fn follow_pause(state: &ChannelState, before: Option<UserId>) {
     let channel = state.machine.name();
     if let Some(host) = &before {
         state
-            .hub
+            .ctx
             .media()
             .set_forwarding(&state.app, channel, host, true);
     }
     if let Some(host) = &after {
         state
-            .hub
+            .ctx
             .media()
             .set_forwarding(&state.app, channel, host, false);
     }
@@ -440,7 +445,7 @@ fn follow_pause(state: &ChannelState, before: Option<UserId>) {
 
 fn close_media(state: &ChannelState, user: &UserId) {
     state
-        .hub
+        .ctx
         .media()
         .close_session(&state.app, state.machine.name(), user);
 }
@@ -449,7 +454,7 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
     let channel = state.machine.name().clone();
     if fx.iter().any(|e| matches!(e, ChannelEffect::Stop)) {
         // The channel is ending: its sessions close together, so nobody is renegotiated on the way out.
-        state.hub.media().close_channel(&state.app, &channel);
+        state.ctx.media().close_channel(&state.app, &channel);
     }
     for effect in fx {
         match effect {
@@ -458,23 +463,23 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                     channel: channel.clone(),
                     update,
                 };
-                state.hub.send_user(&state.app, &to, input);
+                state.ctx.send_user(&state.app, &to, input);
             }
             ChannelEffect::CallMemberJoined { call, user } => {
                 // Joins from `join` carry their media flag; this path is only a rejoin without a session.
                 let input = CallInput::ChannelJoined { user, media: false };
-                state.hub.send_call(&state.app, &call, input);
+                state.ctx.send_call(&state.app, &call, input);
             }
             ChannelEffect::CallMemberLeft { call, user } => {
                 let input = CallInput::ChannelLeft { user };
-                state.hub.send_call(&state.app, &call, input);
+                state.ctx.send_call(&state.app, &call, input);
             }
             ChannelEffect::Removed { user } => {
                 close_media(state, &user);
                 let input = UserInput::ChannelRemoved {
                     channel: channel.clone(),
                 };
-                state.hub.send_user(&state.app, &user, input);
+                state.ctx.send_user(&state.app, &user, input);
             }
             ChannelEffect::Kicked { user, ban_seconds } => {
                 close_media(state, &user);
@@ -482,22 +487,22 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                     channel: channel.clone(),
                     ban_seconds,
                 };
-                state.hub.send_user(&state.app, &user, input);
+                state.ctx.send_user(&state.app, &user, input);
             }
             ChannelEffect::EndCall { call, reason } => {
                 state
-                    .hub
+                    .ctx
                     .send_call(&state.app, &call, CallInput::Terminate { reason });
             }
             ChannelEffect::RequestKeyframe { from } => {
                 state
-                    .hub
+                    .ctx
                     .media()
                     .request_keyframe(&state.app, &channel, &from);
             }
             ChannelEffect::Stop => {
                 state
-                    .hub
+                    .ctx
                     .forget_channel(&state.app, &channel, myself.get_id());
                 myself.stop(None);
             }

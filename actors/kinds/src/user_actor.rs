@@ -9,15 +9,15 @@ use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::{CloseReason, UserEffect, UserInput};
 use showcall_machines::{ChannelName, ConnId, Role, UserId, UserMachine};
 
-use crate::directory::{Presence, UserCall, UserEntry};
-use crate::error::CommandError;
-use crate::events::EventKind;
-use crate::hub::Hub;
-use crate::keys::{ActorKey, AppId};
-use crate::messages::{Responder, UserMsg};
-use crate::messages::{SessionSink, TraceContext};
-use crate::session::{CommandOk, LoginOk, Outbound, UserCommand};
-use crate::trace::{self, TARGET};
+use crate::context::Context;
+use showcall_protocol::commands::{CommandOk, LoginOk, Outbound, UserCommand};
+use showcall_protocol::directory::{Presence, UserCall, UserEntry};
+use showcall_protocol::error::CommandError;
+use showcall_protocol::events::EventKind;
+use showcall_protocol::keys::{ActorKey, AppId};
+use showcall_protocol::messages::{Responder, UserMsg};
+use showcall_protocol::messages::{SessionSink, TraceContext};
+use showcall_protocol::trace::{self, TARGET};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -27,7 +27,7 @@ pub(crate) const SUSPENDED_RECHECK: Duration = Duration::from_millis(250);
 /// See the module docs.
 pub struct UserActor;
 
-/// A session handed over by another node (`crate::handoff`): the actor starts from it instead of anew.
+/// A session handed over by another node (`showcall-runtime`'s `handoff`): the actor starts from it instead of anew.
 pub struct RestoredUser {
     pub snapshot: showcall_machines::user::UserSnapshot,
     pub sinks: Vec<(ConnId, SessionSink)>,
@@ -35,7 +35,7 @@ pub struct RestoredUser {
 }
 
 pub struct UserState {
-    hub: Hub,
+    ctx: Context,
     app: AppId,
     machine: UserMachine,
     /// Sinks of the connections this session knows: the live one, and briefly the one being replaced.
@@ -59,17 +59,17 @@ impl UserState {
 impl Actor for UserActor {
     type Msg = UserMsg;
     type State = UserState;
-    type Arguments = (Hub, AppId, UserId, Option<RestoredUser>);
+    type Arguments = (Context, AppId, UserId, Option<RestoredUser>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<UserMsg>,
-        (hub, app, user, restored): (Hub, AppId, UserId, Option<RestoredUser>),
+        (ctx, app, user, restored): (Context, AppId, UserId, Option<RestoredUser>),
     ) -> Result<UserState, ActorProcessingErr> {
-        let config = hub.user_config().clone();
+        let config = ctx.user_config().clone();
         let Some(restored) = restored else {
             return Ok(UserState {
-                hub,
+                ctx,
                 app,
                 machine: UserMachine::new(user, config),
                 sinks: HashMap::new(),
@@ -79,7 +79,7 @@ impl Actor for UserActor {
         };
         Ok(UserState {
             machine: UserMachine::restore(restored.snapshot, config)?,
-            hub,
+            ctx,
             app,
             sinks: restored.sinks.into_iter().collect(),
             online: restored.online,
@@ -94,7 +94,7 @@ impl Actor for UserActor {
     ) -> Result<(), ActorProcessingErr> {
         if state.machine.connection().is_some() || state.machine.is_away() {
             // A handed-over session: its timers go on here (a new session arms them at login).
-            let timers = state.machine.restored_timers(state.hub.now_ms());
+            let timers = state.machine.restored_timers(state.ctx.now_ms());
             run(&myself, state, timers, None).await;
             publish(state);
         }
@@ -107,7 +107,7 @@ impl Actor for UserActor {
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
         state
-            .hub
+            .ctx
             .forget_user(&state.app, state.machine.user(), myself.get_id());
         for timer in state.timers.drain(..) {
             timer.abort();
@@ -156,12 +156,12 @@ fn publish(state: &UserState) {
         }),
         channels,
     };
-    state.hub.directory().set_user(&state.app, entry);
+    state.ctx.directory().set_user(&state.app, entry);
 }
 
 async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) {
     {
-        let now = state.hub.now_ms();
+        let now = state.ctx.now_ms();
         match msg {
             UserMsg::Attach {
                 conn,
@@ -184,7 +184,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                             token_expires_at: m.token_expires_at(),
                             call: m.call().cloned(),
                             channels: m.channels().map(|(c, _)| c.clone()).collect(),
-                            grace_ms: state.hub.user_config().grace_ms,
+                            grace_ms: state.ctx.user_config().grace_ms,
                         };
                         let _ = reply.send(Ok(ok));
                         if !state.online {
@@ -192,7 +192,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                             // its grace period is the same session.
                             state.online = true;
                             let user = state.machine.user().clone();
-                            state.hub.emit(&state.app, EventKind::UserOnline { user });
+                            state.ctx.emit(&state.app, EventKind::UserOnline { user });
                         }
                         run(&myself, state, fx, None).await;
                     }
@@ -230,7 +230,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
             }
             UserMsg::Timer(timer) => {
                 let key = ActorKey::User(state.app.clone(), state.machine.user().clone());
-                if state.hub.serves(&key) {
+                if state.ctx.serves(&key) {
                     feed(&myself, state, UserInput::Timer(timer), now).await;
                 } else {
                     // Suspended (this node is fenced): the timer waits until it serves again, or until
@@ -240,7 +240,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 }
             }
             UserMsg::Snapshot(reply) => {
-                let _ = reply.send(crate::handoff::UserState {
+                let _ = reply.send(showcall_protocol::messages::UserStanding {
                     snapshot: state.machine.snapshot(),
                     sinks: state.sinks.iter().map(|(c, s)| (*c, s.clone())).collect(),
                     online: state.online,
@@ -249,7 +249,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
             UserMsg::Evict => {
                 let reason = CloseReason::NodeLost;
                 for sink in state.sinks.values() {
-                    let _ = sink.send(Outbound::closing_notice(state.hub.now_ms(), reason));
+                    let _ = sink.send(Outbound::closing_notice(state.ctx.now_ms(), reason));
                     let _ = sink.send(Outbound::Close(reason));
                 }
                 myself.stop(Some("evicted: this node lost its lease".into()));
@@ -299,7 +299,7 @@ fn input_span(state: &UserState, input: &UserInput, sent_under: &TraceContext) -
         call.id = %call_id,
         user.id = %state.machine.user(),
         app.id = %state.app,
-        node.id = %state.hub.node(),
+        node.id = %state.ctx.node(),
     );
     sent_under.continue_in(&span);
     span
@@ -348,7 +348,7 @@ async fn command_input(
                 caller.id = %state.machine.user(),
                 callee.id = %callee,
                 app.id = %state.app,
-                node.id = %state.hub.node(),
+                node.id = %state.ctx.node(),
             );
             trace.continue_in(&span);
             UserInput::StartCall {
@@ -356,9 +356,9 @@ async fn command_input(
                 call_type,
                 extension,
                 timeout_ms,
-                call_id: crate::ids::call_id(),
-                channel: crate::ids::call_channel(
-                    state.hub.placement().call_channel_tag().as_deref(),
+                call_id: showcall_protocol::ids::call_id(),
+                channel: showcall_protocol::ids::call_channel(
+                    state.ctx.placement().call_channel_tag().as_deref(),
                 ),
             }
         }
@@ -415,7 +415,7 @@ fn answer_media(
         let _ = reply.send(Err(CommandError::NotInChannel));
         return;
     }
-    let applied = state.hub.media().accept_answer(
+    let applied = state.ctx.media().accept_answer(
         &state.app,
         &channel,
         state.machine.user(),
@@ -426,7 +426,7 @@ fn answer_media(
         let answer = applied
             .await
             .map(|()| CommandOk::Done)
-            .map_err(|refusal| CommandError::media(refusal, "answer_media.sdp_answer"));
+            .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"));
         let _ = reply.send(answer);
     });
 }
@@ -441,7 +441,7 @@ async fn join_channel(
 ) {
     let user = state.machine.user().clone();
     state
-        .hub
+        .ctx
         .join_channel(&state.app, &channel, user, role, may_publish, offer, reply)
         .await;
 }
@@ -471,7 +471,7 @@ async fn run(
                     if reason == CloseReason::Replaced {
                         // The session's numbered stream now goes to the new connection; the replaced one
                         // still hears why it is closed.
-                        let _ = sink.send(Outbound::closing_notice(state.hub.now_ms(), reason));
+                        let _ = sink.send(Outbound::closing_notice(state.ctx.now_ms(), reason));
                     }
                     let _ = sink.send(Outbound::Close(reason));
                 }
@@ -484,7 +484,7 @@ async fn run(
                 let call_id = setup.id.clone();
                 // On the `user.call` span when this is the caller's Call command (a no-op otherwise).
                 tracing::Span::current().record("call.id", call_id.as_str());
-                match state.hub.spawn_call(state.app.clone(), setup).await {
+                match state.ctx.spawn_call(state.app.clone(), setup).await {
                     Ok(()) => {
                         if let Some(r) = reply.take() {
                             let _ = r.send(Ok(created));
@@ -493,7 +493,7 @@ async fn run(
                     Err(e) => {
                         // The call never existed: the machine forgets it, so the user may call again.
                         tracing::warn!(%call_id, error = %e, "call actor failed to start");
-                        let now = state.hub.now_ms();
+                        let now = state.ctx.now_ms();
                         let input = UserInput::CallNotStarted { call_id };
                         if let Err(e) = state.machine.handle(input, now) {
                             tracing::debug!(error = %e, "call not started: nothing to forget");
@@ -505,11 +505,11 @@ async fn run(
                 }
             }
             UserEffect::ToCall { call_id, input } => {
-                state.hub.send_call(&state.app, &call_id, input);
+                state.ctx.send_call(&state.app, &call_id, input);
             }
             UserEffect::CommandCall { call_id, input } => {
                 let Some(r) = reply.take() else { continue };
-                state.hub.command_call(&state.app, &call_id, input, r);
+                state.ctx.command_call(&state.app, &call_id, input, r);
             }
             UserEffect::JoinChannel { .. } => {
                 // Joins are sent by `command_input`, which holds the publish grant.
@@ -517,11 +517,11 @@ async fn run(
             UserEffect::LeaveChannel { channel } => {
                 let user = state.machine.user().clone();
                 state
-                    .hub
+                    .ctx
                     .send_channel(&state.app, &channel, ChannelInput::Leave { user });
             }
             UserEffect::ToChannel { channel, input } => {
-                state.hub.send_channel(&state.app, &channel, input);
+                state.ctx.send_channel(&state.app, &channel, input);
             }
             UserEffect::SetTimer { timer, after_ms } => {
                 let armed = myself.send_after(Duration::from_millis(after_ms), move || {
@@ -532,10 +532,10 @@ async fn run(
             UserEffect::Stop => {
                 if std::mem::take(&mut state.online) {
                     let user = state.machine.user().clone();
-                    state.hub.emit(&state.app, EventKind::UserOffline { user });
+                    state.ctx.emit(&state.app, EventKind::UserOffline { user });
                 }
                 state
-                    .hub
+                    .ctx
                     .forget_user(&state.app, state.machine.user(), myself.get_id());
                 myself.stop(None);
             }

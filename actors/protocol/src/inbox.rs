@@ -18,9 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::messages::Gone;
+use crate::commands::Outbound;
+
+/// The receiving end of an answer or a sink is gone (the requester gave up, the connection closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the receiver is gone")]
+pub struct Gone;
 use crate::metrics;
-use crate::session::Outbound;
 
 /// A new inbox holding at most `capacity` events (at least 1).
 pub fn connection_inbox(capacity: usize) -> (ConnectionInbox, InboxReceiver) {

@@ -1,4 +1,4 @@
-//! Call metrics derived from the business events ([`Hub::emit`](crate::Hub::emit)): the one place where
+//! Call metrics derived from the business events (`Hub::emit` (`showcall-runtime`)): the one place where
 //! every call's progress is already reported, on the node that runs the call's actor. So in a cluster the
 //! call gauges are per node (sum them in Prometheus) and a call is counted by the node owning its actor,
 //! not by its parties' nodes.
@@ -147,8 +147,8 @@ fn progress() -> std::sync::MutexGuard<'static, CallProgress> {
     PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Records what a business event means for the call metrics (called by [`Hub::emit`](crate::Hub::emit)).
-pub(crate) fn on_event(kind: &EventKind) {
+/// Records what a business event means for the call metrics (called by `Hub::emit` (`showcall-runtime`)).
+pub fn on_event(kind: &EventKind) {
     let Some(observation) = progress().observe(kind, Instant::now()) else {
         return;
     };
@@ -166,36 +166,18 @@ pub(crate) fn on_event(kind: &EventKind) {
 }
 
 /// Forgets a call whose actor left the hub (called by the hub).
-pub(crate) fn call_forgotten(call: &CallId) {
+pub fn call_forgotten(call: &CallId) {
     progress().forget(call);
 }
 
 /// Counts a call taken over from its record as connected (called by the hub before it starts it).
-pub(crate) fn call_restored(call: &CallId) {
+pub fn call_restored(call: &CallId) {
     progress().restored(call);
 }
 
-/// How many of `hub`'s calls are in each phase (every phase listed, zeros included).
-pub fn calls_by_phase(hub: &crate::Hub) -> Vec<(CallPhase, usize)> {
-    let ids: Vec<CallId> = hub
-        .active_keys()
-        .into_iter()
-        .filter_map(|key| match key {
-            crate::ActorKey::Call(_, id) => Some(id),
-            _ => None,
-        })
-        .collect();
-    let progress = progress();
-    CallPhase::ALL
-        .iter()
-        .map(|phase| {
-            let n = ids
-                .iter()
-                .filter(|id| progress.phase(id) == Some(*phase))
-                .count();
-            (*phase, n)
-        })
-        .collect()
+/// The phase `call` is in, as the call metrics saw it (`None` for a call they do not know).
+pub fn progress_phase(call: &CallId) -> Option<CallPhase> {
+    progress().phase(call)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! Each actor writes its own entry after every input it handles and removes it when it stops, so a
 //! query never waits on an actor's mailbox (a host directory page must not queue behind a busy user) and
 //! listing is a range scan in key order. Entries are the node's own actors only: cluster-wide lists ask
-//! every node ([`crate::admin_ops`]) and merge, single-key lookups ask the key's owner.
+//! every node (the runtime's `admin_ops`) and merge, single-key lookups ask the key's owner.
 //!
 //! Paging is by key (keyset): a page returns entries after the last key of the previous one, so pages
 //! stay consistent while users come and go (nothing is skipped or repeated because of an offset shift).
@@ -13,135 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-use showcall_machines::call::CallStatus;
-use showcall_machines::{CallId, CallType, ChannelName, PublishState, Role, UserId};
+use showcall_machines::{CallId, ChannelName, UserId};
 
-use crate::hub::lock;
-use crate::keys::{ActorKey, AppId};
+use showcall_protocol::keys::AppId;
+use showcall_protocol::sync::lock;
 
-/// Most entries one page may hold.
-pub const MAX_PAGE: usize = 1000;
-
-/// What a user is doing, coarsest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Presence {
-    /// Has a session (possibly in its grace period), not live, not in a call.
-    Online,
-    /// Broadcasting in a live room.
-    Live,
-    /// In a call (ringing, connecting or connected).
-    InCall,
-}
-
-/// One user with a session on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserEntry {
-    pub user: UserId,
-    pub presence: Presence,
-    /// The connection dropped and the grace period runs.
-    pub away: bool,
-    /// Takes calls (prepared).
-    pub prepared: bool,
-    pub call: Option<UserCall>,
-    pub channels: Vec<(ChannelName, Role)>,
-}
-
-impl UserEntry {
-    /// A host a viewer can call right now: live, taking calls, connected, not in a call.
-    pub fn is_available_host(&self) -> bool {
-        self.presence == Presence::Live && self.prepared && !self.away && self.call.is_none()
-    }
-}
-
-/// The user's side of its current call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserCall {
-    pub id: CallId,
-    pub peer: UserId,
-    /// The CallAPI state number the user's client shows (calling 2, connecting 3, connected 4).
-    pub state: u32,
-}
-
-/// One channel open on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelEntry {
-    pub channel: ChannelName,
-    /// The call whose private channel this is; `None` for a live room.
-    pub call: Option<CallId>,
-    pub members: Vec<MemberEntry>,
-    pub broadcaster_paused: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberEntry {
-    pub user: UserId,
-    pub role: Role,
-    pub publish: PublishState,
-}
-
-/// One call whose actor runs on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallEntry {
-    pub app: AppId,
-    pub id: CallId,
-    pub caller: UserId,
-    pub callee: UserId,
-    pub channel: ChannelName,
-    pub call_type: CallType,
-    pub status: CallStatus,
-}
-
-/// A question one node answers from its directory (it crosses nodes: serde data).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DirectoryQuery {
-    User {
-        app: AppId,
-        user: UserId,
-    },
-    /// Users after `after` in id order, at most `limit`; only available hosts when `hosts_only`.
-    Users {
-        app: AppId,
-        after: Option<UserId>,
-        limit: usize,
-        hosts_only: bool,
-    },
-    Channel {
-        app: AppId,
-        channel: ChannelName,
-    },
-    /// Live rooms after `after` in name order, at most `limit`.
-    LiveChannels {
-        app: AppId,
-        after: Option<ChannelName>,
-        limit: usize,
-    },
-    Call {
-        app: AppId,
-        id: CallId,
-    },
-}
-
-impl DirectoryQuery {
-    /// The one actor the question is about, when it is about one (its owner answers it).
-    pub fn key(&self) -> Option<ActorKey> {
-        match self {
-            DirectoryQuery::User { app, user } => Some(ActorKey::User(app.clone(), user.clone())),
-            DirectoryQuery::Call { app, id } => Some(ActorKey::Call(app.clone(), id.clone())),
-            _ => None,
-        }
-    }
-}
-
-/// The answer to a [`DirectoryQuery`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DirectoryAnswer {
-    User(Option<UserEntry>),
-    Users(Vec<UserEntry>),
-    Channel(Option<ChannelEntry>),
-    Channels(Vec<ChannelEntry>),
-    Call(Option<CallEntry>),
-}
+pub use showcall_protocol::directory::*;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -176,7 +53,7 @@ fn page<K: Ord + Clone, V: Clone>(
 
 impl Directory {
     /// The call channels open on this node, with their app and call.
-    pub(crate) fn call_channels(&self) -> Vec<(AppId, ChannelName, CallId)> {
+    pub fn call_channels(&self) -> Vec<(AppId, ChannelName, CallId)> {
         lock(&self.channels)
             .iter()
             .filter_map(|((app, name), entry)| {

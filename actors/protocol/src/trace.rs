@@ -6,7 +6,7 @@
 //!   otherwise the log filter (INFO by default) disables them, and a message costs a disabled-callsite
 //!   check and an empty context.
 //! - The context travels as a W3C `traceparent` string ([`TraceContext`]): captured from the current span
-//!   when a message ([`Traced::new`](crate::messages::Traced::new)) or an envelope is sent, continued by
+//!   when a message ([`Traced::new`](Traced::new)) or an envelope is sent, continued by
 //!   the receiver. An envelope's context is attached while the receiving hub delivers it, so whatever the
 //!   delivery starts (a call actor, a call channel) continues the sender's trace.
 //! - The root of a call's trace is the caller's `call` request at the gateway (`signal.call`), itself a
@@ -30,13 +30,36 @@ use showcall_machines::user::UserInput;
 use showcall_machines::{CallId, CallInput};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::messages::TraceContext;
+use serde::{Deserialize, Serialize};
 
 /// The `tracing` target of every span of a call's trace: what the node's OTLP layer exports.
 pub const TARGET: &str = "showcall::trace";
 
 /// The W3C header name, also the key in the node link's `trace_context` map.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// W3C trace context of the span that sent a message, so one call is one trace across actors and nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub traceparent: Option<String>,
+}
+
+/// A machine input with the trace context it was sent under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traced<T> {
+    pub payload: T,
+    pub trace: TraceContext,
+}
+
+impl<T> Traced<T> {
+    /// `payload`, sent under the current span ([`TraceContext::current`]).
+    pub fn new(payload: T) -> Self {
+        Self {
+            payload,
+            trace: TraceContext::current(),
+        }
+    }
+}
 
 impl TraceContext {
     /// The context of the current span: the span this code runs in, or — when no exported span is

@@ -1,0 +1,36 @@
+//! Ports: what the actors need from the world around them, as traits the services implement, each with
+//! the in-memory implementation a single node (and a test) runs with. The node binary wires in the
+//! real ones (DESIGN.md "Dependencies point down").
+//!
+//! - [`placement`]: where an actor lives ([`Placement`]); [`LocalPlacement`] answers "here".
+//! - [`media`]: the media router ([`MediaControl`]); [`NoMedia`] refuses media.
+//! - [`records`]: ended calls ([`CallRecordSink`]) and connected ones kept for a takeover ([`CallLedger`]).
+//! - [`event_log`]: where business events are numbered and kept ([`EventLog`]).
+//! - [`bans`]: where channel bans are kept ([`Bans`]).
+//! - [`admission`]: whether a call may ring ([`Admission`]) and the CallPolicy gRPC client.
+//! - [`directory`]: what this node's actors are doing now ([`Directory`]).
+//! - [`outbox`]: what an actor may send ([`Outbox`](outbox::Outbox)); the runtime's registry implements it.
+//! - [`clock`]: Unix milliseconds that follow tokio's clock ([`Clock`]).
+//!
+//! The [`Courier`](showcall_protocol::Courier) between nodes is in the protocol crate: answers travel
+//! through it.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod bans;
+pub mod clock;
+pub mod directory;
+pub mod event_log;
+pub mod media;
+pub mod outbox;
+pub mod placement;
+pub mod records;
+
+pub use admission::Admission;
+pub use bans::Bans;
+pub use clock::Clock;
+pub use directory::Directory;
+pub use event_log::EventLog;
+pub use media::{AnswerApplied, MediaControl, MediaRefusal, NoMedia, SessionOpening};
+pub use placement::{LocalPlacement, PinFuture, PinRefusal, Placement};
+pub use records::{CallLedger, CallRecordSink, LogRecords, NoLedger};

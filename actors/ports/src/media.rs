@@ -1,0 +1,130 @@
+//! The media router, as the actors need it: open and close members' media sessions, apply their answers.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+
+use showcall_machines::{ChannelName, UserId};
+use showcall_protocol::{AppId, CommandError};
+
+/// A media session's SDP answer, or why the offer was refused (shown to the client).
+pub type SessionOpening = Pin<Box<dyn Future<Output = Result<String, MediaRefusal>> + Send>>;
+
+/// Why a media session could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaRefusal {
+    /// The offer is malformed or cannot be negotiated.
+    InvalidOffer(String),
+    /// A member that may not publish offered to send.
+    PublishNotAllowed,
+    /// An answer to the router's offer that is malformed or cannot be applied.
+    InvalidAnswer(String),
+    /// No offer to answer: no media session, nothing pending, or a stale revision.
+    NotNegotiating(String),
+    /// No media router (or it stopped).
+    Unavailable(String),
+}
+
+/// The outcome of answering the router's offer.
+pub type AnswerApplied = Pin<Box<dyn Future<Output = Result<(), MediaRefusal>> + Send>>;
+
+/// Commands to the media router, sent by channel actors; the node implements it on the str0m router.
+pub trait MediaControl: Send + Sync + Debug + 'static {
+    /// Opens the media session of a channel member from its SDP offer; resolves to the SDP answer.
+    fn open_session(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        may_publish: bool,
+        offer: String,
+    ) -> SessionOpening;
+    /// Closes a member's media session (left, removed, or the channel closed).
+    fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId);
+    /// Closes every media session of a channel at once (it ended).
+    fn close_channel(&self, app: &AppId, channel: &ChannelName);
+    /// Applies a member's answer to the router's renegotiation offer `revision`.
+    fn accept_answer(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        revision: u64,
+        answer: String,
+    ) -> AnswerApplied;
+    /// Start or stop forwarding a publisher's media to a channel's subscribers.
+    fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool);
+    /// Ask a publisher for a keyframe (PLI), so subscribers can start decoding at once.
+    fn request_keyframe(&self, app: &AppId, channel: &ChannelName, publisher: &UserId);
+}
+
+/// No media router (signaling only): commands are logged and dropped.
+#[derive(Debug, Default)]
+pub struct NoMedia;
+
+impl MediaControl for NoMedia {
+    fn open_session(
+        &self,
+        _: &AppId,
+        _: &ChannelName,
+        _: &UserId,
+        _: bool,
+        _: String,
+    ) -> SessionOpening {
+        Box::pin(async {
+            Err(MediaRefusal::Unavailable(
+                "this node has no media router".into(),
+            ))
+        })
+    }
+
+    fn close_session(&self, _: &AppId, _: &ChannelName, _: &UserId) {}
+
+    fn close_channel(&self, _: &AppId, _: &ChannelName) {}
+
+    fn accept_answer(
+        &self,
+        _: &AppId,
+        _: &ChannelName,
+        _: &UserId,
+        _: u64,
+        _: String,
+    ) -> AnswerApplied {
+        Box::pin(async {
+            Err(MediaRefusal::NotNegotiating(
+                "this node has no media router".into(),
+            ))
+        })
+    }
+
+    fn set_forwarding(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        publisher: &UserId,
+        forward: bool,
+    ) {
+        tracing::debug!(%app, %channel, %publisher, forward, "media forwarding (no media router)");
+    }
+
+    fn request_keyframe(&self, app: &AppId, channel: &ChannelName, publisher: &UserId) {
+        tracing::debug!(%app, %channel, %publisher, "keyframe request (no media router)");
+    }
+}
+
+impl MediaRefusal {
+    /// The client's refusal for this refusal of an SDP it sent in `field` (e.g. `join_channel.sdp_offer`).
+    pub fn into_command_error(self, field: &str) -> CommandError {
+        match self {
+            MediaRefusal::InvalidOffer(why) | MediaRefusal::InvalidAnswer(why) => {
+                CommandError::InvalidArgument(format!("{field}: {why}"))
+            }
+            MediaRefusal::NotNegotiating(why) => CommandError::NotAllowed(why),
+            MediaRefusal::PublishNotAllowed => CommandError::PermissionDenied(
+                "only a broadcaster may publish: an audience member offers receive-only media"
+                    .into(),
+            ),
+            MediaRefusal::Unavailable(why) => CommandError::Unavailable(why),
+        }
+    }
+}

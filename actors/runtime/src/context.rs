@@ -1,0 +1,140 @@
+//! The hub as its actors' context: what they may send ([`Outbox`]) and what they are given
+//! ([`ActorContext`]). Every method is the hub's own; this only names them for the actors.
+
+use std::sync::Arc;
+
+use ractor::ActorId;
+use showcall_actors::ActorContext;
+use showcall_machines::{
+    CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, Millis, Role, UserConfig,
+    UserId, UserInput,
+};
+use showcall_ports::admission::Admission;
+use showcall_ports::outbox::{Outbox, Sending};
+use showcall_ports::{CallLedger, CallRecordSink, Directory, MediaControl, Placement};
+use showcall_protocol::events::EventKind;
+use showcall_protocol::messages::Responder;
+use showcall_protocol::{ActorKey, AppId, CommandError, CommandOk, NodeId};
+
+use crate::hub::Hub;
+
+impl Outbox for Hub {
+    fn send_user(&self, app: &AppId, user: &UserId, input: UserInput) -> bool {
+        Hub::send_user(self, app, user, input)
+    }
+
+    fn send_call(&self, app: &AppId, call: &CallId, input: CallInput) {
+        Hub::send_call(self, app, call, input)
+    }
+
+    fn send_channel(&self, app: &AppId, channel: &ChannelName, input: ChannelInput) {
+        Hub::send_channel(self, app, channel, input)
+    }
+
+    fn command_call(
+        &self,
+        app: &AppId,
+        call: &CallId,
+        input: CallInput,
+        reply: Responder<CommandOk>,
+    ) {
+        Hub::command_call(self, app, call, input, reply)
+    }
+
+    fn ask_channel(&self, app: &AppId, channel: &ChannelName, call: CallId) {
+        Hub::ask_channel(self, app, channel, call)
+    }
+
+    fn spawn_call(&self, app: AppId, setup: CallSetup) -> Sending<'_, Result<(), CommandError>> {
+        Box::pin(Hub::spawn_call(self, app, setup))
+    }
+
+    fn open_call_channel<'a>(
+        &'a self,
+        app: &'a AppId,
+        channel: &'a ChannelName,
+        kind: ChannelKind,
+    ) -> Sending<'a, Result<(), CommandError>> {
+        Box::pin(Hub::open_call_channel(self, app, channel, kind))
+    }
+
+    fn join_channel<'a>(
+        &'a self,
+        app: &'a AppId,
+        channel: &'a ChannelName,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        offer: Option<String>,
+        reply: Responder<CommandOk>,
+    ) -> Sending<'a, ()> {
+        Box::pin(Hub::join_channel(
+            self,
+            app,
+            channel,
+            user,
+            role,
+            may_publish,
+            offer,
+            reply,
+        ))
+    }
+
+    fn forget_user(&self, app: &AppId, user: &UserId, id: ActorId) {
+        Hub::forget_user(self, app, user, id)
+    }
+
+    fn forget_call(&self, call: &CallId) {
+        Hub::forget_call(self, call)
+    }
+
+    fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId) {
+        Hub::forget_channel(self, app, channel, id)
+    }
+}
+
+impl ActorContext for Hub {
+    fn node(&self) -> &NodeId {
+        Hub::node(self)
+    }
+
+    fn now_ms(&self) -> Millis {
+        Hub::now_ms(self)
+    }
+
+    fn user_config(&self) -> &UserConfig {
+        Hub::user_config(self)
+    }
+
+    fn serves(&self, key: &ActorKey) -> bool {
+        Hub::serves(self, key)
+    }
+
+    fn placement(&self) -> &Arc<dyn Placement> {
+        Hub::placement(self)
+    }
+
+    fn media(&self) -> &Arc<dyn MediaControl> {
+        Hub::media(self)
+    }
+
+    fn records(&self) -> &Arc<dyn CallRecordSink> {
+        Hub::records(self)
+    }
+
+    fn ledger(&self) -> &Arc<dyn CallLedger> {
+        Hub::ledger(self)
+    }
+
+    fn admission(&self) -> &Arc<dyn Admission> {
+        Hub::admission(self)
+    }
+
+    fn directory(&self) -> &Directory {
+        Hub::directory(self)
+    }
+
+    fn emit(&self, app: &AppId, kind: EventKind) {
+        Hub::emit(self, app, kind)
+    }
+}
