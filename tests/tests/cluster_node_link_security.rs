@@ -20,6 +20,8 @@ fn envelope(from: &str) -> Envelope {
         payload: br#"{"from":"n2","hops":0,"body":{"Reply":{"id":1,"result":{"Ok":"Done"}}}}"#
             .to_vec(),
         trace_context: HashMap::new(),
+        wire_major: 1,
+        wire_minor: 0,
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`messages`]: each actor kind's message enum; inputs travel as serde data with a trace context,
 //!   answers through a [`Responder`](messages::Responder) that is a local port or a remote handle.
 //! - [`envelope`]: [`Envelope`], what one node sends another, and the [`Courier`] that carries it;
-//!   [`handles`]: where an answer or a connection's events go on another node.
+//!   [`handles`]: where an answer or a connection's events go on another node; [`wire`]: the wire's
+//!   version and what nodes of two releases may send each other.
 //! - [`commands`]: a client's commands and their answers; [`Outbound`], what its connection receives.
 //! - [`inbox`]: a connection's bounded inbox ([`ConnectionInbox`]); a full one closes its connection.
 //! - [`error`], [`error_code`]: [`CommandError`] and its one [`ErrorCode`] per wire.
@@ -35,6 +36,7 @@ pub mod messages;
 pub mod metrics;
 pub mod sync;
 pub mod trace;
+pub mod wire;
 
 pub use commands::{CommandOk, LoginOk, Outbound, UserCommand};
 pub use envelope::{Courier, Envelope};

@@ -95,6 +95,20 @@ impl Hub {
         }
     }
 
+    /// Answers another node's request UNAVAILABLE with `why` (e.g. it is a message kind this node does
+    /// not know: `showcall_protocol::wire`).
+    pub fn refuse_request(&self, reply: ReplyTo, why: String) {
+        let refused: Result<(), CommandError> = Err(CommandError::Unavailable(why));
+        let result = serde_json::to_value(&refused).expect("a refusal is plain serde data");
+        self.ship(
+            &reply.node,
+            Body::Reply {
+                id: reply.id,
+                result,
+            },
+        );
+    }
+
     /// `false` when `node` is not in the cluster (the envelope was dropped).
     pub(crate) fn ship(&self, node: &NodeId, body: Body) -> bool {
         self.inner.parts.courier.send(node, self.envelope(body))

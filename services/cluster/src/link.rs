@@ -32,6 +32,7 @@ use showcall_protocol::NodeId;
 use showcall_protocol::envelope::{Courier, Envelope};
 use showcall_protocol::messages::TraceContext;
 use showcall_protocol::trace::TRACEPARENT;
+use showcall_protocol::wire::{self, Unreadable, WIRE_MAJOR, WIRE_MINOR};
 use showcall_runtime::Hub;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -157,6 +158,8 @@ fn frame(envelope: &Envelope) -> pb::Envelope {
         from_node: envelope.from.0.clone(),
         actor_key: envelope.target(),
         payload: envelope.encode(),
+        wire_major: WIRE_MAJOR,
+        wire_minor: WIRE_MINOR,
         trace_context: envelope
             .trace
             .traceparent
@@ -168,8 +171,8 @@ fn frame(envelope: &Envelope) -> pb::Envelope {
 
 /// The envelope a frame carries, with the sender's trace context (dropped when it is not a valid
 /// traceparent: a bad trace context must not lose the message).
-pub fn unframe(frame: &pb::Envelope) -> Result<Envelope, serde_json::Error> {
-    let mut envelope = Envelope::decode(&frame.payload)?;
+pub fn unframe(frame: &pb::Envelope) -> Result<Envelope, Unreadable> {
+    let mut envelope = wire::read(frame.wire_major, &frame.payload)?;
     envelope.trace = frame
         .trace_context
         .get(TRACEPARENT)
@@ -309,9 +312,25 @@ impl NodeLink for NodeLinkService {
                     summary.delivered += 1;
                     self.hub.deliver(envelope).await;
                 }
-                Err(e) => {
+                Err(unreadable) => {
                     summary.malformed += 1;
-                    tracing::warn!(from = %frame.from_node, target = %frame.actor_key, error = %e, "malformed envelope dropped");
+                    metrics::counter!("showcall_node_link_dropped_total", "reason" => unreadable.reason())
+                        .increment(1);
+                    tracing::warn!(from = %frame.from_node, target = %frame.actor_key, wire = %format!("{}.{}", frame.wire_major, frame.wire_minor), error = %unreadable, "envelope dropped: not readable by this node");
+                    if let Unreadable::UnknownKind {
+                        reply: Some(reply),
+                        detail,
+                    } = unreadable
+                    {
+                        // The sender waits for this answer: tell it now rather than let it time out.
+                        self.hub.refuse_request(
+                            reply,
+                            format!(
+                                "{} does not know this request ({detail}); try again",
+                                self.hub.node()
+                            ),
+                        );
+                    }
                 }
             }
         }

@@ -1,0 +1,171 @@
+//! The node wire's compatibility rule (`showcall_protocol::wire`), checked against the frozen fixtures
+//! of wire 1.0 (`tests/wire/v1.0/`): this release reads every message kind a 1.0 node writes, also with
+//! the fields a later minor release may add; an unknown message kind is refused with its reply handle
+//! (so the sender can be answered at once), and another major is refused outright.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use showcall_protocol::NodeId;
+use showcall_protocol::envelope::{Body, Envelope};
+use showcall_protocol::handles::ReplyTo;
+use showcall_protocol::wire::{self, Unreadable, WIRE_MAJOR};
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/wire/v1.0");
+    let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("the 1.0 fixtures")
+        .map(|entry| {
+            let path = entry.expect("a fixture").path();
+            let name = path
+                .file_stem()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read(&path).expect("readable"))
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// The envelope as JSON, for comparing what two reads understood.
+fn understood(envelope: &Envelope) -> Value {
+    serde_json::from_slice(&envelope.encode()).expect("an envelope encodes as JSON")
+}
+
+/// Adds a field unknown to 1.0 to every struct of `value`, as a later minor release might. Not to an
+/// enum's tag object (`{"Accept": {…}}`: one key, a variant name) nor to maps whose keys are data
+/// (the extensions, `timing`, a session's `channels`) or to an answer's free-form `result`: a release
+/// adds fields to structs.
+fn with_later_fields(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            let enum_tag = fields.len() == 1
+                && fields
+                    .keys()
+                    .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
+            for (key, nested) in fields.iter_mut() {
+                let data_map = key.ends_with("extension")
+                    || matches!(key.as_str(), "timing" | "channels" | "result");
+                if !data_map {
+                    with_later_fields(nested);
+                }
+            }
+            if !enum_tag {
+                fields.insert(
+                    "added_in_1_1".into(),
+                    json!({ "priority": 3, "tags": ["a"] }),
+                );
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_later_fields),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_message_kind_of_wire_1_0_is_read() {
+    let fixtures = fixtures();
+    assert_eq!(fixtures.len(), 18, "one fixture per 1.0 message kind");
+    for (name, bytes) in fixtures {
+        let envelope = wire::read(1, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let as_written: Value = serde_json::from_slice(&bytes).expect("fixtures are JSON");
+        assert_eq!(
+            understood(&envelope),
+            as_written,
+            "{name}: read back as written (no field lost or changed)"
+        );
+    }
+}
+
+#[test]
+fn frames_from_before_versions_were_written_are_1_0() {
+    for (name, bytes) in fixtures() {
+        assert!(wire::read(0, &bytes).is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn fields_a_later_minor_adds_are_ignored_everywhere() {
+    for (name, bytes) in fixtures() {
+        let plain = wire::read(1, &bytes).expect("reads");
+        let mut later: Value = serde_json::from_slice(&bytes).expect("JSON");
+        with_later_fields(&mut later);
+        let later = serde_json::to_vec(&later).expect("JSON");
+        let read = wire::read(1, &later).unwrap_or_else(|e| panic!("{name} with 1.1 fields: {e}"));
+        assert_eq!(understood(&read), understood(&plain), "{name}");
+    }
+}
+
+#[test]
+fn an_unknown_request_kind_is_refused_with_the_handle_its_sender_waits_on() {
+    let from_1_1 = json!({
+        "from": "node-c",
+        "body": { "User": { "app": "demo", "user": "host", "msg": {
+            "Mute": { "seconds": 30, "reply": { "node": "node-c", "id": 77 } }
+        } } }
+    });
+    let refused = wire::read(1, &serde_json::to_vec(&from_1_1).expect("JSON"));
+    let Err(Unreadable::UnknownKind { detail, reply }) = refused else {
+        panic!("an unknown kind is refused as such: {refused:?}");
+    };
+    assert!(detail.contains("Mute"), "{detail}");
+    assert_eq!(
+        reply,
+        Some(ReplyTo {
+            node: NodeId("node-c".into()),
+            id: 77
+        })
+    );
+}
+
+#[test]
+fn an_unknown_input_kind_deep_in_a_notification_is_refused_without_a_handle() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "user-input-ring")
+        .expect("the ring fixture");
+    let mut later: Value = serde_json::from_slice(&bytes).expect("JSON");
+    let input = &mut later["body"]["User"]["msg"]["Input"]["payload"];
+    *input = json!({ "Nudge": { "from": "viewer" } });
+    let refused = wire::read(1, &serde_json::to_vec(&later).expect("JSON"));
+    assert!(
+        matches!(refused, Err(Unreadable::UnknownKind { reply: None, .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn another_major_is_refused_and_garbage_is_malformed() {
+    let (_, bytes) = fixtures().remove(0);
+    assert_eq!(
+        wire::read(WIRE_MAJOR + 1, &bytes).map(|_| ()),
+        Err(Unreadable::OtherMajor {
+            major: WIRE_MAJOR + 1
+        })
+    );
+    let garbage = wire::read(1, b"{\"from\": 3}");
+    assert!(
+        matches!(garbage, Err(Unreadable::Malformed(_))),
+        "{garbage:?}"
+    );
+}
+
+#[test]
+fn a_reply_fixture_still_answers_a_request_of_this_release() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "reply")
+        .expect("the reply fixture");
+    let Body::Reply { id, result } = wire::read(1, &bytes).expect("reads").body else {
+        panic!("a reply");
+    };
+    assert_eq!(id, 42);
+    let answer: Result<showcall_protocol::CommandOk, showcall_protocol::CommandError> =
+        serde_json::from_value(result).expect("a 1.0 answer reads as this release's answer");
+    assert!(matches!(
+        answer,
+        Ok(showcall_protocol::CommandOk::CallCreated { .. })
+    ));
+}
