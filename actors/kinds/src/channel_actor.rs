@@ -182,7 +182,6 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
             } => Box::pin(join(&myself, state, user, role, may_publish, offer, reply)).await,
             ChannelMsg::Input(traced) => {
                 let input = traced.payload;
-                let paused_before = state.machine.paused_broadcaster().cloned();
                 let leaving = match &input {
                     ChannelInput::Leave { user } => Some(user.clone()),
                     _ => None,
@@ -192,7 +191,6 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                         if let Some(user) = leaving {
                             close_media(state, &user);
                         }
-                        follow_pause(state, paused_before);
                         run(&myself, state, fx);
                     }
                     Err(e) => {
@@ -213,10 +211,8 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                     .cloned()
                     .collect();
                 for user in gone {
-                    let paused_before = state.machine.paused_broadcaster().cloned();
                     close_media(state, &user);
                     if let Ok(fx) = handle(state, ChannelInput::Leave { user }) {
-                        follow_pause(state, paused_before);
                         run(&myself, state, fx);
                     }
                 }
@@ -319,13 +315,6 @@ async fn join(
         view: state.machine.view(),
         sdp_answer,
     }));
-    // A paused broadcaster that (re)joins stays held back in the router too.
-    if member.role == Role::Broadcaster && state.machine.paused_broadcaster() == Some(&user) {
-        state
-            .ctx
-            .media()
-            .set_forwarding(&state.app, state.machine.name(), &user, false);
-    }
     for effect in fx {
         match effect {
             ChannelEffect::CallMemberJoined { call, user } => {
@@ -337,7 +326,6 @@ async fn join(
     }
 }
 
-/// Tells the media router when the broadcaster's pause changed.
 /// Feeds the machine one input and reports membership and pause changes to the business events.
 fn handle(
     state: &mut ChannelState,
@@ -423,26 +411,6 @@ fn publish(state: &ChannelState) {
     state.ctx.directory().set_channel(&state.app, entry);
 }
 
-fn follow_pause(state: &ChannelState, before: Option<UserId>) {
-    let after = state.machine.paused_broadcaster().cloned();
-    if before == after {
-        return;
-    }
-    let channel = state.machine.name();
-    if let Some(host) = &before {
-        state
-            .ctx
-            .media()
-            .set_forwarding(&state.app, channel, host, true);
-    }
-    if let Some(host) = &after {
-        state
-            .ctx
-            .media()
-            .set_forwarding(&state.app, channel, host, false);
-    }
-}
-
 fn close_media(state: &ChannelState, user: &UserId) {
     state
         .ctx
@@ -493,6 +461,12 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                 state
                     .ctx
                     .send_call(&state.app, &call, CallInput::Terminate { reason });
+            }
+            ChannelEffect::Forward { user, on } => {
+                state
+                    .ctx
+                    .media()
+                    .set_forwarding(&state.app, &channel, &user, on);
             }
             ChannelEffect::RequestKeyframe { from } => {
                 state

@@ -11,7 +11,7 @@ use showcall_machines::{ChannelName, ConnId, Role, UserId, UserMachine};
 
 use crate::context::Context;
 use showcall_protocol::commands::{CommandOk, LoginOk, Outbound, UserCommand};
-use showcall_protocol::directory::{Presence, UserCall, UserEntry};
+use showcall_protocol::directory::{UserCall, UserEntry};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::events::EventKind;
 use showcall_protocol::keys::{ActorKey, AppId};
@@ -136,17 +136,9 @@ fn publish(state: &UserState) {
         return;
     }
     let channels: Vec<(ChannelName, Role)> = m.channels().map(|(c, r)| (c.clone(), r)).collect();
-    let live = channels
-        .iter()
-        .any(|(c, r)| *r == Role::Broadcaster && !c.is_call_channel());
-    let presence = match (m.call(), live) {
-        (Some(_), _) => Presence::InCall,
-        (None, true) => Presence::Live,
-        (None, false) => Presence::Online,
-    };
     let entry = UserEntry {
         user: m.user().clone(),
-        presence,
+        presence: m.presence(),
         away: m.is_away(),
         prepared: m.is_prepared(),
         call: m.call().map(|call| UserCall {

@@ -124,6 +124,12 @@ pub enum ChannelEffect {
         call: CallId,
         reason: String,
     },
+    /// Forward `user`'s publication to the other members (`on`), or hold it back in the media router
+    /// (while it is a broadcaster paused for a private call).
+    Forward {
+        user: UserId,
+        on: bool,
+    },
     /// Ask the broadcaster for a keyframe so members see video at once (acted on by the media router).
     RequestKeyframe {
         from: UserId,
@@ -261,6 +267,10 @@ impl ChannelMachine {
                     return Ok(fx);
                 }
                 self.paused = Some((host.clone(), call));
+                fx.push(ChannelEffect::Forward {
+                    user: host.clone(),
+                    on: false,
+                });
                 if let Some(m) = self.members.get_mut(&host)
                     && m.role == Role::Broadcaster
                 {
@@ -273,6 +283,10 @@ impl ChannelMachine {
                     return Ok(fx);
                 }
                 self.paused = None;
+                fx.push(ChannelEffect::Forward {
+                    user: host.clone(),
+                    on: true,
+                });
                 if let Some(m) = self.members.get_mut(&host)
                     && m.role == Role::Broadcaster
                 {
@@ -374,6 +388,13 @@ impl ChannelMachine {
             }
             Role::Broadcaster => PublishState::Publishing,
         };
+        if publish == PublishState::Paused {
+            // A paused broadcaster (re)joining, maybe with a new media session: held back there too.
+            fx.push(ChannelEffect::Forward {
+                user: user.clone(),
+                on: false,
+            });
+        }
         let member = Member { role, publish };
         let previous = self.members.insert(user.clone(), member);
         if previous == Some(member) {

@@ -72,6 +72,17 @@ impl Default for UserConfig {
     }
 }
 
+/// What a user is doing, coarsest first (what the business server's presence lists show).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    /// Has a session (possibly in its grace period), not live, not in a call.
+    Online,
+    /// Broadcasting in a live room.
+    Live,
+    /// In a call (ringing, connecting or connected).
+    InCall,
+}
+
 /// The user's call settings (PrepareForCall).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
@@ -400,6 +411,18 @@ impl UserMachine {
     }
 
     /// The call this user is in.
+    /// What this user is doing: in a call (ringing included), else live when broadcasting in a live
+    /// room, else online.
+    pub fn presence(&self) -> Presence {
+        if self.call.is_some() {
+            Presence::InCall
+        } else if self.live_channels().is_empty() {
+            Presence::Online
+        } else {
+            Presence::Live
+        }
+    }
+
     pub fn call(&self) -> Option<&ActiveCall> {
         self.call.as_ref()
     }

@@ -1003,3 +1003,22 @@ fn a_lost_call_that_is_not_the_current_one_changes_nothing() {
         lines("to c9 alice present=false")
     );
 }
+
+#[test]
+fn presence_is_in_call_over_live_over_online() {
+    use showcall_machines::user::Presence;
+    let mut m = online(ALICE);
+    assert_eq!(m.presence(), Presence::Online);
+    in_channel(&mut m, "live-alice", Role::Audience, 10);
+    assert_eq!(m.presence(), Presence::Online, "watching is not being live");
+    in_channel(&mut m, "live-alice", Role::Broadcaster, 20);
+    assert_eq!(m.presence(), Presence::Live);
+    ok(&mut m, start_call("c1", BOB), 30);
+    assert_eq!(
+        m.presence(),
+        Presence::InCall,
+        "calling counts as in a call"
+    );
+    in_channel(&mut m, "call-c1", Role::Broadcaster, 40);
+    assert_eq!(m.presence(), Presence::InCall);
+}

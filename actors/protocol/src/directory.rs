@@ -11,16 +11,7 @@ use crate::keys::{ActorKey, AppId};
 /// Most entries one page may hold.
 pub const MAX_PAGE: usize = 1000;
 
-/// What a user is doing, coarsest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Presence {
-    /// Has a session (possibly in its grace period), not live, not in a call.
-    Online,
-    /// Broadcasting in a live room.
-    Live,
-    /// In a call (ringing, connecting or connected).
-    InCall,
-}
+pub use showcall_machines::user::Presence;
 
 /// One user with a session on this node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

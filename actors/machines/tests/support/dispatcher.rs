@@ -482,6 +482,8 @@ impl World {
                 ChannelEffect::CallMemberJoined { call, user } => {
                     self.send_call(call, CallInput::ChannelJoined { user, media: false })
                 }
+                // No media router in this world.
+                ChannelEffect::Forward { .. } => {}
                 ChannelEffect::CallMemberLeft { call, user } => {
                     self.send_call(call, CallInput::ChannelLeft { user })
                 }
