@@ -15,7 +15,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so the waits run on virtual time in tests (paused) as timers do.
+use tokio::time::Instant;
 
 use crate::hub::{Hub, ParkedMessage, ParkedQueue};
 use showcall_protocol::keys::ActorKey;

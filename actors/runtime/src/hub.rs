@@ -38,7 +38,7 @@ pub(crate) type ParkedMessage = Box<dyn FnOnce(&Hub, bool) + Send>;
 
 /// One key's waiting messages.
 pub(crate) struct ParkedQueue {
-    pub(crate) since: std::time::Instant,
+    pub(crate) since: tokio::time::Instant,
     pub(crate) messages: std::collections::VecDeque<ParkedMessage>,
 }
 

@@ -1,0 +1,218 @@
+//! The router without sockets: two hubs ("a" and "b") whose envelopes travel through an in-memory
+//! courier — encoded and read back as the node wire does, in order per destination — and a placement
+//! that puts each key on a chosen node. Calls cross nodes as in a cluster; a key between owners parks
+//! its messages until it has one, or gives up after `FLUX_WAIT`; on tokio's paused clock.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use showcall_machines::user::CallCommand;
+use showcall_machines::{CallState, ChannelName, StateReason, UserConfig};
+use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
+use showcall_protocol::envelope::{Courier, Envelope};
+use showcall_protocol::{ActorKey, AppId, NodeId, wire};
+use showcall_runtime::{Hub, HubParts};
+use support::{Client, connected};
+use tokio::sync::mpsc;
+
+fn node(name: &str) -> NodeId {
+    NodeId(name.into())
+}
+
+/// What both nodes agree on: users whose id starts with "a" live on a, the others on b; every call on
+/// b; a call channel where its name's tag says; a live room where it was pinned first.
+#[derive(Debug, Default)]
+struct Cluster {
+    pins: Mutex<HashMap<(AppId, ChannelName), NodeId>>,
+    /// Keys whose partition is between owners now.
+    moving: Mutex<HashSet<ActorKey>>,
+    hubs: OnceLock<HashMap<NodeId, Hub>>,
+    envelopes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct TestPlacement {
+    this: NodeId,
+    cluster: Arc<Cluster>,
+}
+
+impl Placement for TestPlacement {
+    fn this_node(&self) -> &NodeId {
+        &self.this
+    }
+
+    fn owner(&self, key: &ActorKey) -> Option<NodeId> {
+        if self.cluster.moving.lock().unwrap().contains(key) {
+            return None;
+        }
+        match key {
+            ActorKey::User(_, user) if user.as_str().starts_with('a') => Some(node("a")),
+            ActorKey::User(..) | ActorKey::Call(..) => Some(node("b")),
+            ActorKey::Channel(app, channel) => match channel.as_str().split_once('@') {
+                Some((_, tag)) => Some(node(tag)),
+                None => {
+                    let pins = self.cluster.pins.lock().unwrap();
+                    pins.get(&(app.clone(), channel.clone())).cloned()
+                }
+            },
+        }
+    }
+
+    fn nodes(&self) -> Vec<NodeId> {
+        vec![node("a"), node("b")]
+    }
+
+    fn pin_channel(&self, app: &AppId, channel: &ChannelName) -> PinFuture {
+        let mut pins = self.cluster.pins.lock().unwrap();
+        let holder = pins
+            .entry((app.clone(), channel.clone()))
+            .or_insert_with(|| self.this.clone())
+            .clone();
+        let pinned = if holder == self.this {
+            Ok(())
+        } else {
+            Err(PinRefusal::Elsewhere(holder))
+        };
+        Box::pin(async move { pinned })
+    }
+
+    fn call_channel_tag(&self) -> Option<String> {
+        Some(self.this.0.clone())
+    }
+}
+
+/// Carries envelopes to the other hub as the node link does: as wire bytes, read back with the wire's
+/// rule, delivered in order per destination.
+#[derive(Debug)]
+struct LoopCourier {
+    cluster: Arc<Cluster>,
+    lanes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<u8>>>>,
+}
+
+impl Courier for LoopCourier {
+    fn send(&self, to: &NodeId, envelope: Envelope) -> bool {
+        let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
+            return false;
+        };
+        self.cluster.envelopes.fetch_add(1, Ordering::Relaxed);
+        let mut lanes = self.lanes.lock().unwrap();
+        let lane = lanes.entry(to.clone()).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(bytes) = rx.recv().await {
+                    let envelope = wire::read(wire::WIRE_MAJOR, &bytes).expect("the wire reads");
+                    hub.deliver(envelope).await;
+                }
+            });
+            tx
+        });
+        lane.send(envelope.encode()).is_ok()
+    }
+}
+
+fn two_nodes() -> (Hub, Hub, Arc<Cluster>) {
+    let cluster = Arc::new(Cluster::default());
+    let hub = |name: &str| {
+        let mut parts = HubParts::single_node(node(name), UserConfig::default());
+        parts.placement = Arc::new(TestPlacement {
+            this: node(name),
+            cluster: cluster.clone(),
+        });
+        parts.courier = Arc::new(LoopCourier {
+            cluster: cluster.clone(),
+            lanes: Mutex::default(),
+        });
+        Hub::new(parts)
+    };
+    let (a, b) = (hub("a"), hub("b"));
+    let hubs = HashMap::from([(node("a"), a.clone()), (node("b"), b.clone())]);
+    cluster.hubs.set(hubs).expect("set once");
+    (a, b, cluster)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_between_users_on_two_nodes_connects_and_ends_through_envelopes() {
+    let (a, b, cluster) = two_nodes();
+    // Both connect to node a; bob's actor lives on b (his session is remote), the call on b, its
+    // channel on a (the caller's node tags it).
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&a, "bob").await;
+    assert!(
+        a.user(&support::app(), &"bob".into()).is_none(),
+        "bob's actor is not on a"
+    );
+    assert!(
+        b.user(&support::app(), &"bob".into()).is_some(),
+        "bob's actor is on b"
+    );
+
+    let (call, channel) = connected(&mut alice, &mut bob).await;
+    assert!(channel.as_str().ends_with("@a"), "{channel}");
+    assert!(b.call(&call).is_some(), "the call runs on b");
+    alice
+        .call_command(
+            &call,
+            CallCommand::Hangup {
+                reason: "bye".into(),
+            },
+        )
+        .await;
+    alice
+        .state(CallState::Prepared, StateReason::LocalHangup)
+        .await;
+    bob.state(CallState::Prepared, StateReason::RemoteHangup)
+        .await;
+    assert!(
+        cluster.envelopes.load(Ordering::Relaxed) > 10,
+        "the call crossed nodes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ring_for_a_user_between_owners_waits_for_the_owner_and_then_rings() {
+    let (a, _b, cluster) = two_nodes();
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&a, "bob").await;
+    let bob_key = ActorKey::User(support::app(), "bob".into());
+    cluster.moving.lock().unwrap().insert(bob_key.clone());
+
+    let (call, _) = alice.call("bob").await;
+    // Half of `FLUX_WAIT` later the partition has an owner again: the parked ring goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    cluster.moving.lock().unwrap().remove(&bob_key);
+    let rang = bob
+        .state(CallState::Calling, StateReason::RemoteVideoCall)
+        .await;
+    assert_eq!(rang, call);
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|e| format!("{e:?}").contains("RemoteOffline")),
+        "the caller never heard `offline`: {:?}",
+        alice.seen
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ring_for_a_user_still_between_owners_after_the_wait_is_offline_for_the_caller() {
+    let (a, _b, cluster) = two_nodes();
+    let mut alice = Client::prepared(&a, "alice").await;
+    let _bob = Client::prepared(&a, "bob").await;
+    let bob_key = ActorKey::User(support::app(), "bob".into());
+    cluster.moving.lock().unwrap().insert(bob_key);
+
+    let placed_at = a.now_ms();
+    alice.call("bob").await;
+    alice
+        .state(CallState::Prepared, StateReason::RemoteOffline)
+        .await;
+    let waited = a.now_ms() - placed_at;
+    assert!(
+        (3_000..4_000).contains(&waited),
+        "given up after the flux wait, not at once: {waited} ms"
+    );
+}
