@@ -360,23 +360,12 @@ async fn command_input(
             role,
             may_publish,
             offer,
-        } => {
-            // Publishing rights travel with the join; the machine only records the outcome.
-            let result = state.machine.handle(
-                UserInput::JoinChannel {
-                    channel: channel.clone(),
-                    role,
-                },
-                now,
-            );
-            match result {
-                Ok(_) => join_channel(state, channel, role, may_publish, offer, reply).await,
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                }
-            }
-            return;
-        }
+        } => UserInput::JoinChannel {
+            channel,
+            role,
+            may_publish,
+            offer,
+        },
         UserCommand::LeaveChannel { channel } => UserInput::LeaveChannel { channel },
         UserCommand::AnswerMedia {
             channel,
@@ -421,21 +410,6 @@ fn answer_media(
             .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"));
         let _ = reply.send(answer);
     });
-}
-
-async fn join_channel(
-    state: &mut UserState,
-    channel: showcall_machines::ChannelName,
-    role: showcall_machines::Role,
-    may_publish: bool,
-    offer: Option<String>,
-    reply: Responder<CommandOk>,
-) {
-    let user = state.machine.user().clone();
-    state
-        .ctx
-        .join_channel(&state.app, &channel, user, role, may_publish, offer, reply)
-        .await;
 }
 
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
@@ -503,8 +477,19 @@ async fn run(
                 let Some(r) = reply.take() else { continue };
                 state.ctx.command_call(&state.app, &call_id, input, r);
             }
-            UserEffect::JoinChannel { .. } => {
-                // Joins are sent by `command_input`, which holds the publish grant.
+            UserEffect::JoinChannel {
+                channel,
+                role,
+                may_publish,
+                offer,
+            } => {
+                // The channel's verdict answers the client's join.
+                let Some(r) = reply.take() else { continue };
+                let user = state.machine.user().clone();
+                state
+                    .ctx
+                    .join_channel(&state.app, &channel, user, role, may_publish, offer, r)
+                    .await;
             }
             UserEffect::LeaveChannel { channel } => {
                 let user = state.machine.user().clone();

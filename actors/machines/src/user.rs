@@ -220,10 +220,15 @@ pub enum UserInput {
     CallAdopted {
         call_id: CallId,
     },
-    /// Client JoinChannel, before the channel decides.
+    /// Client JoinChannel, before the channel decides. The token's publish grant and the media offer
+    /// travel with it to the channel.
     JoinChannel {
         channel: ChannelName,
         role: Role,
+        #[serde(default)]
+        may_publish: bool,
+        #[serde(default)]
+        offer: Option<String>,
     },
     /// The channel admitted this user.
     ChannelJoined {
@@ -288,6 +293,8 @@ pub enum UserEffect {
     JoinChannel {
         channel: ChannelName,
         role: Role,
+        may_publish: bool,
+        offer: Option<String>,
     },
     /// Leave a channel (no answer needed).
     LeaveChannel {
@@ -705,9 +712,19 @@ impl UserMachine {
                     )?);
                 }
             }
-            UserInput::JoinChannel { channel, role } => {
+            UserInput::JoinChannel {
+                channel,
+                role,
+                may_publish,
+                offer,
+            } => {
                 self.joining.insert(channel.clone());
-                fx.push(UserEffect::JoinChannel { channel, role });
+                fx.push(UserEffect::JoinChannel {
+                    channel,
+                    role,
+                    may_publish,
+                    offer,
+                });
             }
             UserInput::ChannelJoined { channel, role } => {
                 // Only for a join this session asked for: the confirmation of a join sent by an earlier

@@ -146,7 +146,7 @@ fn show(fx: &[UserEffect]) -> Vec<String> {
             UserEffect::CommandCall { call_id, input: i } => {
                 format!("command {call_id} {}", input(i))
             }
-            UserEffect::JoinChannel { channel, role } => format!("join {channel} {role:?}"),
+            UserEffect::JoinChannel { channel, role, .. } => format!("join {channel} {role:?}"),
             UserEffect::LeaveChannel { channel } => format!("leave {channel}"),
             UserEffect::ToChannel { channel, input } => format!("tell {channel} {input:?}"),
             UserEffect::SetTimer { timer, after_ms } => format!("timer {timer:?} in {after_ms}"),
@@ -249,6 +249,8 @@ fn in_channel(m: &mut UserMachine, channel: &str, role: Role, now: Millis) {
         UserInput::JoinChannel {
             channel: channel.clone(),
             role,
+            may_publish: true,
+            offer: None,
         },
         now,
     );
@@ -824,6 +826,8 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
     let join = UserInput::JoinChannel {
         channel: "live-bob".into(),
         role: Role::Audience,
+        may_publish: true,
+        offer: None,
     };
     assert_eq!(ok(&mut m, join, 30), lines("join live-bob Audience"));
     ok(
@@ -878,6 +882,8 @@ fn a_session_that_ends_with_a_join_in_flight_leaves_that_channel_too() {
     let join = UserInput::JoinChannel {
         channel: "live-alice".into(),
         role: Role::Audience,
+        may_publish: true,
+        offer: None,
     };
     ok(&mut m, join, 20);
     let fx = ok(&mut m, logout(1), 30);

@@ -313,7 +313,7 @@ impl World {
                     }
                     self.send_call(call_id, input);
                 }
-                UserEffect::JoinChannel { channel, role } => self.join(channel, uid(u), role),
+                UserEffect::JoinChannel { channel, role, .. } => self.join(channel, uid(u), role),
                 UserEffect::LeaveChannel { channel } => {
                     self.send_channel(channel, ChannelInput::Leave { user: uid(u) })
                 }
@@ -563,7 +563,12 @@ impl World {
             return;
         }
         let input = match join {
-            Some(role) => UserInput::JoinChannel { channel, role },
+            Some(role) => UserInput::JoinChannel {
+                channel,
+                role,
+                may_publish: true,
+                offer: None,
+            },
             None => UserInput::LeaveChannel { channel },
         };
         let _ = self.feed_user(u, input);
