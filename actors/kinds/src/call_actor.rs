@@ -121,27 +121,6 @@ impl Actor for CallActor {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<CallMsg>,
-        state: &mut CallState,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.handed_over {
-            let timers = state.machine.resumed_timers(state.ctx.now_ms());
-            run(&myself, state, timers).await;
-            publish(state);
-            return Ok(());
-        }
-        let first = if state.machine.is_adopting() {
-            CallInput::Adopt
-        } else {
-            CallInput::Start
-        };
-        let step = state.step(trace::call_step(&first));
-        feed(&myself, state, first).instrument(step).await;
-        Ok(())
-    }
-
     async fn post_stop(
         &self,
         _myself: ActorRef<CallMsg>,
@@ -170,7 +149,8 @@ impl Actor for CallActor {
             CallMsg::Timer(CallTimer::Admission) => state.step("call.admission_timeout"),
             CallMsg::Timer(CallTimer::BillingTick) => state.step("call.billing_tick"),
             // Sent to every call when any node dies: a span only where a party was lost (`call.ended`).
-            CallMsg::OwnersLost(_) | CallMsg::Snapshot(_) => tracing::Span::none(),
+            // `Begin` opens the first step's span itself.
+            CallMsg::OwnersLost(_) | CallMsg::Snapshot(_) | CallMsg::Begin => tracing::Span::none(),
         };
         handle_msg(myself, msg, state).instrument(step).await;
         Ok(())
@@ -180,6 +160,7 @@ impl Actor for CallActor {
 async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallState) {
     {
         match msg {
+            CallMsg::Begin => begin(&myself, state).await,
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
                 let now = state.ctx.now_ms();
@@ -302,6 +283,23 @@ fn publish(state: &CallState) {
         status: state.machine.status(),
     };
     state.ctx.directory().set_call(entry);
+}
+
+/// The call's first step, once its registry knows it (`CallMsg::Begin`).
+async fn begin(myself: &ActorRef<CallMsg>, state: &mut CallState) {
+    if state.handed_over {
+        let timers = state.machine.resumed_timers(state.ctx.now_ms());
+        run(myself, state, timers).await;
+        publish(state);
+        return;
+    }
+    let first = if state.machine.is_adopting() {
+        CallInput::Adopt
+    } else {
+        CallInput::Start
+    };
+    let step = state.step(trace::call_step(&first));
+    feed(myself, state, first).instrument(step).await;
 }
 
 /// Feeds a notification; a refusal means it arrived after the fact (e.g. a ring answer after the call

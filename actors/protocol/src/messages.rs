@@ -143,6 +143,10 @@ pub enum UserMsg {
 
 /// Messages to a `CallActor`.
 pub enum CallMsg {
+    /// The registry knows the actor now: the call starts (a new call), asks its parties (a restored
+    /// one) or goes on (a handed-over one). Sent once, by the registry, so nothing the call sends can
+    /// be answered before the answer can find it.
+    Begin,
     /// A notification from a user actor or the call channel.
     Input(Traced<CallInput>),
     /// A client command forwarded by the user actor; the machine's verdict is the client's answer.

@@ -391,7 +391,9 @@ impl Hub {
         let (actor, _) = Actor::spawn(None, CallActor, (self.context(), app.clone(), start))
             .await
             .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
-        lock(&self.inner.calls).insert(id, (app, actor));
+        lock(&self.inner.calls).insert(id, (app, actor.clone()));
+        // Only now may the call send anything: an answer to its ring must find it registered.
+        let _ = actor.cast(CallMsg::Begin);
         Ok(())
     }
 
