@@ -7,7 +7,7 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
-use showcall_machines::channel::{ChannelEffect, ChannelInput};
+use showcall_machines::channel::{ChannelEffect, ChannelInput, ChannelReport};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 
@@ -326,66 +326,37 @@ async fn join(
     }
 }
 
-/// Feeds the machine one input and reports membership and pause changes to the business events.
+/// Feeds the machine one input and writes the channel's entry in the directory.
 fn handle(
     state: &mut ChannelState,
     input: ChannelInput,
 ) -> Result<Vec<ChannelEffect>, showcall_machines::ChannelError> {
-    let members_before = state.machine.view().members;
-    let paused_before = state
-        .machine
-        .paused_by()
-        .map(|(host, call)| (host.clone(), call.clone()));
     let fx = state.machine.handle(input)?;
-    let channel = state.machine.name().clone();
-    let members_after = state.machine.view().members;
-    let mut events = Vec::new();
-    for (user, member) in &members_before {
-        if !members_after.iter().any(|(u, _)| u == user) {
-            events.push(EventKind::MemberLeft {
-                channel: channel.clone(),
-                user: user.clone(),
-                role: member.role,
-            });
-        }
-    }
-    for (user, member) in &members_after {
-        if !members_before.iter().any(|(u, _)| u == user) {
-            events.push(EventKind::MemberJoined {
-                channel: channel.clone(),
-                user: user.clone(),
-                role: member.role,
-            });
-        }
-    }
-    let paused_after = state
-        .machine
-        .paused_by()
-        .map(|(host, call)| (host.clone(), call.clone()));
-    if paused_after != paused_before {
-        if let Some((host, _)) = &paused_before
-            && paused_after.as_ref().is_none_or(|(h, _)| h != host)
-        {
-            events.push(EventKind::HostResumed {
-                channel: channel.clone(),
-                host: host.clone(),
-            });
-        }
-        if let Some((host, call)) = paused_after
-            && paused_before.as_ref().is_none_or(|(h, _)| *h != host)
-        {
-            events.push(EventKind::HostPaused {
-                channel: channel.clone(),
-                host,
-                call,
-            });
-        }
-    }
-    for kind in events {
-        state.ctx.emit(&state.app, kind);
-    }
     publish(state);
     Ok(fx)
+}
+
+/// A channel's report as its business event.
+fn report_event(channel: &ChannelName, report: ChannelReport) -> EventKind {
+    let channel = channel.clone();
+    match report {
+        ChannelReport::MemberJoined { user, role } => EventKind::MemberJoined {
+            channel,
+            user,
+            role,
+        },
+        ChannelReport::MemberLeft { user, role } => EventKind::MemberLeft {
+            channel,
+            user,
+            role,
+        },
+        ChannelReport::HostPaused { host, call } => EventKind::HostPaused {
+            channel,
+            host,
+            call,
+        },
+        ChannelReport::HostResumed { host } => EventKind::HostResumed { channel, host },
+    }
 }
 
 /// Writes the channel's entry in the node's directory (its members and their publishing state).
@@ -461,6 +432,10 @@ fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelE
                 state
                     .ctx
                     .send_call(&state.app, &call, CallInput::Terminate { reason });
+            }
+            ChannelEffect::Report(report) => {
+                let kind = report_event(&channel, report);
+                state.ctx.emit(&state.app, kind);
             }
             ChannelEffect::Forward { user, on } => {
                 state

@@ -134,8 +134,23 @@ pub enum ChannelEffect {
     RequestKeyframe {
         from: UserId,
     },
+    /// Something the business server hears of (its `member_*` and `host_*` events).
+    Report(ChannelReport),
     /// Nobody is left (live) or the channel closed (call): the actor stops.
     Stop,
+}
+
+/// What the channel reports to the business server, each in the step that did it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelReport {
+    /// A user became a member (a rejoin with another role is not a new member).
+    MemberJoined { user: UserId, role: Role },
+    /// A member left, was kicked, or the channel closed under it.
+    MemberLeft { user: UserId, role: Role },
+    /// The broadcaster went into a private call.
+    HostPaused { host: UserId, call: CallId },
+    /// It is back live.
+    HostResumed { host: UserId },
 }
 
 /// A refused input; nothing changed.
@@ -239,9 +254,13 @@ impl ChannelMachine {
                 may_publish,
             } => self.join(user, role, may_publish, &mut fx)?,
             ChannelInput::Leave { user } => {
-                if self.members.remove(&user).is_none() {
+                let Some(left) = self.members.remove(&user) else {
                     return Err(ChannelError::NotInChannel);
-                }
+                };
+                fx.push(ChannelEffect::Report(ChannelReport::MemberLeft {
+                    user: user.clone(),
+                    role: left.role,
+                }));
                 self.tell_others(
                     &user,
                     ChannelUpdate::MemberLeft { user: user.clone() },
@@ -266,7 +285,11 @@ impl ChannelMachine {
                     }
                     return Ok(fx);
                 }
-                self.paused = Some((host.clone(), call));
+                self.paused = Some((host.clone(), call.clone()));
+                fx.push(ChannelEffect::Report(ChannelReport::HostPaused {
+                    host: host.clone(),
+                    call,
+                }));
                 fx.push(ChannelEffect::Forward {
                     user: host.clone(),
                     on: false,
@@ -283,6 +306,9 @@ impl ChannelMachine {
                     return Ok(fx);
                 }
                 self.paused = None;
+                fx.push(ChannelEffect::Report(ChannelReport::HostResumed {
+                    host: host.clone(),
+                }));
                 fx.push(ChannelEffect::Forward {
                     user: host.clone(),
                     on: true,
@@ -301,9 +327,13 @@ impl ChannelMachine {
                 }
             }
             ChannelInput::Kick { user, ban_seconds } => {
-                if self.members.remove(&user).is_none() {
+                let Some(kicked) = self.members.remove(&user) else {
                     return Err(ChannelError::NotInChannel);
-                }
+                };
+                fx.push(ChannelEffect::Report(ChannelReport::MemberLeft {
+                    user: user.clone(),
+                    role: kicked.role,
+                }));
                 self.tell_others(
                     &user,
                     ChannelUpdate::MemberLeft { user: user.clone() },
@@ -326,7 +356,11 @@ impl ChannelMachine {
             }
             ChannelInput::Close => {
                 self.closed = true;
-                for user in std::mem::take(&mut self.members).into_keys() {
+                for (user, member) in std::mem::take(&mut self.members) {
+                    fx.push(ChannelEffect::Report(ChannelReport::MemberLeft {
+                        user: user.clone(),
+                        role: member.role,
+                    }));
                     fx.push(ChannelEffect::Removed { user });
                 }
                 fx.push(ChannelEffect::Stop);
@@ -397,6 +431,12 @@ impl ChannelMachine {
         }
         let member = Member { role, publish };
         let previous = self.members.insert(user.clone(), member);
+        if previous.is_none() {
+            fx.push(ChannelEffect::Report(ChannelReport::MemberJoined {
+                user: user.clone(),
+                role,
+            }));
+        }
         if previous == Some(member) {
             // Joining again with the same standing changes nothing and tells nobody.
             return Ok(());

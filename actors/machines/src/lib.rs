@@ -22,7 +22,8 @@ pub use call::{
     CallSetup, CallSnapshot, CallTimer, CallUpdate,
 };
 pub use channel::{
-    ChannelEffect, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelUpdate,
+    ChannelEffect, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelReport,
+    ChannelUpdate,
 };
 pub use types::*;
 pub use user::{UserConfig, UserEffect, UserError, UserInput, UserMachine, UserTimer};

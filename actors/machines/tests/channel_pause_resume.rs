@@ -3,7 +3,7 @@
 //! only and closed for good when the call ends. A member the business server kicks is told why; a kick
 //! from a call's channel ends the call.
 
-use showcall_machines::channel::{ChannelEffect, Member};
+use showcall_machines::channel::{ChannelEffect, ChannelReport, Member};
 use showcall_machines::{
     CallId, ChannelError, ChannelInput, ChannelKind, ChannelMachine, ChannelUpdate, PublishState,
     Role,
@@ -55,7 +55,20 @@ fn leave(user: &str) -> ChannelInput {
 fn ok(m: &mut ChannelMachine, input: ChannelInput) -> Vec<String> {
     let what = format!("{input:?}");
     let fx = m.handle(input).unwrap_or_else(|e| panic!("{what}: {e}"));
-    fx.iter().map(show).collect()
+    // Reports are checked on their own (`reports`).
+    let shown = fx.iter().filter(|e| !matches!(e, ChannelEffect::Report(_)));
+    shown.map(show).collect()
+}
+
+/// The business-server reports of one step.
+fn reports(m: &mut ChannelMachine, input: ChannelInput) -> Vec<ChannelReport> {
+    let what = format!("{input:?}");
+    let fx = m.handle(input).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let reported = fx.into_iter().filter_map(|e| match e {
+        ChannelEffect::Report(r) => Some(r),
+        _ => None,
+    });
+    reported.collect()
 }
 
 /// A refused input returns exactly `err` and leaves the channel as it was.
@@ -92,6 +105,7 @@ fn show(e: &ChannelEffect) -> String {
         ChannelEffect::RequestKeyframe { from } => format!("keyframe from {from}"),
         ChannelEffect::Forward { user, on: true } => format!("forward {user}"),
         ChannelEffect::Forward { user, on: false } => format!("hold back {user}"),
+        ChannelEffect::Report(_) => unreachable!("filtered out by `ok`"),
         ChannelEffect::Stop => "stop".into(),
     }
 }
@@ -395,5 +409,53 @@ fn a_kicked_member_is_told_why_and_a_kick_from_a_call_channel_ends_the_call() {
     assert_eq!(
         ok(&mut call, kick(VIEWER, 0)),
         lines("tell host: viewer left; kicked viewer ban 0; end call c1: kicked: viewer")
+    );
+}
+
+#[test]
+fn the_channel_reports_members_and_the_hosts_pause_in_the_step_that_changed_them() {
+    use ChannelReport::{HostPaused, HostResumed, MemberJoined, MemberLeft};
+    let mut m = live();
+    assert_eq!(
+        reports(&mut m, join(HOST, Role::Broadcaster, true)),
+        [MemberJoined {
+            user: HOST.into(),
+            role: Role::Broadcaster
+        }]
+    );
+    assert_eq!(
+        reports(&mut m, join(HOST, Role::Broadcaster, true)),
+        [],
+        "a rejoin is no new member"
+    );
+    assert_eq!(
+        reports(&mut m, join(FAN, Role::Audience, false)),
+        [MemberJoined {
+            user: FAN.into(),
+            role: Role::Audience
+        }]
+    );
+    assert_eq!(
+        reports(&mut m, pause("c1")),
+        [HostPaused {
+            host: HOST.into(),
+            call: "c1".into()
+        }]
+    );
+    assert_eq!(
+        reports(&mut m, pause("c2")),
+        [],
+        "the next call takes over the pause: still paused"
+    );
+    assert_eq!(
+        reports(&mut m, resume("c2")),
+        [HostResumed { host: HOST.into() }]
+    );
+    assert_eq!(
+        reports(&mut m, leave(FAN)),
+        [MemberLeft {
+            user: FAN.into(),
+            role: Role::Audience
+        }]
     );
 }

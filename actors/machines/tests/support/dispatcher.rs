@@ -482,8 +482,8 @@ impl World {
                 ChannelEffect::CallMemberJoined { call, user } => {
                     self.send_call(call, CallInput::ChannelJoined { user, media: false })
                 }
-                // No media router in this world.
-                ChannelEffect::Forward { .. } => {}
+                // No media router and no business server in this world.
+                ChannelEffect::Forward { .. } | ChannelEffect::Report(_) => {}
                 ChannelEffect::CallMemberLeft { call, user } => {
                     self.send_call(call, CallInput::ChannelLeft { user })
                 }
