@@ -273,6 +273,12 @@ fn progress_event(state: &CallState, progress: CallProgress) -> EventKind {
 /// Writes the call's entry in the node's directory (removed when the actor stops).
 fn publish(state: &CallState) {
     let setup = state.machine.setup();
+    if state.machine.is_ended() {
+        // Gone from the directory before its parties hear of the end, so a business server told by
+        // them finds it over (the actor stops a moment later).
+        state.ctx.directory().remove_call(&setup.id);
+        return;
+    }
     let entry = showcall_protocol::directory::CallEntry {
         app: state.app.clone(),
         id: setup.id.clone(),

@@ -438,7 +438,15 @@ impl ChannelMachine {
             }));
         }
         if previous == Some(member) {
-            // Joining again with the same standing changes nothing and tells nobody.
+            // Joining again with the same standing changes nothing and tells no member. A call is told
+            // again (it ignores what it knows): a join whose answer was lost and that the client
+            // retried must still reach the call, or it never connects.
+            if let ChannelKind::Call { call, .. } = &self.kind {
+                fx.push(ChannelEffect::CallMemberJoined {
+                    call: call.clone(),
+                    user,
+                });
+            }
             return Ok(());
         }
         self.tell_others(

@@ -194,6 +194,18 @@ fn joining_again_with_the_same_standing_tells_nobody() {
 }
 
 #[test]
+fn a_retried_join_of_a_call_channel_tells_the_call_again_and_no_member() {
+    let mut m = call_channel();
+    ok(&mut m, join(VIEWER, Role::Broadcaster, true));
+    ok(&mut m, join(HOST, Role::Broadcaster, true));
+    // The host's first join went through but its answer was lost; the client joins again.
+    assert_eq!(
+        ok(&mut m, join(HOST, Role::Broadcaster, true)),
+        lines("call c1: host joined")
+    );
+}
+
+#[test]
 fn a_call_pauses_the_host_and_every_member_is_told() {
     let mut m = live_room();
     let paused = ok(&mut m, pause("c1"));
