@@ -10,14 +10,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use showcall_protocol::Envelope;
-use showcall_protocol::handoff::Handoff;
-use showcall_protocol::envelope::Body;
 use showcall_machines::{
     CallEffect, CallInput, CallMachine, CallSnapshot, CallTimer, UserConfig, UserEffect, UserInput,
     UserMachine,
 };
 use showcall_proto::node as pb;
+use showcall_protocol::Envelope;
+use showcall_protocol::envelope::Body;
+use showcall_protocol::handoff::Handoff;
 
 /// The receiving node's clock, ms.
 const NOW_MS: u64 = 1_700_000_000_000;
