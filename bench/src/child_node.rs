@@ -106,6 +106,10 @@ impl ChildNode {
                 "127.0.0.1:0",
             ])
             .args(&options.args)
+            // Every client of a benchmark connects from 127.0.0.1, and `idle` holds up to 19,000 of
+            // them: the signaling caps (100 per address, 10,000 per node) would refuse most.
+            .env("SHOWCALL_MAX_CONNECTIONS_PER_IP", "0")
+            .env("SHOWCALL_MAX_CONNECTIONS", "100000")
             .envs(options.env)
             .stdout(std::process::Stdio::piped())
             .stderr(stderr)

@@ -102,6 +102,8 @@ pub(super) fn node_config(id: &str, etcd: Option<&str>) -> anyhow::Result<NodeCo
     };
     config.rate_limit.per_second = 10_000;
     config.rate_limit.burst = 10_000;
+    // Every client connects from 127.0.0.1: the per-address cap (100) would refuse most.
+    config.max_connections_per_ip = 0;
     if let Some(url) = etcd {
         config.etcd_endpoints = vec![url.to_owned()];
         config.cluster_secret = Some(showcall_node::config::Secret(

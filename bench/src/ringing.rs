@@ -27,6 +27,8 @@ pub(super) async fn run(pairs: usize, rounds: usize, url: Option<String>) -> any
             // The bench is one client process opening many frames per connection.
             config.rate_limit.per_second = 10_000;
             config.rate_limit.burst = 10_000;
+            // Every client connects from 127.0.0.1: the per-address cap (100) would refuse most.
+            config.max_connections_per_ip = 0;
             Some(showcall_node::start(config.clone()).await?)
         }
     };
