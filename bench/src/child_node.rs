@@ -17,6 +17,8 @@ pub(super) struct ChildNode {
     pub url: String,
     /// The business API's URL (`http://…`), as the node printed it.
     pub grpc_url: String,
+    /// The health port's address (`host:port`; `/healthz`, `/metrics`).
+    pub http_addr: String,
 }
 
 /// A node's resident memory (`VmRSS`) and its parts.
@@ -120,7 +122,7 @@ impl ChildNode {
         let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
         let (mut url, mut grpc_url) = (None, None);
         // The health line is printed after the signaling and business API lines.
-        loop {
+        let http_addr = loop {
             let line = lines
                 .next_line()
                 .await?
@@ -131,16 +133,42 @@ impl ChildNode {
             } else if line.contains("business API (gRPC)") {
                 grpc_url = last();
             } else if line.contains("health (HTTP)") {
-                break;
+                break last().and_then(|u| {
+                    let rest = u.strip_prefix("http://")?;
+                    Some(rest.split('/').next()?.to_owned())
+                });
             }
-        }
+        };
         Ok(Self {
             child,
             pid,
             _stdout: lines,
             url: url.context("node printed no signaling URL")?,
             grpc_url: grpc_url.context("node printed no business API URL")?,
+            http_addr: http_addr.context("node printed no health URL")?,
         })
+    }
+
+    /// One sampled value of the node's `/metrics` page (a series without labels).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&self.http_addr).await?;
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http_addr
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut page = String::new();
+        stream.read_to_string(&mut page).await?;
+        page.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("no {name} on the node's /metrics page"))
     }
 
     /// The node's log lines, once (when started with `capture_logs`).

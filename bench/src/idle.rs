@@ -1,6 +1,6 @@
 //! `idle`: logs in N users against a node started as a child process ([`ChildNode`]) and reports the
-//! node's resident memory per idle user (connection + user actor); with `--connect-only`, per bare
-//! connection (no login, so no session).
+//! node's resident memory per idle user (connection + the user's resting state, once every user actor
+//! has rested); with `--connect-only`, per bare connection (no login, so no session).
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,7 +52,16 @@ pub(super) async fn run(users: usize, connect_only: bool, node_bin: &Path) -> an
         bar.inc(1);
     }
     bar.finish();
-    // Let the node finish any lazy allocation, then read its memory twice to see it is settled.
+    let mut resting = 0;
+    if !connect_only {
+        // The figure is of idle users: wait until every user actor rests (its login's run is over), as
+        // the node's metrics tell.
+        while resting < users as u64 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            resting = node.metric("showcall_users_resting").await?;
+        }
+    }
+    // Let the node finish any lazy allocation (freed actors' memory returns to the allocator's pools).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = node.rss_bytes()?;
     let per_user = after.saturating_sub(before) as f64 / users as f64;
@@ -60,6 +69,7 @@ pub(super) async fn run(users: usize, connect_only: bool, node_bin: &Path) -> an
         "bench": "idle",
         "users": users,
         "logged_in": !connect_only,
+        "users_resting": resting,
         "node_rss_before_mib": before as f64 / 1048576.0,
         "node_rss_after_mib": after as f64 / 1048576.0,
         "bytes_per_idle_user": per_user.round(),

@@ -56,8 +56,8 @@ fn install(handoff: Handoff) {
             "a restored session is the one sent"
         );
         for effect in machine.restored_timers(NOW_MS) {
-            if let UserEffect::SetTimer { timer, after_ms } = effect {
-                let _ = machine.handle(UserInput::Timer(timer), NOW_MS.saturating_add(after_ms));
+            if let UserEffect::SetTimer { timer, at } = effect {
+                let _ = machine.handle(UserInput::Timer(timer), at);
             }
         }
     }

@@ -185,10 +185,10 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 let key = ActorKey::Call(state.app.clone(), state.machine.id().clone());
                 if !state.ctx.serves(&key) {
                     // Suspended (this node is fenced): try again later (see the user actor).
-                    let again = myself
-                        .send_after(crate::user_actor::SUSPENDED_RECHECK, move || {
-                            CallMsg::Timer(timer)
-                        });
+                    let again = myself.send_after(
+                        Duration::from_millis(crate::user_actor::SUSPENDED_RECHECK_MS),
+                        move || CallMsg::Timer(timer),
+                    );
                     state.timers.insert(timer, again);
                     return;
                 }

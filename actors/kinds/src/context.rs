@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use showcall_machines::{Millis, UserConfig};
+use showcall_machines::user::UserTimer;
+use showcall_machines::{Millis, UserConfig, UserId};
 use showcall_ports::admission::Admission;
 use showcall_ports::outbox::Outbox;
 use showcall_ports::{CallLedger, CallRecordSink, Directory, MediaControl, Placement};
@@ -27,6 +28,18 @@ pub trait ActorContext: Outbox {
     fn directory(&self) -> &Directory;
     /// Reports a business event of `app`.
     fn emit(&self, app: &AppId, kind: EventKind);
+    /// Arms `timer` for `user`, due at `at` (this clock's Unix ms). It is delivered as a user message
+    /// through the registry, so it reaches the user whether its actor runs or rests.
+    fn arm_user_timer(&self, app: &AppId, user: &UserId, timer: UserTimer, at: Millis) -> TimerKey;
+    /// Disarms a timer (one already fired or disarmed is ignored).
+    fn cancel_timer(&self, key: TimerKey);
+}
+
+/// An armed timer: its deadline and a number unique on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerKey {
+    pub at: Millis,
+    pub seq: u64,
 }
 
 /// An actor's handle on its context.

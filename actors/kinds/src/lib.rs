@@ -1,4 +1,5 @@
-//! The actors of showcall: thin ractor shells around the pure machines of `showcall-machines`.
+//! The actors of showcall: thin shells around the pure machines of `showcall-machines` (the call and
+//! channel actors are ractor actors; a user actor runs only while it has messages, see [`user_actor`]).
 //!
 //! Each actor owns one machine, turns messages and timers into machine inputs (with `now` from its
 //! [`Context`]), and carries out the effects through the context's ports and [`Outbox`]. Rules live in
@@ -18,5 +19,5 @@ pub mod user_actor;
 
 pub use call_actor::{CallActor, CallStart};
 pub use channel_actor::ChannelActor;
-pub use context::{ActorContext, Context};
-pub use user_actor::{RestoredUser, UserActor};
+pub use context::{ActorContext, Context, TimerKey};
+pub use user_actor::{RestoredUser, UserActor, UserStart};

@@ -1,31 +1,30 @@
 //! `UserActor`: runs one user's [`UserMachine`] and carries out its effects: pushes events to the
 //! connection, starts calls, forwards commands to calls and channels, arms timers.
+//!
+//! A user actor is not a task of its own. The registry (`showcall-runtime`'s `users`) keeps it, and
+//! runs it only while it has messages: the first message for a resting user starts a task that hands
+//! the actor its messages one at a time, in order, and gives the actor back to the registry when none
+//! is left — virtual-actor style. An idle logged-in user (nearly all of a showroom's users) then costs
+//! its state alone: no task, no mailbox. Its timers are the node's timer wheel's (armed through the
+//! [`Context`]) and come as messages, so they reach it whether it runs or rests.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::channel::ChannelInput;
-use showcall_machines::user::{CloseReason, UserEffect, UserInput};
-use showcall_machines::{ChannelName, ConnId, Role, UserId, UserMachine};
+use showcall_machines::user::{CloseReason, UserEffect, UserInput, UserSnapshotError, UserTimer};
+use showcall_machines::{ChannelName, ConnId, Millis, Role, UserId, UserMachine};
 
-use crate::context::Context;
+use crate::context::{Context, TimerKey};
 use showcall_protocol::commands::{CommandOk, LoginOk, Outbound, UserCommand};
 use showcall_protocol::directory::{UserCall, UserEntry};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::events::EventKind;
-use showcall_protocol::keys::{ActorKey, AppId};
-use showcall_protocol::messages::{Responder, UserMsg};
+use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::messages::{LostKeys, Responder, UserMsg, UserStanding};
 use showcall_protocol::messages::{SessionSink, TraceContext};
 use showcall_protocol::trace::{self, TARGET};
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// How soon a timer that fired while this node was fenced is tried again.
-pub(crate) const SUSPENDED_RECHECK: Duration = Duration::from_millis(250);
-
-/// See the module docs.
-pub struct UserActor;
+/// How soon a timer that fired while this node was fenced is tried again (ms).
+pub const SUSPENDED_RECHECK_MS: Millis = 250;
 
 /// A session handed over by another node (`showcall-runtime`'s `handoff`): the actor starts from it instead of anew.
 pub struct RestoredUser {
@@ -34,105 +33,141 @@ pub struct RestoredUser {
     pub online: bool,
 }
 
-pub struct UserState {
+/// What a user actor starts from.
+pub enum UserStart {
+    /// A new session (a first login).
+    New,
+    /// A session another node handed over: its timers are armed anew here ([`UserActor::begin`]).
+    HandedOver(Box<RestoredUser>),
+}
+
+/// See the module docs.
+pub struct UserActor {
     ctx: Context,
     app: AppId,
     machine: UserMachine,
-    /// Sinks of the connections this session knows: the live one, and briefly the one being replaced.
-    sinks: HashMap<ConnId, SessionSink>,
+    /// Sinks of the connections this session knows: the live one, and briefly the one being replaced
+    /// (a list: nearly always one entry, and a map's table would cost more than the entry).
+    sinks: Vec<(ConnId, SessionSink)>,
     /// Whether `UserOnline` was reported for this session (and `UserOffline` is due at its end).
     online: bool,
-    /// Armed timers, aborted when the actor stops: a pending timer's task holds the actor's cell and
-    /// mailboxes, and a token's expiry is up to a week away, so without this every ended session was
-    /// kept in memory until its token would have expired (found by `showcall-bench soak`).
-    timers: Vec<JoinHandle<Result<(), ractor::MessagingErr<UserMsg>>>>,
+    /// Timers armed for this session, disarmed when it ends.
+    timers: Vec<TimerKey>,
+    /// The session is over: the registry drops the actor after this message.
+    stopped: bool,
 }
 
-impl UserState {
-    /// Keeps a newly armed timer, forgetting those that already fired.
-    fn arm(&mut self, timer: JoinHandle<Result<(), ractor::MessagingErr<UserMsg>>>) {
-        self.timers.retain(|t| !t.is_finished());
-        self.timers.push(timer);
-    }
-}
-
-impl Actor for UserActor {
-    type Msg = UserMsg;
-    type State = UserState;
-    type Arguments = (Context, AppId, UserId, Option<RestoredUser>);
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<UserMsg>,
-        (ctx, app, user, restored): (Context, AppId, UserId, Option<RestoredUser>),
-    ) -> Result<UserState, ActorProcessingErr> {
+impl UserActor {
+    /// An actor for `user`; a handed-over session is refused if its snapshot cannot be read.
+    pub fn new(
+        ctx: Context,
+        app: AppId,
+        user: UserId,
+        start: UserStart,
+    ) -> Result<Self, UserSnapshotError> {
         let config = ctx.user_config().clone();
-        let Some(restored) = restored else {
-            return Ok(UserState {
-                ctx,
-                app,
-                machine: UserMachine::new(user, config),
-                sinks: HashMap::new(),
-                online: false,
-                timers: Vec::new(),
-            });
+        let (machine, sinks, online) = match start {
+            UserStart::New => (UserMachine::new(user, config), Vec::new(), false),
+            UserStart::HandedOver(restored) => {
+                let RestoredUser {
+                    snapshot,
+                    sinks,
+                    online,
+                } = *restored;
+                (UserMachine::restore(snapshot, config)?, sinks, online)
+            }
         };
-        Ok(UserState {
-            machine: UserMachine::restore(restored.snapshot, config)?,
+        Ok(Self {
             ctx,
             app,
-            sinks: restored.sinks.into_iter().collect(),
-            online: restored.online,
+            machine,
+            sinks,
+            online,
             timers: Vec::new(),
+            stopped: false,
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<UserMsg>,
-        state: &mut UserState,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.machine.connection().is_some() || state.machine.is_away() {
-            // A handed-over session: its timers go on here (a new session arms them at login).
-            let timers = state.machine.restored_timers(state.ctx.now_ms());
-            run(&myself, state, timers, None).await;
-            publish(state);
-        }
-        Ok(())
+    /// A handed-over session's timers go on here (a new session arms them at login).
+    pub async fn begin(&mut self) {
+        let timers = self.machine.restored_timers(self.ctx.now_ms());
+        run(self, timers, None).await;
+        publish(self);
     }
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<UserMsg>,
-        state: &mut UserState,
-    ) -> Result<(), ActorProcessingErr> {
-        state
+    /// Handles one message.
+    pub async fn handle(&mut self, msg: UserMsg) {
+        // A running actor's task is sized for the largest state of this future: boxed, it stays small.
+        Box::pin(handle(msg, self)).await;
+        publish(self);
+    }
+
+    /// Whether the session is over (the actor is dropped, its timers disarmed).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The session's state as a handover sends it.
+    pub fn standing(&self) -> UserStanding {
+        UserStanding {
+            snapshot: self.machine.snapshot(),
+            sinks: self.sinks.clone(),
+            online: self.online,
+        }
+    }
+
+    /// Whether node `node`'s death matters to this session: a connection it held, or the call it ran.
+    /// A resting session it does not concern need not be woken.
+    pub fn concerns(&self, node: &NodeId, lost: &LostKeys) -> bool {
+        self.sinks
+            .iter()
+            .any(|(_, sink)| sink.node().is_some_and(|n| n == node))
+            || self
+                .machine
+                .call()
+                .is_some_and(|call| lost(&ActorKey::Call(self.app.clone(), call.id.clone())))
+    }
+
+    /// The timers armed for this session (the registry disarms them when it drops the actor).
+    pub fn timers(&self) -> &[TimerKey] {
+        &self.timers
+    }
+
+    /// This node lost its lease: the session's connections are closed (see [`UserMsg::Evict`]).
+    pub fn evict(&mut self) {
+        let reason = CloseReason::NodeLost;
+        let now = self.ctx.now_ms();
+        for (_, sink) in &self.sinks {
+            let _ = sink.send(Outbound::closing_notice(now, reason));
+            let _ = sink.send(Outbound::Close(reason));
+        }
+        self.stopped = true;
+    }
+
+    fn sink(&self, conn: ConnId) -> Option<&SessionSink> {
+        self.sinks.iter().find(|(c, _)| *c == conn).map(|(_, s)| s)
+    }
+
+    fn remove_sink(&mut self, conn: ConnId) -> Option<SessionSink> {
+        let at = self.sinks.iter().position(|(c, _)| *c == conn)?;
+        Some(self.sinks.swap_remove(at).1)
+    }
+
+    /// Arms `timer` at `at`, forgetting the keys of timers already due.
+    fn arm(&mut self, timer: UserTimer, at: Millis) {
+        let now = self.ctx.now_ms();
+        self.timers.retain(|t| t.at > now);
+        let key = self
             .ctx
-            .forget_user(&state.app, state.machine.user(), myself.get_id());
-        for timer in state.timers.drain(..) {
-            timer.abort();
-        }
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<UserMsg>,
-        msg: UserMsg,
-        state: &mut UserState,
-    ) -> Result<(), ActorProcessingErr> {
-        // The actor's task is sized for the largest state of this future and lives as long as the session;
-        // boxing the work keeps an idle session small.
-        Box::pin(handle(myself, msg, state)).await;
-        publish(state);
-        Ok(())
+            .arm_user_timer(&self.app, self.machine.user(), timer, at);
+        self.timers.push(key);
     }
 }
 
 /// Writes the user's entry in the node's directory (removed when the actor stops).
-fn publish(state: &UserState) {
+fn publish(state: &UserActor) {
     let m = &state.machine;
-    if m.is_closed() {
+    if m.is_closed() || state.stopped {
         return;
     }
     let channels: Vec<(ChannelName, Role)> = m.channels().map(|(c, r)| (c.clone(), r)).collect();
@@ -151,7 +186,7 @@ fn publish(state: &UserState) {
     state.ctx.directory().set_user(&state.app, entry);
 }
 
-async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) {
+async fn handle(msg: UserMsg, state: &mut UserActor) {
     {
         let now = state.ctx.now_ms();
         match msg {
@@ -161,7 +196,8 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 token_expires_at,
                 reply,
             } => {
-                state.sinks.insert(conn, sink);
+                state.remove_sink(conn);
+                state.sinks.push((conn, sink));
                 match state.machine.handle(
                     UserInput::Login {
                         conn,
@@ -186,10 +222,10 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                             let user = state.machine.user().clone();
                             state.ctx.emit(&state.app, EventKind::UserOnline { user });
                         }
-                        run(&myself, state, fx, None).await;
+                        run(state, fx, None).await;
                     }
                     Err(e) => {
-                        state.sinks.remove(&conn);
+                        state.remove_sink(conn);
                         let _ = reply.send(Err(e.into()));
                     }
                 }
@@ -203,49 +239,35 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                     let _ = reply.send(Err(CommandError::SessionClosed));
                     return;
                 }
-                command_input(&myself, state, command, reply, now).await;
+                command_input(state, command, reply, now).await;
             }
             UserMsg::ConnectionLost { conn } => {
                 if let Ok(fx) = state
                     .machine
                     .handle(UserInput::ConnectionLost { conn }, now)
                 {
-                    state.sinks.remove(&conn);
-                    run(&myself, state, fx, None).await;
+                    state.remove_sink(conn);
+                    run(state, fx, None).await;
                 }
             }
             UserMsg::Input(traced) => {
                 let span = input_span(state, &traced.payload, &traced.trace);
-                feed(&myself, state, traced.payload, now)
-                    .instrument(span)
-                    .await
+                feed(state, traced.payload, now).instrument(span).await
             }
             UserMsg::Timer(timer) => {
                 let key = ActorKey::User(state.app.clone(), state.machine.user().clone());
                 if state.ctx.serves(&key) {
-                    feed(&myself, state, UserInput::Timer(timer), now).await;
+                    feed(state, UserInput::Timer(timer), now).await;
                 } else {
                     // Suspended (this node is fenced): the timer waits until it serves again, or until
                     // the actor is evicted because another node took it over.
-                    let again = myself.send_after(SUSPENDED_RECHECK, move || UserMsg::Timer(timer));
-                    state.arm(again);
+                    state.arm(timer, now + SUSPENDED_RECHECK_MS);
                 }
             }
             UserMsg::Snapshot(reply) => {
-                let _ = reply.send(showcall_protocol::messages::UserStanding {
-                    snapshot: state.machine.snapshot(),
-                    sinks: state.sinks.iter().map(|(c, s)| (*c, s.clone())).collect(),
-                    online: state.online,
-                });
+                let _ = reply.send(state.standing());
             }
-            UserMsg::Evict => {
-                let reason = CloseReason::NodeLost;
-                for sink in state.sinks.values() {
-                    let _ = sink.send(Outbound::closing_notice(state.ctx.now_ms(), reason));
-                    let _ = sink.send(Outbound::Close(reason));
-                }
-                myself.stop(Some("evicted: this node lost its lease".into()));
-            }
+            UserMsg::Evict => state.evict(),
             UserMsg::NodeLost { node, lost } => {
                 // The connections whose WebSocket that node held dropped with it: the live one starts
                 // the grace period (the peer hears `remoteLeft`), as if its socket had closed.
@@ -256,9 +278,9 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                     .map(|(conn, _)| *conn)
                     .collect();
                 for conn in dead {
-                    state.sinks.remove(&conn);
+                    state.remove_sink(conn);
                     if state.machine.connection() == Some(conn) {
-                        feed(&myself, state, UserInput::ConnectionLost { conn }, now).await;
+                        feed(state, UserInput::ConnectionLost { conn }, now).await;
                     }
                 }
                 let call = state.machine.call().map(|c| c.id.clone());
@@ -267,7 +289,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
                 {
                     // A connected call may be taken over by the call's new owner; the machine decides.
                     let input = UserInput::CallOwnerLost { call_id };
-                    feed(&myself, state, input, now).await;
+                    feed(state, input, now).await;
                 }
             }
         }
@@ -276,7 +298,7 @@ async fn handle(myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) 
 
 /// The span a call's input to this user is handled in, under the call's span that sent it; none for
 /// inputs that are not part of a call, or not traced.
-fn input_span(state: &UserState, input: &UserInput, sent_under: &TraceContext) -> tracing::Span {
+fn input_span(state: &UserActor, input: &UserInput, sent_under: &TraceContext) -> tracing::Span {
     let Some((name, call_id)) = trace::user_step(input) else {
         return tracing::Span::none();
     };
@@ -298,16 +320,15 @@ fn input_span(state: &UserState, input: &UserInput, sent_under: &TraceContext) -
 }
 
 /// Feeds a notification; a refusal is a stale message and is dropped.
-async fn feed(myself: &ActorRef<UserMsg>, state: &mut UserState, input: UserInput, now: u64) {
+async fn feed(state: &mut UserActor, input: UserInput, now: u64) {
     match state.machine.handle(input, now) {
-        Ok(fx) => run(myself, state, fx, None).await,
+        Ok(fx) => run(state, fx, None).await,
         Err(e) => tracing::debug!(user = %state.machine.user(), error = %e, "user input dropped"),
     }
 }
 
 async fn command_input(
-    myself: &ActorRef<UserMsg>,
-    state: &mut UserState,
+    state: &mut UserActor,
     command: UserCommand,
     reply: Responder<CommandOk>,
     now: u64,
@@ -377,7 +398,7 @@ async fn command_input(
         }
     };
     match state.machine.handle(input, now) {
-        Ok(fx) => run(myself, state, fx, Some(reply)).instrument(span).await,
+        Ok(fx) => run(state, fx, Some(reply)).instrument(span).await,
         Err(e) => {
             let _ = reply.send(Err(e.into()));
         }
@@ -386,7 +407,7 @@ async fn command_input(
 
 /// Hands the member's answer to the media router; the router's round trip runs off the actor.
 fn answer_media(
-    state: &UserState,
+    state: &UserActor,
     channel: showcall_machines::ChannelName,
     sdp_answer: String,
     revision: u64,
@@ -414,26 +435,21 @@ fn answer_media(
 
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
 /// command take it; otherwise it is answered `Done` at the end.
-async fn run(
-    myself: &ActorRef<UserMsg>,
-    state: &mut UserState,
-    fx: Vec<UserEffect>,
-    mut reply: Option<Responder<CommandOk>>,
-) {
+async fn run(state: &mut UserActor, fx: Vec<UserEffect>, mut reply: Option<Responder<CommandOk>>) {
     for effect in fx {
         match effect {
             UserEffect::Push(pushed) => {
                 if let Some(conn) = state.machine.connection()
-                    && let Some(sink) = state.sinks.get(&conn)
+                    && let Some(sink) = state.sink(conn)
                 {
                     let _ = sink.send(Outbound::Event(Box::new(pushed)));
-                } else if let Some(sink) = state.sinks.values().next() {
+                } else if let Some((_, sink)) = state.sinks.first() {
                     // The session just closed: its last event goes to the connection being closed.
                     let _ = sink.send(Outbound::Event(Box::new(pushed)));
                 }
             }
             UserEffect::Close { conn, reason } => {
-                if let Some(sink) = state.sinks.remove(&conn) {
+                if let Some(sink) = state.remove_sink(conn) {
                     if reason == CloseReason::Replaced {
                         // The session's numbered stream now goes to the new connection; the replaced one
                         // still hears why it is closed.
@@ -500,21 +516,13 @@ async fn run(
             UserEffect::ToChannel { channel, input } => {
                 state.ctx.send_channel(&state.app, &channel, input);
             }
-            UserEffect::SetTimer { timer, after_ms } => {
-                let armed = myself.send_after(Duration::from_millis(after_ms), move || {
-                    UserMsg::Timer(timer)
-                });
-                state.arm(armed);
-            }
+            UserEffect::SetTimer { timer, at } => state.arm(timer, at),
             UserEffect::Stop => {
                 if std::mem::take(&mut state.online) {
                     let user = state.machine.user().clone();
                     state.ctx.emit(&state.app, EventKind::UserOffline { user });
                 }
-                state
-                    .ctx
-                    .forget_user(&state.app, state.machine.user(), myself.get_id());
-                myself.stop(None);
+                state.stopped = true;
             }
         }
     }

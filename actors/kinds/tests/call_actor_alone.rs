@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorStatus};
-use showcall_actors::{ActorContext, CallActor, CallStart};
+use showcall_actors::{ActorContext, CallActor, CallStart, TimerKey};
 use showcall_machines::call::CallUpdate;
+use showcall_machines::user::UserTimer;
 use showcall_machines::{
     CallId, CallInput, CallSetup, CallState, CallType, ChannelInput, ChannelKind, ChannelName,
     Millis, PauseAt, Role, StateReason, UserConfig, UserId, UserInput,
@@ -168,8 +169,6 @@ impl Outbox for RecordingContext {
         Box::pin(async {})
     }
 
-    fn forget_user(&self, _: &AppId, _: &UserId, _: ActorId) {}
-
     fn forget_call(&self, call: &CallId) {
         self.record(Sent::Forgotten(call.clone()));
     }
@@ -210,6 +209,13 @@ impl ActorContext for RecordingContext {
     }
     fn emit(&self, _: &AppId, kind: EventKind) {
         self.events.lock().unwrap().push(kind);
+    }
+    // A call actor never touches a user's timers.
+    fn arm_user_timer(&self, _: &AppId, _: &UserId, _: UserTimer, _: Millis) -> TimerKey {
+        unreachable!("a call actor arms no user timer")
+    }
+    fn cancel_timer(&self, _: TimerKey) {
+        unreachable!("a call actor disarms no user timer")
     }
 }
 

@@ -273,22 +273,13 @@ pub enum UserEffect {
     /// Send to the live connection.
     Push(Pushed),
     /// Close a connection (after pushing its SessionClosed event).
-    Close {
-        conn: ConnId,
-        reason: CloseReason,
-    },
+    Close { conn: ConnId, reason: CloseReason },
     /// Create the call actor and start it.
     SpawnCall(CallSetup),
     /// Tell a call something (no reply expected).
-    ToCall {
-        call_id: CallId,
-        input: CallInput,
-    },
+    ToCall { call_id: CallId, input: CallInput },
     /// Forward a client's command to its call; the call's verdict is the client's answer.
-    CommandCall {
-        call_id: CallId,
-        input: CallInput,
-    },
+    CommandCall { call_id: CallId, input: CallInput },
     /// Forward a join to the channel; the channel's verdict is the client's answer.
     JoinChannel {
         channel: ChannelName,
@@ -297,19 +288,16 @@ pub enum UserEffect {
         offer: Option<String>,
     },
     /// Leave a channel (no answer needed).
-    LeaveChannel {
-        channel: ChannelName,
-    },
+    LeaveChannel { channel: ChannelName },
     /// Tell a channel something on behalf of a call this user gave up on (close its call channel, resume
     /// this user's paused live rooms).
     ToChannel {
         channel: ChannelName,
         input: ChannelInput,
     },
-    SetTimer {
-        timer: UserTimer,
-        after_ms: u64,
-    },
+    /// Arm `timer`, due at `at` (Unix ms, the clock `now` is read from). Timers are never cancelled:
+    /// one that fires when its condition no longer holds does nothing.
+    SetTimer { timer: UserTimer, at: Millis },
     /// The session is over: the actor stops.
     Stop,
 }
@@ -469,7 +457,7 @@ impl UserMachine {
             UserInput::Login {
                 conn,
                 token_expires_at,
-            } => self.login(conn, token_expires_at, now, &mut fx),
+            } => self.login(conn, token_expires_at, &mut fx),
             UserInput::ConnectionLost { conn } => {
                 if self.session != Session::Online(conn) {
                     return Err(UserError::NotThisConnection);
@@ -477,7 +465,7 @@ impl UserMachine {
                 self.session = Session::Away { since: now };
                 fx.push(UserEffect::SetTimer {
                     timer: UserTimer::Grace,
-                    after_ms: self.config.grace_ms,
+                    at: now + self.config.grace_ms,
                 });
                 if let Some(call) = &self.call {
                     fx.push(UserEffect::ToCall {
@@ -500,7 +488,7 @@ impl UserMachine {
                 );
             }
             UserInput::RenewToken { token_expires_at } => {
-                self.arm_token(token_expires_at, now, &mut fx);
+                self.arm_token(token_expires_at, &mut fx);
             }
             UserInput::Prepare(prepared) => {
                 if self.call.is_some() {
@@ -627,7 +615,7 @@ impl UserMachine {
                     self.orphaned = Some(call_id);
                     fx.push(UserEffect::SetTimer {
                         timer: UserTimer::Takeover,
-                        after_ms: self.config.takeover_wait_ms,
+                        at: now + self.config.takeover_wait_ms,
                     });
                 } else {
                     let reason = "the node running this call was lost".to_owned();
@@ -776,13 +764,7 @@ impl UserMachine {
         Ok(fx)
     }
 
-    fn login(
-        &mut self,
-        conn: ConnId,
-        token_expires_at: Millis,
-        now: Millis,
-        fx: &mut Vec<UserEffect>,
-    ) {
+    fn login(&mut self, conn: ConnId, token_expires_at: Millis, fx: &mut Vec<UserEffect>) {
         self.resumed = false;
         match self.session {
             Session::Online(old) if old != conn => {
@@ -807,23 +789,23 @@ impl UserMachine {
             _ => {}
         }
         self.session = Session::Online(conn);
-        self.arm_token(token_expires_at, now, fx);
+        self.arm_token(token_expires_at, fx);
         for pushed in std::mem::take(&mut self.buffered) {
             fx.push(UserEffect::Push(pushed));
         }
     }
 
-    fn arm_token(&mut self, expires_at: Millis, now: Millis, fx: &mut Vec<UserEffect>) {
+    fn arm_token(&mut self, expires_at: Millis, fx: &mut Vec<UserEffect>) {
         self.token_expires_at = expires_at;
         self.warned = false;
         let warn_at = expires_at.saturating_sub(self.config.token_warning_ms);
         fx.push(UserEffect::SetTimer {
             timer: UserTimer::TokenWarning,
-            after_ms: warn_at.saturating_sub(now),
+            at: warn_at,
         });
         fx.push(UserEffect::SetTimer {
             timer: UserTimer::TokenExpiry,
-            after_ms: expires_at.saturating_sub(now),
+            at: expires_at,
         });
     }
 

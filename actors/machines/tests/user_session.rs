@@ -3,7 +3,7 @@
 //! offline, calling yourself, stale call ids, and glare.
 //!
 //! Effects are shown in a small text form (`push #4 call c1 state Prepared RemoteHangup`, `to c1
-//! peer-away`, `timer Grace in 30000`) so each step reads like what the actor will do.
+//! peer-away`, `timer Grace at 30000`) so each step reads like what the actor will do.
 
 use std::collections::BTreeMap;
 
@@ -149,7 +149,7 @@ fn show(fx: &[UserEffect]) -> Vec<String> {
             UserEffect::JoinChannel { channel, role, .. } => format!("join {channel} {role:?}"),
             UserEffect::LeaveChannel { channel } => format!("leave {channel}"),
             UserEffect::ToChannel { channel, input } => format!("tell {channel} {input:?}"),
-            UserEffect::SetTimer { timer, after_ms } => format!("timer {timer:?} in {after_ms}"),
+            UserEffect::SetTimer { timer, at } => format!("timer {timer:?} at {at}"),
             UserEffect::Stop => "stop".into(),
         })
         .collect()
@@ -267,7 +267,7 @@ fn login_arms_the_token_warning_and_expiry() {
     let fx = ok(&mut m, login(1), 10_000);
     assert_eq!(
         fx,
-        lines("timer TokenWarning in 60000; timer TokenExpiry in 90000")
+        lines("timer TokenWarning at 70000; timer TokenExpiry at 100000")
     );
     assert_eq!(
         (m.connection(), m.resumed(), m.token_expires_at()),
@@ -281,7 +281,7 @@ fn a_second_login_replaces_the_first_connection() {
     let fx = ok(&mut m, login(2), 5_000);
     assert_eq!(
         fx,
-        lines("close conn 1 Replaced; timer TokenWarning in 65000; timer TokenExpiry in 95000")
+        lines("close conn 1 Replaced; timer TokenWarning at 70000; timer TokenExpiry at 100000")
     );
     // Taking over a live session carries it over, like a resume.
     assert_eq!((m.connection(), m.resumed()), (Some(ConnId(2)), true));
@@ -294,7 +294,7 @@ fn a_second_login_replaces_the_first_connection() {
 fn a_dropped_connection_keeps_the_call_and_tells_the_peer_at_once() {
     let mut m = in_call(ALICE, BOB);
     let fx = ok(&mut m, lost(1), 10_000);
-    assert_eq!(fx, lines("timer Grace in 30000; to c1 alice away"));
+    assert_eq!(fx, lines("timer Grace at 40000; to c1 alice away"));
     assert_eq!(m.connection(), None);
     assert_eq!(current_call(&m), Some(("c1".into(), CallState::Connected)));
 }
@@ -321,7 +321,7 @@ fn events_while_away_are_replayed_on_resume_with_continuing_numbers() {
     );
 
     let fx = ok(&mut m, login(2), 20_000);
-    let replay = "timer TokenWarning in 50000; timer TokenExpiry in 80000
+    let replay = "timer TokenWarning at 70000; timer TokenExpiry at 100000
         push #4 call c1 event RemoteLeft; push #5 call c1 state Prepared RemoteHangup";
     assert_eq!(fx, lines(replay), "no peer-back: the call ended meanwhile");
     assert!(m.resumed());
@@ -379,7 +379,7 @@ fn renewing_moves_both_deadlines_and_old_timers_fire_harmlessly() {
     );
     assert_eq!(
         fx,
-        lines("timer TokenWarning in 110000; timer TokenExpiry in 140000")
+        lines("timer TokenWarning at 170000; timer TokenExpiry at 200000")
     );
     assert_eq!(m.token_expires_at(), 200_000);
     silent(&mut m, tick(UserTimer::TokenWarning), 70_000, "");
@@ -927,7 +927,7 @@ fn a_connected_call_whose_node_died_waits_for_its_takeover_and_is_adopted() {
     let mut m = in_call(ALICE, BOB);
     assert_eq!(
         ok(&mut m, owner_lost("c1"), 5_000),
-        lines("timer Takeover in 15000"),
+        lines("timer Takeover at 20000"),
         "the client is told nothing yet"
     );
     assert_eq!(

@@ -52,8 +52,6 @@ pub trait Outbox: Send + Sync + 'static {
         offer: Option<String>,
         reply: Responder<CommandOk>,
     ) -> Sending<'a, ()>;
-    /// The actor `id` of `user` stopped: the registry forgets it (not a newer one of the same key).
-    fn forget_user(&self, app: &AppId, user: &UserId, id: ActorId);
     fn forget_call(&self, call: &CallId);
     fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId);
 }

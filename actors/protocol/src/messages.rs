@@ -105,7 +105,7 @@ impl SessionSink {
 /// Which actor keys a dead node owned (answers for its partitions). Local only: never crosses nodes.
 pub type LostKeys = Arc<dyn Fn(&crate::keys::ActorKey) -> bool + Send + Sync>;
 
-/// Messages to a `UserActor`.
+/// Messages to a `UserActor` (delivered by the registry, which runs the actor while it has some).
 pub enum UserMsg {
     /// A connection logged in (or resumed) with a valid token.
     Attach {

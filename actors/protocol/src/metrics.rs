@@ -70,6 +70,8 @@ pub const HANDOFF_OUTCOMES: &[&str] = &["moved", "not_now", "failed"];
 
 /// Gauge: users with a session on this node (online, or offline within their grace period).
 pub const USERS_ONLINE: &str = "showcall_users_online";
+/// Gauge: of those, users whose actor rests (idle: only their state is kept).
+pub const USERS_RESTING: &str = "showcall_users_resting";
 /// Gauge, label `state` ([`CallPhase::label`]): calls whose actor runs on this node.
 pub const CALLS: &str = "showcall_calls";
 /// Gauge: channels (live rooms and call channels) open on this node.
@@ -146,6 +148,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         USERS_ONLINE,
         "Users with a session on this node (including those within their grace period).",
+    ),
+    (
+        USERS_RESTING,
+        "Of the users online, those whose actor rests (idle: only their state is kept).",
     ),
     (CALLS, "Calls whose actor runs on this node, by state."),
     (

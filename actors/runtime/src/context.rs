@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use ractor::ActorId;
-use showcall_actors::ActorContext;
+use showcall_actors::{ActorContext, TimerKey};
+use showcall_machines::user::UserTimer;
 use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, Millis, Role, UserConfig,
     UserId, UserInput,
@@ -17,6 +18,7 @@ use showcall_protocol::messages::Responder;
 use showcall_protocol::{ActorKey, AppId, CommandError, CommandOk, NodeId};
 
 use crate::hub::Hub;
+use crate::timer_wheel::Due;
 
 impl Outbox for Hub {
     fn send_user(&self, app: &AppId, user: &UserId, input: UserInput) -> bool {
@@ -80,10 +82,6 @@ impl Outbox for Hub {
         ))
     }
 
-    fn forget_user(&self, app: &AppId, user: &UserId, id: ActorId) {
-        Hub::forget_user(self, app, user, id)
-    }
-
     fn forget_call(&self, call: &CallId) {
         Hub::forget_call(self, call)
     }
@@ -136,5 +134,18 @@ impl ActorContext for Hub {
 
     fn emit(&self, app: &AppId, kind: EventKind) {
         Hub::emit(self, app, kind)
+    }
+
+    fn arm_user_timer(&self, app: &AppId, user: &UserId, timer: UserTimer, at: Millis) -> TimerKey {
+        let due = Due {
+            app: app.clone(),
+            user: user.clone(),
+            timer,
+        };
+        self.arm(at, due)
+    }
+
+    fn cancel_timer(&self, key: TimerKey) {
+        self.inner.timers.cancel(key)
     }
 }

@@ -31,19 +31,20 @@
 
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use showcall_machines::{CallId, CallInput, UserId};
 
 use crate::hub::Hub;
+use crate::users::UserHere;
 use showcall_actors::call_actor::CallStart;
-use showcall_actors::user_actor::{RestoredUser, UserActor};
+use showcall_actors::user_actor::{RestoredUser, UserActor, UserStart};
 use showcall_protocol::commands::CommandOk;
 use showcall_protocol::envelope::{Body, SinkTo};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::handoff::{CallHandoff, Handoff, HandoffOutcome, UserHandoff};
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
-use showcall_protocol::messages::CallStanding;
 use showcall_protocol::messages::{CallMsg, Responder, SessionSink, Traced, UserMsg};
+use showcall_protocol::messages::{CallStanding, UserStanding};
 use showcall_protocol::sync::lock;
 
 /// How long an actor has to answer with its state.
@@ -91,11 +92,8 @@ impl Hub {
         target: &NodeId,
         force: bool,
     ) -> HandoffOutcome {
-        let users: Vec<(AppId, UserId, ActorRef<UserMsg>)> = lock(&self.inner.users)
-            .iter()
-            .filter(|((app, user), _)| moving(&ActorKey::User(app.clone(), user.clone())))
-            .map(|((app, user), actor)| (app.clone(), user.clone(), actor.clone()))
-            .collect();
+        let users =
+            self.users_where(|app, user| moving(&ActorKey::User(app.clone(), user.clone())));
         let calls: Vec<(CallId, AppId, ActorRef<CallMsg>)> = lock(&self.inner.calls)
             .iter()
             .filter(|(id, (app, _))| moving(&ActorKey::Call(app.clone(), (*id).clone())))
@@ -130,12 +128,16 @@ impl Hub {
         let me = self.node().clone();
         let mut relayed = Vec::new();
         let mut moved_users = Vec::new();
-        for (app, user, actor) in users {
-            let Ok(ractor::rpc::CallResult::Success(state)) =
-                actor.call(UserMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await
-            else {
-                self.forget_relays(&relayed);
-                return HandoffOutcome::NotNow(format!("user {user} did not answer"));
+        for (app, user, here) in users {
+            let state = match here {
+                UserHere::Resting(state) => *state,
+                UserHere::Running => match self.user_standing(&app, &user).await {
+                    Some(state) => state,
+                    None => {
+                        self.forget_relays(&relayed);
+                        return HandoffOutcome::NotNow(format!("user {user} did not answer"));
+                    }
+                },
             };
             let sinks = state
                 .sinks
@@ -163,7 +165,7 @@ impl Hub {
                 sinks,
                 online: state.online,
             });
-            moved_users.push((app, user, actor));
+            moved_users.push((app, user));
         }
         let (users, calls) = (handoff.users.len(), handoff.calls.len());
         if users + calls > 0 {
@@ -185,15 +187,22 @@ impl Hub {
             }
         }
         // The target runs them now: the local copies stop without a word.
-        for (app, user, actor) in moved_users {
-            self.forget_user(&app, &user, actor.get_id());
-            actor.stop(Some("handed over".into()));
+        for (app, user) in moved_users {
+            self.drop_user(&app, &user);
         }
         for (id, actor) in moved_calls {
             self.forget_call(&id);
             actor.stop(Some("handed over".into()));
         }
         HandoffOutcome::Moved { users, calls }
+    }
+
+    /// A running user's state for a handover (`None` when it did not answer in time).
+    async fn user_standing(&self, app: &AppId, user: &UserId) -> Option<UserStanding> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.tell_user(app, user, UserMsg::Snapshot(tx.into()))
+            .ok()?;
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, rx).await.ok()?.ok()
     }
 
     fn forget_relays(&self, ids: &[u64]) {
@@ -248,19 +257,12 @@ impl Hub {
                 sinks,
                 online: user.online,
             };
-            let key = (user.app.clone(), name.clone());
-            if lock(&self.inner.users).contains_key(&key) {
+            let start = UserStart::HandedOver(Box::new(restored));
+            let actor = UserActor::new(self.context(), user.app.clone(), name.clone(), start)
+                .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
+            if !self.start_handed_over_user(user.app, name.clone(), actor) {
                 tracing::warn!(user = %name, "handed a session that already runs here: kept the one here");
-                continue;
             }
-            let (actor, _) = Actor::spawn(
-                None,
-                UserActor,
-                (self.context(), user.app, name, Some(restored)),
-            )
-            .await
-            .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
-            lock(&self.inner.users).insert(key, actor);
         }
         for call in handoff.calls {
             let id = call.snapshot.setup.id.clone();

@@ -15,12 +15,11 @@ use showcall_protocol::sync::lock;
 
 use ractor::{Actor, ActorId, ActorRef};
 use showcall_machines::{
-    CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
+    CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig,
 };
 
 use showcall_actors::call_actor::{CallActor, CallStart};
 use showcall_actors::channel_actor::ChannelActor;
-use showcall_actors::user_actor::UserActor;
 use showcall_ports::clock::Clock;
 use showcall_ports::event_log::{EventLog, MemoryEventLog};
 use showcall_ports::{
@@ -30,7 +29,9 @@ use showcall_protocol::envelope::{Courier, NoCourier};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::inbox::ConnectionInbox;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
-use showcall_protocol::messages::{CallMsg, ChannelMsg, UserMsg};
+use showcall_protocol::messages::{CallMsg, ChannelMsg};
+
+use crate::users::{UserKey, UserSlot};
 
 /// Messages waiting for their key's partition to get an owner (see `crate::flux`).
 /// One parked message: replayed (`true`) once its key has an owner, or told to give up (`false`).
@@ -81,7 +82,6 @@ impl HubParts {
     }
 }
 
-type UserKey = (AppId, UserId);
 type ChannelKey = (AppId, ChannelName);
 
 /// Completes a request parked for another node's answer (deserializes the answer for its port).
@@ -90,7 +90,10 @@ pub(crate) type Pending = Box<dyn FnOnce(serde_json::Value) + Send>;
 pub(crate) struct Inner {
     pub(crate) parts: HubParts,
     clock: Clock,
-    pub(crate) users: Mutex<HashMap<UserKey, ActorRef<UserMsg>>>,
+    /// Users with a session here: running or resting (`crate::users`).
+    pub(crate) users: Mutex<HashMap<UserKey, UserSlot>>,
+    /// The users' timers (`crate::timer_wheel`).
+    pub(crate) timers: crate::timer_wheel::TimerWheel,
     /// Call ids are unique across apps; the app is kept for placement (call keys hash with their app).
     pub(crate) calls: Mutex<HashMap<CallId, (AppId, ActorRef<CallMsg>)>>,
     pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
@@ -148,6 +151,7 @@ impl Hub {
                 parts,
                 clock: Clock::system(),
                 users: Mutex::default(),
+                timers: Default::default(),
                 calls: Mutex::default(),
                 channels: Mutex::default(),
                 spawn_gates: Default::default(),
@@ -206,7 +210,7 @@ impl Hub {
         &self.inner.parts.bans
     }
 
-    /// Users with a session (online or within grace) on this node.
+    /// Users with a session (online or within grace) on this node, running or resting.
     pub fn users_online(&self) -> usize {
         lock(&self.inner.users).len()
     }
@@ -302,51 +306,6 @@ impl Hub {
     /// A fresh connection number.
     pub fn next_conn(&self) -> ConnId {
         ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
-    }
-
-    pub(crate) async fn user_or_spawn(
-        &self,
-        app: &AppId,
-        user: &UserId,
-    ) -> Result<ActorRef<UserMsg>, CommandError> {
-        let key = (app.clone(), user.clone());
-        if let Some(a) = lock(&self.inner.users).get(&key) {
-            return Ok(a.clone());
-        }
-        let _gate = (self.inner.spawn_gates)
-            .enter(ActorKey::User(app.clone(), user.clone()))
-            .await;
-        if let Some(a) = lock(&self.inner.users).get(&key) {
-            return Ok(a.clone());
-        }
-        let starting = self.start_here(ActorKey::User(app.clone(), user.clone()))?;
-        let (actor, _) = Actor::spawn(
-            None,
-            UserActor,
-            (self.context(), app.clone(), user.clone(), None),
-        )
-        .await
-        .map_err(|e| CommandError::Unavailable(format!("cannot start user actor: {e}")))?;
-        lock(&self.inner.users).insert(key, actor.clone());
-        drop(starting);
-        Ok(actor)
-    }
-
-    /// The user's actor on this node, if the user has a session here.
-    pub fn user(&self, app: &AppId, user: &UserId) -> Option<ActorRef<UserMsg>> {
-        lock(&self.inner.users)
-            .get(&(app.clone(), user.clone()))
-            .cloned()
-    }
-
-    /// Removes a user actor from the registry, if it is still the registered one.
-    pub(crate) fn forget_user(&self, app: &AppId, user: &UserId, id: ActorId) {
-        let mut users = lock(&self.inner.users);
-        let key = (app.clone(), user.clone());
-        if users.get(&key).is_some_and(|a| a.get_id() == id) {
-            users.remove(&key);
-            self.inner.directory.remove_user(app, user);
-        }
     }
 
     /// Starts a call actor here; it rings the callee itself.

@@ -10,7 +10,10 @@
 //! - `flux`: messages parked while their key's partition has no owner.
 //! - [`handoff`]: a partition's actors moving to another node with their state (leave, join).
 //! - `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
-//! - `spawn_gate`: one start at a time per key.
+//! - `users`: the user registry — a user's actor rests as state and runs only while it has messages
+//!   (idle users cost their state alone).
+//! - `timer_wheel`: the node's one timer for its users' sessions.
+//! - `spawn_gate`: one start at a time per call or channel key.
 //! - [`session`]: what the gateway holds of a logged-in connection ([`Session`]).
 //! - `context`: the hub as the actors' context.
 //!
@@ -25,6 +28,8 @@ pub mod hub;
 mod routing;
 pub mod session;
 mod spawn_gate;
+mod timer_wheel;
+mod users;
 
 pub use hub::{Hub, HubParts};
 pub use session::Session;

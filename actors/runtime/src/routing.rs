@@ -26,7 +26,7 @@ use showcall_machines::{
 use tokio::sync::oneshot;
 
 use crate::hub::Hub;
-use crate::session::{Session, flatten};
+use crate::session::Session;
 use showcall_protocol::commands::{COMMAND_TIMEOUT, CommandOk, LoginOk, UserCommand};
 use showcall_protocol::envelope::{
     Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire,
@@ -262,28 +262,22 @@ impl Hub {
         token_expires_at: Millis,
         sink: SessionSink,
     ) -> Result<LoginOk, CommandError> {
-        // An actor that is stopping can refuse the attach; the second attempt spawns a fresh one.
+        // An actor whose session just ended refuses the attach (its slot is cleared as it stops); the
+        // second attempt starts a fresh session.
         let mut last = CommandError::SessionClosed;
         for _ in 0..2 {
-            let actor = self.user_or_spawn(app, user).await?;
             let sink = sink.clone();
-            let result = actor
-                .call(
-                    |reply| UserMsg::Attach {
-                        conn,
-                        sink,
-                        token_expires_at,
-                        reply: reply.into(),
-                    },
-                    Some(COMMAND_TIMEOUT),
-                )
+            let answer = self
+                .ask_user(app, user, true, |reply| UserMsg::Attach {
+                    conn,
+                    sink,
+                    token_expires_at,
+                    reply,
+                })
                 .await;
-            match flatten(result) {
+            match answer {
                 Ok(ok) => return Ok(ok),
-                Err(CommandError::SessionClosed) => {
-                    self.forget_user(app, user, actor.get_id());
-                    last = CommandError::SessionClosed;
-                }
+                Err(CommandError::SessionClosed) => last = CommandError::SessionClosed,
                 Err(e) => return Err(e),
             }
         }
@@ -301,20 +295,12 @@ impl Hub {
         let key = ActorKey::User(app.clone(), user.clone());
         match self.route(&key) {
             Route::Here => {
-                let Some(actor) = self.user(app, user) else {
-                    return Err(CommandError::SessionClosed);
-                };
-                let result = actor
-                    .call(
-                        |reply| UserMsg::Command {
-                            conn,
-                            command,
-                            reply: reply.into(),
-                        },
-                        Some(COMMAND_TIMEOUT),
-                    )
-                    .await;
-                flatten(result)
+                self.ask_user(app, user, false, |reply| UserMsg::Command {
+                    conn,
+                    command,
+                    reply,
+                })
+                .await
             }
             Route::There(node) => {
                 let (a, u) = (app.clone(), user.clone());
@@ -366,9 +352,7 @@ impl Hub {
     ) -> bool {
         let key = ActorKey::User(app.clone(), user.clone());
         match self.route(&key) {
-            Route::Here => self
-                .user(app, user)
-                .is_some_and(|actor| actor.cast(local(())).is_ok()),
+            Route::Here => self.tell_user(app, user, local(())).is_ok(),
             Route::There(node) => {
                 self.ship(
                     &node,
@@ -761,13 +745,7 @@ impl Hub {
             ));
             let _ = tx.push(showcall_protocol::commands::Outbound::Close(reason));
         }
-        let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
-        for actor in users {
-            let _ = actor.cast(UserMsg::NodeLost {
-                node: node.clone(),
-                lost: lost.clone(),
-            });
-        }
+        self.users_node_lost(node, &lost);
         let calls: Vec<_> = lock(&self.inner.calls)
             .values()
             .map(|(_, a)| a.clone())
@@ -788,10 +766,7 @@ impl Hub {
     /// their new owners carry on; connections to local sessions are closed with `NodeLost` so the
     /// clients log in again (on the new owners).
     pub fn evict_all(&self) {
-        let users: Vec<_> = lock(&self.inner.users).values().cloned().collect();
-        for actor in &users {
-            let _ = actor.cast(UserMsg::Evict);
-        }
+        let users = self.evict_users();
         let calls: Vec<_> = lock(&self.inner.calls)
             .drain()
             .map(|(_, (_, actor))| actor)
@@ -804,7 +779,7 @@ impl Hub {
             let _ = actor.cast(ChannelMsg::Evict);
         }
         tracing::warn!(
-            users = users.len(),
+            users,
             calls = calls.len(),
             channels = channels.len(),
             "lease lost: every local actor evicted"
@@ -983,34 +958,22 @@ impl Hub {
                 command,
                 reply,
             } => {
-                let responder: Responder<CommandOk> = self.responder(reply);
-                match self.user(&app, &user) {
-                    Some(actor) => {
-                        if let Err(MessagingErr::SendErr(UserMsg::Command { reply, .. })) = actor
-                            .cast(UserMsg::Command {
-                                conn,
-                                command,
-                                reply: responder,
-                            })
-                        {
-                            let _ = reply.send(Err(CommandError::SessionClosed));
-                        }
-                    }
-                    None => {
-                        let _ = responder.send(Err(CommandError::SessionClosed));
-                    }
+                let reply: Responder<CommandOk> = self.responder(reply);
+                let command = UserMsg::Command {
+                    conn,
+                    command,
+                    reply,
+                };
+                if let Err(UserMsg::Command { reply, .. }) = self.tell_user(&app, &user, command) {
+                    let _ = reply.send(Err(CommandError::SessionClosed));
                 }
             }
             UserWire::ConnectionLost { conn } => {
-                if let Some(actor) = self.user(&app, &user) {
-                    let _ = actor.cast(UserMsg::ConnectionLost { conn });
-                }
+                let _ = self.tell_user(&app, &user, UserMsg::ConnectionLost { conn });
             }
             UserWire::Input(traced) => {
                 let unanswered = unanswered(&user, &traced.payload);
-                let delivered = self
-                    .user(&app, &user)
-                    .is_some_and(|actor| actor.cast(UserMsg::Input(traced)).is_ok());
+                let delivered = self.tell_user(&app, &user, UserMsg::Input(traced)).is_ok();
                 if !delivered && let Some((call, answer)) = unanswered {
                     self.send_call(&app, &call, answer);
                 }

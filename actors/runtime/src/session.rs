@@ -42,16 +42,3 @@ impl Session {
         self.hub.connection_lost(&self.app, &self.user, self.conn);
     }
 }
-
-/// Turns a ractor call's layers of failure into one answer.
-pub(crate) fn flatten<T, E>(
-    result: Result<ractor::rpc::CallResult<Result<T, CommandError>>, ractor::MessagingErr<E>>,
-) -> Result<T, CommandError> {
-    match result {
-        Ok(ractor::rpc::CallResult::Success(answer)) => answer,
-        Ok(ractor::rpc::CallResult::Timeout) => Err(CommandError::Unavailable(
-            "the server did not answer in time".into(),
-        )),
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(CommandError::SessionClosed),
-    }
-}

@@ -132,6 +132,7 @@ pub struct NodeConfig {
     /// token without reconnecting.
     #[serde(with = "humantime_serde")]
     pub token_expiry_warning: Duration,
+
     /// When a host's live broadcast pauses for a 1v1 call.
     pub pause_live_at: PauseAt,
     /// Per-connection limit on signaling frames, so one client cannot flood a node.

@@ -123,6 +123,7 @@ impl NodeMetrics {
     pub async fn render(&self) -> String {
         let sample = Sample {
             users_online: self.hub.users_online(),
+            users_resting: self.hub.users_resting(),
             calls: self.hub.calls_by_phase(),
             channels_open: self.hub.channels_open(),
             partitions_owned: self.membership.as_ref().map(|m| m.served().len()),
@@ -146,6 +147,7 @@ type WorkerCounter = fn(&RouterStats) -> u64;
 #[derive(Debug, Default)]
 struct Sample {
     users_online: usize,
+    users_resting: usize,
     calls: Vec<(CallPhase, usize)>,
     channels_open: usize,
     partitions_owned: Option<usize>,
@@ -158,6 +160,9 @@ impl Sample {
     fn write(&self, page: &mut String) {
         family(page, names::USERS_ONLINE, "gauge", |p| {
             series(p, names::USERS_ONLINE, None, self.users_online as u64);
+        });
+        family(page, names::USERS_RESTING, "gauge", |p| {
+            series(p, names::USERS_RESTING, None, self.users_resting as u64);
         });
         family(page, names::CALLS, "gauge", |p| {
             for (phase, n) in &self.calls {
@@ -248,6 +253,7 @@ mod tests {
     fn sampled_series_are_written_in_the_text_format() {
         let sample = Sample {
             users_online: 2,
+            users_resting: 1,
             calls: CallPhase::ALL
                 .iter()
                 .map(|p| (*p, usize::from(*p == CallPhase::Connected)))
@@ -276,6 +282,7 @@ mod tests {
         for expected in [
             "# TYPE showcall_users_online gauge",
             "showcall_users_online 2",
+            "showcall_users_resting 1",
             "showcall_calls{state=\"calling\"} 0",
             "showcall_calls{state=\"connected\"} 1",
             "showcall_channels_open 3",

@@ -111,10 +111,7 @@ impl UserMachine {
     pub fn restored_timers(&self, now: Millis) -> Vec<UserEffect> {
         let mut fx = Vec::new();
         let mut at = |timer: UserTimer, due: Millis| {
-            fx.push(UserEffect::SetTimer {
-                timer,
-                after_ms: due.saturating_sub(now),
-            });
+            fx.push(UserEffect::SetTimer { timer, at: due });
         };
         if matches!(self.session, Session::Online(_) | Session::Away { .. }) {
             if !self.warned {
@@ -155,7 +152,7 @@ mod tests {
     fn timers(fx: &[UserEffect]) -> Vec<(UserTimer, u64)> {
         fx.iter()
             .filter_map(|e| match e {
-                UserEffect::SetTimer { timer, after_ms } => Some((*timer, *after_ms)),
+                UserEffect::SetTimer { timer, at } => Some((*timer, *at)),
                 _ => None,
             })
             .collect()
@@ -188,9 +185,9 @@ mod tests {
         assert_eq!(
             timers(&restored.restored_timers(5_000)),
             vec![
-                (UserTimer::TokenWarning, 65_000),
-                (UserTimer::TokenExpiry, 95_000),
-                (UserTimer::Grace, 26_000),
+                (UserTimer::TokenWarning, 70_000),
+                (UserTimer::TokenExpiry, 100_000),
+                (UserTimer::Grace, 31_000),
             ]
         );
         // The client comes back within grace on another connection: the same session resumes.

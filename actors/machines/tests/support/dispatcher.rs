@@ -318,9 +318,8 @@ impl World {
                     self.send_channel(channel, ChannelInput::Leave { user: uid(u) })
                 }
                 UserEffect::ToChannel { channel, input } => self.send_channel(channel, input),
-                UserEffect::SetTimer { timer, after_ms } => {
-                    self.timers
-                        .push((self.now + after_ms, Timer::User { u, inc, timer }));
+                UserEffect::SetTimer { timer, at } => {
+                    self.timers.push((at, Timer::User { u, inc, timer }));
                 }
             }
         }
