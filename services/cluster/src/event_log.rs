@@ -1,15 +1,18 @@
 //! [`EtcdEventLog`]: the business events of the whole cluster in one order — etcd's revisions.
 //!
-//! Each node appends its actors' events under `<prefix>events/<node>/<n>` (one writer queue per node, so a
-//! node's events keep their order; puts are retried while etcd is unreachable). The writer puts whatever
-//! has queued up since its last put as one batch (a JSON array, at most [`MAX_BATCH`] events): one etcd
-//! write per event made a busy cluster's call setup wait on etcd (BENCHMARKS.md, run 4). A watcher on any
-//! node follows the `events/` prefix through an etcd watch, so an event's place is its batch's etcd
-//! revision and its index in the batch — the cursor is `revision << 10 | index`, the same on every node;
-//! resuming after a cursor watches from that revision and skips the batch's events up to the index. Event keys are bound to a retention lease
-//! (renewed by rotation: each lease lives [`RETENTION`], a new one is taken every half of it), so they
-//! disappear after an hour or so; a watcher can resume from any revision etcd has not compacted yet
-//! (`Expired` once it has).
+//! Each node appends its actors' events under `<prefix>timeline/<node>/<n>` ([`Layout::events`]: outside
+//! the keys the membership watches, so no node hears of every batch) — one writer queue per node, so a
+//! node's events keep their order; puts are retried while etcd is unreachable. The writer puts whatever
+//! has queued up since its last put as one batch (a JSON array, at most [`MAX_BATCH`] events), and puts at
+//! most once per [`PUT_INTERVAL`] (unless the last batch was full): one etcd write per event made a busy
+//! cluster's call setup wait on etcd (BENCHMARKS.md, run 4), and one per round trip still cost etcd as much
+//! CPU as a whole call setup costs a node (run 8). A watcher on any node follows the prefix through an etcd
+//! watch, so an event's place is its batch's etcd revision and its index in the batch — the cursor is
+//! `revision << 10 | index`, the same on every node; resuming after a cursor watches from that revision
+//! and skips the batch's events up to the index. Event keys are bound to a retention lease (renewed by
+//! rotation: each lease lives [`RETENTION`], a new one is taken every half of it), so they disappear
+//! after an hour or so; a watcher can resume from any revision etcd has not compacted yet (`Expired`
+//! once it has).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,9 +24,16 @@ use tokio::sync::mpsc;
 
 use crate::etcd_timing::timed;
 use crate::membership::Membership;
+#[cfg(doc)]
+use crate::view::Layout;
 
 /// How long events are kept in etcd (at least; up to one and a half times this).
 pub const RETENTION: Duration = Duration::from_secs(3600);
+
+/// A node puts at most one batch per interval (a full batch goes at once): under load its events reach
+/// watchers up to this much later, in batches of this interval's events, and etcd takes at most 20
+/// writes a second per node whatever the call rate. After a quiet interval the first event goes at once.
+pub const PUT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The most events one put carries (cursor indexes have 10 bits).
 pub const MAX_BATCH: usize = 1 << INDEX_BITS;
@@ -62,7 +72,7 @@ impl std::fmt::Debug for EtcdEventLog {
 impl EtcdEventLog {
     pub fn new(membership: &Membership) -> Self {
         let client = membership.client();
-        let prefix = format!("{}events/", membership.prefix());
+        let prefix = membership.layout().events();
         let node_prefix = format!("{prefix}{}/", membership.me());
         let lease = Arc::new(AtomicI64::new(0));
         let (writes, queue) = mpsc::unbounded_channel();
@@ -210,7 +220,8 @@ async fn write_in_order(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut pace = Pace::default();
+    while pace.next_batch(&mut queue, &mut batch).await {
         let key = format!("{node_prefix}{next:020}");
         next += 1;
         let value = serde_json::to_vec(&batch).expect("events are plain serde data");
@@ -231,9 +242,103 @@ async fn write_in_order(
     }
 }
 
+/// When the writer may put its next batch (see [`PUT_INTERVAL`]).
+#[derive(Debug)]
+struct Pace {
+    next_put: tokio::time::Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            next_put: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Pace {
+    /// Fills `batch` (empty) with the next batch to put: waits for a first event, then — unless the
+    /// batch is full — until [`PUT_INTERVAL`] after the previous put, taking what comes meanwhile.
+    /// `false` when the queue is closed and empty.
+    async fn next_batch(
+        &mut self,
+        queue: &mut mpsc::UnboundedReceiver<BusinessEvent>,
+        batch: &mut Vec<BusinessEvent>,
+    ) -> bool {
+        if queue.recv_many(batch, MAX_BATCH).await == 0 {
+            return false;
+        }
+        if batch.len() < MAX_BATCH && self.next_put > tokio::time::Instant::now() {
+            tokio::time::sleep_until(self.next_put).await;
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
+        let full = batch.len() == MAX_BATCH;
+        // A full batch leaves more behind it: the next goes at once.
+        self.next_put =
+            tokio::time::Instant::now() + if full { Duration::ZERO } else { PUT_INTERVAL };
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn online(user: &str) -> BusinessEvent {
+        BusinessEvent {
+            app: showcall_protocol::AppId("demo".into()),
+            at: 0,
+            kind: showcall_protocol::events::EventKind::UserOnline { user: user.into() },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_node_puts_one_batch_per_interval_and_an_idle_one_at_once() {
+        let (tx, mut queue) = mpsc::unbounded_channel();
+        let mut pace = Pace::default();
+        let mut batch = Vec::new();
+        let started = tokio::time::Instant::now();
+
+        // Idle: the first event goes at once, alone.
+        tx.send(online("a")).unwrap();
+        assert!(pace.next_batch(&mut queue, &mut batch).await);
+        assert_eq!((batch.len(), started.elapsed()), (1, Duration::ZERO));
+        batch.clear();
+
+        // Busy: events keep coming while the interval runs; they go together at its end.
+        let sender = tx.clone();
+        let feeding = tokio::spawn(async move {
+            for i in 0..9 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                sender.send(online(&format!("u{i}"))).unwrap();
+            }
+        });
+        assert!(pace.next_batch(&mut queue, &mut batch).await);
+        assert_eq!(started.elapsed(), PUT_INTERVAL);
+        assert_eq!(batch.len(), 9, "every event of the interval in one batch");
+        batch.clear();
+        feeding.await.unwrap();
+
+        // A full batch goes at once, and so does the rest behind it.
+        for i in 0..MAX_BATCH + 3 {
+            tx.send(online(&format!("v{i}"))).unwrap();
+        }
+        let before = tokio::time::Instant::now();
+        assert!(pace.next_batch(&mut queue, &mut batch).await);
+        assert_eq!(batch.len(), MAX_BATCH);
+        batch.clear();
+        assert!(pace.next_batch(&mut queue, &mut batch).await);
+        assert_eq!((batch.len(), before.elapsed()), (3, Duration::ZERO));
+        batch.clear();
+
+        drop(tx);
+        assert!(!pace.next_batch(&mut queue, &mut batch).await, "closed");
+    }
 
     #[test]
     fn a_cursor_names_its_batch_revision_and_index() {

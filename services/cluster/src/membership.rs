@@ -7,7 +7,8 @@
 //!   sent; so the node may act as an owner until `sent + TTL - margin`. Past that it is **fenced**: it
 //!   serves no partition and claims nothing until a renewal is acknowledged again. If etcd says the lease is
 //!   gone, the node registers again under a new lease (its partitions were freed with the old one).
-//! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys from the snapshot's revision on,
+//! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys (and the channel pins: the key
+//!   range of [`Layout::view_range`], nothing that changes per call) from the snapshot's revision on,
 //!   and after every change (and every TTL/2, to retry) moves towards the rendezvous target
 //!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
 //!   succeeds if the key does not exist, and hands partitions another live node should own over to it
@@ -511,14 +512,12 @@ async fn register(
     Ok(lease)
 }
 
-/// Reads every key of the cluster into the view; returns the revision to watch from.
+/// Reads the view's keys ([`Layout::view_range`]) into the view; returns the revision to watch from.
 async fn snapshot(client: &mut Client, shared: &Shared) -> Result<i64, ClusterError> {
+    let (from, to) = shared.layout.view_range();
     let response = timed(
         "get",
-        client.get(
-            shared.layout.prefix.clone(),
-            Some(GetOptions::new().with_prefix()),
-        ),
+        client.get(from, Some(GetOptions::new().with_range(to))),
     )
     .await?;
     let mut view = ClusterView::default();
@@ -639,14 +638,12 @@ async fn publish_load(mut client: Client, shared: Arc<Shared>) {
 /// Follows the cluster's keys and moves towards the target assignment (see the module docs).
 async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revision: i64) {
     let retry = shared.ttl / 2;
+    let (from, to) = shared.layout.view_range();
     loop {
         let options = WatchOptions::new()
-            .with_prefix()
+            .with_range(to.clone())
             .with_start_revision(revision + 1);
-        let mut stream = match client
-            .watch(shared.layout.prefix.clone(), Some(options))
-            .await
-        {
+        let mut stream = match client.watch(from.clone(), Some(options)).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch failed; retrying");

@@ -101,6 +101,31 @@ impl Layout {
         format!("{}channels/{channel}", self.prefix)
     }
 
+    /// Where the business events are kept (`crate::event_log`): `<prefix>timeline/<node>/<n>`. Not
+    /// `events/`: that sorts between `channels/` and `nodes/`, inside [`Layout::view_range`].
+    pub fn events(&self) -> String {
+        format!("{}timeline/", self.prefix)
+    }
+
+    /// The key range `[from, to)` the view is made of, which the membership reads and watches: every
+    /// node, partition and channel pin key — and none of the keys that change with every call or event
+    /// (the event log's batches, the ledger's `calls/`, `bans/`, `webhooks/`). Watching the whole prefix
+    /// sent each node every event batch any node wrote (BENCHMARKS.md, `cluster` run 8), and the snapshot
+    /// read the whole event log: beyond a few MB — seconds of a busy cluster's events — it no longer fit
+    /// in one response and a node could not join.
+    ///
+    /// One range, so that a node's lease expiry (its node key, its partitions, its pins: one revision)
+    /// arrives in one watch response. It relies on the order of the names: `channels/` < `nodes/` <
+    /// `partitions/`; a new key family the view needs must sort inside it, any other outside it
+    /// (`tests::the_view_range_holds_the_view_keys_and_nothing_that_changes_per_call`).
+    pub fn view_range(&self) -> (String, String) {
+        (
+            format!("{}channels/", self.prefix),
+            // The first key after every `partitions/…` key ('0' follows '/').
+            format!("{}partitions0", self.prefix),
+        )
+    }
+
     pub fn kind(&self, key: &str) -> KeyKind {
         let Some(rest) = key.strip_prefix(&self.prefix) else {
             return KeyKind::Other;
@@ -191,6 +216,36 @@ impl ClusterView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_range_holds_the_view_keys_and_nothing_that_changes_per_call() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let (from, to) = layout.view_range();
+        let inside = |key: &str| from.as_str() <= key && key < to.as_str();
+        for key in [
+            layout.node(&NodeId("n1".into())),
+            layout.node(&NodeId("~".into())),
+            layout.partition(0),
+            layout.partition(255),
+            layout.channel("demo/room-1"),
+            layout.channel("~/~"),
+        ] {
+            assert!(inside(&key), "{key} is a view key");
+            assert_ne!(layout.kind(&key), KeyKind::Other, "{key}");
+        }
+        for key in [
+            format!("{}node-1/00000000000000000001", layout.events()),
+            "/showcall/v1/calls/7/call-1".to_owned(),
+            "/showcall/v1/bans/demo/room-1/u1".to_owned(),
+            "/showcall/v1/webhooks/leader".to_owned(),
+            "/showcall/v1/webhooks/checkpoints/demo".to_owned(),
+            "/showcall/v2/nodes/n1".to_owned(),
+        ] {
+            assert!(!inside(&key), "{key} is outside the view");
+        }
+    }
 
     #[test]
     fn keys_put_and_deleted_shape_the_view() {
