@@ -13,6 +13,17 @@
 //! rotation: each lease lives [`RETENTION`], a new one is taken every half of it), so they disappear
 //! after an hour or so; a watcher can resume from any revision etcd has not compacted yet (`Expired`
 //! once it has).
+//!
+//! **Rolling upgrade** from a release that keeps the log under `<prefix>events/` ([`Layout::older_events`],
+//! the same batches; its watchers read only there): a watcher here follows both prefixes in one watch
+//! ([`Layout::event_range`]), so the old nodes' events and this node's arrive in one order and a cursor
+//! from either release means the same event on both. And while any node in the view lacks
+//! [`NodeInfo::timeline`] (an older release, leaving or not), the writer puts its batches under
+//! `events/`, where that node's watchers — a `WatchEvents` stream, the webhook leader — read them; once
+//! the last one is gone, under `timeline/`. So no event is missed by a reader of either release at any
+//! point of the upgrade (`cluster_event_log_rolling_upgrade`). What it costs while older nodes remain:
+//! the batches under `events/` reach every node's membership watch, as they did before (the view
+//! ignores them; the snapshot skips them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,7 +36,8 @@ use tokio::sync::mpsc;
 use crate::etcd_timing::timed;
 use crate::membership::Membership;
 #[cfg(doc)]
-use crate::view::Layout;
+use crate::view::NodeInfo;
+use crate::view::{ClusterView, Layout};
 
 /// How long events are kept in etcd (at least; up to one and a half times this).
 pub const RETENTION: Duration = Duration::from_secs(3600);
@@ -41,8 +53,9 @@ pub const MAX_BATCH: usize = 1 << INDEX_BITS;
 /// Bits of a cursor that index an event inside its batch.
 const INDEX_BITS: u32 = 10;
 
-/// The cursor of the `index`th event of the batch written at `revision`.
-pub(crate) fn cursor_of(revision: u64, index: usize) -> u64 {
+/// The cursor of the `index`th event of the batch written at `revision` (`index` [`MAX_BATCH`] − 1: after
+/// every event of that revision).
+pub fn cursor_of(revision: u64, index: usize) -> u64 {
     (revision << INDEX_BITS) | index as u64
 }
 
@@ -58,13 +71,13 @@ fn split_cursor(cursor: u64) -> (u64, usize) {
 pub struct EtcdEventLog {
     writes: mpsc::UnboundedSender<BusinessEvent>,
     client: Client,
-    prefix: String,
+    layout: Layout,
 }
 
 impl std::fmt::Debug for EtcdEventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdEventLog")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.layout.events())
             .finish_non_exhaustive()
     }
 }
@@ -72,8 +85,6 @@ impl std::fmt::Debug for EtcdEventLog {
 impl EtcdEventLog {
     pub fn new(membership: &Membership) -> Self {
         let client = membership.client();
-        let prefix = membership.layout().events();
-        let node_prefix = format!("{prefix}{}/", membership.me());
         let lease = Arc::new(AtomicI64::new(0));
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(rotate_retention(client.clone(), lease.clone()));
@@ -81,13 +92,23 @@ impl EtcdEventLog {
             client.clone(),
             queue,
             lease,
-            node_prefix.clone(),
+            membership.clone(),
         ));
         Self {
             writes,
             client,
-            prefix,
+            layout: membership.layout().clone(),
         }
+    }
+}
+
+/// Where a node puts its next batch (see the module docs): [`Layout::events`], or
+/// [`Layout::older_events`] while a node that reads only there is in the view.
+fn log_prefix(layout: &Layout, view: &ClusterView) -> String {
+    if view.nodes.values().all(|node| node.timeline) {
+        layout.events()
+    } else {
+        layout.older_events()
     }
 }
 
@@ -98,8 +119,8 @@ impl EventLog for EtcdEventLog {
 
     fn watch(&self, after: Option<u64>) -> Result<EventStream, WatchError> {
         let client = self.client.clone();
-        let prefix = self.prefix.clone();
-        let opened = futures_util::stream::once(open_watch(client, prefix, after));
+        let layout = self.layout.clone();
+        let opened = futures_util::stream::once(open_watch(client, layout, after));
         Ok(Box::pin(futures_util::StreamExt::flat_map(
             opened,
             |opened| -> EventStream {
@@ -114,10 +135,11 @@ impl EventLog for EtcdEventLog {
 
 async fn open_watch(
     mut client: Client,
-    prefix: String,
+    layout: Layout,
     after: Option<u64>,
 ) -> Result<EventStream, WatchError> {
     let unavailable = |e: etcd_client::Error| WatchError::Unavailable(e.to_string());
+    let (from, to) = layout.event_range();
     let (after_revision, after_index) = match after {
         Some(after) => split_cursor(after),
         None => {
@@ -125,7 +147,7 @@ async fn open_watch(
             let now = timed(
                 "get",
                 client.get(
-                    prefix.clone(),
+                    layout.events(),
                     Some(GetOptions::new().with_prefix().with_count_only()),
                 ),
             )
@@ -137,48 +159,52 @@ async fn open_watch(
     let after = cursor_of(after_revision, after_index.min(MAX_BATCH - 1));
     // From the cursor's own revision: the rest of its batch may still be unread.
     let options = WatchOptions::new()
-        .with_prefix()
+        .with_range(to)
         .with_start_revision(after_revision.max(1) as i64);
     let stream = client
-        .watch(prefix, Some(options))
+        .watch(from, Some(options))
         .await
         .map_err(unavailable)?;
-    let events = futures_util::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match stream.message().await {
-            Ok(Some(response)) => {
-                if response.compact_revision() > 0 {
-                    // `oldest` is a cursor, as in every log: the first event the compacted log still has.
-                    let expired = WatchError::Expired {
-                        after,
-                        oldest: cursor_of(response.compact_revision() as u64, 0),
-                    };
-                    return Some((vec![Err(expired)], None));
+    let events = futures_util::stream::unfold(Some(stream), move |state| {
+        let layout = layout.clone();
+        async move {
+            let mut stream = state?;
+            match stream.message().await {
+                Ok(Some(response)) => {
+                    if response.compact_revision() > 0 {
+                        // `oldest` is a cursor, as in every log: the first event the compacted log still has.
+                        let expired = WatchError::Expired {
+                            after,
+                            oldest: cursor_of(response.compact_revision() as u64, 0),
+                        };
+                        return Some((vec![Err(expired)], None));
+                    }
+                    let batch: Vec<Result<LoggedEvent, WatchError>> = response
+                        .events()
+                        .iter()
+                        .filter(|e| e.event_type() == EventType::Put)
+                        .filter_map(|e| e.kv())
+                        .filter(|kv| layout.is_event(kv.key()))
+                        .flat_map(|kv| {
+                            let revision = kv.mod_revision() as u64;
+                            let batch: Vec<BusinessEvent> =
+                                serde_json::from_slice(kv.value()).unwrap_or_default();
+                            batch
+                                .into_iter()
+                                .enumerate()
+                                .map(move |(index, event)| LoggedEvent {
+                                    cursor: cursor_of(revision, index),
+                                    event,
+                                })
+                        })
+                        .filter(|logged| logged.cursor > after)
+                        .map(Ok)
+                        .collect();
+                    Some((batch, Some(stream)))
                 }
-                let batch: Vec<Result<LoggedEvent, WatchError>> = response
-                    .events()
-                    .iter()
-                    .filter(|e| e.event_type() == EventType::Put)
-                    .filter_map(|e| e.kv())
-                    .flat_map(|kv| {
-                        let revision = kv.mod_revision() as u64;
-                        let batch: Vec<BusinessEvent> =
-                            serde_json::from_slice(kv.value()).unwrap_or_default();
-                        batch
-                            .into_iter()
-                            .enumerate()
-                            .map(move |(index, event)| LoggedEvent {
-                                cursor: cursor_of(revision, index),
-                                event,
-                            })
-                    })
-                    .filter(|logged| logged.cursor > after)
-                    .map(Ok)
-                    .collect();
-                Some((batch, Some(stream)))
+                Ok(None) => None,
+                Err(e) => Some((vec![Err(unavailable(e))], None)),
             }
-            Ok(None) => None,
-            Err(e) => Some((vec![Err(unavailable(e))], None)),
         }
     });
     Ok(Box::pin(futures_util::StreamExt::flat_map(
@@ -208,12 +234,13 @@ async fn rotate_retention(mut client: Client, lease: Arc<AtomicI64>) {
     }
 }
 
-/// Puts the queued events in batches, one batch after another, retrying each until it lands.
+/// Puts the queued events in batches, one batch after another, retrying each until it lands; each under
+/// the prefix the view calls for when it is taken ([`log_prefix`]).
 async fn write_in_order(
     mut client: Client,
     mut queue: mpsc::UnboundedReceiver<BusinessEvent>,
     lease: Arc<AtomicI64>,
-    node_prefix: String,
+    membership: Membership,
 ) {
     // Unique per process start: a restarted node does not overwrite its earlier keys.
     let mut next = std::time::SystemTime::now()
@@ -221,8 +248,14 @@ async fn write_in_order(
         .map_or(0, |d| d.as_micros() as u64);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut pace = Pace::default();
+    let mut written_under = String::new();
     while pace.next_batch(&mut queue, &mut batch).await {
-        let key = format!("{node_prefix}{next:020}");
+        let prefix = membership.read_view(|view| log_prefix(membership.layout(), view));
+        if prefix != written_under {
+            tracing::info!(%prefix, "business events written under this prefix now");
+            written_under.clone_from(&prefix);
+        }
+        let key = format!("{prefix}{}/{next:020}", membership.me());
         next += 1;
         let value = serde_json::to_vec(&batch).expect("events are plain serde data");
         batch.clear();
@@ -338,6 +371,43 @@ mod tests {
 
         drop(tx);
         assert!(!pace.next_batch(&mut queue, &mut batch).await, "closed");
+    }
+
+    fn node(id: &str, timeline: bool, leaving: bool) -> crate::view::NodeInfo {
+        crate::view::NodeInfo {
+            id: showcall_protocol::NodeId(id.into()),
+            grpc_addr: String::new(),
+            media_addr: String::new(),
+            signal_url: String::new(),
+            capacity: 1,
+            load: 0,
+            leaving,
+            lease: 0,
+            timeline,
+        }
+    }
+
+    #[test]
+    fn events_go_under_the_older_prefix_while_any_node_reads_only_there() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let mut view = ClusterView::default();
+        for info in [node("n1", true, false), node("n2", true, false)] {
+            view.nodes.insert(info.id.clone(), info);
+        }
+        assert_eq!(log_prefix(&layout, &view), "/showcall/v1/timeline/");
+        // An older node, even one on its way out: its watchers still serve until it exits.
+        let older = node("n0", false, true);
+        view.nodes.insert(older.id.clone(), older.clone());
+        assert_eq!(log_prefix(&layout, &view), "/showcall/v1/events/");
+        // An older node's info as it writes it: no `timeline` field at all.
+        let mut json = serde_json::to_value(&older).unwrap();
+        json.as_object_mut().unwrap().remove("timeline");
+        let parsed: crate::view::NodeInfo = serde_json::from_value(json).unwrap();
+        assert!(!parsed.timeline);
+        view.nodes.remove(&older.id);
+        assert_eq!(log_prefix(&layout, &view), "/showcall/v1/timeline/");
     }
 
     #[test]

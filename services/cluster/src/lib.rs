@@ -24,6 +24,8 @@
 //!   lease, created only if absent;
 //! - `<prefix>timeline/<node>/<n>` → a batch of business events (JSON array), bound to a rotating
 //!   retention lease;
+//! - `<prefix>events/<node>/<n>` → the same, where releases before `timeline/` keep them, and where
+//!   every node writes while one of those is in the cluster (a rolling upgrade; see [`event_log`]);
 //! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node);
 //! - `<prefix>webhooks/leader` → the node delivering webhooks, bound to its lease, created only if absent;
 //! - `<prefix>webhooks/checkpoints/<app>` → the cursor of the app's last finished webhook (no lease).
