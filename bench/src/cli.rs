@@ -37,9 +37,16 @@ pub enum Benchmark {
         /// How many caller/callee pairs call at the same time.
         #[arg(long, value_name = "N", default_value_t = 200)]
         pairs: usize,
-        /// How many calls each pair places, one after another.
+        /// How many calls each pair places, one after another (burst mode: every pair at once per round).
         #[arg(long, value_name = "N", default_value_t = 5)]
         rounds: usize,
+        /// Fixed-rate mode instead of bursts: N call setups per second (open loop, each on the first
+        /// free pair, latency from its scheduled time), the relay floor at the same rate.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// How long the fixed-rate mode lasts.
+        #[arg(long, value_name = "S", default_value_t = 20, requires = "rate")]
+        seconds: u64,
         /// Signaling URL of a running node (e.g. `ws://127.0.0.1:7800`); without it, the bench starts a
         /// node of its own.
         #[arg(long, value_name = "URL")]
@@ -146,9 +153,17 @@ pub enum Benchmark {
         /// How many caller/callee pairs ring at the same time.
         #[arg(long, value_name = "N", default_value_t = 100)]
         pairs: usize,
-        /// How many calls each pair places, one after another.
+        /// How many calls each pair places, one after another (burst mode: every pair at once per round).
         #[arg(long, value_name = "N", default_value_t = 5)]
         rounds: usize,
+        /// Fixed-rate mode instead of bursts: N call setups per second over one node and over three
+        /// (open loop, each on the first free pair, latency from its scheduled time), and a bare relay
+        /// at the same rate as the floor.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// How long each fixed-rate phase lasts.
+        #[arg(long, value_name = "S", default_value_t = 20, requires = "rate")]
+        seconds: u64,
         /// How many envelopes the throughput measurement sends from one node to another.
         #[arg(long, value_name = "N", default_value_t = 50_000)]
         envelopes: usize,
@@ -248,11 +263,38 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Benchmark::Ringing { pairs, rounds, url } = parse(&["showcall-bench", "ringing"])
+        let Benchmark::Ringing {
+            pairs,
+            rounds,
+            rate,
+            url,
+            ..
+        } = parse(&["showcall-bench", "ringing"])
         else {
             panic!("expected ringing");
         };
-        assert_eq!((pairs, rounds, url), (200, 5, None));
+        assert_eq!((pairs, rounds, rate, url), (200, 5, None, None));
+        let Benchmark::Ringing { rate, seconds, .. } =
+            parse(&["showcall-bench", "ringing", "--rate", "1000"])
+        else {
+            panic!("expected ringing");
+        };
+        assert_eq!((rate, seconds), (Some(1000), 20));
+        let Benchmark::Cluster {
+            pairs,
+            rounds,
+            rate,
+            envelopes,
+            ..
+        } = parse(&["showcall-bench", "cluster"])
+        else {
+            panic!("expected cluster");
+        };
+        assert_eq!((pairs, rounds, rate, envelopes), (100, 5, None, 50_000));
+        assert!(
+            Cli::try_parse_from(["showcall-bench", "cluster", "--seconds", "5"]).is_err(),
+            "--seconds without --rate means nothing"
+        );
         let Benchmark::Idle { users, .. } = parse(&["showcall-bench", "idle"]) else {
             panic!("expected idle");
         };

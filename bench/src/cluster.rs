@@ -7,7 +7,10 @@
 //!    every partition again (lease TTL 2 s).
 //! 3. Ringing over one single node (no etcd) — the baseline — and over the three clustered nodes, each
 //!    pair's caller and callee connected to different nodes, actors wherever placement puts them. Prints
-//!    both and the p50/p99 ratio (the goal is ≤ 1.5× at p99).
+//!    both and the p50/p99 ratio (the goal is ≤ 1.5× at p99). In bursts (every pair at once, round after
+//!    round), or at a fixed rate (`--rate N --seconds S`, open loop): then a bare WebSocket relay at the
+//!    same rate is measured too (after the three-node ringing, the nodes idle), the floor both are
+//!    compared with.
 //! 4. Envelope throughput: one node sends `envelopes` notifications to a user actor another node owns, then
 //!    one request on the same link (answered after all of them); envelopes per second.
 
@@ -28,8 +31,10 @@ use showcall_protocol::UserCommand;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;
 
+use super::cpu;
+use super::relay_floor::Relay;
 use super::report::{percentiles, progress};
-use super::ringing::ring_rounds;
+use super::ringing::{Load, Pairs, call_frame_bytes, ratio, ring_at_rate, ring_rounds};
 use super::signal_client::Client;
 use super::tokens::token_factory;
 
@@ -46,6 +51,13 @@ pub(super) struct Etcd {
     _child: tokio::process::Child,
     pub(super) url: String,
     dir: std::path::PathBuf,
+}
+
+impl Etcd {
+    /// The etcd process's id (for its CPU time).
+    pub(super) fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
 }
 
 impl Drop for Etcd {
@@ -141,10 +153,17 @@ pub(super) async fn until_served(
     }
 }
 
-async fn ring(urls: &[String], pairs: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+/// Rings over the nodes at `urls` (each pair's caller and callee on different nodes when there are
+/// several); the latencies, and the CPU time this process (nodes and clients) and etcd used meanwhile.
+async fn ring(
+    urls: &[String],
+    pairs: usize,
+    load: Load,
+    etcd: Option<u32>,
+) -> anyhow::Result<serde_json::Value> {
     let token = token_factory(&NodeConfig::default());
     let bar = progress(pairs as u64 * 2, "login");
-    let mut clients = Vec::with_capacity(pairs);
+    let mut clients: Pairs = Vec::with_capacity(pairs);
     for i in 0..pairs {
         let (a, b) = (&urls[i % urls.len()], &urls[(i + 1) % urls.len()]);
         let caller = Client::login_prepared(a, token(&format!("bench-caller-{i}"))?).await?;
@@ -153,10 +172,28 @@ async fn ring(urls: &[String], pairs: usize, rounds: usize) -> anyhow::Result<se
         bar.inc(2);
     }
     bar.finish();
-    let (latency, per_sec) = ring_rounds(&mut clients, rounds).await?;
-    let mut result = percentiles(&latency);
-    result["setups_per_sec_mean"] =
-        serde_json::json!(per_sec.iter().sum::<f64>() / per_sec.len().max(1) as f64);
+    let etcd_cpu = || etcd.map(cpu::pid_seconds).transpose();
+    let (cpu_before, etcd_before) = (cpu::process_seconds()?, etcd_cpu()?);
+    let (mut result, setups) = match load {
+        Load::Burst { rounds } => {
+            let (latency, per_sec) = ring_rounds(&mut clients, rounds).await?;
+            let mut result = percentiles(&latency);
+            result["setups_per_sec_mean"] =
+                serde_json::json!(per_sec.iter().sum::<f64>() / per_sec.len().max(1) as f64);
+            (result, latency.len())
+        }
+        Load::Rate(schedule) => {
+            let (measured, _) = ring_at_rate(clients, schedule).await?;
+            (measured.json(), measured.latency.len())
+        }
+    };
+    // Per call setup (ring, reject, both back to prepared), clients included: they are the same over
+    // one node and three.
+    let per_setup = |seconds: f64| seconds * 1000.0 / setups.max(1) as f64;
+    result["cpu_ms_per_setup"] = per_setup(cpu::process_seconds()? - cpu_before).into();
+    if let (Some(before), Some(after)) = (etcd_before, etcd_cpu()?) {
+        result["etcd_cpu_ms_per_setup"] = per_setup(after - before).into();
+    }
     Ok(result)
 }
 
@@ -210,10 +247,10 @@ async fn envelope_throughput(
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
-pub async fn run(pairs: usize, rounds: usize, envelopes: usize) -> anyhow::Result<()> {
+pub async fn run(pairs: usize, load: Load, envelopes: usize) -> anyhow::Result<()> {
     // 1 node, no etcd.
     let single = showcall_node::start(node_config("single", None)?).await?;
-    let one_node = ring(&[single.signal_url()], pairs, rounds).await?;
+    let one_node = ring(&[single.signal_url()], pairs, load, None).await?;
     single.shutdown().await;
 
     // 3 nodes through etcd.
@@ -245,27 +282,55 @@ pub async fn run(pairs: usize, rounds: usize, envelopes: usize) -> anyhow::Resul
     let takeover = crashed_at.elapsed();
 
     let urls: Vec<String> = nodes.iter().map(|n| n.signal_url()).collect();
-    let three_nodes = ring(&urls, pairs, rounds).await?;
+    let three_nodes = ring(&urls, pairs, load, etcd.pid()).await?;
+    // The floor of a fixed rate: a bare relay at the same rate.
+    let floor = match load {
+        Load::Burst { .. } => None,
+        Load::Rate(schedule) => Some(
+            Relay::start(pairs)
+                .await?
+                .at_rate(schedule, call_frame_bytes(pairs))
+                .await?
+                .json(),
+        ),
+    };
     let throughput = envelope_throughput(&nodes[0], &nodes[1], envelopes).await?;
 
-    let ratio =
-        |k: &str| three_nodes[k].as_f64().unwrap_or(0.0) / one_node[k].as_f64().unwrap_or(f64::NAN);
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "bench": "cluster",
         "pairs": pairs,
-        "rounds": rounds,
         "partitions": PARTITIONS,
         "lease_ttl_s": 2,
         "ringing_one_node": one_node,
         "ringing_three_nodes": three_nodes,
-        "ratio_p50": ratio("p50_ms"),
-        "ratio_p99": ratio("p99_ms"),
+        "ratio_p50": ratio(&three_nodes, &one_node, "p50_ms"),
+        "ratio_p99": ratio(&three_nodes, &one_node, "p99_ms"),
         "envelopes": envelopes,
         "envelopes_per_sec": throughput,
         "three_nodes_formed_ms": formed.as_millis(),
         "join_share_ms": join.as_millis(),
         "crash_to_reowned_ms": takeover.as_millis(),
     });
+    match load {
+        Load::Burst { rounds } => {
+            result["mode"] = "burst".into();
+            result["rounds"] = rounds.into();
+        }
+        Load::Rate(schedule) => {
+            result["mode"] = "rate".into();
+            result["rate_per_sec"] = schedule.rate.into();
+            result["seconds"] = schedule.seconds.into();
+        }
+    }
+    if let Some(floor) = floor {
+        for (name, ringing) in [("one_node", &one_node), ("three_nodes", &three_nodes)] {
+            for p in ["p50", "p90", "p99"] {
+                result[format!("ratio_{name}_to_relay_{p}")] =
+                    ratio(ringing, &floor, &format!("{p}_ms")).into();
+            }
+        }
+        result["relay_floor"] = floor;
+    }
     println!("{}", serde_json::to_string_pretty(&result)?);
     for node in nodes {
         node.shutdown().await;

@@ -4,7 +4,8 @@
 //! them. Numbers, never assertions. `showcall-bench --help` lists them and their flags ([`cli`]).
 //!
 //! - `ringing` (`ringing`): N caller/callee pairs over WebSocket; `Call` sent → callee receives
-//!   `calling`, beside a bare WebSocket relay moving a frame of the same size (`relay_floor`).
+//!   `calling`, beside a bare WebSocket relay moving a frame of the same size (`relay_floor`); in
+//!   bursts, or at a fixed rate (`open_loop`: open loop, latency from the scheduled send time).
 //! - `idle` (`idle`): a node in a child process; its resident memory per idle logged-in user.
 //! - `fanout` (`fanout`): one broadcaster, N audience members; router egress packets per CPU second,
 //!   audience loss and latency, against an SRTP-only floor (`srtp_floor`) and the hardware floor
@@ -32,13 +33,14 @@
 //! memory and open files are its own.
 //!
 //! Shared by the benchmarks: `cli` (the command line), `report` (progress bars, latency histograms,
-//! percentiles), `tokens` (the users' tokens), `signal_client` (a bare signaling client), `child_node`
+//! percentiles), `open_loop` (operations on a fixed schedule, measured from it), `tokens` (the users' tokens), `signal_client` (a bare signaling client), `child_node`
 //! (the `showcall` binary as a child process, for memory and the soak); by the media benchmarks:
 //! `media_node` (a node whose router runs on its own thread), `sdk_user` (Rust SDK users, an
 //! auto-answering host), `clip` (the broadcaster's clip at a live room's bitrate), `cpu` (CPU time from
 //! `/proc`), `udp_drops` (receive-buffer drops per socket).
 
 use crate::cli::{Benchmark, Cli};
+use crate::ringing::Load;
 
 mod call_connect;
 mod child_node;
@@ -52,6 +54,7 @@ mod idle;
 mod join;
 mod lifecycle;
 mod media_node;
+mod open_loop;
 mod probe_frames;
 mod relay_floor;
 mod report;
@@ -79,7 +82,13 @@ fn main() -> anyhow::Result<()> {
 /// Runs the benchmark named on the command line.
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.benchmark {
-        Benchmark::Ringing { pairs, rounds, url } => ringing::run(pairs, rounds, url).await,
+        Benchmark::Ringing {
+            pairs,
+            rounds,
+            rate,
+            seconds,
+            url,
+        } => ringing::run(pairs, Load::new(rounds, rate, seconds), url).await,
         Benchmark::Idle {
             users,
             connect_only,
@@ -118,8 +127,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Benchmark::Cluster {
             pairs,
             rounds,
+            rate,
+            seconds,
             envelopes,
-        } => cluster::run(pairs, rounds, envelopes).await,
+        } => cluster::run(pairs, Load::new(rounds, rate, seconds), envelopes).await,
         Benchmark::Lifecycle {
             users,
             restart_users,

@@ -1,21 +1,50 @@
-//! `ringing`: N caller/callee pairs over WebSocket (binary frames, like the Rust SDK). Each round every
-//! caller calls its callee at once; the latency is `Call` sent → callee receives `calling`. In the same
-//! run, a bare WebSocket relay ([`relay_floor`](super::relay_floor)) moving a frame of the same size
-//! gives the floor; the ratio says what the call engine adds on top of moving one frame.
+//! `ringing`: N caller/callee pairs over WebSocket (binary frames, like the Rust SDK); the latency is
+//! `Call` sent → callee receives `calling`. Two modes:
+//! - bursts (the default): each round every caller calls its callee at once;
+//! - a fixed rate (`--rate N --seconds S`, open loop, [`open_loop`](super::open_loop)): N call setups a
+//!   second, each on the first free pair, the latency counted from the setup's scheduled time.
+//!
+//! In the same run, a bare WebSocket relay ([`relay_floor`](super::relay_floor)) moving a frame of the
+//! same size the same way (bursts, or the same rate) gives the floor; the ratio says what the call
+//! engine adds on top of moving one frame.
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use prost::Message as _;
 use showcall_node::config::NodeConfig;
 use showcall_proto::signal::{self as pb, client_frame::Command};
 
-use super::relay_floor::relay_floor;
+use super::open_loop::{self, OpenLoop, Schedule, Timing};
+use super::relay_floor::Relay;
 use super::report::{histogram, percentiles, progress};
 use super::signal_client::Client;
 use super::tokens::token_factory;
 
-pub(super) async fn run(pairs: usize, rounds: usize, url: Option<String>) -> anyhow::Result<()> {
+/// The pairs: `(i, bench-caller-i, bench-callee-i)`, both logged in and prepared.
+pub(super) type Pairs = Vec<(usize, Client, Client)>;
+
+/// How the pairs ring.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Load {
+    /// Every pair at once, `rounds` times.
+    Burst { rounds: usize },
+    /// A fixed rate, open loop.
+    Rate(Schedule),
+}
+
+impl Load {
+    /// `Rate` when a rate is given, else `Burst`.
+    pub(super) fn new(rounds: usize, rate: Option<u32>, seconds: u64) -> Self {
+        match rate {
+            Some(rate) => Load::Rate(Schedule { rate, seconds }),
+            None => Load::Burst { rounds },
+        }
+    }
+}
+
+pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow::Result<()> {
     let mut config = NodeConfig::default();
     let own_node = match url {
         Some(_) => None,
@@ -43,7 +72,7 @@ pub(super) async fn run(pairs: usize, rounds: usize, url: Option<String>) -> any
     let token = token_factory(&config);
 
     let bar = progress(pairs as u64 * 2, "login");
-    let mut clients = Vec::with_capacity(pairs);
+    let mut clients: Pairs = Vec::with_capacity(pairs);
     for i in 0..pairs {
         let caller = Client::login_prepared(&url, token(&format!("bench-caller-{i}"))?).await?;
         let callee = Client::login_prepared(&url, token(&format!("bench-callee-{i}"))?).await?;
@@ -52,34 +81,50 @@ pub(super) async fn run(pairs: usize, rounds: usize, url: Option<String>) -> any
     }
     bar.finish();
 
-    let (ring, setups_per_sec) = ring_rounds(&mut clients, rounds).await?;
-
-    // The floor: the same number of pairs moving one frame of the same size through a bare relay.
-    let frame_size = pb::ClientFrame {
-        request_id: 1,
-        command: Some(Command::Call(pb::Call {
-            remote_user_id: format!("bench-callee-{}", pairs - 1),
-            ..Default::default()
-        })),
-    }
-    .encoded_len();
-    let relay = relay_floor(pairs, rounds, frame_size).await?;
-
-    let showcall = percentiles(&ring);
-    let floor = percentiles(&relay);
-    let ratio =
-        |k: &str| showcall[k].as_f64().unwrap_or(0.0) / floor[k].as_f64().unwrap_or(f64::NAN);
-    let result = serde_json::json!({
-        "bench": "ringing",
-        "pairs": pairs,
-        "rounds": rounds,
-        "ring_latency": showcall,
-        "setups_per_sec_mean": setups_per_sec.iter().sum::<f64>() / setups_per_sec.len().max(1) as f64,
-        "relay_floor": floor,
-        "frame_bytes": frame_size,
-        "ratio_p50": ratio("p50_ms"),
-        "ratio_p99": ratio("p99_ms"),
-    });
+    let frame_size = call_frame_bytes(pairs);
+    let result = match load {
+        Load::Burst { rounds } => {
+            let (ring, setups_per_sec) = ring_rounds(&mut clients, rounds).await?;
+            // The floor: the same number of pairs moving one frame of the same size through a bare
+            // relay.
+            let relay = Relay::start(pairs).await?.burst(rounds, frame_size).await?;
+            let showcall = percentiles(&ring);
+            let floor = percentiles(&relay);
+            serde_json::json!({
+                "bench": "ringing",
+                "mode": "burst",
+                "pairs": pairs,
+                "rounds": rounds,
+                "ring_latency": showcall,
+                "setups_per_sec_mean": setups_per_sec.iter().sum::<f64>() / setups_per_sec.len().max(1) as f64,
+                "relay_floor": floor,
+                "frame_bytes": frame_size,
+                "ratio_p50": ratio(&showcall, &floor, "p50_ms"),
+                "ratio_p99": ratio(&showcall, &floor, "p99_ms"),
+            })
+        }
+        Load::Rate(schedule) => {
+            let (ring, _) = ring_at_rate(clients, schedule).await?;
+            let relay = Relay::start(pairs)
+                .await?
+                .at_rate(schedule, frame_size)
+                .await?;
+            let (showcall, floor) = (ring.json(), relay.json());
+            serde_json::json!({
+                "bench": "ringing",
+                "mode": "rate",
+                "pairs": pairs,
+                "rate_per_sec": schedule.rate,
+                "seconds": schedule.seconds,
+                "ring_latency": showcall,
+                "relay_floor": floor,
+                "frame_bytes": frame_size,
+                "ratio_p50": ratio(&showcall, &floor, "p50_ms"),
+                "ratio_p90": ratio(&showcall, &floor, "p90_ms"),
+                "ratio_p99": ratio(&showcall, &floor, "p99_ms"),
+            })
+        }
+    };
     println!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(node) = own_node {
         node.shutdown().await;
@@ -91,7 +136,7 @@ pub(super) async fn run(pairs: usize, rounds: usize, url: Option<String>) -> any
 /// `Call` sent → callee sees `calling`; the callee rejects. Returns the latencies and, per round, the
 /// pairs rung per second.
 pub(super) async fn ring_rounds(
-    clients: &mut Vec<(usize, Client, Client)>,
+    clients: &mut Pairs,
     rounds: usize,
 ) -> anyhow::Result<(Histogram<u64>, Vec<f64>)> {
     let pairs = clients.len();
@@ -104,21 +149,9 @@ pub(super) async fn ring_rounds(
         for (i, mut caller, mut callee) in clients.drain(..) {
             tasks.spawn(async move {
                 let t0 = Instant::now();
-                caller
-                    .send(Command::Call(pb::Call {
-                        remote_user_id: format!("bench-callee-{i}"),
-                        ..Default::default()
-                    }))
-                    .await?;
-                let call_id = callee.wait_state(pb::CallState::Calling).await?;
+                let call_id = ring_once(&mut caller, &mut callee, i).await?;
                 let latency = t0.elapsed();
-                callee
-                    .request(Command::Reject(pb::Reject {
-                        call_id,
-                        reason: String::new(),
-                    }))
-                    .await?;
-                caller.wait_state(pb::CallState::Prepared).await?;
+                reject_and_settle(&mut caller, &mut callee, call_id).await?;
                 anyhow::Ok((i, caller, callee, latency))
             });
         }
@@ -135,4 +168,84 @@ pub(super) async fn ring_rounds(
     }
     bar.finish();
     Ok((ring, setups_per_sec))
+}
+
+/// `a[key] / b[key]` of two percentile objects (NaN when `b` has none).
+pub(super) fn ratio(a: &serde_json::Value, b: &serde_json::Value, key: &str) -> f64 {
+    a[key].as_f64().unwrap_or(0.0) / b[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The size of a `Call` frame (the relay floor moves frames of this size).
+pub(super) fn call_frame_bytes(pairs: usize) -> usize {
+    pb::ClientFrame {
+        request_id: 1,
+        command: Some(Command::Call(pb::Call {
+            remote_user_id: format!("bench-callee-{}", pairs.saturating_sub(1)),
+            ..Default::default()
+        })),
+    }
+    .encoded_len()
+}
+
+/// Ringing at a fixed rate (open loop): each scheduled setup takes the first free pair, whose caller
+/// calls its callee; latency is the setup's scheduled time → the callee sees `calling`; the callee
+/// rejects and the pair is free again once the caller is back to `prepared`.
+pub(super) async fn ring_at_rate(
+    clients: Pairs,
+    schedule: Schedule,
+) -> anyhow::Result<(OpenLoop, Pairs)> {
+    open_loop::run(
+        clients,
+        schedule,
+        "ringing",
+        |(i, mut caller, mut callee)| async move {
+            let sent = Instant::now();
+            let call_id = ring_once(&mut caller, &mut callee, i).await?;
+            let answered = Instant::now();
+            reject_and_settle(&mut caller, &mut callee, call_id)
+                .await
+                .context("rejecting")?;
+            Ok(((i, caller, callee), Timing { sent, answered }))
+        },
+    )
+    .await
+}
+
+/// `bench-caller-i` calls `bench-callee-i`; returns the call id once the callee sees `calling`. A call
+/// the node refuses (the caller's answer is an error) fails here rather than leave the callee waiting.
+async fn ring_once(caller: &mut Client, callee: &mut Client, i: usize) -> anyhow::Result<String> {
+    let id = caller
+        .send(Command::Call(pb::Call {
+            remote_user_id: format!("bench-callee-{i}"),
+            ..Default::default()
+        }))
+        .await?;
+    // Either may come first; the caller's events up to its answer are not needed.
+    tokio::select! {
+        calling = callee.wait_state(pb::CallState::Calling) => calling,
+        answered = caller.response(id) => {
+            answered.context("placing the call")?;
+            callee.wait_state(pb::CallState::Calling).await
+        }
+    }
+    .context("waiting for the callee's `calling`")
+}
+
+/// The callee rejects the call; returns once both sides are back to `prepared`. Both, not only the
+/// caller: over a cluster the caller can hear the end before the callee's session has handled it, and
+/// the pair's next call would then find the callee busy.
+async fn reject_and_settle(
+    caller: &mut Client,
+    callee: &mut Client,
+    call_id: String,
+) -> anyhow::Result<()> {
+    let reject = Command::Reject(pb::Reject {
+        call_id,
+        reason: String::new(),
+    });
+    callee
+        .request_until_state(reject, pb::CallState::Prepared)
+        .await?;
+    caller.wait_state(pb::CallState::Prepared).await?;
+    Ok(())
 }

@@ -51,6 +51,11 @@ impl Client {
     /// Sends a command and waits for its response, skipping events.
     pub(super) async fn request(&mut self, command: Command) -> anyhow::Result<pb::Response> {
         let id = self.send(command).await?;
+        self.response(id).await
+    }
+
+    /// Waits for the response to request `id`, skipping events; a refusal is an error.
+    pub(super) async fn response(&mut self, id: u64) -> anyhow::Result<pb::Response> {
         loop {
             if let Some(Frame::Response(r)) = self.next().await?.frame
                 && r.request_id == id
@@ -61,6 +66,33 @@ impl Client {
                 return Ok(r);
             }
         }
+    }
+
+    /// Sends a command and waits both for its response and for the call state change to `state`,
+    /// which may come first (they travel different paths through a cluster).
+    pub(super) async fn request_until_state(
+        &mut self,
+        command: Command,
+        state: pb::CallState,
+    ) -> anyhow::Result<pb::Response> {
+        let id = self.send(command).await?;
+        let (mut response, mut reached) = (None, false);
+        while response.is_none() || !reached {
+            match self.next().await?.frame {
+                Some(Frame::Response(r)) if r.request_id == id => {
+                    if let Some(e) = &r.error {
+                        bail!("refused: {} {}", e.code, e.message);
+                    }
+                    response = Some(r);
+                }
+                Some(Frame::Event(pb::Event {
+                    kind: Some(Kind::CallStateChanged(c)),
+                    ..
+                })) if c.state == state as i32 => reached = true,
+                _ => {}
+            }
+        }
+        Ok(response.expect("the loop ends with a response"))
     }
 
     /// Waits for a call state change to `state`; returns its call id.

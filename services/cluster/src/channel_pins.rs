@@ -157,6 +157,7 @@ mod tests {
                 load: *load,
                 leaving: false,
                 lease: 0,
+                timeline: true,
             };
             view.nodes.insert(NodeId((*id).into()), info);
         }

@@ -15,13 +15,17 @@
 //! - `etcd_timing`: every etcd request timed for the `showcall_etcd_request_seconds` histogram.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
 //!
-//! etcd layout (`<prefix>` defaults to `/showcall/v1/`):
+//! etcd layout (`<prefix>` defaults to `/showcall/v1/`; the membership reads and watches only the node,
+//! partition and channel keys, `view::Layout::view_range`):
 //! - `<prefix>nodes/<node id>` → JSON [`NodeInfo`], bound to the node's lease;
 //! - `<prefix>partitions/<n>` → the owning node's id, bound to the owner's lease, created only by a
 //!   transaction that checks the key does not exist (so a partition has at most one owner);
 //! - `<prefix>channels/<app>/<channel>` → the media node an open channel runs on, bound to that node's
 //!   lease, created only if absent;
-//! - `<prefix>events/<node>/<n>` → a business event (JSON), bound to a rotating retention lease;
+//! - `<prefix>timeline/<node>/<n>` → a batch of business events (JSON array), bound to a rotating
+//!   retention lease;
+//! - `<prefix>events/<node>/<n>` → the same, where releases before `timeline/` keep them, and where
+//!   every node writes while one of those is in the cluster (a rolling upgrade; see [`event_log`]);
 //! - `<prefix>calls/<partition>/<call id>` → a connected call's record (no lease: it outlives its node);
 //! - `<prefix>webhooks/leader` → the node delivering webhooks, bound to its lease, created only if absent;
 //! - `<prefix>webhooks/checkpoints/<app>` → the cursor of the app's last finished webhook (no lease).

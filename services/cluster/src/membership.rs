@@ -7,7 +7,10 @@
 //!   sent; so the node may act as an owner until `sent + TTL - margin`. Past that it is **fenced**: it
 //!   serves no partition and claims nothing until a renewal is acknowledged again. If etcd says the lease is
 //!   gone, the node registers again under a new lease (its partitions were freed with the old one).
-//! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys from the snapshot's revision on,
+//! - **watch and reconcile**: follows the `nodes/` and `partitions/` keys (and the channel pins: the key
+//!   range of [`Layout::view_range`], nothing that changes per call — but for the `events/` batches
+//!   written while a node of an older release is in the cluster, which the view ignores and the
+//!   snapshot does not read) from the snapshot's revision on,
 //!   and after every change (and every TTL/2, to retry) moves towards the rendezvous target
 //!   ([`crate::rendezvous::plan`]): claims free partitions it should own with a transaction that only
 //!   succeeds if the key does not exist, and hands partitions another live node should own over to it
@@ -211,14 +214,19 @@ impl Membership {
         let layout = Layout {
             prefix: config.prefix.clone(),
         };
+        // This release's event log (`crate::event_log`) reads both layouts, whoever builds the info.
+        let info = NodeInfo {
+            timeline: true,
+            ..config.info
+        };
         let asked = Instant::now();
-        let lease_id = register(&mut client, &layout, &config.info, ttl_secs).await?;
+        let lease_id = register(&mut client, &layout, &info, ttl_secs).await?;
         let shared = Arc::new(Shared {
-            me: config.info.id.clone(),
+            me: info.id.clone(),
             partitions: config.partitions,
             layout,
             ttl: Duration::from_secs(ttl_secs as u64),
-            info: config.info,
+            info,
             view: RwLock::new(ClusterView::default()),
             lease: Mutex::new(Lease {
                 id: lease_id,
@@ -511,25 +519,33 @@ async fn register(
     Ok(lease)
 }
 
-/// Reads every key of the cluster into the view; returns the revision to watch from.
+/// Reads the view's keys ([`Layout::view_ranges_without_older_events`]: two gets, the second at the
+/// first's revision) into the view; returns the revision to watch from.
 async fn snapshot(client: &mut Client, shared: &Shared) -> Result<i64, ClusterError> {
-    let response = timed(
+    let [(from, to), (from_2, to_2)] = shared.layout.view_ranges_without_older_events();
+    let first = timed(
+        "get",
+        client.get(from, Some(GetOptions::new().with_range(to))),
+    )
+    .await?;
+    let revision = first.header().map_or(0, |h| h.revision());
+    let second = timed(
         "get",
         client.get(
-            shared.layout.prefix.clone(),
-            Some(GetOptions::new().with_prefix()),
+            from_2,
+            Some(GetOptions::new().with_range(to_2).with_revision(revision)),
         ),
     )
     .await?;
     let mut view = ClusterView::default();
-    for kv in response.kvs() {
+    for kv in first.kvs().iter().chain(second.kvs()) {
         if let Ok(key) = kv.key_str() {
             view.put(&shared.layout, key, kv.value());
         }
     }
     *shared.view_mut() = view;
     shared.bump();
-    Ok(response.header().map_or(0, |h| h.revision()))
+    Ok(revision)
 }
 
 /// Renews the lease every TTL/4 (see the module docs).
@@ -639,14 +655,12 @@ async fn publish_load(mut client: Client, shared: Arc<Shared>) {
 /// Follows the cluster's keys and moves towards the target assignment (see the module docs).
 async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revision: i64) {
     let retry = shared.ttl / 2;
+    let (from, to) = shared.layout.view_range();
     loop {
         let options = WatchOptions::new()
-            .with_prefix()
+            .with_range(to.clone())
             .with_start_revision(revision + 1);
-        let mut stream = match client
-            .watch(shared.layout.prefix.clone(), Some(options))
-            .await
-        {
+        let mut stream = match client.watch(from.clone(), Some(options)).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch failed; retrying");

@@ -39,6 +39,12 @@ pub struct NodeInfo {
     /// receiver's lease, so ownership moves in one step. 0 = not known (older nodes).
     #[serde(default)]
     pub lease: i64,
+    /// The node reads the event log under both [`Layout::events`] and [`Layout::older_events`]. Absent
+    /// (a release that keeps its events under `events/` and reads only there) = false: while such a node
+    /// is in the view, every node writes its events under `events/` too, so that its readers miss none
+    /// (`crate::event_log`, README "Rolling upgrade").
+    #[serde(default)]
+    pub timeline: bool,
 }
 
 /// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
@@ -99,6 +105,68 @@ impl Layout {
     /// A channel's pin key; `channel` is `<app>/<channel name>` (see [`channel_id`]).
     pub fn channel(&self, channel: &str) -> String {
         format!("{}channels/{channel}", self.prefix)
+    }
+
+    /// Where the business events are kept (`crate::event_log`): `<prefix>timeline/<node>/<n>`. Not
+    /// `events/`: that sorts between `channels/` and `nodes/`, inside [`Layout::view_range`].
+    pub fn events(&self) -> String {
+        format!("{}timeline/", self.prefix)
+    }
+
+    /// Where releases before the `timeline/` layout keep (and only read) their events:
+    /// `<prefix>events/<node>/<n>`, the same batches. Written while such a node is in the cluster
+    /// ([`NodeInfo::timeline`]), read as long as this release is (`crate::event_log`).
+    pub fn older_events(&self) -> String {
+        format!("{}events/", self.prefix)
+    }
+
+    /// The key range `[from, to)` an event watcher follows: from [`Layout::older_events`] to the end of
+    /// [`Layout::events`], one watch so that the two logs' batches arrive in etcd's order (their
+    /// revisions are the cursors). It also holds the `nodes/` and `partitions/` keys, which change a few
+    /// times a second at most; [`Layout::is_event`] tells the batches apart.
+    pub fn event_range(&self) -> (String, String) {
+        (
+            self.older_events(),
+            // The first key after every `timeline/…` key ('0' follows '/').
+            format!("{}timeline0", self.prefix),
+        )
+    }
+
+    /// Whether `key` is an event batch (under [`Layout::events`] or [`Layout::older_events`]).
+    pub fn is_event(&self, key: &[u8]) -> bool {
+        key.starts_with(self.events().as_bytes()) || key.starts_with(self.older_events().as_bytes())
+    }
+
+    /// The key range `[from, to)` the view is made of, which the membership reads and watches: every
+    /// node, partition and channel pin key — and none of the keys that change with every call or event
+    /// (the event log's batches, the ledger's `calls/`, `bans/`, `webhooks/`). Watching the whole prefix
+    /// sent each node every event batch any node wrote (BENCHMARKS.md, `cluster` run 8), and the snapshot
+    /// read the whole event log: beyond a few MB — seconds of a busy cluster's events — it no longer fit
+    /// in one response and a node could not join.
+    ///
+    /// One range, so that a node's lease expiry (its node key, its partitions, its pins: one revision)
+    /// arrives in one watch response. It relies on the order of the names: `channels/` < `nodes/` <
+    /// `partitions/`; a new key family the view needs must sort inside it, any other outside it
+    /// (`tests::the_view_range_holds_the_view_keys_and_nothing_that_changes_per_call`).
+    pub fn view_range(&self) -> (String, String) {
+        (
+            format!("{}channels/", self.prefix),
+            // The first key after every `partitions/…` key ('0' follows '/').
+            format!("{}partitions0", self.prefix),
+        )
+    }
+
+    /// [`Layout::view_range`] without [`Layout::older_events`] (which sorts inside it), as two ranges:
+    /// what the snapshot reads. A cluster being upgraded from a release that keeps its event log under
+    /// `events/` has up to an hour and a half of batches there, more than one etcd response holds; the
+    /// watch still gets them while such nodes write (and the view ignores them).
+    pub fn view_ranges_without_older_events(&self) -> [(String, String); 2] {
+        let (from, to) = self.view_range();
+        [
+            (from, self.older_events()),
+            // The first key after every `events/…` key.
+            (format!("{}events0", self.prefix), to),
+        ]
     }
 
     pub fn kind(&self, key: &str) -> KeyKind {
@@ -193,6 +261,86 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_view_range_holds_the_view_keys_and_nothing_that_changes_per_call() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let (from, to) = layout.view_range();
+        let inside = |key: &str| from.as_str() <= key && key < to.as_str();
+        for key in [
+            layout.node(&NodeId("n1".into())),
+            layout.node(&NodeId("~".into())),
+            layout.partition(0),
+            layout.partition(255),
+            layout.channel("demo/room-1"),
+            layout.channel("~/~"),
+        ] {
+            assert!(inside(&key), "{key} is a view key");
+            assert_ne!(layout.kind(&key), KeyKind::Other, "{key}");
+        }
+        let ranges = layout.view_ranges_without_older_events();
+        let read = |key: &str| {
+            ranges
+                .iter()
+                .any(|(from, to)| from.as_str() <= key && key < to.as_str())
+        };
+        for key in [
+            layout.node(&NodeId("n1".into())),
+            layout.node(&NodeId("~".into())),
+            layout.partition(0),
+            layout.partition(255),
+            layout.channel("demo/room-1"),
+            layout.channel("~/~"),
+        ] {
+            assert!(read(&key), "{key} is read by the snapshot");
+        }
+        let older = format!("{}node-1/00000000000000000001", layout.older_events());
+        assert!(
+            inside(&older) && !read(&older),
+            "{older}: watched, not read"
+        );
+        for key in [
+            format!("{}node-1/00000000000000000001", layout.events()),
+            "/showcall/v1/calls/7/call-1".to_owned(),
+            "/showcall/v1/bans/demo/room-1/u1".to_owned(),
+            "/showcall/v1/webhooks/leader".to_owned(),
+            "/showcall/v1/webhooks/checkpoints/demo".to_owned(),
+            "/showcall/v2/nodes/n1".to_owned(),
+        ] {
+            assert!(!inside(&key) && !read(&key), "{key} is outside the view");
+        }
+    }
+
+    #[test]
+    fn the_event_range_holds_both_logs_and_tells_their_batches_from_the_rest() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let (from, to) = layout.event_range();
+        let inside = |key: &str| from.as_str() <= key && key < to.as_str();
+        for key in [
+            format!("{}n1/00000000000000000001", layout.events()),
+            format!("{}~/~", layout.events()),
+            format!("{}n1/00000000000000000001", layout.older_events()),
+            format!("{}~/~", layout.older_events()),
+        ] {
+            assert!(inside(&key), "{key} is watched");
+            assert!(layout.is_event(key.as_bytes()), "{key} is a batch");
+        }
+        for key in [
+            layout.node(&NodeId("n1".into())),
+            layout.partition(7),
+            layout.channel("demo/room-1"),
+            "/showcall/v1/calls/7/call-1".to_owned(),
+            "/showcall/v1/webhooks/checkpoints/demo".to_owned(),
+            "/showcall/v2/timeline/n1/1".to_owned(),
+            "/showcall/v1/events0".to_owned(),
+        ] {
+            assert!(!layout.is_event(key.as_bytes()), "{key} is no batch");
+        }
+    }
+
+    #[test]
     fn keys_put_and_deleted_shape_the_view() {
         let layout = Layout {
             prefix: "/showcall/v1/".into(),
@@ -207,6 +355,7 @@ mod tests {
             load: 0,
             leaving: false,
             lease: 0,
+            timeline: true,
         };
         view.put(
             &layout,

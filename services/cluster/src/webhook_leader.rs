@@ -56,7 +56,7 @@ impl EtcdWebhookLeader {
             client: membership.client(),
             leader_key: format!("{prefix}webhooks/leader"),
             checkpoints: format!("{prefix}webhooks/checkpoints/"),
-            events: format!("{prefix}events/"),
+            events: membership.layout().events(),
             leads: Arc::new(watch::channel(false).0),
         };
         tokio::spawn(leader.clone().campaign(ttl, shutdown));

@@ -302,6 +302,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 load: 0,
                 leaving: false,
                 lease: 0,
+                timeline: true,
             },
         })
         .await
