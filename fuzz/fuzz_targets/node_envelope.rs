@@ -70,7 +70,7 @@ fn install(handoff: Handoff) {
 /// A call handed over by a leaving node: it goes on, its billing ticks where they stood.
 fn resume(snapshot: CallSnapshot) {
     let mut machine = CallMachine::resume(snapshot);
-    let timers = machine.resumed_timers(NOW_MS);
+    let timers = machine.resumed_timers();
     fire(&mut machine, timers);
 }
 
@@ -85,14 +85,14 @@ fn restore(snapshot: CallSnapshot) {
 /// Fires the timers `effects` arm, each at its due time.
 fn fire(machine: &mut CallMachine, effects: Vec<CallEffect>) {
     for effect in effects {
-        if let CallEffect::SetTimer { timer, after_ms } = effect {
+        if let CallEffect::SetTimer { timer, at } = effect {
             let input = match timer {
                 CallTimer::Calling => CallInput::CallingTimeout,
                 CallTimer::Adoption => CallInput::AdoptionTimeout,
                 CallTimer::Admission => CallInput::AdmissionTimeout,
                 CallTimer::BillingTick => CallInput::BillingTick,
             };
-            let _ = machine.handle(input, NOW_MS.saturating_add(after_ms));
+            let _ = machine.handle(input, at);
         }
     }
 }

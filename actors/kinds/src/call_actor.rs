@@ -15,12 +15,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use showcall_machines::call::{SessionEnd, Undeliverable};
+use showcall_machines::call::SessionEnd;
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::UserInput;
 use showcall_machines::{
     CallEffect, CallInput, CallMachine, CallProgress, CallSetup, CallSnapshot, CallTimer,
-    ChannelKind,
+    ChannelKind, UserId,
 };
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -294,7 +294,7 @@ fn publish(state: &CallState) {
 /// The call's first step, once its registry knows it (`CallMsg::Begin`).
 async fn begin(myself: &ActorRef<CallMsg>, state: &mut CallState) {
     if state.handed_over {
-        let timers = state.machine.resumed_timers(state.ctx.now_ms());
+        let timers = state.machine.resumed_timers();
         run(myself, state, timers).await;
         publish(state);
         return;
@@ -339,16 +339,9 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 }
             }
             CallEffect::Ring { callee, info } => {
-                let delivered = state
-                    .ctx
-                    .send_user(&state.app, &callee, UserInput::Ring { info });
-                if !delivered {
-                    // Nobody to ring: the caller hears so at once, not after the timeout.
-                    let now = state.ctx.now_ms();
-                    let offline = CallInput::Undeliverable(Undeliverable::Offline);
-                    if let Ok(more) = handle(state, offline, now) {
-                        queue.extend(more);
-                    }
+                let ring = UserInput::Ring { info };
+                if let Some(answer) = ask_user(state, &callee, ring) {
+                    queue.extend(answer);
                 }
             }
             CallEffect::Notify { to, update } => {
@@ -357,10 +350,9 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     .ctx
                     .send_user(&state.app, &to, UserInput::CallUpdate { call_id, update });
             }
-            CallEffect::SetTimer { timer, after_ms } => {
-                let handle = myself.send_after(Duration::from_millis(after_ms), move || {
-                    CallMsg::Timer(timer)
-                });
+            CallEffect::SetTimer { timer, at } => {
+                let after = Duration::from_millis(at.saturating_sub(state.ctx.now_ms()));
+                let handle = myself.send_after(after, move || CallMsg::Timer(timer));
                 if let Some(old) = state.timers.insert(timer, handle) {
                     old.abort();
                 }
@@ -374,16 +366,8 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             CallEffect::AskParty { user } => {
                 let call_id = state.machine.id().clone();
                 let asked = UserInput::CallAdopted { call_id };
-                if !state.ctx.send_user(&state.app, &user, asked) {
-                    // No user actor to ask: this party is gone.
-                    let now = state.ctx.now_ms();
-                    let absent = CallInput::PartyPresent {
-                        user,
-                        present: false,
-                    };
-                    if let Ok(more) = handle(state, absent, now) {
-                        queue.extend(more);
-                    }
+                if let Some(answer) = ask_user(state, &user, asked) {
+                    queue.extend(answer);
                 }
             }
             CallEffect::AskChannel { channel } => {
@@ -476,6 +460,18 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
         }
     }
+}
+
+/// Sends `input` to `user`; when the outbox finds no session to take it, the machine hears what that
+/// means for this call (`UserInput::unreachable_answer`) and the effects of that come back.
+fn ask_user(state: &mut CallState, user: &UserId, input: UserInput) -> Option<Vec<CallEffect>> {
+    let answer = input.unreachable_answer(user);
+    if state.ctx.send_user(&state.app, user, input) {
+        return None;
+    }
+    let (_, answer) = answer?;
+    let now = state.ctx.now_ms();
+    handle(state, answer, now).ok()
 }
 
 fn send_channel(state: &CallState, channel: &showcall_machines::ChannelName, input: ChannelInput) {

@@ -293,9 +293,10 @@ pub enum CallEffect {
         to: UserId,
         update: CallUpdate,
     },
+    /// Arm `timer`, due at `at` (Unix ms, the clock `now` is read from); one armed again replaces it.
     SetTimer {
         timer: CallTimer,
-        after_ms: u64,
+        at: Millis,
     },
     CancelTimer {
         timer: CallTimer,
@@ -539,7 +540,7 @@ impl CallMachine {
         }
         let mut fx = Vec::new();
         match input {
-            CallInput::Start => self.start(&mut fx)?,
+            CallInput::Start => self.start(now, &mut fx)?,
             CallInput::Delivered {
                 live_channels,
                 extension,
@@ -778,12 +779,12 @@ impl CallMachine {
         Ok(fx)
     }
 
-    fn start(&mut self, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
+    fn start(&mut self, now: Millis, fx: &mut Vec<CallEffect>) -> Result<(), CallError> {
         if self.phase == (Phase::Authorizing { asked: false }) {
             self.phase = Phase::Authorizing { asked: true };
             fx.push(CallEffect::Progress(CallProgress::Created));
             self.announce_to_caller(fx);
-            self.ask_admission(fx);
+            self.ask_admission(now, fx);
             return Ok(());
         }
         if self.phase != (Phase::Ringing { delivered: false }) || self.callee_involved {
@@ -792,7 +793,7 @@ impl CallMachine {
         fx.push(CallEffect::Progress(CallProgress::Created));
         self.open_channel(fx);
         self.announce_to_caller(fx);
-        self.ring(fx);
+        self.ring(now, fx);
         Ok(())
     }
 
@@ -814,7 +815,7 @@ impl CallMachine {
     }
 
     /// Rings the callee and arms the calling timeout (from now: admission time does not count).
-    fn ring(&mut self, fx: &mut Vec<CallEffect>) {
+    fn ring(&mut self, now: Millis, fx: &mut Vec<CallEffect>) {
         self.callee_involved = true;
         fx.push(CallEffect::Ring {
             callee: self.setup.callee.clone(),
@@ -823,7 +824,7 @@ impl CallMachine {
         if let Some(after_ms) = self.setup.timeout_ms {
             fx.push(CallEffect::SetTimer {
                 timer: CallTimer::Calling,
-                after_ms,
+                at: now + after_ms,
             });
         }
         if self.setup.pause_at == PauseAt::Ringing {
@@ -1045,7 +1046,7 @@ impl CallMachine {
         if let Some(snapshot) = self.snapshot() {
             fx.push(CallEffect::Persist(snapshot));
         }
-        self.arm_billing_tick(now, fx);
+        self.arm_billing_tick(fx);
     }
 
     fn pause(&mut self, side: Side, fx: &mut Vec<CallEffect>) {

@@ -267,6 +267,30 @@ pub enum UserTimer {
     Takeover,
 }
 
+impl UserInput {
+    /// What the call that sent this input hears when no session of `user` exists to take it (the
+    /// outbox found nobody: no actor here, nor on the owner it was sent to, nor an owner in time): a
+    /// ring nobody can take is `Undeliverable(Offline)` — the caller hears so at once, not after the
+    /// calling timeout — and a restored call's question finds the party absent. `None` for inputs that
+    /// wait for no answer. The call actor and the router both answer with this; the rule lives here.
+    pub fn unreachable_answer(&self, user: &UserId) -> Option<(CallId, CallInput)> {
+        match self {
+            UserInput::Ring { info } => Some((
+                info.call_id.clone(),
+                CallInput::Undeliverable(Undeliverable::Offline),
+            )),
+            UserInput::CallAdopted { call_id } => Some((
+                call_id.clone(),
+                CallInput::PartyPresent {
+                    user: user.clone(),
+                    present: false,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Effects the user actor carries out, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserEffect {

@@ -53,7 +53,7 @@ fn the_caller_sees_calling_at_once_while_the_business_server_is_asked() {
         lines(
             "A state Calling LocalVideoCall; A event LocalVideoCall
              authorize A -> B
-             set timer 2000"
+             set timer at 3000"
         )
     );
     let asked = fx.iter().find_map(|e| match e {
@@ -98,7 +98,7 @@ fn an_allowed_call_rings_and_goes_on_as_any_call() {
             "cancel timer
              open call-c1 for A B
              ring B
-             set timer 15000
+             set timer at 16200
              pause live-alice A"
         ),
         "the caller is not told `calling` a second time"

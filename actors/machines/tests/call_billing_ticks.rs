@@ -38,7 +38,7 @@ fn connected(setup: CallSetup) -> (CallMachine, Vec<CallEffect>) {
 fn timers(fx: &[CallEffect]) -> Vec<(CallTimer, Option<u64>)> {
     fx.iter()
         .filter_map(|e| match e {
-            CallEffect::SetTimer { timer, after_ms } => Some((*timer, Some(*after_ms))),
+            CallEffect::SetTimer { timer, at } => Some((*timer, Some(*at))),
             CallEffect::CancelTimer { timer } => Some((*timer, None)),
             _ => None,
         })
@@ -58,7 +58,7 @@ fn ticks(fx: &[CallEffect]) -> Vec<(u64, u64)> {
 fn a_connected_call_ticks_every_period_counted_from_its_connect() {
     let (mut m, fx) = connected(ticking());
     assert!(
-        timers(&fx).contains(&(CallTimer::BillingTick, Some(MINUTE))),
+        timers(&fx).contains(&(CallTimer::BillingTick, Some(T_CONNECT + MINUTE))),
         "the first tick is due a period after the connect: {fx:?}"
     );
     // The timer fires 40 ms late: the tick says how long the call has been connected, and the next one is
@@ -67,7 +67,7 @@ fn a_connected_call_ticks_every_period_counted_from_its_connect() {
     assert_eq!(ticks(&fx), vec![(1, MINUTE + 40)]);
     assert_eq!(
         timers(&fx),
-        vec![(CallTimer::BillingTick, Some(MINUTE - 40))]
+        vec![(CallTimer::BillingTick, Some(T_CONNECT + 2 * MINUTE))]
     );
     let fx = must(&mut m, CallInput::BillingTick, T_CONNECT + 2 * MINUTE);
     assert_eq!(ticks(&fx), vec![(2, 2 * MINUTE)]);
@@ -141,7 +141,7 @@ fn a_restored_call_ticks_on_aligned_to_its_original_connect() {
     let now = T_CONNECT + 2 * MINUTE + MINUTE / 2;
     let fx = must(&mut restored, CallInput::Adopt, now);
     assert!(
-        timers(&fx).contains(&(CallTimer::BillingTick, Some(MINUTE / 2))),
+        timers(&fx).contains(&(CallTimer::BillingTick, Some(T_CONNECT + 3 * MINUTE))),
         "the next tick is due at its own mark: {fx:?}"
     );
     let fx = must(

@@ -83,7 +83,7 @@ fn the_callee_joining_last_connects_the_call_with_both_joined() {
     let start = must(&mut m, CallInput::Start, 1_000);
     let start_text = "open call-c1 for A B
         A state Calling LocalVideoCall; A event LocalVideoCall
-        ring B; set timer 15000";
+        ring B; set timer at 16000";
     assert_eq!(show(&start), lines(start_text));
     assert_eq!(states(&m), (CallState::Calling, CallState::Prepared));
     must(&mut m, delivered(), 1_100);

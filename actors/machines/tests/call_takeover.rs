@@ -55,7 +55,8 @@ fn adopting() -> CallMachine {
     assert_eq!(
         show(&fx),
         lines(&format!(
-            "ask A; ask B; ask call-c1; set timer {ADOPTION_TIMEOUT_MS}"
+            "ask A; ask B; ask call-c1; set timer at {}",
+            T_RESTORE + ADOPTION_TIMEOUT_MS
         ))
     );
     m

@@ -542,7 +542,7 @@ fn authorizing() {
             cancel timer
             open call-c1 for A B
             ring B
-            set timer 15000"),
+            set timer at 25000"),
         ok("authorized refuse =>
             cancel timer
             A state Prepared RefusedByPolicy

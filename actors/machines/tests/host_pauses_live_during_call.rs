@@ -78,7 +78,7 @@ fn configured_to_pause_at_ringing_each_host_pauses_when_it_learns_of_the_call() 
         lines(
             "open call-c1 for A B
             A state Calling LocalVideoCall; A event LocalVideoCall
-            ring B; set timer 15000; pause live-alice A"
+            ring B; set timer at 15000; pause live-alice A"
         )
     );
     let ring = must(&mut m, delivered(), 10);

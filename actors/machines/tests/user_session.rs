@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use showcall_machines::call::SessionEnd;
+use showcall_machines::call::{SessionEnd, Undeliverable};
 use showcall_machines::user::{CallCommand, ClientEvent, Prepared, Pushed};
 use showcall_machines::{
     CallEvent, CallId, CallInput, CallState, CallType, CallUpdate, ChannelName, ChannelUpdate,
     ConnId, EventInfo, Millis, PauseAt, Role, StateReason, UserConfig, UserEffect, UserError,
-    UserInput, UserMachine, UserTimer,
+    UserId, UserInput, UserMachine, UserTimer,
 };
 
 const ALICE: &str = "alice";
@@ -1027,4 +1027,32 @@ fn presence_is_in_call_over_live_over_online() {
     );
     in_channel(&mut m, "call-c1", Role::Broadcaster, 40);
     assert_eq!(m.presence(), Presence::InCall);
+}
+
+#[test]
+fn a_ring_or_a_takeover_question_nobody_can_take_tells_the_call_offline_or_absent() {
+    let bob = UserId::from("bob");
+    let (call, answer) = ring("c1", "alice", "bob")
+        .unreachable_answer(&bob)
+        .expect("a ring waits for an answer");
+    assert_eq!(call.as_str(), "c1");
+    assert_eq!(answer, CallInput::Undeliverable(Undeliverable::Offline));
+
+    let asked = UserInput::CallAdopted {
+        call_id: "c2".into(),
+    };
+    let (call, answer) = asked.unreachable_answer(&bob).expect("a question too");
+    assert_eq!(call.as_str(), "c2");
+    assert_eq!(
+        answer,
+        CallInput::PartyPresent {
+            user: bob.clone(),
+            present: false
+        }
+    );
+    // News about a call waits for no answer: nobody to tell is nothing to tell.
+    assert_eq!(
+        event("c1", CallEvent::RemoteLeft).unreachable_answer(&bob),
+        None
+    );
 }

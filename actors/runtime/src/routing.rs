@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 
 use ractor::MessagingErr;
 use serde::de::DeserializeOwned;
-use showcall_machines::call::Undeliverable;
 use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
     UserId, UserInput,
@@ -342,7 +341,7 @@ impl Hub {
 
     /// `true` when delivered here, sent to the owner, or parked until the user's partition has one (a
     /// parked message that finds no user actor, or no owner in time, gets the answer the asking call
-    /// would get from a node without that user: see [`unanswered`]).
+    /// would get from a node without that user: see `UserInput::unreachable_answer`).
     fn send_user_msg(
         &self,
         app: &AppId,
@@ -373,7 +372,7 @@ impl Hub {
                     key,
                     Box::new(move |hub, replay| {
                         let answer = match &wire {
-                            UserWire::Input(traced) => unanswered(&user, &traced.payload),
+                            UserWire::Input(traced) => traced.payload.unreachable_answer(&user),
                             _ => None,
                         };
                         let delivered = replay && hub.send_user_msg(&app, &user, wire, local);
@@ -909,7 +908,7 @@ impl Hub {
                     });
                 }
                 UserWire::Input(traced) => {
-                    if let Some((call, answer)) = unanswered(&user, &traced.payload) {
+                    if let Some((call, answer)) = traced.payload.unreachable_answer(&user) {
                         self.send_call(&app, &call, answer);
                     }
                 }
@@ -972,7 +971,7 @@ impl Hub {
                 let _ = self.tell_user(&app, &user, UserMsg::ConnectionLost { conn });
             }
             UserWire::Input(traced) => {
-                let unanswered = unanswered(&user, &traced.payload);
+                let unanswered = traced.payload.unreachable_answer(&user);
                 let delivered = self.tell_user(&app, &user, UserMsg::Input(traced)).is_ok();
                 if !delivered && let Some((call, answer)) = unanswered {
                     self.send_call(&app, &call, answer);
@@ -1036,24 +1035,5 @@ impl Hub {
                 }
             }
         }
-    }
-}
-
-/// What the call that sent `wire` hears when `user` has no actor to take it (as on one node): a ring
-/// finds the callee offline; a restored call's question finds the party gone.
-fn unanswered(user: &UserId, input: &UserInput) -> Option<(CallId, CallInput)> {
-    match input {
-        UserInput::Ring { info } => Some((
-            info.call_id.clone(),
-            CallInput::Undeliverable(Undeliverable::Offline),
-        )),
-        UserInput::CallAdopted { call_id } => Some((
-            call_id.clone(),
-            CallInput::PartyPresent {
-                user: user.clone(),
-                present: false,
-            },
-        )),
-        _ => None,
     }
 }

@@ -41,7 +41,7 @@ pub struct AdmissionRequest {
 
 impl CallMachine {
     /// Start of an authorizing call: the request and its deadline.
-    pub(super) fn ask_admission(&self, fx: &mut Vec<CallEffect>) {
+    pub(super) fn ask_admission(&self, now: Millis, fx: &mut Vec<CallEffect>) {
         fx.push(CallEffect::Authorize(AdmissionRequest {
             call_id: self.setup.id.clone(),
             caller: self.setup.caller.clone(),
@@ -51,7 +51,7 @@ impl CallMachine {
         }));
         fx.push(CallEffect::SetTimer {
             timer: CallTimer::Admission,
-            after_ms: self.setup.admission_timeout_ms.unwrap_or_default(),
+            at: now + self.setup.admission_timeout_ms.unwrap_or_default(),
         });
     }
 
@@ -74,7 +74,7 @@ impl CallMachine {
         });
         self.phase = Phase::Ringing { delivered: false };
         self.open_channel(fx);
-        self.ring(fx);
+        self.ring(now, fx);
         Ok(())
     }
 

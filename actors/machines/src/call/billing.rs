@@ -24,14 +24,14 @@ impl CallMachine {
     }
 
     /// Arms the timer for tick `next_tick` of a connected call, aligned to the connect time.
-    pub(super) fn arm_billing_tick(&self, now: Millis, fx: &mut Vec<CallEffect>) {
+    pub(super) fn arm_billing_tick(&self, fx: &mut Vec<CallEffect>) {
         let (Some(period), Phase::Connected { since }) = (self.billing_tick(), self.phase) else {
             return;
         };
         let due = since.saturating_add(self.next_tick.saturating_mul(period));
         fx.push(CallEffect::SetTimer {
             timer: CallTimer::BillingTick,
-            after_ms: due.saturating_sub(now),
+            at: due,
         });
     }
 
@@ -41,7 +41,7 @@ impl CallMachine {
             return;
         };
         self.next_tick = now.saturating_sub(since) / period + 1;
-        self.arm_billing_tick(now, fx);
+        self.arm_billing_tick(fx);
     }
 
     pub(super) fn billing_tick_fired(
@@ -60,7 +60,7 @@ impl CallMachine {
             connected_ms: now.saturating_sub(since),
         });
         self.next_tick += 1;
-        self.arm_billing_tick(now, fx);
+        self.arm_billing_tick(fx);
         Ok(())
     }
 }

@@ -95,9 +95,9 @@ impl CallMachine {
 
     /// The timers a resumed call needs: its next billing tick, at its mark (at once when the mark
     /// passed during the handoff).
-    pub fn resumed_timers(&self, now: Millis) -> Vec<CallEffect> {
+    pub fn resumed_timers(&self) -> Vec<CallEffect> {
         let mut fx = Vec::new();
-        self.arm_billing_tick(now, &mut fx);
+        self.arm_billing_tick(&mut fx);
         fx
     }
 
@@ -143,7 +143,7 @@ impl CallMachine {
         });
         fx.push(CallEffect::SetTimer {
             timer: CallTimer::Adoption,
-            after_ms: ADOPTION_TIMEOUT_MS,
+            at: now + ADOPTION_TIMEOUT_MS,
         });
         self.resume_billing_ticks(now, fx);
         Ok(())

@@ -369,11 +369,10 @@ impl World {
                         },
                     );
                 }
-                CallEffect::SetTimer { after_ms, .. } => {
+                CallEffect::SetTimer { at, .. } => {
                     self.timers
                         .retain(|(_, t)| !matches!(t, Timer::Call(c) if c == id));
-                    self.timers
-                        .push((self.now + after_ms, Timer::Call(id.clone())));
+                    self.timers.push((at, Timer::Call(id.clone())));
                 }
                 CallEffect::CancelTimer { .. } => {
                     self.timers

@@ -120,7 +120,7 @@ pub fn show(fx: &[CallEffect]) -> Vec<String> {
                 };
                 format!("{} {what}", who(to))
             }
-            CallEffect::SetTimer { after_ms, .. } => format!("set timer {after_ms}"),
+            CallEffect::SetTimer { at, .. } => format!("set timer at {at}"),
             CallEffect::CancelTimer { .. } => "cancel timer".into(),
             CallEffect::Authorize(r) => {
                 format!("authorize {} -> {}", who(&r.caller), who(&r.callee))
