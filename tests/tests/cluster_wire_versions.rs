@@ -103,3 +103,64 @@ async fn a_node_of_the_next_minor_version_is_understood_as_far_as_this_release_c
     assert_eq!(dropped(&before, &after, "unknown_kind"), 1.0);
     assert_eq!(dropped(&before, &after, "other_major"), 1.0);
 }
+
+/// A mixed-version cluster: n2 writes every frame as a node of the next minor would
+/// (`rehearse_next_wire_minor`), n1 is this release. A viewer connected to n2 calls a host connected to
+/// n1: the call connects with media both ways and ends for both, as in a cluster of one release; n1
+/// dropped only the kinds it does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_a_node_of_the_next_minor_runs_the_call_flow() {
+    use showcall_sdk::{CallState, CallStateReason};
+    use showcall_tests::cluster::wait_converged;
+    use showcall_tests::sdk_helpers::{MediaCall, video_call_with_media};
+
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let n1 = NodeProcess::start(&etcd, "n1", &options).await;
+    let before = scrape(n1.http_addr).await;
+    let next_minor = NodeOptions {
+        env: vec![("SHOWCALL_REHEARSE_NEXT_WIRE_MINOR".into(), "true".into())],
+        ..NodeOptions::default()
+    };
+    let n2 = NodeProcess::start(&etcd, "n2", &next_minor).await;
+    wait_converged(&[&n1, &n2], options.partitions).await;
+
+    let mut host = n1.prepared_user("host").await;
+    let mut viewer = n2.prepared_user("viewer").await;
+    let MediaCall {
+        created,
+        caller_media,
+        callee_media,
+    } = video_call_with_media(&mut viewer, &mut host).await;
+    caller_media
+        .wait_video_frames(10)
+        .await
+        .expect("the viewer sees the host");
+    callee_media
+        .wait_video_frames(10)
+        .await
+        .expect("the host sees the viewer");
+    viewer
+        .api
+        .hangup_with_call_id(&created.call_id, "bye")
+        .await
+        .expect("hangup");
+    viewer
+        .wait_state(CallState::Prepared, CallStateReason::LocalHangup)
+        .await;
+    host.wait_state(CallState::Prepared, CallStateReason::RemoteHangup)
+        .await;
+
+    let after = scrape(n1.http_addr).await;
+    assert!(
+        dropped(&before, &after, "unknown_kind") >= 1.0,
+        "n2's frames of a kind n1 does not know reached n1 and were counted"
+    );
+    for reason in ["malformed", "other_major"] {
+        assert_eq!(
+            dropped(&before, &after, reason),
+            0.0,
+            "no frame of the next minor was {reason} to n1"
+        );
+    }
+}

@@ -14,6 +14,7 @@
 //! - [`webhook_leader`]: [`EtcdWebhookLeader`], the one node that delivers webhooks, and their checkpoints.
 //! - `etcd_timing`: every etcd request timed for the `showcall_etcd_request_seconds` histogram.
 //! - [`link`]: envelopes between nodes over tonic ([`LinkCourier`] sends, [`NodeLinkService`] receives).
+//! - [`wire_rehearsal`]: a node writing its frames as the next minor wire version would (upgrade tests).
 //!
 //! etcd layout (`<prefix>` defaults to `/showcall/v1/`; the membership reads and watches only the node,
 //! partition and channel keys, `view::Layout::view_range`):
@@ -44,6 +45,7 @@ pub mod rendezvous;
 pub mod takeover;
 pub mod view;
 pub mod webhook_leader;
+pub mod wire_rehearsal;
 
 pub use bans::EtcdBans;
 pub use call_records::EtcdCallLedger;

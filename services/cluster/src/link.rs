@@ -86,6 +86,8 @@ pub struct LinkCourier {
     credentials: LinkCredentials,
     transport: LinkTransport,
     peers: Arc<Mutex<HashMap<NodeId, mpsc::Sender<pb::Envelope>>>>,
+    /// Writes frames as the next minor wire version would (`crate::wire_rehearsal`).
+    rehearse_next_minor: bool,
 }
 
 impl LinkCourier {
@@ -99,7 +101,15 @@ impl LinkCourier {
             credentials,
             transport,
             peers: Arc::default(),
+            rehearse_next_minor: false,
         }
+    }
+
+    /// This node's frames are written as a node of the next minor wire version would write them, for
+    /// rehearsing a rolling upgrade (`crate::wire_rehearsal`).
+    pub fn rehearsing_next_minor(mut self) -> Self {
+        self.rehearse_next_minor = true;
+        self
     }
 
     fn open(&self, node: &NodeId) -> Option<mpsc::Sender<pb::Envelope>> {
@@ -107,6 +117,10 @@ impl LinkCourier {
             .membership
             .read_view(|view| view.nodes.get(node).cloned())?;
         let (tx, rx) = mpsc::channel::<pb::Envelope>(LINK_QUEUE_ENVELOPES);
+        if self.rehearse_next_minor {
+            // The stream's first frame: a kind this release does not know (queue empty: it fits).
+            let _ = tx.try_send(crate::wire_rehearsal::unknown_kind(&self.credentials.me.0));
+        }
         let node = node.clone();
         let peers = self.peers.clone();
         let queue = tx.clone();
@@ -183,7 +197,10 @@ pub fn unframe(frame: &pb::Envelope) -> Result<Envelope, Unreadable> {
 
 impl Courier for LinkCourier {
     fn send(&self, node: &NodeId, envelope: Envelope) -> bool {
-        let frame = frame(&envelope);
+        let mut frame = frame(&envelope);
+        if self.rehearse_next_minor {
+            frame = crate::wire_rehearsal::as_next_minor(frame);
+        }
         let mut peers = lock(&self.peers);
         let frame = match peers.get(node) {
             Some(tx) => match tx.try_send(frame) {

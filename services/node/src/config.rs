@@ -132,7 +132,6 @@ pub struct NodeConfig {
     /// token without reconnecting.
     #[serde(with = "humantime_serde")]
     pub token_expiry_warning: Duration,
-
     /// When a host's live broadcast pauses for a 1v1 call.
     pub pause_live_at: PauseAt,
     /// Per-connection limit on signaling frames, so one client cannot flood a node.
@@ -176,6 +175,10 @@ pub struct NodeConfig {
     /// Where other nodes reach `link_addr`, when it differs (a DNS name, or a concrete IP when binding
     /// 0.0.0.0). Unset = `link_addr`. Without `link_addr`, `grpc_advertise_addr` is the link's address.
     pub link_advertise_addr: Option<String>,
+    /// For rehearsing a rolling upgrade only, never in production: this node writes its node-link frames
+    /// as a node of the next minor wire version would (a higher minor, fields this release does not
+    /// know, a message kind it does not know once per link; `showcall_cluster::wire_rehearsal`).
+    pub rehearse_next_wire_minor: bool,
     /// PEM certificate chain for serving gRPC — the business API and the node link — over TLS (with
     /// `grpc_tls_key`). Off by default; every node of a cluster must agree (a node with it dials its
     /// peers' links over TLS).
@@ -247,6 +250,7 @@ impl Default for NodeConfig {
             cluster_secret: None,
             link_addr: None,
             link_advertise_addr: None,
+            rehearse_next_wire_minor: false,
             grpc_tls_cert: None,
             grpc_tls_key: None,
             trusted_ca: None,

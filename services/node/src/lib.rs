@@ -315,11 +315,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             },
             None => showcall_cluster::LinkTransport::Plain,
         };
-        parts.courier = Arc::new(showcall_cluster::LinkCourier::new(
+        let mut courier = showcall_cluster::LinkCourier::new(
             membership.clone(),
             showcall_cluster::LinkCredentials::new(secret, NodeId(config.node_id.clone())),
             transport,
-        ));
+        );
+        if config.rehearse_next_wire_minor {
+            tracing::warn!(
+                "rehearsing a rolling upgrade: node-link frames are written as the next minor wire version would write them"
+            );
+            courier = courier.rehearsing_next_minor();
+        }
+        parts.courier = Arc::new(courier);
         let ledger = showcall_cluster::EtcdCallLedger::new(&membership);
         parts.ledger = Arc::new(ledger.clone());
         parts.events = Arc::new(showcall_cluster::EtcdEventLog::new(&membership));
