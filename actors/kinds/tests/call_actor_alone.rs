@@ -3,7 +3,7 @@
 //! is checked as the messages it sends, the business events it reports, and that it stops and is
 //! forgotten at its end.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use showcall_machines::{
     Millis, PauseAt, Role, StateReason, UserConfig, UserId, UserInput,
 };
 use showcall_ports::admission::{Admission, NoAdmission};
+use showcall_ports::memory_outbox::{MemoryOutbox, Sent as MemorySent};
 use showcall_ports::outbox::{Outbox, Sending};
 use showcall_ports::{
     CallLedger, CallRecordSink, Clock, Directory, LocalPlacement, LogRecords, MediaControl,
@@ -36,13 +37,13 @@ enum Sent {
     Forgotten(CallId),
 }
 
-/// A context whose outbox records instead of delivering. Only `online` users can be rung.
+/// A context whose outbox records instead of delivering ([`MemoryOutbox`]). Only `online` users can be
+/// rung.
 struct RecordingContext {
     node: NodeId,
     clock: Clock,
     config: UserConfig,
-    online: HashSet<UserId>,
-    sent: Mutex<Vec<Sent>>,
+    outbox: MemoryOutbox,
     events: Mutex<Vec<EventKind>>,
     placement: Arc<dyn Placement>,
     media: Arc<dyn MediaControl>,
@@ -60,8 +61,7 @@ impl RecordingContext {
             node,
             clock: Clock::system(),
             config: UserConfig::default(),
-            online: online.iter().map(|u| UserId::from(*u)).collect(),
-            sent: Mutex::default(),
+            outbox: MemoryOutbox::with_sessions(online.iter().copied()),
             events: Mutex::default(),
             media: Arc::new(NoMedia),
             records: Arc::new(LogRecords),
@@ -71,28 +71,42 @@ impl RecordingContext {
         })
     }
 
+    /// What the actor sent, in the short form the tests compare.
     fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().unwrap().clone()
-    }
-
-    fn record(&self, sent: Sent) {
-        self.sent.lock().unwrap().push(sent);
+        self.outbox
+            .sent()
+            .into_iter()
+            .filter_map(|sent| match sent {
+                MemorySent::User { user, input } => Some(Sent::User(user, user_input(&input))),
+                MemorySent::Call { call, .. } | MemorySent::CallCommand { call, .. } => {
+                    Some(Sent::Call(call))
+                }
+                MemorySent::Channel { channel, input } => {
+                    Some(Sent::Channel(channel, name(&input)))
+                }
+                MemorySent::AskChannel { channel, .. } => {
+                    Some(Sent::Channel(channel, "Adopt".into()))
+                }
+                MemorySent::OpenChannel { channel, .. } => Some(Sent::OpenedChannel(channel)),
+                MemorySent::ForgetCall(call) => Some(Sent::Forgotten(call)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The business events reported so far, by name.
     fn events(&self) -> Vec<String> {
-        let events = self.events.lock().unwrap();
-        events
-            .iter()
-            .map(|e| {
-                format!("{e:?}")
-                    .split([' ', '{'])
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .collect()
+        self.events.lock().unwrap().iter().map(name).collect()
     }
+}
+
+/// A value's variant name, from its debug form.
+fn name(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}")
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// The text a user input is recorded as: a call update's state and reason, or the input's name.
@@ -106,74 +120,64 @@ fn user_input(input: &UserInput) -> String {
             update: CallUpdate::Event { event, .. },
             ..
         } => format!("event {event:?}"),
-        other => format!("{other:?}")
-            .split([' ', '{'])
-            .next()
-            .unwrap_or("")
-            .to_owned(),
+        other => name(other),
     }
 }
 
 impl Outbox for RecordingContext {
-    fn send_user(&self, _: &AppId, user: &UserId, input: UserInput) -> bool {
-        self.record(Sent::User(user.clone(), user_input(&input)));
-        self.online.contains(user)
+    fn send_user(&self, app: &AppId, user: &UserId, input: UserInput) -> bool {
+        self.outbox.send_user(app, user, input)
     }
 
-    fn send_call(&self, _: &AppId, call: &CallId, _: CallInput) {
-        self.record(Sent::Call(call.clone()));
+    fn send_call(&self, app: &AppId, call: &CallId, input: CallInput) {
+        self.outbox.send_call(app, call, input)
     }
 
-    fn send_channel(&self, _: &AppId, channel: &ChannelName, input: ChannelInput) {
-        let what = format!("{input:?}")
-            .split([' ', '{'])
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        self.record(Sent::Channel(channel.clone(), what));
+    fn send_channel(&self, app: &AppId, channel: &ChannelName, input: ChannelInput) {
+        self.outbox.send_channel(app, channel, input)
     }
 
-    fn command_call(&self, _: &AppId, call: &CallId, _: CallInput, _: Responder<CommandOk>) {
-        self.record(Sent::Call(call.clone()));
+    fn command_call(&self, app: &AppId, call: &CallId, input: CallInput, r: Responder<CommandOk>) {
+        self.outbox.command_call(app, call, input, r)
     }
 
-    fn ask_channel(&self, _: &AppId, channel: &ChannelName, _: CallId) {
-        self.record(Sent::Channel(channel.clone(), "Adopt".into()));
+    fn ask_channel(&self, app: &AppId, channel: &ChannelName, call: CallId) {
+        self.outbox.ask_channel(app, channel, call)
     }
 
-    fn spawn_call(&self, _: AppId, _: CallSetup) -> Sending<'_, Result<(), CommandError>> {
-        Box::pin(async { Err(CommandError::Unavailable("not in this test".into())) })
+    fn spawn_call(&self, app: AppId, setup: CallSetup) -> Sending<'_, Result<(), CommandError>> {
+        self.outbox.spawn_call(app, setup)
     }
 
     fn open_call_channel<'a>(
         &'a self,
-        _: &'a AppId,
+        app: &'a AppId,
         channel: &'a ChannelName,
-        _: ChannelKind,
+        kind: ChannelKind,
     ) -> Sending<'a, Result<(), CommandError>> {
-        self.record(Sent::OpenedChannel(channel.clone()));
-        Box::pin(async { Ok(()) })
+        self.outbox.open_call_channel(app, channel, kind)
     }
 
     fn join_channel<'a>(
         &'a self,
-        _: &'a AppId,
-        _: &'a ChannelName,
-        _: UserId,
-        _: Role,
-        _: bool,
-        _: Option<String>,
+        app: &'a AppId,
+        channel: &'a ChannelName,
+        user: UserId,
+        role: Role,
+        may_publish: bool,
+        offer: Option<String>,
         reply: Responder<CommandOk>,
     ) -> Sending<'a, ()> {
-        let _ = reply.send(Err(CommandError::Unavailable("not in this test".into())));
-        Box::pin(async {})
+        (self.outbox).join_channel(app, channel, user, role, may_publish, offer, reply)
     }
 
     fn forget_call(&self, call: &CallId) {
-        self.record(Sent::Forgotten(call.clone()));
+        self.outbox.forget_call(call)
     }
 
-    fn forget_channel(&self, _: &AppId, _: &ChannelName, _: ActorId) {}
+    fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId) {
+        self.outbox.forget_channel(app, channel, id)
+    }
 }
 
 impl ActorContext for RecordingContext {

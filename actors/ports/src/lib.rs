@@ -9,7 +9,8 @@
 //! - [`bans`]: where channel bans are kept ([`Bans`]).
 //! - [`admission`]: whether a call may ring ([`Admission`]) and the CallPolicy gRPC client.
 //! - [`directory`]: what this node's actors are doing now ([`Directory`]).
-//! - [`outbox`]: what an actor may send ([`Outbox`](outbox::Outbox)); the runtime's registry implements it.
+//! - [`outbox`]: what an actor may send ([`Outbox`](outbox::Outbox)); the runtime's registry implements it,
+//!   [`memory_outbox`] records what was sent (an actor tested alone).
 //! - [`clock`]: Unix milliseconds that follow tokio's clock ([`Clock`]).
 //!
 //! The [`Courier`](showcall_protocol::Courier) between nodes is in the protocol crate: answers travel
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod directory;
 pub mod event_log;
 pub mod media;
+pub mod memory_outbox;
 pub mod outbox;
 pub mod placement;
 pub mod records;
