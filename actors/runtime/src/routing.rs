@@ -858,6 +858,10 @@ impl Hub {
         {
             tracing::debug!(%key, to = %node, hops = envelope.hops, "envelope passed on to the key's owner");
             envelope.hops += 1;
+            // Sent by this node now: a link carries only its member's envelopes (the receiver drops one
+            // naming another sender). A user's or call's message needs no original sender — its answers
+            // and pushes go by the handles it carries.
+            envelope.from = self.node().clone();
             self.inner.parts.courier.send(node, envelope);
             return None;
         }

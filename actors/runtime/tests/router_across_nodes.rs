@@ -29,6 +29,10 @@ struct Cluster {
     pins: Mutex<HashMap<(AppId, ChannelName), NodeId>>,
     /// Keys whose partition is between owners now.
     moving: Mutex<HashSet<ActorKey>>,
+    /// A node's view that lags the cluster's: the owner it still sees for a key.
+    stale: Mutex<HashMap<(NodeId, ActorKey), NodeId>>,
+    /// Envelopes a courier refused because they named another sender than its node (the link's rule).
+    forged: AtomicU64,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
     envelopes: AtomicU64,
 }
@@ -48,6 +52,10 @@ impl Placement for TestPlacement {
         if self.cluster.moving.lock().unwrap().contains(key) {
             return None;
         }
+        let stale = self.cluster.stale.lock().unwrap();
+        if let Some(owner) = stale.get(&(self.this.clone(), key.clone())) {
+            return Some(owner.clone());
+        }
         match key {
             ActorKey::User(_, user) if user.as_str().starts_with('a') => Some(node("a")),
             ActorKey::User(..) | ActorKey::Call(..) => Some(node("b")),
@@ -62,7 +70,11 @@ impl Placement for TestPlacement {
     }
 
     fn nodes(&self) -> Vec<NodeId> {
-        vec![node("a"), node("b")]
+        self.cluster
+            .hubs
+            .get()
+            .map(|hubs| hubs.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn pin_channel(&self, app: &AppId, channel: &ChannelName) -> PinFuture {
@@ -84,10 +96,12 @@ impl Placement for TestPlacement {
     }
 }
 
-/// Carries envelopes to the other hub as the node link does: as wire bytes, read back with the wire's
-/// rule, delivered in order per destination.
+/// Carries envelopes from its node to another hub as the node link does: as wire bytes, read back with
+/// the wire's rule, delivered in order per destination; an envelope naming another sender than this
+/// node is dropped, as the receiving link drops it (a member speaks only for itself).
 #[derive(Debug)]
 struct LoopCourier {
+    me: NodeId,
     cluster: Arc<Cluster>,
     lanes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<u8>>>>,
 }
@@ -97,6 +111,10 @@ impl Courier for LoopCourier {
         let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
             return false;
         };
+        if envelope.from != self.me {
+            self.cluster.forged.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         self.cluster.envelopes.fetch_add(1, Ordering::Relaxed);
         let mut lanes = self.lanes.lock().unwrap();
         let lane = lanes.entry(to.clone()).or_insert_with(|| {
@@ -114,6 +132,14 @@ impl Courier for LoopCourier {
 }
 
 fn two_nodes() -> (Hub, Hub, Arc<Cluster>) {
+    let (mut hubs, cluster) = cluster_of(&["a", "b"]);
+    let b = hubs.pop().expect("two");
+    let a = hubs.pop().expect("two");
+    (a, b, cluster)
+}
+
+/// Hubs named `names`, in that order.
+fn cluster_of(names: &[&str]) -> (Vec<Hub>, Arc<Cluster>) {
     let cluster = Arc::new(Cluster::default());
     let hub = |name: &str| {
         let mut parts = HubParts::single_node(node(name), UserConfig::default());
@@ -122,15 +148,16 @@ fn two_nodes() -> (Hub, Hub, Arc<Cluster>) {
             cluster: cluster.clone(),
         });
         parts.courier = Arc::new(LoopCourier {
+            me: node(name),
             cluster: cluster.clone(),
             lanes: Mutex::default(),
         });
         Hub::new(parts)
     };
-    let (a, b) = (hub("a"), hub("b"));
-    let hubs = HashMap::from([(node("a"), a.clone()), (node("b"), b.clone())]);
-    cluster.hubs.set(hubs).expect("set once");
-    (a, b, cluster)
+    let hubs: Vec<Hub> = names.iter().map(|name| hub(name)).collect();
+    let by_node = hubs.iter().map(|h| (h.node().clone(), h.clone())).collect();
+    cluster.hubs.set(by_node).expect("set once");
+    (hubs, cluster)
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,5 +241,32 @@ async fn a_ring_for_a_user_still_between_owners_after_the_wait_is_offline_for_th
     assert!(
         (3_000..4_000).contains(&waited),
         "given up after the flux wait, not at once: {waited} ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ring_sent_to_a_node_that_no_longer_owns_the_callee_is_passed_on_and_rings() {
+    let (hubs, cluster) = cluster_of(&["a", "b", "c"]);
+    let (a, b) = (&hubs[0], &hubs[1]);
+    let mut alice = Client::prepared(a, "alice").await;
+    let mut anna = Client::prepared(a, "anna").await;
+    // The call runs on b, whose view still says anna lives on c: its ring goes to c, which passes it
+    // on to a, anna's owner — as c, the node whose link carries it.
+    let anna_key = ActorKey::User(support::app(), "anna".into());
+    cluster
+        .stale
+        .lock()
+        .unwrap()
+        .insert((b.node().clone(), anna_key), node("c"));
+
+    let (call, _) = alice.call("anna").await;
+    let rang = anna
+        .state(CallState::Calling, StateReason::RemoteVideoCall)
+        .await;
+    assert_eq!(rang, call);
+    assert_eq!(
+        cluster.forged.load(Ordering::Relaxed),
+        0,
+        "no envelope named another sender"
     );
 }
