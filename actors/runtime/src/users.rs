@@ -234,8 +234,14 @@ impl Hub {
                                 return;
                             }
                         }
-                        // Handed over or evicted meanwhile: this session is no longer here.
-                        _ => None,
+                        // Handed over or evicted meanwhile: this session is no longer here. The message
+                        // it was handling may have published it again: its directory entry goes too
+                        // (unless a newer session of the user has the slot now).
+                        Some(_) => None,
+                        None => {
+                            hub.inner.directory.remove_user(&key.0, &key.1);
+                            None
+                        }
                     }
                 };
                 match next {
