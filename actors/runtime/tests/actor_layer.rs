@@ -7,11 +7,11 @@ mod support;
 
 use futures_util::StreamExt;
 use showcall_machines::call::CallUpdate;
-use showcall_machines::user::{CallCommand, ClientEvent, CloseReason, Prepared};
+use showcall_machines::user::{ClientEvent, CloseReason, Prepared};
 use showcall_machines::{CallEvent, CallState, StateReason, UserConfig};
 use showcall_protocol::UserCommand;
 use showcall_protocol::events::EventKind;
-use support::{Client, STUCK, connected, hub};
+use support::{Client, STUCK, connected, hang_up, hub};
 
 #[tokio::test(start_paused = true)]
 async fn a_ring_nobody_answers_times_out_for_both_after_the_calling_timeout() {
@@ -114,16 +114,7 @@ async fn the_business_events_tell_a_calls_story_in_order() {
     let mut alice = Client::prepared(&hub, "alice").await;
     let mut bob = Client::prepared(&hub, "bob").await;
     let (call, _) = connected(&mut alice, &mut bob).await;
-    alice
-        .call_command(
-            &call,
-            CallCommand::Hangup {
-                reason: "bye".into(),
-            },
-        )
-        .await;
-    bob.state(CallState::Prepared, StateReason::RemoteHangup)
-        .await;
+    hang_up(&mut alice, &mut bob, &call).await;
 
     let mut story = Vec::new();
     while !story.iter().any(|s: &String| s.starts_with("ended")) {

@@ -4,11 +4,11 @@
 
 mod support;
 
-use showcall_machines::user::{CallCommand, ClientEvent, CloseReason};
-use showcall_machines::{CallState, StateReason, UserConfig};
+use showcall_machines::UserConfig;
+use showcall_machines::user::{ClientEvent, CloseReason};
 use showcall_protocol::events::EventKind;
 use showcall_runtime::Hub;
-use support::{Client, connected, hub};
+use support::{Client, connected, hang_up, hub};
 
 /// Waits until `n` users rest: a run gives its actor back right after the answer it sent.
 async fn until_resting(hub: &Hub, n: usize) {
@@ -33,16 +33,7 @@ async fn resting_users_are_rung_connect_and_hang_up() {
     let (call, _) = connected(&mut alice, &mut bob).await;
     until_resting(&hub, 2).await;
     assert_eq!(hub.calls_active(), 1, "a connected call's users rest too");
-    alice
-        .call_command(
-            &call,
-            CallCommand::Hangup {
-                reason: "bye".into(),
-            },
-        )
-        .await;
-    bob.state(CallState::Prepared, StateReason::RemoteHangup)
-        .await;
+    hang_up(&mut alice, &mut bob, &call).await;
     assert_eq!(hub.users_online(), 2);
 }
 

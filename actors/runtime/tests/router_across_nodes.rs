@@ -9,13 +9,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use showcall_machines::user::CallCommand;
 use showcall_machines::{CallState, ChannelName, StateReason, UserConfig};
 use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
 use showcall_protocol::envelope::{Courier, Envelope};
 use showcall_protocol::{ActorKey, AppId, NodeId, wire};
 use showcall_runtime::{Hub, HubParts};
-use support::{Client, connected};
+use support::{Client, connected, hang_up};
 use tokio::sync::mpsc;
 
 fn node(name: &str) -> NodeId {
@@ -179,18 +178,9 @@ async fn a_call_between_users_on_two_nodes_connects_and_ends_through_envelopes()
     let (call, channel) = connected(&mut alice, &mut bob).await;
     assert!(channel.as_str().ends_with("@a"), "{channel}");
     assert!(b.call(&call).is_some(), "the call runs on b");
-    alice
-        .call_command(
-            &call,
-            CallCommand::Hangup {
-                reason: "bye".into(),
-            },
-        )
-        .await;
+    hang_up(&mut alice, &mut bob, &call).await;
     alice
         .state(CallState::Prepared, StateReason::LocalHangup)
-        .await;
-    bob.state(CallState::Prepared, StateReason::RemoteHangup)
         .await;
     assert!(
         cluster.envelopes.load(Ordering::Relaxed) > 10,

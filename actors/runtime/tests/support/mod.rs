@@ -182,3 +182,18 @@ pub async fn connected(alice: &mut Client, bob: &mut Client) -> (CallId, Channel
         .await;
     (call, channel)
 }
+
+/// `caller` hangs up `call`; `callee` hears `remoteHangup`.
+pub async fn hang_up(caller: &mut Client, callee: &mut Client, call: &CallId) {
+    caller
+        .call_command(
+            call,
+            CallCommand::Hangup {
+                reason: "bye".into(),
+            },
+        )
+        .await;
+    callee
+        .state(CallState::Prepared, StateReason::RemoteHangup)
+        .await;
+}
