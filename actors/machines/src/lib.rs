@@ -1,8 +1,9 @@
 //! The rules of showcall as pure state machines: no IO, no clock, no runtime.
 //!
 //! Each machine takes `handle(input, now) -> Result<effects, error>`: time arrives as an argument, ids are
-//! minted outside and passed in, and a refused input changes nothing. The ractor actors in
-//! `showcall-actors` own one machine each, feed it messages and timers, and carry out its effects. This
+//! minted outside and passed in, and a refused input changes nothing. The actors in
+//! `showcall-actors` own one machine each, feed it messages and timers, and carry out its effects (timers
+//! are armed at the absolute deadlines the machines name). This
 //! crate's dependencies (serde, thiserror) are the proof that nothing else leaks in.
 //!
 //! Layout:

@@ -4,8 +4,9 @@
 //! on a single node that is always this node and delivery is a local mailbox send; in a cluster a key
 //! owned elsewhere goes to its owner through the [`Courier`] (`crate::routing` has the routing methods).
 //!
-//! Get-or-spawn is serialised per key (`crate::spawn_gate`), so a key never gets two actors and a slow
-//! start holds up no other key; lookups take a short synchronous lock and never wait.
+//! A call's or channel's get-or-spawn is serialised per key (`crate::spawn_gate`), so a key never gets two
+//! actors and a slow start holds up no other key; users are kept by `crate::users` (an actor that rests
+//! as state and runs while it has messages). Lookups take a short synchronous lock and never wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
