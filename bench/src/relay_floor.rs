@@ -58,7 +58,10 @@ async fn relay_upgrade(
     Query(q): Query<RelayQuery>,
     ws: WebSocketUpgrade,
 ) -> impl IntoResponse {
-    ws.on_upgrade(move |s| relay_socket(s, relay, q.pair, q.side == "b"))
+    // The gateway's buffer sizes, so the floor's server reads as the node's does.
+    ws.read_buffer_size(1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |s| relay_socket(s, relay, q.pair, q.side == "b"))
 }
 
 /// A bare relay server and `pairs` connected A/B client pairs, every route proven.
@@ -91,12 +94,19 @@ impl Relay {
 
         let mut conns = Vec::with_capacity(pairs);
         for i in 0..pairs {
-            let (b, _) =
-                tokio_tungstenite::connect_async(format!("ws://{addr}/relay?pair={i}&side=b"))
-                    .await?;
-            let (a, _) =
-                tokio_tungstenite::connect_async(format!("ws://{addr}/relay?pair={i}&side=a"))
-                    .await?;
+            let config = || Some(super::signal_client::client_config());
+            let (b, _) = tokio_tungstenite::connect_async_with_config(
+                format!("ws://{addr}/relay?pair={i}&side=b"),
+                config(),
+                false,
+            )
+            .await?;
+            let (a, _) = tokio_tungstenite::connect_async_with_config(
+                format!("ws://{addr}/relay?pair={i}&side=a"),
+                config(),
+                false,
+            )
+            .await?;
             conns.push((a, b));
         }
         // Each B registers on its own task; one frame through every pair proves the routes exist.
