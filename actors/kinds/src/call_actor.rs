@@ -340,7 +340,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             }
             CallEffect::Ring { callee, info } => {
                 let ring = UserInput::Ring { info };
-                if let Some(answer) = ask_user(state, &callee, ring) {
+                if let Some(answer) = send_user_or_hear_unreachable(state, &callee, ring) {
                     queue.extend(answer);
                 }
             }
@@ -366,7 +366,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
             CallEffect::AskParty { user } => {
                 let call_id = state.machine.id().clone();
                 let asked = UserInput::CallAdopted { call_id };
-                if let Some(answer) = ask_user(state, &user, asked) {
+                if let Some(answer) = send_user_or_hear_unreachable(state, &user, asked) {
                     queue.extend(answer);
                 }
             }
@@ -464,7 +464,11 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
 
 /// Sends `input` to `user`; when the outbox finds no session to take it, the machine hears what that
 /// means for this call (`UserInput::unreachable_answer`) and the effects of that come back.
-fn ask_user(state: &mut CallState, user: &UserId, input: UserInput) -> Option<Vec<CallEffect>> {
+fn send_user_or_hear_unreachable(
+    state: &mut CallState,
+    user: &UserId,
+    input: UserInput,
+) -> Option<Vec<CallEffect>> {
     let answer = input.unreachable_answer(user);
     if state.ctx.send_user(&state.app, user, input) {
         return None;
