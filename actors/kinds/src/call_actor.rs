@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::context::Context;
 use showcall_ports::admission::Verdict;
 use showcall_protocol::commands::CommandOk;
+use showcall_protocol::error::CommandError;
 use showcall_protocol::events::EventKind;
 use showcall_protocol::keys::{ActorKey, AppId};
 use showcall_protocol::messages::{CallMsg, TraceContext, Traced};
@@ -150,7 +151,10 @@ impl Actor for CallActor {
             CallMsg::Timer(CallTimer::BillingTick) => state.step("call.billing_tick"),
             // Sent to every call when any node dies: a span only where a party was lost (`call.ended`).
             // `Begin` opens the first step's span itself.
-            CallMsg::OwnersLost(_) | CallMsg::Snapshot(_) | CallMsg::Begin => tracing::Span::none(),
+            CallMsg::OwnersLost(_)
+            | CallMsg::Snapshot(_)
+            | CallMsg::Begin
+            | CallMsg::Spawn { .. } => tracing::Span::none(),
         };
         handle_msg(myself, msg, state).instrument(step).await;
         Ok(())
@@ -161,6 +165,13 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
     {
         match msg {
             CallMsg::Begin => begin(&myself, state).await,
+            // The registry starts calls; a start that reaches a running one is answered as the
+            // registry would answer it.
+            CallMsg::Spawn { reply, .. } => {
+                let id = state.machine.id();
+                let running = CommandError::Unavailable(format!("call {id} is already running"));
+                let _ = reply.send(Err(running));
+            }
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
                 let now = state.ctx.now_ms();

@@ -4,25 +4,23 @@
 //! every message: to the local registry when this node owns the key, otherwise as an [`Envelope`] handed
 //! to the [`Courier`] (the cluster's tonic link), which delivers it to the owner's hub in order per peer.
 //!
-//! Messages are the actors' own serde data. What cannot cross — a reply port, a connection's sink — is
-//! replaced by a handle on the node that holds it ([`ReplyTo`], [`SinkTo`]): the receiver answers or
-//! pushes with an envelope back to that node, which completes the port or writes to the connection. A
-//! reply forwarded again (gateway → user actor → call actor) keeps pointing at the gateway's node, so the
-//! answer goes there directly.
+//! Messages are the actors' own message enums ([`crate::messages`]) in their wire form: what cannot
+//! cross — a reply port, a connection's sink — is a handle on the node that holds it ([`ReplyTo`],
+//! [`SinkTo`]); the receiver answers or pushes with an envelope back to that node, which completes the
+//! port or writes to the connection. A reply forwarded again (gateway → user actor → call actor) keeps
+//! pointing at the gateway's node, so the answer goes there directly.
 //!
 
 use std::fmt::Debug;
 
 use serde::{Deserialize, Serialize};
-use showcall_machines::{
-    CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
-    UserId, UserInput,
-};
+use showcall_machines::{CallId, ChannelName, UserId};
 
-use crate::commands::{Outbound, UserCommand};
+use crate::commands::Outbound;
 pub use crate::handles::{ReplyTo, SinkTo};
 use crate::keys::{AppId, NodeId};
-use crate::trace::{TraceContext, Traced};
+use crate::messages::{CallMsg, ChannelMsg, UserMsg, Wire};
+use crate::trace::TraceContext;
 
 /// Carries envelopes to other nodes; the cluster implements it on a tonic stream per peer.
 pub trait Courier: Send + Sync + Debug + 'static {
@@ -45,7 +43,7 @@ impl Courier for NoCourier {
 }
 
 /// One message between nodes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
     /// The sender's span. Not in the payload: the node link carries it in the frame's `trace_context`.
@@ -66,22 +64,22 @@ fn is_zero(hops: &u8) -> bool {
     *hops == 0
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Body {
     User {
         app: AppId,
         user: UserId,
-        msg: UserWire,
+        msg: UserMsg<Wire>,
     },
     Call {
         app: AppId,
         id: CallId,
-        msg: CallWire,
+        msg: CallMsg<Wire>,
     },
     Channel {
         app: AppId,
         channel: ChannelName,
-        msg: ChannelWire,
+        msg: ChannelMsg<Wire>,
     },
     /// The answer to request `id` of the receiving node: a serialized `Result<T, CommandError>`.
     Reply { id: u64, result: serde_json::Value },
@@ -100,63 +98,6 @@ pub enum Body {
     Query {
         query: crate::directory::DirectoryQuery,
         reply: ReplyTo,
-    },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum UserWire {
-    Attach {
-        conn: ConnId,
-        sink: SinkTo,
-        token_expires_at: Millis,
-        reply: ReplyTo,
-    },
-    Command {
-        conn: ConnId,
-        command: UserCommand,
-        reply: ReplyTo,
-    },
-    ConnectionLost {
-        conn: ConnId,
-    },
-    Input(Traced<UserInput>),
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum CallWire {
-    /// Start the call actor (it rings the callee itself); answered `Done` once it runs.
-    Spawn {
-        setup: CallSetup,
-        reply: ReplyTo,
-    },
-    Input(Traced<CallInput>),
-    Command {
-        input: CallInput,
-        reply: ReplyTo,
-    },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ChannelWire {
-    /// Open a call's channel (answered once open, so the parties' joins find it).
-    Open {
-        kind: ChannelKind,
-        reply: ReplyTo,
-    },
-    Join {
-        user: UserId,
-        role: Role,
-        may_publish: bool,
-        offer: Option<String>,
-        reply: ReplyTo,
-    },
-    Input(Traced<ChannelInput>),
-    MediaFlowing {
-        from: UserId,
-    },
-    /// A restored call asks whether this is still its channel.
-    Adopt {
-        call: CallId,
     },
 }
 

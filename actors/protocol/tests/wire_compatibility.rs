@@ -169,3 +169,27 @@ fn a_reply_fixture_still_answers_a_request_of_this_release() {
         Ok(showcall_protocol::CommandOk::CallCreated { .. })
     ));
 }
+
+#[test]
+fn a_message_only_a_node_sends_its_own_actors_is_not_read_from_another_node() {
+    // Timers, node losses, evictions and handover snapshots share each actor's message enum but have no
+    // wire form: a peer naming one is refused as a kind this node does not read.
+    for (kind, msg) in [
+        ("User", json!({ "Evict": null })),
+        ("User", json!({ "Timer": "Grace" })),
+        ("Call", json!("Begin")),
+        ("Channel", json!("Evict")),
+    ] {
+        let target = match kind {
+            "User" => json!({ "app": "demo", "user": "host", "msg": msg }),
+            "Call" => json!({ "app": "demo", "id": "c1", "msg": msg }),
+            _ => json!({ "app": "demo", "channel": "room", "msg": msg }),
+        };
+        let envelope = json!({ "from": "node-c", "body": { kind: target } });
+        let refused = wire::read(1, &serde_json::to_vec(&envelope).expect("JSON"));
+        assert!(
+            matches!(refused, Err(Unreadable::UnknownKind { .. })),
+            "{kind} {msg}: {refused:?}"
+        );
+    }
+}

@@ -5,8 +5,10 @@
 //!
 //! Layout:
 //! - [`hub`]: [`Hub`], the registry (get-or-spawn per key) and what a hub is built from ([`HubParts`]).
-//! - `routing`: delivery to an actor here, on another node (the node link), or parked while its
-//!   partition moves; requests waiting for another node's answer.
+//! - `routing`: the one route function: delivery to an actor here, on another node (the node link), or
+//!   parked while its partition moves; requests waiting for another node's answer.
+//! - `routed`: what differs per actor kind for the router (keys, local delivery, refusals).
+//! - `node_loss`: another node died, or this node lost its lease.
 //! - `flux`: messages parked while their key's partition has no owner.
 //! - [`handoff`]: a partition's actors moving to another node with their state (leave, join).
 //! - `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
@@ -25,6 +27,8 @@ mod context;
 mod flux;
 pub mod handoff;
 pub mod hub;
+mod node_loss;
+mod routed;
 mod routing;
 pub mod session;
 mod spawn_gate;

@@ -1,42 +1,42 @@
-//! Routing: every message to an actor goes through these [`Hub`] methods, which deliver it to the local
-//! actor when this node owns the key's partition and otherwise send it to the owner ([`showcall_protocol::envelope`]).
+//! Routing: every message to an actor goes through [`Hub::route`], one function for every actor kind
+//! (`crate::routed` has what differs per kind). It delivers the message to the local actor when this
+//! node owns the key's partition, sends it to the owner otherwise ([`showcall_protocol::envelope`]), and
+//! parks it while the key has no owner:
 //!
 //! - A key whose partition has no owner right now (a dead node's partition not yet claimed, a handoff,
-//!   this node fenced or its view a watch event behind): notifications to users, calls and channels and
-//!   client commands for calls wait for an owner, in order, up to `flux::FLUX_WAIT` ([`crate::flux`]);
-//!   other requests fail with UNAVAILABLE ("try again") at once and the client retries.
-//! - Requests to another node wait at most [`COMMAND_TIMEOUT`] for the answer — less when that node is
-//!   not in the cluster (at once) or leaves it meanwhile (when its loss is known, [`Hub::node_lost`]).
-//! - An envelope for a user or call that arrives at a node which does not serve its partition (any more,
-//!   or not yet) is passed on to the owner that node sees, or handled as above ([`Hub::deliver`]); an
+//!   this node fenced or its view a watch event behind): notifications and client commands for calls
+//!   wait for an owner, in order, up to `flux::FLUX_WAIT` ([`crate::flux`]); other requests fail with
+//!   UNAVAILABLE ("try again") at once and the client retries.
+//! - A message leaving for another node has its handles detached ([`Detach`]): a local reply port is
+//!   parked until that node answers, a local connection is relayed. Requests wait at most
+//!   [`COMMAND_TIMEOUT`] for the answer — less when that node is not in the cluster (at once) or leaves
+//!   it meanwhile (when its loss is known, `Hub::node_lost`).
+//! - On the receiving side, [`Hub::deliver`] binds the handles to the sender's node and goes on as the
+//!   local path does. An envelope for a user or call that arrives at a node which does not serve its
+//!   partition (any more, or not yet) is passed on to the owner that node sees, or handled as above; an
 //!   actor is only ever started on the node serving its partition (`Hub::start_here`).
-//! - On the receiving side, [`Hub::deliver`] does what the local path does: get-or-spawn where the local
-//!   path would, answer NO_SUCH_CALL / SESSION_CLOSED where the actor is missing, and tell a call that its
-//!   ring found no callee.
 
 use std::sync::atomic::Ordering;
 
-use ractor::MessagingErr;
-use serde::de::DeserializeOwned;
 use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
     UserId, UserInput,
 };
-use tokio::sync::oneshot;
-
-use crate::hub::Hub;
-use crate::session::Session;
 use showcall_protocol::commands::{COMMAND_TIMEOUT, CommandOk, LoginOk, UserCommand};
-use showcall_protocol::envelope::{
-    Body, CallWire, ChannelWire, Envelope, MAX_HOPS, ReplyTo, SinkTo, UserWire,
-};
+use showcall_protocol::envelope::{Body, Envelope, MAX_HOPS, ReplyTo, SinkTo};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::inbox::ConnectionInbox;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
 use showcall_protocol::messages::{
-    CallMsg, ChannelMsg, LostKeys, Responder, SessionSink, TraceContext, Traced, UserMsg,
+    Answer, BindHere, CallMsg, ChannelMsg, HandleMap, Local, Responder, SessionSink, TraceContext,
+    Traced, UserMsg, Wire,
 };
 use showcall_protocol::sync::lock;
+use tokio::sync::oneshot;
+
+use crate::hub::Hub;
+use crate::routed::{Delivery, Routed, no_owner};
+use crate::session::Session;
 
 /// Where a key's actor runs.
 pub(crate) enum Route {
@@ -46,8 +46,61 @@ pub(crate) enum Route {
     Nowhere,
 }
 
-fn in_flux(key: &ActorKey) -> CommandError {
-    CommandError::Unavailable(format!("{key} is moving between nodes; try again"))
+/// Detaches a message's handles for node `node` (see the module docs); `undo` when the message could
+/// not be sent after all.
+pub(crate) struct Detach<'a> {
+    hub: &'a Hub,
+    node: &'a NodeId,
+    parked: Vec<u64>,
+    relayed: Vec<u64>,
+}
+
+impl HandleMap<Local, Wire> for Detach<'_> {
+    fn reply<A: Answer>(&mut self, reply: Responder<A>) -> ReplyTo {
+        match reply {
+            // Answered by the node that asked first, wherever the question goes on to.
+            Responder::Remote { to, .. } => to,
+            Responder::Local(port) => {
+                let to = self.hub.await_answer(self.node, move |answer| {
+                    let _ = port.send(answer);
+                });
+                self.parked.push(to.id);
+                to
+            }
+        }
+    }
+
+    fn sink(&mut self, sink: SessionSink) -> SinkTo {
+        match sink {
+            SessionSink::Remote { to, .. } => to,
+            SessionSink::Local(inbox) => {
+                let id = self.hub.next_id();
+                lock(&self.hub.inner.remote_sinks).insert(id, (self.node.clone(), inbox));
+                self.relayed.push(id);
+                SinkTo {
+                    node: self.hub.node().clone(),
+                    id,
+                }
+            }
+        }
+    }
+}
+
+impl Detach<'_> {
+    /// The message was not sent: its questions fail with `why` now, its relays go.
+    fn undo(self, why: &str) {
+        for id in self.relayed {
+            lock(&self.hub.inner.remote_sinks).remove(&id);
+        }
+        let failed: Result<(), CommandError> = Err(CommandError::Unavailable(why.to_owned()));
+        let failed = serde_json::to_value(&failed).expect("an error is plain serde data");
+        for id in self.parked {
+            let pending = lock(&self.hub.inner.pending).remove(&id);
+            if let Some((_, complete)) = pending {
+                complete(failed.clone());
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -72,16 +125,94 @@ impl Hub {
 
     /// Where a request that may open `channel` goes: where it is open, or — when it is open nowhere —
     /// the node placement picks for a new channel (which pins it there as it opens).
-    fn route_opening(&self, key: &ActorKey, app: &AppId, channel: &ChannelName) -> Route {
+    pub(crate) fn route_opening(&self, app: &AppId, channel: &ChannelName) -> Route {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
         let placement = &self.inner.parts.placement;
-        if placement.owner(key).is_some() {
-            return self.route(key);
+        if placement.owner(&key).is_some() {
+            return self.route(&key);
         }
         match placement.choose_channel_node(app, channel) {
             Some(node) if &node == placement.this_node() => Route::Here,
             Some(node) => Route::There(node),
             None => Route::Nowhere,
         }
+    }
+
+    /// Routes `msg` to the actor `name` of `app`, wherever it lives (see the module docs).
+    pub(crate) fn route_msg<M: Routed>(&self, app: &AppId, name: &M::Name, msg: M) -> Delivery<M> {
+        match msg.route(self, app, name) {
+            Route::Here => msg.deliver_here(self, app.clone(), name.clone()),
+            Route::There(node) => {
+                self.send_away(&node, 0, app, name, msg);
+                Delivery::Done
+            }
+            Route::Nowhere => {
+                self.without_owner(app, name, msg);
+                Delivery::Done
+            }
+        }
+    }
+
+    /// Asks actor `name` of `app` and waits for its answer (at most [`COMMAND_TIMEOUT`]).
+    pub(crate) async fn ask<M: Routed, T: Answer>(
+        &self,
+        app: &AppId,
+        name: &M::Name,
+        ask: impl FnOnce(Responder<T>) -> M,
+    ) -> Result<T, CommandError> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let msg = ask(ractor::RpcReplyPort::from(tx).into());
+        self.route_msg(app, name, msg).finish(self, app, name).await;
+        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(M::unanswered()),
+            Err(_) => Err(CommandError::Unavailable(
+                "the server did not answer in time".into(),
+            )),
+        }
+    }
+
+    fn send_away<M: Routed>(&self, node: &NodeId, hops: u8, app: &AppId, name: &M::Name, msg: M) {
+        let mut handles = Detach {
+            hub: self,
+            node,
+            parked: Vec::new(),
+            relayed: Vec::new(),
+        };
+        let wire = match msg.detach(&mut handles) {
+            Ok(wire) => wire,
+            Err(_) => {
+                let key = M::key(app, name);
+                tracing::error!(%key, "a message of this node's own was routed to another node: dropped");
+                return;
+            }
+        };
+        let mut envelope = self.envelope(M::body(app.clone(), name.clone(), wire));
+        envelope.hops = hops;
+        if !self.inner.parts.courier.send(node, envelope) {
+            handles.undo(&format!("node {node} is not in the cluster; try again"));
+        }
+    }
+
+    /// A message whose key has no owner now: it waits for one, or is refused (see the module docs).
+    fn without_owner<M: Routed>(&self, app: &AppId, name: &M::Name, msg: M) {
+        let key = M::key(app, name);
+        if !msg.waits_for_owner() {
+            msg.refuse(self, app, name, no_owner(&key));
+            return;
+        }
+        let (app, name) = (app.clone(), name.clone());
+        let refusal = no_owner(&key);
+        self.hold_for_owner(
+            key,
+            Box::new(move |hub, replay| {
+                if replay {
+                    hub.route_msg(&app, &name, msg).settle(hub, &app, &name);
+                } else {
+                    msg.refuse(hub, &app, &name, refusal);
+                }
+            }),
+        );
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -98,14 +229,7 @@ impl Hub {
     /// not know: `showcall_protocol::wire`).
     pub fn refuse_request(&self, reply: ReplyTo, why: String) {
         let refused: Result<(), CommandError> = Err(CommandError::Unavailable(why));
-        let result = serde_json::to_value(&refused).expect("a refusal is plain serde data");
-        self.ship(
-            &reply.node,
-            Body::Reply {
-                id: reply.id,
-                result,
-            },
-        );
+        let _ = self.responder(reply).send(refused);
     }
 
     /// `false` when `node` is not in the cluster (the envelope was dropped).
@@ -119,8 +243,8 @@ impl Hub {
 
     /// Parks `complete` until another node answers; returns the handle that answer must carry.
     /// `node` is the node asked: if it leaves the cluster first, the request fails at once
-    /// ([`Hub::node_lost`]) instead of waiting for an answer that cannot come.
-    fn await_answer<T: DeserializeOwned + Send + 'static>(
+    /// (`Hub::node_lost`) instead of waiting for an answer that cannot come.
+    fn await_answer<T: Answer>(
         &self,
         node: &NodeId,
         complete: impl FnOnce(Result<T, CommandError>) + Send + 'static,
@@ -140,17 +264,11 @@ impl Hub {
         }
     }
 
-    /// A handle another node can answer `responder` through.
-    fn park<T: DeserializeOwned + Send + 'static>(
-        &self,
-        node: &NodeId,
-        responder: Responder<T>,
-    ) -> ReplyTo {
-        match responder {
-            Responder::Remote { to, .. } => to,
-            Responder::Local(port) => self.await_answer(node, move |answer| {
-                let _ = port.send(answer);
-            }),
+    /// Binds handles read from another node's envelope to that node.
+    fn bind_here(&self) -> BindHere {
+        BindHere {
+            node: self.node().clone(),
+            courier: self.inner.parts.courier.clone(),
         }
     }
 
@@ -163,8 +281,9 @@ impl Hub {
         }
     }
 
-    /// Sends a request to `node` and waits for the answer.
-    pub(crate) async fn request<T: DeserializeOwned + Send + 'static>(
+    /// Sends a node-wide request (no actor's: a directory question, a handoff) to `node` and waits for
+    /// the answer.
+    pub(crate) async fn request<T: Answer>(
         &self,
         node: &NodeId,
         body: impl FnOnce(ReplyTo) -> Body,
@@ -192,7 +311,7 @@ impl Hub {
     }
 
     // ---------------------------------------------------------------------------------------------
-    // Users
+    // What is sent to actors
     // ---------------------------------------------------------------------------------------------
 
     /// Logs a connection in as `user` (token already verified), resuming an away session if there is one.
@@ -205,44 +324,30 @@ impl Hub {
         token_expires_at: Millis,
         inbox: ConnectionInbox,
     ) -> Result<(Session, LoginOk), CommandError> {
-        let key = ActorKey::User(app.clone(), user.clone());
-        let ok = match self.route(&key) {
-            Route::Here => {
-                self.attach_here(
-                    &app,
-                    &user,
+        // An actor whose session just ended refuses the attach (its slot is cleared as it stops); the
+        // second attempt starts a fresh session.
+        let mut answer = Err(CommandError::SessionClosed);
+        for _ in 0..2 {
+            let sink = SessionSink::Local(inbox.clone());
+            answer = self
+                .ask(&app, &user, |reply| UserMsg::Attach {
                     conn,
+                    sink,
                     token_expires_at,
-                    SessionSink::Local(inbox),
-                )
-                .await?
+                    reply,
+                })
+                .await;
+            if !matches!(answer, Err(CommandError::SessionClosed)) {
+                break;
             }
-            Route::There(node) => {
-                let sink_id = self.next_id();
-                lock(&self.inner.remote_sinks).insert(sink_id, (node.clone(), inbox));
-                let sink = SinkTo {
-                    node: self.node().clone(),
-                    id: sink_id,
-                };
-                let (a, u) = (app.clone(), user.clone());
-                let answer = self
-                    .request(&node, move |reply| Body::User {
-                        app: a,
-                        user: u,
-                        msg: UserWire::Attach {
-                            conn,
-                            sink,
-                            token_expires_at,
-                            reply,
-                        },
-                    })
-                    .await;
-                if answer.is_err() {
-                    lock(&self.inner.remote_sinks).remove(&sink_id);
-                }
-                answer?
+        }
+        let ok = match answer {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Not relayed from another node's session after all.
+                self.forget_remote_inbox(&inbox);
+                return Err(e);
             }
-            Route::Nowhere => return Err(in_flux(&key)),
         };
         let session = Session {
             hub: self.clone(),
@@ -253,36 +358,6 @@ impl Hub {
         Ok((session, ok))
     }
 
-    async fn attach_here(
-        &self,
-        app: &AppId,
-        user: &UserId,
-        conn: ConnId,
-        token_expires_at: Millis,
-        sink: SessionSink,
-    ) -> Result<LoginOk, CommandError> {
-        // An actor whose session just ended refuses the attach (its slot is cleared as it stops); the
-        // second attempt starts a fresh session.
-        let mut last = CommandError::SessionClosed;
-        for _ in 0..2 {
-            let sink = sink.clone();
-            let answer = self
-                .ask_user(app, user, true, |reply| UserMsg::Attach {
-                    conn,
-                    sink,
-                    token_expires_at,
-                    reply,
-                })
-                .await;
-            match answer {
-                Ok(ok) => return Ok(ok),
-                Err(CommandError::SessionClosed) => last = CommandError::SessionClosed,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
     /// A client command from connection `conn` to its user actor, wherever it lives.
     pub async fn user_command(
         &self,
@@ -291,38 +366,18 @@ impl Hub {
         conn: ConnId,
         command: UserCommand,
     ) -> Result<CommandOk, CommandError> {
-        let key = ActorKey::User(app.clone(), user.clone());
-        match self.route(&key) {
-            Route::Here => {
-                self.ask_user(app, user, false, |reply| UserMsg::Command {
-                    conn,
-                    command,
-                    reply,
-                })
-                .await
-            }
-            Route::There(node) => {
-                let (a, u) = (app.clone(), user.clone());
-                self.request(&node, move |reply| Body::User {
-                    app: a,
-                    user: u,
-                    msg: UserWire::Command {
-                        conn,
-                        command,
-                        reply,
-                    },
-                })
-                .await
-            }
-            Route::Nowhere => Err(in_flux(&key)),
-        }
+        self.ask(app, user, |reply| UserMsg::Command {
+            conn,
+            command,
+            reply,
+        })
+        .await
     }
 
     /// Connection `conn` dropped without logging out.
     pub(crate) fn connection_lost(&self, app: &AppId, user: &UserId, conn: ConnId) {
-        self.send_user_msg(app, user, UserWire::ConnectionLost { conn }, move |_| {
-            UserMsg::ConnectionLost { conn }
-        });
+        self.route_msg(app, user, UserMsg::ConnectionLost { conn })
+            .settle(self, app, user);
     }
 
     /// Stops relaying to a connection whose user actor lives elsewhere (the connection ended).
@@ -330,65 +385,19 @@ impl Hub {
         lock(&self.inner.remote_sinks).retain(|_, (_, tx)| !tx.same_inbox(inbox));
     }
 
-    /// A notification to a user actor. `true` when it was delivered here or sent to the owner; `false`
-    /// when the user has no actor here (no session) or the key is between owners.
+    /// A notification to a user actor. `false` when the user has no session here to take it (the
+    /// sender hears what that means: `UserInput::unreachable_answer`); `true` when it was delivered
+    /// here, sent to the owner, or parked until the user's partition has one (a parked message that
+    /// finds no session, or no owner in time, is answered by the router).
     pub fn send_user(&self, app: &AppId, user: &UserId, input: UserInput) -> bool {
-        let traced = Traced::new(input);
-        self.send_user_msg(app, user, UserWire::Input(traced.clone()), move |_| {
-            UserMsg::Input(traced)
-        })
-    }
-
-    /// `true` when delivered here, sent to the owner, or parked until the user's partition has one (a
-    /// parked message that finds no user actor, or no owner in time, gets the answer the asking call
-    /// would get from a node without that user: see `UserInput::unreachable_answer`).
-    fn send_user_msg(
-        &self,
-        app: &AppId,
-        user: &UserId,
-        wire: UserWire,
-        local: impl FnOnce(()) -> UserMsg + Send + 'static,
-    ) -> bool {
-        let key = ActorKey::User(app.clone(), user.clone());
-        match self.route(&key) {
-            Route::Here => self.tell_user(app, user, local(())).is_ok(),
-            Route::There(node) => {
-                self.ship(
-                    &node,
-                    Body::User {
-                        app: app.clone(),
-                        user: user.clone(),
-                        msg: wire,
-                    },
-                );
-                true
-            }
-            Route::Nowhere => {
-                // A restarted node claiming its share, or a dead node's partition not yet re-owned: the
-                // user's actor is about to have an owner again. Waiting keeps a ring from reading as
-                // "offline" for a user that is logged in.
-                let (app, user) = (app.clone(), user.clone());
-                self.hold_for_owner(
-                    key,
-                    Box::new(move |hub, replay| {
-                        let answer = match &wire {
-                            UserWire::Input(traced) => traced.payload.unreachable_answer(&user),
-                            _ => None,
-                        };
-                        let delivered = replay && hub.send_user_msg(&app, &user, wire, local);
-                        if !delivered && let Some((call, answer)) = answer {
-                            hub.send_call(&app, &call, answer);
-                        }
-                    }),
-                );
+        match self.route_msg(app, user, UserMsg::Input(Traced::new(input))) {
+            Delivery::Absent(_) => false,
+            delivery => {
+                delivery.settle(self, app, user);
                 true
             }
         }
     }
-
-    // ---------------------------------------------------------------------------------------------
-    // Calls
-    // ---------------------------------------------------------------------------------------------
 
     /// Starts a call's actor on the owner of its key; it rings the callee itself.
     pub(crate) async fn spawn_call(
@@ -396,55 +405,17 @@ impl Hub {
         app: AppId,
         setup: CallSetup,
     ) -> Result<(), CommandError> {
-        let key = ActorKey::Call(app.clone(), setup.id.clone());
-        match self.route(&key) {
-            Route::Here => self.spawn_call_here(app, setup).await,
-            Route::There(node) => {
-                let _: CommandOk = self
-                    .request(&node, move |reply| Body::Call {
-                        app,
-                        id: setup.id.clone(),
-                        msg: CallWire::Spawn { setup, reply },
-                    })
-                    .await?;
-                Ok(())
-            }
-            Route::Nowhere => Err(in_flux(&key)),
-        }
+        let id = setup.id.clone();
+        let _: CommandOk = self
+            .ask(&app, &id, |reply| CallMsg::Spawn { setup, reply })
+            .await?;
+        Ok(())
     }
 
     /// A notification to a call actor.
     pub fn send_call(&self, app: &AppId, call: &CallId, input: CallInput) {
-        let key = ActorKey::Call(app.clone(), call.clone());
-        let traced = Traced::new(input);
-        match self.route(&key) {
-            Route::Here => {
-                if let Some(actor) = self.call(call) {
-                    let _ = actor.cast(CallMsg::Input(traced));
-                }
-            }
-            Route::There(node) => {
-                self.ship(
-                    &node,
-                    Body::Call {
-                        app: app.clone(),
-                        id: call.clone(),
-                        msg: CallWire::Input(traced),
-                    },
-                );
-            }
-            Route::Nowhere => {
-                let (app, call) = (app.clone(), call.clone());
-                self.hold_for_owner(
-                    key,
-                    Box::new(move |hub, replay| {
-                        if replay {
-                            hub.send_call(&app, &call, traced.payload);
-                        }
-                    }),
-                );
-            }
-        }
+        self.route_msg(app, call, CallMsg::Input(Traced::new(input)))
+            .settle(self, app, call);
     }
 
     /// A client command for a call; the call machine's verdict is the answer.
@@ -455,55 +426,9 @@ impl Hub {
         input: CallInput,
         reply: Responder<CommandOk>,
     ) {
-        let key = ActorKey::Call(app.clone(), call.clone());
-        match self.route(&key) {
-            Route::Here => self.command_call_here(call, input, reply),
-            Route::There(node) => {
-                let reply = self.park(&node, reply);
-                self.ship(
-                    &node,
-                    Body::Call {
-                        app: app.clone(),
-                        id: call.clone(),
-                        msg: CallWire::Command { input, reply },
-                    },
-                );
-            }
-            Route::Nowhere => {
-                let (app, call) = (app.clone(), call.clone());
-                let failed = in_flux(&key);
-                self.hold_for_owner(
-                    key,
-                    Box::new(move |hub, replay| {
-                        if replay {
-                            hub.command_call(&app, &call, input, reply);
-                        } else {
-                            let _ = reply.send(Err(failed));
-                        }
-                    }),
-                );
-            }
-        }
+        self.route_msg(app, call, CallMsg::Command { input, reply })
+            .settle(self, app, call);
     }
-
-    fn command_call_here(&self, call: &CallId, input: CallInput, reply: Responder<CommandOk>) {
-        match self.call(call) {
-            Some(actor) => {
-                if let Err(MessagingErr::SendErr(CallMsg::Command { reply, .. })) =
-                    actor.cast(CallMsg::Command { input, reply })
-                {
-                    let _ = reply.send(Err(CommandError::NoSuchCall));
-                }
-            }
-            None => {
-                let _ = reply.send(Err(CommandError::NoSuchCall));
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------------------------------------
-    // Channels
-    // ---------------------------------------------------------------------------------------------
 
     /// Opens a call's private channel on its owner, waiting until it is open.
     pub(crate) async fn open_call_channel(
@@ -512,28 +437,15 @@ impl Hub {
         channel: &ChannelName,
         kind: ChannelKind,
     ) -> Result<(), CommandError> {
-        let key = ActorKey::Channel(app.clone(), channel.clone());
-        match self.route_opening(&key, app, channel) {
-            Route::Here => self
-                .channel_or_open(app, channel, Some(kind))
-                .await
-                .map(drop),
-            Route::There(node) => {
-                let (a, c) = (app.clone(), channel.clone());
-                let _: CommandOk = self
-                    .request(&node, move |reply| Body::Channel {
-                        app: a,
-                        channel: c,
-                        msg: ChannelWire::Open { kind, reply },
-                    })
-                    .await?;
-                Ok(())
-            }
-            Route::Nowhere => Err(in_flux(&key)),
-        }
+        let _: CommandOk = self
+            .ask(app, channel, |reply| ChannelMsg::Open { kind, reply })
+            .await?;
+        Ok(())
     }
 
     /// Asks a channel to admit `user` (opening a live channel on first use); the channel answers.
+    /// Returns once the join is with the channel (or on its way to the channel's node), so the user's
+    /// next messages to the channel come after it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn join_channel(
         &self,
@@ -560,78 +472,22 @@ impl Hub {
                 return;
             }
         }
-        let key = ActorKey::Channel(app.clone(), channel.clone());
-        match self.route_opening(&key, app, channel) {
-            Route::Here => {
-                self.join_here(app, channel, user, role, may_publish, offer, reply)
-                    .await
-            }
-            Route::There(node) => {
-                let reply = self.park(&node, reply);
-                self.ship(
-                    &node,
-                    Body::Channel {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        msg: ChannelWire::Join {
-                            user,
-                            role,
-                            may_publish,
-                            offer,
-                            reply,
-                        },
-                    },
-                );
-            }
-            Route::Nowhere => {
-                let _ = reply.send(Err(in_flux(&key)));
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn join_here(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        user: UserId,
-        role: Role,
-        may_publish: bool,
-        offer: Option<String>,
-        reply: Responder<CommandOk>,
-    ) {
-        match self.channel_or_open(app, channel, None).await {
-            Ok(actor) => {
-                // The channel may stop between lookup and send (its last member left): answer as busy.
-                if let Err(MessagingErr::SendErr(ChannelMsg::Join { reply, .. })) =
-                    actor.cast(ChannelMsg::Join {
-                        user,
-                        role,
-                        may_publish,
-                        offer,
-                        reply,
-                    })
-                {
-                    let _ = reply.send(Err(CommandError::Unavailable(
-                        "channel is closing, try again".into(),
-                    )));
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        let join = ChannelMsg::Join {
+            user,
+            role,
+            may_publish,
+            offer,
+            reply,
+        };
+        self.route_msg(app, channel, join)
+            .finish(self, app, channel)
+            .await;
     }
 
     /// A notification to a channel actor (only if the channel is open).
     pub fn send_channel(&self, app: &AppId, channel: &ChannelName, input: ChannelInput) {
-        let traced = Traced::new(input);
-        self.send_channel_msg(
-            app,
-            channel,
-            ChannelWire::Input(traced.clone()),
-            move || ChannelMsg::Input(traced),
-        );
+        self.route_msg(app, channel, ChannelMsg::Input(Traced::new(input)))
+            .settle(self, app, channel);
     }
 
     /// A restored call asks its channel whether it still exists; the answer comes back as
@@ -643,146 +499,14 @@ impl Hub {
             self.send_call(app, &call, CallInput::ChannelPresent { present: false });
             return;
         }
-        let wire = ChannelWire::Adopt { call: call.clone() };
-        let asked = self.send_channel_msg(app, channel, wire, {
-            let call = call.clone();
-            move || ChannelMsg::Adopt { call }
-        });
-        if !asked {
-            self.send_call(app, &call, CallInput::ChannelPresent { present: false });
-        }
+        self.route_msg(app, channel, ChannelMsg::Adopt { call })
+            .settle(self, app, channel);
     }
 
     /// The media router forwarded `from`'s first frame in `channel`.
     pub fn media_flowing(&self, app: &AppId, channel: &ChannelName, from: UserId) {
-        let wire = ChannelWire::MediaFlowing { from: from.clone() };
-        self.send_channel_msg(app, channel, wire, move || ChannelMsg::MediaFlowing {
-            from,
-        });
-    }
-
-    /// `true` when delivered here, sent to the owner, or parked until the channel's partition has one.
-    fn send_channel_msg(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        wire: ChannelWire,
-        local: impl FnOnce() -> ChannelMsg + Send + 'static,
-    ) -> bool {
-        let key = ActorKey::Channel(app.clone(), channel.clone());
-        match self.route(&key) {
-            Route::Here => self
-                .channel(app, channel)
-                .is_some_and(|actor| actor.cast(local()).is_ok()),
-            Route::There(node) => {
-                self.ship(
-                    &node,
-                    Body::Channel {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        msg: wire,
-                    },
-                );
-                true
-            }
-            Route::Nowhere => {
-                let (app, channel) = (app.clone(), channel.clone());
-                self.hold_for_owner(
-                    key,
-                    Box::new(move |hub, replay| {
-                        if replay {
-                            hub.send_channel_msg(&app, &channel, wire, local);
-                        }
-                    }),
-                );
-                true
-            }
-        }
-    }
-
-    /// Another node died (its lease expired); `lost` tells which keys it owned. Connections here whose
-    /// session lived there are closed (the client logs in again, on the key's new owner); local actors
-    /// whose call, channel or party lived there are told, so those calls end exactly once for the
-    /// survivors and paused hosts go back live.
-    pub fn node_lost(&self, node: &NodeId, lost: LostKeys) {
-        // Requests waiting for that node's answer fail now ("try again": the key has a new owner soon)
-        // rather than at their timeout.
-        let unanswered: Vec<crate::hub::Pending> = {
-            let mut pending = lock(&self.inner.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, (asked, _))| asked == node)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| pending.remove(id).map(|(_, complete)| complete))
-                .collect()
-        };
-        let failed: Result<(), CommandError> = Err(CommandError::Unavailable(format!(
-            "node {node} left the cluster; try again"
-        )));
-        let failed = serde_json::to_value(&failed).expect("an error is plain serde data");
-        for complete in unanswered {
-            complete(failed.clone());
-        }
-        let orphaned: Vec<ConnectionInbox> = {
-            let mut sinks = lock(&self.inner.remote_sinks);
-            let ids: Vec<u64> = sinks
-                .iter()
-                .filter(|(_, (owner, _))| owner == node)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| sinks.remove(id).map(|(_, tx)| tx))
-                .collect()
-        };
-        for tx in &orphaned {
-            let reason = showcall_machines::user::CloseReason::NodeLost;
-            let _ = tx.push(showcall_protocol::commands::Outbound::closing_notice(
-                self.now_ms(),
-                reason,
-            ));
-            let _ = tx.push(showcall_protocol::commands::Outbound::Close(reason));
-        }
-        self.users_node_lost(node, &lost);
-        let calls: Vec<_> = lock(&self.inner.calls)
-            .values()
-            .map(|(_, a)| a.clone())
-            .collect();
-        for actor in calls {
-            let _ = actor.cast(CallMsg::OwnersLost(lost.clone()));
-        }
-        let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
-        for actor in channels {
-            let _ = actor.cast(ChannelMsg::OwnersLost(lost.clone()));
-        }
-        tracing::warn!(%node, sessions = orphaned.len(), "node lost: its sessions closed, its calls ended");
-    }
-
-    /// This node's lease expired (it was cut off, or paused, for longer than the TTL): the cluster
-    /// counted it as dead and other nodes took its partitions and calls over. Every local actor stops
-    /// without effects — no call ends, no record is written or deleted, no channel is told — because
-    /// their new owners carry on; connections to local sessions are closed with `NodeLost` so the
-    /// clients log in again (on the new owners).
-    pub fn evict_all(&self) {
-        let users = self.evict_users();
-        let calls: Vec<_> = lock(&self.inner.calls)
-            .drain()
-            .map(|(_, (_, actor))| actor)
-            .collect();
-        for actor in &calls {
-            actor.stop(Some("evicted: this node lost its lease".into()));
-        }
-        let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
-        for actor in &channels {
-            let _ = actor.cast(ChannelMsg::Evict);
-        }
-        tracing::warn!(
-            users,
-            calls = calls.len(),
-            channels = channels.len(),
-            "lease lost: every local actor evicted"
-        );
+        self.route_msg(app, channel, ChannelMsg::MediaFlowing { from })
+            .settle(self, app, channel);
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -797,10 +521,8 @@ impl Hub {
     }
 
     async fn deliver_now(&self, envelope: Envelope) {
-        let Some(envelope) = self.take_or_pass_on(envelope) else {
-            return;
-        };
         let from = envelope.from.clone();
+        let hops = envelope.hops;
         match envelope.body {
             Body::Reply { id, result } => {
                 let pending = lock(&self.inner.pending).remove(&id);
@@ -829,215 +551,56 @@ impl Hub {
                 let answer = self.answer_query(&query);
                 let _ = self.responder(reply).send(answer);
             }
-            Body::User { app, user, msg } => self.deliver_user(app, user, msg).await,
-            Body::Call { app, id, msg } => self.deliver_call(app, id, msg).await,
-            Body::Channel { app, channel, msg } => self.deliver_channel(app, channel, msg).await,
+            Body::User { app, user, msg } => {
+                self.receive::<UserMsg>(hops, app, user, msg).await;
+            }
+            Body::Call { app, id, msg } => self.receive::<CallMsg>(hops, app, id, msg).await,
+            Body::Channel { app, channel, msg } => {
+                self.receive::<ChannelMsg>(hops, app, channel, msg).await
+            }
         }
     }
 
-    /// An envelope for a user or a call whose partition this node does not serve (any more, or not yet)
-    /// is not carried out here: a node that stopped owning the key between the sender's routing and
-    /// the envelope's arrival would otherwise start an actor no owner knows of (a session that then
-    /// answers "session is closed" from the real owner). It goes on to the owner this node sees, at
-    /// most [`MAX_HOPS`] times; with no owner now, notifications wait for one in order
-    /// ([`crate::flux`]) and requests are answered UNAVAILABLE ("try again") at once, as when the
-    /// sender itself finds the key between owners. `Some` when the envelope is for this node.
-    fn take_or_pass_on(&self, mut envelope: Envelope) -> Option<Envelope> {
-        let key = match &envelope.body {
-            Body::User { app, user, .. } => ActorKey::User(app.clone(), user.clone()),
-            Body::Call { app, id, .. } => ActorKey::Call(app.clone(), id.clone()),
-            // Channels are pinned by their opener (`route_opening`), replies and sinks belong here.
-            _ => return Some(envelope),
+    /// A message for actor `name` from another node. A user's or call's message whose partition this
+    /// node does not serve (any more, or not yet) is not carried out here: a node that stopped owning
+    /// the key between the sender's routing and the envelope's arrival would otherwise start an actor
+    /// no owner knows of (a session that then answers "session is closed" from the real owner). It goes
+    /// on to the owner this node sees, at most [`MAX_HOPS`] times; with no owner now, it waits for one
+    /// or is refused, as when the sender itself finds the key between owners.
+    async fn receive<M: Routed>(&self, hops: u8, app: AppId, name: M::Name, wire: M::Wire) {
+        let route = if M::PINNED {
+            Route::Here
+        } else {
+            self.route(&M::key(&app, &name))
         };
-        let route = self.route(&key);
-        if let Route::Here = route {
-            return Some(envelope);
-        }
         if let Route::There(node) = &route
-            && envelope.hops < MAX_HOPS
+            && hops < MAX_HOPS
         {
-            tracing::debug!(%key, to = %node, hops = envelope.hops, "envelope passed on to the key's owner");
-            envelope.hops += 1;
-            // Sent by this node now: a link carries only its member's envelopes (the receiver drops one
-            // naming another sender). A user's or call's message needs no original sender — its answers
-            // and pushes go by the handles it carries.
-            envelope.from = self.node().clone();
+            let key = M::key(&app, &name);
+            tracing::debug!(%key, to = %node, hops, "envelope passed on to the key's owner");
+            // Sent by this node now (a link carries only its member's envelopes); its answers and
+            // pushes go by the handles it carries, to the node that asked.
+            let mut envelope = self.envelope(M::body(app, name, wire));
+            envelope.hops = hops + 1;
             self.inner.parts.courier.send(node, envelope);
-            return None;
+            return;
         }
-        let unavailable = || in_flux(&key);
-        // Between owners, or passed around too often (views a watch event apart): requests fail at
-        // once (the sender retries), notifications wait for the views to settle, in order per key.
-        match envelope.body {
-            Body::User {
-                msg: UserWire::Attach { reply, .. },
-                ..
-            } => {
-                let _ = self.responder::<LoginOk>(reply).send(Err(unavailable()));
+        let msg = match M::bind(wire, &mut self.bind_here()) {
+            Ok(msg) => msg,
+            Err(_) => {
+                let key = M::key(&app, &name);
+                tracing::warn!(%key, "a node sent a message of its own: dropped");
+                return;
             }
-            Body::User {
-                msg: UserWire::Command { reply, .. },
-                ..
+        };
+        match route {
+            Route::Here => {
+                msg.deliver_here(self, app.clone(), name.clone())
+                    .finish(self, &app, &name)
+                    .await
             }
-            | Body::Call {
-                msg: CallWire::Spawn { reply, .. },
-                ..
-            } => {
-                let _ = self.responder::<CommandOk>(reply).send(Err(unavailable()));
-            }
-            body => {
-                tracing::debug!(%key, "envelope waits for the key's owner");
-                self.hold_for_owner(
-                    key,
-                    Box::new(move |hub, replay| hub.redeliver(body, replay)),
-                );
-            }
-        }
-        None
-    }
-
-    /// A notification held for its key's owner (`take_or_pass_on`), sent on through the routing once
-    /// the key has one (`replay`), or given up on: a ring or a takeover question then gets its
-    /// "nobody" answer, a call command its UNAVAILABLE.
-    fn redeliver(&self, body: Body, replay: bool) {
-        match body {
-            Body::User { app, user, msg } => match msg {
-                UserWire::ConnectionLost { conn } if replay => {
-                    self.connection_lost(&app, &user, conn)
-                }
-                UserWire::Input(traced) if replay => {
-                    let local = traced.clone();
-                    self.send_user_msg(&app, &user, UserWire::Input(traced), move |_| {
-                        UserMsg::Input(local)
-                    });
-                }
-                UserWire::Input(traced) => {
-                    if let Some((call, answer)) = traced.payload.unreachable_answer(&user) {
-                        self.send_call(&app, &call, answer);
-                    }
-                }
-                _ => {}
-            },
-            Body::Call { app, id, msg } => match msg {
-                CallWire::Input(traced) if replay => self.send_call(&app, &id, traced.payload),
-                CallWire::Command { input, reply } if replay => {
-                    self.command_call(&app, &id, input, self.responder(reply))
-                }
-                CallWire::Command { reply, .. } => {
-                    let key = ActorKey::Call(app, id);
-                    let _ = self.responder::<CommandOk>(reply).send(Err(in_flux(&key)));
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-
-    async fn deliver_user(&self, app: AppId, user: UserId, msg: UserWire) {
-        match msg {
-            UserWire::Attach {
-                conn,
-                sink,
-                token_expires_at,
-                reply,
-            } => {
-                let responder: Responder<LoginOk> = self.responder(reply);
-                let sink = SessionSink::Remote {
-                    to: sink,
-                    from: self.node().clone(),
-                    courier: self.inner.parts.courier.clone(),
-                };
-                // Attaching waits for the user actor; off the link's loop so other envelopes go on.
-                let hub = self.clone();
-                tokio::spawn(async move {
-                    let answer = hub
-                        .attach_here(&app, &user, conn, token_expires_at, sink)
-                        .await;
-                    let _ = responder.send(answer);
-                });
-            }
-            UserWire::Command {
-                conn,
-                command,
-                reply,
-            } => {
-                let reply: Responder<CommandOk> = self.responder(reply);
-                let command = UserMsg::Command {
-                    conn,
-                    command,
-                    reply,
-                };
-                if let Err(UserMsg::Command { reply, .. }) = self.tell_user(&app, &user, command) {
-                    let _ = reply.send(Err(CommandError::SessionClosed));
-                }
-            }
-            UserWire::ConnectionLost { conn } => {
-                let _ = self.tell_user(&app, &user, UserMsg::ConnectionLost { conn });
-            }
-            UserWire::Input(traced) => {
-                let unanswered = traced.payload.unreachable_answer(&user);
-                let delivered = self.tell_user(&app, &user, UserMsg::Input(traced)).is_ok();
-                if !delivered && let Some((call, answer)) = unanswered {
-                    self.send_call(&app, &call, answer);
-                }
-            }
-        }
-    }
-
-    async fn deliver_call(&self, app: AppId, id: CallId, msg: CallWire) {
-        match msg {
-            CallWire::Spawn { setup, reply } => {
-                let responder: Responder<CommandOk> = self.responder(reply);
-                let answer = self.spawn_call_here(app, setup).await;
-                let _ = responder.send(answer.map(|()| CommandOk::Done));
-            }
-            CallWire::Input(traced) => {
-                if let Some(actor) = self.call(&id) {
-                    let _ = actor.cast(CallMsg::Input(traced));
-                }
-            }
-            CallWire::Command { input, reply } => {
-                self.command_call_here(&id, input, self.responder(reply));
-            }
-        }
-    }
-
-    async fn deliver_channel(&self, app: AppId, channel: ChannelName, msg: ChannelWire) {
-        match msg {
-            ChannelWire::Open { kind, reply } => {
-                let responder: Responder<CommandOk> = self.responder(reply);
-                let answer = self.channel_or_open(&app, &channel, Some(kind)).await;
-                let _ = responder.send(answer.map(|_| CommandOk::Done));
-            }
-            ChannelWire::Join {
-                user,
-                role,
-                may_publish,
-                offer,
-                reply,
-            } => {
-                let responder = self.responder(reply);
-                self.join_here(&app, &channel, user, role, may_publish, offer, responder)
-                    .await;
-            }
-            ChannelWire::Input(traced) => {
-                if let Some(actor) = self.channel(&app, &channel) {
-                    let _ = actor.cast(ChannelMsg::Input(traced));
-                }
-            }
-            ChannelWire::MediaFlowing { from } => {
-                if let Some(actor) = self.channel(&app, &channel) {
-                    let _ = actor.cast(ChannelMsg::MediaFlowing { from });
-                }
-            }
-            ChannelWire::Adopt { call } => {
-                let asked = self.channel(&app, &channel).is_some_and(|actor| {
-                    actor.cast(ChannelMsg::Adopt { call: call.clone() }).is_ok()
-                });
-                if !asked {
-                    self.send_call(&app, &call, CallInput::ChannelPresent { present: false });
-                }
-            }
+            // Between owners, or passed around too often (views a watch event apart).
+            _ => self.without_owner(&app, &name, msg),
         }
     }
 }

@@ -20,10 +20,9 @@ use std::collections::VecDeque;
 
 use showcall_actors::user_actor::{UserActor, UserStart};
 use showcall_machines::UserId;
-use showcall_protocol::commands::COMMAND_TIMEOUT;
 use showcall_protocol::error::CommandError;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
-use showcall_protocol::messages::{LostKeys, Responder, UserMsg, UserStanding};
+use showcall_protocol::messages::{LostKeys, UserMsg, UserStanding};
 use showcall_protocol::sync::lock;
 
 use crate::hub::Hub;
@@ -111,20 +110,25 @@ impl Hub {
         Ok(())
     }
 
-    /// Like [`Hub::tell_user`], starting a new session when the user has none here (a login). Fails
-    /// when this node may not start the user's actor now (it is leaving, or the key is moving).
+    /// Like [`Hub::tell_user`], starting a new session when the user has none here (a login). Fails,
+    /// with the message back, when this node may not start the user's actor now (it is leaving, or
+    /// the key is moving).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn tell_or_start_user(
         &self,
         app: &AppId,
         user: &UserId,
         msg: UserMsg,
-    ) -> Result<(), CommandError> {
+    ) -> Result<(), (UserMsg, CommandError)> {
         let Err(msg) = self.tell_user(app, user, msg) else {
             return Ok(());
         };
         // Marked as starting before the partition is checked (see `Hub::start_here`); the slot keeps the
         // key busy from then on.
-        let starting = self.start_here(ActorKey::User(app.clone(), user.clone()))?;
+        let starting = match self.start_here(ActorKey::User(app.clone(), user.clone())) {
+            Ok(starting) => starting,
+            Err(refusal) => return Err((msg, refusal)),
+        };
         let actor = UserActor::new(self.context(), app.clone(), user.clone(), UserStart::New)
             .expect("a new session has no snapshot to refuse");
         let session = self.next_id();
@@ -136,7 +140,7 @@ impl Hub {
                 drop(users);
                 return self
                     .tell_user(app, user, msg)
-                    .map_err(|_| CommandError::SessionClosed);
+                    .map_err(|msg| (msg, CommandError::SessionClosed));
             }
             let queue = VecDeque::from([msg]);
             users.insert(key, UserSlot::Running { queue, session });
@@ -166,32 +170,6 @@ impl Hub {
         }
         self.run_user(app, user, session, Box::new(actor), true);
         true
-    }
-
-    /// Asks the user's actor and waits for its answer (at most [`COMMAND_TIMEOUT`]). `start`: a new
-    /// session starts when there is none (a login); otherwise there being none is `SessionClosed`.
-    pub(crate) async fn ask_user<T>(
-        &self,
-        app: &AppId,
-        user: &UserId,
-        start: bool,
-        make: impl FnOnce(Responder<T>) -> UserMsg,
-    ) -> Result<T, CommandError> {
-        let (tx, rx) = ractor::concurrency::oneshot();
-        let msg = make(ractor::RpcReplyPort::from(tx).into());
-        if start {
-            self.tell_or_start_user(app, user, msg)?;
-        } else if self.tell_user(app, user, msg).is_err() {
-            return Err(CommandError::SessionClosed);
-        }
-        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
-            Ok(Ok(answer)) => answer,
-            // The question was dropped unanswered: its session ended.
-            Ok(Err(_)) => Err(CommandError::SessionClosed),
-            Err(_) => Err(CommandError::Unavailable(
-                "the server did not answer in time".into(),
-            )),
-        }
     }
 
     /// A run of the user's actor: its slot's messages in order, then back to rest (see the module docs).

@@ -9,10 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use showcall_machines::user::CallCommand;
 use showcall_machines::{CallState, ChannelName, StateReason, UserConfig};
 use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
 use showcall_protocol::envelope::{Courier, Envelope};
-use showcall_protocol::{ActorKey, AppId, NodeId, wire};
+use showcall_protocol::{ActorKey, AppId, CommandError, NodeId, UserCommand, wire};
 use showcall_runtime::{Hub, HubParts};
 use support::{Client, connected, hang_up};
 use tokio::sync::mpsc;
@@ -30,6 +31,8 @@ struct Cluster {
     moving: Mutex<HashSet<ActorKey>>,
     /// A node's view that lags the cluster's: the owner it still sees for a key.
     stale: Mutex<HashMap<(NodeId, ActorKey), NodeId>>,
+    /// Nodes that left the cluster (their couriers' sends fail) before the others heard they died.
+    gone: Mutex<HashSet<NodeId>>,
     /// Envelopes a courier refused because they named another sender than its node (the link's rule).
     forged: AtomicU64,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
@@ -107,6 +110,9 @@ struct LoopCourier {
 
 impl Courier for LoopCourier {
     fn send(&self, to: &NodeId, envelope: Envelope) -> bool {
+        if self.cluster.gone.lock().unwrap().contains(to) {
+            return false;
+        }
         let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
             return false;
         };
@@ -258,5 +264,35 @@ async fn a_ring_sent_to_a_node_that_no_longer_owns_the_callee_is_passed_on_and_r
         cluster.forged.load(Ordering::Relaxed),
         0,
         "no envelope named another sender"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_for_a_call_on_a_node_gone_from_the_cluster_fails_at_once() {
+    let (a, _b, cluster) = two_nodes();
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&a, "bob").await;
+    let (call, _) = connected(&mut alice, &mut bob).await;
+    // The call runs on b, which leaves the cluster before a hears that it died.
+    cluster.gone.lock().unwrap().insert(node("b"));
+
+    let asked_at = a.now_ms();
+    let answer = alice
+        .session
+        .command(UserCommand::CallCommand {
+            call_id: call,
+            command: CallCommand::Hangup {
+                reason: "bye".into(),
+            },
+        })
+        .await;
+    let Err(CommandError::Unavailable(why)) = answer else {
+        panic!("a hangup no node can take is UNAVAILABLE: {answer:?}");
+    };
+    assert!(why.contains("not in the cluster"), "{why}");
+    assert_eq!(
+        a.now_ms(),
+        asked_at,
+        "answered at once, not at the command timeout"
     );
 }
