@@ -57,6 +57,8 @@ pub struct CallState {
     span: tracing::Span,
     /// Started from a handoff: it neither starts nor adopts, it goes on.
     handed_over: bool,
+    /// The call channel's open while it goes on beside the ring ([`channel_opened`]).
+    opening: Option<JoinHandle<()>>,
 }
 
 impl CallState {
@@ -119,6 +121,7 @@ impl Actor for CallActor {
             timers: HashMap::new(),
             span,
             handed_over,
+            opening: None,
         })
     }
 
@@ -174,6 +177,9 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
             }
             CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
             CallMsg::Command { input, reply } => {
+                // A party joins the call channel only after an answer of the call's (its accept,
+                // or the `connecting` an accept brings): the channel is open before it is answered.
+                channel_opened(state).await;
                 let now = state.ctx.now_ms();
                 // A leaving node waits for a moved channel to be open and the parties told before it
                 // closes their sockets: answered after the effects.
@@ -181,6 +187,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 match handle(state, input, now) {
                     Ok(fx) if answer_after => {
                         run(&myself, state, fx).await;
+                        channel_opened(state).await;
                         let _ = reply.send(Ok(CommandOk::Done));
                     }
                     Ok(fx) => {
@@ -339,15 +346,18 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                     call: state.machine.id().clone(),
                     participants: members,
                 };
-                // Opened before the ring goes out, so a party's join always finds it. (In a cluster
-                // this is one node-link round trip at most: the channel's node is in its name.)
-                if let Err(e) = state
-                    .ctx
-                    .open_call_channel(&state.app, &channel, kind)
-                    .await
-                {
-                    tracing::error!(call_id = %state.machine.id(), error = %e, "call channel failed to open");
-                }
+                // Opened beside the ring rather than before it (a channel actor's start here, a
+                // node-link round trip in a cluster): `channel_opened` keeps it ahead of anything
+                // the channel is told and of any party's join.
+                channel_opened(state).await;
+                let (ctx, app) = (state.ctx.clone(), state.app.clone());
+                let call = state.machine.id().clone();
+                let open = async move {
+                    if let Err(e) = ctx.open_call_channel(&app, &channel, kind).await {
+                        tracing::error!(call_id = %call, error = %e, "call channel failed to open");
+                    }
+                };
+                state.opening = Some(tokio::spawn(open.in_current_span()));
             }
             CallEffect::Ring { callee, info } => {
                 let ring = UserInput::Ring { info };
@@ -402,6 +412,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 );
             }
             CallEffect::CloseChannel { channel } => {
+                channel_opened(state).await;
                 send_channel(state, &channel, ChannelInput::Close)
             }
             CallEffect::Authorize(request) => {
@@ -487,6 +498,15 @@ fn send_user_or_hear_unreachable(
     let (_, answer) = answer?;
     let now = state.ctx.now_ms();
     handle(state, answer, now).ok()
+}
+
+/// Waits for the call channel's open started by `CallEffect::OpenChannel`, if it still goes on.
+async fn channel_opened(state: &mut CallState) {
+    if let Some(open) = state.opening.take()
+        && let Err(e) = open.await
+    {
+        tracing::error!(call_id = %state.machine.id(), error = %e, "call channel's open panicked");
+    }
 }
 
 fn send_channel(state: &CallState, channel: &showcall_machines::ChannelName, input: ChannelInput) {

@@ -51,6 +51,8 @@ struct RecordingContext {
     ledger: Arc<dyn CallLedger>,
     admission: Arc<dyn Admission>,
     directory: Directory,
+    /// How long opening the call channel takes (a node-link round trip in a cluster).
+    open_takes: Mutex<Duration>,
 }
 
 impl RecordingContext {
@@ -68,6 +70,7 @@ impl RecordingContext {
             ledger: Arc::new(NoLedger),
             admission: Arc::new(NoAdmission),
             directory: Directory::default(),
+            open_takes: Mutex::default(),
         })
     }
 
@@ -155,7 +158,12 @@ impl Outbox for RecordingContext {
         channel: &'a ChannelName,
         kind: ChannelKind,
     ) -> Sending<'a, Result<(), CommandError>> {
-        self.outbox.open_call_channel(app, channel, kind)
+        let takes = *self.open_takes.lock().unwrap();
+        Box::pin(async move {
+            tokio::time::sleep(takes).await;
+            // Recorded once open.
+            self.outbox.open_call_channel(app, channel, kind).await
+        })
     }
 
     fn join_channel<'a>(
@@ -270,7 +278,7 @@ async fn a_callee_with_no_session_ends_the_call_at_once_as_offline() {
     run_call(ctx.clone()).await;
     assert_eq!(ctx.clock.now_ms(), started, "no timer was waited for");
     let sent = ctx.sent();
-    assert_eq!(sent[0], Sent::OpenedChannel("call-c1".into()), "{sent:?}");
+    assert!(opened_before_told_anything(&sent, "call-c1"), "{sent:?}");
     assert!(
         sent.contains(&viewer("state Calling LocalVideoCall")),
         "{sent:?}"
@@ -285,6 +293,36 @@ async fn a_callee_with_no_session_ends_the_call_at_once_as_offline() {
     );
     assert_eq!(sent.last(), Some(&Sent::Forgotten("c1".into())));
     assert_eq!(ctx.events(), ["CallCreated", "CallEnded"]);
+}
+
+/// Whether `channel` was open before it was told anything (here: to close).
+fn opened_before_told_anything(sent: &[Sent], channel: &str) -> bool {
+    let at = |wanted: &Sent| sent.iter().position(|s| s == wanted);
+    let opened = at(&Sent::OpenedChannel(channel.into()));
+    let closed = at(&Sent::Channel(channel.into(), "Close".into()));
+    matches!((opened, closed), (Some(opened), Some(closed)) if opened < closed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ring_goes_out_while_the_call_channel_opens_and_the_channel_hears_nothing_before() {
+    let ctx = RecordingContext::new(&["viewer"]);
+    *ctx.open_takes.lock().unwrap() = Duration::from_secs(1);
+    let started = ctx.clock.now_ms();
+    run_call(ctx.clone()).await;
+    let sent = ctx.sent();
+    let at = |wanted: &Sent| sent.iter().position(|s| s == wanted);
+    let rung = at(&Sent::User("host".into(), "Ring".into())).expect("the ring was tried");
+    let opened = at(&Sent::OpenedChannel("call-c1".into())).expect("the channel opened");
+    assert!(
+        rung < opened,
+        "the ring did not wait for the open: {sent:?}"
+    );
+    assert!(opened_before_told_anything(&sent, "call-c1"), "{sent:?}");
+    assert_eq!(
+        ctx.clock.now_ms() - started,
+        1_000,
+        "the call ended once its channel was open, to close it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
