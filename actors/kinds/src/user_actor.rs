@@ -369,7 +369,12 @@ async fn command_input(
                 call_type,
                 extension,
                 timeout_ms,
-                call_id: showcall_protocol::ids::call_id(),
+                // A call runs where its caller's user actor does: its start crosses no node.
+                call_id: showcall_protocol::ids::call_id_where(|id| {
+                    state
+                        .ctx
+                        .serves(&ActorKey::Call(state.app.clone(), id.clone()))
+                }),
                 channel: showcall_protocol::ids::call_channel(
                     state.ctx.placement().call_channel_tag().as_deref(),
                 ),

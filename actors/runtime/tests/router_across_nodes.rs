@@ -37,6 +37,8 @@ struct Cluster {
     forged: AtomicU64,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
     envelopes: AtomicU64,
+    /// Calls split between the nodes by their id (else every call lives on b).
+    calls_split: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,12 @@ impl Placement for TestPlacement {
         }
         match key {
             ActorKey::User(_, user) if user.as_str().starts_with('a') => Some(node("a")),
+            ActorKey::Call(_, call) if self.cluster.calls_split.load(Ordering::Relaxed) => {
+                match call.as_str().as_bytes()[0] % 2 {
+                    0 => Some(node("a")),
+                    _ => Some(node("b")),
+                }
+            }
             ActorKey::User(..) | ActorKey::Call(..) => Some(node("b")),
             ActorKey::Channel(app, channel) => match channel.as_str().split_once('@') {
                 Some((_, tag)) => Some(node(tag)),
@@ -295,4 +303,22 @@ async fn a_command_for_a_call_on_a_node_gone_from_the_cluster_fails_at_once() {
         asked_at,
         "answered at once, not at the command timeout"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_runs_on_the_node_of_its_callers_user_actor() {
+    let (a, b, cluster) = two_nodes();
+    cluster.calls_split.store(true, Ordering::Relaxed);
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&b, "bob").await;
+    // alice's actor is on a: her calls get ids of a's partitions, so they start without crossing.
+    for _ in 0..5 {
+        let (call, _) = connected(&mut alice, &mut bob).await;
+        assert!(a.call(&call).is_some(), "the call runs on a");
+        assert!(b.call(&call).is_none(), "and not on b");
+        hang_up(&mut alice, &mut bob, &call).await;
+        alice
+            .state(CallState::Prepared, StateReason::LocalHangup)
+            .await;
+    }
 }
