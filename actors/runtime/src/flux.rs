@@ -7,6 +7,10 @@
 //! [`FLUX_WAIT`] gives up: requests are answered UNAVAILABLE ("try again"), notifications are dropped with
 //! a log line — as before parking existed, only later.
 //!
+//! The wait is bounded: at most [`MAX_PARKED_PER_KEY`] messages per key and [`MAX_PARKED`] in all. A
+//! message that finds no room is not parked: it is refused as if its wait had run out (a request
+//! UNAVAILABLE, a ring "offline"), so a peer flooding a moving key costs this node a bounded amount.
+//!
 //! Only fire-and-forget paths park (notifications to users, calls and channels — a ring among them, so a
 //! logged-in callee whose partition is moving still rings — and client commands for calls, which the
 //! client awaits anyway). Requests that create actors (login, call spawn, join) answer
@@ -30,6 +34,12 @@ pub const FLUX_WAIT: Duration = Duration::from_secs(3);
 /// How often parked keys are re-checked.
 const RECHECK: Duration = Duration::from_millis(20);
 
+/// How many messages may wait for one key's owner.
+pub const MAX_PARKED_PER_KEY: usize = 1_000;
+
+/// How many messages may wait for owners on this node in all.
+pub const MAX_PARKED: usize = 50_000;
+
 impl Hub {
     /// Whether `key` has messages waiting (later ones must queue behind them).
     pub(crate) fn is_parked(&self, key: &ActorKey) -> bool {
@@ -52,21 +62,37 @@ impl Hub {
         }
     }
 
-    /// Queues `message` for `key` until the key has an owner again.
-    pub(crate) fn hold_for_owner(&self, key: ActorKey, message: ParkedMessage) {
-        tracing::debug!(%key, "message waits for the key's owner");
-        lock(&self.inner.parked)
-            .entry(key)
-            .or_insert_with(|| ParkedQueue {
-                since: Instant::now(),
-                messages: VecDeque::new(),
-            })
-            .messages
-            .push_back(message);
+    /// Queues `message` for `key` until the key has an owner again; `Err` (the message back) when
+    /// there is no room (see the module docs).
+    pub(crate) fn hold_for_owner(
+        &self,
+        key: ActorKey,
+        message: ParkedMessage,
+    ) -> Result<(), ParkedMessage> {
+        {
+            let mut parked = lock(&self.inner.parked);
+            let total = self.inner.parked_total.load(Ordering::Acquire);
+            let here = parked.get(&key).map_or(0, |queue| queue.messages.len());
+            if total >= MAX_PARKED || here >= MAX_PARKED_PER_KEY {
+                tracing::warn!(%key, total, here, "no room to wait for the key's owner: refused");
+                return Err(message);
+            }
+            tracing::debug!(%key, "message waits for the key's owner");
+            parked
+                .entry(key)
+                .or_insert_with(|| ParkedQueue {
+                    since: Instant::now(),
+                    messages: VecDeque::new(),
+                })
+                .messages
+                .push_back(message);
+            self.inner.parked_total.fetch_add(1, Ordering::AcqRel);
+        }
         if !self.inner.flux_task.swap(true, Ordering::AcqRel) {
             let hub = self.clone();
             tokio::spawn(async move { hub.recheck_parked().await });
         }
+        Ok(())
     }
 
     async fn recheck_parked(self) {
@@ -93,6 +119,8 @@ impl Hub {
                     })
                     .collect()
             };
+            let leaving: usize = due.iter().map(|(_, queue, _)| queue.messages.len()).sum();
+            self.inner.parked_total.fetch_sub(leaving, Ordering::AcqRel);
             for (key, queue, replay) in due {
                 tracing::debug!(%key, replay, messages = queue.messages.len(), "parked messages go on");
                 if !replay {

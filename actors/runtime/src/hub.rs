@@ -85,9 +85,6 @@ impl HubParts {
 
 type ChannelKey = (AppId, ChannelName);
 
-/// Completes a request parked for another node's answer (deserializes the answer for its port).
-pub(crate) type Pending = Box<dyn FnOnce(serde_json::Value) + Send>;
-
 pub(crate) struct Inner {
     pub(crate) parts: HubParts,
     clock: Clock,
@@ -101,13 +98,15 @@ pub(crate) struct Inner {
     /// One start at a time per key (`crate::spawn_gate`).
     spawn_gates: crate::spawn_gate::SpawnGates,
     next_conn: AtomicU64,
-    /// Requests waiting for another node's answer, by request id, with the node asked.
-    pub(crate) pending: Mutex<HashMap<u64, (NodeId, Pending)>>,
+    /// Requests waiting for another node's answer (`crate::pending_answers`).
+    pub(crate) pending: crate::pending_answers::PendingAnswers,
     /// Connections of this node whose user actor lives elsewhere, by sink id, with that node.
     pub(crate) remote_sinks: Mutex<HashMap<u64, (NodeId, ConnectionInbox)>>,
     pub(crate) next_id: AtomicU64,
     /// Messages waiting for their key's partition to get an owner (`crate::flux`).
     pub(crate) parked: Mutex<Parked>,
+    /// How many messages are parked (`crate::flux`'s bound).
+    pub(crate) parked_total: std::sync::atomic::AtomicUsize,
     /// Whether the task that re-checks parked keys runs.
     pub(crate) flux_task: AtomicBool,
     /// What the local actors are doing now, for the admin API.
@@ -159,10 +158,11 @@ impl Hub {
                 // Connection numbers must differ across nodes (a user's connections on two gateways meet
                 // in one user actor): a random prefix per node, then a counter.
                 next_conn: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
-                pending: Mutex::default(),
+                pending: Default::default(),
                 remote_sinks: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 parked: Mutex::default(),
+                parked_total: Default::default(),
                 flux_task: AtomicBool::new(false),
                 directory: Default::default(),
                 starting: Mutex::default(),

@@ -9,6 +9,7 @@
 //!   parked while its partition moves; requests waiting for another node's answer.
 //! - `routed`: what differs per actor kind for the router (keys, local delivery, refusals).
 //! - `node_loss`: another node died, or this node lost its lease.
+//! - `pending_answers`: questions asked of other nodes, until answered, their node lost, or given up.
 //! - `flux`: messages parked while their key's partition has no owner.
 //! - [`handoff`]: a partition's actors moving to another node with their state (leave, join).
 //! - `admin_ops`: the business server's questions and orders (cluster-wide lists, kick, end call).
@@ -28,6 +29,7 @@ mod flux;
 pub mod handoff;
 pub mod hub;
 mod node_loss;
+mod pending_answers;
 mod routed;
 mod routing;
 pub mod session;
@@ -35,5 +37,6 @@ mod spawn_gate;
 mod timer_wheel;
 mod users;
 
+pub use flux::{FLUX_WAIT, MAX_PARKED, MAX_PARKED_PER_KEY};
 pub use hub::{Hub, HubParts};
 pub use session::Session;

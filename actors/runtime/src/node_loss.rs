@@ -18,17 +18,7 @@ impl Hub {
     pub fn node_lost(&self, node: &NodeId, lost: LostKeys) {
         // Requests waiting for that node's answer fail now ("try again": the key has a new owner soon)
         // rather than at their timeout.
-        let unanswered: Vec<crate::hub::Pending> = {
-            let mut pending = lock(&self.inner.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, (asked, _))| asked == node)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| pending.remove(id).map(|(_, complete)| complete))
-                .collect()
-        };
+        let unanswered = self.inner.pending.take_asked_of(node);
         let failed: Result<(), CommandError> = Err(CommandError::Unavailable(format!(
             "node {node} left the cluster; try again"
         )));

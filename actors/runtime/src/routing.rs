@@ -95,9 +95,8 @@ impl Detach<'_> {
         let failed: Result<(), CommandError> = Err(CommandError::Unavailable(why.to_owned()));
         let failed = serde_json::to_value(&failed).expect("an error is plain serde data");
         for id in self.parked {
-            let pending = lock(&self.hub.inner.pending).remove(&id);
-            if let Some((_, complete)) = pending {
-                complete(failed.clone());
+            if let Some(answered) = self.hub.inner.pending.take(id) {
+                answered(failed.clone());
             }
         }
     }
@@ -201,18 +200,20 @@ impl Hub {
             msg.refuse(self, app, name, no_owner(&key));
             return;
         }
+        // The message rides in the parked closure; a closure refused for want of room is called at once
+        // as if its wait had run out.
         let (app, name) = (app.clone(), name.clone());
         let refusal = no_owner(&key);
-        self.hold_for_owner(
-            key,
-            Box::new(move |hub, replay| {
-                if replay {
-                    hub.route_msg(&app, &name, msg).settle(hub, &app, &name);
-                } else {
-                    msg.refuse(hub, &app, &name, refusal);
-                }
-            }),
-        );
+        let parked: crate::hub::ParkedMessage = Box::new(move |hub, replay| {
+            if replay {
+                hub.route_msg(&app, &name, msg).settle(hub, &app, &name);
+            } else {
+                msg.refuse(hub, &app, &name, refusal);
+            }
+        });
+        if let Err(refused) = self.hold_for_owner(key, parked) {
+            refused(self, false);
+        }
     }
 
     fn envelope(&self, body: Body) -> Envelope {
@@ -243,21 +244,22 @@ impl Hub {
 
     /// Parks `complete` until another node answers; returns the handle that answer must carry.
     /// `node` is the node asked: if it leaves the cluster first, the request fails at once
-    /// (`Hub::node_lost`) instead of waiting for an answer that cannot come.
+    /// (`Hub::node_lost`) instead of waiting for an answer that cannot come; if it never answers, the
+    /// request is given up after the command timeout (`crate::pending_answers`).
     fn await_answer<T: Answer>(
         &self,
         node: &NodeId,
         complete: impl FnOnce(Result<T, CommandError>) + Send + 'static,
     ) -> ReplyTo {
         let id = self.next_id();
-        let pending: crate::hub::Pending = Box::new(move |value| {
+        let answered = Box::new(move |value| {
             complete(
                 serde_json::from_value::<Result<T, CommandError>>(value).unwrap_or_else(|e| {
                     Err(CommandError::Unavailable(format!("unreadable answer: {e}")))
                 }),
             );
         });
-        lock(&self.inner.pending).insert(id, (node.clone(), pending));
+        self.inner.pending.insert(id, node, answered);
         ReplyTo {
             node: self.node().clone(),
             id,
@@ -294,7 +296,7 @@ impl Hub {
         });
         let id = reply.id;
         if !self.ship(node, body(reply)) {
-            lock(&self.inner.pending).remove(&id);
+            self.inner.pending.take(id);
             return Err(CommandError::Unavailable(format!(
                 "node {node} is not in the cluster; try again"
             )));
@@ -302,7 +304,7 @@ impl Hub {
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
             _ => {
-                lock(&self.inner.pending).remove(&id);
+                self.inner.pending.take(id);
                 Err(CommandError::Unavailable(format!(
                     "node {node} did not answer in time"
                 )))
@@ -378,6 +380,11 @@ impl Hub {
     pub(crate) fn connection_lost(&self, app: &AppId, user: &UserId, conn: ConnId) {
         self.route_msg(app, user, UserMsg::ConnectionLost { conn })
             .settle(self, app, user);
+    }
+
+    /// How many questions to other nodes wait for their answer now.
+    pub fn answers_awaited(&self) -> usize {
+        self.inner.pending.len()
     }
 
     /// Stops relaying to a connection whose user actor lives elsewhere (the connection ended).
@@ -524,13 +531,10 @@ impl Hub {
         let from = envelope.from.clone();
         let hops = envelope.hops;
         match envelope.body {
-            Body::Reply { id, result } => {
-                let pending = lock(&self.inner.pending).remove(&id);
-                match pending {
-                    Some((_, complete)) => complete(result),
-                    None => tracing::debug!(id, %from, "late answer dropped"),
-                }
-            }
+            Body::Reply { id, result } => match self.inner.pending.take(id) {
+                Some(answered) => answered(result),
+                None => tracing::debug!(id, %from, "late answer dropped"),
+            },
             Body::Sink { id, outbound } => {
                 let closing = matches!(outbound, showcall_protocol::commands::Outbound::Close(_));
                 let mut sinks = lock(&self.inner.remote_sinks);

@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use showcall_machines::user::CallCommand;
-use showcall_machines::{CallState, ChannelName, StateReason, UserConfig};
+use showcall_machines::user::UserInput;
+use showcall_machines::{CallId, CallState, ChannelName, StateReason, UserConfig};
 use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
 use showcall_protocol::envelope::{Courier, Envelope};
-use showcall_protocol::{ActorKey, AppId, CommandError, NodeId, UserCommand, wire};
-use showcall_runtime::{Hub, HubParts};
+use showcall_protocol::{
+    ActorKey, AppId, CommandError, NodeId, UserCommand, connection_inbox, wire,
+};
+use showcall_runtime::{FLUX_WAIT, Hub, HubParts, MAX_PARKED_PER_KEY};
 use support::{Client, connected, hang_up};
 use tokio::sync::mpsc;
 
@@ -33,6 +36,8 @@ struct Cluster {
     stale: Mutex<HashMap<(NodeId, ActorKey), NodeId>>,
     /// Nodes that left the cluster (their couriers' sends fail) before the others heard they died.
     gone: Mutex<HashSet<NodeId>>,
+    /// Nodes that take envelopes and never carry them out (stuck).
+    deaf: Mutex<HashSet<NodeId>>,
     /// Envelopes a courier refused because they named another sender than its node (the link's rule).
     forged: AtomicU64,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
@@ -120,6 +125,9 @@ impl Courier for LoopCourier {
     fn send(&self, to: &NodeId, envelope: Envelope) -> bool {
         if self.cluster.gone.lock().unwrap().contains(to) {
             return false;
+        }
+        if self.cluster.deaf.lock().unwrap().contains(to) {
+            return true;
         }
         let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
             return false;
@@ -321,4 +329,56 @@ async fn a_call_runs_on_the_node_of_its_callers_user_actor() {
             .state(CallState::Prepared, StateReason::LocalHangup)
             .await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn questions_to_a_node_that_never_answers_are_given_up_not_kept() {
+    let (a, _b, cluster) = two_nodes();
+    cluster.deaf.lock().unwrap().insert(node("b"));
+    // bob and bea would live on b: their logins through a wait for answers that never come.
+    for user in ["bob", "bea"] {
+        let (inbox, _events) = connection_inbox(8);
+        let expires = a.now_ms() + support::HOUR_MS;
+        let login = a
+            .login(support::app(), user.into(), a.next_conn(), expires, inbox)
+            .await;
+        let Err(CommandError::Unavailable(why)) = login.as_ref().map(|_| ()) else {
+            panic!("a login no node answers is UNAVAILABLE");
+        };
+        assert!(why.contains("did not answer in time"), "{why}");
+    }
+    assert_eq!(
+        a.answers_awaited(),
+        1,
+        "bob's question was given up when bea's was asked; only hers is left"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ring_that_finds_no_room_to_wait_for_the_callees_owner_is_offline_at_once() {
+    let (a, b, cluster) = two_nodes();
+    let mut alice = Client::prepared(&a, "alice").await;
+    let _bob = Client::prepared(&a, "bob").await;
+    let bob_key = ActorKey::User(support::app(), "bob".into());
+    cluster.moving.lock().unwrap().insert(bob_key);
+    // b, where the call will run, already holds as many messages for bob as it may.
+    for n in 0..MAX_PARKED_PER_KEY {
+        let call_id = CallId(format!("earlier-{n}"));
+        b.send_user(
+            &support::app(),
+            &"bob".into(),
+            UserInput::CallAdopted { call_id },
+        );
+    }
+
+    let placed_at = a.now_ms();
+    alice.call("bob").await;
+    alice
+        .state(CallState::Prepared, StateReason::RemoteOffline)
+        .await;
+    assert!(
+        a.now_ms() - placed_at < FLUX_WAIT.as_millis() as u64,
+        "refused at once, not after the wait: {} ms",
+        a.now_ms() - placed_at
+    );
 }
