@@ -40,3 +40,4 @@ mod users;
 pub use flux::{FLUX_WAIT, MAX_PARKED, MAX_PARKED_PER_KEY};
 pub use hub::{Hub, HubParts};
 pub use session::Session;
+pub use users::MAX_QUEUED_PER_USER;

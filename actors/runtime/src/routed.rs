@@ -26,6 +26,7 @@ use showcall_protocol::messages::{BindHere, CallMsg, ChannelMsg, Local, UserMsg,
 
 use crate::hub::Hub;
 use crate::routing::{Detach, Route};
+use crate::users::MAX_QUEUED_PER_USER;
 
 /// An actor kind's messages as the router carries them.
 pub(crate) trait Routed: Sized + Send + 'static {
@@ -142,9 +143,15 @@ impl Routed for UserMsg<Local> {
             }
             return Delivery::Done;
         }
-        match hub.tell_user(&app, &user, self) {
+        match hub.tell_user_within(&app, &user, self, MAX_QUEUED_PER_USER) {
             Ok(()) => Delivery::Done,
-            Err(msg) => Delivery::Absent(msg),
+            Err((msg, false)) => Delivery::Absent(msg),
+            Err((msg, true)) => {
+                tracing::warn!(%user, "too many messages wait for the user: refused");
+                let busy = format!("{MAX_QUEUED_PER_USER} messages wait for {user}; try again");
+                msg.refuse(hub, &app, &user, CommandError::Unavailable(busy));
+                Delivery::Done
+            }
         }
     }
 

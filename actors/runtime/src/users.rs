@@ -29,6 +29,9 @@ use crate::hub::Hub;
 
 pub(crate) type UserKey = (AppId, UserId);
 
+/// How many messages from other actors and clients may wait for one user's run.
+pub const MAX_QUEUED_PER_USER: usize = 1_000;
+
 /// Removes a session's slot if its run ends without giving the actor back (a panic in a message's
 /// handling); `session` 0 once given back.
 struct RunGuard<'a> {
@@ -88,11 +91,30 @@ impl Hub {
         user: &UserId,
         msg: UserMsg,
     ) -> Result<(), UserMsg> {
+        self.tell_user_within(app, user, msg, usize::MAX)
+            .map_err(|(msg, _)| msg)
+    }
+
+    /// Like [`Hub::tell_user`] for a message from another actor or a client: refused, with `true`, when
+    /// [`MAX_QUEUED_PER_USER`] messages already wait for the user's run (a flood of rings at one host
+    /// while her run waits on something). The node's own orders (timers, snapshots, evictions) are
+    /// never refused.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn tell_user_within(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        msg: UserMsg,
+        max_queued: usize,
+    ) -> Result<(), (UserMsg, bool)> {
         let mut users = lock(&self.inner.users);
         let Some(slot) = users.get_mut(&(app.clone(), user.clone())) else {
-            return Err(msg);
+            return Err((msg, false));
         };
         match slot {
+            UserSlot::Running { queue, .. } if queue.len() >= max_queued => {
+                return Err((msg, true));
+            }
             UserSlot::Running { queue, .. } => queue.push_back(msg),
             UserSlot::Resting { session, .. } => {
                 let session = *session;

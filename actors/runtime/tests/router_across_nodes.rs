@@ -5,19 +5,19 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use showcall_machines::user::CallCommand;
 use showcall_machines::user::UserInput;
-use showcall_machines::{CallId, CallState, ChannelName, StateReason, UserConfig};
+use showcall_machines::{CallId, CallState, CallType, ChannelName, StateReason, UserConfig};
 use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
 use showcall_protocol::envelope::{Courier, Envelope};
 use showcall_protocol::{
     ActorKey, AppId, CommandError, NodeId, UserCommand, connection_inbox, wire,
 };
-use showcall_runtime::{FLUX_WAIT, Hub, HubParts, MAX_PARKED_PER_KEY};
+use showcall_runtime::{FLUX_WAIT, Hub, HubParts, MAX_PARKED_PER_KEY, MAX_QUEUED_PER_USER};
 use support::{Client, connected, hang_up};
 use tokio::sync::mpsc;
 
@@ -381,4 +381,46 @@ async fn a_ring_that_finds_no_room_to_wait_for_the_callees_owner_is_offline_at_o
         "refused at once, not after the wait: {} ms",
         a.now_ms() - placed_at
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_flooded_while_her_run_waits_refuses_what_finds_no_room() {
+    let (a, _b, cluster) = two_nodes();
+    let alice = Client::prepared(&a, "alice").await;
+    // Her call starts on b, which takes the start and never answers: her run waits (up to the
+    // command timeout) and messages for her queue meanwhile.
+    cluster.deaf.lock().unwrap().insert(node("b"));
+    let session = alice.session.clone();
+    let calling = tokio::spawn(async move {
+        session
+            .command(UserCommand::Call {
+                callee: "bob".into(),
+                call_type: CallType::Video,
+                extension: BTreeMap::new(),
+                timeout_ms: None,
+                trace: Default::default(),
+            })
+            .await
+    });
+    while a.answers_awaited() == 0 {
+        tokio::task::yield_now().await;
+    }
+    for n in 0..MAX_QUEUED_PER_USER {
+        let call_id = CallId(format!("earlier-{n}"));
+        a.send_user(
+            &support::app(),
+            &"alice".into(),
+            UserInput::CallAdopted { call_id },
+        );
+    }
+    let refused = alice
+        .session
+        .command(UserCommand::Prepare(Default::default()))
+        .await;
+    let Err(CommandError::Unavailable(why)) = refused else {
+        panic!("a command with no room left is UNAVAILABLE: {refused:?}");
+    };
+    assert!(why.contains("wait for alice"), "{why}");
+    let placed = calling.await.expect("the call command ends");
+    assert!(placed.is_err(), "b never answered: {placed:?}");
 }
