@@ -342,6 +342,8 @@ impl Hub {
             if !matches!(answer, Err(CommandError::SessionClosed)) {
                 break;
             }
+            // Not relayed for that attempt's session (a retry relays anew).
+            self.forget_remote_inbox(&inbox);
         }
         let ok = match answer {
             Ok(ok) => ok,
@@ -529,7 +531,7 @@ impl Hub {
 
     async fn deliver_now(&self, envelope: Envelope) {
         let from = envelope.from.clone();
-        let hops = envelope.hops;
+        let (hops, trace) = (envelope.hops, envelope.trace);
         match envelope.body {
             Body::Reply { id, result } => match self.inner.pending.take(id) {
                 Some(answered) => answered(result),
@@ -556,11 +558,12 @@ impl Hub {
                 let _ = self.responder(reply).send(answer);
             }
             Body::User { app, user, msg } => {
-                self.receive::<UserMsg>(hops, app, user, msg).await;
+                self.receive::<UserMsg>(hops, trace, app, user, msg).await;
             }
-            Body::Call { app, id, msg } => self.receive::<CallMsg>(hops, app, id, msg).await,
+            Body::Call { app, id, msg } => self.receive::<CallMsg>(hops, trace, app, id, msg).await,
             Body::Channel { app, channel, msg } => {
-                self.receive::<ChannelMsg>(hops, app, channel, msg).await
+                self.receive::<ChannelMsg>(hops, trace, app, channel, msg)
+                    .await
             }
         }
     }
@@ -571,7 +574,14 @@ impl Hub {
     /// no owner knows of (a session that then answers "session is closed" from the real owner). It goes
     /// on to the owner this node sees, at most [`MAX_HOPS`] times; with no owner now, it waits for one
     /// or is refused, as when the sender itself finds the key between owners.
-    async fn receive<M: Routed>(&self, hops: u8, app: AppId, name: M::Name, wire: M::Wire) {
+    async fn receive<M: Routed>(
+        &self,
+        hops: u8,
+        trace: TraceContext,
+        app: AppId,
+        name: M::Name,
+        wire: M::Wire,
+    ) {
         let route = if M::PINNED {
             Route::Here
         } else {
@@ -586,6 +596,7 @@ impl Hub {
             // pushes go by the handles it carries, to the node that asked.
             let mut envelope = self.envelope(M::body(app, name, wire));
             envelope.hops = hops + 1;
+            envelope.trace = trace;
             self.inner.parts.courier.send(node, envelope);
             return;
         }
