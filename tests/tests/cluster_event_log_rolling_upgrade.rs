@@ -99,6 +99,7 @@ async fn both_releases_read_every_event_while_an_older_node_is_in_the_cluster() 
             leaving: false,
             lease: 0,
             timeline: true,
+            wire_minor: 0,
         },
     })
     .await

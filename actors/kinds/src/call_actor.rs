@@ -366,10 +366,23 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 }
             }
             CallEffect::Notify { to, update } => {
+                // The step's updates for one user in a row go together (one message, one push).
+                let mut updates = vec![update];
+                while let Some(CallEffect::Notify { to: next, .. }) = queue.front()
+                    && *next == to
+                {
+                    if let Some(CallEffect::Notify { update, .. }) = queue.pop_front() {
+                        updates.push(update);
+                    }
+                }
                 let call_id = state.machine.id().clone();
-                state
-                    .ctx
-                    .send_user(&state.app, &to, UserInput::CallUpdate { call_id, update });
+                let input = if updates.len() == 1 {
+                    let update = updates.remove(0);
+                    UserInput::CallUpdate { call_id, update }
+                } else {
+                    UserInput::CallUpdates { call_id, updates }
+                };
+                state.ctx.send_user(&state.app, &to, input);
             }
             CallEffect::SetTimer { timer, at } => {
                 let after = Duration::from_millis(at.saturating_sub(state.ctx.now_ms()));

@@ -441,18 +441,14 @@ fn answer_media(
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the
 /// command take it; otherwise it is answered `Done` at the end.
 async fn run(state: &mut UserActor, fx: Vec<UserEffect>, mut reply: Option<Responder<CommandOk>>) {
+    // A step's pushes in a row go to the connection together (one envelope when it is on another node).
+    let mut pushes = Vec::new();
     for effect in fx {
+        if !matches!(effect, UserEffect::Push(_)) {
+            push_all(state, &mut pushes);
+        }
         match effect {
-            UserEffect::Push(pushed) => {
-                if let Some(conn) = state.machine.connection()
-                    && let Some(sink) = state.sink(conn)
-                {
-                    let _ = sink.send(Outbound::Event(Box::new(pushed)));
-                } else if let Some((_, sink)) = state.sinks.first() {
-                    // The session just closed: its last event goes to the connection being closed.
-                    let _ = sink.send(Outbound::Event(Box::new(pushed)));
-                }
-            }
+            UserEffect::Push(pushed) => pushes.push(Outbound::Event(Box::new(pushed))),
             UserEffect::Close { conn, reason } => {
                 if let Some(sink) = state.remove_sink(conn) {
                     if reason == CloseReason::Replaced {
@@ -531,7 +527,25 @@ async fn run(state: &mut UserActor, fx: Vec<UserEffect>, mut reply: Option<Respo
             }
         }
     }
+    push_all(state, &mut pushes);
     if let Some(r) = reply {
         let _ = r.send(Ok(CommandOk::Done));
+    }
+}
+
+/// Hands `pushes` to the session's connection — or, when the session just closed, to the connection
+/// being closed, which still hears its last events.
+fn push_all(state: &UserActor, pushes: &mut Vec<Outbound>) {
+    if pushes.is_empty() {
+        return;
+    }
+    let pushes = std::mem::take(pushes);
+    let sink = match state.machine.connection() {
+        Some(conn) => state.sink(conn),
+        None => None,
+    }
+    .or_else(|| state.sinks.first().map(|(_, sink)| sink));
+    if let Some(sink) = sink {
+        let _ = sink.send_all(pushes);
     }
 }

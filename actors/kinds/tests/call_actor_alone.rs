@@ -79,20 +79,20 @@ impl RecordingContext {
         self.outbox
             .sent()
             .into_iter()
-            .filter_map(|sent| match sent {
-                MemorySent::User { user, input } => Some(Sent::User(user, user_input(&input))),
-                MemorySent::Call { call, .. } | MemorySent::CallCommand { call, .. } => {
-                    Some(Sent::Call(call))
-                }
-                MemorySent::Channel { channel, input } => {
-                    Some(Sent::Channel(channel, name(&input)))
-                }
-                MemorySent::AskChannel { channel, .. } => {
-                    Some(Sent::Channel(channel, "Adopt".into()))
-                }
-                MemorySent::OpenChannel { channel, .. } => Some(Sent::OpenedChannel(channel)),
-                MemorySent::ForgetCall(call) => Some(Sent::Forgotten(call)),
-                _ => None,
+            .flat_map(|sent| match sent {
+                // A step's updates sent together are recorded one by one, as a client sees them.
+                MemorySent::User {
+                    user,
+                    input: UserInput::CallUpdates { call_id, updates },
+                } => updates
+                    .into_iter()
+                    .map(|update| {
+                        let call_id = call_id.clone();
+                        let input = UserInput::CallUpdate { call_id, update };
+                        Sent::User(user.clone(), user_input(&input))
+                    })
+                    .collect(),
+                other => Vec::from_iter(recorded(other)),
             })
             .collect()
     }
@@ -100,6 +100,21 @@ impl RecordingContext {
     /// The business events reported so far, by name.
     fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().iter().map(name).collect()
+    }
+}
+
+/// One thing the actor sent, in the short form the tests compare.
+fn recorded(sent: MemorySent) -> Option<Sent> {
+    match sent {
+        MemorySent::User { user, input } => Some(Sent::User(user, user_input(&input))),
+        MemorySent::Call { call, .. } | MemorySent::CallCommand { call, .. } => {
+            Some(Sent::Call(call))
+        }
+        MemorySent::Channel { channel, input } => Some(Sent::Channel(channel, name(&input))),
+        MemorySent::AskChannel { channel, .. } => Some(Sent::Channel(channel, "Adopt".into())),
+        MemorySent::OpenChannel { channel, .. } => Some(Sent::OpenedChannel(channel)),
+        MemorySent::ForgetCall(call) => Some(Sent::Forgotten(call)),
+        _ => None,
     }
 }
 

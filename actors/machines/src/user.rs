@@ -195,6 +195,13 @@ pub enum UserInput {
         call_id: CallId,
         update: CallUpdate,
     },
+    /// A call tells this user several things of one of its steps, in order: handled as that many
+    /// `CallUpdate`s, its pushes together. (Wire 1.1: a node that reads 1.0 is sent one `CallUpdate`
+    /// each.)
+    CallUpdates {
+        call_id: CallId,
+        updates: Vec<CallUpdate>,
+    },
     /// The call's actor is gone for good (the node running it died): the call ends here, for this user,
     /// as if the server had ended it (`EndedByServer`, with `reason`), with a disconnect if it was
     /// connected.
@@ -630,6 +637,12 @@ impl UserMachine {
                     return Ok(fx);
                 }
                 self.push(ClientEvent::Call { call_id, update }, now, &mut fx);
+            }
+            UserInput::CallUpdates { call_id, updates } => {
+                for update in updates {
+                    let call_id = call_id.clone();
+                    fx.extend(self.handle(UserInput::CallUpdate { call_id, update }, now)?);
+                }
             }
             UserInput::CallOwnerLost { call_id } => {
                 let Some(call) = self.call.as_ref().filter(|c| c.id == call_id) else {

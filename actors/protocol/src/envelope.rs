@@ -29,6 +29,13 @@ pub trait Courier: Send + Sync + Debug + 'static {
     /// request at once); `true` when queued for its link — which may still break (the node died):
     /// requests then fail when the node's loss is known, or at their timeout.
     fn send(&self, node: &NodeId, envelope: Envelope) -> bool;
+
+    /// The wire minor `node` announces it reads (`crate::wire`); 0 when it announces none or is not
+    /// known.
+    fn reads_minor(&self, node: &NodeId) -> u32 {
+        let _ = node;
+        0
+    }
 }
 
 /// A single node has no peers: nothing is ever routed away (placement says every key is local).
@@ -85,6 +92,9 @@ pub enum Body {
     Reply { id: u64, result: serde_json::Value },
     /// Something for a connection held by the receiving node.
     Sink { id: u64, outbound: Outbound },
+    /// Several things for a connection held by the receiving node, in order (wire 1.1: sent only to a
+    /// node that announces it reads 1.1, `crate::wire`).
+    Sinks { id: u64, outbounds: Vec<Outbound> },
     /// A partition's actors, handed to the receiving node (answered `Done` once installed;
     /// `crate::handoff`).
     Handoff {
@@ -118,7 +128,7 @@ impl Envelope {
             Body::Call { app, id, .. } => format!("call/{app}/{id}"),
             Body::Channel { app, channel, .. } => format!("channel/{app}/{channel}"),
             Body::Reply { id, .. } => format!("reply/{id}"),
-            Body::Sink { id, .. } => format!("sink/{id}"),
+            Body::Sink { id, .. } | Body::Sinks { id, .. } => format!("sink/{id}"),
             Body::Query { .. } => "directory".to_owned(),
             Body::Handoff { .. } => "handoff".to_owned(),
             Body::SinkMoved { id } => format!("sink/{id}"),

@@ -83,6 +83,34 @@ impl SessionSink {
         }
     }
 
+    /// Hands `outbounds` to the connection, in order: to a connection on another node in one envelope
+    /// when that node reads wire 1.1, else one envelope each. `Err` when the local connection is gone.
+    pub fn send_all(&self, mut outbounds: Vec<Outbound>) -> Result<(), Gone> {
+        match self {
+            SessionSink::Remote { to, from, courier }
+                if outbounds.len() > 1 && courier.reads_minor(&to.node) >= 1 =>
+            {
+                courier.send(
+                    &to.node,
+                    Envelope {
+                        from: from.clone(),
+                        hops: 0,
+                        trace: TraceContext::default(),
+                        body: Body::Sinks {
+                            id: to.id,
+                            outbounds,
+                        },
+                    },
+                );
+                Ok(())
+            }
+            _ if outbounds.len() == 1 => self.send(outbounds.remove(0)),
+            _ => outbounds
+                .into_iter()
+                .try_for_each(|outbound| self.send(outbound)),
+        }
+    }
+
     /// Hands `outbound` to the connection; `Err` when the local connection is gone.
     pub fn send(&self, outbound: Outbound) -> Result<(), Gone> {
         match self {

@@ -185,7 +185,9 @@ pub fn call_step(input: &CallInput) -> &'static str {
 pub fn user_step(input: &UserInput) -> Option<(&'static str, &CallId)> {
     match input {
         UserInput::Ring { info } => Some(("user.ring", &info.call_id)),
-        UserInput::CallUpdate { call_id, .. } => Some(("user.call_update", call_id)),
+        UserInput::CallUpdate { call_id, .. } | UserInput::CallUpdates { call_id, .. } => {
+            Some(("user.call_update", call_id))
+        }
         UserInput::CallAdopted { call_id } => Some(("user.call_adopted", call_id)),
         _ => None,
     }

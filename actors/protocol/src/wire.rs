@@ -15,11 +15,16 @@
 //! - **A major version changes that**, and nodes of two majors do not talk: the receiver drops their
 //!   envelopes (`reason="other_major"`). Upgrading across a major takes a full-cluster restart (or two
 //!   clusters). Frames from before the version was written (no version) are 1.0.
+//! - **A sender uses a kind of minor `m` only with a peer that reads it.** Every node announces the minor
+//!   it reads in its node info (`wire_minor`; absent = 0); a kind added in minor `m` is sent only to a
+//!   peer announcing `m` or more, and an older peer is sent what it reads (so a rolling upgrade loses
+//!   nothing: the "unknown kind" path is for peers that were not asked first).
 //! - Snapshots handed over between nodes (a leaving node's sessions and calls) are envelopes too, under
 //!   the same rule.
 //!
-//! Every message kind of 1.0 is kept as a fixture (`actors/protocol/tests/wire/v1.0/`); the
-//! compatibility tests read each one, with fields of a later minor added, and unknown kinds.
+//! Every message kind is kept as a fixture under the minor that added it
+//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`); the compatibility tests read each one, with fields of a
+//! later minor added, and unknown kinds.
 
 use serde_json::Value;
 
@@ -29,7 +34,9 @@ use crate::handles::ReplyTo;
 /// Changes only with an incompatible wire (see the module docs).
 pub const WIRE_MAJOR: u32 = 1;
 /// Grows with each release that adds fields or message kinds.
-pub const WIRE_MINOR: u32 = 0;
+///
+/// - 1.1: `Body::Sinks`, several pushes to one connection in one envelope (a user actor's step).
+pub const WIRE_MINOR: u32 = 1;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

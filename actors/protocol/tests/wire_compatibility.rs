@@ -12,7 +12,14 @@ use showcall_protocol::handles::ReplyTo;
 use showcall_protocol::wire::{self, Unreadable, WIRE_MAJOR};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/wire/v1.0");
+    fixtures_of("v1.0")
+}
+
+/// The fixtures of the kinds a minor release added (`v1.1`, …).
+fn fixtures_of(version: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/wire")
+        .join(version);
     let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .expect("the 1.0 fixtures")
         .map(|entry| {
@@ -75,6 +82,28 @@ fn every_message_kind_of_wire_1_0_is_read() {
             understood(&envelope),
             as_written,
             "{name}: read back as written (no field lost or changed)"
+        );
+    }
+}
+
+#[test]
+fn every_message_kind_of_wire_1_1_is_read_also_with_later_fields() {
+    let fixtures = fixtures_of("v1.1");
+    assert_eq!(fixtures.len(), 2, "one fixture per kind 1.1 added");
+    for (name, bytes) in fixtures {
+        let envelope = wire::read(1, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let as_written: Value = serde_json::from_slice(&bytes).expect("fixtures are JSON");
+        assert_eq!(
+            understood(&envelope),
+            as_written,
+            "{name}: read back as written"
+        );
+        let mut later = as_written.clone();
+        with_later_fields(&mut later);
+        let read = wire::read(1, &serde_json::to_vec(&later).expect("JSON"));
+        assert!(
+            read.is_ok(),
+            "{name} with fields of a later minor: {read:?}"
         );
     }
 }

@@ -17,12 +17,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use ractor::MessagingErr;
-use showcall_machines::{CallId, CallInput, ChannelName, UserId};
+use showcall_machines::{CallId, CallInput, ChannelName, UserId, UserInput};
 use showcall_protocol::commands::CommandOk;
 use showcall_protocol::envelope::Body;
 use showcall_protocol::error::CommandError;
 use showcall_protocol::keys::{ActorKey, AppId};
-use showcall_protocol::messages::{BindHere, CallMsg, ChannelMsg, Local, UserMsg, Wire};
+use showcall_protocol::messages::{BindHere, CallMsg, ChannelMsg, Local, Traced, UserMsg, Wire};
 
 use crate::hub::Hub;
 use crate::routing::{Detach, Route};
@@ -46,6 +46,12 @@ pub(crate) trait Routed: Sized + Send + 'static {
     /// The message read from another node's envelope, answering and pushing back to that node.
     fn bind(wire: Self::Wire, handles: &mut BindHere) -> Result<Self, Self::Wire>;
 
+    /// The message as a node that reads wire minor `minor` reads it (`showcall_protocol::wire`): itself,
+    /// or what it stands for in kinds of that minor.
+    fn readable_by(self, minor: u32) -> Vec<Self> {
+        let _ = minor;
+        vec![self]
+    }
     /// Where this message goes (channels that a message may open go where the placement picks).
     fn route(&self, hub: &Hub, app: &AppId, name: &Self::Name) -> Route {
         hub.route(&Self::key(app, name))
@@ -126,6 +132,30 @@ impl Routed for UserMsg<Local> {
 
     fn bind(wire: UserMsg<Wire>, handles: &mut BindHere) -> Result<Self, UserMsg<Wire>> {
         wire.map(handles)
+    }
+
+    fn readable_by(self, minor: u32) -> Vec<Self> {
+        match self {
+            // 1.1: a call's updates together; 1.0 reads them one at a time.
+            UserMsg::Input(traced) if minor < 1 => match traced.payload {
+                UserInput::CallUpdates { call_id, updates } => updates
+                    .into_iter()
+                    .map(|update| {
+                        let call_id = call_id.clone();
+                        let input = UserInput::CallUpdate { call_id, update };
+                        UserMsg::Input(Traced {
+                            trace: traced.trace.clone(),
+                            payload: input,
+                        })
+                    })
+                    .collect(),
+                payload => vec![UserMsg::Input(Traced {
+                    trace: traced.trace,
+                    payload,
+                })],
+            },
+            msg => vec![msg],
+        }
     }
 
     fn waits_for_owner(&self) -> bool {

@@ -22,7 +22,7 @@ use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, ConnId, Millis, Role,
     UserId, UserInput,
 };
-use showcall_protocol::commands::{COMMAND_TIMEOUT, CommandOk, LoginOk, UserCommand};
+use showcall_protocol::commands::{COMMAND_TIMEOUT, CommandOk, LoginOk, Outbound, UserCommand};
 use showcall_protocol::envelope::{Body, Envelope, MAX_HOPS, ReplyTo, SinkTo};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::inbox::ConnectionInbox;
@@ -142,7 +142,7 @@ impl Hub {
         match msg.route(self, app, name) {
             Route::Here => msg.deliver_here(self, app.clone(), name.clone()),
             Route::There(node) => {
-                self.send_away(&node, 0, app, name, msg);
+                self.send_away(&node, 0, None, app, name, msg);
                 Delivery::Done
             }
             Route::Nowhere => {
@@ -171,7 +171,32 @@ impl Hub {
         }
     }
 
-    fn send_away<M: Routed>(&self, node: &NodeId, hops: u8, app: &AppId, name: &M::Name, msg: M) {
+    /// Sends `msg` to `node` as that node reads it; `trace`: the span it continues (else the current
+    /// one's).
+    fn send_away<M: Routed>(
+        &self,
+        node: &NodeId,
+        hops: u8,
+        trace: Option<TraceContext>,
+        app: &AppId,
+        name: &M::Name,
+        msg: M,
+    ) {
+        let minor = self.inner.parts.courier.reads_minor(node);
+        for msg in msg.readable_by(minor) {
+            self.send_one_away(node, hops, trace.clone(), app, name, msg);
+        }
+    }
+
+    fn send_one_away<M: Routed>(
+        &self,
+        node: &NodeId,
+        hops: u8,
+        trace: Option<TraceContext>,
+        app: &AppId,
+        name: &M::Name,
+        msg: M,
+    ) {
         let mut handles = Detach {
             hub: self,
             node,
@@ -188,6 +213,9 @@ impl Hub {
         };
         let mut envelope = self.envelope(M::body(app.clone(), name.clone(), wire));
         envelope.hops = hops;
+        if let Some(trace) = trace {
+            envelope.trace = trace;
+        }
         if !self.inner.parts.courier.send(node, envelope) {
             handles.undo(&format!("node {node} is not in the cluster; try again"));
         }
@@ -537,16 +565,8 @@ impl Hub {
                 Some(answered) => answered(result),
                 None => tracing::debug!(id, %from, "late answer dropped"),
             },
-            Body::Sink { id, outbound } => {
-                let closing = matches!(outbound, showcall_protocol::commands::Outbound::Close(_));
-                let mut sinks = lock(&self.inner.remote_sinks);
-                if let Some((_, tx)) = sinks.get(&id) {
-                    let _ = tx.push(outbound);
-                }
-                if closing {
-                    sinks.remove(&id);
-                }
-            }
+            Body::Sink { id, outbound } => self.relay(id, [outbound]),
+            Body::Sinks { id, outbounds } => self.relay(id, outbounds),
             Body::Handoff { handoff, reply } => {
                 let responder: Responder<CommandOk> = self.responder(reply);
                 let answer = self.install(&from, handoff).await;
@@ -564,6 +584,20 @@ impl Hub {
             Body::Channel { app, channel, msg } => {
                 self.receive::<ChannelMsg>(hops, trace, app, channel, msg)
                     .await
+            }
+        }
+    }
+
+    /// Hands what another node pushed to this node's connection `id` (relayed until it is closed).
+    fn relay(&self, id: u64, outbounds: impl IntoIterator<Item = Outbound>) {
+        let mut sinks = lock(&self.inner.remote_sinks);
+        for outbound in outbounds {
+            let closing = matches!(outbound, Outbound::Close(_));
+            if let Some((_, tx)) = sinks.get(&id) {
+                let _ = tx.push(outbound);
+            }
+            if closing {
+                sinks.remove(&id);
             }
         }
     }
@@ -587,19 +621,6 @@ impl Hub {
         } else {
             self.route(&M::key(&app, &name))
         };
-        if let Route::There(node) = &route
-            && hops < MAX_HOPS
-        {
-            let key = M::key(&app, &name);
-            tracing::debug!(%key, to = %node, hops, "envelope passed on to the key's owner");
-            // Sent by this node now (a link carries only its member's envelopes); its answers and
-            // pushes go by the handles it carries, to the node that asked.
-            let mut envelope = self.envelope(M::body(app, name, wire));
-            envelope.hops = hops + 1;
-            envelope.trace = trace;
-            self.inner.parts.courier.send(node, envelope);
-            return;
-        }
         let msg = match M::bind(wire, &mut self.bind_here()) {
             Ok(msg) => msg,
             Err(_) => {
@@ -613,6 +634,14 @@ impl Hub {
                 msg.deliver_here(self, app.clone(), name.clone())
                     .finish(self, &app, &name)
                     .await
+            }
+            Route::There(node) if hops < MAX_HOPS => {
+                let key = M::key(&app, &name);
+                tracing::debug!(%key, to = %node, hops, "envelope passed on to the key's owner");
+                // Sent by this node now (a link carries only its member's envelopes), as that node
+                // reads it; its answers and pushes go by the handles it carries (bound and detached
+                // again, they are the same handles), to the node that asked.
+                self.send_away(&node, hops + 1, Some(trace), &app, &name, msg);
             }
             // Between owners, or passed around too often (views a watch event apart).
             _ => self.without_owner(&app, &name, msg),

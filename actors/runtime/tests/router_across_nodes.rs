@@ -13,7 +13,8 @@ use showcall_machines::user::CallCommand;
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallId, CallState, CallType, ChannelName, StateReason, UserConfig};
 use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
-use showcall_protocol::envelope::{Courier, Envelope};
+use showcall_protocol::envelope::{Body, Courier, Envelope};
+use showcall_protocol::messages::UserMsg;
 use showcall_protocol::{
     ActorKey, AppId, CommandError, NodeId, UserCommand, connection_inbox, wire,
 };
@@ -38,6 +39,13 @@ struct Cluster {
     gone: Mutex<HashSet<NodeId>>,
     /// Nodes that take envelopes and never carry them out (stuck).
     deaf: Mutex<HashSet<NodeId>>,
+    /// Every node announces wire 1.0 (a cluster of the release before 1.1, as far as senders can tell).
+    announce_1_0: std::sync::atomic::AtomicBool,
+    /// Envelopes with one push for a connection (`Sink`), and with several (`Sinks`, wire 1.1).
+    pushes_alone: AtomicU64,
+    pushes_together: AtomicU64,
+    /// Envelopes with several of a call's updates for one user (wire 1.1).
+    updates_together: AtomicU64,
     /// Envelopes a courier refused because they named another sender than its node (the link's rule).
     forged: AtomicU64,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
@@ -137,6 +145,18 @@ impl Courier for LoopCourier {
             return true;
         }
         self.cluster.envelopes.fetch_add(1, Ordering::Relaxed);
+        match &envelope.body {
+            Body::Sink { .. } => self.cluster.pushes_alone.fetch_add(1, Ordering::Relaxed),
+            Body::Sinks { .. } => self.cluster.pushes_together.fetch_add(1, Ordering::Relaxed),
+            Body::User {
+                msg: UserMsg::Input(traced),
+                ..
+            } if matches!(traced.payload, UserInput::CallUpdates { .. }) => self
+                .cluster
+                .updates_together
+                .fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
         let mut lanes = self.lanes.lock().unwrap();
         let lane = lanes.entry(to.clone()).or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -149,6 +169,14 @@ impl Courier for LoopCourier {
             tx
         });
         lane.send(envelope.encode()).is_ok()
+    }
+
+    fn reads_minor(&self, _: &NodeId) -> u32 {
+        if self.cluster.announce_1_0.load(Ordering::Relaxed) {
+            0
+        } else {
+            wire::WIRE_MINOR
+        }
     }
 }
 
@@ -423,4 +451,60 @@ async fn a_user_flooded_while_her_run_waits_refuses_what_finds_no_room() {
     assert!(why.contains("wait for alice"), "{why}");
     let placed = calling.await.expect("the call command ends");
     assert!(placed.is_err(), "b never answered: {placed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steps_pushes_reach_a_connection_on_another_node_in_one_envelope_when_it_reads_them() {
+    let (a, _b, cluster) = two_nodes();
+    // bob's connection is on a, his actor on b: what his actor pushes crosses to a.
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&a, "bob").await;
+    let (call, _) = alice.call("bob").await;
+    bob.state(CallState::Calling, StateReason::RemoteVideoCall)
+        .await;
+    bob.call_command(
+        &call,
+        CallCommand::Reject {
+            reason: String::new(),
+        },
+    )
+    .await;
+    alice
+        .state(CallState::Prepared, StateReason::RemoteRejected)
+        .await;
+    let together = cluster.pushes_together.load(Ordering::Relaxed);
+    assert!(together > 0, "a step's pushes went together");
+    let updates_together = cluster.updates_together.load(Ordering::Relaxed);
+    assert!(
+        updates_together > 0,
+        "a call step's updates for bob went together"
+    );
+
+    // The same with every peer announcing wire 1.0: nothing it cannot read is sent, nothing is lost.
+    cluster.announce_1_0.store(true, Ordering::Relaxed);
+    let alone = cluster.pushes_alone.load(Ordering::Relaxed);
+    let (call, _) = alice.call("bob").await;
+    bob.state(CallState::Calling, StateReason::RemoteVideoCall)
+        .await;
+    bob.call_command(
+        &call,
+        CallCommand::Reject {
+            reason: String::new(),
+        },
+    )
+    .await;
+    alice
+        .state(CallState::Prepared, StateReason::RemoteRejected)
+        .await;
+    assert_eq!(
+        cluster.pushes_together.load(Ordering::Relaxed),
+        together,
+        "no `Sinks` to a node that reads 1.0"
+    );
+    assert_eq!(
+        cluster.updates_together.load(Ordering::Relaxed),
+        updates_together,
+        "no `CallUpdates` to a node that reads 1.0"
+    );
+    assert!(cluster.pushes_alone.load(Ordering::Relaxed) > alone);
 }

@@ -158,6 +158,7 @@ mod tests {
                 leaving: false,
                 lease: 0,
                 timeline: true,
+                wire_minor: 0,
             };
             view.nodes.insert(NodeId((*id).into()), info);
         }

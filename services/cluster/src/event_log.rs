@@ -384,6 +384,7 @@ mod tests {
             leaving,
             lease: 0,
             timeline,
+            wire_minor: 0,
         }
     }
 

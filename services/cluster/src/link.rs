@@ -228,6 +228,12 @@ impl Courier for LinkCourier {
             }
         }
     }
+
+    fn reads_minor(&self, node: &NodeId) -> u32 {
+        self.membership
+            .read_view(|view| view.nodes.get(node).map(|info| info.wire_minor))
+            .unwrap_or(0)
+    }
 }
 
 /// See the module docs.

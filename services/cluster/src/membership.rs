@@ -217,6 +217,7 @@ impl Membership {
         // This release's event log (`crate::event_log`) reads both layouts, whoever builds the info.
         let info = NodeInfo {
             timeline: true,
+            wire_minor: showcall_protocol::wire::WIRE_MINOR,
             ..config.info
         };
         let asked = Instant::now();

@@ -45,6 +45,10 @@ pub struct NodeInfo {
     /// (`crate::event_log`, README "Rolling upgrade").
     #[serde(default)]
     pub timeline: bool,
+    /// The node wire's minor version the node reads (`showcall_protocol::wire`): others send it only
+    /// message kinds of that minor or older. Absent (a release before 1.1) = 0.
+    #[serde(default)]
+    pub wire_minor: u32,
 }
 
 /// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
@@ -347,6 +351,7 @@ mod tests {
             leaving: false,
             lease: 0,
             timeline: true,
+            wire_minor: 0,
         };
         view.put(
             &layout,

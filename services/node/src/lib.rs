@@ -303,6 +303,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 leaving: false,
                 lease: 0,
                 timeline: true,
+                wire_minor: 0,
             },
         })
         .await
