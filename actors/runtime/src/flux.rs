@@ -35,10 +35,10 @@ pub const FLUX_WAIT: Duration = Duration::from_secs(3);
 const RECHECK: Duration = Duration::from_millis(20);
 
 /// How many messages may wait for one key's owner.
-pub const MAX_PARKED_PER_KEY: usize = 1_000;
+pub const MAX_PARKED_PER_KEY: usize = 10_000;
 
 /// How many messages may wait for owners on this node in all.
-pub const MAX_PARKED: usize = 50_000;
+pub const MAX_PARKED: usize = 200_000;
 
 impl Hub {
     /// Whether `key` has messages waiting (later ones must queue behind them).

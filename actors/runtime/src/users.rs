@@ -29,8 +29,10 @@ use crate::hub::Hub;
 
 pub(crate) type UserKey = (AppId, UserId);
 
-/// How many messages from other actors and clients may wait for one user's run.
-pub const MAX_QUEUED_PER_USER: usize = 1_000;
+/// How many messages from other actors and clients may wait for one user's run. Far above any burst
+/// the scenario makes (a popular host's room filling, a node link delivering a backlog at once: the run
+/// drains a message in microseconds), so only a flood is refused; ≈ 20 MB of messages at most.
+pub const MAX_QUEUED_PER_USER: usize = 100_000;
 
 /// Removes a session's slot if its run ends without giving the actor back (a panic in a message's
 /// handling); `session` 0 once given back.
