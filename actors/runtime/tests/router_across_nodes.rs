@@ -453,12 +453,8 @@ async fn a_user_flooded_while_her_run_waits_refuses_what_finds_no_room() {
     assert!(placed.is_err(), "b never answered: {placed:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_steps_pushes_reach_a_connection_on_another_node_in_one_envelope_when_it_reads_them() {
-    let (a, _b, cluster) = two_nodes();
-    // bob's connection is on a, his actor on b: what his actor pushes crosses to a.
-    let mut alice = Client::prepared(&a, "alice").await;
-    let mut bob = Client::prepared(&a, "bob").await;
+/// alice calls bob, who rejects it; both hear it.
+async fn rejected(alice: &mut Client, bob: &mut Client) {
     let (call, _) = alice.call("bob").await;
     bob.state(CallState::Calling, StateReason::RemoteVideoCall)
         .await;
@@ -472,6 +468,15 @@ async fn a_steps_pushes_reach_a_connection_on_another_node_in_one_envelope_when_
     alice
         .state(CallState::Prepared, StateReason::RemoteRejected)
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steps_pushes_reach_a_connection_on_another_node_in_one_envelope_when_it_reads_them() {
+    let (a, _b, cluster) = two_nodes();
+    // bob's connection is on a, his actor on b: what his actor pushes crosses to a.
+    let mut alice = Client::prepared(&a, "alice").await;
+    let mut bob = Client::prepared(&a, "bob").await;
+    rejected(&mut alice, &mut bob).await;
     let together = cluster.pushes_together.load(Ordering::Relaxed);
     assert!(together > 0, "a step's pushes went together");
     let updates_together = cluster.updates_together.load(Ordering::Relaxed);
@@ -483,19 +488,7 @@ async fn a_steps_pushes_reach_a_connection_on_another_node_in_one_envelope_when_
     // The same with every peer announcing wire 1.0: nothing it cannot read is sent, nothing is lost.
     cluster.announce_1_0.store(true, Ordering::Relaxed);
     let alone = cluster.pushes_alone.load(Ordering::Relaxed);
-    let (call, _) = alice.call("bob").await;
-    bob.state(CallState::Calling, StateReason::RemoteVideoCall)
-        .await;
-    bob.call_command(
-        &call,
-        CallCommand::Reject {
-            reason: String::new(),
-        },
-    )
-    .await;
-    alice
-        .state(CallState::Prepared, StateReason::RemoteRejected)
-        .await;
+    rejected(&mut alice, &mut bob).await;
     assert_eq!(
         cluster.pushes_together.load(Ordering::Relaxed),
         together,
