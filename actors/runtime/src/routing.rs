@@ -184,40 +184,25 @@ impl Hub {
     ) {
         let minor = self.inner.parts.courier.reads_minor(node);
         for msg in msg.readable_by(minor) {
-            self.send_one_away(node, hops, trace.clone(), app, name, msg);
-        }
-    }
-
-    fn send_one_away<M: Routed>(
-        &self,
-        node: &NodeId,
-        hops: u8,
-        trace: Option<TraceContext>,
-        app: &AppId,
-        name: &M::Name,
-        msg: M,
-    ) {
-        let mut handles = Detach {
-            hub: self,
-            node,
-            parked: Vec::new(),
-            relayed: Vec::new(),
-        };
-        let wire = match msg.detach(&mut handles) {
-            Ok(wire) => wire,
-            Err(_) => {
+            let mut handles = Detach {
+                hub: self,
+                node,
+                parked: Vec::new(),
+                relayed: Vec::new(),
+            };
+            let Ok(wire) = msg.detach(&mut handles) else {
                 let key = M::key(app, name);
                 tracing::error!(%key, "a message of this node's own was routed to another node: dropped");
                 return;
+            };
+            let mut envelope = self.envelope(M::body(app.clone(), name.clone(), wire));
+            envelope.hops = hops;
+            if let Some(trace) = &trace {
+                envelope.trace = trace.clone();
             }
-        };
-        let mut envelope = self.envelope(M::body(app.clone(), name.clone(), wire));
-        envelope.hops = hops;
-        if let Some(trace) = trace {
-            envelope.trace = trace;
-        }
-        if !self.inner.parts.courier.send(node, envelope) {
-            handles.undo(&format!("node {node} is not in the cluster; try again"));
+            if !self.inner.parts.courier.send(node, envelope) {
+                handles.undo(&format!("node {node} is not in the cluster; try again"));
+            }
         }
     }
 
