@@ -104,6 +104,16 @@ impl InboxReceiver {
         next
     }
 
+    /// The next event if one is waiting, without waiting for one: what the connection's task writes
+    /// in the same batch as the frame it is writing (one socket write for a step's events).
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let next = self.rx.try_recv().ok();
+        if next.is_some() {
+            metrics::outbox_frames(-1.0);
+        }
+        next
+    }
+
     /// What tells the connection's task that a push found the inbox full; a handle of its own, so the
     /// task can wait on it while it receives from (or writes what it received).
     pub fn overflow(&self) -> OverflowSignal {
@@ -176,6 +186,23 @@ mod tests {
             assert!(receiver.recv().await.is_some());
         }
         assert!(!receiver.overflow.happened.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn what_waits_is_taken_without_waiting_in_push_order_and_nothing_more() {
+        let (inbox, mut receiver) = connection_inbox(4);
+        assert!(receiver.try_recv().is_none(), "nothing pushed yet");
+        assert_eq!(inbox.push(Outbound::Close(CloseReason::LoggedOut)), Ok(()));
+        assert_eq!(inbox.push(Outbound::Close(CloseReason::Replaced)), Ok(()));
+        assert!(matches!(
+            receiver.try_recv(),
+            Some(Outbound::Close(CloseReason::LoggedOut))
+        ));
+        assert!(matches!(
+            receiver.try_recv(),
+            Some(Outbound::Close(CloseReason::Replaced))
+        ));
+        assert!(receiver.try_recv().is_none());
     }
 
     #[tokio::test]

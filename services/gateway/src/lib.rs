@@ -114,9 +114,10 @@ async fn upgrade(
     let cap = gw.config.max_frame_bytes.saturating_mul(TRANSPORT_SLACK);
     ws.max_message_size(cap)
         .max_frame_size(cap)
-        // Small buffers: most sessions are idle, and frames are small.
+        // Small buffers: most sessions are idle, and frames are small. Frames are held until the
+        // connection flushes a batch (`connection::write`), or written once 4 KiB are held.
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        .write_buffer_size(4096)
         // A failed upgrade drops the closure, and the slot with it.
         .on_upgrade(move |socket| connection::serve(socket, gw, peer, slot))
         .into_response()
