@@ -167,6 +167,11 @@ pub enum Benchmark {
         /// How many envelopes the throughput measurement sends from one node to another.
         #[arg(long, value_name = "N", default_value_t = 50_000)]
         envelopes: usize,
+        /// Clients stay on the node they connected to (the nodes announce no `signal_public_url`):
+        /// a session on another node is served through the node link. Without it, each client logs in
+        /// at the node serving its session, as the SDK does when the nodes announce their URLs.
+        #[arg(long)]
+        clients_stay: bool,
     },
     /// Operating a cluster (etcd from PATH + in-process nodes): a graceful leave and a join under load
     /// (time until the partitions are served again, sessions handed over), and a rolling restart of 3

@@ -174,6 +174,7 @@ async fn ring(
     bar.finish();
     let etcd_cpu = || etcd.map(cpu::pid_seconds).transpose();
     let (cpu_before, etcd_before) = (cpu::process_seconds()?, etcd_cpu()?);
+    let envelopes_before = showcall_cluster::link::envelopes_sent();
     let (mut result, setups) = match load {
         Load::Burst { rounds } => {
             let (latency, per_sec) = ring_rounds(&mut clients, rounds).await?;
@@ -191,6 +192,9 @@ async fn ring(
     // one node and three.
     let per_setup = |seconds: f64| seconds * 1000.0 / setups.max(1) as f64;
     result["cpu_ms_per_setup"] = per_setup(cpu::process_seconds()? - cpu_before).into();
+    // Node-link envelopes (0 on one node), the reject and settling included.
+    let envelopes = showcall_cluster::link::envelopes_sent() - envelopes_before;
+    result["envelopes_per_setup"] = (envelopes as f64 / setups.max(1) as f64).into();
     if let (Some(before), Some(after)) = (etcd_before, etcd_cpu()?) {
         result["etcd_cpu_ms_per_setup"] = per_setup(after - before).into();
     }
@@ -247,7 +251,28 @@ async fn envelope_throughput(
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
-pub async fn run(pairs: usize, load: Load, envelopes: usize) -> anyhow::Result<()> {
+/// A clustered node's configuration that announces the URL clients reach its signaling at, so logins
+/// that follow their session are sent to its node (`signal_public_url`; its port is picked here, free
+/// when asked — another process could take it before the node binds it, then the node fails to start).
+fn announced_node_config(id: &str, etcd: &str) -> anyhow::Result<NodeConfig> {
+    let mut config = node_config(id, Some(etcd))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.signal_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.signal_public_url = Some(format!("ws://127.0.0.1:{port}/signal"));
+    Ok(config)
+}
+
+/// `clients_stay`: the nodes announce no public URL, so every client is served by the node it
+/// connected to, through the node link when its session lives elsewhere (as before logins followed
+/// their session).
+pub async fn run(
+    pairs: usize,
+    load: Load,
+    envelopes: usize,
+    clients_stay: bool,
+) -> anyhow::Result<()> {
     // 1 node, no etcd.
     let single = showcall_node::start(node_config("single", None)?).await?;
     let one_node = ring(&[single.signal_url()], pairs, load, None).await?;
@@ -257,14 +282,18 @@ pub async fn run(pairs: usize, load: Load, envelopes: usize) -> anyhow::Result<(
     let etcd = start_etcd().await?;
     let mut nodes = Vec::new();
     let formed = Instant::now();
+    let config = |id: &str| match clients_stay {
+        true => node_config(id, Some(&etcd.url)),
+        false => announced_node_config(id, &etcd.url),
+    };
     for i in 1..=3 {
-        nodes.push(showcall_node::start(node_config(&format!("n{i}"), Some(&etcd.url))?).await?);
+        nodes.push(showcall_node::start(config(&format!("n{i}"))?).await?);
     }
     until_served(&nodes.iter().collect::<Vec<_>>(), None).await?;
     let formed = formed.elapsed();
     // A fourth node joins and takes its share.
     let joined_at = Instant::now();
-    nodes.push(showcall_node::start(node_config("n4", Some(&etcd.url))?).await?);
+    nodes.push(showcall_node::start(config("n4")?).await?);
     let live: BTreeSet<NodeId> = (1..=4).map(|i| NodeId(format!("n{i}"))).collect();
     let share = |n: &NodeId| {
         (0..PARTITIONS)
@@ -299,6 +328,7 @@ pub async fn run(pairs: usize, load: Load, envelopes: usize) -> anyhow::Result<(
     let mut result = serde_json::json!({
         "bench": "cluster",
         "pairs": pairs,
+        "clients_follow_their_session": !clients_stay,
         "partitions": PARTITIONS,
         "lease_ttl_s": 2,
         "ringing_one_node": one_node,

@@ -32,7 +32,11 @@ pub(super) async fn run(users: usize, connect_only: bool, node_bin: &Path) -> an
             tasks.spawn(async move {
                 let mut c = Client::connect(&url).await?;
                 if !connect_only {
-                    c.request(Command::Login(pb::Login { token: t })).await?;
+                    c.request(Command::Login(pb::Login {
+                        token: t,
+                        follow_home: false,
+                    }))
+                    .await?;
                 } else {
                     // A ping before login is answered UNAUTHENTICATED: the answer proves the
                     // connection is served, and no session was created.

@@ -101,6 +101,7 @@ async fn resume(url: &str, token: String) -> anyhow::Result<(Client, bool)> {
         let id = client
             .send(Command::Login(pb::Login {
                 token: token.clone(),
+                follow_home: false,
             }))
             .await?;
         loop {

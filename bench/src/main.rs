@@ -130,7 +130,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             seconds,
             envelopes,
-        } => cluster::run(pairs, Load::new(rounds, rate, seconds), envelopes).await,
+            clients_stay,
+        } => {
+            let load = Load::new(rounds, rate, seconds);
+            cluster::run(pairs, load, envelopes, clients_stay).await
+        }
         Benchmark::Lifecycle {
             users,
             restart_users,

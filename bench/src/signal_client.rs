@@ -5,6 +5,7 @@
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
+use showcall_proto::signal::response::Result as Answer;
 use showcall_proto::signal::{self as pb, client_frame::Command, event::Kind, server_frame::Frame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -117,9 +118,20 @@ impl Client {
         }
     }
 
+    /// Connects to `url`, logs in — following the session to its node when the node at `url` sends it
+    /// there (`Login.follow_home`, as the SDK does) — and prepares for calls.
     pub(super) async fn login_prepared(url: &str, token: String) -> anyhow::Result<Self> {
         let mut c = Self::connect(url).await?;
-        c.request(Command::Login(pb::Login { token })).await?;
+        let login = |follow_home| {
+            Command::Login(pb::Login {
+                token: token.clone(),
+                follow_home,
+            })
+        };
+        if let Some(Answer::LoginElsewhere(home)) = c.request(login(true)).await?.result {
+            c = Self::connect(&home.signal_url).await?;
+            c.request(login(false)).await?;
+        }
         c.request(Command::PrepareForCall(pb::PrepareForCall {
             call_timeout_ms: Some(0),
             ..Default::default()

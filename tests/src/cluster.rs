@@ -176,6 +176,9 @@ pub struct NodeOptions {
     pub partitions: u32,
     /// More environment for the process (`SHOWCALL_OTLP_ENDPOINT`, `OTEL_BSP_SCHEDULE_DELAY`, ...).
     pub env: Vec<(String, String)>,
+    /// The node announces the URL clients reach its signaling at (`signal_public_url`, on a port picked
+    /// free here), so logins that follow their session are sent to it.
+    pub announce_signal_url: bool,
 }
 
 impl Default for NodeOptions {
@@ -184,6 +187,7 @@ impl Default for NodeOptions {
             lease_ttl: "2s",
             partitions: 64,
             env: Vec::new(),
+            announce_signal_url: false,
         }
     }
 }
@@ -232,10 +236,18 @@ impl NodeProcess {
         if let Some(path) = config {
             command.env("SHOWCALL_CONFIG", path);
         }
+        let signal_addr = match options.announce_signal_url {
+            true => {
+                let addr = format!("127.0.0.1:{}", free_port());
+                command.env("SHOWCALL_SIGNAL_PUBLIC_URL", format!("ws://{addr}/signal"));
+                addr
+            }
+            false => "127.0.0.1:0".to_owned(),
+        };
         let mut child = command
             .arg("run")
             .args(["--node-id", id])
-            .args(["--signal-addr", "127.0.0.1:0"])
+            .args(["--signal-addr", &signal_addr])
             .args(["--grpc-addr", "127.0.0.1:0"])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--media-addr", "127.0.0.1:0"])

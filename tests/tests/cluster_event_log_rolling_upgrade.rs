@@ -94,6 +94,7 @@ async fn both_releases_read_every_event_while_an_older_node_is_in_the_cluster() 
             grpc_addr: "127.0.0.1:1".into(),
             media_addr: "127.0.0.1:2".into(),
             signal_url: "ws://127.0.0.1:3/signal".into(),
+            signal_public_url: None,
             capacity: 100,
             load: 0,
             leaving: false,

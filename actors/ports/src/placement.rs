@@ -39,6 +39,12 @@ pub trait Placement: Send + Sync + Debug + 'static {
     }
     /// The channel closed here: its pin goes.
     fn unpin_channel(&self, _app: &AppId, _channel: &ChannelName) {}
+    /// The URL clients reach `node`'s signaling at directly, when it announces one (its
+    /// `signal_public_url`) and is not leaving; `None` otherwise, and on one node. A login that may
+    /// follow its session to its node is sent there (`Login.follow_home`).
+    fn public_signal_url(&self, _node: &NodeId) -> Option<String> {
+        None
+    }
     /// For a new call's channel: the tag of the media node chosen for it, carried in the channel's name
     /// (call channels are never pinned in etcd: their name says where they run). `None` on one node.
     fn call_channel_tag(&self) -> Option<String> {

@@ -48,6 +48,10 @@ pub const SIGNALING_OUTBOX_FRAMES: &str = "showcall_signaling_outbox_frames";
 /// close code 4008).
 pub const SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL: &str =
     "showcall_signaling_slow_consumer_disconnects_total";
+/// Counter: logins answered `login_elsewhere` — sent to the node serving their session
+/// (`Login.follow_home`).
+pub const SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL: &str =
+    "showcall_signaling_logins_sent_elsewhere_total";
 /// Counter, label `reason` ([`CONNECTION_REFUSALS`]): signaling connections refused before the WebSocket
 /// upgrade because the node, or the client's address, was at its connection cap.
 pub const SIGNALING_CONNECTIONS_REFUSED_TOTAL: &str =
@@ -140,6 +144,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL,
         "Signaling connections closed because their client stopped reading (outbox full).",
+    ),
+    (
+        SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL,
+        "Logins answered login_elsewhere: sent to the node serving their session.",
     ),
     (
         SIGNALING_CONNECTIONS_REFUSED_TOTAL,
@@ -278,11 +286,13 @@ pub fn describe() {
         HANDOFFS_TOTAL,
         HANDED_OVER_TOTAL,
         SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL,
+        SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL,
         SIGNALING_CONNECTIONS_REFUSED_TOTAL,
     ] {
         metrics::describe_counter!(name, help(name));
     }
     metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(0);
+    metrics::counter!(SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL).increment(0);
     for reason in CONNECTION_REFUSALS {
         metrics::counter!(SIGNALING_CONNECTIONS_REFUSED_TOTAL, "reason" => *reason).increment(0);
     }
@@ -313,6 +323,11 @@ pub(crate) fn outbox_frames(delta: f64) {
 /// Counts a connection closed as a slow consumer.
 pub fn slow_consumer_disconnect() {
     metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(1);
+}
+
+/// Counts a login sent to the node serving its session.
+pub fn login_sent_elsewhere() {
+    metrics::counter!(SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL).increment(1);
 }
 
 /// Counts a refused connection; `reason` is one of [`CONNECTION_REFUSALS`].

@@ -16,7 +16,7 @@ use showcall_protocol::sync::lock;
 
 use ractor::{Actor, ActorId, ActorRef};
 use showcall_machines::{
-    CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig,
+    CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
 };
 
 use showcall_actors::call_actor::{CallActor, CallStart};
@@ -302,6 +302,20 @@ impl Hub {
     /// Where actors live.
     pub fn placement(&self) -> &Arc<dyn Placement> {
         &self.inner.parts.placement
+    }
+
+    /// The node serving `user`'s session and the URL clients reach it at, when that is another node
+    /// which announces one (`Placement::public_signal_url`): where a login that may follow its session
+    /// is sent. `None` when this node serves it, nobody does now (its partition is between owners), or
+    /// the serving node announces no URL — the login is then served here.
+    pub fn home_elsewhere(&self, app: &AppId, user: &UserId) -> Option<(NodeId, String)> {
+        let placement = self.placement();
+        let owner = placement.owner(&ActorKey::User(app.clone(), user.clone()))?;
+        if &owner == placement.this_node() {
+            return None;
+        }
+        let url = placement.public_signal_url(&owner)?;
+        Some((owner, url))
     }
 
     /// A fresh connection number.

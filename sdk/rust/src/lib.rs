@@ -59,7 +59,9 @@ pub use media::{
     ProbeStats, ReceivedFrame, RtpProbe, RtpRecord, StreamSummary, TrackKind,
 };
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
-pub use signal_client::{LoginInfo, SignalClient, SignalListener, WeakSignalClient};
+pub use signal_client::{
+    FOLLOW_HOME_CONNECT_TIMEOUT, LoginInfo, SignalClient, SignalListener, WeakSignalClient,
+};
 pub use transport::{
     SignalTransport, TransportEvent, TransportEventReceiver, TransportEventSender,
     transport_channel,

@@ -63,6 +63,10 @@ pub trait SignalListener: Send + Sync {
     }
 }
 
+/// How long [`SignalClient::login`] waits to connect to the node serving its session before it logs in
+/// where it is instead.
+pub const FOLLOW_HOME_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What a login returned (mirrors `LoginResult`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoginInfo {
@@ -147,6 +151,10 @@ struct Waiter {
 struct Connection {
     transport: Box<dyn SignalTransport>,
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
+    /// Set when the client itself left this connection before any session was opened on it (a login
+    /// sent to the node serving the session): its end is not a disconnection of the session, so
+    /// listeners do not hear of it.
+    left_unused: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -157,6 +165,8 @@ impl Connection {
 
 struct Shared {
     url: Option<String>,
+    /// Whether a login asks to be sent to the node serving the session (`Login.follow_home`).
+    follow_home: std::sync::atomic::AtomicBool,
     next_request_id: AtomicU64,
     conn: Mutex<Option<Arc<Connection>>>,
     listeners: ListenerSet<dyn SignalListener>,
@@ -212,6 +222,8 @@ impl fmt::Debug for SignalClient {
 impl SignalClient {
     fn build(url: Option<String>) -> Self {
         let shared = Arc::new(Shared {
+            // A client made with a custom transport connects the way its app chose: it is not moved.
+            follow_home: std::sync::atomic::AtomicBool::new(url.is_some()),
             url,
             next_request_id: AtomicU64::new(1),
             conn: Mutex::new(None),
@@ -276,6 +288,7 @@ impl SignalClient {
         let conn = Arc::new(Connection {
             transport,
             pending: Mutex::new(Some(HashMap::new())),
+            left_unused: std::sync::atomic::AtomicBool::new(false),
         });
         let old = lock(&self.shared.conn).replace(conn.clone());
         if let Some(old) = old {
@@ -361,14 +374,80 @@ impl SignalClient {
 
     /// Opens (or resumes) the session of the user named by `token` (≈ CallRtmManager.login).
     /// `SignalListener::on_connected` fires once the server accepted it.
+    ///
+    /// In a cluster, a client made by [`connect`](Self::connect) asks to be sent to the node serving its
+    /// session (`Login.follow_home`; see [`set_follow_home`](Self::set_follow_home)): when that is
+    /// another node than the one it connected to, and that node announces a URL clients reach it at, the
+    /// client connects there (within [`FOLLOW_HOME_CONNECT_TIMEOUT`]) and logs in there, so its commands
+    /// and events cross no node link. If that node cannot be reached, it logs in where it is, served
+    /// from there as without the flag. A later [`reconnect`](Self::reconnect) goes to the URL given to
+    /// `connect` again (the entry point), and the login there finds the session's node anew.
     pub async fn login(&self, token: &str) -> Result<LoginInfo, SdkError> {
+        let follow = self.shared.follow_home.load(Ordering::Relaxed);
+        let elsewhere = match self.login_once(token, follow).await? {
+            response::Result::Login(result) => return Ok(result.into()),
+            response::Result::LoginElsewhere(elsewhere) => elsewhere,
+            _ => unreachable!("login_once returns only login answers"),
+        };
+        tracing::debug!(
+            node = %elsewhere.node_id,
+            url = %elsewhere.signal_url,
+            "the session is served by another node: logging in there"
+        );
+        let (tx, events) = transport_channel();
+        let moved = tokio::time::timeout(
+            FOLLOW_HOME_CONNECT_TIMEOUT,
+            WsTransport::connect(&elsewhere.signal_url, tx),
+        )
+        .await;
+        match moved {
+            Ok(Ok(transport)) => {
+                if let Some(old) = lock(&self.shared.conn).as_ref() {
+                    old.left_unused.store(true, Ordering::Relaxed);
+                }
+                self.attach(Box::new(transport), events);
+            }
+            Ok(Err(e)) => tracing::warn!(
+                url = %elsewhere.signal_url,
+                error = %e,
+                "the session's node cannot be reached: logging in here"
+            ),
+            Err(_) => tracing::warn!(
+                url = %elsewhere.signal_url,
+                "the session's node did not answer in time: logging in here"
+            ),
+        }
+        // Followed at most once: if the session moved again meanwhile, it is served from here.
+        match self.login_once(token, false).await? {
+            response::Result::Login(result) => Ok(result.into()),
+            _ => Err(SdkError::Protocol(
+                "login without follow_home answered login_elsewhere".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether [`login`](Self::login) asks to be sent to the node serving the session (default: yes
+    /// for a client made by [`connect`](Self::connect), no for one with a custom transport). Off, the
+    /// client stays on the node it connected to, which serves it through the node link.
+    pub fn set_follow_home(&self, follow: bool) {
+        self.shared.follow_home.store(follow, Ordering::Relaxed);
+    }
+
+    /// One `Login`; its answer is a login result or, with `follow_home`, possibly `login_elsewhere`.
+    async fn login_once(
+        &self,
+        token: &str,
+        follow_home: bool,
+    ) -> Result<response::Result, SdkError> {
         let response = self
             .request(Command::Login(Login {
                 token: token.to_owned(),
+                follow_home,
             }))
             .await?;
         match response.result {
-            Some(response::Result::Login(result)) => Ok(result.into()),
+            Some(result @ response::Result::Login(_)) => Ok(result),
+            Some(result @ response::Result::LoginElsewhere(_)) if follow_home => Ok(result),
             _ => Err(SdkError::Protocol(
                 "login response without a login result".to_owned(),
             )),
@@ -491,7 +570,9 @@ async fn dispatch(shared: Arc<Shared>, conn: Arc<Connection>, mut events: Transp
     let pending = lock(&conn.pending).take();
     let failed = pending.map_or(0, |p| p.len());
     tracing::debug!(%reason, failed, "signaling connection ended");
-    shared.listeners.each(|l| l.on_disconnected(&reason));
+    if !conn.left_unused.load(Ordering::Relaxed) {
+        shared.listeners.each(|l| l.on_disconnected(&reason));
+    }
 }
 
 impl Shared {

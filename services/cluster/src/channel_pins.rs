@@ -153,6 +153,7 @@ mod tests {
                 grpc_addr: String::new(),
                 media_addr: String::new(),
                 signal_url: String::new(),
+                signal_public_url: None,
                 capacity: *capacity,
                 load: *load,
                 leaving: false,

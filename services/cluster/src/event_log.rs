@@ -379,6 +379,7 @@ mod tests {
             grpc_addr: String::new(),
             media_addr: String::new(),
             signal_url: String::new(),
+            signal_public_url: None,
             capacity: 1,
             load: 0,
             leaving,

@@ -14,6 +14,9 @@
 //! Every stream is opened with a link token (`authorization: Bearer`, see
 //! `showcall_auth::cluster_secret`) signed with the cluster secret and naming this node.
 //!
+//! Every envelope queued for a peer is counted in `showcall_node_link_envelopes_sent_total` (and in
+//! [`envelopes_sent`], the process's total, which the benchmarks read).
+//!
 //! [`NodeLinkService`] is the receiving side: it refuses a stream without a valid link token
 //! (UNAUTHENTICATED, logged, counted in `showcall_node_link_refused_total`), drops envelopes that claim
 //! to come from another node than the token named, and hands each other envelope to the hub, one after
@@ -195,6 +198,20 @@ pub fn unframe(frame: &pb::Envelope) -> Result<Envelope, Unreadable> {
     Ok(envelope)
 }
 
+/// Envelopes queued for peers by every link courier of this process.
+static ENVELOPES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many envelopes this process's nodes queued for their peers so far (all nodes of the process
+/// together: a benchmark running several in-process nodes reads the cluster's total).
+pub fn envelopes_sent() -> u64 {
+    ENVELOPES_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_sent() {
+    ENVELOPES_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("showcall_node_link_envelopes_sent_total").increment(1);
+}
+
 impl Courier for LinkCourier {
     fn send(&self, node: &NodeId, envelope: Envelope) -> bool {
         let mut frame = frame(&envelope);
@@ -204,7 +221,10 @@ impl Courier for LinkCourier {
         let mut peers = lock(&self.peers);
         let frame = match peers.get(node) {
             Some(tx) => match tx.try_send(frame) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    count_sent();
+                    return true;
+                }
                 Err(mpsc::error::TrySendError::Full(frame)) => {
                     metrics::counter!("showcall_node_link_dropped_total", "reason" => "queue_full")
                         .increment(1);
@@ -218,7 +238,9 @@ impl Courier for LinkCourier {
         match self.open(node) {
             Some(tx) => {
                 // A new queue has room.
-                let _ = tx.try_send(frame);
+                if tx.try_send(frame).is_ok() {
+                    count_sent();
+                }
                 peers.insert(node.clone(), tx);
                 true
             }

@@ -60,6 +60,15 @@ impl Placement for EtcdPlacement {
             .read_view(|view| view.nodes.keys().cloned().collect())
     }
 
+    fn public_signal_url(&self, node: &NodeId) -> Option<String> {
+        self.membership.read_view(|view| {
+            let info = view.nodes.get(node)?;
+            (!info.leaving)
+                .then(|| info.signal_public_url.clone())
+                .flatten()
+        })
+    }
+
     fn choose_channel_node(&self, _app: &AppId, _channel: &ChannelName) -> Option<NodeId> {
         self.membership.choose_channel_node()
     }

@@ -24,8 +24,13 @@ pub struct NodeInfo {
     pub grpc_addr: String,
     /// Its media router's UDP address as clients see it (the ICE host candidate).
     pub media_addr: String,
-    /// Where clients connect for signaling.
+    /// Where clients connect for signaling (the address it listens on).
     pub signal_url: String,
+    /// The URL clients reach its signaling at directly (`signal_public_url` in its configuration), when
+    /// set: a login that may follow its session is sent to the node serving the session by this URL.
+    /// Absent (not configured, or an older node) = no login is sent there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_public_url: Option<String>,
     /// How many users it is sized for (a hint for choosing media nodes).
     pub capacity: u32,
     /// Channels open on it now (republished as it changes): the load new channels are placed by.
@@ -346,6 +351,7 @@ mod tests {
             grpc_addr: "127.0.0.1:1".into(),
             media_addr: "127.0.0.1:2".into(),
             signal_url: "ws://127.0.0.1:3/signal".into(),
+            signal_public_url: None,
             capacity: 1000,
             load: 0,
             leaving: false,

@@ -143,13 +143,17 @@ mod tests {
 
     #[test]
     fn json_frame_round_trips_with_camel_case_fields() {
-        let msg = Message::Text(r#"{"requestId":"7","login":{"token":"t"}}"#.into());
+        let msg =
+            Message::Text(r#"{"requestId":"7","login":{"token":"t","followHome":true}}"#.into());
         let (frame, enc) = decode(&msg, 1024).unwrap().unwrap();
         assert_eq!(enc, Encoding::Json);
         assert_eq!(frame.request_id, 7);
         assert_eq!(
             frame.command,
-            Some(Command::Login(Login { token: "t".into() }))
+            Some(Command::Login(Login {
+                token: "t".into(),
+                follow_home: true,
+            }))
         );
     }
 

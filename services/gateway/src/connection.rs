@@ -304,7 +304,7 @@ async fn execute(
 ) -> Result<Option<Answer>, pb::Error> {
     let command_error = |e: CommandError| convert::command_error(&e);
     let Some(l) = login.as_mut() else {
-        let Request::Login { token } = request else {
+        let Request::Login { token, follow_home } = request else {
             return Err(convert::error(
                 pb::ErrorCode::Unauthenticated,
                 "log in first",
@@ -313,6 +313,10 @@ async fn execute(
         let claims = verify(gw, &token)?;
         let app = AppId(claims.app.clone());
         let user = UserId(claims.sub.clone());
+        if follow_home && let Some((node, signal_url)) = gw.hub.home_elsewhere(&app, &user) {
+            showcall_protocol::metrics::login_sent_elsewhere();
+            return Ok(Some(convert::login_elsewhere(node, signal_url)));
+        }
         let (session, ok) = gw
             .hub
             .login(app, user, conn, claims.exp * 1000, inbox.clone())

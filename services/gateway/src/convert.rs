@@ -11,6 +11,7 @@ use showcall_machines::user::{ActiveCall, ClientEvent, CloseReason, Pushed};
 use showcall_machines::{CallType, EventInfo, PublishState, Role};
 use showcall_proto::signal::{self as pb, event::Kind, response::Result as Answer};
 use showcall_protocol::LoginOk;
+use showcall_protocol::NodeId;
 
 use crate::validate::Invalid;
 
@@ -83,6 +84,14 @@ pub fn login_ok(app: &str, user: &str, ok: LoginOk) -> Answer {
         call: ok.call.map(snapshot),
         channels: ok.channels.into_iter().map(|c| c.0).collect(),
         grace_period_ms: u32::try_from(ok.grace_ms).unwrap_or(u32::MAX),
+    })
+}
+
+/// The answer to a login sent to the node serving its session (`Login.follow_home`).
+pub fn login_elsewhere(node: NodeId, signal_url: String) -> Answer {
+    Answer::LoginElsewhere(pb::LoginElsewhere {
+        signal_url,
+        node_id: node.0,
     })
 }
 

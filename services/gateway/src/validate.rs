@@ -33,6 +33,8 @@ pub const MAX_TRACEPARENT: usize = 256;
 pub enum Request {
     Login {
         token: String,
+        /// The client would connect to its session's node (`Login.follow_home`).
+        follow_home: bool,
     },
     RenewToken {
         token: String,
@@ -77,6 +79,7 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
     Ok(match command {
         Command::Login(l) => Request::Login {
             token: token("login.token", l.token)?,
+            follow_home: l.follow_home,
         },
         Command::RenewToken(r) => Request::RenewToken {
             token: token("renew_token.token", r.token)?,

@@ -147,6 +147,12 @@ pub struct NodeConfig {
     /// Where other nodes reach this node's gRPC, when it differs from `grpc_addr` (a container's or
     /// pod's DNS name, or a concrete IP when binding 0.0.0.0). Unset = `grpc_addr`.
     pub grpc_advertise_addr: Option<String>,
+    /// The URL clients reach this node's signaling at directly (`ws://` or `wss://`, ending in
+    /// `/signal`), e.g. a per-node DNS name behind the load balancer. Set on every node, a client whose
+    /// session is served by another node than the one it connected to is sent there at login (when its
+    /// SDK asks for it, `Login.follow_home`), so its commands and events cross no node link. Unset = no
+    /// login is sent to this node (clients reach it through whatever node they connect to).
+    pub signal_public_url: Option<String>,
     /// How long a dead node's partitions stay owned before survivors take them (etcd lease TTL; whole
     /// seconds, at least 2). A node that cannot renew stops serving shortly before this.
     #[serde(with = "humantime_serde")]
@@ -240,6 +246,7 @@ impl Default for NodeConfig {
             max_frame_bytes: 16 * 1024,
             etcd_endpoints: Vec::new(),
             grpc_advertise_addr: None,
+            signal_public_url: None,
             lease_ttl: Duration::from_secs(2),
             partitions: 256,
             cluster_prefix: "/showcall/v1/".into(),
@@ -753,6 +760,14 @@ impl NodeConfig {
                     self.grpc_addr
                 ));
             }
+        }
+
+        if let Some(url) = &self.signal_public_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            problems.push(format!(
+                "signal_public_url {url:?} must be a ws:// or wss:// URL clients reach this node's signaling at"
+            ));
         }
 
         // The exporter is built without TLS (a collector next to the node, or a sidecar, is the usual
@@ -1377,6 +1392,27 @@ mod tests {
             let vars = env(&[("SHOWCALL_OTLP_ENDPOINT", bad)]);
             let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
             assert!(err.to_string().contains("otlp_endpoint"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_public_signal_url_is_unset_by_default_and_must_be_a_websocket_url() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.signal_public_url, None);
+        let url = "wss://node-1.example.com/signal";
+        let vars = env(&[("SHOWCALL_SIGNAL_PUBLIC_URL", url)]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(cfg.signal_public_url.as_deref(), Some(url));
+        for bad in [
+            "node-1.example.com:7800",
+            "https://node-1.example.com/signal",
+        ] {
+            let vars = env(&[("SHOWCALL_SIGNAL_PUBLIC_URL", bad)]);
+            let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("signal_public_url"),
+                "{bad}: {err}"
+            );
         }
     }
 

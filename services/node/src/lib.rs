@@ -298,6 +298,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 grpc_addr: link_advertise,
                 media_addr: media_addr.to_string(),
                 signal_url: signal_url.clone(),
+                signal_public_url: config.signal_public_url.clone(),
                 capacity: 10_000,
                 load: 0,
                 leaving: false,
