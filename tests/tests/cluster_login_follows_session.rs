@@ -14,6 +14,7 @@ use showcall_tests::sdk_helpers::{SdkUser, hang_up, video_call_with_media};
 
 const SENT_ELSEWHERE: &str = "showcall_signaling_logins_sent_elsewhere_total";
 const CONNECTIONS: &str = "showcall_signaling_connections";
+const CHANNELS_OPEN: &str = "showcall_channels_open";
 
 /// Two nodes that announce their signaling URLs, converged.
 async fn announced_pair(etcd: &Etcd) -> [NodeProcess; 2] {
@@ -103,6 +104,9 @@ async fn a_client_connected_to_another_node_logs_in_where_its_session_is_and_its
         .wait_video_frames(10)
         .await
         .expect("the callee sees the caller");
+    // Its channel opened on the caller's node (where the call runs), not on the callee's.
+    assert_eq!(scrape(n2.http_addr).await.get(CHANNELS_OPEN), 1.0);
+    assert_eq!(scrape(n1.http_addr).await.get(CHANNELS_OPEN), 0.0);
     hang_up(&mut caller, &mut callee).await;
 
     // A client that does not ask to follow its session stays where it connected.

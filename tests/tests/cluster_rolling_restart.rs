@@ -18,7 +18,7 @@ use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole};
 use showcall_tests::admin::{admin_at, ends_of};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, connected_call_where, eventually, node_tag,
-    resume_at, wait_converged,
+    resume_at, shares, user_in, wait_converged,
 };
 use showcall_tests::sdk_helpers::{SdkUser, hang_up, more_video};
 
@@ -59,9 +59,15 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
     }
     wait_converged(&nodes.iter().collect::<Vec<_>>(), options.partitions).await;
     let tags: Vec<String> = nodes.iter().map(node_tag).collect();
+    // A call's channel opens on its caller's node unless another is much less loaded (README
+    // "Placement"): each caller below is a user whose session the call's media node serves.
+    let by_node = shares(&nodes.iter().collect::<Vec<_>>()).await;
+    let homed_on =
+        |prefix: &str, node: usize| user_in(prefix, &by_node[NODES[node]], options.partitions);
 
     // One call with real media: sockets on n1 and n2, media on n3 (the last to restart).
-    let mut viewer = nodes[0].prepared_user("viewer").await;
+    let viewer_id = homed_on("viewer", 2);
+    let mut viewer = nodes[0].prepared_user(&viewer_id).await;
     let mut host = nodes[1].prepared_user("host").await;
     let media_call = loop {
         let created = viewer
@@ -81,7 +87,7 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
         host.wait_state(CallState::Prepared, CallStateReason::RemoteCancelled)
             .await;
     };
-    host.api.accept("viewer").await.expect("accepted");
+    host.api.accept(&viewer_id).await.expect("accepted");
     let (mut viewer_media, _) = MediaSession::join(
         &viewer.signal,
         &media_call.channel,
@@ -118,7 +124,7 @@ async fn a_rolling_restart_loses_no_session_and_no_call() {
             let tag = tags[media_node].clone();
             let name = format!("{caller_at}{callee_at}");
             let mut caller = nodes[caller_at]
-                .prepared_user(&format!("caller-{name}"))
+                .prepared_user(&homed_on(&format!("caller-{name}"), media_node))
                 .await;
             let mut callee = nodes[callee_at]
                 .prepared_user(&format!("callee-{name}"))

@@ -12,9 +12,19 @@
 //!   routes by the tag; a call channel is gone when the node with its tag is gone.
 //!
 //! **Where a new channel opens:** power of two choices — two live nodes at random, the one with fewer
-//! open channels per unit of capacity wins ([`choose_media_node`]). Each node republishes its open
+//! open channels per unit of capacity (its `media_capacity`, counting the new channel) wins
+//! ([`choose_media_node`]). Each node republishes its open
 //! channel count in its node info (at most once a second, when it changed); picking the less loaded of
 //! two random nodes keeps nodes that all see the same slightly stale numbers from piling onto one node.
+//!
+//! **A call's channel prefers the call's own node** ([`choose_call_media_node`]): the node choosing is
+//! the one the call runs on (a call starts on its caller's node), so a channel there opens and closes
+//! without a node-link round trip, and the call depends on two nodes (its caller's and its callee's)
+//! rather than three. Calls are already spread evenly (callers are spread over nodes by partition), so
+//! the second choice is kept only as a correction: one other live node drawn at random takes the channel
+//! when it carries less than three quarters of this node's channels per unit of capacity (a node hot
+//! with live rooms sheds calls to cooler ones). A leaving node opens nothing new: its calls' channels
+//! go by power of two choices among the others.
 //! Two first joins of one live room on different nodes may pick different nodes: the pin transaction lets
 //! one win and the other join answers UNAVAILABLE ("try again").
 
@@ -27,9 +37,10 @@ use crate::etcd_timing::timed;
 use crate::membership::Membership;
 use crate::view::{ClusterView, NodeInfo, node_tag};
 
-/// Channels per unit of capacity, comparable without floats.
+/// Channels per unit of capacity a node would carry with one more, comparable without floats. The one
+/// more is what sets nodes of different capacities apart while none carries anything yet.
 fn load(info: &NodeInfo) -> u64 {
-    (u64::from(info.load) << 20) / u64::from(info.capacity.max(1))
+    (u64::from(info.load.saturating_add(1)) << 20) / u64::from(info.capacity.max(1))
 }
 
 /// The node a new channel should open on (see the module docs); `None` when no node is live. `pick`
@@ -52,6 +63,30 @@ pub fn choose_media_node(
     }
 }
 
+/// The node a new call's channel should open on, chosen by `me`, the node the call runs on (see the
+/// module docs); `None` when no node is live. `pick` draws indexes below its argument.
+pub fn choose_call_media_node(
+    view: &ClusterView,
+    me: &NodeId,
+    mut pick: impl FnMut(usize) -> usize,
+) -> Option<NodeId> {
+    let Some(mine) = view.nodes.get(me).filter(|n| !n.leaving) else {
+        return choose_media_node(view, pick);
+    };
+    let others: Vec<&NodeInfo> = view
+        .nodes
+        .values()
+        .filter(|n| !n.leaving && n.id != *me)
+        .collect();
+    if others.is_empty() {
+        return Some(me.clone());
+    }
+    let other = others[pick(others.len())];
+    // `other` < ¾ of `mine`, compared without floats.
+    let sheds = u128::from(load(other)) * 4 < u128::from(load(mine)) * 3;
+    Some(if sheds { other } else { mine }.id.clone())
+}
+
 /// The live node a call channel's tag names.
 pub fn node_of_tag(view: &ClusterView, tag: &str) -> Option<NodeId> {
     view.nodes.keys().find(|id| node_tag(id) == tag).cloned()
@@ -70,6 +105,21 @@ impl Membership {
         // Counted at once in this node's view (until that node publishes its real load), so a burst of
         // opens from here spreads instead of following one stale number.
         self.note_load(&chosen, 1);
+        Some(chosen)
+    }
+
+    /// Where a new call's channel should open, chosen by the node the call runs on (this one).
+    pub fn choose_call_channel_node(&self) -> Option<NodeId> {
+        let mut rng = rand::rng();
+        let chosen = self.read_view(|view| {
+            choose_call_media_node(view, self.me(), |n| rng.random_range(0..n))
+        })?;
+        // Another node taken is counted at once, as in `choose_channel_node`; this node's own choices
+        // are not: the other nodes' choices of themselves are unseen here until they publish, so this
+        // node's count is compared as published too, or a burst of calls here would shed them all.
+        if chosen != *self.me() {
+            self.note_load(&chosen, 1);
+        }
         Some(chosen)
     }
 
@@ -199,6 +249,51 @@ mod tests {
             Some(NodeId("n1".into()))
         );
         assert_eq!(choose_media_node(&view(&[]), |_| 0), None);
+    }
+
+    #[test]
+    fn a_call_channel_stays_on_the_calls_node_unless_the_other_drawn_carries_under_three_quarters()
+    {
+        let me = NodeId("n1".into());
+        // Even, or the other only somewhat cooler: here.
+        let v = view(&[("n1", 100, 40), ("n2", 100, 40), ("n3", 100, 31)]);
+        for draw in 0..2 {
+            assert_eq!(choose_call_media_node(&v, &me, |_| draw), Some(me.clone()));
+        }
+        // The other drawn carries under ¾ of this node's channels: there.
+        let v = view(&[("n1", 100, 40), ("n2", 100, 29)]);
+        assert_eq!(
+            choose_call_media_node(&v, &me, |n| {
+                assert_eq!(n, 1, "only the other nodes are drawn from");
+                0
+            }),
+            Some(NodeId("n2".into()))
+        );
+        // Per unit of capacity: a node twice as big with 50 channels is cooler than 40 of 100.
+        let v = view(&[("n1", 100, 40), ("n2", 200, 50)]);
+        assert_eq!(
+            choose_call_media_node(&v, &me, |_| 0),
+            Some(NodeId("n2".into()))
+        );
+        // Alone: here.
+        let v = view(&[("n1", 100, 99)]);
+        assert_eq!(
+            choose_call_media_node(&v, &me, |_| unreachable!()),
+            Some(me.clone())
+        );
+    }
+
+    #[test]
+    fn a_leaving_node_puts_its_calls_channels_on_the_others() {
+        let me = NodeId("n1".into());
+        let mut v = view(&[("n1", 100, 0), ("n2", 100, 50), ("n3", 100, 60)]);
+        v.nodes.get_mut(&me).expect("n1").leaving = true;
+        for a in 0..2 {
+            let chosen = choose_call_media_node(&v, &me, |n| a.min(n - 1));
+            assert!(chosen.is_some_and(|n| n != me));
+        }
+        v.nodes.retain(|id, _| *id == me);
+        assert_eq!(choose_call_media_node(&v, &me, |_| 0), None);
     }
 
     #[test]

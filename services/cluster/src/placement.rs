@@ -91,7 +91,7 @@ impl Placement for EtcdPlacement {
 
     fn call_channel_tag(&self) -> Option<String> {
         self.membership
-            .choose_channel_node()
+            .choose_call_channel_node()
             .map(|node| node_tag(&node))
     }
 }

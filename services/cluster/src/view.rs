@@ -31,7 +31,8 @@ pub struct NodeInfo {
     /// Absent (not configured, or an older node) = no login is sent there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_public_url: Option<String>,
-    /// How many users it is sized for (a hint for choosing media nodes).
+    /// Its `media_capacity`: how many channels it is meant to carry relative to the others (new
+    /// channels go where fewer are open per unit of capacity).
     pub capacity: u32,
     /// Channels open on it now (republished as it changes): the load new channels are placed by.
     #[serde(default)]

@@ -51,6 +51,9 @@ use showcall_auth::{ApiKeys, AppKeys};
 
 use crate::cli::RunArgs;
 
+/// A node's `media_capacity` unless configured: every node the same.
+pub const DEFAULT_MEDIA_CAPACITY: u32 = 10_000;
+
 /// Prefix of every configuration variable.
 pub const ENV_PREFIX: &str = "SHOWCALL";
 
@@ -109,6 +112,10 @@ pub struct NodeConfig {
     /// Sessions of one channel a media worker takes before the channel spreads over another worker too
     /// (its publishers' packets are then handed between them; 0 = 500).
     pub media_room_capacity: usize,
+    /// How many channels this node's media router is meant to carry, relative to the other nodes': new
+    /// channels go to the node with fewer open channels per unit of capacity (README "Placement"), so a
+    /// node with twice the cores can be given twice the capacity. Not a hard limit. At least 1.
+    pub media_capacity: u32,
     /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
     /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
     pub media_advertise_ip: Option<IpAddr>,
@@ -224,6 +231,7 @@ impl Default for NodeConfig {
             media_addr: local(7803),
             media_workers: 0,
             media_room_capacity: 0,
+            media_capacity: DEFAULT_MEDIA_CAPACITY,
             media_advertise_ip: None,
             tls_cert: None,
             tls_key: None,
@@ -760,6 +768,10 @@ impl NodeConfig {
                     self.grpc_addr
                 ));
             }
+        }
+
+        if self.media_capacity == 0 {
+            problems.push("media_capacity is 0: it must be at least 1".to_owned());
         }
 
         if let Some(url) = &self.signal_public_url
@@ -1393,6 +1405,18 @@ mod tests {
             let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
             assert!(err.to_string().contains("otlp_endpoint"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn media_capacity_defaults_to_ten_thousand_is_set_from_the_environment_and_is_never_zero() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.media_capacity, 10_000);
+        let vars = env(&[("SHOWCALL_MEDIA_CAPACITY", "20000")]);
+        let cfg = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap();
+        assert_eq!(cfg.media_capacity, 20_000);
+        let vars = env(&[("SHOWCALL_MEDIA_CAPACITY", "0")]);
+        let err = NodeConfig::from_layers(None, vars, &RunArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("media_capacity"), "{err}");
     }
 
     #[test]

@@ -299,7 +299,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 media_addr: media_addr.to_string(),
                 signal_url: signal_url.clone(),
                 signal_public_url: config.signal_public_url.clone(),
-                capacity: 10_000,
+                capacity: config.media_capacity,
                 load: 0,
                 leaving: false,
                 lease: 0,
