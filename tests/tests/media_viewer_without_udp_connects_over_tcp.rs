@@ -104,3 +104,23 @@ async fn a_viewer_that_turns_udp_off_watches_over_ice_tcp() {
     .expect("the session lives");
     assert_eq!(seen.transport, Some(MediaTransport::Tcp));
 }
+
+/// The fallback does not take over where UDP works: a default viewer with a clean path offers TCP too,
+/// and connects over UDP (its pair has the higher priority).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_whose_udp_works_stays_on_udp() {
+    let node = TestNode::start().await;
+    let host = SdkUser::login(&node, "host").await;
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+
+    let viewer = SdkUser::login(&node, "viewer").await;
+    let media = viewer.join_media(LIVE, ChannelRole::Audience).await;
+    let seen = tokio::time::timeout(
+        DEADLINE,
+        media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES),
+    )
+    .await
+    .expect("video within the deadline")
+    .expect("the session lives");
+    assert_eq!(seen.transport, Some(MediaTransport::Udp));
+}

@@ -65,7 +65,7 @@ const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 /// Resends beyond this share of a line's bytes are dropped (str0m's default).
 const RTX_RATIO_CAP: f32 = 0.15;
 /// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
-/// interfaces); more are not routed by address (their STUN still reaches the session by ufrag).
+/// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
 const MAX_REMOTES: usize = 4;
 
 type RoomKey = (String, String);
@@ -486,14 +486,30 @@ impl Engine {
         if taken
             && !known
             && let Some(peer) = self.peers.get_mut(&id)
-            && peer.remotes.len() < MAX_REMOTES
         {
             // Every path the member's checks came by is one media may come back on: the member
             // nominates one of them, not necessarily the first (UDP and TCP, or two interfaces).
+            if peer.remotes.len() >= MAX_REMOTES {
+                let oldest = peer.remotes.remove(0);
+                if self.by_addr.get(&oldest) == Some(&id) {
+                    self.by_addr.remove(&oldest);
+                }
+            }
             peer.remotes.push(from);
             self.by_addr.entry(from).or_insert(id);
         }
         taken
+    }
+
+    /// A path is gone (an ICE-TCP connection closed): its address routes to no session any more, so a
+    /// later connection from the same address starts over with a STUN request.
+    pub(crate) fn path_closed(&mut self, proto: Protocol, source: SocketAddr) {
+        let from = (proto, source);
+        if let Some(id) = self.by_addr.remove(&from)
+            && let Some(peer) = self.peers.get_mut(&id)
+        {
+            peer.remotes.retain(|r| *r != from);
+        }
     }
 
     /// Hands one input to a session; a session that errors or panics is closed alone. True when the

@@ -511,3 +511,29 @@ fn garbage_over_tcp_reaches_no_session() {
         "only the host's address is routed"
     );
 }
+
+/// A TCP viewer whose connection drops and comes back from a new port (a new connection) goes on: the
+/// closed path stops routing, the new one is learnt from its next STUN request, and media follows it
+/// once str0m's ICE-lite agent lets the old path go (no check on it for 15 s, as for a NAT rebinding
+/// over UDP).
+#[test]
+fn a_tcp_viewer_reconnecting_from_a_new_port_goes_on() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join_over("fan", 40000, false, Protocol::Tcp);
+    sim.run(300, "host");
+    let old = sim.client("fan").addr;
+    sim.engine.path_closed(Protocol::Tcp, old);
+    assert!(!sim.engine.by_addr.contains_key(&(Protocol::Tcp, old)));
+    // The client's next connection comes from another port.
+    let new = SocketAddr::from(([10, 0, 1, 1], 40001));
+    sim.clients.get_mut("fan").expect("fan").addr = new;
+    let before = sim.client("fan").packets.len();
+    // Consent checks (every few seconds) find the session again.
+    sim.run(20_000, "host");
+    assert!(sim.engine.by_addr.contains_key(&(Protocol::Tcp, new)));
+    assert!(
+        sim.client("fan").packets.len() > before + 100,
+        "video goes on over the new connection"
+    );
+}

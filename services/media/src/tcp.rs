@@ -63,6 +63,15 @@ pub(crate) enum TcpEvent {
     Closed { id: u64, peer: SocketAddr },
 }
 
+/// What a connection event means to the engine.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PathInput {
+    /// A datagram from the connection with this peer.
+    Datagram(SocketAddr, Vec<u8>),
+    /// The connection with this peer is gone.
+    Closed(SocketAddr),
+}
+
 /// Counters since the last [`TcpLinks::take_counts`] (but `open`: the connections open now).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TcpCounts {
@@ -104,8 +113,8 @@ impl TcpLinks {
         }
     }
 
-    /// A connection opened or closed; `Some` is a datagram for the engine (its peer, its bytes).
-    pub(crate) fn event(&mut self, event: TcpEvent, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+    /// A connection opened or closed, or a datagram came: what the engine is to hear of it.
+    pub(crate) fn event(&mut self, event: TcpEvent, now: Instant) -> Option<PathInput> {
         match event {
             TcpEvent::Opened { id, peer, outgoing } => {
                 self.links.insert(
@@ -120,11 +129,13 @@ impl TcpLinks {
             }
             TcpEvent::Datagram { peer, data } => {
                 self.counts.frames_in += 1;
-                Some((peer, data))
+                Some(PathInput::Datagram(peer, data))
             }
             TcpEvent::Closed { id, peer } => {
+                // A stale close (an earlier connection from the same address) changes nothing.
                 if self.links.get(&peer).is_some_and(|l| l.id == id) {
                     self.links.remove(&peer);
+                    return Some(PathInput::Closed(peer));
                 }
                 None
             }
@@ -153,17 +164,24 @@ impl TcpLinks {
     }
 
     /// Lets go of connections no session took anything from for [`IDLE_TIMEOUT`] (their tasks see
-    /// their queue close and close the connection). Cheap when called every turn: it looks once a
-    /// [`SWEEP_EVERY`].
-    pub(crate) fn sweep(&mut self, now: Instant) {
+    /// their queue close and close the connection); returns their peers. Cheap when called every turn:
+    /// it looks once a [`SWEEP_EVERY`].
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<SocketAddr> {
         if now < self.next_sweep {
-            return;
+            return Vec::new();
         }
         self.next_sweep = now + SWEEP_EVERY;
-        let before = self.links.len();
-        self.links
-            .retain(|_, link| now.duration_since(link.last_taken) < IDLE_TIMEOUT);
-        self.counts.closed_idle += (before - self.links.len()) as u64;
+        let idle: Vec<SocketAddr> = self
+            .links
+            .iter()
+            .filter(|(_, link)| now.duration_since(link.last_taken) >= IDLE_TIMEOUT)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in &idle {
+            self.links.remove(peer);
+        }
+        self.counts.closed_idle += idle.len() as u64;
+        idle
     }
 
     /// The counters since the last call, and the connections open now.
@@ -341,7 +359,7 @@ mod tests {
         let mut used = open(&mut links, 1, 1001, now);
         let later = now + IDLE_TIMEOUT - Duration::from_secs(1);
         links.taken(peer(1001), later);
-        links.sweep(now + IDLE_TIMEOUT);
+        assert_eq!(links.sweep(now + IDLE_TIMEOUT), vec![peer(1000)]);
         // The idle one's queue is closed: its task ends and closes the connection.
         assert!(matches!(
             idle.try_recv(),
@@ -361,21 +379,23 @@ mod tests {
         let mut links = TcpLinks::new(now, Arc::default());
         let _old = open(&mut links, 0, 1000, now);
         let _new = open(&mut links, 1, 1000, now);
-        links.event(
+        let stale = links.event(
             TcpEvent::Closed {
                 id: 0,
                 peer: peer(1000),
             },
             now,
         );
+        assert_eq!(stale, None);
         assert_eq!(links.take_counts().open, 1);
-        links.event(
+        let closed = links.event(
             TcpEvent::Closed {
                 id: 1,
                 peer: peer(1000),
             },
             now,
         );
+        assert_eq!(closed, Some(PathInput::Closed(peer(1000))));
         assert_eq!(links.take_counts().open, 0);
     }
 }

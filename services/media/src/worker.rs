@@ -13,7 +13,7 @@ use crate::egress::Egress;
 use crate::engine::Engine;
 use crate::protocol::Command;
 use crate::relay::{Control, Forwarded};
-use crate::tcp::{TcpEvent, TcpLinks};
+use crate::tcp::{PathInput, TcpEvent, TcpLinks};
 
 /// Largest datagram read (WebRTC keeps packets under the path MTU).
 const RECV_BUFFER: usize = 2048;
@@ -102,18 +102,23 @@ pub(crate) async fn run(
         for (destination, contents) in engine.take_tcp_transmits() {
             links.send(destination, &contents);
         }
-        links.sweep(Instant::now());
+        for idle in links.sweep(Instant::now()) {
+            engine.path_closed(Protocol::Tcp, idle);
+        }
         engine.count_tcp(links.take_counts());
     }
     tracing::info!("media worker stopped");
 }
 
-/// One event of the TCP connections: a datagram goes to the engine; a connection a session took it
-/// from stays open.
+/// One event of the TCP connections: a datagram goes to the engine (a connection a session took it
+/// from stays open); a connection gone stops routing to its session.
 fn tcp_event(engine: &mut Engine, links: &mut TcpLinks, event: TcpEvent, now: Instant) {
-    if let Some((peer, data)) = links.event(event, now)
-        && engine.datagram(Protocol::Tcp, peer, &data)
-    {
-        links.taken(peer, now);
+    match links.event(event, now) {
+        Some(PathInput::Datagram(peer, data)) if engine.datagram(Protocol::Tcp, peer, &data) => {
+            links.taken(peer, now);
+        }
+        Some(PathInput::Closed(peer)) => engine.path_closed(Protocol::Tcp, peer),
+        // A datagram no session took, or nothing for the engine.
+        Some(PathInput::Datagram(..)) | None => {}
     }
 }
