@@ -4,9 +4,12 @@
 //! is always given ([`Engine::set_time`]), never read, so tests run it on a virtual clock; the loop with
 //! the socket is [`crate::worker`].
 //!
-//! - **Demultiplexing** without scanning sessions: a datagram from a known address goes to that address's
-//!   session (one map lookup); one from a new address must be a STUN binding request naming our ufrag
-//!   ([`crate::stun`]), which maps to exactly one session.
+//! - **Demultiplexing** without scanning sessions: a datagram from a known address (UDP, or an ICE-TCP
+//!   connection's peer: the map is keyed by both) goes to that address's session (one map lookup); one
+//!   from a new address must be a STUN binding request naming our ufrag ([`crate::stun`]), which maps to
+//!   exactly one session, and its address is learnt only once str0m accepts it (the request carries the
+//!   session's credentials). A session learns every path its checks come by (UDP and TCP alike), since
+//!   the member nominates one of them, not necessarily the first.
 //! - **Forwarding**: an RTP packet from a publishing member goes to every other member of its channel
 //!   that receives that kind, unless the publisher is paused (in a private call), on the receiver's own
 //!   stream: [`crate::feed`] places it (sequence number, RTP time) and payload types are mapped per

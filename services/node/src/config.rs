@@ -714,6 +714,16 @@ impl NodeConfig {
             ));
         }
 
+        if let Some(tcp) = self.media_tcp_addr
+            && self.media_tcp
+            && tcp.ip().is_unspecified()
+            && self.media_advertise_ip.is_none()
+        {
+            problems.push(format!(
+                "media_tcp_addr {tcp} binds every interface: set media_advertise_ip to the address clients reach"
+            ));
+        }
+
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             problems.push("tls_cert and tls_key go together: set both or neither".to_owned());
         }
@@ -921,6 +931,15 @@ mod tests {
         let off = env(&[("SHOWCALL_MEDIA_TCP", "false")]);
         let cfg = NodeConfig::from_layers(None, off, &RunArgs::default()).unwrap();
         assert_eq!(cfg.media_tcp_bind(), None);
+        // Every interface and no address to advertise: candidates could not name one.
+        let everywhere = env(&[("SHOWCALL_MEDIA_TCP_ADDR", "0.0.0.0:7803")]);
+        let msg = NodeConfig::from_layers(None, everywhere, &RunArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("media_tcp_addr 0.0.0.0:7803 binds every interface"),
+            "{msg}"
+        );
     }
 
     #[test]
