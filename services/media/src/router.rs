@@ -19,10 +19,9 @@
 //! carry that address as a passive TCP host candidate, so a client whose UDP is blocked still connects.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use std::sync::atomic::AtomicU64;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
