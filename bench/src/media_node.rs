@@ -41,6 +41,7 @@ impl MediaNode {
             workers: config.media_workers,
             room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
+            tcp: config.media_tcp_bind(),
         };
         let router = MediaRouter::start(media, events_tx)?;
         let router_tids = router.worker_thread_ids().to_vec();

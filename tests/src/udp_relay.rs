@@ -187,18 +187,19 @@ async fn relay(
     }
 }
 
-/// The address of the first host candidate (`a=candidate:… <ip> <port> typ host`) of an SDP.
+/// The address of the first UDP host candidate (`a=candidate:… udp … <ip> <port> typ host`) of an SDP.
 pub fn host_candidate(sdp: &str) -> Option<SocketAddr> {
     sdp.lines().find_map(|line| {
         let fields: Vec<&str> = line.strip_prefix("a=candidate:")?.split(' ').collect();
-        if fields.get(6..8)? != ["typ", "host"] {
+        if fields.get(6..8)? != ["typ", "host"] || !fields[2].eq_ignore_ascii_case("udp") {
             return None;
         }
         format!("{}:{}", fields[4], fields[5]).parse().ok()
     })
 }
 
-/// `sdp` with every host candidate's address replaced by `to`, so the client sends to a relay.
+/// `sdp` with every UDP host candidate's address replaced by `to`, so the client sends its UDP there (a
+/// relay, or nowhere); TCP candidates are left as they are.
 pub fn rewrite_host_candidate(sdp: &str, to: SocketAddr) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive("\r\n") {
@@ -206,7 +207,8 @@ pub fn rewrite_host_candidate(sdp: &str, to: SocketAddr) -> String {
         let ending = &line[body.len()..];
         let mut fields: Vec<String> = body.split(' ').map(str::to_owned).collect();
         let is_host = body.starts_with("a=candidate:")
-            && fields.get(6..8).is_some_and(|f| f == ["typ", "host"]);
+            && fields.get(6..8).is_some_and(|f| f == ["typ", "host"])
+            && fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp"));
         if is_host {
             fields[4] = to.ip().to_string();
             fields[5] = to.port().to_string();
@@ -237,6 +239,7 @@ mod tests {
     use super::*;
 
     const ANSWER: &str = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n\
+        a=candidate:2 1 tcp 1509949695 127.0.0.1 40001 typ host tcptype passive\r\n\
         a=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\n\
         a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n";
 
@@ -251,7 +254,8 @@ mod tests {
         assert_eq!(host_candidate(&rewritten), Some(relay));
         assert_eq!(
             rewritten,
-            ANSWER.replace("127.0.0.1 40000", "127.0.0.1 5555")
+            ANSWER.replace("127.0.0.1 40000", "127.0.0.1 5555"),
+            "the UDP candidate moves, the TCP one stays"
         );
     }
 

@@ -62,7 +62,12 @@ async fn a_viewer_losing_five_percent_of_packets_still_gets_every_frame_by_retra
 
     // The lossy viewer: its answer's host candidate names the relay, which forwards to the node's.
     let lossy_user = SdkUser::login(&node, "lossy").await;
-    let mut peer = MediaPeer::new(MediaOptions::default()).expect("media peer");
+    // UDP only: an ICE-TCP path straight to the node would bypass the relay.
+    let mut peer = MediaPeer::new(MediaOptions {
+        tcp: false,
+        ..MediaOptions::default()
+    })
+    .expect("media peer");
     let offer = peer.create_offer(false).expect("receive-only offer");
     let joined = lossy_user
         .signal

@@ -55,8 +55,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use call_api::{CallApi, CallApiListener, CallConfig, DEINITIALIZE_REASON, PrepareConfig};
 pub use error::SdkError;
 pub use media::{
-    MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, ProbeOptions, ProbePeer,
-    ProbeStats, ReceivedFrame, RtpProbe, RtpRecord, StreamSummary, TrackKind,
+    MediaOptions, MediaPeer, MediaSession, MediaSource, MediaStats, MediaTransport, ProbeOptions,
+    ProbePeer, ProbeStats, ReceivedFrame, RtpProbe, RtpRecord, StreamSummary, TrackKind,
 };
 pub use recorder::{EventRecorder, Recorded, RecorderError, RecordingListener};
 pub use signal_client::{

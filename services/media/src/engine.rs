@@ -4,9 +4,12 @@
 //! is always given ([`Engine::set_time`]), never read, so tests run it on a virtual clock; the loop with
 //! the socket is [`crate::worker`].
 //!
-//! - **Demultiplexing** without scanning sessions: a datagram from a known address goes to that address's
-//!   session (one map lookup); one from a new address must be a STUN binding request naming our ufrag
-//!   ([`crate::stun`]), which maps to exactly one session.
+//! - **Demultiplexing** without scanning sessions: a datagram from a known address (UDP, or an ICE-TCP
+//!   connection's peer: the map is keyed by both) goes to that address's session (one map lookup); one
+//!   from a new address must be a STUN binding request naming our ufrag ([`crate::stun`]), which maps to
+//!   exactly one session, and its address is learnt only once str0m accepts it (the request carries the
+//!   session's credentials). A session learns every path its checks come by (UDP and TCP alike), since
+//!   the member nominates one of them, not necessarily the first.
 //! - **Forwarding**: an RTP packet from a publishing member goes to every other member of its channel
 //!   that receives that kind, unless the publisher is paused (in a private call), on the receiver's own
 //!   stream: [`crate::feed`] places it (sequence number, RTP time) and payload types are mapped per
@@ -40,7 +43,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::KeyframeRequestKind;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::mpsc;
@@ -64,6 +67,9 @@ const RTX_CACHE_PACKETS: usize = 300;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 /// Resends beyond this share of a line's bytes are dropped (str0m's default).
 const RTX_RATIO_CAP: f32 = 0.15;
+/// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
+/// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
+const MAX_REMOTES: usize = 4;
 
 type RoomKey = (String, String);
 
@@ -84,16 +90,22 @@ impl Room {
 }
 
 pub(crate) struct Engine {
-    /// Datagrams to send, in order, until the IO loop takes them.
+    /// Datagrams to send over UDP, in order, until the IO loop takes them.
     transmits: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams to send over ICE-TCP connections (by the connection's peer address), in order.
+    tcp_transmits: Vec<(SocketAddr, Vec<u8>)>,
     /// The time of the current input.
     now: Instant,
+    /// The worker's UDP address as sessions' host candidate.
     candidate: SocketAddr,
+    /// The worker's ICE-TCP address (a passive host candidate), when it listens on TCP ([`crate::tcp`]).
+    tcp_candidate: Option<SocketAddr>,
     events: mpsc::UnboundedSender<MediaEvent>,
     peers: HashMap<PeerId, Peer>,
     next_id: PeerId,
     by_key: HashMap<PeerKey, PeerId>,
-    by_addr: HashMap<SocketAddr, PeerId>,
+    /// The session of each address (and transport) an authenticated STUN request came from.
+    by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     rooms: HashMap<RoomKey, Room>,
     /// Sessions with input since they were last drained.
@@ -175,14 +187,17 @@ impl Engine {
     pub(crate) fn new(
         now: Instant,
         candidate: SocketAddr,
+        tcp_candidate: Option<SocketAddr>,
         events: mpsc::UnboundedSender<MediaEvent>,
         index: usize,
         mesh: Mesh,
     ) -> Self {
         Self {
             transmits: Vec::new(),
+            tcp_transmits: Vec::new(),
             now,
             candidate,
+            tcp_candidate,
             events,
             peers: HashMap::new(),
             next_id: first_session_id(index),
@@ -223,9 +238,24 @@ impl Engine {
         self.drain();
     }
 
-    /// The datagrams produced since the last call, in order.
+    /// The UDP datagrams produced since the last call, in order.
     pub(crate) fn take_transmits(&mut self) -> std::vec::Drain<'_, (SocketAddr, Vec<u8>)> {
         self.transmits.drain(..)
+    }
+
+    /// The datagrams for ICE-TCP connections produced since the last call, in order.
+    pub(crate) fn take_tcp_transmits(&mut self) -> std::vec::Drain<'_, (SocketAddr, Vec<u8>)> {
+        self.tcp_transmits.drain(..)
+    }
+
+    /// Counts what the ICE-TCP side did ([`crate::tcp`]).
+    pub(crate) fn count_tcp(&mut self, counts: crate::tcp::TcpCounts) {
+        self.stats.tcp_connections = counts.open;
+        self.stats.tcp_frames_in += counts.frames_in;
+        self.stats.tcp_frames_out += counts.frames_out;
+        self.stats.tcp_dropped += counts.dropped;
+        self.stats.tcp_refused += counts.refused;
+        self.stats.tcp_closed_idle += counts.closed_idle;
     }
 
     /// Counts what the IO loop did with the transmits.
@@ -361,6 +391,16 @@ impl Engine {
         let candidate = Candidate::host(self.candidate, "udp")
             .map_err(|e| MediaError::Negotiation(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if let Some(addr) = self.tcp_candidate {
+            // The fallback for clients whose UDP does not get through (RFC 6544): they connect to it.
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
         // Isolation (see the module docs): str0m asserts some of what it should refuse, and a panic
         // here would end the worker's loop with every session on it.
         let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
@@ -387,8 +427,8 @@ impl Engine {
         peer.rtc.disconnect();
         self.by_key.remove(&peer.key);
         self.by_ufrag.remove(&peer.ufrag);
-        if let Some(addr) = peer.remote {
-            self.by_addr.remove(&addr);
+        for remote in &peer.remotes {
+            self.by_addr.remove(remote);
         }
         let room_key = room_key(&peer.key);
         if let Some(room) = self.rooms.get_mut(&room_key) {
@@ -412,44 +452,77 @@ impl Engine {
         }
     }
 
-    /// A datagram from `source`.
-    pub(crate) fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
-        let id = match self.by_addr.get(&source) {
-            Some(id) => *id,
+    /// A datagram from `source`, over UDP or an ICE-TCP connection (`proto`). True when a session took
+    /// it (str0m accepted it: a STUN request with the session's credentials, or traffic on an address
+    /// such a request came from).
+    pub(crate) fn datagram(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
+        let from = (proto, source);
+        let (id, known) = match self.by_addr.get(&from) {
+            Some(id) => (*id, true),
             None => {
                 let Some(id) = stun::local_ufrag(data)
                     .and_then(|u| self.by_ufrag.get(u))
                     .copied()
                 else {
-                    return;
+                    return false;
                 };
-                id
+                (id, false)
             }
         };
         // str0m matches the destination against its local candidate: the advertised address.
-        let Ok(receive) = Receive::new(Protocol::Udp, source, self.candidate, data) else {
-            return;
+        let destination = match proto {
+            Protocol::Udp => self.candidate,
+            Protocol::Tcp => match self.tcp_candidate {
+                Some(addr) => addr,
+                None => return false,
+            },
+            Protocol::SslTcp | Protocol::Tls => return false,
+        };
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+            return false;
         };
         let input = Input::Receive(self.now, receive);
-        self.feed(id, input);
+        let taken = self.feed(id, input);
         // str0m holds one received RTP packet until it is polled: drained now, before the next datagram
         // (a caller may hand over several in one turn).
         self.drain_one(id);
-        if let Some(peer) = self.peers.get_mut(&id)
-            && peer.remote.is_none()
+        if taken
+            && !known
+            && let Some(peer) = self.peers.get_mut(&id)
         {
-            peer.remote = Some(source);
-            self.by_addr.insert(source, id);
+            // Every path the member's checks came by is one media may come back on: the member
+            // nominates one of them, not necessarily the first (UDP and TCP, or two interfaces).
+            if peer.remotes.len() >= MAX_REMOTES {
+                let oldest = peer.remotes.remove(0);
+                if self.by_addr.get(&oldest) == Some(&id) {
+                    self.by_addr.remove(&oldest);
+                }
+            }
+            peer.remotes.push(from);
+            self.by_addr.entry(from).or_insert(id);
+        }
+        taken
+    }
+
+    /// A path is gone (an ICE-TCP connection closed): its address routes to no session any more, so a
+    /// later connection from the same address starts over with a STUN request.
+    pub(crate) fn path_closed(&mut self, proto: Protocol, source: SocketAddr) {
+        let from = (proto, source);
+        if let Some(id) = self.by_addr.remove(&from)
+            && let Some(peer) = self.peers.get_mut(&id)
+        {
+            peer.remotes.retain(|r| *r != from);
         }
     }
 
-    /// Hands one input to a session; a session that errors or panics is closed alone.
-    fn feed(&mut self, id: PeerId, input: Input) {
+    /// Hands one input to a session; a session that errors or panics is closed alone. True when the
+    /// session took the input (str0m accepted it).
+    fn feed(&mut self, id: PeerId, input: Input) -> bool {
         let Some(peer) = self.peers.get_mut(&id) else {
-            return;
+            return false;
         };
         if !peer.rtc.accepts(&input) {
-            return;
+            return false;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| peer.rtc.handle_input(input)));
         match outcome {
@@ -463,6 +536,7 @@ impl Engine {
                 self.remove(id, true);
             }
         }
+        true
     }
 
     fn timeouts(&mut self, now: Instant) {
@@ -585,7 +659,12 @@ impl Engine {
                     }
                     return;
                 }
-                Output::Transmit(t) => self.transmits.push((t.destination, t.contents.into())),
+                Output::Transmit(t) => match t.proto {
+                    Protocol::Udp => self.transmits.push((t.destination, t.contents.into())),
+                    Protocol::Tcp => self.tcp_transmits.push((t.destination, t.contents.into())),
+                    // No such candidate is offered.
+                    Protocol::SslTcp | Protocol::Tls => {}
+                },
                 Output::Event(event) => self.event(id, event),
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,6 +19,11 @@ use crate::protocol::{Command, MediaEvent, PeerKey};
 use crate::relay::{Mesh, RelayInbox};
 
 const ROUTER: ([u8; 4], u16) = ([10, 0, 0, 1], 5000);
+/// The router's ICE-TCP address: the same port number, on TCP.
+const ROUTER_TCP: ([u8; 4], u16) = ([10, 0, 0, 1], 5000);
+/// What an active TCP candidate names as its port (RFC 6544: 9, the discard port; it connects from an
+/// ephemeral one).
+const ACTIVE_TCP_PORT: u16 = 9;
 /// Virtual time per step of the simulation.
 const STEP: Duration = Duration::from_millis(5);
 /// A video frame every 33 ms (30 fps).
@@ -26,6 +31,10 @@ const FRAME_EVERY: u32 = 33;
 
 fn router_addr() -> SocketAddr {
     SocketAddr::from(ROUTER)
+}
+
+fn router_tcp_addr() -> SocketAddr {
+    SocketAddr::from(ROUTER_TCP)
 }
 
 fn key(user: &str) -> PeerKey {
@@ -49,7 +58,10 @@ fn vp8_frame(key: bool) -> Vec<u8> {
 /// One client of the router: its str0m session, its address, and what it saw.
 struct Client {
     rtc: Rtc,
+    /// Its UDP address, or the address its TCP connection comes from.
     addr: SocketAddr,
+    /// UDP, or TCP only (a client whose UDP is blocked).
+    transport: Protocol,
     key: PeerKey,
     /// The video line.
     video: Mid,
@@ -59,22 +71,36 @@ struct Client {
 }
 
 impl Client {
-    fn new(user: &str, port: u16, rtp_mode: bool, now: Instant) -> Self {
+    fn new(user: &str, port: u16, rtp_mode: bool, now: Instant, transport: Protocol) -> Self {
         let addr = SocketAddr::from(([10, 0, 1, 1], port));
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_vp8(true)
             .set_rtp_mode(rtp_mode)
             .build(now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        let candidate = match transport {
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(Self::active_tcp_candidate(addr))
+                .tcptype(TcpType::Active)
+                .build(),
+            _ => Candidate::host(addr, "udp"),
+        };
+        rtc.add_local_candidate(candidate.expect("host candidate"));
         Self {
             rtc,
             addr,
+            transport,
             key: key(user),
             video: Mid::from("unset"),
             packets: Vec::new(),
             keyframe_requests: 0,
         }
+    }
+
+    /// The address a client's active TCP candidate names.
+    fn active_tcp_candidate(addr: SocketAddr) -> SocketAddr {
+        SocketAddr::new(addr.ip(), ACTIVE_TCP_PORT)
     }
 
     /// The keyframe starts among what arrived.
@@ -108,7 +134,14 @@ impl Sim {
         let (control, _) = mpsc::unbounded_channel();
         let mesh: Mesh = vec![RelayInbox { packets, control }].into();
         Self {
-            engine: Engine::new(now, router_addr(), events_tx, 0, mesh),
+            engine: Engine::new(
+                now,
+                router_addr(),
+                Some(router_tcp_addr()),
+                events_tx,
+                0,
+                mesh,
+            ),
             events,
             clients: HashMap::new(),
             now,
@@ -122,7 +155,12 @@ impl Sim {
 
     /// Joins `user` with an offer to send (publisher) or receive video.
     fn join(&mut self, user: &str, port: u16, publish: bool) {
-        let mut client = Client::new(user, port, !publish, self.now);
+        self.join_over(user, port, publish, Protocol::Udp);
+    }
+
+    /// Joins `user` with a client that has only `transport`.
+    fn join_over(&mut self, user: &str, port: u16, publish: bool, transport: Protocol) {
+        let mut client = Client::new(user, port, !publish, self.now, transport);
         let dir = if publish {
             Direction::SendOnly
         } else {
@@ -168,19 +206,29 @@ impl Sim {
                 moved |= self.drain_client(user);
             }
             self.engine.end_turn();
-            let transmits: Vec<_> = self.engine.take_transmits().collect();
-            for (to, data) in transmits {
+            let udp: Vec<_> = self.engine.take_transmits().collect();
+            let tcp: Vec<_> = self.engine.take_tcp_transmits().collect();
+            let transmits = udp
+                .into_iter()
+                .map(|t| (Protocol::Udp, t))
+                .chain(tcp.into_iter().map(|t| (Protocol::Tcp, t)));
+            for (transport, (to, data)) in transmits {
                 moved = true;
                 let Some(user) = self
                     .clients
                     .iter()
-                    .find(|(_, c)| c.addr == to)
+                    .find(|(_, c)| c.addr == to && c.transport == transport)
                     .map(|(u, _)| u.clone())
                 else {
                     continue;
                 };
                 let client = self.clients.get_mut(&user).expect("found");
-                if let Ok(receive) = Receive::new(Protocol::Udp, router_addr(), to, &data) {
+                // Over TCP, the client's str0m knows the connection by its candidate's address.
+                let (from, at) = match transport {
+                    Protocol::Tcp => (router_tcp_addr(), Client::active_tcp_candidate(to)),
+                    _ => (router_addr(), to),
+                };
+                if let Ok(receive) = Receive::new(transport, from, at, &data) {
                     let _ = client.rtc.handle_input(Input::Receive(self.now, receive));
                 }
                 // str0m holds one received RTP packet until polled: each input is drained at once.
@@ -213,7 +261,8 @@ impl Sim {
                 Output::Timeout(_) => break,
                 Output::Transmit(t) => {
                     sent = true;
-                    self.engine.datagram(client.addr, &t.contents);
+                    assert_eq!(t.proto, client.transport, "a client sends on its transport");
+                    self.engine.datagram(t.proto, client.addr, &t.contents);
                 }
                 Output::Event(Event::RtpPacket(p)) => client.packets.push((
                     *p.header.ssrc,
@@ -421,4 +470,70 @@ fn an_offer_giving_a_payload_type_two_meanings_is_refused_and_the_worker_goes_on
     }
     sim.join("viewer", 7000, false);
     assert_eq!(sim.engine.by_key.len(), 1, "the next member joins as usual");
+}
+
+/// A viewer whose only path is TCP (its UDP blocked) connects to the router's passive TCP candidate and
+/// receives the host's video; the router sends it everything over TCP and nothing over UDP.
+#[test]
+fn a_viewer_with_only_tcp_connects_and_receives_video_over_tcp() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join_over("fan", 40000, false, Protocol::Tcp);
+    sim.run(500, "host");
+    let fan = sim.client("fan");
+    assert!(fan.keyframes() >= 1, "the TCP viewer sees a keyframe");
+    assert!(fan.packets.len() > 10, "and video goes on");
+    assert!(
+        sim.engine.by_addr.contains_key(&(Protocol::Tcp, fan.addr)),
+        "its connection routes to its session"
+    );
+}
+
+/// Datagrams over TCP from a connection that never authenticated reach no session, whatever they say.
+#[test]
+fn garbage_over_tcp_reaches_no_session() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.run(100, "host");
+    let stranger = SocketAddr::from(([10, 0, 9, 9], 50000));
+    for junk in [
+        &b""[..],
+        b"GET / HTTP/1.1",
+        &[0x16, 0xfe, 0xfd, 0, 0],
+        &[0x80; 40],
+    ] {
+        assert!(!sim.engine.datagram(Protocol::Tcp, stranger, junk));
+    }
+    sim.run(100, "host");
+    assert_eq!(
+        sim.engine.by_addr.len(),
+        1,
+        "only the host's address is routed"
+    );
+}
+
+/// A TCP viewer whose connection drops and comes back from a new port (a new connection) goes on: the
+/// closed path stops routing, the new one is learnt from its next STUN request, and media follows it
+/// once str0m's ICE-lite agent lets the old path go (no check on it for 15 s, as for a NAT rebinding
+/// over UDP).
+#[test]
+fn a_tcp_viewer_reconnecting_from_a_new_port_goes_on() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join_over("fan", 40000, false, Protocol::Tcp);
+    sim.run(300, "host");
+    let old = sim.client("fan").addr;
+    sim.engine.path_closed(Protocol::Tcp, old);
+    assert!(!sim.engine.by_addr.contains_key(&(Protocol::Tcp, old)));
+    // The client's next connection comes from another port.
+    let new = SocketAddr::from(([10, 0, 1, 1], 40001));
+    sim.clients.get_mut("fan").expect("fan").addr = new;
+    let before = sim.client("fan").packets.len();
+    // Consent checks (every few seconds) find the session again.
+    sim.run(20_000, "host");
+    assert!(sim.engine.by_addr.contains_key(&(Protocol::Tcp, new)));
+    assert!(
+        sim.client("fan").packets.len() > before + 100,
+        "video goes on over the new connection"
+    );
 }

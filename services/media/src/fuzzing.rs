@@ -101,6 +101,7 @@ impl SdpHarness {
         let engine = Engine::new(
             now,
             SocketAddr::from(ROUTER),
+            None,
             events_tx,
             0,
             vec![own.clone(), other].into(),
@@ -269,7 +270,10 @@ impl SdpHarness {
             loop {
                 match rtc.poll_output().ok()? {
                     Output::Timeout(_) => break,
-                    Output::Transmit(t) => self.engine.datagram(member_addr, &t.contents),
+                    Output::Transmit(t) => {
+                        self.engine
+                            .datagram(Protocol::Udp, member_addr, &t.contents);
+                    }
                     Output::Event(_) => {}
                 }
             }

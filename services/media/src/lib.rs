@@ -3,7 +3,7 @@
 //! a thread and a UDP port of its own.
 //!
 //! Every channel member that joins with an SDP offer gets one session (ICE-lite, its channel's worker's
-//! UDP socket as host candidate). A live room forwards its broadcaster's audio and video to every audience
+//! UDP socket as host candidate, and its TCP port as a passive ICE-TCP one when TCP is on). A live room forwards its broadcaster's audio and video to every audience
 //! member; a call channel forwards each participant's media to the other. Pausing a publisher (a host in a
 //! private call) stops forwarding without touching anyone's session; resuming asks the publisher for a
 //! keyframe until one arrives, so receivers see video at once.
@@ -12,6 +12,8 @@
 //! - [`router`]: [`MediaRouter`], the handle (commands in, [`MediaEvent`]s out).
 //! - `engine`: one worker's sans-IO core: its sessions, demultiplexing and forwarding.
 //! - `worker`: the IO loop around it (socket, queues, clock, batched sends).
+//! - `tcp`: ICE-TCP, the fallback for clients without UDP: each worker's TCP listener, its connections,
+//!   and the passive TCP candidate beside the UDP one; `rfc4571`: the framing on those connections.
 //! - `feed`, `rewrite`: what a receiver line carries and where each packet goes in it.
 //! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
@@ -44,9 +46,11 @@ mod protocol;
 mod relay;
 mod renegotiation;
 mod rewrite;
+mod rfc4571;
 pub mod router;
 mod sdp_rules;
 mod stun;
+mod tcp;
 mod worker;
 
 pub use error::MediaError;

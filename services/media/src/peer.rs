@@ -7,6 +7,7 @@ use std::time::Instant;
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::media::{MediaKind, Mid};
+use str0m::net::Protocol;
 
 use crate::feed::Feed;
 use crate::keyframe::PublisherKeyframes;
@@ -32,8 +33,9 @@ pub struct Peer {
     pub inbound: Vec<(Mid, Kind)>,
     /// The wake-up of this session in the engine's timer heap (no later than str0m's next timeout).
     pub scheduled: Option<Instant>,
-    /// The member's address once known (ICE nominated it).
-    pub remote: Option<SocketAddr>,
+    /// The addresses (and transports) the member's authenticated STUN requests came from, each routed
+    /// to this session (at most `engine::MAX_REMOTES`).
+    pub remotes: Vec<(Protocol, SocketAddr)>,
     /// (publisher, kind) pairs whose first frame reached this member (for `FirstFrame` events).
     pub first_received: HashSet<(PeerId, Kind)>,
     /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
@@ -67,7 +69,7 @@ impl Peer {
             outbound: Vec::new(),
             inbound: Vec::new(),
             scheduled: None,
-            remote: None,
+            remotes: Vec::new(),
             first_received: HashSet::new(),
             last_keyframe_request: None,
             pending_offer: None,

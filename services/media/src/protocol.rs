@@ -116,6 +116,19 @@ pub struct RouterStats {
     pub cpu_millis: u64,
     /// Packets for another worker dropped because its queue was full.
     pub relay_dropped: u64,
+    /// ICE-TCP connections open now ([`crate::tcp`]).
+    pub tcp_connections: usize,
+    /// Datagrams received over ICE-TCP (`datagrams_in` counts UDP only).
+    pub tcp_frames_in: u64,
+    /// Datagrams queued to ICE-TCP connections.
+    pub tcp_frames_out: u64,
+    /// Datagrams for an ICE-TCP connection dropped: its queue was full (a slow or stalled reader), or
+    /// the connection had closed.
+    pub tcp_dropped: u64,
+    /// ICE-TCP connections refused at once because the worker had its most.
+    pub tcp_refused: u64,
+    /// ICE-TCP connections closed because no session took anything from them for a while.
+    pub tcp_closed_idle: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -134,5 +147,11 @@ impl std::ops::AddAssign for RouterStats {
         self.datagrams_dropped += o.datagrams_dropped;
         self.cpu_millis += o.cpu_millis;
         self.relay_dropped += o.relay_dropped;
+        self.tcp_connections += o.tcp_connections;
+        self.tcp_frames_in += o.tcp_frames_in;
+        self.tcp_frames_out += o.tcp_frames_out;
+        self.tcp_dropped += o.tcp_dropped;
+        self.tcp_refused += o.tcp_refused;
+        self.tcp_closed_idle += o.tcp_closed_idle;
     }
 }

@@ -13,12 +13,17 @@
 //! channel: most packets would land on the wrong worker and need a second hop between threads (and STUN
 //! from a new address would have to be steered by ufrag across workers). The cost of a port per worker
 //! is a port range to open instead of one port (deploy/README lists them).
+//!
+//! **ICE-TCP** ([`crate::tcp`]): with [`MediaConfig::tcp`] set, each worker also listens on TCP (by
+//! default the same port numbers as UDP: `tcp`'s port + the worker's index) and its sessions' answers
+//! carry that address as a passive TCP host candidate, so a client whose UDP is blocked still connects.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::Engine;
@@ -27,6 +32,7 @@ use crate::placement::Placement;
 use crate::protocol::Command;
 pub use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{self, Mesh, RelayInbox};
+use crate::tcp::{self, TcpLinks};
 use crate::worker;
 
 /// Sessions of one channel a worker takes before the channel spreads to another
@@ -46,13 +52,30 @@ pub struct MediaConfig {
     /// Address put in host candidates, when it differs from the bound one (e.g. a public IP in front of
     /// a container, or a concrete IP when binding 0.0.0.0).
     pub advertise_ip: Option<IpAddr>,
+    /// TCP address to listen on for ICE-TCP: worker `i` binds its port + `i` (port 0 = any, for every
+    /// worker); its host candidate uses `advertise_ip` too. `None`: UDP only.
+    pub tcp: Option<SocketAddr>,
 }
 
-/// One worker: its command channel, the address its sessions' peers send to, and its thread.
+/// Worker `index`'s port: `base` + `index` (0 stays 0: any port).
+fn worker_port(base: u16, index: usize, what: &str) -> std::io::Result<u16> {
+    match base {
+        0 => Ok(0),
+        base => u16::try_from(usize::from(base) + index).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what} port {base} + {index} workers is past 65535"),
+            )
+        }),
+    }
+}
+
+/// One worker: its command channel, the addresses its sessions' peers send to, and its thread.
 #[derive(Debug)]
 struct Worker {
     tx: mpsc::UnboundedSender<Command>,
     candidate: SocketAddr,
+    tcp_candidate: Option<SocketAddr>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -90,21 +113,32 @@ impl MediaRouter {
         // Each worker says its thread id once running (for the benchmarks' CPU accounting).
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         for (index, (packets, control)) in queues.into_iter().enumerate() {
-            let port = match config.bind.port() {
-                0 => 0,
-                base => u16::try_from(usize::from(base) + index).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("media port {base} + {index} workers is past 65535"),
-                    )
-                })?,
-            };
+            let port = worker_port(config.bind.port(), index, "media")?;
             let bound = std::net::UdpSocket::bind(SocketAddr::new(config.bind.ip(), port))?;
             bound.set_nonblocking(true)?;
             enlarge_buffers(&bound);
             let local = bound.local_addr()?;
             let candidate =
                 SocketAddr::new(config.advertise_ip.unwrap_or(local.ip()), local.port());
+            let tcp_listener = match config.tcp {
+                Some(tcp) => {
+                    let port = worker_port(tcp.port(), index, "media tcp")?;
+                    let listener = std::net::TcpListener::bind(SocketAddr::new(tcp.ip(), port))?;
+                    listener.set_nonblocking(true)?;
+                    Some(listener)
+                }
+                None => None,
+            };
+            let tcp_candidate = match &tcp_listener {
+                Some(listener) => {
+                    let local = listener.local_addr()?;
+                    Some(SocketAddr::new(
+                        config.advertise_ip.unwrap_or(local.ip()),
+                        local.port(),
+                    ))
+                }
+                None => None,
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
             let mesh = mesh.clone();
@@ -114,11 +148,27 @@ impl MediaRouter {
                 .spawn(move || {
                     let _ = tid_tx.send((index, crate::cpu::current_thread_id()));
                     let engine = move |socket, sender| {
-                        let engine = Engine::new(Instant::now(), candidate, events, index, mesh);
+                        let now = Instant::now();
+                        let engine =
+                            Engine::new(now, candidate, tcp_candidate, events, index, mesh);
+                        let refused = Arc::new(AtomicU64::new(0));
+                        let (tcp_tx, tcp_events) = mpsc::channel(tcp::INBOUND_QUEUE);
+                        if let Some(listener) = tcp_listener {
+                            match TcpListener::from_std(listener) {
+                                Ok(listener) => {
+                                    tokio::spawn(tcp::listen(listener, tcp_tx, refused.clone()));
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "media tcp listener failed");
+                                }
+                            }
+                        }
                         let inputs = worker::Inputs {
                             commands: rx,
                             relay_packets: packets,
                             relay_control: control,
+                            tcp_events,
+                            tcp_links: TcpLinks::new(now, refused),
                         };
                         worker::run(engine, socket, sender, inputs)
                     };
@@ -127,6 +177,7 @@ impl MediaRouter {
             workers.push(Worker {
                 tx,
                 candidate,
+                tcp_candidate,
                 thread: Mutex::new(Some(thread)),
             });
         }
@@ -161,6 +212,14 @@ impl MediaRouter {
     /// The address of each worker, in order.
     pub fn candidate_addrs(&self) -> Vec<SocketAddr> {
         self.workers.iter().map(|w| w.candidate).collect()
+    }
+
+    /// The ICE-TCP address of each worker, in order (empty without [`MediaConfig::tcp`]).
+    pub fn tcp_candidate_addrs(&self) -> Vec<SocketAddr> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.tcp_candidate)
+            .collect()
     }
 
     fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {

@@ -1,9 +1,11 @@
-//! One media worker's IO loop: its UDP socket, its command queue, what other workers hand it, and its
-//! clock, around the sans-IO [`Engine`]. Each turn: take one input (and whatever else of other workers'
-//! packets is already waiting), end the engine's turn, send what it produced in one batched flush.
+//! One media worker's IO loop: its UDP socket, its ICE-TCP connections ([`crate::tcp`]), its command
+//! queue, what other workers hand it, and its clock, around the sans-IO [`Engine`]. Each turn: take one
+//! input (and whatever else of other workers' packets, or of TCP datagrams, is already waiting), end the
+//! engine's turn, send what it produced: UDP in one batched flush, TCP to each connection's queue.
 
 use std::time::{Duration, Instant};
 
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -11,10 +13,11 @@ use crate::egress::Egress;
 use crate::engine::Engine;
 use crate::protocol::Command;
 use crate::relay::{Control, Forwarded};
+use crate::tcp::{PathInput, TcpEvent, TcpLinks};
 
 /// Largest datagram read (WebRTC keeps packets under the path MTU).
 const RECV_BUFFER: usize = 2048;
-/// Packets handed over by other workers that one turn takes at most.
+/// Packets handed over by other workers (or datagrams from TCP connections) that one turn takes at most.
 const RELAY_BATCH: usize = 256;
 /// Upper bound on how long the loop sleeps when no session has a sooner timeout.
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -24,6 +27,10 @@ pub(crate) struct Inputs {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub relay_packets: mpsc::Receiver<Forwarded>,
     pub relay_control: mpsc::UnboundedReceiver<Control>,
+    /// What the worker's ICE-TCP connections say (closed at once when the worker has no TCP port).
+    pub tcp_events: mpsc::Receiver<TcpEvent>,
+    /// The worker loop's side of those connections.
+    pub tcp_links: TcpLinks,
 }
 
 /// Runs `engine` on `socket` (with `sender`, a clone of it, for batched sends) until told to stop.
@@ -35,6 +42,7 @@ pub(crate) async fn run(
 ) {
     let mut egress = Egress::new(sender);
     let mut buf = vec![0u8; RECV_BUFFER];
+    let links = &mut inputs.tcp_links;
     loop {
         let idle = Instant::now() + IDLE_TICK;
         let deadline = engine.next_deadline().map_or(idle, |t| t.min(idle));
@@ -53,7 +61,7 @@ pub(crate) async fn run(
                 Ok((n, source)) => {
                     engine.set_time(Instant::now());
                     received = Some(n);
-                    engine.datagram(source, &buf[..n]);
+                    engine.datagram(Protocol::Udp, source, &buf[..n]);
                 }
                 Err(e) => tracing::warn!(error = %e, "media socket receive failed"),
             },
@@ -72,6 +80,17 @@ pub(crate) async fn run(
                     engine.relayed(packet);
                 }
             }
+            Some(event) = inputs.tcp_events.recv() => {
+                let now = Instant::now();
+                engine.set_time(now);
+                tcp_event(&mut engine, links, event, now);
+                for _ in 0..RELAY_BATCH {
+                    let Ok(event) = inputs.tcp_events.try_recv() else {
+                        break;
+                    };
+                    tcp_event(&mut engine, links, event, now);
+                }
+            }
             _ = tokio::time::sleep_until(deadline.into()) => engine.set_time(Instant::now()),
         }
         engine.end_turn();
@@ -80,6 +99,26 @@ pub(crate) async fn run(
         }
         let flushed = egress.flush();
         engine.count_io(received, flushed);
+        for (destination, contents) in engine.take_tcp_transmits() {
+            links.send(destination, &contents);
+        }
+        for idle in links.sweep(Instant::now()) {
+            engine.path_closed(Protocol::Tcp, idle);
+        }
+        engine.count_tcp(links.take_counts());
     }
     tracing::info!("media worker stopped");
+}
+
+/// One event of the TCP connections: a datagram goes to the engine (a connection a session took it
+/// from stays open); a connection gone stops routing to its session.
+fn tcp_event(engine: &mut Engine, links: &mut TcpLinks, event: TcpEvent, now: Instant) {
+    match links.event(event, now) {
+        Some(PathInput::Datagram(peer, data)) if engine.datagram(Protocol::Tcp, peer, &data) => {
+            links.taken(peer, now);
+        }
+        Some(PathInput::Closed(peer)) => engine.path_closed(Protocol::Tcp, peer),
+        // A datagram no session took, or nothing for the engine.
+        Some(PathInput::Datagram(..)) | None => {}
+    }
 }

@@ -119,6 +119,12 @@ pub struct NodeConfig {
     /// The IP put in the media router's ICE host candidate when it differs from `media_addr`'s (e.g.
     /// binding 0.0.0.0, or a public IP in front of a container). Unset = `media_addr`'s IP.
     pub media_advertise_ip: Option<IpAddr>,
+    /// ICE-TCP, the fallback for clients whose UDP is blocked: each media worker also listens on TCP and
+    /// offers it as a passive TCP candidate. On by default.
+    pub media_tcp: bool,
+    /// The TCP address of the first media worker's ICE-TCP port; worker `i` listens on this port + `i`.
+    /// Unset = `media_addr` (the same IP and port numbers as UDP, on TCP).
+    pub media_tcp_addr: Option<SocketAddr>,
     /// PEM certificate chain for serving signaling and the demo pages over HTTPS/WSS (with `tls_key`).
     /// Browsers grant camera and microphone only to secure contexts, so off localhost this (or a TLS proxy
     /// in front) is required.
@@ -233,6 +239,8 @@ impl Default for NodeConfig {
             media_room_capacity: 0,
             media_capacity: DEFAULT_MEDIA_CAPACITY,
             media_advertise_ip: None,
+            media_tcp: true,
+            media_tcp_addr: None,
             tls_cert: None,
             tls_key: None,
             apps: vec![AppConfig {
@@ -466,6 +474,12 @@ impl std::error::Error for ConfigError {
 }
 
 impl NodeConfig {
+    /// Where the media router listens for ICE-TCP: `None` when `media_tcp` is off.
+    pub fn media_tcp_bind(&self) -> Option<SocketAddr> {
+        self.media_tcp
+            .then(|| self.media_tcp_addr.unwrap_or(self.media_addr))
+    }
+
     /// Loads the configuration for `run` (and every other command that needs it): defaults, then the
     /// `--config` file, then `SHOWCALL_*` variables of this process, then the flags in `cli`; and
     /// validates the result.
@@ -708,6 +722,16 @@ impl NodeConfig {
             ));
         }
 
+        if let Some(tcp) = self.media_tcp_addr
+            && self.media_tcp
+            && tcp.ip().is_unspecified()
+            && self.media_advertise_ip.is_none()
+        {
+            problems.push(format!(
+                "media_tcp_addr {tcp} binds every interface: set media_advertise_ip to the address clients reach"
+            ));
+        }
+
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             problems.push("tls_cert and tls_key go together: set both or neither".to_owned());
         }
@@ -907,6 +931,27 @@ mod tests {
         assert_eq!(cfg.signal_addr, addr("127.0.0.1:7800"));
         assert_eq!(cfg.call_timeout, Duration::from_secs(15));
         assert!(cfg.uses_demo_secret());
+    }
+
+    #[test]
+    fn ice_tcp_is_on_by_default_on_the_udp_port_numbers_and_the_environment_moves_or_stops_it() {
+        let cfg = NodeConfig::from_layers(None, env(&[]), &RunArgs::default()).unwrap();
+        assert_eq!(cfg.media_tcp_bind(), Some(addr("127.0.0.1:7803")));
+        let moved = env(&[("SHOWCALL_MEDIA_TCP_ADDR", "127.0.0.1:8443")]);
+        let cfg = NodeConfig::from_layers(None, moved, &RunArgs::default()).unwrap();
+        assert_eq!(cfg.media_tcp_bind(), Some(addr("127.0.0.1:8443")));
+        let off = env(&[("SHOWCALL_MEDIA_TCP", "false")]);
+        let cfg = NodeConfig::from_layers(None, off, &RunArgs::default()).unwrap();
+        assert_eq!(cfg.media_tcp_bind(), None);
+        // Every interface and no address to advertise: candidates could not name one.
+        let everywhere = env(&[("SHOWCALL_MEDIA_TCP_ADDR", "0.0.0.0:7803")]);
+        let msg = NodeConfig::from_layers(None, everywhere, &RunArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("media_tcp_addr 0.0.0.0:7803 binds every interface"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct NodeHandle {
     pub http_addr: SocketAddr,
     /// Where the WebRTC media router receives (UDP); ICE candidates carry `media_candidate`.
     pub media_addr: SocketAddr,
+    /// The first media worker's ICE-TCP address (its passive TCP candidate), when `media_tcp` is on.
+    pub media_tcp_addr: Option<SocketAddr>,
     /// Whether signaling and pages are served over TLS (HTTPS/WSS).
     pub secure: bool,
     /// Where the node link listens when it has its own port (`link_addr`, cluster only).
@@ -258,11 +260,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             workers: config.media_workers,
             room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
+            tcp: config.media_tcp_bind(),
         },
         media_events_tx,
     )
-    .with_context(|| format!("binding media (UDP) on {}", config.media_addr))?;
+    .with_context(|| format!("binding media (UDP, TCP) on {}", config.media_addr))?;
     let media_addr = router.candidate_addr();
+    let media_tcp_addr = router.tcp_candidate_addrs().first().copied();
     let signal_url = format!(
         "{}://{signal_addr}/signal",
         if config.tls_cert.is_some() {
@@ -600,6 +604,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         grpc_addr,
         http_addr,
         media_addr,
+        media_tcp_addr,
         secure,
         link_addr,
         grpc_tls: grpc_tls_on,

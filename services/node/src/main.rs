@@ -72,6 +72,9 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     println!("  demo pages:            {}", node.pages_url());
     println!("  signaling (WebSocket): {}", node.signal_url());
     println!("  media (UDP, WebRTC):   {}", node.media_addr);
+    if let Some(tcp) = node.media_tcp_addr {
+        println!("  media (ICE-TCP):       {tcp}");
+    }
     println!("  business API (gRPC):   {}", node.grpc_url());
     if let Some(link) = node.link_addr {
         println!("  node link (gRPC):      {link}");

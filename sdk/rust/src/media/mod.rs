@@ -18,16 +18,18 @@
 //! # How it works
 //! - [`MediaPeer`] sets a session up: binds one UDP socket (127.0.0.1:0 by default), builds a str0m
 //!   `Rtc` (a full ICE agent, not ICE-lite; codecs limited to Opus and VP8), adds the socket as its host
-//!   candidate, and negotiates: [`create_offer`](MediaPeer::create_offer) (one audio and one video
+//!   candidate and an active ICE-TCP candidate beside it (`ice_tcp`: the fallback when UDP does not
+//!   reach the node), and negotiates: [`create_offer`](MediaPeer::create_offer) (one audio and one video
 //!   m-line) + [`accept_answer`](MediaPeer::accept_answer), or [`accept_offer`](MediaPeer::accept_offer)
 //!   for the answering side. [`start`](MediaPeer::start) hands it to a tokio task and returns the
 //!   [`MediaSession`] handle.
 //! - [`MediaSession::join`] does that against the node: the offer goes in `JoinChannel.sdp_offer`
 //!   ([`SignalClient::join_channel_with_offer`](crate::SignalClient::join_channel_with_offer)), the
 //!   node's `ChannelJoined.sdp_answer` is applied.
-//! - The task (`session`) drives the `Rtc` sans-IO: UDP datagrams become `Input::Receive`, deadlines
-//!   `Input::Timeout`, every mutation is followed by draining `poll_output` to its `Timeout`, and
-//!   `Output::Transmit` is sent on the socket. Once connected it sends the [`MediaSource`] paced in real
+//! - The task (`session`) drives the `Rtc` sans-IO: UDP datagrams (and those of its ICE-TCP
+//!   connections) become `Input::Receive`, deadlines `Input::Timeout`, every mutation is followed by
+//!   draining `poll_output` to its `Timeout`, and `Output::Transmit` is sent on the socket (or the TCP
+//!   connection to its destination). Once connected it sends the [`MediaSource`] paced in real
 //!   time (30 video frames and 50 audio packets a second, looping), restarts the video at a keyframe
 //!   when the remote asks for one, and counts what it receives ([`MediaStats`], watched with a
 //!   `tokio::sync::watch`; frames themselves via [`MediaSession::subscribe_frames`]).
@@ -40,12 +42,14 @@
 //! - [`ivf`] — IVF reader (the VP8 clip); [`ogg`] — Ogg page/packet reader and Ogg Opus.
 //! - [`source`] — [`MediaSource`] (the parsed clip) and the real-time pacing.
 //! - `peer` — [`MediaPeer`]: socket, `Rtc`, offer/answer.
+//! - `ice_tcp` — the active side of ICE-TCP: the TCP candidate and the connections behind it.
 //! - `session` — [`MediaSession`], [`MediaStats`], [`ReceivedFrame`] and the run loop.
 //! - `offers` — answering the node's renegotiation offers, for every kind of session.
 //! - `probe` — [`RtpProbe`] (and [`ProbePeer`], its setup): a receive-only peer in str0m's RTP mode
 //!   that records packets, not frames — for checking what is on the wire and for benchmarks with many
 //!   light receivers; [`rtp_record`] — what it keeps (bounded).
 
+mod ice_tcp;
 pub mod ivf;
 mod negotiation;
 mod offers;
@@ -78,9 +82,17 @@ pub struct MediaOptions {
     /// Offer to receive (SendRecv rather than SendOnly for a publisher). An audience member always
     /// offers RecvOnly. Default true.
     pub receive: bool,
-    /// The IP the UDP socket binds to and announces as its host candidate; must be a concrete address
-    /// (not 0.0.0.0) the media router can reach. Default 127.0.0.1.
+    /// The IP the UDP socket binds to and announces as its host candidate (the active TCP candidate
+    /// names it too); must be a concrete address (not 0.0.0.0) the media router can reach. Default
+    /// 127.0.0.1.
     pub bind_ip: IpAddr,
+    /// Offer the UDP host candidate: media goes over UDP when it gets through. Default true. A client
+    /// that knows its network blocks UDP may turn it off and connect over ICE-TCP alone (`tcp` must
+    /// then be on).
+    pub udp: bool,
+    /// Offer an active ICE-TCP candidate: when the node's UDP cannot be reached, the session connects
+    /// to the node's TCP port and runs over it, by itself (see `ice_tcp`). Default true.
+    pub tcp: bool,
     /// Ask the sender for a keyframe (PLI) when video arrives that a decoder could not use — before the
     /// first keyframe, or after a gap — at most every 500 ms, as a browser does. Default true.
     pub request_keyframes: bool,
@@ -93,9 +105,20 @@ impl Default for MediaOptions {
             send_video: true,
             receive: true,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            udp: true,
+            tcp: true,
             request_keyframes: true,
         }
     }
+}
+
+/// How a session's packets travel to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaTransport {
+    /// UDP, the usual path.
+    Udp,
+    /// ICE-TCP: a TCP connection to the node's media port (the fallback when UDP does not get through).
+    Tcp,
 }
 
 /// Audio or video.

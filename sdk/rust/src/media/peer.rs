@@ -12,6 +12,7 @@ use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, Output, Rtc};
 
+use super::ice_tcp::{self, TcpPaths};
 use super::negotiation;
 use super::session::{self, MediaSession};
 use super::{MediaOptions, MediaSource, TrackKind};
@@ -30,6 +31,8 @@ pub struct MediaPeer {
     /// The m-lines this side added (the answering side learns them from `MediaAdded` events).
     tracks: Vec<(Mid, TrackKind)>,
     negotiated: bool,
+    /// The ICE-TCP connections the session will make (to the remote's passive TCP candidates).
+    tcp_paths: TcpPaths,
 }
 
 impl fmt::Debug for MediaPeer {
@@ -54,9 +57,14 @@ pub(crate) fn offer_direction(publish: bool, receive: bool) -> Direction {
 
 impl MediaPeer {
     /// Binds the UDP socket (`opts.bind_ip`, any port), builds the `Rtc` (full ICE, Opus and VP8
-    /// only) and adds the socket as its host candidate. Sends the shipped sample unless
-    /// [`set_source`](Self::set_source) says otherwise.
+    /// only) and adds the socket as its host candidate (`opts.udp`) and an active ICE-TCP candidate
+    /// (`opts.tcp`). Sends the shipped sample unless [`set_source`](Self::set_source) says otherwise.
     pub fn new(opts: MediaOptions) -> Result<Self, SdkError> {
+        if !opts.udp && !opts.tcp {
+            return Err(SdkError::Transport(
+                "media options turn both udp and tcp off".to_owned(),
+            ));
+        }
         let source = MediaSource::sample()
             .map_err(|e| SdkError::Transport(format!("sample media unreadable: {e}")))?;
         let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0))
@@ -73,11 +81,23 @@ impl MediaPeer {
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| SdkError::Transport(format!("host candidate {local_addr}: {e}")))?;
-        if rtc.add_local_candidate(candidate).is_none() {
+        if opts.udp {
+            let candidate = Candidate::host(local_addr, "udp")
+                .map_err(|e| SdkError::Transport(format!("host candidate {local_addr}: {e}")))?;
+            if rtc.add_local_candidate(candidate).is_none() {
+                return Err(SdkError::Transport(format!(
+                    "host candidate {local_addr} refused"
+                )));
+            }
+        }
+        if opts.tcp
+            && rtc
+                .add_local_candidate(ice_tcp::active_candidate(opts.bind_ip)?)
+                .is_none()
+        {
             return Err(SdkError::Transport(format!(
-                "host candidate {local_addr} refused"
+                "tcp candidate {} refused",
+                opts.bind_ip
             )));
         }
         let mut peer = MediaPeer {
@@ -89,6 +109,7 @@ impl MediaPeer {
             pending: None,
             tracks: Vec::new(),
             negotiated: false,
+            tcp_paths: TcpPaths::default(),
         };
         peer.settle()?;
         Ok(peer)
@@ -138,6 +159,7 @@ impl MediaPeer {
     /// Applies the remote answer to [`create_offer`](Self::create_offer)'s offer.
     pub fn accept_answer(&mut self, answer: &str) -> Result<(), SdkError> {
         negotiation::apply_answer(&mut self.rtc, &mut self.pending, answer)?;
+        self.tcp_paths.allow(answer);
         self.negotiated = true;
         Ok(())
     }
@@ -149,8 +171,10 @@ impl MediaPeer {
         if self.negotiated || self.pending.is_some() {
             return Err(SdkError::Protocol("media already negotiated".to_owned()));
         }
+        let sdp = offer;
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| SdkError::Protocol(format!("bad sdp offer: {e}")))?;
+        self.tcp_paths.allow(sdp);
         let answer = self
             .rtc
             .sdp_api()
@@ -171,6 +195,7 @@ impl MediaPeer {
             opts: self.opts,
             source: self.source,
             tracks: self.tracks,
+            tcp_paths: self.tcp_paths,
         }))
     }
 }

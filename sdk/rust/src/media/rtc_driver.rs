@@ -2,9 +2,10 @@
 //! until it asks for a time — sending its datagrams, handing its events to the peer — and close by
 //! letting str0m queue its goodbye (RTCP BYE, DTLS close_notify) and sending that.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
+use str0m::net::Protocol;
 use str0m::{Event, Output, Rtc};
 
 /// Why a peer's task ends.
@@ -18,6 +19,10 @@ pub(crate) trait RtcDriver {
     fn rtc(&mut self) -> &mut Rtc;
     /// The socket datagrams go out on (non-blocking: a datagram the kernel will not take is lost, as UDP).
     fn sender(&self) -> &UdpSocket;
+    /// Sends a datagram str0m sends over ICE-TCP (a peer without TCP candidates never gets one).
+    fn send_tcp(&mut self, to: SocketAddr, datagram: &[u8]) {
+        tracing::trace!(%to, len = datagram.len(), "tcp datagram without tcp paths dropped");
+    }
     /// str0m's next timeout.
     fn set_deadline(&mut self, at: Instant);
     fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop>;
@@ -59,11 +64,16 @@ pub(crate) trait RtcDriver {
                     self.set_deadline(at);
                     return Ok(());
                 }
-                Output::Transmit(t) => {
-                    if let Err(e) = self.sender().send_to(&t.contents, t.destination) {
-                        tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
+                Output::Transmit(t) => match t.proto {
+                    Protocol::Udp => {
+                        if let Err(e) = self.sender().send_to(&t.contents, t.destination) {
+                            tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
+                        }
                     }
-                }
+                    Protocol::Tcp => self.send_tcp(t.destination, &t.contents),
+                    // No such candidate is offered.
+                    Protocol::SslTcp | Protocol::Tls => {}
+                },
                 Output::Event(event) => self.on_event(event, now)?,
             }
         }

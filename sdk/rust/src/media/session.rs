@@ -21,12 +21,13 @@ use str0m::{Event, IceConnectionState, Input, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::ice_tcp::{self, TcpPaths};
 use super::ivf::vp8_is_keyframe;
 use super::negotiation;
 use super::offers;
 use super::rtc_driver::{RtcDriver, Stop};
 use super::source::{AudioCursor, VideoCursor, media_ticks};
-use super::{MediaOptions, MediaPeer, MediaSource, TrackKind};
+use super::{MediaOptions, MediaPeer, MediaSource, MediaTransport, TrackKind};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, WeakSignalClient};
 
 /// Counters of one media session (a snapshot; see [`MediaSession::watch_stats`]).
@@ -50,6 +51,9 @@ pub struct MediaStats {
     pub sending: bool,
     /// ICE and DTLS are up (str0m's `Event::Connected`) and the session has not ended.
     pub connected: bool,
+    /// The path the session connected over (the one its last datagram before connecting came by): UDP,
+    /// or ICE-TCP when UDP did not get through. `None` until connected.
+    pub transport: Option<MediaTransport>,
     /// The session has ended (closed, or failed); nothing changes after this.
     pub closed: bool,
     pub connected_at: Option<Instant>,
@@ -292,6 +296,7 @@ pub(crate) struct Setup {
     pub(crate) opts: MediaOptions,
     pub(crate) source: Arc<MediaSource>,
     pub(crate) tracks: Vec<(Mid, TrackKind)>,
+    pub(crate) tcp_paths: TcpPaths,
 }
 
 pub(crate) fn spawn(setup: Setup) -> MediaSession {
@@ -313,6 +318,9 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         socket: setup.socket,
         sender: setup.sender,
         local_addr: setup.local_addr,
+        tcp_local: ice_tcp::active_addr(setup.opts.bind_ip),
+        tcp: setup.tcp_paths,
+        last_transport: MediaTransport::Udp,
         tracks: setup
             .tracks
             .into_iter()
@@ -391,6 +399,12 @@ struct Driver {
     socket: UdpSocket,
     sender: std::net::UdpSocket,
     local_addr: SocketAddr,
+    /// The active TCP candidate's address: where str0m expects TCP datagrams to arrive.
+    tcp_local: SocketAddr,
+    /// The ICE-TCP connections (`ice_tcp`).
+    tcp: TcpPaths,
+    /// The transport of the last datagram received (what the session connects over, when it does).
+    last_transport: MediaTransport,
     tracks: Vec<Track>,
     send_audio: bool,
     send_video: bool,
@@ -415,6 +429,8 @@ struct Driver {
 enum Wake {
     Command(Option<Command>),
     Datagram(std::io::Result<(usize, SocketAddr)>),
+    /// A datagram from an ICE-TCP connection.
+    TcpDatagram(SocketAddr, Vec<u8>),
     Timer,
 }
 
@@ -430,6 +446,7 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
         let wake = tokio::select! {
             command = commands.recv() => Wake::Command(command),
             received = d.socket.recv_from(&mut buf) => Wake::Datagram(received),
+            (from, data) = d.tcp.recv() => Wake::TcpDatagram(from, data),
             () = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
         };
         let handled = match wake {
@@ -454,7 +471,8 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
                     Err(Err(stop)) => Err(stop),
                 }
             }
-            Wake::Datagram(Ok((n, source))) => d.receive(source, &buf[..n]),
+            Wake::Datagram(Ok((n, source))) => d.receive(Protocol::Udp, source, &buf[..n]),
+            Wake::TcpDatagram(source, data) => d.receive(Protocol::Tcp, source, &data),
             Wake::Datagram(Err(e)) => d.receive_error(e),
         };
         if let Err(stop) = handled {
@@ -575,9 +593,11 @@ impl Driver {
         self.epoch = now;
         self.video.resume(now);
         self.audio.resume(now);
+        let transport = self.last_transport;
         self.stats.update(|s| {
             s.connected = true;
             s.connected_at = Some(now);
+            s.transport = Some(transport);
         });
     }
 
@@ -626,7 +646,12 @@ impl Driver {
         Ok(())
     }
 
-    fn receive(&mut self, source: SocketAddr, datagram: &[u8]) -> Result<(), Stop> {
+    fn receive(
+        &mut self,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), Stop> {
         let Ok(contents) = datagram.try_into() else {
             tracing::trace!(%source, len = datagram.len(), "non-webrtc datagram ignored");
             return Ok(());
@@ -635,9 +660,12 @@ impl Driver {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local_addr,
+                destination: match proto {
+                    Protocol::Tcp => self.tcp_local,
+                    _ => self.local_addr,
+                },
                 contents,
             },
         );
@@ -645,6 +673,10 @@ impl Driver {
             tracing::trace!(%source, "datagram for no session ignored");
             return Ok(());
         }
+        self.last_transport = match proto {
+            Protocol::Tcp => MediaTransport::Tcp,
+            _ => MediaTransport::Udp,
+        };
         self.mutate(now, |rtc| rtc.handle_input(input))
     }
 
@@ -670,6 +702,7 @@ impl Driver {
     ) -> Result<String, Result<SdkError, Stop>> {
         let offer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| Ok(SdkError::Protocol(format!("bad sdp offer: {e}"))))?;
+        self.tcp.allow(sdp);
         let answer = self
             .rtc
             .sdp_api()
@@ -816,6 +849,10 @@ impl RtcDriver for Driver {
 
     fn sender(&self) -> &std::net::UdpSocket {
         &self.sender
+    }
+
+    fn send_tcp(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.tcp.send(to, datagram);
     }
 
     fn set_deadline(&mut self, at: Instant) {
