@@ -16,6 +16,8 @@
 
 use showcall_sdk::media::{MediaOptions, MediaPeer};
 use showcall_sdk::{ChannelRole, MediaTransport};
+use showcall_tests::cluster::eventually;
+use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::udp_relay::rewrite_host_candidate;
 use showcall_tests::{DEADLINE, TestNode};
@@ -24,6 +26,8 @@ use tokio::net::UdpSocket;
 const LIVE: &str = "host_live";
 /// Video frames the viewer must decode: a second of the host's 30 fps, past its first keyframe.
 const FRAMES: u64 = 30;
+const TCP_CONNECTIONS: &str = "showcall_media_tcp_connections";
+const TCP_FRAMES: &str = "showcall_media_tcp_frames_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_udp_cannot_reach_the_node_decodes_video_over_ice_tcp() {
@@ -68,6 +72,20 @@ async fn a_viewer_whose_udp_cannot_reach_the_node_decodes_video_over_ice_tcp() {
     .expect("video within the deadline")
     .expect("the session lives");
     assert!(seen.connected, "still connected while video flows");
+    // The operator sees it: one ICE-TCP connection (the host's session stood its TCP down once its UDP
+    // worked), carrying datagrams both ways.
+    let page = eventually("one ICE-TCP connection open", DEADLINE, async || {
+        let page = scrape(node.handle.http_addr).await;
+        match page.get(TCP_CONNECTIONS) {
+            1.0 => Ok(page),
+            open => Err(format!("{open} open")),
+        }
+    })
+    .await;
+    for direction in ["in", "out"] {
+        let frames = page.get(&format!("{TCP_FRAMES}{{direction=\"{direction}\"}}"));
+        assert!(frames > 0.0, "datagrams {direction} over ICE-TCP: {frames}");
+    }
 
     // It did try UDP first: its checks reached the black hole (and nothing answered them).
     let mut buf = [0u8; 2048];
@@ -106,7 +124,8 @@ async fn a_viewer_that_turns_udp_off_watches_over_ice_tcp() {
 }
 
 /// The fallback does not take over where UDP works: a default viewer with a clean path offers TCP too,
-/// and connects over UDP (its pair has the higher priority).
+/// connects over UDP (its pair has the higher priority), and then keeps no TCP connection to the node
+/// (nor does the host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_udp_works_stays_on_udp() {
     let node = TestNode::start().await;
@@ -123,4 +142,13 @@ async fn a_viewer_whose_udp_works_stays_on_udp() {
     .expect("video within the deadline")
     .expect("the session lives");
     assert_eq!(seen.transport, Some(MediaTransport::Udp));
+    eventually(
+        "no ICE-TCP connection stays open",
+        DEADLINE,
+        async || match scrape(node.handle.http_addr).await.get(TCP_CONNECTIONS) {
+            0.0 => Ok(()),
+            open => Err(format!("{open} open")),
+        },
+    )
+    .await;
 }

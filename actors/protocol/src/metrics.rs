@@ -101,6 +101,16 @@ pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total"
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
 /// Counter: packets of a channel spread over media workers that a worker could not take (queue full).
 pub const MEDIA_RELAY_DROPPED_TOTAL: &str = "showcall_media_relay_dropped_total";
+/// Gauge: ICE-TCP connections open to the media router (clients reaching it over TCP, RFC 6544).
+pub const MEDIA_TCP_CONNECTIONS: &str = "showcall_media_tcp_connections";
+/// Counter, label `direction` (`in`, `out`): datagrams carried over ICE-TCP connections.
+pub const MEDIA_TCP_FRAMES_TOTAL: &str = "showcall_media_tcp_frames_total";
+/// Counter: datagrams for an ICE-TCP connection dropped (its queue full, or it had closed).
+pub const MEDIA_TCP_DROPPED_TOTAL: &str = "showcall_media_tcp_dropped_total";
+/// Counter: ICE-TCP connections refused at once (the worker held its most).
+pub const MEDIA_TCP_REFUSED_TOTAL: &str = "showcall_media_tcp_refused_total";
+/// Counter: ICE-TCP connections closed because no session took anything from them for a while.
+pub const MEDIA_TCP_CLOSED_IDLE_TOTAL: &str = "showcall_media_tcp_closed_idle_total";
 /// Counter, label `worker` (its index): UDP datagrams a media worker sent.
 pub const MEDIA_WORKER_PACKETS_OUT_TOTAL: &str = "showcall_media_worker_packets_out_total";
 /// Counter, label `worker`: send system calls of a media worker (packets out ÷ this = its batching).
@@ -205,6 +215,26 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_RELAY_DROPPED_TOTAL,
         "Packets of a channel spread over media workers that a worker could not take (its queue full).",
+    ),
+    (
+        MEDIA_TCP_CONNECTIONS,
+        "ICE-TCP connections open to the media router (clients reaching it over TCP).",
+    ),
+    (
+        MEDIA_TCP_FRAMES_TOTAL,
+        "Datagrams carried over ICE-TCP connections, by direction.",
+    ),
+    (
+        MEDIA_TCP_DROPPED_TOTAL,
+        "Datagrams for an ICE-TCP connection dropped (its queue full, or it had closed).",
+    ),
+    (
+        MEDIA_TCP_REFUSED_TOTAL,
+        "ICE-TCP connections refused at once (the worker held its most).",
+    ),
+    (
+        MEDIA_TCP_CLOSED_IDLE_TOTAL,
+        "ICE-TCP connections closed because no session took anything from them for a while.",
     ),
     (
         MEDIA_WORKER_PACKETS_OUT_TOTAL,

@@ -210,6 +210,23 @@ impl Sample {
             for (name, value) in counters {
                 family(page, name, "counter", |p| series(p, name, None, value));
             }
+            family(page, names::MEDIA_TCP_CONNECTIONS, "gauge", |p| {
+                let name = names::MEDIA_TCP_CONNECTIONS;
+                series(p, name, None, media.tcp_connections as u64);
+            });
+            family(page, names::MEDIA_TCP_FRAMES_TOTAL, "counter", |p| {
+                let name = names::MEDIA_TCP_FRAMES_TOTAL;
+                series(p, name, Some(("direction", "in")), media.tcp_frames_in);
+                series(p, name, Some(("direction", "out")), media.tcp_frames_out);
+            });
+            let tcp_counters = [
+                (names::MEDIA_TCP_DROPPED_TOTAL, media.tcp_dropped),
+                (names::MEDIA_TCP_REFUSED_TOTAL, media.tcp_refused),
+                (names::MEDIA_TCP_CLOSED_IDLE_TOTAL, media.tcp_closed_idle),
+            ];
+            for (name, value) in tcp_counters {
+                family(page, name, "counter", |p| series(p, name, None, value));
+            }
             let per_worker: [(&str, WorkerCounter); 3] = [
                 (names::MEDIA_WORKER_PACKETS_OUT_TOTAL, |w| w.datagrams_out),
                 (names::MEDIA_WORKER_SEND_SYSCALLS_TOTAL, |w| w.send_syscalls),
@@ -268,6 +285,8 @@ mod tests {
                     bytes_out: 2000,
                     packets_lost: 1,
                     send_syscalls: 4,
+                    tcp_connections: 2,
+                    tcp_frames_in: 5,
                     ..RouterStats::default()
                 },
                 RouterStats {
@@ -293,6 +312,10 @@ mod tests {
             "showcall_media_packets_lost_total 1",
             "showcall_media_worker_send_syscalls_total{worker=\"0\"} 4",
             "showcall_media_worker_cpu_milliseconds_total{worker=\"1\"} 30",
+            "# TYPE showcall_media_tcp_connections gauge",
+            "showcall_media_tcp_connections 2",
+            "showcall_media_tcp_frames_total{direction=\"in\"} 5",
+            "showcall_media_tcp_refused_total 0",
         ] {
             assert!(
                 lines.contains(&expected),

@@ -15,6 +15,14 @@
 //! wait in its queue. Each queue holds [`OUTGOING_QUEUE`] datagrams; a datagram that does not fit is
 //! dropped, as a full UDP socket buffer drops (media is loss-tolerant; STUN and DTLS retransmit).
 //! A connection that fails or closes is forgotten; the next datagram str0m sends dials again.
+//!
+//! **Once the session has connected over UDP, TCP stands down** ([`TcpPaths::stand_down`]): its
+//! connections close and nothing is dialed any more (str0m's checks on the TCP pair are dropped, and
+//! that pair fails). Otherwise every client whose UDP works would keep a TCP connection to the node
+//! open for the whole session, only for str0m's checks of a path it never uses — a file and a socket
+//! per viewer on the node, and its ICE-TCP connection cap spent on clients that do not need it. A
+//! session that loses its UDP path later ends (ICE disconnected) as before; it does not move to TCP
+//! mid-session.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -92,8 +100,10 @@ pub(crate) struct TcpPaths {
     events_tx: mpsc::Sender<PathEvent>,
     events: mpsc::Receiver<PathEvent>,
     next_id: u64,
-    /// Datagrams dropped: no connection allowed, or its queue full.
+    /// Datagrams dropped: no connection allowed, or its queue full, or TCP stood down.
     dropped: u64,
+    /// The session connected over UDP: no TCP connection is kept or dialed.
+    stood_down: bool,
 }
 
 impl Default for TcpPaths {
@@ -106,6 +116,7 @@ impl Default for TcpPaths {
             events,
             next_id: 0,
             dropped: 0,
+            stood_down: false,
         }
     }
 }
@@ -116,9 +127,21 @@ impl TcpPaths {
         self.allowed.extend(passive_candidates(remote_sdp));
     }
 
+    /// The session connected over UDP: closes every connection and dials no more (see the module
+    /// docs).
+    pub(crate) fn stand_down(&mut self) {
+        self.stood_down = true;
+        // Dropping a link's queue ends its connection task, which closes the socket.
+        self.links.clear();
+    }
+
     /// Sends a datagram str0m sends over TCP to `to`: on its connection, dialed first if there is none.
     /// Must be called within a tokio runtime.
     pub(crate) fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if self.stood_down {
+            self.dropped += 1;
+            return;
+        }
         let Some(framed) = frame(datagram) else {
             self.dropped += 1;
             return;
@@ -264,6 +287,35 @@ mod tests {
         let mut paths = TcpPaths::default();
         paths.allow(ANSWER);
         paths.send(SocketAddr::from(([10, 0, 0, 2], 9)), b"stun");
+        assert_eq!(paths.dropped(), 1);
+        assert!(paths.links.is_empty(), "nothing dialed");
+    }
+
+    #[tokio::test]
+    async fn once_stood_down_the_connection_closes_and_nothing_is_dialed_again() {
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let addr = node.local_addr().expect("its address");
+        let mut paths = TcpPaths::default();
+        paths.allow(&format!(
+            "a=candidate:2 1 tcp 1509949695 {} {} typ host tcptype passive\r\n",
+            addr.ip(),
+            addr.port()
+        ));
+        paths.send(addr, b"stun");
+        let (mut conn, _) = node.accept().await.expect("dialed");
+        let mut framed = [0u8; 6];
+        conn.read_exact(&mut framed).await.expect("a frame");
+        assert_eq!(&framed, b"\0\x04stun");
+
+        paths.stand_down();
+        // The node sees the connection close.
+        let mut rest = Vec::new();
+        let read = conn.read_to_end(&mut rest).await.expect("closed cleanly");
+        assert_eq!(read, 0);
+        // More datagrams are dropped, and no connection is dialed for them.
+        paths.send(addr, b"stun");
         assert_eq!(paths.dropped(), 1);
         assert!(paths.links.is_empty(), "nothing dialed");
     }

@@ -594,6 +594,9 @@ impl Driver {
         self.video.resume(now);
         self.audio.resume(now);
         let transport = self.last_transport;
+        if transport == MediaTransport::Udp {
+            self.tcp.stand_down();
+        }
         self.stats.update(|s| {
             s.connected = true;
             s.connected_at = Some(now);
