@@ -28,8 +28,15 @@ use crate::hub::{Hub, ParkedMessage, ParkedQueue};
 use showcall_protocol::keys::ActorKey;
 use showcall_protocol::sync::lock;
 
-/// How long a message waits for its key's partition to get an owner.
-pub const FLUX_WAIT: Duration = Duration::from_secs(3);
+/// How long a message waits for its key's partition to get an owner: as long as a handoff may take (its
+/// actors' snapshots, then their install on the target, each with its own limit) and a second more, so a
+/// notification to a key whose handoff is slow (a hangup to a call being handed over) is delivered late
+/// rather than dropped. A dead node's partitions are unowned for about `lease_ttl` (2 s by default);
+/// with a `lease_ttl` above this wait, messages to them give up first — the takeover then asks the
+/// parties whether they still hold each call (README "Placement"), so a lost hangup ends the call there.
+pub const FLUX_WAIT: Duration = Duration::from_secs(
+    crate::handoff::SNAPSHOT_TIMEOUT.as_secs() + crate::handoff::INSTALL_TIMEOUT.as_secs() + 1,
+);
 
 /// How often parked keys are re-checked.
 const RECHECK: Duration = Duration::from_millis(20);

@@ -48,9 +48,9 @@ use showcall_protocol::messages::{CallStanding, UserStanding};
 use showcall_protocol::sync::lock;
 
 /// How long an actor has to answer with its state.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the target has to install what it was handed.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const INSTALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Hub {
     /// This node leaves the cluster: from now on no actor starts here (logins, calls and channels
