@@ -229,6 +229,9 @@ function channelEventOf(raw) {
 // SignalClient
 // ---------------------------------------------------------------------------------------------------------
 
+/** How long a login that follows its session waits for the session's node to accept a connection. */
+export const FOLLOW_HOME_CONNECT_TIMEOUT_MS = 3000;
+
 /**
  * A signaling session with a showcall node (≈ CallRtmManager). One WebSocket at a time.
  *
@@ -244,9 +247,11 @@ export class SignalClient {
     return client;
   }
 
-  constructor(url, { requestTimeoutMs = 20000 } = {}) {
+  constructor(url, { requestTimeoutMs = 20000, followHome = true } = {}) {
     this.url = url;
     this.requestTimeoutMs = requestTimeoutMs;
+    // Whether a login asks to be sent to the node serving its session (see `login`).
+    this.followHome = followHome;
     this.loginInfo = null;
     this._ws = null;
     this._nextRequestId = 1;
@@ -269,28 +274,52 @@ export class SignalClient {
     return !!this._ws && this._ws.readyState === WebSocket.OPEN;
   }
 
-  /** Opens a new connection to the same URL (the current one is closed first). Log in again to resume. */
-  reconnect() {
+  /**
+   * Opens a new connection to the URL given to `connect` (the current one is closed first): a cluster's
+   * entry, which sends the next login on to the session's node again. Log in again to resume.
+   */
+  async reconnect() {
     if (this._ws) this.close();
+    this._adopt(await this._open(this.url));
+  }
+
+  /** A WebSocket to `url`, open; rejects when it cannot be opened within `timeoutMs` (0 = no limit). */
+  _open(url, timeoutMs = 0) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url);
-      this._ws = ws;
-      let opened = false;
+      const ws = new WebSocket(url);
+      const timer = timeoutMs > 0
+        ? setTimeout(() => {
+            ws.onopen = null;
+            ws.onclose = null;
+            ws.close();
+            reject(new SignalError(ErrorCode.Disconnected, `no connection to ${url} within ${timeoutMs} ms`));
+          }, timeoutMs)
+        : null;
       ws.onopen = () => {
-        opened = true;
-        resolve();
+        if (timer) clearTimeout(timer);
+        ws.onopen = null;
+        ws.onclose = null;
+        resolve(ws);
       };
-      ws.onmessage = (msg) => {
-        if (this._ws === ws) this._onText(msg.data);
-      };
-      ws.onclose = (ev) => {
-        if (!opened) reject(new SignalError(ErrorCode.Disconnected, `cannot connect to ${this.url}`));
-        if (this._ws !== ws) return;
-        this._ws = null;
-        this._failPending(`connection closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`);
-        notify(this._listeners, 'onDisconnected', ev.reason || `closed with code ${ev.code}`);
+      ws.onclose = () => {
+        if (timer) clearTimeout(timer);
+        reject(new SignalError(ErrorCode.Disconnected, `cannot connect to ${url}`));
       };
     });
+  }
+
+  /** Makes the open `ws` this client's connection. */
+  _adopt(ws) {
+    this._ws = ws;
+    ws.onmessage = (msg) => {
+      if (this._ws === ws) this._onText(msg.data);
+    };
+    ws.onclose = (ev) => {
+      if (this._ws !== ws) return;
+      this._ws = null;
+      this._failPending(`connection closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`);
+      notify(this._listeners, 'onDisconnected', ev.reason || `closed with code ${ev.code}`);
+    };
   }
 
   /** Closes the connection without logging out: the server keeps the session for its grace period. */
@@ -327,10 +356,33 @@ export class SignalClient {
     });
   }
 
-  /** Opens (or resumes) the session of the token's user. Resolves with the LoginInfo. */
+  /**
+   * Opens (or resumes) the session of the token's user. Resolves with the LoginInfo.
+   *
+   * In a cluster whose nodes announce their URLs, the node may answer that the session is served by
+   * another node (`loginElsewhere`); with `followHome` (the default) the client then connects there within
+   * FOLLOW_HOME_CONNECT_TIMEOUT_MS, leaves the first connection quietly (no onDisconnected: the app sees one
+   * login) and logs in there, so its commands and events cross no node link. When that node cannot be
+   * reached it logs in where it is, served from there as before.
+   */
   async login(token) {
-    const r = await this.request('login', { token });
-    return loginInfoOf(r.login);
+    if (!this.followHome) return loginInfoOf((await this.request('login', { token })).login);
+    const r = await this.request('login', { token, followHome: true });
+    if (!r.loginElsewhere) return loginInfoOf(r.login);
+    const url = r.loginElsewhere.signalUrl || '';
+    try {
+      const ws = await this._open(url, FOLLOW_HOME_CONNECT_TIMEOUT_MS);
+      const left = this._ws;
+      this._adopt(ws);
+      if (left) {
+        left.onmessage = null;
+        left.onclose = null;
+        left.close(1000, 'logging in where the session is');
+      }
+    } catch (e) {
+      console.warn(`showcall: the session's node (${url}) cannot be reached; logging in here`, e);
+    }
+    return loginInfoOf((await this.request('login', { token })).login);
   }
 
   /** Ends the session: a call in progress is hung up, channels are left; the server then closes. */
