@@ -113,6 +113,10 @@ pub enum Benchmark {
         /// Seed of the random pauses between joins (0–1 s each), so a run can be repeated.
         #[arg(long, value_name = "N", default_value_t = 12)]
         seed: u64,
+        /// Every other viewer joins over ICE-TCP only (`MediaOptions { udp: false }`), and the figures are
+        /// reported per transport: first frames over TCP against UDP in the same run.
+        #[arg(long)]
+        compare_tcp: bool,
     },
     /// A node in a child process; N users log in, then join a live room as receive-only viewers;
     /// measures the node's memory per viewer session beside that of an idle logged-in user.
@@ -336,11 +340,15 @@ mod tests {
             viewers,
             video_scale,
             seed,
+            compare_tcp,
         } = parse(&["showcall-bench", "join"])
         else {
             panic!("expected join");
         };
-        assert_eq!((viewers, video_scale, seed), (50, 7, 12));
+        assert_eq!(
+            (viewers, video_scale, seed, compare_tcp),
+            (50, 7, 12, false)
+        );
         let Benchmark::ViewerMemory {
             viewers,
             seconds,

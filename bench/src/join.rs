@@ -18,6 +18,10 @@
 //!   keyframe from the publisher, and is listed. Note that the SDK's publisher answers a keyframe
 //!   request at once by skipping to its clip's next keyframe, so such a wait is a round trip plus up to
 //!   one frame interval here, much less than a real encoder with a PLI throttle would cost.
+//! - `--compare-tcp`: every other viewer joins over ICE-TCP only (`MediaOptions { udp: false }`: its
+//!   session dials the router's passive TCP candidate), and the join → first frame and connect figures
+//!   are also reported per transport (`by_transport`), so TCP's cost is read against UDP's in the same
+//!   run, on the same room and GOP.
 
 use std::time::{Duration, Instant};
 
@@ -59,13 +63,14 @@ fn micros(from: Instant, to: Instant) -> u64 {
 async fn join_one(
     node: &MediaNode,
     signal: &SignalClient,
+    options: MediaOptions,
 ) -> anyhow::Result<(MediaSession, Joined)> {
     let cache_before = node.router.stats().await?.keyframes_from_cache;
     // The viewer's own peer (socket, str0m `Rtc`, offer) is made before the clock starts: it is the
     // client's work, and `offer` times it apart. No renegotiation is answered (`MediaSession::join`
     // would): a receive-only viewer of a room whose broadcaster stays is never re-offered.
     let made = Instant::now();
-    let mut peer = MediaPeer::new(MediaOptions::default())?;
+    let mut peer = MediaPeer::new(options)?;
     let offer = peer.create_offer(false)?;
     let t0 = Instant::now();
     let joined = signal
@@ -102,7 +107,12 @@ async fn join_one(
     Ok((media, joined))
 }
 
-pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow::Result<()> {
+pub(super) async fn run(
+    viewers: usize,
+    video_scale: usize,
+    seed: u64,
+    compare_tcp: bool,
+) -> anyhow::Result<()> {
     let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
     let config = NodeConfig {
         signal_addr: any,
@@ -136,6 +146,9 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
     let mut all = Vec::with_capacity(viewers);
     let mut not_keyframe = 0u64;
     let mut members = Vec::with_capacity(viewers);
+    // Per transport (`--compare-tcp`): join → first frame, and join → connected.
+    let (mut udp_first, mut udp_connect) = (histogram(), histogram());
+    let (mut tcp_first, mut tcp_connect) = (histogram(), histogram());
     let bar = progress(viewers as u64, "viewers");
     for i in 0..viewers {
         let signal = login(&node.url, &token(&format!("joiner-{i}"))?).await?;
@@ -145,7 +158,23 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
             rtt.record(micros(t, Instant::now()))?;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..=MAX_PAUSE_MS))).await;
-        let (media, j) = join_one(&node, &signal).await?;
+        let over_tcp = compare_tcp && i % 2 == 1;
+        let options = MediaOptions {
+            udp: !over_tcp,
+            ..MediaOptions::default()
+        };
+        let (media, j) = join_one(&node, &signal, options).await?;
+        let transport = media.stats().transport;
+        if over_tcp && transport != Some(showcall_sdk::MediaTransport::Tcp) {
+            anyhow::bail!("viewer {i} was to join over TCP and connected over {transport:?}");
+        }
+        let (first, connected) = if over_tcp {
+            (&mut tcp_first, &mut tcp_connect)
+        } else {
+            (&mut udp_first, &mut udp_connect)
+        };
+        first.record(j.first_frame)?;
+        connected.record(j.connected)?;
         offer.record(j.offer)?;
         reply.record(j.reply)?;
         connect.record(j.connected)?;
@@ -189,6 +218,24 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
     let rtt_ms = rtt.value_at_quantile(0.5) as f64 / 1000.0;
     let goal_ms = rtt_ms + 20.0;
     let p99_ms = connect_to_frame.value_at_quantile(0.99) as f64 / 1000.0;
+    let by_transport = compare_tcp.then(|| {
+        serde_json::json!({
+            "udp": {
+                "viewers": udp_first.len(),
+                "join_to_first_video_frame": percentiles(&udp_first),
+                "join_to_connected": percentiles(&udp_connect),
+            },
+            "tcp": {
+                "viewers": tcp_first.len(),
+                "join_to_first_video_frame": percentiles(&tcp_first),
+                "join_to_connected": percentiles(&tcp_connect),
+            },
+            "tcp_over_udp_first_frame_p50": tcp_first.value_at_quantile(0.5) as f64
+                / udp_first.value_at_quantile(0.5).max(1) as f64,
+            "tcp_over_udp_first_frame_p99": tcp_first.value_at_quantile(0.99) as f64
+                / udp_first.value_at_quantile(0.99).max(1) as f64,
+        })
+    });
     let result = serde_json::json!({
         "bench": "join",
         "viewers": viewers,
@@ -211,6 +258,7 @@ pub(super) async fn run(viewers: usize, video_scale: usize, seed: u64) -> anyhow
         "waited_for_publisher": waited,
         "slowest_after_connect": slowest,
         "loadavg_at_start": load,
+        "by_transport": by_transport,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -113,7 +113,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             viewers,
             video_scale,
             seed,
-        } => join::run(viewers, video_scale, seed).await,
+            compare_tcp,
+        } => join::run(viewers, video_scale, seed, compare_tcp).await,
         Benchmark::ViewerMemory {
             viewers,
             seconds,
