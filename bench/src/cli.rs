@@ -27,6 +27,9 @@ pub enum FanoutReceiver {
     Session,
     /// The SDK's `RtpProbe`: counts packets and assembles frames from their records afterwards.
     Probe,
+    /// The SDK's `MediaSession` over ICE-TCP only (`MediaOptions { udp: false }`): what a viewer whose
+    /// UDP is blocked costs the router.
+    SessionTcp,
 }
 
 /// The benchmarks.
@@ -326,6 +329,12 @@ mod tests {
             panic!("expected fanout");
         };
         assert_eq!(receiver, FanoutReceiver::Probe);
+        let Benchmark::Fanout { receiver, .. } =
+            parse(&["showcall-bench", "fanout", "--receiver", "session-tcp"])
+        else {
+            panic!("expected fanout");
+        };
+        assert_eq!(receiver, FanoutReceiver::SessionTcp);
         let Benchmark::CallConnect { calls, concurrent } =
             parse(&["showcall-bench", "call-connect"])
         else {

@@ -8,7 +8,9 @@
 //!   receive-only, each a real str0m client on its own UDP socket: the SDK's `MediaSession`
 //!   (`--receiver session`, depacketizing every frame), or a light `RtpProbe` (`--receiver probe`: ICE,
 //!   DTLS, SRTP decryption and a bounded record of the packets, whole frames assembled from them after
-//!   the window by [`probe_frames`]), so 300 to 1,000 members fit on the machine beside the node.
+//!   the window by [`probe_frames`]), so 300 to 1,000 members fit on the machine beside the node; or
+//!   `--receiver session-tcp`: sessions over ICE-TCP only, each on a TCP connection to the router, to
+//!   read a TCP viewer's cost against a UDP one's (run both, back to back).
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
 //!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
 //!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
@@ -180,14 +182,14 @@ impl Member {
         keep_packets: usize,
     ) -> anyhow::Result<Self> {
         Ok(match receiver {
-            FanoutReceiver::Session => {
-                let (media, _) = MediaSession::join(
-                    signal,
-                    ROOM,
-                    ChannelRole::Audience,
-                    MediaOptions::default(),
-                )
-                .await?;
+            FanoutReceiver::Session | FanoutReceiver::SessionTcp => {
+                let over_tcp = receiver == FanoutReceiver::SessionTcp;
+                let options = MediaOptions {
+                    udp: !over_tcp,
+                    ..MediaOptions::default()
+                };
+                let (media, _) =
+                    MediaSession::join(signal, ROOM, ChannelRole::Audience, options).await?;
                 Member::Session(media)
             }
             FanoutReceiver::Probe => {
@@ -404,8 +406,12 @@ pub(super) async fn run(
     .await??;
 
     let window = (after.at - before.at).as_secs_f64();
-    let egress = (after.router.datagrams_out - before.router.datagrams_out) as f64;
-    let ingress = (after.router.datagrams_in - before.router.datagrams_in) as f64;
+    // Egress and ingress count datagrams over ICE-TCP too (framed on a connection instead of sent
+    // with the UDP socket's batches), so `session-tcp` reads against `session` per packet.
+    let (a, b) = (&after.router, &before.router);
+    let egress =
+        ((a.datagrams_out + a.tcp_frames_out) - (b.datagrams_out + b.tcp_frames_out)) as f64;
+    let ingress = ((a.datagrams_in + a.tcp_frames_in) - (b.datagrams_in + b.tcp_frames_in)) as f64;
     let forwarded = (after.router.frames_forwarded - before.router.frames_forwarded) as f64;
     let router_cpu = after.router_cpu - before.router_cpu;
     let router_wakeups = (after.router_wakeups - before.router_wakeups) as f64;

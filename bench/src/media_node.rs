@@ -64,7 +64,9 @@ impl MediaNode {
                 rate_burst: config.rate_limit.burst,
                 outbox_frames: config.max_outbox_frames,
                 max_connections: config.max_connections,
-                max_connections_per_ip: config.max_connections_per_ip,
+                // Every client of a benchmark connects from 127.0.0.1: the per-address cap (100 by
+                // default) would refuse an audience above it (429).
+                max_connections_per_ip: 0,
             },
             stop_rx.clone(),
         );
