@@ -45,6 +45,8 @@ pub const INBOUND_QUEUE: usize = 1024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the worker looks for idle connections.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long the accept loop pauses after a failed accept (e.g. the process is out of file descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Bytes read at a time from one connection.
 const READ_BUFFER: usize = 4096;
 
@@ -209,9 +211,13 @@ pub(crate) async fn listen(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Out of file descriptors and the like: the listener itself is fine; try again.
-                tracing::warn!(error = %e, "media tcp accept failed");
-                continue;
+                // Out of file descriptors and the like: the listener itself is fine; try again after a
+                // pause, or the loop would spin on the same error at full speed (and log each turn).
+                tracing::warn!(error = %e, "media tcp accept failed; accepting again shortly");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_RETRY) => continue,
+                    () = events.closed() => return,
+                }
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
