@@ -14,7 +14,7 @@
 //! The second story is that switch as a user sets it: a client that knows UDP is blocked joins with
 //! `MediaOptions { udp: false }` through the ordinary `join` and gets video over TCP too.
 
-use showcall_sdk::media::{MediaOptions, MediaPeer};
+use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession, MediaStats};
 use showcall_sdk::{ChannelRole, MediaTransport};
 use showcall_tests::cluster::eventually;
 use showcall_tests::prometheus::scrape;
@@ -28,6 +28,17 @@ const LIVE: &str = "host_live";
 const FRAMES: u64 = 30;
 const TCP_CONNECTIONS: &str = "showcall_media_tcp_connections";
 const TCP_FRAMES: &str = "showcall_media_tcp_frames_total";
+
+/// Waits until `media` has decoded a keyframe and [`FRAMES`] video frames; its stats then.
+async fn decodes_video(media: &MediaSession) -> MediaStats {
+    tokio::time::timeout(
+        DEADLINE,
+        media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES),
+    )
+    .await
+    .expect("video within the deadline")
+    .expect("the session lives")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_udp_cannot_reach_the_node_decodes_video_over_ice_tcp() {
@@ -64,13 +75,7 @@ async fn a_viewer_whose_udp_cannot_reach_the_node_decodes_video_over_ice_tcp() {
         Some(MediaTransport::Tcp),
         "it connected over ICE-TCP"
     );
-    let seen = tokio::time::timeout(
-        DEADLINE,
-        media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES),
-    )
-    .await
-    .expect("video within the deadline")
-    .expect("the session lives");
+    let seen = decodes_video(&media).await;
     assert!(seen.connected, "still connected while video flows");
     // The operator sees it: one ICE-TCP connection (the host's session stood its TCP down once its UDP
     // worked), carrying datagrams both ways.
@@ -102,7 +107,7 @@ async fn a_viewer_that_turns_udp_off_watches_over_ice_tcp() {
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
     let viewer = SdkUser::login(&node, "viewer").await;
-    let (media, _) = showcall_sdk::MediaSession::join(
+    let (media, _) = MediaSession::join(
         &viewer.signal,
         LIVE,
         ChannelRole::Audience,
@@ -113,13 +118,7 @@ async fn a_viewer_that_turns_udp_off_watches_over_ice_tcp() {
     )
     .await
     .expect("the viewer joins with media");
-    let seen = tokio::time::timeout(
-        DEADLINE,
-        media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES),
-    )
-    .await
-    .expect("video within the deadline")
-    .expect("the session lives");
+    let seen = decodes_video(&media).await;
     assert_eq!(seen.transport, Some(MediaTransport::Tcp));
 }
 
@@ -134,13 +133,7 @@ async fn a_viewer_whose_udp_works_stays_on_udp() {
 
     let viewer = SdkUser::login(&node, "viewer").await;
     let media = viewer.join_media(LIVE, ChannelRole::Audience).await;
-    let seen = tokio::time::timeout(
-        DEADLINE,
-        media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES),
-    )
-    .await
-    .expect("video within the deadline")
-    .expect("the session lives");
+    let seen = decodes_video(&media).await;
     assert_eq!(seen.transport, Some(MediaTransport::Udp));
     eventually(
         "no ICE-TCP connection stays open",
