@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 use showcall_sdk::CallType;
 use showcall_tests::browser::Browsers;
 use showcall_tests::cluster::{
-    DEMO_APP, Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
+    Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
 };
 use showcall_tests::prometheus::scrape;
-use showcall_tests::sdk_helpers::SdkUser;
 
 const SENT_ELSEWHERE: &str = "showcall_signaling_logins_sent_elsewhere_total";
 const CONNECTIONS: &str = "showcall_signaling_connections";
@@ -96,13 +95,7 @@ async fn a_browser_connected_to_another_node_logs_in_where_its_session_is_and_is
     );
 
     // A caller on n1 rings the fan where its session and connection now are.
-    let caller =
-        SdkUser::login_at(&n1.signal_url, DEMO_APP, &caller_id, &n1.token(&caller_id)).await;
-    caller
-        .api
-        .prepare_for_call(Default::default())
-        .await
-        .expect("prepared");
+    let caller = n1.prepared_user(&caller_id).await;
     caller
         .api
         .call(&fan_id, CallType::Video, Default::default())

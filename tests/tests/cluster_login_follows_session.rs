@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use showcall_sdk::{CallState, CallStateReason, Recorded, SignalClient};
 use showcall_tests::cluster::{
-    DEMO_APP, Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
+    Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
 };
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::{SdkUser, hang_up, video_call_with_media};
@@ -71,20 +71,8 @@ async fn a_client_connected_to_another_node_logs_in_where_its_session_is_and_its
     // Each user connects to the node that does NOT serve its session.
     let caller_id = user_served_by("caller", &n2, &both).await;
     let callee_id = user_served_by("callee", &n1, &both).await;
-    let mut caller =
-        SdkUser::login_at(&n1.signal_url, DEMO_APP, &caller_id, &n1.token(&caller_id)).await;
-    let mut callee =
-        SdkUser::login_at(&n2.signal_url, DEMO_APP, &callee_id, &n2.token(&callee_id)).await;
-    caller
-        .api
-        .prepare_for_call(Default::default())
-        .await
-        .expect("prepared");
-    callee
-        .api
-        .prepare_for_call(Default::default())
-        .await
-        .expect("prepared");
+    let mut caller = n1.prepared_user(&caller_id).await;
+    let mut callee = n2.prepared_user(&callee_id).await;
 
     // Each was sent once to the other node, and each node now holds one connection: its own user's.
     assert_eq!(scrape(n1.http_addr).await.get(SENT_ELSEWHERE), 1.0);
@@ -155,31 +143,14 @@ async fn a_client_whose_sessions_node_cannot_be_reached_logs_in_where_it_connect
 
     let stranded_id = user_served_by("stranded", &n2, &both).await;
     let caller_id = user_served_by("caller", &n1, &both).await;
-    let mut stranded = SdkUser::login_at(
-        &n1.signal_url,
-        DEMO_APP,
-        &stranded_id,
-        &n1.token(&stranded_id),
-    )
-    .await;
-    stranded
-        .api
-        .prepare_for_call(Default::default())
-        .await
-        .expect("prepared");
+    let mut stranded = n1.prepared_user(&stranded_id).await;
     // Sent to node 2's announced URL, which refused the connection: served from node 1.
     assert_eq!(scrape(n1.http_addr).await.get(SENT_ELSEWHERE), 1.0);
     connections_become(&both, &[1.0, 0.0]).await;
     assert_eq!(signal_disconnections(&stranded), 0);
 
     // It is reachable like any user: a call rings it, through the node link.
-    let mut caller =
-        SdkUser::login_at(&n1.signal_url, DEMO_APP, &caller_id, &n1.token(&caller_id)).await;
-    caller
-        .api
-        .prepare_for_call(Default::default())
-        .await
-        .expect("prepared");
+    let mut caller = n1.prepared_user(&caller_id).await;
     caller
         .api
         .call(
