@@ -38,8 +38,10 @@ impl Telemetry {
     /// endpoint, call it inside the tokio runtime (the exporter's gRPC channel is spawned on it); the
     /// collector is connected lazily, so a collector that is down does not stop the node.
     pub fn init(otlp_endpoint: Option<&str>, node_id: &str) -> anyhow::Result<Self> {
+        // Colours only on a terminal: a log file or journald would keep the escape codes as text.
         let logs = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_filter(
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
             );
