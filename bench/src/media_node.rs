@@ -67,6 +67,7 @@ impl MediaNode {
                 // Every client of a benchmark connects from 127.0.0.1: the per-address cap (100 by
                 // default) would refuse an audience above it (429).
                 max_connections_per_ip: 0,
+                turn: None,
             },
             stop_rx.clone(),
         );

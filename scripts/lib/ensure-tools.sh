@@ -34,6 +34,12 @@ ensure_etcd() {
   command -v etcd >/dev/null 2>&1 || apt_install etcd-server
 }
 
+# coturn (Debian's `turnserver`) for the TURN-over-TLS tests: they start their own on an ephemeral port with
+# a temporary configuration; a system coturn the package may enable is left alone.
+ensure_coturn() {
+  command -v turnserver >/dev/null 2>&1 || apt_install coturn
+}
+
 # Chromium and chromedriver (Debian's, same version) for the browser end-to-end tests, which fail, saying
 # so, when either is missing.
 ensure_browser() {

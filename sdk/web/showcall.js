@@ -170,7 +170,28 @@ function loginInfoOf(raw) {
       : null,
     channels: r.channels || [],
     gracePeriodMs: r.gracePeriodMs || 0,
+    iceServers: (r.iceServers || []).map((server) => ({
+      urls: server.urls || [],
+      username: server.username || '',
+      credential: server.credential || '',
+      expiresAtMs: Number(server.expiresAtMs || 0),
+    })),
   };
+}
+
+/**
+ * The RTCConfiguration a MediaClient opens its peer connection with: the app's own, plus the TURN
+ * servers of the login (LoginInfo.iceServers) unless the app set iceServers itself. With them the
+ * browser gathers a relay candidate, its way to the media when only TLS on 443 leaves its network.
+ */
+function rtcConfigurationFor(configuration, loginInfo) {
+  if (configuration.iceServers || !loginInfo || loginInfo.iceServers.length === 0) return configuration;
+  const iceServers = loginInfo.iceServers.map(({ urls, username, credential }) => ({
+    urls,
+    username,
+    credential,
+  }));
+  return { ...configuration, iceServers };
 }
 
 function memberOf(raw) {
@@ -933,7 +954,9 @@ export class MediaClient {
     if (this.pc) throw new Error(`already joined ${this.channel}; leave first`);
     const wireRole = roleOf(role);
     const sending = wireRole === ChannelRole.Broadcaster && !!localStream;
-    const pc = new RTCPeerConnection(this.options.rtcConfiguration);
+    const pc = new RTCPeerConnection(
+      rtcConfigurationFor(this.options.rtcConfiguration, this.signal.loginInfo),
+    );
     this.pc = pc;
     this.channel = channel;
     this.role = wireRole;

@@ -218,5 +218,6 @@ pub(crate) fn login_result(user: &str) -> LoginResult {
         call: None,
         channels: vec![],
         grace_period_ms: 30_000,
+        ice_servers: vec![],
     }
 }

@@ -26,8 +26,8 @@ use showcall_proto::signal::client_frame::Command;
 use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
     AnswerMedia, CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event,
-    JoinChannel, LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response, ServerFrame,
-    SessionCloseReason, event, response,
+    IceServer, JoinChannel, LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response,
+    ServerFrame, SessionCloseReason, event, response,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,6 +82,9 @@ pub struct LoginInfo {
     pub channels: Vec<String>,
     /// How long the server keeps a dropped session, milliseconds.
     pub grace_period_ms: u32,
+    /// TURN servers with this session's credentials (empty when the node has none configured): the
+    /// relay for networks that let only TLS on 443 out.
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl From<LoginResult> for LoginInfo {
@@ -94,6 +97,7 @@ impl From<LoginResult> for LoginInfo {
             call: r.call,
             channels: r.channels,
             grace_period_ms: r.grace_period_ms,
+            ice_servers: r.ice_servers,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`token`]: minting ([`TokenIssuer`]) and verifying ([`TokenVerifier`]).
 //! - [`api_keys`]: the business API's per-app API keys and the admin tokens signed with them.
 //! - [`cluster_secret`]: the node link's shared secret and the link tokens signed with it.
+//! - [`turn`]: short-lived TURN credentials minted from the secret shared with the TURN servers.
 //! - [`error`]: the error type, [`AuthError`].
 //!
 //! Time is always an argument (`now_unix`, seconds since the Unix epoch): nothing here reads a clock, so
@@ -20,6 +21,7 @@ pub mod error;
 pub mod grants;
 pub mod keys;
 pub mod token;
+pub mod turn;
 
 pub use api_keys::{
     ADMIN_CLOCK_SKEW, AdminCaller, AdminClaims, AdminTokenIssuer, AdminTokenVerifier, ApiKeys,
@@ -33,3 +35,4 @@ pub use error::AuthError;
 pub use grants::Grants;
 pub use keys::AppKeys;
 pub use token::{TokenIssuer, TokenVerifier};
+pub use turn::{MIN_TURN_SECRET_LEN, TurnCredential, TurnSecret};

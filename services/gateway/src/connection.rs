@@ -322,7 +322,10 @@ async fn execute(
             .login(app, user, conn, claims.exp * 1000, inbox.clone())
             .await
             .map_err(command_error)?;
-        let answer = convert::login_ok(&claims.app, &claims.sub, ok);
+        let ice_servers = gw.config.turn.as_ref().map_or_else(Vec::new, |turn| {
+            turn.for_login(&claims, gw.hub.clock().now_secs())
+        });
+        let answer = convert::login_ok(&claims.app, &claims.sub, ok, ice_servers);
         *login = Some(LoggedIn {
             session,
             claims,

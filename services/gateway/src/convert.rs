@@ -75,7 +75,7 @@ pub fn command_ok(ok: CommandOk) -> Option<Answer> {
     }
 }
 
-pub fn login_ok(app: &str, user: &str, ok: LoginOk) -> Answer {
+pub fn login_ok(app: &str, user: &str, ok: LoginOk, ice_servers: Vec<pb::IceServer>) -> Answer {
     Answer::Login(pb::LoginResult {
         app_id: app.to_owned(),
         user_id: user.to_owned(),
@@ -84,6 +84,7 @@ pub fn login_ok(app: &str, user: &str, ok: LoginOk) -> Answer {
         call: ok.call.map(snapshot),
         channels: ok.channels.into_iter().map(|c| c.0).collect(),
         grace_period_ms: u32::try_from(ok.grace_ms).unwrap_or(u32::MAX),
+        ice_servers,
     })
 }
 

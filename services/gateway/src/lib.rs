@@ -17,6 +17,7 @@
 //! - [`convert`]: domain → wire, including the one mapping of errors to codes.
 //! - [`close`]: why the server ends a connection, and the close frame it sends.
 //! - `slots`: the connection caps.
+//! - [`TurnServers`]: the TURN servers and per-login credentials a login answer carries.
 //! - `connection`: the per-connection loop.
 #![forbid(unsafe_code)]
 
@@ -25,7 +26,10 @@ pub mod codec;
 mod connection;
 pub mod convert;
 mod slots;
+mod turn_servers;
 pub mod validate;
+
+pub use turn_servers::TurnServers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +61,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Signaling connections one client address holds at most (0 = no cap); more are refused (429).
     pub max_connections_per_ip: usize,
+    /// TURN servers handed to each login that may move media; `None` = the login answer has none.
+    pub turn: Option<TurnServers>,
 }
 
 /// What every connection shares.

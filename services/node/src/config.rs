@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use ::config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
-use showcall_auth::{ApiKeys, AppKeys};
+use showcall_auth::{ApiKeys, AppKeys, MIN_TURN_SECRET_LEN};
 
 use crate::cli::RunArgs;
 
@@ -224,6 +224,65 @@ pub struct NodeConfig {
     /// and resumes when the client logs in again). Bounds what a stalled client costs the node. At least
     /// 512 (a resumed session's replay of up to 256 events must fit).
     pub max_outbox_frames: usize,
+    /// TURN servers for clients whose network lets nothing but TLS on 443 out (README "TURN"): each login
+    /// that may move media gets their URLs with credentials of its own, minted from the secret shared
+    /// with them. Unset (the default) = logins get no TURN servers.
+    pub turn: Option<TurnConfig>,
+}
+
+/// TURN servers sharing a secret with the node (coturn's `use-auth-secret` / `static-auth-secret`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:` / `turns:` URLs clients are given, e.g. `turns:turn.example.com:443?transport=tcp`.
+    /// As an environment variable (`SHOWCALL_TURN__URLS`): comma-separated.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN servers; at least [`MIN_TURN_SECRET_LEN`] bytes. Never logged.
+    pub secret: Secret,
+    /// How long a minted credential stays valid. The TURN server refuses to refresh an allocation
+    /// past it, so it must outlast the longest session that keeps media open; 1 minute to 7 days.
+    #[serde(default = "default_turn_credential_ttl", with = "humantime_serde")]
+    pub credential_ttl: Duration,
+}
+
+fn default_turn_credential_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl TurnConfig {
+    /// What the gateway hands out at login.
+    pub fn servers(&self) -> showcall_gateway::TurnServers {
+        showcall_gateway::TurnServers {
+            urls: self.urls.clone(),
+            secret: showcall_auth::TurnSecret::new(self.secret.0.as_bytes()),
+            credential_ttl: self.credential_ttl,
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        if self.urls.is_empty() {
+            problems.push("turn.urls is empty: clients would get no TURN server".to_owned());
+        }
+        for url in &self.urls {
+            if !(url.starts_with("turn:") || url.starts_with("turns:"))
+                || url.contains(char::is_whitespace)
+            {
+                problems.push(format!(
+                    "turn.urls: {url:?} is not a turn: or turns: URL (e.g. turns:turn.example.com:443?transport=tcp)"
+                ));
+            }
+        }
+        if self.secret.0.len() < MIN_TURN_SECRET_LEN {
+            problems.push(format!(
+                "turn.secret is shorter than {MIN_TURN_SECRET_LEN} bytes"
+            ));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600))
+            .contains(&self.credential_ttl)
+        {
+            problems.push("turn.credential_ttl must be 1m..=7d".to_owned());
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -280,6 +339,7 @@ impl Default for NodeConfig {
             max_connections: 10_000,
             max_connections_per_ip: 100,
             max_outbox_frames: 1024,
+            turn: None,
         }
     }
 }
@@ -531,10 +591,11 @@ impl NodeConfig {
             .separator("__")
             // An empty variable is an unset one, as shells and container runtimes often mean it.
             .ignore_empty(true)
-            // Lists (only `etcd_endpoints`) are comma-separated; parsing also lets numbers and booleans
+            // Lists (`etcd_endpoints`, `turn.urls`) are comma-separated; parsing also lets numbers and booleans
             // through typed, which the fields' own types then check.
             .list_separator(",")
             .with_list_parse_key("etcd_endpoints")
+            .with_list_parse_key("turn.urls")
             .try_parsing(true)
             .source(Some(env));
 
@@ -730,6 +791,10 @@ impl NodeConfig {
             problems.push(format!(
                 "media_tcp_addr {tcp} binds every interface: set media_advertise_ip to the address clients reach"
             ));
+        }
+
+        if let Some(turn) = &self.turn {
+            turn.problems(&mut problems);
         }
 
         if self.tls_cert.is_some() != self.tls_key.is_some() {
@@ -1194,6 +1259,70 @@ mod tests {
             "apps[0].api_keys[2].secret is the app's token secret",
             "apps[1].api_keys[0].key \"k1\" appears twice",
             "cluster_secret is not set",
+        ] {
+            assert!(msg.contains(expected), "{expected}: {msg}");
+        }
+    }
+
+    /// TURN from a file or from the environment (the compose file's way), and what validation refuses.
+    #[test]
+    fn turn_servers_load_from_a_file_or_the_environment_and_bad_ones_are_refused() {
+        let from_file = NodeConfig::from_layers(
+            file(
+                "[turn]\nurls = [\"turns:turn.example.com:443?transport=tcp\"]\n\
+                 secret = \"a-turn-secret-of-at-least-32-bytes!!\"\ncredential_ttl = \"2h\"\n",
+            ),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .expect("a [turn] table loads");
+        from_file.validate().expect("a good [turn] is valid");
+        let turn = from_file.turn.expect("turn is set");
+        assert_eq!(turn.urls, ["turns:turn.example.com:443?transport=tcp"]);
+        assert_eq!(turn.credential_ttl, Duration::from_secs(7200));
+        assert!(!format!("{turn:?}").contains("a-turn-secret"));
+
+        let from_env = NodeConfig::from_layers(
+            None,
+            env(&[
+                (
+                    "SHOWCALL_TURN__URLS",
+                    "turns:t.example.com:443?transport=tcp,turn:t.example.com:3478",
+                ),
+                (
+                    "SHOWCALL_TURN__SECRET",
+                    "a-turn-secret-of-at-least-32-bytes!!",
+                ),
+            ]),
+            &RunArgs::default(),
+        )
+        .expect("turn from the environment loads");
+        let turn = from_env.turn.expect("turn is set");
+        assert_eq!(turn.urls.len(), 2);
+        assert_eq!(turn.credential_ttl, Duration::from_secs(24 * 3600));
+
+        // Empty variables (the compose file's default) are unset ones: no TURN.
+        let unset = NodeConfig::from_layers(
+            None,
+            env(&[("SHOWCALL_TURN__URLS", ""), ("SHOWCALL_TURN__SECRET", "")]),
+            &RunArgs::default(),
+        )
+        .expect("empty variables load");
+        assert_eq!(unset.turn, None);
+
+        let bad = NodeConfig {
+            turn: Some(TurnConfig {
+                urls: vec!["https://turn.example.com".into()],
+                secret: Secret("short".into()),
+                credential_ttl: Duration::from_secs(1),
+            }),
+            ..NodeConfig::default()
+        };
+        let msg = bad.validate().unwrap_err().to_string();
+        for expected in [
+            "is not a turn: or turns: URL",
+            "turn.secret is shorter than 32 bytes",
+            "turn.credential_ttl must be 1m..=7d",
         ] {
             assert!(msg.contains(expected), "{expected}: {msg}");
         }

@@ -360,6 +360,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             outbox_frames: config.max_outbox_frames,
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
+            turn: config.turn.as_ref().map(|turn| turn.servers()),
         },
         shutdown_rx.clone(),
     );
