@@ -93,12 +93,32 @@ pub struct Browsers {
     /// Every profile directory handed to a Chromium; each one's `SingletonLock` names its browser's pid.
     profiles: Mutex<Vec<PathBuf>>,
     artifacts: PathBuf,
+    /// Flags every Chromium of this harness gets beside [`CHROMIUM_FLAGS`].
+    extra_flags: Vec<String>,
 }
 
 impl Browsers {
     /// Starts chromedriver on a free port. Screenshots and logs go to `artifacts/<artifacts_dir>/`.
     /// Panics (fails the test) when Chromium or chromedriver is missing.
     pub async fn start(artifacts_dir: &str) -> Self {
+        Self::start_in(artifacts_dir, None, Vec::new()).await
+    }
+
+    /// Like [`Browsers::start`], but chromedriver and its Chromiums run inside `host`'s network namespace
+    /// (they reach only what listens on `host.outside_ip`), each Chromium with `extra_flags` too.
+    pub async fn start_isolated(
+        artifacts_dir: &str,
+        host: &crate::netns::IsolatedHost,
+        extra_flags: Vec<String>,
+    ) -> Self {
+        Self::start_in(artifacts_dir, Some(host), extra_flags).await
+    }
+
+    async fn start_in(
+        artifacts_dir: &str,
+        isolated: Option<&crate::netns::IsolatedHost>,
+        extra_flags: Vec<String>,
+    ) -> Self {
         let chromium = find_binary("SHOWCALL_CHROMIUM", CHROMIUM_NAMES)
             .unwrap_or_else(|why| panic!("Chromium is not installed ({why}): {INSTALL_HINT}"));
         let chromedriver = find_binary("SHOWCALL_CHROMEDRIVER", &["chromedriver"])
@@ -108,7 +128,16 @@ impl Browsers {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", artifacts.display()));
 
         let port = free_port();
-        let mut driver = Command::new(&chromedriver)
+        // In a namespace chromedriver is reached over the link, from this side's address only.
+        let (mut command, driver_ip) = match isolated {
+            None => (Command::new(&chromedriver), "127.0.0.1".to_owned()),
+            Some(host) => {
+                let mut command = host.command(chromedriver.to_str().expect("utf-8 path"));
+                command.arg(format!("--allowed-ips={}", host.outside_ip));
+                (command, host.inside_ip.to_string())
+            }
+        };
+        let mut driver = command
             .arg(format!("--port={port}"))
             .arg(format!(
                 "--log-path={}",
@@ -126,7 +155,7 @@ impl Browsers {
         // chromedriver is ready once its port accepts connections.
         let start = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            if tokio::net::TcpStream::connect((driver_ip.as_str(), port))
                 .await
                 .is_ok()
             {
@@ -148,10 +177,11 @@ impl Browsers {
         Browsers {
             driver,
             driver_group,
-            webdriver_url: format!("http://127.0.0.1:{port}"),
+            webdriver_url: format!("http://{driver_ip}:{port}"),
             chromium,
             profiles: Mutex::new(Vec::new()),
             artifacts,
+            extra_flags,
         }
     }
 
@@ -176,6 +206,7 @@ impl Browsers {
             .push(profile.clone());
 
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.extend(self.extra_flags.iter().cloned());
         args.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = json!({
             "browserName": "chrome",
@@ -415,6 +446,31 @@ impl Page {
         }
     }
 
+    /// The candidate pair the `which` view's transport selected (`window.demo[which].pc`), once it has
+    /// one: `{state, nominated, bytesReceived, local, remote}`, each candidate as `{protocol,
+    /// candidateType, tcpType, relayProtocol, address, port}` from `getStats()`.
+    pub async fn selected_pair(&self, which: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let pair = self
+                .client
+                .execute_async(SELECTED_PAIR, vec![json!(which)])
+                .await
+                .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", self.name));
+            if pair.get("error").is_some() {
+                self.fail(&format!("getStats failed: {pair}")).await;
+            }
+            if pair.get("local").is_some() {
+                return pair;
+            }
+            if start.elapsed() > BROWSER_DEADLINE {
+                self.fail(&format!("{which} view: no candidate pair selected"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Polls `ready` until it holds; past the deadline fails with the page's status and log.
     pub async fn wait_until<F, Fut>(&self, what: &str, mut ready: F)
     where
@@ -474,3 +530,25 @@ impl Page {
         let _ = self.client.close().await;
     }
 }
+
+/// `Page::selected_pair`'s script: `arguments[0]` names the view.
+const SELECTED_PAIR: &str = r#"
+const [which, done] = arguments;
+(async () => {
+  const pc = window.demo[which] && window.demo[which].pc;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const candidate = (id) => {
+    const c = stats.get(id) || {};
+    return { protocol: c.protocol, candidateType: c.candidateType, tcpType: c.tcpType || null,
+             relayProtocol: c.relayProtocol || null, address: c.address || c.ip || null, port: c.port };
+  };
+  return { state: pair.state, nominated: !!pair.nominated, bytesReceived: pair.bytesReceived || 0,
+           local: candidate(pair.localCandidateId), remote: candidate(pair.remoteCandidateId) };
+})().then(done, (e) => done({ error: String(e) }));
+"#;

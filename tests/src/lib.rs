@@ -8,8 +8,12 @@
 pub mod admin;
 pub mod browser;
 pub mod cluster;
+/// A real coturn, TURN over TLS only (`turnserver`).
+pub mod coturn;
 
 pub mod grace_helpers;
+/// A network namespace on a veth pair: a client that reaches only chosen addresses.
+pub mod netns;
 /// An in-process OTLP trace collector.
 pub mod otlp_collector;
 

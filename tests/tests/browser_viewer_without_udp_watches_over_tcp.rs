@@ -27,12 +27,10 @@
 //! TCP connection). Chromium and chromedriver must be installed (`./scripts/test` installs them); without
 //! them this test fails, saying so. Screenshots go to `artifacts/browser/ice_tcp/`.
 
-use std::time::Instant;
-
-use serde_json::{Value, json};
+use serde_json::json;
 use showcall_sdk::ChannelRole;
 use showcall_tests::TestNode;
-use showcall_tests::browser::{BROWSER_DEADLINE, Browsers, Page};
+use showcall_tests::browser::{BROWSER_DEADLINE, Browsers};
 use showcall_tests::cluster::eventually;
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
@@ -74,28 +72,6 @@ RTCPeerConnection.prototype.setRemoteDescription = function (description, ...res
 return true;
 "#;
 
-/// The pair the live view's transport selected, with its two candidates (`null` before one is selected).
-const SELECTED_PAIR: &str = r#"
-const done = arguments[arguments.length - 1];
-(async () => {
-  const pc = window.demo.live && window.demo.live.pc;
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach((s) => {
-    if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
-  });
-  if (!pair) return null;
-  const candidate = (id) => {
-    const c = stats.get(id) || {};
-    return { protocol: c.protocol, candidateType: c.candidateType, tcpType: c.tcpType || null,
-             address: c.address || c.ip || null, port: c.port };
-  };
-  return { state: pair.state, nominated: !!pair.nominated, bytesReceived: pair.bytesReceived || 0,
-           local: candidate(pair.localCandidateId), remote: candidate(pair.remoteCandidateId) };
-})().then(done, (e) => done({ error: String(e) }));
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_viewer_whose_udp_cannot_reach_the_node_watches_over_ice_tcp() {
     let node = TestNode::start().await;
@@ -133,7 +109,7 @@ async fn a_chromium_viewer_whose_udp_cannot_reach_the_node_watches_over_ice_tcp(
     viewer.screenshot("watching-over-tcp").await;
 
     // Chromium's selected connection is ICE-TCP, to the node's TCP port.
-    let pair = selected_pair(&viewer).await;
+    let pair = viewer.selected_pair("live").await;
     for end in ["local", "remote"] {
         assert_eq!(
             pair[end]["protocol"],
@@ -179,28 +155,6 @@ async fn a_chromium_viewer_whose_udp_cannot_reach_the_node_watches_over_ice_tcp(
     viewer.close().await;
     drop(browsers);
     node.handle.shutdown().await;
-}
-
-/// The selected candidate pair of the page's live view, once its transport has one.
-async fn selected_pair(page: &Page) -> Value {
-    let start = Instant::now();
-    loop {
-        let pair = page
-            .client
-            .execute_async(SELECTED_PAIR, vec![])
-            .await
-            .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", page.name));
-        if pair.get("error").is_some() {
-            page.fail(&format!("getStats failed: {pair}")).await;
-        }
-        if pair.get("local").is_some() {
-            return pair;
-        }
-        if start.elapsed() > BROWSER_DEADLINE {
-            page.fail("no candidate pair selected").await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// The address and port of the first passive TCP candidate

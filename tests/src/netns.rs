@@ -1,0 +1,100 @@
+//! A network namespace joined to this one by a veth pair: a second machine on a wire of its own, for
+//! tests that need a client whose only way out is a chosen address (no netem or firewall rules here).
+//!
+//! Inside, the client sees its own loopback and one link, `inside_ip` ↔ `outside_ip`. What listens on
+//! `outside_ip` in this namespace it can reach; what listens only on 127.0.0.1 here it cannot (its
+//! 127.0.0.1 is its own, where nothing listens: UDP is answered ICMP port-unreachable and TCP with a
+//! reset — a network that lets only chosen ports out, as far as the client can tell).
+//!
+//! Needs root (`ip netns`, `ip link`); [`IsolatedHost::create`] panics saying so otherwise.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static MADE: AtomicU32 = AtomicU32::new(0);
+
+pub struct IsolatedHost {
+    /// The namespace's name, for `ip netns exec`.
+    pub name: String,
+    /// The address of this namespace's end of the link: what the client can reach.
+    pub outside_ip: Ipv4Addr,
+    /// The client's address inside.
+    pub inside_ip: Ipv4Addr,
+}
+
+impl IsolatedHost {
+    /// A new namespace with its link up. Names and the /30 subnet come from the process id and a counter,
+    /// so concurrent tests (and test processes) do not collide.
+    pub fn create() -> Self {
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("sc{pid}n{n}");
+        // 10.200.0.0/14 split into /30s by (pid, n).
+        let slot = (pid.wrapping_mul(8).wrapping_add(n)) % (1 << 16);
+        let base = Ipv4Addr::new(
+            10,
+            200 + (slot >> 14) as u8,
+            ((slot >> 6) & 0xff) as u8,
+            ((slot & 0x3f) * 4) as u8,
+        );
+        let [a, b, c, d] = base.octets();
+        let outside_ip = Ipv4Addr::new(a, b, c, d + 1);
+        let inside_ip = Ipv4Addr::new(a, b, c, d + 2);
+        let (outside, inside) = (format!("{name}o"), format!("{name}i"));
+        let host = IsolatedHost {
+            name: name.clone(),
+            outside_ip,
+            inside_ip,
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        ip(&["link", "set", &inside, "netns", &name]);
+        ip(&["addr", "add", &format!("{outside_ip}/30"), "dev", &outside]);
+        ip(&["link", "set", &outside, "up"]);
+        host.exec_ip(&["addr", "add", &format!("{inside_ip}/30"), "dev", &inside]);
+        host.exec_ip(&["link", "set", &inside, "up"]);
+        host.exec_ip(&["link", "set", "lo", "up"]);
+        host
+    }
+
+    /// `program args…` run inside the namespace.
+    pub fn command(&self, program: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    fn exec_ip(&self, args: &[&str]) {
+        let mut all = vec!["netns", "exec", &self.name, "ip"];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+}
+
+impl Drop for IsolatedHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and with it ours.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip` (iproute2): {e}"));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed ({}): {} — the namespace tests need root",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}

@@ -1,0 +1,115 @@
+//! A Chromium viewer on a network that lets only TLS on port 443 out still watches the live room: the node
+//! hands its login TURN servers with credentials of its own, the web SDK opens its peer connection with
+//! them, and Chromium relays the media through coturn over TLS.
+//!
+//! The network is made by topology, not by rewriting anything: Chromium (and its chromedriver) run in a
+//! network namespace joined to this one by a veth pair. From inside, the only addresses that answer are
+//! on the link's far end (`outside_ip`): the node's signaling (and demo pages) and coturn, which listens
+//! there for TURN over TLS on 443 and nothing else (no plain UDP or TCP listener, no DTLS). The node's media
+//! — UDP and ICE-TCP — listens on 127.0.0.1 only, which inside the namespace is the namespace's own
+//! loopback where nothing listens: Chromium's direct checks to the node's candidates are refused. coturn's
+//! relay sockets are on 127.0.0.1 here, where the node's media is. Nothing in the web SDK, the demo page
+//! or the node is special for the test; the node only has `[turn]` configured, as an operator would.
+//!
+//! Chromium is told to trust exactly coturn's key (`--ignore-certificate-errors-spki-list`), as a
+//! deployment's TURN certificate would be trusted through its CA.
+//!
+//! What is checked is what a person and an operator see: the page decodes video; the pair Chromium
+//! selected is its relay candidate, relayed over TLS, to the node's UDP candidate; coturn logged a
+//! successful allocation for the viewer's own credentials (`<expiry>:demo:fan-1`).
+//!
+//! Needs root (network namespaces), coturn, Chromium and chromedriver (`./scripts/test` installs them).
+//! Screenshots go to `artifacts/browser/turn_tls/`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+use showcall_node::config::{Secret, TurnConfig};
+use showcall_sdk::ChannelRole;
+use showcall_tests::TestNode;
+use showcall_tests::browser::Browsers;
+use showcall_tests::coturn::Coturn;
+use showcall_tests::netns::IsolatedHost;
+use showcall_tests::sdk_helpers::SdkUser;
+
+const HOST: &str = "host";
+const LIVE: &str = "host_live";
+const VIEWER: &str = "fan-1";
+/// Video frames the page must decode: a second of the host's 30 fps, past its first keyframe.
+const FRAMES: u64 = 30;
+const TURN_SECRET: &str = "the-turn-secret-shared-with-coturn-0123";
+const TLS_PORT: u16 = 443;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_viewer_that_can_reach_only_tls_on_443_watches_through_turn() {
+    let network = IsolatedHost::create();
+    let coturn = Coturn::start_tls(network.outside_ip, TLS_PORT, TURN_SECRET).await;
+    let outside = network.outside_ip;
+    let node = TestNode::start_with(|config| {
+        // Signaling where the namespace reaches it; media stays on 127.0.0.1, out of its reach.
+        config.signal_addr = SocketAddr::from((outside, 0));
+        // One media worker: its port is `media_addr`'s, the one the relay must reach.
+        config.media_workers = 1;
+        config.turn = Some(TurnConfig {
+            urls: vec![format!("turns:{outside}:{TLS_PORT}?transport=tcp")],
+            secret: Secret(TURN_SECRET.into()),
+            credential_ttl: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    assert!(node.handle.media_addr.ip().is_loopback());
+
+    let host = SdkUser::login(&node, HOST).await;
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+
+    let pin = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        coturn.spki_sha256()
+    );
+    let browsers = Browsers::start_isolated("browser/turn_tls", &network, vec![pin]).await;
+    let base = format!("http://{}", node.handle.signal_addr);
+    let viewer = browsers
+        .open(
+            "viewer",
+            &format!("{base}/live.html?uid={VIEWER}&host={HOST}"),
+        )
+        .await;
+    viewer.click("watch").await;
+    viewer.wait_state("live-state", "live").await;
+
+    // The person sees video.
+    viewer.wait_frames_above("live", FRAMES).await;
+    viewer.screenshot("watching-through-turn").await;
+
+    // Through the relay, over TLS, to the node's UDP media port.
+    let pair = viewer.selected_pair("live").await;
+    assert_eq!(pair["state"], json!("succeeded"), "{pair}");
+    assert_eq!(
+        (
+            &pair["local"]["candidateType"],
+            &pair["local"]["relayProtocol"]
+        ),
+        (&json!("relay"), &json!("tls")),
+        "the selected local candidate is a TURN relay reached over TLS: {pair}"
+    );
+    assert_eq!(
+        (&pair["remote"]["protocol"], &pair["remote"]["port"]),
+        (&json!("udp"), &json!(node.handle.media_addr.port())),
+        "the relay sends to the node's UDP media port: {pair}"
+    );
+
+    // The operator sees it in coturn's log: an allocation with the viewer's own minted credentials.
+    let log = coturn.log();
+    let viewer_allocated = log.lines().any(|line| {
+        line.contains(&format!(":demo:{VIEWER}>")) && line.contains("ALLOCATE processed, success")
+    });
+    assert!(
+        viewer_allocated,
+        "coturn allocated a relay for {VIEWER}'s credentials; its log:\n{log}"
+    );
+
+    viewer.close().await;
+    drop(browsers);
+    node.handle.shutdown().await;
+}
