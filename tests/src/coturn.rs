@@ -1,13 +1,14 @@
 //! A real coturn (`turnserver`, Debian's `coturn`) listening for TURN over TLS only, with the
 //! `use-auth-secret` credentials the node mints: what `deploy/README.md` "TURN" tells operators to run.
 //!
-//! Its certificate is a fresh self-signed one for its IP (made with `openssl`); a browser is told to trust
-//! exactly that key ([`Coturn::spki_sha256`] for Chromium's `--ignore-certificate-errors-spki-list`).
+//! Its certificate is a fresh one for its IP, signed by a fresh test CA (both made with `openssl`): a Rust
+//! client trusts the CA ([`Coturn::ca_pem`]), a browser exactly the certificate's key
+//! ([`Coturn::spki_sha256`] for Chromium's `--ignore-certificate-errors-spki-list`).
 //! Relay sockets are bound on 127.0.0.1 (`relay-ip`), where the test's node listens, with loopback peers
 //! allowed (coturn refuses them by default). Killed on drop.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ pub struct Coturn {
     /// Where it listens for TURN over TLS.
     pub tls_addr: SocketAddr,
     spki_sha256: String,
+    ca_pem: String,
 }
 
 impl Coturn {
@@ -34,25 +36,7 @@ impl Coturn {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("coturn temp dir");
         let (cert, key) = (dir.join("turn.crt"), dir.join("turn.key"));
-        run_openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key.to_str().expect("utf-8 path"),
-            "-out",
-            cert.to_str().expect("utf-8 path"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=showcall test TURN",
-            "-addext",
-            &format!("subjectAltName=IP:{listen_ip}"),
-        ]);
+        let ca_pem = issue_certificate(&dir, listen_ip);
         let spki_sha256 = spki_sha256(&cert);
 
         let log = dir.join("turnserver.log");
@@ -89,6 +73,7 @@ impl Coturn {
             dir,
             tls_addr: SocketAddr::from((listen_ip, port)),
             spki_sha256,
+            ca_pem,
         };
         // Ready once its TLS port accepts connections.
         let start = Instant::now();
@@ -118,6 +103,11 @@ impl Coturn {
         &self.spki_sha256
     }
 
+    /// The test CA that signed its certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     /// What it logged so far (allocations, refusals), for a failure message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("turnserver.log")).unwrap_or_default()
@@ -126,9 +116,78 @@ impl Coturn {
 
 impl Drop for Coturn {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("coturn's log (the test failed):\n{}", self.log());
+        }
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A CA (`ca.crt`) and a certificate it signed for `ip` (`turn.crt`, `turn.key`) in `dir`; the CA's PEM.
+fn issue_certificate(dir: &Path, ip: Ipv4Addr) -> String {
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    let (ca_key, ca_crt) = (path("ca.key"), path("ca.crt"));
+    ca.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_crt,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=showcall test TURN CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run_openssl(&ca);
+    let (key, csr, crt) = (path("turn.key"), path("turn.csr"), path("turn.crt"));
+    let mut request = vec!["req"];
+    request.extend(ec);
+    request.extend([
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=showcall test TURN",
+    ]);
+    run_openssl(&request);
+    let ext = path("turn.ext");
+    std::fs::write(
+        &ext,
+        format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+    )
+    .expect("write the extensions");
+    run_openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    std::fs::read_to_string(&ca_crt).expect("read the CA")
 }
 
 fn run_openssl(args: &[&str]) -> Vec<u8> {

@@ -67,6 +67,33 @@ impl IsolatedHost {
         command
     }
 
+    /// Runs `task` on a thread of its own that has joined the namespace, in a runtime of its own: every
+    /// socket it opens is inside (a client of the isolated machine), while the rest of the test runs
+    /// outside. Resolves with the task's output (panics in the task fail the test).
+    pub async fn run_inside<F, Fut, T>(&self, task: F) -> T
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+        T: Send + 'static,
+    {
+        let namespace = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("open the namespace {}: {e}", self.name));
+        let thread = std::thread::spawn(move || {
+            nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("join the network namespace");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime inside the namespace")
+                .block_on(task())
+        });
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the namespace thread's waiter failed: {e}"),
+        }
+    }
+
     fn exec_ip(&self, args: &[&str]) {
         let mut all = vec!["netns", "exec", &self.name, "ip"];
         all.extend_from_slice(args);

@@ -19,7 +19,8 @@
 //! - [`MediaPeer`] sets a session up: binds one UDP socket (127.0.0.1:0 by default), builds a str0m
 //!   `Rtc` (a full ICE agent, not ICE-lite; codecs limited to Opus and VP8), adds the socket as its host
 //!   candidate and an active ICE-TCP candidate beside it (`ice_tcp`: the fallback when UDP does not
-//!   reach the node), and negotiates: [`create_offer`](MediaPeer::create_offer) (one audio and one video
+//!   reach the node) — and, when the login has `turns:` servers, a relayed candidate on one of them
+//!   (`turn_relay`: the fallback when only TLS on 443 gets out) — and negotiates: [`create_offer`](MediaPeer::create_offer) (one audio and one video
 //!   m-line) + [`accept_answer`](MediaPeer::accept_answer), or [`accept_offer`](MediaPeer::accept_offer)
 //!   for the answering side. [`start`](MediaPeer::start) hands it to a tokio task and returns the
 //!   [`MediaSession`] handle.
@@ -43,6 +44,7 @@
 //! - [`source`] — [`MediaSource`] (the parsed clip) and the real-time pacing.
 //! - `peer` — [`MediaPeer`]: socket, `Rtc`, offer/answer.
 //! - `ice_tcp` — the active side of ICE-TCP: the TCP candidate and the connections behind it.
+//! - `turn_relay` — TURN over TLS: the relayed candidate and the allocation behind it.
 //! - `session` — [`MediaSession`], [`MediaStats`], [`ReceivedFrame`] and the run loop.
 //! - `offers` — answering the node's renegotiation offers, for every kind of session.
 //! - `probe` — [`RtpProbe`] (and [`ProbePeer`], its setup): a receive-only peer in str0m's RTP mode
@@ -60,6 +62,7 @@ mod rtc_driver;
 pub mod rtp_record;
 mod session;
 pub mod source;
+mod turn_relay;
 
 #[cfg(test)]
 mod tests;
@@ -96,6 +99,13 @@ pub struct MediaOptions {
     /// Ask the sender for a keyframe (PLI) when video arrives that a decoder could not use — before the
     /// first keyframe, or after a gap — at most every 500 ms, as a browser does. Default true.
     pub request_keyframes: bool,
+    /// Allocate a relay on the login's first reachable `turns:` server (`LoginInfo::ice_servers`) before
+    /// joining and offer it as a relayed candidate: the path when only TLS on 443 leaves the network
+    /// (see `turn_relay`). Nothing happens when the login has no TURN servers. Default true.
+    pub turn: bool,
+    /// PEM CA certificates trusted for TURN servers' TLS beside the public web roots (a private CA).
+    /// Default none.
+    pub turn_ca_pem: Option<String>,
 }
 
 impl Default for MediaOptions {
@@ -108,6 +118,8 @@ impl Default for MediaOptions {
             udp: true,
             tcp: true,
             request_keyframes: true,
+            turn: true,
+            turn_ca_pem: None,
         }
     }
 }
@@ -119,6 +131,8 @@ pub enum MediaTransport {
     Udp,
     /// ICE-TCP: a TCP connection to the node's media port (the fallback when UDP does not get through).
     Tcp,
+    /// A TURN relay reached over TLS (the fallback when only TLS on 443 gets out).
+    Turn,
 }
 
 /// Audio or video.

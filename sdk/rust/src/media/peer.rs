@@ -15,6 +15,7 @@ use str0m::{Candidate, Output, Rtc};
 use super::ice_tcp::{self, TcpPaths};
 use super::negotiation;
 use super::session::{self, MediaSession};
+use super::turn_relay::TurnRelay;
 use super::{MediaOptions, MediaSource, TrackKind};
 use crate::SdkError;
 
@@ -33,6 +34,8 @@ pub struct MediaPeer {
     negotiated: bool,
     /// The ICE-TCP connections the session will make (to the remote's passive TCP candidates).
     tcp_paths: TcpPaths,
+    /// The TURN allocation behind the relayed candidate, when there is one.
+    relay: Option<TurnRelay>,
 }
 
 impl fmt::Debug for MediaPeer {
@@ -110,9 +113,23 @@ impl MediaPeer {
             tracks: Vec::new(),
             negotiated: false,
             tcp_paths: TcpPaths::default(),
+            relay: None,
         };
         peer.settle()?;
         Ok(peer)
+    }
+
+    /// Offers `relay`'s relayed address as a candidate (before the offer or answer is made), and hands
+    /// the allocation to the session.
+    pub(crate) fn add_relay(&mut self, relay: TurnRelay) -> Result<(), SdkError> {
+        if self.rtc.add_local_candidate(relay.candidate()?).is_none() {
+            return Err(SdkError::Transport(format!(
+                "relayed candidate {} refused",
+                relay.relayed_addr()
+            )));
+        }
+        self.relay = Some(relay);
+        self.settle()
     }
 
     /// The UDP address media flows through (the host candidate).
@@ -196,6 +213,7 @@ impl MediaPeer {
             source: self.source,
             tracks: self.tracks,
             tcp_paths: self.tcp_paths,
+            relay: self.relay,
         }))
     }
 }

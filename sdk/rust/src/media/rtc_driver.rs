@@ -19,6 +19,12 @@ pub(crate) trait RtcDriver {
     fn rtc(&mut self) -> &mut Rtc;
     /// The socket datagrams go out on (non-blocking: a datagram the kernel will not take is lost, as UDP).
     fn sender(&self) -> &UdpSocket;
+    /// Sends a UDP datagram str0m sends from `from` (the host candidate's socket, unless the peer
+    /// routes a relayed candidate's elsewhere).
+    fn send_udp(&mut self, from: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        let _ = from;
+        send_datagram(self.sender(), to, datagram);
+    }
     /// Sends a datagram str0m sends over ICE-TCP (a peer without TCP candidates never gets one).
     fn send_tcp(&mut self, to: SocketAddr, datagram: &[u8]) {
         tracing::trace!(%to, len = datagram.len(), "tcp datagram without tcp paths dropped");
@@ -65,11 +71,7 @@ pub(crate) trait RtcDriver {
                     return Ok(());
                 }
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => {
-                        if let Err(e) = self.sender().send_to(&t.contents, t.destination) {
-                            tracing::trace!(to = %t.destination, error = %e, "datagram dropped");
-                        }
-                    }
+                    Protocol::Udp => self.send_udp(t.source, t.destination, &t.contents),
                     Protocol::Tcp => self.send_tcp(t.destination, &t.contents),
                     // No such candidate is offered.
                     Protocol::SslTcp | Protocol::Tls => {}
@@ -77,5 +79,12 @@ pub(crate) trait RtcDriver {
                 Output::Event(event) => self.on_event(event, now)?,
             }
         }
+    }
+}
+
+/// Sends one datagram on a non-blocking socket; one the kernel will not take is lost, as UDP.
+pub(crate) fn send_datagram(sender: &UdpSocket, to: SocketAddr, datagram: &[u8]) {
+    if let Err(e) = sender.send_to(datagram, to) {
+        tracing::trace!(%to, error = %e, "datagram dropped");
     }
 }

@@ -25,8 +25,9 @@ use super::ice_tcp::{self, TcpPaths};
 use super::ivf::vp8_is_keyframe;
 use super::negotiation;
 use super::offers;
-use super::rtc_driver::{RtcDriver, Stop};
+use super::rtc_driver::{RtcDriver, Stop, send_datagram};
 use super::source::{AudioCursor, VideoCursor, media_ticks};
+use super::turn_relay::{self, TurnRelay};
 use super::{MediaOptions, MediaPeer, MediaSource, MediaTransport, TrackKind};
 use crate::{ChannelJoined, ChannelRole, SdkError, SignalClient, WeakSignalClient};
 
@@ -134,7 +135,15 @@ impl MediaSession {
         role: ChannelRole,
         opts: MediaOptions,
     ) -> Result<(MediaSession, ChannelJoined), SdkError> {
+        let relay = if opts.turn {
+            allocate_relay(signal, opts.turn_ca_pem.as_deref()).await
+        } else {
+            None
+        };
         let mut peer = MediaPeer::new(opts)?;
+        if let Some(relay) = relay {
+            peer.add_relay(relay)?;
+        }
         let offer = peer.create_offer(role == ChannelRole::Broadcaster)?;
         // Subscribed before joining, so an offer right after the join is not missed.
         let events = signal.subscribe_events();
@@ -297,6 +306,7 @@ pub(crate) struct Setup {
     pub(crate) source: Arc<MediaSource>,
     pub(crate) tracks: Vec<(Mid, TrackKind)>,
     pub(crate) tcp_paths: TcpPaths,
+    pub(crate) relay: Option<TurnRelay>,
 }
 
 pub(crate) fn spawn(setup: Setup) -> MediaSession {
@@ -320,6 +330,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         local_addr: setup.local_addr,
         tcp_local: ice_tcp::active_addr(setup.opts.bind_ip),
         tcp: setup.tcp_paths,
+        relay: setup.relay,
         last_transport: MediaTransport::Udp,
         tracks: setup
             .tracks
@@ -403,6 +414,9 @@ struct Driver {
     tcp_local: SocketAddr,
     /// The ICE-TCP connections (`ice_tcp`).
     tcp: TcpPaths,
+    /// The TURN allocation behind the relayed candidate (`turn_relay`), until the session connects
+    /// another way.
+    relay: Option<TurnRelay>,
     /// The transport of the last datagram received (what the session connects over, when it does).
     last_transport: MediaTransport,
     tracks: Vec<Track>,
@@ -431,7 +445,41 @@ enum Wake {
     Datagram(std::io::Result<(usize, SocketAddr)>),
     /// A datagram from an ICE-TCP connection.
     TcpDatagram(SocketAddr, Vec<u8>),
+    /// A datagram the TURN server relayed from a peer.
+    RelayedDatagram(SocketAddr, Vec<u8>),
     Timer,
+}
+
+/// A relay on the first of the login's `turns:` servers that allocates one; `None` when the login has
+/// none or none does (the session then goes on without, as a browser whose TURN server fails).
+async fn allocate_relay(signal: &SignalClient, ca_pem: Option<&str>) -> Option<TurnRelay> {
+    let servers = signal.login_info().map(|info| info.ice_servers)?;
+    let servers = turn_relay::turns_servers(&servers);
+    if servers.is_empty() {
+        return None;
+    }
+    let tls = match turn_relay::tls_config(ca_pem) {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::warn!(error = %e, "no TURN relay: its TLS settings are unusable");
+            return None;
+        }
+    };
+    for (server, credentials) in servers {
+        match TurnRelay::allocate(&server, credentials, tls.clone()).await {
+            Ok(relay) => return Some(relay),
+            Err(e) => tracing::info!(error = %e, "TURN relay not allocated"),
+        }
+    }
+    None
+}
+
+/// The relay's next datagram; pending forever without one.
+async fn relayed(relay: &mut Option<TurnRelay>) -> (SocketAddr, Vec<u8>) {
+    match relay {
+        Some(relay) => relay.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -447,6 +495,7 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
             command = commands.recv() => Wake::Command(command),
             received = d.socket.recv_from(&mut buf) => Wake::Datagram(received),
             (from, data) = d.tcp.recv() => Wake::TcpDatagram(from, data),
+            (from, data) = relayed(&mut d.relay) => Wake::RelayedDatagram(from, data),
             () = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
         };
         let handled = match wake {
@@ -473,6 +522,7 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
             }
             Wake::Datagram(Ok((n, source))) => d.receive(Protocol::Udp, source, &buf[..n]),
             Wake::TcpDatagram(source, data) => d.receive(Protocol::Tcp, source, &data),
+            Wake::RelayedDatagram(source, data) => d.receive_relayed(source, &data),
             Wake::Datagram(Err(e)) => d.receive_error(e),
         };
         if let Err(stop) = handled {
@@ -594,8 +644,15 @@ impl Driver {
         self.video.resume(now);
         self.audio.resume(now);
         let transport = self.last_transport;
-        if transport == MediaTransport::Udp {
+        if transport != MediaTransport::Tcp {
             self.tcp.stand_down();
+        }
+        if transport != MediaTransport::Turn && self.relay.take().is_some() {
+            // The allocation would only carry str0m's checks of a path it does not use: released.
+            tracing::debug!(
+                ?transport,
+                "connected without the relay: its allocation is released"
+            );
         }
         self.stats.update(|s| {
             s.connected = true;
@@ -680,6 +737,31 @@ impl Driver {
             Protocol::Tcp => MediaTransport::Tcp,
             _ => MediaTransport::Udp,
         };
+        self.mutate(now, |rtc| rtc.handle_input(input))
+    }
+
+    /// A datagram the TURN server relayed from `source`: as received on the relayed address.
+    fn receive_relayed(&mut self, source: SocketAddr, datagram: &[u8]) -> Result<(), Stop> {
+        let Some(relayed) = self.relay.as_ref().map(TurnRelay::relayed_addr) else {
+            return Ok(());
+        };
+        let Ok(contents) = datagram.try_into() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: relayed,
+                contents,
+            },
+        );
+        if !self.rtc.accepts(&input) {
+            return Ok(());
+        }
+        self.last_transport = MediaTransport::Turn;
         self.mutate(now, |rtc| rtc.handle_input(input))
     }
 
@@ -856,6 +938,13 @@ impl RtcDriver for Driver {
 
     fn send_tcp(&mut self, to: SocketAddr, datagram: &[u8]) {
         self.tcp.send(to, datagram);
+    }
+
+    fn send_udp(&mut self, from: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        match &self.relay {
+            Some(relay) if relay.relayed_addr() == from => relay.send(to, datagram),
+            _ => send_datagram(&self.sender, to, datagram),
+        }
     }
 
     fn set_deadline(&mut self, at: Instant) {
