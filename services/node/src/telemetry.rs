@@ -42,9 +42,7 @@ impl Telemetry {
         let logs = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-            );
+            .with_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()));
         let provider = otlp_endpoint
             .map(|endpoint| provider(endpoint, node_id))
             .transpose()?;
@@ -77,6 +75,24 @@ impl Telemetry {
     }
 }
 
+/// What is logged: `RUST_LOG` (default `info`), with the actor framework's own spans at `warn` unless
+/// `RUST_LOG` names `ractor`. ractor opens an `info` span per actor (its internal id, `Actor{id="0.42"}`),
+/// one per call: recording it cost ≈ 10 % of a node's CPU per call setup (`ringing --rate 1000`, node
+/// alone: 3.41 against 3.04 CPU seconds per 10,000 setups, three runs each on a busy box) and told an
+/// operator nothing the log lines' own fields do not.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let spec = if spec.contains("ractor") {
+        spec.to_owned()
+    } else {
+        format!("{spec},ractor=warn")
+    };
+    EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("RUST_LOG {spec:?} is not a valid filter ({e}): logging at info");
+        EnvFilter::new("info,ractor=warn")
+    })
+}
+
 fn provider(endpoint: &str, node_id: &str) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -94,4 +110,27 @@ fn provider(endpoint: &str, node_id: &str) -> anyhow::Result<SdkTracerProvider> 
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_actor_frameworks_spans_are_off_unless_rust_log_names_them() {
+        for (rust_log, want) in [
+            (None, "ractor=warn"),
+            (Some(""), "ractor=warn"),
+            (Some("debug"), "ractor=warn"),
+            (Some("info,ractor=debug"), "ractor=debug"),
+        ] {
+            let filter = log_filter(rust_log).to_string();
+            assert!(filter.contains(want), "{rust_log:?} → {filter}");
+        }
+        assert!(
+            !log_filter(Some("info,ractor=debug"))
+                .to_string()
+                .contains("ractor=warn")
+        );
+    }
 }
