@@ -153,6 +153,19 @@ pub enum Benchmark {
         #[arg(long, value_name = "N", default_value_t = 3)]
         audience: usize,
     },
+    /// A viewer changes its network (a new UDP socket) and restarts ICE over signaling, round after
+    /// round; measures the change → its video again, beside a fresh join's first frame in the same run.
+    IceRestart {
+        /// How many network changes.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        rounds: usize,
+        /// Each video frame of the sample is sent this many times its size (as in `fanout`).
+        #[arg(long, value_name = "K", default_value_t = 7)]
+        video_scale: usize,
+        /// Seed of the random pauses between changes (0–1 s each), so a run can be repeated.
+        #[arg(long, value_name = "N", default_value_t = 12)]
+        seed: u64,
+    },
     /// A cluster on this machine (etcd from PATH + in-process nodes): ringing across 3 nodes vs 1 node,
     /// cross-node envelope throughput, time for a joining node to take its share, time from a node's
     /// crash (lease no longer renewed) to all its partitions re-owned.
@@ -345,6 +358,15 @@ mod tests {
             panic!("expected switch");
         };
         assert_eq!((rounds, audience), (10, 3));
+        let Benchmark::IceRestart {
+            rounds,
+            video_scale,
+            seed,
+        } = parse(&["showcall-bench", "ice-restart"])
+        else {
+            panic!("expected ice-restart");
+        };
+        assert_eq!((rounds, video_scale, seed), (50, 7, 12));
         let Benchmark::Join {
             viewers,
             video_scale,

@@ -14,6 +14,8 @@
 //! - `floor` (`hardware_floor`): the hardware floor alone.
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
+//! - `ice-restart` (`ice_restart`): a viewer's network change (new socket, ICE restart over signaling)
+//!   → its video again, beside a fresh join's first frame (the floor) in the same run.
 //! - `join` (`join`): viewers join a live room at random points of its GOP; join → first video frame
 //!   and ICE/DTLS connect → first video frame, beside one signaling round trip (the goal's floor), and
 //!   how many first frames the router served from its kept keyframe.
@@ -50,6 +52,7 @@ mod cluster;
 mod cpu;
 mod fanout;
 mod hardware_floor;
+mod ice_restart;
 mod idle;
 mod join;
 mod lifecycle;
@@ -125,6 +128,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Benchmark::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
         Benchmark::Switch { rounds, audience } => switch::run(rounds, audience).await,
+        Benchmark::IceRestart {
+            rounds,
+            video_scale,
+            seed,
+        } => ice_restart::run(rounds, video_scale, seed).await,
         Benchmark::Cluster {
             pairs,
             rounds,

@@ -125,6 +125,13 @@ def signal_frames():
                 "revision": "2",
             },
         },
+        "restart_ice": {
+            "requestId": "13",
+            "restartIce": {
+                "channel": "host-1_live",
+                "sdpOffer": sdp("chrome-recvonly-offer.sdp"),
+            },
+        },
         "leave": {"requestId": "10", "leaveChannel": {"channel": "host-1_live"}},
         "ping": {"requestId": "11", "ping": {}},
         "logout": {"requestId": "12", "logout": {}},

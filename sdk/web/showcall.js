@@ -436,6 +436,16 @@ export class SignalClient {
     await this.request('answerMedia', { channel, sdpAnswer, revision: String(revision) });
   }
 
+  /**
+   * Restarts ICE on this user's media session in `channel` (RestartIce): `sdpOffer` is the session's offer
+   * with new ICE credentials (createOffer({ iceRestart: true })). Resolves with the node's SDP answer.
+   * MediaClient does this itself when its connection drops (see MediaClient.restartIce).
+   */
+  async restartIce(channel, sdpOffer) {
+    const r = await this.request('restartIce', { channel, sdpOffer });
+    return (r.iceRestarted && r.iceRestarted.sdpAnswer) || '';
+  }
+
   async ping() {
     await this.request('ping', {});
   }
@@ -858,6 +868,12 @@ function preferCodecs(transceiver, kind, preferred) {
   }
 }
 
+// The first a=ice-ufrag of an SDP ('' without one).
+function iceUfragOf(sdp) {
+  const m = /^a=ice-ufrag:(\S+)/m.exec(sdp || '');
+  return m ? m[1] : '';
+}
+
 function iceGatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
@@ -884,8 +900,11 @@ function iceGatheringComplete(pc, timeoutMs) {
  * candidate (the node is ICE-lite: the full offer is sent once, no trickle), sends the offer in JoinChannel
  * and applies the node's answer. The node may renegotiate later ('mediaOffer' channel events: when the
  * channel's publisher leaves, its tracks end; when one joins, they come back); the client answers those by
- * itself. Listener methods (optional): onRemoteTrack(track, stream), onRemoteTrackRemoved(track, stream),
- * onConnectionStateChange(state).
+ * itself. When the connection drops ('failed' at once; 'disconnected' that lasts `iceRestartDelayMs`) — the
+ * network changed — it restarts ICE over the same signaling session (restartIce()): same tracks, same
+ * membership, the call goes on. Listener methods (optional): onRemoteTrack(track, stream),
+ * onRemoteTrackRemoved(track, stream), onConnectionStateChange(state), onIceRestarted(count),
+ * onIceRestartFailed(error).
  */
 export class MediaClient {
   constructor(signal, options = {}) {
@@ -895,8 +914,15 @@ export class MediaClient {
       videoCodecs: DEFAULT_VIDEO_CODECS,
       audioCodecs: DEFAULT_AUDIO_CODECS,
       iceGatheringTimeoutMs: 5000,
+      // How long a 'disconnected' connection may stay so before ICE is restarted (browsers often recover
+      // from a short 'disconnected' by themselves; 'failed' restarts at once). null: never by itself.
+      iceRestartDelayMs: 2000,
       ...options,
     };
+    /** ICE restarts the node answered and this client applied. */
+    this.iceRestarts = 0;
+    this._restart = null;
+    this._restartTimer = null;
     this.pc = null;
     this.channel = null;
     this.role = null;
@@ -924,6 +950,9 @@ export class MediaClient {
   async _answer(ev) {
     const pc = this.pc;
     if (!pc || ev.channel !== this.channel) return;
+    // An offer made before our ICE restart reached the node names the node's old credentials: the node
+    // dropped it (and offers again if it must). Applying it would restart ICE the other way.
+    if (pc.remoteDescription && iceUfragOf(ev.sdpOffer) !== iceUfragOf(pc.remoteDescription.sdp)) return;
     await pc.setRemoteDescription({ type: 'offer', sdp: ev.sdpOffer });
     await pc.setLocalDescription(await pc.createAnswer());
     await this.signal.answerMedia(ev.channel, pc.localDescription.sdp, ev.revision);
@@ -967,7 +996,10 @@ export class MediaClient {
       this.remoteStream.addTrack(ev.track);
       notify(this._listeners, 'onRemoteTrack', ev.track, this.remoteStream);
     };
-    pc.onconnectionstatechange = () => notify(this._listeners, 'onConnectionStateChange', pc.connectionState);
+    pc.onconnectionstatechange = () => {
+      notify(this._listeners, 'onConnectionStateChange', pc.connectionState);
+      this._watchConnection(pc);
+    };
     for (const kind of ['audio', 'video']) {
       const track = sending ? localStream.getTracks().find((t) => t.kind === kind) : null;
       const transceiver = track
@@ -999,6 +1031,62 @@ export class MediaClient {
       this.signal.removeListener(this._signalListener);
       throw e;
     }
+  }
+
+  /**
+   * The network changed: restarts ICE over the signaling session (RestartIce) — an offer with new ICE
+   * credentials (createOffer({ iceRestart: true })), the node's answer applied. Media continues on the same
+   * session once the new path's checks get through. Done by itself when the connection drops; an app may
+   * call it when it knows sooner (e.g. on the window's 'online' event). One restart at a time (a second call
+   * returns the first's promise); it waits for a renegotiation under way. A refusal rolls the offer back
+   * and rejects with the server's SignalError.
+   */
+  restartIce() {
+    const pc = this.pc;
+    if (!pc || !this.hasMedia) return Promise.reject(new Error('showcall: no media session to restart'));
+    if (this._restart) return this._restart;
+    const channel = this.channel;
+    const restart = this._renegotiation
+      .catch(() => {})
+      .then(async () => {
+        if (pc !== this.pc) return;
+        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+        await iceGatheringComplete(pc, this.options.iceGatheringTimeoutMs);
+        let answer;
+        try {
+          answer = await this.signal.restartIce(channel, pc.localDescription.sdp);
+        } catch (e) {
+          if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+          throw e;
+        }
+        await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+        this.iceRestarts += 1;
+        notify(this._listeners, 'onIceRestarted', this.iceRestarts);
+      })
+      .finally(() => {
+        if (this._restart === restart) this._restart = null;
+      });
+    this._restart = restart;
+    // Renegotiations queue behind it, so offer/answer states never interleave.
+    this._renegotiation = restart.catch(() => {});
+    return restart;
+  }
+
+  /** Restarts ICE when `pc`'s connection failed, or stayed disconnected for iceRestartDelayMs. */
+  _watchConnection(pc) {
+    clearTimeout(this._restartTimer);
+    this._restartTimer = null;
+    const delay = this.options.iceRestartDelayMs;
+    if (pc !== this.pc || delay === null || delay === undefined) return;
+    const restart = () => {
+      if (pc !== this.pc || !['disconnected', 'failed'].includes(pc.connectionState)) return;
+      this.restartIce().catch((e) => {
+        console.warn('showcall: ICE restart failed', e);
+        notify(this._listeners, 'onIceRestartFailed', e);
+      });
+    };
+    if (pc.connectionState === 'failed') restart();
+    else if (pc.connectionState === 'disconnected') this._restartTimer = setTimeout(restart, delay);
   }
 
   /** The inbound video frames decoded so far (getStats inbound-rtp framesDecoded); 0 without media. */
@@ -1037,6 +1125,8 @@ export class MediaClient {
   async leave({ signal = true } = {}) {
     const channel = this.channel;
     this.signal.removeListener(this._signalListener);
+    clearTimeout(this._restartTimer);
+    this._restartTimer = null;
     if (this.pc) this.pc.close();
     this.pc = null;
     this.channel = null;

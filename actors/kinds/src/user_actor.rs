@@ -401,6 +401,10 @@ async fn command_input(
             answer_media(state, channel, sdp_answer, revision, reply);
             return;
         }
+        UserCommand::RestartIce { channel, sdp_offer } => {
+            restart_ice(state, channel, sdp_offer, reply);
+            return;
+        }
     };
     match state.machine.handle(input, now) {
         Ok(fx) => run(state, fx, Some(reply)).instrument(span).await,
@@ -434,6 +438,32 @@ fn answer_media(
             .await
             .map(|()| CommandOk::Done)
             .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"));
+        let _ = reply.send(answer);
+    });
+}
+
+/// Hands the member's ICE restart offer to the media router (same session, new path); the router's
+/// round trip runs off the actor, as an answer's does.
+fn restart_ice(
+    state: &UserActor,
+    channel: showcall_machines::ChannelName,
+    sdp_offer: String,
+    reply: Responder<CommandOk>,
+) {
+    if !state.machine.channels().any(|(c, _)| *c == channel) {
+        let _ = reply.send(Err(CommandError::NotInChannel));
+        return;
+    }
+    let restarted =
+        state
+            .ctx
+            .media()
+            .restart_ice(&state.app, &channel, state.machine.user(), sdp_offer);
+    tokio::spawn(async move {
+        let answer = restarted
+            .await
+            .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
+            .map_err(|refusal| refusal.into_command_error("restart_ice.sdp_offer"));
         let _ = reply.send(answer);
     });
 }

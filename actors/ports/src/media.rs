@@ -19,7 +19,8 @@ pub enum MediaRefusal {
     PublishNotAllowed,
     /// An answer to the router's offer that is malformed or cannot be applied.
     InvalidAnswer(String),
-    /// No offer to answer: no media session, nothing pending, or a stale revision.
+    /// No offer to answer (no media session, nothing pending, or a stale revision), or no session to
+    /// restart ICE on.
     NotNegotiating(String),
     /// No media router (or it stopped).
     Unavailable(String),
@@ -52,6 +53,15 @@ pub trait MediaControl: Send + Sync + Debug + 'static {
         revision: u64,
         answer: String,
     ) -> AnswerApplied;
+    /// Restarts ICE on a member's media session from its offer (new ICE credentials: its network
+    /// changed); resolves to the SDP answer. The session keeps its streams.
+    fn restart_ice(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        offer: String,
+    ) -> SessionOpening;
     /// Start or stop forwarding a publisher's media to a channel's subscribers.
     fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool);
     /// Ask a publisher for a keyframe (PLI), so subscribers can start decoding at once.
@@ -90,6 +100,14 @@ impl MediaControl for NoMedia {
         _: u64,
         _: String,
     ) -> AnswerApplied {
+        Box::pin(async {
+            Err(MediaRefusal::NotNegotiating(
+                "this node has no media router".into(),
+            ))
+        })
+    }
+
+    fn restart_ice(&self, _: &AppId, _: &ChannelName, _: &UserId, _: String) -> SessionOpening {
         Box::pin(async {
             Err(MediaRefusal::NotNegotiating(
                 "this node has no media router".into(),

@@ -73,6 +73,12 @@ pub enum UserCommand {
         sdp_answer: String,
         revision: u64,
     },
+    /// An offer restarting ICE on this user's media session in `channel` (its network changed); answered
+    /// with [`CommandOk::IceRestarted`].
+    RestartIce {
+        channel: ChannelName,
+        sdp_offer: String,
+    },
 }
 
 /// A command's successful answer.
@@ -89,6 +95,10 @@ pub enum CommandOk {
         view: ChannelView,
         /// The media session's SDP answer, when the join carried an offer.
         sdp_answer: Option<String>,
+    },
+    /// The router's answer to an ICE restart offer.
+    IceRestarted {
+        sdp_answer: String,
     },
 }
 

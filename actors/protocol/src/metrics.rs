@@ -111,6 +111,9 @@ pub const MEDIA_TCP_DROPPED_TOTAL: &str = "showcall_media_tcp_dropped_total";
 pub const MEDIA_TCP_REFUSED_TOTAL: &str = "showcall_media_tcp_refused_total";
 /// Counter: ICE-TCP connections closed because no session took anything from them for a while.
 pub const MEDIA_TCP_CLOSED_IDLE_TOTAL: &str = "showcall_media_tcp_closed_idle_total";
+/// Counter: ICE restarts the media router accepted (a member's network changed; its session moved to
+/// a new path without leaving its channel).
+pub const MEDIA_ICE_RESTARTS_TOTAL: &str = "showcall_media_ice_restarts_total";
 /// Counter, label `worker` (its index): UDP datagrams a media worker sent.
 pub const MEDIA_WORKER_PACKETS_OUT_TOTAL: &str = "showcall_media_worker_packets_out_total";
 /// Counter, label `worker`: send system calls of a media worker (packets out ÷ this = its batching).
@@ -235,6 +238,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_TCP_CLOSED_IDLE_TOTAL,
         "ICE-TCP connections closed because no session took anything from them for a while.",
+    ),
+    (
+        MEDIA_ICE_RESTARTS_TOTAL,
+        "ICE restarts the media router accepted (a member's session moved to a new network path).",
     ),
     (
         MEDIA_WORKER_PACKETS_OUT_TOTAL,

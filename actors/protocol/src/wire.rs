@@ -36,7 +36,9 @@ pub const WIRE_MAJOR: u32 = 1;
 /// Grows with each release that adds fields or message kinds.
 ///
 /// - 1.1: `Body::Sinks`, several pushes to one connection in one envelope (a user actor's step).
-pub const WIRE_MINOR: u32 = 1;
+/// - 1.2: `UserCommand::RestartIce` (a client's ICE restart, its network changed) and its answer
+///   `CommandOk::IceRestarted`.
+pub const WIRE_MINOR: u32 = 2;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,7 +18,7 @@ use std::pin::Pin;
 
 use ractor::MessagingErr;
 use showcall_machines::{CallId, CallInput, ChannelName, UserId, UserInput};
-use showcall_protocol::commands::CommandOk;
+use showcall_protocol::commands::{CommandOk, UserCommand};
 use showcall_protocol::envelope::Body;
 use showcall_protocol::error::CommandError;
 use showcall_protocol::keys::{ActorKey, AppId};
@@ -154,6 +154,19 @@ impl Routed for UserMsg<Local> {
                     payload,
                 })],
             },
+            // 1.2: ICE restarts. A node of an older minor has no such command: the client hears at once
+            // that it may try again (the upgrade ends soon), rather than after the peer's refusal.
+            UserMsg::Command {
+                command: UserCommand::RestartIce { .. },
+                reply,
+                ..
+            } if minor < 2 => {
+                let _ = reply.send(Err(CommandError::Unavailable(
+                    "the node serving this session cannot restart ICE yet (a rolling upgrade); try again"
+                        .into(),
+                )));
+                Vec::new()
+            }
             msg => vec![msg],
         }
     }
@@ -377,5 +390,42 @@ fn cast_join(actor: ractor::ActorRef<ChannelMsg>, join: ChannelMsg) {
         let _ = reply.send(Err(CommandError::Unavailable(
             "channel is closing, try again".into(),
         )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use showcall_machines::ConnId;
+    use showcall_protocol::messages::Responder;
+
+    use super::*;
+
+    fn restart_ice() -> (
+        UserMsg<Local>,
+        ractor::concurrency::OneshotReceiver<Result<CommandOk, CommandError>>,
+    ) {
+        let (port, answer) = ractor::concurrency::oneshot();
+        let msg = UserMsg::Command {
+            conn: ConnId(1),
+            command: UserCommand::RestartIce {
+                channel: ChannelName("host_live".into()),
+                sdp_offer: "v=0\r\n".into(),
+            },
+            reply: Responder::Local(port.into()),
+        };
+        (msg, answer)
+    }
+
+    #[tokio::test]
+    async fn an_ice_restart_is_not_sent_to_a_node_that_cannot_read_it() {
+        let (msg, answer) = restart_ice();
+        assert!(msg.readable_by(1).is_empty(), "nothing goes to a 1.1 node");
+        assert!(matches!(
+            answer.await,
+            Ok(Err(CommandError::Unavailable(_)))
+        ));
+
+        let (msg, _answer) = restart_ice();
+        assert_eq!(msg.readable_by(2).len(), 1, "a 1.2 node reads it");
     }
 }

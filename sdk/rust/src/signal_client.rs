@@ -27,7 +27,7 @@ use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
     AnswerMedia, CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event,
     IceServer, JoinChannel, LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response,
-    ServerFrame, SessionCloseReason, event, response,
+    RestartIce, ServerFrame, SessionCloseReason, event, response,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -530,6 +530,24 @@ impl SignalClient {
         }))
         .await
         .map(drop)
+    }
+
+    /// Restarts ICE on this user's media session in `channel`: `sdp_offer` is the session's offer with
+    /// new ICE credentials (its network changed); returns the node's answer (`IceRestarted.sdp_answer`).
+    /// [`MediaSession::restart_ice`](crate::MediaSession::restart_ice) does the whole exchange.
+    pub async fn restart_ice(&self, channel: &str, sdp_offer: &str) -> Result<String, SdkError> {
+        let response = self
+            .request(Command::RestartIce(RestartIce {
+                channel: channel.to_owned(),
+                sdp_offer: sdp_offer.to_owned(),
+            }))
+            .await?;
+        match response.result {
+            Some(response::Result::IceRestarted(restarted)) => Ok(restarted.sdp_answer),
+            _ => Err(SdkError::Protocol(
+                "restart_ice response without an ice_restarted result".to_owned(),
+            )),
+        }
     }
 
     /// A handle that does not keep the session open (see [`WeakSignalClient`]).

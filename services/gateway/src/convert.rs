@@ -72,6 +72,9 @@ pub fn command_ok(ok: CommandOk) -> Option<Answer> {
             broadcaster_paused: view.broadcaster_paused,
             sdp_answer: sdp_answer.unwrap_or_default(),
         })),
+        CommandOk::IceRestarted { sdp_answer } => {
+            Some(Answer::IceRestarted(pb::IceRestarted { sdp_answer }))
+        }
     }
 }
 

@@ -169,6 +169,21 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
                 revision: a.revision,
             })
         }
+        Command::RestartIce(r) => {
+            if r.sdp_offer.is_empty() {
+                return Err(field("restart_ice.sdp_offer", "is required"));
+            }
+            if r.sdp_offer.len() > MAX_SDP_OFFER {
+                return Err(field(
+                    "restart_ice.sdp_offer",
+                    format!("longer than {MAX_SDP_OFFER} bytes"),
+                ));
+            }
+            Request::Command(UserCommand::RestartIce {
+                channel: channel("restart_ice.channel", r.channel)?,
+                sdp_offer: r.sdp_offer,
+            })
+        }
     })
 }
 

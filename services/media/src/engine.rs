@@ -27,6 +27,11 @@
 //! - **Renegotiation**: when a channel's last publisher of a kind leaves, the other members' lines for
 //!   that kind turn inactive through a router-made offer ([`MediaEvent::Offer`]); a publisher joining
 //!   turns them active again ([`crate::renegotiation`]). One offer per session is in flight at a time.
+//! - **ICE restart** ([`crate::ice_restart`]): a member whose network changed offers new ICE
+//!   credentials for its running session; str0m answers on the same `Rtc` (same DTLS, same streams),
+//!   the session is re-indexed under its new ufrag and forgets the addresses it was reached at, and its
+//!   checks from the new path find it again. An offer of the router's still in flight gives way to it
+//!   (the restart wins the glare) and the lines are re-offered after, if they need to be.
 //!
 //! After every input to a session its output is drained until str0m returns a timeout (str0m's rule);
 //! sessions touched as a side effect (forwarding) are queued and drained in the same turn. Timeouts sit in
@@ -51,6 +56,7 @@ use tokio::sync::mpsc;
 use crate::egress::Flushed;
 use crate::error::MediaError;
 use crate::feed::Feed;
+use crate::ice_restart;
 use crate::keyframe::{KeptPacket, PublisherKeyframes, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
 use crate::protocol::{Command, Kind, MediaEvent, PeerKey, RouterStats};
@@ -314,6 +320,10 @@ impl Engine {
                 let accepted = self.accept_answer(&key, revision, &answer);
                 let _ = reply.send(accepted);
             }
+            Command::RestartIce { key, offer, reply } => {
+                let answer = self.restart_ice(&key, &offer);
+                let _ = reply.send(answer);
+            }
             Command::Forward {
                 app,
                 channel,
@@ -366,6 +376,8 @@ impl Engine {
         if !may_publish && offers_to_send(offer_sdp) {
             return Err(MediaError::PublishNotAllowed);
         }
+        // str0m refuses an offer without credentials below; this only reads them.
+        let remote = ice_restart::remote_side(offer_sdp).unwrap_or_default();
         // Joining again replaces the member's previous session (e.g. a reconnect).
         if let Some(old) = self.by_key.get(&key).copied() {
             self.remove(old, false);
@@ -413,8 +425,67 @@ impl Engine {
         self.by_ufrag.insert(ufrag.clone(), id);
         self.by_key.insert(key.clone(), id);
         self.peers
-            .insert(id, Peer::new(key, rtc, ufrag, may_publish));
+            .insert(id, Peer::new(key, rtc, ufrag, remote, may_publish));
         self.dirty.push(id);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Restarts ICE on a member's session from its offer ([`crate::ice_restart`]); returns the answer.
+    /// Refusals (no session, an offer that does not parse, is no restart, or asks to send for a member
+    /// that may not publish) change nothing. An offer that passes them but that str0m cannot apply
+    /// leaves the session unusable: it is closed and reported, as a failed answer is.
+    fn restart_ice(&mut self, key: &PeerKey, offer_sdp: &str) -> Result<String, MediaError> {
+        let id = *self.by_key.get(key).ok_or(MediaError::NoSession)?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
+            .map_err(|e| MediaError::InvalidOffer(e.to_string()))?;
+        if let Some(pt) = sdp_rules::payload_type_with_two_meanings(offer_sdp) {
+            return Err(MediaError::InvalidOffer(format!(
+                "payload type {pt} has two meanings"
+            )));
+        }
+        let peer = self.peers.get_mut(&id).ok_or(MediaError::NoSession)?;
+        if !peer.may_publish && offers_to_send(offer_sdp) {
+            return Err(MediaError::PublishNotAllowed);
+        }
+        let credentials = ice_restart::check(offer_sdp, &peer.remote)
+            .map_err(|why| MediaError::NotIceRestart(why.to_string()))?;
+        // str0m drops our offer in flight when it accepts the member's (its changes are re-offered
+        // below, from the channel's state).
+        peer.pending_offer = None;
+        let accepted = catch_unwind(AssertUnwindSafe(|| peer.rtc.sdp_api().accept_offer(offer)));
+        let answer = match accepted {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::warn!(user = %key.user, channel = %key.channel, error = %e, "ice restart offer not applicable; session closed");
+                self.remove(id, true);
+                return Err(MediaError::Negotiation(e.to_string()));
+            }
+            Err(_) => {
+                tracing::error!(user = %key.user, channel = %key.channel, "ice restart panicked; session closed");
+                self.remove(id, true);
+                return Err(MediaError::Negotiation("the offer made str0m panic".into()));
+            }
+        };
+        // str0m chose new local credentials: STUN on the new path names the new ufrag.
+        let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+        self.by_ufrag.remove(&peer.ufrag);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        peer.ufrag = ufrag;
+        peer.remote.credentials = credentials;
+        peer.restarting = true;
+        peer.recheck_after_answer = false;
+        // Every path is checked again under the new credentials; the old addresses route nowhere (a
+        // port the member left may be someone else's next).
+        for remote in std::mem::take(&mut peer.remotes) {
+            if self.by_addr.get(&remote) == Some(&id) {
+                self.by_addr.remove(&remote);
+            }
+        }
+        self.stats.ice_restarts += 1;
+        self.dirty.push(id);
+        tracing::info!(user = %key.user, channel = %key.channel, "ice restarted");
+        // The member's offer stated the lines as it sees them; the channel may want them otherwise.
+        self.offer_lines(id, Move::Both, true);
         Ok(answer.to_sdp_string())
     }
 
@@ -703,6 +774,9 @@ impl Engine {
                 // The member went silent (no consent checks): its session is over.
                 self.remove(id, true);
             }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => self.reconnected(id),
             Event::RtpPacket(packet) => self.forward(id, packet),
             Event::Closed => {
                 // The peer closed politely (DTLS close_notify): the session goes once its last output
@@ -742,6 +816,22 @@ impl Engine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A session's ICE is up again after a restart. Frames were lost both ways meanwhile, so a keyframe
+    /// is asked at once — rather than at the next decoder's PLI — of its channel's publishers (for it)
+    /// and of itself when it publishes (for its receivers).
+    fn reconnected(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !std::mem::take(&mut peer.restarting) {
+            return;
+        }
+        let room = room_key(&peer.key);
+        for p in self.room_publishers(&room) {
+            self.want_keyframe(p);
         }
     }
 
@@ -1208,6 +1298,12 @@ impl Engine {
     /// Offers a member the line changes its channel calls for, unless an offer is already in flight
     /// (then it is looked at again when that one is answered).
     fn renegotiate(&mut self, id: PeerId, how: Move) {
+        self.offer_lines(id, how, false);
+    }
+
+    /// [`Self::renegotiate`]; with `resync`, also when no line flips but str0m's directions differ from
+    /// the lines' (after an ICE restart, whose offer the member wrote).
+    fn offer_lines(&mut self, id: PeerId, how: Move, resync: bool) {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -1223,7 +1319,7 @@ impl Engine {
             })
         };
         let flips = changes(&peer.outbound, published, how);
-        if flips.is_empty() {
+        if flips.is_empty() && !resync {
             return;
         }
         let Some(peer) = self.peers.get_mut(&id) else {

@@ -537,3 +537,128 @@ fn a_tcp_viewer_reconnecting_from_a_new_port_goes_on() {
         "video goes on over the new connection"
     );
 }
+
+/// A viewer whose network changes restarts ICE from a new address: the router answers on the same
+/// session with new credentials, routes STUN naming the new ufrag to it (and nothing naming the old
+/// one), forgets the old address, and the viewer's stream goes on — the same SSRC, numbered on from where
+/// it was (packets sent to the old address while the new path was checked are all it can miss).
+#[test]
+fn a_viewer_restarting_ice_from_a_new_address_keeps_its_stream() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join("fan", 1001, false);
+    sim.run(500, "host");
+    let before = sim.client("fan").packets.len();
+    assert!(before > 10, "video flows");
+    let id = sim.engine.by_key[&key("fan")];
+    let old_ufrag = sim.engine.peers[&id].ufrag.clone();
+    let old_addr = sim.client("fan").addr;
+
+    // The fan's network changes: an offer with new ICE credentials, then its checks from a new address.
+    let fan = sim.clients.get_mut("fan").expect("fan");
+    let mut api = fan.rtc.sdp_api();
+    api.ice_restart(false);
+    let (offer, pending) = api.apply().expect("an offer");
+    let (reply, answer) = oneshot::channel();
+    sim.engine.set_time(sim.now);
+    sim.engine.command(Command::RestartIce {
+        key: key("fan"),
+        offer: offer.to_sdp_string(),
+        reply,
+    });
+    let answer = answer.blocking_recv().expect("replied").expect("accepted");
+    let new_ufrag = sim.engine.peers[&id].ufrag.clone();
+    assert_ne!(new_ufrag, old_ufrag);
+    assert!(
+        answer.contains(&format!("a=ice-ufrag:{new_ufrag}")),
+        "{answer}"
+    );
+    assert_eq!(sim.engine.by_ufrag.get(&new_ufrag), Some(&id));
+    assert!(!sim.engine.by_ufrag.contains_key(&old_ufrag));
+    assert!(!sim.engine.by_addr.contains_key(&(Protocol::Udp, old_addr)));
+    assert_eq!(sim.engine.stats.ice_restarts, 1);
+
+    let new_addr = SocketAddr::from(([10, 0, 2, 2], 2001));
+    let fan = sim.clients.get_mut("fan").expect("fan");
+    fan.rtc
+        .sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&answer).expect("parses"),
+        )
+        .expect("the answer applies");
+    fan.addr = new_addr;
+    fan.rtc
+        .add_local_candidate(Candidate::host(new_addr, "udp").expect("candidate"))
+        .expect("added");
+    sim.run(1000, "host");
+
+    assert_eq!(
+        sim.engine.by_addr.get(&(Protocol::Udp, new_addr)),
+        Some(&id),
+        "the new address routes to the same session"
+    );
+    let fan = sim.client("fan");
+    assert!(fan.packets.len() > before + 10, "video goes on");
+    // One stream, numbered on from its first packet: no new base (a resend of a packet lost meanwhile
+    // may come late, so the order is not checked).
+    let (ssrc, first) = (fan.packets[0].0, fan.packets[0].1);
+    let span = fan.packets.len() as u16 + 100;
+    for p in &fan.packets {
+        assert_eq!(p.0, ssrc, "one stream throughout");
+        assert!(
+            p.1.wrapping_sub(first) < span,
+            "numbered on from {first}, not from a new base: {p:?}"
+        );
+    }
+}
+
+/// What is not an ICE restart of the session is refused, and the session goes on as it was.
+#[test]
+fn an_offer_that_restarts_nothing_is_refused_and_changes_nothing() {
+    let mut sim = Sim::new();
+    sim.join("host", 1000, true);
+    sim.join("fan", 1001, false);
+    sim.run(300, "host");
+    let id = sim.engine.by_key[&key("fan")];
+    let ufrag = sim.engine.peers[&id].ufrag.clone();
+    let restart = |sim: &mut Sim, offer: String| {
+        let (reply, answer) = oneshot::channel();
+        sim.command(Command::RestartIce {
+            key: key("fan"),
+            offer,
+            reply,
+        });
+        answer.blocking_recv().expect("replied")
+    };
+    // The fan's current description, offered again: its credentials are the session's.
+    let fan = sim.clients.get_mut("fan").expect("fan");
+    let mut api = fan.rtc.sdp_api();
+    api.set_direction(fan.video, Direction::RecvOnly);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (same_credentials, _) = api.apply().expect("an offer");
+    let refused = restart(&mut sim, same_credentials.to_sdp_string());
+    assert!(
+        matches!(refused, Err(crate::MediaError::NotIceRestart(_))),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        restart(&mut sim, "v=0\r\n".into()),
+        Err(crate::MediaError::InvalidOffer(_))
+    ));
+    let (reply, answer) = oneshot::channel();
+    sim.command(Command::RestartIce {
+        key: key("nobody"),
+        offer: "v=0\r\n".into(),
+        reply,
+    });
+    assert_eq!(
+        answer.blocking_recv().expect("replied"),
+        Err(crate::MediaError::NoSession)
+    );
+    assert_eq!(sim.engine.peers[&id].ufrag, ufrag);
+    assert_eq!(sim.engine.stats.ice_restarts, 0);
+    let before = sim.client("fan").packets.len();
+    sim.run(300, "host");
+    assert!(sim.client("fan").packets.len() > before, "video goes on");
+}

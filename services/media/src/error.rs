@@ -17,6 +17,8 @@ pub enum MediaError {
     NoPendingOffer,
     #[error("revision {answered} is not the pending offer's ({pending})")]
     StaleRevision { answered: u64, pending: u64 },
+    #[error("not an ICE restart: {0}")]
+    NotIceRestart(String),
     #[error("the media router is not running")]
     Stopped,
 }

@@ -27,6 +27,8 @@
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
 //! - `sdp_rules`: what a client's SDP must follow that str0m panics on instead of refusing.
 //! - `stun`: the ufrag lookup that routes a new address's first packet.
+//! - `ice_restart`: what a member's offer must be to restart ICE on its running session (a network
+//!   change): new credentials, the same lines; the session is re-indexed under its new ufrag.
 //! - [`error`]: the error type, [`MediaError`].
 //! - `fuzzing` (feature `fuzzing` only): one worker's engine, sans IO, for the fuzz targets in `fuzz/`.
 #![forbid(unsafe_code)]
@@ -38,6 +40,7 @@ pub mod error;
 mod feed;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod ice_restart;
 mod keyframe;
 mod loss;
 mod peer;

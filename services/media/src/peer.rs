@@ -10,6 +10,7 @@ use str0m::media::{MediaKind, Mid};
 use str0m::net::Protocol;
 
 use crate::feed::Feed;
+use crate::ice_restart::RemoteSide;
 use crate::keyframe::PublisherKeyframes;
 use crate::protocol::{Kind, PeerKey};
 use crate::renegotiation::OutLine;
@@ -25,6 +26,11 @@ pub struct Peer {
     pub rtc: Rtc,
     /// The ICE ufrag this node chose for the session: routes STUN from a new address here.
     pub ufrag: String,
+    /// The member's ICE credentials and media lines, as its last offer stated them: what tells an ICE
+    /// restart offer from any other ([`crate::ice_restart`]).
+    pub remote: RemoteSide,
+    /// ICE restarted and the member's checks have not reached us on a new path yet.
+    pub restarting: bool,
     /// Whether this member may publish (broadcaster of a live room, or a call participant).
     pub may_publish: bool,
     /// Media lines the router sends on (the member receives).
@@ -60,11 +66,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(key: PeerKey, rtc: Rtc, ufrag: String, may_publish: bool) -> Self {
+    pub fn new(
+        key: PeerKey,
+        rtc: Rtc,
+        ufrag: String,
+        remote: RemoteSide,
+        may_publish: bool,
+    ) -> Self {
         Self {
             key,
             rtc,
             ufrag,
+            remote,
+            restarting: false,
             may_publish,
             outbound: Vec::new(),
             inbound: Vec::new(),

@@ -61,6 +61,13 @@ pub(crate) enum Command {
         answer: String,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    /// The member's offer restarting ICE on its session ([`crate::ice_restart`]); the reply is the
+    /// answer.
+    RestartIce {
+        key: PeerKey,
+        offer: String,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
     Forward {
         app: String,
         channel: String,
@@ -129,6 +136,8 @@ pub struct RouterStats {
     pub tcp_refused: u64,
     /// ICE-TCP connections closed because no session took anything from them for a while.
     pub tcp_closed_idle: u64,
+    /// ICE restarts accepted: sessions a member moved to a new network path ([`crate::ice_restart`]).
+    pub ice_restarts: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -153,5 +162,6 @@ impl std::ops::AddAssign for RouterStats {
         self.tcp_dropped += o.tcp_dropped;
         self.tcp_refused += o.tcp_refused;
         self.tcp_closed_idle += o.tcp_closed_idle;
+        self.ice_restarts += o.ice_restarts;
     }
 }

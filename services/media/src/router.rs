@@ -17,6 +17,10 @@
 //! **ICE-TCP** ([`crate::tcp`]): with [`MediaConfig::tcp`] set, each worker also listens on TCP (by
 //! default the same port numbers as UDP: `tcp`'s port + the worker's index) and its sessions' answers
 //! carry that address as a passive TCP host candidate, so a client whose UDP is blocked still connects.
+//!
+//! **ICE restart** ([`MediaRouter::restart_ice`]): a member whose network changed offers new ICE
+//! credentials for its session; the worker that has it answers, and the session stays where it is (same
+//! worker, same streams) under its new ufrag.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
@@ -357,6 +361,23 @@ impl MediaRouter {
                 answer,
                 reply,
             })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Restarts ICE on a member's session from its offer (new ICE credentials, the same media lines: a
+    /// client whose network changed); returns the SDP answer. The session keeps its streams, so what it
+    /// sends and receives continues where it stopped once its checks reach the router on the new path.
+    /// An offer that is malformed or restarts nothing is refused and changes nothing.
+    pub async fn restart_ice(&self, key: PeerKey, offer: String) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        let worker = self
+            .placement()
+            .worker_of(&key)
+            .ok_or(MediaError::NoSession)?;
+        self.workers[worker]
+            .tx
+            .send(Command::RestartIce { key, offer, reply })
             .map_err(|_| MediaError::Stopped)?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }

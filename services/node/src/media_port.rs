@@ -87,6 +87,30 @@ impl MediaControl for RouterPort {
         })
     }
 
+    fn restart_ice(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        offer: String,
+    ) -> SessionOpening {
+        let router = self.router.clone();
+        let key = key(app, channel, user);
+        Box::pin(async move {
+            router.restart_ice(key, offer).await.map_err(|e| match e {
+                MediaError::InvalidOffer(why) | MediaError::Negotiation(why) => {
+                    MediaRefusal::InvalidOffer(why)
+                }
+                MediaError::NotIceRestart(_) => MediaRefusal::InvalidOffer(e.to_string()),
+                MediaError::PublishNotAllowed => MediaRefusal::PublishNotAllowed,
+                MediaError::Stopped => {
+                    MediaRefusal::Unavailable("the media router is not running".into())
+                }
+                other => MediaRefusal::NotNegotiating(other.to_string()),
+            })
+        })
+    }
+
     fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId) {
         self.router.close(key(app, channel, user));
     }

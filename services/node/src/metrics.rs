@@ -223,6 +223,7 @@ impl Sample {
                 (names::MEDIA_TCP_DROPPED_TOTAL, media.tcp_dropped),
                 (names::MEDIA_TCP_REFUSED_TOTAL, media.tcp_refused),
                 (names::MEDIA_TCP_CLOSED_IDLE_TOTAL, media.tcp_closed_idle),
+                (names::MEDIA_ICE_RESTARTS_TOTAL, media.ice_restarts),
             ];
             for (name, value) in tcp_counters {
                 family(page, name, "counter", |p| series(p, name, None, value));

@@ -34,8 +34,11 @@
 //!   time (30 video frames and 50 audio packets a second, looping), restarts the video at a keyframe
 //!   when the remote asks for one, and counts what it receives ([`MediaStats`], watched with a
 //!   `tokio::sync::watch`; frames themselves via [`MediaSession::subscribe_frames`]).
-//! - Nothing panics on bad input: an error from str0m, an ICE disconnection or the remote closing DTLS
-//!   ends the session — [`MediaStats::connected`] turns false, [`MediaStats::closed`] true, and every
+//! - When the network changes, the session restarts ICE over its signaling session and goes on on a
+//!   new socket (`ice_restart`): the app says so ([`MediaSession::restart_ice`]), or the session does
+//!   it by itself once its ICE drops.
+//! - Nothing panics on bad input: an error from str0m, an ICE disconnection that a restart does not
+//!   mend, or the remote closing DTLS ends the session — [`MediaStats::connected`] turns false, [`MediaStats::closed`] true, and every
 //!   `wait_*` returns [`SdkError::Disconnected`](crate::SdkError::Disconnected) unless already
 //!   satisfied.
 //!
@@ -47,10 +50,13 @@
 //! - `turn_relay` — TURN over TLS: the relayed candidate and the allocation behind it.
 //! - `session` — [`MediaSession`], [`MediaStats`], [`ReceivedFrame`] and the run loop.
 //! - `offers` — answering the node's renegotiation offers, for every kind of session.
+//! - `ice_restart` — moving a running session to a new network path (a new socket) without leaving
+//!   its channel: [`MediaSession::restart_ice`], and by itself when ICE drops.
 //! - `probe` — [`RtpProbe`] (and [`ProbePeer`], its setup): a receive-only peer in str0m's RTP mode
 //!   that records packets, not frames — for checking what is on the wire and for benchmarks with many
 //!   light receivers; [`rtp_record`] — what it keeps (bounded).
 
+mod ice_restart;
 mod ice_tcp;
 pub mod ivf;
 mod negotiation;

@@ -5,22 +5,23 @@
 //! each followed by draining `poll_output` until `Output::Timeout` (str0m's single-mutation rule).
 //! Counters go out through a `tokio::sync::watch`, so waiting for frames is awaiting a change, never a
 //! polling sleep. When the task ends — [`MediaSession::close`], the handle dropped, an error from
-//! str0m, ICE disconnected, or the remote closing DTLS — the last stats say `connected: false,
-//! closed: true` and the watch closes.
+//! str0m, ICE disconnected (and not restarted, [`super::ice_restart`]), or the remote closing DTLS —
+//! the last stats say `connected: false, closed: true` and the watch closes.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, CodecExtra};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::ice_restart;
 use super::ice_tcp::{self, TcpPaths};
 use super::ivf::vp8_is_keyframe;
 use super::negotiation;
@@ -65,6 +66,11 @@ pub struct MediaStats {
     pub receiving_video: bool,
     /// Renegotiations the node started and this session answered.
     pub renegotiations: u64,
+    /// ICE restarts the node answered and this session applied (it moved to a new socket each time;
+    /// see [`MediaSession::restart_ice`]).
+    pub ice_restarts: u64,
+    /// The UDP socket the session runs on now (a restart moves it). `None` before the task runs.
+    pub local_addr: Option<SocketAddr>,
     /// When the first audio / video frame arrived.
     pub first_audio_in: Option<Instant>,
     pub first_video_in: Option<Instant>,
@@ -92,7 +98,7 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// Largest datagram read.
 const RECV_BUFFER: usize = 2048;
 
-enum Command {
+pub(crate) enum Command {
     SetSending(bool),
     RequestKeyframe,
     /// The node's renegotiation offer; the reply is our answer.
@@ -100,6 +106,23 @@ enum Command {
         sdp: String,
         reply: oneshot::Sender<Result<String, SdkError>>,
     },
+    /// Starts an ICE restart ([`super::ice_restart`]): binds a new socket (on `bind_ip`, else the
+    /// session's IP); the reply is the offer with new credentials.
+    OfferIceRestart {
+        bind_ip: Option<IpAddr>,
+        reply: oneshot::Sender<Result<String, SdkError>>,
+    },
+    /// The node refused the restart: the session stays on its path.
+    AbandonIceRestart,
+    /// The node's answer to the restart: the session moves to the new socket.
+    AcceptIceRestart {
+        sdp: String,
+        reply: oneshot::Sender<Result<(), SdkError>>,
+    },
+    /// When ICE drops, ask for a restart here rather than end (sessions with signaling).
+    RestartOnDisconnect(mpsc::Sender<()>),
+    /// Ends the session (its restart failed: no path left).
+    Fail(String),
     Close,
 }
 
@@ -109,6 +132,9 @@ pub struct MediaSession {
     stats: watch::Receiver<MediaStats>,
     frames: broadcast::WeakSender<ReceivedFrame>,
     local_addr: SocketAddr,
+    /// The signaling session and channel it was joined with ([`MediaSession::join`]): what an ICE
+    /// restart goes over. `None` for a session the app negotiated itself.
+    signaling: Option<(WeakSignalClient, String)>,
 }
 
 impl fmt::Debug for MediaSession {
@@ -154,22 +180,52 @@ impl MediaSession {
             .accept_answer(&joined.sdp_answer)
             .and_then(|()| peer.start())
         {
-            Ok(session) => {
+            Ok(mut session) => {
                 tokio::spawn(answer_offers(
                     session.commands.clone(),
                     signal.downgrade(),
                     channel.to_owned(),
                     events,
                 ));
+                // One request waits at most: the restart under way answers the ones behind it.
+                let (ask, asked) = mpsc::channel(1);
+                session.send(Command::RestartOnDisconnect(ask));
+                tokio::spawn(ice_restart::restart_when_asked(
+                    session.commands.clone(),
+                    signal.downgrade(),
+                    channel.to_owned(),
+                    asked,
+                ));
+                session.signaling = Some((signal.downgrade(), channel.to_owned()));
                 Ok((session, joined))
             }
             Err(e) => negotiation::abandon_join(signal, channel, e).await,
         }
     }
 
-    /// The local UDP address (host candidate) of this session.
+    /// The local UDP address (host candidate) of this session: the one it runs on now (an ICE restart
+    /// moves it to a new socket).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.stats.borrow().local_addr.unwrap_or(self.local_addr)
+    }
+
+    /// The network changed: restarts ICE ([`super::ice_restart`]) on a new UDP socket — a new port, on
+    /// `bind_ip` when given (the new network's address), else on the session's IP — over the signaling
+    /// session it was joined with. Returns once the node's answer is applied; media continues when the
+    /// new path's checks get through (wait for it with [`wait_for`](Self::wait_for)). The session keeps
+    /// its channel, its streams and (for a call participant) its call. Refused — the session goes on on
+    /// its old path — when the node refuses, when a restart is already under way, or for a session not
+    /// made by [`join`](Self::join) (it has no signaling: use
+    /// [`SignalClient::restart_ice`](crate::SignalClient::restart_ice) with the app's own offer).
+    pub async fn restart_ice(&self, bind_ip: Option<IpAddr>) -> Result<(), SdkError> {
+        let Some((signal, channel)) = &self.signaling else {
+            return Err(SdkError::Protocol(
+                "this session was not joined through a SignalClient: it has no signaling to restart ICE over"
+                    .to_owned(),
+            ));
+        };
+        let signal = signal.upgrade().ok_or(SdkError::Disconnected)?;
+        ice_restart::restart(&self.commands, &signal, channel, bind_ip).await
     }
 
     /// The counters now.
@@ -313,6 +369,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (stats_tx, stats) = watch::channel(MediaStats {
         sending: true,
+        local_addr: Some(setup.local_addr),
         ..MediaStats::default()
     });
     let (frames_tx, _) = broadcast::channel(FRAME_CHANNEL_CAPACITY);
@@ -321,6 +378,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         stats,
         frames: frames_tx.downgrade(),
         local_addr: setup.local_addr,
+        signaling: None,
     };
     let now = Instant::now();
     let driver = Driver {
@@ -331,6 +389,12 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         tcp_local: ice_tcp::active_addr(setup.opts.bind_ip),
         tcp: setup.tcp_paths,
         relay: setup.relay,
+        offer_udp: setup.opts.udp,
+        offer_tcp: setup.opts.tcp,
+        restart: None,
+        node_ufrag: None,
+        restart_on_disconnect: None,
+        restarts_in_a_row: 0,
         last_transport: MediaTransport::Udp,
         tracks: setup
             .tracks
@@ -417,6 +481,17 @@ struct Driver {
     /// The TURN allocation behind the relayed candidate (`turn_relay`), until the session connects
     /// another way.
     relay: Option<TurnRelay>,
+    /// The candidates the session offers (`MediaOptions::udp`, `::tcp`), offered again after a restart.
+    offer_udp: bool,
+    offer_tcp: bool,
+    /// An ICE restart waiting for the node's answer.
+    restart: Option<PendingRestart>,
+    /// The node's ICE ufrag since the last restart (`None`: never restarted): its offers must name it.
+    node_ufrag: Option<String>,
+    /// Where to ask for a restart when ICE drops (`None`: the session ends instead).
+    restart_on_disconnect: Option<mpsc::Sender<()>>,
+    /// Restarts asked for since ICE was last up ([`ice_restart::AUTO_RESTARTS`] at most).
+    restarts_in_a_row: u32,
     /// The transport of the last datagram received (what the session connects over, when it does).
     last_transport: MediaTransport,
     tracks: Vec<Track>,
@@ -438,6 +513,13 @@ struct Driver {
     last_keyframe_request: Option<Instant>,
     stats: StatsPublisher,
     frames: broadcast::Sender<ReceivedFrame>,
+}
+
+/// An ICE restart offered and not answered yet: the offer's pending state and the socket it moves to.
+struct PendingRestart {
+    pending: SdpPendingOffer,
+    socket: std::net::UdpSocket,
+    local_addr: SocketAddr,
 }
 
 enum Wake {
@@ -506,6 +588,41 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
                 Ok(())
             }
             Wake::Command(Some(Command::RequestKeyframe)) => d.request_keyframe(Instant::now()),
+            Wake::Command(Some(Command::OfferIceRestart { bind_ip, reply })) => {
+                match d.offer_ice_restart(bind_ip, Instant::now()) {
+                    Ok(offer) => {
+                        let _ = reply.send(Ok(offer));
+                        Ok(())
+                    }
+                    Err(Ok(refused)) => {
+                        let _ = reply.send(Err(refused));
+                        Ok(())
+                    }
+                    Err(Err(stop)) => Err(stop),
+                }
+            }
+            Wake::Command(Some(Command::AbandonIceRestart)) => {
+                d.restart = None;
+                Ok(())
+            }
+            Wake::Command(Some(Command::AcceptIceRestart { sdp, reply })) => {
+                match d.accept_ice_restart(&sdp, Instant::now()) {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(()));
+                        Ok(())
+                    }
+                    Err(Ok(refused)) => {
+                        let _ = reply.send(Err(refused));
+                        Ok(())
+                    }
+                    Err(Err(stop)) => Err(stop),
+                }
+            }
+            Wake::Command(Some(Command::RestartOnDisconnect(ask))) => {
+                d.restart_on_disconnect = Some(ask);
+                Ok(())
+            }
+            Wake::Command(Some(Command::Fail(reason))) => Err(Stop::Failed(reason)),
             Wake::Command(Some(Command::RemoteOffer { sdp, reply })) => {
                 let answered = d.accept_remote_offer(&sdp, Instant::now());
                 match answered {
@@ -787,6 +904,20 @@ impl Driver {
     ) -> Result<String, Result<SdkError, Stop>> {
         let offer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| Ok(SdkError::Protocol(format!("bad sdp offer: {e}"))))?;
+        if self.restart.is_some() {
+            // Accepting it would void our restart offer; the node drops it when the restart reaches it
+            // and offers again after.
+            return Err(Ok(SdkError::Protocol(
+                "an ICE restart is under way: the node offers again after it".to_owned(),
+            )));
+        }
+        if let Some(current) = &self.node_ufrag
+            && ice_restart::ice_ufrag(sdp) != Some(current.as_str())
+        {
+            return Err(Ok(SdkError::Protocol(
+                "an offer from before the ICE restart (the node dropped it)".to_owned(),
+            )));
+        }
         self.tcp.allow(sdp);
         let answer = self
             .rtc
@@ -798,6 +929,102 @@ impl Driver {
         self.drain(now).map_err(Err)?;
         self.publish_receiving();
         Ok(answer.to_sdp_string())
+    }
+
+    /// Starts an ICE restart: a new socket (a new port; on `bind_ip` when given) and an offer with new ICE
+    /// credentials and no candidates yet — the new socket's is added once the node has answered, as the
+    /// session's old ones are dropped then. Refusals (`Err(Ok)`) change nothing.
+    fn offer_ice_restart(
+        &mut self,
+        bind_ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<String, Result<SdkError, Stop>> {
+        if self.restart.is_some() {
+            return Err(Ok(SdkError::Protocol(
+                "an ICE restart is already under way".to_owned(),
+            )));
+        }
+        let ip = bind_ip.unwrap_or(self.local_addr.ip());
+        let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            .and_then(|socket| {
+                socket.set_nonblocking(true)?;
+                let local = socket.local_addr()?;
+                Ok((socket, local))
+            })
+            .map_err(|e| Ok(SdkError::Transport(format!("bind udp {ip}: {e}"))))?;
+        let (socket, local_addr) = bound;
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(false);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| Ok(SdkError::Protocol("no ice restart offer made".to_owned())))?;
+        self.restart = Some(PendingRestart {
+            pending,
+            socket,
+            local_addr,
+        });
+        self.drain(now).map_err(Err)?;
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Applies the node's answer to our restart and moves to the new socket: it becomes the host
+    /// candidate (and the active TCP candidate comes back when the session runs over TCP, the relayed one
+    /// when it still holds its TURN relay). A malformed
+    /// answer is refused (`Err(Ok)`; the restart is dropped, the session stays on its path); one str0m
+    /// cannot apply ends the session.
+    fn accept_ice_restart(
+        &mut self,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), Result<SdkError, Stop>> {
+        let Some(restart) = self.restart.take() else {
+            return Err(Ok(SdkError::Protocol(
+                "no ICE restart awaits an answer".to_owned(),
+            )));
+        };
+        let answer = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| Ok(SdkError::Protocol(format!("bad sdp answer: {e}"))))?;
+        let failed = |e: String| -> Result<SdkError, Stop> {
+            Err(Stop::Failed(format!("ice restart: {e}")))
+        };
+        self.rtc
+            .sdp_api()
+            .accept_answer(restart.pending, answer)
+            .map_err(|e| failed(e.to_string()))?;
+        let sender = restart
+            .socket
+            .try_clone()
+            .map_err(|e| failed(e.to_string()))?;
+        let socket = UdpSocket::from_std(restart.socket).map_err(|e| failed(e.to_string()))?;
+        let local = restart.local_addr;
+        self.socket = socket;
+        self.sender = sender;
+        self.local_addr = local;
+        self.tcp_local = ice_tcp::active_addr(local.ip());
+        let on_tcp = self.connected && self.last_transport == MediaTransport::Tcp;
+        if self.offer_udp {
+            let candidate = Candidate::host(local, "udp").map_err(|e| failed(e.to_string()))?;
+            self.rtc.add_local_candidate(candidate);
+        }
+        if self.offer_tcp && (on_tcp || !self.offer_udp) {
+            let candidate =
+                ice_tcp::active_candidate(local.ip()).map_err(|e| failed(e.to_string()))?;
+            self.rtc.add_local_candidate(candidate);
+            self.tcp.allow(sdp);
+        }
+        // A session on a TURN relay keeps it (its TLS connection may have outlived the change).
+        if let Some(relay) = &self.relay {
+            let candidate = relay.candidate().map_err(|e| failed(e.to_string()))?;
+            self.rtc.add_local_candidate(candidate);
+        }
+        self.node_ufrag = ice_restart::ice_ufrag(sdp).map(str::to_owned);
+        self.stats.update(|s| {
+            s.ice_restarts += 1;
+            s.local_addr = Some(local);
+        });
+        self.drain(now).map_err(Err)?;
+        tracing::debug!(%local, "ice restarted on a new socket");
+        Ok(())
     }
 
     /// Whether a line of `kind` is negotiated for us to receive.
@@ -825,8 +1052,12 @@ impl Driver {
             Event::Connected => self.on_connected(now),
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(local = %self.local_addr, ?state, "ice state");
-                if state == IceConnectionState::Disconnected {
-                    return Err(Stop::Failed("ice disconnected".to_owned()));
+                match state {
+                    IceConnectionState::Disconnected => self.ice_dropped()?,
+                    IceConnectionState::Connected | IceConnectionState::Completed => {
+                        self.restarts_in_a_row = 0;
+                    }
+                    _ => {}
                 }
             }
             Event::MediaAdded(added) => {
@@ -863,6 +1094,25 @@ impl Driver {
             _ => {}
         }
         Ok(())
+    }
+
+    /// ICE dropped (its checks went unanswered): a session with signaling restarts it
+    /// ([`super::ice_restart`]), a few times in a row at most; any other ends.
+    fn ice_dropped(&mut self) -> Result<(), Stop> {
+        if self.restart.is_some() {
+            // The restart under way is what brings it back.
+            return Ok(());
+        }
+        match &self.restart_on_disconnect {
+            Some(ask) if self.restarts_in_a_row < ice_restart::AUTO_RESTARTS => {
+                self.restarts_in_a_row += 1;
+                tracing::info!(local = %self.local_addr, "ice disconnected: restarting it");
+                // Full: one is asked for already.
+                let _ = ask.try_send(());
+                Ok(())
+            }
+            _ => Err(Stop::Failed("ice disconnected".to_owned())),
+        }
     }
 
     fn on_media_data(&mut self, data: MediaData) {
