@@ -17,6 +17,8 @@ pub enum MediaError {
     NoPendingOffer,
     #[error("revision {answered} is not the pending offer's ({pending})")]
     StaleRevision { answered: u64, pending: u64 },
+    #[error("no video layer {0}: layers are 0 (the best) to {max}", max = crate::simulcast::MAX_LAYERS - 1)]
+    UnknownLayer(u8),
     #[error("the media router is not running")]
     Stopped,
 }

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::Protocol;
 
 use crate::feed::Feed;
-use crate::keyframe::PublisherKeyframes;
 use crate::protocol::{Kind, PeerKey};
 use crate::renegotiation::OutLine;
+use crate::simulcast::{Layer, LayerSelector, LayerSet, PublisherLayers};
 
 /// Identifies a session inside the router (never reused while the router runs).
 pub type PeerId = u64;
@@ -53,8 +53,16 @@ pub struct Peer {
     pub egress_nacks: HashMap<Mid, u64>,
     /// What each of the member's receiving lines carries (made at the line's first packet).
     pub feeds: HashMap<Kind, Feed>,
-    /// The member's latest video keyframe, for receivers that start.
-    pub keyframes: PublisherKeyframes,
+    /// The member's video as a publisher, layer by layer: which layers flow, and each one's latest
+    /// keyframe for receivers that start.
+    pub video: PublisherLayers,
+    /// The rids of the member's simulcast layers, best first (empty: no simulcast, one layer).
+    pub video_rids: Vec<Rid>,
+    /// The best layer this member wants to receive (0: the top; a viewer in a small window asks for
+    /// less).
+    pub max_layer: Layer,
+    /// The layer this member gets of each publisher it receives video from.
+    pub layers: HashMap<PeerId, LayerSelector>,
     /// The peer closed the session (DTLS close_notify): it goes once its last output is out.
     pub closed: bool,
 }
@@ -78,7 +86,10 @@ impl Peer {
             ingress_packets: HashMap::new(),
             egress_nacks: HashMap::new(),
             feeds: HashMap::new(),
-            keyframes: PublisherKeyframes::default(),
+            video: PublisherLayers::default(),
+            video_rids: Vec::new(),
+            max_layer: 0,
+            layers: HashMap::new(),
             closed: false,
         }
     }
@@ -94,6 +105,24 @@ impl Peer {
     /// Whether this member publishes `kind`.
     pub fn publishes(&self, kind: Kind) -> bool {
         self.inbound.iter().any(|(_, k)| *k == kind)
+    }
+
+    /// The layer of one of this member's video packets, by the rid of the stream it came on (`None`:
+    /// a layer past the ones forwarded).
+    pub fn layer_of(&mut self, ssrc: u32) -> Option<Layer> {
+        if self.video_rids.is_empty() {
+            return Some(0);
+        }
+        let rid = self.rtc.direct_api().stream_rx(&ssrc.into())?.rid()?;
+        let rank = self.video_rids.iter().position(|r| *r == rid)?;
+        Layer::try_from(rank)
+            .ok()
+            .filter(|l| usize::from(*l) < crate::simulcast::MAX_LAYERS)
+    }
+
+    /// Every layer this member publishes.
+    pub fn all_layers(&self) -> LayerSet {
+        LayerSet::first(self.video_rids.len().max(1))
     }
 
     /// The line a publisher sends video on.

@@ -72,6 +72,12 @@ pub(crate) enum Command {
         channel: String,
         publisher: String,
     },
+    /// The best simulcast layer a member is to receive (0: the top).
+    SetMaxLayer {
+        key: PeerKey,
+        layer: crate::simulcast::Layer,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     Stats {
         reply: oneshot::Sender<RouterStats>,
     },
@@ -129,6 +135,11 @@ pub struct RouterStats {
     pub tcp_refused: u64,
     /// ICE-TCP connections closed because no session took anything from them for a while.
     pub tcp_closed_idle: u64,
+    /// Receivers of each simulcast layer now (a receiver counts once per publisher it gets video
+    /// from; a publisher without simulcast sends layer 0).
+    pub layer_receivers: [usize; crate::simulcast::MAX_LAYERS],
+    /// Times a receiver was switched from one layer to another (its first layer is not a switch).
+    pub layer_switches: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -153,5 +164,9 @@ impl std::ops::AddAssign for RouterStats {
         self.tcp_dropped += o.tcp_dropped;
         self.tcp_refused += o.tcp_refused;
         self.tcp_closed_idle += o.tcp_closed_idle;
+        for (n, o) in self.layer_receivers.iter_mut().zip(o.layer_receivers) {
+            *n += o;
+        }
+        self.layer_switches += o.layer_switches;
     }
 }
