@@ -42,7 +42,7 @@ use rand::RngCore;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, Rid, Rids};
+use str0m::media::{KeyframeRequestKind, Mid, Rid, Rids};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -173,6 +173,37 @@ fn forwarded_extensions(from: &ExtensionValues) -> ExtensionValues {
         video_orientation: from.video_orientation,
         ..ExtensionValues::default()
     }
+}
+
+/// Makes the router's send stream of a line that has none, and says which rid it is sent with. str0m
+/// makes a line's send streams from its simulcast `send` layers when it has simulcast, so a line the
+/// member publishes simulcast on (`recv` layers for the router) and also receives on — a call party —
+/// gets no stream for the router to send on. Its SSRC was not in the answer: the member binds it by
+/// the MID and RID header extensions str0m sends until the member's first receiver report. The stream
+/// carries the first of the line's rids, since a receiver that lists rids for a line (str0m does,
+/// whatever their direction) takes only streams with one of them. A retransmission stream comes with
+/// it when the line negotiated one (str0m resends only on one).
+fn ensure_send_stream(rtc: &mut Rtc, mid: Mid) -> Option<Rid> {
+    if rtc.direct_api().stream_tx_by_mid(mid, None).is_some() {
+        return None;
+    }
+    let media = rtc.media(mid)?;
+    let Rids::Specific(rids) = media.rids_rx() else {
+        return None;
+    };
+    let rid = *rids.first()?;
+    let pts = media.remote_pts().to_vec();
+    let has_rtx = rtc
+        .codec_config()
+        .find(|p| pts.contains(&p.pt()) && p.resend().is_some())
+        .is_some();
+    let mut api = rtc.direct_api();
+    if api.stream_tx_by_mid(mid, Some(rid)).is_none() {
+        let ssrc = api.new_ssrc();
+        let rtx = has_rtx.then(|| api.new_ssrc());
+        api.declare_stream_tx(ssrc, rtx, mid, Some(rid));
+    }
+    Some(rid)
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -730,6 +761,9 @@ impl Engine {
                         negotiated: added.direction,
                         active: true,
                     });
+                    if kind == Kind::Video {
+                        peer.video_send_rid = ensure_send_stream(&mut peer.rtc, added.mid);
+                    }
                 }
                 if added.direction.is_receiving() && peer.may_publish {
                     peer.inbound.push((added.mid, kind));
@@ -1162,8 +1196,12 @@ impl Engine {
         }) else {
             return false;
         };
+        let rid = match out.kind {
+            Kind::Video => receiver.video_send_rid,
+            Kind::Audio => None,
+        };
         let mut api = receiver.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let Some(stream) = api.stream_tx_by_mid(mid, rid) else {
             return false;
         };
         if new_line {

@@ -58,6 +58,9 @@ pub struct Peer {
     pub video: PublisherLayers,
     /// The rids of the member's simulcast layers, best first (empty: no simulcast, one layer).
     pub video_rids: Vec<Rid>,
+    /// The rid the router's video stream to this member is sent with: set when the member publishes
+    /// simulcast on the line it receives on (see `engine::ensure_send_stream`).
+    pub video_send_rid: Option<Rid>,
     /// The best layer this member wants to receive (0: the top; a viewer in a small window asks for
     /// less).
     pub max_layer: Layer,
@@ -88,6 +91,7 @@ impl Peer {
             feeds: HashMap::new(),
             video: PublisherLayers::default(),
             video_rids: Vec::new(),
+            video_send_rid: None,
             max_layer: 0,
             layers: HashMap::new(),
             closed: false,
