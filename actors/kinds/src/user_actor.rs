@@ -401,6 +401,10 @@ async fn command_input(
             answer_media(state, channel, sdp_answer, revision, reply);
             return;
         }
+        UserCommand::SetVideoLayer { channel, max_layer } => {
+            set_video_layer(state, channel, max_layer, reply);
+            return;
+        }
     };
     match state.machine.handle(input, now) {
         Ok(fx) => run(state, fx, Some(reply)).instrument(span).await,
@@ -435,6 +439,32 @@ fn answer_media(
             .map(|()| CommandOk::Done)
             .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"));
         let _ = reply.send(answer);
+    });
+}
+
+/// Caps the simulcast layer the member's media session in `channel` receives; the router's round trip
+/// runs off the actor.
+fn set_video_layer(
+    state: &UserActor,
+    channel: showcall_machines::ChannelName,
+    max_layer: showcall_protocol::VideoLayer,
+    reply: Responder<CommandOk>,
+) {
+    if !state.machine.channels().any(|(c, _)| *c == channel) {
+        let _ = reply.send(Err(CommandError::NotInChannel));
+        return;
+    }
+    let capped =
+        state
+            .ctx
+            .media()
+            .set_video_layer(&state.app, &channel, state.machine.user(), max_layer);
+    tokio::spawn(async move {
+        let capped = capped
+            .await
+            .map(|()| CommandOk::Done)
+            .map_err(|refusal| refusal.into_command_error("set_video_layer.max_layer"));
+        let _ = reply.send(capped);
     });
 }
 

@@ -110,6 +110,22 @@ fn every_message_kind_of_wire_1_1_is_read_also_with_later_fields() {
 }
 
 #[test]
+fn every_message_kind_of_wire_1_2_is_read_also_with_later_fields() {
+    let fixtures = fixtures_of("v1.2");
+    assert_eq!(fixtures.len(), 1, "one fixture per kind 1.2 added");
+    for (name, bytes) in fixtures {
+        let as_written = read_back_as_written(&name, &bytes);
+        let mut later = as_written.clone();
+        with_later_fields(&mut later);
+        let read = wire::read(1, &serde_json::to_vec(&later).expect("JSON"));
+        assert!(
+            read.is_ok(),
+            "{name} with fields of a later minor: {read:?}"
+        );
+    }
+}
+
+#[test]
 fn frames_from_before_versions_were_written_are_1_0() {
     for (name, bytes) in fixtures() {
         assert!(wire::read(0, &bytes).is_ok(), "{name}");
