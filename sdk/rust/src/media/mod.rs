@@ -96,6 +96,10 @@ pub struct MediaOptions {
     /// Ask the sender for a keyframe (PLI) when video arrives that a decoder could not use — before the
     /// first keyframe, or after a gap — at most every 500 ms, as a browser does. Default true.
     pub request_keyframes: bool,
+    /// Publish the video as three simulcast layers (rids `h`, `m`, `l`: the clip at full size and the
+    /// shipped sample at 160x120 and 80x60), of which the node forwards each receiver one. Only for a
+    /// publisher; default false (one layer).
+    pub simulcast: bool,
 }
 
 impl Default for MediaOptions {
@@ -108,6 +112,7 @@ impl Default for MediaOptions {
             udp: true,
             tcp: true,
             request_keyframes: true,
+            simulcast: false,
         }
     }
 }
