@@ -18,6 +18,12 @@
 //! The cap is what a viewer asks for (a small window needs no full-size picture); a bandwidth
 //! estimate is meant to lower it the same way, per receiver (the machine takes a cap, the available
 //! layers and keyframe arrivals, and says what to forward; where the cap comes from is not its business).
+//! Not built yet (issue 16, item 3), the intended shape: each receiver session runs str0m's send-side
+//! estimate (TWCC); a pure function of the estimate and each layer's measured bitrate (to be counted
+//! in [`PublisherLayers`] beside `last_packet`) gives a bandwidth cap; the cap handed to
+//! [`LayerSelector::decide`] is the lower-quality of that and the viewer's own (`Peer::max_layer`);
+//! and an estimate below the lowest layer pauses the receiver's video (audio goes on) with an event to
+//! its SDK, until the estimate allows the lowest layer again.
 
 use std::time::{Duration, Instant};
 
