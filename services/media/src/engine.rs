@@ -1369,11 +1369,21 @@ impl Engine {
         let Some(mid) = peer.inbound_video() else {
             return;
         };
-        // One PLI per layer wanted, on that layer's stream (a simulcast encoder answers per layer).
+        // One PLI per layer wanted, on that layer's stream (a simulcast encoder answers per layer). A
+        // layer that stopped flowing since it was wanted is not asked again: its encoder dropped it.
         let rids: Vec<Option<Rid>> = if peer.video_rids.is_empty() {
             vec![None]
         } else {
-            let layers = self.keyframe_wanted.get(&id).copied().unwrap_or_default();
+            let mut layers = self.keyframe_wanted.get(&id).copied().unwrap_or_default();
+            let flowing = peer.video.available(now);
+            if !flowing.is_empty() {
+                layers = layers.intersection(flowing);
+            }
+            if layers.is_empty() {
+                self.keyframe_wanted.remove(&id);
+                return;
+            }
+            self.keyframe_wanted.insert(id, layers);
             layers
                 .iter()
                 .filter_map(|l| peer.video_rids.get(usize::from(l)).copied().map(Some))
