@@ -80,6 +80,9 @@ export const ChannelRole = enumOf('CHANNEL_ROLE_', [
   ['Audience', 'AUDIENCE'], ['Broadcaster', 'BROADCASTER'],
 ]);
 
+// Simulcast layers, best first: what a receiver may cap its video at (SignalClient.setVideoLayer).
+export const VideoLayer = enumOf('VIDEO_LAYER_', [['High', 'HIGH'], ['Medium', 'MEDIUM'], ['Low', 'LOW']]);
+
 export const PublishState = enumOf('PUBLISH_STATE_', [
   ['None', 'NONE'], ['Publishing', 'PUBLISHING'], ['Paused', 'PAUSED'],
 ]);
@@ -444,6 +447,15 @@ export class SignalClient {
   async restartIce(channel, sdpOffer) {
     const r = await this.request('restartIce', { channel, sdpOffer });
     return (r.iceRestarted && r.iceRestarted.sdpAnswer) || '';
+  }
+
+  /**
+   * Caps the simulcast layer this user's media in `channel` receives (VideoLayer.*; a small window needs no
+   * full-size picture). The node switches at that layer's next keyframe without a break; VideoLayer.High
+   * lifts the cap. Rejects (nothing changes) outside the channel or without a media session.
+   */
+  async setVideoLayer(channel, maxLayer) {
+    await this.request('setVideoLayer', { channel, maxLayer });
   }
 
   async ping() {
@@ -847,6 +859,14 @@ export class CallApi {
 /** Codecs offered by default, in preference order (others are left out to keep offers small and common). */
 export const DEFAULT_VIDEO_CODECS = Object.freeze(['video/VP8', 'video/H264']);
 export const DEFAULT_AUDIO_CODECS = Object.freeze(['audio/opus']);
+// The simulcast layers a publisher sends (MediaClient option `simulcast`), best first: the node ranks
+// layers in the order the offer lists their rids. A browser may send fewer (it drops layers a small
+// camera picture cannot fill); the node forwards each receiver the best one that flows.
+export const SIMULCAST_ENCODINGS = Object.freeze([
+  Object.freeze({ rid: 'h' }),
+  Object.freeze({ rid: 'm', scaleResolutionDownBy: 2 }),
+  Object.freeze({ rid: 'l', scaleResolutionDownBy: 4 }),
+]);
 
 // Orders a transceiver's codecs: the preferred ones first (in the given order), then their retransmission
 // (rtx) entries; everything else is dropped. A browser without setCodecPreferences keeps its default offer.
@@ -917,6 +937,8 @@ export class MediaClient {
       // How long a 'disconnected' connection may stay so before ICE is restarted (browsers often recover
       // from a short 'disconnected' by themselves; 'failed' restarts at once). null: never by itself.
       iceRestartDelayMs: 2000,
+      // Publish video as SIMULCAST_ENCODINGS (three layers) rather than one encoding.
+      simulcast: true,
       ...options,
     };
     /** ICE restarts the node answered and this client applied. */
@@ -1002,9 +1024,11 @@ export class MediaClient {
     };
     for (const kind of ['audio', 'video']) {
       const track = sending ? localStream.getTracks().find((t) => t.kind === kind) : null;
-      const transceiver = track
-        ? pc.addTransceiver(track, { direction: 'sendrecv', streams: [localStream] })
-        : pc.addTransceiver(kind, { direction: 'recvonly' });
+      const init = { direction: 'sendrecv', streams: [localStream] };
+      if (kind === 'video' && this.options.simulcast) {
+        init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+      }
+      const transceiver = track ? pc.addTransceiver(track, init) : pc.addTransceiver(kind, { direction: 'recvonly' });
       preferCodecs(transceiver, kind, kind === 'video' ? this.options.videoCodecs : this.options.audioCodecs);
     }
     try {
@@ -1100,6 +1124,12 @@ export class MediaClient {
       }
     });
     return frames;
+  }
+
+  /** Caps the simulcast layer this member receives (SignalClient.setVideoLayer for this channel). */
+  async setVideoLayer(maxLayer) {
+    if (!this.channel) throw new Error('not joined');
+    await this.signal.setVideoLayer(this.channel, maxLayer);
   }
 
   /** Stops (false) or resumes (true) sending the local tracks without renegotiating. */

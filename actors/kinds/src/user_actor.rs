@@ -405,6 +405,10 @@ async fn command_input(
             restart_ice(state, channel, sdp_offer, reply);
             return;
         }
+        UserCommand::SetVideoLayer { channel, max_layer } => {
+            set_video_layer(state, channel, max_layer, reply);
+            return;
+        }
     };
     match state.machine.handle(input, now) {
         Ok(fx) => run(state, fx, Some(reply)).instrument(span).await,
@@ -465,6 +469,32 @@ fn restart_ice(
             .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
             .map_err(|refusal| refusal.into_command_error("restart_ice.sdp_offer"));
         let _ = reply.send(answer);
+    });
+}
+
+/// Caps the simulcast layer the member's media session in `channel` receives; the router's round trip
+/// runs off the actor.
+fn set_video_layer(
+    state: &UserActor,
+    channel: showcall_machines::ChannelName,
+    max_layer: showcall_protocol::VideoLayer,
+    reply: Responder<CommandOk>,
+) {
+    if !state.machine.channels().any(|(c, _)| *c == channel) {
+        let _ = reply.send(Err(CommandError::NotInChannel));
+        return;
+    }
+    let capped =
+        state
+            .ctx
+            .media()
+            .set_video_layer(&state.app, &channel, state.machine.user(), max_layer);
+    tokio::spawn(async move {
+        let capped = capped
+            .await
+            .map(|()| CommandOk::Done)
+            .map_err(|refusal| refusal.into_command_error("set_video_layer.max_layer"));
+        let _ = reply.send(capped);
     });
 }
 

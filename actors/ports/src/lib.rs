@@ -33,6 +33,6 @@ pub use bans::Bans;
 pub use clock::Clock;
 pub use directory::Directory;
 pub use event_log::EventLog;
-pub use media::{AnswerApplied, MediaControl, MediaRefusal, NoMedia, SessionOpening};
+pub use media::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, NoMedia, SessionOpening};
 pub use placement::{LocalPlacement, PinFuture, PinRefusal, Placement};
 pub use records::{CallLedger, CallRecordSink, LogRecords, NoLedger};

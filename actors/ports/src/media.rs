@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use showcall_machines::{ChannelName, UserId};
-use showcall_protocol::{AppId, CommandError};
+use showcall_protocol::{AppId, CommandError, VideoLayer};
 
 /// A media session's SDP answer, or why the offer was refused (shown to the client).
 pub type SessionOpening = Pin<Box<dyn Future<Output = Result<String, MediaRefusal>> + Send>>;
@@ -28,6 +28,9 @@ pub enum MediaRefusal {
 
 /// The outcome of answering the router's offer.
 pub type AnswerApplied = Pin<Box<dyn Future<Output = Result<(), MediaRefusal>> + Send>>;
+
+/// The outcome of capping a member's simulcast layer.
+pub type LayerCapped = Pin<Box<dyn Future<Output = Result<(), MediaRefusal>> + Send>>;
 
 /// Commands to the media router, sent by channel actors; the node implements it on the str0m router.
 pub trait MediaControl: Send + Sync + Debug + 'static {
@@ -62,6 +65,14 @@ pub trait MediaControl: Send + Sync + Debug + 'static {
         user: &UserId,
         offer: String,
     ) -> SessionOpening;
+    /// The best simulcast layer a member's session receives of each publisher's video.
+    fn set_video_layer(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        max_layer: VideoLayer,
+    ) -> LayerCapped;
     /// Start or stop forwarding a publisher's media to a channel's subscribers.
     fn set_forwarding(&self, app: &AppId, channel: &ChannelName, publisher: &UserId, forward: bool);
     /// Ask a publisher for a keyframe (PLI), so subscribers can start decoding at once.
@@ -108,6 +119,20 @@ impl MediaControl for NoMedia {
     }
 
     fn restart_ice(&self, _: &AppId, _: &ChannelName, _: &UserId, _: String) -> SessionOpening {
+        Box::pin(async {
+            Err(MediaRefusal::NotNegotiating(
+                "this node has no media router".into(),
+            ))
+        })
+    }
+
+    fn set_video_layer(
+        &self,
+        _: &AppId,
+        _: &ChannelName,
+        _: &UserId,
+        _: VideoLayer,
+    ) -> LayerCapped {
         Box::pin(async {
             Err(MediaRefusal::NotNegotiating(
                 "this node has no media router".into(),

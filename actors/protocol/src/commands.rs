@@ -79,6 +79,30 @@ pub enum UserCommand {
         channel: ChannelName,
         sdp_offer: String,
     },
+    /// The best simulcast layer this user's session in `channel` receives (wire 1.2).
+    SetVideoLayer {
+        channel: ChannelName,
+        max_layer: VideoLayer,
+    },
+}
+
+/// A simulcast layer, best first: what a receiver may cap its video at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VideoLayer {
+    High,
+    Medium,
+    Low,
+}
+
+impl VideoLayer {
+    /// Its rank among a publisher's layers (0: the best), as the media router counts them.
+    pub fn rank(self) -> u8 {
+        match self {
+            VideoLayer::High => 0,
+            VideoLayer::Medium => 1,
+            VideoLayer::Low => 2,
+        }
+    }
 }
 
 /// A command's successful answer.

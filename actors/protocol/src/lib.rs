@@ -38,7 +38,7 @@ pub mod sync;
 pub mod trace;
 pub mod wire;
 
-pub use commands::{CommandOk, LoginOk, Outbound, UserCommand};
+pub use commands::{CommandOk, LoginOk, Outbound, UserCommand, VideoLayer};
 pub use envelope::{Courier, Envelope};
 pub use error::CommandError;
 pub use error_code::ErrorCode;

@@ -95,6 +95,11 @@ pub const MEDIA_RTP_FORWARDED_TOTAL: &str = "showcall_media_rtp_forwarded_total"
 pub const MEDIA_NACKS_TOTAL: &str = "showcall_media_nacks_total";
 /// Counter: receivers started at a publisher's kept keyframe instead of waiting for a new one.
 pub const MEDIA_KEYFRAMES_FROM_CACHE_TOTAL: &str = "showcall_media_keyframes_from_cache_total";
+/// Gauge, label `layer` (`high`, `medium`, `low`): receivers forwarded each simulcast layer now (one per
+/// publisher a receiver gets video from; a publisher without simulcast sends `high`).
+pub const MEDIA_LAYER_RECEIVERS: &str = "showcall_media_layer_receivers";
+/// Counter: receivers switched from one simulcast layer to another.
+pub const MEDIA_LAYER_SWITCHES_TOTAL: &str = "showcall_media_layer_switches_total";
 /// Counter: send system calls of the media router (`packets_total{direction="out"}` ÷ this = batching).
 pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total";
 /// Counter: datagrams the kernel refused (full socket buffer) and the media router dropped.
@@ -218,6 +223,14 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_RELAY_DROPPED_TOTAL,
         "Packets of a channel spread over media workers that a worker could not take (its queue full).",
+    ),
+    (
+        MEDIA_LAYER_RECEIVERS,
+        "Receivers forwarded each simulcast layer now (one per publisher they get video from).",
+    ),
+    (
+        MEDIA_LAYER_SWITCHES_TOTAL,
+        "Receivers switched from one simulcast layer to another.",
     ),
     (
         MEDIA_TCP_CONNECTIONS,

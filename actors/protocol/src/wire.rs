@@ -23,7 +23,7 @@
 //!   the same rule.
 //!
 //! Every message kind is kept as a fixture under the minor that added it
-//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`); the compatibility tests read each one, with fields of a
+//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`, `v1.2/`); the compatibility tests read each one, with fields of a
 //! later minor added, and unknown kinds.
 
 use serde_json::Value;
@@ -37,7 +37,9 @@ pub const WIRE_MAJOR: u32 = 1;
 ///
 /// - 1.1: `Body::Sinks`, several pushes to one connection in one envelope (a user actor's step).
 /// - 1.2: `UserCommand::RestartIce` (a client's ICE restart, its network changed) and its answer
-///   `CommandOk::IceRestarted`.
+///   `CommandOk::IceRestarted`; `UserCommand::SetVideoLayer`, a client's cap on the simulcast layer it receives. A client
+///   command goes where its user lives whatever that node reads: a 1.1 node answers it UNAVAILABLE at
+///   once (the unknown-kind path), which during a rolling upgrade is "try again".
 pub const WIRE_MINOR: u32 = 2;
 
 /// Why a frame's envelope is not delivered.

@@ -73,7 +73,8 @@ pub use showcall_proto::signal as proto;
 pub use showcall_proto::signal::{
     BroadcasterPaused, CallCreated, CallErrorEvent, CallErrorType, CallEvent, CallSnapshot,
     CallState, CallStateReason, CallType, ChannelEvent, ChannelJoined, ChannelMember, ChannelRole,
-    ErrorCode, Event, EventInfo, IceServer, PublishState, SessionCloseReason, channel_event,
+    ErrorCode, Event, EventInfo, IceServer, PublishState, SessionCloseReason, VideoLayer,
+    channel_event,
 };
 
 /// Locks a mutex, ignoring poisoning: SDK state stays consistent across a panicking listener because

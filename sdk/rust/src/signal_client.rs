@@ -27,7 +27,7 @@ use showcall_proto::signal::server_frame::Frame;
 use showcall_proto::signal::{
     AnswerMedia, CallSnapshot, ChannelEvent, ChannelJoined, ChannelRole, ClientFrame, Event,
     IceServer, JoinChannel, LeaveChannel, Login, LoginResult, Logout, Ping, RenewToken, Response,
-    RestartIce, ServerFrame, SessionCloseReason, event, response,
+    RestartIce, ServerFrame, SessionCloseReason, SetVideoLayer, VideoLayer, event, response,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -548,6 +548,24 @@ impl SignalClient {
                 "restart_ice response without an ice_restarted result".to_owned(),
             )),
         }
+    }
+
+    /// Caps the simulcast layer this user's media session in `channel` receives (a small window needs
+    /// no full-size picture): the node forwards the best layer a publisher sends that is not above
+    /// `max_layer`, switching at that layer's next keyframe without a break in the stream.
+    /// [`VideoLayer::High`] lifts the cap. Refused (and nothing changes) for
+    /// [`VideoLayer::Unspecified`], outside the channel, or without a media session.
+    pub async fn set_video_layer(
+        &self,
+        channel: &str,
+        max_layer: VideoLayer,
+    ) -> Result<(), SdkError> {
+        self.request(Command::SetVideoLayer(SetVideoLayer {
+            channel: channel.to_owned(),
+            max_layer: max_layer as i32,
+        }))
+        .await
+        .map(drop)
     }
 
     /// A handle that does not keep the session open (see [`WeakSignalClient`]).

@@ -212,7 +212,8 @@ export function describeEnd(reason, eventReason) {
  * What tests (and curious people, from the console) read: `window.demo.framesDecoded('live' | 'call')`
  * resolves with the inbound video frames decoded so far in that view; `mediaAnswered(which)` says whether
  * the node answered that join with SDP (false: a node without a media router); `mediaStatus(which)` says
- * where that media session stands.
+ * where that media session stands; `videoSize(which)` the last decoded frame's size, `sentLayers(which)`
+ * the simulcast layers sent, and `setVideoLayer(which, layer)` caps the layer received.
  */
 window.demo = {
   live: null,
@@ -220,6 +221,36 @@ window.demo = {
   async framesDecoded(which) {
     const m = this[which];
     return m ? m.inboundVideoFramesDecoded() : 0;
+  },
+  // The size of the last video frame that view decoded ({ width, height, framesDecoded }; zeros before one).
+  async videoSize(which) {
+    const m = this[which];
+    const size = { width: 0, height: 0, framesDecoded: 0 };
+    if (!m || !m.pc) return size;
+    (await m.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        size.width = s.frameWidth || 0;
+        size.height = s.frameHeight || 0;
+        size.framesDecoded = s.framesDecoded || 0;
+      }
+    });
+    return size;
+  },
+  // Caps the simulcast layer that view receives (VideoLayer.* name, e.g. 'VIDEO_LAYER_LOW').
+  async setVideoLayer(which, layer) {
+    await this[which].setVideoLayer(layer);
+  },
+  // The rids of the video layers this page sends, with their frame sizes (outbound-rtp).
+  async sentLayers(which) {
+    const m = this[which];
+    const layers = [];
+    if (!m || !m.pc) return layers;
+    (await m.pc.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        layers.push({ rid: s.rid || '', width: s.frameWidth || 0, framesSent: s.framesSent || 0 });
+      }
+    });
+    return layers;
   },
   mediaAnswered(which) {
     const m = this[which];

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use showcall_machines::user::{CallCommand, Prepared};
 use showcall_machines::{CallId, CallType, ChannelName, Role, UserId};
 use showcall_proto::signal::{self as pb, client_frame::Command};
-use showcall_protocol::UserCommand;
 use showcall_protocol::messages::TraceContext;
+use showcall_protocol::{UserCommand, VideoLayer};
 
 /// Most entries in an extension map.
 pub const MAX_EXTENSION_ENTRIES: usize = 16;
@@ -182,6 +182,20 @@ pub fn validate(frame: pb::ClientFrame) -> Result<Request, Invalid> {
             Request::Command(UserCommand::RestartIce {
                 channel: channel("restart_ice.channel", r.channel)?,
                 sdp_offer: r.sdp_offer,
+            })
+        }
+        Command::SetVideoLayer(v) => {
+            let max_layer = match pb::VideoLayer::try_from(v.max_layer) {
+                Ok(pb::VideoLayer::High) => VideoLayer::High,
+                Ok(pb::VideoLayer::Medium) => VideoLayer::Medium,
+                Ok(pb::VideoLayer::Low) => VideoLayer::Low,
+                Ok(pb::VideoLayer::Unspecified) | Err(_) => {
+                    return Err(field("set_video_layer.max_layer", "unknown layer"));
+                }
+            };
+            Request::Command(UserCommand::SetVideoLayer {
+                channel: channel("set_video_layer.channel", v.channel)?,
+                max_layer,
             })
         }
     })
@@ -417,6 +431,35 @@ mod tests {
                 field: "join_channel.sdp_offer",
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn a_video_layer_must_be_a_known_one() {
+        for unknown in [pb::VideoLayer::Unspecified as i32, 9] {
+            let set = pb::SetVideoLayer {
+                channel: "room".into(),
+                max_layer: unknown,
+            };
+            let err = validate(frame(Command::SetVideoLayer(set))).unwrap_err();
+            assert!(matches!(
+                err,
+                Invalid::Field {
+                    field: "set_video_layer.max_layer",
+                    ..
+                }
+            ));
+        }
+        let set = pb::SetVideoLayer {
+            channel: "room".into(),
+            max_layer: pb::VideoLayer::Low as i32,
+        };
+        assert!(matches!(
+            validate(frame(Command::SetVideoLayer(set))),
+            Ok(Request::Command(UserCommand::SetVideoLayer {
+                max_layer: VideoLayer::Low,
+                ..
+            }))
         ));
     }
 

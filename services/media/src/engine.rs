@@ -47,7 +47,7 @@ use rand::RngCore;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, Mid, Rid, Rids};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -57,12 +57,13 @@ use crate::egress::Flushed;
 use crate::error::MediaError;
 use crate::feed::Feed;
 use crate::ice_restart;
-use crate::keyframe::{KeptPacket, PublisherKeyframes, VideoCodec, starts_keyframe};
+use crate::keyframe::{KeptPacket, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
 use crate::protocol::{Command, Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{Control, Forwarded, Mesh, RemotePublisher, first_session_id, worker_of};
 use crate::renegotiation::{Move, OutLine, changes};
 use crate::rewrite::Source;
+use crate::simulcast::{self, Decision, Layer, LayerSet, MAX_LAYERS, PublisherLayers};
 use crate::{sdp_rules, stun};
 
 /// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
@@ -118,8 +119,8 @@ pub(crate) struct Engine {
     dirty: Vec<PeerId>,
     /// When sessions are to be woken; an entry is stale when it differs from its session's `scheduled`.
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
-    /// Publishers a keyframe is wanted from (few at a time).
-    keyframe_wanted: HashSet<PeerId>,
+    /// Publishers a keyframe is wanted from, and of which of their layers (few at a time).
+    keyframe_wanted: HashMap<PeerId, LayerSet>,
     /// Rooms whose members' lines may have to move, looked at once the turn's sessions are drained (so
     /// a publisher's audio and video arriving together make one offer, not two).
     moves: Vec<(RoomKey, Move)>,
@@ -142,15 +143,23 @@ pub(crate) struct Engine {
     dtls_cert: Option<DtlsCert>,
 }
 
-/// Keeps a publisher's video packet if it starts or continues its latest keyframe.
-fn keep(keyframes: &mut PublisherKeyframes, out: &Forwarded) {
+/// Notes a publisher's video packet: its layer flows, and it is kept if it starts or continues the
+/// layer's latest keyframe.
+fn keep(video: &mut PublisherLayers, out: &Forwarded) {
     let packet = KeptPacket {
         seq: out.seq,
         time: out.time,
         marker: out.marker,
         payload: out.payload.clone(),
     };
-    keyframes.observe(out.source.ssrc, out.params, packet, out.starts, out.at);
+    video.observe(
+        out.layer,
+        out.source.ssrc,
+        out.params,
+        packet,
+        out.starts,
+        out.at,
+    );
 }
 
 fn video_codec(codec: Codec) -> VideoCodec {
@@ -170,6 +179,37 @@ fn forwarded_extensions(from: &ExtensionValues) -> ExtensionValues {
         video_orientation: from.video_orientation,
         ..ExtensionValues::default()
     }
+}
+
+/// Makes the router's send stream of a line that has none, and says which rid it is sent with. str0m
+/// makes a line's send streams from its simulcast `send` layers when it has simulcast, so a line the
+/// member publishes simulcast on (`recv` layers for the router) and also receives on — a call party —
+/// gets no stream for the router to send on. Its SSRC was not in the answer: the member binds it by
+/// the MID and RID header extensions str0m sends until the member's first receiver report. The stream
+/// carries the first of the line's rids, since a receiver that lists rids for a line (str0m does,
+/// whatever their direction) takes only streams with one of them. A retransmission stream comes with
+/// it when the line negotiated one (str0m resends only on one).
+fn ensure_send_stream(rtc: &mut Rtc, mid: Mid) -> Option<Rid> {
+    if rtc.direct_api().stream_tx_by_mid(mid, None).is_some() {
+        return None;
+    }
+    let media = rtc.media(mid)?;
+    let Rids::Specific(rids) = media.rids_rx() else {
+        return None;
+    };
+    let rid = *rids.first()?;
+    let pts = media.remote_pts().to_vec();
+    let has_rtx = rtc
+        .codec_config()
+        .find(|p| pts.contains(&p.pt()) && p.resend().is_some())
+        .is_some();
+    let mut api = rtc.direct_api();
+    if api.stream_tx_by_mid(mid, Some(rid)).is_none() {
+        let ssrc = api.new_ssrc();
+        let rtx = has_rtx.then(|| api.new_ssrc());
+        api.declare_stream_tx(ssrc, rtx, mid, Some(rid));
+    }
+    Some(rid)
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -213,7 +253,7 @@ impl Engine {
             rooms: HashMap::new(),
             dirty: Vec::new(),
             timers: BinaryHeap::new(),
-            keyframe_wanted: HashSet::new(),
+            keyframe_wanted: HashMap::new(),
             moves: Vec::new(),
             connected: Vec::new(),
             stats: RouterStats::default(),
@@ -348,9 +388,28 @@ impl Engine {
                 channel,
                 publisher,
             } => self.want_keyframe_from(&app, &channel, &publisher),
+            Command::SetMaxLayer { key, layer, reply } => {
+                let set = match self.by_key.get(&key).and_then(|id| self.peers.get_mut(id)) {
+                    Some(peer) => {
+                        // The lines switch at the new target's next keyframe, asked for by the
+                        // next packet that reaches them.
+                        peer.max_layer = layer;
+                        Ok(())
+                    }
+                    None => Err(MediaError::NoSession),
+                };
+                let _ = reply.send(set);
+            }
             Command::Stats { reply } => {
                 let mut stats = self.stats;
                 stats.sessions = self.peers.len();
+                for peer in self.peers.values() {
+                    for layer in peer.layers.values().filter_map(|s| s.current()) {
+                        if let Some(n) = stats.layer_receivers.get_mut(usize::from(layer)) {
+                            *n += 1;
+                        }
+                    }
+                }
                 // The engine runs alone on its worker's thread: that thread's time is the worker's.
                 stats.cpu_millis = crate::cpu::current_thread().map_or(0, |d| d.as_millis() as u64);
                 let _ = reply.send(stats);
@@ -510,6 +569,7 @@ impl Engine {
         }
         for other in self.peers.values_mut() {
             other.first_received.retain(|(p, _)| *p != id);
+            other.layers.remove(&id);
         }
         if !peer.inbound.is_empty() {
             // A publisher left: what it fed ends for the others, here and on the channel's other workers.
@@ -626,7 +686,7 @@ impl Engine {
         }
         let wanting: Vec<PeerId> = self
             .keyframe_wanted
-            .iter()
+            .keys()
             .copied()
             .filter(|id| {
                 self.peers.get(id).is_some_and(|p| {
@@ -640,22 +700,38 @@ impl Engine {
         }
     }
 
+    /// Wants a keyframe of every layer of a publisher (a receiver lost its picture, a resume).
     fn want_keyframe(&mut self, id: PeerId) {
+        self.want_keyframes(id, LayerSet::first(MAX_LAYERS));
+    }
+
+    /// Wants a keyframe of some of a publisher's layers (a receiver to be switched to one).
+    fn want_keyframes(&mut self, id: PeerId, layers: LayerSet) {
         if worker_of(id) != self.index {
             // A publisher on another worker: its worker asks it (and throttles).
             if self.remote.contains_key(&id) {
                 let _ = self.mesh[worker_of(id)]
                     .control
-                    .send(Control::WantKeyframe { session: id });
+                    .send(Control::WantKeyframe {
+                        session: id,
+                        layers,
+                    });
             }
             return;
         }
-        if self
-            .peers
-            .get(&id)
-            .is_some_and(|p| p.inbound_video().is_some())
-        {
-            self.keyframe_wanted.insert(id);
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let mut layers = layers.intersection(peer.all_layers());
+        // Only layers that flow answer: an encoder that dropped one (a small camera picture) would be
+        // asked for it forever. A publisher with nothing flowing yet (or paused) is asked for all.
+        let flowing = peer.video.available(self.now);
+        if !flowing.is_empty() {
+            layers = layers.intersection(flowing);
+        }
+        if peer.inbound_video().is_some() && !layers.is_empty() {
+            let wanted = self.keyframe_wanted.entry(id).or_default();
+            *wanted = wanted.union(layers);
         }
     }
 
@@ -756,9 +832,19 @@ impl Engine {
                         negotiated: added.direction,
                         active: true,
                     });
+                    if kind == Kind::Video {
+                        peer.video_send_rid = ensure_send_stream(&mut peer.rtc, added.mid);
+                    }
                 }
                 if added.direction.is_receiving() && peer.may_publish {
                     peer.inbound.push((added.mid, kind));
+                    if kind == Kind::Video
+                        && let Some(Rids::Specific(rids)) =
+                            peer.rtc.media(added.mid).map(|m| m.rids_rx())
+                    {
+                        // Simulcast: the layers in the order the offer lists them, best first.
+                        peer.video_rids = rids.clone();
+                    }
                     // A publisher arrived: members whose lines went quiet get them back, here and on
                     // the channel's other workers.
                     let key = peer.key.clone();
@@ -900,11 +986,11 @@ impl Engine {
     /// What another worker says.
     pub(crate) fn control(&mut self, control: Control) {
         match control {
-            Control::WantKeyframe { session } => {
+            Control::WantKeyframe { session, layers } => {
                 if let Some(peer) = self.peers.get_mut(&session) {
                     peer.last_keyframe_request = None;
                 }
-                self.want_keyframe(session);
+                self.want_keyframes(session, layers);
             }
             Control::Publisher {
                 session,
@@ -916,6 +1002,7 @@ impl Engine {
                     if self.remote.remove(&session).is_some() {
                         for other in self.peers.values_mut() {
                             other.first_received.retain(|(p, _)| *p != session);
+                            other.layers.remove(&session);
                         }
                         if let Some(r) = self.rooms.get_mut(&room) {
                             r.remote.retain(|p| *p != session);
@@ -935,7 +1022,7 @@ impl Engine {
                             RemotePublisher {
                                 key,
                                 kinds,
-                                keyframes: PublisherKeyframes::default(),
+                                video: PublisherLayers::default(),
                             },
                         );
                         self.rooms
@@ -980,6 +1067,14 @@ impl Engine {
             // Media on a line this member may not publish on is dropped.
             return;
         }
+        let layer = match kind {
+            Kind::Video => match publisher.layer_of(*packet.header.ssrc) {
+                Some(layer) => layer,
+                // A simulcast layer past the ones forwarded.
+                None => return,
+            },
+            Kind::Audio => 0,
+        };
         let starts = kind == Kind::Video && starts_keyframe(video_codec(codec), &packet.payload);
         let out = Forwarded {
             source: Source {
@@ -992,15 +1087,19 @@ impl Engine {
             time: packet.header.timestamp,
             marker: packet.header.marker,
             starts,
+            layer,
             payload: packet.payload,
             ext: forwarded_extensions(&packet.header.ext_vals),
             at: packet.timestamp,
         };
-        if starts {
-            self.keyframe_wanted.remove(&from);
+        if starts && let Some(wanted) = self.keyframe_wanted.get_mut(&from) {
+            *wanted = wanted.without(layer);
+            if wanted.is_empty() {
+                self.keyframe_wanted.remove(&from);
+            }
         }
         if kind == Kind::Video {
-            keep(&mut publisher.keyframes, &out);
+            keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
         if self.is_paused(&room, from) {
@@ -1023,7 +1122,7 @@ impl Engine {
             return;
         };
         if out.kind == Kind::Video {
-            keep(&mut publisher.keyframes, &out);
+            keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
         if !self.is_paused(&room, out.source.session) {
@@ -1036,9 +1135,14 @@ impl Engine {
         let Some(targets) = self.rooms.get(room).map(|r| r.peers.clone()) else {
             return;
         };
+        // The publisher's layers that flow, once for every receiver of the packet.
+        let available = match out.kind {
+            Kind::Video => self.available_layers(out.source.session),
+            Kind::Audio => LayerSet::NONE,
+        };
         for to in targets {
             if to != out.source.session {
-                self.send_to(to, out, room);
+                self.send_to(to, out, room, available);
             }
         }
     }
@@ -1073,8 +1177,22 @@ impl Engine {
         publishes && !self.is_paused(room, session)
     }
 
-    /// Writes one publisher packet to one receiver, if its line takes it.
-    fn send_to(&mut self, to: PeerId, out: &Forwarded, room: &RoomKey) -> bool {
+    /// Writes one publisher packet to one receiver, if its line takes it (and, for video, it is of the
+    /// layer the receiver gets: [`crate::simulcast`]).
+    fn send_to(
+        &mut self,
+        to: PeerId,
+        out: &Forwarded,
+        room: &RoomKey,
+        available: LayerSet,
+    ) -> bool {
+        let decision = match out.kind {
+            Kind::Video => self.layer_decision(to, out, available),
+            Kind::Audio => Decision::Forward,
+        };
+        if decision == Decision::Drop {
+            return false;
+        }
         let current = self
             .peers
             .get(&to)
@@ -1083,7 +1201,7 @@ impl Engine {
         let current_feeds = current.is_some_and(|c| {
             c.session == out.source.session || self.still_feeds(c.session, out.kind, room)
         });
-        self.write_line(to, out, |feed| {
+        let written = self.write_line(to, out, |feed| {
             feed.admit(
                 out.source,
                 out.seq,
@@ -1093,7 +1211,47 @@ impl Engine {
                 out.at,
             )
             .ok()
-        })
+        });
+        if written && let Decision::SwitchTo(layer) = decision {
+            self.switch_layer(to, out.source.session, layer);
+        }
+        written
+    }
+
+    /// Whether a publisher's video packet is of the layer a receiver gets, or switches it there
+    /// (`available`: the publisher's layers that flow); asks the publisher for the keyframe the
+    /// receiver's next switch waits for.
+    fn layer_decision(&mut self, to: PeerId, out: &Forwarded, available: LayerSet) -> Decision {
+        let Some(receiver) = self.peers.get_mut(&to) else {
+            return Decision::Drop;
+        };
+        let cap = receiver.max_layer;
+        let selector = receiver.layers.entry(out.source.session).or_default();
+        let decision = selector.decide(cap, out.layer, out.starts, available);
+        if let Some(layer) = selector.keyframe_request(cap, available) {
+            self.want_keyframes(out.source.session, LayerSet::NONE.with(layer));
+        }
+        decision
+    }
+
+    /// A receiver's line now carries `layer` of `publisher`.
+    fn switch_layer(&mut self, to: PeerId, publisher: PeerId, layer: Layer) {
+        if let Some(receiver) = self.peers.get_mut(&to)
+            && receiver.layers.entry(publisher).or_default().switch(layer)
+        {
+            self.stats.layer_switches += 1;
+        }
+    }
+
+    /// The layers of a publisher's video that flow now (here or on another worker).
+    fn available_layers(&self, publisher: PeerId) -> LayerSet {
+        match self.peers.get(&publisher) {
+            Some(p) => p.video.available(self.now),
+            None => self
+                .remote
+                .get(&publisher)
+                .map_or(LayerSet::NONE, |r| r.video.available(self.now)),
+        }
     }
 
     /// Writes a packet on a receiver's line where `place` puts it (its sequence number and RTP time
@@ -1118,14 +1276,22 @@ impl Engine {
         let Some((seq, time)) = place(feed) else {
             return false;
         };
+        let patch = match out.params.spec().codec {
+            Codec::Vp8 => feed.vp8_patch(&out.payload),
+            _ => None,
+        };
         let rtc = &receiver.rtc;
         let Some(pt) = feed.map_pt(out.params.pt(), || {
             rtc.codec_config().match_params(out.params).map(|p| p.pt())
         }) else {
             return false;
         };
+        let rid = match out.kind {
+            Kind::Video => receiver.video_send_rid,
+            Kind::Audio => None,
+        };
         let mut api = receiver.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let Some(stream) = api.stream_tx_by_mid(mid, rid) else {
             return false;
         };
         if new_line {
@@ -1134,12 +1300,14 @@ impl Engine {
             // viewer at 1.5 Mbit/s).
             stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
         }
-        stream.write_rtp(
-            RtpWrite::new(pt, seq.into(), time, out.at, out.payload.clone())
-                .marker(out.marker)
-                .nackable(out.kind == Kind::Video)
-                .ext_vals(out.ext.clone()),
-        );
+        let mut write = RtpWrite::new(pt, seq.into(), time, out.at, out.payload.clone())
+            .marker(out.marker)
+            .nackable(out.kind == Kind::Video)
+            .ext_vals(out.ext.clone());
+        if let Some(patch) = patch {
+            write = write.vp8_patch(patch);
+        }
+        stream.write_rtp(write);
         self.stats.packets_forwarded += 1;
         if out.kind == Kind::Audio || out.marker {
             self.stats.frames_forwarded += 1;
@@ -1166,12 +1334,19 @@ impl Engine {
     /// worker), if it has a fresh one and the line is free for it; the line then waits for the
     /// publisher's next keyframe (asked for by the caller).
     fn serve_kept_keyframe(&mut self, publisher: PeerId, receiver: PeerId, now: Instant) {
+        let Some(cap) = self.peers.get(&receiver).map(|r| r.max_layer) else {
+            return;
+        };
+        // The layer the receiver is to get: its kept keyframe starts it there.
+        let Some(layer) = simulcast::target(cap, self.available_layers(publisher)) else {
+            return;
+        };
         let kept = match self.peers.get(&publisher) {
-            Some(p) => p.keyframes.fresh(now),
+            Some(p) => p.video.fresh_keyframe(layer, now),
             None => self
                 .remote
                 .get(&publisher)
-                .and_then(|r| r.keyframes.fresh(now)),
+                .and_then(|r| r.video.fresh_keyframe(layer, now)),
         };
         let Some((kept, ssrc, params)) = kept else {
             return;
@@ -1207,6 +1382,7 @@ impl Engine {
                 time: packet.time,
                 marker: packet.marker,
                 starts: false,
+                layer,
                 payload: packet.payload,
                 ext: ExtensionValues::default(),
                 at: now,
@@ -1220,6 +1396,7 @@ impl Engine {
         }
         if started {
             self.stats.keyframes_from_cache += 1;
+            self.switch_layer(receiver, publisher, layer);
         }
     }
 
@@ -1282,8 +1459,35 @@ impl Engine {
         let Some(mid) = peer.inbound_video() else {
             return;
         };
-        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
+        // One PLI per layer wanted, on that layer's stream (a simulcast encoder answers per layer). A
+        // layer that stopped flowing since it was wanted is not asked again: its encoder dropped it.
+        let rids: Vec<Option<Rid>> = if peer.video_rids.is_empty() {
+            vec![None]
+        } else {
+            let mut layers = self.keyframe_wanted.get(&id).copied().unwrap_or_default();
+            let flowing = peer.video.available(now);
+            if !flowing.is_empty() {
+                layers = layers.intersection(flowing);
+            }
+            if layers.is_empty() {
+                self.keyframe_wanted.remove(&id);
+                return;
+            }
+            self.keyframe_wanted.insert(id, layers);
+            layers
+                .iter()
+                .filter_map(|l| peer.video_rids.get(usize::from(l)).copied().map(Some))
+                .collect()
+        };
+        let mut api = peer.rtc.direct_api();
+        let mut asked = false;
+        for rid in rids {
+            if let Some(stream) = api.stream_rx_by_mid(mid, rid) {
+                stream.request_keyframe(KeyframeRequestKind::Pli);
+                asked = true;
+            }
+        }
+        if asked {
             self.dirty.push(id);
         }
     }

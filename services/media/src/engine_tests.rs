@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
@@ -55,6 +55,24 @@ fn vp8_frame(key: bool) -> Vec<u8> {
     frame
 }
 
+/// A simulcast publisher's layers, best first: rid, the width its keyframes announce, and the size of
+/// its frames (key, delta), which tells a receiver's packets apart (≈ 125 kbit/s for the three).
+const LAYERS: [(&str, u16, usize, usize); 3] = [
+    ("h", 320, 1600, 300),
+    ("m", 160, 800, 150),
+    ("l", 80, 400, 60),
+];
+
+/// A frame of simulcast layer `layer`: its keyframes carry the layer's width (RFC 6386 §9.1).
+fn layer_frame(layer: usize, key: bool) -> Vec<u8> {
+    let (_, width, key_size, delta_size) = LAYERS[layer];
+    let mut frame = vec![0u8; if key { key_size } else { delta_size }];
+    frame[0] = if key { 0x10 } else { 0x11 };
+    frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+    frame[6..8].copy_from_slice(&width.to_le_bytes());
+    frame
+}
+
 /// One client of the router: its str0m session, its address, and what it saw.
 struct Client {
     rtc: Rtc,
@@ -67,6 +85,10 @@ struct Client {
     video: Mid,
     /// RTP packets received: (SSRC, sequence number, starts a keyframe).
     packets: Vec<(u32, u16, bool)>,
+    /// The payload size of each of those packets.
+    payload_sizes: Vec<usize>,
+    /// A publisher sending its video as the simulcast [`LAYERS`].
+    simulcast: bool,
     keyframe_requests: usize,
 }
 
@@ -94,6 +116,8 @@ impl Client {
             key: key(user),
             video: Mid::from("unset"),
             packets: Vec::new(),
+            payload_sizes: Vec::new(),
+            simulcast: false,
             keyframe_requests: 0,
         }
     }
@@ -160,14 +184,38 @@ impl Sim {
 
     /// Joins `user` with a client that has only `transport`.
     fn join_over(&mut self, user: &str, port: u16, publish: bool, transport: Protocol) {
+        self.join_with(user, port, publish, transport, false);
+    }
+
+    /// Joins `user` as a publisher sending the simulcast [`LAYERS`].
+    fn join_simulcast(&mut self, user: &str, port: u16) {
+        self.join_with(user, port, true, Protocol::Udp, true);
+    }
+
+    fn join_with(
+        &mut self,
+        user: &str,
+        port: u16,
+        publish: bool,
+        transport: Protocol,
+        simulcast: bool,
+    ) {
         let mut client = Client::new(user, port, !publish, self.now, transport);
+        client.simulcast = simulcast;
         let dir = if publish {
             Direction::SendOnly
         } else {
             Direction::RecvOnly
         };
+        let layers = simulcast.then(|| {
+            let mut layers = Simulcast::new();
+            for (rid, ..) in LAYERS {
+                layers.add_send_layer(SimulcastLayer::new(rid));
+            }
+            layers
+        });
         let mut api = client.rtc.sdp_api();
-        client.video = api.add_media(MediaKind::Video, dir, None, None, None);
+        client.video = api.add_media(MediaKind::Video, dir, None, None, layers);
         let (offer, pending) = api.apply().expect("an offer");
         let (reply, answer) = oneshot::channel();
         self.engine.set_time(self.now);
@@ -264,11 +312,14 @@ impl Sim {
                     assert_eq!(t.proto, client.transport, "a client sends on its transport");
                     self.engine.datagram(t.proto, client.addr, &t.contents);
                 }
-                Output::Event(Event::RtpPacket(p)) => client.packets.push((
-                    *p.header.ssrc,
-                    p.header.sequence_number,
-                    starts_keyframe(VideoCodec::Vp8, &p.payload),
-                )),
+                Output::Event(Event::RtpPacket(p)) => {
+                    client.packets.push((
+                        *p.header.ssrc,
+                        p.header.sequence_number,
+                        starts_keyframe(VideoCodec::Vp8, &p.payload),
+                    ));
+                    client.payload_sizes.push(p.payload.len());
+                }
                 Output::Event(Event::KeyframeRequest(_)) => {
                     client.keyframe_requests += 1;
                     if self.answer_keyframe_requests {
@@ -296,26 +347,46 @@ impl Sim {
         done.blocking_recv().expect("replied").expect("accepted");
     }
 
-    /// Runs `ms` of virtual time; the publisher `user` (if there) writes a frame every 33 ms.
+    /// Runs `ms` of virtual time; the publisher `user` (if there) writes a frame every 33 ms (one per
+    /// layer when it sends simulcast).
     fn run(&mut self, ms: u32, publisher: &str) {
         for _ in 0..(ms / STEP.as_millis() as u32) {
             self.now += STEP;
             self.elapsed_ms += STEP.as_millis() as u32;
             let due = self.frames * FRAME_EVERY <= self.elapsed_ms;
-            if due && let Some(client) = self.clients.get_mut(publisher) {
+            if due && let Some(client) = self.clients.get(publisher) {
                 let key = std::mem::take(&mut self.key_next);
-                let mid = client.video;
                 let rtp_time = MediaTime::from_90khz(u64::from(self.elapsed_ms) * 90);
-                let pt = client.rtc.writer(mid).and_then(|w| {
-                    w.payload_params()
-                        .find(|p| p.spec().codec == Codec::Vp8)
-                        .map(|p| p.pt())
-                });
-                let pt: Pt = pt.expect("VP8 negotiated");
-                if let Some(writer) = client.rtc.writer(mid) {
-                    writer
-                        .write(pt, self.now, rtp_time, vp8_frame(key))
-                        .expect("frame written");
+                let frames: Vec<(Option<Rid>, Vec<u8>)> = if client.simulcast {
+                    LAYERS
+                        .iter()
+                        .enumerate()
+                        .map(|(layer, (rid, ..))| (Some(Rid::from(*rid)), layer_frame(layer, key)))
+                        .collect()
+                } else {
+                    vec![(None, vp8_frame(key))]
+                };
+                self.engine.set_time(self.now);
+                for (rid, frame) in frames {
+                    let client = self.clients.get_mut(publisher).expect("there");
+                    let mid = client.video;
+                    let pt = client.rtc.writer(mid).and_then(|w| {
+                        w.payload_params()
+                            .find(|p| p.spec().codec == Codec::Vp8)
+                            .map(|p| p.pt())
+                    });
+                    let pt: Pt = pt.expect("VP8 negotiated");
+                    if let Some(writer) = client.rtc.writer(mid) {
+                        let writer = match rid {
+                            Some(rid) => writer.rid(rid),
+                            None => writer,
+                        };
+                        writer
+                            .write(pt, self.now, rtp_time, frame)
+                            .expect("frame written");
+                    }
+                    // One mutation at a time, each drained (str0m's rule).
+                    self.drain_client(publisher);
                 }
                 self.frames += 1;
                 self.keyframes_sent += u32::from(key);
@@ -661,4 +732,81 @@ fn an_offer_that_restarts_nothing_is_refused_and_changes_nothing() {
     let before = sim.client("fan").packets.len();
     sim.run(300, "host");
     assert!(sim.client("fan").packets.len() > before, "video goes on");
+}
+
+/// The simulcast layer each packet a receiver got belongs to, by its payload size (one-packet delta
+/// frames; a keyframe's first packet is as long as the MTU allows, so only its last tells).
+fn layer_of_delta(size: usize) -> Option<usize> {
+    // str0m's VP8 packetizer adds a one-byte descriptor.
+    LAYERS
+        .iter()
+        .position(|(_, _, _, delta)| *delta + 1 == size)
+}
+
+/// A publisher sends three layers; a receiver gets the top one, then — capped at the low one — the low
+/// one from its next keyframe on, then the top again when the cap is lifted: one stream, no gap.
+#[test]
+fn a_receiver_is_switched_between_simulcast_layers_at_keyframes_without_a_gap() {
+    let mut sim = Sim::new();
+    sim.join_simulcast("host", 1000);
+    sim.join("fan", 1001, false);
+    sim.run(500, "host");
+    let deltas = |sim: &Sim, from: usize| -> Vec<usize> {
+        sim.client("fan").payload_sizes[from..]
+            .iter()
+            .filter_map(|s| layer_of_delta(*s))
+            .collect()
+    };
+    let top = deltas(&sim, 0);
+    assert!(top.len() > 5, "video flows: {top:?}");
+    assert!(
+        top.iter().all(|l| *l == 0),
+        "the top layer by default: {top:?}"
+    );
+
+    let cap = |sim: &mut Sim, user: &str, layer: u8| {
+        let (reply, done) = oneshot::channel();
+        sim.command(Command::SetMaxLayer {
+            key: key(user),
+            layer,
+            reply,
+        });
+        done.blocking_recv().expect("replied")
+    };
+    cap(&mut sim, "fan", 2).expect("capped");
+    let at_cap = sim.client("fan").packets.len();
+    let requests = sim.client("host").keyframe_requests;
+    sim.run(500, "host");
+    assert!(
+        sim.client("host").keyframe_requests > requests,
+        "the low layer's keyframe was asked for"
+    );
+    let down = deltas(&sim, at_cap);
+    let switched = down
+        .iter()
+        .position(|l| *l == 2)
+        .expect("the low layer arrives");
+    assert!(
+        down[..switched].iter().all(|l| *l == 0) && down[switched..].iter().all(|l| *l == 2),
+        "the top layer until the switch, the low one after: {down:?}"
+    );
+    assert_eq!(sim.engine.stats.layer_switches, 1);
+
+    cap(&mut sim, "fan", 0).expect("the cap lifted");
+    let lifted = sim.client("fan").packets.len();
+    sim.run(500, "host");
+    let up = deltas(&sim, lifted);
+    let back = up
+        .iter()
+        .position(|l| *l == 0)
+        .expect("the top layer again");
+    assert!(up[back..].iter().all(|l| *l == 0), "{up:?}");
+    assert_eq!(sim.engine.stats.layer_switches, 2);
+    contiguous(&sim.client("fan").packets).expect("one continuous stream across both switches");
+
+    // A member without a session, or a layer past the last: refused, nothing changes.
+    assert_eq!(
+        cap(&mut sim, "nobody", 1),
+        Err(crate::MediaError::NoSession)
+    );
 }

@@ -19,6 +19,8 @@ pub enum MediaError {
     StaleRevision { answered: u64, pending: u64 },
     #[error("not an ICE restart: {0}")]
     NotIceRestart(String),
+    #[error("no video layer {0}: layers are 0 (the best) to {max}", max = crate::simulcast::MAX_LAYERS - 1)]
+    UnknownLayer(u8),
     #[error("the media router is not running")]
     Stopped,
 }

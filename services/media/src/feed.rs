@@ -3,14 +3,18 @@
 //! A receiver has one line per kind, so a line carries one publisher at a time: the one it started with,
 //! until that publisher leaves, pauses or its stream restarts; then the next publisher of that kind whose
 //! packet arrives takes it over. Every change of source, and every resume, starts a new epoch of the
-//! line's [`Rewriter`]; a video line starts one only at a keyframe, since nothing before a keyframe can be
-//! decoded (the packets in between are not sent at all). Pure: the engine says what arrived and whether
-//! the line's current publisher still feeds it.
+//! line's [`Rewriter`] (and of its VP8 numbering, [`PictureIds`]); a video line starts one only at a
+//! keyframe, since nothing before a keyframe can be decoded (the packets in between are not sent at
+//! all). A simulcast publisher's layers are streams of their own: the engine hands the line only the
+//! layer its receiver gets ([`crate::simulcast`]), and a switch of layer is a change of source here.
+//! Pure: the engine says what arrived and whether the line's current publisher still feeds it.
 
 use std::time::Instant;
 
 use str0m::media::Pt;
+use str0m::rtp::Vp8Patch;
 
+use crate::picture::PictureIds;
 use crate::protocol::Kind;
 use crate::rewrite::{Rewriter, Source};
 
@@ -19,6 +23,8 @@ use crate::rewrite::{Rewriter, Source};
 pub struct Feed {
     kind: Kind,
     rewriter: Rewriter,
+    /// VP8 PictureID and TL0PICIDX, renumbered with each epoch like the sequence numbers.
+    pictures: PictureIds,
     /// The next packet that may start an epoch starts one (video: a keyframe's first packet).
     restart: bool,
     /// Payload types of the current source mapped to the receiver's (None: the receiver has no match).
@@ -41,6 +47,7 @@ impl Feed {
         Self {
             kind,
             rewriter: Rewriter::new(clock_rate),
+            pictures: PictureIds::default(),
             restart: true,
             pt_map: Vec::new(),
         }
@@ -84,6 +91,7 @@ impl Feed {
                 return Err(Held::WaitingForKeyframe);
             }
             self.rewriter.start_epoch(source, seq, time, now);
+            self.pictures.new_epoch();
             self.restart = false;
         }
         self.rewriter
@@ -98,7 +106,13 @@ impl Feed {
             self.pt_map.clear();
         }
         self.rewriter.start_epoch(source, seq, time, now);
+        self.pictures.new_epoch();
         self.restart = true;
+    }
+
+    /// The patch that renumbers a VP8 payload placed on this line (None: it goes as it is).
+    pub fn vp8_patch(&mut self, payload: &[u8]) -> Option<Vp8Patch> {
+        self.pictures.rewrite(payload)
     }
 
     /// Where a packet of the kept keyframe the line just started at goes.

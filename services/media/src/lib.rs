@@ -16,6 +16,9 @@
 //!   and the passive TCP candidate beside the UDP one; `rfc4571`: the framing on those connections.
 //! - `feed`, `rewrite`: what a receiver line carries and where each packet goes in it.
 //! - `keyframe`: keyframe starts at the RTP level, and each publisher's latest keyframe.
+//! - `simulcast`: a publisher's layers (which flow, each one's keyframe) and the choice of one per
+//!   receiver (its cap, switched at keyframes); `picture`: VP8 PictureID / TL0PICIDX kept continuous
+//!   for a receiver across switches.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
 //! - [`egress`]: the outgoing datagrams of a turn, sent together at its end (`sendmmsg` + UDP GSO);
 //!   public for the node's hardware-floor benchmark.
@@ -44,6 +47,7 @@ mod ice_restart;
 mod keyframe;
 mod loss;
 mod peer;
+mod picture;
 mod placement;
 mod protocol;
 mod relay;
@@ -52,6 +56,7 @@ mod rewrite;
 mod rfc4571;
 pub mod router;
 mod sdp_rules;
+mod simulcast;
 mod stun;
 mod tcp;
 mod worker;

@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::Protocol;
 
 use crate::feed::Feed;
 use crate::ice_restart::RemoteSide;
-use crate::keyframe::PublisherKeyframes;
 use crate::protocol::{Kind, PeerKey};
 use crate::renegotiation::OutLine;
+use crate::simulcast::{Layer, LayerSelector, LayerSet, PublisherLayers};
 
 /// Identifies a session inside the router (never reused while the router runs).
 pub type PeerId = u64;
@@ -59,8 +59,19 @@ pub struct Peer {
     pub egress_nacks: HashMap<Mid, u64>,
     /// What each of the member's receiving lines carries (made at the line's first packet).
     pub feeds: HashMap<Kind, Feed>,
-    /// The member's latest video keyframe, for receivers that start.
-    pub keyframes: PublisherKeyframes,
+    /// The member's video as a publisher, layer by layer: which layers flow, and each one's latest
+    /// keyframe for receivers that start.
+    pub video: PublisherLayers,
+    /// The rids of the member's simulcast layers, best first (empty: no simulcast, one layer).
+    pub video_rids: Vec<Rid>,
+    /// The rid the router's video stream to this member is sent with: set when the member publishes
+    /// simulcast on the line it receives on (see `engine::ensure_send_stream`).
+    pub video_send_rid: Option<Rid>,
+    /// The best layer this member wants to receive (0: the top; a viewer in a small window asks for
+    /// less).
+    pub max_layer: Layer,
+    /// The layer this member gets of each publisher it receives video from.
+    pub layers: HashMap<PeerId, LayerSelector>,
     /// The peer closed the session (DTLS close_notify): it goes once its last output is out.
     pub closed: bool,
 }
@@ -92,7 +103,11 @@ impl Peer {
             ingress_packets: HashMap::new(),
             egress_nacks: HashMap::new(),
             feeds: HashMap::new(),
-            keyframes: PublisherKeyframes::default(),
+            video: PublisherLayers::default(),
+            video_rids: Vec::new(),
+            video_send_rid: None,
+            max_layer: 0,
+            layers: HashMap::new(),
             closed: false,
         }
     }
@@ -108,6 +123,24 @@ impl Peer {
     /// Whether this member publishes `kind`.
     pub fn publishes(&self, kind: Kind) -> bool {
         self.inbound.iter().any(|(_, k)| *k == kind)
+    }
+
+    /// The layer of one of this member's video packets, by the rid of the stream it came on (`None`:
+    /// a layer past the ones forwarded).
+    pub fn layer_of(&mut self, ssrc: u32) -> Option<Layer> {
+        if self.video_rids.is_empty() {
+            return Some(0);
+        }
+        let rid = self.rtc.direct_api().stream_rx(&ssrc.into())?.rid()?;
+        let rank = self.video_rids.iter().position(|r| *r == rid)?;
+        Layer::try_from(rank)
+            .ok()
+            .filter(|l| usize::from(*l) < crate::simulcast::MAX_LAYERS)
+    }
+
+    /// Every layer this member publishes.
+    pub fn all_layers(&self) -> LayerSet {
+        LayerSet::first(self.video_rids.len().max(1))
     }
 
     /// The line a publisher sends video on.

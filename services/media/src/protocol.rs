@@ -79,6 +79,12 @@ pub(crate) enum Command {
         channel: String,
         publisher: String,
     },
+    /// The best simulcast layer a member is to receive (0: the top).
+    SetMaxLayer {
+        key: PeerKey,
+        layer: crate::simulcast::Layer,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     Stats {
         reply: oneshot::Sender<RouterStats>,
     },
@@ -138,6 +144,11 @@ pub struct RouterStats {
     pub tcp_closed_idle: u64,
     /// ICE restarts accepted: sessions a member moved to a new network path ([`crate::ice_restart`]).
     pub ice_restarts: u64,
+    /// Receivers of each simulcast layer now (a receiver counts once per publisher it gets video
+    /// from; a publisher without simulcast sends layer 0).
+    pub layer_receivers: [usize; crate::simulcast::MAX_LAYERS],
+    /// Times a receiver was switched from one layer to another (its first layer is not a switch).
+    pub layer_switches: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -163,5 +174,9 @@ impl std::ops::AddAssign for RouterStats {
         self.tcp_refused += o.tcp_refused;
         self.tcp_closed_idle += o.tcp_closed_idle;
         self.ice_restarts += o.ice_restarts;
+        for (n, o) in self.layer_receivers.iter_mut().zip(o.layer_receivers) {
+            *n += o;
+        }
+        self.layer_switches += o.layer_switches;
     }
 }

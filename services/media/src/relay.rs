@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::peer::PeerId;
 use crate::protocol::{Kind, PeerKey};
 use crate::rewrite::Source;
+use crate::simulcast::{Layer, LayerSet, PublisherLayers};
 
 /// Packets a worker may hold from other workers before it drops new ones (≈ 1 s of a 1,000-viewer
 /// room's publisher at 3 Mbit/s, far more than one loop turn).
@@ -40,6 +41,8 @@ pub struct Forwarded {
     pub marker: bool,
     /// Whether it begins a keyframe.
     pub starts: bool,
+    /// Its simulcast layer (0 without simulcast).
+    pub layer: Layer,
     pub payload: Arc<[u8]>,
     pub ext: ExtensionValues,
     /// When it arrived at the router (the wall clock paired with its RTP time).
@@ -55,8 +58,9 @@ pub enum Control {
         key: PeerKey,
         kinds: Vec<Kind>,
     },
-    /// A receiver on the sending worker needs a keyframe from `session` (on the receiving worker).
-    WantKeyframe { session: PeerId },
+    /// A receiver on the sending worker needs a keyframe of `layers` from `session` (on the receiving
+    /// worker).
+    WantKeyframe { session: PeerId, layers: LayerSet },
 }
 
 /// One worker's ends of the seam, as the others hold them.
@@ -87,7 +91,8 @@ pub fn worker_of(session: PeerId) -> usize {
 pub struct RemotePublisher {
     pub key: PeerKey,
     pub kinds: Vec<Kind>,
-    pub keyframes: crate::keyframe::PublisherKeyframes,
+    /// Its video's layers as seen in the packets handed over: which flow, their latest keyframes.
+    pub video: PublisherLayers,
 }
 
 #[cfg(test)]

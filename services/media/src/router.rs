@@ -402,6 +402,26 @@ impl MediaRouter {
         });
     }
 
+    /// Sets the best simulcast layer a member receives of each publisher's video (0: the top, the
+    /// default; 1 and 2: the medium and low ones, as a small window needs). Its lines switch at the
+    /// chosen layer's next keyframe, which is asked for at once. A layer past the last one or a member
+    /// without a session is refused and changes nothing.
+    pub async fn set_max_layer(&self, key: PeerKey, layer: u8) -> Result<(), MediaError> {
+        if usize::from(layer) >= crate::simulcast::MAX_LAYERS {
+            return Err(MediaError::UnknownLayer(layer));
+        }
+        let worker = self
+            .placement()
+            .worker_of(&key)
+            .ok_or(MediaError::NoSession)?;
+        let (reply, rx) = oneshot::channel();
+        self.workers[worker]
+            .tx
+            .send(Command::SetMaxLayer { key, layer, reply })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
     /// Current counters, summed over the workers.
     pub async fn stats(&self) -> Result<RouterStats, MediaError> {
         let mut total = RouterStats::default();

@@ -4,8 +4,8 @@
 use showcall_machines::user::UserInput;
 use showcall_machines::{ChannelName, ChannelUpdate, UserId};
 use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey};
-use showcall_ports::{AnswerApplied, MediaControl, MediaRefusal, SessionOpening};
-use showcall_protocol::AppId;
+use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
+use showcall_protocol::{AppId, VideoLayer};
 use showcall_runtime::Hub;
 use tokio::sync::mpsc;
 
@@ -113,6 +113,29 @@ impl MediaControl for RouterPort {
 
     fn close_session(&self, app: &AppId, channel: &ChannelName, user: &UserId) {
         self.router.close(key(app, channel, user));
+    }
+
+    fn set_video_layer(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        max_layer: VideoLayer,
+    ) -> LayerCapped {
+        let router = self.router.clone();
+        let key = key(app, channel, user);
+        Box::pin(async move {
+            router
+                .set_max_layer(key, max_layer.rank())
+                .await
+                .map_err(|e| match e {
+                    MediaError::UnknownLayer(_) => MediaRefusal::InvalidOffer(e.to_string()),
+                    MediaError::Stopped => {
+                        MediaRefusal::Unavailable("the media router is not running".into())
+                    }
+                    other => MediaRefusal::NotNegotiating(other.to_string()),
+                })
+        })
     }
 
     fn set_forwarding(

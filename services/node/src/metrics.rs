@@ -210,6 +210,16 @@ impl Sample {
             for (name, value) in counters {
                 family(page, name, "counter", |p| series(p, name, None, value));
             }
+            family(page, names::MEDIA_LAYER_RECEIVERS, "gauge", |p| {
+                let name = names::MEDIA_LAYER_RECEIVERS;
+                for (layer, n) in ["high", "medium", "low"].iter().zip(media.layer_receivers) {
+                    series(p, name, Some(("layer", layer)), n as u64);
+                }
+            });
+            family(page, names::MEDIA_LAYER_SWITCHES_TOTAL, "counter", |p| {
+                let name = names::MEDIA_LAYER_SWITCHES_TOTAL;
+                series(p, name, None, media.layer_switches);
+            });
             family(page, names::MEDIA_TCP_CONNECTIONS, "gauge", |p| {
                 let name = names::MEDIA_TCP_CONNECTIONS;
                 series(p, name, None, media.tcp_connections as u64);
@@ -292,6 +302,8 @@ mod tests {
                 },
                 RouterStats {
                     cpu_millis: 30,
+                    layer_receivers: [3, 0, 1],
+                    layer_switches: 2,
                     ..RouterStats::default()
                 },
             ]),
@@ -317,6 +329,10 @@ mod tests {
             "showcall_media_tcp_connections 2",
             "showcall_media_tcp_frames_total{direction=\"in\"} 5",
             "showcall_media_tcp_refused_total 0",
+            "# TYPE showcall_media_layer_receivers gauge",
+            "showcall_media_layer_receivers{layer=\"high\"} 3",
+            "showcall_media_layer_receivers{layer=\"low\"} 1",
+            "showcall_media_layer_switches_total 2",
         ] {
             assert!(
                 lines.contains(&expected),

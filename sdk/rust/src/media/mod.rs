@@ -112,6 +112,10 @@ pub struct MediaOptions {
     /// PEM CA certificates trusted for TURN servers' TLS beside the public web roots (a private CA).
     /// Default none.
     pub turn_ca_pem: Option<String>,
+    /// Publish the video as three simulcast layers (rids `h`, `m`, `l`: the clip at full size and the
+    /// shipped sample at 160x120 and 80x60), of which the node forwards each receiver one. Only for a
+    /// publisher; default false (one layer).
+    pub simulcast: bool,
 }
 
 impl Default for MediaOptions {
@@ -126,6 +130,7 @@ impl Default for MediaOptions {
             request_keyframes: true,
             turn: true,
             turn_ca_pem: None,
+            simulcast: false,
         }
     }
 }

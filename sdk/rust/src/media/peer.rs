@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::change::{SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::{Candidate, Output, Rtc};
 
 use super::ice_tcp::{self, TcpPaths};
 use super::negotiation;
 use super::session::{self, MediaSession};
+use super::source::SIMULCAST_RIDS;
 use super::turn_relay::TurnRelay;
 use super::{MediaOptions, MediaSource, TrackKind};
 use crate::SdkError;
@@ -29,6 +30,8 @@ pub struct MediaPeer {
     opts: MediaOptions,
     source: Arc<MediaSource>,
     pending: Option<SdpPendingOffer>,
+    /// The offer made sends the video as simulcast layers.
+    simulcast: bool,
     /// The m-lines this side added (the answering side learns them from `MediaAdded` events).
     tracks: Vec<(Mid, TrackKind)>,
     negotiated: bool,
@@ -110,6 +113,7 @@ impl MediaPeer {
             opts,
             source,
             pending: None,
+            simulcast: false,
             tracks: Vec::new(),
             negotiated: false,
             tcp_paths: TcpPaths::default(),
@@ -155,15 +159,24 @@ impl MediaPeer {
     }
 
     /// Makes the SDP offer: one audio and one video m-line, SendRecv for a publisher that also
-    /// receives (`opts.receive`), SendOnly for one that does not, RecvOnly when `publish` is false.
+    /// receives (`opts.receive`), SendOnly for one that does not, RecvOnly when `publish` is false. A
+    /// publisher with `opts.simulcast` offers its video as the layers [`SIMULCAST_RIDS`].
     pub fn create_offer(&mut self, publish: bool) -> Result<String, SdkError> {
         if self.negotiated || self.pending.is_some() {
             return Err(SdkError::Protocol("media already negotiated".to_owned()));
         }
         let dir = offer_direction(publish, self.opts.receive);
+        let simulcast = (publish && self.opts.simulcast).then(|| {
+            let mut layers = Simulcast::new();
+            for rid in SIMULCAST_RIDS {
+                layers.add_send_layer(SimulcastLayer::new(rid));
+            }
+            layers
+        });
+        self.simulcast = simulcast.is_some();
         let mut api = self.rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
-        let video = api.add_media(MediaKind::Video, dir, None, None, None);
+        let video = api.add_media(MediaKind::Video, dir, None, None, simulcast);
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| SdkError::Protocol("no offer to make".to_owned()))?;
@@ -204,6 +217,17 @@ impl MediaPeer {
     /// Starts the session's task (must be called within a tokio runtime) once negotiated.
     pub fn start(self) -> Result<MediaSession, SdkError> {
         let (socket, sender) = negotiation::task_sockets(self.negotiated, self.socket)?;
+        let video_layers = if self.simulcast {
+            let [medium, low] = MediaSource::sample_lower_layers()
+                .map_err(|e| SdkError::Transport(format!("sample media unreadable: {e}")))?;
+            SIMULCAST_RIDS
+                .iter()
+                .map(|rid| Some(Rid::from(*rid)))
+                .zip([self.source.clone(), medium, low])
+                .collect()
+        } else {
+            vec![(None, self.source.clone())]
+        };
         Ok(session::spawn(session::Setup {
             rtc: self.rtc,
             socket,
@@ -211,6 +235,7 @@ impl MediaPeer {
             local_addr: self.local_addr,
             opts: self.opts,
             source: self.source,
+            video_layers,
             tracks: self.tracks,
             tcp_paths: self.tcp_paths,
             relay: self.relay,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, CodecExtra};
-use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tokio::net::UdpSocket;
@@ -360,6 +360,8 @@ pub(crate) struct Setup {
     pub(crate) local_addr: SocketAddr,
     pub(crate) opts: MediaOptions,
     pub(crate) source: Arc<MediaSource>,
+    /// The video layers to send, best first, each with its rid (one layer without a rid: no simulcast).
+    pub(crate) video_layers: Vec<(Option<Rid>, Arc<MediaSource>)>,
     pub(crate) tracks: Vec<(Mid, TrackKind)>,
     pub(crate) tcp_paths: TcpPaths,
     pub(crate) relay: Option<TurnRelay>,
@@ -409,7 +411,14 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         send_video: setup.opts.send_video,
         request_keyframes: setup.opts.request_keyframes,
         sending: true,
-        video: VideoCursor::new(setup.source.clone(), now),
+        video: setup
+            .video_layers
+            .into_iter()
+            .map(|(rid, source)| LayerCursor {
+                rid,
+                cursor: VideoCursor::new(source, now),
+            })
+            .collect(),
         audio: AudioCursor::new(setup.source, now),
         epoch: now,
         connected: false,
@@ -500,7 +509,8 @@ struct Driver {
     request_keyframes: bool,
     /// Publish on/off ([`MediaSession::set_sending`]).
     sending: bool,
-    video: VideoCursor,
+    /// One cursor per video layer sent, best first (one without simulcast).
+    video: Vec<LayerCursor>,
     audio: AudioCursor,
     /// Media time zero: when the session connected.
     epoch: Instant,
@@ -520,6 +530,12 @@ struct PendingRestart {
     pending: SdpPendingOffer,
     socket: std::net::UdpSocket,
     local_addr: SocketAddr,
+}
+
+/// One video layer's position in its clip, and the rid it is sent with (simulcast).
+struct LayerCursor {
+    rid: Option<Rid>,
+    cursor: VideoCursor,
 }
 
 enum Wake {
@@ -675,21 +691,29 @@ impl Driver {
         }
         if self.connected && self.sending {
             if self.send_video
-                && now >= self.video.next_due()
+                && let Some(i) = self.video.iter().position(|l| now >= l.cursor.next_due())
                 && let Some((mid, pt)) = self.sendable(TrackKind::Video)
-                && let Some((due, frame)) = self.video.poll(now)
+                && let Some((due, frame)) = self.video[i].cursor.poll(now)
             {
+                // Every layer's frame of one picture has the same media time (one capture).
                 let time =
                     MediaTime::new(media_ticks(self.epoch, due, 90_000), Frequency::NINETY_KHZ);
                 let data = frame.data.clone();
+                let rid = self.video[i].rid;
                 self.mutate(now, |rtc| match rtc.writer(mid) {
-                    Some(w) => w.write(pt, due, time, data),
+                    Some(w) => match rid {
+                        Some(rid) => w.rid(rid).write(pt, due, time, data),
+                        None => w.write(pt, due, time, data),
+                    },
                     None => Ok(()),
                 })?;
-                self.stats.update(|s| {
-                    s.video_frames_out += 1;
-                    s.video_keyframes_out += u64::from(frame.keyframe);
-                });
+                if i == 0 {
+                    // Counted once per picture: the top layer's frames.
+                    self.stats.update(|s| {
+                        s.video_frames_out += 1;
+                        s.video_keyframes_out += u64::from(frame.keyframe);
+                    });
+                }
                 return Ok(true);
             }
             if self.send_audio
@@ -722,7 +746,9 @@ impl Driver {
         let mut at = self.rtc_deadline;
         if self.connected && self.sending {
             if self.send_video && self.sendable(TrackKind::Video).is_some() {
-                at = at.min(self.video.next_due());
+                for layer in &self.video {
+                    at = at.min(layer.cursor.next_due());
+                }
             }
             if self.send_audio && self.sendable(TrackKind::Audio).is_some() {
                 at = at.min(self.audio.next_due());
@@ -758,7 +784,9 @@ impl Driver {
         }
         self.connected = true;
         self.epoch = now;
-        self.video.resume(now);
+        for layer in &mut self.video {
+            layer.cursor.resume(now);
+        }
         self.audio.resume(now);
         let transport = self.last_transport;
         if transport != MediaTransport::Tcp {
@@ -781,7 +809,9 @@ impl Driver {
     fn set_sending(&mut self, on: bool) {
         if on && !self.sending {
             let now = Instant::now();
-            self.video.resume(now);
+            for layer in &mut self.video {
+                layer.cursor.resume(now);
+            }
             self.audio.resume(now);
         }
         self.sending = on;
@@ -1086,7 +1116,12 @@ impl Driver {
                     .iter()
                     .any(|t| t.mid == request.mid && t.kind == TrackKind::Video);
                 if ours {
-                    self.video.restart_at_keyframe();
+                    // A simulcast receiver (the node) asks per layer; without a rid, every layer.
+                    for layer in &mut self.video {
+                        if request.rid.is_none() || layer.rid == request.rid {
+                            layer.cursor.restart_at_keyframe();
+                        }
+                    }
                     self.stats.update(|s| s.keyframe_requests_in += 1);
                 }
             }

@@ -19,6 +19,12 @@ use super::ogg::{self, OggError};
 
 /// The shipped VP8 clip (IVF).
 pub const SAMPLE_VP8_IVF: &[u8] = include_bytes!("../../media/sample-vp8.ivf");
+/// The shipped VP8 clip at half and quarter size (160x120, 80x60): the lower simulcast layers.
+pub const SAMPLE_VP8_IVF_MEDIUM: &[u8] = include_bytes!("../../media/sample-vp8-160x120.ivf");
+pub const SAMPLE_VP8_IVF_LOW: &[u8] = include_bytes!("../../media/sample-vp8-80x60.ivf");
+/// The rids of the simulcast layers a publisher sends (`MediaOptions::simulcast`), best first: the node
+/// ranks layers in the order an offer lists them.
+pub const SIMULCAST_RIDS: [&str; 3] = ["h", "m", "l"];
 /// The shipped Opus audio (Ogg Opus).
 pub const SAMPLE_OPUS_OGG: &[u8] = include_bytes!("../../media/sample.opus");
 
@@ -70,6 +76,21 @@ impl MediaSource {
         static SAMPLE: OnceLock<Result<Arc<MediaSource>, MediaSourceError>> = OnceLock::new();
         SAMPLE
             .get_or_init(|| Self::from_files(SAMPLE_VP8_IVF, SAMPLE_OPUS_OGG).map(Arc::new))
+            .clone()
+    }
+
+    /// The shipped sample's lower simulcast layers, best first: the same pictures at 160x120 and
+    /// 80x60, keyframes at the same frames (the top layer is [`sample`](Self::sample)). Parsed once.
+    pub fn sample_lower_layers() -> Result<[Arc<MediaSource>; 2], MediaSourceError> {
+        type Layers = Result<[Arc<MediaSource>; 2], MediaSourceError>;
+        static LAYERS: OnceLock<Layers> = OnceLock::new();
+        LAYERS
+            .get_or_init(|| {
+                Ok([
+                    Arc::new(Self::from_files(SAMPLE_VP8_IVF_MEDIUM, SAMPLE_OPUS_OGG)?),
+                    Arc::new(Self::from_files(SAMPLE_VP8_IVF_LOW, SAMPLE_OPUS_OGG)?),
+                ])
+            })
             .clone()
     }
 
@@ -319,6 +340,22 @@ mod tests {
             SAMPLE_VP8_IVF.len() + SAMPLE_OPUS_OGG.len() < 200 * 1024,
             "the sample stays small"
         );
+    }
+
+    #[test]
+    fn lower_layers_are_the_same_clip_smaller() {
+        let top = MediaSource::sample().unwrap();
+        let layers = MediaSource::sample_lower_layers().unwrap();
+        let sizes: Vec<(u16, u16)> = layers.iter().map(|l| l.video_size()).collect();
+        assert_eq!(sizes, vec![(160, 120), (80, 60)]);
+        for layer in &layers {
+            assert_eq!(layer.video_frames().len(), top.video_frames().len());
+            assert_eq!(
+                layer.keyframe_indices().collect::<Vec<_>>(),
+                top.keyframe_indices().collect::<Vec<_>>(),
+                "keyframes at the same pictures: a switch of layer finds one as soon"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! Simulcast: a publisher sends its video as up to [`MAX_LAYERS`] encodings of one picture at once (RTP
+//! streams told apart by their rid, RFC 8851/8853), and each receiver is forwarded one of them.
+//!
+//! - **Ranking.** A publisher's layers are ranked by the order its offer lists their rids (`a=rid`),
+//!   first = best: both SDKs offer `h`, `m`, `l` (full, half and quarter size). Layer 0 is the top.
+//!   A rid past [`MAX_LAYERS`] is not forwarded. A publisher without simulcast has one layer, 0.
+//! - **Which layers flow** ([`PublisherLayers`]): an encoder drops layers on its own (a camera picture
+//!   too small for three, a congested uplink), and nothing in the SDP says so; a layer counts as
+//!   available while its packets keep coming ([`LAYER_QUIET`]). Its latest keyframe is kept per layer
+//!   ([`crate::keyframe`]), so a receiver starts at once on whichever layer it is given.
+//! - **Which layer a receiver gets** ([`LayerSelector`], pure): the best available layer not above the
+//!   receiver's cap (its maximum, [`target`]); when that is not the layer it is on, the switch waits
+//!   for the target layer's next keyframe (asked for at once), and the layer it is on goes on until
+//!   then, so the picture never stops. A receiver's line stays one stream for it whatever it is
+//!   switched between: sequence numbers and RTP time are rewritten ([`crate::rewrite`]), VP8 picture
+//!   ids and TL0PICIDX too ([`crate::picture`]).
+//!
+//! The cap is what a viewer asks for (a small window needs no full-size picture); a bandwidth
+//! estimate is meant to lower it the same way, per receiver (the machine takes a cap, the available
+//! layers and keyframe arrivals, and says what to forward; where the cap comes from is not its business).
+//! Not built yet (issue 16, item 3), the intended shape: each receiver session runs str0m's send-side
+//! estimate (TWCC); a pure function of the estimate and each layer's measured bitrate (to be counted
+//! in [`PublisherLayers`] beside `last_packet`) gives a bandwidth cap; the cap handed to
+//! [`LayerSelector::decide`] is the lower-quality of that and the viewer's own (`Peer::max_layer`);
+//! and an estimate below the lowest layer pauses the receiver's video (audio goes on) with an event to
+//! its SDK, until the estimate allows the lowest layer again.
+
+use std::time::{Duration, Instant};
+
+use str0m::format::PayloadParams;
+
+use crate::keyframe::{KeptPacket, PublisherKeyframes};
+
+/// A layer's rank among its publisher's: 0 is the best.
+pub type Layer = u8;
+
+/// Layers forwarded per publisher (`VideoLayer` in the signaling protocol has one value per layer).
+pub const MAX_LAYERS: usize = 3;
+
+/// A layer with no packet for this long is taken as stopped by its encoder. Every layer sends a frame
+/// at least every few hundred milliseconds while it runs (a quarter-size layer at 7.5 fps: 133 ms).
+pub const LAYER_QUIET: Duration = Duration::from_millis(500);
+
+/// A set of layers (bit `n` = layer `n`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerSet(u8);
+
+impl LayerSet {
+    pub const NONE: LayerSet = LayerSet(0);
+
+    /// Layers `0..count` (at most [`MAX_LAYERS`]).
+    pub fn first(count: usize) -> LayerSet {
+        let count = count.min(MAX_LAYERS);
+        LayerSet(((1u16 << count) - 1) as u8)
+    }
+
+    pub fn with(self, layer: Layer) -> LayerSet {
+        LayerSet(self.0 | Self::bit(layer))
+    }
+
+    pub fn without(self, layer: Layer) -> LayerSet {
+        LayerSet(self.0 & !Self::bit(layer))
+    }
+
+    pub fn union(self, other: LayerSet) -> LayerSet {
+        LayerSet(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: LayerSet) -> LayerSet {
+        LayerSet(self.0 & other.0)
+    }
+
+    pub fn contains(self, layer: Layer) -> bool {
+        self.0 & Self::bit(layer) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The layers, best first.
+    pub fn iter(self) -> impl Iterator<Item = Layer> {
+        (0..MAX_LAYERS as Layer).filter(move |l| self.contains(*l))
+    }
+
+    fn bit(layer: Layer) -> u8 {
+        if usize::from(layer) < MAX_LAYERS {
+            1 << layer
+        } else {
+            0
+        }
+    }
+}
+
+/// The layer a receiver capped at `cap` should get: the best available one not above the cap; when
+/// only better ones flow, the worst of those (the nearest to the cap: some picture beats none). `None`
+/// when no layer flows.
+pub fn target(cap: Layer, available: LayerSet) -> Option<Layer> {
+    available
+        .iter()
+        .find(|l| *l >= cap)
+        .or_else(|| available.iter().last())
+}
+
+/// What to do with one of a publisher's video packets for one receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It is on the layer the receiver gets.
+    Forward,
+    /// It starts a keyframe of the layer the receiver should get: forward it and switch there
+    /// ([`LayerSelector::switch`], once the line took it).
+    SwitchTo(Layer),
+    /// Another layer's, or the receiver's target layer before its keyframe.
+    Drop,
+}
+
+/// One receiver's layer of one publisher (see the module docs). Pure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerSelector {
+    /// The layer forwarded to the receiver; `None` before the first keyframe.
+    current: Option<Layer>,
+    /// The layer a keyframe was last asked for on the receiver's behalf (the publisher's side repeats
+    /// the request until one comes, so it is asked once per target).
+    asked: Option<Layer>,
+}
+
+impl LayerSelector {
+    /// The layer forwarded now.
+    pub fn current(&self) -> Option<Layer> {
+        self.current
+    }
+
+    /// What to do with a packet of `layer` (`starts_keyframe`: it begins one) for a receiver capped at
+    /// `cap`, while `available` layers flow.
+    pub fn decide(
+        &self,
+        cap: Layer,
+        layer: Layer,
+        starts_keyframe: bool,
+        available: LayerSet,
+    ) -> Decision {
+        if self.current == Some(layer) {
+            return Decision::Forward;
+        }
+        // The packet's own layer flows, whatever the bookkeeping says.
+        let target = target(cap, available.with(layer));
+        if target == Some(layer) && starts_keyframe {
+            Decision::SwitchTo(layer)
+        } else {
+            Decision::Drop
+        }
+    }
+
+    /// The receiver's line took the keyframe that [`Decision::SwitchTo`] `layer` offered; true when it
+    /// left another layer for it (a switch, not a start).
+    pub fn switch(&mut self, layer: Layer) -> bool {
+        self.current.replace(layer).is_some_and(|l| l != layer)
+    }
+
+    /// The layer whose keyframe the receiver waits for, if it should be on another one than it is.
+    pub fn wanted(&self, cap: Layer, available: LayerSet) -> Option<Layer> {
+        let target = target(cap, available)?;
+        (self.current != Some(target)).then_some(target)
+    }
+
+    /// [`wanted`](Self::wanted), once per target: the layer to ask the publisher a keyframe of now.
+    pub fn keyframe_request(&mut self, cap: Layer, available: LayerSet) -> Option<Layer> {
+        let wanted = self.wanted(cap, available);
+        if wanted == self.asked {
+            return None;
+        }
+        self.asked = wanted;
+        wanted
+    }
+}
+
+/// What the router keeps of a publisher's video, layer by layer: when each last sent a packet (which
+/// ones flow), and each one's latest keyframe.
+#[derive(Debug, Default)]
+pub struct PublisherLayers {
+    keyframes: [PublisherKeyframes; MAX_LAYERS],
+    last_packet: [Option<Instant>; MAX_LAYERS],
+}
+
+impl PublisherLayers {
+    /// Looks at one of the publisher's video packets, of `layer` (in arrival order).
+    pub fn observe(
+        &mut self,
+        layer: Layer,
+        ssrc: u32,
+        params: PayloadParams,
+        packet: KeptPacket,
+        starts: bool,
+        now: Instant,
+    ) {
+        let Some(i) = index(layer) else {
+            return;
+        };
+        self.last_packet[i] = Some(now);
+        self.keyframes[i].observe(ssrc, params, packet, starts, now);
+    }
+
+    /// The layers that flow at `now`.
+    pub fn available(&self, now: Instant) -> LayerSet {
+        (0..MAX_LAYERS as Layer).fold(LayerSet::NONE, |set, l| {
+            let recent = self.last_packet[usize::from(l)]
+                .is_some_and(|t| now.saturating_duration_since(t) < LAYER_QUIET);
+            if recent { set.with(l) } else { set }
+        })
+    }
+
+    /// `layer`'s latest keyframe with its SSRC and payload meaning, if fresh.
+    pub fn fresh_keyframe(
+        &self,
+        layer: Layer,
+        now: Instant,
+    ) -> Option<(Vec<KeptPacket>, u32, PayloadParams)> {
+        self.keyframes[index(layer)?].fresh(now)
+    }
+}
+
+fn index(layer: Layer) -> Option<usize> {
+    let i = usize::from(layer);
+    (i < MAX_LAYERS).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HML: LayerSet = LayerSet(0b111);
+
+    #[test]
+    fn the_target_is_the_best_flowing_layer_under_the_cap() {
+        assert_eq!(target(0, HML), Some(0));
+        assert_eq!(target(1, HML), Some(1));
+        assert_eq!(target(2, HML), Some(2));
+        // The top layer stopped (a small camera picture): the next best.
+        assert_eq!(target(0, LayerSet(0b110)), Some(1));
+        // Capped at the low layer, but only better ones flow: the nearest to the cap.
+        assert_eq!(target(2, LayerSet(0b011)), Some(1));
+        assert_eq!(target(0, LayerSet::NONE), None);
+        // A publisher without simulcast: its one layer whatever the cap.
+        assert_eq!(target(2, LayerSet::first(1)), Some(0));
+    }
+
+    #[test]
+    fn a_receiver_starts_at_a_keyframe_of_its_target() {
+        let s = LayerSelector::default();
+        assert_eq!(s.decide(0, 0, false, HML), Decision::Drop);
+        assert_eq!(s.decide(0, 1, true, HML), Decision::Drop, "not its layer");
+        assert_eq!(s.decide(0, 0, true, HML), Decision::SwitchTo(0));
+        assert_eq!(s.wanted(0, HML), Some(0));
+    }
+
+    #[test]
+    fn a_lower_cap_switches_at_the_lower_layers_keyframe_and_not_before() {
+        let mut s = LayerSelector::default();
+        assert!(!s.switch(0), "the start is not a switch");
+        // Capped at the low layer: the top goes on until the low layer's keyframe.
+        assert_eq!(s.wanted(2, HML), Some(2));
+        assert_eq!(s.decide(2, 0, false, HML), Decision::Forward);
+        assert_eq!(s.decide(2, 2, false, HML), Decision::Drop);
+        assert_eq!(s.decide(2, 1, true, HML), Decision::Drop);
+        assert_eq!(s.decide(2, 2, true, HML), Decision::SwitchTo(2));
+        assert!(s.switch(2));
+        assert_eq!(s.current(), Some(2));
+        assert_eq!(s.wanted(2, HML), None);
+        assert_eq!(s.decide(2, 0, true, HML), Decision::Drop);
+        assert_eq!(s.decide(2, 2, false, HML), Decision::Forward);
+        // The cap lifted: back up at the top's keyframe.
+        assert_eq!(s.wanted(0, HML), Some(0));
+        assert_eq!(s.decide(0, 0, true, HML), Decision::SwitchTo(0));
+    }
+
+    #[test]
+    fn a_keyframe_is_asked_once_per_target() {
+        let mut s = LayerSelector::default();
+        assert_eq!(s.keyframe_request(0, HML), Some(0));
+        assert_eq!(s.keyframe_request(0, HML), None, "asked already");
+        s.switch(0);
+        assert_eq!(s.keyframe_request(0, HML), None, "on it");
+        assert_eq!(s.keyframe_request(1, HML), Some(1));
+        assert_eq!(s.keyframe_request(1, HML), None);
+        s.switch(1);
+        assert_eq!(s.keyframe_request(0, HML), Some(0), "back up: asked again");
+    }
+
+    #[test]
+    fn a_stopped_layer_hands_over_to_the_next_one_flowing() {
+        let mut s = LayerSelector::default();
+        s.switch(0);
+        // The encoder dropped the top layer: the medium one is wanted, taken at its keyframe.
+        let without_top = LayerSet(0b110);
+        assert_eq!(s.wanted(0, without_top), Some(1));
+        assert_eq!(s.decide(0, 1, true, without_top), Decision::SwitchTo(1));
+    }
+
+    #[test]
+    fn layer_sets_ignore_layers_past_the_last() {
+        assert_eq!(LayerSet::first(5), HML);
+        assert_eq!(LayerSet::NONE.with(7), LayerSet::NONE);
+        assert_eq!(HML.without(1).iter().collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    #[test]
+    fn layers_flow_while_their_packets_keep_coming() {
+        let t0 = Instant::now();
+        let mut layers = PublisherLayers::default();
+        let packet = KeptPacket {
+            seq: 1,
+            time: 0,
+            marker: true,
+            payload: std::sync::Arc::from(vec![0u8; 4]),
+        };
+        let params = PayloadParams::new(
+            96.into(),
+            None,
+            str0m::format::CodecSpec {
+                codec: str0m::format::Codec::Vp8,
+                clock_rate: str0m::media::Frequency::NINETY_KHZ,
+                channels: None,
+                format: str0m::format::FormatParams::default(),
+            },
+        );
+        layers.observe(0, 10, params, packet.clone(), false, t0);
+        layers.observe(2, 30, params, packet, false, t0 + LAYER_QUIET / 2);
+        assert_eq!(layers.available(t0), LayerSet(0b101));
+        assert_eq!(layers.available(t0 + LAYER_QUIET), LayerSet(0b100));
+        assert_eq!(layers.available(t0 + 2 * LAYER_QUIET), LayerSet::NONE);
+    }
+}

@@ -1,0 +1,145 @@
+//! Simulcast in real Chromium, through the demo pages and the web SDK (simulcast on by default): the host's
+//! page publishes its camera as up to three layers (rids `h`, `m`, `l`; Chromium decides how many a
+//! 640x360 camera picture gets), an audience page decodes the best one, then caps its layer at the low one
+//! (`MediaClient.setVideoLayer`, a small window) and decodes smaller frames from the switch on, without
+//! its decoder stopping — Chromium's VP8 decoder checks PictureID and TL0PICIDX continuity, which the
+//! router rewrites across the switch — and back at full size when the cap is lifted.
+//!
+//! What is read is what the page's own `getStats()` says: inbound-rtp `frameWidth`/`frameHeight` (the
+//! last decoded frame's size) and `framesDecoded`; the host page's outbound-rtp reports show which layers
+//! it sends (printed on failure). Chromium and chromedriver must be installed (`./scripts/test` installs
+//! them). Screenshots go to `artifacts/browser/simulcast/`.
+
+use std::cell::Cell;
+
+use serde_json::{Value, json};
+use showcall_tests::TestNode;
+use showcall_tests::browser::{Browsers, Page};
+
+/// Decoded frames after a switch that show the decoder goes on (a second at 30 fps).
+const FRAMES: u64 = 30;
+
+/// The last decoded frame's (width, height) and the frames decoded so far, in the page's live view.
+async fn video_size(page: &Page) -> (u64, u64, u64) {
+    let script = "const done = arguments[arguments.length - 1]; \
+                  window.demo.videoSize('live').then(done, (e) => done({ error: String(e) }));";
+    let v = page
+        .client
+        .execute_async(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", page.name));
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    (n("width"), n("height"), n("framesDecoded"))
+}
+
+/// The layers the host page sends (rid, width, frames sent).
+async fn sent_layers(host: &Page) -> Value {
+    let script = "const done = arguments[arguments.length - 1]; \
+                  window.demo.sentLayers('live').then(done, (e) => done(String(e)));";
+    host.client
+        .execute_async(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", host.name))
+}
+
+async fn cap(page: &Page, layer: &str) {
+    let script = "const [layer, done] = arguments; \
+                  window.demo.setVideoLayer('live', layer).then(() => done('ok'), (e) => done(String(e)));";
+    let answer = page
+        .client
+        .execute_async(script, vec![json!(layer)])
+        .await
+        .unwrap_or_else(|e| panic!("{}: setVideoLayer failed: {e}", page.name));
+    assert_eq!(answer, json!("ok"), "{}: setVideoLayer({layer})", page.name);
+}
+
+/// Waits until the page decodes frames of a width `accept` takes, and then `FRAMES` more; returns the width.
+async fn decodes_width(page: &Page, what: &str, accept: impl Fn(u64) -> bool) -> u64 {
+    let reached: Cell<Option<(u64, u64)>> = Cell::new(None);
+    page.wait_until(what, || {
+        let (reached, accept) = (&reached, &accept);
+        async move {
+            let (width, _, frames) = video_size(page).await;
+            if reached.get().is_none() && accept(width) {
+                reached.set(Some((width, frames)));
+            }
+            reached.get().is_some_and(|(_, at)| frames >= at + FRAMES)
+        }
+    })
+    .await;
+    reached.get().map_or(0, |(width, _)| width)
+}
+
+/// The widths of the layers the host page is sending (those with frames).
+async fn sending_widths(host: &Page) -> Vec<u64> {
+    let layers = sent_layers(host).await;
+    layers
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| l["width"].as_u64().unwrap_or(0))
+                .filter(|w| *w > 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_viewer_caps_the_simulcast_layer_and_lifts_it() {
+    let node = TestNode::start().await;
+    let base = format!("http://{}", node.handle.signal_addr);
+    let browsers = Browsers::start("browser/simulcast").await;
+
+    let host = browsers
+        .open("host", &format!("{base}/host.html?uid=host"))
+        .await;
+    host.click("go-live").await;
+    host.wait_state("live-state", "live").await;
+    let audience = browsers
+        .open("audience", &format!("{base}/live.html?uid=fan-1&host=host"))
+        .await;
+    audience.click("watch").await;
+    audience.wait_state("live-state", "live").await;
+    audience.wait_frames_above("live", 0).await;
+
+    // The host's browser sends several layers (it starts with fewer while its bandwidth estimate
+    // grows); the viewer decodes the biggest.
+    host.wait_until("the host to send two layers or more", || async {
+        sending_widths(&host).await.len() >= 2
+    })
+    .await;
+    let top = sending_widths(&host).await.into_iter().max().unwrap_or(0);
+    let full = decodes_width(
+        &audience,
+        &format!("frames of the top layer, {top} wide"),
+        |w| w == top,
+    )
+    .await;
+    host.screenshot("1-full-host").await;
+    audience.screenshot("1-full").await;
+
+    cap(&audience, "VIDEO_LAYER_LOW").await;
+    let layers = sent_layers(&host).await;
+    let small = decodes_width(
+        &audience,
+        &format!("frames smaller than {full} wide (host sends {layers})"),
+        |w| w > 0 && w < full,
+    )
+    .await;
+    audience.screenshot("2-low").await;
+
+    cap(&audience, "VIDEO_LAYER_HIGH").await;
+    decodes_width(
+        &audience,
+        &format!("frames {full} wide again (from {small})"),
+        |w| w == full,
+    )
+    .await;
+    audience.screenshot("3-full-again").await;
+
+    for page in [host, audience] {
+        page.close().await;
+    }
+    drop(browsers);
+    node.handle.shutdown().await;
+}
