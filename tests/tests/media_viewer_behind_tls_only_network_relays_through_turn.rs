@@ -11,9 +11,9 @@
 //! (`MediaOptions::turn_ca_pem`), as a client of a private deployment would.
 //!
 //! Checked: the viewer decodes video, its session says it connected through the relay
-//! (`MediaTransport::Turn`), and coturn logged the allocation for its own credentials. A second viewer
-//! with TURN turned off (`MediaOptions::turn = false`) in the same place never connects — the relay is
-//! what made the difference.
+//! (`MediaTransport::Turn`), and coturn logged the allocation for its own credentials. A second viewer in
+//! the same place, logged in to a node without TURN, never connects — the relay is what made the
+//! difference.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,12 +116,13 @@ async fn without_turn_the_same_viewer_never_connects() {
             )
             .await
             .expect("the join itself succeeds (signaling reaches the node)");
-            // ICE gives up by itself (its checks all fail): the session ends without connecting.
+            // Its checks all fail: it never connects (it may end, or keep restarting ICE in vain,
+            // within the deadline).
             tokio::time::timeout(DEADLINE, media.wait_connected()).await
         })
         .await;
     assert!(
-        matches!(connected, Ok(Err(SdkError::Disconnected))),
+        matches!(connected, Err(_) | Ok(Err(SdkError::Disconnected))),
         "no path to the node's media without a relay: {connected:?}"
     );
 }
