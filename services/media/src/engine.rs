@@ -906,8 +906,9 @@ impl Engine {
     }
 
     /// A session's ICE is up again after a restart. Frames were lost both ways meanwhile, so a keyframe
-    /// is asked at once — rather than at the next decoder's PLI — of its channel's publishers (for it)
-    /// and of itself when it publishes (for its receivers).
+    /// is asked at once — rather than at the next decoder's PLI, and past the publisher's request
+    /// throttle, as an explicit request is (a restart is one event per network change) — of its
+    /// channel's publishers (for it) and of itself when it publishes (for its receivers).
     fn reconnected(&mut self, id: PeerId) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
@@ -917,6 +918,9 @@ impl Engine {
         }
         let room = room_key(&peer.key);
         for p in self.room_publishers(&room) {
+            if let Some(publisher) = self.peers.get_mut(&p) {
+                publisher.last_keyframe_request = None;
+            }
             self.want_keyframe(p);
         }
     }

@@ -16,8 +16,9 @@
 //!    DTLS association, SSRCs, sequence numbers).
 //!
 //! A session made by [`MediaSession::join`](super::MediaSession::join) does this **by itself** when
-//! its ICE connection drops (str0m reports `Disconnected`: its consent checks went unanswered), at most
-//! [`AUTO_RESTARTS`] times in a row without getting through; then it ends as before. The app may also
+//! its path is gone: nothing has come from the node for [`SILENCE_BEFORE_RESTART`], or str0m reports
+//! ICE `Disconnected`; at most [`AUTO_RESTARTS`] times in a row without getting through, then it ends as
+//! before. The app may also
 //! say the network changed at once ([`MediaSession::restart_ice`](super::MediaSession::restart_ice)),
 //! which is quicker than waiting for the checks to fail (a mobile OS tells apps when the network
 //! changes). While a restart is in flight, a renegotiation offer from the node is refused, and so is
@@ -25,11 +26,20 @@
 //! restart reaches it, and offers again after if it must.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::session::Command;
 use crate::{SdkError, SignalClient, WeakSignalClient};
+
+/// How long a connected session hears nothing from the node before it restarts by itself. The node
+/// answers the session's ICE checks (str0m sends one at least every 3 s, its largest retransmission
+/// timeout) besides its RTCP and media, so this long in silence is two checks unanswered: the path is
+/// gone. It must be well under the node's ICE-lite timeout (15 s without a check, then the node closes
+/// the session and a restart finds nothing to restart); str0m's own `Disconnected` comes only after
+/// ≈ 21 s of unanswered checks, too late for that.
+pub(crate) const SILENCE_BEFORE_RESTART: Duration = Duration::from_secs(6);
 
 /// Restarts a session makes by itself in a row (each after its ICE connection dropped) before it
 /// gives up and ends.

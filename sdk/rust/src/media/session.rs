@@ -397,6 +397,7 @@ pub(crate) fn spawn(setup: Setup) -> MediaSession {
         node_ufrag: None,
         restart_on_disconnect: None,
         restarts_in_a_row: 0,
+        last_heard: now,
         last_transport: MediaTransport::Udp,
         tracks: setup
             .tracks
@@ -501,6 +502,9 @@ struct Driver {
     restart_on_disconnect: Option<mpsc::Sender<()>>,
     /// Restarts asked for since ICE was last up ([`ice_restart::AUTO_RESTARTS`] at most).
     restarts_in_a_row: u32,
+    /// When the node was last heard from (a datagram the session took), or a restart asked for: the
+    /// silence watch ([`ice_restart::SILENCE_BEFORE_RESTART`]) counts from it.
+    last_heard: Instant,
     /// The transport of the last datagram received (what the session connects over, when it does).
     last_transport: MediaTransport,
     tracks: Vec<Track>,
@@ -738,7 +742,20 @@ impl Driver {
             self.request_keyframe(now)?;
             return Ok(true);
         }
+        if self.watches_silence() && now >= self.last_heard + ice_restart::SILENCE_BEFORE_RESTART {
+            // The next ask, if this restart does not bring the node back either, is as far again.
+            self.last_heard = now;
+            tracing::info!(local = %self.local_addr, "nothing from the node: restarting ICE");
+            self.ice_dropped()?;
+            return Ok(true);
+        }
         Ok(false)
+    }
+
+    /// Whether the session restarts by itself when the node goes silent: it runs, it has signaling to
+    /// restart over, and no restart is under way.
+    fn watches_silence(&self) -> bool {
+        self.connected && self.restart_on_disconnect.is_some() && self.restart.is_none()
     }
 
     /// The earliest instant something is due.
@@ -758,6 +775,9 @@ impl Driver {
             && let Some(last) = self.last_keyframe_request
         {
             at = at.min(last + KEYFRAME_REQUEST_INTERVAL);
+        }
+        if self.watches_silence() {
+            at = at.min(self.last_heard + ice_restart::SILENCE_BEFORE_RESTART);
         }
         at
     }
@@ -884,6 +904,7 @@ impl Driver {
             Protocol::Tcp => MediaTransport::Tcp,
             _ => MediaTransport::Udp,
         };
+        self.last_heard = now;
         self.mutate(now, |rtc| rtc.handle_input(input))
     }
 
@@ -1048,6 +1069,8 @@ impl Driver {
             self.rtc.add_local_candidate(candidate);
         }
         self.node_ufrag = ice_restart::ice_ufrag(sdp).map(str::to_owned);
+        // The new path gets its own time to be heard on.
+        self.last_heard = now;
         self.stats.update(|s| {
             s.ice_restarts += 1;
             s.local_addr = Some(local);
@@ -1131,8 +1154,9 @@ impl Driver {
         Ok(())
     }
 
-    /// ICE dropped (its checks went unanswered): a session with signaling restarts it
-    /// ([`super::ice_restart`]), a few times in a row at most; any other ends.
+    /// The path to the node is gone (nothing heard from it for a while, or str0m's ICE `Disconnected`): a
+    /// session with signaling restarts ICE ([`super::ice_restart`]), a few times in a row at most; any
+    /// other ends.
     fn ice_dropped(&mut self) -> Result<(), Stop> {
         if self.restart.is_some() {
             // The restart under way is what brings it back.
