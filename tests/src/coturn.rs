@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use showcall_node::config::{Secret, TurnConfig};
 use tokio::process::{Child, Command};
+
+use crate::TestNode;
+use crate::netns::IsolatedHost;
 
 const INSTALL_HINT: &str =
     "run ./scripts/test (it installs Debian's coturn), or `apt-get install coturn`";
@@ -230,4 +234,44 @@ fn spki_sha256(cert: &std::path::Path) -> String {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The TURN tests' world: a client machine (a network namespace) that reaches only what listens on its
+/// link's far end, coturn there for TURN over TLS on 443 only, and a node whose signaling listens there
+/// too while its media (UDP and ICE-TCP) stays on 127.0.0.1, out of the client's reach. The node hands
+/// logins coturn's URL with credentials minted from the secret they share, as an operator configures it.
+pub struct TlsOnlyNetwork {
+    pub network: IsolatedHost,
+    pub coturn: Coturn,
+    pub node: TestNode,
+}
+
+/// The secret the node and coturn share in [`TlsOnlyNetwork`].
+const TURN_SECRET: &str = "the-turn-secret-shared-with-coturn-0123";
+const TLS_PORT: u16 = 443;
+
+impl TlsOnlyNetwork {
+    /// Starts it all. `turn`: whether the node hands out coturn at all (without, it has no TURN).
+    pub async fn start(turn: bool) -> Self {
+        let network = IsolatedHost::create();
+        let coturn = Coturn::start_tls(network.outside_ip, TLS_PORT, TURN_SECRET).await;
+        let outside = network.outside_ip;
+        let node = TestNode::start_with(|config| {
+            config.signal_addr = SocketAddr::from((outside, 0));
+            // One media worker: its port is `media_addr`'s, the one the relay must reach.
+            config.media_workers = 1;
+            config.turn = turn.then(|| TurnConfig {
+                urls: vec![format!("turns:{outside}:{TLS_PORT}?transport=tcp")],
+                secret: Secret(TURN_SECRET.into()),
+                credential_ttl: Duration::from_secs(3600),
+            });
+        })
+        .await;
+        assert!(node.handle.media_addr.ip().is_loopback());
+        Self {
+            network,
+            coturn,
+            node,
+        }
+    }
 }

@@ -21,16 +21,10 @@
 //! Needs root (network namespaces), coturn, Chromium and chromedriver (`./scripts/test` installs them).
 //! Screenshots go to `artifacts/browser/turn_tls/`.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use serde_json::json;
-use showcall_node::config::{Secret, TurnConfig};
 use showcall_sdk::ChannelRole;
-use showcall_tests::TestNode;
 use showcall_tests::browser::Browsers;
-use showcall_tests::coturn::Coturn;
-use showcall_tests::netns::IsolatedHost;
+use showcall_tests::coturn::TlsOnlyNetwork;
 use showcall_tests::sdk_helpers::SdkUser;
 
 const HOST: &str = "host";
@@ -38,27 +32,14 @@ const LIVE: &str = "host_live";
 const VIEWER: &str = "fan-1";
 /// Video frames the page must decode: a second of the host's 30 fps, past its first keyframe.
 const FRAMES: u64 = 30;
-const TURN_SECRET: &str = "the-turn-secret-shared-with-coturn-0123";
-const TLS_PORT: u16 = 443;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_viewer_that_can_reach_only_tls_on_443_watches_through_turn() {
-    let network = IsolatedHost::create();
-    let coturn = Coturn::start_tls(network.outside_ip, TLS_PORT, TURN_SECRET).await;
-    let outside = network.outside_ip;
-    let node = TestNode::start_with(|config| {
-        // Signaling where the namespace reaches it; media stays on 127.0.0.1, out of its reach.
-        config.signal_addr = SocketAddr::from((outside, 0));
-        // One media worker: its port is `media_addr`'s, the one the relay must reach.
-        config.media_workers = 1;
-        config.turn = Some(TurnConfig {
-            urls: vec![format!("turns:{outside}:{TLS_PORT}?transport=tcp")],
-            secret: Secret(TURN_SECRET.into()),
-            credential_ttl: Duration::from_secs(3600),
-        });
-    })
-    .await;
-    assert!(node.handle.media_addr.ip().is_loopback());
+    let TlsOnlyNetwork {
+        network,
+        coturn,
+        node,
+    } = TlsOnlyNetwork::start(true).await;
 
     let host = SdkUser::login(&node, HOST).await;
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;

@@ -15,39 +15,23 @@
 //! the same place, logged in to a node without TURN, never connects — the relay is what made the
 //! difference.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use showcall_node::config::{Secret, TurnConfig};
 use showcall_sdk::media::{MediaOptions, MediaSession, MediaStats};
 use showcall_sdk::{ChannelRole, MediaTransport, SdkError};
-use showcall_tests::coturn::Coturn;
-use showcall_tests::netns::IsolatedHost;
+use showcall_tests::DEADLINE;
+use showcall_tests::coturn::TlsOnlyNetwork;
 use showcall_tests::sdk_helpers::SdkUser;
-use showcall_tests::{DEADLINE, TestNode};
 
 const LIVE: &str = "host_live";
 /// Video frames the viewer must decode: a second of the host's 30 fps, past its first keyframe.
 const FRAMES: u64 = 30;
-const TURN_SECRET: &str = "the-turn-secret-shared-with-coturn-0123";
-const TLS_PORT: u16 = 443;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_can_reach_only_tls_on_443_decodes_video_through_turn() {
-    let network = IsolatedHost::create();
-    let coturn = Coturn::start_tls(network.outside_ip, TLS_PORT, TURN_SECRET).await;
-    let outside = network.outside_ip;
-    let node = TestNode::start_with(|config| {
-        // Signaling where the namespace reaches it; media stays on 127.0.0.1, out of its reach.
-        config.signal_addr = SocketAddr::from((outside, 0));
-        config.turn = Some(TurnConfig {
-            urls: vec![format!("turns:{outside}:{TLS_PORT}?transport=tcp")],
-            secret: Secret(TURN_SECRET.into()),
-            credential_ttl: Duration::from_secs(3600),
-        });
-    })
-    .await;
-    assert!(node.handle.media_addr.ip().is_loopback());
+    let TlsOnlyNetwork {
+        network,
+        coturn,
+        node,
+    } = TlsOnlyNetwork::start(true).await;
     let host = SdkUser::login(&node, "host").await;
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
@@ -95,12 +79,7 @@ async fn a_viewer_that_can_reach_only_tls_on_443_decodes_video_through_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_turn_the_same_viewer_never_connects() {
-    let network = IsolatedHost::create();
-    let outside = network.outside_ip;
-    let node = TestNode::start_with(|config| {
-        config.signal_addr = SocketAddr::from((outside, 0));
-    })
-    .await;
+    let TlsOnlyNetwork { network, node, .. } = TlsOnlyNetwork::start(false).await;
     let host = SdkUser::login(&node, "host").await;
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
