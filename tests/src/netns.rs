@@ -60,6 +60,46 @@ impl IsolatedHost {
         host
     }
 
+    /// One more address on this side of the link, `10.199.<n>.1`-ish and unique per host, with a route
+    /// to it from inside: a second server address the client reaches over the same link, which
+    /// [`take_address_away`](Self::take_address_away) can make unreachable while the first stays up.
+    pub fn add_outside_address(&self) -> Ipv4Addr {
+        let [_, b, c, d] = self.outside_ip.octets();
+        let extra = Ipv4Addr::new(10, 199 - (b - 200), c, d);
+        self.give_address_back(extra);
+        self.exec_ip(&[
+            "route",
+            "add",
+            &format!("{extra}/32"),
+            "via",
+            &self.outside_ip.to_string(),
+        ]);
+        extra
+    }
+
+    /// Removes `address` from this side: what listens on it stops being reachable (its sockets stay open
+    /// and work again once it is back) — a path that goes dead, as when a network drops under a client.
+    pub fn take_address_away(&self, address: Ipv4Addr) {
+        ip(&[
+            "addr",
+            "del",
+            &format!("{address}/32"),
+            "dev",
+            &format!("{}o", self.name),
+        ]);
+    }
+
+    /// Puts `address` back on this side (or adds it the first time).
+    pub fn give_address_back(&self, address: Ipv4Addr) {
+        ip(&[
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            &format!("{}o", self.name),
+        ]);
+    }
+
     /// `program args…` run inside the namespace.
     pub fn command(&self, program: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("ip");

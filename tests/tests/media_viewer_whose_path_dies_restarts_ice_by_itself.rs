@@ -1,0 +1,115 @@
+//! A viewer whose media path goes dead under it — its network drops for a while, signaling stays — restarts
+//! ICE by itself and watches again, without the app doing anything and without leaving the room: the Rust
+//! SDK's silence watch (nothing from the node for `SILENCE_BEFORE_RESTART`, 6 s) sends the restart over
+//! signaling, and once the path is back the session's new checks get through and video resumes on the
+//! same session. The explicit restart (`MediaSession::restart_ice`) is `media_viewer_network_change_restarts_ice`.
+//!
+//! The dead path is made by topology: the viewer runs inside a network namespace (`IsolatedHost`); the
+//! node's signaling listens on the link's first address and its media on a second one
+//! (`add_outside_address`). Taking that second address away makes every media datagram to it undeliverable
+//! while signaling goes on; giving it back revives the path. The test gives it back once the node has
+//! accepted a restart (`showcall_media_ice_restarts_total`), so what it shows is the restart bringing the
+//! session back, not the old path simply coming back to life. The host publishes from outside and loses
+//! its path too; it restarts by itself the same way.
+//!
+//! Needs root (network namespaces).
+
+use std::net::SocketAddr;
+
+use showcall_sdk::ChannelRole;
+use showcall_sdk::media::{MediaOptions, MediaSession, MediaStats};
+use showcall_tests::cluster::eventually;
+use showcall_tests::netns::IsolatedHost;
+use showcall_tests::prometheus::scrape;
+use showcall_tests::sdk_helpers::SdkUser;
+use showcall_tests::{DEADLINE, TestNode};
+use tokio::sync::oneshot;
+
+const LIVE: &str = "host_live";
+/// Video frames that show a viewer is watching: a second of the host's 30 fps.
+const FRAMES: u64 = 30;
+const ICE_RESTARTS: &str = "showcall_media_ice_restarts_total";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again() {
+    let network = IsolatedHost::create();
+    let media_ip = network.add_outside_address();
+    let outside = network.outside_ip;
+    let node = TestNode::start_with(|config| {
+        config.signal_addr = SocketAddr::from((outside, 0));
+        config.media_addr = SocketAddr::from((media_ip, 0));
+        config.media_workers = 1;
+    })
+    .await;
+    let host = SdkUser::login(&node, "host").await;
+    let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+
+    let (url, app, token) = (node.url(), node.app().to_owned(), node.token("fan-1"));
+    let inside = network.inside_ip;
+    let (watching_tx, watching) = oneshot::channel::<MediaStats>();
+    let (path_back_tx, path_back) = oneshot::channel::<()>();
+    let viewer = network.run_inside(async move || {
+        let viewer = SdkUser::login_at(&url, &app, "fan-1", &token).await;
+        let (media, _) = MediaSession::join(
+            &viewer.signal,
+            LIVE,
+            ChannelRole::Audience,
+            MediaOptions {
+                bind_ip: inside.into(),
+                ..MediaOptions::default()
+            },
+        )
+        .await
+        .expect("the viewer joins with media");
+        let before =
+            within(media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES))
+                .await;
+        watching_tx.send(before.clone()).expect("the test waits");
+        path_back.await.expect("the test gives the path back");
+        let after = within(media.wait_for(|s| {
+            s.ice_restarts >= 1
+                && s.video_frames_in >= before.video_frames_in + FRAMES
+                && s.video_keyframes_in > before.video_keyframes_in
+        }))
+        .await;
+        (before, after)
+    });
+    let outside_world = async {
+        let before = watching.await.expect("the viewer watches");
+        assert_eq!(before.ice_restarts, 0);
+        network.take_address_away(media_ip);
+        // The viewer's silence watch restarts ICE over signaling; the node accepts it.
+        eventually(
+            "the node accepted an ICE restart",
+            DEADLINE,
+            async || match scrape(node.handle.http_addr).await.get(ICE_RESTARTS) {
+                n if n >= 1.0 => Ok(n),
+                n => Err(n),
+            },
+        )
+        .await;
+        network.give_address_back(media_ip);
+        path_back_tx.send(()).expect("the viewer waits");
+    };
+    let ((before, after), ()) = tokio::join!(viewer, outside_world);
+
+    assert!(after.connected, "connected again: {after:?}");
+    assert!(
+        after.ice_restarts >= 1,
+        "it restarted ICE by itself: {after:?}"
+    );
+    assert!(
+        after.video_frames_in >= before.video_frames_in + FRAMES,
+        "video again after the restart: {before:?} → {after:?}"
+    );
+}
+
+/// `wait` within the test's deadline, on a session that stays alive.
+async fn within(
+    wait: impl std::future::Future<Output = Result<MediaStats, showcall_sdk::SdkError>>,
+) -> MediaStats {
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .expect("within the deadline")
+        .expect("the session lives")
+}
