@@ -16,7 +16,8 @@
 //!
 //! What is checked is what a person and an operator see: the page decodes video; the pair Chromium
 //! selected is its relay candidate, relayed over TLS, to the node's UDP candidate; coturn logged a
-//! successful allocation for the viewer's own credentials (`<expiry>:demo:fan-1`).
+//! successful allocation for the viewer's own credentials (`<expiry>:demo:fan-1`); the node counts the
+//! session as relayed (`showcall_media_sessions{path="relay"}`).
 //!
 //! Needs root (network namespaces), coturn, Chromium and chromedriver (`./scripts/test` installs them).
 //! Screenshots go to `artifacts/browser/turn_tls/`.
@@ -25,6 +26,7 @@ use serde_json::json;
 use showcall_sdk::ChannelRole;
 use showcall_tests::browser::Browsers;
 use showcall_tests::coturn::TlsOnlyNetwork;
+use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
 
 const HOST: &str = "host";
@@ -79,6 +81,16 @@ async fn a_chromium_viewer_that_can_reach_only_tls_on_443_watches_through_turn()
         (&json!("udp"), &json!(node.handle.media_addr.port())),
         "the relay sends to the node's UDP media port: {pair}"
     );
+
+    // The node counts the viewer's session as relayed (the host's is direct).
+    let page = scrape(node.handle.http_addr).await;
+    for (path, sessions) in [("relay", 1.0), ("udp", 1.0)] {
+        assert_eq!(
+            page.get(&format!("showcall_media_sessions{{path=\"{path}\"}}")),
+            sessions,
+            "{path} sessions"
+        );
+    }
 
     // The operator sees it in coturn's log: an allocation with the viewer's own minted credentials.
     let log = coturn.log();

@@ -11,7 +11,8 @@
 //! (`MediaOptions::turn_ca_pem`), as a client of a private deployment would.
 //!
 //! Checked: the viewer decodes video, its session says it connected through the relay
-//! (`MediaTransport::Turn`), and coturn logged the allocation for its own credentials. A second viewer in
+//! (`MediaTransport::Turn`), the node counts one relayed session beside the host's direct one
+//! (`showcall_media_sessions{path}`), and coturn logged the allocation for its own credentials. A second viewer in
 //! the same place, logged in to a node without TURN, never connects — the relay is what made the
 //! difference.
 
@@ -19,7 +20,9 @@ use showcall_sdk::media::{MediaOptions, MediaSession, MediaStats};
 use showcall_sdk::{ChannelRole, MediaTransport, SdkError};
 use showcall_tests::DEADLINE;
 use showcall_tests::coturn::TlsOnlyNetwork;
+use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
+use tokio::sync::oneshot;
 
 const LIVE: &str = "host_live";
 /// Video frames the viewer must decode: a second of the host's 30 fps, past its first keyframe.
@@ -37,36 +40,54 @@ async fn a_viewer_that_can_reach_only_tls_on_443_decodes_video_through_turn() {
 
     let (url, app, token) = (node.url(), node.app().to_owned(), node.token("fan-1"));
     let ca = coturn.ca_pem().to_owned();
-    let seen = network
-        .run_inside(async move || {
-            let viewer = SdkUser::login_at(&url, &app, "fan-1", &token).await;
-            let login = viewer.signal.login_info().expect("logged in");
+    let (watching_tx, watching) = oneshot::channel::<MediaStats>();
+    let (seen_tx, seen) = oneshot::channel::<()>();
+    let viewer = network.run_inside(async move || {
+        let viewer = SdkUser::login_at(&url, &app, "fan-1", &token).await;
+        let login = viewer.signal.login_info().expect("logged in");
+        assert_eq!(
+            login.ice_servers.len(),
+            1,
+            "the login carries the node's TURN server"
+        );
+        assert!(login.ice_servers[0].username.ends_with(":demo:fan-1"));
+        let (media, _) = MediaSession::join(
+            &viewer.signal,
+            LIVE,
+            ChannelRole::Audience,
+            MediaOptions {
+                turn_ca_pem: Some(ca),
+                ..MediaOptions::default()
+            },
+        )
+        .await
+        .expect("the viewer joins with media");
+        watching_tx
+            .send(decodes_video(&media).await)
+            .expect("the test waits");
+        // Watching on until the operator's side has looked.
+        seen.await.expect("the test says when");
+    });
+    let operator = async {
+        let stats = watching.await.expect("the viewer watches");
+        assert_eq!(
+            stats.transport,
+            Some(MediaTransport::Turn),
+            "it connected through the relay"
+        );
+        assert!(stats.connected, "still connected while video flows");
+        // The node tells the relayed session apart from the host's direct one.
+        let page = scrape(node.handle.http_addr).await;
+        for (path, sessions) in [("relay", 1.0), ("udp", 1.0), ("tcp", 0.0)] {
             assert_eq!(
-                login.ice_servers.len(),
-                1,
-                "the login carries the node's TURN server"
+                page.get(&format!("showcall_media_sessions{{path=\"{path}\"}}")),
+                sessions,
+                "{path} sessions"
             );
-            assert!(login.ice_servers[0].username.ends_with(":demo:fan-1"));
-            let (media, _) = MediaSession::join(
-                &viewer.signal,
-                LIVE,
-                ChannelRole::Audience,
-                MediaOptions {
-                    turn_ca_pem: Some(ca),
-                    ..MediaOptions::default()
-                },
-            )
-            .await
-            .expect("the viewer joins with media");
-            decodes_video(&media).await
-        })
-        .await;
-    assert_eq!(
-        seen.transport,
-        Some(MediaTransport::Turn),
-        "it connected through the relay"
-    );
-    assert!(seen.connected, "still connected while video flows");
+        }
+        seen_tx.send(()).expect("the viewer waits");
+    };
+    tokio::join!(viewer, operator);
 
     let log = coturn.log();
     assert!(

@@ -106,6 +106,9 @@ pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total"
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
 /// Counter: packets of a channel spread over media workers that a worker could not take (queue full).
 pub const MEDIA_RELAY_DROPPED_TOTAL: &str = "showcall_media_relay_dropped_total";
+/// Gauge, label `path` (`udp`, `tcp`, `relay`): media sessions now by the path their latest datagram came
+/// by — straight over UDP, over ICE-TCP, or over UDP through a TURN relay.
+pub const MEDIA_SESSIONS: &str = "showcall_media_sessions";
 /// Gauge: ICE-TCP connections open to the media router (clients reaching it over TCP, RFC 6544).
 pub const MEDIA_TCP_CONNECTIONS: &str = "showcall_media_tcp_connections";
 /// Counter, label `direction` (`in`, `out`): datagrams carried over ICE-TCP connections.

@@ -64,7 +64,7 @@ use crate::relay::{Control, Forwarded, Mesh, RemotePublisher, first_session_id, 
 use crate::renegotiation::{Move, OutLine, changes};
 use crate::rewrite::Source;
 use crate::simulcast::{self, Decision, Layer, LayerSet, MAX_LAYERS, PublisherLayers};
-use crate::{sdp_rules, stun};
+use crate::{sdp_rules, session_path, stun};
 
 /// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
 /// scrape is 15 s by default, and each report costs a little per session).
@@ -404,6 +404,10 @@ impl Engine {
                 let mut stats = self.stats;
                 stats.sessions = self.peers.len();
                 for peer in self.peers.values() {
+                    if let Some((proto, source)) = peer.last_path {
+                        let path = session_path::SessionPath::of(proto, source, &peer.relays);
+                        stats.sessions_by_path[path.index()] += 1;
+                    }
                     for layer in peer.layers.values().filter_map(|s| s.current()) {
                         if let Some(n) = stats.layer_receivers.get_mut(usize::from(layer)) {
                             *n += 1;
@@ -485,6 +489,9 @@ impl Engine {
         self.by_key.insert(key.clone(), id);
         self.peers
             .insert(id, Peer::new(key, rtc, ufrag, remote, may_publish));
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.relays = session_path::relay_candidates(offer_sdp);
+        }
         self.dirty.push(id);
         Ok(answer.to_sdp_string())
     }
@@ -531,6 +538,7 @@ impl Engine {
         self.by_ufrag.insert(ufrag.clone(), id);
         peer.ufrag = ufrag;
         peer.remote.credentials = credentials;
+        session_path::add_relays(&mut peer.relays, offer_sdp);
         peer.restarting = true;
         peer.recheck_after_answer = false;
         // Every path is checked again under the new credentials; the old addresses route nowhere (a
@@ -617,6 +625,9 @@ impl Engine {
         // str0m holds one received RTP packet until it is polled: drained now, before the next datagram
         // (a caller may hand over several in one turn).
         self.drain_one(id);
+        if taken && let Some(peer) = self.peers.get_mut(&id) {
+            peer.last_path = Some(from);
+        }
         if taken
             && !known
             && let Some(peer) = self.peers.get_mut(&id)

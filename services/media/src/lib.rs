@@ -56,6 +56,7 @@ mod rewrite;
 mod rfc4571;
 pub mod router;
 mod sdp_rules;
+mod session_path;
 mod simulcast;
 mod stun;
 mod tcp;

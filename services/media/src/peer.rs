@@ -42,6 +42,10 @@ pub struct Peer {
     /// The addresses (and transports) the member's authenticated STUN requests came from, each routed
     /// to this session (at most `engine::MAX_REMOTES`).
     pub remotes: Vec<(Protocol, SocketAddr)>,
+    /// The relayed candidates the member's offers named (`crate::session_path`).
+    pub relays: Vec<SocketAddr>,
+    /// The path the member's latest datagram came by (`None` before the first).
+    pub last_path: Option<(Protocol, SocketAddr)>,
     /// (publisher, kind) pairs whose first frame reached this member (for `FirstFrame` events).
     pub first_received: HashSet<(PeerId, Kind)>,
     /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
@@ -95,6 +99,8 @@ impl Peer {
             inbound: Vec::new(),
             scheduled: None,
             remotes: Vec::new(),
+            relays: Vec::new(),
+            last_path: None,
             first_received: HashSet::new(),
             last_keyframe_request: None,
             pending_offer: None,

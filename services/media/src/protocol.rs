@@ -149,6 +149,9 @@ pub struct RouterStats {
     pub layer_receivers: [usize; crate::simulcast::MAX_LAYERS],
     /// Times a receiver was switched from one layer to another (its first layer is not a switch).
     pub layer_switches: u64,
+    /// Sessions now by the path their latest datagram came by: UDP, ICE-TCP, UDP through a TURN relay
+    /// (`crate::session_path`); sessions that received nothing yet are not counted.
+    pub sessions_by_path: [usize; 3],
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -178,5 +181,8 @@ impl std::ops::AddAssign for RouterStats {
             *n += o;
         }
         self.layer_switches += o.layer_switches;
+        for (n, o) in self.sessions_by_path.iter_mut().zip(o.sessions_by_path) {
+            *n += o;
+        }
     }
 }

@@ -220,6 +220,12 @@ impl Sample {
                 let name = names::MEDIA_LAYER_SWITCHES_TOTAL;
                 series(p, name, None, media.layer_switches);
             });
+            family(page, names::MEDIA_SESSIONS, "gauge", |p| {
+                let name = names::MEDIA_SESSIONS;
+                for (path, n) in ["udp", "tcp", "relay"].iter().zip(media.sessions_by_path) {
+                    series(p, name, Some(("path", path)), n as u64);
+                }
+            });
             family(page, names::MEDIA_TCP_CONNECTIONS, "gauge", |p| {
                 let name = names::MEDIA_TCP_CONNECTIONS;
                 series(p, name, None, media.tcp_connections as u64);
@@ -304,6 +310,7 @@ mod tests {
                     cpu_millis: 30,
                     layer_receivers: [3, 0, 1],
                     layer_switches: 2,
+                    sessions_by_path: [4, 1, 2],
                     ..RouterStats::default()
                 },
             ]),
@@ -333,6 +340,9 @@ mod tests {
             "showcall_media_layer_receivers{layer=\"high\"} 3",
             "showcall_media_layer_receivers{layer=\"low\"} 1",
             "showcall_media_layer_switches_total 2",
+            "# TYPE showcall_media_sessions gauge",
+            "showcall_media_sessions{path=\"udp\"} 4",
+            "showcall_media_sessions{path=\"relay\"} 2",
         ] {
             assert!(
                 lines.contains(&expected),
