@@ -165,3 +165,41 @@ fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr).trim()
     );
 }
+
+/// The media-path tests' world: a client machine ([`IsolatedHost`]) and a node whose signaling listens on
+/// the link's first address and its media (one worker) on a second one, which [`kill`](Self::kill)
+/// takes away — the media path dies, signaling goes on — and [`revive`](Self::revive) gives back.
+pub struct MediaPathThatDies {
+    pub network: IsolatedHost,
+    pub media_ip: Ipv4Addr,
+    pub node: crate::TestNode,
+}
+
+impl MediaPathThatDies {
+    pub async fn start() -> Self {
+        let network = IsolatedHost::create();
+        let media_ip = network.add_outside_address();
+        let outside = network.outside_ip;
+        let node = crate::TestNode::start_with(|config| {
+            config.signal_addr = std::net::SocketAddr::from((outside, 0));
+            config.media_addr = std::net::SocketAddr::from((media_ip, 0));
+            config.media_workers = 1;
+        })
+        .await;
+        Self {
+            network,
+            media_ip,
+            node,
+        }
+    }
+
+    /// The media path dies: its address is gone.
+    pub fn kill(&self) {
+        self.network.take_address_away(self.media_ip);
+    }
+
+    /// The media path is back.
+    pub fn revive(&self) {
+        self.network.give_address_back(self.media_ip);
+    }
+}

@@ -15,12 +15,9 @@
 //! Needs root (network namespaces), Chromium and chromedriver. Screenshots go to
 //! `artifacts/browser/ice_auto_restart/`.
 
-use std::net::SocketAddr;
-
 use showcall_sdk::ChannelRole;
-use showcall_tests::TestNode;
 use showcall_tests::browser::Browsers;
-use showcall_tests::netns::IsolatedHost;
+use showcall_tests::netns::MediaPathThatDies;
 use showcall_tests::sdk_helpers::SdkUser;
 
 const HOST: &str = "host";
@@ -30,19 +27,13 @@ const FRAMES: u64 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again() {
-    let network = IsolatedHost::create();
-    let media_ip = network.add_outside_address();
-    let outside = network.outside_ip;
-    let node = TestNode::start_with(|config| {
-        config.signal_addr = SocketAddr::from((outside, 0));
-        config.media_addr = SocketAddr::from((media_ip, 0));
-        config.media_workers = 1;
-    })
-    .await;
-    let host = SdkUser::login(&node, HOST).await;
+    let world = MediaPathThatDies::start().await;
+    let node = &world.node;
+    let host = SdkUser::login(node, HOST).await;
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
-    let browsers = Browsers::start_isolated("browser/ice_auto_restart", &network, Vec::new()).await;
+    let browsers =
+        Browsers::start_isolated("browser/ice_auto_restart", &world.network, Vec::new()).await;
     let base = format!("http://{}", node.handle.signal_addr);
     let viewer = browsers
         .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
@@ -59,13 +50,13 @@ async fn a_chromium_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watc
     };
     assert_eq!(restarts().await, 0);
 
-    network.take_address_away(media_ip);
+    world.kill();
     viewer
         .wait_until("the page restarted ICE by itself", async || {
             restarts().await >= 1
         })
         .await;
-    network.give_address_back(media_ip);
+    world.revive();
 
     viewer.wait_frames_above("live", before + FRAMES).await;
     viewer.screenshot("watching-after-the-path-came-back").await;
@@ -73,5 +64,5 @@ async fn a_chromium_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watc
 
     viewer.close().await;
     drop(browsers);
-    node.handle.shutdown().await;
+    world.node.handle.shutdown().await;
 }

@@ -14,15 +14,13 @@
 //!
 //! Needs root (network namespaces).
 
-use std::net::SocketAddr;
-
 use showcall_sdk::ChannelRole;
 use showcall_sdk::media::{MediaOptions, MediaSession, MediaStats};
+use showcall_tests::DEADLINE;
 use showcall_tests::cluster::eventually;
-use showcall_tests::netns::IsolatedHost;
+use showcall_tests::netns::MediaPathThatDies;
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
-use showcall_tests::{DEADLINE, TestNode};
 use tokio::sync::oneshot;
 
 const LIVE: &str = "host_live";
@@ -32,16 +30,9 @@ const ICE_RESTARTS: &str = "showcall_media_ice_restarts_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again() {
-    let network = IsolatedHost::create();
-    let media_ip = network.add_outside_address();
-    let outside = network.outside_ip;
-    let node = TestNode::start_with(|config| {
-        config.signal_addr = SocketAddr::from((outside, 0));
-        config.media_addr = SocketAddr::from((media_ip, 0));
-        config.media_workers = 1;
-    })
-    .await;
-    let host = SdkUser::login(&node, "host").await;
+    let world = MediaPathThatDies::start().await;
+    let (network, node) = (&world.network, &world.node);
+    let host = SdkUser::login(node, "host").await;
     let _host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
 
     let (url, app, token) = (node.url(), node.app().to_owned(), node.token("fan-1"));
@@ -77,7 +68,7 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
     let outside_world = async {
         let before = watching.await.expect("the viewer watches");
         assert_eq!(before.ice_restarts, 0);
-        network.take_address_away(media_ip);
+        world.kill();
         // The viewer's silence watch restarts ICE over signaling; the node accepts it.
         eventually(
             "the node accepted an ICE restart",
@@ -88,7 +79,7 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
             },
         )
         .await;
-        network.give_address_back(media_ip);
+        world.revive();
         path_back_tx.send(()).expect("the viewer waits");
     };
     let ((before, after), ()) = tokio::join!(viewer, outside_world);
