@@ -159,7 +159,8 @@ impl Actor for CallActor {
             | CallMsg::Begin
             | CallMsg::Spawn { .. } => tracing::Span::none(),
         };
-        handle_msg(myself, msg, state).instrument(step).await;
+        // The actors this step tells run on this task (`crate::inline_runs`).
+        crate::inline_runs::within(handle_msg(myself, msg, state).instrument(step)).await;
         Ok(())
     }
 }

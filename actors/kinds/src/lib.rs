@@ -8,6 +8,7 @@
 //!
 //! - [`user_actor`], [`call_actor`], [`channel_actor`]: one actor kind each.
 //! - [`context`]: what an actor is given ([`ActorContext`]).
+//! - [`inline_runs`]: runs started while a task handles a message run on that task.
 //!
 //! [`Outbox`]: showcall_ports::outbox::Outbox
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 pub mod call_actor;
 pub mod channel_actor;
 pub mod context;
+pub mod inline_runs;
 pub mod user_actor;
 
 pub use call_actor::{CallActor, CallStart};

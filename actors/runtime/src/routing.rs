@@ -383,11 +383,12 @@ impl Hub {
         conn: ConnId,
         command: UserCommand,
     ) -> Result<CommandOk, CommandError> {
-        self.ask(app, user, |reply| UserMsg::Command {
+        // The steps this command sets off run on the caller's task (`inline_runs`).
+        showcall_actors::inline_runs::within(self.ask(app, user, |reply| UserMsg::Command {
             conn,
             command,
             reply,
-        })
+        }))
         .await
     }
 

@@ -207,7 +207,7 @@ impl Hub {
         begin: bool,
     ) {
         let hub = self.clone();
-        tokio::spawn(async move {
+        showcall_actors::inline_runs::start(async move {
             let key = (app, user);
             // A message whose handling panics ends the session, as it would end an actor: the slot
             // must not stay `Running` with nobody to run it.
