@@ -4,6 +4,12 @@
 //! to the record sink before stopping. A call restored from the ledger on a new node starts here too
 //! ([`CallStart::Restored`]).
 //!
+//! Like a user's, a call's actor is not a task of its own: it rests in its registry slot
+//! (`showcall-runtime`'s `calls`) between messages, and a run hands it its messages one at a time. Its
+//! timers are entries of the node's timer wheel, delivered as [`CallMsg::Timer`]. Starting a call is
+//! thus an insert and a run — on the caller's task when the caller's step starts it
+//! ([`crate::inline_runs`]), so a ring goes from the caller's frame to the callee's outbox on one task.
+//!
 //! A new call of an app that requires admission gets its admission deadline here (the app is known here,
 //! not in the caller's user machine); the business server is asked on a task of its own and its verdict
 //! comes back as an input (`showcall_ports::admission`). The machine's milestones ([`CallProgress`]), billing
@@ -12,30 +18,25 @@
 //! `call.<input>` child span for every input it handles, so every step of the call is in one tree.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::call::SessionEnd;
 use showcall_machines::channel::ChannelInput;
 use showcall_machines::user::UserInput;
 use showcall_machines::{
-    CallEffect, CallInput, CallMachine, CallProgress, CallSetup, CallSnapshot, CallTimer,
-    ChannelKind, UserId,
+    CallEffect, CallId, CallInput, CallMachine, CallProgress, CallSetup, CallSnapshot, CallTimer,
+    ChannelKind, Millis, UserId,
 };
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::context::Context;
+use crate::context::{Context, TimerKey};
 use showcall_ports::admission::Verdict;
 use showcall_protocol::commands::CommandOk;
 use showcall_protocol::error::CommandError;
 use showcall_protocol::events::EventKind;
 use showcall_protocol::keys::{ActorKey, AppId};
-use showcall_protocol::messages::{CallMsg, TraceContext, Traced};
+use showcall_protocol::messages::{CallMsg, TraceContext};
 use showcall_protocol::trace::{self, TARGET};
-
-/// See the module docs.
-pub struct CallActor;
 
 /// How a call actor begins.
 pub enum CallStart {
@@ -47,44 +48,25 @@ pub enum CallStart {
     HandedOver(CallSnapshot),
 }
 
-pub struct CallState {
+/// See the module docs.
+pub struct CallActor {
     ctx: Context,
     app: AppId,
     machine: CallMachine,
-    /// Armed timers, aborted when the machine cancels them.
-    timers: HashMap<CallTimer, JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    /// Armed timers (entries of the node's timer wheel), disarmed when the machine cancels them.
+    timers: HashMap<CallTimer, TimerKey>,
     /// The call's span, open as long as the actor runs: the parent of each step's span.
     span: tracing::Span,
     /// Started from a handoff: it neither starts nor adopts, it goes on.
     handed_over: bool,
     /// The call channel's open while it goes on beside the ring ([`channel_opened`]).
     opening: Option<JoinHandle<()>>,
+    /// The call ended (or was handed over): its registry drops it.
+    stopped: bool,
 }
 
-impl CallState {
-    /// The span of one step of the call: handling `name`'s input and carrying out its effects.
-    fn step(&self, name: &'static str) -> tracing::Span {
-        tracing::debug_span!(
-            target: TARGET,
-            parent: &self.span,
-            "call.step",
-            otel.name = name,
-            call.id = %self.machine.id(),
-            node.id = %self.ctx.node(),
-        )
-    }
-}
-
-impl Actor for CallActor {
-    type Msg = CallMsg;
-    type State = CallState;
-    type Arguments = (Context, AppId, CallStart);
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<CallMsg>,
-        (ctx, app, start): (Context, AppId, CallStart),
-    ) -> Result<CallState, ActorProcessingErr> {
+impl CallActor {
+    pub fn new(ctx: Context, app: AppId, start: CallStart) -> CallActor {
         let handed_over = matches!(start, CallStart::HandedOver(_));
         let (machine, placed_under) = match start {
             CallStart::New(mut setup, trace) => {
@@ -114,7 +96,7 @@ impl Actor for CallActor {
         if let Some(trace) = placed_under {
             trace.continue_in(&span);
         }
-        Ok(CallState {
+        CallActor {
             ctx,
             app,
             machine,
@@ -122,36 +104,49 @@ impl Actor for CallActor {
             span,
             handed_over,
             opening: None,
-        })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<CallMsg>,
-        state: &mut CallState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.ctx.forget_call(state.machine.id());
-        // A pending timer's task holds the actor's cell: an ended call's ring timeout would keep it
-        // in memory until it fired.
-        for (_, timer) in state.timers.drain() {
-            timer.abort();
+            stopped: false,
         }
-        Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<CallMsg>,
-        msg: CallMsg,
-        state: &mut CallState,
-    ) -> Result<(), ActorProcessingErr> {
+    pub fn id(&self) -> &CallId {
+        self.machine.id()
+    }
+
+    pub fn app(&self) -> &AppId {
+        &self.app
+    }
+
+    /// Whether the call is over here (it ended): its registry drops it.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Its armed timers, for the registry to disarm when it drops the actor.
+    pub fn timers(&self) -> impl Iterator<Item = &TimerKey> {
+        self.timers.values()
+    }
+
+    /// The span of one step of the call: handling `name`'s input and carrying out its effects.
+    fn step(&self, name: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            target: TARGET,
+            parent: &self.span,
+            "call.step",
+            otel.name = name,
+            call.id = %self.machine.id(),
+            node.id = %self.ctx.node(),
+        )
+    }
+
+    /// Handles one message (its registry hands them over one at a time, in order).
+    pub async fn handle(&mut self, msg: CallMsg) {
         let step = match &msg {
-            CallMsg::Input(traced) => state.step(trace::call_step(&traced.payload)),
-            CallMsg::Command { input, .. } => state.step(trace::call_step(input)),
-            CallMsg::Timer(CallTimer::Calling) => state.step("call.timeout"),
-            CallMsg::Timer(CallTimer::Adoption) => state.step("call.adoption_timeout"),
-            CallMsg::Timer(CallTimer::Admission) => state.step("call.admission_timeout"),
-            CallMsg::Timer(CallTimer::BillingTick) => state.step("call.billing_tick"),
+            CallMsg::Input(traced) => self.step(trace::call_step(&traced.payload)),
+            CallMsg::Command { input, .. } => self.step(trace::call_step(input)),
+            CallMsg::Timer(CallTimer::Calling) => self.step("call.timeout"),
+            CallMsg::Timer(CallTimer::Adoption) => self.step("call.adoption_timeout"),
+            CallMsg::Timer(CallTimer::Admission) => self.step("call.admission_timeout"),
+            CallMsg::Timer(CallTimer::BillingTick) => self.step("call.billing_tick"),
             // Sent to every call when any node dies: a span only where a party was lost (`call.ended`).
             // `Begin` opens the first step's span itself.
             CallMsg::OwnersLost(_)
@@ -159,16 +154,24 @@ impl Actor for CallActor {
             | CallMsg::Begin
             | CallMsg::Spawn { .. } => tracing::Span::none(),
         };
-        // The actors this step tells run on this task (`crate::inline_runs`).
-        crate::inline_runs::within(handle_msg(myself, msg, state).instrument(step)).await;
-        Ok(())
+        handle_msg(msg, self).instrument(step).await;
+    }
+
+    /// Arms `timer` at `at`, replacing an armed one.
+    fn arm(&mut self, timer: CallTimer, at: Millis) {
+        let key = self
+            .ctx
+            .arm_call_timer(&self.app, self.machine.id(), timer, at);
+        if let Some(old) = self.timers.insert(timer, key) {
+            self.ctx.cancel_timer(old);
+        }
     }
 }
 
-async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallState) {
+async fn handle_msg(msg: CallMsg, state: &mut CallActor) {
     {
         match msg {
-            CallMsg::Begin => begin(&myself, state).await,
+            CallMsg::Begin => begin(state).await,
             // The registry starts calls; a start that reaches a running one is answered as the
             // registry would answer it.
             CallMsg::Spawn { reply, .. } => {
@@ -176,7 +179,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 let running = CommandError::Unavailable(format!("call {id} is already running"));
                 let _ = reply.send(Err(running));
             }
-            CallMsg::Input(traced) => feed(&myself, state, traced.payload).await,
+            CallMsg::Input(traced) => feed(state, traced.payload).await,
             CallMsg::Command { input, reply } => {
                 // A party joins the call channel only after an answer of the call's (its accept,
                 // or the `connecting` an accept brings): the channel is open before it is answered.
@@ -187,13 +190,13 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 let answer_after = matches!(input, CallInput::MoveChannel { .. });
                 match handle(state, input, now) {
                     Ok(fx) if answer_after => {
-                        run(&myself, state, fx).await;
+                        run(state, fx).await;
                         channel_opened(state).await;
                         let _ = reply.send(Ok(CommandOk::Done));
                     }
                     Ok(fx) => {
                         let _ = reply.send(Ok(CommandOk::Done));
-                        run(&myself, state, fx).await;
+                        run(state, fx).await;
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -204,11 +207,8 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 let key = ActorKey::Call(state.app.clone(), state.machine.id().clone());
                 if !state.ctx.serves(&key) {
                     // Suspended (this node is fenced): try again later (see the user actor).
-                    let again = myself.send_after(
-                        Duration::from_millis(crate::user_actor::SUSPENDED_RECHECK_MS),
-                        move || CallMsg::Timer(timer),
-                    );
-                    state.timers.insert(timer, again);
+                    let again = state.ctx.now_ms() + crate::user_actor::SUSPENDED_RECHECK_MS;
+                    state.arm(timer, again);
                     return;
                 }
                 state.timers.remove(&timer);
@@ -218,7 +218,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                     CallTimer::Admission => CallInput::AdmissionTimeout,
                     CallTimer::BillingTick => CallInput::BillingTick,
                 };
-                feed(&myself, state, input).await;
+                feed(state, input).await;
             }
             CallMsg::Snapshot(reply) => {
                 use showcall_protocol::messages::CallStanding as Standing;
@@ -240,7 +240,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                 let channel =
                     ActorKey::Channel(state.app.clone(), state.machine.setup().channel.clone());
                 if !state.machine.is_ended() && lost(&channel) {
-                    feed(&myself, state, CallInput::ChannelLost).await;
+                    feed(state, CallInput::ChannelLost).await;
                     return;
                 }
                 // A party whose user actor died with its node is gone, as after its grace period.
@@ -252,7 +252,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
                             user,
                             how: SessionEnd::Gone,
                         };
-                        feed(&myself, state, input).await;
+                        feed(state, input).await;
                     }
                 }
             }
@@ -262,7 +262,7 @@ async fn handle_msg(myself: ActorRef<CallMsg>, msg: CallMsg, state: &mut CallSta
 
 /// Feeds the machine one input and writes the call's entry in the directory.
 fn handle(
-    state: &mut CallState,
+    state: &mut CallActor,
     input: CallInput,
     now: showcall_machines::Millis,
 ) -> Result<Vec<CallEffect>, showcall_machines::CallError> {
@@ -272,7 +272,7 @@ fn handle(
 }
 
 /// A milestone of the call as its business event (the end is reported with its record).
-fn progress_event(state: &CallState, progress: CallProgress) -> EventKind {
+fn progress_event(state: &CallActor, progress: CallProgress) -> EventKind {
     let setup = state.machine.setup();
     let call = setup.id.clone();
     match progress {
@@ -290,7 +290,7 @@ fn progress_event(state: &CallState, progress: CallProgress) -> EventKind {
 }
 
 /// Writes the call's entry in the node's directory (removed when the actor stops).
-fn publish(state: &CallState) {
+fn publish(state: &CallActor) {
     let setup = state.machine.setup();
     if state.machine.is_ended() {
         // Gone from the directory before its parties hear of the end, so a business server told by
@@ -311,10 +311,10 @@ fn publish(state: &CallState) {
 }
 
 /// The call's first step, once its registry knows it (`CallMsg::Begin`).
-async fn begin(myself: &ActorRef<CallMsg>, state: &mut CallState) {
+async fn begin(state: &mut CallActor) {
     if state.handed_over {
         let timers = state.machine.resumed_timers();
-        run(myself, state, timers).await;
+        run(state, timers).await;
         publish(state);
         return;
     }
@@ -324,21 +324,21 @@ async fn begin(myself: &ActorRef<CallMsg>, state: &mut CallState) {
         CallInput::Start
     };
     let step = state.step(trace::call_step(&first));
-    feed(myself, state, first).instrument(step).await;
+    feed(state, first).instrument(step).await;
 }
 
 /// Feeds a notification; a refusal means it arrived after the fact (e.g. a ring answer after the call
 /// ended) and is dropped.
-async fn feed(myself: &ActorRef<CallMsg>, state: &mut CallState, input: CallInput) {
+async fn feed(state: &mut CallActor, input: CallInput) {
     let now = state.ctx.now_ms();
     tracing::debug!(call_id = %state.machine.id(), ?input, "call input");
     match handle(state, input, now) {
-        Ok(fx) => run(myself, state, fx).await,
+        Ok(fx) => run(state, fx).await,
         Err(e) => tracing::debug!(call_id = %state.machine.id(), error = %e, "call input dropped"),
     }
 }
 
-async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffect>) {
+async fn run(state: &mut CallActor, fx: Vec<CallEffect>) {
     let mut queue = VecDeque::from(fx);
     while let Some(effect) = queue.pop_front() {
         match effect {
@@ -386,15 +386,11 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 state.ctx.send_user(&state.app, &to, input);
             }
             CallEffect::SetTimer { timer, at } => {
-                let after = Duration::from_millis(at.saturating_sub(state.ctx.now_ms()));
-                let handle = myself.send_after(after, move || CallMsg::Timer(timer));
-                if let Some(old) = state.timers.insert(timer, handle) {
-                    old.abort();
-                }
+                state.arm(timer, at);
             }
             CallEffect::CancelTimer { timer } => {
-                if let Some(t) = state.timers.remove(&timer) {
-                    t.abort();
+                if let Some(key) = state.timers.remove(&timer) {
+                    state.ctx.cancel_timer(key);
                 }
             }
             CallEffect::Persist(snapshot) => state.ctx.ledger().connected(&state.app, &snapshot),
@@ -433,17 +429,15 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 // Off the actor's task: the actor goes on (a cancel, a terminate) while the business
                 // server thinks; the machine's admission timer bounds the wait.
                 let verdict = state.ctx.admission().authorize(&state.app, request);
-                let me = myself.clone();
+                let (ctx, app) = (state.ctx.clone(), state.app.clone());
+                let call = state.machine.id().clone();
                 tokio::spawn(async move {
                     let (allowed, reason) = match verdict.await {
                         Verdict::Allowed => (true, String::new()),
                         Verdict::Refused(reason) => (false, reason),
                     };
                     // The call may be gone (cancelled, ended): then nobody needs the verdict.
-                    let _ = me.cast(CallMsg::Input(Traced::new(CallInput::Authorized {
-                        allowed,
-                        reason,
-                    })));
+                    ctx.send_call(&app, &call, CallInput::Authorized { allowed, reason });
                 });
             }
             CallEffect::BillingTick { tick, connected_ms } => {
@@ -492,7 +486,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
                 }
                 state.ctx.records().record(&state.app, &record);
                 state.ctx.forget_call(&record.id);
-                myself.stop(None);
+                state.stopped = true;
             }
         }
     }
@@ -501,7 +495,7 @@ async fn run(myself: &ActorRef<CallMsg>, state: &mut CallState, fx: Vec<CallEffe
 /// Sends `input` to `user`; when the outbox finds no session to take it, the machine hears what that
 /// means for this call (`UserInput::unreachable_answer`) and the effects of that come back.
 fn send_user_or_hear_unreachable(
-    state: &mut CallState,
+    state: &mut CallActor,
     user: &UserId,
     input: UserInput,
 ) -> Option<Vec<CallEffect>> {
@@ -515,7 +509,7 @@ fn send_user_or_hear_unreachable(
 }
 
 /// Waits for the call channel's open started by `CallEffect::OpenChannel`, if it still goes on.
-async fn channel_opened(state: &mut CallState) {
+async fn channel_opened(state: &mut CallActor) {
     if let Some(open) = state.opening.take()
         && let Err(e) = open.await
     {
@@ -523,6 +517,6 @@ async fn channel_opened(state: &mut CallState) {
     }
 }
 
-fn send_channel(state: &CallState, channel: &showcall_machines::ChannelName, input: ChannelInput) {
+fn send_channel(state: &CallActor, channel: &showcall_machines::ChannelName, input: ChannelInput) {
     state.ctx.send_channel(&state.app, channel, input);
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use showcall_machines::user::UserTimer;
-use showcall_machines::{Millis, UserConfig, UserId};
+use showcall_machines::{CallId, CallTimer, Millis, UserConfig, UserId};
 use showcall_ports::admission::Admission;
 use showcall_ports::outbox::Outbox;
 use showcall_ports::{CallLedger, CallRecordSink, Directory, MediaControl, Placement};
@@ -31,6 +31,8 @@ pub trait ActorContext: Outbox {
     /// Arms `timer` for `user`, due at `at` (this clock's Unix ms). It is delivered as a user message
     /// through the registry, so it reaches the user whether its actor runs or rests.
     fn arm_user_timer(&self, app: &AppId, user: &UserId, timer: UserTimer, at: Millis) -> TimerKey;
+    /// Arms `timer` for call `call`, delivered as a call message through the registry, as a user's.
+    fn arm_call_timer(&self, app: &AppId, call: &CallId, timer: CallTimer, at: Millis) -> TimerKey;
     /// Disarms a timer (one already fired or disarmed is ignored).
     fn cancel_timer(&self, key: TimerKey);
 }

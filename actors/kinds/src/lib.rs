@@ -1,5 +1,6 @@
-//! The actors of showcall: thin shells around the pure machines of `showcall-machines` (the call and
-//! channel actors are ractor actors; a user actor runs only while it has messages, see [`user_actor`]).
+//! The actors of showcall: thin shells around the pure machines of `showcall-machines` (the channel
+//! actor is a ractor actor; a user's or a call's actor runs only while it has messages, see
+//! [`user_actor`] and [`call_actor`]).
 //!
 //! Each actor owns one machine, turns messages and timers into machine inputs (with `now` from its
 //! [`Context`]), and carries out the effects through the context's ports and [`Outbox`]. Rules live in

@@ -1,19 +1,20 @@
 //! A call actor on its own: no hub, no other actor — a test context whose outbox records what the actor
 //! sends (and says which users have a session to ring), on tokio's paused clock. What a call actor does
 //! is checked as the messages it sends, the business events it reports, and that it stops and is
-//! forgotten at its end.
+//! forgotten at its end. The test is the actor's registry: it hands the actor its messages one at a
+//! time (`Begin` first) and delivers its timers, as `showcall-runtime`'s `calls` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorStatus};
+use ractor::ActorId;
 use showcall_actors::{ActorContext, CallActor, CallStart, TimerKey};
 use showcall_machines::call::CallUpdate;
 use showcall_machines::user::UserTimer;
 use showcall_machines::{
-    CallId, CallInput, CallSetup, CallState, CallType, ChannelInput, ChannelKind, ChannelName,
-    Millis, PauseAt, Role, StateReason, UserConfig, UserId, UserInput,
+    CallId, CallInput, CallSetup, CallState, CallTimer, CallType, ChannelInput, ChannelKind,
+    ChannelName, Millis, PauseAt, Role, StateReason, UserConfig, UserId, UserInput,
 };
 use showcall_ports::admission::{Admission, NoAdmission};
 use showcall_ports::memory_outbox::{MemoryOutbox, Sent as MemorySent};
@@ -26,6 +27,8 @@ use showcall_protocol::events::EventKind;
 use showcall_protocol::messages::{CallMsg, Responder};
 use showcall_protocol::trace::TraceContext;
 use showcall_protocol::{ActorKey, AppId, CommandError, CommandOk, NodeId};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 /// What the actor sent, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,10 @@ struct RecordingContext {
     directory: Directory,
     /// How long opening the call channel takes (a node-link round trip in a cluster).
     open_takes: Mutex<Duration>,
+    /// Where the actor's timers are delivered (the test's mailbox for it).
+    mailbox: Mutex<Option<mpsc::UnboundedSender<CallMsg>>>,
+    /// Armed timers by their key's number, and the last number given.
+    armed: Mutex<(HashMap<u64, AbortHandle>, u64)>,
 }
 
 impl RecordingContext {
@@ -71,6 +78,8 @@ impl RecordingContext {
             admission: Arc::new(NoAdmission),
             directory: Directory::default(),
             open_takes: Mutex::default(),
+            mailbox: Mutex::default(),
+            armed: Mutex::default(),
         })
     }
 
@@ -241,8 +250,28 @@ impl ActorContext for RecordingContext {
     fn arm_user_timer(&self, _: &AppId, _: &UserId, _: UserTimer, _: Millis) -> TimerKey {
         unreachable!("a call actor arms no user timer")
     }
-    fn cancel_timer(&self, _: TimerKey) {
-        unreachable!("a call actor disarms no user timer")
+    fn arm_call_timer(&self, _: &AppId, _: &CallId, timer: CallTimer, at: Millis) -> TimerKey {
+        let mailbox = self
+            .mailbox
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("run_call set it");
+        let after = Duration::from_millis(at.saturating_sub(self.now_ms()));
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = mailbox.send(CallMsg::Timer(timer));
+        });
+        let mut armed = self.armed.lock().unwrap();
+        armed.1 += 1;
+        let key = TimerKey { at, seq: armed.1 };
+        armed.0.insert(key.seq, task.abort_handle());
+        key
+    }
+    fn cancel_timer(&self, key: TimerKey) {
+        if let Some(task) = self.armed.lock().unwrap().0.remove(&key.seq) {
+            task.abort();
+        }
     }
 }
 
@@ -264,22 +293,28 @@ fn setup() -> CallSetup {
     }
 }
 
-/// Starts the call actor with `ctx` and waits (virtually) until it has stopped.
+/// Starts the call actor with `ctx`, hands it its messages until it stops (virtual time), and disarms
+/// what it left armed, as its registry does.
 async fn run_call(ctx: Arc<RecordingContext>) {
+    let (mailbox, mut messages) = mpsc::unbounded_channel();
+    *ctx.mailbox.lock().unwrap() = Some(mailbox.clone());
     let start = CallStart::New(setup(), TraceContext::default());
-    let context: showcall_actors::Context = ctx;
-    let (actor, handle) = Actor::spawn(None, CallActor, (context, AppId("app".into()), start))
-        .await
-        .expect("the call actor starts");
+    let context: showcall_actors::Context = ctx.clone();
+    let mut actor = CallActor::new(context, AppId("app".into()), start);
     // What the registry sends once it knows the actor.
-    actor
-        .cast(CallMsg::Begin)
-        .expect("the actor takes messages");
-    tokio::time::timeout(Duration::from_secs(600), handle)
+    mailbox.send(CallMsg::Begin).unwrap();
+    let stopped = async {
+        while !actor.stopped() {
+            let msg = messages.recv().await.expect("the test holds a sender");
+            actor.handle(msg).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), stopped)
         .await
-        .expect("the call actor stops by itself")
-        .expect("it stopped cleanly");
-    assert_eq!(actor.get_status(), ActorStatus::Stopped);
+        .expect("the call actor stops by itself");
+    for key in actor.timers() {
+        ctx.cancel_timer(*key);
+    }
 }
 
 fn viewer(what: &str) -> Sent {

@@ -7,8 +7,8 @@ use ractor::ActorId;
 use showcall_actors::{ActorContext, TimerKey};
 use showcall_machines::user::UserTimer;
 use showcall_machines::{
-    CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, Millis, Role, UserConfig,
-    UserId, UserInput,
+    CallId, CallInput, CallSetup, CallTimer, ChannelInput, ChannelKind, ChannelName, Millis, Role,
+    UserConfig, UserId, UserInput,
 };
 use showcall_ports::admission::Admission;
 use showcall_ports::outbox::{Outbox, Sending};
@@ -137,9 +137,17 @@ impl ActorContext for Hub {
     }
 
     fn arm_user_timer(&self, app: &AppId, user: &UserId, timer: UserTimer, at: Millis) -> TimerKey {
-        let due = Due {
+        let due = Due::User {
             app: app.clone(),
             user: user.clone(),
+            timer,
+        };
+        self.arm(at, due)
+    }
+
+    fn arm_call_timer(&self, _: &AppId, call: &CallId, timer: CallTimer, at: Millis) -> TimerKey {
+        let due = Due::Call {
+            call: call.clone(),
             timer,
         };
         self.arm(at, due)

@@ -31,7 +31,6 @@
 
 use std::time::Duration;
 
-use ractor::ActorRef;
 use showcall_machines::{CallId, CallInput, UserId};
 
 use crate::hub::Hub;
@@ -94,31 +93,27 @@ impl Hub {
     ) -> HandoffOutcome {
         let users =
             self.users_where(|app, user| moving(&ActorKey::User(app.clone(), user.clone())));
-        let calls: Vec<(CallId, AppId, ActorRef<CallMsg>)> = lock(&self.inner.calls)
-            .iter()
-            .filter(|(id, (app, _))| moving(&ActorKey::Call(app.clone(), (*id).clone())))
-            .map(|(id, (app, actor))| (id.clone(), app.clone(), actor.clone()))
-            .collect();
+        let calls = self.calls_where(|app, id| moving(&ActorKey::Call(app.clone(), id.clone())));
         let mut handoff = Handoff::default();
         let mut moved_calls = Vec::new();
-        for (id, app, actor) in calls {
-            match actor.call(CallMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
-                Ok(ractor::rpc::CallResult::Success(CallStanding::Connected(snapshot))) => {
+        for (id, app) in calls {
+            match self.call_standing(&id).await {
+                Some(CallStanding::Connected(snapshot)) => {
                     handoff.calls.push(CallHandoff {
                         app,
                         snapshot: *snapshot,
                     });
-                    moved_calls.push((id, actor));
+                    moved_calls.push(id);
                 }
-                Ok(ractor::rpc::CallResult::Success(CallStanding::Ended)) => {}
-                Ok(ractor::rpc::CallResult::Success(CallStanding::Unsettled)) if force => {
+                Some(CallStanding::Ended) => {}
+                Some(CallStanding::Unsettled) if force => {
                     let reason = "the node running this call left before it connected; call again";
                     let end = CallInput::Terminate {
                         reason: reason.into(),
                     };
-                    let _ = actor.cast(CallMsg::Input(Traced::new(end)));
+                    let _ = self.tell_call(&id, CallMsg::Input(Traced::new(end)));
                 }
-                Ok(ractor::rpc::CallResult::Success(CallStanding::Unsettled)) => {
+                Some(CallStanding::Unsettled) => {
                     return HandoffOutcome::NotNow(format!("call {id} has not connected yet"));
                 }
                 _ if force => tracing::warn!(call_id = %id, "call did not answer: not handed over"),
@@ -190,14 +185,20 @@ impl Hub {
         for (app, user) in moved_users {
             self.drop_user(&app, &user);
         }
-        for (id, actor) in moved_calls {
+        for id in moved_calls {
             self.forget_call(&id);
-            actor.stop(Some("handed over".into()));
         }
         HandoffOutcome::Moved { users, calls }
     }
 
     /// A running user's state for a handover (`None` when it did not answer in time).
+    /// A call's state for a handover (`None` when it did not answer in time).
+    async fn call_standing(&self, id: &CallId) -> Option<CallStanding> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.tell_call(id, CallMsg::Snapshot(tx.into())).ok()?;
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, rx).await.ok()?.ok()
+    }
+
     async fn user_standing(&self, app: &AppId, user: &UserId) -> Option<UserStanding> {
         let (tx, rx) = ractor::concurrency::oneshot();
         self.tell_user(app, user, UserMsg::Snapshot(tx.into()))
@@ -266,13 +267,12 @@ impl Hub {
         }
         for call in handoff.calls {
             let id = call.snapshot.setup.id.clone();
-            if self.call(&id).is_some() {
+            if self.has_call(&id) {
                 tracing::warn!(call_id = %id, "handed a call that already runs here: kept the one here");
                 continue;
             }
-            if let Err(e) = self
-                .spawn_call_actor(call.app, id.clone(), CallStart::HandedOver(call.snapshot))
-                .await
+            if let Err(e) =
+                self.spawn_call_actor(call.app, id.clone(), CallStart::HandedOver(call.snapshot))
             {
                 tracing::warn!(call_id = %id, error = %e, "handed call not started");
             }

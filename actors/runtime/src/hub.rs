@@ -19,7 +19,7 @@ use showcall_machines::{
     CallId, CallSetup, CallSnapshot, ChannelKind, ChannelName, ConnId, Millis, UserConfig, UserId,
 };
 
-use showcall_actors::call_actor::{CallActor, CallStart};
+use showcall_actors::call_actor::CallStart;
 use showcall_actors::channel_actor::ChannelActor;
 use showcall_ports::clock::Clock;
 use showcall_ports::event_log::{EventLog, MemoryEventLog};
@@ -30,8 +30,9 @@ use showcall_protocol::envelope::{Courier, NoCourier};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::inbox::ConnectionInbox;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
-use showcall_protocol::messages::{CallMsg, ChannelMsg};
+use showcall_protocol::messages::ChannelMsg;
 
+use crate::calls::CallSlot;
 use crate::users::{UserKey, UserSlot};
 
 /// Messages waiting for their key's partition to get an owner (see `crate::flux`).
@@ -92,8 +93,9 @@ pub(crate) struct Inner {
     pub(crate) users: Mutex<HashMap<UserKey, UserSlot>>,
     /// The users' timers (`crate::timer_wheel`).
     pub(crate) timers: crate::timer_wheel::TimerWheel,
-    /// Call ids are unique across apps; the app is kept for placement (call keys hash with their app).
-    pub(crate) calls: Mutex<HashMap<CallId, (AppId, ActorRef<CallMsg>)>>,
+    /// Calls running here, running or resting (`crate::calls`). Call ids are unique across apps; the
+    /// app is kept for placement (call keys hash with their app).
+    pub(crate) calls: Mutex<HashMap<CallId, CallSlot>>,
     pub(crate) channels: Mutex<HashMap<ChannelKey, ActorRef<ChannelMsg>>>,
     /// One start at a time per key (`crate::spawn_gate`).
     spawn_gates: crate::spawn_gate::SpawnGates,
@@ -289,7 +291,7 @@ impl Hub {
         keys.extend(
             lock(&self.inner.calls)
                 .iter()
-                .map(|(id, (app, _))| ActorKey::Call(app.clone(), id.clone())),
+                .map(|(id, slot)| ActorKey::Call(slot.app().clone(), id.clone())),
         );
         keys.extend(
             lock(&self.inner.channels)
@@ -350,24 +352,8 @@ impl Hub {
             )));
         }
         let starting = self.start_here(ActorKey::Call(app.clone(), id.clone()))?;
-        self.spawn_call_actor(app, id, start).await?;
+        self.spawn_call_actor(app, id, start)?;
         drop(starting);
-        Ok(())
-    }
-
-    /// Starts and registers a call actor (the caller checked that it belongs here).
-    pub(crate) async fn spawn_call_actor(
-        &self,
-        app: AppId,
-        id: CallId,
-        start: CallStart,
-    ) -> Result<(), CommandError> {
-        let (actor, _) = Actor::spawn(None, CallActor, (self.context(), app.clone(), start))
-            .await
-            .map_err(|e| CommandError::Unavailable(format!("cannot start call actor: {e}")))?;
-        lock(&self.inner.calls).insert(id, (app, actor.clone()));
-        // Only now may the call send anything: an answer to its ring must find it registered.
-        let _ = actor.cast(CallMsg::Begin);
         Ok(())
     }
 
@@ -389,16 +375,6 @@ impl Hub {
             Ok(()) => tracing::info!(%key, "call taken over from its record"),
             Err(e) => tracing::debug!(%key, error = %e, "call not restored"),
         }
-    }
-
-    pub fn call(&self, id: &CallId) -> Option<ActorRef<CallMsg>> {
-        lock(&self.inner.calls).get(id).map(|(_, a)| a.clone())
-    }
-
-    pub(crate) fn forget_call(&self, id: &CallId) {
-        lock(&self.inner.calls).remove(id);
-        self.inner.directory.remove_call(id);
-        showcall_protocol::metrics::call_forgotten(id);
     }
 
     /// The channel's actor here; a live channel is opened on first use, a call channel only by its call.

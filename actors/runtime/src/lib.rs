@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod admin_ops;
+mod calls;
 mod context;
 mod flux;
 pub mod handoff;

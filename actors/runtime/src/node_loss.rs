@@ -43,12 +43,8 @@ impl Hub {
             let _ = tx.push(Outbound::Close(reason));
         }
         self.users_node_lost(node, &lost);
-        let calls: Vec<_> = lock(&self.inner.calls)
-            .values()
-            .map(|(_, a)| a.clone())
-            .collect();
-        for actor in calls {
-            let _ = actor.cast(CallMsg::OwnersLost(lost.clone()));
+        for (call, _) in self.calls_where(|_, _| true) {
+            let _ = self.tell_call(&call, CallMsg::OwnersLost(lost.clone()));
         }
         let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
         for actor in channels {
@@ -64,20 +60,14 @@ impl Hub {
     /// clients log in again (on the new owners).
     pub fn evict_all(&self) {
         let users = self.evict_users();
-        let calls: Vec<_> = lock(&self.inner.calls)
-            .drain()
-            .map(|(_, (_, actor))| actor)
-            .collect();
-        for actor in &calls {
-            actor.stop(Some("evicted: this node lost its lease".into()));
-        }
+        let calls = self.evict_calls();
         let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
         for actor in &channels {
             let _ = actor.cast(ChannelMsg::Evict);
         }
         tracing::warn!(
             users,
-            calls = calls.len(),
+            calls,
             channels = channels.len(),
             "lease lost: every local actor evicted"
         );

@@ -24,6 +24,7 @@ use showcall_protocol::error::CommandError;
 use showcall_protocol::keys::{ActorKey, AppId};
 use showcall_protocol::messages::{BindHere, CallMsg, ChannelMsg, Local, Traced, UserMsg, Wire};
 
+use crate::calls::NotTold;
 use crate::hub::Hub;
 use crate::routing::{Detach, Route};
 use crate::users::MAX_QUEUED_PER_USER;
@@ -262,14 +263,15 @@ impl Routed for CallMsg<Local> {
                 let _ = reply.send(answer.map(|()| CommandOk::Done));
             }));
         }
-        let Some(actor) = hub.call(&call) else {
-            return Delivery::Absent(self);
-        };
-        match actor.cast(self) {
+        match hub.tell_call(&call, self) {
             Ok(()) => Delivery::Done,
-            // Stopped between lookup and send.
-            Err(MessagingErr::SendErr(msg)) => Delivery::Absent(msg),
-            Err(_) => Delivery::Done,
+            Err(NotTold::Absent(msg)) => Delivery::Absent(msg),
+            Err(NotTold::Full(msg)) => {
+                tracing::warn!(%call, "too many messages wait for the call: refused");
+                let full = CommandError::Unavailable(format!("call {call} is flooded; try again"));
+                msg.refuse(hub, &app, &call, full);
+                Delivery::Done
+            }
         }
     }
 

@@ -15,19 +15,25 @@ use std::time::Duration;
 
 use showcall_actors::TimerKey;
 use showcall_machines::user::UserTimer;
-use showcall_machines::{Millis, UserId};
+use showcall_machines::{CallId, CallTimer, Millis, UserId};
 use showcall_protocol::keys::AppId;
 use showcall_protocol::sync::lock;
 use tokio::sync::Notify;
 
 use crate::hub::{Hub, Inner};
 
-/// What a deadline brings: a timer a user's machine armed.
+/// What a deadline brings: a timer a user's or a call's machine armed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Due {
-    pub(crate) app: AppId,
-    pub(crate) user: UserId,
-    pub(crate) timer: UserTimer,
+pub(crate) enum Due {
+    User {
+        app: AppId,
+        user: UserId,
+        timer: UserTimer,
+    },
+    Call {
+        call: CallId,
+        timer: CallTimer,
+    },
 }
 
 /// See the module docs.
@@ -98,13 +104,20 @@ impl Hub {
 
 impl Hub {
     /// Delivers what a deadline brings.
-    fn fire(&self, Due { app, user, timer }: Due) {
-        // A session that ended meanwhile has no slot: the timer has nobody to tell.
-        let _ = self.tell_user(
-            &app,
-            &user,
-            showcall_protocol::messages::UserMsg::Timer(timer),
-        );
+    fn fire(&self, due: Due) {
+        // A session or call that ended meanwhile has no slot: the timer has nobody to tell.
+        match due {
+            Due::User { app, user, timer } => {
+                let _ = self.tell_user(
+                    &app,
+                    &user,
+                    showcall_protocol::messages::UserMsg::Timer(timer),
+                );
+            }
+            Due::Call { call, timer } => {
+                let _ = self.tell_call(&call, showcall_protocol::messages::CallMsg::Timer(timer));
+            }
+        }
     }
 }
 
@@ -147,7 +160,7 @@ mod tests {
     use super::*;
 
     fn due(n: &str) -> Due {
-        Due {
+        Due::User {
             app: AppId("app".into()),
             user: n.into(),
             timer: UserTimer::Grace,
