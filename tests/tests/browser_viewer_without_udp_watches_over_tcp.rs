@@ -122,7 +122,10 @@ async fn a_chromium_viewer_whose_udp_cannot_reach_the_node_watches_over_ice_tcp(
         (&json!(node_tcp.0), &json!(node_tcp.1)),
         "the remote candidate is the node's ICE-TCP candidate: {pair}"
     );
-    assert_eq!(pair["state"], json!("succeeded"), "{pair}");
+    // The pair the transport selected and media flows on (its `state` may read "in-progress" while a
+    // consent check on it runs: not what the person sees).
+    assert_eq!(pair["nominated"], json!(true), "{pair}");
+    assert!(pair["bytesReceived"].as_u64() > Some(0), "{pair}");
 
     // It did try UDP first: its checks reached the black hole (and nothing answered them).
     let mut buf = [0u8; 2048];
