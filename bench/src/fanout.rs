@@ -8,7 +8,7 @@
 //!   receive-only, each a real str0m client on its own UDP socket: the SDK's `MediaSession`
 //!   (`--receiver session`, depacketizing every frame), or a light `RtpProbe` (`--receiver probe`: ICE,
 //!   DTLS, SRTP decryption and a bounded record of the packets, whole frames assembled from them after
-//!   the window by [`probe_frames`]), so 300 to 1,000 members fit on the machine beside the node; or
+//!   the window by `probe_frames`), so 300 to 1,000 members fit on the machine beside the node; or
 //!   `--receiver session-tcp`: sessions over ICE-TCP only, each on a TCP connection to the router, to
 //!   read a TCP viewer's cost against a UDP one's (run both, back to back).
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of

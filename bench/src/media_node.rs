@@ -1,4 +1,4 @@
-//! An in-process node for the media benchmarks, wired like [`crate::start`] (signaling gateway, hub, the
+//! An in-process node for the media benchmarks, wired like `crate::start` (signaling gateway, hub, the
 //! str0m router behind the `MediaControl` port) with two differences that exist only to measure:
 //!
 //! - the bench keeps the [`MediaRouter`] handle, for its counters ([`MediaRouter::stats`]) and the ids of
@@ -25,7 +25,7 @@ pub(super) struct MediaNode {
     /// The signaling URL (`ws://…/signal`).
     pub url: String,
     pub router: MediaRouter,
-    /// The router's worker threads' ids, for [`cpu::thread_seconds`].
+    /// The router's worker threads' ids, for `cpu::thread_seconds`.
     pub router_tids: Vec<u32>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,

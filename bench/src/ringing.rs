@@ -1,7 +1,7 @@
 //! `ringing`: N caller/callee pairs over WebSocket (binary frames, like the Rust SDK); the latency is
 //! `Call` sent → callee receives `calling`. Two modes:
 //! - bursts (the default): each round every caller calls its callee at once;
-//! - a fixed rate (`--rate N --seconds S`, open loop, [`open_loop`](super::open_loop)): N call setups a
+//! - a fixed rate (`--rate N --seconds S`, open loop, [`open_loop`]): N call setups a
 //!   second, each on the first free pair, the latency counted from the setup's scheduled time.
 //!
 //! In the same run, a bare WebSocket relay ([`relay_floor`](super::relay_floor)) moving a frame of the

@@ -2,8 +2,8 @@
 //! `use-auth-secret` credentials the node mints: what `deploy/README.md` "TURN" tells operators to run.
 //!
 //! Its certificate is a fresh one for its IP, signed by a fresh test CA (both made with `openssl`): a Rust
-//! client trusts the CA ([`Coturn::ca_pem`]), a browser exactly the certificate's key
-//! ([`Coturn::spki_sha256`] for Chromium's `--ignore-certificate-errors-spki-list`).
+//! client trusts the CA ([`Coturn::ca_pem`](crate::coturn::Coturn::ca_pem)), a browser exactly the certificate's key
+//! ([`Coturn::spki_sha256`](crate::coturn::Coturn::spki_sha256) for Chromium's `--ignore-certificate-errors-spki-list`).
 //! Relay sockets are bound on 127.0.0.1 (`relay-ip`), where the test's node listens, with loopback peers
 //! allowed (coturn refuses them by default). Killed on drop.
 

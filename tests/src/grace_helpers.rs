@@ -5,7 +5,7 @@
 //! to it, and an [`EventRecorder`] on both. It also keeps the raw event stream (`seq`, `call_id` and all),
 //! so a test can assert exactly which state changes a user saw for which call, and in which order.
 //!
-//! Every wait is "until this event arrives", bounded only by [`DEADLINE`](crate::DEADLINE) so a hang fails
+//! Every wait is "until this event arrives", bounded only by [`DEADLINE`] so a hang fails
 //! with the events seen so far.
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! 127.0.0.1 is its own, where nothing listens: UDP is answered ICMP port-unreachable and TCP with a
 //! reset — a network that lets only chosen ports out, as far as the client can tell).
 //!
-//! Needs root (`ip netns`, `ip link`); [`IsolatedHost::create`] panics saying so otherwise.
+//! Needs root (`ip netns`, `ip link`); [`IsolatedHost::create`](crate::netns::IsolatedHost::create) panics saying so otherwise.
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};

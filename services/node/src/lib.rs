@@ -2,7 +2,7 @@
 //! endpoint into one process.
 //!
 //! Layout:
-//! - [`config`]: [`NodeConfig`](config::NodeConfig), layered defaults → TOML → env → flags.
+//! - [`config`]: [`NodeConfig`], layered defaults → TOML → env → flags.
 //! - [`cli`]: the command line (`run`, `token`, `admin-token`).
 //! - [`metrics`]: `/metrics`, the Prometheus page (recorder installed once per process).
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).

@@ -90,7 +90,7 @@ impl ProbeStats {
     }
 }
 
-/// A probe being negotiated (see the [module docs](self)).
+/// A probe being negotiated (see the module docs of `media::probe`).
 pub struct ProbePeer {
     rtc: Rtc,
     socket: UdpSocket,
@@ -225,7 +225,7 @@ enum Command {
     Close,
 }
 
-/// A running probe (see the [module docs](self)). Dropping it closes the probe.
+/// A running probe (see the module docs of `media::probe`). Dropping it closes the probe.
 pub struct RtpProbe {
     commands: mpsc::UnboundedSender<Command>,
     stats: watch::Receiver<ProbeStats>,

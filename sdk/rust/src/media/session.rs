@@ -209,7 +209,7 @@ impl MediaSession {
         self.stats.borrow().local_addr.unwrap_or(self.local_addr)
     }
 
-    /// The network changed: restarts ICE ([`super::ice_restart`]) on a new UDP socket — a new port, on
+    /// The network changed: restarts ICE (`media::ice_restart`) on a new UDP socket — a new port, on
     /// `bind_ip` when given (the new network's address), else on the session's IP — over the signaling
     /// session it was joined with. Returns once the node's answer is applied; media continues when the
     /// new path's checks get through (wait for it with [`wait_for`](Self::wait_for)). The session keeps
