@@ -540,7 +540,12 @@ impl Hub {
     pub async fn deliver(&self, envelope: Envelope) {
         // What the delivery sends or starts (a call actor, a call channel) continues the sender's trace.
         let cx = envelope.trace.context();
-        opentelemetry::context::FutureExt::with_context(self.deliver_now(envelope), cx).await
+        // The steps it sets off run on the link's task, as a client's on its connection's
+        // (`showcall_actors::inline_runs`): a ring from another node reaches the callee's outbox
+        // without a task switch here.
+        let delivery =
+            opentelemetry::context::FutureExt::with_context(self.deliver_now(envelope), cx);
+        showcall_actors::inline_runs::within(delivery).await
     }
 
     async fn deliver_now(&self, envelope: Envelope) {
