@@ -87,6 +87,9 @@ const ALLOCATE_EVERY: Duration = Duration::from_millis(250);
 /// Timeouts a session asks for at once (str0m's pacer releases one packet per timeout) that are fed
 /// within one drain, so a burst goes out in one turn (one batched send) rather than one per turn.
 const MAX_IMMEDIATE_TIMEOUTS: usize = 256;
+/// The oldest a receiver's queued video may get before new video for it is held back until the next
+/// keyframe (what is late by more is worse than a skip to a fresh picture).
+const MAX_QUEUE_AGE: Duration = Duration::from_millis(400);
 /// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
 /// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
 const MAX_REMOTES: usize = 4;
@@ -225,6 +228,19 @@ fn ensure_send_stream(rtc: &mut Rtc, mid: Mid) -> Option<Rid> {
         api.declare_stream_tx(ssrc, rtx, mid, Some(rid));
     }
     Some(rid)
+}
+
+/// Whether a receiver's video stream has packets waiting in str0m's pacer for longer than
+/// [`MAX_QUEUE_AGE`] (the pacer sends at the receiver's estimate; its own limit is 2 s).
+fn backlogged(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, rid) else {
+        return false;
+    };
+    stream
+        .queue_info()
+        .and_then(|q| q.first_unsent())
+        .is_some_and(|first| now.saturating_duration_since(first) > MAX_QUEUE_AGE)
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -1443,6 +1459,20 @@ impl Engine {
             return false;
         };
         let new_line = !receiver.feeds.contains_key(&out.kind);
+        if out.kind == Kind::Video
+            && !new_line
+            && backlogged(&mut receiver.rtc, mid, receiver.video_send_rid, self.now)
+        {
+            // The receiver's path takes less than it is sent (its estimate has not caught up yet):
+            // rather than queue video it would see late, the line skips to the next keyframe, whose
+            // numbers follow on without a gap, and that keyframe is asked for.
+            if let Some(feed) = receiver.feeds.get_mut(&Kind::Video) {
+                feed.restart();
+            }
+            self.stats.video_held += 1;
+            self.want_keyframes(out.source.session, LayerSet::NONE.with(out.layer));
+            return false;
+        }
         let feed = receiver
             .feeds
             .entry(out.kind)

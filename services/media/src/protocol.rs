@@ -182,6 +182,9 @@ pub struct RouterStats {
     pub estimate_count: u64,
     /// Times a receiver's video was paused because its bandwidth carried no layer.
     pub video_pauses: u64,
+    /// Video packets held back from a receiver whose queued video was already too old (its line then
+    /// skipped to the next keyframe).
+    pub video_held: u64,
     /// Sessions now by the path their latest datagram came by: UDP, ICE-TCP, UDP through a TURN relay
     /// (`crate::session_path`); sessions that received nothing yet are not counted.
     pub sessions_by_path: [usize; 3],
@@ -223,5 +226,6 @@ impl std::ops::AddAssign for RouterStats {
         self.estimate_sum_bps += o.estimate_sum_bps;
         self.estimate_count += o.estimate_count;
         self.video_pauses += o.video_pauses;
+        self.video_held += o.video_held;
     }
 }
