@@ -19,6 +19,10 @@
 //!   on what is acknowledged): [`BandwidthAllocator::probe_targets`] says what to ask str0m to
 //!   discover — the next better layer's comfortable budget as the minimum to sustain (str0m pads up
 //!   to it, never above its estimate) and the top layer's as the desired rate (it probes towards it).
+//! - **Congestion before the estimate.** str0m reports its estimate averaged over 3 s, so a path that
+//!   narrows shows in it late; the engine also watches each receiver's queued video (str0m's pacer
+//!   sends at the unaveraged estimate), and when it grows old [`BandwidthAllocator::congested`] steps
+//!   the receiver one layer down at once and holds it there for [`CONGESTION_HOLD`].
 //! - **Below the lowest layer** the allowance is [`Allowance::Paused`]: the receiver keeps its audio
 //!   and gets no video (the engine tells its member), until the lowest layer fits comfortably again
 //!   for [`UP_HOLD`].
@@ -33,6 +37,10 @@ use crate::simulcast::{Layer, MAX_LAYERS};
 pub const FIT_UP: f64 = 0.8;
 /// How long a better allowance must fit comfortably before the receiver gets it.
 pub const UP_HOLD: Duration = Duration::from_secs(2);
+/// After a step down for congestion the estimate has not shown yet, how long before a better layer may
+/// be considered: str0m reports its estimate averaged over 3 s, so it says "fits" for a while after
+/// the path narrowed.
+pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
 
 /// The bitrate (bits/s) of each of a publisher's layers, best first; `None` for a layer that does not
 /// flow (or is not measured yet).
@@ -53,6 +61,8 @@ pub struct BandwidthAllocator {
     allowance: Allowance,
     /// A better allowance that fits comfortably, and since when.
     rising: Option<(Allowance, Instant)>,
+    /// No better allowance before this (a step down for congestion, [`BandwidthAllocator::congested`]).
+    held_until: Option<Instant>,
 }
 
 impl Default for BandwidthAllocator {
@@ -62,6 +72,7 @@ impl Default for BandwidthAllocator {
         Self {
             allowance: Allowance::Video(0),
             rising: None,
+            held_until: None,
         }
     }
 }
@@ -106,6 +117,10 @@ impl BandwidthAllocator {
             return self.allowance;
         }
 
+        if self.held_until.is_some_and(|until| now < until) {
+            self.rising = None;
+            return self.allowance;
+        }
         let better = match (level(carried, &flowing), current) {
             (Some(_), None) => true,
             (Some((want, _)), Some((have, _))) => want < have,
@@ -124,6 +139,22 @@ impl BandwidthAllocator {
             // something better fitted throughout).
             Some((_, since)) => self.rising = Some((carried, since)),
             None => self.rising = Some((carried, now)),
+        }
+        self.allowance
+    }
+
+    /// The receiver's path carries less than it is sent now, before its estimate says so (its queued
+    /// video is growing old): one layer down at once, and no better one for [`CONGESTION_HOLD`]. Never
+    /// to no video: pausing is left to the estimate, as a backlog of a publisher's only layer may be a
+    /// keyframe's burst.
+    pub fn congested(&mut self, rates: &LayerRates, now: Instant) -> Allowance {
+        let flowing: Vec<(Layer, u64)> = rated(rates).collect();
+        if let Some((layer, _)) = level(self.allowance, &flowing)
+            && let Some((lower, _)) = flowing.iter().find(|(l, _)| *l > layer)
+        {
+            self.allowance = Allowance::Video(*lower);
+            self.rising = None;
+            self.held_until = Some(now + CONGESTION_HOLD);
         }
         self.allowance
     }
@@ -289,6 +320,43 @@ mod tests {
                 Allowance::Video(1)
             );
         }
+    }
+
+    #[test]
+    fn congestion_before_the_estimate_steps_one_layer_down_and_holds_there() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        assert_eq!(a.congested(&SAMPLE, t0), Allowance::Video(1));
+        // The estimate still says the top layer fits: not until the hold is over.
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 100)),
+            Allowance::Video(1)
+        );
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 4_900)),
+            Allowance::Video(1)
+        );
+        // A lower estimate still steps down meanwhile.
+        assert_eq!(
+            a.update(60_000, &SAMPLE, at(t0, 4_950)),
+            Allowance::Video(2)
+        );
+        // At the lowest layer congestion pauses nothing.
+        assert_eq!(a.congested(&SAMPLE, at(t0, 5_000)), Allowance::Video(2));
+        let single = [Some(500_000), None, None];
+        assert_eq!(
+            BandwidthAllocator::default().congested(&single, t0),
+            Allowance::Video(0)
+        );
+        // After the hold, up again once a better layer has fitted for the usual hold.
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 10_000)),
+            Allowance::Video(2)
+        );
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 12_000)),
+            Allowance::Video(0)
+        );
     }
 
     #[test]

@@ -76,11 +76,11 @@ const RTX_CACHE_PACKETS: usize = 300;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 /// Resends beyond this share of a line's bytes are dropped (str0m's default).
 const RTX_RATIO_CAP: f32 = 0.15;
-/// The bandwidth a receiver's estimate starts at, before its TWCC feedback says more: enough for the
-/// top layer of a camera-sized picture, so a receiver starts at the top and a narrow path steps it
-/// down (GoogCC finds a narrow path within a second or so; a wide one it would otherwise have to probe
-/// up to first).
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
+/// The bandwidth a receiver's estimate starts at, before its TWCC feedback says more: over the top
+/// layer of a camera-sized picture with room for its keyframes, so a receiver starts at the top and a
+/// narrow path steps it down (GoogCC finds a narrow path within a second or so; a wide one it would
+/// otherwise have to probe up to first, and a single-layer publisher's viewers would start paused).
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
 /// How often every receiver's allocation is looked at again without a new estimate (str0m reports an
 /// estimate only when it moved, and a better layer is allowed only after it fitted for a while).
 const ALLOCATE_EVERY: Duration = Duration::from_millis(250);
@@ -88,8 +88,10 @@ const ALLOCATE_EVERY: Duration = Duration::from_millis(250);
 /// within one drain, so a burst goes out in one turn (one batched send) rather than one per turn.
 const MAX_IMMEDIATE_TIMEOUTS: usize = 256;
 /// The oldest a receiver's queued video may get before new video for it is held back until the next
-/// keyframe (what is late by more is worse than a skip to a fresh picture).
-const MAX_QUEUE_AGE: Duration = Duration::from_millis(400);
+/// keyframe (what is late by more is worse than a skip to a fresh picture). Over what pacing a large
+/// keyframe takes at a rate that carries its stream (a 70 KB keyframe at 2.75 Mbit/s, the pacing of the
+/// initial estimate: 200 ms). It also tells the allocation the path is congested ([`Engine::allocate`]).
+const MAX_QUEUE_AGE: Duration = Duration::from_millis(500);
 /// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
 /// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
 const MAX_REMOTES: usize = 4;
@@ -754,7 +756,7 @@ impl Engine {
                 .map(|(id, _)| *id)
                 .collect();
             for id in estimated {
-                self.allocate(id);
+                self.allocate(id, None);
             }
         }
     }
@@ -976,7 +978,7 @@ impl Engine {
                 peer.estimate = can_probe.then(|| estimate.as_u64());
                 if can_probe {
                     self.stats.observe_estimate(estimate.as_u64());
-                    self.allocate(id);
+                    self.allocate(id, None);
                 }
             }
             Event::KeyframeRequest(_) => {
@@ -1339,9 +1341,10 @@ impl Engine {
 
     /// Looks at what a receiver's bandwidth estimate allows of each publisher's video it gets
     /// ([`crate::bandwidth`]): its layer caps, video paused or resumed (the member is told), and what
-    /// its estimator is to probe for. The budget per publisher is the estimate less the audio the
+    /// its estimator is to probe for; `congested`: the publisher whose video backed up in the
+    /// receiver's queue (one layer down at once). The budget per publisher is the estimate less the audio the
     /// receiver gets, shared equally.
-    fn allocate(&mut self, id: PeerId) {
+    fn allocate(&mut self, id: PeerId, congested: Option<PeerId>) {
         let now = self.now;
         let Some(peer) = self.peers.get(&id) else {
             return;
@@ -1378,6 +1381,9 @@ impl Engine {
         for (publisher, rates) in &publishers {
             let allocator = peer.bandwidth.entry(*publisher).or_default();
             let before = allocator.allowance();
+            if congested == Some(*publisher) {
+                allocator.congested(rates, now);
+            }
             let after = allocator.update(budget, rates, now);
             if let Some((at_least, wanted)) = allocator.probe_targets(rates) {
                 minimum += at_least;
@@ -1471,6 +1477,7 @@ impl Engine {
             }
             self.stats.video_held += 1;
             self.want_keyframes(out.source.session, LayerSet::NONE.with(out.layer));
+            self.allocate(to, Some(out.source.session));
             return false;
         }
         let feed = receiver
