@@ -86,11 +86,11 @@ impl BandwidthAllocator {
     /// the allowance, changed or not.
     pub fn update(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
         let flowing: Vec<(Layer, u64)> = rated(rates).collect();
-        if flowing.is_empty() {
+        let Some(&(lowest, lowest_rate)) = flowing.last() else {
             // Nothing flows (or nothing is measured yet): nothing to decide.
             self.rising = None;
             return self.allowance;
-        }
+        };
         let comfortable = |rate: u64| rate as f64 <= budget as f64 * FIT_UP;
         let fits = |rate: u64| rate <= budget;
         // What the budget carries comfortably now.
@@ -104,7 +104,15 @@ impl BandwidthAllocator {
             && !fits(rate)
         {
             // Congestion: down at once, to where the budget is comfortable, or at least fits.
-            self.allowance = step_down(&flowing, layer, budget);
+            self.allowance = flowing
+                .iter()
+                .filter(|(l, _)| *l > layer)
+                .find(|(_, r)| comfortable(*r))
+                .map(|(l, _)| Allowance::Video(*l))
+                .or_else(|| {
+                    (lowest > layer && fits(lowest_rate)).then_some(Allowance::Video(lowest))
+                })
+                .unwrap_or(Allowance::Paused);
             self.rising = None;
             return self.allowance;
         }
@@ -131,22 +139,6 @@ impl BandwidthAllocator {
             // something better fitted throughout).
             Some((_, since)) => self.rising = Some((carried, since)),
             None => self.rising = Some((carried, now)),
-        }
-        self.allowance
-    }
-
-    /// An unaveraged estimate (str0m's latest, without the 3 s average its estimate events carry):
-    /// only ever down — when the layer the receiver is on does not fit it, as [`update`](Self::update)
-    /// would step down, and no better layer for [`CONGESTION_HOLD`], while the averaged estimate
-    /// catches up.
-    pub fn fell_to(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
-        let flowing: Vec<(Layer, u64)> = rated(rates).collect();
-        if let Some((layer, rate)) = level(self.allowance, &flowing)
-            && rate > budget
-        {
-            self.allowance = step_down(&flowing, layer, budget);
-            self.rising = None;
-            self.held_until = Some(now + CONGESTION_HOLD);
         }
         self.allowance
     }
@@ -184,18 +176,6 @@ impl BandwidthAllocator {
         };
         Some((next.map_or(0, room), room(top)))
     }
-}
-
-/// Down from `layer` (which does not fit `budget`): to the best flowing layer below it that fits
-/// comfortably, else the lowest if it fits at all, else no video.
-fn step_down(flowing: &[(Layer, u64)], layer: Layer, budget: u64) -> Allowance {
-    let comfortable = |rate: u64| rate as f64 <= budget as f64 * FIT_UP;
-    flowing
-        .iter()
-        .filter(|(l, _)| *l > layer)
-        .find(|(_, r)| comfortable(*r))
-        .or_else(|| flowing.last().filter(|(l, r)| *l > layer && *r <= budget))
-        .map_or(Allowance::Paused, |(l, _)| Allowance::Video(*l))
 }
 
 /// The layers that flow with their bitrates, best first.
@@ -376,29 +356,6 @@ mod tests {
         assert_eq!(
             a.update(2_000_000, &SAMPLE, at(t0, 12_000)),
             Allowance::Video(0)
-        );
-    }
-
-    #[test]
-    fn an_unaveraged_estimate_only_steps_down_and_holds() {
-        let t0 = Instant::now();
-        let mut a = BandwidthAllocator::default();
-        assert_eq!(
-            a.fell_to(1_000_000, &SAMPLE, t0),
-            Allowance::Video(0),
-            "fits"
-        );
-        assert_eq!(a.fell_to(150_000, &SAMPLE, at(t0, 10)), Allowance::Video(1));
-        // The averaged estimate still says the top fits: held.
-        assert_eq!(
-            a.update(2_000_000, &SAMPLE, at(t0, 3_000)),
-            Allowance::Video(1)
-        );
-        assert_eq!(a.fell_to(30_000, &SAMPLE, at(t0, 3_100)), Allowance::Paused);
-        assert_eq!(
-            a.fell_to(2_000_000, &SAMPLE, at(t0, 3_200)),
-            Allowance::Paused,
-            "never up"
         );
     }
 
