@@ -19,6 +19,8 @@ const LIVE: &str = "host_live";
 const AUDIO_ONLY_BPS: u64 = 70_000;
 /// Audio frames (20 ms each) in each window looked at while video is paused: 2 s.
 const AUDIO_WHILE_PAUSED: usize = 100;
+/// Video frames from before the pause that may still complete late (see below).
+const STRAGGLERS: usize = 2;
 
 /// The next `VideoPausedForBandwidth` for `channel`, within the deadline.
 async fn video_paused(events: &mut mpsc::UnboundedReceiver<Event>, channel: &str) -> bool {
@@ -66,7 +68,8 @@ async fn a_viewer_below_the_lowest_layer_keeps_audio_and_is_told_its_video_pause
     );
     // Audio goes on; video stops. What was already on its way — queued in the router's pacer, which
     // sends at the receiver's estimate and holds up to 2 s, and in the link's queue — still comes in
-    // the first two windows; none in the third.
+    // the first two windows; in the third, a straggler at most (a frame completed by a late
+    // retransmission), where a flowing stream brings 60.
     let mut frames = media.subscribe_frames();
     let draining = [
         count_frames(&mut frames, AUDIO_WHILE_PAUSED).await,
@@ -77,9 +80,10 @@ async fn a_viewer_below_the_lowest_layer_keeps_audio_and_is_told_its_video_pause
         "paused: {draining:?} then {paused:?} (video, audio) frames; relay {:?}",
         relay.counts()
     );
-    assert_eq!(
-        paused.0, 0,
-        "video frames came beside {AUDIO_WHILE_PAUSED} audio frames, 4 s after the pause"
+    assert!(
+        paused.0 <= STRAGGLERS,
+        "{} video frames came beside {AUDIO_WHILE_PAUSED} audio frames, 4 s after the pause",
+        paused.0
     );
     let metrics = scrape(node.handle.http_addr).await;
     assert_eq!(metrics.get("showcall_media_video_pauses_total"), 1.0);
