@@ -166,6 +166,17 @@ pub enum Benchmark {
         #[arg(long, value_name = "N", default_value_t = 12)]
         seed: u64,
     },
+    /// A viewer's link narrows (a user-space shaped link), then widens, round after round; measures the
+    /// time until the router moves it to a lower simulcast layer and back to the top, and the loss
+    /// meanwhile, beside the same switches asked for with SetVideoLayer (the floor) in the same run.
+    Bandwidth {
+        /// How many narrow-then-widen rounds (each takes about 10 s).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        rounds: usize,
+        /// The narrowed link's rate in kbit/s (UDP payload).
+        #[arg(long, value_name = "KBPS", default_value_t = 200)]
+        narrow_kbps: u64,
+    },
     /// A cluster on this machine (etcd from PATH + in-process nodes): ringing across 3 nodes vs 1 node,
     /// cross-node envelope throughput, time for a joining node to take its share, time from a node's
     /// crash (lease no longer renewed) to all its partitions re-owned.

@@ -16,6 +16,9 @@
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
 //! - `ice-restart` (`ice_restart`): a viewer's network change (new socket, ICE restart over signaling)
 //!   → its video again, beside a fresh join's first frame (the floor) in the same run.
+//! - `bandwidth` (`bandwidth`): a viewer's link narrows then widens (a user-space shaped link); → its
+//!   router moves it to a lower simulcast layer and back, and the loss meanwhile, beside the same switches
+//!   asked for (`SetVideoLayer`, the floor) in the same run.
 //! - `join` (`join`): viewers join a live room at random points of its GOP; join → first video frame
 //!   and ICE/DTLS connect → first video frame, beside one signaling round trip (the goal's floor), and
 //!   how many first frames the router served from its kept keyframe.
@@ -44,6 +47,7 @@
 use crate::cli::{Benchmark, Cli};
 use crate::ringing::Load;
 
+mod bandwidth;
 mod call_connect;
 mod child_node;
 mod cli;
@@ -133,6 +137,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             video_scale,
             seed,
         } => ice_restart::run(rounds, video_scale, seed).await,
+        Benchmark::Bandwidth {
+            rounds,
+            narrow_kbps,
+        } => bandwidth::run(rounds, narrow_kbps).await,
         Benchmark::Cluster {
             pairs,
             rounds,

@@ -219,7 +219,9 @@ function channelJoinedOf(raw) {
 
 // A ChannelEvent as the listener sees it: { channel, kind, ... } with kind one of 'memberJoined' (member),
 // 'memberLeft' (userId), 'broadcasterPaused' (userId, reason), 'broadcasterResumed' (userId), 'mediaOffer'
-// (sdpOffer, revision: the node renegotiates this member's media session; MediaClient answers it).
+// (sdpOffer, revision: the node renegotiates this member's media session; MediaClient answers it),
+// 'videoPausedForBandwidth' (paused: the node stopped this member's video because its bandwidth carries no
+// video layer — audio goes on — or, false, started it again).
 function channelEventOf(raw) {
   const e = raw || {};
   const channel = e.channel || '';
@@ -243,6 +245,14 @@ function channelEventOf(raw) {
       kind: 'mediaOffer',
       sdpOffer: e.mediaOffer.sdpOffer || '',
       revision: Number(e.mediaOffer.revision || 0),
+      raw: e,
+    };
+  }
+  if (e.videoPausedForBandwidth) {
+    return {
+      channel,
+      kind: 'videoPausedForBandwidth',
+      paused: !!e.videoPausedForBandwidth.paused,
       raw: e,
     };
   }
@@ -924,7 +934,9 @@ function iceGatheringComplete(pc, timeoutMs) {
  * network changed — it restarts ICE over the same signaling session (restartIce()): same tracks, same
  * membership, the call goes on. Listener methods (optional): onRemoteTrack(track, stream),
  * onRemoteTrackRemoved(track, stream), onConnectionStateChange(state), onIceRestarted(count),
- * onIceRestartFailed(error).
+ * onIceRestartFailed(error), onVideoPausedForBandwidth(paused) (the node stopped the video it sends this
+ * member because the member's bandwidth does not carry even its lowest layer — audio goes on — or, false,
+ * started it again: show "video paused for your connection" rather than a frozen picture).
  */
 export class MediaClient {
   constructor(signal, options = {}) {
@@ -943,6 +955,8 @@ export class MediaClient {
     };
     /** ICE restarts the node answered and this client applied. */
     this.iceRestarts = 0;
+    /** The node paused this member's video for its bandwidth (audio goes on); false again when it resumes. */
+    this.videoPausedForBandwidth = false;
     this._restart = null;
     this._restartTimer = null;
     this.pc = null;
@@ -960,6 +974,11 @@ export class MediaClient {
     this._renegotiation = Promise.resolve();
     this._signalListener = {
       onChannelEvent: (ev) => {
+        if (ev.kind === 'videoPausedForBandwidth' && ev.channel === this.channel) {
+          this.videoPausedForBandwidth = ev.paused;
+          notify(this._listeners, 'onVideoPausedForBandwidth', ev.paused);
+          return;
+        }
         if (ev.kind !== 'mediaOffer' || ev.channel !== this.channel || !this.pc) return;
         this._renegotiation = this._renegotiation.then(() => this._answer(ev)).catch((e) => {
           console.warn('showcall: media renegotiation failed', e);

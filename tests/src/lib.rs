@@ -13,6 +13,7 @@ pub mod coturn;
 
 pub mod grace_helpers;
 /// A network namespace on a veth pair: a client that reaches only chosen addresses.
+pub mod narrow_link;
 pub mod netns;
 /// An in-process OTLP trace collector.
 pub mod otlp_collector;
@@ -22,6 +23,7 @@ pub mod prometheus;
 pub mod sdk_helpers;
 
 /// A UDP relay between a media client and the node that drops node → client RTP packets.
+pub mod shaped_relay;
 pub mod udp_relay;
 
 pub mod webhook_receiver;

@@ -27,7 +27,10 @@ fn live_news(e: &Event) -> Option<String> {
         Some(channel_event::Kind::BroadcasterResumed(u)) => Some(format!("{u} resumed")),
         Some(channel_event::Kind::MemberLeft(u)) => Some(format!("{u} left")),
         Some(channel_event::Kind::MemberJoined(m)) => Some(format!("{} joined", m.user_id)),
-        Some(channel_event::Kind::MediaOffer(_)) | None => None,
+        Some(
+            channel_event::Kind::MediaOffer(_) | channel_event::Kind::VideoPausedForBandwidth(_),
+        )
+        | None => None,
     }
 }
 

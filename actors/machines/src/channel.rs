@@ -91,6 +91,12 @@ pub enum ChannelUpdate {
     BroadcasterResumed {
         user: UserId,
     },
+    /// The member's estimated bandwidth no longer carries any video layer (`paused`: its video stopped,
+    /// its audio goes on), or carries one again. From the media router, not the channel machine. Wire
+    /// 1.3.
+    VideoPausedForBandwidth {
+        paused: bool,
+    },
 }
 
 /// Effects the channel actor carries out.

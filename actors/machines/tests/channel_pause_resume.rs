@@ -94,6 +94,9 @@ fn show(e: &ChannelEffect) -> String {
                 ChannelUpdate::BroadcasterPaused { user } => format!("{user} paused"),
                 ChannelUpdate::BroadcasterResumed { user } => format!("{user} resumed"),
                 ChannelUpdate::MediaOffer { revision, .. } => format!("media offer {revision}"),
+                ChannelUpdate::VideoPausedForBandwidth { paused } => {
+                    format!("video paused for bandwidth: {paused}")
+                }
             };
             format!("tell {to}: {what}")
         }

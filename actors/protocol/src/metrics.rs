@@ -122,6 +122,13 @@ pub const MEDIA_TCP_CLOSED_IDLE_TOTAL: &str = "showcall_media_tcp_closed_idle_to
 /// Counter: ICE restarts the media router accepted (a member's network changed; its session moved to
 /// a new path without leaving its channel).
 pub const MEDIA_ICE_RESTARTS_TOTAL: &str = "showcall_media_ice_restarts_total";
+/// Histogram: receivers' send-side bandwidth estimates (bits/s of RTP payload; GoogCC over each
+/// receiver's TWCC feedback), one sample per estimate the media router made. Sampled from the router's
+/// counters at scrape time, with the router's bucket bounds (`showcall_media::ESTIMATE_BUCKETS_BPS`).
+pub const MEDIA_BANDWIDTH_ESTIMATE_BPS: &str = "showcall_media_bandwidth_estimate_bps";
+/// Counter: times a receiver's video was paused because its estimated bandwidth carried no layer (its
+/// audio went on).
+pub const MEDIA_VIDEO_PAUSES_TOTAL: &str = "showcall_media_video_pauses_total";
 /// Counter, label `worker` (its index): UDP datagrams a media worker sent.
 pub const MEDIA_WORKER_PACKETS_OUT_TOTAL: &str = "showcall_media_worker_packets_out_total";
 /// Counter, label `worker`: send system calls of a media worker (packets out ÷ this = its batching).
@@ -258,6 +265,14 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_ICE_RESTARTS_TOTAL,
         "ICE restarts the media router accepted (a member's session moved to a new network path).",
+    ),
+    (
+        MEDIA_BANDWIDTH_ESTIMATE_BPS,
+        "Receivers' send-side bandwidth estimates in bits/s (one sample per estimate).",
+    ),
+    (
+        MEDIA_VIDEO_PAUSES_TOTAL,
+        "Receivers whose video was paused because their estimated bandwidth carried no layer.",
     ),
     (
         MEDIA_WORKER_PACKETS_OUT_TOTAL,

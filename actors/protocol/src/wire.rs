@@ -23,7 +23,7 @@
 //!   the same rule.
 //!
 //! Every message kind is kept as a fixture under the minor that added it
-//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`, `v1.2/`); the compatibility tests read each one, with fields of a
+//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`, `v1.2/`, `v1.3/`); the compatibility tests read each one, with fields of a
 //! later minor added, and unknown kinds.
 
 use serde_json::Value;
@@ -40,7 +40,10 @@ pub const WIRE_MAJOR: u32 = 1;
 ///   `CommandOk::IceRestarted`; `UserCommand::SetVideoLayer`, a client's cap on the simulcast layer it receives. A client
 ///   command goes where its user lives whatever that node reads: a 1.1 node answers it UNAVAILABLE at
 ///   once (the unknown-kind path), which during a rolling upgrade is "try again".
-pub const WIRE_MINOR: u32 = 2;
+/// - 1.3: `ChannelUpdate::VideoPausedForBandwidth`, the media router telling a member its video stopped
+///   (or started again) for its bandwidth. Not sent to a 1.2 node (the member is not told; its video
+///   pauses and resumes all the same).
+pub const WIRE_MINOR: u32 = 3;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -103,6 +103,11 @@ fn every_message_kind_of_wire_1_2_is_read_also_with_later_fields() {
     every_kind_of_a_minor_is_read_also_with_later_fields("v1.2", 3);
 }
 
+#[test]
+fn every_message_kind_of_wire_1_3_is_read_also_with_later_fields() {
+    every_kind_of_a_minor_is_read_also_with_later_fields("v1.3", 1);
+}
+
 /// The fixtures of the minor in `dir` (one per kind it added, `kinds` of them) read back as written, and
 /// also with fields of a later minor added.
 fn every_kind_of_a_minor_is_read_also_with_later_fields(dir: &str, kinds: usize) {

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use ractor::MessagingErr;
+use showcall_machines::channel::ChannelUpdate;
 use showcall_machines::{CallId, CallInput, ChannelName, UserId, UserInput};
 use showcall_protocol::commands::{CommandOk, UserCommand};
 use showcall_protocol::envelope::Body;
@@ -168,6 +169,16 @@ impl Routed for UserMsg<Local> {
                 )));
                 Vec::new()
             }
+            // 1.3: a member told its video paused for bandwidth. An older node's user could not read
+            // it; the member's video pauses and resumes all the same, untold.
+            UserMsg::Input(Traced {
+                payload:
+                    UserInput::ChannelUpdate {
+                        update: ChannelUpdate::VideoPausedForBandwidth { .. },
+                        ..
+                    },
+                ..
+            }) if minor < 3 => Vec::new(),
             msg => vec![msg],
         }
     }

@@ -246,6 +246,9 @@ fn channel_update(u: ChannelUpdate) -> pb::channel_event::Kind {
             sdp_offer,
             revision,
         }),
+        ChannelUpdate::VideoPausedForBandwidth { paused } => {
+            K::VideoPausedForBandwidth(pb::VideoPausedForBandwidth { paused })
+        }
     }
 }
 

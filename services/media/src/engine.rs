@@ -44,6 +44,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
@@ -53,6 +54,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
+use crate::bandwidth::Allowance;
 use crate::egress::Flushed;
 use crate::error::MediaError;
 use crate::feed::Feed;
@@ -74,6 +76,22 @@ const RTX_CACHE_PACKETS: usize = 300;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 /// Resends beyond this share of a line's bytes are dropped (str0m's default).
 const RTX_RATIO_CAP: f32 = 0.15;
+/// The bandwidth a receiver's estimate starts at, before its TWCC feedback says more: over the top
+/// layer of a camera-sized picture with room for its keyframes, so a receiver starts at the top and a
+/// narrow path steps it down (GoogCC finds a narrow path within a second or so; a wide one it would
+/// otherwise have to probe up to first, and a single-layer publisher's viewers would start paused).
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
+/// How often every receiver's allocation is looked at again without a new estimate (str0m reports an
+/// estimate only when it moved, and a better layer is allowed only after it fitted for a while).
+const ALLOCATE_EVERY: Duration = Duration::from_millis(250);
+/// Timeouts a session asks for at once (str0m's pacer releases one packet per timeout) that are fed
+/// within one drain, so a burst goes out in one turn (one batched send) rather than one per turn.
+const MAX_IMMEDIATE_TIMEOUTS: usize = 256;
+/// The oldest a receiver's queued video may get before new video for it is held back until the next
+/// keyframe (what is late by more is worse than a skip to a fresh picture). Over what pacing a large
+/// keyframe takes at a rate that carries its stream (a 70 KB keyframe at 2.75 Mbit/s, the pacing of the
+/// initial estimate: 200 ms). It also tells the allocation the path is congested ([`Engine::allocate`]).
+const MAX_QUEUE_AGE: Duration = Duration::from_millis(500);
 /// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
 /// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
 const MAX_REMOTES: usize = 4;
@@ -141,6 +159,8 @@ pub(crate) struct Engine {
     /// was most of a join's CPU. Each session still negotiates its own keys (ECDHE); the certificate
     /// only says the sessions are this worker's. `None`: str0m makes one per session.
     dtls_cert: Option<DtlsCert>,
+    /// When receivers' allocations were last looked at ([`ALLOCATE_EVERY`]).
+    last_allocation: Instant,
 }
 
 /// Notes a publisher's video packet: its layer flows, and it is kept if it starts or continues the
@@ -212,6 +232,19 @@ fn ensure_send_stream(rtc: &mut Rtc, mid: Mid) -> Option<Rid> {
     Some(rid)
 }
 
+/// Whether a receiver's video stream has packets waiting in str0m's pacer for longer than
+/// [`MAX_QUEUE_AGE`] (the pacer sends at the receiver's estimate; its own limit is 2 s).
+fn backlogged(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, rid) else {
+        return false;
+    };
+    stream
+        .queue_info()
+        .and_then(|q| q.first_unsent())
+        .is_some_and(|first| now.saturating_duration_since(first) > MAX_QUEUE_AGE)
+}
+
 fn room_key(key: &PeerKey) -> RoomKey {
     (key.app.clone(), key.channel.clone())
 }
@@ -265,6 +298,7 @@ impl Engine {
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
                 .generate_certificate(),
+            last_allocation: now,
         }
     }
 
@@ -461,6 +495,9 @@ impl Engine {
             .set_rtp_mode(true)
             // Ingress stats carry the loss the router reports as a metric (`crate::loss`).
             .set_stats_interval(Some(STATS_INTERVAL))
+            // Each receiver's send-side bandwidth estimate (GoogCC over its TWCC feedback), which
+            // chooses its simulcast layer (`crate::bandwidth`).
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_local_ice_credentials(creds)
             .build(now);
         let candidate = Candidate::host(self.candidate, "udp")
@@ -578,6 +615,7 @@ impl Engine {
         for other in self.peers.values_mut() {
             other.first_received.retain(|(p, _)| *p != id);
             other.layers.remove(&id);
+            other.bandwidth.remove(&id);
         }
         if !peer.inbound.is_empty() {
             // A publisher left: what it fed ends for the others, here and on the channel's other workers.
@@ -709,6 +747,18 @@ impl Engine {
         for id in wanting {
             self.ask_keyframe(id, now);
         }
+        if now.saturating_duration_since(self.last_allocation) >= ALLOCATE_EVERY {
+            self.last_allocation = now;
+            let estimated: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.estimate.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in estimated {
+                self.allocate(id, None);
+            }
+        }
     }
 
     /// Wants a keyframe of every layer of a publisher (a receiver lost its picture, a resume).
@@ -781,6 +831,7 @@ impl Engine {
     }
 
     fn drain_one(&mut self, id: PeerId) {
+        let mut immediate = 0;
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -807,6 +858,21 @@ impl Engine {
                     if peer.closed {
                         self.remove(id, true);
                         return;
+                    }
+                    if t <= self.now && immediate < MAX_IMMEDIATE_TIMEOUTS {
+                        // Due now (the pacer's next packet): fed at once, so what it releases goes
+                        // out in this turn's batch.
+                        immediate += 1;
+                        let now = self.now;
+                        let fed = catch_unwind(AssertUnwindSafe(|| {
+                            peer.rtc.handle_input(Input::Timeout(now))
+                        }));
+                        if !matches!(fed, Ok(Ok(()))) {
+                            tracing::warn!(user = %peer.key.user, "media session failed on a timeout; closed");
+                            self.remove(id, true);
+                            return;
+                        }
+                        continue;
                     }
                     // Only an earlier time needs a new entry: a session woken before its time is told
                     // its real one then. (Re-pushing every change would grow the heap by one entry per
@@ -898,6 +964,21 @@ impl Engine {
                 if let Some(fraction) = stats.loss {
                     self.lost_estimate += crate::loss::lost_between(received, fraction);
                     self.stats.packets_lost = self.lost_estimate as u64;
+                }
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc {
+                estimate,
+                can_probe,
+            }) => {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                // Without probing (no TWCC negotiated, or not yet keyed) the estimate is str0m's
+                // guess, not the member's path: no allocation then.
+                peer.estimate = can_probe.then(|| estimate.as_u64());
+                if can_probe {
+                    self.stats.observe_estimate(estimate.as_u64());
+                    self.allocate(id, None);
                 }
             }
             Event::KeyframeRequest(_) => {
@@ -1018,6 +1099,7 @@ impl Engine {
                         for other in self.peers.values_mut() {
                             other.first_received.retain(|(p, _)| *p != session);
                             other.layers.remove(&session);
+                            other.bandwidth.remove(&session);
                         }
                         if let Some(r) = self.rooms.get_mut(&room) {
                             r.remote.retain(|p| *p != session);
@@ -1240,13 +1322,112 @@ impl Engine {
         let Some(receiver) = self.peers.get_mut(&to) else {
             return Decision::Drop;
         };
-        let cap = receiver.max_layer;
+        let cap = match receiver
+            .bandwidth
+            .get(&out.source.session)
+            .map(|a| a.allowance())
+        {
+            Some(Allowance::Paused) => return Decision::Drop,
+            Some(Allowance::Video(allowed)) => receiver.max_layer.max(allowed),
+            None => receiver.max_layer,
+        };
         let selector = receiver.layers.entry(out.source.session).or_default();
         let decision = selector.decide(cap, out.layer, out.starts, available);
         if let Some(layer) = selector.keyframe_request(cap, available) {
             self.want_keyframes(out.source.session, LayerSet::NONE.with(layer));
         }
         decision
+    }
+
+    /// Looks at what a receiver's bandwidth estimate allows of each publisher's video it gets
+    /// ([`crate::bandwidth`]): its layer caps, video paused or resumed (the member is told), and what
+    /// its estimator is to probe for; `congested`: the publisher whose video backed up in the
+    /// receiver's queue (one layer down at once). The budget per publisher is the estimate less the audio the
+    /// receiver gets, shared equally.
+    fn allocate(&mut self, id: PeerId, congested: Option<PeerId>) {
+        let now = self.now;
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(estimate) = peer.estimate else {
+            return;
+        };
+        if peer.out_mid(Kind::Video).is_none() {
+            return;
+        }
+        let room = room_key(&peer.key);
+        let publishers: Vec<(PeerId, crate::bandwidth::LayerRates)> = self
+            .room_publishers(&room)
+            .into_iter()
+            .filter(|p| *p != id && self.still_feeds(*p, Kind::Video, &room))
+            .filter_map(|p| {
+                let rates = match self.peers.get(&p) {
+                    Some(publisher) => publisher.video.rates(now),
+                    None => self.remote.get(&p)?.video.rates(now),
+                };
+                Some((p, rates))
+            })
+            .collect();
+        if publishers.is_empty() {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let audio = peer.audio_rate.bits_per_second(now).unwrap_or(0);
+        let budget = estimate.saturating_sub(audio) / publishers.len() as u64;
+        let (mut minimum, mut desired) = (audio, audio);
+        let mut paused = 0;
+        for (publisher, rates) in &publishers {
+            let allocator = peer.bandwidth.entry(*publisher).or_default();
+            let before = allocator.allowance();
+            if congested == Some(*publisher) {
+                allocator.congested(rates, now);
+            }
+            let after = allocator.update(budget, rates, now);
+            if let Some((at_least, wanted)) = allocator.probe_targets(rates) {
+                minimum += at_least;
+                desired += wanted;
+            }
+            if after == Allowance::Paused {
+                paused += 1;
+            }
+            if before == after {
+                continue;
+            }
+            tracing::debug!(user = %peer.key.user, estimate, budget, ?before, ?after, "bandwidth allowance");
+            if after == Allowance::Paused {
+                // The line starts again at a keyframe when video resumes, numbered on without a gap.
+                if let Some(selector) = peer.layers.get_mut(publisher) {
+                    selector.stop();
+                }
+                if let Some(feed) = peer.feeds.get_mut(&Kind::Video)
+                    && feed.source().is_some_and(|s| s.session == *publisher)
+                {
+                    feed.restart();
+                }
+            }
+        }
+        // The member's one video line shows nothing only when every publisher's video is paused.
+        let video_paused = paused == publishers.len();
+        if video_paused != peer.video_paused {
+            peer.video_paused = video_paused;
+            if video_paused {
+                self.stats.video_pauses += 1;
+            }
+            tracing::info!(user = %peer.key.user, channel = %peer.key.channel, estimate, video_paused, "video paused for bandwidth");
+            let _ = self.events.send(MediaEvent::VideoPaused {
+                key: peer.key.clone(),
+                paused: video_paused,
+            });
+        }
+        if peer.bwe_targets != Some((minimum, desired)) {
+            peer.bwe_targets = Some((minimum, desired));
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+            self.dirty.push(id);
+        }
     }
 
     /// A receiver's line now carries `layer` of `publisher`.
@@ -1284,6 +1465,21 @@ impl Engine {
             return false;
         };
         let new_line = !receiver.feeds.contains_key(&out.kind);
+        if out.kind == Kind::Video
+            && !new_line
+            && backlogged(&mut receiver.rtc, mid, receiver.video_send_rid, self.now)
+        {
+            // The receiver's path takes less than it is sent (its estimate has not caught up yet):
+            // rather than queue video it would see late, the line skips to the next keyframe, whose
+            // numbers follow on without a gap, and that keyframe is asked for.
+            if let Some(feed) = receiver.feeds.get_mut(&Kind::Video) {
+                feed.restart();
+            }
+            self.stats.video_held += 1;
+            self.want_keyframes(out.source.session, LayerSet::NONE.with(out.layer));
+            self.allocate(to, Some(out.source.session));
+            return false;
+        }
         let feed = receiver
             .feeds
             .entry(out.kind)
@@ -1323,6 +1519,9 @@ impl Engine {
             write = write.vp8_patch(patch);
         }
         stream.write_rtp(write);
+        if out.kind == Kind::Audio {
+            receiver.audio_rate.add(out.payload.len(), self.now);
+        }
         self.stats.packets_forwarded += 1;
         if out.kind == Kind::Audio || out.marker {
             self.stats.frames_forwarded += 1;
@@ -1349,8 +1548,17 @@ impl Engine {
     /// worker), if it has a fresh one and the line is free for it; the line then waits for the
     /// publisher's next keyframe (asked for by the caller).
     fn serve_kept_keyframe(&mut self, publisher: PeerId, receiver: PeerId, now: Instant) {
-        let Some(cap) = self.peers.get(&receiver).map(|r| r.max_layer) else {
+        let Some(receiver_peer) = self.peers.get(&receiver) else {
             return;
+        };
+        let cap = match receiver_peer
+            .bandwidth
+            .get(&publisher)
+            .map(|a| a.allowance())
+        {
+            Some(Allowance::Paused) => return,
+            Some(Allowance::Video(allowed)) => receiver_peer.max_layer.max(allowed),
+            None => receiver_peer.max_layer,
         };
         // The layer the receiver is to get: its kept keyframe starts it there.
         let Some(layer) = simulcast::target(cap, self.available_layers(publisher)) else {

@@ -19,6 +19,9 @@
 //! - `simulcast`: a publisher's layers (which flow, each one's keyframe) and the choice of one per
 //!   receiver (its cap, switched at keyframes); `picture`: VP8 PictureID / TL0PICIDX kept continuous
 //!   for a receiver across switches.
+//! - `bandwidth`: per-receiver bandwidth allocation: from the receiver's estimate (str0m's TWCC-based
+//!   send-side estimator) and each layer's bitrate, the best layer it may get, or no video (paused);
+//!   `rate`: the bitrate meter it reads layers and audio from.
 //! - [`cpu`]: thread CPU time, which each worker reports of itself.
 //! - [`egress`]: the outgoing datagrams of a turn, sent together at its end (`sendmmsg` + UDP GSO);
 //!   public for the node's hardware-floor benchmark.
@@ -36,6 +39,7 @@
 //! - `fuzzing` (feature `fuzzing` only): one worker's engine, sans IO, for the fuzz targets in `fuzz/`.
 #![forbid(unsafe_code)]
 
+mod bandwidth;
 pub mod cpu;
 pub mod egress;
 mod engine;
@@ -50,6 +54,7 @@ mod peer;
 mod picture;
 mod placement;
 mod protocol;
+mod rate;
 mod relay;
 mod renegotiation;
 mod rewrite;
@@ -63,4 +68,5 @@ mod tcp;
 mod worker;
 
 pub use error::MediaError;
+pub use protocol::ESTIMATE_BUCKETS_BPS;
 pub use router::{Kind, MediaConfig, MediaEvent, MediaRouter, PeerKey, RouterStats};

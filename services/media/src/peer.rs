@@ -9,9 +9,11 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::Protocol;
 
+use crate::bandwidth::BandwidthAllocator;
 use crate::feed::Feed;
 use crate::ice_restart::RemoteSide;
 use crate::protocol::{Kind, PeerKey};
+use crate::rate::RateMeter;
 use crate::renegotiation::OutLine;
 use crate::simulcast::{Layer, LayerSelector, LayerSet, PublisherLayers};
 
@@ -78,6 +80,17 @@ pub struct Peer {
     pub layers: HashMap<PeerId, LayerSelector>,
     /// The peer closed the session (DTLS close_notify): it goes once its last output is out.
     pub closed: bool,
+    /// The session's latest send-side bandwidth estimate (bits/s of RTP payload; str0m's GoogCC over the
+    /// member's TWCC feedback). `None`: no estimate (the member negotiated no TWCC), no allocation.
+    pub estimate: Option<u64>,
+    /// What the estimate allows of each publisher's video ([`crate::bandwidth`]).
+    pub bandwidth: HashMap<PeerId, BandwidthAllocator>,
+    /// The audio written to this member: what the estimate carries before any video.
+    pub audio_rate: RateMeter,
+    /// The member was told its video is paused for bandwidth (and not told since that it resumed).
+    pub video_paused: bool,
+    /// The (minimum, desired) bitrates last handed to str0m's estimator.
+    pub bwe_targets: Option<(u64, u64)>,
 }
 
 impl Peer {
@@ -115,6 +128,11 @@ impl Peer {
             max_layer: 0,
             layers: HashMap::new(),
             closed: false,
+            estimate: None,
+            bandwidth: HashMap::new(),
+            audio_rate: RateMeter::default(),
+            video_paused: false,
+            bwe_targets: None,
         }
     }
 

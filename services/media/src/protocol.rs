@@ -6,6 +6,26 @@ use tokio::sync::oneshot;
 
 use crate::error::MediaError;
 
+/// Upper bounds (bits/s) of the buckets receivers' bandwidth estimates are counted in
+/// ([`RouterStats::estimate_buckets`]): from below an audio-only link to a wide one.
+pub const ESTIMATE_BUCKETS_BPS: [u64; 12] = [
+    50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000,
+    3_000_000, 5_000_000, 10_000_000,
+];
+
+impl RouterStats {
+    /// Counts one bandwidth estimate.
+    pub(crate) fn observe_estimate(&mut self, bps: u64) {
+        let bucket = ESTIMATE_BUCKETS_BPS
+            .iter()
+            .position(|bound| bps <= *bound)
+            .unwrap_or(ESTIMATE_BUCKETS_BPS.len());
+        self.estimate_buckets[bucket] += 1;
+        self.estimate_sum_bps += bps;
+        self.estimate_count += 1;
+    }
+}
+
 /// Which membership a media session belongs to: one session per user per channel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerKey {
@@ -32,6 +52,10 @@ pub enum MediaEvent {
     },
     /// A session ended by itself (ICE or DTLS failed, the peer went silent, or it misbehaved).
     SessionClosed { key: PeerKey },
+    /// The member's estimated bandwidth no longer carries the lowest video layer of what it receives
+    /// (`paused`: its video stopped, its audio goes on), or carries it again (`!paused`: video resumes
+    /// at the next keyframe). Said once per change ([`crate::bandwidth`]).
+    VideoPaused { key: PeerKey, paused: bool },
     /// The router renegotiates a member's session (its lines turn inactive or active again): the member
     /// must answer `sdp_offer` through [`crate::MediaRouter::accept_answer`] with this `revision`.
     Offer {
@@ -149,6 +173,18 @@ pub struct RouterStats {
     pub layer_receivers: [usize; crate::simulcast::MAX_LAYERS],
     /// Times a receiver was switched from one layer to another (its first layer is not a switch).
     pub layer_switches: u64,
+    /// Receivers' bandwidth estimates, one per estimate str0m made (a histogram over
+    /// [`ESTIMATE_BUCKETS_BPS`]: the count of estimates at or under each bound but over the one before,
+    /// and past the last one).
+    pub estimate_buckets: [u64; ESTIMATE_BUCKETS_BPS.len() + 1],
+    /// The estimates' sum (bits/s) and count.
+    pub estimate_sum_bps: u64,
+    pub estimate_count: u64,
+    /// Times a receiver's video was paused because its bandwidth carried no layer.
+    pub video_pauses: u64,
+    /// Video packets held back from a receiver whose queued video was already too old (its line then
+    /// skipped to the next keyframe).
+    pub video_held: u64,
     /// Sessions now by the path their latest datagram came by: UDP, ICE-TCP, UDP through a TURN relay
     /// (`crate::session_path`); sessions that received nothing yet are not counted.
     pub sessions_by_path: [usize; 3],
@@ -184,5 +220,12 @@ impl std::ops::AddAssign for RouterStats {
         for (n, o) in self.sessions_by_path.iter_mut().zip(o.sessions_by_path) {
             *n += o;
         }
+        for (n, o) in self.estimate_buckets.iter_mut().zip(o.estimate_buckets) {
+            *n += o;
+        }
+        self.estimate_sum_bps += o.estimate_sum_bps;
+        self.estimate_count += o.estimate_count;
+        self.video_pauses += o.video_pauses;
+        self.video_held += o.video_held;
     }
 }

@@ -15,21 +15,22 @@
 //!   switched between: sequence numbers and RTP time are rewritten ([`crate::rewrite`]), VP8 picture
 //!   ids and TL0PICIDX too ([`crate::picture`]).
 //!
-//! The cap is what a viewer asks for (a small window needs no full-size picture); a bandwidth
-//! estimate is meant to lower it the same way, per receiver (the machine takes a cap, the available
-//! layers and keyframe arrivals, and says what to forward; where the cap comes from is not its business).
-//! Not built yet (issue 16, item 3), the intended shape: each receiver session runs str0m's send-side
-//! estimate (TWCC); a pure function of the estimate and each layer's measured bitrate (to be counted
-//! in [`PublisherLayers`] beside `last_packet`) gives a bandwidth cap; the cap handed to
-//! [`LayerSelector::decide`] is the lower-quality of that and the viewer's own (`Peer::max_layer`);
-//! and an estimate below the lowest layer pauses the receiver's video (audio goes on) with an event to
-//! its SDK, until the estimate allows the lowest layer again.
+//! The cap is what a viewer asks for (a small window needs no full-size picture), lowered per receiver
+//! by its bandwidth (the machine takes a cap, the available layers and keyframe arrivals, and says what
+//! to forward; where the cap comes from is not its business). Each receiver session runs str0m's
+//! send-side estimate (TWCC); [`crate::bandwidth`] turns the estimate and each layer's measured bitrate
+//! (counted in [`PublisherLayers`] beside `last_packet`) into an allowance; the cap handed to
+//! [`LayerSelector::decide`] is the lower-quality of that and the viewer's own (`Peer::max_layer`); and
+//! an estimate below the lowest layer pauses the receiver's video (audio goes on) with an event to its
+//! SDK, until the estimate allows the lowest layer again (the engine: `Engine::allocate`).
 
 use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
 
+use crate::bandwidth::LayerRates;
 use crate::keyframe::{KeptPacket, PublisherKeyframes};
+use crate::rate::RateMeter;
 
 /// A layer's rank among its publisher's: 0 is the best.
 pub type Layer = u8;
@@ -151,6 +152,12 @@ impl LayerSelector {
         }
     }
 
+    /// The receiver's video stops (its bandwidth carries no layer: [`crate::bandwidth`]): when it
+    /// starts again, it is at a keyframe of its target, asked for then.
+    pub fn stop(&mut self) {
+        *self = Self::default();
+    }
+
     /// The receiver's line took the keyframe that [`Decision::SwitchTo`] `layer` offered; true when it
     /// left another layer for it (a switch, not a start).
     pub fn switch(&mut self, layer: Layer) -> bool {
@@ -175,11 +182,13 @@ impl LayerSelector {
 }
 
 /// What the router keeps of a publisher's video, layer by layer: when each last sent a packet (which
-/// ones flow), and each one's latest keyframe.
+/// ones flow), each one's bitrate (for receivers' bandwidth allocation, [`crate::bandwidth`]), and
+/// each one's latest keyframe.
 #[derive(Debug, Default)]
 pub struct PublisherLayers {
     keyframes: [PublisherKeyframes; MAX_LAYERS],
     last_packet: [Option<Instant>; MAX_LAYERS],
+    rates: [RateMeter; MAX_LAYERS],
 }
 
 impl PublisherLayers {
@@ -197,6 +206,7 @@ impl PublisherLayers {
             return;
         };
         self.last_packet[i] = Some(now);
+        self.rates[i].add(packet.payload.len(), now);
         self.keyframes[i].observe(ssrc, params, packet, starts, now);
     }
 
@@ -206,6 +216,16 @@ impl PublisherLayers {
             let recent = self.last_packet[usize::from(l)]
                 .is_some_and(|t| now.saturating_duration_since(t) < LAYER_QUIET);
             if recent { set.with(l) } else { set }
+        })
+    }
+
+    /// The bitrate of each layer that flows at `now` (RTP payload, bits/s); `None` for the others and
+    /// for a layer measured for less than a bucket of [`crate::rate::RateMeter`].
+    pub fn rates(&self, now: Instant) -> LayerRates {
+        let available = self.available(now);
+        std::array::from_fn(|i| {
+            let flows = available.contains(i as Layer);
+            flows.then(|| self.rates[i].bits_per_second(now)).flatten()
         })
     }
 

@@ -179,6 +179,14 @@ pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaE
                 };
                 hub.send_user(&app, &UserId(key.user), update);
             }
+            MediaEvent::VideoPaused { key, paused } => {
+                let app = AppId(key.app);
+                let update = UserInput::ChannelUpdate {
+                    channel: ChannelName(key.channel),
+                    update: ChannelUpdate::VideoPausedForBandwidth { paused },
+                };
+                hub.send_user(&app, &UserId(key.user), update);
+            }
             MediaEvent::SessionClosed { key } => {
                 tracing::info!(app = %key.app, channel = %key.channel, user = %key.user, "media session closed");
             }

@@ -33,7 +33,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use showcall_media::{MediaRouter, RouterStats};
+use showcall_media::{ESTIMATE_BUCKETS_BPS, MediaRouter, RouterStats};
 use showcall_protocol::metrics::{self as names, CallPhase};
 use showcall_runtime::Hub;
 
@@ -220,6 +220,18 @@ impl Sample {
                 let name = names::MEDIA_LAYER_SWITCHES_TOTAL;
                 series(p, name, None, media.layer_switches);
             });
+            family(page, names::MEDIA_VIDEO_PAUSES_TOTAL, "counter", |p| {
+                let name = names::MEDIA_VIDEO_PAUSES_TOTAL;
+                series(p, name, None, media.video_pauses);
+            });
+            family(
+                page,
+                names::MEDIA_BANDWIDTH_ESTIMATE_BPS,
+                "histogram",
+                |p| {
+                    estimate_histogram(p, &media);
+                },
+            );
             family(page, names::MEDIA_SESSIONS, "gauge", |p| {
                 let name = names::MEDIA_SESSIONS;
                 for (path, n) in ["udp", "tcp", "relay"].iter().zip(media.sessions_by_path) {
@@ -258,6 +270,24 @@ impl Sample {
             }
         }
     }
+}
+
+/// The receivers' bandwidth estimates as a Prometheus histogram: cumulative `le` buckets, `+Inf`,
+/// sum and count.
+fn estimate_histogram(page: &mut String, media: &RouterStats) {
+    let name = names::MEDIA_BANDWIDTH_ESTIMATE_BPS;
+    let mut cumulative = 0;
+    for (bound, n) in ESTIMATE_BUCKETS_BPS.iter().zip(media.estimate_buckets) {
+        cumulative += n;
+        let _ = writeln!(page, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(
+        page,
+        "{name}_bucket{{le=\"+Inf\"}} {}",
+        media.estimate_count
+    );
+    let _ = writeln!(page, "{name}_sum {}", media.estimate_sum_bps);
+    let _ = writeln!(page, "{name}_count {}", media.estimate_count);
 }
 
 /// One metric family: `# HELP`, `# TYPE`, then its series.
@@ -311,6 +341,17 @@ mod tests {
                     layer_receivers: [3, 0, 1],
                     layer_switches: 2,
                     sessions_by_path: [4, 1, 2],
+                    // Estimates of 150 and 250 kbit/s and one past the last bucket.
+                    estimate_buckets: {
+                        let mut b = [0; ESTIMATE_BUCKETS_BPS.len() + 1];
+                        b[2] = 1;
+                        b[3] = 1;
+                        b[ESTIMATE_BUCKETS_BPS.len()] = 1;
+                        b
+                    },
+                    estimate_sum_bps: 20_400_000,
+                    estimate_count: 3,
+                    video_pauses: 1,
                     ..RouterStats::default()
                 },
             ]),
@@ -343,6 +384,15 @@ mod tests {
             "# TYPE showcall_media_sessions gauge",
             "showcall_media_sessions{path=\"udp\"} 4",
             "showcall_media_sessions{path=\"relay\"} 2",
+            "showcall_media_video_pauses_total 1",
+            "# TYPE showcall_media_bandwidth_estimate_bps histogram",
+            "showcall_media_bandwidth_estimate_bps_bucket{le=\"100000\"} 0",
+            "showcall_media_bandwidth_estimate_bps_bucket{le=\"200000\"} 1",
+            "showcall_media_bandwidth_estimate_bps_bucket{le=\"300000\"} 2",
+            "showcall_media_bandwidth_estimate_bps_bucket{le=\"10000000\"} 2",
+            "showcall_media_bandwidth_estimate_bps_bucket{le=\"+Inf\"} 3",
+            "showcall_media_bandwidth_estimate_bps_sum 20400000",
+            "showcall_media_bandwidth_estimate_bps_count 3",
         ] {
             assert!(
                 lines.contains(&expected),

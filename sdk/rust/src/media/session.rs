@@ -74,6 +74,12 @@ pub struct MediaStats {
     /// When the first audio / video frame arrived.
     pub first_audio_in: Option<Instant>,
     pub first_video_in: Option<Instant>,
+    /// The node stopped our video because our bandwidth does not carry even its lowest layer (audio
+    /// goes on); false again when it resumes (`ChannelEvent.video_paused_for_bandwidth`). Only for a
+    /// session joined with [`MediaSession::join`], which hears the channel's events.
+    pub video_paused_for_bandwidth: bool,
+    /// Times the node paused our video for bandwidth.
+    pub video_pauses_for_bandwidth: u64,
 }
 
 /// One frame received, as given to [`MediaSession::subscribe_frames`].
@@ -121,6 +127,8 @@ pub(crate) enum Command {
     },
     /// When ICE drops, ask for a restart here rather than end (sessions with signaling).
     RestartOnDisconnect(mpsc::Sender<()>),
+    /// The node paused (`true`) or resumed our video for our bandwidth.
+    VideoPausedForBandwidth(bool),
     /// Ends the session (its restart failed: no path left).
     Fail(String),
     Close,
@@ -173,6 +181,7 @@ impl MediaSession {
         let offer = peer.create_offer(role == ChannelRole::Broadcaster)?;
         // Subscribed before joining, so an offer right after the join is not missed.
         let events = signal.subscribe_events();
+        let pauses = signal.subscribe_events();
         let joined = signal
             .join_channel_with_offer(channel, role, &offer)
             .await?;
@@ -186,6 +195,11 @@ impl MediaSession {
                     signal.downgrade(),
                     channel.to_owned(),
                     events,
+                ));
+                tokio::spawn(follow_video_pauses(
+                    session.commands.clone(),
+                    channel.to_owned(),
+                    pauses,
                 ));
                 // One request waits at most: the restart under way answers the ones behind it.
                 let (ask, asked) = mpsc::channel(1);
@@ -605,6 +619,15 @@ async fn run(mut d: Driver, mut commands: mpsc::UnboundedReceiver<Command>) {
             Wake::Command(None | Some(Command::Close)) => break d.close(),
             Wake::Command(Some(Command::SetSending(on))) => {
                 d.set_sending(on);
+                Ok(())
+            }
+            Wake::Command(Some(Command::VideoPausedForBandwidth(paused))) => {
+                d.stats.update(|s| {
+                    if paused && !s.video_paused_for_bandwidth {
+                        s.video_pauses_for_bandwidth += 1;
+                    }
+                    s.video_paused_for_bandwidth = paused;
+                });
                 Ok(())
             }
             Wake::Command(Some(Command::RequestKeyframe)) => d.request_keyframe(Instant::now()),
@@ -1262,5 +1285,31 @@ impl RtcDriver for Driver {
 
     fn on_event(&mut self, event: Event, now: Instant) -> Result<(), Stop> {
         self.handle_event(event, now)
+    }
+}
+
+/// Tells the session each time the node pauses or resumes its video for bandwidth
+/// (`ChannelEvent.video_paused_for_bandwidth` for its channel), until the session or the event
+/// stream ends.
+async fn follow_video_pauses(
+    commands: mpsc::UnboundedSender<Command>,
+    channel: String,
+    mut events: mpsc::UnboundedReceiver<crate::Event>,
+) {
+    use crate::proto::{channel_event, event};
+    while let Some(event) = events.recv().await {
+        let Some(event::Kind::ChannelEvent(ce)) = event.kind else {
+            continue;
+        };
+        let Some(channel_event::Kind::VideoPausedForBandwidth(pause)) = ce.kind else {
+            continue;
+        };
+        if ce.channel == channel
+            && commands
+                .send(Command::VideoPausedForBandwidth(pause.paused))
+                .is_err()
+        {
+            return;
+        }
     }
 }

@@ -1,0 +1,132 @@
+//! What tests of per-viewer bandwidth adaptation share: a viewer joined behind a [`ShapedRelay`] (its
+//! path from the node is a narrow link the test narrows and widens), and which simulcast layer a
+//! received frame is from.
+//!
+//! A frame's layer is read from the frame itself: the router forwards the host's VP8 frames unchanged
+//! (it rewrites RTP headers, never payloads), so each received frame is found in exactly one of the
+//! sample's three clips; a keyframe also carries its picture size (RFC 6386 §9.1).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession, MediaSource};
+use showcall_sdk::{ChannelRole, ReceivedFrame, TrackKind};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::DEADLINE;
+use crate::sdk_helpers::SdkUser;
+use crate::shaped_relay::{Shape, ShapedRelay};
+use crate::udp_relay::{host_candidate, rewrite_host_candidate};
+
+/// The sample's layers as a simulcast host sends them, best first.
+pub const SIZES: [(u16, u16); 3] = [(320, 240), (160, 120), (80, 60)];
+
+/// Joins `channel` as audience with its node → viewer path through a shaped relay. The session runs
+/// over UDP only (an ICE-TCP path straight to the node would bypass the relay); it hears no channel
+/// events of its own (read them from `user.signal`).
+pub async fn join_behind(
+    user: &SdkUser,
+    channel: &str,
+    shape: Shape,
+) -> (MediaSession, ShapedRelay) {
+    let mut peer = MediaPeer::new(MediaOptions {
+        tcp: false,
+        ..MediaOptions::default()
+    })
+    .expect("media peer");
+    let offer = peer.create_offer(false).expect("receive-only offer");
+    let joined = user
+        .signal
+        .join_channel_with_offer(channel, ChannelRole::Audience, &offer)
+        .await
+        .expect("the viewer joins");
+    let node = host_candidate(&joined.sdp_answer).expect("the answer has a host candidate");
+    let relay = ShapedRelay::start(node, shape).await;
+    peer.accept_answer(&rewrite_host_candidate(&joined.sdp_answer, relay.addr()))
+        .expect("the rewritten answer applies");
+    (peer.start().expect("the viewer starts"), relay)
+}
+
+/// Which layer each frame of the host's clips belongs to (by its bytes).
+pub fn layer_of_frames() -> HashMap<Arc<[u8]>, usize> {
+    let top = MediaSource::sample().expect("the sample");
+    let lower = MediaSource::sample_lower_layers().expect("the sample's layers");
+    let mut layers = HashMap::new();
+    for (layer, source) in [top, lower[0].clone(), lower[1].clone()].iter().enumerate() {
+        for frame in source.video_frames() {
+            layers.insert(frame.data.clone(), layer);
+        }
+    }
+    layers
+}
+
+/// A VP8 keyframe's picture size: its 3-byte tag, the start code, then 14-bit width and height.
+pub fn keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
+    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((width, height))
+}
+
+/// The next frame of `kind` (each wait bounded by the harness deadline).
+pub async fn next_frame(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+    kind: TrackKind,
+) -> ReceivedFrame {
+    loop {
+        match tokio::time::timeout(DEADLINE, frames.recv()).await {
+            Ok(Ok(frame)) if frame.kind == kind => return frame,
+            Ok(Ok(_)) => {}
+            Ok(Err(RecvError::Lagged(n))) => panic!("the test fell {n} frames behind"),
+            Ok(Err(RecvError::Closed)) => panic!("the viewer's session ended"),
+            Err(_) => panic!("no {kind:?} frame within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// Video frames until a keyframe whose picture size `wanted` accepts (included), within `within`.
+pub async fn video_until_keyframe(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+    within: std::time::Duration,
+    wanted: impl Fn((u16, u16)) -> bool,
+) -> Vec<ReceivedFrame> {
+    let run = async {
+        let mut seen = Vec::new();
+        loop {
+            let frame = next_frame(frames, TrackKind::Video).await;
+            let done = frame.keyframe && keyframe_size(&frame.data).is_some_and(&wanted);
+            seen.push(frame);
+            if done {
+                return seen;
+            }
+        }
+    };
+    tokio::time::timeout(within, run)
+        .await
+        .unwrap_or_else(|_| panic!("no such keyframe within {within:?}"))
+}
+
+/// The next `n` video frames.
+pub async fn video_frames(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+    n: usize,
+) -> Vec<ReceivedFrame> {
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
+        seen.push(next_frame(frames, TrackKind::Video).await);
+    }
+    seen
+}
+
+/// The layer of every frame, in order.
+pub fn layers(frames: &[ReceivedFrame], of: &HashMap<Arc<[u8]>, usize>) -> Vec<usize> {
+    frames
+        .iter()
+        .map(|f| {
+            *of.get(&f.data)
+                .unwrap_or_else(|| panic!("a frame of none of the host's clips: {f:?}"))
+        })
+        .collect()
+}
