@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use showcall_node::config::NodeConfig;
 use showcall_sdk::{CallState, CallStateReason, CallType, ChannelRole, MediaOptions, MediaSession};
 use tokio::sync::mpsc;
 
@@ -88,14 +87,7 @@ async fn pair(
 }
 
 pub(super) async fn run(calls: usize, concurrent: usize) -> anyhow::Result<()> {
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
-    let config = NodeConfig {
-        signal_addr: any,
-        grpc_addr: any,
-        http_addr: any,
-        media_addr: any,
-        ..NodeConfig::default()
-    };
+    let config = super::report::loopback_node_config();
     let node = showcall_node::start(config.clone()).await?;
     let token = token_factory(&config);
     let concurrent = concurrent.clamp(1, calls.max(1));

@@ -21,7 +21,6 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
-use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaSession, ReceivedFrame, TrackKind};
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -64,20 +63,8 @@ async fn video_after(
 }
 
 pub(super) async fn run(rounds: usize, video_scale: usize, seed: u64) -> anyhow::Result<()> {
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
-    let config = NodeConfig {
-        signal_addr: any,
-        grpc_addr: any,
-        http_addr: any,
-        media_addr: any,
-        ..NodeConfig::default()
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let config = super::report::loopback_node_config();
+    let load = super::report::load_average();
     let node = MediaNode::start(&config).await?;
     let token = token_factory(&config);
     let source = clip::scaled(video_scale)?;

@@ -26,7 +26,6 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
-use showcall_node::config::NodeConfig;
 use showcall_sdk::{ChannelRole, MediaOptions, MediaPeer, MediaSession, SignalClient, TrackKind};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -113,21 +112,8 @@ pub(super) async fn run(
     seed: u64,
     compare_tcp: bool,
 ) -> anyhow::Result<()> {
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
-    let config = NodeConfig {
-        signal_addr: any,
-        grpc_addr: any,
-        http_addr: any,
-        media_addr: any,
-        ..NodeConfig::default()
-    };
-    // The machine is shared: what else ran says how much of a tail is this bench's own.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let config = super::report::loopback_node_config();
+    let load = super::report::load_average();
     let node = MediaNode::start(&config).await?;
     let token = token_factory(&config);
     let source = clip::scaled(video_scale)?;

@@ -28,3 +28,25 @@ pub(super) fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     serde_json::json!({ "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0, "samples": h.len() })
 }
+
+/// A node's config with every listener on a free loopback port: the in-process nodes of the benchmarks.
+pub(super) fn loopback_node_config() -> showcall_node::config::NodeConfig {
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    showcall_node::config::NodeConfig {
+        signal_addr: any,
+        grpc_addr: any,
+        http_addr: any,
+        media_addr: any,
+        ..Default::default()
+    }
+}
+
+/// The machine's load averages (1, 5, 15 min) as `/proc/loadavg` gives them: the machine is shared,
+/// and what else ran says how much of a tail is the benchmark's own.
+pub(super) fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use showcall_node::config::NodeConfig;
 use showcall_sdk::proto::{channel_event, event};
 use showcall_sdk::{
     CallState, CallStateReason, CallType, ChannelRole, Event, MediaOptions, MediaSession,
@@ -82,14 +81,7 @@ async fn back_live(
 }
 
 pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
-    let config = NodeConfig {
-        signal_addr: any,
-        grpc_addr: any,
-        http_addr: any,
-        media_addr: any,
-        ..NodeConfig::default()
-    };
+    let config = super::report::loopback_node_config();
     let node = showcall_node::start(config.clone()).await?;
     let url = node.signal_url();
     let token = token_factory(&config);

@@ -13,13 +13,26 @@ use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession, MediaSource};
 use showcall_sdk::{ChannelRole, ReceivedFrame, TrackKind};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::DEADLINE;
 use crate::sdk_helpers::SdkUser;
 use crate::shaped_relay::{Shape, ShapedRelay};
 use crate::udp_relay::{host_candidate, rewrite_host_candidate};
+use crate::{DEADLINE, TestNode};
 
 /// The sample's layers as a simulcast host sends them, best first.
 pub const SIZES: [(u16, u16); 3] = [(320, 240), (160, 120), (80, 60)];
+
+/// A host logged in and live on `channel`, publishing the sample as three simulcast layers.
+pub async fn host_live_with_layers(node: &TestNode, channel: &str) -> (SdkUser, MediaSession) {
+    let host = SdkUser::login(node, "host").await;
+    let options = MediaOptions {
+        simulcast: true,
+        ..MediaOptions::default()
+    };
+    let (live, _) = MediaSession::join(&host.signal, channel, ChannelRole::Broadcaster, options)
+        .await
+        .expect("the host goes live with three layers");
+    (host, live)
+}
 
 /// Joins `channel` as audience with its node → viewer path through a shaped relay. The session runs
 /// over UDP only (an ICE-TCP path straight to the node would bypass the relay); it hears no channel

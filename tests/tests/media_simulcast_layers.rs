@@ -12,11 +12,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use showcall_sdk::media::{MediaOptions, MediaSession, MediaSource, ReceivedFrame};
+use showcall_sdk::media::{MediaOptions, MediaSession, ReceivedFrame};
 use showcall_sdk::{
     CallState, CallStateReason, CallType, ChannelRole, ErrorCode, PrepareConfig, ProbeOptions,
     RtpProbe, TrackKind, VideoLayer,
 };
+use showcall_tests::narrow_link::{keyframe_size, layer_of_frames};
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::{SdkUser, refusal};
 use showcall_tests::{DEADLINE, TestNode};
@@ -33,29 +34,6 @@ fn simulcast() -> MediaOptions {
         simulcast: true,
         ..MediaOptions::default()
     }
-}
-
-/// Which layer each frame of the host's clips belongs to (by its bytes).
-fn layer_of_frames() -> HashMap<Arc<[u8]>, usize> {
-    let top = MediaSource::sample().expect("the sample");
-    let lower = MediaSource::sample_lower_layers().expect("the sample's layers");
-    let mut layers = HashMap::new();
-    for (layer, source) in [top, lower[0].clone(), lower[1].clone()].iter().enumerate() {
-        for frame in source.video_frames() {
-            layers.insert(frame.data.clone(), layer);
-        }
-    }
-    layers
-}
-
-/// A VP8 keyframe's picture size: its 3-byte tag, the start code, then 14-bit width and height.
-fn keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
-    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
-        return None;
-    }
-    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
-    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
-    Some((width, height))
 }
 
 /// Video frames as they arrive, until a keyframe of `size` (included); a stream that stops fails the

@@ -4,10 +4,9 @@
 //! the link widens, it is told video is back and its video resumes (at a keyframe, decodable at once).
 //! The node counts the pause on /metrics.
 
-use showcall_sdk::media::{MediaOptions, MediaSession};
 use showcall_sdk::proto::{channel_event, event};
-use showcall_sdk::{ChannelRole, Event, TrackKind};
-use showcall_tests::narrow_link::{join_behind, video_frames};
+use showcall_sdk::{Event, TrackKind};
+use showcall_tests::narrow_link::{host_live_with_layers, join_behind, video_frames};
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
 use showcall_tests::shaped_relay::Shape;
@@ -43,18 +42,7 @@ async fn video_paused(events: &mut mpsc::UnboundedReceiver<Event>, channel: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_below_the_lowest_layer_keeps_audio_and_is_told_its_video_paused() {
     let node = TestNode::start().await;
-    let host = SdkUser::login(&node, "host").await;
-    let (_host_live, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions {
-            simulcast: true,
-            ..MediaOptions::default()
-        },
-    )
-    .await
-    .expect("the host goes live with three layers");
+    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
 
     let viewer = SdkUser::login(&node, "viewer").await;
     let mut events = viewer.signal.subscribe_events();

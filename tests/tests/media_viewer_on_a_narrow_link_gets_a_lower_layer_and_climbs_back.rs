@@ -11,9 +11,10 @@
 //! The node's /metrics show the estimates as a histogram.
 
 use showcall_sdk::ChannelRole;
-use showcall_sdk::media::{MediaOptions, MediaSession};
+use showcall_sdk::media::MediaSession;
 use showcall_tests::narrow_link::{
-    SIZES, join_behind, layer_of_frames, layers, video_frames, video_until_keyframe,
+    SIZES, host_live_with_layers, join_behind, layer_of_frames, layers, video_frames,
+    video_until_keyframe,
 };
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::SdkUser;
@@ -29,18 +30,7 @@ const RUN: usize = 60;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_link_narrows_gets_a_lower_layer_and_climbs_back_when_it_widens() {
     let node = TestNode::start().await;
-    let host = SdkUser::login(&node, "host").await;
-    let (_host_live, _) = MediaSession::join(
-        &host.signal,
-        LIVE,
-        ChannelRole::Broadcaster,
-        MediaOptions {
-            simulcast: true,
-            ..MediaOptions::default()
-        },
-    )
-    .await
-    .expect("the host goes live with three layers");
+    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
     let of = layer_of_frames();
 
     let wide: Vec<(SdkUser, MediaSession)> = {
