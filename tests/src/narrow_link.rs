@@ -1,4 +1,4 @@
-//! What tests of per-viewer bandwidth adaptation share: a viewer joined behind a [`ShapedRelay`] (its
+//! What tests of per-viewer bandwidth adaptation share: a viewer joined behind a [`ShapedRelay`](crate::shaped_relay::ShapedRelay) (its
 //! path from the node is a narrow link the test narrows and widens), and which simulcast layer a
 //! received frame is from.
 //!

@@ -1,11 +1,11 @@
 //! A UDP relay that makes the node → client direction a narrow link, in user space (this machine has no
 //! netem): a bottleneck of a given rate with a bounded queue in front of it (tail drop, as a router's
 //! buffer drops what does not fit) and an optional one-way delay after it. The rate can be changed or
-//! lifted while media flows ([`ShapedRelay::set_rate`]), which is what tests of bandwidth adaptation
+//! lifted while media flows (`ShapedRelay::set_rate`), which is what tests of bandwidth adaptation
 //! need: a viewer's path narrows, then widens again.
 //!
-//! It relays between one client and the node's media socket like [`crate::udp_relay`] (the client is
-//! pointed at it by rewriting the answer's host candidate: [`crate::udp_relay::rewrite_host_candidate`]).
+//! It relays between one client and the node's media socket like `udp_relay` (the client is
+//! pointed at it by rewriting the answer's host candidate: `udp_relay::rewrite_host_candidate`).
 //! Every datagram from the node is shaped — RTP, RTCP, STUN and DTLS alike, as on a real link; the
 //! client → node direction (its feedback) passes at once. Rates count UDP payload bytes.
 

@@ -3,13 +3,13 @@
 //! The relay is one task with one UDP socket. A datagram from the node goes to the client; any other
 //! datagram comes from the client (the relay learns its address from it) and goes to the node. The client
 //! is pointed at the relay by rewriting the host candidate of the node's SDP answer
-//! ([`rewrite_host_candidate`](crate::udp_relay::rewrite_host_candidate)); the node — ICE-lite — then sees the relay's address as the client's
+//! (`rewrite_host_candidate`); the node — ICE-lite — then sees the relay's address as the client's
 //! (a peer-reflexive address, as behind a NAT).
 //!
 //! Only the node → client direction drops, and only RTP media: a datagram whose first byte is 128..=191
 //! (RFC 7983: RTP/RTCP) and whose second byte is not an RTCP packet type (200..=206). STUN, DTLS and RTCP
 //! always pass, so the handshakes are not what a test measures. Which RTP packets drop is
-//! deterministic ([`DropPolicy`](crate::udp_relay::DropPolicy)), so a failing run can be replayed. The RTP header is not encrypted by
+//! deterministic (`DropPolicy`), so a failing run can be replayed. The RTP header is not encrypted by
 //! SRTP, so the relay also counts forwarded packets per payload type (which tells retransmissions, sent
 //! with the RTX payload type, from first sends).
 

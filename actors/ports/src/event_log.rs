@@ -2,7 +2,7 @@
 //! API's `WatchEvents` stream), and the log that keeps them for a while so a watcher that reconnects
 //! resumes where it left off.
 //!
-//! Actors report what happened through the hub ([`Hub::emit`]); the [`EventLog`] port numbers and keeps
+//! Actors report what happened through the hub (`Hub::emit`); the [`EventLog`] port numbers and keeps
 //! the events. One node keeps them in memory ([`MemoryEventLog`], the last [`MEMORY_RETENTION`] events); a
 //! cluster keeps them in etcd so every node's watchers see every node's events in one order
 //! (`showcall-cluster`'s `EtcdEventLog`). A watcher passes the cursor of the last event it handled and

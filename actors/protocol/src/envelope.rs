@@ -1,6 +1,6 @@
 //! Location transparency: what crosses between nodes, and the port that carries it.
 //!
-//! An actor lives on the owner of its key's partition (`showcall-ports`' `Placement`). The [`Hub`] routes
+//! An actor lives on the owner of its key's partition (`showcall-ports`' `Placement`). The `Hub` routes
 //! every message: to the local registry when this node owns the key, otherwise as an [`Envelope`] handed
 //! to the [`Courier`] (the cluster's tonic link), which delivers it to the owner's hub in order per peer.
 //!

@@ -10,7 +10,7 @@
 //!   truth (no increment is ever missed on an error path) and is exact per node even when several nodes
 //!   share a process. The names and help texts live here too; the node renders them.
 //!
-//! [`calls`] derives the call metrics from the business events.
+//! `calls` derives the call metrics from the business events.
 //!
 //! Labels never carry user, call or channel ids: only a handful of fixed values each.
 

@@ -6,10 +6,10 @@
 //!    order per key, here and on every other node (`crate::flux`); the actors' timers wait too.
 //! 2. [`Hub::hand_off`] asks each of the partition's actors for its state: a user session's
 //!    [`UserSnapshot`](showcall_machines::user::UserSnapshot) (its connection, call, channels, buffered
-//!    events and timers) and a connected call's [`CallSnapshot`]. A connection this node holds becomes
+//!    events and timers) and a connected call's [`CallSnapshot`](showcall_machines::CallSnapshot). A connection this node holds becomes
 //!    a sink the new owner pushes through (this node relays until the socket closes); a connection on a
 //!    third node stays where it is and that node is told who holds its session now
-//!    ([`Body::SinkMoved`](showcall_protocol::envelope::Body::SinkMoved)).
+//!    ([`Body::SinkMoved`]).
 //! 3. The target installs them (`Hub::install`): the actors start suspended — they get messages only
 //!    once the target serves the partition. A handed-over call goes on as it was (nothing to ask: its
 //!    parties and channel were fine a moment ago, unlike after a crash), its billing ticks where they

@@ -1,4 +1,4 @@
-//! Validation at the edge: a decoded [`ClientFrame`] becomes a domain [`Request`] or a typed refusal.
+//! Validation at the edge: a decoded [`ClientFrame`](pb::ClientFrame) becomes a domain [`Request`] or a typed refusal.
 //! Every limit the protocol documents is enforced here, once, before anything reaches an actor.
 
 use std::collections::{BTreeMap, HashMap};

@@ -51,7 +51,7 @@
 //! The queue, the send order, the message plan, the `mmsghdr`s (nix's `MultiHeaders`, allocated once
 //! per thread: they are not `Send`) and the address list keep their capacity from flush to flush. The iovecs and per-call slices borrow
 //! the queued buffers, so they cannot be stored across flushes as such; their vectors are emptied and
-//! handed from one lifetime to the next with std's in-place `collect` (see [`recycle`]), which keeps the
+//! handed from one lifetime to the next with std's in-place `collect` (see `recycle`), which keeps the
 //! allocation. What remains per datagram is str0m's: every `Transmit` is an owned `Vec<u8>`, freed
 //! after the flush.
 //!

@@ -54,7 +54,7 @@ pub enum MediaEvent {
     SessionClosed { key: PeerKey },
     /// The member's estimated bandwidth no longer carries the lowest video layer of what it receives
     /// (`paused`: its video stopped, its audio goes on), or carries it again (`!paused`: video resumes
-    /// at the next keyframe). Said once per change ([`crate::bandwidth`]).
+    /// at the next keyframe). Said once per change (`crate::bandwidth`).
     VideoPaused { key: PeerKey, paused: bool },
     /// The router renegotiates a member's session (its lines turn inactive or active again): the member
     /// must answer `sdp_offer` through [`crate::MediaRouter::accept_answer`] with this `revision`.
@@ -153,7 +153,7 @@ pub struct RouterStats {
     pub cpu_millis: u64,
     /// Packets for another worker dropped because its queue was full.
     pub relay_dropped: u64,
-    /// ICE-TCP connections open now ([`crate::tcp`]).
+    /// ICE-TCP connections open now (`crate::tcp`).
     pub tcp_connections: usize,
     /// Datagrams received over ICE-TCP (`datagrams_in` counts UDP only).
     pub tcp_frames_in: u64,
@@ -166,7 +166,7 @@ pub struct RouterStats {
     pub tcp_refused: u64,
     /// ICE-TCP connections closed because no session took anything from them for a while.
     pub tcp_closed_idle: u64,
-    /// ICE restarts accepted: sessions a member moved to a new network path ([`crate::ice_restart`]).
+    /// ICE restarts accepted: sessions a member moved to a new network path (`crate::ice_restart`).
     pub ice_restarts: u64,
     /// Receivers of each simulcast layer now (a receiver counts once per publisher it gets video
     /// from; a publisher without simulcast sends layer 0).

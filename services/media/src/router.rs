@@ -1,6 +1,6 @@
 //! [`MediaRouter`]: the handle the node holds, and the commands it sends to the router's workers.
 //!
-//! The router is N **workers** (default: one per core), each an [`crate::engine`] loop alone on a thread
+//! The router is N **workers** (default: one per core), each an `crate::engine` loop alone on a thread
 //! of its own with its own UDP socket: str0m is sans-IO, so one loop feeds every session of the worker
 //! its datagrams and timeouts and carries their output. The handle talks to the workers over channels;
 //! nothing else touches a session.
@@ -14,7 +14,7 @@
 //! from a new address would have to be steered by ufrag across workers). The cost of a port per worker
 //! is a port range to open instead of one port (deploy/README lists them).
 //!
-//! **ICE-TCP** ([`crate::tcp`]): with [`MediaConfig::tcp`] set, each worker also listens on TCP (by
+//! **ICE-TCP** (`crate::tcp`): with [`MediaConfig::tcp`] set, each worker also listens on TCP (by
 //! default the same port numbers as UDP: `tcp`'s port + the worker's index) and its sessions' answers
 //! carry that address as a passive TCP host candidate, so a client whose UDP is blocked still connects.
 //!

@@ -21,7 +21,7 @@ use showcall_machines::CallId;
 use super::{CALL_RINGING_SECONDS, CALL_SETUP_SECONDS, CALLS_ENDED_TOTAL, end_reason};
 use crate::events::EventKind;
 
-/// The state of a running call, as the `state` label of [`CALLS`] shows it (the caller's view).
+/// The state of a running call, as the `state` label of `CALLS` shows it (the caller's view).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CallPhase {
     /// Created; the callee's client is not ringing yet.
@@ -139,7 +139,7 @@ impl CallProgress {
 }
 
 /// The process's calls. Call ids are unique across nodes, so in-process nodes can share it; each node
-/// counts only the calls whose actor it runs ([`calls_by_phase`]).
+/// counts only the calls whose actor it runs (`Hub::calls_by_phase` in `showcall-runtime`).
 static PROGRESS: LazyLock<Mutex<CallProgress>> = LazyLock::new(Mutex::default);
 
 fn progress() -> std::sync::MutexGuard<'static, CallProgress> {
