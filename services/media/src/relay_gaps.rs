@@ -116,6 +116,7 @@ impl GapTracker {
     }
 
     /// Packets missing now.
+    #[cfg(test)]
     pub fn missing(&self) -> usize {
         self.missing.len()
     }
