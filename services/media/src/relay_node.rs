@@ -543,7 +543,7 @@ impl RelayNode {
                 if !r.edges[edge].replay.accept(header.counter) {
                     return Err(WireError::Replayed);
                 }
-                self.from_edge(&room, edge, message, now);
+                self.edge_said(&room, edge, message, now);
             }
             Direction::OriginToEdge => {
                 let r = self.edge.get_mut(&room).ok_or(WireError::Forged)?;
@@ -563,13 +563,13 @@ impl RelayNode {
                         origin_node: r.origin_node.clone(),
                     });
                 }
-                self.from_origin(&room, header.counter, message, now);
+                self.origin_said(&room, header.counter, message, now);
             }
         }
         Ok(())
     }
 
-    fn from_edge(&mut self, room: &RoomKey, edge: usize, message: Message, now: Instant) {
+    fn edge_said(&mut self, room: &RoomKey, edge: usize, message: Message, now: Instant) {
         let Some(r) = self.origin.get_mut(room) else {
             return;
         };
@@ -610,7 +610,7 @@ impl RelayNode {
         }
     }
 
-    fn from_origin(&mut self, room: &RoomKey, counter: u64, message: Message, now: Instant) {
+    fn origin_said(&mut self, room: &RoomKey, counter: u64, message: Message, now: Instant) {
         match message {
             Message::Packet(packet) => self.origin_packet(room, packet, now),
             Message::State(publishers) => {

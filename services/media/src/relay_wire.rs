@@ -108,6 +108,10 @@ pub struct PublisherState {
 }
 
 /// What a relay datagram says.
+// A message is built to be sealed, or opened to be handled, one at a time: never held in bulk (the
+// origin's history holds `RelayPacket`s), so boxing the large variant would only add an allocation per
+// packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Packet(RelayPacket),
@@ -286,11 +290,16 @@ fn write_packet(p: &RelayPacket, out: &mut Vec<u8>) {
     out.extend_from_slice(&p.publisher.to_be_bytes());
     out.extend_from_slice(&p.ssrc.to_be_bytes());
     let resend = p.params.resend();
-    let flags = u8::from(p.kind == Kind::Video) * FLAG_VIDEO
-        | u8::from(p.marker) * FLAG_MARKER
-        | u8::from(p.starts) * FLAG_STARTS
-        | u8::from(p.retransmission) * FLAG_RETRANSMISSION
-        | u8::from(resend.is_some()) * FLAG_RESEND;
+    let flags = [
+        (p.kind == Kind::Video, FLAG_VIDEO),
+        (p.marker, FLAG_MARKER),
+        (p.starts, FLAG_STARTS),
+        (p.retransmission, FLAG_RETRANSMISSION),
+        (resend.is_some(), FLAG_RESEND),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .fold(0, |flags, (_, flag)| flags | flag);
     out.push(flags);
     out.push(p.layer);
     out.extend_from_slice(&p.seq.to_be_bytes());

@@ -193,13 +193,14 @@ async fn pause_on_the_origin_holds_edge_video_and_resume_starts_it_at_a_keyframe
         viewer.seen().video.len() > during + 10
     })
     .await;
-    let seen = viewer.seen();
-    assert!(
-        seen.video[during].2,
-        "the first packet after the resume starts a keyframe"
-    );
-    contiguous(&seen.video).expect("numbered on across the pause");
-    drop(seen);
+    {
+        let seen = viewer.seen();
+        assert!(
+            seen.video[during].2,
+            "the first packet after the resume starts a keyframe"
+        );
+        contiguous(&seen.video).expect("numbered on across the pause");
+    }
     for node in [&origin, &edge] {
         node.router.shutdown().await;
     }
@@ -289,12 +290,12 @@ async fn lossy_path(
                     if blocked.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if n % drop_every == 0 {
+                    if n.is_multiple_of(drop_every) {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let datagram = &from_origin[..len];
-                    if n % forge_every == 0 {
+                    if n.is_multiple_of(forge_every) {
                         let mut forgery = datagram.to_vec();
                         let at = forgery.len() / 2;
                         forgery[at] ^= 0x20;
