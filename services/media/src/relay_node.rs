@@ -22,8 +22,10 @@
 //!
 //! **Loss repair, hop by hop.** The origin keeps each edge's last [`crate::relay_history::HISTORY`]
 //! packets and resends those an edge NACKs ([`crate::relay_gaps`] says what the edge NACKs and when it
-//! gives up); a packet already overwritten is not resent. Viewers' own NACKs are answered by their
-//! edge from their lines' history, as on one node.
+//! gives up); a packet already overwritten is not resent. The edge hands packets to its workers in
+//! the origin's order, holding those behind a gap until it is repaired or for at most
+//! [`crate::relay_reorder::HOLD_MAX`] ([`crate::relay_reorder`] says why). Viewers' own NACKs are
+//! answered by their edge from their lines' history, as on one node.
 //!
 //! **Keyframes.** A viewer's request reaches the relay as its workers' request for a publisher on
 //! another worker; the edge passes one per publisher layer per window on, and the origin passes one
@@ -56,7 +58,10 @@
 //! the edges see a gap they NACK). Packets to the edge's workers go to their bounded inboxes (full:
 //! dropped, counted in `relay_packets_dropped`; the viewers' next keyframe repairs them). Datagrams go
 //! to the socket without waiting (a full send buffer drops the datagram, counted in
-//! `relay_packets_dropped`; NACKs repair it). Commands (from the control plane) and control messages
+//! `relay_packets_dropped`; NACKs repair it). An edge holds at most
+//! [`crate::relay_reorder::MAX_HELD`] packets behind a gap (more: the gap is passed at once), and
+//! tracks at most [`crate::relay_gaps::MAX_MISSING`] missing ones (more: the oldest are given up);
+//! an origin keeps [`crate::relay_history::HISTORY`] packets per edge (a ring). Commands (from the control plane) and control messages
 //! (joins, leaves, keyframe requests) queue unbounded: they come per member or per request, never per
 //! packet, as the workers' own control queue does.
 
@@ -74,6 +79,7 @@ use crate::relay_crypto::{Cipher, Direction, RelayKey, ReplayWindow};
 use crate::relay_gaps::{Arrival, GapTracker};
 use crate::relay_history::RetransmitBuffer;
 use crate::relay_keyframes::KeyframeAggregator;
+use crate::relay_reorder::ReorderBuffer;
 use crate::relay_wire::{self, Message, PublisherState, RelayPacket, WireError};
 use crate::rewrite::Source;
 
@@ -211,6 +217,8 @@ struct EdgeRoom {
     /// By the publisher's session on the origin.
     publishers: HashMap<u64, EdgePublisher>,
     gaps: GapTracker,
+    /// Packets after a gap, waiting for its repair (the workers get them in the origin's order).
+    reorder: ReorderBuffer<RelayPacket>,
     last_heard: Instant,
     stalled: bool,
     keyframes: KeyframeAggregator,
@@ -414,6 +422,7 @@ impl RelayNode {
                 workers,
                 publishers,
                 gaps: GapTracker::default(),
+                reorder: ReorderBuffer::default(),
                 last_heard: now,
                 stalled: false,
                 keyframes: KeyframeAggregator::default(),
@@ -687,7 +696,8 @@ impl RelayNode {
         }
     }
 
-    /// A packet from the origin: new ones go to the edge's workers the room is on.
+    /// A packet from the origin: new ones go to the edge's workers the room is on, in the origin's
+    /// order ([`crate::relay_reorder`]).
     fn origin_packet(&mut self, room: &RoomKey, packet: RelayPacket, now: Instant) {
         let Some(r) = self.edge.get_mut(room) else {
             return;
@@ -696,37 +706,8 @@ impl RelayNode {
             return;
         }
         self.stats.relay_packets_received += 1;
-        let Some(publisher) = r.publishers.get_mut(&packet.publisher) else {
-            // Before the state that names its publisher: nobody here can place it yet.
-            self.stats.relay_packets_dropped += 1;
-            return;
-        };
-        if publisher.paused && !packet.retransmission {
-            // Sent after a resume whose state has not arrived (or was lost): the origin forwards
-            // it, so it is forwarded here too. Told before the packet, so the lines start over at it.
-            publisher.paused = false;
-            pause(&self.mesh, &r.workers, room, &publisher.user, false);
-        }
-        let out = Forwarded {
-            source: Source {
-                session: publisher.session,
-                ssrc: packet.ssrc,
-            },
-            kind: packet.kind,
-            params: packet.params,
-            seq: packet.seq,
-            time: packet.time,
-            marker: packet.marker,
-            starts: packet.starts,
-            layer: packet.layer,
-            payload: packet.payload,
-            ext: packet.ext,
-            at: now,
-        };
-        for w in &r.workers {
-            if self.mesh[*w].packets.try_send(out.clone()).is_err() {
-                self.stats.relay_packets_dropped += 1;
-            }
+        for packet in r.reorder.push(packet.relay_seq, packet, now) {
+            deliver(&self.mesh, r, &mut self.stats, room, packet, now);
         }
     }
 
@@ -746,6 +727,9 @@ impl RelayNode {
             }
         }
         for (room, r) in &mut self.edge {
+            for packet in r.reorder.poll(now) {
+                deliver(&self.mesh, r, &mut self.stats, room, packet, now);
+            }
             loop {
                 let due = r.gaps.due(now, relay_wire::MAX_NACKS);
                 if due.is_empty() {
@@ -769,6 +753,49 @@ impl RelayNode {
                     origin_node: r.origin_node.clone(),
                 });
             }
+        }
+    }
+}
+
+/// Hands a packet from the origin to the edge's workers the room is on.
+fn deliver(
+    mesh: &Mesh,
+    r: &mut EdgeRoom,
+    stats: &mut RouterStats,
+    room: &RoomKey,
+    packet: RelayPacket,
+    now: Instant,
+) {
+    let Some(publisher) = r.publishers.get_mut(&packet.publisher) else {
+        // Before the state that names its publisher: nobody here can place it yet.
+        stats.relay_packets_dropped += 1;
+        return;
+    };
+    if publisher.paused && !packet.retransmission {
+        // Sent after a resume whose state has not arrived (or was lost): the origin forwards it, so
+        // it is forwarded here too. Told before the packet, so the lines start over at it.
+        publisher.paused = false;
+        pause(mesh, &r.workers, room, &publisher.user, false);
+    }
+    let out = Forwarded {
+        source: Source {
+            session: publisher.session,
+            ssrc: packet.ssrc,
+        },
+        kind: packet.kind,
+        params: packet.params,
+        seq: packet.seq,
+        time: packet.time,
+        marker: packet.marker,
+        starts: packet.starts,
+        layer: packet.layer,
+        payload: packet.payload,
+        ext: packet.ext,
+        at: now,
+    };
+    for w in &r.workers {
+        if mesh[*w].packets.try_send(out.clone()).is_err() {
+            stats.relay_packets_dropped += 1;
         }
     }
 }
