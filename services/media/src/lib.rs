@@ -31,7 +31,7 @@
 //! - [`relay_node`]: one live room across nodes: the origin sends each packet once per edge, edges fan
 //!   out locally (the node's relay socket, behind the same seam); `relay_wire`: its datagrams;
 //!   [`relay_crypto`]: their AEAD, key and replay window; `relay_gaps` (edge: which packets to NACK),
-//!   `relay_history` (origin: what to resend), `relay_reorder` (edge: the origin's order kept across
+//!   `relay_loop`: its IO loop; `relay_history` (origin: what to resend), `relay_reorder` (edge: the origin's order kept across
 //!   repairs), `relay_keyframes` (requests aggregated).
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
@@ -65,6 +65,7 @@ pub mod relay_crypto;
 mod relay_gaps;
 mod relay_history;
 mod relay_keyframes;
+mod relay_loop;
 pub mod relay_node;
 mod relay_reorder;
 mod relay_wire;

@@ -69,7 +69,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::peer::PeerId;
@@ -87,12 +86,8 @@ use crate::rewrite::Source;
 pub const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Silence from an origin after which its edge reports the relay stalled.
 pub const STALL_AFTER: Duration = Duration::from_secs(3);
-/// How often the relay looks at its timers (NACKs, state, keepalives, stalls).
-const TICK: Duration = Duration::from_millis(10);
-/// Largest datagram read (a full-size RTP payload plus the relay's headers).
-const RECV_BUFFER: usize = 2048;
-/// Packets from the workers one turn takes at most.
-const PACKET_BATCH: usize = 256;
+/// How often the relay looks at its timers (NACKs, held packets, state, keepalives, stalls).
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// The other end of a relay, as the control plane hands it over: which node, its relay address
 /// ([`crate::MediaRouter::relay_addr`] there), and the key both ends seal the room's datagrams with.
@@ -233,7 +228,8 @@ impl EdgeRoom {
 }
 
 /// The relay's state, sans IO: inputs with their time in, datagrams out ([`RelayNode::take_transmits`]);
-/// what it hands the workers goes on their inboxes, events to the node.
+/// what it hands the workers goes on their inboxes, events to the node. Its loop is
+/// [`crate::relay_loop`].
 pub(crate) struct RelayNode {
     /// Its place in the mesh (one past the workers).
     index: usize,
@@ -711,11 +707,6 @@ impl RelayNode {
         }
     }
 
-    /// When the relay next wants [`RelayNode::tick`].
-    pub(crate) fn tick_every() -> Duration {
-        TICK
-    }
-
     /// Timers: edges NACK their gaps and watch for stalls; state and keepalives every [`STATE_EVERY`].
     pub(crate) fn tick(&mut self, now: Instant) {
         let periodic = now.saturating_duration_since(self.last_periodic) >= STATE_EVERY;
@@ -841,55 +832,4 @@ fn pause(mesh: &Mesh, workers: &[usize], room: &RoomKey, user: &str, paused: boo
             paused,
         });
     }
-}
-
-/// The relay's inputs.
-pub(crate) struct RelayInputs {
-    pub commands: mpsc::UnboundedReceiver<RelayCommand>,
-    pub packets: mpsc::Receiver<Forwarded>,
-    pub control: mpsc::UnboundedReceiver<Control>,
-}
-
-/// The relay's IO loop: its socket, its queues and its clock around [`RelayNode`], until told to stop.
-/// Commands and control messages go before packets and datagrams waiting at the same time, so a
-/// publisher is known (and a pause applied) before its packets that follow are handled.
-pub(crate) async fn run(mut node: RelayNode, socket: UdpSocket, mut inputs: RelayInputs) {
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut tick = tokio::time::interval(RelayNode::tick_every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            biased;
-            command = inputs.commands.recv() => match command {
-                Some(c) => if !node.command(c, Instant::now()) {
-                    break;
-                },
-                None => break,
-            },
-            Some(control) = inputs.control.recv() => node.control(control, Instant::now()),
-            Some(packet) = inputs.packets.recv() => {
-                node.forwarded(packet);
-                for _ in 0..PACKET_BATCH {
-                    let Ok(packet) = inputs.packets.try_recv() else {
-                        break;
-                    };
-                    node.forwarded(packet);
-                }
-            }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, source)) => node.datagram(source, &mut buf[..n], Instant::now()),
-                Err(e) => tracing::warn!(error = %e, "relay socket receive failed"),
-            },
-            _ = tick.tick() => node.tick(Instant::now()),
-        }
-        let mut unsent = 0;
-        for (destination, datagram) in node.take_transmits() {
-            // Never waits: a full send buffer drops the datagram (the edge NACKs what it misses).
-            if socket.try_send_to(&datagram, destination).is_err() {
-                unsent += 1;
-            }
-        }
-        node.count_unsent(unsent);
-    }
-    tracing::info!("media relay stopped");
 }

@@ -37,7 +37,8 @@ use crate::placement::Placement;
 use crate::protocol::Command;
 pub use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{self, Mesh, RelayInbox};
-use crate::relay_node::{self, RelayCommand, RelayNode, RelayPeer};
+use crate::relay_loop;
+use crate::relay_node::{RelayCommand, RelayNode, RelayPeer};
 use crate::tcp::{self, TcpLinks};
 use crate::worker;
 
@@ -694,12 +695,12 @@ fn start_relay(
         .spawn(move || {
             run_worker(bound, move |socket, _sender| {
                 let node = RelayNode::new(index, mesh, events, Instant::now());
-                let inputs = relay_node::RelayInputs {
+                let inputs = relay_loop::RelayInputs {
                     commands,
                     packets,
                     control,
                 };
-                relay_node::run(node, socket, inputs)
+                relay_loop::run(node, socket, inputs)
             })
         })?;
     Ok(Relay {

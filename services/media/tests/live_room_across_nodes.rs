@@ -24,9 +24,14 @@ struct Node {
 }
 
 impl Node {
+    /// A node whose router has one worker.
     fn start(name: &str) -> Node {
+        Node::with_workers(name, 1, 0)
+    }
+
+    fn with_workers(name: &str, workers: usize, room_capacity: usize) -> Node {
         let (tx, rx) = mpsc::unbounded_channel();
-        let router = common::router(tx);
+        let router = common::router(tx, workers, room_capacity);
         let clients = Clients::default();
         let events = Arc::new(Mutex::new(Vec::new()));
         common::pump_events(router.clone(), rx, clients.clone(), events.clone());
@@ -109,7 +114,8 @@ async fn watching(edge: &Node, user: &str) -> common::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
-    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    // The edge's viewers spread over two workers (two a worker).
+    let (origin, edge) = (Node::start("origin"), Node::with_workers("edge", 2, 2));
     let host = live_room(&origin, &edge, None).await;
     let viewers = [
         watching(&edge, "v1").await,
@@ -126,6 +132,21 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
         contiguous(&seen.video).unwrap_or_else(|e| panic!("{}: {e}", viewer.key.user));
     }
 
+    let mut per_worker: Vec<usize> = edge
+        .router
+        .worker_stats()
+        .await
+        .expect("running")
+        .iter()
+        .map(|w| w.sessions)
+        .collect();
+    per_worker.sort_unstable();
+    assert_eq!(
+        per_worker,
+        [1, 2],
+        "the channel spread over the edge's workers"
+    );
+
     // A viewer joining later starts at the edge's kept keyframe.
     let cached = edge.stats().await.keyframes_from_cache;
     let late = watching(&edge, "late").await;
@@ -138,29 +159,49 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
         "served from the edge's cache"
     );
 
-    // However many viewers, the origin sends each packet once to the edge.
-    let (o0, e0) = (origin.stats().await, edge.stats().await);
+    // A second edge, with one viewer.
+    let edge2 = Node::start("edge2");
+    link(&origin, &edge2, None);
+    let _far = watching(&edge2, "far").await;
+
+    // However many viewers, the origin sends each packet once to each edge.
+    let (o0, e0, f0) = (
+        origin.stats().await,
+        edge.stats().await,
+        edge2.stats().await,
+    );
     let frames = host.frames_written();
     until("more frames", || host.frames_written() > frames + 50).await;
     host.set_writing(false);
-    until_async("the edge to have every packet sent", || async {
-        origin.stats().await.relay_packets_sent == edge.stats().await.relay_packets_received
+    until_async("the edges to have every packet sent", || async {
+        origin.stats().await.relay_packets_sent
+            == edge.stats().await.relay_packets_received
+                + edge2.stats().await.relay_packets_received
     })
     .await;
-    let (o1, e1) = (origin.stats().await, edge.stats().await);
+    let (o1, e1, f1) = (
+        origin.stats().await,
+        edge.stats().await,
+        edge2.stats().await,
+    );
     let sent = o1.relay_packets_sent - o0.relay_packets_sent;
     let received = e1.relay_packets_received - e0.relay_packets_received;
+    let received2 = f1.relay_packets_received - f0.relay_packets_received;
     let forwarded = e1.packets_forwarded - e0.packets_forwarded;
-    assert!(sent >= 50, "the origin relayed the frames ({sent})");
-    assert_eq!(sent, received, "one copy per packet to the edge");
+    assert!(sent >= 100, "the origin relayed the frames ({sent})");
+    assert_eq!(received, received2, "both edges got every packet");
+    assert_eq!(sent, 2 * received, "one copy per packet to each edge");
     assert!(
         forwarded >= 3 * received,
         "the edge fanned out to its four viewers: {forwarded} packets written for {received} received"
     );
-    assert_eq!(o1.relay_edges, 1);
+    assert_eq!(o1.relay_edges, 2);
     assert_eq!(o1.packets_forwarded, 0, "no viewer on the origin");
-    assert_eq!(e1.relay_datagrams_rejected + o1.relay_datagrams_rejected, 0);
-    for node in [&origin, &edge] {
+    assert_eq!(
+        e1.relay_datagrams_rejected + f1.relay_datagrams_rejected + o1.relay_datagrams_rejected,
+        0
+    );
+    for node in [&origin, &edge, &edge2] {
         node.router.shutdown().await;
     }
 }

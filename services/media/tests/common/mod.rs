@@ -55,14 +55,19 @@ pub fn key(channel: &str, user: &str) -> PeerKey {
     }
 }
 
-/// A router on 127.0.0.1 with one worker and a relay socket.
-pub fn router(events: mpsc::UnboundedSender<MediaEvent>) -> MediaRouter {
+/// A router on 127.0.0.1 with `workers` workers (a channel spreading past `room_capacity` sessions
+/// on one) and a relay socket.
+pub fn router(
+    events: mpsc::UnboundedSender<MediaEvent>,
+    workers: usize,
+    room_capacity: usize,
+) -> MediaRouter {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     MediaRouter::start(
         MediaConfig {
             bind: loopback,
-            workers: 1,
-            room_capacity: 0,
+            workers,
+            room_capacity,
             advertise_ip: None,
             tcp: None,
             relay: Some(loopback),
