@@ -833,3 +833,7 @@ fn pause(mesh: &Mesh, workers: &[usize], room: &RoomKey, user: &str, paused: boo
         });
     }
 }
+
+#[cfg(test)]
+#[path = "relay_node_tests.rs"]
+mod tests;
