@@ -128,6 +128,11 @@ pub(crate) enum RelayCommand {
         room: RoomKey,
         workers: Vec<usize>,
     },
+    /// Origin: the room closed on this node: its publishers are gone (its workers closed them
+    /// without a word to anyone).
+    RoomClosed {
+        room: RoomKey,
+    },
     /// Origin: a publisher of the room is held back (or forwarded again).
     Paused {
         room: RoomKey,
@@ -331,6 +336,16 @@ impl RelayNode {
                         }
                     }
                     r.workers = workers;
+                }
+            }
+            RelayCommand::RoomClosed { room } => {
+                if let Some(r) = self.origin.get_mut(&room) {
+                    for id in std::mem::take(&mut r.publishers).into_keys() {
+                        r.keyframes.forget(id);
+                        self.publisher_rooms.remove(&id);
+                    }
+                    r.paused.clear();
+                    self.send_state(&room);
                 }
             }
             RelayCommand::Paused {

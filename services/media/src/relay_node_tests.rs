@@ -455,3 +455,17 @@ fn a_publisher_leaving_the_origin_leaves_the_edge_and_unsubscribing_removes_the_
     carry(&mut origin, &mut edge, ORIGIN, t0);
     assert!(edge.packets.try_recv().is_err());
 }
+
+#[test]
+fn a_room_closed_on_the_origin_empties_it_at_the_edge() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, session) = linked(t0);
+    origin
+        .relay
+        .command(RelayCommand::RoomClosed { room: room() }, t0);
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert!(matches!(
+        edge.control.try_recv(),
+        Ok(Control::Publisher { session: s, kinds, .. }) if s == session && kinds.is_empty()
+    ));
+}

@@ -501,6 +501,14 @@ impl MediaRouter {
         if let Some(now) = &placed.room_workers {
             // Before the session exists, so the channel's publishers reach it from its first packet.
             self.announce_room_workers(&key.app, &key.channel, &before, now);
+        } else if let Some(relay) = &self.relay {
+            // A channel this node receives from an origin: its first session (or one after the channel
+            // was closed here) must find the origin's publishers on its worker too.
+            let room = (key.app.clone(), key.channel.clone());
+            if self.relay_rooms().subscribed.contains(&room) {
+                let workers = self.placement().room_workers(&key.app, &key.channel);
+                let _ = relay.tx.send(RelayCommand::RoomWorkers { room, workers });
+            }
         }
         let (reply, rx) = oneshot::channel();
         let sent = self.workers[placed.worker].tx.send(Command::Open {
@@ -531,6 +539,28 @@ impl MediaRouter {
     /// Closes every session of a channel at once (the channel ended): unlike closing them one by one,
     /// the members left for a moment are not renegotiated.
     pub fn close_room(&self, app: &str, channel: &str) {
+        let room = (app.to_owned(), channel.to_owned());
+        let (relayed, subscribed) = {
+            let mut rooms = self.relay_rooms();
+            rooms.paused.remove(&room);
+            (
+                rooms.edges.contains_key(&room),
+                rooms.subscribed.contains(&room),
+            )
+        };
+        if subscribed && let Some(relay) = &self.relay {
+            // The workers forget the origin's publishers with the room: the relay announces them again
+            // to the workers of the channel's next sessions.
+            let _ = relay.tx.send(RelayCommand::RoomWorkers {
+                room: room.clone(),
+                workers: Vec::new(),
+            });
+        }
+        if relayed && let Some(relay) = &self.relay {
+            // The workers drop the room without announcing its publishers' leaving: the edges are told
+            // here (their viewers' lines turn inactive; the edges stay until removed).
+            let _ = relay.tx.send(RelayCommand::RoomClosed { room });
+        }
         let workers = self.placement().remove_room(app, channel);
         for w in workers {
             let _ = self.workers[w].tx.send(Command::CloseRoom {

@@ -406,3 +406,15 @@ async fn a_lossy_forging_path_between_nodes_is_repaired_and_stalls_then_resumes(
         node.router.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_closed_and_opened_again_on_the_edge_still_shows_the_origin_host() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let _host = live_room(&origin, &edge, None).await;
+    let _first = watching(&edge, "first").await;
+    edge.router.close_room("app", CHANNEL);
+    let _second = watching(&edge, "second").await;
+    for node in [&origin, &edge] {
+        node.router.shutdown().await;
+    }
+}
