@@ -4,8 +4,10 @@
 //! **AES-128-GCM** (aws-lc, already the process's crypto provider). The 96-bit nonce is the sender's
 //! direction (origin → edge 0, edge → origin 1: both ends share one key) followed by a 64-bit counter
 //! the sender never reuses (one per datagram, retransmissions included), carried in the clear header;
-//! the header is the AEAD's associated data. A key is only ever used by one relay (one channel between
-//! one origin and one edge), so 2⁶⁴ datagrams per direction is the key's whole life.
+//! the header is the AEAD's associated data. A key must serve one relay only (one channel between one
+//! origin and one edge: the control plane makes each with [`RelayKey::random`]), so 2⁶⁴ datagrams per
+//! direction is the key's whole life; a relay handed the same key again carries on with its counters
+//! rather than start them over ([`crate::relay_node`]), so no nonce repeats under a key.
 //!
 //! **Replays**: the receiver keeps the highest counter it accepted and a bitmap of the 64 before it
 //! ([`ReplayWindow`], as IPsec and DTLS do). A counter seen before, or older than the window, is dropped:

@@ -149,6 +149,8 @@ pub(crate) enum RelayCommand {
 struct EdgeLink {
     node: String,
     addr: SocketAddr,
+    /// Kept to tell a new key from the same one handed over again.
+    key: RelayKey,
     cipher: Cipher,
     /// The next datagram counter (the nonce).
     counter: u64,
@@ -207,6 +209,8 @@ struct EdgeRoom {
     relay: u64,
     origin_node: String,
     origin_addr: SocketAddr,
+    /// Kept to tell a new key from the same one handed over again.
+    key: RelayKey,
     cipher: Cipher,
     counter: u64,
     replay: ReplayWindow,
@@ -389,16 +393,24 @@ impl RelayNode {
                 keyframes: KeyframeAggregator::default(),
             });
         r.paused.extend(paused);
-        r.edges.retain(|e| e.node != edge.node);
-        r.edges.push(EdgeLink {
-            node: edge.node,
-            addr: edge.addr,
-            cipher: Cipher::new(&edge.key),
-            counter: 0,
-            next_seq: 0,
-            history: RetransmitBuffer::default(),
-            replay: ReplayWindow::default(),
-        });
+        match r.edges.iter_mut().find(|e| e.node == edge.node) {
+            // The same key again (the control plane repeating itself, or the edge's new address): the
+            // link carries on, its counters with it, so no nonce is ever used twice under the key.
+            Some(link) if link.key == edge.key => link.addr = edge.addr,
+            _ => {
+                r.edges.retain(|e| e.node != edge.node);
+                r.edges.push(EdgeLink {
+                    node: edge.node,
+                    addr: edge.addr,
+                    cipher: Cipher::new(&edge.key),
+                    key: edge.key,
+                    counter: 0,
+                    next_seq: 0,
+                    history: RetransmitBuffer::default(),
+                    replay: ReplayWindow::default(),
+                });
+            }
+        }
         // The new edge learns the room at once (the others hear it again, harmlessly).
         self.send_state(&room);
     }
@@ -415,8 +427,18 @@ impl RelayNode {
     fn subscribe(&mut self, room: RoomKey, origin: RelayPeer, workers: Vec<usize>, now: Instant) {
         let relay = relay_wire::relay_id(&room.0, &room.1);
         self.by_relay.insert(relay, room.clone());
+        if let Some(r) = self.edge.get_mut(&room)
+            && r.key == origin.key
+        {
+            // The same key again: the link carries on, its counters with it, so no nonce is ever used
+            // twice under the key.
+            r.origin_node = origin.node;
+            r.origin_addr = origin.addr;
+            r.workers = workers;
+            return;
+        }
         let publishers = match self.edge.remove(&room) {
-            // Another origin: its publishers are known again from its first state.
+            // Another origin (or key): its publishers are known again from its first state.
             Some(previous) => previous.publishers,
             None => HashMap::new(),
         };
@@ -427,6 +449,7 @@ impl RelayNode {
                 origin_node: origin.node,
                 origin_addr: origin.addr,
                 cipher: Cipher::new(&origin.key),
+                key: origin.key,
                 counter: 0,
                 replay: ReplayWindow::default(),
                 state_counter: None,

@@ -469,3 +469,37 @@ fn a_room_closed_on_the_origin_empties_it_at_the_edge() {
         Ok(Control::Publisher { session: s, kinds, .. }) if s == session && kinds.is_empty()
     ));
 }
+
+#[test]
+fn the_same_key_handed_over_again_carries_the_link_on() {
+    let t0 = Instant::now();
+    let key = RelayKey::random();
+    let mut origin = side(t0);
+    for _ in 0..2 {
+        origin.relay.command(
+            RelayCommand::AddEdge {
+                room: room(),
+                edge: peer("edge", EDGE, &key),
+                paused: Vec::new(),
+            },
+            t0,
+        );
+    }
+    let counters: Vec<u64> = origin
+        .relay
+        .take_transmits()
+        .map(|(_, d)| relay_wire::header(&d).expect("parses").counter)
+        .collect();
+    assert_eq!(counters, vec![0, 1], "no counter used twice under the key");
+    // A new key starts the link over.
+    origin.relay.command(
+        RelayCommand::AddEdge {
+            room: room(),
+            edge: peer("edge", EDGE, &RelayKey::random()),
+            paused: Vec::new(),
+        },
+        t0,
+    );
+    let (_, datagram) = origin.relay.take_transmits().next().expect("state");
+    assert_eq!(relay_wire::header(&datagram).expect("parses").counter, 0);
+}

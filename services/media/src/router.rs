@@ -340,8 +340,10 @@ impl MediaRouter {
     }
 
     /// Origin: sends the channel's publishers to `edge` too, once per packet whatever its viewers
-    /// ([`crate::relay_node`]). An edge of the same node replaces the previous one (a new key or
-    /// address). Refused without a relay socket, or when this node is itself an edge of the channel.
+    /// ([`crate::relay_node`]). Adding an edge node again with a new key starts its relay over; with
+    /// the same key (a repeat, or a new address) the relay carries on. `edge.key` must be used for this
+    /// relay only ([`crate::RelayKey::random`]). Refused without a relay socket, or when this node is
+    /// itself an edge of the channel.
     pub fn add_edge(&self, app: &str, channel: &str, edge: RelayPeer) -> Result<(), MediaError> {
         let relay = self.relay()?;
         let room = (app.to_owned(), channel.to_owned());
@@ -404,9 +406,10 @@ impl MediaRouter {
     }
 
     /// Edge: receives the channel's publishers from `origin` and fans them out to the viewers here,
-    /// as if they published on another worker of this node. Subscribing again (another origin, a new
-    /// key) replaces the previous origin. Refused without a relay socket, or when this node is itself
-    /// the channel's origin for some edge.
+    /// as if they published on another worker of this node. Subscribing again with a new key (another
+    /// origin, or the same one re-keyed) replaces the relay, the origin's publishers known again from
+    /// its first state; with the same key the relay carries on. Refused without a relay socket, or when
+    /// this node is itself the channel's origin for some edge.
     pub fn subscribe_origin(
         &self,
         app: &str,
