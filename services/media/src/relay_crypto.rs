@@ -29,6 +29,9 @@ pub const TAG_LEN: usize = 16;
 pub struct RelayKey([u8; KEY_LEN]);
 
 impl RelayKey {
+    /// Bytes of a key.
+    pub const LEN: usize = KEY_LEN;
+
     /// A fresh key from the system's secure generator.
     pub fn random() -> RelayKey {
         let mut bytes = [0u8; KEY_LEN];

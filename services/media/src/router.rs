@@ -62,9 +62,13 @@ pub struct MediaConfig {
     /// TCP address to listen on for ICE-TCP: worker `i` binds its port + `i` (port 0 = any, for every
     /// worker); its host candidate uses `advertise_ip` too. `None`: UDP only.
     pub tcp: Option<SocketAddr>,
-    /// UDP address of the node-to-node relay ([`crate::relay_node`]: one live room across nodes), one
+    /// UDP address of the node-to-node relay (`relay_node`: one live room across nodes), one
     /// port whatever the workers (port 0 = any; [`MediaRouter::relay_addr`] says which). Only other
-    /// nodes send to it; clients never do. `None`: this node neither serves edges nor subscribes.
+    /// nodes send to it; clients never do: open it between nodes only. Its datagrams are sealed with
+    /// AES-128-GCM under a key per relay ([`crate::RelayKey`], exchanged by the control plane over the
+    /// authenticated node link); anything else that arrives is dropped and counted
+    /// ([`RouterStats::relay_datagrams_rejected`]). `None`: this node neither serves edges nor
+    /// subscribes.
     pub relay: Option<SocketAddr>,
 }
 
@@ -340,7 +344,7 @@ impl MediaRouter {
     }
 
     /// Origin: sends the channel's publishers to `edge` too, once per packet whatever its viewers
-    /// ([`crate::relay_node`]). Adding an edge node again with a new key starts its relay over; with
+    /// (`relay_node`). Adding an edge node again with a new key starts its relay over; with
     /// the same key (a repeat, or a new address) the relay carries on. `edge.key` must be used for this
     /// relay only ([`crate::RelayKey::random`]). Refused without a relay socket, or when this node is
     /// itself an edge of the channel.
