@@ -59,11 +59,12 @@
 //! dropped, counted in `relay_packets_dropped`; the viewers' next keyframe repairs them). Datagrams go
 //! to the socket without waiting (a full send buffer drops the datagram, counted in
 //! `relay_packets_dropped`; NACKs repair it). An edge holds at most
-//! [`crate::relay_reorder::MAX_HELD`] packets behind a gap (more: the gap is passed at once), and
-//! tracks at most [`crate::relay_gaps::MAX_MISSING`] missing ones (more: the oldest are given up);
-//! an origin keeps [`crate::relay_history::HISTORY`] packets per edge (a ring). Commands (from the control plane) and control messages
-//! (joins, leaves, keyframe requests) queue unbounded: they come per member or per request, never per
-//! packet, as the workers' own control queue does.
+//! [`crate::relay_reorder::MAX_HELD`] packets behind a gap (more: the gap is passed at once) and
+//! tracks at most [`crate::relay_gaps::MAX_MISSING`] missing ones (more: the oldest are given up); an
+//! origin keeps [`crate::relay_history::HISTORY`] packets per edge (a ring: the oldest is
+//! overwritten). Commands (from the control plane) and control messages (joins, leaves, keyframe
+//! requests) queue unbounded: they come per member or per request, never per packet, as the workers'
+//! own control queue does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -93,8 +94,13 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// ([`crate::MediaRouter::relay_addr`] there), and the key both ends seal the room's datagrams with.
 #[derive(Clone, Debug)]
 pub struct RelayPeer {
+    /// The other node's id (named in [`crate::MediaEvent::RelayStalled`]; an origin's edges are told
+    /// apart by it).
     pub node: String,
+    /// Its relay socket: where this node sends, and the only address it accepts the relay's
+    /// datagrams from.
     pub addr: SocketAddr,
+    /// The relay's key, the same at both ends, for this relay only.
     pub key: RelayKey,
 }
 

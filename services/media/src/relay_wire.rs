@@ -22,7 +22,9 @@
 //!   want-keyframe  publisher u64 · layers u8 (bit per simulcast layer)
 //!   keepalive      empty
 //! ```
-//! Integers are big-endian. Multi-byte lengths are checked against what is left: a datagram that is
+//! A packet costs 80–90 bytes over its RTP payload (the header, the fields above, the tag): a
+//! browser's full-size packet (≤ 1,200 bytes of payload) stays under a 1,500-byte MTU, and under the
+//! relay's 2,048-byte receive buffer. Integers are big-endian. Multi-byte lengths are checked against what is left: a datagram that is
 //! too short, has an unknown version or type, or a body that does not parse is refused
 //! ([`WireError`]), never trusted in part.
 //!
