@@ -25,7 +25,7 @@ pub const TAG_LEN: usize = 16;
 
 /// The secret one relay's datagrams are sealed under: chosen by one node, handed to the other over
 /// their authenticated node link (the control plane's job), never sent on the relay itself.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RelayKey([u8; KEY_LEN]);
 
 impl RelayKey {
@@ -68,6 +68,38 @@ impl std::fmt::Debug for RelayKey {
     /// Never prints the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RelayKey(..)")
+    }
+}
+
+/// Keys already handed to this node's relays, so none serves two relays (or one relay twice, its
+/// counters started over): the same nonces under one key would expose the key's authentication.
+/// Remembers the last [`KeyLedger::REMEMBERED`] keys (1 MB); the control plane making each key with
+/// [`RelayKey::random`] is what makes the older ones safe.
+#[derive(Debug, Default)]
+pub struct KeyLedger {
+    seen: std::collections::HashSet<RelayKey>,
+    order: std::collections::VecDeque<RelayKey>,
+}
+
+impl KeyLedger {
+    pub const REMEMBERED: usize = 65_536;
+
+    /// Whether `key` may serve a relay whose key now is `current` (the same key again carries the
+    /// relay on; any other must be new). A new key is remembered.
+    pub fn admit(&mut self, key: &RelayKey, current: Option<&RelayKey>) -> bool {
+        if current == Some(key) {
+            return true;
+        }
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key.clone());
+        if self.order.len() > Self::REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        true
     }
 }
 
@@ -218,6 +250,19 @@ mod tests {
         assert!(RelayKey::try_from(&[0u8; 15][..]).is_err());
         assert_ne!(RelayKey::random(), RelayKey::random());
         assert_eq!(format!("{:?}", RelayKey::random()), "RelayKey(..)");
+    }
+
+    #[test]
+    fn a_key_serves_one_relay() {
+        let mut ledger = KeyLedger::default();
+        let (a, b) = (RelayKey::random(), RelayKey::random());
+        assert!(ledger.admit(&a, None));
+        // The same relay handed its key again: it carries on.
+        assert!(ledger.admit(&a, Some(&a)));
+        // Another relay, or the relay started over with it: refused.
+        assert!(!ledger.admit(&a, None));
+        assert!(!ledger.admit(&a, Some(&b)));
+        assert!(ledger.admit(&b, Some(&a)));
     }
 
     #[test]

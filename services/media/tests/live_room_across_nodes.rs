@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Clients, contiguous, join, until, until_async};
-use showcall_media::{MediaEvent, MediaRouter, RelayKey, RelayPeer, RouterStats};
+use showcall_media::{MediaError, MediaEvent, MediaRouter, RelayKey, RelayPeer, RouterStats};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -416,5 +416,80 @@ async fn a_room_closed_and_opened_again_on_the_edge_still_shows_the_origin_host(
     let _second = watching(&edge, "second").await;
     for node in [&origin, &edge] {
         node.router.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_keys_serve_one_relay_and_a_channel_relays_one_way() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let key = RelayKey::random();
+    let to_edge = |key: &RelayKey| RelayPeer {
+        node: "edge".into(),
+        addr: edge.relay_addr(),
+        key: key.clone(),
+    };
+    let to_origin = |key: &RelayKey| RelayPeer {
+        node: "origin".into(),
+        addr: origin.relay_addr(),
+        key: key.clone(),
+    };
+    origin
+        .router
+        .add_edge("app", CHANNEL, to_edge(&key))
+        .expect("added");
+    // Handed again: the relay carries on.
+    origin
+        .router
+        .add_edge("app", CHANNEL, to_edge(&key))
+        .expect("carries on");
+    // The same key for another relay: refused.
+    assert_eq!(
+        origin.router.add_edge("app", "other", to_edge(&key)),
+        Err(MediaError::RelayKeyReused)
+    );
+    // A channel with edges here is not received from an origin here.
+    assert!(matches!(
+        origin
+            .router
+            .subscribe_origin("app", CHANNEL, to_origin(&RelayKey::random())),
+        Err(MediaError::RelayConflict(_))
+    ));
+    edge.router
+        .subscribe_origin("app", CHANNEL, to_origin(&key))
+        .expect("subscribed");
+    edge.router.unsubscribe_origin("app", CHANNEL);
+    // Subscribing again starts the relay over: with a new key only.
+    assert_eq!(
+        edge.router
+            .subscribe_origin("app", CHANNEL, to_origin(&key)),
+        Err(MediaError::RelayKeyReused)
+    );
+
+    // A router without a relay socket refuses both roles.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let plain = MediaRouter::start(
+        showcall_media::MediaConfig {
+            bind: loopback,
+            workers: 1,
+            room_capacity: 0,
+            advertise_ip: None,
+            tcp: None,
+            relay: None,
+        },
+        tx,
+    )
+    .expect("starts");
+    assert_eq!(plain.relay_addr(), None);
+    assert_eq!(
+        plain.add_edge("app", CHANNEL, to_edge(&RelayKey::random())),
+        Err(MediaError::NoRelay)
+    );
+    assert_eq!(
+        plain.subscribe_origin("app", CHANNEL, to_origin(&RelayKey::random())),
+        Err(MediaError::NoRelay)
+    );
+    for router in [&origin.router, &edge.router, &plain] {
+        router.shutdown().await;
     }
 }
