@@ -12,7 +12,9 @@
 //! another worker would ([`crate::relay::RemotePublisher`] on their side). Everything the workers do
 //! for publishers on another worker — receivers' lines and renegotiation, the keyframe cache for new
 //! viewers, simulcast layer choice, bandwidth allocation, each receiver's continuous numbering —
-//! works for the origin's publishers unchanged.
+//! works for the origin's publishers unchanged. A relay carries one direction: a member publishing
+//! on an edge (not a live room's shape: its host publishes on the origin) reaches that edge's viewers
+//! only.
 //!
 //! **What crosses** ([`crate::relay_wire`] has the layout): origin → edge, each publisher packet with a
 //! per-relay sequence number, and the room's publisher set (who publishes which kinds, who is paused)
@@ -45,7 +47,8 @@
 //!
 //! **Trust.** Relay datagrams are sealed with AES-128-GCM under a key per relay (one room between one
 //! origin and one edge), which the control plane exchanges over the nodes' authenticated node link
-//! and hands to both routers ([`RelayPeer`]); it never crosses the relay. A datagram is accepted only
+//! and hands to both routers ([`RelayPeer`]); it never crosses the relay, and a router refuses a key
+//! it has used before (`KeyLedger`: the same nonce twice under a key would expose it). A datagram is accepted only
 //! if it authenticates under the key of the relay its header names, comes from that relay's peer
 //! address, and carries a counter not seen before ([`crate::relay_crypto::ReplayWindow`]). Anything
 //! else — too short, another version, forged, corrupted, replayed, of an unknown relay — is dropped
