@@ -493,3 +493,41 @@ async fn relay_keys_serve_one_relay_and_a_channel_relays_one_way() {
         router.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_viewer_is_switched_between_the_origin_hosts_simulcast_layers() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let host = common::join_simulcast(&origin.router, &origin.clients, CHANNEL, "host").await;
+    until("the host to publish", || host.frames_written() > 30).await;
+    link(&origin, &edge, None);
+    until_async("the edge to know the host", || async {
+        edge.stats().await.relay_publishers == 1
+    })
+    .await;
+    let viewer = watching(&edge, "viewer").await;
+    until_async("the viewer on the top layer", || async {
+        edge.stats().await.layer_receivers == [1, 0, 0]
+    })
+    .await;
+
+    // A small window: the edge switches the viewer to the low layer at its next keyframe.
+    edge.router
+        .set_max_layer(viewer.key.clone(), 2)
+        .await
+        .expect("a layer");
+    until_async("the viewer on the low layer", || async {
+        edge.stats().await.layer_receivers == [0, 0, 1]
+    })
+    .await;
+    let received = viewer.seen().video.len();
+    until("video on the low layer", || {
+        viewer.seen().video.len() > received + 10
+    })
+    .await;
+    assert!(edge.stats().await.layer_switches >= 1);
+    contiguous(&viewer.seen().video).expect("numbered on across the switch");
+    assert_eq!(origin.stats().await.packets_forwarded, 0);
+    for node in [&origin, &edge] {
+        node.router.shutdown().await;
+    }
+}
