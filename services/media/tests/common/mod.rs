@@ -316,7 +316,7 @@ impl ClientTask {
                         video_frames += 1;
                         std::mem::take(&mut key_next) || video_frames.is_multiple_of(GOP)
                     };
-                    let frames: Vec<(Mid, Codec, Option<Rid>, Vec<u8>, MediaTime)> = if audio {
+                    let frames: Vec<Frame> = if audio {
                         let time = MediaTime::new(elapsed.as_millis() as u64 * 48, Frequency::FORTY_EIGHT_KHZ);
                         vec![(self.audio, Codec::Opus, None, vec![0xfc; 60], time)]
                     } else {
@@ -406,6 +406,9 @@ impl ClientTask {
         }
     }
 }
+
+/// One frame to write: its line, codec, simulcast layer, payload and media time.
+type Frame = (Mid, Codec, Option<Rid>, Vec<u8>, MediaTime);
 
 /// A simulcast publisher's layers, best first: rid, the width its keyframes announce, and the size of
 /// its frames (key, delta), which tells a receiver's packets apart.
