@@ -351,7 +351,10 @@ impl MediaRouter {
     /// key (a repeat, or a new address) the relay carries on. A key serves one relay only
     /// ([`crate::RelayKey::random`]): one used before here is refused
     /// ([`MediaError::RelayKeyReused`]). Refused too without a relay socket
-    /// ([`MediaError::NoRelay`]), or when this node is itself an edge of the channel.
+    /// ([`MediaError::NoRelay`]), or when this node is itself an edge of the channel. Subscribe the
+    /// edge first ([`MediaRouter::subscribe_origin`] there): what reaches an edge before it subscribes
+    /// is refused (counted in `relay_datagrams_rejected`; the state repeats, and the first packets
+    /// are missed).
     pub fn add_edge(&self, app: &str, channel: &str, edge: RelayPeer) -> Result<(), MediaError> {
         let relay = self.relay()?;
         let room = (app.to_owned(), channel.to_owned());

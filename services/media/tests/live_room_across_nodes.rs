@@ -61,6 +61,19 @@ impl Node {
 fn link(origin: &Node, edge: &Node, path: Option<(SocketAddr, SocketAddr)>) {
     let key = RelayKey::random();
     let (edge_addr, origin_addr) = path.unwrap_or((edge.relay_addr(), origin.relay_addr()));
+    // The edge first: its relay then knows the channel before the origin's first datagram arrives
+    // (the other order works too, its first datagrams refused until the edge subscribes).
+    edge.router
+        .subscribe_origin(
+            "app",
+            CHANNEL,
+            RelayPeer {
+                node: origin.name.clone(),
+                addr: origin_addr,
+                key: key.clone(),
+            },
+        )
+        .expect("edge subscribes");
     origin
         .router
         .add_edge(
@@ -69,21 +82,10 @@ fn link(origin: &Node, edge: &Node, path: Option<(SocketAddr, SocketAddr)>) {
             RelayPeer {
                 node: edge.name.clone(),
                 addr: edge_addr,
-                key: key.clone(),
-            },
-        )
-        .expect("origin relays");
-    edge.router
-        .subscribe_origin(
-            "app",
-            CHANNEL,
-            RelayPeer {
-                node: origin.name.clone(),
-                addr: origin_addr,
                 key,
             },
         )
-        .expect("edge subscribes");
+        .expect("origin relays");
 }
 
 /// A host publishing on `origin`, relayed to `edge`, whose relay knows the host.
@@ -197,7 +199,6 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
     );
     assert_eq!(o1.relay_edges, 2);
     assert_eq!(o1.packets_forwarded, 0, "no viewer on the origin");
-    // (Before, a state may have reached an edge before it subscribed: refused as of no relay.)
     let rejected =
         |a: &RouterStats, b: &RouterStats| b.relay_datagrams_rejected - a.relay_datagrams_rejected;
     assert_eq!(
