@@ -699,21 +699,30 @@ impl MediaRouter {
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
-    /// Current counters, summed over the workers.
+    /// Current counters, summed over the workers and the relay.
     pub async fn stats(&self) -> Result<RouterStats, MediaError> {
         let mut total = RouterStats::default();
         for worker in self.worker_stats().await? {
             total += worker;
         }
-        if let Some(relay) = &self.relay {
-            let (reply, rx) = oneshot::channel();
-            relay
-                .tx
-                .send(RelayCommand::Stats { reply })
-                .map_err(|_| MediaError::Stopped)?;
-            total += rx.await.map_err(|_| MediaError::Stopped)?;
+        if let Some(relay) = self.relay_stats().await? {
+            total += relay;
         }
         Ok(total)
+    }
+
+    /// The node relay's counters (its `relay_*` fields; the others are the workers',
+    /// [`Self::worker_stats`]), when it has a relay socket. [`Self::stats`] includes them.
+    pub async fn relay_stats(&self) -> Result<Option<RouterStats>, MediaError> {
+        let Some(relay) = &self.relay else {
+            return Ok(None);
+        };
+        let (reply, rx) = oneshot::channel();
+        relay
+            .tx
+            .send(RelayCommand::Stats { reply })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map(Some).map_err(|_| MediaError::Stopped)
     }
 
     /// Current counters of each worker, in order.
