@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use showcall_sdk::{
-    CallApi, CallApiListener, CallConfig, CallState, CallStateReason, ChannelRole, EventInfo,
-    MediaOptions, MediaPeer, MediaSession, MediaSource, PrepareConfig, SignalClient,
+    CallApi, CallApiListener, CallConfig, CallState, CallStateReason, ChannelJoined, ChannelRole,
+    EventInfo, MediaOptions, MediaPeer, MediaSession, MediaSource, PrepareConfig, SignalClient,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +37,15 @@ pub(super) async fn publish(
     channel: &str,
     source: Arc<MediaSource>,
 ) -> anyhow::Result<MediaSession> {
+    Ok(publish_joined(signal, channel, source).await?.0)
+}
+
+/// [`publish`], with the join's answer (its host candidate says which node's router carries it).
+pub(super) async fn publish_joined(
+    signal: &SignalClient,
+    channel: &str,
+    source: Arc<MediaSource>,
+) -> anyhow::Result<(MediaSession, ChannelJoined)> {
     let mut peer = MediaPeer::new(MediaOptions {
         receive: false,
         ..MediaOptions::default()
@@ -47,7 +56,7 @@ pub(super) async fn publish(
         .join_channel_with_offer(channel, ChannelRole::Broadcaster, &offer)
         .await?;
     peer.accept_answer(&joined.sdp_answer)?;
-    Ok(peer.start()?)
+    Ok((peer.start()?, joined))
 }
 
 /// One call state change and when the app was told.
