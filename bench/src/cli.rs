@@ -158,6 +158,10 @@ pub enum Benchmark {
         /// How many audience members watch the live room.
         #[arg(long, value_name = "N", default_value_t = 3)]
         audience: usize,
+        /// Nodes the live room spreads over (origin and edges, one etcd); the audience is spread over
+        /// them.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        nodes: u16,
     },
     /// A viewer changes its network (a new UDP socket) and restarts ICE over signaling, round after
     /// round; measures the change → its video again, beside a fresh join's first frame in the same run.
@@ -371,10 +375,15 @@ mod tests {
             panic!("expected call-connect");
         };
         assert_eq!((calls, concurrent), (20, 1));
-        let Benchmark::Switch { rounds, audience } = parse(&["showcall-bench", "switch"]) else {
+        let Benchmark::Switch {
+            rounds,
+            audience,
+            nodes,
+        } = parse(&["showcall-bench", "switch"])
+        else {
             panic!("expected switch");
         };
-        assert_eq!((rounds, audience), (10, 3));
+        assert_eq!((rounds, audience, nodes), (10, 3, 1));
         let Benchmark::IceRestart {
             rounds,
             video_scale,

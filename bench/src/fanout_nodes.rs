@@ -33,7 +33,7 @@ use super::child_node::{ChildNode, ChildOptions, node_binary};
 use super::cluster::start_etcd;
 use super::fanout::{LATE, Window, loss, probe_keep, receive_probe, window_start};
 use super::report::{histogram, load_average, percentiles, progress};
-use super::sdk_user::{guarded, login, publish_joined};
+use super::sdk_user::{guarded, host_candidate_port, login, publish_joined};
 use super::soak::samples::{admin, node_info};
 use super::tokens::token_factory;
 use super::{clip, cpu};
@@ -143,14 +143,6 @@ async fn formed(nodes: &[Node]) -> anyhow::Result<()> {
     }
 }
 
-/// The port of the first host candidate in an SDP answer: where the session's router receives.
-fn candidate_port(sdp: &str) -> Option<u16> {
-    sdp.lines()
-        .filter_map(|l| l.strip_prefix("a=candidate:"))
-        .filter(|l| l.contains("typ host") && l.to_ascii_lowercase().contains(" udp "))
-        .find_map(|l| l.split_whitespace().nth(5)?.parse().ok())
-}
-
 /// One phase: `count` nodes, the broadcaster, `audience` probes spread over the nodes, a window.
 async fn phase(
     node_bin: &Path,
@@ -168,7 +160,7 @@ async fn phase(
 
     let host = login(&nodes[0].process.url, &token("fanout-host")?).await?;
     let (broadcaster, joined) = publish_joined(&host, ROOM, source.clone()).await?;
-    let origin = node_of_port(candidate_port(&joined.sdp_answer))
+    let origin = node_of_port(host_candidate_port(&joined.sdp_answer))
         .context("the broadcaster's answer names none of the nodes")?;
     let epoch = guarded("broadcaster connects", broadcaster.wait_connected())
         .await??
@@ -186,7 +178,7 @@ async fn phase(
             ..ProbeOptions::default()
         };
         let (probe, joined) = RtpProbe::join(&signal, ROOM, opts).await?;
-        let on = node_of_port(candidate_port(&joined.sdp_answer))
+        let on = node_of_port(host_candidate_port(&joined.sdp_answer))
             .context("a viewer's answer names none of the nodes")?;
         members.push((signal, probe, on));
         bar.inc(1);
@@ -295,17 +287,4 @@ pub(super) async fn run(
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_host_candidate_port_is_read_from_an_answer() {
-        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40123 typ host\r\n\
-                   a=candidate:2 1 tcp 1 127.0.0.1 40124 typ host tcptype passive\r\n";
-        assert_eq!(candidate_port(sdp), Some(40123));
-        assert_eq!(candidate_port("v=0\r\n"), None);
-    }
 }

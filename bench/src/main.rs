@@ -150,7 +150,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             viewer_memory::run(viewers, seconds, video_scale, &node_bin).await
         }
         Benchmark::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
-        Benchmark::Switch { rounds, audience } => switch::run(rounds, audience).await,
+        Benchmark::Switch {
+            rounds,
+            audience,
+            nodes,
+        } => switch::run(rounds, audience, usize::from(nodes)).await,
         Benchmark::IceRestart {
             rounds,
             video_scale,
