@@ -11,6 +11,11 @@
 //!   the window by `probe_frames`), so 300 to 1,000 members fit on the machine beside the node; or
 //!   `--receiver session-tcp`: sessions over ICE-TCP only, each on a TCP connection to the router, to
 //!   read a TCP viewer's cost against a UDP one's (run both, back to back).
+//! - Probes offer no transport-wide congestion control (`ProbeOptions::transport_cc` off), so the router
+//!   has no bandwidth estimate for them and forwards the whole stream: this measures forwarding. With
+//!   feedback, probes starved of CPU on this box send it late, the estimator reads the delay as
+//!   congestion and pauses their video (BENCHMARKS `fanout`, 12.7 % of frames); adaptation itself is
+//!   measured by `bandwidth`.
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
 //!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
 //!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
@@ -195,6 +200,8 @@ impl Member {
             FanoutReceiver::Probe => {
                 let opts = ProbeOptions {
                     keep_packets,
+                    // Forwarding alone: no bandwidth adaptation (see the module docs).
+                    transport_cc: false,
                     ..ProbeOptions::default()
                 };
                 Member::Probe(RtpProbe::join(signal, ROOM, opts).await?.0)

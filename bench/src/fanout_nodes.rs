@@ -175,6 +175,8 @@ async fn phase(
         let signal = login(url, &token(&format!("fan-{i}"))?).await?;
         let opts = ProbeOptions {
             keep_packets: keep,
+            // Forwarding alone: no bandwidth adaptation (see the module docs).
+            transport_cc: false,
             ..ProbeOptions::default()
         };
         let (probe, joined) = RtpProbe::join(&signal, ROOM, opts).await?;
