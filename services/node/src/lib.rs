@@ -261,6 +261,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
             tcp: config.media_tcp_bind(),
+            // The node-to-node relay is wired by the cluster's control plane (issue 15).
+            relay: None,
         },
         media_events_tx,
     )

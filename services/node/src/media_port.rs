@@ -190,6 +190,21 @@ pub async fn forward_events(hub: Hub, mut events: mpsc::UnboundedReceiver<MediaE
             MediaEvent::SessionClosed { key } => {
                 tracing::info!(app = %key.app, channel = %key.channel, user = %key.user, "media session closed");
             }
+            // The relay's own log says so too; what to do about it is the control plane's (issue 15).
+            MediaEvent::RelayStalled {
+                app,
+                channel,
+                origin_node,
+            } => {
+                tracing::warn!(%app, %channel, origin = %origin_node, "media relay from origin stalled");
+            }
+            MediaEvent::RelayResumed {
+                app,
+                channel,
+                origin_node,
+            } => {
+                tracing::info!(%app, %channel, origin = %origin_node, "media relay from origin resumed");
+            }
         }
     }
 }
