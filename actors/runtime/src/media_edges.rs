@@ -433,7 +433,18 @@ impl Hub {
             .request::<Result<RelayTicket, MediaRefusal>>(origin, body)
             .await
             .map_err(|e| MediaRefusal::Unavailable(e.to_string()))??;
-        relay.subscribe_origin(app, channel, origin, &ticket)?;
+        if let Err(refusal) = relay.subscribe_origin(app, channel, origin, &ticket) {
+            // The origin relays to this edge already: it stops, as after a last viewer's leave.
+            let _ = self.ship(
+                origin,
+                Body::Media {
+                    app: app.clone(),
+                    channel: channel.clone(),
+                    op: MediaOp::RemoveEdge,
+                },
+            );
+            return Err(refusal);
+        }
         room.subscribed = true;
         tracing::info!(%app, %channel, %origin, "edge subscribed to the room's origin");
         Ok(())

@@ -462,4 +462,27 @@ mod tests {
         let (msg, _answer) = restart_ice();
         assert_eq!(msg.readable_by(2).len(), 1, "a 1.2 node reads it");
     }
+
+    #[tokio::test]
+    async fn a_member_media_command_is_not_sent_to_a_channel_node_before_1_4() {
+        let member_media = || {
+            let (port, answer) = ractor::concurrency::oneshot();
+            let msg = ChannelMsg::MemberMedia {
+                user: "fan".into(),
+                command: showcall_protocol::media_edge::MemberMedia::RestartIce {
+                    sdp_offer: "v=0\r\n".into(),
+                },
+                reply: Responder::Local(port.into()),
+            };
+            (msg, answer)
+        };
+        let (msg, answer) = member_media();
+        assert!(msg.readable_by(3).is_empty(), "nothing goes to a 1.3 node");
+        assert!(matches!(
+            answer.await,
+            Ok(Err(CommandError::Unavailable(_)))
+        ));
+        let (msg, _answer) = member_media();
+        assert_eq!(msg.readable_by(4).len(), 1, "a 1.4 node reads it");
+    }
 }

@@ -246,6 +246,8 @@ struct RecordingRelay {
     node: NodeId,
     log: Arc<Log>,
     keys: AtomicU64,
+    /// Refuses to subscribe (its relay socket is gone, say).
+    refuses: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MediaRelay for RecordingRelay {
@@ -287,6 +289,9 @@ impl MediaRelay for RecordingRelay {
         origin_node: &NodeId,
         origin: &RelayTicket,
     ) -> Result<(), MediaRefusal> {
+        if self.refuses.load(Ordering::Relaxed) {
+            return Err(MediaRefusal::Unavailable("no relay socket".into()));
+        }
         self.log.push(format!(
             "subscribe {channel} {origin_node} at {}",
             origin.addr
@@ -305,6 +310,8 @@ struct Nodes {
     cluster: Arc<Cluster>,
     /// Each node's router and relay log.
     logs: HashMap<&'static str, Arc<Log>>,
+    /// Makes a node's relay refuse subscriptions.
+    relay_refuses: HashMap<&'static str, Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Nodes {
@@ -316,9 +323,12 @@ impl Nodes {
 fn two_nodes() -> Nodes {
     let cluster = Arc::new(Cluster::default());
     let mut logs = HashMap::new();
+    let mut relay_refuses = HashMap::new();
     let mut hub = |name: &'static str| {
         let log = Arc::new(Log::default());
         logs.insert(name, log.clone());
+        let refuses = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        relay_refuses.insert(name, refuses.clone());
         let mut parts = HubParts::single_node(node(name), UserConfig::default());
         parts.placement = Arc::new(TestPlacement {
             this: node(name),
@@ -336,6 +346,7 @@ fn two_nodes() -> Nodes {
             node: node(name),
             log,
             keys: AtomicU64::new(1),
+            refuses,
         });
         Hub::new(parts)
     };
@@ -347,6 +358,7 @@ fn two_nodes() -> Nodes {
         b,
         cluster,
         logs,
+        relay_refuses,
     }
 }
 
@@ -630,4 +642,34 @@ async fn viewers_whose_edge_node_died_leave_the_room() {
         "the origin stops relaying to the dead edge: {:?}",
         nodes.log("a")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_whose_edge_cannot_relay_gets_its_session_on_the_origin() {
+    let nodes = two_nodes();
+    nodes.relay_refuses["b"].store(true, Ordering::Relaxed);
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+    let a_log = nodes.log("a");
+    assert!(
+        a_log.contains(&"open showroom bob publish=false".into()),
+        "{a_log:?}"
+    );
+    // The origin had added the edge before the edge's router refused: it stops relaying to it, and
+    // the edge holds nothing of the room.
+    until("the origin stops relaying to b", || {
+        nodes.logs["a"].count("remove edge showroom b") == 1
+    })
+    .await;
+    assert!(
+        !nodes.log("b").iter().any(|l| l.starts_with("open")),
+        "{:?}",
+        nodes.log("b")
+    );
+    until("the edge's room worker ended", || {
+        nodes.b.edge_rooms().is_empty()
+    })
+    .await;
 }
