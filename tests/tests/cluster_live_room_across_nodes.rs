@@ -4,9 +4,13 @@
 //! `client_node`), whose router subscribes to the origin and fans the host out; the viewer decodes the
 //! host's video and audio. The host goes into a 1v1 call: the viewer is told the broadcaster paused,
 //! and after the hangup that it resumed, and frames flow again.
+//! - An edge that dies (SIGKILL) is a node loss the origin's room sees: a viewer whose media session was
+//!   there leaves the room (the other members are told), though its session's user actor lives on.
 
-use showcall_sdk::ChannelRole;
-use showcall_tests::cluster::{Etcd, NodeOptions, NodeProcess, eventually, start_converged};
+use showcall_sdk::{ChannelRole, channel_event};
+use showcall_tests::cluster::{
+    Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
+};
 use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::{hang_up, is_paused, is_resumed, video_call_with_media};
 
@@ -115,4 +119,56 @@ async fn a_viewer_on_another_node_watches_the_host_through_its_own_node_and_sees
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_whose_edge_node_dies_leaves_the_room() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let [n1, n2]: [NodeProcess; 2] = start_converged(&etcd, &["n1", "n2"], &options)
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two nodes"));
+    let host = n1.prepared_user("host").await;
+    let _host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+    let origin_id = origin_of(&[&n1, &n2], LIVE)
+        .await
+        .expect("the room runs somewhere");
+    let (origin, edge) = if origin_id == n1.id {
+        (n1, n2)
+    } else {
+        (n2, n1)
+    };
+    // The watcher and the fan have their sessions on the origin, which survives; the fan connects to
+    // the edge, so its media goes there.
+    let served = shares(&[&origin, &edge]).await;
+    let on_origin = &served[&origin.id];
+    let watcher_id = user_in("watcher", on_origin, options.partitions);
+    let fan_id = user_in("fan", on_origin, options.partitions);
+    let mut watcher = origin.user(&watcher_id).await;
+    watcher
+        .signal
+        .join_channel(LIVE, ChannelRole::Audience)
+        .await
+        .expect("the watcher joins");
+    let fan = edge.user(&fan_id).await;
+    let fan_media = fan.join_media(LIVE, ChannelRole::Audience).await;
+    fan_media
+        .wait_video_frames(10)
+        .await
+        .expect("the fan watches through the edge");
+    assert_eq!(
+        media_sessions(&edge).await,
+        1.0,
+        "the fan's session is on the edge"
+    );
+
+    edge.kill().await;
+    let left = watcher
+        .wait_channel(
+            LIVE,
+            |k| matches!(k, channel_event::Kind::MemberLeft(user) if *user == fan_id),
+        )
+        .await;
+    println!("the room heard: {left:?}");
 }
