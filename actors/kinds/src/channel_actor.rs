@@ -11,7 +11,6 @@
 //! spans of the call's trace; so are a live channel's pause and resume for a call (`showcall_protocol::trace`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
@@ -532,40 +531,13 @@ fn member_media(
         Some(edge) => state.ctx.media_at(edge),
         None => state.ctx.media().clone(),
     };
-    let (app, channel) = (&state.app, state.machine.name());
-    let outcome: std::pin::Pin<Box<dyn Future<Output = Result<CommandOk, CommandError>> + Send>> =
-        match command {
-            MemberMedia::Answer {
-                sdp_answer,
-                revision,
-            } => {
-                let applied = media.accept_answer(app, channel, &user, revision, sdp_answer);
-                Box::pin(async move {
-                    applied
-                        .await
-                        .map(|()| CommandOk::Done)
-                        .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"))
-                })
-            }
-            MemberMedia::RestartIce { sdp_offer } => {
-                let restarted = media.restart_ice(app, channel, &user, sdp_offer);
-                Box::pin(async move {
-                    restarted
-                        .await
-                        .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
-                        .map_err(|refusal| refusal.into_command_error("restart_ice.sdp_offer"))
-                })
-            }
-            MemberMedia::SetVideoLayer { max_layer } => {
-                let capped = media.set_video_layer(app, channel, &user, max_layer);
-                Box::pin(async move {
-                    capped
-                        .await
-                        .map(|()| CommandOk::Done)
-                        .map_err(|refusal| refusal.into_command_error("set_video_layer.max_layer"))
-                })
-            }
-        };
+    let outcome = showcall_ports::media::member_media(
+        media.as_ref(),
+        &state.app,
+        state.machine.name(),
+        &user,
+        command,
+    );
     tokio::spawn(async move {
         let _ = reply.send(outcome.await);
     });

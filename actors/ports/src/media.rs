@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use showcall_machines::{ChannelName, UserId};
-use showcall_protocol::{AppId, CommandError, NodeId, VideoLayer};
+use showcall_protocol::media_edge::MemberMedia;
+use showcall_protocol::{AppId, CommandError, CommandOk, NodeId, VideoLayer};
 
 /// A media session's SDP answer, or why the offer was refused (shown to the client).
 pub type SessionOpening = Pin<Box<dyn Future<Output = Result<String, MediaRefusal>> + Send>>;
@@ -217,6 +218,52 @@ impl MediaControl for Unreachable {
 
     fn request_keyframe(&self, app: &AppId, channel: &ChannelName, publisher: &UserId) {
         tracing::warn!(node = %self.0, %app, %channel, %publisher, "keyframe not requested: no link to its node");
+    }
+}
+
+/// The outcome of a member's command for its own media session, as the client is answered.
+pub type MemberMediaDone = Pin<Box<dyn Future<Output = Result<CommandOk, CommandError>> + Send>>;
+
+/// Carries out a member's command for its media session (`showcall_protocol::media_edge::MemberMedia`)
+/// on `media` — the router holding the session — and says how the client is answered.
+pub fn member_media(
+    media: &dyn MediaControl,
+    app: &AppId,
+    channel: &ChannelName,
+    user: &UserId,
+    command: MemberMedia,
+) -> MemberMediaDone {
+    match command {
+        MemberMedia::Answer {
+            sdp_answer,
+            revision,
+        } => {
+            let applied = media.accept_answer(app, channel, user, revision, sdp_answer);
+            Box::pin(async move {
+                applied
+                    .await
+                    .map(|()| CommandOk::Done)
+                    .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"))
+            })
+        }
+        MemberMedia::RestartIce { sdp_offer } => {
+            let restarted = media.restart_ice(app, channel, user, sdp_offer);
+            Box::pin(async move {
+                restarted
+                    .await
+                    .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
+                    .map_err(|refusal| refusal.into_command_error("restart_ice.sdp_offer"))
+            })
+        }
+        MemberMedia::SetVideoLayer { max_layer } => {
+            let capped = media.set_video_layer(app, channel, user, max_layer);
+            Box::pin(async move {
+                capped
+                    .await
+                    .map(|()| CommandOk::Done)
+                    .map_err(|refusal| refusal.into_command_error("set_video_layer.max_layer"))
+            })
+        }
     }
 }
 

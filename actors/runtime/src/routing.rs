@@ -550,29 +550,15 @@ impl Hub {
         command: MemberMedia,
         reply: Responder<CommandOk>,
     ) {
-        let media = self.media().clone();
-        let (app, channel) = (app.clone(), channel.clone());
+        let done = showcall_ports::media::member_media(
+            self.media().as_ref(),
+            app,
+            channel,
+            &user,
+            command,
+        );
         tokio::spawn(async move {
-            let answer = match command {
-                MemberMedia::Answer {
-                    sdp_answer,
-                    revision,
-                } => media
-                    .accept_answer(&app, &channel, &user, revision, sdp_answer)
-                    .await
-                    .map(|()| CommandOk::Done)
-                    .map_err(|r| r.into_command_error("answer_media.sdp_answer")),
-                MemberMedia::RestartIce { sdp_offer } => media
-                    .restart_ice(&app, &channel, &user, sdp_offer)
-                    .await
-                    .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
-                    .map_err(|r| r.into_command_error("restart_ice.sdp_offer")),
-                MemberMedia::SetVideoLayer { max_layer } => media
-                    .set_video_layer(&app, &channel, &user, max_layer)
-                    .await
-                    .map(|()| CommandOk::Done)
-                    .map_err(|r| r.into_command_error("set_video_layer.max_layer")),
-            };
+            let answer = done.await;
             let _ = reply.send(answer);
         });
     }
