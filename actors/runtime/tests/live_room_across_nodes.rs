@@ -673,3 +673,27 @@ async fn a_viewer_whose_edge_cannot_relay_gets_its_session_on_the_origin() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_who_joins_again_where_its_node_is_full_moves_to_the_origin() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    // b fills up; bob's new offer (a rejoin) gets its session on the origin, and the one on b closes.
+    nodes.cluster.full.lock().unwrap().insert(node("b"));
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+    until("b unsubscribed", || {
+        nodes.logs["b"].count("unsubscribe showroom") == 1
+    })
+    .await;
+    assert_eq!(nodes.logs["b"].count("close showroom bob"), 1);
+    // Its media commands now go to the origin's router.
+    bob.command(UserCommand::SetVideoLayer {
+        channel: room(),
+        max_layer: VideoLayer::Medium,
+    })
+    .await;
+    assert_eq!(nodes.logs["a"].count("layer showroom bob Medium"), 1);
+}
