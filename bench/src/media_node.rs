@@ -42,6 +42,8 @@ impl MediaNode {
             room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
             tcp: config.media_tcp_bind(),
+            // The node-to-node relay is wired by the cluster's control plane (issue 15).
+            relay: None,
         };
         let router = MediaRouter::start(media, events_tx)?;
         let router_tids = router.worker_thread_ids().to_vec();

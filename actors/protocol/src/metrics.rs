@@ -106,6 +106,10 @@ pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total"
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
 /// Counter: packets of a channel spread over media workers that a worker could not take (queue full).
 pub const MEDIA_RELAY_DROPPED_TOTAL: &str = "showcall_media_relay_dropped_total";
+/// Counter, label `event` (`stalled`, `resumed`): an edge's relay of a room stopped hearing its origin
+/// (the origin node died or the path between them broke), or heard it again
+/// (`showcall_protocol::media_edge`).
+pub const MEDIA_EDGE_RELAY_TOTAL: &str = "showcall_media_edge_relay_total";
 /// Gauge, label `path` (`udp`, `tcp`, `relay`): media sessions now by the path their latest datagram came
 /// by — straight over UDP, over ICE-TCP, or over UDP through a TURN relay.
 pub const MEDIA_SESSIONS: &str = "showcall_media_sessions";
@@ -235,6 +239,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Packets of a channel spread over media workers that a worker could not take (its queue full).",
     ),
     (
+        MEDIA_EDGE_RELAY_TOTAL,
+        "Rooms whose relay from their origin stalled (origin gone or unreachable) or resumed, on this edge.",
+    ),
+    (
         MEDIA_LAYER_RECEIVERS,
         "Receivers forwarded each simulcast layer now (one per publisher they get video from).",
     ),
@@ -356,8 +364,12 @@ pub fn describe() {
         SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL,
         SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL,
         SIGNALING_CONNECTIONS_REFUSED_TOTAL,
+        MEDIA_EDGE_RELAY_TOTAL,
     ] {
         metrics::describe_counter!(name, help(name));
+    }
+    for event in ["stalled", "resumed"] {
+        metrics::counter!(MEDIA_EDGE_RELAY_TOTAL, "event" => event).increment(0);
     }
     metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(0);
     metrics::counter!(SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL).increment(0);

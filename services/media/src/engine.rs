@@ -1082,6 +1082,14 @@ impl Engine {
     /// What another worker says.
     pub(crate) fn control(&mut self, control: Control) {
         match control {
+            Control::Paused { key, paused } => {
+                let room = self.rooms.entry(room_key(&key)).or_default();
+                if paused {
+                    room.paused.insert(key.user);
+                } else if room.paused.remove(&key.user) {
+                    self.resume(&key.app, &key.channel, &key.user);
+                }
+            }
             Control::WantKeyframe { session, layers } => {
                 if let Some(peer) = self.peers.get_mut(&session) {
                     peer.last_keyframe_request = None;

@@ -21,6 +21,12 @@ pub enum MediaError {
     NotIceRestart(String),
     #[error("no video layer {0}: layers are 0 (the best) to {max}", max = crate::simulcast::MAX_LAYERS - 1)]
     UnknownLayer(u8),
+    #[error("this media router has no relay socket (MediaConfig::relay)")]
+    NoRelay,
+    #[error("a relay key is 16 bytes, not {0}")]
+    BadRelayKey(usize),
+    #[error("this channel already relays the other way on this node: {0}")]
+    RelayConflict(String),
     #[error("the media router is not running")]
     Stopped,
 }

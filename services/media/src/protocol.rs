@@ -63,6 +63,20 @@ pub enum MediaEvent {
         revision: u64,
         sdp_offer: String,
     },
+    /// This node is an edge of the channel and has heard nothing from its origin (no packet, no
+    /// state) for [`crate::relay_node::STALL_AFTER`]: its viewers get nothing from there. Said once per
+    /// stall; the channel's origin publishers stay known until the node unsubscribes.
+    RelayStalled {
+        app: String,
+        channel: String,
+        origin_node: String,
+    },
+    /// The origin of a stalled relay is heard again.
+    RelayResumed {
+        app: String,
+        channel: String,
+        origin_node: String,
+    },
 }
 
 pub(crate) enum Command {
@@ -188,6 +202,32 @@ pub struct RouterStats {
     /// Sessions now by the path their latest datagram came by: UDP, ICE-TCP, UDP through a TURN relay
     /// (`crate::session_path`); sessions that received nothing yet are not counted.
     pub sessions_by_path: [usize; 3],
+    /// Node-to-node relay ([`crate::relay_node`]), origin side: publisher packets sent to edges (one
+    /// per packet per edge, however many viewers the edge has; resends not counted).
+    pub relay_packets_sent: u64,
+    /// Origin side: packets resent to edges on their NACKs.
+    pub relay_packets_retransmitted: u64,
+    /// Origin side: relay sequence numbers NACKed that had already left the retransmission buffer.
+    pub relay_nacks_unanswered: u64,
+    /// Origin side: edges now, summed over relayed channels.
+    pub relay_edges: usize,
+    /// Edge side: packets received from origins (each once: duplicates are not counted).
+    pub relay_packets_received: u64,
+    /// Edge side: relay sequence numbers NACKed (each try counted).
+    pub relay_nacks_sent: u64,
+    /// Edge side: packets missing that NACKs did not bring back in time (given up).
+    pub relay_packets_lost: u64,
+    /// Edge side: origin publishers known now, summed over subscribed channels.
+    pub relay_publishers: usize,
+    /// Relay packets not delivered: the socket's send buffer was full, an edge worker's queue was full,
+    /// or the packet's publisher was not known yet.
+    pub relay_packets_dropped: u64,
+    /// Relay datagrams refused: too short, another version, not authentic under the relay's key, of no
+    /// known relay, from the wrong address, or replayed.
+    pub relay_datagrams_rejected: u64,
+    /// Keyframe requests passed on: at an edge, to its origin; at an origin, to a publisher's worker
+    /// (after aggregation, [`crate::relay_keyframes`]).
+    pub relay_keyframe_requests: u64,
 }
 
 impl std::ops::AddAssign for RouterStats {
@@ -227,5 +267,16 @@ impl std::ops::AddAssign for RouterStats {
         self.estimate_count += o.estimate_count;
         self.video_pauses += o.video_pauses;
         self.video_held += o.video_held;
+        self.relay_packets_sent += o.relay_packets_sent;
+        self.relay_packets_retransmitted += o.relay_packets_retransmitted;
+        self.relay_nacks_unanswered += o.relay_nacks_unanswered;
+        self.relay_edges += o.relay_edges;
+        self.relay_packets_received += o.relay_packets_received;
+        self.relay_nacks_sent += o.relay_nacks_sent;
+        self.relay_packets_lost += o.relay_packets_lost;
+        self.relay_publishers += o.relay_publishers;
+        self.relay_packets_dropped += o.relay_packets_dropped;
+        self.relay_datagrams_rejected += o.relay_datagrams_rejected;
+        self.relay_keyframe_requests += o.relay_keyframe_requests;
     }
 }

@@ -11,7 +11,8 @@
 //! packets, as a congested network would, counted in `relay_dropped`; the receivers' NACKs to their own
 //! worker cannot bring them back, their next keyframe does), control messages on an unbounded one (they
 //! come from joins, leaves and keyframe requests, never per packet). Another node can sit behind the same
-//! seam: what crosses it is a publisher's identity and its RTP packets.
+//! seam: what crosses it is a publisher's identity and its RTP packets ([`crate::relay_node`]: the node's
+//! relay is one more member of the mesh, after the workers).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,10 @@ pub enum Control {
     /// A receiver on the sending worker needs a keyframe of `layers` from `session` (on the receiving
     /// worker).
     WantKeyframe { session: PeerId, layers: LayerSet },
+    /// A publisher on another node is held back (`paused`) or forwarded again: the receiving worker
+    /// holds its lines, or starts them again at its next keyframe, as for a pause of its own
+    /// ([`crate::relay_node`] sends it on edges).
+    Paused { key: PeerKey, paused: bool },
 }
 
 /// One worker's ends of the seam, as the others hold them.

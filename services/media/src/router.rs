@@ -22,6 +22,7 @@
 //! credentials for its session; the worker that has it answers, and the session stays where it is (same
 //! worker, same streams) under its new ufrag.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,7 @@ use crate::placement::Placement;
 use crate::protocol::Command;
 pub use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{self, Mesh, RelayInbox};
+use crate::relay_node::{self, RelayCommand, RelayNode, RelayPeer};
 use crate::tcp::{self, TcpLinks};
 use crate::worker;
 
@@ -59,6 +61,10 @@ pub struct MediaConfig {
     /// TCP address to listen on for ICE-TCP: worker `i` binds its port + `i` (port 0 = any, for every
     /// worker); its host candidate uses `advertise_ip` too. `None`: UDP only.
     pub tcp: Option<SocketAddr>,
+    /// UDP address of the node-to-node relay ([`crate::relay_node`]: one live room across nodes), one
+    /// port whatever the workers (port 0 = any; [`MediaRouter::relay_addr`] says which). Only other
+    /// nodes send to it; clients never do. `None`: this node neither serves edges nor subscribes.
+    pub relay: Option<SocketAddr>,
 }
 
 /// Worker `index`'s port: `base` + `index` (0 stays 0: any port).
@@ -83,10 +89,34 @@ struct Worker {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// The node's relay: its command channel, its address, its place in the mesh, and its thread.
+#[derive(Debug)]
+struct Relay {
+    tx: mpsc::UnboundedSender<RelayCommand>,
+    addr: SocketAddr,
+    /// Its index in the mesh (one past the workers).
+    index: usize,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Which channels the node relays, as the handle keeps them (to tell workers and the relay where a
+/// channel is).
+#[derive(Debug, Default)]
+struct RelayRooms {
+    /// Origin: each relayed channel's edges, by node.
+    edges: HashMap<(String, String), HashSet<String>>,
+    /// Edge: the channels received from an origin.
+    subscribed: HashSet<(String, String)>,
+    /// Publishers held back now, per channel (an edge added later learns them).
+    paused: HashMap<(String, String), HashSet<String>>,
+}
+
 /// The node's media router. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct MediaRouter {
     workers: Arc<[Worker]>,
+    relay: Option<Arc<Relay>>,
+    relay_rooms: Arc<Mutex<RelayRooms>>,
     /// The workers' thread ids (Linux; empty elsewhere).
     tids: Arc<[u32]>,
     placement: Arc<Mutex<Placement>>,
@@ -112,6 +142,13 @@ impl MediaRouter {
                 (RelayInbox { packets, control }, (packets_rx, control_rx))
             })
             .unzip();
+        let mut inboxes = inboxes;
+        let relay_queues = config.relay.map(|_| {
+            let (packets, packets_rx) = mpsc::channel(relay::PACKET_QUEUE);
+            let (control, control_rx) = mpsc::unbounded_channel();
+            inboxes.push(RelayInbox { packets, control });
+            (packets_rx, control_rx)
+        });
         let mesh: Mesh = inboxes.into();
         let mut workers = Vec::with_capacity(count);
         // Each worker says its thread id once running (for the benchmarks' CPU accounting).
@@ -192,6 +229,17 @@ impl MediaRouter {
                 .map_err(|_| std::io::Error::other("a media worker thread died at start"))?;
             tids[index] = tid;
         }
+        let relay = match (config.relay, relay_queues) {
+            (Some(bind), Some((packets, control))) => Some(Arc::new(start_relay(
+                bind,
+                count,
+                mesh.clone(),
+                events.clone(),
+                packets,
+                control,
+            )?)),
+            _ => None,
+        };
         let capacity = match config.room_capacity {
             0 => DEFAULT_ROOM_CAPACITY,
             n => n,
@@ -199,6 +247,8 @@ impl MediaRouter {
         Ok(MediaRouter {
             tids: tids.into_iter().flatten().collect::<Vec<_>>().into(),
             workers: workers.into(),
+            relay,
+            relay_rooms: Arc::default(),
             placement: Arc::new(Mutex::new(Placement::new(count, capacity))),
         })
     }
@@ -239,16 +289,160 @@ impl MediaRouter {
     }
 
     /// Tells the workers a channel was and is on which workers it is on now.
+    /// On an origin, a relayed channel is on the relay too (the mesh's member past the workers): its
+    /// publishers' workers hand it their packets. On an edge, the relay learns which workers to hand
+    /// the origin's packets to.
     fn announce_room_workers(&self, app: &str, channel: &str, before: &[usize], now: &[usize]) {
         let mut told: Vec<usize> = before.iter().chain(now).copied().collect();
         told.sort_unstable();
         told.dedup();
+        let room = (app.to_owned(), channel.to_owned());
+        let (relayed, subscribed) = {
+            let rooms = self.relay_rooms();
+            (
+                rooms.edges.contains_key(&room),
+                rooms.subscribed.contains(&room),
+            )
+        };
+        let mut workers = now.to_vec();
+        if relayed && let Some(relay) = &self.relay {
+            workers.push(relay.index);
+        }
         for w in told {
             let _ = self.workers[w].tx.send(Command::RoomWorkers {
                 app: app.to_owned(),
                 channel: channel.to_owned(),
+                workers: workers.clone(),
+            });
+        }
+        if subscribed && let Some(relay) = &self.relay {
+            let _ = relay.tx.send(RelayCommand::RoomWorkers {
+                room,
                 workers: now.to_vec(),
             });
+        }
+    }
+
+    fn relay_rooms(&self) -> std::sync::MutexGuard<'_, RelayRooms> {
+        // Plain bookkeeping, as the placement.
+        self.relay_rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn relay(&self) -> Result<&Relay, MediaError> {
+        self.relay.as_deref().ok_or(MediaError::NoRelay)
+    }
+
+    /// The relay's UDP address (other nodes' edges and origins send here), when it has one
+    /// ([`MediaConfig::relay`]).
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().map(|r| r.addr)
+    }
+
+    /// Origin: sends the channel's publishers to `edge` too, once per packet whatever its viewers
+    /// ([`crate::relay_node`]). An edge of the same node replaces the previous one (a new key or
+    /// address). Refused without a relay socket, or when this node is itself an edge of the channel.
+    pub fn add_edge(&self, app: &str, channel: &str, edge: RelayPeer) -> Result<(), MediaError> {
+        let relay = self.relay()?;
+        let room = (app.to_owned(), channel.to_owned());
+        let (first, paused) = {
+            let mut rooms = self.relay_rooms();
+            if rooms.subscribed.contains(&room) {
+                return Err(MediaError::RelayConflict(format!(
+                    "{app}/{channel} is received from an origin here"
+                )));
+            }
+            let paused = rooms
+                .paused
+                .get(&room)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default();
+            let edges = rooms.edges.entry(room.clone()).or_default();
+            let first = edges.is_empty();
+            edges.insert(edge.node.clone());
+            (first, paused)
+        };
+        // The relay knows the edge before the workers announce the channel's publishers to it.
+        relay
+            .tx
+            .send(RelayCommand::AddEdge { room, edge, paused })
+            .map_err(|_| MediaError::Stopped)?;
+        if first {
+            let workers = self.placement().room_workers(app, channel);
+            self.announce_room_workers(app, channel, &workers, &workers);
+        }
+        Ok(())
+    }
+
+    /// Origin: stops sending the channel to `edge_node` (its viewers there see the publishers leave
+    /// only when that node unsubscribes). Unknown edges are ignored.
+    pub fn remove_edge(&self, app: &str, channel: &str, edge_node: &str) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let room = (app.to_owned(), channel.to_owned());
+        let last = {
+            let mut rooms = self.relay_rooms();
+            let Some(edges) = rooms.edges.get_mut(&room) else {
+                return;
+            };
+            edges.remove(edge_node);
+            let last = edges.is_empty();
+            if last {
+                rooms.edges.remove(&room);
+            }
+            last
+        };
+        let _ = relay.tx.send(RelayCommand::RemoveEdge {
+            room,
+            node: edge_node.to_owned(),
+        });
+        if last {
+            let workers = self.placement().room_workers(app, channel);
+            self.announce_room_workers(app, channel, &workers, &workers);
+        }
+    }
+
+    /// Edge: receives the channel's publishers from `origin` and fans them out to the viewers here,
+    /// as if they published on another worker of this node. Subscribing again (another origin, a new
+    /// key) replaces the previous origin. Refused without a relay socket, or when this node is itself
+    /// the channel's origin for some edge.
+    pub fn subscribe_origin(
+        &self,
+        app: &str,
+        channel: &str,
+        origin: RelayPeer,
+    ) -> Result<(), MediaError> {
+        let relay = self.relay()?;
+        let room = (app.to_owned(), channel.to_owned());
+        {
+            let mut rooms = self.relay_rooms();
+            if rooms.edges.contains_key(&room) {
+                return Err(MediaError::RelayConflict(format!(
+                    "{app}/{channel} has edges of this node"
+                )));
+            }
+            rooms.subscribed.insert(room.clone());
+        }
+        let workers = self.placement().room_workers(app, channel);
+        relay
+            .tx
+            .send(RelayCommand::Subscribe {
+                room,
+                origin,
+                workers,
+            })
+            .map_err(|_| MediaError::Stopped)
+    }
+
+    /// Edge: stops receiving the channel; its origin publishers leave the viewers here (their lines
+    /// are renegotiated as for any publisher leaving).
+    pub fn unsubscribe_origin(&self, app: &str, channel: &str) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let room = (app.to_owned(), channel.to_owned());
+        if self.relay_rooms().subscribed.remove(&room) {
+            let _ = relay.tx.send(RelayCommand::Unsubscribe { room });
         }
     }
 
@@ -271,10 +465,15 @@ impl MediaRouter {
         for worker in self.workers.iter() {
             let _ = worker.tx.send(Command::Stop);
         }
+        if let Some(relay) = &self.relay {
+            let _ = relay.tx.send(RelayCommand::Stop);
+        }
         let threads: Vec<_> = self
             .workers
             .iter()
-            .filter_map(|w| w.thread.lock().ok().and_then(|mut t| t.take()))
+            .map(|w| &w.thread)
+            .chain(self.relay.as_ref().map(|r| &r.thread))
+            .filter_map(|t| t.lock().ok().and_then(|mut t| t.take()))
             .collect();
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
@@ -385,6 +584,28 @@ impl MediaRouter {
     /// Starts or stops forwarding a publisher's media to the rest of its channel. Resuming also asks the
     /// publisher for a keyframe, repeatedly until one arrives.
     pub fn set_forwarding(&self, app: &str, channel: &str, publisher: &str, forward: bool) {
+        if let Some(relay) = &self.relay {
+            // Edges are told (and edges added later learn it) before the workers forward again, so
+            // the state saying so goes out ahead of the packets after a resume.
+            let room = (app.to_owned(), channel.to_owned());
+            {
+                let mut rooms = self.relay_rooms();
+                let paused = rooms.paused.entry(room.clone()).or_default();
+                if forward {
+                    paused.remove(publisher);
+                } else {
+                    paused.insert(publisher.to_owned());
+                }
+                if paused.is_empty() {
+                    rooms.paused.remove(&room);
+                }
+            }
+            let _ = relay.tx.send(RelayCommand::Paused {
+                room,
+                publisher: publisher.to_owned(),
+                paused: !forward,
+            });
+        }
         self.send_room(app, channel, || Command::Forward {
             app: app.to_owned(),
             channel: channel.to_owned(),
@@ -428,6 +649,14 @@ impl MediaRouter {
         for worker in self.worker_stats().await? {
             total += worker;
         }
+        if let Some(relay) = &self.relay {
+            let (reply, rx) = oneshot::channel();
+            relay
+                .tx
+                .send(RelayCommand::Stats { reply })
+                .map_err(|_| MediaError::Stopped)?;
+            total += rx.await.map_err(|_| MediaError::Stopped)?;
+        }
         Ok(total)
     }
 
@@ -444,6 +673,41 @@ impl MediaRouter {
         }
         Ok(all)
     }
+}
+
+/// Binds the relay's socket and starts it on a thread of its own (its place in the mesh: `index`).
+fn start_relay(
+    bind: SocketAddr,
+    index: usize,
+    mesh: Mesh,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    packets: mpsc::Receiver<relay::Forwarded>,
+    control: mpsc::UnboundedReceiver<relay::Control>,
+) -> std::io::Result<Relay> {
+    let bound = std::net::UdpSocket::bind(bind)?;
+    bound.set_nonblocking(true)?;
+    enlarge_buffers(&bound);
+    let addr = bound.local_addr()?;
+    let (tx, commands) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("media-relay".to_owned())
+        .spawn(move || {
+            run_worker(bound, move |socket, _sender| {
+                let node = RelayNode::new(index, mesh, events, Instant::now());
+                let inputs = relay_node::RelayInputs {
+                    commands,
+                    packets,
+                    control,
+                };
+                relay_node::run(node, socket, inputs)
+            })
+        })?;
+    Ok(Relay {
+        tx,
+        addr,
+        index,
+        thread: Mutex::new(Some(thread)),
+    })
 }
 
 /// Kernel socket buffers asked for each worker's socket. A worker reads one datagram per turn and a

@@ -84,6 +84,16 @@ impl LayerSet {
         (0..MAX_LAYERS as Layer).filter(move |l| self.contains(*l))
     }
 
+    /// The set as one byte (bit `n` = layer `n`), for the node-to-node relay's wire.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set a byte names; bits past [`MAX_LAYERS`] are ignored.
+    pub fn from_bits(bits: u8) -> LayerSet {
+        LayerSet(bits).intersection(LayerSet::first(MAX_LAYERS))
+    }
+
     fn bit(layer: Layer) -> u8 {
         if usize::from(layer) < MAX_LAYERS {
             1 << layer

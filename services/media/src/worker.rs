@@ -71,6 +71,11 @@ pub(crate) async fn run(
             }
             Some(packet) = inputs.relay_packets.recv() => {
                 engine.set_time(Instant::now());
+                // What was said before the packet was sent applies to it (a publisher announced, a
+                // pause lifted): the two queues are separate, so the control one is looked at first.
+                while let Ok(control) = inputs.relay_control.try_recv() {
+                    engine.control(control);
+                }
                 engine.relayed(packet);
                 // What else is waiting goes out in the same turn.
                 for _ in 0..RELAY_BATCH {
