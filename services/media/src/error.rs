@@ -25,6 +25,8 @@ pub enum MediaError {
     NoRelay,
     #[error("a relay key is 16 bytes, not {0}")]
     BadRelayKey(usize),
+    #[error("this relay key was already used: make a new one for each relay")]
+    RelayKeyReused,
     #[error("this channel already relays the other way on this node: {0}")]
     RelayConflict(String),
     #[error("the media router is not running")]

@@ -28,10 +28,12 @@
 //! - `protocol`: what the handle, the workers and the node say to each other (plain data).
 //! - `placement`: which worker each session lives on; a channel spreads over workers when it outgrows one.
 //! - `relay`: the hand-off of a channel's packets between the workers it is on.
-//! - [`relay_node`]: one live room across nodes: the origin sends each packet once per edge, edges fan
-//!   out locally (the node's relay socket, behind the same seam); `relay_wire`: its datagrams;
-//!   [`relay_crypto`]: their AEAD, key and replay window; `relay_gaps` (edge: which packets to NACK),
-//!   `relay_history` (origin: what to resend), `relay_keyframes` (requests aggregated).
+//! - `relay_node`: one live room across nodes ([`RelayPeer`], [`MediaRouter::add_edge`],
+//!   [`MediaRouter::subscribe_origin`]): the origin sends each packet once per edge, edges fan out
+//!   locally (the node's relay socket, one more member of the worker mesh); `relay_loop`: its IO loop;
+//!   `relay_wire`: its datagrams; `relay_crypto`: their AEAD, key ([`RelayKey`]) and replay window;
+//!   `relay_gaps` (edge: which packets to NACK), `relay_reorder` (edge: the origin's order kept across
+//!   repairs), `relay_history` (origin: what to resend), `relay_keyframes` (requests aggregated).
 //! - `peer`: one session's state.
 //! - `renegotiation`: when a member's send lines turn inactive or active again (server-initiated offers).
 //! - `loss`: the estimate of packets lost on the way in, from str0m's receiver-report stats.
@@ -60,11 +62,13 @@ mod placement;
 mod protocol;
 mod rate;
 mod relay;
-pub mod relay_crypto;
+mod relay_crypto;
 mod relay_gaps;
 mod relay_history;
 mod relay_keyframes;
-pub mod relay_node;
+mod relay_loop;
+mod relay_node;
+mod relay_reorder;
 mod relay_wire;
 mod renegotiation;
 mod rewrite;

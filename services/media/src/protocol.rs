@@ -64,7 +64,7 @@ pub enum MediaEvent {
         sdp_offer: String,
     },
     /// This node is an edge of the channel and has heard nothing from its origin (no packet, no
-    /// state) for [`crate::relay_node::STALL_AFTER`]: its viewers get nothing from there. Said once per
+    /// state) for `relay_node::STALL_AFTER` (3 s): its viewers get nothing from there. Said once per
     /// stall; the channel's origin publishers stay known until the node unsubscribes.
     RelayStalled {
         app: String,
@@ -202,7 +202,7 @@ pub struct RouterStats {
     /// Sessions now by the path their latest datagram came by: UDP, ICE-TCP, UDP through a TURN relay
     /// (`crate::session_path`); sessions that received nothing yet are not counted.
     pub sessions_by_path: [usize; 3],
-    /// Node-to-node relay ([`crate::relay_node`]), origin side: publisher packets sent to edges (one
+    /// Node-to-node relay (`relay_node`), origin side: publisher packets sent to edges (one
     /// per packet per edge, however many viewers the edge has; resends not counted).
     pub relay_packets_sent: u64,
     /// Origin side: packets resent to edges on their NACKs.
@@ -226,7 +226,7 @@ pub struct RouterStats {
     /// known relay, from the wrong address, or replayed.
     pub relay_datagrams_rejected: u64,
     /// Keyframe requests passed on: at an edge, to its origin; at an origin, to a publisher's worker
-    /// (after aggregation, [`crate::relay_keyframes`]).
+    /// (after aggregation, `relay_keyframes`).
     pub relay_keyframe_requests: u64,
 }
 

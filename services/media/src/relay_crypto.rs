@@ -4,8 +4,10 @@
 //! **AES-128-GCM** (aws-lc, already the process's crypto provider). The 96-bit nonce is the sender's
 //! direction (origin → edge 0, edge → origin 1: both ends share one key) followed by a 64-bit counter
 //! the sender never reuses (one per datagram, retransmissions included), carried in the clear header;
-//! the header is the AEAD's associated data. A key is only ever used by one relay (one channel between
-//! one origin and one edge), so 2⁶⁴ datagrams per direction is the key's whole life.
+//! the header is the AEAD's associated data. A key must serve one relay only (one channel between one
+//! origin and one edge: the control plane makes each with [`RelayKey::random`]), so 2⁶⁴ datagrams per
+//! direction is the key's whole life; a relay handed the same key again carries on with its counters
+//! rather than start them over ([`crate::relay_node`]), so no nonce repeats under a key.
 //!
 //! **Replays**: the receiver keeps the highest counter it accepted and a bitmap of the 64 before it
 //! ([`ReplayWindow`], as IPsec and DTLS do). A counter seen before, or older than the window, is dropped:
@@ -23,10 +25,13 @@ pub const TAG_LEN: usize = 16;
 
 /// The secret one relay's datagrams are sealed under: chosen by one node, handed to the other over
 /// their authenticated node link (the control plane's job), never sent on the relay itself.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RelayKey([u8; KEY_LEN]);
 
 impl RelayKey {
+    /// Bytes of a key.
+    pub const LEN: usize = KEY_LEN;
+
     /// A fresh key from the system's secure generator.
     pub fn random() -> RelayKey {
         let mut bytes = [0u8; KEY_LEN];
@@ -63,6 +68,38 @@ impl std::fmt::Debug for RelayKey {
     /// Never prints the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RelayKey(..)")
+    }
+}
+
+/// Keys already handed to this node's relays, so none serves two relays (or one relay twice, its
+/// counters started over): the same nonces under one key would expose the key's authentication.
+/// Remembers the last [`KeyLedger::REMEMBERED`] keys (1 MB); the control plane making each key with
+/// [`RelayKey::random`] is what makes the older ones safe.
+#[derive(Debug, Default)]
+pub struct KeyLedger {
+    seen: std::collections::HashSet<RelayKey>,
+    order: std::collections::VecDeque<RelayKey>,
+}
+
+impl KeyLedger {
+    pub const REMEMBERED: usize = 65_536;
+
+    /// Whether `key` may serve a relay whose key now is `current` (the same key again carries the
+    /// relay on; any other must be new). A new key is remembered.
+    pub fn admit(&mut self, key: &RelayKey, current: Option<&RelayKey>) -> bool {
+        if current == Some(key) {
+            return true;
+        }
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key.clone());
+        if self.order.len() > Self::REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        true
     }
 }
 
@@ -213,6 +250,19 @@ mod tests {
         assert!(RelayKey::try_from(&[0u8; 15][..]).is_err());
         assert_ne!(RelayKey::random(), RelayKey::random());
         assert_eq!(format!("{:?}", RelayKey::random()), "RelayKey(..)");
+    }
+
+    #[test]
+    fn a_key_serves_one_relay() {
+        let mut ledger = KeyLedger::default();
+        let (a, b) = (RelayKey::random(), RelayKey::random());
+        assert!(ledger.admit(&a, None));
+        // The same relay handed its key again: it carries on.
+        assert!(ledger.admit(&a, Some(&a)));
+        // Another relay, or the relay started over with it: refused.
+        assert!(!ledger.admit(&a, None));
+        assert!(!ledger.admit(&a, Some(&b)));
+        assert!(ledger.admit(&b, Some(&a)));
     }
 
     #[test]

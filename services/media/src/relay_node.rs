@@ -12,7 +12,9 @@
 //! another worker would ([`crate::relay::RemotePublisher`] on their side). Everything the workers do
 //! for publishers on another worker — receivers' lines and renegotiation, the keyframe cache for new
 //! viewers, simulcast layer choice, bandwidth allocation, each receiver's continuous numbering —
-//! works for the origin's publishers unchanged.
+//! works for the origin's publishers unchanged. A relay carries one direction: a member publishing
+//! on an edge (not a live room's shape: its host publishes on the origin) reaches that edge's viewers
+//! only.
 //!
 //! **What crosses** ([`crate::relay_wire`] has the layout): origin → edge, each publisher packet with a
 //! per-relay sequence number, and the room's publisher set (who publishes which kinds, who is paused)
@@ -22,8 +24,10 @@
 //!
 //! **Loss repair, hop by hop.** The origin keeps each edge's last [`crate::relay_history::HISTORY`]
 //! packets and resends those an edge NACKs ([`crate::relay_gaps`] says what the edge NACKs and when it
-//! gives up); a packet already overwritten is not resent. Viewers' own NACKs are answered by their
-//! edge from their lines' history, as on one node.
+//! gives up); a packet already overwritten is not resent. The edge hands packets to its workers in
+//! the origin's order, holding those behind a gap until it is repaired or for at most
+//! [`crate::relay_reorder::HOLD_MAX`] ([`crate::relay_reorder`] says why). Viewers' own NACKs are
+//! answered by their edge from their lines' history, as on one node.
 //!
 //! **Keyframes.** A viewer's request reaches the relay as its workers' request for a publisher on
 //! another worker; the edge passes one per publisher layer per window on, and the origin passes one
@@ -43,7 +47,8 @@
 //!
 //! **Trust.** Relay datagrams are sealed with AES-128-GCM under a key per relay (one room between one
 //! origin and one edge), which the control plane exchanges over the nodes' authenticated node link
-//! and hands to both routers ([`RelayPeer`]); it never crosses the relay. A datagram is accepted only
+//! and hands to both routers ([`RelayPeer`]); it never crosses the relay, and a router refuses a key
+//! it has used before (`KeyLedger`: the same nonce twice under a key would expose it). A datagram is accepted only
 //! if it authenticates under the key of the relay its header names, comes from that relay's peer
 //! address, and carries a counter not seen before ([`crate::relay_crypto::ReplayWindow`]). Anything
 //! else — too short, another version, forged, corrupted, replayed, of an unknown relay — is dropped
@@ -56,15 +61,18 @@
 //! the edges see a gap they NACK). Packets to the edge's workers go to their bounded inboxes (full:
 //! dropped, counted in `relay_packets_dropped`; the viewers' next keyframe repairs them). Datagrams go
 //! to the socket without waiting (a full send buffer drops the datagram, counted in
-//! `relay_packets_dropped`; NACKs repair it). Commands (from the control plane) and control messages
-//! (joins, leaves, keyframe requests) queue unbounded: they come per member or per request, never per
-//! packet, as the workers' own control queue does.
+//! `relay_packets_dropped`; NACKs repair it). An edge holds at most
+//! [`crate::relay_reorder::MAX_HELD`] packets behind a gap (more: the gap is passed at once) and
+//! tracks at most [`crate::relay_gaps::MAX_MISSING`] missing ones (more: the oldest are given up); an
+//! origin keeps [`crate::relay_history::HISTORY`] packets per edge (a ring: the oldest is
+//! overwritten). Commands (from the control plane) and control messages (joins, leaves, keyframe
+//! requests) queue unbounded: they come per member or per request, never per packet, as the workers'
+//! own control queue does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::peer::PeerId;
@@ -74,6 +82,7 @@ use crate::relay_crypto::{Cipher, Direction, RelayKey, ReplayWindow};
 use crate::relay_gaps::{Arrival, GapTracker};
 use crate::relay_history::RetransmitBuffer;
 use crate::relay_keyframes::KeyframeAggregator;
+use crate::relay_reorder::ReorderBuffer;
 use crate::relay_wire::{self, Message, PublisherState, RelayPacket, WireError};
 use crate::rewrite::Source;
 
@@ -81,19 +90,20 @@ use crate::rewrite::Source;
 pub const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Silence from an origin after which its edge reports the relay stalled.
 pub const STALL_AFTER: Duration = Duration::from_secs(3);
-/// How often the relay looks at its timers (NACKs, state, keepalives, stalls).
-const TICK: Duration = Duration::from_millis(10);
-/// Largest datagram read (a full-size RTP payload plus the relay's headers).
-const RECV_BUFFER: usize = 2048;
-/// Packets from the workers one turn takes at most.
-const PACKET_BATCH: usize = 256;
+/// How often the relay looks at its timers (NACKs, held packets, state, keepalives, stalls).
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// The other end of a relay, as the control plane hands it over: which node, its relay address
 /// ([`crate::MediaRouter::relay_addr`] there), and the key both ends seal the room's datagrams with.
 #[derive(Clone, Debug)]
 pub struct RelayPeer {
+    /// The other node's id (named in [`crate::MediaEvent::RelayStalled`]; an origin's edges are told
+    /// apart by it).
     pub node: String,
+    /// Its relay socket: where this node sends, and the only address it accepts the relay's
+    /// datagrams from.
     pub addr: SocketAddr,
+    /// The relay's key, the same at both ends, for this relay only.
     pub key: RelayKey,
 }
 
@@ -127,6 +137,11 @@ pub(crate) enum RelayCommand {
         room: RoomKey,
         workers: Vec<usize>,
     },
+    /// Origin: the room closed on this node: its publishers are gone (its workers closed them
+    /// without a word to anyone).
+    RoomClosed {
+        room: RoomKey,
+    },
     /// Origin: a publisher of the room is held back (or forwarded again).
     Paused {
         room: RoomKey,
@@ -143,6 +158,8 @@ pub(crate) enum RelayCommand {
 struct EdgeLink {
     node: String,
     addr: SocketAddr,
+    /// Kept to tell a new key from the same one handed over again.
+    key: RelayKey,
     cipher: Cipher,
     /// The next datagram counter (the nonce).
     counter: u64,
@@ -201,6 +218,8 @@ struct EdgeRoom {
     relay: u64,
     origin_node: String,
     origin_addr: SocketAddr,
+    /// Kept to tell a new key from the same one handed over again.
+    key: RelayKey,
     cipher: Cipher,
     counter: u64,
     replay: ReplayWindow,
@@ -211,6 +230,8 @@ struct EdgeRoom {
     /// By the publisher's session on the origin.
     publishers: HashMap<u64, EdgePublisher>,
     gaps: GapTracker,
+    /// Packets after a gap, waiting for its repair (the workers get them in the origin's order).
+    reorder: ReorderBuffer<RelayPacket>,
     last_heard: Instant,
     stalled: bool,
     keyframes: KeyframeAggregator,
@@ -225,7 +246,8 @@ impl EdgeRoom {
 }
 
 /// The relay's state, sans IO: inputs with their time in, datagrams out ([`RelayNode::take_transmits`]);
-/// what it hands the workers goes on their inboxes, events to the node.
+/// what it hands the workers goes on their inboxes, events to the node. Its loop is
+/// [`crate::relay_loop`].
 pub(crate) struct RelayNode {
     /// Its place in the mesh (one past the workers).
     index: usize,
@@ -329,6 +351,16 @@ impl RelayNode {
                     r.workers = workers;
                 }
             }
+            RelayCommand::RoomClosed { room } => {
+                if let Some(r) = self.origin.get_mut(&room) {
+                    for id in std::mem::take(&mut r.publishers).into_keys() {
+                        r.keyframes.forget(id);
+                        self.publisher_rooms.remove(&id);
+                    }
+                    r.paused.clear();
+                    self.send_state(&room);
+                }
+            }
             RelayCommand::Paused {
                 room,
                 publisher,
@@ -370,16 +402,24 @@ impl RelayNode {
                 keyframes: KeyframeAggregator::default(),
             });
         r.paused.extend(paused);
-        r.edges.retain(|e| e.node != edge.node);
-        r.edges.push(EdgeLink {
-            node: edge.node,
-            addr: edge.addr,
-            cipher: Cipher::new(&edge.key),
-            counter: 0,
-            next_seq: 0,
-            history: RetransmitBuffer::default(),
-            replay: ReplayWindow::default(),
-        });
+        match r.edges.iter_mut().find(|e| e.node == edge.node) {
+            // The same key again (the control plane repeating itself, or the edge's new address): the
+            // link carries on, its counters with it, so no nonce is ever used twice under the key.
+            Some(link) if link.key == edge.key => link.addr = edge.addr,
+            _ => {
+                r.edges.retain(|e| e.node != edge.node);
+                r.edges.push(EdgeLink {
+                    node: edge.node,
+                    addr: edge.addr,
+                    cipher: Cipher::new(&edge.key),
+                    key: edge.key,
+                    counter: 0,
+                    next_seq: 0,
+                    history: RetransmitBuffer::default(),
+                    replay: ReplayWindow::default(),
+                });
+            }
+        }
         // The new edge learns the room at once (the others hear it again, harmlessly).
         self.send_state(&room);
     }
@@ -396,8 +436,18 @@ impl RelayNode {
     fn subscribe(&mut self, room: RoomKey, origin: RelayPeer, workers: Vec<usize>, now: Instant) {
         let relay = relay_wire::relay_id(&room.0, &room.1);
         self.by_relay.insert(relay, room.clone());
+        if let Some(r) = self.edge.get_mut(&room)
+            && r.key == origin.key
+        {
+            // The same key again: the link carries on, its counters with it, so no nonce is ever used
+            // twice under the key.
+            r.origin_node = origin.node;
+            r.origin_addr = origin.addr;
+            r.workers = workers;
+            return;
+        }
         let publishers = match self.edge.remove(&room) {
-            // Another origin: its publishers are known again from its first state.
+            // Another origin (or key): its publishers are known again from its first state.
             Some(previous) => previous.publishers,
             None => HashMap::new(),
         };
@@ -408,12 +458,14 @@ impl RelayNode {
                 origin_node: origin.node,
                 origin_addr: origin.addr,
                 cipher: Cipher::new(&origin.key),
+                key: origin.key,
                 counter: 0,
                 replay: ReplayWindow::default(),
                 state_counter: None,
                 workers,
                 publishers,
                 gaps: GapTracker::default(),
+                reorder: ReorderBuffer::default(),
                 last_heard: now,
                 stalled: false,
                 keyframes: KeyframeAggregator::default(),
@@ -543,7 +595,7 @@ impl RelayNode {
                 if !r.edges[edge].replay.accept(header.counter) {
                     return Err(WireError::Replayed);
                 }
-                self.from_edge(&room, edge, message, now);
+                self.edge_said(&room, edge, message, now);
             }
             Direction::OriginToEdge => {
                 let r = self.edge.get_mut(&room).ok_or(WireError::Forged)?;
@@ -563,13 +615,13 @@ impl RelayNode {
                         origin_node: r.origin_node.clone(),
                     });
                 }
-                self.from_origin(&room, header.counter, message, now);
+                self.origin_said(&room, header.counter, message, now);
             }
         }
         Ok(())
     }
 
-    fn from_edge(&mut self, room: &RoomKey, edge: usize, message: Message, now: Instant) {
+    fn edge_said(&mut self, room: &RoomKey, edge: usize, message: Message, now: Instant) {
         let Some(r) = self.origin.get_mut(room) else {
             return;
         };
@@ -610,7 +662,7 @@ impl RelayNode {
         }
     }
 
-    fn from_origin(&mut self, room: &RoomKey, counter: u64, message: Message, now: Instant) {
+    fn origin_said(&mut self, room: &RoomKey, counter: u64, message: Message, now: Instant) {
         match message {
             Message::Packet(packet) => self.origin_packet(room, packet, now),
             Message::State(publishers) => {
@@ -687,7 +739,8 @@ impl RelayNode {
         }
     }
 
-    /// A packet from the origin: new ones go to the edge's workers the room is on.
+    /// A packet from the origin: new ones go to the edge's workers the room is on, in the origin's
+    /// order ([`crate::relay_reorder`]).
     fn origin_packet(&mut self, room: &RoomKey, packet: RelayPacket, now: Instant) {
         let Some(r) = self.edge.get_mut(room) else {
             return;
@@ -696,43 +749,9 @@ impl RelayNode {
             return;
         }
         self.stats.relay_packets_received += 1;
-        let Some(publisher) = r.publishers.get_mut(&packet.publisher) else {
-            // Before the state that names its publisher: nobody here can place it yet.
-            self.stats.relay_packets_dropped += 1;
-            return;
-        };
-        if publisher.paused && !packet.retransmission {
-            // Sent after a resume whose state has not arrived (or was lost): the origin forwards
-            // it, so it is forwarded here too. Told before the packet, so the lines start over at it.
-            publisher.paused = false;
-            pause(&self.mesh, &r.workers, room, &publisher.user, false);
+        for packet in r.reorder.push(packet.relay_seq, packet, now) {
+            deliver(&self.mesh, r, &mut self.stats, room, packet, now);
         }
-        let out = Forwarded {
-            source: Source {
-                session: publisher.session,
-                ssrc: packet.ssrc,
-            },
-            kind: packet.kind,
-            params: packet.params,
-            seq: packet.seq,
-            time: packet.time,
-            marker: packet.marker,
-            starts: packet.starts,
-            layer: packet.layer,
-            payload: packet.payload,
-            ext: packet.ext,
-            at: now,
-        };
-        for w in &r.workers {
-            if self.mesh[*w].packets.try_send(out.clone()).is_err() {
-                self.stats.relay_packets_dropped += 1;
-            }
-        }
-    }
-
-    /// When the relay next wants [`RelayNode::tick`].
-    pub(crate) fn tick_every() -> Duration {
-        TICK
     }
 
     /// Timers: edges NACK their gaps and watch for stalls; state and keepalives every [`STATE_EVERY`].
@@ -746,6 +765,9 @@ impl RelayNode {
             }
         }
         for (room, r) in &mut self.edge {
+            for packet in r.reorder.poll(now) {
+                deliver(&self.mesh, r, &mut self.stats, room, packet, now);
+            }
             loop {
                 let due = r.gaps.due(now, relay_wire::MAX_NACKS);
                 if due.is_empty() {
@@ -769,6 +791,49 @@ impl RelayNode {
                     origin_node: r.origin_node.clone(),
                 });
             }
+        }
+    }
+}
+
+/// Hands a packet from the origin to the edge's workers the room is on.
+fn deliver(
+    mesh: &Mesh,
+    r: &mut EdgeRoom,
+    stats: &mut RouterStats,
+    room: &RoomKey,
+    packet: RelayPacket,
+    now: Instant,
+) {
+    let Some(publisher) = r.publishers.get_mut(&packet.publisher) else {
+        // Before the state that names its publisher: nobody here can place it yet.
+        stats.relay_packets_dropped += 1;
+        return;
+    };
+    if publisher.paused && !packet.retransmission {
+        // Sent after a resume whose state has not arrived (or was lost): the origin forwards it, so
+        // it is forwarded here too. Told before the packet, so the lines start over at it.
+        publisher.paused = false;
+        pause(mesh, &r.workers, room, &publisher.user, false);
+    }
+    let out = Forwarded {
+        source: Source {
+            session: publisher.session,
+            ssrc: packet.ssrc,
+        },
+        kind: packet.kind,
+        params: packet.params,
+        seq: packet.seq,
+        time: packet.time,
+        marker: packet.marker,
+        starts: packet.starts,
+        layer: packet.layer,
+        payload: packet.payload,
+        ext: packet.ext,
+        at: now,
+    };
+    for w in &r.workers {
+        if mesh[*w].packets.try_send(out.clone()).is_err() {
+            stats.relay_packets_dropped += 1;
         }
     }
 }
@@ -816,53 +881,6 @@ fn pause(mesh: &Mesh, workers: &[usize], room: &RoomKey, user: &str, paused: boo
     }
 }
 
-/// The relay's inputs.
-pub(crate) struct RelayInputs {
-    pub commands: mpsc::UnboundedReceiver<RelayCommand>,
-    pub packets: mpsc::Receiver<Forwarded>,
-    pub control: mpsc::UnboundedReceiver<Control>,
-}
-
-/// The relay's IO loop: its socket, its queues and its clock around [`RelayNode`], until told to stop.
-/// Commands and control messages go before packets and datagrams waiting at the same time, so a
-/// publisher is known (and a pause applied) before its packets that follow are handled.
-pub(crate) async fn run(mut node: RelayNode, socket: UdpSocket, mut inputs: RelayInputs) {
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut tick = tokio::time::interval(RelayNode::tick_every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            biased;
-            command = inputs.commands.recv() => match command {
-                Some(c) => if !node.command(c, Instant::now()) {
-                    break;
-                },
-                None => break,
-            },
-            Some(control) = inputs.control.recv() => node.control(control, Instant::now()),
-            Some(packet) = inputs.packets.recv() => {
-                node.forwarded(packet);
-                for _ in 0..PACKET_BATCH {
-                    let Ok(packet) = inputs.packets.try_recv() else {
-                        break;
-                    };
-                    node.forwarded(packet);
-                }
-            }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, source)) => node.datagram(source, &mut buf[..n], Instant::now()),
-                Err(e) => tracing::warn!(error = %e, "relay socket receive failed"),
-            },
-            _ = tick.tick() => node.tick(Instant::now()),
-        }
-        let mut unsent = 0;
-        for (destination, datagram) in node.take_transmits() {
-            // Never waits: a full send buffer drops the datagram (the edge NACKs what it misses).
-            if socket.try_send_to(&datagram, destination).is_err() {
-                unsent += 1;
-            }
-        }
-        node.count_unsent(unsent);
-    }
-    tracing::info!("media relay stopped");
-}
+#[cfg(test)]
+#[path = "relay_node_tests.rs"]
+mod tests;

@@ -37,7 +37,9 @@ use crate::placement::Placement;
 use crate::protocol::Command;
 pub use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{self, Mesh, RelayInbox};
-use crate::relay_node::{self, RelayCommand, RelayNode, RelayPeer};
+use crate::relay_crypto::{KeyLedger, RelayKey};
+use crate::relay_loop;
+use crate::relay_node::{RelayCommand, RelayNode, RelayPeer};
 use crate::tcp::{self, TcpLinks};
 use crate::worker;
 
@@ -61,9 +63,13 @@ pub struct MediaConfig {
     /// TCP address to listen on for ICE-TCP: worker `i` binds its port + `i` (port 0 = any, for every
     /// worker); its host candidate uses `advertise_ip` too. `None`: UDP only.
     pub tcp: Option<SocketAddr>,
-    /// UDP address of the node-to-node relay ([`crate::relay_node`]: one live room across nodes), one
+    /// UDP address of the node-to-node relay (`relay_node`: one live room across nodes), one
     /// port whatever the workers (port 0 = any; [`MediaRouter::relay_addr`] says which). Only other
-    /// nodes send to it; clients never do. `None`: this node neither serves edges nor subscribes.
+    /// nodes send to it; clients never do: open it between nodes only. Its datagrams are sealed with
+    /// AES-128-GCM under a key per relay ([`crate::RelayKey`], exchanged by the control plane over the
+    /// authenticated node link); anything else that arrives is dropped and counted
+    /// ([`RouterStats::relay_datagrams_rejected`]). `None`: this node neither serves edges nor
+    /// subscribes.
     pub relay: Option<SocketAddr>,
 }
 
@@ -103,10 +109,12 @@ struct Relay {
 /// channel is).
 #[derive(Debug, Default)]
 struct RelayRooms {
-    /// Origin: each relayed channel's edges, by node.
-    edges: HashMap<(String, String), HashSet<String>>,
-    /// Edge: the channels received from an origin.
-    subscribed: HashSet<(String, String)>,
+    /// Origin: each relayed channel's edges, by node, with their keys.
+    edges: HashMap<(String, String), HashMap<String, RelayKey>>,
+    /// Edge: the channels received from an origin, with their keys.
+    subscribed: HashMap<(String, String), RelayKey>,
+    /// Every key handed to a relay here (none may serve two).
+    keys: KeyLedger,
     /// Publishers held back now, per channel (an edge added later learns them).
     paused: HashMap<(String, String), HashSet<String>>,
 }
@@ -301,7 +309,7 @@ impl MediaRouter {
             let rooms = self.relay_rooms();
             (
                 rooms.edges.contains_key(&room),
-                rooms.subscribed.contains(&room),
+                rooms.subscribed.contains_key(&room),
             )
         };
         let mut workers = now.to_vec();
@@ -339,14 +347,17 @@ impl MediaRouter {
     }
 
     /// Origin: sends the channel's publishers to `edge` too, once per packet whatever its viewers
-    /// ([`crate::relay_node`]). An edge of the same node replaces the previous one (a new key or
-    /// address). Refused without a relay socket, or when this node is itself an edge of the channel.
+    /// (`relay_node`). Adding an edge node again with a new key starts its relay over; with the same
+    /// key (a repeat, or a new address) the relay carries on. A key serves one relay only
+    /// ([`crate::RelayKey::random`]): one used before here is refused
+    /// ([`MediaError::RelayKeyReused`]). Refused too without a relay socket
+    /// ([`MediaError::NoRelay`]), or when this node is itself an edge of the channel.
     pub fn add_edge(&self, app: &str, channel: &str, edge: RelayPeer) -> Result<(), MediaError> {
         let relay = self.relay()?;
         let room = (app.to_owned(), channel.to_owned());
         let (first, paused) = {
             let mut rooms = self.relay_rooms();
-            if rooms.subscribed.contains(&room) {
+            if rooms.subscribed.contains_key(&room) {
                 return Err(MediaError::RelayConflict(format!(
                     "{app}/{channel} is received from an origin here"
                 )));
@@ -356,9 +367,15 @@ impl MediaRouter {
                 .get(&room)
                 .map(|p| p.iter().cloned().collect())
                 .unwrap_or_default();
+            // The guard's fields, borrowed apart.
+            let rooms = &mut *rooms;
+            let current = rooms.edges.get(&room).and_then(|e| e.get(&edge.node));
+            if !rooms.keys.admit(&edge.key, current) {
+                return Err(MediaError::RelayKeyReused);
+            }
             let edges = rooms.edges.entry(room.clone()).or_default();
             let first = edges.is_empty();
-            edges.insert(edge.node.clone());
+            edges.insert(edge.node.clone(), edge.key.clone());
             (first, paused)
         };
         // The relay knows the edge before the workers announce the channel's publishers to it.
@@ -403,9 +420,11 @@ impl MediaRouter {
     }
 
     /// Edge: receives the channel's publishers from `origin` and fans them out to the viewers here,
-    /// as if they published on another worker of this node. Subscribing again (another origin, a new
-    /// key) replaces the previous origin. Refused without a relay socket, or when this node is itself
-    /// the channel's origin for some edge.
+    /// as if they published on another worker of this node. Subscribing again with a new key (another
+    /// origin, or the same one re-keyed) replaces the relay, the origin's publishers known again from
+    /// its first state; with the same key the relay carries on. A key used before here for another
+    /// relay (or for this one before it was unsubscribed) is refused ([`MediaError::RelayKeyReused`]);
+    /// so is a router without a relay socket, or one that is itself the channel's origin for some edge.
     pub fn subscribe_origin(
         &self,
         app: &str,
@@ -421,7 +440,11 @@ impl MediaRouter {
                     "{app}/{channel} has edges of this node"
                 )));
             }
-            rooms.subscribed.insert(room.clone());
+            let rooms = &mut *rooms;
+            if !rooms.keys.admit(&origin.key, rooms.subscribed.get(&room)) {
+                return Err(MediaError::RelayKeyReused);
+            }
+            rooms.subscribed.insert(room.clone(), origin.key.clone());
         }
         let workers = self.placement().room_workers(app, channel);
         relay
@@ -441,7 +464,7 @@ impl MediaRouter {
             return;
         };
         let room = (app.to_owned(), channel.to_owned());
-        if self.relay_rooms().subscribed.remove(&room) {
+        if self.relay_rooms().subscribed.remove(&room).is_some() {
             let _ = relay.tx.send(RelayCommand::Unsubscribe { room });
         }
     }
@@ -500,6 +523,14 @@ impl MediaRouter {
         if let Some(now) = &placed.room_workers {
             // Before the session exists, so the channel's publishers reach it from its first packet.
             self.announce_room_workers(&key.app, &key.channel, &before, now);
+        } else if let Some(relay) = &self.relay {
+            // A channel this node receives from an origin: its first session (or one after the channel
+            // was closed here) must find the origin's publishers on its worker too.
+            let room = (key.app.clone(), key.channel.clone());
+            if self.relay_rooms().subscribed.contains_key(&room) {
+                let workers = self.placement().room_workers(&key.app, &key.channel);
+                let _ = relay.tx.send(RelayCommand::RoomWorkers { room, workers });
+            }
         }
         let (reply, rx) = oneshot::channel();
         let sent = self.workers[placed.worker].tx.send(Command::Open {
@@ -530,6 +561,28 @@ impl MediaRouter {
     /// Closes every session of a channel at once (the channel ended): unlike closing them one by one,
     /// the members left for a moment are not renegotiated.
     pub fn close_room(&self, app: &str, channel: &str) {
+        let room = (app.to_owned(), channel.to_owned());
+        let (relayed, subscribed) = {
+            let mut rooms = self.relay_rooms();
+            rooms.paused.remove(&room);
+            (
+                rooms.edges.contains_key(&room),
+                rooms.subscribed.contains_key(&room),
+            )
+        };
+        if subscribed && let Some(relay) = &self.relay {
+            // The workers forget the origin's publishers with the room: the relay announces them again
+            // to the workers of the channel's next sessions.
+            let _ = relay.tx.send(RelayCommand::RoomWorkers {
+                room: room.clone(),
+                workers: Vec::new(),
+            });
+        }
+        if relayed && let Some(relay) = &self.relay {
+            // The workers drop the room without announcing its publishers' leaving: the edges are told
+            // here (their viewers' lines turn inactive; the edges stay until removed).
+            let _ = relay.tx.send(RelayCommand::RoomClosed { room });
+        }
         let workers = self.placement().remove_room(app, channel);
         for w in workers {
             let _ = self.workers[w].tx.send(Command::CloseRoom {
@@ -694,12 +747,12 @@ fn start_relay(
         .spawn(move || {
             run_worker(bound, move |socket, _sender| {
                 let node = RelayNode::new(index, mesh, events, Instant::now());
-                let inputs = relay_node::RelayInputs {
+                let inputs = relay_loop::RelayInputs {
                     commands,
                     packets,
                     control,
                 };
-                relay_node::run(node, socket, inputs)
+                relay_loop::run(node, socket, inputs)
             })
         })?;
     Ok(Relay {

@@ -67,6 +67,12 @@ pub(crate) async fn run(
             },
             Some(control) = inputs.relay_control.recv() => {
                 engine.set_time(Instant::now());
+                // Commands waiting were given before this was sent (the node's relay answers the
+                // handle's commands: a channel closed, then its publishers announced again for its next
+                // session), so they go first.
+                if !take_commands(&mut engine, &mut inputs.commands) {
+                    break;
+                }
                 engine.control(control);
             }
             Some(packet) = inputs.relay_packets.recv() => {
@@ -113,6 +119,16 @@ pub(crate) async fn run(
         engine.count_tcp(links.take_counts());
     }
     tracing::info!("media worker stopped");
+}
+
+/// Carries out the commands waiting now; false when the engine is to stop.
+fn take_commands(engine: &mut Engine, commands: &mut mpsc::UnboundedReceiver<Command>) -> bool {
+    while let Ok(command) = commands.try_recv() {
+        if !engine.command(command) {
+            return false;
+        }
+    }
+    true
 }
 
 /// One event of the TCP connections: a datagram goes to the engine (a connection a session took it

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Clients, contiguous, join, until, until_async};
-use showcall_media::{MediaEvent, MediaRouter, RelayKey, RelayPeer, RouterStats};
+use showcall_media::{MediaError, MediaEvent, MediaRouter, RelayKey, RelayPeer, RouterStats};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -24,9 +24,14 @@ struct Node {
 }
 
 impl Node {
+    /// A node whose router has one worker.
     fn start(name: &str) -> Node {
+        Node::with_workers(name, 1, 0)
+    }
+
+    fn with_workers(name: &str, workers: usize, room_capacity: usize) -> Node {
         let (tx, rx) = mpsc::unbounded_channel();
-        let router = common::router(tx);
+        let router = common::router(tx, workers, room_capacity);
         let clients = Clients::default();
         let events = Arc::new(Mutex::new(Vec::new()));
         common::pump_events(router.clone(), rx, clients.clone(), events.clone());
@@ -109,7 +114,8 @@ async fn watching(edge: &Node, user: &str) -> common::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
-    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    // The edge's viewers spread over two workers (two a worker).
+    let (origin, edge) = (Node::start("origin"), Node::with_workers("edge", 2, 2));
     let host = live_room(&origin, &edge, None).await;
     let viewers = [
         watching(&edge, "v1").await,
@@ -126,6 +132,21 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
         contiguous(&seen.video).unwrap_or_else(|e| panic!("{}: {e}", viewer.key.user));
     }
 
+    let mut per_worker: Vec<usize> = edge
+        .router
+        .worker_stats()
+        .await
+        .expect("running")
+        .iter()
+        .map(|w| w.sessions)
+        .collect();
+    per_worker.sort_unstable();
+    assert_eq!(
+        per_worker,
+        [1, 2],
+        "the channel spread over the edge's workers"
+    );
+
     // A viewer joining later starts at the edge's kept keyframe.
     let cached = edge.stats().await.keyframes_from_cache;
     let late = watching(&edge, "late").await;
@@ -138,29 +159,49 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
         "served from the edge's cache"
     );
 
-    // However many viewers, the origin sends each packet once to the edge.
-    let (o0, e0) = (origin.stats().await, edge.stats().await);
+    // A second edge, with one viewer.
+    let edge2 = Node::start("edge2");
+    link(&origin, &edge2, None);
+    let _far = watching(&edge2, "far").await;
+
+    // However many viewers, the origin sends each packet once to each edge.
+    let (o0, e0, f0) = (
+        origin.stats().await,
+        edge.stats().await,
+        edge2.stats().await,
+    );
     let frames = host.frames_written();
     until("more frames", || host.frames_written() > frames + 50).await;
     host.set_writing(false);
-    until_async("the edge to have every packet sent", || async {
-        origin.stats().await.relay_packets_sent == edge.stats().await.relay_packets_received
+    until_async("the edges to have every packet sent", || async {
+        origin.stats().await.relay_packets_sent
+            == edge.stats().await.relay_packets_received
+                + edge2.stats().await.relay_packets_received
     })
     .await;
-    let (o1, e1) = (origin.stats().await, edge.stats().await);
+    let (o1, e1, f1) = (
+        origin.stats().await,
+        edge.stats().await,
+        edge2.stats().await,
+    );
     let sent = o1.relay_packets_sent - o0.relay_packets_sent;
     let received = e1.relay_packets_received - e0.relay_packets_received;
+    let received2 = f1.relay_packets_received - f0.relay_packets_received;
     let forwarded = e1.packets_forwarded - e0.packets_forwarded;
-    assert!(sent >= 50, "the origin relayed the frames ({sent})");
-    assert_eq!(sent, received, "one copy per packet to the edge");
+    assert!(sent >= 100, "the origin relayed the frames ({sent})");
+    assert_eq!(received, received2, "both edges got every packet");
+    assert_eq!(sent, 2 * received, "one copy per packet to each edge");
     assert!(
         forwarded >= 3 * received,
         "the edge fanned out to its four viewers: {forwarded} packets written for {received} received"
     );
-    assert_eq!(o1.relay_edges, 1);
+    assert_eq!(o1.relay_edges, 2);
     assert_eq!(o1.packets_forwarded, 0, "no viewer on the origin");
-    assert_eq!(e1.relay_datagrams_rejected + o1.relay_datagrams_rejected, 0);
-    for node in [&origin, &edge] {
+    assert_eq!(
+        e1.relay_datagrams_rejected + f1.relay_datagrams_rejected + o1.relay_datagrams_rejected,
+        0
+    );
+    for node in [&origin, &edge, &edge2] {
         node.router.shutdown().await;
     }
 }
@@ -193,13 +234,14 @@ async fn pause_on_the_origin_holds_edge_video_and_resume_starts_it_at_a_keyframe
         viewer.seen().video.len() > during + 10
     })
     .await;
-    let seen = viewer.seen();
-    assert!(
-        seen.video[during].2,
-        "the first packet after the resume starts a keyframe"
-    );
-    contiguous(&seen.video).expect("numbered on across the pause");
-    drop(seen);
+    {
+        let seen = viewer.seen();
+        assert!(
+            seen.video[during].2,
+            "the first packet after the resume starts a keyframe"
+        );
+        contiguous(&seen.video).expect("numbered on across the pause");
+    }
     for node in [&origin, &edge] {
         node.router.shutdown().await;
     }
@@ -289,12 +331,12 @@ async fn lossy_path(
                     if blocked.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if n % drop_every == 0 {
+                    if n.is_multiple_of(drop_every) {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let datagram = &from_origin[..len];
-                    if n % forge_every == 0 {
+                    if n.is_multiple_of(forge_every) {
                         let mut forgery = datagram.to_vec();
                         let at = forgery.len() / 2;
                         forgery[at] ^= 0x20;
@@ -362,5 +404,92 @@ async fn a_lossy_forging_path_between_nodes_is_repaired_and_stalls_then_resumes(
     .await;
     for node in [&origin, &edge] {
         node.router.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_closed_and_opened_again_on_the_edge_still_shows_the_origin_host() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let _host = live_room(&origin, &edge, None).await;
+    let _first = watching(&edge, "first").await;
+    edge.router.close_room("app", CHANNEL);
+    let _second = watching(&edge, "second").await;
+    for node in [&origin, &edge] {
+        node.router.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_keys_serve_one_relay_and_a_channel_relays_one_way() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let key = RelayKey::random();
+    let to_edge = |key: &RelayKey| RelayPeer {
+        node: "edge".into(),
+        addr: edge.relay_addr(),
+        key: key.clone(),
+    };
+    let to_origin = |key: &RelayKey| RelayPeer {
+        node: "origin".into(),
+        addr: origin.relay_addr(),
+        key: key.clone(),
+    };
+    origin
+        .router
+        .add_edge("app", CHANNEL, to_edge(&key))
+        .expect("added");
+    // Handed again: the relay carries on.
+    origin
+        .router
+        .add_edge("app", CHANNEL, to_edge(&key))
+        .expect("carries on");
+    // The same key for another relay: refused.
+    assert_eq!(
+        origin.router.add_edge("app", "other", to_edge(&key)),
+        Err(MediaError::RelayKeyReused)
+    );
+    // A channel with edges here is not received from an origin here.
+    assert!(matches!(
+        origin
+            .router
+            .subscribe_origin("app", CHANNEL, to_origin(&RelayKey::random())),
+        Err(MediaError::RelayConflict(_))
+    ));
+    edge.router
+        .subscribe_origin("app", CHANNEL, to_origin(&key))
+        .expect("subscribed");
+    edge.router.unsubscribe_origin("app", CHANNEL);
+    // Subscribing again starts the relay over: with a new key only.
+    assert_eq!(
+        edge.router
+            .subscribe_origin("app", CHANNEL, to_origin(&key)),
+        Err(MediaError::RelayKeyReused)
+    );
+
+    // A router without a relay socket refuses both roles.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let plain = MediaRouter::start(
+        showcall_media::MediaConfig {
+            bind: loopback,
+            workers: 1,
+            room_capacity: 0,
+            advertise_ip: None,
+            tcp: None,
+            relay: None,
+        },
+        tx,
+    )
+    .expect("starts");
+    assert_eq!(plain.relay_addr(), None);
+    assert_eq!(
+        plain.add_edge("app", CHANNEL, to_edge(&RelayKey::random())),
+        Err(MediaError::NoRelay)
+    );
+    assert_eq!(
+        plain.subscribe_origin("app", CHANNEL, to_origin(&RelayKey::random())),
+        Err(MediaError::NoRelay)
+    );
+    for router in [&origin.router, &edge.router, &plain] {
+        router.shutdown().await;
     }
 }

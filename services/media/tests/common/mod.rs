@@ -55,14 +55,19 @@ pub fn key(channel: &str, user: &str) -> PeerKey {
     }
 }
 
-/// A router on 127.0.0.1 with one worker and a relay socket.
-pub fn router(events: mpsc::UnboundedSender<MediaEvent>) -> MediaRouter {
+/// A router on 127.0.0.1 with `workers` workers (a channel spreading past `room_capacity` sessions
+/// on one) and a relay socket.
+pub fn router(
+    events: mpsc::UnboundedSender<MediaEvent>,
+    workers: usize,
+    room_capacity: usize,
+) -> MediaRouter {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     MediaRouter::start(
         MediaConfig {
             bind: loopback,
-            workers: 1,
-            room_capacity: 0,
+            workers,
+            room_capacity,
             advertise_ip: None,
             tcp: None,
             relay: Some(loopback),
@@ -273,11 +278,11 @@ impl ClientTask {
                     tick += 1;
                     let now = Instant::now();
                     let elapsed = now - started;
-                    let (mid, codec, data, rtp_time) = if tick % 2 == 0 {
+                    let (mid, codec, data, rtp_time) = if tick.is_multiple_of(2) {
                         (self.audio, Codec::Opus, vec![0xfc; 60], MediaTime::new(elapsed.as_millis() as u64 * 48, Frequency::FORTY_EIGHT_KHZ))
                     } else {
                         video_frames += 1;
-                        let key = std::mem::take(&mut key_next) || video_frames % GOP == 0;
+                        let key = std::mem::take(&mut key_next) || video_frames.is_multiple_of(GOP);
                         (self.video, Codec::Vp8, vp8_frame(key), MediaTime::from_90khz(elapsed.as_millis() as u64 * 90))
                     };
                     if let Some(writer) = self.rtc.writer(mid) {
