@@ -702,15 +702,21 @@ impl MediaRouter {
         for worker in self.worker_stats().await? {
             total += worker;
         }
-        if let Some(relay) = &self.relay {
-            let (reply, rx) = oneshot::channel();
-            relay
-                .tx
-                .send(RelayCommand::Stats { reply })
-                .map_err(|_| MediaError::Stopped)?;
-            total += rx.await.map_err(|_| MediaError::Stopped)?;
-        }
+        total += self.relay_stats().await?;
         Ok(total)
+    }
+
+    /// The node-to-node relay's counters (its `relay_*` fields; all zero without a relay socket).
+    pub async fn relay_stats(&self) -> Result<RouterStats, MediaError> {
+        let Some(relay) = &self.relay else {
+            return Ok(RouterStats::default());
+        };
+        let (reply, rx) = oneshot::channel();
+        relay
+            .tx
+            .send(RelayCommand::Stats { reply })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)
     }
 
     /// Current counters of each worker, in order.
