@@ -19,6 +19,8 @@ pub(super) struct ChildNode {
     pub grpc_url: String,
     /// The health port's address (`host:port`; `/healthz`, `/metrics`).
     pub http_addr: String,
+    /// Where the node's (first) media worker receives UDP, as the node printed it.
+    pub media_addr: Option<std::net::SocketAddr>,
 }
 
 /// A node's resident memory (`VmRSS`) and its parts.
@@ -120,7 +122,7 @@ impl ChildNode {
             .with_context(|| format!("starting the node {}", node_bin.display()))?;
         let pid = child.id().context("node pid")?;
         let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
-        let (mut url, mut grpc_url) = (None, None);
+        let (mut url, mut grpc_url, mut media_addr) = (None, None, None);
         // The health line is printed after the signaling and business API lines.
         let http_addr = loop {
             let line = lines
@@ -130,6 +132,8 @@ impl ChildNode {
             let last = || line.split_whitespace().last().map(str::to_owned);
             if line.contains("signaling (WebSocket)") {
                 url = last();
+            } else if line.contains("media (UDP, WebRTC)") {
+                media_addr = last().and_then(|a| a.parse().ok());
             } else if line.contains("business API (gRPC)") {
                 grpc_url = last();
             } else if line.contains("health (HTTP)") {
@@ -146,6 +150,7 @@ impl ChildNode {
             url: url.context("node printed no signaling URL")?,
             grpc_url: grpc_url.context("node printed no business API URL")?,
             http_addr: http_addr.context("node printed no health URL")?,
+            media_addr,
         })
     }
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "showcall-bench", version)]
 pub struct Cli {
     /// The `showcall` node binary, for the benchmarks that run nodes as child processes (`idle`,
-    /// `viewer-memory`, `soak`) [default: `showcall` next to this executable].
+    /// `viewer-memory`, `soak`, `fanout --nodes`) [default: `showcall` next to this executable].
     // Not `SHOWCALL_*`: the nodes inherit this environment and refuse settings they do not know.
     #[arg(long, global = true, value_name = "PATH", env = "BENCH_NODE_BIN")]
     pub node_bin: Option<PathBuf>,
@@ -87,6 +87,12 @@ pub enum Benchmark {
         /// its share of the audience, the broadcaster's packets handed between them).
         #[arg(long, value_name = "N", default_value_t = 1)]
         workers: usize,
+        /// Nodes the room spreads over (one live room across nodes: the host on its origin, each
+        /// viewer's session on the node its client connected to, fed by the origin's relay). Above 1,
+        /// the nodes run as child processes on one etcd, the audience is probes, and the same
+        /// audience on one node is measured first in the same run.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        nodes: u16,
     },
     /// The hardware floor: one core seals (AES-128-GCM) the fan-out broadcaster's packets for N
     /// receivers and sends them with the router's batched egress (sendmmsg + GSO) to N loopback sockets.
@@ -152,6 +158,10 @@ pub enum Benchmark {
         /// How many audience members watch the live room.
         #[arg(long, value_name = "N", default_value_t = 3)]
         audience: usize,
+        /// Nodes the live room spreads over (origin and edges, one etcd); the audience is spread over
+        /// them.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        nodes: u16,
     },
     /// A viewer changes its network (a new UDP socket) and restarts ICE over signaling, round after
     /// round; measures the change → its video again, beside a fresh join's first frame in the same run.
@@ -365,10 +375,15 @@ mod tests {
             panic!("expected call-connect");
         };
         assert_eq!((calls, concurrent), (20, 1));
-        let Benchmark::Switch { rounds, audience } = parse(&["showcall-bench", "switch"]) else {
+        let Benchmark::Switch {
+            rounds,
+            audience,
+            nodes,
+        } = parse(&["showcall-bench", "switch"])
+        else {
             panic!("expected switch");
         };
-        assert_eq!((rounds, audience), (10, 3));
+        assert_eq!((rounds, audience, nodes), (10, 3, 1));
         let Benchmark::IceRestart {
             rounds,
             video_scale,

@@ -11,6 +11,11 @@
 //!   the window by `probe_frames`), so 300 to 1,000 members fit on the machine beside the node; or
 //!   `--receiver session-tcp`: sessions over ICE-TCP only, each on a TCP connection to the router, to
 //!   read a TCP viewer's cost against a UDP one's (run both, back to back).
+//! - Probes offer no transport-wide congestion control (`ProbeOptions::transport_cc` off), so the router
+//!   has no bandwidth estimate for them and forwards the whole stream: this measures forwarding. With
+//!   feedback, probes starved of CPU on this box send it late, the estimator reads the delay as
+//!   congestion and pauses their video (BENCHMARKS `fanout`, 12.7 % of frames); adaptation itself is
+//!   measured by `bandwidth`.
 //! - After everyone receives video and a warm-up of at least a second, a window of `seconds`: deltas of
 //!   the router's counters (datagrams out = egress packets, frames forwarded), of the router thread's and
 //!   the whole process's CPU time and wake-ups, and of the frames the broadcaster sent; each member
@@ -55,13 +60,13 @@ const ROOM: &str = "fanout_live";
 /// Time for keyframe requests, RTCP and the router's first-frame bookkeeping to settle.
 const WARMUP: Duration = Duration::from_secs(1);
 /// How long after the window frames sent in it may still arrive.
-const LATE: Duration = Duration::from_secs(2);
+pub(super) const LATE: Duration = Duration::from_secs(2);
 
 /// What one member received of the frames sent in the window.
-struct Received {
-    video_latency: Histogram<u64>,
+pub(super) struct Received {
+    pub(super) video_latency: Histogram<u64>,
     audio_latency: Histogram<u64>,
-    video_frames: u64,
+    pub(super) video_frames: u64,
     audio_frames: u64,
     video_bytes: u64,
     audio_bytes: u64,
@@ -120,10 +125,10 @@ impl Received {
 /// The measured window: frames sent in `[from, to)`, a frame's send instant being `epoch` + its RTP
 /// time.
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    epoch: Instant,
-    from: Instant,
-    to: Instant,
+pub(super) struct Window {
+    pub(super) epoch: Instant,
+    pub(super) from: Instant,
+    pub(super) to: Instant,
 }
 
 /// Reads one session's frames and counts those sent in the window, waiting [`LATE`] past it for
@@ -154,7 +159,7 @@ async fn receive(mut frames: broadcast::Receiver<ReceivedFrame>, window: Window)
 
 /// Counts the whole frames among a probe's records (read [`LATE`] past the window) sent in the window.
 /// Fails when the records no longer reach back to its start (the probe's ring was too small).
-fn receive_probe(probe: &RtpProbe, window: &Window) -> anyhow::Result<Received> {
+pub(super) fn receive_probe(probe: &RtpProbe, window: &Window) -> anyhow::Result<Received> {
     let records = probe.packets();
     if records.first().is_some_and(|r| r.arrived > window.from) {
         anyhow::bail!(
@@ -195,6 +200,8 @@ impl Member {
             FanoutReceiver::Probe => {
                 let opts = ProbeOptions {
                     keep_packets,
+                    // Forwarding alone: no bandwidth adaptation (see the module docs).
+                    transport_cc: false,
                     ..ProbeOptions::default()
                 };
                 Member::Probe(RtpProbe::join(signal, ROOM, opts).await?.0)
@@ -225,7 +232,7 @@ impl Member {
 /// Records a probe keeps: the packets of the window and the late margin, with half as much again to
 /// spare — estimated from the clip as if every packet carried 1,000 payload bytes (str0m fills ≈ 1,100),
 /// so the estimate errs high.
-fn probe_keep(source: &MediaSource, seconds: u64) -> usize {
+pub(super) fn probe_keep(source: &MediaSource, seconds: u64) -> usize {
     let frames = source.video_frames();
     let per_frame = frames
         .iter()
@@ -272,7 +279,7 @@ impl Snapshot {
 }
 
 /// Loss of one kind: (whole audience, worst member), as fractions of what the broadcaster sent.
-fn loss(sent: u64, received: &[u64]) -> serde_json::Value {
+pub(super) fn loss(sent: u64, received: &[u64]) -> serde_json::Value {
     let sent = sent as f64;
     let members = received.len().max(1) as f64;
     let total = 1.0 - received.iter().sum::<u64>() as f64 / (sent * members);
@@ -287,7 +294,7 @@ fn loss(sent: u64, received: &[u64]) -> serde_json::Value {
 /// broadcaster's epoch. Its frames are due on the grids epoch + n/30 s and epoch + n/50 s, which leave
 /// 0–20 ms free of due instants in every 100 ms; so the counters read at the window's edges (within a
 /// few ms of them) count exactly the frames sent inside it.
-fn window_start(epoch: Instant) -> Instant {
+pub(super) fn window_start(epoch: Instant) -> Instant {
     let earliest = (Instant::now() + WARMUP).saturating_duration_since(epoch);
     let tenths = earliest.as_millis().div_ceil(100) as u64;
     epoch + Duration::from_millis(tenths * 100 + 10)

@@ -11,6 +11,8 @@
 //!   audience loss and latency, against an SRTP-only floor (`srtp_floor`) and the hardware floor
 //!   (`hardware_floor`: AES-GCM sealing and the router's batched egress on one core); its audience is
 //!   SDK sessions or light RTP probes (`probe_frames` turns a probe's packets into frames).
+//!   `--nodes N` (`fanout_nodes`): the room over N nodes in child processes (origin and edges), its
+//!   capacity beside the same audience on one node, and the relay hop's latency.
 //! - `floor` (`hardware_floor`): the hardware floor alone.
 //! - `call-connect` (`call_connect`): `call()` → both sides connected with media.
 //! - `switch` (`switch`): a viewer's hangup → the live room's audience sees the host again.
@@ -44,7 +46,7 @@
 //! auto-answering host), `clip` (the broadcaster's clip at a live room's bitrate), `cpu` (CPU time from
 //! `/proc`), `udp_drops` (receive-buffer drops per socket).
 
-use crate::cli::{Benchmark, Cli};
+use crate::cli::{Benchmark, Cli, FanoutReceiver};
 use crate::ringing::Load;
 
 mod bandwidth;
@@ -55,6 +57,7 @@ mod clip;
 mod cluster;
 mod cpu;
 mod fanout;
+mod fanout_nodes;
 mod hardware_floor;
 mod ice_restart;
 mod idle;
@@ -108,7 +111,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
             video_scale,
             receiver,
+            workers: _,
+            nodes,
+        } if nodes > 1 => {
+            anyhow::ensure!(
+                receiver == FanoutReceiver::Probe,
+                "fanout --nodes runs its audience as probes: add --receiver probe"
+            );
+            let node_bin = cli.node_bin.as_deref();
+            fanout_nodes::run(usize::from(nodes), audience, seconds, video_scale, node_bin).await
+        }
+        Benchmark::Fanout {
+            audience,
+            seconds,
+            video_scale,
+            receiver,
             workers,
+            nodes: _,
         } => fanout::run(audience, seconds, video_scale, receiver, workers).await,
         Benchmark::Floor {
             receivers,
@@ -131,7 +150,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             viewer_memory::run(viewers, seconds, video_scale, &node_bin).await
         }
         Benchmark::CallConnect { calls, concurrent } => call_connect::run(calls, concurrent).await,
-        Benchmark::Switch { rounds, audience } => switch::run(rounds, audience).await,
+        Benchmark::Switch {
+            rounds,
+            audience,
+            nodes,
+        } => switch::run(rounds, audience, usize::from(nodes)).await,
         Benchmark::IceRestart {
             rounds,
             video_scale,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use showcall_sdk::{
-    CallApi, CallApiListener, CallConfig, CallState, CallStateReason, ChannelRole, EventInfo,
-    MediaOptions, MediaPeer, MediaSession, MediaSource, PrepareConfig, SignalClient,
+    CallApi, CallApiListener, CallConfig, CallState, CallStateReason, ChannelJoined, ChannelRole,
+    EventInfo, MediaOptions, MediaPeer, MediaSession, MediaSource, PrepareConfig, SignalClient,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +37,15 @@ pub(super) async fn publish(
     channel: &str,
     source: Arc<MediaSource>,
 ) -> anyhow::Result<MediaSession> {
+    Ok(publish_joined(signal, channel, source).await?.0)
+}
+
+/// [`publish`], with the join's answer (its host candidate says which node's router carries it).
+pub(super) async fn publish_joined(
+    signal: &SignalClient,
+    channel: &str,
+    source: Arc<MediaSource>,
+) -> anyhow::Result<(MediaSession, ChannelJoined)> {
     let mut peer = MediaPeer::new(MediaOptions {
         receive: false,
         ..MediaOptions::default()
@@ -47,7 +56,7 @@ pub(super) async fn publish(
         .join_channel_with_offer(channel, ChannelRole::Broadcaster, &offer)
         .await?;
     peer.accept_answer(&joined.sdp_answer)?;
-    Ok(peer.start()?)
+    Ok((peer.start()?, joined))
 }
 
 /// One call state change and when the app was told.
@@ -193,4 +202,26 @@ pub(super) fn answer_calls(
             });
         }
     })
+}
+
+/// The port of the first UDP host candidate in an SDP answer: where the session's router receives (in a
+/// cluster, which node carries the session).
+pub(super) fn host_candidate_port(sdp: &str) -> Option<u16> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .filter(|l| l.contains("typ host") && l.to_ascii_lowercase().contains(" udp "))
+        .find_map(|l| l.split_whitespace().nth(5)?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_candidate_port_is_read_from_an_answer() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40123 typ host\r\n\
+                   a=candidate:2 1 tcp 1 127.0.0.1 40124 typ host tcptype passive\r\n";
+        assert_eq!(host_candidate_port(sdp), Some(40123));
+        assert_eq!(host_candidate_port("v=0\r\n"), None);
+    }
 }

@@ -46,7 +46,7 @@ use super::tokens::token_factory;
 
 mod churn;
 mod logs;
-mod samples;
+pub(crate) mod samples;
 
 use churn::{Churn, GRACE, Role, Room};
 use logs::LogTally;

@@ -8,9 +8,17 @@
 //! `hangup()` is invoked, per member: the `BroadcasterResumed` channel event (signaling), the first host
 //! video frame (the router forwards again), and the first keyframe (the first frame a decoder can show;
 //! the router asks the host for one at the resume, and the host's sender restarts at its next keyframe).
+//!
+//! With `--nodes N` (N ≥ 2) the room spans N in-process nodes on one etcd: the host connects to the
+//! first, audience member *i* to node *i* mod N, whose router carries its session (the `client_node`
+//! edge rule) and is fed by the room's origin over the node-to-node relay; the viewer who calls
+//! connects to the last. The times are reported for the members on the origin and for those on edges
+//! (which node carries a member is read from its SDP answer's host candidate).
 
 use std::collections::HashMap;
 use std::time::Instant;
+
+use hdrhistogram::Histogram;
 
 use showcall_sdk::proto::{channel_event, event};
 use showcall_sdk::{
@@ -20,8 +28,9 @@ use showcall_sdk::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
+use super::cluster::{node_config, start_etcd, until_served};
 use super::report::{histogram, percentiles, progress};
-use super::sdk_user::{CallUser, answer_calls, guarded, login};
+use super::sdk_user::{CallUser, answer_calls, guarded, host_candidate_port, login};
 use super::tokens::token_factory;
 
 const LIVE: &str = "host_live";
@@ -32,6 +41,33 @@ struct Member {
     _signal: SignalClient,
     events: mpsc::UnboundedReceiver<Event>,
     media: MediaSession,
+    /// Whether its session is on the room's origin (the host's node), not on an edge.
+    on_origin: bool,
+}
+
+/// The times of one group of members (on the origin, or on edges).
+struct Times {
+    resumed: Histogram<u64>,
+    first_frame: Histogram<u64>,
+    first_keyframe: Histogram<u64>,
+}
+
+impl Times {
+    fn new() -> Self {
+        Self {
+            resumed: histogram(),
+            first_frame: histogram(),
+            first_keyframe: histogram(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hangup_to_resumed_event": percentiles(&self.resumed),
+            "hangup_to_first_video_frame": percentiles(&self.first_frame),
+            "hangup_to_first_keyframe": percentiles(&self.first_keyframe),
+        })
+    }
 }
 
 fn is_resumed(e: &Event) -> bool {
@@ -80,25 +116,38 @@ async fn back_live(
     Ok([micros(resumed?), micros(first), micros(keyframe)])
 }
 
-pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
-    let config = super::report::loopback_node_config();
-    let node = showcall_node::start(config.clone()).await?;
-    let url = node.signal_url();
+pub(super) async fn run(rounds: usize, audience: usize, nodes: usize) -> anyhow::Result<()> {
+    let mut config = super::report::loopback_node_config();
+    let (etcd, handles) = if nodes > 1 {
+        let etcd = start_etcd().await?;
+        let mut handles = Vec::new();
+        for i in 0..nodes {
+            let c = node_config(&format!("switch-n{i}"), Some(&etcd.url))?;
+            handles.push(showcall_node::start(c).await?);
+        }
+        until_served(&handles.iter().collect::<Vec<_>>(), None).await?;
+        config = node_config("token-only", Some(&etcd.url))?;
+        (Some(etcd), handles)
+    } else {
+        (None, vec![showcall_node::start(config.clone()).await?])
+    };
+    let urls: Vec<String> = handles.iter().map(|n| n.signal_url()).collect();
     let token = token_factory(&config);
 
-    let host = CallUser::prepared(&url, &token(HOST)?).await?;
-    let (live, _) = MediaSession::join(
+    let host = CallUser::prepared(&urls[0], &token(HOST)?).await?;
+    let (live, host_joined) = MediaSession::join(
         &host.signal,
         LIVE,
         ChannelRole::Broadcaster,
         MediaOptions::default(),
     )
     .await?;
+    let origin_port = host_candidate_port(&host_joined.sdp_answer);
     let mut members = Vec::with_capacity(audience);
     for i in 0..audience {
-        let signal = login(&url, &token(&format!("fan-{i}"))?).await?;
+        let signal = login(&urls[i % urls.len()], &token(&format!("fan-{i}"))?).await?;
         let events = signal.subscribe_events();
-        let (media, _) = MediaSession::join(
+        let (media, joined) = MediaSession::join(
             &signal,
             LIVE,
             ChannelRole::Audience,
@@ -109,6 +158,7 @@ pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
             _signal: signal,
             events,
             media,
+            on_origin: host_candidate_port(&joined.sdp_answer) == origin_port,
         });
     }
     for m in &members {
@@ -116,10 +166,10 @@ pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
     }
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let answering = answer_calls(host, reports_tx);
-    let mut viewer = CallUser::prepared(&url, &token("viewer")?).await?;
+    let last = urls.last().expect("at least one node");
+    let mut viewer = CallUser::prepared(last, &token("viewer")?).await?;
 
-    let (mut resumed, mut first_frame, mut first_keyframe) =
-        (histogram(), histogram(), histogram());
+    let (mut on_origin, mut on_edges) = (Times::new(), Times::new());
     let bar = progress(rounds as u64, "rounds");
     for _ in 0..rounds {
         let created = viewer
@@ -153,11 +203,16 @@ pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
             .zip(frames)
             .map(|(m, f)| back_live(&mut m.events, f, t0));
         let results = guarded("audience back live", futures_util::future::join_all(waits)).await?;
-        for r in results {
+        for (r, m) in results.into_iter().zip(&members) {
             let [r, f, k] = r?;
-            resumed.record(r)?;
-            first_frame.record(f)?;
-            first_keyframe.record(k)?;
+            let times = if m.on_origin {
+                &mut on_origin
+            } else {
+                &mut on_edges
+            };
+            times.resumed.record(r)?;
+            times.first_frame.record(f)?;
+            times.first_keyframe.record(k)?;
         }
         viewer.wait_state(CallState::Prepared, None).await?;
         media.close();
@@ -167,15 +222,26 @@ pub(super) async fn run(rounds: usize, audience: usize) -> anyhow::Result<()> {
     bar.finish();
     answering.abort();
     drop(live);
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "bench": "switch",
         "rounds": rounds,
         "audience": audience,
-        "hangup_to_resumed_event": percentiles(&resumed),
-        "hangup_to_first_video_frame": percentiles(&first_frame),
-        "hangup_to_first_keyframe": percentiles(&first_keyframe),
+        "nodes": nodes,
     });
+    if nodes > 1 {
+        result["members_on_origin"] = on_origin.json();
+        result["members_on_edges"] = on_edges.json();
+        result["members_on_edges"]["members"] =
+            members.iter().filter(|m| !m.on_origin).count().into();
+    } else {
+        for (k, v) in on_origin.json().as_object().expect("an object") {
+            result[k] = v.clone();
+        }
+    }
     println!("{}", serde_json::to_string_pretty(&result)?);
-    node.shutdown().await;
+    for node in handles {
+        node.shutdown().await;
+    }
+    drop(etcd);
     Ok(())
 }

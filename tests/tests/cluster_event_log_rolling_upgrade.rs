@@ -101,6 +101,7 @@ async fn both_releases_read_every_event_while_an_older_node_is_in_the_cluster() 
             lease: 0,
             timeline: true,
             wire_minor: 0,
+            media: None,
         },
     })
     .await

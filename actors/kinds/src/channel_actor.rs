@@ -2,14 +2,25 @@
 //! tells them of joins, leaves and the broadcaster's pause/resume, tells a call channel's call who joined
 //! and when media flows, and drives the media port (forwarding on/off, keyframes, sessions closed).
 //!
+//! A live room spans nodes (`showcall_protocol::media_edge`): this actor runs on the room's origin and
+//! keeps its one member list, while each viewer's media session goes where the node's edge rule puts it
+//! — here, or an edge node whose router the actor reaches through [`ActorContext::media_at`]
+//! (`crate::context`). Broadcasters always publish here.
+//!
 //! A call channel's steps (each party's join with its media session, first frames, leaves, the close) are
 //! spans of the call's trace; so are a live channel's pause and resume for a call (`showcall_protocol::trace`).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
 use showcall_machines::channel::{ChannelEffect, ChannelInput, ChannelReport};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
+use showcall_ports::MediaRefusal;
+use showcall_protocol::NodeId;
+use showcall_protocol::error::CommandError;
+use showcall_protocol::media_edge::{MediaSeeker, MemberMedia, choose_media_node};
 
 use crate::context::Context;
 use showcall_protocol::commands::CommandOk;
@@ -30,6 +41,9 @@ pub struct ChannelState {
     /// A call channel's trace context: the call's, from when the call opened it. `None` for live
     /// channels, and when nothing is traced.
     call_trace: Option<TraceContext>,
+    /// Members whose media session another node holds (an edge of this room), and that node. A member
+    /// not listed has its session (if any) here.
+    edges: BTreeMap<UserId, NodeId>,
 }
 
 impl ChannelState {
@@ -133,6 +147,7 @@ impl Actor for ChannelActor {
             app,
             machine: ChannelMachine::new(name, kind),
             call_trace,
+            edges: BTreeMap::new(),
         })
     }
 
@@ -183,7 +198,16 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                 may_publish,
                 offer,
                 reply,
-            } => Box::pin(join(&myself, state, user, role, may_publish, offer, reply)).await,
+                client_node,
+            } => {
+                let joiner = Joiner {
+                    user,
+                    role,
+                    may_publish,
+                    client_node,
+                };
+                Box::pin(join(&myself, state, joiner, offer, reply)).await
+            }
             ChannelMsg::Input(traced) => {
                 let input = traced.payload;
                 let leaving = match &input {
@@ -221,11 +245,29 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                     }
                 }
             }
+            ChannelMsg::MediaNodeLost(node) => {
+                // Viewers whose media session that node held (an edge of this room) lost their
+                // media with it: they leave, as members whose session died do.
+                let gone: Vec<UserId> = state
+                    .edges
+                    .iter()
+                    .filter(|(_, at)| **at == node)
+                    .map(|(user, _)| user.clone())
+                    .collect();
+                for user in gone {
+                    state.edges.remove(&user);
+                    if let Ok(fx) = handle(state, ChannelInput::Leave { user }) {
+                        run(&myself, state, fx);
+                    }
+                }
+            }
+            ChannelMsg::MemberMedia {
+                user,
+                command,
+                reply,
+            } => member_media(state, user, command, reply),
             ChannelMsg::Evict => {
-                state
-                    .ctx
-                    .media()
-                    .close_channel(&state.app, state.machine.name());
+                close_all_media(state);
                 myself.stop(Some("evicted: this node lost its lease".into()));
             }
             ChannelMsg::Adopt { call } => {
@@ -248,17 +290,30 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
     }
 }
 
-/// Admits a member: checks first, then opens its media session (if it offered one), then joins — so a
-/// refused join or offer leaves nothing behind.
-async fn join(
-    myself: &ActorRef<ChannelMsg>,
-    state: &mut ChannelState,
+/// Who asks to join, as [`ChannelMsg::Join`] says.
+struct Joiner {
     user: UserId,
     role: Role,
     may_publish: bool,
+    /// The node holding the joiner's connection, when the router knows it.
+    client_node: Option<NodeId>,
+}
+
+/// Admits a member: checks first, then opens its media session (if it offered one) on the node the
+/// edge rule picks, then joins — so a refused join or offer leaves nothing behind.
+async fn join(
+    myself: &ActorRef<ChannelMsg>,
+    state: &mut ChannelState,
+    joiner: Joiner,
     offer: Option<String>,
     reply: Responder<CommandOk>,
 ) {
+    let Joiner {
+        user,
+        role,
+        may_publish,
+        client_node,
+    } = joiner;
     let granted = match state.machine.check_join(&user, role, may_publish) {
         Ok(granted) => granted,
         Err(e) => {
@@ -272,12 +327,56 @@ async fn join(
         Some(offer) => {
             // Only broadcasters (and call participants, who always are) may send media.
             let publishes = granted == Role::Broadcaster;
-            let opening = state
+            let seeker = MediaSeeker {
+                audience: !publishes,
+                client_node: client_node.as_ref(),
+            };
+            let here = state.ctx.node().clone();
+            let rule = state.ctx.placement().edge_rule();
+            let nodes = state.ctx.placement().media_nodes();
+            let Ok(mut at) = choose_media_node(rule, &here, seeker, &nodes) else {
+                let refused = MediaRefusal::NoRoom.into_command_error("join_channel.sdp_offer");
+                let _ = reply.send(Err(refused));
+                return;
+            };
+            let mut opened = state
                 .ctx
-                .media()
-                .open_session(&state.app, &channel, &user, publishes, offer);
-            match opening.await {
-                Ok(answer) => Some(answer),
+                .media_at(&at)
+                .open_session(&state.app, &channel, &user, publishes, offer.clone())
+                .await;
+            if at != here
+                && let Err(MediaRefusal::Unavailable(why)) = &opened
+            {
+                // The edge could not take the viewer (it died, its relay refused, it did not
+                // answer): the origin can, as before rooms spanned nodes.
+                tracing::warn!(%channel, %user, edge = %at, %why, "edge refused a viewer: opened on the origin");
+                // An edge that only answered late may still open it: this close follows the open
+                // there, in order.
+                let edge = std::mem::replace(&mut at, here.clone());
+                state
+                    .ctx
+                    .media_at(&edge)
+                    .close_session(&state.app, &channel, &user);
+                opened = state
+                    .ctx
+                    .media()
+                    .open_session(&state.app, &channel, &user, publishes, offer)
+                    .await;
+            }
+            match opened {
+                Ok(answer) => {
+                    // A rejoin whose session lands on another node than its last one closes that
+                    // one (on its own node, a new session replaces the old).
+                    let before = state.edges.get(&user).unwrap_or(&here).clone();
+                    if before != at {
+                        close_media(state, &user);
+                    }
+                    if at != here {
+                        tracing::debug!(%channel, %user, edge = %at, "viewer's media on an edge");
+                        state.edges.insert(user.clone(), at);
+                    }
+                    Some(answer)
+                }
                 Err(refusal) => {
                     let refused = refusal.into_command_error("join_channel.sdp_offer");
                     let _ = reply.send(Err(refused));
@@ -386,18 +485,69 @@ fn publish(state: &ChannelState) {
     state.ctx.directory().set_channel(&state.app, entry);
 }
 
-fn close_media(state: &ChannelState, user: &UserId) {
-    state
-        .ctx
-        .media()
-        .close_session(&state.app, state.machine.name(), user);
+/// Closes `user`'s media session, on whichever node holds it.
+fn close_media(state: &mut ChannelState, user: &UserId) {
+    match state.edges.remove(user) {
+        Some(edge) => {
+            state
+                .ctx
+                .media_at(&edge)
+                .close_session(&state.app, state.machine.name(), user)
+        }
+        None => state
+            .ctx
+            .media()
+            .close_session(&state.app, state.machine.name(), user),
+    }
+}
+
+/// Closes every media session of the room: here, and on each of its edges (which then stop relaying
+/// it).
+fn close_all_media(state: &mut ChannelState) {
+    let channel = state.machine.name().clone();
+    state.ctx.media().close_channel(&state.app, &channel);
+    let edges: BTreeSet<NodeId> = std::mem::take(&mut state.edges).into_values().collect();
+    for edge in edges {
+        state
+            .ctx
+            .media_at(&edge)
+            .close_channel(&state.app, &channel);
+    }
+}
+
+/// Carries a member's command for its own media session to the node holding it; the router's round
+/// trip runs off the actor (as the user actor ran it before a room could span nodes).
+fn member_media(
+    state: &ChannelState,
+    user: UserId,
+    command: MemberMedia,
+    reply: Responder<CommandOk>,
+) {
+    if state.machine.member(&user).is_none() {
+        let _ = reply.send(Err(CommandError::NotInChannel));
+        return;
+    }
+    let media = match state.edges.get(&user) {
+        Some(edge) => state.ctx.media_at(edge),
+        None => state.ctx.media().clone(),
+    };
+    let outcome = showcall_ports::media::member_media(
+        media.as_ref(),
+        &state.app,
+        state.machine.name(),
+        &user,
+        command,
+    );
+    tokio::spawn(async move {
+        let _ = reply.send(outcome.await);
+    });
 }
 
 fn run(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, fx: Vec<ChannelEffect>) {
     let channel = state.machine.name().clone();
     if fx.iter().any(|e| matches!(e, ChannelEffect::Stop)) {
         // The channel is ending: its sessions close together, so nobody is renegotiated on the way out.
-        state.ctx.media().close_channel(&state.app, &channel);
+        close_all_media(state);
     }
     for effect in fx {
         match effect {

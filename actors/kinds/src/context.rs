@@ -21,6 +21,16 @@ pub trait ActorContext: Outbox {
     fn serves(&self, key: &ActorKey) -> bool;
     fn placement(&self) -> &Arc<dyn Placement>;
     fn media(&self) -> &Arc<dyn MediaControl>;
+    /// The media router of `node`: this node's own ([`ActorContext::media`]) or another's, reached over
+    /// the node link (a room's edge, `showcall_protocol::media_edge`). Without a link to other nodes,
+    /// theirs refuse everything.
+    fn media_at(&self, node: &NodeId) -> Arc<dyn MediaControl> {
+        if node == self.node() {
+            self.media().clone()
+        } else {
+            Arc::new(showcall_ports::Unreachable(node.clone()))
+        }
+    }
     fn records(&self) -> &Arc<dyn CallRecordSink>;
     fn ledger(&self) -> &Arc<dyn CallLedger>;
     fn admission(&self) -> &Arc<dyn Admission>;

@@ -18,6 +18,7 @@ use showcall_protocol::directory::{UserCall, UserEntry};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::events::EventKind;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::media_edge::MemberMedia;
 use showcall_protocol::messages::{LostKeys, Responder, UserMsg, UserStanding};
 use showcall_protocol::messages::{SessionSink, TraceContext};
 use showcall_protocol::trace::{self, TARGET};
@@ -418,7 +419,7 @@ async fn command_input(
     }
 }
 
-/// Hands the member's answer to the media router; the router's round trip runs off the actor.
+/// Hands the member's answer to the channel, which carries it to the router holding its session.
 fn answer_media(
     state: &UserActor,
     channel: showcall_machines::ChannelName,
@@ -426,76 +427,54 @@ fn answer_media(
     revision: u64,
     reply: Responder<CommandOk>,
 ) {
-    if !state.machine.channels().any(|(c, _)| *c == channel) {
-        let _ = reply.send(Err(CommandError::NotInChannel));
-        return;
-    }
-    let applied = state.ctx.media().accept_answer(
-        &state.app,
-        &channel,
-        state.machine.user(),
-        revision,
+    let command = MemberMedia::Answer {
         sdp_answer,
-    );
-    tokio::spawn(async move {
-        let answer = applied
-            .await
-            .map(|()| CommandOk::Done)
-            .map_err(|refusal| refusal.into_command_error("answer_media.sdp_answer"));
-        let _ = reply.send(answer);
-    });
+        revision,
+    };
+    member_media(state, channel, command, reply);
 }
 
-/// Hands the member's ICE restart offer to the media router (same session, new path); the router's
-/// round trip runs off the actor, as an answer's does.
+/// Hands the member's ICE restart offer (same session, new path) to the channel, as an answer.
 fn restart_ice(
     state: &UserActor,
     channel: showcall_machines::ChannelName,
     sdp_offer: String,
     reply: Responder<CommandOk>,
 ) {
-    if !state.machine.channels().any(|(c, _)| *c == channel) {
-        let _ = reply.send(Err(CommandError::NotInChannel));
-        return;
-    }
-    let restarted =
-        state
-            .ctx
-            .media()
-            .restart_ice(&state.app, &channel, state.machine.user(), sdp_offer);
-    tokio::spawn(async move {
-        let answer = restarted
-            .await
-            .map(|sdp_answer| CommandOk::IceRestarted { sdp_answer })
-            .map_err(|refusal| refusal.into_command_error("restart_ice.sdp_offer"));
-        let _ = reply.send(answer);
-    });
+    member_media(state, channel, MemberMedia::RestartIce { sdp_offer }, reply);
 }
 
-/// Caps the simulcast layer the member's media session in `channel` receives; the router's round trip
-/// runs off the actor.
+/// Caps the simulcast layer the member's media session in `channel` receives, through the channel.
 fn set_video_layer(
     state: &UserActor,
     channel: showcall_machines::ChannelName,
     max_layer: showcall_protocol::VideoLayer,
     reply: Responder<CommandOk>,
 ) {
+    member_media(
+        state,
+        channel,
+        MemberMedia::SetVideoLayer { max_layer },
+        reply,
+    );
+}
+
+/// A command for the member's own media session: the channel's actor knows which node's router holds
+/// it (the room's origin or an edge, `showcall_protocol::media_edge`) and answers `reply`.
+fn member_media(
+    state: &UserActor,
+    channel: showcall_machines::ChannelName,
+    command: MemberMedia,
+    reply: Responder<CommandOk>,
+) {
     if !state.machine.channels().any(|(c, _)| *c == channel) {
         let _ = reply.send(Err(CommandError::NotInChannel));
         return;
     }
-    let capped =
-        state
-            .ctx
-            .media()
-            .set_video_layer(&state.app, &channel, state.machine.user(), max_layer);
-    tokio::spawn(async move {
-        let capped = capped
-            .await
-            .map(|()| CommandOk::Done)
-            .map_err(|refusal| refusal.into_command_error("set_video_layer.max_layer"));
-        let _ = reply.send(capped);
-    });
+    let user = state.machine.user().clone();
+    state
+        .ctx
+        .member_media(&state.app, &channel, user, command, reply);
 }
 
 /// Carries out effects in order. `reply` is the pending client command's answer: effects that forward the

@@ -203,6 +203,17 @@ impl Outbox for RecordingContext {
         (self.outbox).join_channel(app, channel, user, role, may_publish, offer, reply)
     }
 
+    fn member_media(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: showcall_protocol::media_edge::MemberMedia,
+        reply: Responder<CommandOk>,
+    ) {
+        self.outbox.member_media(app, channel, user, command, reply)
+    }
+
     fn forget_call(&self, call: &CallId) {
         self.outbox.forget_call(call)
     }

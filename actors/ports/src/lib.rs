@@ -4,6 +4,8 @@
 //!
 //! - [`placement`]: where an actor lives ([`Placement`]); [`LocalPlacement`] answers "here".
 //! - [`media`]: the media router ([`MediaControl`]); [`NoMedia`] refuses media.
+//! - [`media_relay`]: the router's relay between a room's origin and its edges ([`MediaRelay`]);
+//!   [`NoRelay`] refuses (a node that is never an edge).
 //! - [`records`]: ended calls ([`CallRecordSink`]) and connected ones kept for a takeover ([`CallLedger`]).
 //! - [`event_log`]: where business events are numbered and kept ([`EventLog`]).
 //! - [`bans`]: where channel bans are kept ([`Bans`]).
@@ -23,6 +25,7 @@ pub mod clock;
 pub mod directory;
 pub mod event_log;
 pub mod media;
+pub mod media_relay;
 pub mod memory_outbox;
 pub mod outbox;
 pub mod placement;
@@ -33,6 +36,9 @@ pub use bans::Bans;
 pub use clock::Clock;
 pub use directory::Directory;
 pub use event_log::EventLog;
-pub use media::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, NoMedia, SessionOpening};
+pub use media::{
+    AnswerApplied, LayerCapped, MediaControl, MediaRefusal, NoMedia, SessionOpening, Unreachable,
+};
+pub use media_relay::{MediaRelay, NoRelay};
 pub use placement::{LocalPlacement, PinFuture, PinRefusal, Placement};
 pub use records::{CallLedger, CallRecordSink, LogRecords, NoLedger};

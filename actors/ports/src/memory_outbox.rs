@@ -12,6 +12,7 @@ use ractor::ActorId;
 use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, Role, UserId, UserInput,
 };
+use showcall_protocol::media_edge::MemberMedia;
 use showcall_protocol::messages::Responder;
 use showcall_protocol::sync::lock;
 use showcall_protocol::{AppId, CommandError, CommandOk};
@@ -51,6 +52,12 @@ pub enum Sent {
         channel: ChannelName,
         user: UserId,
         role: Role,
+    },
+    /// A member's media command (its answer port answers UNAVAILABLE: no channel here).
+    MemberMedia {
+        channel: ChannelName,
+        user: UserId,
+        command: MemberMedia,
     },
     ForgetCall(CallId),
     ForgetChannel(ChannelName),
@@ -145,6 +152,23 @@ impl Outbox for MemoryOutbox {
         });
         let _ = reply.send(Err(CommandError::Unavailable("no registry here".into())));
         Box::pin(async {})
+    }
+
+    fn member_media(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: MemberMedia,
+        reply: Responder<CommandOk>,
+    ) {
+        let channel = channel.clone();
+        self.record(Sent::MemberMedia {
+            channel,
+            user,
+            command,
+        });
+        let _ = reply.send(Err(CommandError::Unavailable("no registry here".into())));
     }
 
     fn forget_call(&self, call: &CallId) {

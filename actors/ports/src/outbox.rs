@@ -8,6 +8,7 @@ use ractor::ActorId;
 use showcall_machines::{
     CallId, CallInput, CallSetup, ChannelInput, ChannelKind, ChannelName, Role, UserId, UserInput,
 };
+use showcall_protocol::media_edge::MemberMedia;
 use showcall_protocol::messages::Responder;
 use showcall_protocol::{AppId, CommandError, CommandOk};
 
@@ -52,6 +53,16 @@ pub trait Outbox: Send + Sync + 'static {
         offer: Option<String>,
         reply: Responder<CommandOk>,
     ) -> Sending<'a, ()>;
+    /// A member's command for its own media session in `channel` (an answer to the router's offer, an
+    /// ICE restart, a layer cap): carried to the node that holds the session; answered on `reply`.
+    fn member_media(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: MemberMedia,
+        reply: Responder<CommandOk>,
+    );
     fn forget_call(&self, call: &CallId);
     fn forget_channel(&self, app: &AppId, channel: &ChannelName, id: ActorId);
 }

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use showcall_machines::ChannelName;
 
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::media_edge::{EdgeRule, MediaNode};
 
 /// Where an actor lives. The single-node default answers "here" for every key; the cluster's etcd
 /// placement (`showcall-cluster`) answers from partition ownership for users and calls, and from the
@@ -44,6 +45,16 @@ pub trait Placement: Send + Sync + Debug + 'static {
     /// follow its session to its node is sent there (`Login.follow_home`).
     fn public_signal_url(&self, _node: &NodeId) -> Option<String> {
         None
+    }
+    /// Where this node puts viewers' media sessions of the rooms it is the origin of (its `[media] edge`
+    /// setting; `showcall_protocol::media_edge`). On one node there is nowhere else: `Origin`.
+    fn edge_rule(&self) -> EdgeRule {
+        EdgeRule::Origin
+    }
+    /// The cluster's media nodes as they announce themselves (wire minor, relay, media load and
+    /// limits), this node included; empty on one node (the origin then counts as unlimited).
+    fn media_nodes(&self) -> Vec<MediaNode> {
+        Vec::new()
     }
     /// For a new call's channel: the tag of the media node chosen for it, carried in the channel's name
     /// (call channels are never pinned in etcd: their name says where they run). `None` on one node.

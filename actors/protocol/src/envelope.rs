@@ -109,6 +109,14 @@ pub enum Body {
         query: crate::directory::DirectoryQuery,
         reply: ReplyTo,
     },
+    /// A room's media across nodes: its origin asks an edge to open or close a viewer's session, or an
+    /// edge asks the origin to relay the room (wire 1.4: sent only to a node that announces it reads
+    /// 1.4, `crate::media_edge`).
+    Media {
+        app: AppId,
+        channel: ChannelName,
+        op: crate::media_edge::MediaOp,
+    },
 }
 
 impl Envelope {
@@ -132,6 +140,7 @@ impl Envelope {
             Body::Query { .. } => "directory".to_owned(),
             Body::Handoff { .. } => "handoff".to_owned(),
             Body::SinkMoved { id } => format!("sink/{id}"),
+            Body::Media { app, channel, .. } => format!("media/{app}/{channel}"),
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`error`], [`error_code`]: [`CommandError`] and its one [`ErrorCode`] per wire.
 //! - [`events`], [`bans`], [`directory`], [`handoff`]: business events, channel bans, directory entries
 //!   and queries, a partition's state on its way to another node.
+//! - [`media_edge`]: one live room across nodes: where a viewer's media session goes (its origin or an
+//!   edge), and what origin and edges ask each other (wire 1.4).
 //! - [`trace`]: one call, one trace: the context messages carry, span names.
 //! - [`metrics`]: metric names, descriptions and buckets; call metrics derived from the business events.
 //! - [`sync`]: the lock every crate takes its short critical sections with.
@@ -32,6 +34,7 @@ pub mod handoff;
 pub mod ids;
 pub mod inbox;
 pub mod keys;
+pub mod media_edge;
 pub mod messages;
 pub mod metrics;
 pub mod sync;

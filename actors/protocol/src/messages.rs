@@ -354,6 +354,10 @@ pub enum ChannelMsg<H: Handles = Local> {
         /// SDP offer for a media session in this channel.
         offer: Option<String>,
         reply: H::Reply<CommandOk>,
+        /// The node whose gateway holds the joining client's connection: a viewer's media session may
+        /// go there (`crate::media_edge`). Wire 1.4; absent (an older sender) = not known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_node: Option<NodeId>,
     },
     Input(Traced<ChannelInput>),
     /// The media router forwarded `from`'s first frame to the rest of the channel.
@@ -365,9 +369,19 @@ pub enum ChannelMsg<H: Handles = Local> {
     Adopt {
         call: CallId,
     },
+    /// A member's command for its own media session, carried to the node that holds it (wire 1.4:
+    /// sent only to a channel node that reads 1.4; an older one's members' sessions are all on it).
+    MemberMedia {
+        user: UserId,
+        command: crate::media_edge::MemberMedia,
+        reply: H::Reply<CommandOk>,
+    },
     /// A node died: members whose user actor lived there are gone.
     #[serde(skip)]
     OwnersLost(LostKeys),
+    /// A node died: members whose media session it held (an edge of this room) are gone.
+    #[serde(skip)]
+    MediaNodeLost(NodeId),
     /// This node lost its lease: close the media sessions and stop without telling anyone else.
     #[serde(skip)]
     Evict,
@@ -388,11 +402,22 @@ impl<H: Handles> ChannelMsg<H> {
                 may_publish,
                 offer,
                 reply,
+                client_node,
             } => ChannelMsg::Join {
                 user,
                 role,
                 may_publish,
                 offer,
+                reply: map.reply(reply),
+                client_node,
+            },
+            ChannelMsg::MemberMedia {
+                user,
+                command,
+                reply,
+            } => ChannelMsg::MemberMedia {
+                user,
+                command,
                 reply: map.reply(reply),
             },
             ChannelMsg::Input(input) => ChannelMsg::Input(input),

@@ -23,8 +23,8 @@
 //!   the same rule.
 //!
 //! Every message kind is kept as a fixture under the minor that added it
-//! (`actors/protocol/tests/wire/v1.0/`, `v1.1/`, `v1.2/`, `v1.3/`); the compatibility tests read each one, with fields of a
-//! later minor added, and unknown kinds.
+//! (`actors/protocol/tests/wire/v1.0/` … `v1.4/`); the compatibility tests read each one, with fields
+//! of a later minor added, and unknown kinds.
 
 use serde_json::Value;
 
@@ -43,7 +43,13 @@ pub const WIRE_MAJOR: u32 = 1;
 /// - 1.3: `ChannelUpdate::VideoPausedForBandwidth`, the media router telling a member its video stopped
 ///   (or started again) for its bandwidth. Not sent to a 1.2 node (the member is not told; its video
 ///   pauses and resumes all the same).
-pub const WIRE_MINOR: u32 = 3;
+/// - 1.4: one live room across nodes (`crate::media_edge`): `Body::Media` (an origin opens and closes
+///   viewers' sessions on an edge; an edge subscribes to the origin's relay) and
+///   `ChannelMsg::MemberMedia` (a member's answer, ICE restart or layer cap, carried by the channel
+///   actor to the node holding its session); the field `ChannelMsg::Join::client_node`. A node that
+///   announces 1.3 or less is never an edge (its viewers' sessions stay on the origin) and is not sent
+///   `MemberMedia` (its members' commands go to the router of the node they reach, as before).
+pub const WIRE_MINOR: u32 = 4;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -108,6 +108,29 @@ fn every_message_kind_of_wire_1_3_is_read_also_with_later_fields() {
     every_kind_of_a_minor_is_read_also_with_later_fields("v1.3", 1);
 }
 
+#[test]
+fn every_message_kind_of_wire_1_4_is_read_also_with_later_fields() {
+    // Each `MediaOp`, a member's media command through its channel, and a join naming its client's
+    // node.
+    every_kind_of_a_minor_is_read_also_with_later_fields("v1.4", 10);
+}
+
+#[test]
+fn a_join_from_a_node_before_1_4_has_no_client_node_and_still_reads() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "channel-join")
+        .expect("the 1.0 join fixture");
+    let envelope = wire::read(1, &bytes).expect("a 1.0 join reads");
+    let as_written = serde_json::to_value(&envelope).expect("JSON");
+    assert!(
+        as_written
+            .pointer("/body/Channel/msg/Join/client_node")
+            .is_none(),
+        "no client node is written when none is known: {as_written}"
+    );
+}
+
 /// The fixtures of the minor in `dir` (one per kind it added, `kinds` of them) read back as written, and
 /// also with fields of a later minor added.
 fn every_kind_of_a_minor_is_read_also_with_later_fields(dir: &str, kinds: usize) {

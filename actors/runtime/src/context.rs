@@ -14,6 +14,7 @@ use showcall_ports::admission::Admission;
 use showcall_ports::outbox::{Outbox, Sending};
 use showcall_ports::{CallLedger, CallRecordSink, Directory, MediaControl, Placement};
 use showcall_protocol::events::EventKind;
+use showcall_protocol::media_edge::MemberMedia;
 use showcall_protocol::messages::Responder;
 use showcall_protocol::{ActorKey, AppId, CommandError, CommandOk, NodeId};
 
@@ -82,6 +83,17 @@ impl Outbox for Hub {
         ))
     }
 
+    fn member_media(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: MemberMedia,
+        reply: Responder<CommandOk>,
+    ) {
+        Hub::member_media(self, app, channel, user, command, reply)
+    }
+
     fn forget_call(&self, call: &CallId) {
         Hub::forget_call(self, call)
     }
@@ -114,6 +126,17 @@ impl ActorContext for Hub {
 
     fn media(&self) -> &Arc<dyn MediaControl> {
         Hub::media(self)
+    }
+
+    fn media_at(&self, node: &NodeId) -> Arc<dyn MediaControl> {
+        if node == self.node() {
+            self.media().clone()
+        } else {
+            Arc::new(crate::media_edges::RemoteMedia {
+                hub: self.clone(),
+                node: node.clone(),
+            })
+        }
     }
 
     fn records(&self) -> &Arc<dyn CallRecordSink> {

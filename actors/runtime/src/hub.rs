@@ -65,6 +65,9 @@ pub struct HubParts {
     pub bans: Arc<dyn showcall_ports::bans::Bans>,
     /// Which apps' calls the business server authorizes before they ring (none by default).
     pub admission: Arc<dyn showcall_ports::admission::Admission>,
+    /// The media router's relay between a room's origin and its edges (none by default: this node is
+    /// never an edge, and refuses to relay its rooms to one).
+    pub relay: Arc<dyn showcall_ports::MediaRelay>,
 }
 
 impl HubParts {
@@ -80,6 +83,7 @@ impl HubParts {
             courier: Arc::new(NoCourier),
             bans: Arc::new(showcall_ports::bans::MemoryBans::default()),
             admission: Arc::new(showcall_ports::admission::NoAdmission),
+            relay: Arc::new(showcall_ports::NoRelay),
         }
     }
 }
@@ -117,6 +121,9 @@ pub(crate) struct Inner {
     starting: Mutex<std::collections::HashSet<ActorKey>>,
     /// Set when this node leaves the cluster: no actor starts here any more (`crate::handoff`).
     pub(crate) leaving: AtomicBool,
+    /// Rooms across nodes: those this node is an edge of, and those it relays to edges
+    /// (`crate::media_edges`).
+    pub(crate) edges: crate::media_edges::MediaEdges,
 }
 
 /// See the module docs. Cheap to clone.
@@ -169,6 +176,7 @@ impl Hub {
                 directory: Default::default(),
                 starting: Mutex::default(),
                 leaving: AtomicBool::new(false),
+                edges: Default::default(),
             }),
         }
     }

@@ -8,6 +8,8 @@
 //! - `routing`: the one route function: delivery to an actor here, on another node (the node link), or
 //!   parked while its partition moves; requests waiting for another node's answer.
 //! - `routed`: what differs per actor kind for the router (keys, local delivery, refusals).
+//! - `media_edges`: one live room across nodes: another node's router as a `MediaControl` (for a
+//!   room's origin), and the rooms this node is an edge of (one worker each).
 //! - `node_loss`: another node died, or this node lost its lease.
 //! - `pending_answers`: questions asked of other nodes, until answered, their node lost, or given up.
 //! - `flux`: messages parked while their key's partition has no owner.
@@ -29,6 +31,7 @@ mod context;
 mod flux;
 pub mod handoff;
 pub mod hub;
+mod media_edges;
 mod node_loss;
 mod pending_answers;
 mod routed;
@@ -40,5 +43,6 @@ mod users;
 
 pub use flux::{FLUX_WAIT, MAX_PARKED, MAX_PARKED_PER_KEY};
 pub use hub::{Hub, HubParts};
+pub use media_edges::EDGE_ROOM_QUEUE;
 pub use session::Session;
 pub use users::MAX_QUEUED_PER_USER;

@@ -49,7 +49,9 @@ impl Hub {
         let channels: Vec<_> = lock(&self.inner.channels).values().cloned().collect();
         for actor in channels {
             let _ = actor.cast(ChannelMsg::OwnersLost(lost.clone()));
+            let _ = actor.cast(ChannelMsg::MediaNodeLost(node.clone()));
         }
+        self.media_node_lost(node);
         tracing::warn!(%node, sessions = orphaned.len(), "node lost: its sessions closed, its calls ended");
     }
 

@@ -23,6 +23,7 @@ use showcall_protocol::commands::{CommandOk, UserCommand};
 use showcall_protocol::envelope::Body;
 use showcall_protocol::error::CommandError;
 use showcall_protocol::keys::{ActorKey, AppId};
+use showcall_protocol::media_edge::EDGE_WIRE_MINOR;
 use showcall_protocol::messages::{BindHere, CallMsg, ChannelMsg, Local, Traced, UserMsg, Wire};
 
 use crate::calls::NotTold;
@@ -325,6 +326,21 @@ impl Routed for ChannelMsg<Local> {
         wire.map(handles)
     }
 
+    fn readable_by(self, minor: u32) -> Vec<Self> {
+        match self {
+            // 1.4: a member's media command through its channel. `Hub::member_media` keeps it from
+            // older channel nodes; one that changed owner since is told to try again.
+            ChannelMsg::MemberMedia { reply, .. } if minor < EDGE_WIRE_MINOR => {
+                let _ = reply.send(Err(CommandError::Unavailable(
+                    "the node running this channel cannot take media commands yet (a rolling upgrade); try again"
+                        .into(),
+                )));
+                vec![]
+            }
+            msg => vec![msg],
+        }
+    }
+
     fn route(&self, hub: &Hub, app: &AppId, channel: &ChannelName) -> Route {
         match self {
             ChannelMsg::Open { .. } | ChannelMsg::Join { .. } => hub.route_opening(app, channel),
@@ -335,7 +351,10 @@ impl Routed for ChannelMsg<Local> {
     fn waits_for_owner(&self) -> bool {
         matches!(
             self,
-            ChannelMsg::Input(_) | ChannelMsg::MediaFlowing { .. } | ChannelMsg::Adopt { .. }
+            ChannelMsg::Input(_)
+                | ChannelMsg::MediaFlowing { .. }
+                | ChannelMsg::Adopt { .. }
+                | ChannelMsg::MemberMedia { .. }
         )
     }
 
@@ -380,7 +399,9 @@ impl Routed for ChannelMsg<Local> {
 
     fn refuse(self, hub: &Hub, app: &AppId, channel: &ChannelName, error: CommandError) {
         match self {
-            ChannelMsg::Open { reply, .. } | ChannelMsg::Join { reply, .. } => {
+            ChannelMsg::Open { reply, .. }
+            | ChannelMsg::Join { reply, .. }
+            | ChannelMsg::MemberMedia { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             // A restored call asking for its channel hears it is gone.
@@ -440,5 +461,28 @@ mod tests {
 
         let (msg, _answer) = restart_ice();
         assert_eq!(msg.readable_by(2).len(), 1, "a 1.2 node reads it");
+    }
+
+    #[tokio::test]
+    async fn a_member_media_command_is_not_sent_to_a_channel_node_before_1_4() {
+        let member_media = || {
+            let (port, answer) = ractor::concurrency::oneshot();
+            let msg = ChannelMsg::MemberMedia {
+                user: "fan".into(),
+                command: showcall_protocol::media_edge::MemberMedia::RestartIce {
+                    sdp_offer: "v=0\r\n".into(),
+                },
+                reply: Responder::Local(port.into()),
+            };
+            (msg, answer)
+        };
+        let (msg, answer) = member_media();
+        assert!(msg.readable_by(3).is_empty(), "nothing goes to a 1.3 node");
+        assert!(matches!(
+            answer.await,
+            Ok(Err(CommandError::Unavailable(_)))
+        ));
+        let (msg, _answer) = member_media();
+        assert_eq!(msg.readable_by(4).len(), 1, "a 1.4 node reads it");
     }
 }

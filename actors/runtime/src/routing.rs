@@ -27,6 +27,7 @@ use showcall_protocol::envelope::{Body, Envelope, MAX_HOPS, ReplyTo, SinkTo};
 use showcall_protocol::error::CommandError;
 use showcall_protocol::inbox::ConnectionInbox;
 use showcall_protocol::keys::{ActorKey, AppId, NodeId};
+use showcall_protocol::media_edge::{EDGE_WIRE_MINOR, MemberMedia};
 use showcall_protocol::messages::{
     Answer, BindHere, CallMsg, ChannelMsg, HandleMap, Local, Responder, SessionSink, TraceContext,
     Traced, UserMsg, Wire,
@@ -288,7 +289,7 @@ impl Hub {
     }
 
     /// A responder that answers request `to` of another node.
-    fn responder<T>(&self, to: ReplyTo) -> Responder<T> {
+    pub(crate) fn responder<T>(&self, to: ReplyTo) -> Responder<T> {
         Responder::Remote {
             to,
             from: self.node().clone(),
@@ -495,16 +496,71 @@ impl Hub {
                 return;
             }
         }
+        // The joiner's gateway: where the answer goes (a reply forwarded by the user actor keeps
+        // pointing at the node holding the connection). A viewer's media may go there.
+        let client_node = match &reply {
+            Responder::Local(_) => self.node().clone(),
+            Responder::Remote { to, .. } => to.node.clone(),
+        };
         let join = ChannelMsg::Join {
             user,
             role,
             may_publish,
             offer,
             reply,
+            client_node: Some(client_node),
         };
         self.route_msg(app, channel, join)
             .finish(self, app, channel)
             .await;
+    }
+
+    /// A member's command for its media session in `channel`, carried by the channel's actor to the node
+    /// holding the session. A channel on a node of wire 1.3 or older has every session on itself and
+    /// does not read the command: it is applied to this node's router, as before rooms spanned nodes.
+    pub(crate) fn member_media(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: MemberMedia,
+        reply: Responder<CommandOk>,
+    ) {
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        if let Route::There(node) = self.route(&key)
+            && self.inner.parts.courier.reads_minor(&node) < EDGE_WIRE_MINOR
+        {
+            self.member_media_here(app, channel, user, command, reply);
+            return;
+        }
+        let msg = ChannelMsg::MemberMedia {
+            user,
+            command,
+            reply,
+        };
+        self.route_msg(app, channel, msg).settle(self, app, channel);
+    }
+
+    /// A member's media command applied to this node's router.
+    fn member_media_here(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        user: UserId,
+        command: MemberMedia,
+        reply: Responder<CommandOk>,
+    ) {
+        let done = showcall_ports::media::member_media(
+            self.media().as_ref(),
+            app,
+            channel,
+            &user,
+            command,
+        );
+        tokio::spawn(async move {
+            let answer = done.await;
+            let _ = reply.send(answer);
+        });
     }
 
     /// A notification to a channel actor (only if the channel is open).
@@ -576,6 +632,7 @@ impl Hub {
                 self.receive::<ChannelMsg>(hops, trace, app, channel, msg)
                     .await
             }
+            Body::Media { app, channel, op } => self.media_op(from, app, channel, op),
         }
     }
 

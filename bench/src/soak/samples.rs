@@ -17,10 +17,10 @@ use super::super::cpu;
 /// itself a finding, not a reason to stop the soak).
 const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) type Admin = AdminClient<InterceptedService<Channel, AdminCredentials>>;
+pub(crate) type Admin = AdminClient<InterceptedService<Channel, AdminCredentials>>;
 
 /// A business API client for the node at `grpc_url`, signing with the demo app's API key.
-pub(super) async fn admin(grpc_url: &str) -> anyhow::Result<Admin> {
+pub(crate) async fn admin(grpc_url: &str) -> anyhow::Result<Admin> {
     let channel = Channel::from_shared(grpc_url.to_owned())?.connect().await?;
     Ok(AdminClient::with_interceptor(
         channel,
@@ -29,7 +29,7 @@ pub(super) async fn admin(grpc_url: &str) -> anyhow::Result<Admin> {
 }
 
 /// `GetNodeInfo`, or `None` when the node did not answer in time.
-pub(super) async fn node_info(admin: &mut Admin) -> Option<NodeInfo> {
+pub(crate) async fn node_info(admin: &mut Admin) -> Option<NodeInfo> {
     tokio::time::timeout(INFO_TIMEOUT, admin.get_node_info(GetNodeInfoRequest {}))
         .await
         .ok()?

@@ -210,6 +210,7 @@ mod tests {
                 lease: 0,
                 timeline: true,
                 wire_minor: 0,
+                media: None,
             };
             view.nodes.insert(NodeId((*id).into()), info);
         }

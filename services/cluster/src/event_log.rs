@@ -386,6 +386,7 @@ mod tests {
             lease: 0,
             timeline,
             wire_minor: 0,
+            media: None,
         }
     }
 

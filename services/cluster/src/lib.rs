@@ -57,5 +57,5 @@ pub use membership::{ClusterConfig, ClusterError, HandoffHook, LeaveReport, Memb
 pub use partition::{PartitionId, partition_of};
 pub use placement::EtcdPlacement;
 pub use takeover::take_over_calls;
-pub use view::{ClusterView, NodeInfo};
+pub use view::{ClusterView, MediaInfo, MediaLoad, NodeInfo};
 pub use webhook_leader::EtcdWebhookLeader;

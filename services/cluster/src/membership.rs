@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use crate::etcd_timing::timed;
 use crate::partition::PartitionId;
 use crate::rendezvous::{Step, plan};
-use crate::view::{ClusterView, Layout, NodeInfo};
+use crate::view::{ClusterView, Layout, MediaLoad, NodeInfo};
 
 /// How to join the cluster.
 #[derive(Clone, Debug)]
@@ -99,6 +99,9 @@ struct Shared {
     busy: Mutex<Option<BusyPartitions>>,
     /// How many channels are open here (published in the node info; set by the node).
     load: Mutex<Option<Arc<dyn Fn() -> u32 + Send + Sync>>>,
+    /// This node's media router's load now (published in the node info's `media`; set by the node
+    /// when its router can be an edge).
+    media_load: Mutex<Option<Arc<dyn Fn() -> MediaLoad + Send + Sync>>>,
     /// Moves a busy partition's actors to its next owner (set by the node once its hub exists).
     handoff: Mutex<Option<HandoffHook>>,
     /// Set when this node leaves: published in its node info (no partition targets it any more).
@@ -159,10 +162,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// This node's info as it should be published now (`load` = channels open).
-    fn info_now(&self, load: u32) -> NodeInfo {
+    /// This node's info as it should be published now (`load` = channels open; `media`: its router's
+    /// load).
+    fn info_now(&self, load: u32, media: MediaLoad) -> NodeInfo {
         NodeInfo {
             load,
+            media: self.info.media.clone().map(|info| crate::view::MediaInfo {
+                sessions: media.sessions,
+                egress_bps: media.egress_bps,
+                ..info
+            }),
             leaving: self.leaving.load(std::sync::atomic::Ordering::Acquire),
             lease: lock(&self.lease).id,
             ..self.info.clone()
@@ -239,6 +248,7 @@ impl Membership {
             losses: Mutex::default(),
             busy: Mutex::default(),
             load: Mutex::default(),
+            media_load: Mutex::default(),
             handoff: Mutex::default(),
             leaving: std::sync::atomic::AtomicBool::new(false),
         });
@@ -347,6 +357,17 @@ impl Membership {
         *lock(&self.shared.load) = Some(load);
     }
 
+    /// Tells membership how loaded this node's media router is: republished with the channels' load
+    /// (when it changed enough, [`MediaLoad::worth_publishing`]) so rooms' origins choose edges with room.
+    pub fn set_media_load(&self, load: Arc<dyn Fn() -> MediaLoad + Send + Sync>) {
+        *lock(&self.shared.media_load) = Some(load);
+    }
+
+    /// The live nodes as candidates for viewers' media sessions (`showcall_protocol::media_edge`).
+    pub fn media_nodes(&self) -> Vec<showcall_protocol::media_edge::MediaNode> {
+        self.read_view(|view| view.nodes.values().map(NodeInfo::media_node).collect())
+    }
+
     /// Tells membership how to move a busy partition's actors: a partition another node should own is
     /// then handed over with its actors (a joining node gets its share under load) instead of staying
     /// here until they are gone.
@@ -419,7 +440,11 @@ impl Membership {
         let mut client = self.client.clone();
         let lease = lock(&shared.lease).id;
         let load = lock(&shared.load).as_ref().map_or(0, |load| load());
-        let value = serde_json::to_vec(&shared.info_now(load)).expect("node info serializes");
+        let media = lock(&shared.media_load)
+            .as_ref()
+            .map_or_else(MediaLoad::default, |load| load());
+        let value =
+            serde_json::to_vec(&shared.info_now(load, media)).expect("node info serializes");
         let put = PutOptions::new().with_lease(lease);
         if let Err(e) = timed(
             "put",
@@ -624,17 +649,21 @@ async fn keep_alive(mut client: Client, shared: Arc<Shared>) {
 /// Republishes this node's info with its current load whenever the load changed (checked every second).
 async fn publish_load(mut client: Client, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut published = 0;
+    let mut published = (0, MediaLoad::default());
     loop {
         tick.tick().await;
         let Some(load) = lock(&shared.load).clone() else {
             continue;
         };
-        let now = load();
-        if now == published || shared.fenced_at(Instant::now()) {
+        let media = lock(&shared.media_load)
+            .clone()
+            .map_or_else(MediaLoad::default, |load| load());
+        let now = (load(), media);
+        let changed = now.0 != published.0 || now.1.worth_publishing(&published.1);
+        if !changed || shared.fenced_at(Instant::now()) {
             continue;
         }
-        let info = shared.info_now(now);
+        let info = shared.info_now(now.0, now.1);
         let lease = lock(&shared.lease).id;
         let value = serde_json::to_vec(&info).expect("node info serializes");
         let put = timed(
@@ -770,7 +799,14 @@ async fn reregister(client: &mut Client, shared: &Shared) {
     let ttl_secs = shared.ttl.as_secs() as i64;
     loop {
         let asked = Instant::now();
-        match register(client, &shared.layout, &shared.info_now(0), ttl_secs).await {
+        match register(
+            client,
+            &shared.layout,
+            &shared.info_now(0, MediaLoad::default()),
+            ttl_secs,
+        )
+        .await
+        {
             Ok(id) => {
                 *lock(&shared.lease) = Lease {
                     id,

@@ -6,6 +6,7 @@ use showcall_ports::{PinFuture, Placement};
 use showcall_protocol::ActorKey;
 use showcall_protocol::AppId;
 use showcall_protocol::NodeId;
+use showcall_protocol::media_edge::{EdgeRule, MediaNode};
 
 use crate::membership::Membership;
 use crate::partition::partition_of;
@@ -15,11 +16,21 @@ use crate::view::{channel_id, node_tag, tag_of_call_channel};
 #[derive(Debug, Clone)]
 pub struct EtcdPlacement {
     membership: Membership,
+    /// Where viewers' media sessions of rooms this node is the origin of go (`[media] edge`).
+    edge_rule: EdgeRule,
 }
 
 impl EtcdPlacement {
     pub fn new(membership: Membership) -> Self {
-        Self { membership }
+        Self {
+            membership,
+            edge_rule: EdgeRule::default(),
+        }
+    }
+
+    /// This node's `[media] edge` rule.
+    pub fn with_edge_rule(self, edge_rule: EdgeRule) -> Self {
+        Self { edge_rule, ..self }
     }
 
     pub fn membership(&self) -> &Membership {
@@ -87,6 +98,14 @@ impl Placement for EtcdPlacement {
         if !channel.is_call_channel() {
             self.membership.unpin_channel(&channel_id(app, channel));
         }
+    }
+
+    fn edge_rule(&self) -> EdgeRule {
+        self.edge_rule
+    }
+
+    fn media_nodes(&self) -> Vec<MediaNode> {
+        self.membership.media_nodes()
     }
 
     fn call_channel_tag(&self) -> Option<String> {

@@ -55,6 +55,64 @@ pub struct NodeInfo {
     /// message kinds of that minor or older. Absent (a release before 1.1) = 0.
     #[serde(default)]
     pub wire_minor: u32,
+    /// Its media router as an edge of other nodes' rooms (`showcall_protocol::media_edge`): whether it
+    /// relays, its load and its limits. Absent (a release before 1.4) = never an edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
+}
+
+/// A node's media router as its node info announces it (republished as its load changes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// It relays rooms between nodes: it may be an edge of another node's room.
+    #[serde(default)]
+    pub relays: bool,
+    /// Media sessions its router holds now (viewers, nearly all of them).
+    #[serde(default)]
+    pub sessions: u64,
+    /// Bits per second its router sends now (over the last second or so).
+    #[serde(default)]
+    pub egress_bps: u64,
+    /// Its `media.max_viewers` (0 = unlimited): at that many sessions it takes no more viewers.
+    #[serde(default)]
+    pub max_sessions: u64,
+    /// Its `media.max_egress_bps` (0 = unlimited).
+    #[serde(default)]
+    pub max_egress_bps: u64,
+}
+
+/// A node's media load now, measured by the node (see [`MediaInfo`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaLoad {
+    pub sessions: u64,
+    pub egress_bps: u64,
+}
+
+impl MediaLoad {
+    /// Whether `self` differs enough from `published` to republish: any change of sessions, or of the
+    /// bit rate by more than an eighth (a rate moves every second; the choice of edges needs its size,
+    /// not its last bit).
+    pub fn worth_publishing(&self, published: &MediaLoad) -> bool {
+        let (now, then) = (self.egress_bps, published.egress_bps);
+        self.sessions != published.sessions || now.abs_diff(then) > then / 8
+    }
+}
+
+impl NodeInfo {
+    /// The node as a candidate for viewers' media sessions.
+    pub fn media_node(&self) -> showcall_protocol::media_edge::MediaNode {
+        let media = self.media.clone().unwrap_or_default();
+        showcall_protocol::media_edge::MediaNode {
+            id: self.id.clone(),
+            wire_minor: self.wire_minor,
+            relays: media.relays,
+            leaving: self.leaving,
+            viewers: media.sessions,
+            egress_bps: media.egress_bps,
+            max_viewers: media.max_sessions,
+            max_egress_bps: media.max_egress_bps,
+        }
+    }
 }
 
 /// A short, stable tag of a node id, carried in call channel names (`call-<hex>@<tag>`).
@@ -359,6 +417,7 @@ mod tests {
             lease: 0,
             timeline: true,
             wire_minor: 0,
+            media: None,
         };
         view.put(
             &layout,
@@ -379,5 +438,50 @@ mod tests {
         view.delete(&layout, "/showcall/v1/partitions/7");
         view.delete(&layout, "/showcall/v1/nodes/n1");
         assert_eq!(view, ClusterView::default());
+    }
+
+    #[test]
+    fn a_node_announces_itself_as_an_edge_only_with_its_media_info() {
+        let older: NodeInfo = serde_json::from_str(
+            r#"{"id":"n0","grpc_addr":"","media_addr":"","signal_url":"","capacity":1,"wire_minor":3}"#,
+        )
+        .expect("a 1.3 node's info reads");
+        let node = older.media_node();
+        assert!(!node.relays, "a node without media info does not relay");
+        assert_eq!(node.wire_minor, 3);
+
+        let info = NodeInfo {
+            media: Some(MediaInfo {
+                relays: true,
+                sessions: 40,
+                egress_bps: 8_000_000,
+                max_sessions: 50,
+                max_egress_bps: 0,
+            }),
+            ..older
+        };
+        let read: NodeInfo =
+            serde_json::from_slice(&serde_json::to_vec(&info).unwrap()).expect("reads back");
+        let node = read.media_node();
+        assert!(node.relays && node.has_room());
+        assert_eq!((node.viewers, node.max_viewers), (40, 50));
+    }
+
+    #[test]
+    fn media_load_is_republished_on_a_session_change_or_a_rate_change_of_over_an_eighth() {
+        let published = MediaLoad {
+            sessions: 10,
+            egress_bps: 8_000_000,
+        };
+        let with = |sessions, egress_bps| MediaLoad {
+            sessions,
+            egress_bps,
+        };
+        assert!(!with(10, 8_000_000).worth_publishing(&published));
+        assert!(!with(10, 8_900_000).worth_publishing(&published));
+        assert!(with(10, 9_100_000).worth_publishing(&published));
+        assert!(with(10, 6_900_000).worth_publishing(&published));
+        assert!(with(11, 8_000_000).worth_publishing(&published));
+        assert!(with(1, 0).worth_publishing(&MediaLoad::default()));
     }
 }

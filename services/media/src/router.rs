@@ -705,24 +705,21 @@ impl MediaRouter {
         for worker in self.worker_stats().await? {
             total += worker;
         }
-        if let Some(relay) = self.relay_stats().await? {
-            total += relay;
-        }
+        total += self.relay_stats().await?;
         Ok(total)
     }
 
-    /// The node relay's counters (its `relay_*` fields; the others are the workers',
-    /// [`Self::worker_stats`]), when it has a relay socket. [`Self::stats`] includes them.
-    pub async fn relay_stats(&self) -> Result<Option<RouterStats>, MediaError> {
+    /// The node-to-node relay's counters (its `relay_*` fields; all zero without a relay socket).
+    pub async fn relay_stats(&self) -> Result<RouterStats, MediaError> {
         let Some(relay) = &self.relay else {
-            return Ok(None);
+            return Ok(RouterStats::default());
         };
         let (reply, rx) = oneshot::channel();
         relay
             .tx
             .send(RelayCommand::Stats { reply })
             .map_err(|_| MediaError::Stopped)?;
-        rx.await.map(Some).map_err(|_| MediaError::Stopped)
+        rx.await.map_err(|_| MediaError::Stopped)
     }
 
     /// Current counters of each worker, in order.

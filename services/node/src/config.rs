@@ -48,6 +48,7 @@ use std::time::Duration;
 use ::config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 use showcall_auth::{ApiKeys, AppKeys, MIN_TURN_SECRET_LEN};
+use showcall_protocol::media_edge::EdgeRule;
 
 use crate::cli::RunArgs;
 
@@ -228,6 +229,45 @@ pub struct NodeConfig {
     /// that may move media gets their URLs with credentials of its own, minted from the secret shared
     /// with them. Unset (the default) = logins get no TURN servers.
     pub turn: Option<TurnConfig>,
+    /// One live room across nodes (`[media]`): where viewers' media sessions go, this node's limits as
+    /// an edge, and its relay socket.
+    pub media: MediaEdgeConfig,
+}
+
+/// The `[media]` table: one live room across nodes (`showcall_protocol::media_edge`). A room's host
+/// publishes on its origin (the node its channel is pinned to); each viewer's session goes where the
+/// origin's `edge` rule puts it, and a node with viewers of a room subscribes to the origin once over
+/// its relay socket and fans out locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaEdgeConfig {
+    /// Where viewers of rooms this node is the origin of get their media session: `client_node` (the
+    /// node holding the viewer's signaling connection, the default), `origin` (no edges: every session
+    /// on the origin), or `least_loaded`. Broadcasters and calls always stay on the origin.
+    pub edge: EdgeRule,
+    /// Media sessions this node's router takes before it takes no more viewers (it is not chosen as an
+    /// edge, nor opens viewers of its own rooms: they go to the least loaded node with room, or are
+    /// refused UNAVAILABLE when none has). 0 = unlimited.
+    pub max_viewers: u64,
+    /// Media bit rate (bits/s) this node's router sends before it takes no more viewers, as
+    /// `max_viewers`. 0 = unlimited.
+    pub max_egress_bps: u64,
+    /// UDP address of the node-to-node relay socket (origins send their rooms' media to edges there; an
+    /// edge's NACKs and keyframe requests go back to the origin's). Unset = `media_addr`'s IP, any free
+    /// port (it is announced to the origin in each subscription). In a cluster only: a single node has
+    /// no relay. Its packets are sealed with a fresh key per room subscription.
+    pub relay_addr: Option<SocketAddr>,
+}
+
+impl Default for MediaEdgeConfig {
+    fn default() -> Self {
+        Self {
+            edge: EdgeRule::ClientNode,
+            max_viewers: 0,
+            max_egress_bps: 0,
+            relay_addr: None,
+        }
+    }
 }
 
 /// TURN servers sharing a secret with the node (coturn's `use-auth-secret` / `static-auth-secret`).
@@ -340,6 +380,7 @@ impl Default for NodeConfig {
             max_connections_per_ip: 100,
             max_outbox_frames: 1024,
             turn: None,
+            media: MediaEdgeConfig::default(),
         }
     }
 }
@@ -1262,6 +1303,46 @@ mod tests {
         ] {
             assert!(msg.contains(expected), "{expected}: {msg}");
         }
+    }
+
+    /// The `[media]` table (one live room across nodes) from a file or the environment; an unknown rule
+    /// is an error, not a default.
+    #[test]
+    fn the_media_edge_table_loads_from_a_file_or_the_environment() {
+        let default = NodeConfig::default().media;
+        assert_eq!(default.edge, EdgeRule::ClientNode);
+        assert_eq!((default.max_viewers, default.max_egress_bps), (0, 0));
+        let from_file = NodeConfig::from_layers(
+            file(
+                "[media]\nedge = \"least_loaded\"\nmax_viewers = 2000\n\
+                 max_egress_bps = 900000000\nrelay_addr = \"127.0.0.1:7809\"\n",
+            ),
+            env(&[]),
+            &RunArgs::default(),
+        )
+        .expect("a [media] table loads");
+        assert_eq!(
+            from_file.media,
+            MediaEdgeConfig {
+                edge: EdgeRule::LeastLoaded,
+                max_viewers: 2000,
+                max_egress_bps: 900_000_000,
+                relay_addr: Some("127.0.0.1:7809".parse().unwrap()),
+            }
+        );
+        let from_env = NodeConfig::from_layers(
+            None,
+            env(&[("SHOWCALL_MEDIA__EDGE", "origin")]),
+            &RunArgs::default(),
+        )
+        .expect("the rule from the environment loads");
+        assert_eq!(from_env.media.edge, EdgeRule::Origin);
+        let typo = NodeConfig::from_layers(
+            file("[media]\nedge = \"nearest\"\n"),
+            env(&[]),
+            &RunArgs::default(),
+        );
+        assert!(typo.is_err(), "an unknown rule is refused");
     }
 
     /// TURN from a file or from the environment (the compose file's way), and what validation refuses.

@@ -261,8 +261,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             room_capacity: config.media_room_capacity,
             advertise_ip: config.media_advertise_ip,
             tcp: config.media_tcp_bind(),
-            // The node-to-node relay is wired by the cluster's control plane (issue 15).
-            relay: None,
+            // One live room across nodes: a cluster member relays rooms to the nodes holding their
+            // viewers (`config.media`); a single node has nobody to relay to.
+            relay: (!config.etcd_endpoints.is_empty()).then(|| {
+                config
+                    .media
+                    .relay_addr
+                    .unwrap_or_else(|| SocketAddr::new(config.media_addr.ip(), 0))
+            }),
         },
         media_events_tx,
     )
@@ -278,7 +284,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     );
     let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
-    parts.media = Arc::new(media_port::RouterPort::new(router.clone()));
+    let router_port = media_port::RouterPort::new(router.clone())
+        .with_relay_advertise_ip(config.media_advertise_ip);
+    parts.media = Arc::new(router_port.clone());
+    parts.relay = Arc::new(router_port.clone());
     parts.admission = admission(&config)?;
     let membership = if config.etcd_endpoints.is_empty() {
         None
@@ -311,11 +320,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 lease: 0,
                 timeline: true,
                 wire_minor: 0,
+                media: Some(showcall_cluster::MediaInfo {
+                    relays: showcall_ports::MediaRelay::relays(&router_port),
+                    sessions: 0,
+                    egress_bps: 0,
+                    max_sessions: config.media.max_viewers,
+                    max_egress_bps: config.media.max_egress_bps,
+                }),
             },
         })
         .await
         .context("joining the cluster through etcd")?;
-        parts.placement = Arc::new(showcall_cluster::EtcdPlacement::new(membership.clone()));
+        parts.placement = Arc::new(
+            showcall_cluster::EtcdPlacement::new(membership.clone())
+                .with_edge_rule(config.media.edge),
+        );
         let secret = cluster_secret(&config)?;
         let transport = match grpc_tls {
             Some(_) => showcall_cluster::LinkTransport::Tls {
@@ -454,6 +473,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }));
         let load_hub = hub.clone();
         m.set_load(Arc::new(move || load_hub.channels_open() as u32));
+        // The router's load as an edge: sessions and the bit rate it sends, sampled every second.
+        let media_load = Arc::new(std::sync::Mutex::new(showcall_cluster::MediaLoad::default()));
+        let sampled = media_load.clone();
+        m.set_media_load(Arc::new(move || {
+            *sampled.lock().unwrap_or_else(|e| e.into_inner())
+        }));
+        let mut stop = shutdown_rx.clone();
+        let sampler_router = router.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = media_port::sample_media_load(sampler_router, media_load) => {}
+                _ = stop.changed() => {}
+            }
+        });
         // Busy partitions move with their actors (a joining node's share, and this node's on leave).
         let handoff_hub = hub.clone();
         m.set_handoff(Arc::new(move |partition, target, force| {

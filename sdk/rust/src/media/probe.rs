@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpPacket;
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -48,6 +48,12 @@ pub struct ProbeOptions {
     /// How many of the latest packets' records are kept (older ones are dropped; the per-SSRC
     /// summaries and the counters cover every packet). Default 4096; 0 keeps summaries only.
     pub keep_packets: usize,
+    /// Offer transport-wide congestion control (the TWCC header extension), as browsers do, so the
+    /// node estimates this receiver's bandwidth and adapts what it sends (simulcast layer, video
+    /// paused). Default true. Off, the node has no estimate for it and sends whatever the publisher
+    /// sends: a benchmark of forwarding alone, whose probes share a starved CPU, turns it off so
+    /// their late feedback does not read as congestion.
+    pub transport_cc: bool,
 }
 
 impl Default for ProbeOptions {
@@ -55,6 +61,7 @@ impl Default for ProbeOptions {
         ProbeOptions {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             keep_packets: 4096,
+            transport_cc: true,
         }
     }
 }
@@ -111,6 +118,21 @@ impl fmt::Debug for ProbePeer {
     }
 }
 
+/// str0m's standard header extensions (Chrome's) less the transport-wide sequence number, which is what
+/// TWCC feedback counts: without it nothing is fed back and the sender has no estimate.
+fn without_transport_cc() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    let standard = ExtensionMap::standard();
+    for id in 1..=14 {
+        if let Some(ext) = standard.lookup(id)
+            && *ext != Extension::TransportSequenceNumber
+        {
+            map.set(id, ext.clone());
+        }
+    }
+    map
+}
+
 impl ProbePeer {
     /// Binds the UDP socket (`opts.bind_ip`, any port), builds the `Rtc` in RTP mode (full ICE, Opus
     /// and VP8) and adds the socket as its host candidate.
@@ -119,12 +141,15 @@ impl ProbePeer {
         let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).map_err(transport)?;
         socket.set_nonblocking(true).map_err(transport)?;
         let local_addr = socket.local_addr().map_err(transport)?;
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(Instant::now());
+            .enable_vp8(true);
+        if !opts.transport_cc {
+            config = config.set_extension_map(without_transport_cc());
+        }
+        let mut rtc = config.build(Instant::now());
         let candidate = Candidate::host(local_addr, "udp")
             .map_err(|e| SdkError::Transport(format!("host candidate {local_addr}: {e}")))?;
         if rtc.add_local_candidate(candidate).is_none() {

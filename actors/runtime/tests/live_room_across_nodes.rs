@@ -1,0 +1,699 @@
+//! One live room across nodes (`showcall_protocol::media_edge`), at the actor layer: two hubs ("a",
+//! the room's origin, and "b") whose envelopes travel as wire bytes through an in-memory courier, each
+//! with a media router and a relay that record what they are asked. The channel actor on the origin
+//! keeps the member list; a viewer whose connection is on b gets its media session on b, whose router
+//! subscribes to the origin once and unsubscribes after its last viewer. On tokio's paused clock.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use showcall_machines::user::ClientEvent;
+use showcall_machines::{ChannelName, ChannelUpdate, Role, UserConfig, UserId};
+use showcall_ports::placement::{PinFuture, PinRefusal, Placement};
+use showcall_ports::{
+    AnswerApplied, LayerCapped, MediaControl, MediaRefusal, MediaRelay, SessionOpening,
+};
+use showcall_protocol::envelope::{Body, Courier, Envelope};
+use showcall_protocol::media_edge::{EdgeRule, MediaNode, RelayTicket};
+use showcall_protocol::{ActorKey, AppId, CommandOk, NodeId, UserCommand, VideoLayer, wire};
+use showcall_runtime::{Hub, HubParts};
+use support::{Client, HOUR_MS, STUCK};
+use tokio::sync::mpsc;
+
+fn node(name: &str) -> NodeId {
+    NodeId(name.into())
+}
+
+fn room() -> ChannelName {
+    ChannelName("showroom".into())
+}
+
+/// What every node sees: users whose id starts with "a" live on a, the others on b; a live room where
+/// it was pinned first; each node's announced wire minor and media load.
+#[derive(Debug, Default)]
+struct Cluster {
+    pins: Mutex<HashMap<(AppId, ChannelName), NodeId>>,
+    minors: Mutex<HashMap<NodeId, u32>>,
+    /// Nodes announcing they are full (`max_viewers` reached).
+    full: Mutex<HashSet<NodeId>>,
+    hubs: OnceLock<HashMap<NodeId, Hub>>,
+    /// `Body::Media` envelopes sent (origin ↔ edge).
+    media_envelopes: AtomicU64,
+}
+
+impl Cluster {
+    fn minor(&self, node: &NodeId) -> u32 {
+        self.minors
+            .lock()
+            .unwrap()
+            .get(node)
+            .copied()
+            .unwrap_or(wire::WIRE_MINOR)
+    }
+}
+
+#[derive(Debug)]
+struct TestPlacement {
+    this: NodeId,
+    cluster: Arc<Cluster>,
+}
+
+impl Placement for TestPlacement {
+    fn this_node(&self) -> &NodeId {
+        &self.this
+    }
+
+    fn owner(&self, key: &ActorKey) -> Option<NodeId> {
+        match key {
+            ActorKey::User(_, user) if user.as_str().starts_with('a') => Some(node("a")),
+            ActorKey::User(..) | ActorKey::Call(..) => Some(node("b")),
+            ActorKey::Channel(app, channel) => {
+                let pins = self.cluster.pins.lock().unwrap();
+                pins.get(&(app.clone(), channel.clone())).cloned()
+            }
+        }
+    }
+
+    fn pin_channel(&self, app: &AppId, channel: &ChannelName) -> PinFuture {
+        let mut pins = self.cluster.pins.lock().unwrap();
+        let holder = pins
+            .entry((app.clone(), channel.clone()))
+            .or_insert_with(|| self.this.clone())
+            .clone();
+        let pinned = if holder == self.this {
+            Ok(())
+        } else {
+            Err(PinRefusal::Elsewhere(holder))
+        };
+        Box::pin(async move { pinned })
+    }
+
+    fn edge_rule(&self) -> EdgeRule {
+        EdgeRule::ClientNode
+    }
+
+    fn media_nodes(&self) -> Vec<MediaNode> {
+        ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let mut n = MediaNode::unlimited(node(name));
+                n.wire_minor = self.cluster.minor(&n.id);
+                if self.cluster.full.lock().unwrap().contains(&n.id) {
+                    n.max_viewers = 1;
+                    n.viewers = 1;
+                }
+                n
+            })
+            .collect()
+    }
+}
+
+/// Carries envelopes as the node link does: wire bytes, read back by the wire's rule, in order per
+/// destination.
+#[derive(Debug)]
+struct LoopCourier {
+    cluster: Arc<Cluster>,
+    lanes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<u8>>>>,
+}
+
+impl Courier for LoopCourier {
+    fn send(&self, to: &NodeId, envelope: Envelope) -> bool {
+        let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
+            return false;
+        };
+        if matches!(envelope.body, Body::Media { .. }) {
+            self.cluster.media_envelopes.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut lanes = self.lanes.lock().unwrap();
+        let lane = lanes.entry(to.clone()).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(bytes) = rx.recv().await {
+                    let envelope = wire::read(wire::WIRE_MAJOR, &bytes).expect("the wire reads");
+                    hub.deliver(envelope).await;
+                }
+            });
+            tx
+        });
+        lane.send(envelope.encode()).is_ok()
+    }
+
+    fn reads_minor(&self, node: &NodeId) -> u32 {
+        self.cluster.minor(node)
+    }
+}
+
+/// What one node's router and relay were asked, in order.
+#[derive(Debug, Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    fn push(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.all().iter().filter(|w| *w == what).count()
+    }
+}
+
+/// A router that opens every session (answering with its node's name) and records each command.
+#[derive(Debug)]
+struct RecordingRouter {
+    node: NodeId,
+    log: Arc<Log>,
+}
+
+impl MediaControl for RecordingRouter {
+    fn open_session(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        may_publish: bool,
+        _: String,
+    ) -> SessionOpening {
+        self.log
+            .push(format!("open {channel} {user} publish={may_publish}"));
+        let answer = format!("answer from {}", self.node);
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn close_session(&self, _: &AppId, channel: &ChannelName, user: &UserId) {
+        self.log.push(format!("close {channel} {user}"));
+    }
+
+    fn close_channel(&self, _: &AppId, channel: &ChannelName) {
+        self.log.push(format!("close room {channel}"));
+    }
+
+    fn accept_answer(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        revision: u64,
+        _: String,
+    ) -> AnswerApplied {
+        self.log
+            .push(format!("answer {channel} {user} revision={revision}"));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn restart_ice(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        _: String,
+    ) -> SessionOpening {
+        self.log.push(format!("restart ice {channel} {user}"));
+        let answer = format!("restarted on {}", self.node);
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn set_video_layer(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        user: &UserId,
+        max_layer: VideoLayer,
+    ) -> LayerCapped {
+        self.log
+            .push(format!("layer {channel} {user} {max_layer:?}"));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn set_forwarding(&self, _: &AppId, channel: &ChannelName, publisher: &UserId, on: bool) {
+        self.log.push(format!("forward {channel} {publisher} {on}"));
+    }
+
+    fn request_keyframe(&self, _: &AppId, channel: &ChannelName, publisher: &UserId) {
+        self.log.push(format!("keyframe {channel} {publisher}"));
+    }
+}
+
+/// A relay that records subscriptions; its tickets carry the node's name as the address.
+#[derive(Debug)]
+struct RecordingRelay {
+    node: NodeId,
+    log: Arc<Log>,
+    keys: AtomicU64,
+    /// Refuses to subscribe (its relay socket is gone, say).
+    refuses: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MediaRelay for RecordingRelay {
+    fn relays(&self) -> bool {
+        true
+    }
+
+    fn edge_ticket(&self) -> Result<RelayTicket, MediaRefusal> {
+        let key = self.keys.fetch_add(1, Ordering::Relaxed);
+        Ok(RelayTicket {
+            addr: format!("{}:relay", self.node),
+            key: format!("{key:02x}"),
+        })
+    }
+
+    fn add_edge(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        edge_node: &NodeId,
+        edge: &RelayTicket,
+    ) -> Result<RelayTicket, MediaRefusal> {
+        self.log
+            .push(format!("add edge {channel} {edge_node} at {}", edge.addr));
+        Ok(RelayTicket {
+            addr: format!("{}:relay", self.node),
+            key: edge.key.clone(),
+        })
+    }
+
+    fn remove_edge(&self, _: &AppId, channel: &ChannelName, edge_node: &NodeId) {
+        self.log.push(format!("remove edge {channel} {edge_node}"));
+    }
+
+    fn subscribe_origin(
+        &self,
+        _: &AppId,
+        channel: &ChannelName,
+        origin_node: &NodeId,
+        origin: &RelayTicket,
+    ) -> Result<(), MediaRefusal> {
+        if self.refuses.load(Ordering::Relaxed) {
+            return Err(MediaRefusal::Unavailable("no relay socket".into()));
+        }
+        self.log.push(format!(
+            "subscribe {channel} {origin_node} at {}",
+            origin.addr
+        ));
+        Ok(())
+    }
+
+    fn unsubscribe_origin(&self, _: &AppId, channel: &ChannelName) {
+        self.log.push(format!("unsubscribe {channel}"));
+    }
+}
+
+struct Nodes {
+    a: Hub,
+    b: Hub,
+    cluster: Arc<Cluster>,
+    /// Each node's router and relay log.
+    logs: HashMap<&'static str, Arc<Log>>,
+    /// Makes a node's relay refuse subscriptions.
+    relay_refuses: HashMap<&'static str, Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Nodes {
+    fn log(&self, name: &str) -> Vec<String> {
+        self.logs[name].all()
+    }
+}
+
+fn two_nodes() -> Nodes {
+    let cluster = Arc::new(Cluster::default());
+    let mut logs = HashMap::new();
+    let mut relay_refuses = HashMap::new();
+    let mut hub = |name: &'static str| {
+        let log = Arc::new(Log::default());
+        logs.insert(name, log.clone());
+        let refuses = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        relay_refuses.insert(name, refuses.clone());
+        let mut parts = HubParts::single_node(node(name), UserConfig::default());
+        parts.placement = Arc::new(TestPlacement {
+            this: node(name),
+            cluster: cluster.clone(),
+        });
+        parts.courier = Arc::new(LoopCourier {
+            cluster: cluster.clone(),
+            lanes: Mutex::default(),
+        });
+        parts.media = Arc::new(RecordingRouter {
+            node: node(name),
+            log: log.clone(),
+        });
+        parts.relay = Arc::new(RecordingRelay {
+            node: node(name),
+            log,
+            keys: AtomicU64::new(1),
+            refuses,
+        });
+        Hub::new(parts)
+    };
+    let (a, b) = (hub("a"), hub("b"));
+    let by_node = [(node("a"), a.clone()), (node("b"), b.clone())].into();
+    cluster.hubs.set(by_node).expect("set once");
+    Nodes {
+        a,
+        b,
+        cluster,
+        logs,
+        relay_refuses,
+    }
+}
+
+/// Joins the room with a media offer; the SDP answer.
+async fn join(client: &mut Client, role: Role) -> String {
+    let joined = client
+        .command(UserCommand::JoinChannel {
+            channel: room(),
+            role,
+            may_publish: role == Role::Broadcaster,
+            offer: Some("v=0\r\n".into()),
+        })
+        .await;
+    match joined {
+        CommandOk::Joined {
+            sdp_answer: Some(answer),
+            ..
+        } => answer,
+        other => panic!("joined with media: {other:?}"),
+    }
+}
+
+/// Waits for the room's update matching `want`.
+async fn update(client: &mut Client, want: impl Fn(&ChannelUpdate) -> bool) -> ChannelUpdate {
+    loop {
+        match client.next().await {
+            Some(ClientEvent::Channel { update, .. }) if want(&update) => return update,
+            Some(_) => {}
+            None => panic!("{}: closed, saw {:?}", client.session.user(), client.seen),
+        }
+    }
+}
+
+/// Lets the nodes run until `holds` (what crosses nodes after a command's answer: closes,
+/// unsubscribes); a story that never gets there fails.
+async fn until(what: &str, holds: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if holds() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_connected_to_another_node_gets_its_session_there_and_the_edge_subscribes_once() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    assert_eq!(
+        join(&mut alice, Role::Broadcaster).await,
+        "answer from a",
+        "the host publishes on the origin"
+    );
+    // bob and bea connect to b (their sessions live there too).
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    let mut bea = Client::prepared(&nodes.b, "bea").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    assert_eq!(join(&mut bea, Role::Audience).await, "answer from b");
+
+    // The origin keeps the one member list: the host hears of both viewers.
+    for viewer in ["bob", "bea"] {
+        update(
+            &mut alice,
+            |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == viewer),
+        )
+        .await;
+    }
+    let a_log = nodes.log("a");
+    let b_log = nodes.log("b");
+    assert!(
+        a_log.contains(&"open showroom alice publish=true".into()),
+        "{a_log:?}"
+    );
+    assert!(
+        !a_log.iter().any(|l| l.starts_with("open showroom b")),
+        "{a_log:?}"
+    );
+    assert!(
+        b_log.contains(&"open showroom bob publish=false".into()),
+        "{b_log:?}"
+    );
+    assert!(
+        b_log.contains(&"open showroom bea publish=false".into()),
+        "{b_log:?}"
+    );
+    assert_eq!(
+        nodes.logs["b"].count("subscribe showroom a at a:relay"),
+        1,
+        "one subscription per room: {b_log:?}"
+    );
+    assert_eq!(
+        nodes.logs["a"].count("add edge showroom b at b:relay"),
+        1,
+        "{a_log:?}"
+    );
+    assert_eq!(
+        nodes.b.edge_rooms(),
+        vec![(support::app(), room(), node("a"))]
+    );
+
+    // A viewer's answer, ICE restart and layer cap reach the router holding its session.
+    bob.command(UserCommand::AnswerMedia {
+        channel: room(),
+        sdp_answer: "v=0\r\n".into(),
+        revision: 2,
+    })
+    .await;
+    let restarted = bob
+        .command(UserCommand::RestartIce {
+            channel: room(),
+            sdp_offer: "v=0\r\n".into(),
+        })
+        .await;
+    assert_eq!(
+        restarted,
+        CommandOk::IceRestarted {
+            sdp_answer: "restarted on b".into()
+        }
+    );
+    bob.command(UserCommand::SetVideoLayer {
+        channel: room(),
+        max_layer: VideoLayer::Low,
+    })
+    .await;
+    let b_log = nodes.log("b");
+    for line in [
+        "answer showroom bob revision=2",
+        "restart ice showroom bob",
+        "layer showroom bob Low",
+    ] {
+        assert!(b_log.contains(&line.to_owned()), "{line}: {b_log:?}");
+    }
+
+    // The last viewer's leave unsubscribes the edge, and the origin stops relaying to it.
+    bob.command(UserCommand::LeaveChannel { channel: room() })
+        .await;
+    until("bob's session closed on b", || {
+        nodes.logs["b"].count("close showroom bob") == 1
+    })
+    .await;
+    assert_eq!(
+        nodes.logs["b"].count("unsubscribe showroom"),
+        0,
+        "bea is still there"
+    );
+    bea.command(UserCommand::LeaveChannel { channel: room() })
+        .await;
+    until("the origin stops relaying to b", || {
+        nodes.logs["a"].count("remove edge showroom b") == 1
+    })
+    .await;
+    let b_log = nodes.log("b");
+    assert!(b_log.contains(&"close showroom bea".into()), "{b_log:?}");
+    assert_eq!(
+        nodes.logs["b"].count("unsubscribe showroom"),
+        1,
+        "{b_log:?}"
+    );
+    until("the edge's room worker ended", || {
+        nodes.b.edge_rooms().is_empty()
+    })
+    .await;
+    for viewer in ["bob", "bea"] {
+        update(
+            &mut alice,
+            |u| matches!(u, ChannelUpdate::MemberLeft { user } if user.as_str() == viewer),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_lost_its_lease_closes_its_rooms_sessions_on_the_edges() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    join(&mut bob, Role::Audience).await;
+    nodes.a.evict_all();
+    until("b unsubscribed", || {
+        nodes.logs["b"].count("unsubscribe showroom") == 1
+    })
+    .await;
+    let b_log = nodes.log("b");
+    assert!(b_log.contains(&"close room showroom".into()), "{b_log:?}");
+    until("the edge's room worker ended", || {
+        nodes.b.edge_rooms().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_whose_node_reads_an_older_wire_gets_its_session_on_the_origin() {
+    let nodes = two_nodes();
+    nodes.cluster.minors.lock().unwrap().insert(node("b"), 3);
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+    assert!(nodes.log("b").is_empty(), "{:?}", nodes.log("b"));
+    assert_eq!(
+        nodes.cluster.media_envelopes.load(Ordering::Relaxed),
+        0,
+        "no 1.4 kind went to the 1.3 node"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_whose_node_is_full_gets_its_session_on_the_origin() {
+    let nodes = two_nodes();
+    nodes.cluster.full.lock().unwrap().insert(node("b"));
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_is_refused_when_every_node_is_full() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    nodes
+        .cluster
+        .full
+        .lock()
+        .unwrap()
+        .extend([node("a"), node("b")]);
+    let bob = Client::prepared(&nodes.b, "bob").await;
+    let refused = bob
+        .session
+        .command(UserCommand::JoinChannel {
+            channel: room(),
+            role: Role::Audience,
+            may_publish: false,
+            offer: Some("v=0\r\n".into()),
+        })
+        .await;
+    match refused {
+        Err(showcall_protocol::CommandError::Unavailable(why)) => {
+            assert!(why.contains("no media node has room"), "{why}")
+        }
+        other => panic!("refused for want of room: {other:?}"),
+    }
+    assert!(
+        nodes.log("b").is_empty(),
+        "nothing opened: {:?}",
+        nodes.log("b")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn viewers_whose_edge_node_died_leave_the_room() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    // ann's session lives on a (her name), her connection on b: her media goes to b.
+    let mut ann = Client::login(&nodes.b, "ann", HOUR_MS).await;
+    assert_eq!(join(&mut ann, Role::Audience).await, "answer from b");
+    update(
+        &mut alice,
+        |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "ann"),
+    )
+    .await;
+
+    // b dies: no key of a's was b's, but ann's media was there.
+    nodes.a.node_lost(&node("b"), Arc::new(|_| false));
+    let left = tokio::time::timeout(
+        STUCK,
+        update(
+            &mut alice,
+            |u| matches!(u, ChannelUpdate::MemberLeft { user } if user.as_str() == "ann"),
+        ),
+    )
+    .await;
+    assert!(left.is_ok(), "ann left the room");
+    assert_eq!(
+        nodes.logs["a"].count("remove edge showroom b"),
+        1,
+        "the origin stops relaying to the dead edge: {:?}",
+        nodes.log("a")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_whose_edge_cannot_relay_gets_its_session_on_the_origin() {
+    let nodes = two_nodes();
+    nodes.relay_refuses["b"].store(true, Ordering::Relaxed);
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+    let a_log = nodes.log("a");
+    assert!(
+        a_log.contains(&"open showroom bob publish=false".into()),
+        "{a_log:?}"
+    );
+    // The origin had added the edge before the edge's router refused: it stops relaying to it, and
+    // the edge holds nothing of the room.
+    until("the origin stops relaying to b", || {
+        nodes.logs["a"].count("remove edge showroom b") == 1
+    })
+    .await;
+    assert!(
+        !nodes.log("b").iter().any(|l| l.starts_with("open")),
+        "{:?}",
+        nodes.log("b")
+    );
+    until("the edge's room worker ended", || {
+        nodes.b.edge_rooms().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_who_joins_again_where_its_node_is_full_moves_to_the_origin() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    // b fills up; bob's new offer (a rejoin) gets its session on the origin, and the one on b closes.
+    nodes.cluster.full.lock().unwrap().insert(node("b"));
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+    until("b unsubscribed", || {
+        nodes.logs["b"].count("unsubscribe showroom") == 1
+    })
+    .await;
+    assert_eq!(nodes.logs["b"].count("close showroom bob"), 1);
+    // Its media commands now go to the origin's router.
+    bob.command(UserCommand::SetVideoLayer {
+        channel: room(),
+        max_layer: VideoLayer::Medium,
+    })
+    .await;
+    assert_eq!(nodes.logs["a"].count("layer showroom bob Medium"), 1);
+}
