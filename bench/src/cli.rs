@@ -89,8 +89,8 @@ pub enum Benchmark {
         workers: usize,
         /// Nodes the room spreads over (one live room across nodes: the host on its origin, each
         /// viewer's session on the node its client connected to, fed by the origin's relay). Above 1,
-        /// the nodes run as child processes on one etcd, the audience is probes, and the same
-        /// audience on one node is measured first in the same run.
+        /// the nodes run as child processes on one etcd, the audience is probes, and one node with
+        /// its share of the audience (audience / N) is measured first in the same run.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         nodes: u16,
     },

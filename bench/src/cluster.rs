@@ -153,6 +153,21 @@ pub(super) async fn until_served(
     }
 }
 
+/// Waits until `nodes` serve every partition, each exactly its rendezvous share among them (so none is
+/// still handing partitions over, and a login is not refused as "moving between nodes").
+pub(super) async fn until_converged(nodes: &[&NodeHandle]) -> anyhow::Result<Duration> {
+    let mut live = BTreeSet::new();
+    for node in nodes {
+        live.insert(node.membership().context("clustered node")?.me().clone());
+    }
+    let share = |n: &NodeId| {
+        (0..PARTITIONS)
+            .filter(|p| target(*p, &live) == Some(n))
+            .count()
+    };
+    until_served(nodes, Some(&share)).await
+}
+
 /// Rings over the nodes at `urls` (each pair's caller and callee on different nodes when there are
 /// several); the latencies, and the CPU time this process (nodes and clients) and etcd used meanwhile.
 async fn ring(

@@ -7,16 +7,18 @@
 //!   viewers, relay packets sent to edges) are its own. The broadcaster and the audience (light
 //!   `RtpProbe`s, as `fanout --receiver probe`) are in this process; viewer *i* connects to node
 //!   *i* mod N, and the SDP answer's host candidate says which node's router carries its session.
-//! - Two phases in one run: the same audience on **one node** (the baseline), then on **N nodes**.
+//! - Two phases in one run: **one node** with `audience / N` viewers (the baseline: the viewers one node
+//!   of the cluster carries), then **N nodes** with the whole `audience`, `audience / N` per node.
 //! - **Capacity, and how it is measured on a shared box.** On this machine every node and every client
 //!   shares two cores, so the egress actually reached is the offered load (audience × the clip's packet
 //!   rate), whatever the node count. What a node could carry with a core of its own is its egress
 //!   packets per CPU second of its own process (`egress_per_cpu_s`: viewers' datagrams, plus the relay
 //!   packets an origin sends to edges, over the node's whole CPU time in the window — signaling and
 //!   timers included). The cluster's capacity is the sum of its nodes' (`capacity_packets_per_s`,
-//!   each node on one core); `capacity_vs_one_node` divides it by the one-node phase's. The origin's
-//!   relay sends and the edges' relay receives are in those CPU times, so what relaying costs is in
-//!   the ratio.
+//!   each node on one core); `capacity_vs_one_node` divides it by the one-node phase's. Both phases
+//!   have the same viewers per node, because a router's packets per CPU second grow with the receivers
+//!   of each packet (one batched send for all of them). The origin's relay sends and the edges' relay
+//!   receives are in those CPU times, so what relaying costs is in the ratio.
 //! - **The relay hop's latency**: frame latency (send instant at the broadcaster → whole frame at the
 //!   probe, as `fanout`) of the viewers on the origin and of those on edges, in the same window;
 //!   `relay_hop_added_ms` is the difference of their percentiles.
@@ -274,7 +276,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let node_bin = node_binary(node_bin)?;
     let load_before = load_average();
-    let one = phase(&node_bin, 1, audience, seconds, video_scale).await?;
+    let one = phase(&node_bin, 1, audience / nodes, seconds, video_scale).await?;
     let many = phase(&node_bin, nodes, audience, seconds, video_scale).await?;
     let ratio = many["capacity_packets_per_s"].as_f64().unwrap_or(0.0)
         / one["capacity_packets_per_s"].as_f64().unwrap_or(f64::NAN);

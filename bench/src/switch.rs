@@ -28,7 +28,7 @@ use showcall_sdk::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
-use super::cluster::{node_config, start_etcd, until_served};
+use super::cluster::{node_config, start_etcd, until_converged};
 use super::report::{histogram, percentiles, progress};
 use super::sdk_user::{CallUser, answer_calls, guarded, host_candidate_port, login};
 use super::tokens::token_factory;
@@ -125,7 +125,7 @@ pub(super) async fn run(rounds: usize, audience: usize, nodes: usize) -> anyhow:
             let c = node_config(&format!("switch-n{i}"), Some(&etcd.url))?;
             handles.push(showcall_node::start(c).await?);
         }
-        until_served(&handles.iter().collect::<Vec<_>>(), None).await?;
+        until_converged(&handles.iter().collect::<Vec<_>>()).await?;
         config = node_config("token-only", Some(&etcd.url))?;
         (Some(etcd), handles)
     } else {

@@ -21,7 +21,10 @@
 //! as **idempotent state**, sent on every change and every [`STATE_EVERY`] (so no reliable channel is
 //! needed: a lost state datagram is replaced by the next). The state also says the relay sequence
 //! number the next packet will carry, so an edge finds a loss at the tail of a burst too. Edge → origin: NACKs by relay sequence,
-//! keyframe requests (publisher + layers), and a keepalive every [`STATE_EVERY`].
+//! keyframe requests (publisher + layers), and a keepalive every [`STATE_EVERY`] — the first one as
+//! soon as the edge subscribes, which the origin answers with the room's state at once (the control
+//! plane adds an edge at its origin before the edge subscribes, so what the origin sent before that
+//! was refused at the edge).
 //!
 //! **Loss repair, hop by hop.** The origin keeps each edge's last [`crate::relay_history::HISTORY`]
 //! packets and resends those an edge NACKs ([`crate::relay_gaps`] says what the edge NACKs and when it
@@ -169,6 +172,11 @@ struct EdgeLink {
     history: RetransmitBuffer,
     /// Counters of the edge's datagrams seen.
     replay: ReplayWindow,
+    /// Whether the edge has been heard from. The control plane may add an edge before the edge's router
+    /// subscribed, and what the edge is sent until then is refused there: its first datagram (the
+    /// keepalive it sends on subscribing) is answered with the room's state at once, so its viewers'
+    /// publishers are known without waiting for the periodic state.
+    heard: bool,
 }
 
 impl EdgeLink {
@@ -416,6 +424,7 @@ impl RelayNode {
                     next_seq: 0,
                     history: RetransmitBuffer::default(),
                     replay: ReplayWindow::default(),
+                    heard: false,
                 });
             }
         }
@@ -450,8 +459,9 @@ impl RelayNode {
             Some(previous) => previous.publishers,
             None => HashMap::new(),
         };
+        let origin_addr = origin.addr;
         self.edge.insert(
-            room,
+            room.clone(),
             EdgeRoom {
                 relay,
                 origin_node: origin.node,
@@ -470,6 +480,11 @@ impl RelayNode {
                 keyframes: KeyframeAggregator::default(),
             },
         );
+        // Heard at once: the origin answers an edge's first datagram with the room's state.
+        if let Some(r) = self.edge.get_mut(&room) {
+            let datagram = r.seal(&Message::Keepalive);
+            self.transmits.push((origin_addr, datagram));
+        }
     }
 
     /// Sends a room's publisher set to each of its edges.
@@ -628,6 +643,16 @@ impl RelayNode {
         let Some(r) = self.origin.get_mut(room) else {
             return;
         };
+        if !std::mem::replace(&mut r.edges[edge].heard, true) {
+            let state = Message::State {
+                next_seq: r.edges[edge].next_seq,
+                publishers: r.publisher_set(),
+            };
+            let relay = r.relay;
+            let link = &mut r.edges[edge];
+            let datagram = link.seal(relay, &state);
+            self.transmits.push((link.addr, datagram));
+        }
         match message {
             Message::Nack(seqs) => {
                 let relay = r.relay;

@@ -92,6 +92,11 @@ fn linked(now: Instant) -> (Side, Side, PeerId) {
         },
         now,
     );
+    assert_eq!(
+        carry(&mut edge, &mut origin, EDGE, now),
+        1,
+        "the edge's first keepalive"
+    );
     origin.relay.control(
         Control::Publisher {
             session: HOST,
@@ -532,4 +537,56 @@ fn a_loss_at_the_tail_of_a_burst_is_found_from_the_next_state() {
     assert_eq!(carry(&mut edge, &mut origin, EDGE, later), 2);
     carry(&mut origin, &mut edge, ORIGIN, later);
     assert_eq!(received(&mut edge), vec![2]);
+}
+
+#[test]
+fn an_edge_that_subscribes_after_the_origin_added_it_learns_the_publishers_at_once() {
+    let t0 = Instant::now();
+    let key = RelayKey::random();
+    let (mut origin, mut edge) = (side(t0), side(t0));
+    origin.relay.command(
+        RelayCommand::AddEdge {
+            room: room(),
+            edge: peer("edge", EDGE, &key),
+            paused: Vec::new(),
+        },
+        t0,
+    );
+    origin.relay.control(
+        Control::Publisher {
+            session: HOST,
+            key: member(&room(), "host"),
+            kinds: vec![Kind::Video],
+        },
+        t0,
+    );
+    // The edge has not subscribed yet: what the origin sent now is refused there.
+    assert!(carry(&mut origin, &mut edge, ORIGIN, t0) > 0);
+    assert!(
+        edge.control.try_recv().is_err(),
+        "nothing learnt before subscribing"
+    );
+
+    edge.relay.command(
+        RelayCommand::Subscribe {
+            room: room(),
+            origin: peer("origin", ORIGIN, &key),
+            workers: vec![0],
+        },
+        t0,
+    );
+    assert_eq!(
+        carry(&mut edge, &mut origin, EDGE, t0),
+        1,
+        "the edge says it is there"
+    );
+    assert_eq!(
+        carry(&mut origin, &mut edge, ORIGIN, t0),
+        1,
+        "answered with the state"
+    );
+    let Ok(Control::Publisher { key, .. }) = edge.control.try_recv() else {
+        panic!("the edge's worker learns the host before any periodic state");
+    };
+    assert_eq!(key.user, "host");
 }
