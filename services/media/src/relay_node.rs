@@ -377,6 +377,13 @@ impl RelayNode {
                     let changed = if paused {
                         r.paused.insert(publisher)
                     } else {
+                        // Edges' requests after the resume reach the publisher at once: the keyframe
+                        // answering one from before the pause was not relayed.
+                        for (session, (user, _)) in &r.publishers {
+                            if *user == publisher {
+                                r.keyframes.forget(*session);
+                            }
+                        }
                         r.paused.remove(&publisher)
                     };
                     if changed {
@@ -752,6 +759,11 @@ impl RelayNode {
                     if known.paused != state.paused {
                         known.paused = state.paused;
                         pause(&self.mesh, &r.workers, room, &known.user, known.paused);
+                        if !known.paused {
+                            // A keyframe asked for just before the pause came while nothing was relayed:
+                            // the first request after the resume goes to the origin at once.
+                            r.keyframes.forget(state.publisher);
+                        }
                     }
                 }
                 None => {
@@ -849,6 +861,7 @@ fn deliver(
         // it is forwarded here too. Told before the packet, so the lines start over at it.
         publisher.paused = false;
         pause(mesh, &r.workers, room, &publisher.user, false);
+        r.keyframes.forget(packet.publisher);
     }
     let out = Forwarded {
         source: Source {

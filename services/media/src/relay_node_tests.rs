@@ -590,3 +590,50 @@ fn an_edge_that_subscribes_after_the_origin_added_it_learns_the_publishers_at_on
     };
     assert_eq!(key.user, "host");
 }
+
+/// Counts the keyframe requests the origin passed to its publisher's worker.
+fn keyframe_requests_passed(origin: &mut Side) -> usize {
+    let mut n = 0;
+    while let Ok(control) = origin.control.try_recv() {
+        n += usize::from(matches!(control, Control::WantKeyframe { .. }));
+    }
+    n
+}
+
+#[test]
+fn a_keyframe_request_right_after_a_resume_is_not_held_back_by_one_from_before_the_pause() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, session) = linked(t0);
+    let want = || Control::WantKeyframe {
+        session,
+        layers: LayerSet::first(1),
+    };
+    edge.relay.control(want(), t0);
+    carry(&mut edge, &mut origin, EDGE, t0);
+    assert_eq!(keyframe_requests_passed(&mut origin), 1);
+
+    // The host pauses (its keyframe answering that request is not relayed) and resumes at once.
+    for paused in [true, false] {
+        origin.relay.command(
+            RelayCommand::Paused {
+                room: room(),
+                publisher: "host".into(),
+                paused,
+            },
+            t0,
+        );
+        carry(&mut origin, &mut edge, ORIGIN, t0);
+    }
+    let t1 = t0 + Duration::from_millis(20);
+    edge.relay.control(want(), t1);
+    assert_eq!(
+        carry(&mut edge, &mut origin, EDGE, t1),
+        1,
+        "the edge asks again within the window"
+    );
+    assert_eq!(
+        keyframe_requests_passed(&mut origin),
+        1,
+        "and the origin passes it on"
+    );
+}
