@@ -1,0 +1,424 @@
+//! One live room across three nodes (issue 15), with real etcd, real node processes and Rust SDK media
+//! clients on real UDP: the room's origin holds the host's session, two edges hold viewers' sessions.
+//! - Viewers on both edges decode the host; the room has one member list and one event history
+//!   wherever its members' media is; a viewer's 1v1 call with the host pauses the room on every edge
+//!   (no host video reaches them meanwhile) and its end resumes it, each edge's viewers restarting at
+//!   a keyframe.
+//! - An edge that dies (SIGKILL) loses its viewers, who log in again elsewhere and watch again; the
+//!   other edge's viewers miss no frame meanwhile.
+//! - A node at its `[media] max_viewers` is no edge for one more viewer: that viewer's session opens on
+//!   another node, and it decodes the host there.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use showcall_proto::admin::GetChannelRequest;
+use showcall_proto::admin::event::Kind as EventKind;
+use showcall_sdk::media::{MediaOptions, MediaSession, ReceivedFrame, TrackKind};
+use showcall_sdk::{ChannelJoined, ChannelRole, Recorded, SignalClient, channel_event};
+use showcall_tests::admin::{admin_at, watch_events};
+use showcall_tests::cluster::{
+    DEMO_APP, Etcd, NodeOptions, NodeProcess, announced_media_sessions, eventually, media_sessions,
+    origin_of, start_converged, wait_converged,
+};
+use showcall_tests::sdk_helpers::{SdkUser, hang_up, is_paused, is_resumed, video_call_with_media};
+
+const LIVE: &str = "showroom";
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Joins the live room with media; the session and the member list the node answered with.
+async fn watch(user: &SdkUser, role: ChannelRole) -> (MediaSession, ChannelJoined) {
+    MediaSession::join(&user.signal, LIVE, role, MediaOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{} could not join {LIVE} with media: {e}", user.id))
+}
+
+/// Waits until `session` has decoded `frames` video and `frames` audio frames of the host.
+async fn decodes_the_host(who: &str, session: &MediaSession, frames: u64) {
+    session
+        .wait_video_frames(frames)
+        .await
+        .unwrap_or_else(|e| panic!("{who} receives the host's video: {e}"));
+    session
+        .wait_audio_frames(frames)
+        .await
+        .unwrap_or_else(|e| panic!("{who} receives the host's audio: {e}"));
+}
+
+/// Sorted user ids of a member list.
+fn ids<'a>(users: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let set: BTreeSet<String> = users.into_iter().map(str::to_owned).collect();
+    set.into_iter().collect()
+}
+
+/// Every frame a session receives from now on, kept until [`Frames::stop`] (a broadcast receiver
+/// drained as it goes, so a long window loses none to lag).
+struct Frames {
+    seen: Arc<Mutex<Vec<ReceivedFrame>>>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Frames {
+    fn record(session: &MediaSession) -> Frames {
+        let mut frames = session.subscribe_frames();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match frames.recv().await {
+                    Ok(frame) => keep.lock().expect("not poisoned").push(frame),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                    Err(lagged) => return Err(lagged.to_string()),
+                }
+            }
+        });
+        Frames { seen, task }
+    }
+
+    /// The frames received so far.
+    fn now(&self) -> Vec<ReceivedFrame> {
+        self.seen.lock().expect("not poisoned").clone()
+    }
+
+    /// Stops recording: every frame received, or why some were not seen.
+    async fn stop(self) -> Vec<ReceivedFrame> {
+        self.task.abort();
+        if let Ok(Err(lagged)) = self.task.await {
+            panic!("frames were lost to the test's own recording: {lagged}");
+        }
+        Arc::try_unwrap(self.seen)
+            .expect("the recording task is gone")
+            .into_inner()
+            .expect("not poisoned")
+    }
+}
+
+/// The room's business events in `events` (`member_joined` / `member_left` / `host_paused` /
+/// `host_resumed` of `LIVE`) as short lines, read until `until` accepts the list.
+async fn room_events(
+    events: &mut tonic::Streaming<showcall_proto::admin::Event>,
+    until: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut room = Vec::new();
+    while !until(&room) {
+        let event = tokio::time::timeout(LIMIT, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no more room events within {LIMIT:?}; so far {room:?}"))
+            .expect("the watch goes on")
+            .expect("an event");
+        let line = match event.kind {
+            Some(EventKind::MemberJoined(m)) if m.channel == LIVE => {
+                format!("joined {}", m.user_id)
+            }
+            Some(EventKind::MemberLeft(m)) if m.channel == LIVE => format!("left {}", m.user_id),
+            Some(EventKind::HostPaused(p)) if p.channel == LIVE => {
+                format!("paused {}", p.host_user_id)
+            }
+            Some(EventKind::HostResumed(p)) if p.channel == LIVE => {
+                format!("resumed {}", p.host_user_id)
+            }
+            _ => continue,
+        };
+        room.push(line);
+    }
+    room
+}
+
+/// Three converged nodes, the host live on the room through the first: the origin, then the two
+/// others (the edges).
+async fn three_nodes_with_a_live_host(
+    etcd: &Etcd,
+) -> (NodeProcess, NodeProcess, NodeProcess, SdkUser, MediaSession) {
+    let options = NodeOptions::default();
+    let mut nodes = start_converged(etcd, &["n1", "n2", "n3"], &options).await;
+    let host = nodes[0].prepared_user("host").await;
+    let (host_live, _) = watch(&host, ChannelRole::Broadcaster).await;
+    let origin_id = origin_of(&nodes.iter().collect::<Vec<_>>(), LIVE)
+        .await
+        .expect("the room runs somewhere");
+    let at = nodes
+        .iter()
+        .position(|n| n.id == origin_id)
+        .expect("one of ours");
+    let origin = nodes.remove(at);
+    let [b, c]: [NodeProcess; 2] = nodes
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two others"));
+    println!("origin {}, edges {} and {}", origin.id, b.id, c.id);
+    (origin, b, c, host, host_live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_two_edges_share_one_room_and_its_pause_for_a_viewers_call() {
+    let etcd = Etcd::start().await;
+    let (origin, b, c, mut host, _host_live) = three_nodes_with_a_live_host(&etcd).await;
+    let mut admin = admin_at(&c.grpc_url).await;
+    // From the log's start: the host's join is in it already.
+    let mut events = watch_events(&mut admin, DEMO_APP, Some(0)).await;
+
+    // Two viewers through B (one will call the host), one through C: each session on its own node.
+    let mut fan_b = b.user("fan-b").await;
+    let (fan_b_media, _) = watch(&fan_b, ChannelRole::Audience).await;
+    let mut caller = b.prepared_user("caller-b").await;
+    let (caller_live, _) = watch(&caller, ChannelRole::Audience).await;
+    let mut fan_c = c.user("fan-c").await;
+    let (fan_c_media, joined) = watch(&fan_c, ChannelRole::Audience).await;
+    for (who, session) in [
+        ("fan-b", &fan_b_media),
+        ("caller-b", &caller_live),
+        ("fan-c", &fan_c_media),
+    ] {
+        decodes_the_host(who, session, 30).await;
+    }
+    assert_eq!(
+        media_sessions(&origin).await,
+        1.0,
+        "the host's session only"
+    );
+    assert_eq!(media_sessions(&b).await, 2.0, "B's two viewers");
+    assert_eq!(media_sessions(&c).await, 1.0, "C's viewer");
+
+    // One member list, whichever node a member's media is on and whichever node is asked.
+    let everyone = ids(["host", "fan-b", "caller-b", "fan-c"]);
+    assert_eq!(
+        ids(joined.members.iter().map(|m| m.user_id.as_str())),
+        everyone,
+        "the last joiner's snapshot: {joined:?}"
+    );
+    for node in [&origin, &b, &c] {
+        let room = admin_at(&node.grpc_url)
+            .await
+            .get_channel(GetChannelRequest {
+                app_id: DEMO_APP.to_owned(),
+                channel: LIVE.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{} answers GetChannel: {e}", node.id))
+            .into_inner();
+        assert_eq!(
+            ids(room.members.iter().map(|m| m.user_id.as_str())),
+            everyone,
+            "the room's members as {} tells them: {room:?}",
+            node.id
+        );
+    }
+    // Members joined on B's or C's media are told of later joiners as any member.
+    fan_b
+        .wait_channel(
+            LIVE,
+            |k| matches!(k, channel_event::Kind::MemberJoined(m) if m.user_id == "fan-c"),
+        )
+        .await;
+
+    // The viewer on B calls the host: every edge's viewers are told the host paused, and no host
+    // video reaches them while the host's video flows to the caller in the call.
+    let call = video_call_with_media(&mut caller, &mut host).await;
+    fan_b.wait_channel(LIVE, |k| is_paused(k, "host")).await;
+    fan_c.wait_channel(LIVE, |k| is_paused(k, "host")).await;
+    let paused_at = [
+        fan_b_media.stats().video_frames_in,
+        fan_c_media.stats().video_frames_in,
+    ];
+    let in_call = call.caller_media.stats().video_frames_in;
+    call.caller_media
+        .wait_video_frames(in_call + 30)
+        .await
+        .expect("the host's video reaches the caller in the call");
+    assert_eq!(
+        [
+            fan_b_media.stats().video_frames_in,
+            fan_c_media.stats().video_frames_in
+        ],
+        paused_at,
+        "no host video reaches the room's viewers during the call"
+    );
+
+    // The call ends: every edge's viewers are told the host is back, and start again at a keyframe.
+    let b_frames = Frames::record(&fan_b_media);
+    let c_frames = Frames::record(&fan_c_media);
+    hang_up(&mut caller, &mut host).await;
+    drop(call);
+    fan_b.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
+    fan_c.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
+    for (who, session, frames) in [
+        ("fan-b", &fan_b_media, b_frames),
+        ("fan-c", &fan_c_media, c_frames),
+    ] {
+        session
+            .wait_video_frames(paused_at[0].max(paused_at[1]) + 30)
+            .await
+            .unwrap_or_else(|e| panic!("{who} receives live video again: {e}"));
+        let first = frames
+            .stop()
+            .await
+            .into_iter()
+            .find(|f| f.kind == TrackKind::Video)
+            .expect("video after the resume");
+        assert!(
+            first.keyframe,
+            "{who}'s first frame after the resume is a keyframe"
+        );
+    }
+
+    // The room's business events are the room's: each join once, in order, then the pause and the
+    // resume — none doubled by an edge.
+    let room = room_events(&mut events, |seen| {
+        seen.last().is_some_and(|l| l == "resumed host")
+    })
+    .await;
+    assert_eq!(
+        room,
+        [
+            "joined host",
+            "joined fan-b",
+            "joined caller-b",
+            "joined fan-c",
+            "paused host",
+            "resumed host"
+        ],
+        "the room's events, as a business server watching through C reads them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_no_frame() {
+    let etcd = Etcd::start().await;
+    let (origin, b, c, _host, _host_live) = three_nodes_with_a_live_host(&etcd).await;
+    let mut fan_b = b.user("fan-b").await;
+    let (fan_b_media, _) = watch(&fan_b, ChannelRole::Audience).await;
+    let fan_c = c.user("fan-c").await;
+    let (fan_c_media, _) = watch(&fan_c, ChannelRole::Audience).await;
+    decodes_the_host("fan-b", &fan_b_media, 20).await;
+    decodes_the_host("fan-c", &fan_c_media, 20).await;
+    assert_eq!(media_sessions(&b).await, 1.0, "fan-b's session is on B");
+    assert_eq!(media_sessions(&c).await, 1.0, "fan-c's session is on C");
+
+    // From here to the end, every frame C's viewer receives is recorded.
+    let c_frames = Frames::record(&fan_c_media);
+    let b_id = b.id.clone();
+    b.kill().await;
+
+    // fan-b's app sees its connection drop, logs in again through a live node, and rejoins the room.
+    fan_b
+        .wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
+        .await;
+    drop(fan_b_media);
+    let again = &c;
+    let signal: SignalClient = again.log_in_again("fan-b").await;
+    let (fan_b_again, _) = eventually("fan-b rejoins the room", LIMIT, async || {
+        MediaSession::join(
+            &signal,
+            LIVE,
+            ChannelRole::Audience,
+            MediaOptions::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    decodes_the_host("fan-b (again)", &fan_b_again, 30).await;
+    assert_eq!(
+        media_sessions(again).await,
+        2.0,
+        "fan-b's new session is on the node it logged in through"
+    );
+
+    // The origin has seen B die (its lease ran out): the window covers the cluster's reaction.
+    eventually("the origin sees B gone", LIMIT, async || {
+        let live = origin
+            .info()
+            .await
+            .map(|i| i.live_nodes)
+            .unwrap_or_default();
+        if live.contains(&b_id) {
+            Err(live)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+
+    // C's viewer went on without a gap: B's death cost it no frame.
+    let before = c_frames.now().len();
+    fan_c_media
+        .wait_video_frames(fan_c_media.stats().video_frames_in + 30)
+        .await
+        .expect("fan-c keeps watching");
+    let frames = c_frames.stop().await;
+    assert!(frames.len() > before, "frames were recorded");
+    let gaps: Vec<(TrackKind, u64)> = frames
+        .iter()
+        .filter(|f| !f.contiguous)
+        .map(|f| (f.kind, f.rtp_time))
+        .collect();
+    let (video, audio) = (
+        frames.iter().filter(|f| f.kind == TrackKind::Video).count(),
+        frames.iter().filter(|f| f.kind == TrackKind::Audio).count(),
+    );
+    println!("{b_id} killed; fan-c received {video} video and {audio} audio frames meanwhile");
+    assert!(
+        gaps.is_empty(),
+        "fan-c (on {}) missed frames while {b_id} died: {gaps:?}",
+        c.id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_viewer_limit_sends_one_more_viewer_elsewhere() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    // The room opens on the only node: its origin.
+    let origin = NodeProcess::start(&etcd, "n1", &options).await;
+    wait_converged(&[&origin], options.partitions).await;
+    let host = origin.prepared_user("host").await;
+    let (_host_live, _) = watch(&host, ChannelRole::Broadcaster).await;
+    // A node that takes one viewer at most.
+    let limited_options = NodeOptions {
+        env: vec![("SHOWCALL_MEDIA__MAX_VIEWERS".to_owned(), "1".to_owned())],
+        ..options.clone()
+    };
+    let limited = NodeProcess::start(&etcd, "n2", &limited_options).await;
+    wait_converged(&[&origin, &limited], options.partitions).await;
+    assert_eq!(
+        origin_of(&[&origin, &limited], LIVE).await.as_deref(),
+        Some(origin.id.as_str()),
+        "the room stays on its origin"
+    );
+
+    // The first viewer through the limited node has its session there.
+    let first = limited.user("first").await;
+    let (first_media, _) = watch(&first, ChannelRole::Audience).await;
+    decodes_the_host("first", &first_media, 20).await;
+    assert_eq!(
+        media_sessions(&limited).await,
+        1.0,
+        "the first viewer's session is on n2"
+    );
+    // What the origin chooses by: n2 announces its viewer.
+    eventually(
+        "n2 announces its one session",
+        LIMIT,
+        async || match announced_media_sessions(&etcd, &limited.id).await {
+            Some(1) => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+
+    // One more viewer through it: n2 is full, so the session opens on the origin; it decodes there.
+    let second = limited.user("second").await;
+    let (second_media, _) = watch(&second, ChannelRole::Audience).await;
+    decodes_the_host("second", &second_media, 20).await;
+    assert_eq!(
+        media_sessions(&limited).await,
+        1.0,
+        "n2 took no second viewer"
+    );
+    assert_eq!(
+        media_sessions(&origin).await,
+        2.0,
+        "the host's session and the second viewer's"
+    );
+}
