@@ -21,7 +21,7 @@ use showcall_sdk::{ChannelJoined, ChannelRole, Recorded, SignalClient, channel_e
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, announced_media_sessions, eventually, media_sessions,
-    origin_of, start_converged, wait_converged,
+    origin_of, shares, start_converged, user_in, wait_converged,
 };
 use showcall_tests::sdk_helpers::{SdkUser, hang_up, is_paused, is_resumed, video_call_with_media};
 
@@ -286,13 +286,27 @@ async fn viewers_on_two_edges_share_one_room_and_its_pause_for_a_viewers_call() 
 async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_no_frame() {
     let etcd = Etcd::start().await;
     let (origin, b, c, _host, _host_live) = three_nodes_with_a_live_host(&etcd).await;
-    let mut fan_b = b.user("fan-b").await;
-    let (fan_b_media, _) = watch(&fan_b, ChannelRole::Audience).await;
+    // Two viewers connected to B, whose user actors B serves too (the worst case: they can log in
+    // again only once another node took their partitions over), and one connected to C.
+    let served = shares(&[&origin, &b, &c]).await;
+    let partitions = NodeOptions::default().partitions;
+    let to_c = user_in("fan-b-to-c", &served[&b.id], partitions);
+    let to_origin = user_in("fan-b-to-origin", &served[&b.id], partitions);
+    let mut fans_b = Vec::new();
+    for id in [&to_c, &to_origin] {
+        let fan = b.user(id).await;
+        let (media, _) = watch(&fan, ChannelRole::Audience).await;
+        decodes_the_host(id, &media, 20).await;
+        fans_b.push((fan, media));
+    }
     let fan_c = c.user("fan-c").await;
     let (fan_c_media, _) = watch(&fan_c, ChannelRole::Audience).await;
-    decodes_the_host("fan-b", &fan_b_media, 20).await;
     decodes_the_host("fan-c", &fan_c_media, 20).await;
-    assert_eq!(media_sessions(&b).await, 1.0, "fan-b's session is on B");
+    assert_eq!(
+        media_sessions(&b).await,
+        2.0,
+        "B holds its two viewers' sessions"
+    );
     assert_eq!(media_sessions(&c).await, 1.0, "fan-c's session is on C");
 
     // From here to the end, every frame C's viewer receives is recorded.
@@ -300,29 +314,37 @@ async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_
     let b_id = b.id.clone();
     b.kill().await;
 
-    // fan-b's app sees its connection drop, logs in again through a live node, and rejoins the room.
-    fan_b
-        .wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
+    // B's viewers' apps see their connections drop, log in again through a live node each, and
+    // rejoin the room: each watches again, its session on the node it logged in through.
+    let mut again = Vec::new();
+    for ((mut fan, media), node) in fans_b.into_iter().zip([&c, &origin]) {
+        fan.wait_signal(|r| matches!(r, Recorded::SignalDisconnected { .. }))
+            .await;
+        drop(media);
+        let signal: SignalClient = node.log_in_again(&fan.id).await;
+        let (media, _) = eventually("a viewer of B rejoins the room", LIMIT, async || {
+            MediaSession::join(
+                &signal,
+                LIVE,
+                ChannelRole::Audience,
+                MediaOptions::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
         .await;
-    drop(fan_b_media);
-    let again = &c;
-    let signal: SignalClient = again.log_in_again("fan-b").await;
-    let (fan_b_again, _) = eventually("fan-b rejoins the room", LIMIT, async || {
-        MediaSession::join(
-            &signal,
-            LIVE,
-            ChannelRole::Audience,
-            MediaOptions::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())
-    })
-    .await;
-    decodes_the_host("fan-b (again)", &fan_b_again, 30).await;
+        decodes_the_host(&fan.id, &media, 30).await;
+        again.push((fan.id.clone(), signal, media));
+    }
     assert_eq!(
-        media_sessions(again).await,
+        media_sessions(&c).await,
         2.0,
-        "fan-b's new session is on the node it logged in through"
+        "{to_c}'s new session is on C, with fan-c's"
+    );
+    assert_eq!(
+        media_sessions(&origin).await,
+        2.0,
+        "{to_origin}'s new session is on the origin, with the host's"
     );
 
     // The origin has seen B die (its lease ran out): the window covers the cluster's reaction.
@@ -340,12 +362,33 @@ async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_
     })
     .await;
 
-    // C's viewer went on without a gap: B's death cost it no frame.
+    // C's viewer went on without a gap: B's death cost it no frame. The rejoined viewers go on
+    // watching, members of the room.
     let before = c_frames.now().len();
     fan_c_media
         .wait_video_frames(fan_c_media.stats().video_frames_in + 30)
         .await
         .expect("fan-c keeps watching");
+    for (id, _, media) in &again {
+        media
+            .wait_video_frames(media.stats().video_frames_in + 30)
+            .await
+            .unwrap_or_else(|e| panic!("{id} keeps watching after the cluster saw B die: {e}"));
+    }
+    let room = admin_at(&origin.grpc_url)
+        .await
+        .get_channel(GetChannelRequest {
+            app_id: DEMO_APP.to_owned(),
+            channel: LIVE.to_owned(),
+        })
+        .await
+        .expect("the origin answers GetChannel")
+        .into_inner();
+    assert_eq!(
+        ids(room.members.iter().map(|m| m.user_id.as_str())),
+        ids(["host", "fan-c", to_c.as_str(), to_origin.as_str()]),
+        "the room's members after B's viewers came back: {room:?}"
+    );
     let frames = c_frames.stop().await;
     assert!(frames.len() > before, "frames were recorded");
     let gaps: Vec<(TrackKind, u64)> = frames
