@@ -6,8 +6,8 @@
 //!   a keyframe.
 //! - An edge that dies (SIGKILL) loses its viewers, who log in again elsewhere and watch again; the
 //!   other edge's viewers miss no frame meanwhile.
-//! - A node at its `[media] max_viewers` is no edge for one more viewer: that viewer's session opens on
-//!   another node, and it decodes the host there.
+//! - A node at its `[media] max_viewers` is no edge for more viewers: their sessions open on another
+//!   node, and they decode the host there.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -238,16 +238,19 @@ async fn viewers_on_two_edges_share_one_room_and_its_pause_for_a_viewers_call() 
     // The call ends: every edge's viewers are told the host is back, and start again at a keyframe.
     let b_frames = Frames::record(&fan_b_media);
     let c_frames = Frames::record(&fan_c_media);
+    let caller_frames = Frames::record(&caller_live);
     hang_up(&mut caller, &mut host).await;
     drop(call);
     fan_b.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
     fan_c.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
+    caller.wait_channel(LIVE, |k| is_resumed(k, "host")).await;
     for (who, session, frames) in [
         ("fan-b", &fan_b_media, b_frames),
         ("fan-c", &fan_c_media, c_frames),
+        ("caller-b, back from its call", &caller_live, caller_frames),
     ] {
         session
-            .wait_video_frames(paused_at[0].max(paused_at[1]) + 30)
+            .wait_video_frames(session.stats().video_frames_in + 30)
             .await
             .unwrap_or_else(|e| panic!("{who} receives live video again: {e}"));
         let first = frames
@@ -409,7 +412,7 @@ async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_at_its_viewer_limit_sends_one_more_viewer_elsewhere() {
+async fn a_node_at_its_viewer_limit_sends_more_viewers_elsewhere() {
     let etcd = Etcd::start().await;
     let options = NodeOptions::default();
     // The room opens on the only node: its origin.
@@ -450,18 +453,22 @@ async fn a_node_at_its_viewer_limit_sends_one_more_viewer_elsewhere() {
     )
     .await;
 
-    // One more viewer through it: n2 is full, so the session opens on the origin; it decodes there.
-    let second = limited.user("second").await;
-    let (second_media, _) = watch(&second, ChannelRole::Audience).await;
-    decodes_the_host("second", &second_media, 20).await;
+    // More viewers through it: n2 is full, so their sessions open on the origin; they decode there.
+    let mut beyond = Vec::new();
+    for id in ["second", "third"] {
+        let viewer = limited.user(id).await;
+        let (media, _) = watch(&viewer, ChannelRole::Audience).await;
+        decodes_the_host(id, &media, 20).await;
+        beyond.push((viewer, media));
+    }
     assert_eq!(
         media_sessions(&limited).await,
         1.0,
-        "n2 took no second viewer"
+        "n2 took no viewer beyond its limit"
     );
     assert_eq!(
         media_sessions(&origin).await,
-        2.0,
-        "the host's session and the second viewer's"
+        3.0,
+        "the host's session and the two viewers' beyond n2's limit"
     );
 }
