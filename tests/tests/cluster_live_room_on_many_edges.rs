@@ -7,7 +7,8 @@
 //! - An edge that dies (SIGKILL) loses its viewers, who log in again elsewhere and watch again; the
 //!   other edge's viewers miss no frame meanwhile.
 //! - A node at its `[media] max_viewers` is no edge for more viewers: their sessions open on another
-//!   node, and they decode the host there.
+//!   node, and they decode the host there — also when they all arrive at once, before it could
+//!   announce its load.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -411,27 +412,34 @@ async fn viewers_of_a_dead_edge_watch_again_elsewhere_and_the_other_edge_misses_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_at_its_viewer_limit_sends_more_viewers_elsewhere() {
-    let etcd = Etcd::start().await;
+/// The host live on a room whose origin is `n1` (the only node when it opened), and `n2`, a node
+/// that takes one viewer at most (`[media] max_viewers = 1`).
+async fn an_origin_and_a_node_for_one_viewer(
+    etcd: &Etcd,
+) -> (NodeProcess, NodeProcess, SdkUser, MediaSession) {
     let options = NodeOptions::default();
-    // The room opens on the only node: its origin.
-    let origin = NodeProcess::start(&etcd, "n1", &options).await;
+    let origin = NodeProcess::start(etcd, "n1", &options).await;
     wait_converged(&[&origin], options.partitions).await;
     let host = origin.prepared_user("host").await;
-    let (_host_live, _) = watch(&host, ChannelRole::Broadcaster).await;
-    // A node that takes one viewer at most.
+    let (host_live, _) = watch(&host, ChannelRole::Broadcaster).await;
     let limited_options = NodeOptions {
         env: vec![("SHOWCALL_MEDIA__MAX_VIEWERS".to_owned(), "1".to_owned())],
         ..options.clone()
     };
-    let limited = NodeProcess::start(&etcd, "n2", &limited_options).await;
+    let limited = NodeProcess::start(etcd, "n2", &limited_options).await;
     wait_converged(&[&origin, &limited], options.partitions).await;
     assert_eq!(
         origin_of(&[&origin, &limited], LIVE).await.as_deref(),
         Some(origin.id.as_str()),
         "the room stays on its origin"
     );
+    (origin, limited, host, host_live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_viewer_limit_sends_more_viewers_elsewhere() {
+    let etcd = Etcd::start().await;
+    let (origin, limited, _host, _host_live) = an_origin_and_a_node_for_one_viewer(&etcd).await;
 
     // The first viewer through the limited node has its session there.
     let first = limited.user("first").await;
@@ -470,5 +478,31 @@ async fn a_node_at_its_viewer_limit_sends_more_viewers_elsewhere() {
         media_sessions(&origin).await,
         3.0,
         "the host's session and the two viewers' beyond n2's limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_arriving_at_once_at_a_node_with_room_for_one_viewer_gets_one_session_there() {
+    let etcd = Etcd::start().await;
+    let (origin, limited, _host, _host_live) = an_origin_and_a_node_for_one_viewer(&etcd).await;
+    // Four viewers through n2 join at once: before n2 can announce its first one.
+    let mut crowd = Vec::new();
+    for i in 0..4 {
+        crowd.push(limited.user(&format!("viewer-{i}")).await);
+    }
+    let joined =
+        futures_util::future::join_all(crowd.iter().map(|v| watch(v, ChannelRole::Audience))).await;
+    for ((session, _), viewer) in joined.iter().zip(&crowd) {
+        decodes_the_host(&viewer.id, session, 20).await;
+    }
+    assert_eq!(
+        media_sessions(&limited).await,
+        1.0,
+        "n2 holds one viewer, its max_viewers"
+    );
+    assert_eq!(
+        media_sessions(&origin).await,
+        4.0,
+        "the host's session and the three viewers n2 had no room for"
     );
 }

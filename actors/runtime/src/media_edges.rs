@@ -11,9 +11,15 @@
 //!   waits for the origin's answer, which arrives on that same link). Its first viewer subscribes the
 //!   router to the origin (a fresh key per subscription), its last viewer's leave unsubscribes it and
 //!   tells the origin, and the worker ends.
+//! - **An edge at its `max_viewers`** refuses one more viewer (UNAVAILABLE: the origin opens it on
+//!   itself instead). Origins choose edges by the load each publishes, which lags (a sample a second,
+//!   then etcd): a crowd arriving at once would all be sent to an edge that announced room for one. The
+//!   edge counts the viewers it holds as they open and close, and admits by that count (or its
+//!   published load, when higher: sessions it holds as an origin).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use showcall_machines::{ChannelName, UserId};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
@@ -40,6 +46,9 @@ pub(crate) struct MediaEdges {
     rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
     /// Rooms this node is the origin of, with the edges its router relays each to.
     relayed_to: Mutex<HashMap<RoomKey, BTreeSet<NodeId>>>,
+    /// Viewers' sessions this node holds as an edge, every room's (the sum of its [`EdgeRoom`]s'
+    /// viewers): what it admits viewers by, live (see the module docs).
+    viewers: AtomicU64,
 }
 
 struct EdgeRoomQueue {
@@ -351,12 +360,20 @@ impl Hub {
         let media = self.inner.parts.media.clone();
         match op {
             MediaOp::Open { user, offer, reply } => {
-                let opened = match self.subscribe(origin, app, channel, room).await {
-                    Ok(()) => media.open_session(app, channel, &user, false, offer).await,
+                // A viewer already here replaces its session: it takes no more room.
+                let admitted = match room.viewers.contains(&user) {
+                    true => Ok(()),
+                    false => self.edge_has_room(),
+                };
+                let opened = match admitted {
+                    Ok(()) => match self.subscribe(origin, app, channel, room).await {
+                        Ok(()) => media.open_session(app, channel, &user, false, offer).await,
+                        Err(refusal) => Err(refusal),
+                    },
                     Err(refusal) => Err(refusal),
                 };
-                if opened.is_ok() {
-                    room.viewers.insert(user);
+                if opened.is_ok() && room.viewers.insert(user) {
+                    self.inner.edges.viewers.fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = self
                     .responder::<Result<String, MediaRefusal>>(reply)
@@ -364,11 +381,14 @@ impl Hub {
             }
             MediaOp::Close { user } => {
                 media.close_session(app, channel, &user);
-                room.viewers.remove(&user);
+                if room.viewers.remove(&user) {
+                    self.inner.edges.viewers.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             MediaOp::CloseRoom => {
                 media.close_channel(app, channel);
-                room.viewers.clear();
+                let gone = std::mem::take(&mut room.viewers).len() as u64;
+                self.inner.edges.viewers.fetch_sub(gone, Ordering::Relaxed);
             }
             MediaOp::Answer {
                 user,
@@ -408,6 +428,33 @@ impl Hub {
                 self.refuse_media_op(op, "not a command for an edge".into())
             }
         }
+    }
+
+    /// Whether this edge may take one more viewer: below its `max_viewers` (as it announces it) by the
+    /// viewers it holds now, or by its published sessions when those are more. Concurrent opens of
+    /// different rooms may pass together; one room's opens run one after the other.
+    fn edge_has_room(&self) -> Result<(), MediaRefusal> {
+        let Some(me) = self
+            .placement()
+            .media_nodes()
+            .into_iter()
+            .find(|n| n.id == *self.node())
+        else {
+            return Ok(());
+        };
+        let held = self
+            .inner
+            .edges
+            .viewers
+            .load(Ordering::Relaxed)
+            .max(me.viewers);
+        if me.max_viewers > 0 && held >= me.max_viewers {
+            return Err(MediaRefusal::Unavailable(format!(
+                "node {} is at its max_viewers ({held} of {})",
+                me.id, me.max_viewers
+            )));
+        }
+        Ok(())
     }
 
     /// Makes this edge's router receive the room from its origin, once: a fresh ticket to the origin,
