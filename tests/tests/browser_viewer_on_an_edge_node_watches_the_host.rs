@@ -1,8 +1,9 @@
 //! A Chromium viewer served by one node watches a host live on another (issue 15, one live room across
 //! nodes): the page comes from, and its web SDK connects to, the node that is not the room's origin; its
 //! media session opens on that node (the default edge rule, `client_node`), whose router subscribes to
-//! the origin over the node-to-node relay, and the page decodes the host's video. Real etcd, two real
-//! node processes, the host on the Rust SDK, Chromium.
+//! the origin over the node-to-node relay, and the page decodes the host's video; it shows the room
+//! paused while the host is in a 1v1 call, and decodes again after it. Real etcd, two real node
+//! processes, the host and the caller on the Rust SDK, Chromium.
 //!
 //! Chromium and chromedriver must be installed (`./scripts/test` installs them); without them this test
 //! fails, saying so. Screenshots go to `artifacts/browser/viewer_on_an_edge_node/`.
@@ -12,6 +13,7 @@ use showcall_tests::browser::Browsers;
 use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, media_sessions, origin_of, start_converged,
 };
+use showcall_tests::sdk_helpers::{hang_up, video_call_with_media};
 
 const HOST: &str = "host";
 /// The live room the demo's `live.html` watches for `host`.
@@ -42,7 +44,7 @@ async fn a_chromium_viewer_served_by_an_edge_node_watches_the_host_through_it() 
     let (n1, n2): (&NodeProcess, &NodeProcess) = (&nodes[0], &nodes[1]);
 
     // The host goes live through n1 (Rust SDK); the room opens on its origin.
-    let host = n1.prepared_user(HOST).await;
+    let mut host = n1.prepared_user(HOST).await;
     let host_media = host.join_media(LIVE, ChannelRole::Broadcaster).await;
     let origin_id = origin_of(&[n1, n2], LIVE)
         .await
@@ -104,6 +106,18 @@ async fn a_chromium_viewer_served_by_an_edge_node_watches_the_host_through_it() 
         1.0,
         "the origin holds the host's session only"
     );
+
+    // The host takes a 1v1 call: the page shows the room paused; after the hangup, live again, and
+    // it decodes more frames (nothing was forwarded meanwhile).
+    let mut caller = origin.prepared_user("caller").await;
+    let call = video_call_with_media(&mut caller, &mut host).await;
+    viewer.wait_state("live-state", "paused").await;
+    let paused_at = viewer.frames_decoded("live").await;
+    hang_up(&mut caller, &mut host).await;
+    drop(call);
+    viewer.wait_state("live-state", "resumed").await;
+    viewer.wait_frames_above("live", paused_at + FRAMES).await;
+    viewer.screenshot("watching-after-the-call").await;
 
     viewer.close().await;
     drop(browsers);
