@@ -266,10 +266,32 @@ async fn viewers_on_two_edges_share_one_room_and_its_pause_for_a_viewers_call() 
         );
     }
 
-    // The room's business events are the room's: each join once, in order, then the pause and the
-    // resume — none doubled by an edge.
+    // C's viewer leaves: B's viewers are told, and C, with no viewer left, holds nothing of the room.
+    fan_c
+        .signal
+        .leave_channel(LIVE)
+        .await
+        .expect("fan-c leaves");
+    fan_b
+        .wait_channel(
+            LIVE,
+            |k| matches!(k, channel_event::Kind::MemberLeft(user) if user == "fan-c"),
+        )
+        .await;
+    eventually(
+        "C's session closes",
+        LIMIT,
+        async || match media_sessions(&c).await {
+            0.0 => Ok(()),
+            sessions => Err(sessions),
+        },
+    )
+    .await;
+
+    // The room's business events are the room's: each join once, in order, then the pause, the
+    // resume and the leave — none doubled by an edge.
     let room = room_events(&mut events, |seen| {
-        seen.last().is_some_and(|l| l == "resumed host")
+        seen.last().is_some_and(|l| l == "left fan-c")
     })
     .await;
     assert_eq!(
@@ -280,7 +302,8 @@ async fn viewers_on_two_edges_share_one_room_and_its_pause_for_a_viewers_call() 
             "joined caller-b",
             "joined fan-c",
             "paused host",
-            "resumed host"
+            "resumed host",
+            "left fan-c"
         ],
         "the room's events, as a business server watching through C reads them"
     );
