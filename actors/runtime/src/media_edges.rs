@@ -14,12 +14,12 @@
 //! - **An edge at its `max_viewers`** refuses one more viewer (UNAVAILABLE: the origin opens it on
 //!   itself instead). Origins choose edges by the load each publishes, which lags (a sample a second,
 //!   then etcd): a crowd arriving at once would all be sent to an edge that announced room for one. The
-//!   edge counts the viewers it holds as they open and close, and admits by that count (or its
-//!   published load, when higher: sessions it holds as an origin).
+//!   edge admits by the viewers its rooms' workers hold now (or its published load, when higher:
+//!   sessions it holds as an origin).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use showcall_machines::{ChannelName, UserId};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
@@ -46,9 +46,6 @@ pub(crate) struct MediaEdges {
     rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
     /// Rooms this node is the origin of, with the edges its router relays each to.
     relayed_to: Mutex<HashMap<RoomKey, BTreeSet<NodeId>>>,
-    /// Viewers' sessions this node holds as an edge, every room's (the sum of its [`EdgeRoom`]s'
-    /// viewers): what it admits viewers by, live (see the module docs).
-    viewers: AtomicU64,
 }
 
 struct EdgeRoomQueue {
@@ -56,6 +53,9 @@ struct EdgeRoomQueue {
     /// Tells one worker from the next one of the same room (a worker removes only its own entry).
     generation: u64,
     queue: mpsc::Sender<MediaOp>,
+    /// Its viewers, as its worker last counted them (after each command): what the edge admits
+    /// viewers by, with its other rooms' (see the module docs). Gone with the entry.
+    viewers: Arc<AtomicU64>,
 }
 
 /// An edge's viewers of one room, and whether its router receives the room from the origin.
@@ -263,17 +263,20 @@ impl Hub {
         let room = rooms.entry(key).or_insert_with(|| {
             let (queue, ops) = mpsc::channel(EDGE_ROOM_QUEUE);
             let generation = self.next_id();
+            let viewers = Arc::new(AtomicU64::new(0));
             let worker = self.clone();
             let (from, app, channel) = (origin.clone(), app.clone(), channel.clone());
+            let counted = viewers.clone();
             tokio::spawn(async move {
                 worker
-                    .run_edge_room(from, app, channel, generation, ops)
+                    .run_edge_room(from, app, channel, generation, ops, counted)
                     .await;
             });
             EdgeRoomQueue {
                 origin,
                 generation,
                 queue,
+                viewers,
             }
         });
         if let Err(e) = room.queue.try_send(op) {
@@ -316,10 +319,12 @@ impl Hub {
         channel: ChannelName,
         generation: u64,
         mut ops: mpsc::Receiver<MediaOp>,
+        viewers: Arc<AtomicU64>,
     ) {
         let mut room = EdgeRoom::default();
         while let Some(op) = ops.recv().await {
             self.edge_step(&origin, &app, &channel, &mut room, op).await;
+            viewers.store(room.viewers.len() as u64, Ordering::Relaxed);
             if !room.viewers.is_empty() {
                 continue;
             }
@@ -372,8 +377,8 @@ impl Hub {
                     },
                     Err(refusal) => Err(refusal),
                 };
-                if opened.is_ok() && room.viewers.insert(user) {
-                    self.inner.edges.viewers.fetch_add(1, Ordering::Relaxed);
+                if opened.is_ok() {
+                    room.viewers.insert(user);
                 }
                 let _ = self
                     .responder::<Result<String, MediaRefusal>>(reply)
@@ -381,14 +386,11 @@ impl Hub {
             }
             MediaOp::Close { user } => {
                 media.close_session(app, channel, &user);
-                if room.viewers.remove(&user) {
-                    self.inner.edges.viewers.fetch_sub(1, Ordering::Relaxed);
-                }
+                room.viewers.remove(&user);
             }
             MediaOp::CloseRoom => {
                 media.close_channel(app, channel);
-                let gone = std::mem::take(&mut room.viewers).len() as u64;
-                self.inner.edges.viewers.fetch_sub(gone, Ordering::Relaxed);
+                room.viewers.clear();
             }
             MediaOp::Answer {
                 user,
@@ -442,12 +444,11 @@ impl Hub {
         else {
             return Ok(());
         };
-        let held = self
-            .inner
-            .edges
-            .viewers
-            .load(Ordering::Relaxed)
-            .max(me.viewers);
+        let held: u64 = lock(&self.inner.edges.rooms)
+            .values()
+            .map(|room| room.viewers.load(Ordering::Relaxed))
+            .sum();
+        let held = held.max(me.viewers);
         if me.max_viewers > 0 && held >= me.max_viewers {
             return Err(MediaRefusal::Unavailable(format!(
                 "node {} is at its max_viewers ({held} of {})",
