@@ -671,3 +671,43 @@ pub async fn wait_converged(nodes: &[&NodeProcess], partitions: u32) {
     )
     .await;
 }
+
+/// The node a channel of the demo app runs on now (a live room's origin), asking each of `nodes`.
+pub async fn origin_of(nodes: &[&NodeProcess], channel: &str) -> Option<String> {
+    let actor = format!("channel/{DEMO_APP}/{channel}");
+    for node in nodes {
+        let info = node.info().await?;
+        if info.active_actors.contains(&actor) {
+            return Some(node.id.clone());
+        }
+    }
+    None
+}
+
+/// Media sessions a node's router holds now (every path), from its metrics.
+pub async fn media_sessions(node: &NodeProcess) -> f64 {
+    let page = crate::prometheus::scrape(node.http_addr).await;
+    ["udp", "tcp", "relay"]
+        .iter()
+        .map(|path| page.get(&format!("showcall_media_sessions{{path=\"{path}\"}}")))
+        .sum()
+}
+
+/// The media sessions `node` announces in its node info in etcd (what other nodes choose edges by);
+/// `None` while it announces no media.
+pub async fn announced_media_sessions(etcd: &Etcd, node: &str) -> Option<u64> {
+    let mut client = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .expect("etcd reachable");
+    let suffix = format!("nodes/{node}");
+    let got = client
+        .get("", Some(etcd_client::GetOptions::new().with_all_keys()))
+        .await
+        .expect("etcd answers");
+    let kv = got
+        .kvs()
+        .iter()
+        .find(|kv| kv.key().ends_with(suffix.as_bytes()))?;
+    let info: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
+    info["media"]["sessions"].as_u64()
+}

@@ -9,35 +9,13 @@
 
 use showcall_sdk::{ChannelRole, channel_event};
 use showcall_tests::cluster::{
-    Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
+    Etcd, NodeOptions, NodeProcess, eventually, media_sessions, origin_of, shares, start_converged,
+    user_in,
 };
-use showcall_tests::prometheus::scrape;
 use showcall_tests::sdk_helpers::{hang_up, is_paused, is_resumed, video_call_with_media};
 
-const APP: &str = "demo";
 const LIVE: &str = "showroom";
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The node the channel runs on (its origin).
-async fn origin_of(nodes: &[&NodeProcess], channel: &str) -> Option<String> {
-    let actor = format!("channel/{APP}/{channel}");
-    for node in nodes {
-        let info = node.info().await?;
-        if info.active_actors.contains(&actor) {
-            return Some(node.id.clone());
-        }
-    }
-    None
-}
-
-/// Media sessions a node's router holds now (every path).
-async fn media_sessions(node: &NodeProcess) -> f64 {
-    let page = scrape(node.http_addr).await;
-    ["udp", "tcp", "relay"]
-        .iter()
-        .map(|path| page.get(&format!("showcall_media_sessions{{path=\"{path}\"}}")))
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_on_another_node_watches_the_host_through_its_own_node_and_sees_the_pause() {

@@ -11,9 +11,15 @@
 //!   waits for the origin's answer, which arrives on that same link). Its first viewer subscribes the
 //!   router to the origin (a fresh key per subscription), its last viewer's leave unsubscribes it and
 //!   tells the origin, and the worker ends.
+//! - **An edge at its `max_viewers`** refuses one more viewer (UNAVAILABLE: the origin opens it on
+//!   itself instead). Origins choose edges by the load each publishes, which lags (a sample a second,
+//!   then etcd): a crowd arriving at once would all be sent to an edge that announced room for one. The
+//!   edge admits by the viewers its rooms' workers hold now (or its published load, when higher:
+//!   sessions it holds as an origin).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use showcall_machines::{ChannelName, UserId};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
@@ -47,6 +53,9 @@ struct EdgeRoomQueue {
     /// Tells one worker from the next one of the same room (a worker removes only its own entry).
     generation: u64,
     queue: mpsc::Sender<MediaOp>,
+    /// Its viewers, as its worker last counted them (after each command): what the edge admits
+    /// viewers by, with its other rooms' (see the module docs). Gone with the entry.
+    viewers: Arc<AtomicU64>,
 }
 
 /// An edge's viewers of one room, and whether its router receives the room from the origin.
@@ -254,17 +263,20 @@ impl Hub {
         let room = rooms.entry(key).or_insert_with(|| {
             let (queue, ops) = mpsc::channel(EDGE_ROOM_QUEUE);
             let generation = self.next_id();
+            let viewers = Arc::new(AtomicU64::new(0));
             let worker = self.clone();
             let (from, app, channel) = (origin.clone(), app.clone(), channel.clone());
+            let counted = viewers.clone();
             tokio::spawn(async move {
                 worker
-                    .run_edge_room(from, app, channel, generation, ops)
+                    .run_edge_room(from, app, channel, generation, ops, counted)
                     .await;
             });
             EdgeRoomQueue {
                 origin,
                 generation,
                 queue,
+                viewers,
             }
         });
         if let Err(e) = room.queue.try_send(op) {
@@ -307,10 +319,12 @@ impl Hub {
         channel: ChannelName,
         generation: u64,
         mut ops: mpsc::Receiver<MediaOp>,
+        viewers: Arc<AtomicU64>,
     ) {
         let mut room = EdgeRoom::default();
         while let Some(op) = ops.recv().await {
             self.edge_step(&origin, &app, &channel, &mut room, op).await;
+            viewers.store(room.viewers.len() as u64, Ordering::Relaxed);
             if !room.viewers.is_empty() {
                 continue;
             }
@@ -351,8 +365,16 @@ impl Hub {
         let media = self.inner.parts.media.clone();
         match op {
             MediaOp::Open { user, offer, reply } => {
-                let opened = match self.subscribe(origin, app, channel, room).await {
-                    Ok(()) => media.open_session(app, channel, &user, false, offer).await,
+                // A viewer already here replaces its session: it takes no more room.
+                let admitted = match room.viewers.contains(&user) {
+                    true => Ok(()),
+                    false => self.edge_has_room(),
+                };
+                let opened = match admitted {
+                    Ok(()) => match self.subscribe(origin, app, channel, room).await {
+                        Ok(()) => media.open_session(app, channel, &user, false, offer).await,
+                        Err(refusal) => Err(refusal),
+                    },
                     Err(refusal) => Err(refusal),
                 };
                 if opened.is_ok() {
@@ -408,6 +430,32 @@ impl Hub {
                 self.refuse_media_op(op, "not a command for an edge".into())
             }
         }
+    }
+
+    /// Whether this edge may take one more viewer: below its `max_viewers` (as it announces it) by the
+    /// viewers it holds now, or by its published sessions when those are more. Concurrent opens of
+    /// different rooms may pass together; one room's opens run one after the other.
+    fn edge_has_room(&self) -> Result<(), MediaRefusal> {
+        let Some(me) = self
+            .placement()
+            .media_nodes()
+            .into_iter()
+            .find(|n| n.id == *self.node())
+        else {
+            return Ok(());
+        };
+        let held: u64 = lock(&self.inner.edges.rooms)
+            .values()
+            .map(|room| room.viewers.load(Ordering::Relaxed))
+            .sum();
+        let held = held.max(me.viewers);
+        if me.max_viewers > 0 && held >= me.max_viewers {
+            return Err(MediaRefusal::Unavailable(format!(
+                "node {} is at its max_viewers ({held} of {})",
+                me.id, me.max_viewers
+            )));
+        }
+        Ok(())
     }
 
     /// Makes this edge's router receive the room from its origin, once: a fresh ticket to the origin,

@@ -39,6 +39,8 @@ struct Cluster {
     minors: Mutex<HashMap<NodeId, u32>>,
     /// Nodes announcing they are full (`max_viewers` reached).
     full: Mutex<HashSet<NodeId>>,
+    /// Nodes with room for one viewer whose announcement lags: it says none yet, whatever they hold.
+    room_for_one: Mutex<HashSet<NodeId>>,
     hubs: OnceLock<HashMap<NodeId, Hub>>,
     /// `Body::Media` envelopes sent (origin ↔ edge).
     media_envelopes: AtomicU64,
@@ -104,6 +106,9 @@ impl Placement for TestPlacement {
                 if self.cluster.full.lock().unwrap().contains(&n.id) {
                     n.max_viewers = 1;
                     n.viewers = 1;
+                }
+                if self.cluster.room_for_one.lock().unwrap().contains(&n.id) {
+                    n.max_viewers = 1;
                 }
                 n
             })
@@ -575,6 +580,30 @@ async fn a_viewer_whose_node_is_full_gets_its_session_on_the_origin() {
     join(&mut alice, Role::Broadcaster).await;
     let mut bob = Client::prepared(&nodes.b, "bob").await;
     assert_eq!(join(&mut bob, Role::Audience).await, "answer from a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edge_with_room_for_one_viewer_takes_one_though_its_announcement_lags() {
+    let nodes = two_nodes();
+    nodes.cluster.room_for_one.lock().unwrap().insert(node("b"));
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    // b still announces no viewer: the origin picks it again; b, full, refuses and the origin opens
+    // the session itself.
+    let mut ben = Client::prepared(&nodes.b, "ben").await;
+    assert_eq!(join(&mut ben, Role::Audience).await, "answer from a");
+    assert_eq!(nodes.logs["b"].count("open showroom ben publish=false"), 0);
+    // bob's leave makes room on b again.
+    bob.command(UserCommand::LeaveChannel { channel: room() })
+        .await;
+    until("bob's session closed on b", || {
+        nodes.logs["b"].count("close showroom bob") == 1
+    })
+    .await;
+    let mut bea = Client::prepared(&nodes.b, "bea").await;
+    assert_eq!(join(&mut bea, Role::Audience).await, "answer from b");
 }
 
 #[tokio::test(start_paused = true)]
