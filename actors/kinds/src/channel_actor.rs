@@ -261,6 +261,9 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                     }
                 }
             }
+            ChannelMsg::EdgeViewers { edge, viewers } => {
+                adopt_edge_viewers(&myself, state, edge, viewers)
+            }
             ChannelMsg::MemberMedia {
                 user,
                 command,
@@ -425,6 +428,53 @@ async fn join(
                 state.ctx.send_call(&state.app, &call, input);
             }
             other => run(myself, state, vec![other]),
+        }
+    }
+}
+
+/// Viewers who kept their sessions on `edge` through the room's previous origin's death join this
+/// room again as audience, their sessions where they are (their user actors still hold the membership:
+/// nothing changes for them but the member list they are part of). One already a member (it joined
+/// again by itself) keeps the session it has; one the room refuses (banned since, say) loses its
+/// session on the edge.
+fn adopt_edge_viewers(
+    myself: &ActorRef<ChannelMsg>,
+    state: &mut ChannelState,
+    edge: NodeId,
+    viewers: Vec<UserId>,
+) {
+    let channel = state.machine.name().clone();
+    let here = state.ctx.node().clone();
+    for user in viewers {
+        if state.machine.member(&user).is_some() {
+            continue;
+        }
+        let admitted = state
+            .machine
+            .check_join(&user, Role::Audience, false)
+            .and_then(|_| {
+                let input = ChannelInput::Join {
+                    user: user.clone(),
+                    role: Role::Audience,
+                    may_publish: false,
+                };
+                handle(state, input)
+            });
+        match admitted {
+            Ok(fx) => {
+                if edge != here {
+                    state.edges.insert(user.clone(), edge.clone());
+                }
+                tracing::info!(%channel, %user, %edge, "viewer kept its session through an origin's death");
+                run(myself, state, fx);
+            }
+            Err(error) => {
+                tracing::info!(%channel, %user, %edge, %error, "viewer kept by an edge refused by the reopened room");
+                state
+                    .ctx
+                    .media_at(&edge)
+                    .close_session(&state.app, &channel, &user);
+            }
         }
     }
 }

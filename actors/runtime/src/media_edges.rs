@@ -11,17 +11,28 @@
 //!   waits for the origin's answer, which arrives on that same link). Its first viewer subscribes the
 //!   router to the origin (a fresh key per subscription), its last viewer's leave unsubscribes it and
 //!   tells the origin, and the worker ends.
+//! - **When the origin dies** the edge keeps its viewers' sessions (no ICE or DTLS redone: their video
+//!   stops, as when the host pauses) and the room is **orphaned**: its worker unsubscribes from the
+//!   dead origin and looks for the room's new pin every [`ORIGIN_CHECK`] (each node follows the pins;
+//!   the room reopens when its host — or any member — joins again, on the node the placement picks).
+//!   Once pinned elsewhere, the worker subscribes there, its `AddEdge` carrying the viewers, whom the
+//!   new channel actor takes as members (`ChannelMsg::EdgeViewers`); pinned here, it hands them to the
+//!   local channel actor, and the sessions, already in this router's room, receive its host directly.
+//!   A new origin's command for the room re-attaches the worker at once. A room still orphaned after
+//!   the grace period (`UserConfig::grace_ms`, the time a host has to come back) closes here: its
+//!   sessions close and each viewer's session forgets the room, so its next join is a fresh one.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use showcall_machines::{ChannelName, UserId};
+use showcall_machines::{ChannelName, UserId, UserInput};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
 use showcall_protocol::envelope::{Body, ReplyTo};
 use showcall_protocol::media_edge::{MediaOp, RelayTicket};
-use showcall_protocol::messages::Answer;
+use showcall_protocol::messages::{Answer, ChannelMsg};
 use showcall_protocol::sync::lock;
-use showcall_protocol::{AppId, NodeId, VideoLayer};
+use showcall_protocol::{ActorKey, AppId, NodeId, VideoLayer};
 use tokio::sync::mpsc;
 
 use crate::hub::Hub;
@@ -30,6 +41,10 @@ use crate::hub::Hub;
 /// are refused UNAVAILABLE ("try again") and its closes dropped (logged), so a stuck router cannot grow
 /// the queue without bound.
 pub const EDGE_ROOM_QUEUE: usize = 1024;
+
+/// How often an orphaned edge room (its origin died) looks for the room's new pin in this node's view
+/// of the cluster: a local read, no etcd request.
+pub const ORIGIN_CHECK: Duration = Duration::from_millis(500);
 
 type RoomKey = (AppId, ChannelName);
 
@@ -43,17 +58,33 @@ pub(crate) struct MediaEdges {
 }
 
 struct EdgeRoomQueue {
+    /// The node whose commands the room takes: its origin, or the one it had until it died.
     origin: NodeId,
+    /// The origin died: the next node to send the room a command (or to hold its pin) is its origin.
+    orphaned: bool,
     /// Tells one worker from the next one of the same room (a worker removes only its own entry).
     generation: u64,
-    queue: mpsc::Sender<MediaOp>,
+    queue: mpsc::Sender<EdgeRoomInput>,
 }
 
-/// An edge's viewers of one room, and whether its router receives the room from the origin.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct EdgeRoom {
-    pub(crate) subscribed: bool,
-    pub(crate) viewers: BTreeSet<UserId>,
+/// What an edge room's worker is handed, in order.
+#[derive(Debug)]
+enum EdgeRoomInput {
+    /// A command of the room's origin, `from`.
+    Op { from: NodeId, op: MediaOp },
+    /// The origin died (its lease expired).
+    OriginLost,
+}
+
+/// An edge's viewers of one room, whether its router receives the room, and from whom.
+#[derive(Debug)]
+struct EdgeRoom {
+    origin: NodeId,
+    subscribed: bool,
+    viewers: BTreeSet<UserId>,
+    /// Since when the room has had no origin, on the tokio clock, and the origin that died (this
+    /// node's view of the pins may still name it for a moment).
+    orphaned: Option<(tokio::time::Instant, NodeId)>,
 }
 
 /// Another node's media router, reached over the node link (see the module docs).
@@ -188,8 +219,22 @@ impl Hub {
     /// Another node's media command for room `channel` of `app` (`Body::Media`, from `from`).
     pub(crate) fn media_op(&self, from: NodeId, app: AppId, channel: ChannelName, op: MediaOp) {
         match op {
-            MediaOp::AddEdge { edge, reply } => {
+            MediaOp::AddEdge {
+                edge,
+                reply,
+                viewers,
+            } => {
                 let answer = self.add_edge(&from, &app, &channel, &edge);
+                if answer.is_ok()
+                    && !viewers.is_empty()
+                    && let Some(actor) = self.channel(&app, &channel)
+                {
+                    // An edge that kept its viewers through the previous origin's death.
+                    let _ = actor.cast(ChannelMsg::EdgeViewers {
+                        edge: from,
+                        viewers,
+                    });
+                }
                 let _ = self
                     .responder::<Result<RelayTicket, MediaRefusal>>(reply)
                     .send(Ok(answer));
@@ -239,40 +284,50 @@ impl Hub {
     fn queue_edge_op(&self, origin: NodeId, app: AppId, channel: ChannelName, op: MediaOp) {
         let key = (app.clone(), channel.clone());
         let mut rooms = lock(&self.inner.edges.rooms);
-        if let Some(room) = rooms.get(&key)
+        if let Some(room) = rooms.get_mut(&key)
             && room.origin != origin
         {
-            // The room re-opened on another origin before this node heard the old one died.
-            let why = format!(
-                "this node still relays {channel} from node {}; try again",
-                room.origin
-            );
-            drop(rooms);
-            self.refuse_media_op(op, why);
-            return;
+            if room.orphaned {
+                // The room reopened on `origin`: the worker re-attaches there on this command.
+                room.origin = origin.clone();
+                room.orphaned = false;
+            } else {
+                // The room re-opened on another origin before this node heard the old one died.
+                let why = format!(
+                    "this node still relays {channel} from node {}; try again",
+                    room.origin
+                );
+                drop(rooms);
+                self.refuse_media_op(op, why);
+                return;
+            }
         }
         let room = rooms.entry(key).or_insert_with(|| {
-            let (queue, ops) = mpsc::channel(EDGE_ROOM_QUEUE);
+            let (queue, inputs) = mpsc::channel(EDGE_ROOM_QUEUE);
             let generation = self.next_id();
             let worker = self.clone();
             let (from, app, channel) = (origin.clone(), app.clone(), channel.clone());
             tokio::spawn(async move {
                 worker
-                    .run_edge_room(from, app, channel, generation, ops)
+                    .run_edge_room(from, app, channel, generation, inputs)
                     .await;
             });
             EdgeRoomQueue {
-                origin,
+                origin: origin.clone(),
+                orphaned: false,
                 generation,
                 queue,
             }
         });
-        if let Err(e) = room.queue.try_send(op) {
+        if let Err(e) = room.queue.try_send(EdgeRoomInput::Op { from: origin, op }) {
             drop(rooms);
-            let op = match e {
-                mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op) => op,
+            let input = match e {
+                mpsc::error::TrySendError::Full(input)
+                | mpsc::error::TrySendError::Closed(input) => input,
             };
-            self.refuse_media_op(op, "this edge is busy with the room; try again".into());
+            if let EdgeRoomInput::Op { op, .. } = input {
+                self.refuse_media_op(op, "this edge is busy with the room; try again".into());
+            }
         }
     }
 
@@ -299,50 +354,204 @@ impl Hub {
     }
 
     /// One edge room's worker: its origin's commands in order, until its last viewer left and nothing
-    /// waits.
+    /// waits; while orphaned, also the search for the room's new origin (see the module docs).
     async fn run_edge_room(
         self,
         origin: NodeId,
         app: AppId,
         channel: ChannelName,
         generation: u64,
-        mut ops: mpsc::Receiver<MediaOp>,
+        mut inputs: mpsc::Receiver<EdgeRoomInput>,
     ) {
-        let mut room = EdgeRoom::default();
-        while let Some(op) = ops.recv().await {
-            self.edge_step(&origin, &app, &channel, &mut room, op).await;
+        let mut room = EdgeRoom {
+            origin,
+            subscribed: false,
+            viewers: BTreeSet::new(),
+            orphaned: None,
+        };
+        let grace = Duration::from_millis(self.user_config().grace_ms);
+        loop {
+            let input = match &room.orphaned {
+                None => inputs.recv().await,
+                Some((since, _)) => {
+                    let since = *since;
+                    tokio::select! {
+                        input = inputs.recv() => input,
+                        () = tokio::time::sleep(ORIGIN_CHECK) => {
+                            if since.elapsed() >= grace {
+                                self.give_up_orphaned_room(&app, &channel, &mut room);
+                            } else {
+                                self.find_new_origin(&app, &channel, generation, &mut room).await;
+                            }
+                            // Given up, or handed to this node's channel actor: nothing left here.
+                            if room.viewers.is_empty()
+                                && self.end_edge_room(&app, &channel, generation, &inputs)
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(input) = input else { return };
+            match input {
+                EdgeRoomInput::OriginLost => self.orphan(&app, &channel, &mut room),
+                EdgeRoomInput::Op { from, op } => {
+                    if from != room.origin {
+                        // A new origin's first command: the room is its now (`queue_edge_op`
+                        // let it in only because the room was orphaned).
+                        self.adopt_origin(&app, &channel, &mut room, from);
+                    }
+                    self.edge_step(&app, &channel, &mut room, op).await;
+                }
+            }
             if !room.viewers.is_empty() {
                 continue;
             }
             if room.subscribed {
-                self.inner.parts.relay.unsubscribe_origin(&app, &channel);
-                let _ = self.ship(
-                    &origin,
-                    Body::Media {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        op: MediaOp::RemoveEdge,
-                    },
-                );
-                room.subscribed = false;
-                tracing::info!(%app, %channel, %origin, "last viewer left: edge unsubscribed");
+                self.unsubscribe(&app, &channel, &mut room);
+                tracing::info!(%app, %channel, origin = %room.origin, "last viewer left: edge unsubscribed");
             }
-            // Senders queue under this lock: with it held and nothing queued, nothing can arrive.
-            let mut rooms = lock(&self.inner.edges.rooms);
-            if ops.is_empty() {
-                let key = (app.clone(), channel.clone());
-                if rooms.get(&key).is_some_and(|r| r.generation == generation) {
-                    rooms.remove(&key);
-                }
+            if self.end_edge_room(&app, &channel, generation, &inputs) {
                 return;
             }
         }
     }
 
+    /// Removes the room's entry if nothing waits in its queue (and the entry is this worker's); false
+    /// when something does, and the worker goes on.
+    fn end_edge_room(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        generation: u64,
+        inputs: &mpsc::Receiver<EdgeRoomInput>,
+    ) -> bool {
+        // Senders queue under this lock: with it held and nothing queued, nothing can arrive.
+        let mut rooms = lock(&self.inner.edges.rooms);
+        if !inputs.is_empty() {
+            return false;
+        }
+        let key = (app.clone(), channel.clone());
+        if rooms.get(&key).is_some_and(|r| r.generation == generation) {
+            rooms.remove(&key);
+        }
+        true
+    }
+
+    /// Stops receiving the room from its origin, and tells the origin.
+    fn unsubscribe(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+        self.inner.parts.relay.unsubscribe_origin(app, channel);
+        let _ = self.ship(
+            &room.origin,
+            Body::Media {
+                app: app.clone(),
+                channel: channel.clone(),
+                op: MediaOp::RemoveEdge,
+            },
+        );
+        room.subscribed = false;
+    }
+
+    /// The room's origin died: its viewers keep their sessions and wait for the room's next origin.
+    fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+        if room.subscribed {
+            // Nothing will come from the dead origin; a new subscription takes a fresh key.
+            self.inner.parts.relay.unsubscribe_origin(app, channel);
+            room.subscribed = false;
+        }
+        room.orphaned = Some((tokio::time::Instant::now(), room.origin.clone()));
+        tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "edge room's origin died: viewers kept, waiting for the room to reopen");
+    }
+
+    /// `origin` is the room's origin now (it sent a command, or holds the pin): the next command
+    /// that needs the relay subscribes there, with the viewers kept so far.
+    fn adopt_origin(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        room: &mut EdgeRoom,
+        origin: NodeId,
+    ) {
+        tracing::info!(%app, %channel, from = %room.origin, to = %origin, "edge room follows its room's new origin");
+        if room.subscribed {
+            self.inner.parts.relay.unsubscribe_origin(app, channel);
+            room.subscribed = false;
+        }
+        room.origin = origin;
+    }
+
+    /// An orphaned room looks for its new pin: elsewhere, it subscribes there with its viewers;
+    /// here, it hands them to this node's channel actor.
+    async fn find_new_origin(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        generation: u64,
+        room: &mut EdgeRoom,
+    ) {
+        let Some((_, dead)) = &room.orphaned else {
+            return;
+        };
+        let key = ActorKey::Channel(app.clone(), channel.clone());
+        let Some(pinned) = self.inner.parts.placement.owner(&key) else {
+            return; // not reopened yet
+        };
+        if pinned == *dead {
+            // This node's view still holds the dead origin's pin (its deletion is a watch event behind).
+            return;
+        }
+        if pinned == *self.node() {
+            // The room reopened here: the viewers' sessions are in this router's room already.
+            let Some(actor) = self.channel(app, channel) else {
+                return; // pinned, not started yet
+            };
+            let viewers: Vec<UserId> = std::mem::take(&mut room.viewers).into_iter().collect();
+            tracing::info!(%app, %channel, viewers = viewers.len(), "room reopened on this edge: its viewers handed to the channel");
+            let _ = actor.cast(ChannelMsg::EdgeViewers {
+                edge: pinned,
+                viewers,
+            });
+            room.orphaned = None;
+            return;
+        }
+        if pinned != room.origin {
+            if let Some(entry) = lock(&self.inner.edges.rooms)
+                .get_mut(&(app.clone(), channel.clone()))
+                .filter(|e| e.generation == generation)
+            {
+                entry.origin = pinned.clone();
+                entry.orphaned = false;
+            }
+            self.adopt_origin(app, channel, room, pinned);
+        }
+        match self.subscribe(app, channel, room).await {
+            Ok(()) => room.orphaned = None,
+            Err(refusal) => {
+                // Pinned before its channel actor started, say: the next check tries again.
+                tracing::debug!(%app, %channel, origin = %room.origin, ?refusal, "the room's new origin did not take this edge yet");
+            }
+        }
+    }
+
+    /// The room did not reopen within the grace period: its sessions here close, and each viewer's
+    /// session forgets the room (so the viewer's next join opens a new session).
+    fn give_up_orphaned_room(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+        tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "room did not reopen within the grace period: its viewers' sessions on this edge closed");
+        self.inner.parts.media.close_channel(app, channel);
+        for user in std::mem::take(&mut room.viewers) {
+            let input = UserInput::ChannelRemoved {
+                channel: channel.clone(),
+            };
+            self.send_user(app, &user, input);
+        }
+        room.orphaned = None;
+    }
+
     /// Carries out one of the origin's commands on this edge's router.
     async fn edge_step(
         &self,
-        origin: &NodeId,
         app: &AppId,
         channel: &ChannelName,
         room: &mut EdgeRoom,
@@ -351,7 +560,7 @@ impl Hub {
         let media = self.inner.parts.media.clone();
         match op {
             MediaOp::Open { user, offer, reply } => {
-                let opened = match self.subscribe(origin, app, channel, room).await {
+                let opened = match self.subscribe(app, channel, room).await {
                     Ok(()) => media.open_session(app, channel, &user, false, offer).await,
                     Err(refusal) => Err(refusal),
                 };
@@ -411,10 +620,10 @@ impl Hub {
     }
 
     /// Makes this edge's router receive the room from its origin, once: a fresh ticket to the origin,
-    /// whose router adds this edge and answers its own.
+    /// whose router adds this edge and answers its own. The viewers already here (kept through a
+    /// previous origin's death) go with the request: the origin's channel takes them as members.
     async fn subscribe(
         &self,
-        origin: &NodeId,
         app: &AppId,
         channel: &ChannelName,
         room: &mut EdgeRoom,
@@ -422,21 +631,27 @@ impl Hub {
         if room.subscribed {
             return Ok(());
         }
+        let origin = room.origin.clone();
         let relay = self.inner.parts.relay.clone();
         let edge = relay.edge_ticket()?;
+        let viewers: Vec<UserId> = room.viewers.iter().cloned().collect();
         let body = |reply| Body::Media {
             app: app.clone(),
             channel: channel.clone(),
-            op: MediaOp::AddEdge { edge, reply },
+            op: MediaOp::AddEdge {
+                edge,
+                reply,
+                viewers,
+            },
         };
         let ticket = self
-            .request::<Result<RelayTicket, MediaRefusal>>(origin, body)
+            .request::<Result<RelayTicket, MediaRefusal>>(&origin, body)
             .await
             .map_err(|e| MediaRefusal::Unavailable(e.to_string()))??;
-        if let Err(refusal) = relay.subscribe_origin(app, channel, origin, &ticket) {
+        if let Err(refusal) = relay.subscribe_origin(app, channel, &origin, &ticket) {
             // The origin relays to this edge already: it stops, as after a last viewer's leave.
             let _ = self.ship(
-                origin,
+                &origin,
                 Body::Media {
                     app: app.clone(),
                     channel: channel.clone(),
@@ -446,12 +661,12 @@ impl Hub {
             return Err(refusal);
         }
         room.subscribed = true;
-        tracing::info!(%app, %channel, %origin, "edge subscribed to the room's origin");
+        tracing::info!(%app, %channel, %origin, viewers = room.viewers.len(), "edge subscribed to the room's origin");
         Ok(())
     }
 
     /// Node `node` died: rooms it relayed from this node lose that edge, and rooms it was the origin of
-    /// close here (no channel actor is left to close their sessions; their viewers join again).
+    /// are orphaned here: their viewers keep their sessions until the room reopens (module docs).
     pub(crate) fn media_node_lost(&self, node: &NodeId) {
         let lost_edges: Vec<RoomKey> = {
             let mut relayed_to = lock(&self.inner.edges.relayed_to);
@@ -465,14 +680,19 @@ impl Hub {
         for (app, channel) in lost_edges {
             self.inner.parts.relay.remove_edge(&app, &channel, node);
         }
-        let orphaned: Vec<mpsc::Sender<MediaOp>> = lock(&self.inner.edges.rooms)
-            .values()
-            .filter(|room| room.origin == *node)
-            .map(|room| room.queue.clone())
+        let orphaned: Vec<mpsc::Sender<EdgeRoomInput>> = lock(&self.inner.edges.rooms)
+            .values_mut()
+            .filter(|room| room.origin == *node && !room.orphaned)
+            .map(|room| {
+                room.orphaned = true;
+                room.queue.clone()
+            })
             .collect();
         for queue in orphaned {
-            if queue.try_send(MediaOp::CloseRoom).is_err() {
-                tracing::warn!(origin = %node, "edge room of a dead origin not closed: its queue is full");
+            if queue.try_send(EdgeRoomInput::OriginLost).is_err() {
+                // Its worker is busy with a thousand commands of the dead origin, which fail; the
+                // room's sessions stay until their viewers leave or join elsewhere.
+                tracing::warn!(origin = %node, "edge room of a dead origin not told: its queue is full");
             }
         }
     }
