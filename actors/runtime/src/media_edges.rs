@@ -80,7 +80,12 @@ enum EdgeRoomInput {
 #[derive(Debug)]
 struct EdgeRoom {
     origin: NodeId,
+    /// The router receives the room from `origin`.
     subscribed: bool,
+    /// The router still holds the relay from the origin that died: its publishers stay on the
+    /// viewers' lines (their video stops; nothing is renegotiated) until a new origin's relay replaces
+    /// them, or the room is given up.
+    holds_dead_relay: bool,
     viewers: BTreeSet<UserId>,
     /// Since when the room has had no origin, on the tokio clock, and the origin that died (this
     /// node's view of the pins may still name it for a moment).
@@ -366,6 +371,7 @@ impl Hub {
         let mut room = EdgeRoom {
             origin,
             subscribed: false,
+            holds_dead_relay: false,
             viewers: BTreeSet::new(),
             orphaned: None,
         };
@@ -378,7 +384,10 @@ impl Hub {
                     tokio::select! {
                         input = inputs.recv() => input,
                         () = tokio::time::sleep(ORIGIN_CHECK) => {
-                            if since.elapsed() >= grace {
+                            if room.subscribed {
+                                // A new origin's command re-attached the room already.
+                                room.orphaned = None;
+                            } else if since.elapsed() >= grace {
                                 self.give_up_orphaned_room(&app, &channel, &mut room);
                             } else {
                                 self.find_new_origin(&app, &channel, generation, &mut room).await;
@@ -409,7 +418,7 @@ impl Hub {
             if !room.viewers.is_empty() {
                 continue;
             }
-            if room.subscribed {
+            if room.subscribed || room.holds_dead_relay {
                 self.unsubscribe(&app, &channel, &mut room);
                 tracing::info!(%app, %channel, origin = %room.origin, "last viewer left: edge unsubscribed");
             }
@@ -440,9 +449,13 @@ impl Hub {
         true
     }
 
-    /// Stops receiving the room from its origin, and tells the origin.
+    /// Stops receiving the room from its origin, and tells the origin (unless it died).
     fn unsubscribe(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
         self.inner.parts.relay.unsubscribe_origin(app, channel);
+        room.holds_dead_relay = false;
+        if !std::mem::take(&mut room.subscribed) {
+            return;
+        }
         let _ = self.ship(
             &room.origin,
             Body::Media {
@@ -451,16 +464,13 @@ impl Hub {
                 op: MediaOp::RemoveEdge,
             },
         );
-        room.subscribed = false;
     }
 
     /// The room's origin died: its viewers keep their sessions and wait for the room's next origin.
+    /// The router keeps the dead origin's relay (it reports it stalled): unsubscribing would take the
+    /// host off the viewers' lines, a renegotiation no channel actor is there to carry.
     fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
-        if room.subscribed {
-            // Nothing will come from the dead origin; a new subscription takes a fresh key.
-            self.inner.parts.relay.unsubscribe_origin(app, channel);
-            room.subscribed = false;
-        }
+        room.holds_dead_relay |= std::mem::take(&mut room.subscribed);
         room.orphaned = Some((tokio::time::Instant::now(), room.origin.clone()));
         tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "edge room's origin died: viewers kept, waiting for the room to reopen");
     }
@@ -475,10 +485,8 @@ impl Hub {
         origin: NodeId,
     ) {
         tracing::info!(%app, %channel, from = %room.origin, to = %origin, "edge room follows its room's new origin");
-        if room.subscribed {
-            self.inner.parts.relay.unsubscribe_origin(app, channel);
-            room.subscribed = false;
-        }
+        // Only an orphaned room changes origin: nothing is subscribed to a live one. The dead
+        // origin's relay stays until the new one's replaces it (`MediaRelay::subscribe_origin`).
         room.origin = origin;
     }
 
@@ -513,6 +521,10 @@ impl Hub {
                 edge: pinned,
                 viewers,
             });
+            // The host publishes in this router's room now: the dead origin's relay goes, and the
+            // viewers' lines are renegotiated through the channel, which has them as members by then.
+            self.inner.parts.relay.unsubscribe_origin(app, channel);
+            room.holds_dead_relay = false;
             room.orphaned = None;
             return;
         }
@@ -539,6 +551,7 @@ impl Hub {
     /// session forgets the room (so the viewer's next join opens a new session).
     fn give_up_orphaned_room(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
         tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "room did not reopen within the grace period: its viewers' sessions on this edge closed");
+        self.unsubscribe(app, channel, room);
         self.inner.parts.media.close_channel(app, channel);
         for user in std::mem::take(&mut room.viewers) {
             let input = UserInput::ChannelRemoved {
@@ -661,6 +674,7 @@ impl Hub {
             return Err(refusal);
         }
         room.subscribed = true;
+        room.holds_dead_relay = false;
         tracing::info!(%app, %channel, %origin, viewers = room.viewers.len(), "edge subscribed to the room's origin");
         Ok(())
     }
