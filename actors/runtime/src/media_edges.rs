@@ -42,6 +42,11 @@ use crate::hub::Hub;
 /// the queue without bound.
 pub const EDGE_ROOM_QUEUE: usize = 1024;
 
+/// How long a room reopening on this node waits for its orphaned edge room here to hand its viewers
+/// over (the worker may be finishing a command); past it the room opens anyway and the worker hands
+/// them over at its next check.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(2);
+
 /// How often an orphaned edge room (its origin died) looks for the room's new pin in this node's view
 /// of the cluster: a local read, no etcd request.
 pub const ORIGIN_CHECK: Duration = Duration::from_millis(500);
@@ -74,6 +79,12 @@ enum EdgeRoomInput {
     Op { from: NodeId, op: MediaOp },
     /// The origin died (its lease expired).
     OriginLost,
+    /// The room reopened on this node (`channel` is its new channel actor): the viewers go to it
+    /// before its first member's session opens, then `done`.
+    ReopenedHere {
+        channel: ractor::ActorRef<ChannelMsg>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// An edge's viewers of one room, whether its router receives the room, and from whom.
@@ -406,6 +417,15 @@ impl Hub {
             let Some(input) = input else { return };
             match input {
                 EdgeRoomInput::OriginLost => self.orphan(&app, &channel, &mut room),
+                EdgeRoomInput::ReopenedHere {
+                    channel: actor,
+                    done,
+                } => {
+                    if room.orphaned.is_some() {
+                        self.hand_over_here(&app, &channel, &mut room, &actor);
+                    }
+                    let _ = done.send(());
+                }
                 EdgeRoomInput::Op { from, op } => {
                     if from != room.origin {
                         // A new origin's first command: the room is its now (`queue_edge_op`
@@ -512,20 +532,11 @@ impl Hub {
         }
         if pinned == *self.node() {
             // The room reopened here: the viewers' sessions are in this router's room already.
+            // (`Hub::reopened_here` hands them over as the channel starts; this is the fallback.)
             let Some(actor) = self.channel(app, channel) else {
                 return; // pinned, not started yet
             };
-            let viewers: Vec<UserId> = std::mem::take(&mut room.viewers).into_iter().collect();
-            tracing::info!(%app, %channel, viewers = viewers.len(), "room reopened on this edge: its viewers handed to the channel");
-            let _ = actor.cast(ChannelMsg::EdgeViewers {
-                edge: pinned,
-                viewers,
-            });
-            // The host publishes in this router's room now: the dead origin's relay goes, and the
-            // viewers' lines are renegotiated through the channel, which has them as members by then.
-            self.inner.parts.relay.unsubscribe_origin(app, channel);
-            room.holds_dead_relay = false;
-            room.orphaned = None;
+            self.hand_over_here(app, channel, room, &actor);
             return;
         }
         if pinned != room.origin {
@@ -544,6 +555,59 @@ impl Hub {
                 // Pinned before its channel actor started, say: the next check tries again.
                 tracing::debug!(%app, %channel, origin = %room.origin, ?refusal, "the room's new origin did not take this edge yet");
             }
+        }
+    }
+
+    /// The room reopened on this node: its viewers, whose sessions are in this router's room, are the
+    /// new channel's members, and this node is no longer an edge of it.
+    fn hand_over_here(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        room: &mut EdgeRoom,
+        actor: &ractor::ActorRef<ChannelMsg>,
+    ) {
+        let viewers: Vec<UserId> = std::mem::take(&mut room.viewers).into_iter().collect();
+        tracing::info!(%app, %channel, viewers = viewers.len(), "room reopened on this edge: its viewers handed to the channel");
+        let _ = actor.cast(ChannelMsg::EdgeViewers {
+            edge: self.node().clone(),
+            viewers,
+        });
+        // The host publishes in this router's room now: the dead origin's relay goes, and the viewers'
+        // lines are renegotiated through the channel, which has them as members by then.
+        self.inner.parts.relay.unsubscribe_origin(app, channel);
+        room.holds_dead_relay = false;
+        room.orphaned = None;
+    }
+
+    /// A live room opened on this node (`actor`, not yet sent anything): if this node kept viewers of
+    /// it through its previous origin's death, they become its members first, so the first join's
+    /// session (the host's, usually) finds them in the member list and its renegotiations reach them.
+    pub(crate) async fn reopened_here(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        actor: &ractor::ActorRef<ChannelMsg>,
+    ) {
+        let (done, handed) = tokio::sync::oneshot::channel();
+        {
+            let rooms = lock(&self.inner.edges.rooms);
+            let Some(room) = rooms.get(&(app.clone(), channel.clone())) else {
+                return;
+            };
+            if !room.orphaned {
+                return;
+            }
+            let input = EdgeRoomInput::ReopenedHere {
+                channel: actor.clone(),
+                done,
+            };
+            if room.queue.try_send(input).is_err() {
+                return; // busy: its next check finds the pin here
+            }
+        }
+        if tokio::time::timeout(HANDOVER_WAIT, handed).await.is_err() {
+            tracing::warn!(%app, %channel, "orphaned edge room slow to hand its viewers over: the room opens meanwhile");
         }
     }
 
