@@ -17,6 +17,9 @@
 //! - A node is an edge only if it reads wire 1.4 (it understands [`MediaOp`]), carries a media relay,
 //!   and is not leaving; any other candidate is skipped, so an older node never hears a 1.4 kind and
 //!   its viewers fall back to the origin.
+//! - When the origin dies, an edge keeps its viewers' sessions; once the room reopens (its new pin),
+//!   the edge's [`MediaOp::AddEdge`] to the new origin names them, and the new channel takes them as
+//!   members (`showcall_runtime`'s `media_edges` has the story).
 
 use serde::{Deserialize, Serialize};
 use showcall_machines::UserId;

@@ -387,6 +387,10 @@ impl Hub {
             orphaned: None,
         };
         let grace = Duration::from_millis(self.user_config().grace_ms);
+        // Ticks only matter while orphaned; an interval (not a sleep per turn) so a stream of commands
+        // cannot hold the check off.
+        let mut check = tokio::time::interval(ORIGIN_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let input = match &room.orphaned {
                 None => inputs.recv().await,
@@ -394,7 +398,7 @@ impl Hub {
                     let since = *since;
                     tokio::select! {
                         input = inputs.recv() => input,
-                        () = tokio::time::sleep(ORIGIN_CHECK) => {
+                        _ = check.tick() => {
                             if room.subscribed {
                                 // A new origin's command re-attached the room already.
                                 room.orphaned = None;
