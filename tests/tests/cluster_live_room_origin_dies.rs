@@ -17,7 +17,7 @@ use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
 };
 use showcall_tests::prometheus::scrape;
-use showcall_tests::sdk_helpers::SdkUser;
+use showcall_tests::sdk_helpers::{SdkUser, is_member_joined};
 
 const APP: &str = "demo";
 const LIVE: &str = "showroom";
@@ -127,7 +127,13 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
         .expect("the room reopened on a survivor");
     println!("new origin {new_origin}");
 
-    // The viewers' same sessions receive the host again: no join, no new session.
+    // The viewers' same sessions receive the host again: no join, no new session; each is told the
+    // host is back.
+    for (viewer, _) in viewers.iter_mut() {
+        viewer
+            .wait_channel(LIVE, |k| is_member_joined(k, "host"))
+            .await;
+    }
     for ((viewer, media), before) in viewers.iter().zip(frames_at_kill) {
         media
             .wait_video_frames(before + 30)

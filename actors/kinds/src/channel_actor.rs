@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
-use showcall_machines::channel::{ChannelEffect, ChannelInput, ChannelReport};
+use showcall_machines::channel::{
+    ChannelEffect, ChannelInput, ChannelReport, ChannelUpdate, Member,
+};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 use showcall_ports::MediaRefusal;
@@ -433,10 +435,11 @@ async fn join(
 }
 
 /// Viewers who kept their sessions on `edge` through the room's previous origin's death join this
-/// room again as audience, their sessions where they are (their user actors still hold the membership:
-/// nothing changes for them but the member list they are part of). One already a member (it joined
-/// again by itself) keeps the session it has; one the room refuses (banned since, say) loses its
-/// session on the edge.
+/// room again as audience, their sessions where they are (their user actors still hold the membership).
+/// Each is told who broadcasts in the reopened room (`memberJoined`, as a member is told of a host who
+/// joins after it): its client learns the host is back without asking. One already a member (it
+/// joined again by itself) keeps the session it has; one the room refuses (banned since, say) loses
+/// its session on the edge.
 fn adopt_edge_viewers(
     myself: &ActorRef<ChannelMsg>,
     state: &mut ChannelState,
@@ -467,6 +470,21 @@ fn adopt_edge_viewers(
                 }
                 tracing::info!(%channel, %user, %edge, "viewer kept its session through an origin's death");
                 run(myself, state, fx);
+                let broadcasters: Vec<(UserId, Member)> = state
+                    .machine
+                    .view()
+                    .members
+                    .into_iter()
+                    .filter(|(_, member)| member.role == Role::Broadcaster)
+                    .collect();
+                for (host, member) in broadcasters {
+                    let update = ChannelUpdate::MemberJoined { user: host, member };
+                    let input = UserInput::ChannelUpdate {
+                        channel: channel.clone(),
+                        update,
+                    };
+                    state.ctx.send_user(&state.app, &user, input);
+                }
             }
             Err(error) => {
                 tracing::info!(%channel, %user, %edge, %error, "viewer kept by an edge refused by the reopened room");

@@ -825,6 +825,14 @@ async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_t
         |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "bob"),
     )
     .await;
+    // Both viewers hear the host is back, without asking.
+    for viewer in [&mut bob, &mut cat] {
+        update(
+            viewer,
+            |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "alice"),
+        )
+        .await;
+    }
     let b_log = nodes.log("b");
     let c_log = nodes.log("c");
     assert!(
