@@ -300,6 +300,17 @@ impl Hub {
     fn queue_edge_op(&self, origin: NodeId, app: AppId, channel: ChannelName, op: MediaOp) {
         let key = (app.clone(), channel.clone());
         let mut rooms = lock(&self.inner.edges.rooms);
+        if let Some(room) = rooms.get(&key)
+            && room.orphaned
+            && room.origin == origin
+        {
+            // The dead origin woke (frozen past its lease) and, finding its lease gone, closes its
+            // rooms: the cluster moved on, and the viewers kept here wait for the room's new origin.
+            let why = format!("node {origin} is no longer {channel}'s origin");
+            drop(rooms);
+            self.refuse_media_op(op, why);
+            return;
+        }
         if let Some(room) = rooms.get_mut(&key)
             && room.origin != origin
         {

@@ -341,9 +341,20 @@ impl Nodes {
     /// Node a dies (SIGKILL): its actors stop without a word reaching anyone, its pins go with its
     /// lease, its users' partition moves to `users_to`, and the survivors hear of its death.
     fn kill_a(&self, users_to: &str) {
-        let a = node("a");
-        self.cluster.dead.lock().unwrap().insert(a.clone());
+        self.cluster.dead.lock().unwrap().insert(node("a"));
         self.a.evict_all();
+        self.a_lost(users_to);
+    }
+
+    /// Node a is frozen (SIGSTOP) past its lease: the cluster counts it dead, as `kill_a`; it still
+    /// runs its actors and sends, once it wakes.
+    fn freeze_a_past_its_lease(&self, users_to: &str) {
+        self.a_lost(users_to);
+    }
+
+    /// What the cluster does when a's lease expires.
+    fn a_lost(&self, users_to: &str) {
+        let a = node("a");
         self.cluster.pins.lock().unwrap().retain(|_, at| *at != a);
         self.cluster
             .moved
@@ -920,4 +931,35 @@ async fn an_edge_whose_room_does_not_reopen_within_the_grace_period_closes_its_v
     // bob's session forgot the room: joining it again is a first join (the room opens where he is).
     assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
     assert_eq!(nodes.logs["b"].count("open showroom bob publish=false"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_wakes_after_its_lease_expired_cannot_close_the_sessions_the_edge_kept() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+
+    // a froze; its lease ran out and the cluster moved on. It wakes, finds its lease gone and drops
+    // its actors: its room closes its sessions everywhere, the edge's included.
+    nodes.freeze_a_past_its_lease("b");
+    nodes.a.evict_all();
+    until("a closed its room", || {
+        nodes.logs["a"].count("close room showroom") == 1
+    })
+    .await;
+
+    // The edge carries out no command of its dead origin: bob keeps his session for the room's next
+    // origin, which the host's join (on b, where its partition went) reopens.
+    drop(alice);
+    let mut alice = Client::prepared(&nodes.b, "alice").await;
+    assert_eq!(join(&mut alice, Role::Broadcaster).await, "answer from b");
+    update(
+        &mut bob,
+        |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "alice"),
+    )
+    .await;
+    let b_log = nodes.log("b");
+    assert!(!b_log.iter().any(|l| l.starts_with("close")), "{b_log:?}");
 }
