@@ -155,6 +155,21 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
         );
     }
 
+    // Each edge counted its origin's death and finding the new one (the node that reopened the room
+    // among them).
+    let mut lost = 0.0;
+    let mut found = 0.0;
+    for node in &nodes {
+        let page = scrape(node.http_addr).await;
+        lost += page.get("showcall_media_edge_origin_total{event=\"lost\"}");
+        found += page.get("showcall_media_edge_origin_total{event=\"found\"}");
+    }
+    assert_eq!(
+        (lost, found),
+        (2.0, 2.0),
+        "both edges lost and found the origin"
+    );
+
     // The reopened room's member list has them (the business server sees it).
     let origin = nodes
         .iter()

@@ -31,6 +31,7 @@ use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, Ses
 use showcall_protocol::envelope::{Body, ReplyTo};
 use showcall_protocol::media_edge::{MediaOp, RelayTicket};
 use showcall_protocol::messages::{Answer, ChannelMsg};
+use showcall_protocol::metrics;
 use showcall_protocol::sync::lock;
 use showcall_protocol::{ActorKey, AppId, NodeId, VideoLayer};
 use tokio::sync::mpsc;
@@ -413,6 +414,7 @@ impl Hub {
                             if room.subscribed {
                                 // A new origin's command re-attached the room already.
                                 room.orphaned = None;
+                                metrics::edge_origin("found");
                             } else if since.elapsed() >= grace {
                                 self.give_up_orphaned_room(&app, &channel, &mut room);
                             } else {
@@ -507,6 +509,7 @@ impl Hub {
     fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
         room.holds_dead_relay |= std::mem::take(&mut room.subscribed);
         room.orphaned = Some((tokio::time::Instant::now(), room.origin.clone()));
+        metrics::edge_origin("lost");
         tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "edge room's origin died: viewers kept, waiting for the room to reopen");
     }
 
@@ -565,7 +568,10 @@ impl Hub {
             self.adopt_origin(app, channel, room, pinned);
         }
         match self.subscribe(app, channel, room).await {
-            Ok(()) => room.orphaned = None,
+            Ok(()) => {
+                room.orphaned = None;
+                metrics::edge_origin("found");
+            }
             Err(refusal) => {
                 // Pinned before its channel actor started, say: the next check tries again.
                 tracing::debug!(%app, %channel, origin = %room.origin, ?refusal, "the room's new origin did not take this edge yet");
@@ -593,6 +599,7 @@ impl Hub {
         self.inner.parts.relay.unsubscribe_origin(app, channel);
         room.holds_dead_relay = false;
         room.orphaned = None;
+        metrics::edge_origin("found");
     }
 
     /// A live room opened on this node (`actor`, not yet sent anything): if this node kept viewers of
@@ -630,6 +637,7 @@ impl Hub {
     /// session forgets the room (so the viewer's next join opens a new session).
     fn give_up_orphaned_room(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
         tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "room did not reopen within the grace period: its viewers' sessions on this edge closed");
+        metrics::edge_origin("given_up");
         self.unsubscribe(app, channel, room);
         self.inner.parts.media.close_channel(app, channel);
         for user in std::mem::take(&mut room.viewers) {
