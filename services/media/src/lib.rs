@@ -83,6 +83,6 @@ mod worker;
 
 pub use error::MediaError;
 pub use protocol::ESTIMATE_BUCKETS_BPS;
-pub use relay_crypto::{KEY_LEN as RELAY_KEY_LEN, RelayKey};
+pub use relay_crypto::RelayKey;
 pub use relay_node::RelayPeer;
 pub use router::{Kind, MediaConfig, MediaEvent, MediaRouter, PeerKey, RouterStats};

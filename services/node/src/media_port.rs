@@ -5,7 +5,7 @@ use showcall_machines::user::UserInput;
 use showcall_machines::{ChannelName, ChannelUpdate, UserId};
 use std::net::{IpAddr, SocketAddr};
 
-use showcall_media::RELAY_KEY_LEN as KEY_LEN;
+use showcall_media::relay_crypto::KEY_LEN;
 use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey, RelayKey, RelayPeer};
 use showcall_ports::{
     AnswerApplied, LayerCapped, MediaControl, MediaRefusal, MediaRelay, SessionOpening,
