@@ -42,7 +42,7 @@ const ROOM: &str = "fanout_nodes_live";
 const CLUSTER_SECRET: &str = "bench-fanout-secret-0123456789";
 /// Series of a node's `/metrics` read around the window.
 const EGRESS: &str = "showcall_media_packets_total{direction=\"out\"}";
-const RELAY_SENT: &str = "showcall_media_relay_packets_total{direction=\"sent\"}";
+const RELAY_SENT: &str = "showcall_media_node_relay_packets_total{direction=\"sent\"}";
 
 /// One node of a phase, and where its router receives.
 struct Node {

@@ -106,6 +106,16 @@ pub const MEDIA_SEND_SYSCALLS_TOTAL: &str = "showcall_media_send_syscalls_total"
 pub const MEDIA_DROPPED_TOTAL: &str = "showcall_media_dropped_total";
 /// Counter: packets of a channel spread over media workers that a worker could not take (queue full).
 pub const MEDIA_RELAY_DROPPED_TOTAL: &str = "showcall_media_relay_dropped_total";
+/// Counter, label `direction`: the node-to-node relay of live rooms (origin → edges). `sent`: packets an
+/// origin sent to its edges (one per packet per edge, however many viewers); `resent`: packets resent on
+/// an edge's NACK; `received`: packets an edge received; `lost`: packets an edge gave up on; `dropped`:
+/// packets not delivered (a full socket or queue).
+pub const MEDIA_NODE_RELAY_PACKETS_TOTAL: &str = "showcall_media_node_relay_packets_total";
+/// Counter: node-to-node relay datagrams refused (too short, another version, not authentic under the
+/// relay's key, of no known relay, from the wrong address, or replayed).
+pub const MEDIA_NODE_RELAY_REJECTED_TOTAL: &str = "showcall_media_node_relay_rejected_total";
+/// Gauge: edges this node sends live rooms to, summed over its rooms.
+pub const MEDIA_NODE_RELAY_EDGES: &str = "showcall_media_node_relay_edges";
 /// Counter, label `event` (`stalled`, `resumed`): an edge's relay of a room stopped hearing its origin
 /// (the origin node died or the path between them broke), or heard it again
 /// (`showcall_protocol::media_edge`).
@@ -248,6 +258,18 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_EDGE_ORIGIN_TOTAL,
         "Edge rooms whose origin died (viewers kept), that found the room's new origin, or gave it up after the grace period.",
+    ),
+    (
+        MEDIA_NODE_RELAY_PACKETS_TOTAL,
+        "Node-to-node relay of live rooms: packets sent to edges, resent on NACK, received, given up, dropped.",
+    ),
+    (
+        MEDIA_NODE_RELAY_REJECTED_TOTAL,
+        "Node-to-node relay datagrams refused (malformed, not authentic, unknown relay, replayed).",
+    ),
+    (
+        MEDIA_NODE_RELAY_EDGES,
+        "Edges this node sends live rooms to, summed over its rooms.",
     ),
     (
         MEDIA_EDGE_RELAY_TOTAL,

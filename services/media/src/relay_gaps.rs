@@ -84,6 +84,33 @@ impl GapTracker {
         }
     }
 
+    /// The origin says it has sent every packet up to `last`: those not seen are missing (a loss at
+    /// the tail of a burst, which no later packet reveals).
+    pub fn sent_up_to(&mut self, last: u64, now: Instant) {
+        let Some(highest) = self.highest else {
+            // Nothing seen yet: the relay starts at what comes next.
+            self.highest = Some(last);
+            return;
+        };
+        if last <= highest || last - highest >= RESET_DISTANCE {
+            return;
+        }
+        let first_missing = (highest + 1).max((last + 1).saturating_sub(MAX_MISSING as u64));
+        self.given_up += first_missing - (highest + 1);
+        for missing in first_missing..=last {
+            self.missing.insert(
+                missing,
+                Missing {
+                    since: now,
+                    last_nack: None,
+                    tries: 0,
+                },
+            );
+        }
+        self.highest = Some(last);
+        self.trim();
+    }
+
     fn trim(&mut self) {
         while self.missing.len() > MAX_MISSING {
             self.missing.pop_first();
@@ -165,6 +192,26 @@ mod tests {
         assert_eq!(gaps.take_given_up(), 1);
         // It arrives after all: too late, dropped.
         assert_eq!(gaps.observe(2, now), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn a_loss_at_a_bursts_tail_is_found_from_what_the_origin_says_it_sent() {
+        let t0 = Instant::now();
+        let mut gaps = GapTracker::default();
+        gaps.observe(1, t0);
+        gaps.observe(2, t0);
+        gaps.sent_up_to(4, t0);
+        assert_eq!(gaps.due(t0, 128), vec![3, 4]);
+        assert_eq!(gaps.observe(4, t0), Arrival::New);
+        // Said again, or behind: nothing new.
+        gaps.sent_up_to(4, t0);
+        gaps.sent_up_to(2, t0);
+        assert_eq!(gaps.missing(), 1);
+        // Before any packet: the relay starts after what was sent.
+        let mut fresh = GapTracker::default();
+        fresh.sent_up_to(9, t0);
+        assert_eq!(fresh.observe(10, t0), Arrival::New);
+        assert_eq!(fresh.missing(), 0);
     }
 
     #[test]

@@ -24,23 +24,28 @@ pub(crate) struct RelayInputs {
 }
 
 /// The relay's IO loop: its socket, its queues and its clock around [`RelayNode`], until told to stop.
-/// Commands and control messages go before packets and datagrams waiting at the same time, so a
-/// publisher is known (and a pause applied) before its packets that follow are handled.
+/// Inputs ready together are taken in turn at random (so neither the workers' packets nor the socket
+/// can starve the other, or the timers); but before a packet or a datagram, the commands and control
+/// messages already waiting are taken, since they were said first: a publisher is known (and a pause
+/// applied) before its packets that follow, and an edge knows its subscription before the origin's
+/// first datagram.
 pub(crate) async fn run(mut node: RelayNode, socket: UdpSocket, mut inputs: RelayInputs) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            biased;
+        let running = tokio::select! {
             command = inputs.commands.recv() => match command {
-                Some(c) => if !node.command(c, Instant::now()) {
-                    break;
-                },
-                None => break,
+                Some(c) => node.command(c, Instant::now()),
+                None => false,
             },
-            Some(control) = inputs.control.recv() => node.control(control, Instant::now()),
+            Some(control) = inputs.control.recv() => {
+                let running = take_said(&mut node, &mut inputs, false);
+                node.control(control, Instant::now());
+                running
+            }
             Some(packet) = inputs.packets.recv() => {
+                let running = take_said(&mut node, &mut inputs, true);
                 node.forwarded(packet);
                 for _ in 0..PACKET_BATCH {
                     let Ok(packet) = inputs.packets.try_recv() else {
@@ -48,13 +53,21 @@ pub(crate) async fn run(mut node: RelayNode, socket: UdpSocket, mut inputs: Rela
                     };
                     node.forwarded(packet);
                 }
+                running
             }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, source)) => node.datagram(source, &mut buf[..n], Instant::now()),
-                Err(e) => tracing::warn!(error = %e, "relay socket receive failed"),
-            },
-            _ = tick.tick() => node.tick(Instant::now()),
-        }
+            received = socket.recv_from(&mut buf) => {
+                let running = take_said(&mut node, &mut inputs, true);
+                match received {
+                    Ok((n, source)) => node.datagram(source, &mut buf[..n], Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "relay socket receive failed"),
+                }
+                running
+            }
+            _ = tick.tick() => {
+                node.tick(Instant::now());
+                true
+            }
+        };
         let mut unsent = 0;
         for (destination, datagram) in node.take_transmits() {
             // Never waits: a full send buffer drops the datagram (the edge NACKs what it misses).
@@ -63,6 +76,26 @@ pub(crate) async fn run(mut node: RelayNode, socket: UdpSocket, mut inputs: Rela
             }
         }
         node.count_unsent(unsent);
+        if !running {
+            break;
+        }
     }
     tracing::info!("media relay stopped");
+}
+
+/// Takes the commands waiting, then (with `control`) the control messages waiting; false when the
+/// relay is to stop.
+fn take_said(node: &mut RelayNode, inputs: &mut RelayInputs, control: bool) -> bool {
+    let now = Instant::now();
+    while let Ok(command) = inputs.commands.try_recv() {
+        if !node.command(command, now) {
+            return false;
+        }
+    }
+    if control {
+        while let Ok(message) = inputs.control.try_recv() {
+            node.control(message, now);
+        }
+    }
+    true
 }

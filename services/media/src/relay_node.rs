@@ -19,7 +19,8 @@
 //! **What crosses** ([`crate::relay_wire`] has the layout): origin → edge, each publisher packet with a
 //! per-relay sequence number, and the room's publisher set (who publishes which kinds, who is paused)
 //! as **idempotent state**, sent on every change and every [`STATE_EVERY`] (so no reliable channel is
-//! needed: a lost state datagram is replaced by the next). Edge → origin: NACKs by relay sequence,
+//! needed: a lost state datagram is replaced by the next). The state also says the relay sequence
+//! number the next packet will carry, so an edge finds a loss at the tail of a burst too. Edge → origin: NACKs by relay sequence,
 //! keyframe requests (publisher + layers), and a keepalive every [`STATE_EVERY`].
 //!
 //! **Loss repair, hop by hop.** The origin keeps each edge's last [`crate::relay_history::HISTORY`]
@@ -189,18 +190,16 @@ struct OriginRoom {
 }
 
 impl OriginRoom {
-    fn state(&self) -> Message {
-        Message::State(
-            self.publishers
-                .iter()
-                .map(|(id, (user, kinds))| PublisherState {
-                    publisher: *id,
-                    user: user.clone(),
-                    kinds: kinds.clone(),
-                    paused: self.paused.contains(user),
-                })
-                .collect(),
-        )
+    fn publisher_set(&self) -> Vec<PublisherState> {
+        self.publishers
+            .iter()
+            .map(|(id, (user, kinds))| PublisherState {
+                publisher: *id,
+                user: user.clone(),
+                kinds: kinds.clone(),
+                paused: self.paused.contains(user),
+            })
+            .collect()
     }
 }
 
@@ -478,9 +477,13 @@ impl RelayNode {
         let Some(r) = self.origin.get_mut(room) else {
             return;
         };
-        let state = r.state();
+        let publishers = r.publisher_set();
         let relay = r.relay;
         for edge in &mut r.edges {
+            let state = Message::State {
+                next_seq: edge.next_seq,
+                publishers: publishers.clone(),
+            };
             let datagram = edge.seal(relay, &state);
             self.transmits.push((edge.addr, datagram));
         }
@@ -658,17 +661,24 @@ impl RelayNode {
             // The edge is there; nothing to do (the control plane removes edges).
             Message::Keepalive => {}
             // The origin's messages, sealed by the edge's key: not something an edge sends.
-            Message::Packet(_) | Message::State(_) => {}
+            Message::Packet(_) | Message::State { .. } => {}
         }
     }
 
     fn origin_said(&mut self, room: &RoomKey, counter: u64, message: Message, now: Instant) {
         match message {
             Message::Packet(packet) => self.origin_packet(room, packet, now),
-            Message::State(publishers) => {
+            Message::State {
+                next_seq,
+                publishers,
+            } => {
                 let Some(r) = self.edge.get_mut(room) else {
                     return;
                 };
+                // Packets sent before this state and not seen are missing, even at a burst's tail.
+                if let Some(last) = next_seq.checked_sub(1) {
+                    r.gaps.sent_up_to(last, now);
+                }
                 if r.state_counter.is_some_and(|c| c > counter) {
                     // A late copy of an older state.
                     return;

@@ -503,3 +503,33 @@ fn the_same_key_handed_over_again_carries_the_link_on() {
     let (_, datagram) = origin.relay.take_transmits().next().expect("state");
     assert_eq!(relay_wire::header(&datagram).expect("parses").counter, 0);
 }
+
+#[test]
+fn a_loss_at_the_tail_of_a_burst_is_found_from_the_next_state() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, _) = linked(t0);
+    for seq in 0..3 {
+        origin.relay.forwarded(video(seq, t0));
+    }
+    let mut datagrams: Vec<_> = origin.relay.take_transmits().collect();
+    datagrams.pop();
+    for (_, mut datagram) in datagrams {
+        edge.relay.datagram(addr(ORIGIN), &mut datagram, t0);
+    }
+    assert_eq!(received(&mut edge), vec![0, 1]);
+    edge.relay.tick(t0 + TICK);
+    assert_eq!(
+        carry(&mut edge, &mut origin, EDGE, t0),
+        0,
+        "no later packet: no NACK yet"
+    );
+    // The periodic state says what was sent.
+    let later = t0 + STATE_EVERY;
+    origin.relay.tick(later);
+    carry(&mut origin, &mut edge, ORIGIN, later);
+    edge.relay.tick(later);
+    // The NACK, and the edge's keepalive (a second has passed).
+    assert_eq!(carry(&mut edge, &mut origin, EDGE, later), 2);
+    carry(&mut origin, &mut edge, ORIGIN, later);
+    assert_eq!(received(&mut edge), vec![2]);
+}

@@ -16,7 +16,7 @@
 //!            one: u8, or u32 for the H.264 profile-level-id and the VP9 profile) ·
 //!            extensions (u8 presence bits: audio level i8, voice activity u8, video orientation u8) ·
 //!            the RTP payload (the rest)
-//!   state    u16 count · per publisher: publisher u64 · user (u16 length + UTF-8) · kinds u8
+//!   state    next relay seq u64 · u16 count · per publisher: publisher u64 · user (u16 length + UTF-8) · kinds u8
 //!            (bit 0 audio, bit 1 video) · paused u8
 //!   nack     u16 count · relay seq u64 each
 //!   want-keyframe  publisher u64 · layers u8 (bit per simulcast layer)
@@ -117,8 +117,13 @@ pub struct PublisherState {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Packet(RelayPacket),
-    /// Every publisher of the channel (idempotent: the whole set each time).
-    State(Vec<PublisherState>),
+    /// Every publisher of the channel (idempotent: the whole set each time), and the relay sequence
+    /// number the origin's next packet to this edge will carry (so the edge learns of a loss at the
+    /// tail of a burst, which no later packet reveals).
+    State {
+        next_seq: u64,
+        publishers: Vec<PublisherState>,
+    },
     /// Packets the edge lost, by relay sequence number.
     Nack(Vec<u64>),
     WantKeyframe {
@@ -132,7 +137,7 @@ impl Message {
     /// Which end sends it.
     pub fn direction(&self) -> Direction {
         match self {
-            Message::Packet(_) | Message::State(_) => Direction::OriginToEdge,
+            Message::Packet(_) | Message::State { .. } => Direction::OriginToEdge,
             Message::Nack(_) | Message::WantKeyframe { .. } | Message::Keepalive => {
                 Direction::EdgeToOrigin
             }
@@ -142,7 +147,7 @@ impl Message {
     fn type_byte(&self) -> u8 {
         match self {
             Message::Packet(_) => TYPE_PACKET,
-            Message::State(_) => TYPE_STATE,
+            Message::State { .. } => TYPE_STATE,
             Message::Nack(_) => TYPE_NACK,
             Message::WantKeyframe { .. } => TYPE_WANT_KEYFRAME,
             Message::Keepalive => TYPE_KEEPALIVE,
@@ -230,7 +235,9 @@ pub fn open(datagram: &mut [u8], header: &Header, cipher: &Cipher) -> Result<Mes
 fn body_len(message: &Message) -> usize {
     match message {
         Message::Packet(p) => 80 + p.payload.len(),
-        Message::State(s) => 2 + s.iter().map(|p| 12 + p.user.len()).sum::<usize>(),
+        Message::State { publishers, .. } => {
+            10 + publishers.iter().map(|p| 12 + p.user.len()).sum::<usize>()
+        }
         Message::Nack(n) => 2 + 8 * n.len(),
         Message::WantKeyframe { .. } => 9,
         Message::Keepalive => 0,
@@ -240,7 +247,11 @@ fn body_len(message: &Message) -> usize {
 fn write_body(message: &Message, out: &mut Vec<u8>) {
     match message {
         Message::Packet(p) => write_packet(p, out),
-        Message::State(publishers) => {
+        Message::State {
+            next_seq,
+            publishers,
+        } => {
+            out.extend_from_slice(&next_seq.to_be_bytes());
             let publishers = &publishers[..publishers.len().min(MAX_PUBLISHERS)];
             out.extend_from_slice(&(publishers.len() as u16).to_be_bytes());
             for p in publishers {
@@ -410,6 +421,7 @@ fn read_body(type_byte: u8, body: &[u8]) -> Option<Message> {
     let message = match type_byte {
         TYPE_PACKET => return read_packet(r).map(Message::Packet),
         TYPE_STATE => {
+            let next_seq = r.u64()?;
             let count = usize::from(r.u16()?);
             if count > MAX_PUBLISHERS {
                 return None;
@@ -428,7 +440,10 @@ fn read_body(type_byte: u8, body: &[u8]) -> Option<Message> {
                     paused,
                 });
             }
-            Message::State(publishers)
+            Message::State {
+                next_seq,
+                publishers,
+            }
         }
         TYPE_NACK => {
             let count = usize::from(r.u16()?);
@@ -635,21 +650,27 @@ mod tests {
             Message::Packet(packet(vp8(), Kind::Video)),
             Message::Packet(packet(opus(), Kind::Audio)),
             Message::Packet(packet(h264(), Kind::Video)),
-            Message::State(vec![
-                PublisherState {
-                    publisher: 5,
-                    user: "host-ü".into(),
-                    kinds: vec![Kind::Audio, Kind::Video],
-                    paused: true,
-                },
-                PublisherState {
-                    publisher: 6,
-                    user: "guest".into(),
-                    kinds: vec![Kind::Audio],
-                    paused: false,
-                },
-            ]),
-            Message::State(Vec::new()),
+            Message::State {
+                next_seq: 77,
+                publishers: vec![
+                    PublisherState {
+                        publisher: 5,
+                        user: "host-ü".into(),
+                        kinds: vec![Kind::Audio, Kind::Video],
+                        paused: true,
+                    },
+                    PublisherState {
+                        publisher: 6,
+                        user: "guest".into(),
+                        kinds: vec![Kind::Audio],
+                        paused: false,
+                    },
+                ],
+            },
+            Message::State {
+                next_seq: 0,
+                publishers: Vec::new(),
+            },
             Message::Nack(vec![1, 2, u64::MAX]),
             Message::WantKeyframe {
                 publisher: 9,

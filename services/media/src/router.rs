@@ -351,7 +351,10 @@ impl MediaRouter {
     /// key (a repeat, or a new address) the relay carries on. A key serves one relay only
     /// ([`crate::RelayKey::random`]): one used before here is refused
     /// ([`MediaError::RelayKeyReused`]). Refused too without a relay socket
-    /// ([`MediaError::NoRelay`]), or when this node is itself an edge of the channel.
+    /// ([`MediaError::NoRelay`]), or when this node is itself an edge of the channel. Subscribe the
+    /// edge first ([`MediaRouter::subscribe_origin`] there): what reaches an edge before it subscribes
+    /// is refused (counted in `relay_datagrams_rejected`; the state repeats, and the first packets
+    /// are missed).
     pub fn add_edge(&self, app: &str, channel: &str, edge: RelayPeer) -> Result<(), MediaError> {
         let relay = self.relay()?;
         let room = (app.to_owned(), channel.to_owned());
@@ -696,21 +699,27 @@ impl MediaRouter {
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
-    /// Current counters, summed over the workers.
+    /// Current counters, summed over the workers and the relay.
     pub async fn stats(&self) -> Result<RouterStats, MediaError> {
         let mut total = RouterStats::default();
         for worker in self.worker_stats().await? {
             total += worker;
         }
-        if let Some(relay) = &self.relay {
-            let (reply, rx) = oneshot::channel();
-            relay
-                .tx
-                .send(RelayCommand::Stats { reply })
-                .map_err(|_| MediaError::Stopped)?;
-            total += rx.await.map_err(|_| MediaError::Stopped)?;
-        }
+        total += self.relay_stats().await?;
         Ok(total)
+    }
+
+    /// The node-to-node relay's counters (its `relay_*` fields; all zero without a relay socket).
+    pub async fn relay_stats(&self) -> Result<RouterStats, MediaError> {
+        let Some(relay) = &self.relay else {
+            return Ok(RouterStats::default());
+        };
+        let (reply, rx) = oneshot::channel();
+        relay
+            .tx
+            .send(RelayCommand::Stats { reply })
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)
     }
 
     /// Current counters of each worker, in order.

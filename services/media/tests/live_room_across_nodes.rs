@@ -61,6 +61,19 @@ impl Node {
 fn link(origin: &Node, edge: &Node, path: Option<(SocketAddr, SocketAddr)>) {
     let key = RelayKey::random();
     let (edge_addr, origin_addr) = path.unwrap_or((edge.relay_addr(), origin.relay_addr()));
+    // The edge first: its relay then knows the channel before the origin's first datagram arrives
+    // (the other order works too, its first datagrams refused until the edge subscribes).
+    edge.router
+        .subscribe_origin(
+            "app",
+            CHANNEL,
+            RelayPeer {
+                node: origin.name.clone(),
+                addr: origin_addr,
+                key: key.clone(),
+            },
+        )
+        .expect("edge subscribes");
     origin
         .router
         .add_edge(
@@ -69,21 +82,10 @@ fn link(origin: &Node, edge: &Node, path: Option<(SocketAddr, SocketAddr)>) {
             RelayPeer {
                 node: edge.name.clone(),
                 addr: edge_addr,
-                key: key.clone(),
-            },
-        )
-        .expect("origin relays");
-    edge.router
-        .subscribe_origin(
-            "app",
-            CHANNEL,
-            RelayPeer {
-                node: origin.name.clone(),
-                addr: origin_addr,
                 key,
             },
         )
-        .expect("edge subscribes");
+        .expect("origin relays");
 }
 
 /// A host publishing on `origin`, relayed to `edge`, whose relay knows the host.
@@ -197,9 +199,12 @@ async fn edge_viewers_watch_the_origin_host_sent_once_per_edge() {
     );
     assert_eq!(o1.relay_edges, 2);
     assert_eq!(o1.packets_forwarded, 0, "no viewer on the origin");
+    let rejected =
+        |a: &RouterStats, b: &RouterStats| b.relay_datagrams_rejected - a.relay_datagrams_rejected;
     assert_eq!(
-        e1.relay_datagrams_rejected + f1.relay_datagrams_rejected + o1.relay_datagrams_rejected,
-        0
+        rejected(&o0, &o1) + rejected(&e0, &e1) + rejected(&f0, &f1),
+        0,
+        "nothing refused on a clean path"
     );
     for node in [&origin, &edge, &edge2] {
         node.router.shutdown().await;
@@ -491,5 +496,43 @@ async fn relay_keys_serve_one_relay_and_a_channel_relays_one_way() {
     );
     for router in [&origin.router, &edge.router, &plain] {
         router.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_viewer_is_switched_between_the_origin_hosts_simulcast_layers() {
+    let (origin, edge) = (Node::start("origin"), Node::start("edge"));
+    let host = common::join_simulcast(&origin.router, &origin.clients, CHANNEL, "host").await;
+    until("the host to publish", || host.frames_written() > 30).await;
+    link(&origin, &edge, None);
+    until_async("the edge to know the host", || async {
+        edge.stats().await.relay_publishers == 1
+    })
+    .await;
+    let viewer = watching(&edge, "viewer").await;
+    until_async("the viewer on the top layer", || async {
+        edge.stats().await.layer_receivers == [1, 0, 0]
+    })
+    .await;
+
+    // A small window: the edge switches the viewer to the low layer at its next keyframe.
+    edge.router
+        .set_max_layer(viewer.key.clone(), 2)
+        .await
+        .expect("a layer");
+    until_async("the viewer on the low layer", || async {
+        edge.stats().await.layer_receivers == [0, 0, 1]
+    })
+    .await;
+    let received = viewer.seen().video.len();
+    until("video on the low layer", || {
+        viewer.seen().video.len() > received + 10
+    })
+    .await;
+    assert!(edge.stats().await.layer_switches >= 1);
+    contiguous(&viewer.seen().video).expect("numbered on across the switch");
+    assert_eq!(origin.stats().await.packets_forwarded, 0);
+    for node in [&origin, &edge] {
+        node.router.shutdown().await;
     }
 }

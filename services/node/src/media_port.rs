@@ -5,7 +5,6 @@ use showcall_machines::user::UserInput;
 use showcall_machines::{ChannelName, ChannelUpdate, UserId};
 use std::net::{IpAddr, SocketAddr};
 
-use showcall_media::relay_crypto::KEY_LEN;
 use showcall_media::{MediaError, MediaEvent, MediaRouter, PeerKey, RelayKey, RelayPeer};
 use showcall_ports::{
     AnswerApplied, LayerCapped, MediaControl, MediaRefusal, MediaRelay, SessionOpening,
@@ -15,6 +14,9 @@ use showcall_protocol::metrics as names;
 use showcall_protocol::{AppId, NodeId, VideoLayer};
 use showcall_runtime::Hub;
 use tokio::sync::mpsc;
+
+/// Bytes of a relay key (its hex form on the node link is twice as long).
+const KEY_LEN: usize = RelayKey::LEN;
 
 /// See the module docs.
 #[derive(Debug, Clone)]

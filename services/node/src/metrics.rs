@@ -129,6 +129,7 @@ impl NodeMetrics {
             partitions_owned: self.membership.as_ref().map(|m| m.served().len()),
             // A stopped router (shutting down) has no counters to show.
             media: self.router.worker_stats().await.ok(),
+            relay: self.router.relay_stats().await.ok(),
         };
         let mut page = self.recorded.render();
         sample.write(&mut page);
@@ -153,6 +154,8 @@ struct Sample {
     partitions_owned: Option<usize>,
     /// Each media worker's counters, in order.
     media: Option<Vec<RouterStats>>,
+    /// The node-to-node relay's counters.
+    relay: Option<RouterStats>,
 }
 
 impl Sample {
@@ -175,6 +178,38 @@ impl Sample {
         if let Some(owned) = self.partitions_owned {
             family(page, names::PARTITIONS_OWNED, "gauge", |p| {
                 series(p, names::PARTITIONS_OWNED, None, owned as u64);
+            });
+        }
+        if let Some(relay) = &self.relay {
+            family(
+                page,
+                names::MEDIA_NODE_RELAY_PACKETS_TOTAL,
+                "counter",
+                |p| {
+                    let name = names::MEDIA_NODE_RELAY_PACKETS_TOTAL;
+                    for (direction, n) in [
+                        ("sent", relay.relay_packets_sent),
+                        ("resent", relay.relay_packets_retransmitted),
+                        ("received", relay.relay_packets_received),
+                        ("lost", relay.relay_packets_lost),
+                        ("dropped", relay.relay_packets_dropped),
+                    ] {
+                        series(p, name, Some(("direction", direction)), n);
+                    }
+                },
+            );
+            family(
+                page,
+                names::MEDIA_NODE_RELAY_REJECTED_TOTAL,
+                "counter",
+                |p| {
+                    let name = names::MEDIA_NODE_RELAY_REJECTED_TOTAL;
+                    series(p, name, None, relay.relay_datagrams_rejected);
+                },
+            );
+            family(page, names::MEDIA_NODE_RELAY_EDGES, "gauge", |p| {
+                let name = names::MEDIA_NODE_RELAY_EDGES;
+                series(p, name, None, relay.relay_edges as u64);
             });
         }
         if let Some(workers) = &self.media {
@@ -355,6 +390,13 @@ mod tests {
                     ..RouterStats::default()
                 },
             ]),
+            relay: Some(RouterStats {
+                relay_packets_sent: 7,
+                relay_packets_received: 6,
+                relay_datagrams_rejected: 1,
+                relay_edges: 2,
+                ..RouterStats::default()
+            }),
         };
         let mut page = String::from("# recorded part without a final newline");
         sample.write(&mut page);
@@ -393,6 +435,11 @@ mod tests {
             "showcall_media_bandwidth_estimate_bps_bucket{le=\"+Inf\"} 3",
             "showcall_media_bandwidth_estimate_bps_sum 20400000",
             "showcall_media_bandwidth_estimate_bps_count 3",
+            "# TYPE showcall_media_node_relay_packets_total counter",
+            "showcall_media_node_relay_packets_total{direction=\"sent\"} 7",
+            "showcall_media_node_relay_packets_total{direction=\"received\"} 6",
+            "showcall_media_node_relay_rejected_total 1",
+            "showcall_media_node_relay_edges 2",
         ] {
             assert!(
                 lines.contains(&expected),

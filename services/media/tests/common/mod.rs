@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use showcall_media::{MediaConfig, MediaEvent, MediaRouter, PeerKey};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -176,6 +178,27 @@ pub async fn join(
     user: &str,
     publish: bool,
 ) -> Client {
+    join_with(router, clients, channel, user, publish, false).await
+}
+
+/// Joins `user` as a publisher sending its video as the simulcast [`LAYERS`].
+pub async fn join_simulcast(
+    router: &MediaRouter,
+    clients: &Clients,
+    channel: &str,
+    user: &str,
+) -> Client {
+    join_with(router, clients, channel, user, true, true).await
+}
+
+async fn join_with(
+    router: &MediaRouter,
+    clients: &Clients,
+    channel: &str,
+    user: &str,
+    publish: bool,
+    simulcast: bool,
+) -> Client {
     let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("client socket");
@@ -195,7 +218,14 @@ pub async fn join(
     };
     let mut api = rtc.sdp_api();
     let audio = api.add_media(MediaKind::Audio, direction, None, None, None);
-    let video = api.add_media(MediaKind::Video, direction, None, None, None);
+    let layers = simulcast.then(|| {
+        let mut layers = Simulcast::new();
+        for (rid, ..) in LAYERS {
+            layers.add_send_layer(SimulcastLayer::new(rid));
+        }
+        layers
+    });
+    let video = api.add_media(MediaKind::Video, direction, None, None, layers);
     let (offer, pending) = api.apply().expect("an offer");
     let key = key(channel, user);
     let answer = router
@@ -224,6 +254,7 @@ pub async fn join(
         socket,
         local,
         publish,
+        simulcast,
         audio,
         video,
         seen: client.seen.clone(),
@@ -238,6 +269,8 @@ struct ClientTask {
     socket: UdpSocket,
     local: SocketAddr,
     publish: bool,
+    /// Its video goes out as the simulcast [`LAYERS`].
+    simulcast: bool,
     audio: Mid,
     video: Mid,
     seen: Arc<Mutex<Seen>>,
@@ -278,17 +311,40 @@ impl ClientTask {
                     tick += 1;
                     let now = Instant::now();
                     let elapsed = now - started;
-                    let (mid, codec, data, rtp_time) = if tick.is_multiple_of(2) {
-                        (self.audio, Codec::Opus, vec![0xfc; 60], MediaTime::new(elapsed.as_millis() as u64 * 48, Frequency::FORTY_EIGHT_KHZ))
-                    } else {
+                    let audio = tick.is_multiple_of(2);
+                    let key = !audio && {
                         video_frames += 1;
-                        let key = std::mem::take(&mut key_next) || video_frames.is_multiple_of(GOP);
-                        (self.video, Codec::Vp8, vp8_frame(key), MediaTime::from_90khz(elapsed.as_millis() as u64 * 90))
+                        std::mem::take(&mut key_next) || video_frames.is_multiple_of(GOP)
                     };
-                    if let Some(writer) = self.rtc.writer(mid) {
-                        let pt: Option<Pt> = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt());
-                        if let Some(pt) = pt && writer.write(pt, now, rtp_time, data).is_ok() {
-                            self.frames.fetch_add(1, Ordering::Relaxed);
+                    let frames: Vec<Frame> = if audio {
+                        let time = MediaTime::new(elapsed.as_millis() as u64 * 48, Frequency::FORTY_EIGHT_KHZ);
+                        vec![(self.audio, Codec::Opus, None, vec![0xfc; 60], time)]
+                    } else {
+                        let time = MediaTime::from_90khz(elapsed.as_millis() as u64 * 90);
+                        if self.simulcast {
+                            LAYERS
+                                .iter()
+                                .enumerate()
+                                .map(|(layer, (rid, ..))| (self.video, Codec::Vp8, Some(Rid::from(*rid)), layer_frame(layer, key), time))
+                                .collect()
+                        } else {
+                            vec![(self.video, Codec::Vp8, None, vp8_frame(key), time)]
+                        }
+                    };
+                    for (mid, codec, rid, data, rtp_time) in frames {
+                        if let Some(writer) = self.rtc.writer(mid) {
+                            let pt: Option<Pt> = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt());
+                            let writer = match rid {
+                                Some(rid) => writer.rid(rid),
+                                None => writer,
+                            };
+                            if let Some(pt) = pt && writer.write(pt, now, rtp_time, data).is_ok() {
+                                self.frames.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        // One mutation at a time, each drained (str0m's rule).
+                        if self.drain().await.is_none() {
+                            return;
                         }
                     }
                 }
@@ -349,6 +405,27 @@ impl ClientTask {
             _ => {}
         }
     }
+}
+
+/// One frame to write: its line, codec, simulcast layer, payload and media time.
+type Frame = (Mid, Codec, Option<Rid>, Vec<u8>, MediaTime);
+
+/// A simulcast publisher's layers, best first: rid, the width its keyframes announce, and the size of
+/// its frames (key, delta), which tells a receiver's packets apart.
+pub const LAYERS: [(&str, u16, usize, usize); 3] = [
+    ("h", 320, 1600, 300),
+    ("m", 160, 800, 150),
+    ("l", 80, 400, 60),
+];
+
+/// A frame of simulcast layer `layer`: its keyframes carry the layer's width (RFC 6386 §9.1).
+fn layer_frame(layer: usize, key: bool) -> Vec<u8> {
+    let (_, width, key_size, delta_size) = LAYERS[layer];
+    let mut frame = vec![0u8; if key { key_size } else { delta_size }];
+    frame[0] = if key { 0x10 } else { 0x11 };
+    frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+    frame[6..8].copy_from_slice(&width.to_le_bytes());
+    frame
 }
 
 /// A VP8 frame the router's keyframe detection and a depacketizer both accept: the payload header's
