@@ -30,7 +30,7 @@ use showcall_machines::{ChannelName, UserId, UserInput};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
 use showcall_protocol::envelope::{Body, ReplyTo};
 use showcall_protocol::media_edge::{MediaOp, RelayTicket};
-use showcall_protocol::messages::{Answer, ChannelMsg};
+use showcall_protocol::messages::{Answer, ChannelMsg, LostKeys};
 use showcall_protocol::metrics;
 use showcall_protocol::sync::lock;
 use showcall_protocol::{ActorKey, AppId, NodeId, VideoLayer};
@@ -74,12 +74,12 @@ struct EdgeRoomQueue {
 }
 
 /// What an edge room's worker is handed, in order.
-#[derive(Debug)]
 enum EdgeRoomInput {
     /// A command of the room's origin, `from`.
     Op { from: NodeId, op: MediaOp },
-    /// The origin died (its lease expired).
-    OriginLost,
+    /// The origin died (its lease expired); `lost` says which keys it owned (viewers whose session
+    /// died with it are gone too).
+    OriginLost { lost: LostKeys },
     /// The room reopened on this node (`channel` is its new channel actor): the viewers go to it
     /// before its first member's session opens, then `done`.
     ReopenedHere {
@@ -433,7 +433,7 @@ impl Hub {
             };
             let Some(input) = input else { return };
             match input {
-                EdgeRoomInput::OriginLost => self.orphan(&app, &channel, &mut room),
+                EdgeRoomInput::OriginLost { lost } => self.orphan(&app, &channel, &mut room, &lost),
                 EdgeRoomInput::ReopenedHere {
                     channel: actor,
                     done,
@@ -506,8 +506,20 @@ impl Hub {
     /// The room's origin died: its viewers keep their sessions and wait for the room's next origin.
     /// The router keeps the dead origin's relay (it reports it stalled): unsubscribing would take the
     /// host off the viewers' lines, a renegotiation no channel actor is there to carry.
-    fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+    fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom, lost: &LostKeys) {
         room.holds_dead_relay |= std::mem::take(&mut room.subscribed);
+        // A viewer whose user session lived on the dead node has no session to return to: its client
+        // logs in again and joins afresh (a room's members whose sessions died leave it).
+        let gone: Vec<UserId> = room
+            .viewers
+            .iter()
+            .filter(|user| lost(&ActorKey::User(app.clone(), (*user).clone())))
+            .cloned()
+            .collect();
+        for user in gone {
+            self.inner.parts.media.close_session(app, channel, &user);
+            room.viewers.remove(&user);
+        }
         room.orphaned = Some((tokio::time::Instant::now(), room.origin.clone()));
         metrics::edge_origin("lost");
         tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "edge room's origin died: viewers kept, waiting for the room to reopen");
@@ -766,9 +778,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Node `node` died: rooms it relayed from this node lose that edge, and rooms it was the origin of
-    /// are orphaned here: their viewers keep their sessions until the room reopens (module docs).
-    pub(crate) fn media_node_lost(&self, node: &NodeId) {
+    /// Node `node` died (`lost`: the keys it owned): rooms it relayed from this node lose that edge,
+    /// and rooms it was the origin of are orphaned here: their viewers keep their sessions until the
+    /// room reopens (module docs).
+    pub(crate) fn media_node_lost(&self, node: &NodeId, lost: &LostKeys) {
         let lost_edges: Vec<RoomKey> = {
             let mut relayed_to = lock(&self.inner.edges.relayed_to);
             let rooms: Vec<RoomKey> = relayed_to
@@ -790,7 +803,8 @@ impl Hub {
             })
             .collect();
         for queue in orphaned {
-            if queue.try_send(EdgeRoomInput::OriginLost).is_err() {
+            let lost = lost.clone();
+            if queue.try_send(EdgeRoomInput::OriginLost { lost }).is_err() {
                 // Its worker is busy with a thousand commands of the dead origin, which fail; the
                 // room's sessions stay until their viewers leave or join elsewhere.
                 tracing::warn!(origin = %node, "edge room of a dead origin not told: its queue is full");

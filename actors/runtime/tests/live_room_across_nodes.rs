@@ -792,7 +792,10 @@ async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_t
     assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
     let mut cat = Client::login(&nodes.c, "cat", HOUR_MS).await;
     assert_eq!(join(&mut cat, Role::Audience).await, "answer from c");
-    for viewer in ["bob", "cat"] {
+    // ann watches through b too, but her session lives on a: it dies with the origin.
+    let mut ann = Client::login(&nodes.b, "ann", HOUR_MS).await;
+    assert_eq!(join(&mut ann, Role::Audience).await, "answer from b");
+    for viewer in ["bob", "cat", "ann"] {
         update(
             &mut alice,
             |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == viewer),
@@ -804,6 +807,10 @@ async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_t
     // relay, which stalls).
     drop(alice);
     nodes.kill_a("c");
+    until("ann's session, gone with a, closed its media on b", || {
+        nodes.logs["b"].count("close showroom ann") == 1
+    })
+    .await;
 
     // The host's app logs in again (on c, where its partition went) and goes live: the room reopens
     // there.
@@ -831,11 +838,25 @@ async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_t
         view.members.iter().any(|(user, _)| user.as_str() == "cat"),
         "{view:?}"
     );
+    assert!(
+        !view.members.iter().any(|(user, _)| user.as_str() == "ann"),
+        "{view:?}"
+    );
     update(
         &mut alice,
         |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "bob"),
     )
     .await;
+    // ann was not taken back (b would have named her before bob).
+    assert!(
+        !alice.seen.iter().any(|e| matches!(
+            e,
+            ClientEvent::Channel { update: ChannelUpdate::MemberJoined { user, .. }, .. }
+                if user.as_str() == "ann"
+        )),
+        "{:?}",
+        alice.seen
+    );
     // Both viewers hear the host is back, without asking.
     for viewer in [&mut bob, &mut cat] {
         update(
@@ -868,7 +889,14 @@ async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_t
     // The same sessions: none closed, none opened again.
     assert_eq!(nodes.logs["b"].count("open showroom bob publish=false"), 1);
     assert_eq!(nodes.logs["c"].count("open showroom cat publish=false"), 1);
-    assert!(!b_log.iter().any(|l| l.starts_with("close")), "{b_log:?}");
+    assert_eq!(
+        b_log
+            .iter()
+            .filter(|l| l.starts_with("close"))
+            .collect::<Vec<_>>(),
+        ["close showroom ann"],
+        "bob's session stays: {b_log:?}"
+    );
     assert!(!c_log.iter().any(|l| l.starts_with("close")), "{c_log:?}");
     assert_eq!(
         nodes.c.edge_rooms(),
