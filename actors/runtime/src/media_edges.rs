@@ -11,29 +11,20 @@
 //!   waits for the origin's answer, which arrives on that same link). Its first viewer subscribes the
 //!   router to the origin (a fresh key per subscription), its last viewer's leave unsubscribes it and
 //!   tells the origin, and the worker ends.
-//! - **When the origin dies** the edge keeps its viewers' sessions (no ICE or DTLS redone: their video
-//!   stops, as when the host pauses) and the room is **orphaned**: its worker unsubscribes from the
-//!   dead origin and looks for the room's new pin every [`ORIGIN_CHECK`] (each node follows the pins;
-//!   the room reopens when its host — or any member — joins again, on the node the placement picks).
-//!   Once pinned elsewhere, the worker subscribes there, its `AddEdge` carrying the viewers, whom the
-//!   new channel actor takes as members (`ChannelMsg::EdgeViewers`); pinned here, it hands them to the
-//!   local channel actor, and the sessions, already in this router's room, receive its host directly.
-//!   A new origin's command for the room re-attaches the worker at once. A room still orphaned after
-//!   the grace period (`UserConfig::grace_ms`, the time a host has to come back) closes here: its
-//!   sessions close and each viewer's session forgets the room, so its next join is a fresh one.
+//! - **When the origin dies** the edge keeps the room for its next origin: `orphaned_edge_rooms`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use showcall_machines::{ChannelName, UserId, UserInput};
+use showcall_machines::{ChannelName, UserId};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
 use showcall_protocol::envelope::{Body, ReplyTo};
 use showcall_protocol::media_edge::{MediaOp, RelayTicket};
 use showcall_protocol::messages::{Answer, ChannelMsg, LostKeys};
 use showcall_protocol::metrics;
 use showcall_protocol::sync::lock;
-use showcall_protocol::{ActorKey, AppId, NodeId, VideoLayer};
+use showcall_protocol::{AppId, NodeId, VideoLayer};
 use tokio::sync::mpsc;
 
 use crate::hub::Hub;
@@ -43,38 +34,29 @@ use crate::hub::Hub;
 /// the queue without bound.
 pub const EDGE_ROOM_QUEUE: usize = 1024;
 
-/// How long a room reopening on this node waits for its orphaned edge room here to hand its viewers
-/// over (the worker may be finishing a command); past it the room opens anyway and the worker hands
-/// them over at its next check.
-pub const HANDOVER_WAIT: Duration = Duration::from_secs(2);
-
-/// How often an orphaned edge room (its origin died) looks for the room's new pin in this node's view
-/// of the cluster: a local read, no etcd request.
-pub const ORIGIN_CHECK: Duration = Duration::from_millis(500);
-
-type RoomKey = (AppId, ChannelName);
+pub(crate) type RoomKey = (AppId, ChannelName);
 
 /// This node's share of rooms across nodes: the rooms it is an edge of, and those it relays to edges.
 #[derive(Default)]
 pub(crate) struct MediaEdges {
     /// Rooms this node is an edge of: their origin and their worker's queue.
-    rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
+    pub(crate) rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
     /// Rooms this node is the origin of, with the edges its router relays each to.
     relayed_to: Mutex<HashMap<RoomKey, BTreeSet<NodeId>>>,
 }
 
-struct EdgeRoomQueue {
+pub(crate) struct EdgeRoomQueue {
     /// The node whose commands the room takes: its origin, or the one it had until it died.
-    origin: NodeId,
+    pub(crate) origin: NodeId,
     /// The origin died: the next node to send the room a command (or to hold its pin) is its origin.
-    orphaned: bool,
+    pub(crate) orphaned: bool,
     /// Tells one worker from the next one of the same room (a worker removes only its own entry).
-    generation: u64,
-    queue: mpsc::Sender<EdgeRoomInput>,
+    pub(crate) generation: u64,
+    pub(crate) queue: mpsc::Sender<EdgeRoomInput>,
 }
 
 /// What an edge room's worker is handed, in order.
-enum EdgeRoomInput {
+pub(crate) enum EdgeRoomInput {
     /// A command of the room's origin, `from`.
     Op { from: NodeId, op: MediaOp },
     /// The origin died (its lease expired); `lost` says which keys it owned (viewers whose session
@@ -90,18 +72,18 @@ enum EdgeRoomInput {
 
 /// An edge's viewers of one room, whether its router receives the room, and from whom.
 #[derive(Debug)]
-struct EdgeRoom {
-    origin: NodeId,
+pub(crate) struct EdgeRoom {
+    pub(crate) origin: NodeId,
     /// The router receives the room from `origin`.
-    subscribed: bool,
+    pub(crate) subscribed: bool,
     /// The router still holds the relay from the origin that died: its publishers stay on the
     /// viewers' lines (their video stops; nothing is renegotiated) until a new origin's relay replaces
     /// them, or the room is given up.
-    holds_dead_relay: bool,
-    viewers: BTreeSet<UserId>,
+    pub(crate) holds_dead_relay: bool,
+    pub(crate) viewers: BTreeSet<UserId>,
     /// Since when the room has had no origin, on the tokio clock, and the origin that died (this
     /// node's view of the pins may still name it for a moment).
-    orphaned: Option<(tokio::time::Instant, NodeId)>,
+    pub(crate) orphaned: Option<(tokio::time::Instant, NodeId)>,
 }
 
 /// Another node's media router, reached over the node link (see the module docs).
@@ -401,7 +383,7 @@ impl Hub {
         let grace = Duration::from_millis(self.user_config().grace_ms);
         // Ticks only matter while orphaned; an interval (not a sleep per turn) so a stream of commands
         // cannot hold the check off.
-        let mut check = tokio::time::interval(ORIGIN_CHECK);
+        let mut check = tokio::time::interval(crate::orphaned_edge_rooms::ORIGIN_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let input = match &room.orphaned {
@@ -487,7 +469,7 @@ impl Hub {
     }
 
     /// Stops receiving the room from its origin, and tells the origin (unless it died).
-    fn unsubscribe(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+    pub(crate) fn unsubscribe(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
         self.inner.parts.relay.unsubscribe_origin(app, channel);
         room.holds_dead_relay = false;
         if !std::mem::take(&mut room.subscribed) {
@@ -501,164 +483,6 @@ impl Hub {
                 op: MediaOp::RemoveEdge,
             },
         );
-    }
-
-    /// The room's origin died: its viewers keep their sessions and wait for the room's next origin.
-    /// The router keeps the dead origin's relay (it reports it stalled): unsubscribing would take the
-    /// host off the viewers' lines, a renegotiation no channel actor is there to carry.
-    fn orphan(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom, lost: &LostKeys) {
-        room.holds_dead_relay |= std::mem::take(&mut room.subscribed);
-        // A viewer whose user session lived on the dead node has no session to return to: its client
-        // logs in again and joins afresh (a room's members whose sessions died leave it).
-        let gone: Vec<UserId> = room
-            .viewers
-            .iter()
-            .filter(|user| lost(&ActorKey::User(app.clone(), (*user).clone())))
-            .cloned()
-            .collect();
-        for user in gone {
-            self.inner.parts.media.close_session(app, channel, &user);
-            room.viewers.remove(&user);
-        }
-        room.orphaned = Some((tokio::time::Instant::now(), room.origin.clone()));
-        metrics::edge_origin("lost");
-        tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "edge room's origin died: viewers kept, waiting for the room to reopen");
-    }
-
-    /// `origin` is the room's origin now (it sent a command, or holds the pin): the next command
-    /// that needs the relay subscribes there, with the viewers kept so far.
-    fn adopt_origin(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        room: &mut EdgeRoom,
-        origin: NodeId,
-    ) {
-        tracing::info!(%app, %channel, from = %room.origin, to = %origin, "edge room follows its room's new origin");
-        // Only an orphaned room changes origin: nothing is subscribed to a live one. The dead
-        // origin's relay stays until the new one's replaces it (`MediaRelay::subscribe_origin`).
-        room.origin = origin;
-    }
-
-    /// An orphaned room looks for its new pin: elsewhere, it subscribes there with its viewers;
-    /// here, it hands them to this node's channel actor.
-    async fn find_new_origin(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        generation: u64,
-        room: &mut EdgeRoom,
-    ) {
-        let Some((_, dead)) = &room.orphaned else {
-            return;
-        };
-        let key = ActorKey::Channel(app.clone(), channel.clone());
-        let Some(pinned) = self.inner.parts.placement.owner(&key) else {
-            return; // not reopened yet
-        };
-        if pinned == *dead {
-            // This node's view still holds the dead origin's pin (its deletion is a watch event behind).
-            return;
-        }
-        if pinned == *self.node() {
-            // The room reopened here: the viewers' sessions are in this router's room already.
-            // (`Hub::reopened_here` hands them over as the channel starts; this is the fallback.)
-            let Some(actor) = self.channel(app, channel) else {
-                return; // pinned, not started yet
-            };
-            self.hand_over_here(app, channel, room, &actor);
-            return;
-        }
-        if pinned != room.origin {
-            if let Some(entry) = lock(&self.inner.edges.rooms)
-                .get_mut(&(app.clone(), channel.clone()))
-                .filter(|e| e.generation == generation)
-            {
-                entry.origin = pinned.clone();
-                entry.orphaned = false;
-            }
-            self.adopt_origin(app, channel, room, pinned);
-        }
-        match self.subscribe(app, channel, room).await {
-            Ok(()) => {
-                room.orphaned = None;
-                metrics::edge_origin("found");
-            }
-            Err(refusal) => {
-                // Pinned before its channel actor started, say: the next check tries again.
-                tracing::debug!(%app, %channel, origin = %room.origin, ?refusal, "the room's new origin did not take this edge yet");
-            }
-        }
-    }
-
-    /// The room reopened on this node: its viewers, whose sessions are in this router's room, are the
-    /// new channel's members, and this node is no longer an edge of it.
-    fn hand_over_here(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        room: &mut EdgeRoom,
-        actor: &ractor::ActorRef<ChannelMsg>,
-    ) {
-        let viewers: Vec<UserId> = std::mem::take(&mut room.viewers).into_iter().collect();
-        tracing::info!(%app, %channel, viewers = viewers.len(), "room reopened on this edge: its viewers handed to the channel");
-        let _ = actor.cast(ChannelMsg::EdgeViewers {
-            edge: self.node().clone(),
-            viewers,
-        });
-        // The host publishes in this router's room now: the dead origin's relay goes, and the viewers'
-        // lines are renegotiated through the channel, which has them as members by then.
-        self.inner.parts.relay.unsubscribe_origin(app, channel);
-        room.holds_dead_relay = false;
-        room.orphaned = None;
-        metrics::edge_origin("found");
-    }
-
-    /// A live room opened on this node (`actor`, not yet sent anything): if this node kept viewers of
-    /// it through its previous origin's death, they become its members first, so the first join's
-    /// session (the host's, usually) finds them in the member list and its renegotiations reach them.
-    pub(crate) async fn reopened_here(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        actor: &ractor::ActorRef<ChannelMsg>,
-    ) {
-        let (done, handed) = tokio::sync::oneshot::channel();
-        {
-            let rooms = lock(&self.inner.edges.rooms);
-            let Some(room) = rooms.get(&(app.clone(), channel.clone())) else {
-                return;
-            };
-            if !room.orphaned {
-                return;
-            }
-            let input = EdgeRoomInput::ReopenedHere {
-                channel: actor.clone(),
-                done,
-            };
-            if room.queue.try_send(input).is_err() {
-                return; // busy: its next check finds the pin here
-            }
-        }
-        if tokio::time::timeout(HANDOVER_WAIT, handed).await.is_err() {
-            tracing::warn!(%app, %channel, "orphaned edge room slow to hand its viewers over: the room opens meanwhile");
-        }
-    }
-
-    /// The room did not reopen within the grace period: its sessions here close, and each viewer's
-    /// session forgets the room (so the viewer's next join opens a new session).
-    fn give_up_orphaned_room(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
-        tracing::warn!(%app, %channel, origin = %room.origin, viewers = room.viewers.len(), "room did not reopen within the grace period: its viewers' sessions on this edge closed");
-        metrics::edge_origin("given_up");
-        self.unsubscribe(app, channel, room);
-        self.inner.parts.media.close_channel(app, channel);
-        for user in std::mem::take(&mut room.viewers) {
-            let input = UserInput::ChannelRemoved {
-                channel: channel.clone(),
-            };
-            self.send_user(app, &user, input);
-        }
-        room.orphaned = None;
     }
 
     /// Carries out one of the origin's commands on this edge's router.
@@ -734,7 +558,7 @@ impl Hub {
     /// Makes this edge's router receive the room from its origin, once: a fresh ticket to the origin,
     /// whose router adds this edge and answers its own. The viewers already here (kept through a
     /// previous origin's death) go with the request: the origin's channel takes them as members.
-    async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
         app: &AppId,
         channel: &ChannelName,
