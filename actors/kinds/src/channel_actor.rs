@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use showcall_machines::CallId;
-use showcall_machines::channel::{ChannelEffect, ChannelInput, ChannelReport};
+use showcall_machines::channel::{
+    ChannelEffect, ChannelInput, ChannelReport, ChannelUpdate, Member,
+};
 use showcall_machines::user::UserInput;
 use showcall_machines::{CallInput, ChannelKind, ChannelMachine, ChannelName, Role, UserId};
 use showcall_ports::MediaRefusal;
@@ -261,6 +263,9 @@ async fn handle_msg(myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut C
                     }
                 }
             }
+            ChannelMsg::EdgeViewers { edge, viewers } => {
+                adopt_edge_viewers(&myself, state, edge, viewers)
+            }
             ChannelMsg::MemberMedia {
                 user,
                 command,
@@ -425,6 +430,69 @@ async fn join(
                 state.ctx.send_call(&state.app, &call, input);
             }
             other => run(myself, state, vec![other]),
+        }
+    }
+}
+
+/// Viewers who kept their sessions on `edge` through the room's previous origin's death join this
+/// room again as audience, their sessions where they are (their user actors still hold the membership).
+/// Each is told who broadcasts in the reopened room (`memberJoined`, as a member is told of a host who
+/// joins after it): its client learns the host is back without asking. One already a member (it
+/// joined again by itself) keeps the session it has; one the room refuses (banned since, say) loses
+/// its session on the edge.
+fn adopt_edge_viewers(
+    myself: &ActorRef<ChannelMsg>,
+    state: &mut ChannelState,
+    edge: NodeId,
+    viewers: Vec<UserId>,
+) {
+    let channel = state.machine.name().clone();
+    let here = state.ctx.node().clone();
+    for user in viewers {
+        if state.machine.member(&user).is_some() {
+            continue;
+        }
+        let admitted = state
+            .machine
+            .check_join(&user, Role::Audience, false)
+            .and_then(|_| {
+                let input = ChannelInput::Join {
+                    user: user.clone(),
+                    role: Role::Audience,
+                    may_publish: false,
+                };
+                handle(state, input)
+            });
+        match admitted {
+            Ok(fx) => {
+                if edge != here {
+                    state.edges.insert(user.clone(), edge.clone());
+                }
+                tracing::info!(%channel, %user, %edge, "viewer kept its session through an origin's death");
+                run(myself, state, fx);
+                let broadcasters: Vec<(UserId, Member)> = state
+                    .machine
+                    .view()
+                    .members
+                    .into_iter()
+                    .filter(|(_, member)| member.role == Role::Broadcaster)
+                    .collect();
+                for (host, member) in broadcasters {
+                    let update = ChannelUpdate::MemberJoined { user: host, member };
+                    let input = UserInput::ChannelUpdate {
+                        channel: channel.clone(),
+                        update,
+                    };
+                    state.ctx.send_user(&state.app, &user, input);
+                }
+            }
+            Err(error) => {
+                tracing::info!(%channel, %user, %edge, %error, "viewer kept by an edge refused by the reopened room");
+                state
+                    .ctx
+                    .media_at(&edge)
+                    .close_session(&state.app, &channel, &user);
+            }
         }
     }
 }

@@ -33,7 +33,9 @@ pub trait MediaRelay: Send + Sync + Debug + 'static {
     /// On the origin: stop relaying `channel` to `edge_node`.
     fn remove_edge(&self, app: &AppId, channel: &ChannelName, edge_node: &NodeId);
     /// On an edge: receive `channel`'s publishers from `origin_node` at `origin` (the ticket it
-    /// answered); the router then treats them as its own for the room's sessions here.
+    /// answered); the router then treats them as its own for the room's sessions here. Called while
+    /// the router still receives the room from an origin that died, it replaces that relay (the
+    /// viewers' lines keep their publishers until the new origin's state says who publishes).
     fn subscribe_origin(
         &self,
         app: &AppId,

@@ -17,6 +17,9 @@
 //! - A node is an edge only if it reads wire 1.4 (it understands [`MediaOp`]), carries a media relay,
 //!   and is not leaving; any other candidate is skipped, so an older node never hears a 1.4 kind and
 //!   its viewers fall back to the origin.
+//! - When the origin dies, an edge keeps its viewers' sessions; once the room reopens (its new pin),
+//!   the edge's [`MediaOp::AddEdge`] to the new origin names them, and the new channel takes them as
+//!   members (`showcall_runtime`'s `media_edges` has the story).
 
 use serde::{Deserialize, Serialize};
 use showcall_machines::UserId;
@@ -205,7 +208,16 @@ pub enum MediaOp {
     },
     /// Edge → origin: relay the room to the sender at `edge` (answered with the origin's ticket: its
     /// relay address, the same key).
-    AddEdge { edge: RelayTicket, reply: ReplyTo },
+    AddEdge {
+        edge: RelayTicket,
+        reply: ReplyTo,
+        /// Viewers whose sessions the edge kept when the room's previous origin died: the room's new
+        /// channel actor takes them as members (their sessions stay where they are). Empty on a first
+        /// subscription. Absent on the wire when empty, so a 1.4 node reads it as before and one that
+        /// does not know the field ignores it (its channel then lacks those members until they join).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        viewers: Vec<UserId>,
+    },
     /// Edge → origin: the sender no longer relays the room.
     RemoveEdge,
 }

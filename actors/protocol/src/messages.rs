@@ -376,6 +376,14 @@ pub enum ChannelMsg<H: Handles = Local> {
         command: crate::media_edge::MemberMedia,
         reply: H::Reply<CommandOk>,
     },
+    /// Viewers whose sessions edge `edge` kept when this room's previous origin died (the edge asked
+    /// this node's router for the room with them, `MediaOp::AddEdge`): they are members again, their
+    /// sessions where they are. `edge` may be this node (the room reopened where they watch).
+    #[serde(skip)]
+    EdgeViewers {
+        edge: NodeId,
+        viewers: Vec<UserId>,
+    },
     /// A node died: members whose user actor lived there are gone.
     #[serde(skip)]
     OwnersLost(LostKeys),

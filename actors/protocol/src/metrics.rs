@@ -120,6 +120,13 @@ pub const MEDIA_NODE_RELAY_EDGES: &str = "showcall_media_node_relay_edges";
 /// (the origin node died or the path between them broke), or heard it again
 /// (`showcall_protocol::media_edge`).
 pub const MEDIA_EDGE_RELAY_TOTAL: &str = "showcall_media_edge_relay_total";
+/// Counter, label `event` ([`EDGE_ORIGIN_EVENTS`]): an edge room's origin died and the edge kept its
+/// viewers (`lost`); the room reopened and the edge found its new origin, or the room reopened on
+/// the edge itself (`found`); it did not reopen within the grace period and the edge closed its
+/// viewers' sessions (`given_up`). Recorded through [`edge_origin`].
+pub const MEDIA_EDGE_ORIGIN_TOTAL: &str = "showcall_media_edge_origin_total";
+/// The values of [`MEDIA_EDGE_ORIGIN_TOTAL`]'s `event` label.
+pub const EDGE_ORIGIN_EVENTS: &[&str] = &["lost", "found", "given_up"];
 /// Gauge, label `path` (`udp`, `tcp`, `relay`): media sessions now by the path their latest datagram came
 /// by — straight over UDP, over ICE-TCP, or over UDP through a TURN relay.
 pub const MEDIA_SESSIONS: &str = "showcall_media_sessions";
@@ -247,6 +254,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         MEDIA_RELAY_DROPPED_TOTAL,
         "Packets of a channel spread over media workers that a worker could not take (its queue full).",
+    ),
+    (
+        MEDIA_EDGE_ORIGIN_TOTAL,
+        "Edge rooms whose origin died (viewers kept), that found the room's new origin, or gave it up after the grace period.",
     ),
     (
         MEDIA_NODE_RELAY_PACKETS_TOTAL,
@@ -387,11 +398,15 @@ pub fn describe() {
         SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL,
         SIGNALING_CONNECTIONS_REFUSED_TOTAL,
         MEDIA_EDGE_RELAY_TOTAL,
+        MEDIA_EDGE_ORIGIN_TOTAL,
     ] {
         metrics::describe_counter!(name, help(name));
     }
     for event in ["stalled", "resumed"] {
         metrics::counter!(MEDIA_EDGE_RELAY_TOTAL, "event" => event).increment(0);
+    }
+    for event in EDGE_ORIGIN_EVENTS {
+        metrics::counter!(MEDIA_EDGE_ORIGIN_TOTAL, "event" => *event).increment(0);
     }
     metrics::counter!(SIGNALING_SLOW_CONSUMER_DISCONNECTS_TOTAL).increment(0);
     metrics::counter!(SIGNALING_LOGINS_SENT_ELSEWHERE_TOTAL).increment(0);
@@ -435,6 +450,11 @@ pub fn login_sent_elsewhere() {
 /// Counts a refused connection; `reason` is one of [`CONNECTION_REFUSALS`].
 pub fn connection_refused(reason: &'static str) {
     metrics::counter!(SIGNALING_CONNECTIONS_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// An edge room's origin event (one of [`EDGE_ORIGIN_EVENTS`]).
+pub fn edge_origin(event: &'static str) {
+    metrics::counter!(MEDIA_EDGE_ORIGIN_TOTAL, "event" => event).increment(1);
 }
 
 /// Counts one partition handoff and, when it moved, the sessions and calls it carried.

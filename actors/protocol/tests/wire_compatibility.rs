@@ -131,6 +131,27 @@ fn a_join_from_a_node_before_1_4_has_no_client_node_and_still_reads() {
     );
 }
 
+#[test]
+fn an_add_edge_names_the_viewers_an_edge_kept_and_a_first_one_writes_none() {
+    let (_, bytes) = fixtures_of("v1.4")
+        .into_iter()
+        .find(|(name, _)| name == "media-add-edge")
+        .expect("the 1.4 add-edge fixture");
+    // A first subscription (the fixture) writes no `viewers`, so a node of 1.4 before the field
+    // reads exactly what it wrote.
+    let as_written = read_back_as_written("media-add-edge", &bytes);
+    assert!(
+        as_written
+            .pointer("/body/Media/op/AddEdge/viewers")
+            .is_none()
+    );
+    // One after the room's origin died names the viewers the edge kept; it reads back with them.
+    let mut kept = as_written.clone();
+    kept["body"]["Media"]["op"]["AddEdge"]["viewers"] = json!(["fan-1", "fan-2"]);
+    let envelope = wire::read(1, &serde_json::to_vec(&kept).expect("JSON")).expect("it reads");
+    assert_eq!(understood(&envelope), kept);
+}
+
 /// The fixtures of the minor in `dir` (one per kind it added, `kinds` of them) read back as written, and
 /// also with fields of a later minor added.
 fn every_kind_of_a_minor_is_read_also_with_later_fields(dir: &str, kinds: usize) {

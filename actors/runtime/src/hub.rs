@@ -421,6 +421,7 @@ impl Hub {
         if let Some(a) = lock(&self.inner.channels).get(&key) {
             return Ok(a.clone());
         }
+        let kind_is_live = matches!(kind, ChannelKind::Live);
         let spawned = Actor::spawn(
             None,
             ChannelActor,
@@ -444,6 +445,9 @@ impl Hub {
             }
         };
         lock(&self.inner.channels).insert(key, actor.clone());
+        if kind_is_live {
+            self.reopened_here(app, channel, &actor).await;
+        }
         Ok(actor)
     }
 

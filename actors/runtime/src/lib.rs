@@ -33,6 +33,7 @@ pub mod handoff;
 pub mod hub;
 mod media_edges;
 mod node_loss;
+mod orphaned_edge_rooms;
 mod pending_answers;
 mod routed;
 mod routing;

@@ -16,16 +16,19 @@
 //!   then etcd): a crowd arriving at once would all be sent to an edge that announced room for one. The
 //!   edge admits by the viewers its rooms' workers hold now (or its published load, when higher:
 //!   sessions it holds as an origin).
+//! - **When the origin dies** the edge keeps the room for its next origin: `orphaned_edge_rooms`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use showcall_machines::{ChannelName, UserId};
 use showcall_ports::{AnswerApplied, LayerCapped, MediaControl, MediaRefusal, SessionOpening};
 use showcall_protocol::envelope::{Body, ReplyTo};
 use showcall_protocol::media_edge::{MediaOp, RelayTicket};
-use showcall_protocol::messages::Answer;
+use showcall_protocol::messages::{Answer, ChannelMsg, LostKeys};
+use showcall_protocol::metrics;
 use showcall_protocol::sync::lock;
 use showcall_protocol::{AppId, NodeId, VideoLayer};
 use tokio::sync::mpsc;
@@ -37,32 +40,59 @@ use crate::hub::Hub;
 /// the queue without bound.
 pub const EDGE_ROOM_QUEUE: usize = 1024;
 
-type RoomKey = (AppId, ChannelName);
+pub(crate) type RoomKey = (AppId, ChannelName);
 
 /// This node's share of rooms across nodes: the rooms it is an edge of, and those it relays to edges.
 #[derive(Default)]
 pub(crate) struct MediaEdges {
     /// Rooms this node is an edge of: their origin and their worker's queue.
-    rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
+    pub(crate) rooms: Mutex<HashMap<RoomKey, EdgeRoomQueue>>,
     /// Rooms this node is the origin of, with the edges its router relays each to.
     relayed_to: Mutex<HashMap<RoomKey, BTreeSet<NodeId>>>,
 }
 
-struct EdgeRoomQueue {
-    origin: NodeId,
+pub(crate) struct EdgeRoomQueue {
+    /// The node whose commands the room takes: its origin, or the one it had until it died.
+    pub(crate) origin: NodeId,
+    /// The origin died: the next node to send the room a command (or to hold its pin) is its origin.
+    pub(crate) orphaned: bool,
     /// Tells one worker from the next one of the same room (a worker removes only its own entry).
-    generation: u64,
-    queue: mpsc::Sender<MediaOp>,
-    /// Its viewers, as its worker last counted them (after each command): what the edge admits
+    pub(crate) generation: u64,
+    pub(crate) queue: mpsc::Sender<EdgeRoomInput>,
+    /// Its viewers, as its worker last counted them (after each input): what the edge admits
     /// viewers by, with its other rooms' (see the module docs). Gone with the entry.
     viewers: Arc<AtomicU64>,
 }
 
-/// An edge's viewers of one room, and whether its router receives the room from the origin.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What an edge room's worker is handed, in order.
+pub(crate) enum EdgeRoomInput {
+    /// A command of the room's origin, `from`.
+    Op { from: NodeId, op: MediaOp },
+    /// The origin died (its lease expired); `lost` says which keys it owned (viewers whose session
+    /// died with it are gone too).
+    OriginLost { lost: LostKeys },
+    /// The room reopened on this node (`channel` is its new channel actor): the viewers go to it
+    /// before its first member's session opens, then `done`.
+    ReopenedHere {
+        channel: ractor::ActorRef<ChannelMsg>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// An edge's viewers of one room, whether its router receives the room, and from whom.
+#[derive(Debug)]
 pub(crate) struct EdgeRoom {
+    pub(crate) origin: NodeId,
+    /// The router receives the room from `origin`.
     pub(crate) subscribed: bool,
+    /// The router still holds the relay from the origin that died: its publishers stay on the
+    /// viewers' lines (their video stops; nothing is renegotiated) until a new origin's relay replaces
+    /// them, or the room is given up.
+    pub(crate) holds_dead_relay: bool,
     pub(crate) viewers: BTreeSet<UserId>,
+    /// Since when the room has had no origin, on the tokio clock, and the origin that died (this
+    /// node's view of the pins may still name it for a moment).
+    pub(crate) orphaned: Option<(tokio::time::Instant, NodeId)>,
 }
 
 /// Another node's media router, reached over the node link (see the module docs).
@@ -197,8 +227,22 @@ impl Hub {
     /// Another node's media command for room `channel` of `app` (`Body::Media`, from `from`).
     pub(crate) fn media_op(&self, from: NodeId, app: AppId, channel: ChannelName, op: MediaOp) {
         match op {
-            MediaOp::AddEdge { edge, reply } => {
+            MediaOp::AddEdge {
+                edge,
+                reply,
+                viewers,
+            } => {
                 let answer = self.add_edge(&from, &app, &channel, &edge);
+                if answer.is_ok()
+                    && !viewers.is_empty()
+                    && let Some(actor) = self.channel(&app, &channel)
+                {
+                    // An edge that kept its viewers through the previous origin's death.
+                    let _ = actor.cast(ChannelMsg::EdgeViewers {
+                        edge: from,
+                        viewers,
+                    });
+                }
                 let _ = self
                     .responder::<Result<RelayTicket, MediaRefusal>>(reply)
                     .send(Ok(answer));
@@ -249,19 +293,36 @@ impl Hub {
         let key = (app.clone(), channel.clone());
         let mut rooms = lock(&self.inner.edges.rooms);
         if let Some(room) = rooms.get(&key)
-            && room.origin != origin
+            && room.orphaned
+            && room.origin == origin
         {
-            // The room re-opened on another origin before this node heard the old one died.
-            let why = format!(
-                "this node still relays {channel} from node {}; try again",
-                room.origin
-            );
+            // The dead origin woke (frozen past its lease) and, finding its lease gone, closes its
+            // rooms: the cluster moved on, and the viewers kept here wait for the room's new origin.
+            let why = format!("node {origin} is no longer {channel}'s origin");
             drop(rooms);
             self.refuse_media_op(op, why);
             return;
         }
+        if let Some(room) = rooms.get_mut(&key)
+            && room.origin != origin
+        {
+            if room.orphaned {
+                // The room reopened on `origin`: the worker re-attaches there on this command.
+                room.origin = origin.clone();
+                room.orphaned = false;
+            } else {
+                // The room re-opened on another origin before this node heard the old one died.
+                let why = format!(
+                    "this node still relays {channel} from node {}; try again",
+                    room.origin
+                );
+                drop(rooms);
+                self.refuse_media_op(op, why);
+                return;
+            }
+        }
         let room = rooms.entry(key).or_insert_with(|| {
-            let (queue, ops) = mpsc::channel(EDGE_ROOM_QUEUE);
+            let (queue, inputs) = mpsc::channel(EDGE_ROOM_QUEUE);
             let generation = self.next_id();
             let viewers = Arc::new(AtomicU64::new(0));
             let worker = self.clone();
@@ -269,22 +330,26 @@ impl Hub {
             let counted = viewers.clone();
             tokio::spawn(async move {
                 worker
-                    .run_edge_room(from, app, channel, generation, ops, counted)
+                    .run_edge_room(from, app, channel, generation, inputs, counted)
                     .await;
             });
             EdgeRoomQueue {
-                origin,
+                origin: origin.clone(),
+                orphaned: false,
                 generation,
                 queue,
                 viewers,
             }
         });
-        if let Err(e) = room.queue.try_send(op) {
+        if let Err(e) = room.queue.try_send(EdgeRoomInput::Op { from: origin, op }) {
             drop(rooms);
-            let op = match e {
-                mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op) => op,
+            let input = match e {
+                mpsc::error::TrySendError::Full(input)
+                | mpsc::error::TrySendError::Closed(input) => input,
             };
-            self.refuse_media_op(op, "this edge is busy with the room; try again".into());
+            if let EdgeRoomInput::Op { op, .. } = input {
+                self.refuse_media_op(op, "this edge is busy with the room; try again".into());
+            }
         }
     }
 
@@ -311,52 +376,133 @@ impl Hub {
     }
 
     /// One edge room's worker: its origin's commands in order, until its last viewer left and nothing
-    /// waits.
+    /// waits; while orphaned, also the search for the room's new origin (see the module docs).
     async fn run_edge_room(
         self,
         origin: NodeId,
         app: AppId,
         channel: ChannelName,
         generation: u64,
-        mut ops: mpsc::Receiver<MediaOp>,
+        mut inputs: mpsc::Receiver<EdgeRoomInput>,
         viewers: Arc<AtomicU64>,
     ) {
-        let mut room = EdgeRoom::default();
-        while let Some(op) = ops.recv().await {
-            self.edge_step(&origin, &app, &channel, &mut room, op).await;
+        let mut room = EdgeRoom {
+            origin,
+            subscribed: false,
+            holds_dead_relay: false,
+            viewers: BTreeSet::new(),
+            orphaned: None,
+        };
+        let grace = Duration::from_millis(self.user_config().grace_ms);
+        // Ticks only matter while orphaned; an interval (not a sleep per turn) so a stream of commands
+        // cannot hold the check off.
+        let mut check = tokio::time::interval(crate::orphaned_edge_rooms::ORIGIN_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let input = match &room.orphaned {
+                None => inputs.recv().await,
+                Some((since, _)) => {
+                    let since = *since;
+                    tokio::select! {
+                        input = inputs.recv() => input,
+                        _ = check.tick() => {
+                            if room.subscribed {
+                                // A new origin's command re-attached the room already.
+                                room.orphaned = None;
+                                metrics::edge_origin("found");
+                            } else if since.elapsed() >= grace {
+                                self.give_up_orphaned_room(&app, &channel, &mut room);
+                            } else {
+                                self.find_new_origin(&app, &channel, generation, &mut room).await;
+                            }
+                            viewers.store(room.viewers.len() as u64, Ordering::Relaxed);
+                            // Given up, or handed to this node's channel actor: nothing left here.
+                            if room.viewers.is_empty()
+                                && self.end_edge_room(&app, &channel, generation, &inputs)
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(input) = input else { return };
+            match input {
+                EdgeRoomInput::OriginLost { lost } => self.orphan(&app, &channel, &mut room, &lost),
+                EdgeRoomInput::ReopenedHere {
+                    channel: actor,
+                    done,
+                } => {
+                    if room.orphaned.is_some() {
+                        self.hand_over_here(&app, &channel, &mut room, &actor);
+                    }
+                    let _ = done.send(());
+                }
+                EdgeRoomInput::Op { from, op } => {
+                    if from != room.origin {
+                        // A new origin's first command: the room is its now (`queue_edge_op`
+                        // let it in only because the room was orphaned).
+                        self.adopt_origin(&app, &channel, &mut room, from);
+                    }
+                    self.edge_step(&app, &channel, &mut room, op).await;
+                }
+            }
             viewers.store(room.viewers.len() as u64, Ordering::Relaxed);
             if !room.viewers.is_empty() {
                 continue;
             }
-            if room.subscribed {
-                self.inner.parts.relay.unsubscribe_origin(&app, &channel);
-                let _ = self.ship(
-                    &origin,
-                    Body::Media {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        op: MediaOp::RemoveEdge,
-                    },
-                );
-                room.subscribed = false;
-                tracing::info!(%app, %channel, %origin, "last viewer left: edge unsubscribed");
+            if room.subscribed || room.holds_dead_relay {
+                self.unsubscribe(&app, &channel, &mut room);
+                tracing::info!(%app, %channel, origin = %room.origin, "last viewer left: edge unsubscribed");
             }
-            // Senders queue under this lock: with it held and nothing queued, nothing can arrive.
-            let mut rooms = lock(&self.inner.edges.rooms);
-            if ops.is_empty() {
-                let key = (app.clone(), channel.clone());
-                if rooms.get(&key).is_some_and(|r| r.generation == generation) {
-                    rooms.remove(&key);
-                }
+            if self.end_edge_room(&app, &channel, generation, &inputs) {
                 return;
             }
         }
     }
 
+    /// Removes the room's entry if nothing waits in its queue (and the entry is this worker's); false
+    /// when something does, and the worker goes on.
+    fn end_edge_room(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        generation: u64,
+        inputs: &mpsc::Receiver<EdgeRoomInput>,
+    ) -> bool {
+        // Senders queue under this lock: with it held and nothing queued, nothing can arrive.
+        let mut rooms = lock(&self.inner.edges.rooms);
+        if !inputs.is_empty() {
+            return false;
+        }
+        let key = (app.clone(), channel.clone());
+        if rooms.get(&key).is_some_and(|r| r.generation == generation) {
+            rooms.remove(&key);
+        }
+        true
+    }
+
+    /// Stops receiving the room from its origin, and tells the origin (unless it died).
+    pub(crate) fn unsubscribe(&self, app: &AppId, channel: &ChannelName, room: &mut EdgeRoom) {
+        self.inner.parts.relay.unsubscribe_origin(app, channel);
+        room.holds_dead_relay = false;
+        if !std::mem::take(&mut room.subscribed) {
+            return;
+        }
+        let _ = self.ship(
+            &room.origin,
+            Body::Media {
+                app: app.clone(),
+                channel: channel.clone(),
+                op: MediaOp::RemoveEdge,
+            },
+        );
+    }
+
     /// Carries out one of the origin's commands on this edge's router.
     async fn edge_step(
         &self,
-        origin: &NodeId,
         app: &AppId,
         channel: &ChannelName,
         room: &mut EdgeRoom,
@@ -371,7 +517,7 @@ impl Hub {
                     false => self.edge_has_room(),
                 };
                 let opened = match admitted {
-                    Ok(()) => match self.subscribe(origin, app, channel, room).await {
+                    Ok(()) => match self.subscribe(app, channel, room).await {
                         Ok(()) => media.open_session(app, channel, &user, false, offer).await,
                         Err(refusal) => Err(refusal),
                     },
@@ -459,10 +605,10 @@ impl Hub {
     }
 
     /// Makes this edge's router receive the room from its origin, once: a fresh ticket to the origin,
-    /// whose router adds this edge and answers its own.
-    async fn subscribe(
+    /// whose router adds this edge and answers its own. The viewers already here (kept through a
+    /// previous origin's death) go with the request: the origin's channel takes them as members.
+    pub(crate) async fn subscribe(
         &self,
-        origin: &NodeId,
         app: &AppId,
         channel: &ChannelName,
         room: &mut EdgeRoom,
@@ -470,21 +616,27 @@ impl Hub {
         if room.subscribed {
             return Ok(());
         }
+        let origin = room.origin.clone();
         let relay = self.inner.parts.relay.clone();
         let edge = relay.edge_ticket()?;
+        let viewers: Vec<UserId> = room.viewers.iter().cloned().collect();
         let body = |reply| Body::Media {
             app: app.clone(),
             channel: channel.clone(),
-            op: MediaOp::AddEdge { edge, reply },
+            op: MediaOp::AddEdge {
+                edge,
+                reply,
+                viewers,
+            },
         };
         let ticket = self
-            .request::<Result<RelayTicket, MediaRefusal>>(origin, body)
+            .request::<Result<RelayTicket, MediaRefusal>>(&origin, body)
             .await
             .map_err(|e| MediaRefusal::Unavailable(e.to_string()))??;
-        if let Err(refusal) = relay.subscribe_origin(app, channel, origin, &ticket) {
+        if let Err(refusal) = relay.subscribe_origin(app, channel, &origin, &ticket) {
             // The origin relays to this edge already: it stops, as after a last viewer's leave.
             let _ = self.ship(
-                origin,
+                &origin,
                 Body::Media {
                     app: app.clone(),
                     channel: channel.clone(),
@@ -494,13 +646,15 @@ impl Hub {
             return Err(refusal);
         }
         room.subscribed = true;
-        tracing::info!(%app, %channel, %origin, "edge subscribed to the room's origin");
+        room.holds_dead_relay = false;
+        tracing::info!(%app, %channel, %origin, viewers = room.viewers.len(), "edge subscribed to the room's origin");
         Ok(())
     }
 
-    /// Node `node` died: rooms it relayed from this node lose that edge, and rooms it was the origin of
-    /// close here (no channel actor is left to close their sessions; their viewers join again).
-    pub(crate) fn media_node_lost(&self, node: &NodeId) {
+    /// Node `node` died (`lost`: the keys it owned): rooms it relayed from this node lose that edge,
+    /// and rooms it was the origin of are orphaned here: their viewers keep their sessions until the
+    /// room reopens (module docs).
+    pub(crate) fn media_node_lost(&self, node: &NodeId, lost: &LostKeys) {
         let lost_edges: Vec<RoomKey> = {
             let mut relayed_to = lock(&self.inner.edges.relayed_to);
             let rooms: Vec<RoomKey> = relayed_to
@@ -513,14 +667,20 @@ impl Hub {
         for (app, channel) in lost_edges {
             self.inner.parts.relay.remove_edge(&app, &channel, node);
         }
-        let orphaned: Vec<mpsc::Sender<MediaOp>> = lock(&self.inner.edges.rooms)
-            .values()
-            .filter(|room| room.origin == *node)
-            .map(|room| room.queue.clone())
+        let orphaned: Vec<mpsc::Sender<EdgeRoomInput>> = lock(&self.inner.edges.rooms)
+            .values_mut()
+            .filter(|room| room.origin == *node && !room.orphaned)
+            .map(|room| {
+                room.orphaned = true;
+                room.queue.clone()
+            })
             .collect();
         for queue in orphaned {
-            if queue.try_send(MediaOp::CloseRoom).is_err() {
-                tracing::warn!(origin = %node, "edge room of a dead origin not closed: its queue is full");
+            let lost = lost.clone();
+            if queue.try_send(EdgeRoomInput::OriginLost { lost }).is_err() {
+                // Its worker is busy with a thousand commands of the dead origin, which fail; the
+                // room's sessions stay until their viewers leave or join elsewhere.
+                tracing::warn!(origin = %node, "edge room of a dead origin not told: its queue is full");
             }
         }
     }

@@ -51,7 +51,7 @@ impl Hub {
             let _ = actor.cast(ChannelMsg::OwnersLost(lost.clone()));
             let _ = actor.cast(ChannelMsg::MediaNodeLost(node.clone()));
         }
-        self.media_node_lost(node);
+        self.media_node_lost(node, &lost);
         tracing::warn!(%node, sessions = orphaned.len(), "node lost: its sessions closed, its calls ended");
     }
 

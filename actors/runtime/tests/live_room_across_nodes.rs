@@ -18,6 +18,7 @@ use showcall_ports::{
 };
 use showcall_protocol::envelope::{Body, Courier, Envelope};
 use showcall_protocol::media_edge::{EdgeRule, MediaNode, RelayTicket};
+use showcall_protocol::messages::LostKeys;
 use showcall_protocol::{ActorKey, AppId, CommandOk, NodeId, UserCommand, VideoLayer, wire};
 use showcall_runtime::{Hub, HubParts};
 use support::{Client, HOUR_MS, STUCK};
@@ -44,6 +45,12 @@ struct Cluster {
     hubs: OnceLock<HashMap<NodeId, Hub>>,
     /// `Body::Media` envelopes sent (origin ↔ edge).
     media_envelopes: AtomicU64,
+    /// Media nodes the placement offers (a and b unless a test adds c).
+    media: Mutex<Vec<NodeId>>,
+    /// Nodes killed: nothing reaches them, nothing they send arrives.
+    dead: Mutex<HashSet<NodeId>>,
+    /// A dead node's users, and where they live now.
+    moved: Mutex<HashMap<NodeId, NodeId>>,
 }
 
 impl Cluster {
@@ -70,7 +77,10 @@ impl Placement for TestPlacement {
 
     fn owner(&self, key: &ActorKey) -> Option<NodeId> {
         match key {
-            ActorKey::User(_, user) if user.as_str().starts_with('a') => Some(node("a")),
+            ActorKey::User(_, user) if user.as_str().starts_with('a') => {
+                let moved = self.cluster.moved.lock().unwrap();
+                Some(moved.get(&node("a")).cloned().unwrap_or(node("a")))
+            }
             ActorKey::User(..) | ActorKey::Call(..) => Some(node("b")),
             ActorKey::Channel(app, channel) => {
                 let pins = self.cluster.pins.lock().unwrap();
@@ -98,10 +108,11 @@ impl Placement for TestPlacement {
     }
 
     fn media_nodes(&self) -> Vec<MediaNode> {
-        ["a", "b"]
+        let media = self.cluster.media.lock().unwrap().clone();
+        media
             .into_iter()
-            .map(|name| {
-                let mut n = MediaNode::unlimited(node(name));
+            .map(|id| {
+                let mut n = MediaNode::unlimited(id);
                 n.wire_minor = self.cluster.minor(&n.id);
                 if self.cluster.full.lock().unwrap().contains(&n.id) {
                     n.max_viewers = 1;
@@ -120,12 +131,18 @@ impl Placement for TestPlacement {
 /// destination.
 #[derive(Debug)]
 struct LoopCourier {
+    this: NodeId,
     cluster: Arc<Cluster>,
     lanes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<u8>>>>,
 }
 
 impl Courier for LoopCourier {
     fn send(&self, to: &NodeId, envelope: Envelope) -> bool {
+        let dead = self.cluster.dead.lock().unwrap();
+        if dead.contains(to) || dead.contains(&self.this) {
+            return false;
+        }
+        drop(dead);
         let Some(hub) = self.cluster.hubs.get().and_then(|h| h.get(to)).cloned() else {
             return false;
         };
@@ -312,6 +329,8 @@ impl MediaRelay for RecordingRelay {
 struct Nodes {
     a: Hub,
     b: Hub,
+    /// A third node, a media node only in `three_nodes`.
+    c: Hub,
     cluster: Arc<Cluster>,
     /// Each node's router and relay log.
     logs: HashMap<&'static str, Arc<Log>>,
@@ -323,10 +342,55 @@ impl Nodes {
     fn log(&self, name: &str) -> Vec<String> {
         self.logs[name].all()
     }
+
+    /// Node a dies (SIGKILL): its actors stop without a word reaching anyone, its pins go with its
+    /// lease, its users' partition moves to `users_to`, and the survivors hear of its death.
+    fn kill_a(&self, users_to: &str) {
+        self.cluster.dead.lock().unwrap().insert(node("a"));
+        self.a.evict_all();
+        self.a_lost(users_to);
+    }
+
+    /// Node a is frozen (SIGSTOP) past its lease: the cluster counts it dead, as `kill_a`; it still
+    /// runs its actors and sends, once it wakes.
+    fn freeze_a_past_its_lease(&self, users_to: &str) {
+        self.a_lost(users_to);
+    }
+
+    /// What the cluster does when a's lease expires.
+    fn a_lost(&self, users_to: &str) {
+        let a = node("a");
+        self.cluster.pins.lock().unwrap().retain(|_, at| *at != a);
+        self.cluster
+            .moved
+            .lock()
+            .unwrap()
+            .insert(a.clone(), node(users_to));
+        let lost: LostKeys = Arc::new(|key| match key {
+            ActorKey::User(_, user) => user.as_str().starts_with('a'),
+            ActorKey::Channel(..) => true,
+            ActorKey::Call(..) => false,
+        });
+        for survivor in [&self.b, &self.c] {
+            survivor.node_lost(&a, lost.clone());
+        }
+    }
 }
 
 fn two_nodes() -> Nodes {
-    let cluster = Arc::new(Cluster::default());
+    nodes(&["a", "b"])
+}
+
+fn three_nodes() -> Nodes {
+    nodes(&["a", "b", "c"])
+}
+
+/// Nodes a, b and c, of which `media` are media nodes.
+fn nodes(media: &[&str]) -> Nodes {
+    let cluster = Arc::new(Cluster {
+        media: Mutex::new(media.iter().map(|name| node(name)).collect()),
+        ..Cluster::default()
+    });
     let mut logs = HashMap::new();
     let mut relay_refuses = HashMap::new();
     let mut hub = |name: &'static str| {
@@ -340,6 +404,7 @@ fn two_nodes() -> Nodes {
             cluster: cluster.clone(),
         });
         parts.courier = Arc::new(LoopCourier {
+            this: node(name),
             cluster: cluster.clone(),
             lanes: Mutex::default(),
         });
@@ -355,12 +420,18 @@ fn two_nodes() -> Nodes {
         });
         Hub::new(parts)
     };
-    let (a, b) = (hub("a"), hub("b"));
-    let by_node = [(node("a"), a.clone()), (node("b"), b.clone())].into();
+    let (a, b, c) = (hub("a"), hub("b"), hub("c"));
+    let by_node = [
+        (node("a"), a.clone()),
+        (node("b"), b.clone()),
+        (node("c"), c.clone()),
+    ]
+    .into();
     cluster.hubs.set(by_node).expect("set once");
     Nodes {
         a,
         b,
+        c,
         cluster,
         logs,
         relay_refuses,
@@ -394,6 +465,19 @@ async fn update(client: &mut Client, want: impl Fn(&ChannelUpdate) -> bool) -> C
             Some(_) => {}
             None => panic!("{}: closed, saw {:?}", client.session.user(), client.seen),
         }
+    }
+}
+
+/// Lets the nodes and their timers run (on the paused clock) until `holds`; a story that never gets
+/// there in an hour of virtual time fails.
+async fn eventually(what: &str, holds: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    while !holds() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -725,4 +809,214 @@ async fn a_viewer_who_joins_again_where_its_node_is_full_moves_to_the_origin() {
     })
     .await;
     assert_eq!(nodes.logs["a"].count("layer showroom bob Medium"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn viewers_keep_their_sessions_on_the_edges_when_the_origin_dies_and_see_the_host_again() {
+    let nodes = three_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    assert_eq!(join(&mut alice, Role::Broadcaster).await, "answer from a");
+    // bob watches through b; cat's session lives on b, her connection (so her media) on c.
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    let mut cat = Client::login(&nodes.c, "cat", HOUR_MS).await;
+    assert_eq!(join(&mut cat, Role::Audience).await, "answer from c");
+    // ann watches through b too, but her session lives on a: it dies with the origin.
+    let mut ann = Client::login(&nodes.b, "ann", HOUR_MS).await;
+    assert_eq!(join(&mut ann, Role::Audience).await, "answer from b");
+    for viewer in ["bob", "cat", "ann"] {
+        update(
+            &mut alice,
+            |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == viewer),
+        )
+        .await;
+    }
+
+    // The origin dies with the host's session; the edges keep their viewers (and the dead origin's
+    // relay, which stalls).
+    drop(alice);
+    nodes.kill_a("c");
+    until("ann's session, gone with a, closed its media on b", || {
+        nodes.logs["b"].count("close showroom ann") == 1
+    })
+    .await;
+
+    // The host's app logs in again (on c, where its partition went) and goes live: the room reopens
+    // there.
+    let mut alice = Client::prepared(&nodes.c, "alice").await;
+    let joined = alice
+        .command(UserCommand::JoinChannel {
+            channel: room(),
+            role: Role::Broadcaster,
+            may_publish: true,
+            offer: Some("v=0\r\n".into()),
+        })
+        .await;
+    let CommandOk::Joined {
+        view,
+        sdp_answer: Some(answer),
+        ..
+    } = joined
+    else {
+        panic!("joined with media: {joined:?}")
+    };
+    assert_eq!(answer, "answer from c");
+    // The new origin's room counts both viewers as members: c handed cat to its channel as it
+    // opened (she is in the host's first view), b re-subscribed with bob once it saw the new pin.
+    assert!(
+        view.members.iter().any(|(user, _)| user.as_str() == "cat"),
+        "{view:?}"
+    );
+    assert!(
+        !view.members.iter().any(|(user, _)| user.as_str() == "ann"),
+        "{view:?}"
+    );
+    update(
+        &mut alice,
+        |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "bob"),
+    )
+    .await;
+    // ann was not taken back (b would have named her before bob).
+    assert!(
+        !alice.seen.iter().any(|e| matches!(
+            e,
+            ClientEvent::Channel { update: ChannelUpdate::MemberJoined { user, .. }, .. }
+                if user.as_str() == "ann"
+        )),
+        "{:?}",
+        alice.seen
+    );
+    // Both viewers hear the host is back, without asking.
+    for viewer in [&mut bob, &mut cat] {
+        update(
+            viewer,
+            |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "alice"),
+        )
+        .await;
+    }
+    let b_log = nodes.log("b");
+    let c_log = nodes.log("c");
+    assert!(
+        b_log.contains(&"subscribe showroom c at c:relay".into()),
+        "b's relay now comes from c: {b_log:?}"
+    );
+    assert_eq!(
+        nodes.logs["b"].count("unsubscribe showroom"),
+        0,
+        "b's relay was replaced, not dropped: {b_log:?}"
+    );
+    let position = |what: &str| c_log.iter().rposition(|l| l == what);
+    assert!(
+        position("unsubscribe showroom") < position("open showroom alice publish=true"),
+        "c dropped the dead relay (and handed cat to its channel) before the host's session          opened, so it receives its host directly: {c_log:?}"
+    );
+    assert_eq!(nodes.logs["c"].count("unsubscribe showroom"), 1);
+    assert!(
+        c_log.contains(&"add edge showroom b at b:relay".into()),
+        "{c_log:?}"
+    );
+    // The same sessions: none closed, none opened again.
+    assert_eq!(nodes.logs["b"].count("open showroom bob publish=false"), 1);
+    assert_eq!(nodes.logs["c"].count("open showroom cat publish=false"), 1);
+    assert_eq!(
+        b_log
+            .iter()
+            .filter(|l| l.starts_with("close"))
+            .collect::<Vec<_>>(),
+        ["close showroom ann"],
+        "bob's session stays: {b_log:?}"
+    );
+    assert!(!c_log.iter().any(|l| l.starts_with("close")), "{c_log:?}");
+    assert_eq!(
+        nodes.c.edge_rooms(),
+        vec![],
+        "c is the origin now, not an edge"
+    );
+    assert_eq!(
+        nodes.b.edge_rooms(),
+        vec![(support::app(), room(), node("c"))],
+        "b is an edge of the new origin"
+    );
+
+    // The new channel knows where each viewer's session is: bob's leave closes his on b, and b's
+    // last viewer unsubscribes it.
+    bob.command(UserCommand::LeaveChannel { channel: room() })
+        .await;
+    until("bob's session on b closed", || {
+        nodes.logs["b"].count("close showroom bob") == 1
+            && nodes.logs["b"].count("unsubscribe showroom") == 1
+    })
+    .await;
+    until("c stopped relaying to b", || {
+        nodes.logs["c"].count("remove edge showroom b") == 1
+    })
+    .await;
+    cat.command(UserCommand::LeaveChannel { channel: room() })
+        .await;
+    until("cat's session on c closed", || {
+        nodes.logs["c"].count("close showroom cat") == 1
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edge_whose_room_does_not_reopen_within_the_grace_period_closes_its_viewers_sessions() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    drop(alice);
+    nodes.kill_a("b");
+    assert!(
+        !nodes
+            .log("b")
+            .iter()
+            .any(|l| l.starts_with("close") || l.starts_with("unsubscribe")),
+        "the viewer's session is kept while the host may come back: {:?}",
+        nodes.log("b")
+    );
+
+    // Nobody reopens the room: past the grace period the edge drops the dead relay and closes its
+    // sessions.
+    eventually("the edge gave the room up", || {
+        nodes.logs["b"].count("close room showroom") == 1 && nodes.b.edge_rooms().is_empty()
+    })
+    .await;
+    assert_eq!(nodes.logs["b"].count("unsubscribe showroom"), 1);
+
+    // bob's session forgot the room: joining it again is a first join (the room opens where he is).
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+    assert_eq!(nodes.logs["b"].count("open showroom bob publish=false"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_wakes_after_its_lease_expired_cannot_close_the_sessions_the_edge_kept() {
+    let nodes = two_nodes();
+    let mut alice = Client::prepared(&nodes.a, "alice").await;
+    join(&mut alice, Role::Broadcaster).await;
+    let mut bob = Client::prepared(&nodes.b, "bob").await;
+    assert_eq!(join(&mut bob, Role::Audience).await, "answer from b");
+
+    // a froze; its lease ran out and the cluster moved on. It wakes, finds its lease gone and drops
+    // its actors: its room closes its sessions everywhere, the edge's included.
+    nodes.freeze_a_past_its_lease("b");
+    nodes.a.evict_all();
+    until("a closed its room", || {
+        nodes.logs["a"].count("close room showroom") == 1
+    })
+    .await;
+
+    // The edge carries out no command of its dead origin: bob keeps his session for the room's next
+    // origin, which the host's join (on b, where its partition went) reopens.
+    drop(alice);
+    let mut alice = Client::prepared(&nodes.b, "alice").await;
+    assert_eq!(join(&mut alice, Role::Broadcaster).await, "answer from b");
+    update(
+        &mut bob,
+        |u| matches!(u, ChannelUpdate::MemberJoined { user, .. } if user.as_str() == "alice"),
+    )
+    .await;
+    let b_log = nodes.log("b");
+    assert!(!b_log.iter().any(|l| l.starts_with("close")), "{b_log:?}");
 }

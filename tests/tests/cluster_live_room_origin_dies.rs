@@ -1,0 +1,204 @@
+//! One live room across nodes (issue 15) whose origin dies: real etcd, three real node processes and
+//! Rust SDK media clients on real UDP. The host publishes on the room's origin; a viewer on each of the
+//! two other nodes watches through its own node (an edge). The origin is SIGKILLed: the viewers'
+//! media sessions stay up on their edges (no new join, no ICE or DTLS again); the host's app logs in
+//! again on a survivor and goes live again (the SDKs do not rejoin by themselves: the app joins and
+//! publishes, as after any `SessionClosed`); the room reopens on the node the placement picks, the
+//! edges find it and re-subscribe with their viewers, who are members of the reopened room and
+//! receive the host's video again on the same sessions.
+
+use std::time::Duration;
+
+use showcall_proto::admin::GetChannelRequest;
+use showcall_sdk::media::{MediaOptions, MediaSession};
+use showcall_sdk::{ChannelRole, SdkError};
+use showcall_tests::admin::admin_at;
+use showcall_tests::cluster::{
+    Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
+};
+use showcall_tests::prometheus::scrape;
+use showcall_tests::sdk_helpers::{SdkUser, is_member_joined};
+
+const APP: &str = "demo";
+const LIVE: &str = "showroom";
+/// Longer than a lease (2 s) runs out plus the survivors' takeover and a join's retries.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The node the channel runs on (its origin), among `nodes`.
+async fn origin_of(nodes: &[&NodeProcess], channel: &str) -> Option<String> {
+    let actor = format!("channel/{APP}/{channel}");
+    for node in nodes {
+        let info = node.info().await?;
+        if info.active_actors.contains(&actor) {
+            return Some(node.id.clone());
+        }
+    }
+    None
+}
+
+/// Media sessions a node's router holds now (every path).
+async fn media_sessions(node: &NodeProcess) -> f64 {
+    let page = scrape(node.http_addr).await;
+    ["udp", "tcp", "relay"]
+        .iter()
+        .map(|path| page.get(&format!("showcall_media_sessions{{path=\"{path}\"}}")))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_the_host_again() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let mut nodes = start_converged(&etcd, &["n1", "n2", "n3"], &options).await;
+
+    // The host goes live; the room opens where the placement puts it: its origin.
+    let host = nodes[0].prepared_user("host").await;
+    let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let origin_id = origin_of(&all, LIVE)
+        .await
+        .expect("the room runs somewhere");
+    println!("origin {origin_id}");
+
+    // One viewer per other node, connected there, its session there too (so it outlives the
+    // origin): its media session is on that node, an edge of the room.
+    let served = shares(&all).await;
+    let mut viewers = Vec::new();
+    for edge in nodes.iter().filter(|n| n.id != origin_id) {
+        let id = user_in(
+            &format!("fan-{}", edge.id),
+            &served[&edge.id],
+            options.partitions,
+        );
+        let viewer = edge.user(&id).await;
+        let media = viewer.join_media(LIVE, ChannelRole::Audience).await;
+        media
+            .wait_video_frames(10)
+            .await
+            .expect("the host's video reaches the viewer through its node");
+        viewers.push((viewer, media));
+    }
+    for edge in nodes.iter().filter(|n| n.id != origin_id) {
+        assert_eq!(
+            media_sessions(edge).await,
+            1.0,
+            "one viewer's session on {}",
+            edge.id
+        );
+    }
+
+    // SIGKILL the origin, with the host's media session (and maybe its signaling session).
+    let at = nodes
+        .iter()
+        .position(|n| n.id == origin_id)
+        .expect("listed");
+    nodes.remove(at).kill().await;
+    drop(host_live);
+    drop(host);
+    let frames_at_kill: Vec<u64> = viewers
+        .iter()
+        .map(|(_, media)| media.stats().video_frames_in)
+        .collect();
+
+    // The host's app logs in again (any survivor) and goes live again: joins the room and publishes
+    // with a fresh offer. Both are refused "try again" while the dead node's lease and pin last.
+    let survivor = &nodes[0];
+    let host = eventually("the host logs in again", LIMIT, async || {
+        SdkUser::try_login_at(&survivor.signal_url, APP, "host", &survivor.token("host"))
+            .await
+            .map_err(|e: SdkError| e.to_string())
+    })
+    .await;
+    let _host_live = eventually("the host goes live again", LIMIT, async || {
+        MediaSession::join(
+            &host.signal,
+            LIVE,
+            ChannelRole::Broadcaster,
+            MediaOptions::default(),
+        )
+        .await
+        .map(|(media, _)| media)
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    let survivors: Vec<&NodeProcess> = nodes.iter().collect();
+    let new_origin = origin_of(&survivors, LIVE)
+        .await
+        .expect("the room reopened on a survivor");
+    println!("new origin {new_origin}");
+
+    // The viewers' same sessions receive the host again: no join, no new session; each is told the
+    // host is back.
+    for (viewer, _) in viewers.iter_mut() {
+        viewer
+            .wait_channel(LIVE, |k| is_member_joined(k, "host"))
+            .await;
+    }
+    for ((viewer, media), before) in viewers.iter().zip(frames_at_kill) {
+        media
+            .wait_video_frames(before + 30)
+            .await
+            .unwrap_or_else(|e| panic!("{} sees the host again: {e:?}", viewer.id));
+        assert!(
+            media.stats().connected,
+            "{}'s session never closed",
+            viewer.id
+        );
+    }
+    for node in &nodes {
+        let expected = if node.id == new_origin { 2.0 } else { 1.0 };
+        assert_eq!(
+            media_sessions(node).await,
+            expected,
+            "{}: its viewer's session (and the host's on the new origin)",
+            node.id
+        );
+    }
+
+    // Each edge counted its origin's death and finding the new one (the node that reopened the room
+    // among them).
+    let mut lost = 0.0;
+    let mut found = 0.0;
+    for node in &nodes {
+        let page = scrape(node.http_addr).await;
+        lost += page.get("showcall_media_edge_origin_total{event=\"lost\"}");
+        found += page.get("showcall_media_edge_origin_total{event=\"found\"}");
+    }
+    assert_eq!(
+        (lost, found),
+        (2.0, 2.0),
+        "both edges lost and found the origin"
+    );
+
+    // The reopened room's member list has them (the business server sees it).
+    let origin = nodes
+        .iter()
+        .find(|n| n.id == new_origin)
+        .expect("a survivor");
+    let mut admin = admin_at(&origin.grpc_url).await;
+    let mut want: Vec<String> = viewers.iter().map(|(v, _)| v.id.clone()).collect();
+    want.push("host".into());
+    want.sort();
+    eventually(
+        "the room lists the host and both viewers",
+        LIMIT,
+        async || {
+            let channel = admin
+                .get_channel(GetChannelRequest {
+                    app_id: APP.into(),
+                    channel: LIVE.into(),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let mut members: Vec<String> = channel.members.into_iter().map(|m| m.user_id).collect();
+            members.sort();
+            if members == want {
+                Ok(())
+            } else {
+                Err(members.join(","))
+            }
+        },
+    )
+    .await;
+}
