@@ -254,8 +254,11 @@ pub struct MediaEdgeConfig {
     pub max_egress_bps: u64,
     /// UDP address of the node-to-node relay socket (origins send their rooms' media to edges there; an
     /// edge's NACKs and keyframe requests go back to the origin's). Unset = `media_addr`'s IP, any free
-    /// port (it is announced to the origin in each subscription). In a cluster only: a single node has
-    /// no relay. Its packets are sealed with a fresh key per room subscription.
+    /// port (it is announced to the origin in each subscription). A socket bound to every interface is
+    /// announced at the IP of the node link's advertised address (`link_advertise_addr` or
+    /// `grpc_advertise_addr`, a host name resolved once at start), since the relay crosses the nodes'
+    /// own network, else at `media_advertise_ip`. In a cluster only: a single node has no relay. Its
+    /// packets are sealed with a fresh key per room subscription.
     pub relay_addr: Option<SocketAddr>,
 }
 

@@ -24,7 +24,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod webhooks;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -217,6 +217,16 @@ fn cluster_secret(config: &NodeConfig) -> anyhow::Result<showcall_auth::ClusterS
 }
 
 /// Binds every endpoint and starts serving. Port 0 binds an ephemeral port; the handle says which.
+/// The IP other nodes reach this one at, from the node link's advertised address (an IP, or a host
+/// name resolved once, at start); `None` when it names no concrete address (e.g. `0.0.0.0:7801`).
+async fn node_network_ip(link_advertise: &str) -> Option<IpAddr> {
+    tokio::net::lookup_host(link_advertise)
+        .await
+        .ok()?
+        .map(|a| a.ip())
+        .find(|ip| !ip.is_unspecified())
+}
+
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     config.validate().context("invalid configuration")?;
     // First: the cluster's etcd requests below are already timed.
@@ -284,25 +294,30 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     );
     let mut parts = HubParts::single_node(NodeId(config.node_id.clone()), user_config(&config));
-    let router_port = media_port::RouterPort::new(router.clone())
-        .with_relay_advertise_ip(config.media_advertise_ip);
+    // What peers dial for the node link: its own address when it has one, else the gRPC port's.
+    let link_advertise = match link_addr {
+        Some(addr) => config
+            .link_advertise_addr
+            .clone()
+            .unwrap_or_else(|| addr.to_string()),
+        None => config
+            .grpc_advertise_addr
+            .clone()
+            .unwrap_or_else(|| grpc_addr.to_string()),
+    };
+    // The relay crosses the nodes' own network, which the node link's address is on; the media
+    // address is the clients' (in compose it is the host's 127.0.0.1, which another container
+    // cannot reach).
+    let relay_ip = node_network_ip(&link_advertise)
+        .await
+        .or(config.media_advertise_ip);
+    let router_port = media_port::RouterPort::new(router.clone()).with_relay_advertise_ip(relay_ip);
     parts.media = Arc::new(router_port.clone());
     parts.relay = Arc::new(router_port.clone());
     parts.admission = admission(&config)?;
     let membership = if config.etcd_endpoints.is_empty() {
         None
     } else {
-        // What peers dial for the node link: its own address when it has one, else the gRPC port's.
-        let link_advertise = match link_addr {
-            Some(addr) => config
-                .link_advertise_addr
-                .clone()
-                .unwrap_or_else(|| addr.to_string()),
-            None => config
-                .grpc_advertise_addr
-                .clone()
-                .unwrap_or_else(|| grpc_addr.to_string()),
-        };
         let membership = showcall_cluster::Membership::start(showcall_cluster::ClusterConfig {
             endpoints: config.etcd_endpoints.clone(),
             prefix: config.cluster_prefix.clone(),
