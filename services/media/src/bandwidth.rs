@@ -19,10 +19,16 @@
 //!   on what is acknowledged): [`BandwidthAllocator::probe_targets`] says what to ask str0m to
 //!   discover — the next better layer's comfortable budget as the minimum to sustain (str0m pads up
 //!   to it, never above its estimate) and the top layer's as the desired rate (it probes towards it).
-//! - **Congestion before the estimate.** str0m reports its estimate averaged over 3 s, so a path that
-//!   narrows shows in it late; the engine also watches each receiver's queued video (str0m's pacer
-//!   sends at the unaveraged estimate), and when it grows old [`BandwidthAllocator::congested`] steps
-//!   the receiver one layer down at once and holds it there for [`CONGESTION_HOLD`].
+//! - **Congestion before the estimate.** str0m reports its estimate averaged over 3 s (and only when
+//!   it moved by 5 %), so a path that narrows shows in it 1.5–2.5 s late. Two earlier signs step the
+//!   receiver down before it, and hold it there for [`CONGESTION_HOLD`] while the average catches up:
+//!   - the unaveraged estimate (str0m's GoogCC as it stands, in its stats events):
+//!     [`BandwidthAllocator::unaveraged`] steps down when it has fallen short of the receiver's layer
+//!     [`SHORT_IN_A_ROW`] times in a row — one low value is not enough, as GoogCC's raw estimate dips
+//!     on a keyframe's burst — and never to no video (a dip under the lowest layer may be as short,
+//!     and a pause costs the member a notice and a keyframe to resume);
+//!   - the receiver's queued video growing old (str0m's pacer sends at the unaveraged estimate):
+//!     [`BandwidthAllocator::congested`], one layer down at once.
 //! - **Below the lowest layer** the allowance is [`Allowance::Paused`]: the receiver keeps its audio
 //!   and gets no video (the engine tells its member), until the lowest layer fits comfortably again
 //!   for [`UP_HOLD`].
@@ -41,6 +47,10 @@ pub const UP_HOLD: Duration = Duration::from_secs(2);
 /// be considered: str0m reports its estimate averaged over 3 s, so it says "fits" for a while after
 /// the path narrowed.
 pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
+/// How many unaveraged estimates in a row must fall short of the receiver's layer before it steps down
+/// on them ([`BandwidthAllocator::unaveraged`]): a sustained fall, not one dip (at the engine's stats
+/// interval, 200 ms, a fall shows for 200–400 ms before it counts).
+pub const SHORT_IN_A_ROW: u32 = 2;
 
 /// The bitrate (bits/s) of each of a publisher's layers, best first; `None` for a layer that does not
 /// flow (or is not measured yet).
@@ -63,6 +73,9 @@ pub struct BandwidthAllocator {
     rising: Option<(Allowance, Instant)>,
     /// No better allowance before this (a step down for congestion, [`BandwidthAllocator::congested`]).
     held_until: Option<Instant>,
+    /// Unaveraged estimates in a row that fell short of the allowance they were taken at (a count for
+    /// another allowance, since changed by the averaged estimate, does not carry over).
+    short: (Allowance, u32),
 }
 
 impl Default for BandwidthAllocator {
@@ -73,6 +86,7 @@ impl Default for BandwidthAllocator {
             allowance: Allowance::Video(0),
             rising: None,
             held_until: None,
+            short: (Allowance::Video(0), 0),
         }
     }
 }
@@ -139,6 +153,40 @@ impl BandwidthAllocator {
             // something better fitted throughout).
             Some((_, since)) => self.rising = Some((carried, since)),
             None => self.rising = Some((carried, now)),
+        }
+        self.allowance
+    }
+
+    /// Takes a budget from the unaveraged estimate (the same share as [`update`](Self::update)'s): only
+    /// ever down, and only once the layer the receiver is on has not fitted it [`SHORT_IN_A_ROW`] times
+    /// in a row — to the best lower layer that fits it comfortably, else the lowest (never to no video)
+    /// — and no better layer for [`CONGESTION_HOLD`], while the averaged estimate catches up.
+    pub fn unaveraged(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
+        let flowing: Vec<(Layer, u64)> = rated(rates).collect();
+        let Some((layer, rate)) = level(self.allowance, &flowing) else {
+            return self.allowance;
+        };
+        if rate <= budget {
+            self.short = (self.allowance, 0);
+            return self.allowance;
+        }
+        let in_a_row = match self.short {
+            (at, n) if at == self.allowance => n + 1,
+            _ => 1,
+        };
+        self.short = (self.allowance, in_a_row);
+        if in_a_row < SHORT_IN_A_ROW {
+            return self.allowance;
+        }
+        let mut lower = flowing.iter().filter(|(l, _)| *l > layer);
+        if let Some(&(to, _)) = lower
+            .clone()
+            .find(|(_, r)| *r as f64 <= budget as f64 * FIT_UP)
+            .or(lower.next_back())
+        {
+            self.allowance = Allowance::Video(to);
+            self.rising = None;
+            self.held_until = Some(now + CONGESTION_HOLD);
         }
         self.allowance
     }
@@ -356,6 +404,85 @@ mod tests {
         assert_eq!(
             a.update(2_000_000, &SAMPLE, at(t0, 12_000)),
             Allowance::Video(0)
+        );
+    }
+
+    #[test]
+    fn an_unaveraged_estimate_steps_down_only_when_it_falls_short_in_a_row() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        // One dip (a keyframe's burst): nothing; the next fits again, so the count starts over.
+        assert_eq!(a.unaveraged(150_000, &SAMPLE, t0), Allowance::Video(0));
+        assert_eq!(
+            a.unaveraged(1_000_000, &SAMPLE, at(t0, 200)),
+            Allowance::Video(0)
+        );
+        assert_eq!(
+            a.unaveraged(150_000, &SAMPLE, at(t0, 400)),
+            Allowance::Video(0)
+        );
+        // Short a second time in a row: down to where it is comfortable (91 ≤ 120).
+        assert_eq!(
+            a.unaveraged(150_000, &SAMPLE, at(t0, 600)),
+            Allowance::Video(1)
+        );
+        // Held while the averaged estimate still says the top fits.
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 3_000)),
+            Allowance::Video(1)
+        );
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 5_500)),
+            Allowance::Video(1)
+        );
+        // Never up on it.
+        assert_eq!(
+            a.unaveraged(2_000_000, &SAMPLE, at(t0, 5_600)),
+            Allowance::Video(1)
+        );
+    }
+
+    #[test]
+    fn an_unaveraged_estimate_never_pauses_video() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        assert_eq!(a.unaveraged(20_000, &SAMPLE, t0), Allowance::Video(0));
+        // Nothing lower fits: the lowest layer, not a pause.
+        assert_eq!(
+            a.unaveraged(20_000, &SAMPLE, at(t0, 200)),
+            Allowance::Video(2)
+        );
+        assert_eq!(
+            a.unaveraged(20_000, &SAMPLE, at(t0, 400)),
+            Allowance::Video(2)
+        );
+        assert_eq!(
+            a.unaveraged(20_000, &SAMPLE, at(t0, 600)),
+            Allowance::Video(2)
+        );
+        // The averaged estimate pauses, as before.
+        assert_eq!(a.update(30_000, &SAMPLE, at(t0, 700)), Allowance::Paused);
+        assert_eq!(
+            a.unaveraged(20_000, &SAMPLE, at(t0, 800)),
+            Allowance::Paused
+        );
+    }
+
+    #[test]
+    fn a_count_of_short_estimates_does_not_carry_over_a_change_of_layer() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        // Short of the top layer once, then the averaged estimate steps down to the medium one.
+        assert_eq!(a.unaveraged(100_000, &SAMPLE, t0), Allowance::Video(0));
+        assert_eq!(a.update(150_000, &SAMPLE, at(t0, 100)), Allowance::Video(1));
+        // Short of the medium layer: a first time, so nothing yet.
+        assert_eq!(
+            a.unaveraged(80_000, &SAMPLE, at(t0, 200)),
+            Allowance::Video(1)
+        );
+        assert_eq!(
+            a.unaveraged(80_000, &SAMPLE, at(t0, 400)),
+            Allowance::Video(2)
         );
     }
 

@@ -68,9 +68,10 @@ use crate::rewrite::Source;
 use crate::simulcast::{self, Decision, Layer, LayerSet, MAX_LAYERS, PublisherLayers};
 use crate::{sdp_rules, session_path, stun};
 
-/// How often str0m reports a session's stream stats (the loss estimate's granularity; a Prometheus
-/// scrape is 15 s by default, and each report costs a little per session).
-const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often str0m reports a session's stats: its unaveraged bandwidth estimate (`PeerStats::bwe_tx`),
+/// which steps a receiver down sooner than the 3 s average of str0m's estimate events
+/// (`crate::bandwidth`), and the loss estimate's granularity. Each report is a few events per session.
+const STATS_INTERVAL: Duration = Duration::from_millis(200);
 /// Packets of a receiver line kept to answer its NACKs, and for how long (≈ 1 s of a 3 Mbit/s stream).
 const RTX_CACHE_PACKETS: usize = 300;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
@@ -97,6 +98,17 @@ const MAX_QUEUE_AGE: Duration = Duration::from_millis(500);
 const MAX_REMOTES: usize = 4;
 
 type RoomKey = (String, String);
+
+/// Why a receiver's allocation is looked at ([`Engine::allocate`]).
+#[derive(Clone, Copy, Debug)]
+enum Look {
+    /// Its averaged estimate, new or as it stands.
+    Estimate,
+    /// The video of this publisher backed up in its queue.
+    Congested(PeerId),
+    /// Its unaveraged estimate (bits/s): only down.
+    Unaveraged(u64),
+}
 
 /// The sessions of one channel.
 #[derive(Default)]
@@ -756,7 +768,7 @@ impl Engine {
                 .map(|(id, _)| *id)
                 .collect();
             for id in estimated {
-                self.allocate(id, None);
+                self.allocate(id, Look::Estimate);
             }
         }
     }
@@ -955,6 +967,13 @@ impl Engine {
                 let before = peer.egress_nacks.insert(stats.mid, stats.nacks);
                 self.stats.nacks_received += stats.nacks.saturating_sub(before.unwrap_or(0));
             }
+            Event::PeerStats(stats) => {
+                // The estimate without str0m's 3 s average: a path that narrowed shows here first.
+                if let Some(unaveraged) = stats.bwe_tx {
+                    tracing::trace!(session = ?id, unaveraged = unaveraged.as_u64(), "unaveraged estimate");
+                    self.allocate(id, Look::Unaveraged(unaveraged.as_u64()));
+                }
+            }
             Event::MediaIngressStats(stats) => {
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return;
@@ -978,7 +997,7 @@ impl Engine {
                 peer.estimate = can_probe.then(|| estimate.as_u64());
                 if can_probe {
                     self.stats.observe_estimate(estimate.as_u64());
-                    self.allocate(id, None);
+                    self.allocate(id, Look::Estimate);
                 }
             }
             Event::KeyframeRequest(_) => {
@@ -1349,16 +1368,21 @@ impl Engine {
 
     /// Looks at what a receiver's bandwidth estimate allows of each publisher's video it gets
     /// ([`crate::bandwidth`]): its layer caps, video paused or resumed (the member is told), and what
-    /// its estimator is to probe for; `congested`: the publisher whose video backed up in the
-    /// receiver's queue (one layer down at once). The budget per publisher is the estimate less the audio the
-    /// receiver gets, shared equally.
-    fn allocate(&mut self, id: PeerId, congested: Option<PeerId>) {
+    /// its estimator is to probe for; `look` says why (a backed-up publisher's video: one layer down at
+    /// once; an unaveraged estimate: only down). The budget per publisher is the estimate less the
+    /// audio the receiver gets, shared equally.
+    fn allocate(&mut self, id: PeerId, look: Look) {
         let now = self.now;
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
-        let Some(estimate) = peer.estimate else {
+        // No averaged estimate (no probing yet, or no TWCC): the unaveraged one is str0m's guess too.
+        let Some(averaged) = peer.estimate else {
             return;
+        };
+        let estimate = match look {
+            Look::Unaveraged(unaveraged) => unaveraged,
+            Look::Estimate | Look::Congested(_) => averaged,
         };
         if peer.out_mid(Kind::Video).is_none() {
             return;
@@ -1389,10 +1413,14 @@ impl Engine {
         for (publisher, rates) in &publishers {
             let allocator = peer.bandwidth.entry(*publisher).or_default();
             let before = allocator.allowance();
-            if congested == Some(*publisher) {
-                allocator.congested(rates, now);
-            }
-            let after = allocator.update(budget, rates, now);
+            let after = match look {
+                Look::Unaveraged(_) => allocator.unaveraged(budget, rates, now),
+                Look::Congested(p) if p == *publisher => {
+                    allocator.congested(rates, now);
+                    allocator.update(budget, rates, now)
+                }
+                Look::Estimate | Look::Congested(_) => allocator.update(budget, rates, now),
+            };
             if let Some((at_least, wanted)) = allocator.probe_targets(rates) {
                 minimum += at_least;
                 desired += wanted;
@@ -1485,7 +1513,7 @@ impl Engine {
             }
             self.stats.video_held += 1;
             self.want_keyframes(out.source.session, LayerSet::NONE.with(out.layer));
-            self.allocate(to, Some(out.source.session));
+            self.allocate(to, Look::Congested(out.source.session));
             return false;
         }
         let feed = receiver
