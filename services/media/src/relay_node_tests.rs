@@ -70,28 +70,38 @@ fn peer(node: &str, port: u16, key: &RelayKey) -> RelayPeer {
     }
 }
 
+/// The origin relays the room to the edge `node` at `port`, under `key`.
+fn add_edge(origin: &mut Side, node: &str, port: u16, key: &RelayKey, now: Instant) {
+    origin.relay.command(
+        RelayCommand::AddEdge {
+            room: room(),
+            edge: peer(node, port, key),
+            paused: Vec::new(),
+        },
+        now,
+    );
+}
+
+/// The edge (one worker) receives the room from the origin, under `key`.
+fn subscribe(edge: &mut Side, key: &RelayKey, now: Instant) {
+    edge.relay.command(
+        RelayCommand::Subscribe {
+            room: room(),
+            origin: peer("origin", ORIGIN, key),
+            workers: vec![0],
+        },
+        now,
+    );
+}
+
 /// An origin relaying the room to an edge (one worker each), the host announced and known at the
 /// edge. Returns them and the session the edge minted for the host.
 fn linked(now: Instant) -> (Side, Side, PeerId) {
     let key = RelayKey::random();
     let mut origin = side(now);
     let mut edge = side(now);
-    origin.relay.command(
-        RelayCommand::AddEdge {
-            room: room(),
-            edge: peer("edge", EDGE, &key),
-            paused: Vec::new(),
-        },
-        now,
-    );
-    edge.relay.command(
-        RelayCommand::Subscribe {
-            room: room(),
-            origin: peer("origin", ORIGIN, &key),
-            workers: vec![0],
-        },
-        now,
-    );
+    add_edge(&mut origin, "edge", EDGE, &key, now);
+    subscribe(&mut edge, &key, now);
     assert_eq!(
         carry(&mut edge, &mut origin, EDGE, now),
         1,
@@ -273,22 +283,8 @@ fn keyframe_requests_of_many_edges_reach_the_publisher_once_a_window() {
     let key = RelayKey::random();
     let mut edge2 = side(t0);
     const EDGE2: u16 = 7002;
-    origin.relay.command(
-        RelayCommand::AddEdge {
-            room: room(),
-            edge: peer("edge2", EDGE2, &key),
-            paused: Vec::new(),
-        },
-        t0,
-    );
-    edge2.relay.command(
-        RelayCommand::Subscribe {
-            room: room(),
-            origin: peer("origin", ORIGIN, &key),
-            workers: vec![0],
-        },
-        t0,
-    );
+    add_edge(&mut origin, "edge2", EDGE2, &key, t0);
+    subscribe(&mut edge2, &key, t0);
     for (_, mut datagram) in origin.relay.take_transmits().collect::<Vec<_>>() {
         edge2.relay.datagram(addr(ORIGIN), &mut datagram, t0);
     }
@@ -481,14 +477,7 @@ fn the_same_key_handed_over_again_carries_the_link_on() {
     let key = RelayKey::random();
     let mut origin = side(t0);
     for _ in 0..2 {
-        origin.relay.command(
-            RelayCommand::AddEdge {
-                room: room(),
-                edge: peer("edge", EDGE, &key),
-                paused: Vec::new(),
-            },
-            t0,
-        );
+        add_edge(&mut origin, "edge", EDGE, &key, t0);
     }
     let counters: Vec<u64> = origin
         .relay
@@ -497,14 +486,7 @@ fn the_same_key_handed_over_again_carries_the_link_on() {
         .collect();
     assert_eq!(counters, vec![0, 1], "no counter used twice under the key");
     // A new key starts the link over.
-    origin.relay.command(
-        RelayCommand::AddEdge {
-            room: room(),
-            edge: peer("edge", EDGE, &RelayKey::random()),
-            paused: Vec::new(),
-        },
-        t0,
-    );
+    add_edge(&mut origin, "edge", EDGE, &RelayKey::random(), t0);
     let (_, datagram) = origin.relay.take_transmits().next().expect("state");
     assert_eq!(relay_wire::header(&datagram).expect("parses").counter, 0);
 }
@@ -544,14 +526,7 @@ fn an_edge_that_subscribes_after_the_origin_added_it_learns_the_publishers_at_on
     let t0 = Instant::now();
     let key = RelayKey::random();
     let (mut origin, mut edge) = (side(t0), side(t0));
-    origin.relay.command(
-        RelayCommand::AddEdge {
-            room: room(),
-            edge: peer("edge", EDGE, &key),
-            paused: Vec::new(),
-        },
-        t0,
-    );
+    add_edge(&mut origin, "edge", EDGE, &key, t0);
     origin.relay.control(
         Control::Publisher {
             session: HOST,
@@ -567,14 +542,7 @@ fn an_edge_that_subscribes_after_the_origin_added_it_learns_the_publishers_at_on
         "nothing learnt before subscribing"
     );
 
-    edge.relay.command(
-        RelayCommand::Subscribe {
-            room: room(),
-            origin: peer("origin", ORIGIN, &key),
-            workers: vec![0],
-        },
-        t0,
-    );
+    subscribe(&mut edge, &key, t0);
     assert_eq!(
         carry(&mut edge, &mut origin, EDGE, t0),
         1,
