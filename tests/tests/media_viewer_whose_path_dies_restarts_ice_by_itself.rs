@@ -7,10 +7,12 @@
 //! The dead path is made by topology: the viewer runs inside a network namespace (`IsolatedHost`); the
 //! node's signaling listens on the link's first address and its media on a second one
 //! (`add_outside_address`). Taking that second address away makes every media datagram to it undeliverable
-//! while signaling goes on; giving it back revives the path. The test gives it back once the node has
-//! accepted a restart (`showcall_media_ice_restarts_total`), so what it shows is the restart bringing the
-//! session back, not the old path simply coming back to life. The host publishes from outside and loses
-//! its path too; it restarts by itself the same way.
+//! while signaling goes on; giving it back revives the path. The test gives it back once the viewer has
+//! restarted (the node answered and the session applied the answer: `MediaStats::ice_restarts`), so what
+//! it shows is the restart bringing the session back, not the old path simply coming back to life. The
+//! host publishes from outside and loses its path too; it restarts by itself the same way, and often
+//! first — which is why the test waits for the viewer's own restart rather than the node's count of
+//! restarts (`showcall_media_ice_restarts_total`, checked at the end).
 //!
 //! Needs root (network namespaces).
 
@@ -38,6 +40,7 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
     let (url, app, token) = (node.url(), node.app().to_owned(), node.token("fan-1"));
     let inside = network.inside_ip;
     let (watching_tx, watching) = oneshot::channel::<MediaStats>();
+    let (restarted_tx, restarted) = oneshot::channel::<()>();
     let (path_back_tx, path_back) = oneshot::channel::<()>();
     let viewer = network.run_inside(async move || {
         let viewer = SdkUser::login_at(&url, &app, "fan-1", &token).await;
@@ -56,6 +59,9 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
             within(media.wait_for(|s| s.video_keyframes_in >= 1 && s.video_frames_in >= FRAMES))
                 .await;
         watching_tx.send(before.clone()).expect("the test waits");
+        // The silence watch restarts while the path is still dead.
+        within(media.wait_for(|s| s.ice_restarts >= 1)).await;
+        restarted_tx.send(()).expect("the test waits");
         path_back.await.expect("the test gives the path back");
         let after = within(media.wait_for(|s| {
             s.ice_restarts >= 1
@@ -69,16 +75,8 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
         let before = watching.await.expect("the viewer watches");
         assert_eq!(before.ice_restarts, 0);
         world.kill();
-        // The viewer's silence watch restarts ICE over signaling; the node accepts it.
-        eventually(
-            "the node accepted an ICE restart",
-            DEADLINE,
-            async || match scrape(node.handle.http_addr).await.get(ICE_RESTARTS) {
-                n if n >= 1.0 => Ok(n),
-                n => Err(n),
-            },
-        )
-        .await;
+        // The viewer's silence watch restarts ICE over signaling; the node answers it.
+        restarted.await.expect("the viewer restarts");
         world.revive();
         path_back_tx.send(()).expect("the viewer waits");
     };
@@ -93,6 +91,17 @@ async fn a_viewer_whose_media_path_dies_restarts_ice_by_itself_and_watches_again
         after.video_frames_in >= before.video_frames_in + FRAMES,
         "video again after the restart: {before:?} → {after:?}"
     );
+    // An operator sees it: the node counts the restarts it answered (the host's too, when its silence
+    // watch fired before the path came back).
+    eventually(
+        "the node counted the viewer's ICE restart",
+        DEADLINE,
+        async || match scrape(node.handle.http_addr).await.get(ICE_RESTARTS) {
+            n if n >= 1.0 => Ok(n),
+            n => Err(n),
+        },
+    )
+    .await;
 }
 
 /// `wait` within the test's deadline, on a session that stays alive.
