@@ -237,6 +237,11 @@ pub fn is_resumed(kind: &channel_event::Kind, host: &str) -> bool {
     matches!(kind, channel_event::Kind::BroadcasterResumed(u) if u == host)
 }
 
+/// Whether a channel event says `user` left.
+pub fn is_member_left(kind: &channel_event::Kind, user: &str) -> bool {
+    matches!(kind, channel_event::Kind::MemberLeft(u) if u == user)
+}
+
 /// Whether a channel event says `user` joined.
 pub fn is_member_joined(kind: &channel_event::Kind, user: &str) -> bool {
     matches!(kind, channel_event::Kind::MemberJoined(m) if m.user_id == user)

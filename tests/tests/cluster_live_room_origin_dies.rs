@@ -3,7 +3,8 @@
 //! two other nodes watches through its own node (an edge). The origin is SIGKILLed: the viewers'
 //! media sessions stay up on their edges (no new join, no ICE or DTLS again); the host's app logs in
 //! again on a survivor and goes live again (the SDKs do not rejoin by themselves: the app joins and
-//! publishes, as after any `SessionClosed`); the room reopens on the node the placement picks, the
+//! publishes, as after any `SessionClosed`); meanwhile each viewer is told the host left (`memberLeft`:
+//! the room went with its node) and, once it is back, that it joined; the room reopens on the node the placement picks, the
 //! edges find it and re-subscribe with their viewers, who are members of the reopened room and
 //! receive the host's video again on the same sessions.
 
@@ -17,7 +18,7 @@ use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
 };
 use showcall_tests::prometheus::scrape;
-use showcall_tests::sdk_helpers::{SdkUser, is_member_joined};
+use showcall_tests::sdk_helpers::{SdkUser, is_member_joined, is_member_left};
 
 const APP: &str = "demo";
 const LIVE: &str = "showroom";
@@ -99,6 +100,14 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
         .iter()
         .map(|(_, media)| media.stats().video_frames_in)
         .collect();
+
+    // Each viewer is told the host left: the room went with its node (the viewers stay members, their
+    // sessions kept by their edges).
+    for (viewer, _) in viewers.iter_mut() {
+        viewer
+            .wait_channel(LIVE, |k| is_member_left(k, "host"))
+            .await;
+    }
 
     // The host's app logs in again (any survivor) and goes live again: joins the room and publishes
     // with a fresh offer. Both are refused "try again" while the dead node's lease and pin last.

@@ -411,10 +411,20 @@ async fn join(
         .machine
         .member(&user)
         .expect("just joined: member exists");
-    // The user actor records the membership before any update for the channel reaches it.
+    // The user actor records the membership before any update for the channel reaches it, with who
+    // broadcasts (its client is told they left if this node dies).
+    let broadcasters = state
+        .machine
+        .view()
+        .members
+        .into_iter()
+        .filter(|(other, m)| m.role == Role::Broadcaster && *other != user)
+        .map(|(other, _)| other)
+        .collect();
     let joined = UserInput::ChannelJoined {
         channel: channel.clone(),
         role: member.role,
+        broadcasters,
     };
     state.ctx.send_user(&state.app, &user, joined);
     let _ = reply.send(Ok(CommandOk::Joined {

@@ -117,8 +117,8 @@ impl UserActor {
         }
     }
 
-    /// Whether node `node`'s death matters to this session: a connection it held, or the call it ran.
-    /// A resting session it does not concern need not be woken.
+    /// Whether node `node`'s death matters to this session: a connection it held, the call it ran, or
+    /// a channel it ran. A resting session it does not concern need not be woken.
     pub fn concerns(&self, node: &NodeId, lost: &LostKeys) -> bool {
         self.sinks
             .iter()
@@ -127,6 +127,17 @@ impl UserActor {
                 .machine
                 .call()
                 .is_some_and(|call| lost(&ActorKey::Call(self.app.clone(), call.id.clone())))
+            || !self.lost_channels(lost).is_empty()
+    }
+
+    /// This session's channels whose actor ran on a node that died (`lost` owned them).
+    fn lost_channels(&self, lost: &LostKeys) -> Vec<ChannelName> {
+        self.machine
+            .channels()
+            .map(|(channel, _)| channel)
+            .filter(|channel| lost(&ActorKey::Channel(self.app.clone(), (*channel).clone())))
+            .cloned()
+            .collect()
     }
 
     /// The timers armed for this session (the registry disarms them when it drops the actor).
@@ -283,6 +294,10 @@ async fn handle(msg: UserMsg, state: &mut UserActor) {
                     if state.machine.connection() == Some(conn) {
                         feed(state, UserInput::ConnectionLost { conn }, now).await;
                     }
+                }
+                // Its channels' broadcasters are gone with the channels' node: the client is told.
+                for channel in state.lost_channels(&lost) {
+                    feed(state, UserInput::ChannelLost { channel }, now).await;
                 }
                 let call = state.machine.call().map(|c| c.id.clone());
                 if let Some(call_id) = call

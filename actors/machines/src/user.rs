@@ -241,6 +241,10 @@ pub enum UserInput {
     ChannelJoined {
         channel: ChannelName,
         role: Role,
+        /// The channel's broadcasters at the join, this user left out (wire 1.5; absent from a 1.4
+        /// channel, whose members are then not told of its broadcasters when its node dies).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        broadcasters: Vec<UserId>,
     },
     /// Client LeaveChannel.
     LeaveChannel {
@@ -248,6 +252,14 @@ pub enum UserInput {
     },
     /// The channel removed this user (closed).
     ChannelRemoved {
+        channel: ChannelName,
+    },
+    /// The node running `channel`'s actor died (its lease expired): the channel's broadcasters this
+    /// session knows of are gone with it, and the client is told each left (`memberLeft`). The
+    /// membership stays: a live room reopens when its host joins again, and a viewer whose media
+    /// session an edge kept is a member of it again without joining (it is told who broadcasts then,
+    /// `memberJoined`). Fed by the session's actor from the node's loss; never sent between nodes.
+    ChannelLost {
         channel: ChannelName,
     },
     /// The business server kicked this user out of the channel (the channel already dropped it).
@@ -389,6 +401,9 @@ pub struct UserMachine {
     /// event, onCallDisconnected) still reach the client; nothing else from an old call does.
     just_ended: Option<CallId>,
     channels: BTreeMap<ChannelName, Role>,
+    /// Who broadcasts in each of `channels` (this user left out), as the channel said at the join and
+    /// in its updates since: the members the client is told left when the channel's node dies.
+    broadcasters: BTreeMap<ChannelName, BTreeSet<UserId>>,
     /// Joins sent to a channel and not yet confirmed. A session that ends meanwhile leaves these too (the
     /// leave follows the join into the channel), or the channel would keep a member no session runs.
     joining: BTreeSet<ChannelName>,
@@ -414,6 +429,7 @@ impl UserMachine {
             call: None,
             just_ended: None,
             channels: BTreeMap::new(),
+            broadcasters: BTreeMap::new(),
             joining: BTreeSet::new(),
             seq: 0,
             buffered: Vec::new(),
@@ -622,6 +638,7 @@ impl UserMachine {
                             // The call's channel moved to another node: the old one is not this
                             // user's any more (its node is going away); the client joins the new one.
                             self.channels.remove(&call.channel);
+                            self.broadcasters.remove(&call.channel);
                             self.joining.remove(&call.channel);
                             call.channel = info.from_room.clone();
                         }
@@ -751,11 +768,17 @@ impl UserMachine {
                     offer,
                 });
             }
-            UserInput::ChannelJoined { channel, role } => {
+            UserInput::ChannelJoined {
+                channel,
+                role,
+                broadcasters,
+            } => {
                 // Only for a join this session asked for: the confirmation of a join sent by an earlier
                 // session of this user (it ended while the join was in flight, and its leave follows) is
                 // not this session's membership.
                 if self.joining.remove(&channel) || self.channels.contains_key(&channel) {
+                    let others = broadcasters.into_iter().filter(|b| *b != self.user);
+                    self.broadcasters.insert(channel.clone(), others.collect());
                     self.channels.insert(channel, role);
                 }
             }
@@ -763,16 +786,31 @@ impl UserMachine {
                 if self.channels.remove(&channel).is_none() {
                     return Err(UserError::NotInChannel);
                 }
+                self.broadcasters.remove(&channel);
                 fx.push(UserEffect::LeaveChannel { channel });
             }
             UserInput::ChannelRemoved { channel } => {
                 self.channels.remove(&channel);
+                self.broadcasters.remove(&channel);
+            }
+            UserInput::ChannelLost { channel } => {
+                if self.channels.contains_key(&channel) {
+                    // The entry stays (empty): the reopened room's broadcasters are followed again.
+                    let known = self.broadcasters.entry(channel.clone()).or_default();
+                    let gone = std::mem::take(known);
+                    for user in gone {
+                        let update = ChannelUpdate::MemberLeft { user };
+                        let channel = channel.clone();
+                        self.push(ClientEvent::Channel { channel, update }, now, &mut fx);
+                    }
+                }
             }
             UserInput::Kicked {
                 channel,
                 ban_seconds,
             } => {
                 self.channels.remove(&channel);
+                self.broadcasters.remove(&channel);
                 self.joining.remove(&channel);
                 // The call whose channel it is ends (the call channel tells the call); the client hears
                 // why first, as onCallError code 123.
@@ -793,6 +831,7 @@ impl UserMachine {
             }
             UserInput::ChannelUpdate { channel, update } => {
                 if self.channels.contains_key(&channel) {
+                    self.follow_broadcasters(&channel, &update);
                     self.push(ClientEvent::Channel { channel, update }, now, &mut fx);
                 }
             }
@@ -1011,6 +1050,7 @@ impl UserMachine {
                 },
             });
         }
+        self.broadcasters.clear();
         let mut leave: BTreeSet<_> = std::mem::take(&mut self.channels).into_keys().collect();
         leave.append(&mut self.joining);
         for channel in leave {
@@ -1060,6 +1100,24 @@ impl UserMachine {
                 duration_ms: now.saturating_sub(since),
             };
             self.push(ClientEvent::Call { call_id, update }, now, fx);
+        }
+    }
+
+    /// Keeps `channel`'s broadcasters as its update says they changed.
+    fn follow_broadcasters(&mut self, channel: &ChannelName, update: &ChannelUpdate) {
+        let Some(broadcasters) = self.broadcasters.get_mut(channel) else {
+            return;
+        };
+        match update {
+            ChannelUpdate::MemberJoined { user, member }
+                if member.role == Role::Broadcaster && *user != self.user =>
+            {
+                broadcasters.insert(user.clone());
+            }
+            ChannelUpdate::MemberLeft { user } => {
+                broadcasters.remove(user);
+            }
+            _ => {}
         }
     }
 

@@ -254,7 +254,13 @@ fn in_channel(m: &mut UserMachine, channel: &str, role: Role, now: Millis) {
         },
         now,
     );
-    ok(m, UserInput::ChannelJoined { channel, role }, now);
+    let broadcasters = Vec::new();
+    let joined = UserInput::ChannelJoined {
+        channel,
+        role,
+        broadcasters,
+    };
+    ok(m, joined, now);
 }
 
 fn current_call(m: &UserMachine) -> Option<(String, CallState)> {
@@ -835,6 +841,7 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
         UserInput::ChannelJoined {
             channel: "live-bob".into(),
             role: Role::Audience,
+            broadcasters: vec![BOB.into()],
         },
         31,
     );
@@ -899,6 +906,7 @@ fn a_join_confirmed_for_an_earlier_session_is_not_this_sessions() {
     let stray = UserInput::ChannelJoined {
         channel: "live-alice".into(),
         role: Role::Audience,
+        broadcasters: vec![ALICE.into()],
     };
     silent(&mut m, stray, 10, "");
     assert_eq!(m.channels().count(), 0);
@@ -1055,4 +1063,73 @@ fn a_ring_or_a_takeover_question_nobody_can_take_tells_the_call_offline_or_absen
         event("c1", CallEvent::RemoteLeft).unreachable_answer(&bob),
         None
     );
+}
+
+#[test]
+fn a_room_lost_with_its_node_is_told_as_its_broadcasters_leaving_and_the_reopened_room_followed() {
+    // carol watches bob's room; its node dies. carol's client hears bob left (the room is gone with
+    // its node), stays a member (an edge kept its media session), and follows the room when it reopens.
+    let mut m = online("carol");
+    let join = UserInput::JoinChannel {
+        channel: "live-bob".into(),
+        role: Role::Audience,
+        may_publish: true,
+        offer: None,
+    };
+    ok(&mut m, join, 10);
+    let joined = UserInput::ChannelJoined {
+        channel: "live-bob".into(),
+        role: Role::Audience,
+        broadcasters: vec![BOB.into()],
+    };
+    ok(&mut m, joined, 11);
+    // dave starts broadcasting too; an audience member joining is not a broadcaster.
+    let member = |role| showcall_machines::channel::Member {
+        role,
+        publish: showcall_machines::PublishState::None,
+    };
+    for (user, role) in [("dave", Role::Broadcaster), ("erin", Role::Audience)] {
+        let update = ChannelUpdate::MemberJoined {
+            user: user.into(),
+            member: member(role),
+        };
+        let news = UserInput::ChannelUpdate {
+            channel: "live-bob".into(),
+            update,
+        };
+        ok(&mut m, news, 20);
+    }
+    let lost = || UserInput::ChannelLost {
+        channel: "live-bob".into(),
+    };
+    let fx = ok(&mut m, lost(), 30);
+    assert_eq!(
+        fx,
+        lines(
+            r#"push #4 channel live-bob MemberLeft { user: UserId("bob") }; push #5 channel live-bob MemberLeft { user: UserId("dave") }"#
+        )
+    );
+    assert_eq!(m.channels().count(), 1, "still a member");
+    silent(&mut m, lost(), 31, "told once");
+    // The room reopens; bob is told as broadcasting again, and its next loss is told again.
+    let update = ChannelUpdate::MemberJoined {
+        user: BOB.into(),
+        member: member(Role::Broadcaster),
+    };
+    let news = UserInput::ChannelUpdate {
+        channel: "live-bob".into(),
+        update,
+    };
+    ok(&mut m, news, 40);
+    let fx = ok(&mut m, lost(), 50);
+    assert_eq!(
+        fx,
+        lines(r#"push #7 channel live-bob MemberLeft { user: UserId("bob") }"#)
+    );
+    // A room this session left is not told.
+    let leave = UserInput::LeaveChannel {
+        channel: "live-bob".into(),
+    };
+    ok(&mut m, leave, 60);
+    silent(&mut m, lost(), 70, "not a member any more");
 }

@@ -23,7 +23,7 @@
 //!   the same rule.
 //!
 //! Every message kind is kept as a fixture under the minor that added it
-//! (`actors/protocol/tests/wire/v1.0/` … `v1.4/`); the compatibility tests read each one, with fields
+//! (`actors/protocol/tests/wire/v1.0/` … `v1.5/`); the compatibility tests read each one, with fields
 //! of a later minor added, and unknown kinds.
 
 use serde_json::Value;
@@ -49,7 +49,12 @@ pub const WIRE_MAJOR: u32 = 1;
 ///   actor to the node holding its session); the field `ChannelMsg::Join::client_node`. A node that
 ///   announces 1.3 or less is never an edge (its viewers' sessions stay on the origin) and is not sent
 ///   `MemberMedia` (its members' commands go to the router of the node they reach, as before).
-pub const WIRE_MINOR: u32 = 4;
+/// - 1.5: `UserInput::ChannelJoined::broadcasters`, who broadcasts in a channel a user joined (its
+///   client is told they left when the channel's node dies, `UserInput::ChannelLost`, which a node feeds
+///   its own sessions and never sends), and the same in a user's handed-over snapshot
+///   (`UserSnapshot::broadcasters`, written only when there are some). From a 1.4 node both are absent:
+///   the session knows no broadcasters, and its client is not told they left.
+pub const WIRE_MINOR: u32 = 5;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -116,6 +116,30 @@ fn every_message_kind_of_wire_1_4_is_read_also_with_later_fields() {
 }
 
 #[test]
+fn every_message_kind_of_wire_1_5_is_read_also_with_later_fields() {
+    // A channel's confirmation of a join naming who broadcasts in it.
+    every_kind_of_a_minor_is_read_also_with_later_fields("v1.5", 1);
+}
+
+#[test]
+fn a_join_confirmed_by_a_node_before_1_5_names_no_broadcasters_and_still_reads() {
+    let (_, bytes) = fixtures_of("v1.5")
+        .into_iter()
+        .find(|(name, _)| name == "user-input-channel-joined-broadcasters")
+        .expect("the 1.5 fixture");
+    let mut before = read_back_as_written("user-input-channel-joined-broadcasters", &bytes);
+    let joined = "/body/User/msg/Input/payload/ChannelJoined";
+    before
+        .pointer_mut(joined)
+        .and_then(|v| v.as_object_mut())
+        .expect("a ChannelJoined")
+        .remove("broadcasters");
+    let envelope = wire::read(1, &serde_json::to_vec(&before).expect("JSON")).expect("it reads");
+    // Read without broadcasters, it is written back without them: exactly what a 1.4 node wrote.
+    assert_eq!(understood(&envelope), before);
+}
+
+#[test]
 fn a_join_from_a_node_before_1_4_has_no_client_node_and_still_reads() {
     let (_, bytes) = fixtures()
         .into_iter()

@@ -39,6 +39,10 @@ pub struct UserSnapshot {
     call: Option<ActiveCall>,
     just_ended: Option<CallId>,
     channels: BTreeMap<ChannelName, Role>,
+    /// Absent from a snapshot written before wire 1.5: the session then knows no broadcasters of its
+    /// channels (their node's death is not told as members leaving).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broadcasters: BTreeMap<ChannelName, BTreeSet<UserId>>,
     joining: BTreeSet<ChannelName>,
     seq: u64,
     buffered: Vec<Pushed>,
@@ -75,6 +79,7 @@ impl UserMachine {
             call: self.call.clone(),
             just_ended: self.just_ended.clone(),
             channels: self.channels.clone(),
+            broadcasters: self.broadcasters.clone(),
             joining: self.joining.clone(),
             seq: self.seq,
             buffered: self.buffered.clone(),
@@ -98,6 +103,7 @@ impl UserMachine {
             call: snapshot.call,
             just_ended: snapshot.just_ended,
             channels: snapshot.channels,
+            broadcasters: snapshot.broadcasters,
             joining: snapshot.joining,
             seq: snapshot.seq,
             buffered: snapshot.buffered,

@@ -463,6 +463,7 @@ impl World {
                 UserInput::ChannelJoined {
                     channel: channel.clone(),
                     role,
+                    broadcasters: Vec::new(),
                 },
             );
         }
