@@ -6,6 +6,9 @@
 //!   a keyframe.
 //! - An edge that dies (SIGKILL) loses its viewers, who log in again elsewhere and watch again; the
 //!   other edge's viewers miss no frame meanwhile.
+//! - A viewer on an edge kicked and banned by the business server is out of the room: its session on
+//!   the edge closes, its client hears code 123, and it may not join again. A host who leaves and
+//!   comes back reaches the viewers on every edge again (their lines renegotiated on their edges).
 //! - A node at its `[media] max_viewers` is no edge for more viewers: their sessions open on another
 //!   node, and they decode the host there — also when they all arrive at once, before it could
 //!   announce its load.
@@ -15,17 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use showcall_proto::admin::GetChannelRequest;
 use showcall_proto::admin::event::Kind as EventKind;
+use showcall_proto::admin::{GetChannelRequest, KickUserRequest};
 use showcall_sdk::media::{MediaOptions, MediaSession, ReceivedFrame, TrackKind};
-use showcall_sdk::{ChannelJoined, ChannelRole, Recorded, SignalClient, channel_event};
+use showcall_sdk::{ChannelJoined, ChannelRole, ErrorCode, Recorded, SignalClient, channel_event};
 use showcall_tests::admin::{admin_at, watch_events};
 use showcall_tests::cluster::{
     DEMO_APP, Etcd, NodeOptions, NodeProcess, announced_media_sessions, eventually, media_sessions,
     origin_of, shares, start_converged, user_in, wait_converged,
 };
 use showcall_tests::sdk_helpers::{
-    SdkUser, hang_up, is_paused, is_resumed, more_video, video_call_with_media,
+    SdkUser, hang_up, is_member_joined, is_member_left, is_paused, is_resumed, more_video,
+    video_call_with_media,
 };
 
 const LIVE: &str = "showroom";
@@ -533,4 +537,114 @@ async fn a_crowd_arriving_at_once_at_a_node_with_room_for_one_viewer_gets_one_se
         4.0,
         "the host's session and the three viewers n2 had no room for"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_kicked_and_banned_on_an_edge_loses_its_session_there_and_may_not_join_again() {
+    let etcd = Etcd::start().await;
+    let (origin, b, c, _host, _host_live) = three_nodes_with_a_live_host(&etcd).await;
+    let mut fan = b.user("fan-b").await;
+    let (media, _) = watch(&fan, ChannelRole::Audience).await;
+    decodes_the_host("fan-b", &media, 20).await;
+    assert_eq!(media_sessions(&b).await, 1.0, "fan-b's session is on B");
+    let witness = c.user("fan-c").await;
+    let (witness_media, _) = watch(&witness, ChannelRole::Audience).await;
+    decodes_the_host("fan-c", &witness_media, 20).await;
+
+    // The business server (through the origin's API: any node would do) bans fan-b for ten minutes.
+    let mut admin = admin_at(&origin.grpc_url).await;
+    let banned = admin
+        .kick_user(KickUserRequest {
+            app_id: DEMO_APP.into(),
+            channel: LIVE.into(),
+            user_id: "fan-b".into(),
+            ban_seconds: 600,
+            ban_join: true,
+            ..Default::default()
+        })
+        .await
+        .expect("banned")
+        .into_inner();
+    assert!(banned.banned_until_ms > 0);
+    let error = fan.wait_call(|r| matches!(r, Recorded::Error { .. })).await;
+    assert!(
+        matches!(error, Recorded::Error { code: 123, .. }),
+        "{error:?}"
+    );
+    // Its session on the edge is closed; the other edge's viewer watches on.
+    eventually(
+        "B closed fan-b's session",
+        LIMIT,
+        async || match media_sessions(&b).await {
+            0.0 => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
+    more_video(&witness_media, 30).await;
+    // Out of the room's member list, and refused when it asks again.
+    let members = admin
+        .get_channel(GetChannelRequest {
+            app_id: DEMO_APP.into(),
+            channel: LIVE.into(),
+        })
+        .await
+        .expect("the room is open")
+        .into_inner()
+        .members;
+    assert_eq!(
+        ids(members.iter().map(|m| m.user_id.as_str())),
+        ids(["host", "fan-c"])
+    );
+    let refused = MediaSession::join(
+        &fan.signal,
+        LIVE,
+        ChannelRole::Audience,
+        MediaOptions::default(),
+    )
+    .await
+    .expect_err("a banned viewer may not join again");
+    assert!(
+        matches!(&refused, showcall_sdk::SdkError::Refused { code, .. } if *code == ErrorCode::Banned),
+        "{refused:?}"
+    );
+    assert_eq!(media_sessions(&b).await, 0.0, "the refusal opened nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_who_leaves_and_comes_back_reaches_the_viewers_on_every_edge_again() {
+    let etcd = Etcd::start().await;
+    let (_origin, b, c, host, host_live) = three_nodes_with_a_live_host(&etcd).await;
+    let mut fans = Vec::new();
+    for (node, id) in [(&b, "fan-b"), (&c, "fan-c")] {
+        let fan = node.user(id).await;
+        let (media, _) = watch(&fan, ChannelRole::Audience).await;
+        decodes_the_host(id, &media, 20).await;
+        fans.push((fan, media));
+    }
+
+    let renegotiated: Vec<u64> = fans.iter().map(|(_, m)| m.stats().renegotiations).collect();
+
+    // The host leaves the room: every edge's viewers hear it.
+    host.signal
+        .leave_channel(LIVE)
+        .await
+        .expect("the host leaves");
+    drop(host_live);
+    for (fan, _) in fans.iter_mut() {
+        fan.wait_channel(LIVE, |k| is_member_left(k, "host")).await;
+    }
+
+    // It comes back with a fresh offer: every edge's viewers hear it and decode it again on the
+    // sessions they had (their edges renegotiated them).
+    let (_host_again, _) = watch(&host, ChannelRole::Broadcaster).await;
+    for ((fan, media), before) in fans.iter_mut().zip(renegotiated) {
+        fan.wait_channel(LIVE, |k| is_member_joined(k, "host"))
+            .await;
+        more_video(media, 30).await;
+        let stats = media.stats();
+        assert!(stats.renegotiations > before, "{}: {stats:?}", fan.id);
+    }
+    assert_eq!(media_sessions(&b).await, 1.0, "fan-b's same session on B");
+    assert_eq!(media_sessions(&c).await, 1.0, "fan-c's same session on C");
 }
