@@ -18,7 +18,8 @@
 //! - **Keyframes**: each publisher's latest keyframe is kept ([`crate::keyframe`]); a receiver that starts
 //!   (connects, or its publisher resumes) gets it at once. A new receiver, a resume, or a receiver's PLI
 //!   also marks the publisher as wanting a keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until one
-//!   arrives, however many receivers asked (one request upstream).
+//!   arrives, however many receivers asked (one request upstream). A simulcast layer newly wanted and not
+//!   asked for within that interval is asked at the next turn, whenever another layer was asked.
 //! - **NACKs** from receivers are answered by str0m from each receiver stream's send history (hop by hop);
 //!   str0m asks publishers for what the router itself lost.
 //! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on. A
