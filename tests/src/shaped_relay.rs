@@ -83,7 +83,13 @@ impl ShapedRelay {
     /// Binds 127.0.0.1:0 and relays between the first client that sends and `node`, shaping what the
     /// node sends as `shape` says.
     pub async fn start(node: SocketAddr, shape: Shape) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0")
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), node, shape).await
+    }
+
+    /// Like [`ShapedRelay::start`], on an ephemeral port of `ip` (an address a client in another
+    /// network namespace can reach, where the node's own media address is out of its reach).
+    pub async fn start_on(ip: std::net::IpAddr, node: SocketAddr, shape: Shape) -> Self {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
             .expect("relay socket binds");
         let addr = socket.local_addr().expect("bound socket has an address");

@@ -25,8 +25,15 @@
 //!   - the unaveraged estimate (str0m's GoogCC as it stands, in its stats events):
 //!     [`BandwidthAllocator::unaveraged`] steps down when it has fallen short of the receiver's layer
 //!     [`SHORT_IN_A_ROW`] times in a row — one low value is not enough, as GoogCC's raw estimate dips
-//!     on a keyframe's burst — and never to no video (a dip under the lowest layer may be as short,
-//!     and a pause costs the member a notice and a keyframe to resume);
+//!     on a keyframe's burst — or at once when it fell [`DEEP_SHORT`] under the layer, and never to no
+//!     video (a dip under the lowest layer may be as short, and a pause costs the member a notice and
+//!     a keyframe to resume). Why a deep fall needs no second look: GoogCC's overuse sets its
+//!     estimate to 0.85 × the throughput the receiver acknowledged; on a path that carries what it is
+//!     sent, that is 0.85 × at least the layer and the audio, which leaves a budget of about 0.8 of
+//!     the layer or more (0.85 of it, less 0.15 of the audio: 0.83 of the sample's top layer, 0.79 of
+//!     its medium one); a budget under [`DEEP_SHORT`] of it means the path acknowledged less than it
+//!     was sent — it narrowed. Waiting for the second sample cost 200 ms, and while waiting the pacer (which sends at
+//!     the unaveraged estimate) queued the layer's video in front of the lower layer's keyframe;
 //!   - the receiver's queued video growing old (str0m's pacer sends at the unaveraged estimate):
 //!     [`BandwidthAllocator::congested`], one layer down at once.
 //! - **Below the lowest layer** the allowance is [`Allowance::Paused`]: the receiver keeps its audio
@@ -51,6 +58,9 @@ pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
 /// on them ([`BandwidthAllocator::unaveraged`]): a sustained fall, not one dip (at the engine's stats
 /// interval, 200 ms, a fall shows for 200–400 ms before it counts).
 pub const SHORT_IN_A_ROW: u32 = 2;
+/// An unaveraged budget under this share of the receiver's layer steps it down on one sample
+/// ([`BandwidthAllocator::unaveraged`]): a fall that deep is the path's, not a keyframe's dip.
+pub const DEEP_SHORT: f64 = 0.75;
 
 /// The bitrate (bits/s) of each of a publisher's layers, best first; `None` for a layer that does not
 /// flow (or is not measured yet).
@@ -159,8 +169,9 @@ impl BandwidthAllocator {
 
     /// Takes a budget from the unaveraged estimate (the same share as [`update`](Self::update)'s): only
     /// ever down, and only once the layer the receiver is on has not fitted it [`SHORT_IN_A_ROW`] times
-    /// in a row — to the best lower layer that fits it comfortably, else the lowest (never to no video)
-    /// — and no better layer for [`CONGESTION_HOLD`], while the averaged estimate catches up.
+    /// in a row, or once by far ([`DEEP_SHORT`]) — to the best lower layer that fits it comfortably,
+    /// else the lowest (never to no video) — and no better layer for [`CONGESTION_HOLD`], while the
+    /// averaged estimate catches up.
     pub fn unaveraged(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
         let flowing: Vec<(Layer, u64)> = rated(rates).collect();
         let Some((layer, rate)) = level(self.allowance, &flowing) else {
@@ -175,7 +186,8 @@ impl BandwidthAllocator {
             _ => 1,
         };
         self.short = (self.allowance, in_a_row);
-        if in_a_row < SHORT_IN_A_ROW {
+        let deep = (budget as f64) < rate as f64 * DEEP_SHORT;
+        if in_a_row < SHORT_IN_A_ROW && !deep {
             return self.allowance;
         }
         let mut lower = flowing.iter().filter(|(l, _)| *l > layer);
@@ -411,19 +423,20 @@ mod tests {
     fn an_unaveraged_estimate_steps_down_only_when_it_falls_short_in_a_row() {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
-        // One dip (a keyframe's burst): nothing; the next fits again, so the count starts over.
-        assert_eq!(a.unaveraged(150_000, &SAMPLE, t0), Allowance::Video(0));
+        // One shallow dip (a keyframe's burst: 175 of 212, over the deep share): nothing; the next
+        // fits again, so the count starts over.
+        assert_eq!(a.unaveraged(175_000, &SAMPLE, t0), Allowance::Video(0));
         assert_eq!(
             a.unaveraged(1_000_000, &SAMPLE, at(t0, 200)),
             Allowance::Video(0)
         );
         assert_eq!(
-            a.unaveraged(150_000, &SAMPLE, at(t0, 400)),
+            a.unaveraged(175_000, &SAMPLE, at(t0, 400)),
             Allowance::Video(0)
         );
-        // Short a second time in a row: down to where it is comfortable (91 ≤ 120).
+        // Short a second time in a row: down to where it is comfortable (91 ≤ 140).
         assert_eq!(
-            a.unaveraged(150_000, &SAMPLE, at(t0, 600)),
+            a.unaveraged(175_000, &SAMPLE, at(t0, 600)),
             Allowance::Video(1)
         );
         // Held while the averaged estimate still says the top fits.
@@ -443,11 +456,29 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_fall_of_the_unaveraged_estimate_steps_down_at_once() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        // A path that carries its stream: GoogCC's overuse puts the estimate at 0.85 × what was
+        // acknowledged (the top layer and 35 kbit/s of audio), 175 kbit/s for the video: a first
+        // shortfall is not enough.
+        assert_eq!(a.unaveraged(175_000, &SAMPLE, t0), Allowance::Video(0));
+        // A path narrowed to 200 kbit/s: 0.85 × 200 less the audio, 135 kbit/s (under 0.75 × 212):
+        // down at once, to where it is comfortable (91 ≤ 108), and held there.
+        let mut b = BandwidthAllocator::default();
+        assert_eq!(b.unaveraged(135_000, &SAMPLE, t0), Allowance::Video(1));
+        assert_eq!(
+            b.update(2_000_000, &SAMPLE, at(t0, 3_000)),
+            Allowance::Video(1)
+        );
+    }
+
+    #[test]
     fn an_unaveraged_estimate_never_pauses_video() {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
-        assert_eq!(a.unaveraged(20_000, &SAMPLE, t0), Allowance::Video(0));
-        // Nothing lower fits: the lowest layer, not a pause.
+        // A deep fall, so at once; nothing lower fits: the lowest layer, not a pause.
+        assert_eq!(a.unaveraged(20_000, &SAMPLE, t0), Allowance::Video(2));
         assert_eq!(
             a.unaveraged(20_000, &SAMPLE, at(t0, 200)),
             Allowance::Video(2)
@@ -473,9 +504,9 @@ mod tests {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
         // Short of the top layer once, then the averaged estimate steps down to the medium one.
-        assert_eq!(a.unaveraged(100_000, &SAMPLE, t0), Allowance::Video(0));
+        assert_eq!(a.unaveraged(180_000, &SAMPLE, t0), Allowance::Video(0));
         assert_eq!(a.update(150_000, &SAMPLE, at(t0, 100)), Allowance::Video(1));
-        // Short of the medium layer: a first time, so nothing yet.
+        // Short of the medium layer (80 of 91: not deep): a first time, so nothing yet.
         assert_eq!(
             a.unaveraged(80_000, &SAMPLE, at(t0, 200)),
             Allowance::Video(1)

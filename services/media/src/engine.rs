@@ -18,7 +18,8 @@
 //! - **Keyframes**: each publisher's latest keyframe is kept ([`crate::keyframe`]); a receiver that starts
 //!   (connects, or its publisher resumes) gets it at once. A new receiver, a resume, or a receiver's PLI
 //!   also marks the publisher as wanting a keyframe; it is asked (PLI) every [`KEYFRAME_RETRY`] until one
-//!   arrives, however many receivers asked (one request upstream).
+//!   arrives, however many receivers asked (one request upstream). A simulcast layer newly wanted and not
+//!   asked for within that interval is asked at the next turn, whenever another layer was asked.
 //! - **NACKs** from receivers are answered by str0m from each receiver stream's send history (hop by hop);
 //!   str0m asks publishers for what the router itself lost.
 //! - **Isolation**: a session whose str0m state errors or panics is closed alone; the loop goes on. A
@@ -804,7 +805,22 @@ impl Engine {
         }
         if peer.inbound_video().is_some() && !layers.is_empty() {
             let wanted = self.keyframe_wanted.entry(id).or_default();
+            // A layer not wanted yet and not asked for within the retry interval (a receiver to be
+            // switched there, often stepping down for bandwidth) is asked at the next turn, not after
+            // the retry interval of a request for another layer: the switch waits on it. The interval
+            // still paces each layer's own requests (a receiver whose video is held asks its layer's
+            // keyframe on every packet; at once each time, every frame would be a keyframe).
+            let now = self.now;
+            let new = layers.iter().any(|l| {
+                !wanted.contains(l)
+                    && peer
+                        .keyframe_asked(l)
+                        .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_RETRY)
+            });
             *wanted = wanted.union(layers);
+            if new && let Some(peer) = self.peers.get_mut(&id) {
+                peer.last_keyframe_request = None;
+            }
         }
     }
 
@@ -970,7 +986,7 @@ impl Engine {
             Event::PeerStats(stats) => {
                 // The estimate without str0m's 3 s average: a path that narrowed shows here first.
                 if let Some(unaveraged) = stats.bwe_tx {
-                    tracing::trace!(session = ?id, unaveraged = unaveraged.as_u64(), "unaveraged estimate");
+                    tracing::trace!(session = ?id, unaveraged = unaveraged.as_u64(), loss = ?stats.egress_loss_fraction, rtt = ?stats.rtt, "unaveraged estimate");
                     self.allocate(id, Look::Unaveraged(unaveraged.as_u64()));
                 }
             }
@@ -1431,7 +1447,7 @@ impl Engine {
             if before == after {
                 continue;
             }
-            tracing::debug!(user = %peer.key.user, estimate, budget, ?before, ?after, "bandwidth allowance");
+            tracing::debug!(user = %peer.key.user, ?look, estimate, budget, ?before, ?after, "bandwidth allowance");
             if after == Allowance::Paused {
                 // The line starts again at a keyframe when video resumes, numbered on without a gap.
                 if let Some(selector) = peer.layers.get_mut(publisher) {
@@ -1471,6 +1487,7 @@ impl Engine {
         if let Some(receiver) = self.peers.get_mut(&to)
             && receiver.layers.entry(publisher).or_default().switch(layer)
         {
+            tracing::trace!(user = %receiver.key.user, layer, "layer switched");
             self.stats.layer_switches += 1;
         }
     }
@@ -1512,6 +1529,7 @@ impl Engine {
                 feed.restart();
             }
             self.stats.video_held += 1;
+            tracing::trace!(session = ?to, "video held: queue too old");
             self.want_keyframes(out.source.session, LayerSet::NONE.with(out.layer));
             self.allocate(to, Look::Congested(out.source.session));
             return false;
@@ -1721,6 +1739,7 @@ impl Engine {
         // One PLI per layer wanted, on that layer's stream (a simulcast encoder answers per layer). A
         // layer that stopped flowing since it was wanted is not asked again: its encoder dropped it.
         let rids: Vec<Option<Rid>> = if peer.video_rids.is_empty() {
+            peer.layer_keyframe_asked[0] = Some(now);
             vec![None]
         } else {
             let mut layers = self.keyframe_wanted.get(&id).copied().unwrap_or_default();
@@ -1733,11 +1752,15 @@ impl Engine {
                 return;
             }
             self.keyframe_wanted.insert(id, layers);
+            for layer in layers.iter() {
+                peer.layer_keyframe_asked[usize::from(layer)] = Some(now);
+            }
             layers
                 .iter()
                 .filter_map(|l| peer.video_rids.get(usize::from(l)).copied().map(Some))
                 .collect()
         };
+        tracing::trace!(session = ?id, ?rids, "keyframe asked");
         let mut api = peer.rtc.direct_api();
         let mut asked = false;
         for rid in rids {

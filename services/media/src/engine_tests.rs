@@ -810,3 +810,36 @@ fn a_receiver_is_switched_between_simulcast_layers_at_keyframes_without_a_gap() 
         Err(crate::MediaError::NoSession)
     );
 }
+
+/// A receiver to be switched to a layer whose keyframe nobody wanted yet gets it asked at once, not after
+/// the retry interval of a request still open for another layer (the publisher here answers none, so
+/// that request stays open).
+#[test]
+fn a_keyframe_of_a_newly_wanted_layer_is_asked_at_once() {
+    let mut sim = Sim::new();
+    sim.join_simulcast("host", 1000);
+    sim.join("fan", 1001, false);
+    sim.run(500, "host");
+    sim.answer_keyframe_requests = false;
+    let cap = |sim: &mut Sim, layer: u8| {
+        let (reply, done) = oneshot::channel();
+        sim.command(Command::SetMaxLayer {
+            key: key("fan"),
+            layer,
+            reply,
+        });
+        done.blocking_recv().expect("replied").expect("capped");
+    };
+    cap(&mut sim, 1);
+    let before = sim.client("host").keyframe_requests;
+    sim.run(50, "host");
+    let first = sim.client("host").keyframe_requests;
+    assert!(first > before, "the medium layer's keyframe was asked for");
+    // Within the retry interval of that request, the low layer becomes the target.
+    cap(&mut sim, 2);
+    sim.run(50, "host");
+    assert!(
+        sim.client("host").keyframe_requests > first,
+        "the low layer's keyframe was asked for at once"
+    );
+}

@@ -15,7 +15,7 @@ use crate::ice_restart::RemoteSide;
 use crate::protocol::{Kind, PeerKey};
 use crate::rate::RateMeter;
 use crate::renegotiation::OutLine;
-use crate::simulcast::{Layer, LayerSelector, LayerSet, PublisherLayers};
+use crate::simulcast::{Layer, LayerSelector, LayerSet, MAX_LAYERS, PublisherLayers};
 
 /// Identifies a session inside the router (never reused while the router runs).
 pub type PeerId = u64;
@@ -53,6 +53,9 @@ pub struct Peer {
     /// When a keyframe was last asked of this publisher (the router keeps the set of publishers it wants
     /// one from).
     pub last_keyframe_request: Option<Instant>,
+    /// When a keyframe was last asked of each simulcast layer (a new layer's request is not held back
+    /// by the retry interval of another's).
+    pub layer_keyframe_asked: [Option<Instant>; MAX_LAYERS],
     /// The router's offer waiting for the member's answer, with its revision.
     pub pending_offer: Option<(u64, SdpPendingOffer)>,
     /// The last revision offered.
@@ -94,6 +97,14 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// When a keyframe was last asked of `layer` (of this session as a publisher).
+    pub fn keyframe_asked(&self, layer: Layer) -> Option<Instant> {
+        self.layer_keyframe_asked
+            .get(usize::from(layer))
+            .copied()
+            .flatten()
+    }
+
     pub fn new(
         key: PeerKey,
         rtc: Rtc,
@@ -116,6 +127,7 @@ impl Peer {
             last_path: None,
             first_received: HashSet::new(),
             last_keyframe_request: None,
+            layer_keyframe_asked: [None; MAX_LAYERS],
             pending_offer: None,
             revision: 0,
             recheck_after_answer: false,

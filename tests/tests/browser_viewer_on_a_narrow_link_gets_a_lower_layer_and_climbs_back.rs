@@ -1,0 +1,146 @@
+//! Per-viewer bandwidth adaptation seen from Chromium: a host publishes three simulcast layers (the Rust
+//! SDK's sample: 320x240, 160x120 and 80x60, about 210, 90 and 40 kbit/s of video, with 35 kbit/s of
+//! audio) and a Chromium viewer watches through a link the test narrows to 200 kbit/s (the user-space
+//! shaped relay: a bottleneck with a 200 ms queue that drops what does not fit). The router's estimate of
+//! the viewer's bandwidth (str0m's GoogCC over Chromium's transport-wide feedback) falls and the page
+//! decodes smaller frames — its own `getStats()` inbound-rtp `frameWidth` — and goes on decoding; the
+//! limit lifted, it is back at full width. The browser half of
+//! `media_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`.
+//!
+//! The viewer's media can only go through the relay: Chromium and its chromedriver run in a network
+//! namespace (`Browsers::start_isolated`) that reaches the node's signaling and pages (on the link's
+//! address) and the relay (on the same address), not the node's media socket (on 127.0.0.1 of this
+//! namespace). The page is pointed at the relay the way the Rust test points its viewer: the host
+//! candidate of the node's SDP is rewritten — here by wrapping the page's `setRemoteDescription` before
+//! it watches. The host publishes from this namespace, straight to the node.
+//!
+//! Needs root (network namespaces), Chromium and chromedriver. Screenshots go to
+//! `artifacts/browser/narrow_link/`.
+
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde_json::json;
+use showcall_tests::TestNode;
+use showcall_tests::browser::{Browsers, Page};
+use showcall_tests::narrow_link::{SIZES, host_live_with_layers};
+use showcall_tests::netns::IsolatedHost;
+use showcall_tests::shaped_relay::{Shape, ShapedRelay};
+
+const HOST: &str = "host";
+const LIVE: &str = "host_live";
+/// The narrowed link: between the medium layer with audio and the top layer with audio.
+const NARROW_BPS: u64 = 200_000;
+/// Decoded frames at a width that show the decoder goes on there (a second of the sample's 30 fps).
+const FRAMES: u64 = 30;
+
+/// The last decoded frame's width and the frames decoded so far, in the page's live view.
+async fn video_size(page: &Page) -> (u64, u64) {
+    let script = "const done = arguments[arguments.length - 1]; \
+                  window.demo.videoSize('live').then(done, (e) => done({ error: String(e) }));";
+    let v = page
+        .client
+        .execute_async(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", page.name));
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    (n("width"), n("framesDecoded"))
+}
+
+/// Waits until the page decodes frames of a width `accept` takes, and then `FRAMES` more; returns the width.
+async fn decodes_width(page: &Page, what: &str, accept: impl Fn(u64) -> bool) -> u64 {
+    let reached: Cell<Option<(u64, u64)>> = Cell::new(None);
+    page.wait_until(what, || {
+        let (reached, accept) = (&reached, &accept);
+        async move {
+            let (width, frames) = video_size(page).await;
+            if reached.get().is_none() && accept(width) {
+                reached.set(Some((width, frames)));
+            }
+            reached.get().is_some_and(|(_, at)| frames >= at + FRAMES)
+        }
+    })
+    .await;
+    reached.get().map_or(0, |(width, _)| width)
+}
+
+/// Makes the page take `relay` for the node's media address `node` in every SDP it is given.
+async fn point_media_at(page: &Page, node: SocketAddr, relay: SocketAddr) {
+    let script = "const [from, to] = arguments; \
+                  const original = RTCPeerConnection.prototype.setRemoteDescription; \
+                  RTCPeerConnection.prototype.setRemoteDescription = function (d) { \
+                    const sdp = d && d.sdp ? d.sdp.split(from).join(to) : undefined; \
+                    return original.call(this, sdp ? { type: d.type, sdp } : d); \
+                  }; \
+                  return 'ok';";
+    let from = format!("{} {} typ host", node.ip(), node.port());
+    let to = format!("{} {} typ host", relay.ip(), relay.port());
+    assert_eq!(
+        page.eval(script, vec![json!(from), json!(to)]).await,
+        json!("ok")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs_back() {
+    let network = IsolatedHost::create();
+    let outside = network.outside_ip;
+    // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would
+    // bypass the relay) on this namespace's loopback, where it does not.
+    let node = TestNode::start_with(|config| {
+        config.signal_addr = SocketAddr::from((outside, 0));
+        config.media_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config.media_workers = 1;
+        config.media_tcp = false;
+    })
+    .await;
+    let media = node.handle.media_addr;
+    let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
+    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
+
+    let browsers = Browsers::start_isolated("browser/narrow_link", &network, Vec::new()).await;
+    let base = format!("http://{}", node.handle.signal_addr);
+    let viewer = browsers
+        .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
+        .await;
+    point_media_at(&viewer, media, relay.addr()).await;
+    viewer.click("watch").await;
+    viewer.wait_state("live-state", "live").await;
+    viewer.wait_frames_above("live", 0).await;
+    assert!(
+        relay.counts().delivered > 0,
+        "the page's media comes through the relay"
+    );
+
+    // An open link: the top layer.
+    let top = u64::from(SIZES[0].0);
+    decodes_width(&viewer, &format!("frames {top} wide"), |w| w == top).await;
+    viewer.screenshot("1-open").await;
+
+    // The link narrows: smaller frames, and the decoder goes on.
+    relay.set_rate(Some(NARROW_BPS));
+    let small = decodes_width(
+        &viewer,
+        &format!("frames narrower than {top} behind {NARROW_BPS} bit/s"),
+        |w| w > 0 && w < top,
+    )
+    .await;
+    println!("narrowed: {small} wide, relay {:?}", relay.counts());
+    viewer.screenshot("2-narrow").await;
+
+    // Widened again: back at full width (the estimate grows while the router pads towards the next
+    // layer, then a better layer must fit for a while before the switch).
+    relay.set_rate(None);
+    decodes_width(
+        &viewer,
+        &format!("frames {top} wide again (from {small})"),
+        |w| w == top,
+    )
+    .await;
+    viewer.screenshot("3-open-again").await;
+    assert_eq!(viewer.media_status("live").await, "media:connected");
+
+    viewer.close().await;
+    drop(browsers);
+    node.handle.shutdown().await;
+}
