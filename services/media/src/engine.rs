@@ -89,6 +89,14 @@ const ALLOCATE_EVERY: Duration = Duration::from_millis(250);
 /// Timeouts a session asks for at once (str0m's pacer releases one packet per timeout) that are fed
 /// within one drain, so a burst goes out in one turn (one batched send) rather than one per turn.
 const MAX_IMMEDIATE_TIMEOUTS: usize = 256;
+/// How far ahead of a turn's time a session's timeout is still fed in that turn. The IO loop's timer
+/// wakes on millisecond ticks, so a sooner timeout would wait a whole tick; and str0m asks for them
+/// all the time: after each packet its pacer releases it wants its next step 1 µs past the time it
+/// was given, and a packet written to a stream waits for a timeout at the session's own clock. Left
+/// to the timer, a burst of packets written in one turn (an edge's relayed batch: a frame's packets
+/// came in one) went out one per tick, the frame's last packet milliseconds late. Feeding them up to
+/// this early keeps the session's clock at most this far ahead of the loop's.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 /// The oldest a receiver's queued video may get before new video for it is held back until the next
 /// keyframe (what is late by more is worse than a skip to a fresh picture). Over what pacing a large
 /// keyframe takes at a rate that carries its stream (a 70 KB keyframe at 2.75 Mbit/s, the pacing of the
@@ -887,13 +895,15 @@ impl Engine {
                         self.remove(id, true);
                         return;
                     }
-                    if t <= self.now && immediate < MAX_IMMEDIATE_TIMEOUTS {
-                        // Due now (the pacer's next packet): fed at once, so what it releases goes
-                        // out in this turn's batch.
+                    if t <= self.now + TIMER_TICK && immediate < MAX_IMMEDIATE_TIMEOUTS {
+                        // Due now, or sooner than the loop's timer could wake for it (the pacer's
+                        // next packet): fed at once at its own time, so what it releases goes out in
+                        // this turn's batch and str0m's clock moves on as it asked (at most
+                        // TIMER_TICK past the loop's; str0m ignores a time before one it was given).
                         immediate += 1;
-                        let now = self.now;
+                        let at = t.max(self.now);
                         let fed = catch_unwind(AssertUnwindSafe(|| {
-                            peer.rtc.handle_input(Input::Timeout(now))
+                            peer.rtc.handle_input(Input::Timeout(at))
                         }));
                         if !matches!(fed, Ok(Ok(()))) {
                             tracing::warn!(user = %peer.key.user, "media session failed on a timeout; closed");
