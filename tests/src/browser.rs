@@ -486,6 +486,43 @@ impl Page {
         }
     }
 
+    /// The live view's last decoded frame's (width, height) and the frames it decoded so far
+    /// (getStats, `window.demo.videoSize`).
+    pub async fn live_video_size(&self) -> (u64, u64, u64) {
+        let script = "const done = arguments[arguments.length - 1]; \
+                      window.demo.videoSize('live').then(done, (e) => done({ error: String(e) }));";
+        let v = self
+            .client
+            .execute_async(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", self.name));
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        (n("width"), n("height"), n("framesDecoded"))
+    }
+
+    /// Waits until the live view decodes frames of a width `accept` takes (`what`), and then `frames`
+    /// more (the decoder goes on at that size); returns the width.
+    pub async fn decodes_width(
+        &self,
+        frames: u64,
+        what: &str,
+        accept: impl Fn(u64) -> bool,
+    ) -> u64 {
+        let reached: std::cell::Cell<Option<(u64, u64)>> = std::cell::Cell::new(None);
+        self.wait_until(what, || {
+            let (reached, accept) = (&reached, &accept);
+            async move {
+                let (width, _, decoded) = self.live_video_size().await;
+                if reached.get().is_none() && accept(width) {
+                    reached.set(Some((width, decoded)));
+                }
+                reached.get().is_some_and(|(_, at)| decoded >= at + frames)
+            }
+        })
+        .await;
+        reached.get().map_or(0, |(width, _)| width)
+    }
+
     /// Saves a PNG of the page as `artifacts/.../<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self

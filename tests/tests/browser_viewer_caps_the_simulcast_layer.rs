@@ -10,27 +10,12 @@
 //! it sends (printed on failure). Chromium and chromedriver must be installed (`./scripts/test` installs
 //! them). Screenshots go to `artifacts/browser/simulcast/`.
 
-use std::cell::Cell;
-
 use serde_json::{Value, json};
 use showcall_tests::TestNode;
 use showcall_tests::browser::{Browsers, Page};
 
 /// Decoded frames after a switch that show the decoder goes on (a second at 30 fps).
 const FRAMES: u64 = 30;
-
-/// The last decoded frame's (width, height) and the frames decoded so far, in the page's live view.
-async fn video_size(page: &Page) -> (u64, u64, u64) {
-    let script = "const done = arguments[arguments.length - 1]; \
-                  window.demo.videoSize('live').then(done, (e) => done({ error: String(e) }));";
-    let v = page
-        .client
-        .execute_async(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", page.name));
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    (n("width"), n("height"), n("framesDecoded"))
-}
 
 /// The layers the host page sends (rid, width, frames sent).
 async fn sent_layers(host: &Page) -> Value {
@@ -51,23 +36,6 @@ async fn cap(page: &Page, layer: &str) {
         .await
         .unwrap_or_else(|e| panic!("{}: setVideoLayer failed: {e}", page.name));
     assert_eq!(answer, json!("ok"), "{}: setVideoLayer({layer})", page.name);
-}
-
-/// Waits until the page decodes frames of a width `accept` takes, and then `FRAMES` more; returns the width.
-async fn decodes_width(page: &Page, what: &str, accept: impl Fn(u64) -> bool) -> u64 {
-    let reached: Cell<Option<(u64, u64)>> = Cell::new(None);
-    page.wait_until(what, || {
-        let (reached, accept) = (&reached, &accept);
-        async move {
-            let (width, _, frames) = video_size(page).await;
-            if reached.get().is_none() && accept(width) {
-                reached.set(Some((width, frames)));
-            }
-            reached.get().is_some_and(|(_, at)| frames >= at + FRAMES)
-        }
-    })
-    .await;
-    reached.get().map_or(0, |(width, _)| width)
 }
 
 /// The widths of the layers the host page is sending (those with frames).
@@ -109,32 +77,35 @@ async fn browser_viewer_caps_the_simulcast_layer_and_lifts_it() {
     })
     .await;
     let top = sending_widths(&host).await.into_iter().max().unwrap_or(0);
-    let full = decodes_width(
-        &audience,
-        &format!("frames of the top layer, {top} wide"),
-        |w| w == top,
-    )
-    .await;
+    let full = audience
+        .decodes_width(
+            FRAMES,
+            &format!("frames of the top layer, {top} wide"),
+            |w| w == top,
+        )
+        .await;
     host.screenshot("1-full-host").await;
     audience.screenshot("1-full").await;
 
     cap(&audience, "VIDEO_LAYER_LOW").await;
     let layers = sent_layers(&host).await;
-    let small = decodes_width(
-        &audience,
-        &format!("frames smaller than {full} wide (host sends {layers})"),
-        |w| w > 0 && w < full,
-    )
-    .await;
+    let small = audience
+        .decodes_width(
+            FRAMES,
+            &format!("frames smaller than {full} wide (host sends {layers})"),
+            |w| w > 0 && w < full,
+        )
+        .await;
     audience.screenshot("2-low").await;
 
     cap(&audience, "VIDEO_LAYER_HIGH").await;
-    decodes_width(
-        &audience,
-        &format!("frames {full} wide again (from {small})"),
-        |w| w == full,
-    )
-    .await;
+    audience
+        .decodes_width(
+            FRAMES,
+            &format!("frames {full} wide again (from {small})"),
+            |w| w == full,
+        )
+        .await;
     audience.screenshot("3-full-again").await;
 
     for page in [host, audience] {

@@ -17,7 +17,6 @@
 //! Needs root (network namespaces), Chromium and chromedriver. Screenshots go to
 //! `artifacts/browser/narrow_link/`.
 
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
@@ -33,36 +32,6 @@ const LIVE: &str = "host_live";
 const NARROW_BPS: u64 = 200_000;
 /// Decoded frames at a width that show the decoder goes on there (a second of the sample's 30 fps).
 const FRAMES: u64 = 30;
-
-/// The last decoded frame's width and the frames decoded so far, in the page's live view.
-async fn video_size(page: &Page) -> (u64, u64) {
-    let script = "const done = arguments[arguments.length - 1]; \
-                  window.demo.videoSize('live').then(done, (e) => done({ error: String(e) }));";
-    let v = page
-        .client
-        .execute_async(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", page.name));
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    (n("width"), n("framesDecoded"))
-}
-
-/// Waits until the page decodes frames of a width `accept` takes, and then `FRAMES` more; returns the width.
-async fn decodes_width(page: &Page, what: &str, accept: impl Fn(u64) -> bool) -> u64 {
-    let reached: Cell<Option<(u64, u64)>> = Cell::new(None);
-    page.wait_until(what, || {
-        let (reached, accept) = (&reached, &accept);
-        async move {
-            let (width, frames) = video_size(page).await;
-            if reached.get().is_none() && accept(width) {
-                reached.set(Some((width, frames)));
-            }
-            reached.get().is_some_and(|(_, at)| frames >= at + FRAMES)
-        }
-    })
-    .await;
-    reached.get().map_or(0, |(width, _)| width)
-}
 
 /// Makes the page take `relay` for the node's media address `node` in every SDP it is given.
 async fn point_media_at(page: &Page, node: SocketAddr, relay: SocketAddr) {
@@ -114,29 +83,33 @@ async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs
 
     // An open link: the top layer.
     let top = u64::from(SIZES[0].0);
-    decodes_width(&viewer, &format!("frames {top} wide"), |w| w == top).await;
+    viewer
+        .decodes_width(FRAMES, &format!("frames {top} wide"), |w| w == top)
+        .await;
     viewer.screenshot("1-open").await;
 
     // The link narrows: smaller frames, and the decoder goes on.
     relay.set_rate(Some(NARROW_BPS));
-    let small = decodes_width(
-        &viewer,
-        &format!("frames narrower than {top} behind {NARROW_BPS} bit/s"),
-        |w| w > 0 && w < top,
-    )
-    .await;
+    let small = viewer
+        .decodes_width(
+            FRAMES,
+            &format!("frames narrower than {top} behind {NARROW_BPS} bit/s"),
+            |w| w > 0 && w < top,
+        )
+        .await;
     println!("narrowed: {small} wide, relay {:?}", relay.counts());
     viewer.screenshot("2-narrow").await;
 
     // Widened again: back at full width (the estimate grows while the router pads towards the next
     // layer, then a better layer must fit for a while before the switch).
     relay.set_rate(None);
-    decodes_width(
-        &viewer,
-        &format!("frames {top} wide again (from {small})"),
-        |w| w == top,
-    )
-    .await;
+    viewer
+        .decodes_width(
+            FRAMES,
+            &format!("frames {top} wide again (from {small})"),
+            |w| w == top,
+        )
+        .await;
     viewer.screenshot("3-open-again").await;
     assert_eq!(viewer.media_status("live").await, "media:connected");
 
