@@ -96,6 +96,18 @@ impl SdkUser {
         Ok(user)
     }
 
+    /// `channel`'s events received since the last signaling callback waited for (left for the next
+    /// wait).
+    pub fn channel_events_since(&self, channel: &str) -> Vec<channel_event::Kind> {
+        self.rec.seen()[self.signal_cursor..]
+            .iter()
+            .filter_map(|r| match r {
+                Recorded::Channel(e) if e.channel == channel => e.kind.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The first call callback (`CallApiListener`) after the last one waited for that `pred` accepts.
     pub async fn wait_call(&mut self, pred: impl Fn(&Recorded) -> bool) -> Recorded {
         self.wait_in(false, pred).await

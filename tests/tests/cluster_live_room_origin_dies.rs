@@ -7,6 +7,11 @@
 //! the room went with its node) and, once it is back, that it joined; the room reopens on the node the placement picks, the
 //! edges find it and re-subscribe with their viewers, who are members of the reopened room and
 //! receive the host's video again on the same sessions.
+//!
+//! The same with an origin **frozen** (SIGSTOP) past its lease rather than killed: its edges report the
+//! stalled relay, the cluster counts it dead and the room reopens on a survivor as above; when the
+//! frozen node wakes (SIGCONT) it finds its lease gone and drops the room without a word to its old
+//! edges, whose viewers go on watching the new origin undisturbed.
 
 use std::time::Duration;
 
@@ -18,7 +23,7 @@ use showcall_tests::cluster::{
     Etcd, NodeOptions, NodeProcess, eventually, shares, start_converged, user_in,
 };
 use showcall_tests::prometheus::scrape;
-use showcall_tests::sdk_helpers::{SdkUser, is_member_joined, is_member_left};
+use showcall_tests::sdk_helpers::{SdkUser, is_member_joined, is_member_left, more_video};
 
 const APP: &str = "demo";
 const LIVE: &str = "showroom";
@@ -210,4 +215,132 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_frozen_past_its_lease_loses_the_room_and_its_waking_disturbs_no_viewer() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let mut nodes = start_converged(&etcd, &["n1", "n2", "n3"], &options).await;
+    let host = nodes[0].prepared_user("host").await;
+    let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let origin_id = origin_of(&all, LIVE)
+        .await
+        .expect("the room runs somewhere");
+    let served = shares(&all).await;
+    let mut viewers = Vec::new();
+    for edge in nodes.iter().filter(|n| n.id != origin_id) {
+        let id = user_in(
+            &format!("fan-{}", edge.id),
+            &served[&edge.id],
+            options.partitions,
+        );
+        let viewer = edge.user(&id).await;
+        let media = viewer.join_media(LIVE, ChannelRole::Audience).await;
+        media
+            .wait_video_frames(10)
+            .await
+            .expect("the host's video reaches the viewer through its node");
+        viewers.push((viewer, media));
+    }
+    let at = nodes
+        .iter()
+        .position(|n| n.id == origin_id)
+        .expect("listed");
+    let frozen = nodes.remove(at);
+
+    // Frozen: each edge reports its relay stalled, and once the lease is gone its viewers hear the
+    // host left.
+    frozen.pause();
+    for node in &nodes {
+        eventually(
+            "the edge reports the stalled relay",
+            LIMIT,
+            async || match scrape(node.http_addr)
+                .await
+                .get("showcall_media_edge_relay_total{event=\"stalled\"}")
+            {
+                n if n >= 1.0 => Ok(()),
+                n => Err(n),
+            },
+        )
+        .await;
+    }
+    for (viewer, _) in viewers.iter_mut() {
+        viewer
+            .wait_channel(LIVE, |k| is_member_left(k, "host"))
+            .await;
+    }
+
+    // The host's app gives up on the frozen node, logs in on a survivor and goes live again.
+    drop(host_live);
+    drop(host);
+    let survivor = &nodes[0];
+    let host = eventually("the host logs in again", LIMIT, async || {
+        SdkUser::try_login_at(&survivor.signal_url, APP, "host", &survivor.token("host"))
+            .await
+            .map_err(|e: SdkError| e.to_string())
+    })
+    .await;
+    let _host_live = eventually("the host goes live again", LIMIT, async || {
+        MediaSession::join(
+            &host.signal,
+            LIVE,
+            ChannelRole::Broadcaster,
+            MediaOptions::default(),
+        )
+        .await
+        .map(|(media, _)| media)
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    let survivors: Vec<&NodeProcess> = nodes.iter().collect();
+    let new_origin = origin_of(&survivors, LIVE)
+        .await
+        .expect("the room reopened on a survivor");
+    for (viewer, media) in viewers.iter_mut() {
+        viewer
+            .wait_channel(LIVE, |k| is_member_joined(k, "host"))
+            .await;
+        more_video(media, 30).await;
+    }
+
+    // The frozen node wakes: it finds its lease gone and drops the room it ran. The viewers watch
+    // on, on the same sessions, from the new origin; nobody hears the host leave again.
+    frozen.resume();
+    eventually("the woken node runs the room no more", LIMIT, async || {
+        let info = frozen.info().await.ok_or("no answer yet")?;
+        if info
+            .active_actors
+            .iter()
+            .any(|a| a.ends_with(&format!("/{LIVE}")))
+        {
+            Err("still runs it")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    for (viewer, media) in viewers.iter_mut() {
+        more_video(media, 60).await;
+        assert!(
+            media.stats().connected,
+            "{}'s session never closed",
+            viewer.id
+        );
+    }
+    assert_eq!(
+        origin_of(&survivors, LIVE).await.as_deref(),
+        Some(new_origin.as_str()),
+        "the room stays where it reopened"
+    );
+    for (viewer, _) in viewers.iter_mut() {
+        let heard = viewer.channel_events_since(LIVE);
+        assert!(
+            !heard.iter().any(|k| is_member_left(k, "host")),
+            "{} heard the host leave after it came back: {heard:?}",
+            viewer.id
+        );
+    }
 }

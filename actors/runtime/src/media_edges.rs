@@ -290,6 +290,14 @@ impl Hub {
 
     /// On an edge: hands an origin's command to its room's worker (started for the first one).
     fn queue_edge_op(&self, origin: NodeId, app: AppId, channel: ChannelName, op: MediaOp) {
+        if self.channel(&app, &channel).is_some() {
+            // This node runs the room itself: it is the room's origin, and no other node commands its
+            // sessions. (The room reopened here after its origin froze past its lease; the frozen
+            // node woke and closes what it had, naming viewers whose sessions this node holds now.)
+            let why = format!("node {} runs {channel} itself", self.node());
+            self.refuse_media_op(op, why);
+            return;
+        }
         let key = (app.clone(), channel.clone());
         let mut rooms = lock(&self.inner.edges.rooms);
         if let Some(room) = rooms.get(&key)
