@@ -51,12 +51,13 @@ async fn media_sessions(node: &NodeProcess) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_the_host_again() {
-    let etcd = Etcd::start().await;
-    let options = NodeOptions::default();
-    let mut nodes = start_converged(&etcd, &["n1", "n2", "n3"], &options).await;
-
+/// Three converged nodes with the host live: the nodes, the host, its media session, and the room's
+/// origin.
+async fn three_nodes_with_a_live_host(
+    etcd: &Etcd,
+    options: &NodeOptions,
+) -> (Vec<NodeProcess>, SdkUser, MediaSession, String) {
+    let nodes = start_converged(etcd, &["n1", "n2", "n3"], options).await;
     // The host goes live; the room opens where the placement puts it: its origin.
     let host = nodes[0].prepared_user("host").await;
     let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
@@ -65,9 +66,17 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
         .await
         .expect("the room runs somewhere");
     println!("origin {origin_id}");
+    (nodes, host, host_live, origin_id)
+}
 
-    // One viewer per other node, connected there, its session there too (so it outlives the
-    // origin): its media session is on that node, an edge of the room.
+/// One viewer per node but the origin, connected there, its session there too (so it outlives the
+/// origin): its media session is on that node, an edge of the room. Each decodes the host.
+async fn a_viewer_on_each_edge(
+    nodes: &[NodeProcess],
+    origin_id: &str,
+    options: &NodeOptions,
+) -> Vec<(SdkUser, MediaSession)> {
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
     let served = shares(&all).await;
     let mut viewers = Vec::new();
     for edge in nodes.iter().filter(|n| n.id != origin_id) {
@@ -84,6 +93,40 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
             .expect("the host's video reaches the viewer through its node");
         viewers.push((viewer, media));
     }
+    viewers
+}
+
+/// The host's app logs in again through `survivor` and goes live again: joins the room and publishes
+/// with a fresh offer. Both are refused "try again" while the dead node's lease and pin last.
+async fn host_goes_live_again(survivor: &NodeProcess) -> (SdkUser, MediaSession) {
+    let host = eventually("the host logs in again", LIMIT, async || {
+        SdkUser::try_login_at(&survivor.signal_url, APP, "host", &survivor.token("host"))
+            .await
+            .map_err(|e: SdkError| e.to_string())
+    })
+    .await;
+    let live = eventually("the host goes live again", LIMIT, async || {
+        MediaSession::join(
+            &host.signal,
+            LIVE,
+            ChannelRole::Broadcaster,
+            MediaOptions::default(),
+        )
+        .await
+        .map(|(media, _)| media)
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    (host, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_the_host_again() {
+    let etcd = Etcd::start().await;
+    let options = NodeOptions::default();
+    let (mut nodes, host, host_live, origin_id) =
+        three_nodes_with_a_live_host(&etcd, &options).await;
+    let mut viewers = a_viewer_on_each_edge(&nodes, &origin_id, &options).await;
     for edge in nodes.iter().filter(|n| n.id != origin_id) {
         assert_eq!(
             media_sessions(edge).await,
@@ -114,27 +157,8 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
             .await;
     }
 
-    // The host's app logs in again (any survivor) and goes live again: joins the room and publishes
-    // with a fresh offer. Both are refused "try again" while the dead node's lease and pin last.
-    let survivor = &nodes[0];
-    let host = eventually("the host logs in again", LIMIT, async || {
-        SdkUser::try_login_at(&survivor.signal_url, APP, "host", &survivor.token("host"))
-            .await
-            .map_err(|e: SdkError| e.to_string())
-    })
-    .await;
-    let _host_live = eventually("the host goes live again", LIMIT, async || {
-        MediaSession::join(
-            &host.signal,
-            LIVE,
-            ChannelRole::Broadcaster,
-            MediaOptions::default(),
-        )
-        .await
-        .map(|(media, _)| media)
-        .map_err(|e| e.to_string())
-    })
-    .await;
+    // The host's app logs in again (any survivor) and goes live again.
+    let (_host, _host_live) = host_goes_live_again(&nodes[0]).await;
     let survivors: Vec<&NodeProcess> = nodes.iter().collect();
     let new_origin = origin_of(&survivors, LIVE)
         .await
@@ -221,29 +245,9 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
 async fn an_origin_frozen_past_its_lease_loses_the_room_and_its_waking_disturbs_no_viewer() {
     let etcd = Etcd::start().await;
     let options = NodeOptions::default();
-    let mut nodes = start_converged(&etcd, &["n1", "n2", "n3"], &options).await;
-    let host = nodes[0].prepared_user("host").await;
-    let host_live = host.join_media(LIVE, ChannelRole::Broadcaster).await;
-    let all: Vec<&NodeProcess> = nodes.iter().collect();
-    let origin_id = origin_of(&all, LIVE)
-        .await
-        .expect("the room runs somewhere");
-    let served = shares(&all).await;
-    let mut viewers = Vec::new();
-    for edge in nodes.iter().filter(|n| n.id != origin_id) {
-        let id = user_in(
-            &format!("fan-{}", edge.id),
-            &served[&edge.id],
-            options.partitions,
-        );
-        let viewer = edge.user(&id).await;
-        let media = viewer.join_media(LIVE, ChannelRole::Audience).await;
-        media
-            .wait_video_frames(10)
-            .await
-            .expect("the host's video reaches the viewer through its node");
-        viewers.push((viewer, media));
-    }
+    let (mut nodes, host, host_live, origin_id) =
+        three_nodes_with_a_live_host(&etcd, &options).await;
+    let mut viewers = a_viewer_on_each_edge(&nodes, &origin_id, &options).await;
     let at = nodes
         .iter()
         .position(|n| n.id == origin_id)
@@ -276,25 +280,7 @@ async fn an_origin_frozen_past_its_lease_loses_the_room_and_its_waking_disturbs_
     // The host's app gives up on the frozen node, logs in on a survivor and goes live again.
     drop(host_live);
     drop(host);
-    let survivor = &nodes[0];
-    let host = eventually("the host logs in again", LIMIT, async || {
-        SdkUser::try_login_at(&survivor.signal_url, APP, "host", &survivor.token("host"))
-            .await
-            .map_err(|e: SdkError| e.to_string())
-    })
-    .await;
-    let _host_live = eventually("the host goes live again", LIMIT, async || {
-        MediaSession::join(
-            &host.signal,
-            LIVE,
-            ChannelRole::Broadcaster,
-            MediaOptions::default(),
-        )
-        .await
-        .map(|(media, _)| media)
-        .map_err(|e| e.to_string())
-    })
-    .await;
+    let (_host, _host_live) = host_goes_live_again(&nodes[0]).await;
     let survivors: Vec<&NodeProcess> = nodes.iter().collect();
     let new_origin = origin_of(&survivors, LIVE)
         .await
