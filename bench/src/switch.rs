@@ -14,6 +14,11 @@
 //! edge rule) and is fed by the room's origin over the node-to-node relay; the viewer who calls
 //! connects to the last. The times are reported for the members on the origin and for those on edges
 //! (which node carries a member is read from its SDP answer's host candidate).
+//!
+//! The audience offers no transport-wide congestion control (`MediaOptions::transport_cc` off), as
+//! `fanout`'s probes: on one box their TWCC feedback is late whenever the CPU is starved, the router
+//! reads that as congestion and pauses their video for bandwidth, and the switch would measure that
+//! (`bandwidth` measures the adaptation).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -151,7 +156,10 @@ pub(super) async fn run(rounds: usize, audience: usize, nodes: usize) -> anyhow:
             &signal,
             LIVE,
             ChannelRole::Audience,
-            MediaOptions::default(),
+            MediaOptions {
+                transport_cc: false,
+                ..MediaOptions::default()
+            },
         )
         .await?;
         members.push(Member {

@@ -116,6 +116,11 @@ pub struct MediaOptions {
     /// shipped sample at 160x120 and 80x60), of which the node forwards each receiver one. Only for a
     /// publisher; default false (one layer).
     pub simulcast: bool,
+    /// Offer transport-wide congestion control (the TWCC header extension), as browsers do, so the
+    /// node estimates this session's bandwidth and adapts what it sends it (simulcast layer, video
+    /// paused). Default true. A benchmark whose receivers share a starved CPU turns it off, so their
+    /// late feedback does not read as congestion (the same as `ProbeOptions::transport_cc`).
+    pub transport_cc: bool,
 }
 
 impl Default for MediaOptions {
@@ -131,6 +136,7 @@ impl Default for MediaOptions {
             turn: true,
             turn_ca_pem: None,
             simulcast: false,
+            transport_cc: true,
         }
     }
 }
@@ -151,4 +157,20 @@ pub enum MediaTransport {
 pub enum TrackKind {
     Audio,
     Video,
+}
+
+/// str0m's standard header extensions (Chrome's) less the transport-wide sequence number, which is what
+/// TWCC feedback counts: without it nothing is fed back and the sender has no estimate.
+fn without_transport_cc() -> str0m::rtp::ExtensionMap {
+    use str0m::rtp::{Extension, ExtensionMap};
+    let mut map = ExtensionMap::empty();
+    let standard = ExtensionMap::standard();
+    for id in 1..=14 {
+        if let Some(ext) = standard.lookup(id)
+            && *ext != Extension::TransportSequenceNumber
+        {
+            map.set(id, ext.clone());
+        }
+    }
+    map
 }

@@ -82,11 +82,14 @@ impl MediaPeer {
             .local_addr()
             .map_err(|e| SdkError::Transport(format!("udp socket: {e}")))?;
 
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(Instant::now());
+            .enable_vp8(true);
+        if !opts.transport_cc {
+            config = config.set_extension_map(super::without_transport_cc());
+        }
+        let mut rtc = config.build(Instant::now());
         if opts.udp {
             let candidate = Candidate::host(local_addr, "udp")
                 .map_err(|e| SdkError::Transport(format!("host candidate {local_addr}: {e}")))?;

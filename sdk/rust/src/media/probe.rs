@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionMap, RtpPacket};
+use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -118,21 +118,6 @@ impl fmt::Debug for ProbePeer {
     }
 }
 
-/// str0m's standard header extensions (Chrome's) less the transport-wide sequence number, which is what
-/// TWCC feedback counts: without it nothing is fed back and the sender has no estimate.
-fn without_transport_cc() -> ExtensionMap {
-    let mut map = ExtensionMap::empty();
-    let standard = ExtensionMap::standard();
-    for id in 1..=14 {
-        if let Some(ext) = standard.lookup(id)
-            && *ext != Extension::TransportSequenceNumber
-        {
-            map.set(id, ext.clone());
-        }
-    }
-    map
-}
-
 impl ProbePeer {
     /// Binds the UDP socket (`opts.bind_ip`, any port), builds the `Rtc` in RTP mode (full ICE, Opus
     /// and VP8) and adds the socket as its host candidate.
@@ -147,7 +132,7 @@ impl ProbePeer {
             .enable_opus(true, false)
             .enable_vp8(true);
         if !opts.transport_cc {
-            config = config.set_extension_map(without_transport_cc());
+            config = config.set_extension_map(super::without_transport_cc());
         }
         let mut rtc = config.build(Instant::now());
         let candidate = Candidate::host(local_addr, "udp")
