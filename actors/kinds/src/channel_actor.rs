@@ -415,11 +415,9 @@ async fn join(
     // broadcasts (its client is told they left if this node dies).
     let broadcasters = state
         .machine
-        .view()
-        .members
-        .into_iter()
-        .filter(|(other, m)| m.role == Role::Broadcaster && *other != user)
-        .map(|(other, _)| other)
+        .broadcasters()
+        .filter(|(other, _)| **other != user)
+        .map(|(other, _)| other.clone())
         .collect();
     let joined = UserInput::ChannelJoined {
         channel: channel.clone(),
@@ -482,10 +480,8 @@ fn adopt_edge_viewers(
                 run(myself, state, fx);
                 let broadcasters: Vec<(UserId, Member)> = state
                     .machine
-                    .view()
-                    .members
-                    .into_iter()
-                    .filter(|(_, member)| member.role == Role::Broadcaster)
+                    .broadcasters()
+                    .map(|(host, member)| (host.clone(), *member))
                     .collect();
                 for (host, member) in broadcasters {
                     let update = ChannelUpdate::MemberJoined { user: host, member };

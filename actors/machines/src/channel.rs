@@ -226,6 +226,13 @@ impl ChannelMachine {
         self.paused.as_ref().map(|(host, call)| (host, call))
     }
 
+    /// The members who broadcast, with their membership.
+    pub fn broadcasters(&self) -> impl Iterator<Item = (&UserId, &Member)> {
+        self.members
+            .iter()
+            .filter(|(_, member)| member.role == Role::Broadcaster)
+    }
+
     /// The members' ids.
     pub fn member_ids(&self) -> impl Iterator<Item = &UserId> {
         self.members.keys()
