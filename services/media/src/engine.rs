@@ -59,6 +59,7 @@ use crate::bandwidth::Allowance;
 use crate::egress::Flushed;
 use crate::error::MediaError;
 use crate::feed::Feed;
+use crate::frame_gate::FrameGate;
 use crate::ice_restart;
 use crate::keyframe::{KeptPacket, VideoCodec, starts_keyframe};
 use crate::peer::{KEYFRAME_RETRY, Peer, PeerId, kind_of};
@@ -1173,6 +1174,7 @@ impl Engine {
                                 key,
                                 kinds,
                                 video: PublisherLayers::default(),
+                                frames: FrameGate::default(),
                             },
                         );
                         self.rooms
@@ -1252,7 +1254,12 @@ impl Engine {
             keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
-        if self.is_paused(&room, from) {
+        let paused = self.is_paused(&room, from);
+        let passes = self.peers.get_mut(&from).is_some_and(|p| {
+            p.frames
+                .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
+        });
+        if !passes {
             return;
         }
         if let Some(others) = self.room_workers.get(&room) {
@@ -1275,7 +1282,12 @@ impl Engine {
             keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
-        if !self.is_paused(&room, out.source.session) {
+        let paused = self.is_paused(&room, out.source.session);
+        let passes = self.remote.get_mut(&out.source.session).is_some_and(|p| {
+            p.frames
+                .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
+        });
+        if passes {
             self.fan_out(&room, &out);
         }
     }

@@ -51,6 +51,7 @@ pub mod egress;
 mod engine;
 pub mod error;
 mod feed;
+mod frame_gate;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod ice_restart;

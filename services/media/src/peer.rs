@@ -11,6 +11,7 @@ use str0m::net::Protocol;
 
 use crate::bandwidth::BandwidthAllocator;
 use crate::feed::Feed;
+use crate::frame_gate::FrameGate;
 use crate::ice_restart::RemoteSide;
 use crate::protocol::{Kind, PeerKey};
 use crate::rate::RateMeter;
@@ -71,6 +72,8 @@ pub struct Peer {
     /// The member's video as a publisher, layer by layer: which layers flow, and each one's latest
     /// keyframe for receivers that start.
     pub video: PublisherLayers,
+    /// Its video frames under way, so a pause holds it back between frames.
+    pub frames: FrameGate,
     /// The rids of the member's simulcast layers, best first (empty: no simulcast, one layer).
     pub video_rids: Vec<Rid>,
     /// The rid the router's video stream to this member is sent with: set when the member publishes
@@ -135,6 +138,7 @@ impl Peer {
             egress_nacks: HashMap::new(),
             feeds: HashMap::new(),
             video: PublisherLayers::default(),
+            frames: FrameGate::default(),
             video_rids: Vec::new(),
             video_send_rid: None,
             max_layer: 0,

@@ -21,6 +21,7 @@ use str0m::format::PayloadParams;
 use str0m::rtp::ExtensionValues;
 use tokio::sync::mpsc;
 
+use crate::frame_gate::FrameGate;
 use crate::peer::PeerId;
 use crate::protocol::{Kind, PeerKey};
 use crate::rewrite::Source;
@@ -98,6 +99,8 @@ pub struct RemotePublisher {
     pub kinds: Vec<Kind>,
     /// Its video's layers as seen in the packets handed over: which flow, their latest keyframes.
     pub video: PublisherLayers,
+    /// Its video frames under way, so a pause holds it back between frames.
+    pub frames: FrameGate,
 }
 
 #[cfg(test)]

@@ -39,10 +39,13 @@
 //! ([`crate::relay_keyframes`]); that worker repeats it until a keyframe arrives.
 //!
 //! **Pause.** A paused publisher's worker hands the relay nothing, so edges get nothing; the state
-//! says it is paused, and the edge's workers hold its lines as the origin's do. On resume the origin
-//! asks the publisher for a keyframe, which reaches every edge; the edge learns of the resume from the
-//! state, or from the first packet after it, whichever comes first, and its lines start again at
-//! that keyframe, numbered on without a gap.
+//! says it is paused, and the edge's workers hold its lines as the origin's do. The relay is told of a
+//! pause before the workers, so it drops what a worker handed over before it learnt of it: no packet
+//! of a paused publisher follows the pause's state. On resume the origin asks the publisher for a
+//! keyframe, which reaches every edge; the edge learns of the resume from the state, or from the first
+//! packet sent after the pause's state (by relay sequence number: one overtaken on the way by that
+//! state lifts nothing), whichever comes first, and its lines start again at the kept keyframe or the
+//! next one, numbered on without a gap.
 //!
 //! **Stalls.** An edge that hears nothing (no packet, no state) from its origin for [`STALL_AFTER`]
 //! reports [`crate::MediaEvent::RelayStalled`], and [`crate::MediaEvent::RelayResumed`] when the origin
@@ -79,6 +82,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::frame_gate::FrameGate;
 use crate::peer::PeerId;
 use crate::protocol::{Kind, MediaEvent, PeerKey, RouterStats};
 use crate::relay::{Control, Forwarded, Mesh, first_session_id, worker_of};
@@ -193,6 +197,8 @@ struct OriginRoom {
     /// The room's publishers (their worker sessions here): user and kinds.
     publishers: BTreeMap<PeerId, (String, Vec<Kind>)>,
     paused: HashSet<String>,
+    /// Each publisher's video frames under way: a pause holds it back between frames.
+    frames: HashMap<PeerId, FrameGate>,
     edges: Vec<EdgeLink>,
     keyframes: KeyframeAggregator,
 }
@@ -218,6 +224,11 @@ struct EdgePublisher {
     user: String,
     kinds: Vec<Kind>,
     paused: bool,
+    /// Its video frames under way: the tail of one begun before the pause is not a resume.
+    frames: FrameGate,
+    /// The relay sequence number of the first packet the origin could send after the pause (the next
+    /// one of the state that told it): one before it was sent before the pause, and lifts nothing.
+    paused_from: u64,
 }
 
 /// A room an edge receives from its origin.
@@ -360,6 +371,7 @@ impl RelayNode {
             }
             RelayCommand::RoomClosed { room } => {
                 if let Some(r) = self.origin.get_mut(&room) {
+                    r.frames.clear();
                     for id in std::mem::take(&mut r.publishers).into_keys() {
                         r.keyframes.forget(id);
                         self.publisher_rooms.remove(&id);
@@ -412,6 +424,7 @@ impl RelayNode {
                 relay,
                 publishers: BTreeMap::new(),
                 paused: HashSet::new(),
+                frames: HashMap::new(),
                 edges: Vec::new(),
                 keyframes: KeyframeAggregator::default(),
             });
@@ -525,6 +538,7 @@ impl RelayNode {
                 };
                 if kinds.is_empty() {
                     r.publishers.remove(&session);
+                    r.frames.remove(&session);
                     r.keyframes.forget(session);
                     self.publisher_rooms.remove(&session);
                 } else {
@@ -560,6 +574,17 @@ impl RelayNode {
         let Some(r) = self.origin.get_mut(room) else {
             return;
         };
+        let paused = r
+            .publishers
+            .get(&out.source.session)
+            .is_some_and(|(user, _)| r.paused.contains(user));
+        let frames = r.frames.entry(out.source.session).or_default();
+        if !frames.pass(paused, out.kind, out.source.ssrc, out.time, out.marker) {
+            // Handed over before the worker learnt of the pause (the relay is told first), and not
+            // the tail of a frame begun before it: sent after the pause's state, an edge would take it
+            // for the resume.
+            return;
+        }
         for edge in &mut r.edges {
             let packet = RelayPacket {
                 relay_seq: edge.next_seq,
@@ -716,7 +741,7 @@ impl RelayNode {
                     return;
                 }
                 r.state_counter = Some(counter);
-                self.apply_state(room, publishers);
+                self.apply_state(room, publishers, next_seq);
             }
             // The edge's messages: not something an origin sends.
             Message::Nack(_) | Message::WantKeyframe { .. } | Message::Keepalive => {}
@@ -724,7 +749,7 @@ impl RelayNode {
     }
 
     /// The origin's publisher set: the edge's workers learn who came, changed, paused or left.
-    fn apply_state(&mut self, room: &RoomKey, publishers: Vec<PublisherState>) {
+    fn apply_state(&mut self, room: &RoomKey, publishers: Vec<PublisherState>, next_seq: u64) {
         let Some(r) = self.edge.get_mut(room) else {
             return;
         };
@@ -758,6 +783,7 @@ impl RelayNode {
                     }
                     if known.paused != state.paused {
                         known.paused = state.paused;
+                        known.paused_from = next_seq;
                         pause(&self.mesh, &r.workers, room, &known.user, known.paused);
                         if !known.paused {
                             // A keyframe asked for just before the pause came while nothing was relayed:
@@ -774,6 +800,8 @@ impl RelayNode {
                         user: state.user,
                         kinds: state.kinds,
                         paused: state.paused,
+                        frames: FrameGate::default(),
+                        paused_from: next_seq,
                     };
                     for w in &r.workers {
                         announce_to(&self.mesh, *w, &publisher, room);
@@ -856,12 +884,22 @@ fn deliver(
         stats.relay_packets_dropped += 1;
         return;
     };
-    if publisher.paused && !packet.retransmission {
-        // Sent after a resume whose state has not arrived (or was lost): the origin forwards it, so
-        // it is forwarded here too. Told before the packet, so the lines start over at it.
-        publisher.paused = false;
-        pause(mesh, &r.workers, room, &publisher.user, false);
-        r.keyframes.forget(packet.publisher);
+    if !packet.retransmission {
+        let (kind, ssrc, time, marker) = (packet.kind, packet.ssrc, packet.time, packet.marker);
+        let goes_on = publisher
+            .frames
+            .pass(publisher.paused, kind, ssrc, time, marker);
+        if publisher.paused && !goes_on && packet.relay_seq >= publisher.paused_from {
+            // Sent after a resume whose state has not arrived (or was lost): the origin relays no
+            // packet of a paused publisher but a frame's tail, so it is forwarded here too. Told
+            // before the packet, so the lines start over at it. One sent before the pause (overtaken
+            // by the pause's state on the way) or a frame's tail lifts nothing: the workers hold it
+            // back, or let the tail through, as the pause says.
+            publisher.paused = false;
+            pause(mesh, &r.workers, room, &publisher.user, false);
+            r.keyframes.forget(packet.publisher);
+            publisher.frames.pass(false, kind, ssrc, time, marker);
+        }
     }
     let out = Forwarded {
         source: Source {

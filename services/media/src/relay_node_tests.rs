@@ -414,6 +414,101 @@ fn a_pause_reaches_the_edge_and_a_packet_after_the_resume_lifts_it_first() {
     assert_eq!(received(&mut edge), vec![7]);
 }
 
+fn pause_host(origin: &mut Side, paused: bool, now: Instant) {
+    origin.relay.command(
+        RelayCommand::Paused {
+            room: room(),
+            publisher: "host".into(),
+            paused,
+        },
+        now,
+    );
+}
+
+/// The pauses the edge told its worker, in order.
+fn pauses_told(edge: &mut Side) -> Vec<bool> {
+    let mut told = Vec::new();
+    while let Ok(control) = edge.control.try_recv() {
+        if let Control::Paused { paused, .. } = control {
+            told.push(paused);
+        }
+    }
+    told
+}
+
+#[test]
+fn a_packet_the_worker_handed_over_before_it_learnt_of_the_pause_is_not_relayed() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, _) = linked(t0);
+    // The relay is told first; the worker's packet of the moment before reaches it after.
+    pause_host(&mut origin, true, t0);
+    origin.relay.forwarded(video(7, t0));
+    assert_eq!(
+        carry(&mut origin, &mut edge, ORIGIN, t0),
+        1,
+        "the pause's state alone"
+    );
+    assert_eq!(pauses_told(&mut edge), vec![true], "the edge stays paused");
+    assert!(received(&mut edge).is_empty());
+
+    pause_host(&mut origin, false, t0);
+    origin.relay.forwarded(video(8, t0));
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(pauses_told(&mut edge), vec![false]);
+    assert_eq!(received(&mut edge), vec![8]);
+}
+
+#[test]
+fn the_tail_of_a_frame_begun_before_the_pause_is_relayed_and_lifts_nothing() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, _) = linked(t0);
+    let part = |seq: u64, time: u32, marker: bool| Forwarded {
+        time,
+        marker,
+        ..video(seq, t0)
+    };
+    origin.relay.forwarded(part(1, 900, false));
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(received(&mut edge), vec![1]);
+    pause_host(&mut origin, true, t0);
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(pauses_told(&mut edge), vec![true]);
+
+    // The frame's last packet follows the pause's state; the next frame is held at the origin.
+    origin.relay.forwarded(part(2, 900, true));
+    origin.relay.forwarded(part(3, 1800, false));
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(received(&mut edge), vec![2], "the frame's tail alone");
+    assert!(pauses_told(&mut edge).is_empty(), "still paused");
+}
+
+#[test]
+fn a_packet_sent_before_the_pause_and_overtaken_by_its_state_lifts_nothing() {
+    let t0 = Instant::now();
+    let (mut origin, mut edge, _) = linked(t0);
+    origin.relay.forwarded(video(1, t0));
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(received(&mut edge), vec![1]);
+    origin.relay.forwarded(video(2, t0));
+    let late: Vec<_> = origin.relay.take_transmits().collect();
+    pause_host(&mut origin, true, t0);
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(pauses_told(&mut edge), vec![true]);
+    // The packet arrives after the pause's state: handed on (the workers hold it back), the pause kept.
+    for (_, mut datagram) in late {
+        edge.relay.datagram(addr(ORIGIN), &mut datagram, t0);
+    }
+    assert_eq!(received(&mut edge), vec![2]);
+    assert!(pauses_told(&mut edge).is_empty(), "still paused");
+    // The resume's state is lost; the first packet after it lifts the pause.
+    pause_host(&mut origin, false, t0);
+    drop(origin.relay.take_transmits());
+    origin.relay.forwarded(video(3, t0));
+    carry(&mut origin, &mut edge, ORIGIN, t0);
+    assert_eq!(pauses_told(&mut edge), vec![false]);
+    assert_eq!(received(&mut edge), vec![3]);
+}
+
 #[test]
 fn a_publisher_leaving_the_origin_leaves_the_edge_and_unsubscribing_removes_the_rest() {
     let t0 = Instant::now();
