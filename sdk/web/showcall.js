@@ -218,7 +218,8 @@ function channelJoinedOf(raw) {
 }
 
 // A ChannelEvent as the listener sees it: { channel, kind, ... } with kind one of 'memberJoined' (member),
-// 'memberLeft' (userId), 'broadcasterPaused' (userId, reason), 'broadcasterResumed' (userId), 'mediaOffer'
+// 'memberLeft' (userId; this user's own id when the live room was given up — its node died and the room did
+// not reopen within the grace period — so it is no longer a member), 'broadcasterPaused' (userId, reason), 'broadcasterResumed' (userId), 'mediaOffer'
 // (sdpOffer, revision: the node renegotiates this member's media session; MediaClient answers it),
 // 'videoPausedForBandwidth' (paused: the node stopped this member's video because its bandwidth carries no
 // video layer — audio goes on — or, false, started it again).

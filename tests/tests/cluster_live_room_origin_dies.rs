@@ -12,6 +12,10 @@
 //! stalled relay, the cluster counts it dead and the room reopens on a survivor as above; when the
 //! frozen node wakes (SIGCONT) it finds its lease gone and drops the room without a word to its old
 //! edges, whose viewers go on watching the new origin undisturbed.
+//!
+//! And a host that does **not** come back within the grace period: the room is given up on every edge,
+//! whose viewers' sessions close and whose clients are told they are out of the room (`memberLeft`
+//! naming themselves).
 
 use std::time::Duration;
 
@@ -327,6 +331,55 @@ async fn an_origin_frozen_past_its_lease_loses_the_room_and_its_waking_disturbs_
             !heard.iter().any(|k| is_member_left(k, "host")),
             "{} heard the host leave after it came back: {heard:?}",
             viewer.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_of_a_room_whose_host_does_not_come_back_in_time_are_told_they_are_out() {
+    let etcd = Etcd::start().await;
+    // The time a host has to come back.
+    let options = NodeOptions {
+        env: vec![("SHOWCALL_GRACE_PERIOD".into(), "3s".into())],
+        ..NodeOptions::default()
+    };
+    let (mut nodes, host, host_live, origin_id) =
+        three_nodes_with_a_live_host(&etcd, &options).await;
+    let mut viewers = a_viewer_on_each_edge(&nodes, &origin_id, &options).await;
+    let at = nodes
+        .iter()
+        .position(|n| n.id == origin_id)
+        .expect("listed");
+    nodes.remove(at).kill().await;
+    drop(host_live);
+    drop(host);
+
+    // Told the host left when its node died; the host never comes back, and once the grace period is
+    // over each viewer is told it is out of the room itself (`memberLeft` naming it).
+    for (viewer, _) in viewers.iter_mut() {
+        let me = viewer.id.clone();
+        viewer
+            .wait_channel(LIVE, |k| is_member_left(k, "host"))
+            .await;
+        viewer.wait_channel(LIVE, |k| is_member_left(k, &me)).await;
+    }
+    // Its session on its edge closed with the room; each edge counted the room given up.
+    for edge in &nodes {
+        eventually("the edge's viewer session closed", LIMIT, async || {
+            let n = media_sessions(edge).await;
+            if n == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{n} sessions on {}", edge.id))
+            }
+        })
+        .await;
+        let page = scrape(edge.http_addr).await;
+        assert_eq!(
+            page.get("showcall_media_edge_origin_total{event=\"given_up\"}"),
+            1.0,
+            "{} gave the room up",
+            edge.id
         );
     }
 }

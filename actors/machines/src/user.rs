@@ -250,7 +250,9 @@ pub enum UserInput {
     LeaveChannel {
         channel: ChannelName,
     },
-    /// The channel removed this user (closed).
+    /// The channel removed this user: a call's channel closed at the call's end, or a live room given
+    /// up (its node died and it did not reopen within the grace period). For a live room the client is
+    /// told it is out (`memberLeft` naming this user); a call's end is told by the call.
     ChannelRemoved {
         channel: ChannelName,
     },
@@ -790,8 +792,14 @@ impl UserMachine {
                 fx.push(UserEffect::LeaveChannel { channel });
             }
             UserInput::ChannelRemoved { channel } => {
-                self.channels.remove(&channel);
+                let was_member = self.channels.remove(&channel).is_some();
                 self.broadcasters.remove(&channel);
+                if was_member && !channel.is_call_channel() {
+                    let update = ChannelUpdate::MemberLeft {
+                        user: self.user.clone(),
+                    };
+                    self.push(ClientEvent::Channel { channel, update }, now, &mut fx);
+                }
             }
             UserInput::ChannelLost { channel } => {
                 if self.channels.contains_key(&channel) {

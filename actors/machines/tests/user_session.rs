@@ -850,12 +850,45 @@ fn channel_news_reaches_members_only_and_leaving_needs_membership() {
         fx,
         lines(r#"push #2 channel live-bob BroadcasterPaused { user: UserId("bob") }"#)
     );
+    // The room is given up (its node died and it did not reopen in time): the client is told it is
+    // out, as a member that left; a second removal tells nothing more.
+    let removed = || UserInput::ChannelRemoved {
+        channel: "live-bob".into(),
+    };
+    assert_eq!(
+        ok(&mut m, removed(), 50),
+        lines(r#"push #3 channel live-bob MemberLeft { user: UserId("alice") }"#)
+    );
+    assert_eq!(m.channels().count(), 0);
+    silent(&mut m, removed(), 51, "no longer a member");
+}
+
+#[test]
+fn a_call_channel_closing_at_the_calls_end_tells_the_client_nothing_of_its_own() {
+    let mut m = online(ALICE);
+    let join = UserInput::JoinChannel {
+        channel: "call-c1".into(),
+        role: Role::Broadcaster,
+        may_publish: true,
+        offer: None,
+    };
+    ok(&mut m, join, 10);
     ok(
         &mut m,
-        UserInput::ChannelRemoved {
-            channel: "live-bob".into(),
+        UserInput::ChannelJoined {
+            channel: "call-c1".into(),
+            role: Role::Broadcaster,
+            broadcasters: Vec::new(),
         },
-        50,
+        11,
+    );
+    let removed = UserInput::ChannelRemoved {
+        channel: "call-c1".into(),
+    };
+    assert_eq!(
+        ok(&mut m, removed, 20),
+        Vec::<String>::new(),
+        "the call tells"
     );
     assert_eq!(m.channels().count(), 0);
 }

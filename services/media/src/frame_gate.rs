@@ -82,8 +82,14 @@ mod tests {
         assert!(gate.pass(false, Kind::Video, 1, 900, false));
         assert!(gate.pass(false, Kind::Video, 2, 900, true));
         assert!(gate.pass(false, Kind::Audio, 3, 480, false));
-        assert!(gate.pass(true, Kind::Video, 1, 900, true), "layer 1's frame was under way");
-        assert!(!gate.pass(true, Kind::Video, 2, 900, false), "layer 2's was finished");
+        assert!(
+            gate.pass(true, Kind::Video, 1, 900, true),
+            "layer 1's frame was under way"
+        );
+        assert!(
+            !gate.pass(true, Kind::Video, 2, 900, false),
+            "layer 2's was finished"
+        );
         assert!(!gate.pass(true, Kind::Audio, 3, 480, false));
     }
 }
