@@ -100,6 +100,15 @@ async fn a_viewer_on_each_edge(
     viewers
 }
 
+/// Takes the origin out of `nodes` (to be killed or frozen).
+fn take_origin(nodes: &mut Vec<NodeProcess>, origin_id: &str) -> NodeProcess {
+    let at = nodes
+        .iter()
+        .position(|n| n.id == origin_id)
+        .expect("listed");
+    nodes.remove(at)
+}
+
 /// The host's app logs in again through `survivor` and goes live again: joins the room and publishes
 /// with a fresh offer. Both are refused "try again" while the dead node's lease and pin last.
 async fn host_goes_live_again(survivor: &NodeProcess) -> (SdkUser, MediaSession) {
@@ -141,11 +150,7 @@ async fn viewers_on_edges_keep_their_sessions_when_the_origin_is_killed_and_see_
     }
 
     // SIGKILL the origin, with the host's media session (and maybe its signaling session).
-    let at = nodes
-        .iter()
-        .position(|n| n.id == origin_id)
-        .expect("listed");
-    nodes.remove(at).kill().await;
+    take_origin(&mut nodes, &origin_id).kill().await;
     drop(host_live);
     drop(host);
     let frames_at_kill: Vec<u64> = viewers
@@ -252,11 +257,7 @@ async fn an_origin_frozen_past_its_lease_loses_the_room_and_its_waking_disturbs_
     let (mut nodes, host, host_live, origin_id) =
         three_nodes_with_a_live_host(&etcd, &options).await;
     let mut viewers = a_viewer_on_each_edge(&nodes, &origin_id, &options).await;
-    let at = nodes
-        .iter()
-        .position(|n| n.id == origin_id)
-        .expect("listed");
-    let frozen = nodes.remove(at);
+    let frozen = take_origin(&mut nodes, &origin_id);
 
     // Frozen: each edge reports its relay stalled, and once the lease is gone its viewers hear the
     // host left.
@@ -346,11 +347,7 @@ async fn viewers_of_a_room_whose_host_does_not_come_back_in_time_are_told_they_a
     let (mut nodes, host, host_live, origin_id) =
         three_nodes_with_a_live_host(&etcd, &options).await;
     let mut viewers = a_viewer_on_each_edge(&nodes, &origin_id, &options).await;
-    let at = nodes
-        .iter()
-        .position(|n| n.id == origin_id)
-        .expect("listed");
-    nodes.remove(at).kill().await;
+    take_origin(&mut nodes, &origin_id).kill().await;
     drop(host_live);
     drop(host);
 

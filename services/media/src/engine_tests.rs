@@ -354,27 +354,12 @@ impl Sim {
     /// The publisher `user` writes one VP8 frame of `size` bytes now; its packets reach the engine
     /// together (the client has no pacer), as a burst of relayed packets does.
     fn write_frame_now(&mut self, user: &str, size: usize) {
-        let mut frame = vp8_frame(false);
-        frame.resize(size, 0);
-        self.elapsed_ms += 1;
-        let rtp_time = MediaTime::from_90khz(u64::from(self.elapsed_ms) * 90);
-        let client = self.clients.get_mut(user).expect("there");
-        let mid = client.video;
-        let writer = client.rtc.writer(mid).expect("a video line");
-        let pt = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-            .expect("VP8 negotiated");
-        writer
-            .write(pt, self.now, rtp_time, frame)
-            .expect("frame written");
+        self.write_delta_frame(user, size);
         self.drain_client(user);
     }
 
-    /// Writes a delta frame of `size` bytes from `user` now and returns the datagrams it went out in,
-    /// not yet delivered to the engine.
-    fn frame_datagrams(&mut self, user: &str, size: usize) -> Vec<Vec<u8>> {
+    /// `user`'s client writes a delta frame of `size` bytes now (1 ms after the last).
+    fn write_delta_frame(&mut self, user: &str, size: usize) {
         let mut frame = vp8_frame(false);
         frame.resize(size, 0);
         self.elapsed_ms += 1;
@@ -389,6 +374,13 @@ impl Sim {
         writer
             .write(pt, self.now, rtp_time, frame)
             .expect("frame written");
+    }
+
+    /// Writes a delta frame of `size` bytes from `user` now and returns the datagrams it went out in,
+    /// not yet delivered to the engine.
+    fn frame_datagrams(&mut self, user: &str, size: usize) -> Vec<Vec<u8>> {
+        self.write_delta_frame(user, size);
+        let client = self.clients.get_mut(user).expect("there");
         // Its pacer lets the packets go one timeout (≈ 1 µs) apart.
         let mut datagrams = Vec::new();
         let until = self.now + Duration::from_millis(5);
