@@ -173,6 +173,17 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl OpenLoop {
+    /// Adds what another run of the same kind measured (a later slice of an interleaved measurement):
+    /// its samples join these, and the achieved rate is the mean over the slices.
+    pub(super) fn absorb(&mut self, other: OpenLoop, slices_before: u32) -> anyhow::Result<()> {
+        self.latency.add(&other.latency)?;
+        self.send_lag.add(&other.send_lag)?;
+        let n = f64::from(slices_before);
+        self.achieved_per_sec = (self.achieved_per_sec * n + other.achieved_per_sec) / (n + 1.0);
+        self.failed.extend(other.failed);
+        Ok(())
+    }
+
     /// The result JSON's view: latency percentiles (scheduled → answered), the clients' send lag, the
     /// rate achieved.
     pub(super) fn json(&self) -> serde_json::Value {
@@ -240,6 +251,27 @@ mod tests {
         assert!(measured.send_lag.max() > 900_000);
         assert!(measured.achieved_per_sec < 60.0);
         assert!(measured.failed.is_empty());
+    }
+
+    #[test]
+    fn slices_absorbed_measure_together() {
+        let slice = |latency_us: u64, achieved: f64, failed: &[&str]| {
+            let mut latency = histogram();
+            latency.record(latency_us).unwrap();
+            OpenLoop {
+                latency,
+                send_lag: histogram(),
+                achieved_per_sec: achieved,
+                failed: failed.iter().map(|f| f.to_string()).collect(),
+            }
+        };
+        let mut all = slice(100, 1_000.0, &[]);
+        all.absorb(slice(300, 900.0, &["late"]), 1).unwrap();
+        all.absorb(slice(200, 800.0, &[]), 2).unwrap();
+        assert_eq!(all.latency.len(), 3);
+        assert_eq!(all.latency.max(), 300);
+        assert!((all.achieved_per_sec - 900.0).abs() < 1e-9);
+        assert_eq!(all.failed, vec!["late".to_owned()]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,10 @@
 //!
 //! In the same run, a bare WebSocket relay ([`relay_floor`](super::relay_floor)) moving a frame of the
 //! same size the same way (bursts, or the same rate) gives the floor; the ratio says what the call
-//! engine adds on top of moving one frame.
+//! engine adds on top of moving one frame. At a fixed rate the two take turns, [`SLICE`] at a time, until
+//! each has run its `S` seconds: the box's load drifts over a run (another build starting, a
+//! neighbour's burst), and taking turns shares the drift between the figure and its floor instead of
+//! putting it all on one side.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,9 @@ use super::relay_floor::Relay;
 use super::report::{histogram, percentiles, progress};
 use super::signal_client::Client;
 use super::tokens::token_factory;
+
+/// How long each side runs at a time in the fixed-rate mode before the other takes its turn.
+const SLICE: Duration = Duration::from_secs(2);
 
 /// The pairs: `(i, bench-caller-i, bench-callee-i)`, both logged in and prepared.
 pub(super) type Pairs = Vec<(usize, Client, Client)>;
@@ -104,11 +110,7 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
             })
         }
         Load::Rate(schedule) => {
-            let (ring, _) = ring_at_rate(clients, schedule).await?;
-            let relay = Relay::start(pairs)
-                .await?
-                .at_rate(schedule, frame_size)
-                .await?;
+            let (ring, relay) = take_turns(clients, pairs, schedule, frame_size).await?;
             let (showcall, floor) = (ring.json(), relay.json());
             serde_json::json!({
                 "bench": "ringing",
@@ -185,6 +187,38 @@ pub(super) fn call_frame_bytes(pairs: usize) -> usize {
         })),
     }
     .encoded_len()
+}
+
+/// The fixed-rate mode: ringing and the relay floor take turns ([`SLICE`] each) until each has run
+/// `schedule.seconds`; each side's slices are measured together.
+async fn take_turns(
+    mut clients: Pairs,
+    pairs: usize,
+    schedule: Schedule,
+    frame_size: usize,
+) -> anyhow::Result<(OpenLoop, OpenLoop)> {
+    let mut relay = Relay::start(pairs).await?;
+    let slices = (schedule.seconds / SLICE.as_secs()).max(1);
+    let slice = Schedule {
+        seconds: schedule.seconds / slices,
+        ..schedule
+    };
+    let mut measured: Option<(OpenLoop, OpenLoop)> = None;
+    for done in 0..slices {
+        let (ring, back) = ring_at_rate(clients, slice).await?;
+        clients = back;
+        let floor = relay.at_rate(slice, frame_size).await?;
+        measured = Some(match measured {
+            None => (ring, floor),
+            Some((mut r, mut f)) => {
+                let before = u32::try_from(done)?;
+                r.absorb(ring, before)?;
+                f.absorb(floor, before)?;
+                (r, f)
+            }
+        });
+    }
+    measured.context("at least one slice")
 }
 
 /// Ringing at a fixed rate (open loop): each scheduled setup takes the first free pair, whose caller
