@@ -10,7 +10,9 @@
 //! - **Down at once.** When the layer the receiver is on no longer fits the budget (congestion: the
 //!   estimate fell), the allowance drops on that very estimate to the best flowing layer that fits
 //!   comfortably ([`FIT_UP`] of the budget; the lowest that fits at all if none does), so one step
-//!   down is enough; the switch itself happens at that layer's next keyframe, asked for at once.
+//!   down is enough; the switch itself happens at that layer's next keyframe. Meanwhile the layer
+//!   the receiver is on is frozen, and that keyframe asked for once the path's queue has drained
+//!   (the engine: [`crate::simulcast::LayerSelector::freeze`]).
 //! - **Up after a while.** A better layer is allowed once it has fitted comfortably for [`UP_HOLD`]
 //!   without a break, so an estimate that wobbles around a layer's bitrate does not flap the
 //!   receiver between two layers (each switch costs a keyframe). The margin between "fits" (the
