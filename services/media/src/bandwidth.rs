@@ -10,7 +10,9 @@
 //! - **Down at once.** When the layer the receiver is on no longer fits the budget (congestion: the
 //!   estimate fell), the allowance drops on that very estimate to the best flowing layer that fits
 //!   comfortably ([`FIT_UP`] of the budget; the lowest that fits at all if none does), so one step
-//!   down is enough; the switch itself happens at that layer's next keyframe, asked for at once.
+//!   down is enough; the switch itself happens at that layer's next keyframe. Meanwhile the layer
+//!   the receiver is on is frozen, and that keyframe asked for once the path's queue has drained
+//!   (the engine: [`crate::simulcast::LayerSelector::freeze`]).
 //! - **Up after a while.** A better layer is allowed once it has fitted comfortably for [`UP_HOLD`]
 //!   without a break, so an estimate that wobbles around a layer's bitrate does not flap the
 //!   receiver between two layers (each switch costs a keyframe). The margin between "fits" (the
@@ -19,6 +21,8 @@
 //!   on what is acknowledged): [`BandwidthAllocator::probe_targets`] says what to ask str0m to
 //!   discover — the next better layer's comfortable budget as the minimum to sustain (str0m pads up
 //!   to it, never above its estimate) and the top layer's as the desired rate (it probes towards it).
+//!   Not for [`DRAIN`] after a step down for congestion: str0m pads whenever its queue is empty, and
+//!   padding then would refill the path's queue that the lower layer's keyframe waits behind.
 //! - **Congestion before the estimate.** str0m reports its estimate averaged over 3 s (and only when
 //!   it moved by 5 %), so a path that narrows shows in it 1.5–2.5 s late. Two earlier signs step the
 //!   receiver down before it, and hold it there for [`CONGESTION_HOLD`] while the average catches up:
@@ -32,8 +36,12 @@
 //!     sent, that is 0.85 × at least the layer and the audio, which leaves a budget of about 0.8 of
 //!     the layer or more (0.85 of it, less 0.15 of the audio: 0.83 of the sample's top layer, 0.79 of
 //!     its medium one); a budget under [`DEEP_SHORT`] of it means the path acknowledged less than it
-//!     was sent — it narrowed. Waiting for the second sample cost 200 ms, and while waiting the pacer (which sends at
-//!     the unaveraged estimate) queued the layer's video in front of the lower layer's keyframe;
+//!     was sent — it narrowed. Waiting for the second sample cost 200 ms, and while waiting the
+//!     pacer (which sends at the unaveraged estimate) queued the layer's video in front of the lower
+//!     layer's keyframe. A deep fall goes straight to the lowest layer, not to the best that fits:
+//!     the path is full of what it was sent, and the smallest keyframe gets through it soonest (and
+//!     whole: a larger one's burst into a full tail-drop queue loses packets, which come only as
+//!     resends, a queue's round trip each); the receiver climbs back by probing after the hold;
 //!   - the receiver's queued video growing old (str0m's pacer sends at the unaveraged estimate):
 //!     [`BandwidthAllocator::congested`], one layer down at once.
 //! - **Below the lowest layer** the allowance is [`Allowance::Paused`]: the receiver keeps its audio
@@ -61,6 +69,11 @@ pub const SHORT_IN_A_ROW: u32 = 2;
 /// An unaveraged budget under this share of the receiver's layer steps it down on one sample
 /// ([`BandwidthAllocator::unaveraged`]): a fall that deep is the path's, not a keyframe's dip.
 pub const DEEP_SHORT: f64 = 0.75;
+/// After a step down for congestion, how long no padding is asked for towards a better layer
+/// ([`BandwidthAllocator::probe_targets`]): while the path's queue and the pacer's drain, padding
+/// would take the room the lower layer's keyframe needs (str0m pads whenever its queue is empty, up to
+/// its estimate, and a frozen line's queue empties at once).
+pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// The bitrate (bits/s) of each of a publisher's layers, best first; `None` for a layer that does not
 /// flow (or is not measured yet).
@@ -86,6 +99,8 @@ pub struct BandwidthAllocator {
     /// Unaveraged estimates in a row that fell short of the allowance they were taken at (a count for
     /// another allowance, since changed by the averaged estimate, does not carry over).
     short: (Allowance, u32),
+    /// When it last stepped down for congestion (no padding towards a better layer for [`DRAIN`]).
+    stepped_down_at: Option<Instant>,
 }
 
 impl Default for BandwidthAllocator {
@@ -97,6 +112,7 @@ impl Default for BandwidthAllocator {
             rising: None,
             held_until: None,
             short: (Allowance::Video(0), 0),
+            stepped_down_at: None,
         }
     }
 }
@@ -138,6 +154,7 @@ impl BandwidthAllocator {
                 })
                 .unwrap_or(Allowance::Paused);
             self.rising = None;
+            self.stepped_down_at = Some(now);
             return self.allowance;
         }
 
@@ -169,9 +186,9 @@ impl BandwidthAllocator {
 
     /// Takes a budget from the unaveraged estimate (the same share as [`update`](Self::update)'s): only
     /// ever down, and only once the layer the receiver is on has not fitted it [`SHORT_IN_A_ROW`] times
-    /// in a row, or once by far ([`DEEP_SHORT`]) — to the best lower layer that fits it comfortably,
-    /// else the lowest (never to no video) — and no better layer for [`CONGESTION_HOLD`], while the
-    /// averaged estimate catches up.
+    /// in a row — to the best lower layer that fits it comfortably, else the lowest — or once by far
+    /// ([`DEEP_SHORT`]) — to the lowest; never to no video; and no better layer for
+    /// [`CONGESTION_HOLD`], while the averaged estimate catches up.
     pub fn unaveraged(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
         let flowing: Vec<(Layer, u64)> = rated(rates).collect();
         let Some((layer, rate)) = level(self.allowance, &flowing) else {
@@ -191,14 +208,22 @@ impl BandwidthAllocator {
             return self.allowance;
         }
         let mut lower = flowing.iter().filter(|(l, _)| *l > layer);
-        if let Some(&(to, _)) = lower
-            .clone()
-            .find(|(_, r)| *r as f64 <= budget as f64 * FIT_UP)
-            .or(lower.next_back())
-        {
+        let to = if deep {
+            // The path delivered less than it was sent: straight to the lowest layer, whose keyframe
+            // is the smallest to get through a path still full of what it was sent, and up from
+            // there by the usual probing once the hold is over.
+            lower.next_back()
+        } else {
+            lower
+                .clone()
+                .find(|(_, r)| *r as f64 <= budget as f64 * FIT_UP)
+                .or(lower.next_back())
+        };
+        if let Some(&(to, _)) = to {
             self.allowance = Allowance::Video(to);
             self.rising = None;
             self.held_until = Some(now + CONGESTION_HOLD);
+            self.stepped_down_at = Some(now);
         }
         self.allowance
     }
@@ -215,6 +240,7 @@ impl BandwidthAllocator {
             self.allowance = Allowance::Video(*lower);
             self.rising = None;
             self.held_until = Some(now + CONGESTION_HOLD);
+            self.stepped_down_at = Some(now);
         }
         self.allowance
     }
@@ -222,10 +248,16 @@ impl BandwidthAllocator {
     /// What to ask the receiver's estimator for (bits/s of this publisher's video): the minimum to
     /// sustain (padding up to the next better layer's comfortable budget, 0 at the top) and the desired
     /// rate (the top layer's comfortable budget). `None` when nothing flows.
-    pub fn probe_targets(&self, rates: &LayerRates) -> Option<(u64, u64)> {
+    pub fn probe_targets(&self, rates: &LayerRates, now: Instant) -> Option<(u64, u64)> {
         let flowing: Vec<(Layer, u64)> = rated(rates).collect();
         let &(_, top) = flowing.first()?;
         let room = |rate: u64| (rate as f64 / FIT_UP) as u64;
+        let draining = self
+            .stepped_down_at
+            .is_some_and(|at| now.saturating_duration_since(at) < DRAIN);
+        if draining {
+            return Some((0, room(top)));
+        }
         let next = match level(self.allowance, &flowing) {
             None => flowing.last().map(|(_, r)| *r),
             Some((layer, _)) => flowing
@@ -279,7 +311,7 @@ mod tests {
         assert_eq!(a.update(2_000_000, &SAMPLE, t0), Allowance::Video(0));
         // Just enough for the top layer to fit, though not comfortably: it stays.
         assert_eq!(a.update(220_000, &SAMPLE, at(t0, 100)), Allowance::Video(0));
-        assert_eq!(a.probe_targets(&SAMPLE), Some((0, 265_000)));
+        assert_eq!(a.probe_targets(&SAMPLE, at(t0, 60_000)), Some((0, 265_000)));
     }
 
     #[test]
@@ -289,10 +321,52 @@ mod tests {
         // 150 kbit/s: the medium layer fits comfortably (91 ≤ 120).
         assert_eq!(a.update(150_000, &SAMPLE, t0), Allowance::Video(1));
         // Padding is to sustain what the top layer would need comfortably.
-        assert_eq!(a.probe_targets(&SAMPLE), Some((265_000, 265_000)));
+        assert_eq!(
+            a.probe_targets(&SAMPLE, at(t0, 60_000)),
+            Some((265_000, 265_000))
+        );
         // Worse: straight to the low layer.
         assert_eq!(a.update(60_000, &SAMPLE, at(t0, 100)), Allowance::Video(2));
-        assert_eq!(a.probe_targets(&SAMPLE), Some((113_750, 265_000)));
+        assert_eq!(
+            a.probe_targets(&SAMPLE, at(t0, 60_000)),
+            Some((113_750, 265_000))
+        );
+    }
+
+    #[test]
+    fn no_padding_towards_a_better_layer_while_a_congested_path_drains() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        assert_eq!(a.unaveraged(175_000, &SAMPLE, t0), Allowance::Video(0));
+        assert_eq!(
+            a.unaveraged(175_000, &SAMPLE, at(t0, 200)),
+            Allowance::Video(1)
+        );
+        // Nothing to sustain beyond what is sent while the path's queue drains; still the top as
+        // the desired rate.
+        assert_eq!(a.probe_targets(&SAMPLE, at(t0, 700)), Some((0, 265_000)));
+        assert_eq!(
+            a.probe_targets(&SAMPLE, at(t0, 1_200)),
+            Some((265_000, 265_000))
+        );
+        // The same after a step down on the averaged estimate, or for a backed-up queue.
+        let mut b = BandwidthAllocator::default();
+        assert_eq!(b.update(150_000, &SAMPLE, t0), Allowance::Video(1));
+        assert_eq!(b.probe_targets(&SAMPLE, t0), Some((0, 265_000)));
+        let mut c = BandwidthAllocator::default();
+        assert_eq!(c.congested(&SAMPLE, t0), Allowance::Video(1));
+        assert_eq!(c.probe_targets(&SAMPLE, t0), Some((0, 265_000)));
+        // A receiver that never stepped down pads as before.
+        assert_eq!(
+            BandwidthAllocator::default().probe_targets(&SAMPLE, t0),
+            Some((0, 265_000))
+        );
+        let mut d = BandwidthAllocator::default();
+        assert_eq!(d.update(60_000, &SAMPLE, t0), Allowance::Video(2));
+        assert_eq!(
+            d.probe_targets(&SAMPLE, at(t0, 1_000)),
+            Some((113_750, 265_000))
+        );
     }
 
     #[test]
@@ -310,7 +384,10 @@ mod tests {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
         assert_eq!(a.update(30_000, &SAMPLE, t0), Allowance::Paused);
-        assert_eq!(a.probe_targets(&SAMPLE), Some((50_000, 265_000)));
+        assert_eq!(
+            a.probe_targets(&SAMPLE, at(t0, 60_000)),
+            Some((50_000, 265_000))
+        );
         // The lowest layer fits comfortably again (40 ≤ 48): not before the hold.
         assert_eq!(a.update(60_000, &SAMPLE, at(t0, 100)), Allowance::Paused);
         assert_eq!(a.update(60_000, &SAMPLE, at(t0, 1_000)), Allowance::Paused);
@@ -464,11 +541,25 @@ mod tests {
         // shortfall is not enough.
         assert_eq!(a.unaveraged(175_000, &SAMPLE, t0), Allowance::Video(0));
         // A path narrowed to 200 kbit/s: 0.85 × 200 less the audio, 135 kbit/s (under 0.75 × 212):
-        // down at once, to where it is comfortable (91 ≤ 108), and held there.
+        // down at once, straight to the lowest layer (though the medium one would fit), and held
+        // there.
         let mut b = BandwidthAllocator::default();
-        assert_eq!(b.unaveraged(135_000, &SAMPLE, t0), Allowance::Video(1));
+        assert_eq!(b.unaveraged(135_000, &SAMPLE, t0), Allowance::Video(2));
         assert_eq!(
             b.update(2_000_000, &SAMPLE, at(t0, 3_000)),
+            Allowance::Video(2)
+        );
+        // Back up by the usual way once the hold is over: what fits comfortably, after the up hold.
+        assert_eq!(
+            b.update(150_000, &SAMPLE, at(t0, 5_000)),
+            Allowance::Video(2)
+        );
+        assert_eq!(
+            b.probe_targets(&SAMPLE, at(t0, 5_000)),
+            Some((113_750, 265_000))
+        );
+        assert_eq!(
+            b.update(150_000, &SAMPLE, at(t0, 7_000)),
             Allowance::Video(1)
         );
     }
@@ -524,7 +615,10 @@ mod tests {
         // Chromium with a small camera: no low layer. Below the medium one: no video.
         let two = [Some(900_000), Some(300_000), None];
         assert_eq!(a.update(250_000, &two, t0), Allowance::Paused);
-        assert_eq!(a.probe_targets(&two), Some((375_000, 1_125_000)));
+        assert_eq!(
+            a.probe_targets(&two, at(t0, 60_000)),
+            Some((375_000, 1_125_000))
+        );
         // Nothing measured: the allowance stays as it is.
         assert_eq!(
             a.update(0, &[None; MAX_LAYERS], at(t0, 10)),

@@ -103,6 +103,11 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 /// keyframe takes at a rate that carries its stream (a 70 KB keyframe at 2.75 Mbit/s, the pacing of the
 /// initial estimate: 200 ms). It also tells the allocation the path is congested ([`Engine::allocate`]).
 const MAX_QUEUE_AGE: Duration = Duration::from_millis(500);
+/// The longest a receiver frozen for a step down waits for its path to drain before the lower
+/// layer's keyframe is asked for ([`simulcast::LayerSelector::freeze`]); the wait is the round trip
+/// its TWCC feedback last measured (the path's queue is in it), at most this: a round trip longer
+/// than the 200–300 ms a congested path's queue holds is more likely a stall of the feedback.
+const MAX_DRAIN_WAIT: Duration = Duration::from_millis(400);
 /// Addresses one session's authenticated checks may come from (its UDP and TCP paths, a few
 /// interfaces) that are routed to it at once; a new one beyond them replaces the oldest.
 const MAX_REMOTES: usize = 4;
@@ -265,6 +270,22 @@ fn backlogged(rtc: &mut Rtc, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
         .queue_info()
         .and_then(|q| q.first_unsent())
         .is_some_and(|first| now.saturating_duration_since(first) > MAX_QUEUE_AGE)
+}
+
+/// What a receiver's video stream has waiting in str0m's pacer: bytes, and how long the oldest has
+/// waited (as of the pacer's latest sample). For the trace.
+fn queued_video(
+    rtc: &mut Rtc,
+    mid: Mid,
+    rid: Option<Rid>,
+    now: Instant,
+) -> Option<(usize, Duration)> {
+    let mut api = rtc.direct_api();
+    let queue = api.stream_tx_by_mid(mid, rid)?.queue_info()?;
+    let age = queue
+        .first_unsent()
+        .map_or(Duration::ZERO, |first| now.saturating_duration_since(first));
+    Some((queue.byte_size(), age))
 }
 
 fn room_key(key: &PeerKey) -> RoomKey {
@@ -996,6 +1017,10 @@ impl Engine {
             }
             Event::PeerStats(stats) => {
                 // The estimate without str0m's 3 s average: a path that narrowed shows here first.
+                // The round trip (send → TWCC feedback, the path's queue in it) a step down waits.
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.rtt = stats.rtt;
+                }
                 if let Some(unaveraged) = stats.bwe_tx {
                     tracing::trace!(session = ?id, unaveraged = unaveraged.as_u64(), loss = ?stats.egress_loss_fraction, rtt = ?stats.rtt, "unaveraged estimate");
                     self.allocate(id, Look::Unaveraged(unaveraged.as_u64()));
@@ -1397,8 +1422,14 @@ impl Engine {
             None => receiver.max_layer,
         };
         let selector = receiver.layers.entry(out.source.session).or_default();
-        let decision = selector.decide(cap, out.layer, out.starts, available);
-        if let Some(layer) = selector.keyframe_request(cap, available) {
+        let packet = simulcast::LayerPacket {
+            layer: out.layer,
+            starts_keyframe: out.starts,
+            time: out.time,
+            marker: out.marker,
+        };
+        let decision = selector.decide(cap, packet, available, self.now);
+        if let Some(layer) = selector.keyframe_request(cap, available, self.now) {
             self.want_keyframes(out.source.session, LayerSet::NONE.with(layer));
         }
         decision
@@ -1459,7 +1490,7 @@ impl Engine {
                 }
                 Look::Estimate | Look::Congested(_) => allocator.update(budget, rates, now),
             };
-            if let Some((at_least, wanted)) = allocator.probe_targets(rates) {
+            if let Some((at_least, wanted)) = allocator.probe_targets(rates, now) {
                 minimum += at_least;
                 desired += wanted;
             }
@@ -1470,6 +1501,21 @@ impl Engine {
                 continue;
             }
             tracing::debug!(user = %peer.key.user, ?look, estimate, budget, ?before, ?after, "bandwidth allowance");
+            if let (Allowance::Video(was), Allowance::Video(now_at)) = (before, after)
+                && now_at > was
+                && let Some(selector) = peer.layers.get_mut(publisher)
+            {
+                // A step down is congestion (the viewer's own cap is not the allocator's): the layer
+                // it is on stops at the end of its frame rather than queue more in front of the lower
+                // layer's keyframe, which is asked for once the path's queue has drained — as deep
+                // as the last round trip its feedback measured ([`simulcast::LayerSelector::freeze`]).
+                let drained = now + peer.rtt.unwrap_or_default().min(MAX_DRAIN_WAIT);
+                selector.freeze(drained);
+                if let Some(mid) = peer.out_mid(Kind::Video) {
+                    let queued = queued_video(&mut peer.rtc, mid, peer.video_send_rid, now);
+                    tracing::trace!(user = %peer.key.user, ?queued, ?drained, "layer frozen for a step down");
+                }
+            }
             if after == Allowance::Paused {
                 // The line starts again at a keyframe when video resumes, numbered on without a gap.
                 if let Some(selector) = peer.layers.get_mut(publisher) {
@@ -1509,7 +1555,10 @@ impl Engine {
         if let Some(receiver) = self.peers.get_mut(&to)
             && receiver.layers.entry(publisher).or_default().switch(layer)
         {
-            tracing::trace!(user = %receiver.key.user, layer, "layer switched");
+            let queued = receiver.out_mid(Kind::Video).and_then(|mid| {
+                queued_video(&mut receiver.rtc, mid, receiver.video_send_rid, self.now)
+            });
+            tracing::trace!(user = %receiver.key.user, layer, ?queued, "layer switched");
             self.stats.layer_switches += 1;
         }
     }

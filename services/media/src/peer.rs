@@ -89,6 +89,8 @@ pub struct Peer {
     /// The session's latest send-side bandwidth estimate (bits/s of RTP payload; str0m's GoogCC over the
     /// member's TWCC feedback). `None`: no estimate (the member negotiated no TWCC), no allocation.
     pub estimate: Option<u64>,
+    /// The latest TWCC round trip (send → feedback, so with the path's queue in it).
+    pub rtt: Option<std::time::Duration>,
     /// What the estimate allows of each publisher's video ([`crate::bandwidth`]).
     pub bandwidth: HashMap<PeerId, BandwidthAllocator>,
     /// The audio written to this member: what the estimate carries before any video.
@@ -146,6 +148,7 @@ impl Peer {
             closed: false,
             estimate: None,
             bandwidth: HashMap::new(),
+            rtt: None,
             audio_rate: RateMeter::default(),
             video_paused: false,
             bwe_targets: None,

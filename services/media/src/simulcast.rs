@@ -11,9 +11,13 @@
 //! - **Which layer a receiver gets** ([`LayerSelector`], pure): the best available layer not above the
 //!   receiver's cap (its maximum, [`target`]); when that is not the layer it is on, the switch waits
 //!   for the target layer's next keyframe (asked for at once), and the layer it is on goes on until
-//!   then, so the picture never stops. A receiver's line stays one stream for it whatever it is
-//!   switched between: sequence numbers and RTP time are rewritten ([`crate::rewrite`]), VP8 picture
-//!   ids and TL0PICIDX too ([`crate::picture`]).
+//!   then, so the picture never stops — except after a step down for congestion
+//!   ([`LayerSelector::freeze`]): the layer it is on then stops at the end of its frame under way and
+//!   the picture freezes until the lower layer's keyframe, since more of a layer the path cannot carry
+//!   would queue in front of that keyframe (in str0m's pacer, which sends at the fallen estimate, and
+//!   in the path's own queue) and make it, and every frame after it, that much later. A receiver's
+//!   line stays one stream for it whatever it is switched between: sequence numbers and RTP time are
+//!   rewritten ([`crate::rewrite`]), VP8 picture ids and TL0PICIDX too ([`crate::picture`]).
 //!
 //! The cap is what a viewer asks for (a small window needs no full-size picture), lowered per receiver
 //! by its bandwidth (the machine takes a cap, the available layers and keyframe arrivals, and says what
@@ -133,6 +137,25 @@ pub struct LayerSelector {
     /// The layer a keyframe was last asked for on the receiver's behalf (the publisher's side repeats
     /// the request until one comes, so it is asked once per target).
     asked: Option<Layer>,
+    /// The receiver stepped down for congestion ([`LayerSelector::freeze`]): the layer it is on stops
+    /// at the end of the frame under way, until the target's keyframe switches it.
+    frozen: bool,
+    /// The RTP time of the current layer's frame forwarded whose last packet (the marker) was not yet.
+    open_frame: Option<u32>,
+    /// While frozen, no keyframe of the target is asked for or taken before this (the path drains).
+    drain_until: Option<Instant>,
+}
+
+/// Where one video packet stands in its layer's stream of frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerPacket {
+    pub layer: Layer,
+    /// It begins a keyframe.
+    pub starts_keyframe: bool,
+    /// Its RTP time (one per frame).
+    pub time: u32,
+    /// It is its frame's last packet.
+    pub marker: bool,
 }
 
 impl LayerSelector {
@@ -141,25 +164,57 @@ impl LayerSelector {
         self.current
     }
 
-    /// What to do with a packet of `layer` (`starts_keyframe`: it begins one) for a receiver capped at
-    /// `cap`, while `available` layers flow.
+    /// What to do with a `packet` for a receiver capped at `cap`, while `available` layers flow, at
+    /// `now`.
     pub fn decide(
-        &self,
+        &mut self,
         cap: Layer,
-        layer: Layer,
-        starts_keyframe: bool,
+        packet: LayerPacket,
         available: LayerSet,
+        now: Instant,
     ) -> Decision {
-        if self.current == Some(layer) {
-            return Decision::Forward;
-        }
+        let layer = packet.layer;
         // The packet's own layer flows, whatever the bookkeeping says.
         let target = target(cap, available.with(layer));
-        if target == Some(layer) && starts_keyframe {
+        if self.current == Some(layer) {
+            if self.frozen && target != Some(layer) && self.open_frame != Some(packet.time) {
+                // Frozen: the frame under way went out whole; nothing after it, keyframe or not.
+                self.open_frame = None;
+                return Decision::Drop;
+            }
+            self.frozen &= target != Some(layer);
+            self.open_frame = (!packet.marker).then_some(packet.time);
+            return Decision::Forward;
+        }
+        if target == Some(layer) && packet.starts_keyframe && !self.draining(now) {
             Decision::SwitchTo(layer)
         } else {
             Decision::Drop
         }
+    }
+
+    /// The receiver's path carries less than it is sent and it is to step down (its allowance fell,
+    /// [`crate::bandwidth`]): the layer it is on stops at the end of the frame under way, and the
+    /// picture freezes until the lower layer's keyframe switches it — a keyframe asked for and taken
+    /// no sooner than `drained` (when the path's queue should have drained: the engine gives the
+    /// round trip its feedback measured). Going on would put more of a layer the path cannot carry
+    /// in the pacer's queue and the path's, in front of that keyframe; and a keyframe's burst sent
+    /// into a full queue is cut by its drops, then completed only by resends, each a queue's round
+    /// trip late. Nothing to freeze before the first keyframe.
+    pub fn freeze(&mut self, drained: Instant) {
+        self.frozen = self.current.is_some();
+        self.drain_until = self.frozen.then_some(drained);
+    }
+
+    /// Whether the target's keyframe is held back at `now` (frozen, the path still draining).
+    fn draining(&self, now: Instant) -> bool {
+        self.frozen && self.drain_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether the layer the receiver is on is frozen, waiting for another's keyframe.
+    #[cfg(test)]
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// The receiver's video stops (its bandwidth carries no layer: [`crate::bandwidth`]): when it
@@ -171,6 +226,9 @@ impl LayerSelector {
     /// The receiver's line took the keyframe that [`Decision::SwitchTo`] `layer` offered; true when it
     /// left another layer for it (a switch, not a start).
     pub fn switch(&mut self, layer: Layer) -> bool {
+        self.frozen = false;
+        self.open_frame = None;
+        self.drain_until = None;
         self.current.replace(layer).is_some_and(|l| l != layer)
     }
 
@@ -180,8 +238,17 @@ impl LayerSelector {
         (self.current != Some(target)).then_some(target)
     }
 
-    /// [`wanted`](Self::wanted), once per target: the layer to ask the publisher a keyframe of now.
-    pub fn keyframe_request(&mut self, cap: Layer, available: LayerSet) -> Option<Layer> {
+    /// [`wanted`](Self::wanted), once per target: the layer to ask the publisher a keyframe of now
+    /// (not while a frozen receiver's path drains: [`freeze`](Self::freeze)).
+    pub fn keyframe_request(
+        &mut self,
+        cap: Layer,
+        available: LayerSet,
+        now: Instant,
+    ) -> Option<Layer> {
+        if self.draining(now) {
+            return None;
+        }
         let wanted = self.wanted(cap, available);
         if wanted == self.asked {
             return None;
@@ -260,6 +327,22 @@ mod tests {
 
     const HML: LayerSet = LayerSet(0b111);
 
+    fn t0() -> Instant {
+        use std::sync::OnceLock;
+        static T0: OnceLock<Instant> = OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    /// A one-packet frame of `layer`.
+    fn whole(layer: Layer, starts_keyframe: bool) -> LayerPacket {
+        LayerPacket {
+            layer,
+            starts_keyframe,
+            time: 0,
+            marker: true,
+        }
+    }
+
     #[test]
     fn the_target_is_the_best_flowing_layer_under_the_cap() {
         assert_eq!(target(0, HML), Some(0));
@@ -276,10 +359,17 @@ mod tests {
 
     #[test]
     fn a_receiver_starts_at_a_keyframe_of_its_target() {
-        let s = LayerSelector::default();
-        assert_eq!(s.decide(0, 0, false, HML), Decision::Drop);
-        assert_eq!(s.decide(0, 1, true, HML), Decision::Drop, "not its layer");
-        assert_eq!(s.decide(0, 0, true, HML), Decision::SwitchTo(0));
+        let mut s = LayerSelector::default();
+        assert_eq!(s.decide(0, whole(0, false), HML, t0()), Decision::Drop);
+        assert_eq!(
+            s.decide(0, whole(1, true), HML, t0()),
+            Decision::Drop,
+            "not its layer"
+        );
+        assert_eq!(
+            s.decide(0, whole(0, true), HML, t0()),
+            Decision::SwitchTo(0)
+        );
         assert_eq!(s.wanted(0, HML), Some(0));
     }
 
@@ -289,31 +379,121 @@ mod tests {
         assert!(!s.switch(0), "the start is not a switch");
         // Capped at the low layer: the top goes on until the low layer's keyframe.
         assert_eq!(s.wanted(2, HML), Some(2));
-        assert_eq!(s.decide(2, 0, false, HML), Decision::Forward);
-        assert_eq!(s.decide(2, 2, false, HML), Decision::Drop);
-        assert_eq!(s.decide(2, 1, true, HML), Decision::Drop);
-        assert_eq!(s.decide(2, 2, true, HML), Decision::SwitchTo(2));
+        assert_eq!(s.decide(2, whole(0, false), HML, t0()), Decision::Forward);
+        assert_eq!(s.decide(2, whole(2, false), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(2, whole(1, true), HML, t0()), Decision::Drop);
+        assert_eq!(
+            s.decide(2, whole(2, true), HML, t0()),
+            Decision::SwitchTo(2)
+        );
         assert!(s.switch(2));
         assert_eq!(s.current(), Some(2));
         assert_eq!(s.wanted(2, HML), None);
-        assert_eq!(s.decide(2, 0, true, HML), Decision::Drop);
-        assert_eq!(s.decide(2, 2, false, HML), Decision::Forward);
+        assert_eq!(s.decide(2, whole(0, true), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(2, whole(2, false), HML, t0()), Decision::Forward);
         // The cap lifted: back up at the top's keyframe.
         assert_eq!(s.wanted(0, HML), Some(0));
-        assert_eq!(s.decide(0, 0, true, HML), Decision::SwitchTo(0));
+        assert_eq!(
+            s.decide(0, whole(0, true), HML, t0()),
+            Decision::SwitchTo(0)
+        );
+    }
+
+    #[test]
+    fn a_frozen_layer_ends_its_frame_under_way_and_sends_nothing_until_the_switch() {
+        let mut s = LayerSelector::default();
+        s.switch(0);
+        let top = |time, marker| LayerPacket {
+            layer: 0,
+            starts_keyframe: false,
+            time,
+            marker,
+        };
+        assert_eq!(s.decide(0, top(900, false), HML, t0()), Decision::Forward);
+        // Congested, capped at the medium layer: the frame under way goes on to its last packet.
+        s.freeze(t0());
+        assert!(s.is_frozen());
+        assert_eq!(s.decide(1, top(900, false), HML, t0()), Decision::Forward);
+        assert_eq!(s.decide(1, top(900, true), HML, t0()), Decision::Forward);
+        // Then nothing of the top layer, not even its keyframe, while the medium one's is awaited.
+        assert_eq!(s.decide(1, top(1800, false), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(1, top(1800, true), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(1, whole(0, true), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(1, whole(1, false), HML, t0()), Decision::Drop);
+        assert_eq!(
+            s.decide(1, whole(1, true), HML, t0()),
+            Decision::SwitchTo(1)
+        );
+        assert!(s.switch(1));
+        assert!(!s.is_frozen());
+        assert_eq!(s.decide(1, whole(1, false), HML, t0()), Decision::Forward);
+    }
+
+    #[test]
+    fn a_frozen_layer_that_is_the_target_again_goes_on() {
+        let mut s = LayerSelector::default();
+        s.switch(1);
+        s.freeze(t0());
+        assert_eq!(s.decide(2, whole(1, false), HML, t0()), Decision::Drop);
+        // The lower layer stopped flowing before its keyframe came: the layer it is on is the
+        // target again, and it goes on rather than stay frozen.
+        let without_low = LayerSet(0b011);
+        assert_eq!(
+            s.decide(2, whole(1, false), without_low, t0()),
+            Decision::Forward
+        );
+        assert!(!s.is_frozen());
+    }
+
+    #[test]
+    fn a_frozen_receiver_takes_the_lower_layers_keyframe_only_once_its_path_drained() {
+        let mut s = LayerSelector::default();
+        s.switch(0);
+        let drained = t0() + Duration::from_millis(200);
+        s.freeze(drained);
+        // Nothing asked, and a keyframe of the target that comes anyway is not taken, until then.
+        assert_eq!(s.keyframe_request(1, HML, t0()), None);
+        assert_eq!(s.decide(1, whole(1, true), HML, t0()), Decision::Drop);
+        assert_eq!(s.decide(1, whole(0, false), HML, t0()), Decision::Drop);
+        assert_eq!(s.keyframe_request(1, HML, drained), Some(1));
+        assert_eq!(
+            s.decide(1, whole(1, true), HML, drained),
+            Decision::SwitchTo(1)
+        );
+        assert!(s.switch(1));
+        // A later switch up is not held back by an old drain.
+        assert_eq!(
+            s.decide(0, whole(0, true), HML, t0()),
+            Decision::SwitchTo(0)
+        );
+    }
+
+    #[test]
+    fn nothing_freezes_before_the_first_keyframe() {
+        let mut s = LayerSelector::default();
+        s.freeze(t0());
+        assert!(!s.is_frozen());
+        assert_eq!(
+            s.decide(0, whole(0, true), HML, t0()),
+            Decision::SwitchTo(0)
+        );
     }
 
     #[test]
     fn a_keyframe_is_asked_once_per_target() {
         let mut s = LayerSelector::default();
-        assert_eq!(s.keyframe_request(0, HML), Some(0));
-        assert_eq!(s.keyframe_request(0, HML), None, "asked already");
+        assert_eq!(s.keyframe_request(0, HML, t0()), Some(0));
+        assert_eq!(s.keyframe_request(0, HML, t0()), None, "asked already");
         s.switch(0);
-        assert_eq!(s.keyframe_request(0, HML), None, "on it");
-        assert_eq!(s.keyframe_request(1, HML), Some(1));
-        assert_eq!(s.keyframe_request(1, HML), None);
+        assert_eq!(s.keyframe_request(0, HML, t0()), None, "on it");
+        assert_eq!(s.keyframe_request(1, HML, t0()), Some(1));
+        assert_eq!(s.keyframe_request(1, HML, t0()), None);
         s.switch(1);
-        assert_eq!(s.keyframe_request(0, HML), Some(0), "back up: asked again");
+        assert_eq!(
+            s.keyframe_request(0, HML, t0()),
+            Some(0),
+            "back up: asked again"
+        );
     }
 
     #[test]
@@ -323,7 +503,10 @@ mod tests {
         // The encoder dropped the top layer: the medium one is wanted, taken at its keyframe.
         let without_top = LayerSet(0b110);
         assert_eq!(s.wanted(0, without_top), Some(1));
-        assert_eq!(s.decide(0, 1, true, without_top), Decision::SwitchTo(1));
+        assert_eq!(
+            s.decide(0, whole(1, true), without_top, t0()),
+            Decision::SwitchTo(1)
+        );
     }
 
     #[test]
