@@ -1511,7 +1511,9 @@ impl Engine {
                 // as the last round trip its feedback measured ([`simulcast::LayerSelector::freeze`]).
                 let drained = now + peer.rtt.unwrap_or_default().min(MAX_DRAIN_WAIT);
                 selector.freeze(drained);
-                if let Some(mid) = peer.out_mid(Kind::Video) {
+                if tracing::enabled!(tracing::Level::TRACE)
+                    && let Some(mid) = peer.out_mid(Kind::Video)
+                {
                     let queued = queued_video(&mut peer.rtc, mid, peer.video_send_rid, now);
                     tracing::trace!(user = %peer.key.user, ?queued, ?drained, "layer frozen for a step down");
                 }
@@ -1555,10 +1557,12 @@ impl Engine {
         if let Some(receiver) = self.peers.get_mut(&to)
             && receiver.layers.entry(publisher).or_default().switch(layer)
         {
-            let queued = receiver.out_mid(Kind::Video).and_then(|mid| {
-                queued_video(&mut receiver.rtc, mid, receiver.video_send_rid, self.now)
-            });
-            tracing::trace!(user = %receiver.key.user, layer, ?queued, "layer switched");
+            if tracing::enabled!(tracing::Level::TRACE) {
+                let queued = receiver.out_mid(Kind::Video).and_then(|mid| {
+                    queued_video(&mut receiver.rtc, mid, receiver.video_send_rid, self.now)
+                });
+                tracing::trace!(user = %receiver.key.user, layer, ?queued, "layer switched");
+            }
             self.stats.layer_switches += 1;
         }
     }
