@@ -5,6 +5,7 @@
 //! - [`config`]: [`NodeConfig`], layered defaults → TOML → env → flags.
 //! - [`cli`]: the command line (`run`, `token`, `admin-token`).
 //! - [`metrics`]: `/metrics`, the Prometheus page (recorder installed once per process).
+//! - [`open_files`]: the open-files limit raised and the descriptor table grown, once per process.
 //! - [`demo`]: the demo pages and web SDK, served next to `/signal` (and the demo token route).
 //! - [`webhooks`]: starts webhook delivery for the apps that have a `webhook_url`.
 //! - [`telemetry`]: logs, and a call's trace over OTLP when `otlp_endpoint` is set.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod media_port;
 pub mod metrics;
+pub mod open_files;
 pub mod telemetry;
 pub mod tls;
 pub mod webhooks;
@@ -231,6 +233,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     config.validate().context("invalid configuration")?;
     // First: the cluster's etcd requests below are already timed.
     let recorded = metrics::install();
+    // Before any socket: the table of descriptors grown once, not under load (`open_files`).
+    open_files::prepare();
     let signal = TcpListener::bind(config.signal_addr)
         .await
         .with_context(|| format!("binding signaling on {}", config.signal_addr))?;
