@@ -709,8 +709,8 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                             break;
                         }
                         let mut gone = Vec::new();
-                        // Channel pins come and go with every call: only node and partition changes
-                        // call for a reconcile.
+                        // Only a node coming, going or changing in more than its load, and a
+                        // partition changing hands, call for a reconcile (`ClusterView::put`).
                         let mut structural = false;
                         {
                             let mut view = shared.view_mut();
@@ -739,14 +739,17 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                                 let Some(kv) = event.kv() else { continue };
                                 let Ok(key) = kv.key_str() else { continue };
                                 revision = revision.max(kv.mod_revision());
-                                structural |= matches!(
-                                    shared.layout.kind(key),
-                                    crate::view::KeyKind::Node(_) | crate::view::KeyKind::Partition(_)
-                                );
-                                match event.event_type() {
+                                structural |= match event.event_type() {
                                     EventType::Put => view.put(&shared.layout, key, kv.value()),
-                                    EventType::Delete => view.delete(&shared.layout, key),
-                                }
+                                    EventType::Delete => {
+                                        view.delete(&shared.layout, key);
+                                        matches!(
+                                            shared.layout.kind(key),
+                                            crate::view::KeyKind::Node(_)
+                                                | crate::view::KeyKind::Partition(_)
+                                        )
+                                    }
+                                };
                             }
                         }
                         if let Some(header) = response.header() {

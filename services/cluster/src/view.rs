@@ -99,6 +99,21 @@ impl MediaLoad {
 }
 
 impl NodeInfo {
+    /// Whether `other` is this node's info with only its load changed (channels open, media sessions
+    /// and bit rate): the node is the same member, with the same addresses, lease and limits.
+    pub fn differs_only_in_load(&self, other: &NodeInfo) -> bool {
+        let without_load = |info: &NodeInfo| NodeInfo {
+            load: 0,
+            media: info.media.clone().map(|media| MediaInfo {
+                sessions: 0,
+                egress_bps: 0,
+                ..media
+            }),
+            ..info.clone()
+        };
+        without_load(self) == without_load(other)
+    }
+
     /// The node as a candidate for viewers' media sessions.
     pub fn media_node(&self) -> showcall_protocol::media_edge::MediaNode {
         let media = self.media.clone().unwrap_or_default();
@@ -265,27 +280,43 @@ impl ClusterView {
     }
 
     /// A key was put. Malformed values are ignored (logged): another version's node must not crash us.
-    pub fn put(&mut self, layout: &Layout, key: &str, value: &[u8]) {
+    ///
+    /// Returns whether the cluster's shape changed: a node came or changed in more than its load, or a
+    /// partition's owner was written. A node republishes its load every second while calls come and go
+    /// (`membership::publish_load`); that alone re-plans nothing and wakes no one waiting for a change.
+    pub fn put(&mut self, layout: &Layout, key: &str, value: &[u8]) -> bool {
         match layout.kind(key) {
             KeyKind::Node(id) => match serde_json::from_slice::<NodeInfo>(value) {
-                Ok(info) => {
-                    self.nodes.insert(id, info);
+                Ok(info) => self
+                    .nodes
+                    .insert(id, info.clone())
+                    .is_none_or(|was| !was.differs_only_in_load(&info)),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "unreadable node info");
+                    false
                 }
-                Err(e) => tracing::warn!(%key, error = %e, "unreadable node info"),
             },
             KeyKind::Partition(p) => match std::str::from_utf8(value) {
                 Ok(owner) => {
                     self.owners.insert(p, NodeId(owner.to_owned()));
+                    true
                 }
-                Err(_) => tracing::warn!(%key, "unreadable partition owner"),
-            },
-            KeyKind::Channel(c) => match std::str::from_utf8(value) {
-                Ok(node) => {
-                    self.channels.insert(c, NodeId(node.to_owned()));
+                Err(_) => {
+                    tracing::warn!(%key, "unreadable partition owner");
+                    false
                 }
-                Err(_) => tracing::warn!(%key, "unreadable channel pin"),
             },
-            KeyKind::Other => {}
+            KeyKind::Channel(c) => {
+                match std::str::from_utf8(value) {
+                    Ok(node) => {
+                        self.channels.insert(c, NodeId(node.to_owned()));
+                    }
+                    Err(_) => tracing::warn!(%key, "unreadable channel pin"),
+                }
+                // Channel pins come and go with every room.
+                false
+            }
+            KeyKind::Other => false,
         }
     }
 
@@ -438,6 +469,75 @@ mod tests {
         view.delete(&layout, "/showcall/v1/partitions/7");
         view.delete(&layout, "/showcall/v1/nodes/n1");
         assert_eq!(view, ClusterView::default());
+    }
+
+    #[test]
+    fn a_node_republishing_only_its_load_does_not_change_the_clusters_shape() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
+        };
+        let key = "/showcall/v1/nodes/n1";
+        let info = NodeInfo {
+            id: NodeId("n1".into()),
+            grpc_addr: "127.0.0.1:1".into(),
+            media_addr: "127.0.0.1:2".into(),
+            signal_url: "ws://127.0.0.1:3/signal".into(),
+            signal_public_url: None,
+            capacity: 1000,
+            load: 0,
+            leaving: false,
+            lease: 5,
+            timeline: true,
+            wire_minor: 4,
+            media: Some(MediaInfo {
+                relays: true,
+                sessions: 0,
+                egress_bps: 0,
+                max_sessions: 50,
+                max_egress_bps: 0,
+            }),
+        };
+        let put = |view: &mut ClusterView, info: &NodeInfo| {
+            view.put(&layout, key, &serde_json::to_vec(info).unwrap())
+        };
+        let mut view = ClusterView::default();
+        assert!(put(&mut view, &info), "a node arrives");
+        let loaded = NodeInfo {
+            load: 12,
+            media: Some(MediaInfo {
+                sessions: 30,
+                egress_bps: 9_000_000,
+                ..info.media.clone().unwrap()
+            }),
+            ..info.clone()
+        };
+        assert!(!put(&mut view, &loaded), "its load changes");
+        assert_eq!(view.nodes[&NodeId("n1".into())].load, 12, "and is read");
+        let leaving = NodeInfo {
+            leaving: true,
+            ..loaded.clone()
+        };
+        assert!(put(&mut view, &leaving), "it leaves");
+        let relet = NodeInfo {
+            lease: 6,
+            ..loaded.clone()
+        };
+        assert!(put(&mut view, &relet), "it registered again");
+        let smaller = NodeInfo {
+            media: Some(MediaInfo {
+                max_sessions: 10,
+                ..loaded.media.clone().unwrap()
+            }),
+            ..relet
+        };
+        assert!(put(&mut view, &smaller), "its limits changed");
+        assert!(put(&mut view, &info), "and again, its load too");
+        assert!(view.put(&layout, "/showcall/v1/partitions/7", b"n1"));
+        assert!(!view.put(&layout, "/showcall/v1/channels/demo/room-1", b"n1"));
+        assert!(
+            !view.put(&layout, key, b"not json"),
+            "unreadable: nothing changes"
+        );
     }
 
     #[test]
