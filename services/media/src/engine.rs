@@ -288,6 +288,14 @@ fn queued_video(
     Some((queue.byte_size(), age))
 }
 
+/// Whether `room` holds `publisher`'s media back (it is in a private call). A free function over the
+/// rooms alone, so the packet path can ask while it holds its publisher mutably.
+fn holds_back(rooms: &HashMap<RoomKey, Room>, room: &RoomKey, publisher: &PeerKey) -> bool {
+    rooms
+        .get(room)
+        .is_some_and(|r| r.paused.contains(&publisher.user))
+}
+
 fn room_key(key: &PeerKey) -> RoomKey {
     (key.app.clone(), key.channel.clone())
 }
@@ -1279,12 +1287,11 @@ impl Engine {
             keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
-        let paused = self.is_paused(&room, from);
-        let passes = self.peers.get_mut(&from).is_some_and(|p| {
-            p.frames
-                .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
-        });
-        if !passes {
+        let paused = holds_back(&self.rooms, &room, &publisher.key);
+        if !publisher
+            .frames
+            .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
+        {
             return;
         }
         if let Some(others) = self.room_workers.get(&room) {
@@ -1307,12 +1314,11 @@ impl Engine {
             keep(&mut publisher.video, &out);
         }
         let room = room_key(&publisher.key);
-        let paused = self.is_paused(&room, out.source.session);
-        let passes = self.remote.get_mut(&out.source.session).is_some_and(|p| {
-            p.frames
-                .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
-        });
-        if passes {
+        let paused = holds_back(&self.rooms, &room, &publisher.key);
+        if publisher
+            .frames
+            .pass(paused, out.kind, out.source.ssrc, out.time, out.marker)
+        {
             self.fan_out(&room, &out);
         }
     }
@@ -1344,12 +1350,8 @@ impl Engine {
 
     /// Whether a publisher's media is held back (in a private call).
     fn is_paused(&self, room: &RoomKey, session: PeerId) -> bool {
-        let Some(key) = self.publisher_key(session) else {
-            return false;
-        };
-        self.rooms
-            .get(room)
-            .is_some_and(|r| r.paused.contains(&key.user))
+        self.publisher_key(session)
+            .is_some_and(|key| holds_back(&self.rooms, room, key))
     }
 
     /// Whether `session` still feeds `kind` lines in `room` (present, publishing it, not paused).

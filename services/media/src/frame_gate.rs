@@ -18,11 +18,34 @@ use crate::protocol::Kind;
 /// layer. A stream past these is held at once when paused.
 const MAX_STREAMS: usize = 8;
 
+/// One stream's frame under way: the RTP time of the frame some of whose packets went on and whose
+/// last one (the marker) has not. The rule "what began goes on to its end, nothing after it" serves a
+/// pause ([`FrameGate`]) and a layer stopped at a step down (`crate::simulcast::LayerSelector`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFrame(Option<u32>);
+
+impl OpenFrame {
+    /// Whether a packet of RTP time `time` belongs to the frame under way.
+    pub fn continued_by(self, time: u32) -> bool {
+        self.0 == Some(time)
+    }
+
+    /// A packet went on: its frame is under way, unless it was the frame's last.
+    pub fn went_on(&mut self, time: u32, marker: bool) {
+        self.0 = (!marker).then_some(time);
+    }
+
+    /// No frame of the stream is under way (its last packet went on, or it can no longer be finished).
+    pub fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// One publisher's video frames under way, by stream.
 #[derive(Debug, Default)]
 pub struct FrameGate {
-    /// SSRC → the RTP time of the frame whose packets were let through and whose last one was not.
-    open: HashMap<u32, u32>,
+    /// SSRC → its frame let through and not yet ended (an entry only while one is).
+    open: HashMap<u32, OpenFrame>,
 }
 
 impl FrameGate {
@@ -33,11 +56,11 @@ impl FrameGate {
             // Each audio packet is a frame of its own.
             return !paused;
         }
-        let continues = self.open.get(&ssrc) == Some(&time);
+        let continues = self.open.get(&ssrc).is_some_and(|f| f.continued_by(time));
         let passes = !paused || continues;
         if passes && !marker {
             if self.open.len() < MAX_STREAMS || self.open.contains_key(&ssrc) {
-                self.open.insert(ssrc, time);
+                self.open.entry(ssrc).or_default().went_on(time, marker);
             }
         } else {
             // Its last packet went on, or the frame under way can no longer be finished (the next

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use str0m::format::PayloadParams;
 
 use crate::bandwidth::LayerRates;
+use crate::frame_gate::OpenFrame;
 use crate::keyframe::{KeptPacket, PublisherKeyframes};
 use crate::rate::RateMeter;
 
@@ -140,8 +141,8 @@ pub struct LayerSelector {
     /// The receiver stepped down for congestion ([`LayerSelector::freeze`]): the layer it is on stops
     /// at the end of the frame under way, until the target's keyframe switches it.
     frozen: bool,
-    /// The RTP time of the current layer's frame forwarded whose last packet (the marker) was not yet.
-    open_frame: Option<u32>,
+    /// The current layer's frame forwarded whose last packet (the marker) was not yet.
+    open_frame: OpenFrame,
     /// While frozen, no keyframe of the target is asked for or taken before this (the path drains).
     drain_until: Option<Instant>,
 }
@@ -177,13 +178,13 @@ impl LayerSelector {
         // The packet's own layer flows, whatever the bookkeeping says.
         let target = target(cap, available.with(layer));
         if self.current == Some(layer) {
-            if self.frozen && target != Some(layer) && self.open_frame != Some(packet.time) {
+            if self.frozen && target != Some(layer) && !self.open_frame.continued_by(packet.time) {
                 // Frozen: the frame under way went out whole; nothing after it, keyframe or not.
-                self.open_frame = None;
+                self.open_frame.close();
                 return Decision::Drop;
             }
             self.frozen &= target != Some(layer);
-            self.open_frame = (!packet.marker).then_some(packet.time);
+            self.open_frame.went_on(packet.time, packet.marker);
             return Decision::Forward;
         }
         if target == Some(layer) && packet.starts_keyframe && !self.draining(now) {
@@ -227,7 +228,7 @@ impl LayerSelector {
     /// left another layer for it (a switch, not a start).
     pub fn switch(&mut self, layer: Layer) -> bool {
         self.frozen = false;
-        self.open_frame = None;
+        self.open_frame.close();
         self.drain_until = None;
         self.current.replace(layer).is_some_and(|l| l != layer)
     }
