@@ -430,13 +430,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_put_and_deleted_shape_the_view() {
-        let layout = Layout {
-            prefix: "/showcall/v1/".into(),
-        };
-        let mut view = ClusterView::default();
-        let info = NodeInfo {
+    /// A node's info with nothing of note: no load, no lease, no media.
+    fn node_n1() -> NodeInfo {
+        NodeInfo {
             id: NodeId("n1".into()),
             grpc_addr: "127.0.0.1:1".into(),
             media_addr: "127.0.0.1:2".into(),
@@ -449,7 +445,16 @@ mod tests {
             timeline: true,
             wire_minor: 0,
             media: None,
+        }
+    }
+
+    #[test]
+    fn keys_put_and_deleted_shape_the_view() {
+        let layout = Layout {
+            prefix: "/showcall/v1/".into(),
         };
+        let mut view = ClusterView::default();
+        let info = node_n1();
         view.put(
             &layout,
             "/showcall/v1/nodes/n1",
@@ -478,16 +483,7 @@ mod tests {
         };
         let key = "/showcall/v1/nodes/n1";
         let info = NodeInfo {
-            id: NodeId("n1".into()),
-            grpc_addr: "127.0.0.1:1".into(),
-            media_addr: "127.0.0.1:2".into(),
-            signal_url: "ws://127.0.0.1:3/signal".into(),
-            signal_public_url: None,
-            capacity: 1000,
-            load: 0,
-            leaving: false,
             lease: 5,
-            timeline: true,
             wire_minor: 4,
             media: Some(MediaInfo {
                 relays: true,
@@ -496,6 +492,7 @@ mod tests {
                 max_sessions: 50,
                 max_egress_bps: 0,
             }),
+            ..node_n1()
         };
         let put = |view: &mut ClusterView, info: &NodeInfo| {
             view.put(&layout, key, &serde_json::to_vec(info).unwrap())
