@@ -741,14 +741,7 @@ async fn watch_and_reconcile(mut client: Client, shared: Arc<Shared>, mut revisi
                                 revision = revision.max(kv.mod_revision());
                                 structural |= match event.event_type() {
                                     EventType::Put => view.put(&shared.layout, key, kv.value()),
-                                    EventType::Delete => {
-                                        view.delete(&shared.layout, key);
-                                        matches!(
-                                            shared.layout.kind(key),
-                                            crate::view::KeyKind::Node(_)
-                                                | crate::view::KeyKind::Partition(_)
-                                        )
-                                    }
+                                    EventType::Delete => view.delete(&shared.layout, key),
                                 };
                             }
                         }

@@ -320,19 +320,23 @@ impl ClusterView {
         }
     }
 
-    /// A key was deleted (or its lease expired).
-    pub fn delete(&mut self, layout: &Layout, key: &str) {
+    /// A key was deleted (or its lease expired). Returns whether the cluster's shape changed, as
+    /// [`ClusterView::put`] does: a node or a partition's owner went (a channel pin does not count).
+    pub fn delete(&mut self, layout: &Layout, key: &str) -> bool {
         match layout.kind(key) {
             KeyKind::Node(id) => {
                 self.nodes.remove(&id);
+                true
             }
             KeyKind::Partition(p) => {
                 self.owners.remove(&p);
+                true
             }
             KeyKind::Channel(c) => {
                 self.channels.remove(&c);
+                false
             }
-            KeyKind::Other => {}
+            KeyKind::Other => false,
         }
     }
 
@@ -468,11 +472,11 @@ mod tests {
             view.channels_on(&NodeId("n1".into())),
             ["demo/room-1".to_owned()].into_iter().collect()
         );
-        view.delete(&layout, "/showcall/v1/channels/demo/room-1");
+        assert!(!view.delete(&layout, "/showcall/v1/channels/demo/room-1"));
         assert_eq!(view.live(), [NodeId("n1".into())].into_iter().collect());
         assert_eq!(view.owned_by(&NodeId("n1".into())), vec![7]);
-        view.delete(&layout, "/showcall/v1/partitions/7");
-        view.delete(&layout, "/showcall/v1/nodes/n1");
+        assert!(view.delete(&layout, "/showcall/v1/partitions/7"));
+        assert!(view.delete(&layout, "/showcall/v1/nodes/n1"));
         assert_eq!(view, ClusterView::default());
     }
 
