@@ -43,7 +43,10 @@
 //!     whole: a larger one's burst into a full tail-drop queue loses packets, which come only as
 //!     resends, a queue's round trip each); the receiver climbs back by probing after the hold;
 //!   - the receiver's queued video growing old (str0m's pacer sends at the unaveraged estimate):
-//!     [`BandwidthAllocator::congested`], one layer down at once.
+//!     [`BandwidthAllocator::congested`], one layer down at once;
+//!   - the path's own queue standing deep in its round trip ([`crate::queue_delay`], a backstop for
+//!     the rounds where GoogCC calls the overuse late): [`BandwidthAllocator::queue_built`],
+//!     straight to the lowest layer (a full path, as a deep fall) unless it just stepped down.
 //! - **Below the lowest layer** the allowance is [`Allowance::Paused`]: the receiver keeps its audio
 //!   and gets no video (the engine tells its member), until the lowest layer fits comfortably again
 //!   for [`UP_HOLD`].
@@ -238,6 +241,32 @@ impl BandwidthAllocator {
             && let Some((lower, _)) = flowing.iter().find(|(l, _)| *l > layer)
         {
             self.allowance = Allowance::Video(*lower);
+            self.rising = None;
+            self.held_until = Some(now + CONGESTION_HOLD);
+            self.stepped_down_at = Some(now);
+        }
+        self.allowance
+    }
+
+    /// The receiver's path queued [`crate::queue_delay::QUEUE_BUILT`] over its floor
+    /// ([`crate::queue_delay`]): straight to the lowest layer, as a deep fall of the unaveraged
+    /// estimate goes (the path is full of what it was sent, and the smallest keyframe gets through it
+    /// soonest), never to no video, with no better layer for [`CONGESTION_HOLD`] — unless a step down
+    /// for congestion came within [`DRAIN`], whose queue this may still be (the round trip stays long
+    /// while a queue drains).
+    pub fn queue_built(&mut self, rates: &LayerRates, now: Instant) -> Allowance {
+        if self
+            .stepped_down_at
+            .is_some_and(|at| now.saturating_duration_since(at) < DRAIN)
+        {
+            return self.allowance;
+        }
+        let flowing: Vec<(Layer, u64)> = rated(rates).collect();
+        if let Some((layer, _)) = level(self.allowance, &flowing)
+            && let Some(&(lowest, _)) = flowing.last()
+            && lowest > layer
+        {
+            self.allowance = Allowance::Video(lowest);
             self.rising = None;
             self.held_until = Some(now + CONGESTION_HOLD);
             self.stepped_down_at = Some(now);
@@ -457,6 +486,37 @@ mod tests {
                 Allowance::Video(1)
             );
         }
+    }
+
+    #[test]
+    fn a_queue_built_on_the_path_steps_down_to_the_lowest_layer_unless_it_just_stepped_down() {
+        let t0 = Instant::now();
+        let mut a = BandwidthAllocator::default();
+        // GoogCC late: the queue takes the receiver to the lowest layer, held there meanwhile.
+        assert_eq!(a.queue_built(&SAMPLE, t0), Allowance::Video(2));
+        assert_eq!(
+            a.update(2_000_000, &SAMPLE, at(t0, 100)),
+            Allowance::Video(2)
+        );
+        assert_eq!(a.queue_built(&SAMPLE, at(t0, 2_000)), Allowance::Video(2));
+        // GoogCC first (its unaveraged estimate short twice: the medium layer), then the queue it
+        // already answered: no second step for it.
+        let mut b = BandwidthAllocator::default();
+        assert_eq!(b.unaveraged(180_000, &SAMPLE, t0), Allowance::Video(0));
+        assert_eq!(
+            b.unaveraged(180_000, &SAMPLE, at(t0, 200)),
+            Allowance::Video(1)
+        );
+        assert_eq!(b.queue_built(&SAMPLE, at(t0, 400)), Allowance::Video(1));
+        // The same after the averaged estimate's step; a queue building again once the drain is over
+        // is a new congestion: down again.
+        let mut c = BandwidthAllocator::default();
+        assert_eq!(c.update(150_000, &SAMPLE, t0), Allowance::Video(1));
+        assert_eq!(c.queue_built(&SAMPLE, at(t0, 400)), Allowance::Video(1));
+        assert_eq!(
+            c.queue_built(&SAMPLE, at(t0, 400) + DRAIN),
+            Allowance::Video(2)
+        );
     }
 
     #[test]

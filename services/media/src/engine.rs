@@ -123,6 +123,8 @@ enum Look {
     Congested(PeerId),
     /// Its unaveraged estimate (bits/s): only down.
     Unaveraged(u64),
+    /// Its path's queue stands deep in its round trip ([`crate::queue_delay`]): the lowest layer.
+    QueueBuilt,
 }
 
 /// The sessions of one channel.
@@ -629,6 +631,8 @@ impl Engine {
         session_path::add_relays(&mut peer.relays, offer_sdp);
         peer.restarting = true;
         peer.recheck_after_answer = false;
+        // A new path: its round trip's floor is its own.
+        peer.queue_delay.reset();
         // Every path is checked again under the new credentials; the old addresses route nowhere (a
         // port the member left may be someone else's next).
         for remote in std::mem::take(&mut peer.remotes) {
@@ -1025,13 +1029,22 @@ impl Engine {
             }
             Event::PeerStats(stats) => {
                 // The estimate without str0m's 3 s average: a path that narrowed shows here first.
-                // The round trip (send → TWCC feedback, the path's queue in it) a step down waits.
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.rtt = stats.rtt;
-                }
+                // The round trip (send → TWCC feedback, the path's queue in it): how long a step down
+                // waits for the path to drain, and — a queue standing deep in it — a step down of its
+                // own when GoogCC is late ([`crate::queue_delay`]).
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                peer.rtt = stats.rtt;
+                let queue_built = stats
+                    .rtt
+                    .is_some_and(|rtt| peer.queue_delay.observe(rtt, self.now));
                 if let Some(unaveraged) = stats.bwe_tx {
                     tracing::trace!(session = ?id, unaveraged = unaveraged.as_u64(), loss = ?stats.egress_loss_fraction, rtt = ?stats.rtt, "unaveraged estimate");
                     self.allocate(id, Look::Unaveraged(unaveraged.as_u64()));
+                }
+                if queue_built {
+                    self.allocate(id, Look::QueueBuilt);
                 }
             }
             Event::MediaIngressStats(stats) => {
@@ -1440,7 +1453,9 @@ impl Engine {
     /// Looks at what a receiver's bandwidth estimate allows of each publisher's video it gets
     /// ([`crate::bandwidth`]): its layer caps, video paused or resumed (the member is told), and what
     /// its estimator is to probe for; `look` says why (a backed-up publisher's video: one layer down at
-    /// once; an unaveraged estimate: only down). The budget per publisher is the estimate less the
+    /// once; a queue standing in the path's round trip: the lowest layer at once; an unaveraged
+    /// estimate: only down).
+    /// The budget per publisher is the estimate less the
     /// audio the receiver gets, shared equally.
     fn allocate(&mut self, id: PeerId, look: Look) {
         let now = self.now;
@@ -1453,7 +1468,7 @@ impl Engine {
         };
         let estimate = match look {
             Look::Unaveraged(unaveraged) => unaveraged,
-            Look::Estimate | Look::Congested(_) => averaged,
+            Look::Estimate | Look::Congested(_) | Look::QueueBuilt => averaged,
         };
         if peer.out_mid(Kind::Video).is_none() {
             return;
@@ -1486,6 +1501,10 @@ impl Engine {
             let before = allocator.allowance();
             let after = match look {
                 Look::Unaveraged(_) => allocator.unaveraged(budget, rates, now),
+                Look::QueueBuilt => {
+                    allocator.queue_built(rates, now);
+                    allocator.update(budget, rates, now)
+                }
                 Look::Congested(p) if p == *publisher => {
                     allocator.congested(rates, now);
                     allocator.update(budget, rates, now)

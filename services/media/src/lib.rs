@@ -61,6 +61,7 @@ mod peer;
 mod picture;
 mod placement;
 mod protocol;
+mod queue_delay;
 mod rate;
 mod relay;
 mod relay_crypto;

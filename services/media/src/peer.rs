@@ -14,6 +14,7 @@ use crate::feed::Feed;
 use crate::frame_gate::FrameGate;
 use crate::ice_restart::RemoteSide;
 use crate::protocol::{Kind, PeerKey};
+use crate::queue_delay::QueueDelay;
 use crate::rate::RateMeter;
 use crate::renegotiation::OutLine;
 use crate::simulcast::{Layer, LayerSelector, LayerSet, MAX_LAYERS, PublisherLayers};
@@ -91,6 +92,8 @@ pub struct Peer {
     pub estimate: Option<u64>,
     /// The latest TWCC round trip (send → feedback, so with the path's queue in it).
     pub rtt: Option<std::time::Duration>,
+    /// Whether the path's queue stands deep in that round trip ([`crate::queue_delay`]).
+    pub queue_delay: QueueDelay,
     /// What the estimate allows of each publisher's video ([`crate::bandwidth`]).
     pub bandwidth: HashMap<PeerId, BandwidthAllocator>,
     /// The audio written to this member: what the estimate carries before any video.
@@ -149,6 +152,7 @@ impl Peer {
             estimate: None,
             bandwidth: HashMap::new(),
             rtt: None,
+            queue_delay: QueueDelay::default(),
             audio_rate: RateMeter::default(),
             video_paused: false,
             bwe_targets: None,
