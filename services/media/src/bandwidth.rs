@@ -223,10 +223,7 @@ impl BandwidthAllocator {
                 .or(lower.next_back())
         };
         if let Some(&(to, _)) = to {
-            self.allowance = Allowance::Video(to);
-            self.rising = None;
-            self.held_until = Some(now + CONGESTION_HOLD);
-            self.stepped_down_at = Some(now);
+            self.step_down_before_the_estimate(to, now);
         }
         self.allowance
     }
@@ -240,10 +237,7 @@ impl BandwidthAllocator {
         if let Some((layer, _)) = level(self.allowance, &flowing)
             && let Some((lower, _)) = flowing.iter().find(|(l, _)| *l > layer)
         {
-            self.allowance = Allowance::Video(*lower);
-            self.rising = None;
-            self.held_until = Some(now + CONGESTION_HOLD);
-            self.stepped_down_at = Some(now);
+            self.step_down_before_the_estimate(*lower, now);
         }
         self.allowance
     }
@@ -266,12 +260,18 @@ impl BandwidthAllocator {
             && let Some(&(lowest, _)) = flowing.last()
             && lowest > layer
         {
-            self.allowance = Allowance::Video(lowest);
-            self.rising = None;
-            self.held_until = Some(now + CONGESTION_HOLD);
-            self.stepped_down_at = Some(now);
+            self.step_down_before_the_estimate(lowest, now);
         }
         self.allowance
+    }
+
+    /// A step down for congestion the averaged estimate has not shown yet: to `layer`, with no better
+    /// one for [`CONGESTION_HOLD`] while the average catches up.
+    fn step_down_before_the_estimate(&mut self, layer: Layer, now: Instant) {
+        self.allowance = Allowance::Video(layer);
+        self.rising = None;
+        self.held_until = Some(now + CONGESTION_HOLD);
+        self.stepped_down_at = Some(now);
     }
 
     /// What to ask the receiver's estimator for (bits/s of this publisher's video): the minimum to
