@@ -1454,9 +1454,8 @@ impl Engine {
     /// ([`crate::bandwidth`]): its layer caps, video paused or resumed (the member is told), and what
     /// its estimator is to probe for; `look` says why (a backed-up publisher's video: one layer down at
     /// once; a queue standing in the path's round trip: the lowest layer at once; an unaveraged
-    /// estimate: only down).
-    /// The budget per publisher is the estimate less the
-    /// audio the receiver gets, shared equally.
+    /// estimate: only down). The budget per publisher is the estimate less the audio the receiver
+    /// gets, shared equally.
     fn allocate(&mut self, id: PeerId, look: Look) {
         let now = self.now;
         let Some(peer) = self.peers.get(&id) else {

@@ -9,9 +9,10 @@
 //! it takes to drain: the second sample (200 ms later at the engine's stats interval) still has it.
 //!
 //! Why a second sign beside GoogCC: GoogCC usually calls the overuse when a filling queue is 30–60 ms
-//! deep, but on the bandwidth benchmark's narrowed link it sometimes called it only 0.9–1 s after the
-//! narrowing, with the queue long past 100 ms (its trend test waits for a rising slope that clears a
-//! threshold adapted to earlier jitter). A queue that deep is the path's, whatever the trend says.
+//! deep, but on the bandwidth benchmark's narrowed link it sometimes called it 0.2–0.4 s after the
+//! round trip already showed the queue 85–210 ms deep (BENCHMARKS.md, `bandwidth` run 6; why, str0m
+//! does not say: its trend test adapts its threshold to earlier jitter). A queue that deep is the
+//! path's, whatever the trend says.
 //! Why not lower: on an open path on this project's shared test machines the round trip wanders up to
 //! ≈ 20 ms over its floor with scheduling alone; [`QUEUE_BUILT`] leaves room for four times that, so
 //! the backstop fires only where GoogCC is late, not in its place. Pure: round trips and the time in.
