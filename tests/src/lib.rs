@@ -24,6 +24,8 @@ pub mod sdk_helpers;
 
 /// A UDP relay between a media client and the node that drops node → client RTP packets.
 pub mod shaped_relay;
+/// The node's tracing in a test's captured output (shown when the test fails).
+pub mod test_log;
 pub mod udp_relay;
 
 pub mod webhook_receiver;

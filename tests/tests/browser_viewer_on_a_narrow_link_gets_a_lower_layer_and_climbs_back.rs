@@ -52,6 +52,8 @@ async fn point_media_at(page: &Page, node: SocketAddr, relay: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs_back() {
+    // What the router decided for the viewer, shown if this fails.
+    showcall_tests::test_log::log_to_test_output("info,showcall_media=debug");
     let network = IsolatedHost::create();
     let outside = network.outside_ip;
     // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would

@@ -41,6 +41,8 @@ async fn video_paused(events: &mut mpsc::UnboundedReceiver<Event>, channel: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_below_the_lowest_layer_keeps_audio_and_is_told_its_video_paused() {
+    // What the router decided for the viewer, shown if this fails.
+    showcall_tests::test_log::log_to_test_output("info,showcall_media=debug");
     let node = TestNode::start().await;
     let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
 

@@ -29,6 +29,8 @@ const RUN: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_link_narrows_gets_a_lower_layer_and_climbs_back_when_it_widens() {
+    // What the router decided for the viewer, shown if this fails.
+    showcall_tests::test_log::log_to_test_output("info,showcall_media=debug");
     let node = TestNode::start().await;
     let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
     let of = layer_of_frames();

@@ -27,8 +27,8 @@
 //!   it moved by 5 %), so a path that narrows shows in it 1.5–2.5 s late. Two earlier signs step the
 //!   receiver down before it, and hold it there for [`CONGESTION_HOLD`] while the average catches up:
 //!   - the unaveraged estimate (str0m's GoogCC as it stands, in its stats events):
-//!     [`BandwidthAllocator::unaveraged`] steps down when it has fallen short of the receiver's layer
-//!     [`SHORT_IN_A_ROW`] times in a row — one low value is not enough, as GoogCC's raw estimate dips
+//!     [`BandwidthAllocator::unaveraged`] steps down when it has stayed short of the receiver's layer
+//!     for [`SHORT_FOR`] — one low value is not enough, as GoogCC's raw estimate dips
 //!     on a keyframe's burst — or at once when it fell [`DEEP_SHORT`] under the layer, and never to no
 //!     video (a dip under the lowest layer may be as short, and a pause costs the member a notice and
 //!     a keyframe to resume). Why a deep fall needs no second look: GoogCC's overuse sets its
@@ -36,7 +36,7 @@
 //!     sent, that is 0.85 × at least the layer and the audio, which leaves a budget of about 0.8 of
 //!     the layer or more (0.85 of it, less 0.15 of the audio: 0.83 of the sample's top layer, 0.79 of
 //!     its medium one); a budget under [`DEEP_SHORT`] of it means the path acknowledged less than it
-//!     was sent — it narrowed. Waiting for the second sample cost 200 ms, and while waiting the
+//!     was sent — it narrowed. Waiting for a second look cost 200 ms, and while waiting the
 //!     pacer (which sends at the unaveraged estimate) queued the layer's video in front of the lower
 //!     layer's keyframe. A deep fall goes straight to the lowest layer, not to the best that fits:
 //!     the path is full of what it was sent, and the smallest keyframe gets through it soonest (and
@@ -65,10 +65,10 @@ pub const UP_HOLD: Duration = Duration::from_secs(2);
 /// be considered: str0m reports its estimate averaged over 3 s, so it says "fits" for a while after
 /// the path narrowed.
 pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
-/// How many unaveraged estimates in a row must fall short of the receiver's layer before it steps down
-/// on them ([`BandwidthAllocator::unaveraged`]): a sustained fall, not one dip (at the engine's stats
-/// interval, 200 ms, a fall shows for 200–400 ms before it counts).
-pub const SHORT_IN_A_ROW: u32 = 2;
+/// How long unaveraged estimates must stay short of the receiver's layer before it steps down on them
+/// ([`BandwidthAllocator::unaveraged`]): a sustained fall, not one dip. A time, not a count of samples,
+/// so it means the same whatever the engine's stats interval.
+pub const SHORT_FOR: Duration = Duration::from_millis(200);
 /// An unaveraged budget under this share of the receiver's layer steps it down on one sample
 /// ([`BandwidthAllocator::unaveraged`]): a fall that deep is the path's, not a keyframe's dip.
 pub const DEEP_SHORT: f64 = 0.75;
@@ -99,9 +99,9 @@ pub struct BandwidthAllocator {
     rising: Option<(Allowance, Instant)>,
     /// No better allowance before this (a step down for congestion, [`BandwidthAllocator::congested`]).
     held_until: Option<Instant>,
-    /// Unaveraged estimates in a row that fell short of the allowance they were taken at (a count for
-    /// another allowance, since changed by the averaged estimate, does not carry over).
-    short: (Allowance, u32),
+    /// Since when the unaveraged estimates have been short of the allowance they were taken at (a
+    /// shortfall of another allowance, since changed by the averaged estimate, does not carry over).
+    short: (Allowance, Option<Instant>),
     /// When it last stepped down for congestion (no padding towards a better layer for [`DRAIN`]).
     stepped_down_at: Option<Instant>,
 }
@@ -114,7 +114,7 @@ impl Default for BandwidthAllocator {
             allowance: Allowance::Video(0),
             rising: None,
             held_until: None,
-            short: (Allowance::Video(0), 0),
+            short: (Allowance::Video(0), None),
             stepped_down_at: None,
         }
     }
@@ -188,8 +188,8 @@ impl BandwidthAllocator {
     }
 
     /// Takes a budget from the unaveraged estimate (the same share as [`update`](Self::update)'s): only
-    /// ever down, and only once the layer the receiver is on has not fitted it [`SHORT_IN_A_ROW`] times
-    /// in a row — to the best lower layer that fits it comfortably, else the lowest — or once by far
+    /// ever down, and only once the layer the receiver is on has not fitted it for [`SHORT_FOR`] — to
+    /// the best lower layer that fits it comfortably, else the lowest — or once by far
     /// ([`DEEP_SHORT`]) — to the lowest; never to no video; and no better layer for
     /// [`CONGESTION_HOLD`], while the averaged estimate catches up.
     pub fn unaveraged(&mut self, budget: u64, rates: &LayerRates, now: Instant) -> Allowance {
@@ -198,16 +198,16 @@ impl BandwidthAllocator {
             return self.allowance;
         };
         if rate <= budget {
-            self.short = (self.allowance, 0);
+            self.short = (self.allowance, None);
             return self.allowance;
         }
-        let in_a_row = match self.short {
-            (at, n) if at == self.allowance => n + 1,
-            _ => 1,
+        let since = match self.short {
+            (at, Some(since)) if at == self.allowance => since,
+            _ => now,
         };
-        self.short = (self.allowance, in_a_row);
+        self.short = (self.allowance, Some(since));
         let deep = (budget as f64) < rate as f64 * DEEP_SHORT;
-        if in_a_row < SHORT_IN_A_ROW && !deep {
+        if now.saturating_duration_since(since) < SHORT_FOR && !deep {
             return self.allowance;
         }
         let mut lower = flowing.iter().filter(|(l, _)| *l > layer);
@@ -557,11 +557,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unaveraged_estimate_steps_down_only_when_it_falls_short_in_a_row() {
+    fn an_unaveraged_estimate_steps_down_only_when_it_stays_short() {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
         // One shallow dip (a keyframe's burst: 175 of 212, over the deep share): nothing; the next
-        // fits again, so the count starts over.
+        // fits again, so the shortfall starts over.
         assert_eq!(a.unaveraged(175_000, &SAMPLE, t0), Allowance::Video(0));
         assert_eq!(
             a.unaveraged(1_000_000, &SAMPLE, at(t0, 200)),
@@ -571,7 +571,12 @@ mod tests {
             a.unaveraged(175_000, &SAMPLE, at(t0, 400)),
             Allowance::Video(0)
         );
-        // Short a second time in a row: down to where it is comfortable (91 ≤ 140).
+        // Still short, but not yet for long enough (samples come every 50 ms).
+        assert_eq!(
+            a.unaveraged(175_000, &SAMPLE, at(t0, 550)),
+            Allowance::Video(0)
+        );
+        // Short for 200 ms: down to where it is comfortable (91 ≤ 140).
         assert_eq!(
             a.unaveraged(175_000, &SAMPLE, at(t0, 600)),
             Allowance::Video(1)
@@ -651,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn a_count_of_short_estimates_does_not_carry_over_a_change_of_layer() {
+    fn a_shortfall_does_not_carry_over_a_change_of_layer() {
         let t0 = Instant::now();
         let mut a = BandwidthAllocator::default();
         // Short of the top layer once, then the averaged estimate steps down to the medium one.

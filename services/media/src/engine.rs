@@ -70,10 +70,14 @@ use crate::rewrite::Source;
 use crate::simulcast::{self, Decision, Layer, LayerSet, MAX_LAYERS, PublisherLayers};
 use crate::{sdp_rules, session_path, stun};
 
-/// How often str0m reports a session's stats: its unaveraged bandwidth estimate (`PeerStats::bwe_tx`),
-/// which steps a receiver down sooner than the 3 s average of str0m's estimate events
-/// (`crate::bandwidth`), and the loss estimate's granularity. Each report is a few events per session.
-const STATS_INTERVAL: Duration = Duration::from_millis(200);
+/// How often str0m reports a session's stats: its unaveraged bandwidth estimate (`PeerStats::bwe_tx`)
+/// and its TWCC round trip, which step a receiver down sooner than the 3 s average of str0m's estimate
+/// events (`crate::bandwidth`, `crate::queue_delay`), and the loss estimate's granularity. Each report
+/// is a few events per session. Why 50 ms: a narrowed path is only seen at a report, and at 200 ms the
+/// step down came when a narrow link's queue had already overflowed; the old layer's lost packets then
+/// hold a receiver's jitter buffer (NACKs and their resends crowd the link the lower keyframe needs).
+/// BENCHMARKS.md `bandwidth` run 7 has the numbers, and `fanout` showed no cost beside its noise.
+const STATS_INTERVAL: Duration = Duration::from_millis(50);
 /// Packets of a receiver line kept to answer its NACKs, and for how long (≈ 1 s of a 3 Mbit/s stream).
 const RTX_CACHE_PACKETS: usize = 300;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
@@ -1044,6 +1048,7 @@ impl Engine {
                     self.allocate(id, Look::Unaveraged(unaveraged.as_u64()));
                 }
                 if queue_built {
+                    tracing::debug!(session = ?id, rtt = ?stats.rtt, "a queue stands in the round trip");
                     self.allocate(id, Look::QueueBuilt);
                 }
             }

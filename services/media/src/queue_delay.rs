@@ -10,7 +10,7 @@
 //! deep, but on the bandwidth benchmark's narrowed link it sometimes called it 0.2–0.4 s after the
 //! round trip already showed the queue 85–210 ms deep (BENCHMARKS.md, `bandwidth` run 6; why, str0m
 //! does not say: its trend test adapts its threshold to earlier jitter). A queue that deep is the
-//! path's, whatever the trend says. One sample is enough: waiting for a second (200 ms later) gave back
+//! path's, whatever the trend says. One sample is enough: waiting for a second (200 ms later, at the stats interval of then) gave back
 //! most of the gain in that benchmark, though one long round trip may also be a stall of either end.
 //! Why not lower: on an open path on this project's shared test machines the round trip wanders up to
 //! ≈ 20 ms over its floor with scheduling alone; [`QUEUE_BUILT`] leaves room for four times that, so
