@@ -11,6 +11,11 @@
 //!   the first top-layer keyframe (the estimate had to grow while the router padded towards the next
 //!   layer, then the better layer had to fit for 2 s). Loss: the datagrams the link dropped and the
 //!   video frames the viewer received after a gap, from t0 until the viewer is on the lower layer.
+//! - **When in the GOP the link narrows** (`frames_before_narrowing`): each round's floor switch (below)
+//!   ends with a top-layer keyframe, which the shaped viewer gets too. With 0 the link narrows at once,
+//!   while that keyframe (larger than the narrowed link's whole queue) still crosses it: the worst
+//!   moment, every round. With N it narrows once the shaped viewer has received N video frames after
+//!   its latest keyframe.
 //! - **The floor, in the same run**: a second viewer on an open path is switched by asking
 //!   (`SetVideoLayer` low, then high): request → the target layer's first keyframe. That is the switch
 //!   alone (a keyframe request and the encoder's answer); what adaptation adds is noticing the link.
@@ -82,7 +87,31 @@ async fn keyframe_after(
     }
 }
 
-pub(super) async fn run(rounds: usize, narrow_kbps: u64) -> anyhow::Result<()> {
+/// Returns once `n` video frames have come after the latest keyframe (at once for 0).
+async fn frames_after_keyframe(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+    n: u32,
+) -> anyhow::Result<()> {
+    let mut since_keyframe = 0;
+    while since_keyframe < n {
+        let f = match frames.recv().await {
+            Ok(f) => f,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => anyhow::bail!("media session ended"),
+        };
+        if f.kind != TrackKind::Video {
+            continue;
+        }
+        since_keyframe = if f.keyframe { 0 } else { since_keyframe + 1 };
+    }
+    Ok(())
+}
+
+pub(super) async fn run(
+    rounds: usize,
+    narrow_kbps: u64,
+    frames_before_narrowing: u32,
+) -> anyhow::Result<()> {
     let config = super::report::loopback_node_config();
     let load = super::report::load_average();
     let node = MediaNode::start(&config).await?;
@@ -137,6 +166,11 @@ pub(super) async fn run(rounds: usize, narrow_kbps: u64) -> anyhow::Result<()> {
     for _ in 0..rounds {
         // Narrow.
         let mut frames = narrow.subscribe_frames();
+        guarded(
+            "frames after a keyframe",
+            frames_after_keyframe(&mut frames, frames_before_narrowing),
+        )
+        .await??;
         let before = relay.counts();
         let t0 = Instant::now();
         relay.set_rate(Some(narrow_kbps * 1000));
@@ -196,6 +230,7 @@ pub(super) async fn run(rounds: usize, narrow_kbps: u64) -> anyhow::Result<()> {
         "bench": "bandwidth",
         "rounds": rounds,
         "narrow_kbps": narrow_kbps,
+        "frames_before_narrowing": frames_before_narrowing,
         "link_queue_ms": 200,
         "adapt_down": percentiles(&down),
         "adapt_up": percentiles(&up),

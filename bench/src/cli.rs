@@ -186,6 +186,12 @@ pub enum Benchmark {
         /// The narrowed link's rate in kbit/s (UDP payload).
         #[arg(long, value_name = "KBPS", default_value_t = 200)]
         narrow_kbps: u64,
+        /// Video frames the shaped viewer receives after its latest keyframe before the link narrows.
+        /// 0: as soon as the floor's switch up ends, while that switch's top-layer keyframe (larger
+        /// than the narrowed link's queue) still crosses the link: the worst moment. 15: half a second
+        /// into a GOP, as a link that narrows at any moment mostly does.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        frames_before_narrowing: u32,
     },
     /// A cluster on this machine (etcd from PATH + in-process nodes): ringing across 3 nodes vs 1 node,
     /// cross-node envelope throughput, time for a joining node to take its share, time from a node's

@@ -163,7 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Benchmark::Bandwidth {
             rounds,
             narrow_kbps,
-        } => bandwidth::run(rounds, narrow_kbps).await,
+            frames_before_narrowing,
+        } => bandwidth::run(rounds, narrow_kbps, frames_before_narrowing).await,
         Benchmark::Cluster {
             pairs,
             rounds,
