@@ -928,7 +928,8 @@ fn a_frame_arriving_in_one_burst_goes_out_whole_in_the_same_turn() {
     let mut sim = Sim::new();
     sim.join("host", 6000, true);
     // The property is the engine feeding the pacer's timeouts, not the pacing: a viewer whose pacer
-    // stays at the initial estimate (the simulation's coarse clock makes its estimate pace slowly).
+    // stays at the initial estimate. (With TWCC, once the router has set the simulated viewer's first
+    // bandwidth targets, its pacer sends a packet every few milliseconds; why, was not looked into.)
     sim.transport_cc = false;
     sim.join("viewer", 6001, false);
     sim.run(300, "host");
@@ -954,7 +955,8 @@ fn a_pause_that_comes_inside_a_frame_lets_the_frame_finish() {
     let mut sim = Sim::new();
     sim.join("host", 6100, true);
     // The property is the engine feeding the pacer's timeouts, not the pacing: a viewer whose pacer
-    // stays at the initial estimate (the simulation's coarse clock makes its estimate pace slowly).
+    // stays at the initial estimate. (With TWCC, once the router has set the simulated viewer's first
+    // bandwidth targets, its pacer sends a packet every few milliseconds; why, was not looked into.)
     sim.transport_cc = false;
     sim.join("viewer", 6101, false);
     sim.run(300, "host");
