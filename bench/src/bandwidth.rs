@@ -61,6 +61,19 @@ fn keyframe_width(frame: &[u8]) -> Option<u16> {
     Some(u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff)
 }
 
+/// The next frame the viewer received (frames missed by a lagging reader are skipped).
+async fn next_frame(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+) -> anyhow::Result<ReceivedFrame> {
+    loop {
+        match frames.recv().await {
+            Ok(f) => return Ok(f),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => anyhow::bail!("media session ended"),
+        }
+    }
+}
+
 /// The first video keyframe received after `after` whose width `wanted` accepts, with the video
 /// frames received after a gap until then.
 async fn keyframe_after(
@@ -70,11 +83,7 @@ async fn keyframe_after(
 ) -> anyhow::Result<(Instant, u64)> {
     let mut broken = 0;
     loop {
-        let f = match frames.recv().await {
-            Ok(f) => f,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => anyhow::bail!("media session ended"),
-        };
+        let f = next_frame(frames).await?;
         if f.kind != TrackKind::Video || f.received_at <= after {
             continue;
         }
@@ -94,11 +103,7 @@ async fn frames_after_keyframe(
 ) -> anyhow::Result<()> {
     let mut since_keyframe = 0;
     while since_keyframe < n {
-        let f = match frames.recv().await {
-            Ok(f) => f,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => anyhow::bail!("media session ended"),
-        };
+        let f = next_frame(frames).await?;
         if f.kind != TrackKind::Video {
             continue;
         }
