@@ -9,8 +9,9 @@
 //!    pair's caller and callee connected to different nodes, actors wherever placement puts them. Prints
 //!    both and the p50/p99 ratio (the goal is ≤ 1.5× at p99). In bursts (every pair at once, round after
 //!    round), or at a fixed rate (`--rate N --seconds S`, open loop): then a bare WebSocket relay at the
-//!    same rate is measured too (after the three-node ringing, the nodes idle), the floor both are
-//!    compared with.
+//!    same rate is measured too, the floor both are compared with. The single node stays up beside the
+//!    cluster and the sides take turns ([`take_turns`]): a round each in bursts, a slice each at a fixed
+//!    rate.
 //! 4. Envelope throughput: one node sends `envelopes` notifications to a user actor another node owns, then
 //!    one request on the same link (answered after all of them); envelopes per second.
 
@@ -19,6 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
 use showcall_cluster::partition_of;
 use showcall_cluster::rendezvous::target;
 use showcall_machines::{ChannelName, UserId};
@@ -34,7 +36,10 @@ use tokio::process::Command as Process;
 use super::cpu;
 use super::relay_floor::Relay;
 use super::report::{percentiles, progress};
-use super::ringing::{Load, Pairs, call_frame_bytes, ratio, ring_at_rate, ring_rounds};
+use super::open_loop::{OpenLoop, Schedule};
+use super::ringing::{
+    Load, Pairs, SLICE, call_frame_bytes, ratio, ring_at_rate, ring_rounds,
+};
 use super::signal_client::Client;
 use super::tokens::token_factory;
 
@@ -168,52 +173,149 @@ pub(super) async fn until_converged(nodes: &[&NodeHandle]) -> anyhow::Result<Dur
     until_served(nodes, Some(&share)).await
 }
 
-/// Rings over the nodes at `urls` (each pair's caller and callee on different nodes when there are
-/// several); the latencies, and the CPU time this process (nodes and clients) and etcd used meanwhile.
-async fn ring(
-    urls: &[String],
+/// One side of the ringing comparison: pairs logged in to a set of nodes (each pair's caller and
+/// callee on different nodes when there are several), and what its turns measured.
+struct Side {
+    clients: Pairs,
+    /// etcd's process, whose CPU the side's turns are charged (three nodes only).
+    etcd: Option<u32>,
+    /// Burst mode: the latencies of every round so far, and each round's pairs per second.
+    rounds: Option<(Histogram<u64>, Vec<f64>)>,
+    /// Fixed-rate mode: every slice so far, measured together.
+    slices: Option<OpenLoop>,
+    turns: u32,
+    /// This process's CPU (the nodes and the clients) during the side's turns.
+    cpu_seconds: f64,
+    etcd_seconds: f64,
+    /// Node-link envelopes sent during the side's turns (0 on one node).
+    envelopes: u64,
+}
+
+impl Side {
+    async fn login(urls: &[String], pairs: usize, etcd: Option<u32>) -> anyhow::Result<Self> {
+        let token = token_factory(&NodeConfig::default());
+        let bar = progress(pairs as u64 * 2, "login");
+        let mut clients: Pairs = Vec::with_capacity(pairs);
+        for i in 0..pairs {
+            let (a, b) = (&urls[i % urls.len()], &urls[(i + 1) % urls.len()]);
+            let caller = Client::login_prepared(a, token(&format!("bench-caller-{i}"))?).await?;
+            let callee = Client::login_prepared(b, token(&format!("bench-callee-{i}"))?).await?;
+            clients.push((i, caller, callee));
+            bar.inc(2);
+        }
+        bar.finish();
+        Ok(Self {
+            clients,
+            etcd,
+            rounds: None,
+            slices: None,
+            turns: 0,
+            cpu_seconds: 0.0,
+            etcd_seconds: 0.0,
+            envelopes: 0,
+        })
+    }
+
+    /// One turn: a round of the burst (`Load::Burst`, whatever its `rounds`), or a slice of the fixed
+    /// rate.
+    async fn turn(&mut self, load: Load) -> anyhow::Result<()> {
+        let etcd_cpu = |pid: Option<u32>| pid.map(cpu::pid_seconds).transpose();
+        let (cpu_before, etcd_before) = (cpu::process_seconds()?, etcd_cpu(self.etcd)?);
+        let envelopes_before = showcall_cluster::link::envelopes_sent();
+        match load {
+            Load::Burst { .. } => {
+                let (latency, per_sec) = ring_rounds(&mut self.clients, 1).await?;
+                match &mut self.rounds {
+                    None => self.rounds = Some((latency, per_sec)),
+                    Some((all, rates)) => {
+                        all.add(&latency)?;
+                        rates.extend(per_sec);
+                    }
+                }
+            }
+            Load::Rate(slice) => {
+                let (measured, back) =
+                    ring_at_rate(std::mem::take(&mut self.clients), slice).await?;
+                self.clients = back;
+                match &mut self.slices {
+                    None => self.slices = Some(measured),
+                    Some(all) => all.absorb(measured, self.turns)?,
+                }
+            }
+        }
+        self.turns += 1;
+        self.cpu_seconds += cpu::process_seconds()? - cpu_before;
+        if let (Some(before), Some(after)) = (etcd_before, etcd_cpu(self.etcd)?) {
+            self.etcd_seconds += after - before;
+        }
+        self.envelopes += showcall_cluster::link::envelopes_sent() - envelopes_before;
+        Ok(())
+    }
+
+    /// Latency percentiles over all turns; per call setup (ring, reject, both back to prepared): CPU
+    /// (clients included: they are the same over one node and three), node-link envelopes (the reject
+    /// and settling included), etcd's CPU.
+    fn json(&self) -> serde_json::Value {
+        let (mut result, setups) = match (&self.rounds, &self.slices) {
+            (Some((latency, per_sec)), _) => {
+                let mut result = percentiles(latency);
+                result["setups_per_sec_mean"] =
+                    serde_json::json!(per_sec.iter().sum::<f64>() / per_sec.len().max(1) as f64);
+                (result, latency.len())
+            }
+            (None, Some(measured)) => (measured.json(), measured.latency.len()),
+            (None, None) => return serde_json::Value::Null,
+        };
+        let per_setup = |seconds: f64| seconds * 1000.0 / setups.max(1) as f64;
+        result["cpu_ms_per_setup"] = per_setup(self.cpu_seconds).into();
+        result["envelopes_per_setup"] = (self.envelopes as f64 / setups.max(1) as f64).into();
+        if self.etcd.is_some() {
+            result["etcd_cpu_ms_per_setup"] = per_setup(self.etcd_seconds).into();
+        }
+        result
+    }
+}
+
+/// Rings on both sides in turns (the box's load drifts over a run — another build starting, a
+/// neighbour's burst — and taking turns shares the drift between the figure and its baseline instead of
+/// putting it all on one side): in bursts, a round on one node, then a round on three, `rounds` times;
+/// at a fixed rate, [`SLICE`] on one node, then on three, then through the relay floor, until each has
+/// run `seconds`. Returns the relay's figures at a fixed rate.
+async fn take_turns(
+    one: &mut Side,
+    three: &mut Side,
     pairs: usize,
     load: Load,
-    etcd: Option<u32>,
-) -> anyhow::Result<serde_json::Value> {
-    let token = token_factory(&NodeConfig::default());
-    let bar = progress(pairs as u64 * 2, "login");
-    let mut clients: Pairs = Vec::with_capacity(pairs);
-    for i in 0..pairs {
-        let (a, b) = (&urls[i % urls.len()], &urls[(i + 1) % urls.len()]);
-        let caller = Client::login_prepared(a, token(&format!("bench-caller-{i}"))?).await?;
-        let callee = Client::login_prepared(b, token(&format!("bench-callee-{i}"))?).await?;
-        clients.push((i, caller, callee));
-        bar.inc(2);
-    }
-    bar.finish();
-    let etcd_cpu = || etcd.map(cpu::pid_seconds).transpose();
-    let (cpu_before, etcd_before) = (cpu::process_seconds()?, etcd_cpu()?);
-    let envelopes_before = showcall_cluster::link::envelopes_sent();
-    let (mut result, setups) = match load {
+) -> anyhow::Result<Option<OpenLoop>> {
+    match load {
         Load::Burst { rounds } => {
-            let (latency, per_sec) = ring_rounds(&mut clients, rounds).await?;
-            let mut result = percentiles(&latency);
-            result["setups_per_sec_mean"] =
-                serde_json::json!(per_sec.iter().sum::<f64>() / per_sec.len().max(1) as f64);
-            (result, latency.len())
+            for _ in 0..rounds {
+                one.turn(load).await?;
+                three.turn(load).await?;
+            }
+            Ok(None)
         }
         Load::Rate(schedule) => {
-            let (measured, _) = ring_at_rate(clients, schedule).await?;
-            (measured.json(), measured.latency.len())
+            let mut relay = Relay::start(pairs).await?;
+            let frame_size = call_frame_bytes(pairs);
+            let slices = (schedule.seconds / SLICE.as_secs()).max(1);
+            let slice = Schedule {
+                seconds: schedule.seconds / slices,
+                ..schedule
+            };
+            let mut floor: Option<OpenLoop> = None;
+            for done in 0..slices {
+                one.turn(Load::Rate(slice)).await?;
+                three.turn(Load::Rate(slice)).await?;
+                let measured = relay.at_rate(slice, frame_size).await?;
+                match &mut floor {
+                    None => floor = Some(measured),
+                    Some(all) => all.absorb(measured, u32::try_from(done)?)?,
+                }
+            }
+            Ok(floor)
         }
-    };
-    // Per call setup (ring, reject, both back to prepared), clients included: they are the same over
-    // one node and three.
-    let per_setup = |seconds: f64| seconds * 1000.0 / setups.max(1) as f64;
-    result["cpu_ms_per_setup"] = per_setup(cpu::process_seconds()? - cpu_before).into();
-    // Node-link envelopes (0 on one node), the reject and settling included.
-    let envelopes = showcall_cluster::link::envelopes_sent() - envelopes_before;
-    result["envelopes_per_setup"] = (envelopes as f64 / setups.max(1) as f64).into();
-    if let (Some(before), Some(after)) = (etcd_before, etcd_cpu()?) {
-        result["etcd_cpu_ms_per_setup"] = per_setup(after - before).into();
     }
-    Ok(result)
 }
 
 /// Sends `count` harmless notifications from `from` to a user actor `to` owns, then one request on the
@@ -288,10 +390,8 @@ pub async fn run(
     envelopes: usize,
     clients_stay: bool,
 ) -> anyhow::Result<()> {
-    // 1 node, no etcd.
+    // 1 node, no etcd: the baseline. It stays up, idle but for its turns, beside the cluster.
     let single = showcall_node::start(node_config("single", None)?).await?;
-    let one_node = ring(&[single.signal_url()], pairs, load, None).await?;
-    single.shutdown().await;
 
     // 3 nodes through etcd.
     let etcd = start_etcd().await?;
@@ -326,18 +426,13 @@ pub async fn run(
     let takeover = crashed_at.elapsed();
 
     let urls: Vec<String> = nodes.iter().map(|n| n.signal_url()).collect();
-    let three_nodes = ring(&urls, pairs, load, etcd.pid()).await?;
-    // The floor of a fixed rate: a bare relay at the same rate.
-    let floor = match load {
-        Load::Burst { .. } => None,
-        Load::Rate(schedule) => Some(
-            Relay::start(pairs)
-                .await?
-                .at_rate(schedule, call_frame_bytes(pairs))
-                .await?
-                .json(),
-        ),
-    };
+    let mut one = Side::login(&[single.signal_url()], pairs, None).await?;
+    let mut three = Side::login(&urls, pairs, etcd.pid()).await?;
+    let floor = take_turns(&mut one, &mut three, pairs, load).await?;
+    let (one_node, three_nodes) = (one.json(), three.json());
+    drop((one, three));
+    single.shutdown().await;
+    let floor = floor.map(|f| f.json());
     let throughput = envelope_throughput(&nodes[0], &nodes[1], envelopes).await?;
 
     let mut result = serde_json::json!({

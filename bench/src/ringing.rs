@@ -26,7 +26,7 @@ use super::signal_client::Client;
 use super::tokens::token_factory;
 
 /// How long each side runs at a time in the fixed-rate mode before the other takes its turn.
-const SLICE: Duration = Duration::from_secs(2);
+pub(super) const SLICE: Duration = Duration::from_secs(2);
 
 /// The pairs: `(i, bench-caller-i, bench-callee-i)`, both logged in and prepared.
 pub(super) type Pairs = Vec<(usize, Client, Client)>;
