@@ -34,12 +34,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;
 
 use super::cpu;
+use super::open_loop::{OpenLoop, Schedule};
 use super::relay_floor::Relay;
 use super::report::{percentiles, progress};
-use super::open_loop::{OpenLoop, Schedule};
-use super::ringing::{
-    Load, Pairs, SLICE, call_frame_bytes, ratio, ring_at_rate, ring_rounds,
-};
+use super::ringing::{Load, Pairs, SLICE, call_frame_bytes, ratio, ring_at_rate, ring_rounds};
 use super::signal_client::Client;
 use super::tokens::token_factory;
 

@@ -113,6 +113,12 @@ pub enum CallInput {
         live_channels: Vec<ChannelName>,
         /// The callee's user extension, shown to the caller.
         extension: BTreeMap<String, String>,
+        /// The callee's user actor told its client it is being called (`calling` and the
+        /// `remoteVideoCall`/`remoteAudioCall` event) when the ring reached it, so the call does not:
+        /// the callee's `calling` then waits for no round trip to the call's node. Absent (false) from
+        /// a node of wire 1.5 or older, whose users leave it to the call; written only when true.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        announced: bool,
     },
     /// The callee's user actor could not ring.
     Undeliverable(Undeliverable),
@@ -544,7 +550,8 @@ impl CallMachine {
             CallInput::Delivered {
                 live_channels,
                 extension,
-            } => self.delivered(live_channels, extension, now, &mut fx)?,
+                announced,
+            } => self.delivered(live_channels, extension, announced, now, &mut fx)?,
             CallInput::Undeliverable(why) => self.undeliverable(why, now, &mut fx)?,
             CallInput::Cancel { by } => {
                 let side = self.participant(&by)?;
@@ -836,6 +843,7 @@ impl CallMachine {
         &mut self,
         live_channels: Vec<ChannelName>,
         extension: BTreeMap<String, String>,
+        announced: bool,
         now: Millis,
         fx: &mut Vec<CallEffect>,
     ) -> Result<(), CallError> {
@@ -847,12 +855,11 @@ impl CallMachine {
         self.callee_live = live_channels;
         self.callee_extension = extension;
         self.timing.insert("ringing".to_owned(), now);
-        let (reason, event) = match self.setup.call_type {
-            CallType::Video => (StateReason::RemoteVideoCall, CallEvent::RemoteVideoCall),
-            CallType::Audio => (StateReason::RemoteAudioCall, CallEvent::RemoteAudioCall),
-        };
-        self.state(Side::Callee, CallState::Calling, reason, "", fx);
-        self.event(Side::Callee, event, "", fx);
+        if !announced {
+            let (reason, event) = self.setup.call_type.ringing_callee();
+            self.state(Side::Callee, CallState::Calling, reason, "", fx);
+            self.event(Side::Callee, event, "", fx);
+        }
         // The caller learns the callee's user extension now, while it rings.
         fx.push(CallEffect::Notify {
             to: self.setup.caller.clone(),

@@ -81,6 +81,17 @@ pub enum CallType {
     Audio,
 }
 
+impl CallType {
+    /// The reason of the callee's `calling` state and the event beside it: `remoteVideoCall` or
+    /// `remoteAudioCall`.
+    pub fn ringing_callee(self) -> (StateReason, CallEvent) {
+        match self {
+            CallType::Video => (StateReason::RemoteVideoCall, CallEvent::RemoteVideoCall),
+            CallType::Audio => (StateReason::RemoteAudioCall, CallEvent::RemoteAudioCall),
+        }
+    }
+}
+
 /// A participant's role in a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {

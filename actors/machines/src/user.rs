@@ -34,8 +34,8 @@ pub use snapshot::{USER_SNAPSHOT_VERSION, UserSnapshot, UserSnapshotError};
 use crate::call::{CallInput, CallSetup, CallUpdate, SessionEnd, Undeliverable};
 use crate::channel::{ChannelInput, ChannelUpdate};
 use crate::types::{
-    CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role, Side,
-    StateReason, UserId,
+    CallEvent, CallId, CallState, CallType, ChannelName, ConnId, EventInfo, Millis, PauseAt, Role,
+    Side, StateReason, UserId,
 };
 
 /// Events buffered while the connection is away; older ones are dropped first (the resume snapshot still
@@ -377,6 +377,26 @@ pub struct ActiveCall {
     pub info: Option<EventInfo>,
 }
 
+impl ActiveCall {
+    /// Whether `update` says what [`UserMachine::ring`] already told the callee's client: `calling`,
+    /// or the `remoteVideoCall`/`remoteAudioCall` event, while the call still rings.
+    fn announced_by_ring(&self, update: &CallUpdate) -> bool {
+        if self.side != Side::Callee || self.state != CallState::Calling {
+            return false;
+        }
+        match update {
+            CallUpdate::State { state, .. } => *state == CallState::Calling,
+            CallUpdate::Event { event, .. } => {
+                matches!(
+                    event,
+                    CallEvent::RemoteVideoCall | CallEvent::RemoteAudioCall
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Session {
     /// Not logged in yet (a fresh machine).
@@ -633,6 +653,10 @@ impl UserMachine {
             }
             UserInput::CallUpdate { call_id, update } => {
                 if let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) {
+                    if call.announced_by_ring(&update) {
+                        // A call on a node of wire 1.5 or older repeats what the ring told the client.
+                        return Ok(fx);
+                    }
                     if let CallUpdate::State { state, info, .. } = &update {
                         call.state = *state;
                         call.info = Some(info.clone());
@@ -953,19 +977,42 @@ impl UserMachine {
                 fx,
             );
         }
+        // The client hears of the call here, not from the call's answer to `Delivered`: on a cluster
+        // that answer is a round trip to the call's node away.
+        let mut info = info;
+        info.timing.insert("ringing".to_owned(), now);
+        let (reason, event) = info.call_type.ringing_callee();
         self.call = Some(ActiveCall {
             id: call_id.clone(),
             side: Side::Callee,
             peer: info.from_user.clone(),
             channel: info.from_room.clone(),
             state: CallState::Calling,
-            info: Some(info),
+            info: Some(info.clone()),
         });
+        let updates = [
+            CallUpdate::State {
+                state: CallState::Calling,
+                reason,
+                event_reason: String::new(),
+                info,
+            },
+            CallUpdate::Event {
+                event,
+                event_reason: String::new(),
+                info: None,
+            },
+        ];
+        for update in updates {
+            let call_id = call_id.clone();
+            self.push(ClientEvent::Call { call_id, update }, now, fx);
+        }
         fx.push(UserEffect::ToCall {
             call_id,
             input: CallInput::Delivered {
                 live_channels: self.live_channels(),
                 extension,
+                announced: true,
             },
         });
     }

@@ -8,7 +8,7 @@ use showcall_machines::{
     CallEffect, CallEvent, CallInput, CallMachine, CallRecord, CallState, CallType, CallUpdate,
     EventInfo, Side,
 };
-use support::{A, B, delivered, lines, must, setup, show};
+use support::{A, B, delivered, delivery, lines, must, setup, show};
 
 fn join(user: &str) -> CallInput {
     CallInput::ChannelJoined {
@@ -375,6 +375,16 @@ fn an_audio_call_is_announced_as_audio() {
             "B state Calling RemoteAudioCall; B event RemoteAudioCall; A event RemoteUserRecvCall"
         )
     );
+}
+
+#[test]
+fn a_callee_whose_ring_told_its_client_is_not_told_calling_again() {
+    let mut m = CallMachine::new(setup(), 0);
+    must(&mut m, CallInput::Start, 0);
+    let ring = must(&mut m, delivery(true), 1);
+    // Only the caller hears of the delivery; the call rings on as before.
+    assert_eq!(show(&ring), lines("A event RemoteUserRecvCall"));
+    assert_eq!(m.info_for(Side::Caller).timing.get("ringing"), Some(&1));
 }
 
 #[test]

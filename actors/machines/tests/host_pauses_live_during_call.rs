@@ -125,6 +125,7 @@ fn a_caller_who_is_not_live_anywhere_pauses_nothing() {
     let no_live = CallInput::Delivered {
         live_channels: vec![],
         extension: Default::default(),
+        announced: false,
     };
     must(&mut m, no_live, 10);
     let accept = must(&mut m, CallInput::Accept { by: B.into() }, 20);
@@ -147,6 +148,7 @@ fn a_host_live_in_two_rooms_is_paused_and_resumed_in_both() {
     let two = CallInput::Delivered {
         live_channels: vec!["live-bob".into(), "live-bob-2".into()],
         extension: Default::default(),
+        announced: false,
     };
     must(&mut m, two, 10);
     let accept = must(&mut m, CallInput::Accept { by: B.into() }, 20);

@@ -99,9 +99,14 @@ fn update(u: &CallUpdate) -> String {
 
 fn input(i: &CallInput) -> String {
     match i {
-        CallInput::Delivered { live_channels, .. } => {
+        CallInput::Delivered {
+            live_channels,
+            announced,
+            ..
+        } => {
             let live: Vec<_> = live_channels.iter().map(ChannelName::as_str).collect();
-            format!("delivered live=[{}]", live.join(","))
+            let announced = if *announced { " announced" } else { "" };
+            format!("delivered live=[{}]{announced}", live.join(","))
         }
         CallInput::Undeliverable(why) => format!("undeliverable {why:?}"),
         CallInput::Cancel { by } => format!("cancel by {by}"),
@@ -507,16 +512,46 @@ fn a_ring_for_a_user_not_prepared_or_away_is_refused_as_offline() {
 }
 
 #[test]
-fn a_delivered_ring_makes_the_call_current_and_reports_the_live_rooms_to_pause() {
+fn a_delivered_ring_tells_the_client_makes_the_call_current_and_reports_the_live_rooms_to_pause() {
     let mut m = online(BOB);
     in_channel(&mut m, "live-bob", Role::Broadcaster, 100);
     in_channel(&mut m, "fans", Role::Audience, 100);
     in_channel(&mut m, "call-old", Role::Broadcaster, 100); // a call channel is never a live room
     assert_eq!(
         ok(&mut m, ring("c1", ALICE, BOB), 1_000),
-        lines("to c1 delivered live=[live-bob]")
+        lines(
+            "push #2 call c1 state Calling RemoteVideoCall; push #3 call c1 event RemoteVideoCall; \
+             to c1 delivered live=[live-bob] announced"
+        )
     );
     assert_eq!(current_call(&m), Some(("c1".into(), CallState::Calling)));
+}
+
+#[test]
+fn a_call_of_an_older_node_repeating_calling_after_the_ring_is_not_shown_twice() {
+    let mut m = online(BOB);
+    ok(&mut m, ring("c1", ALICE, BOB), 1_000);
+    // A call on a node of wire 1.5 answers `delivered` with what the ring already told the client.
+    let calling = state(
+        "c1",
+        CallState::Calling,
+        StateReason::RemoteVideoCall,
+        ALICE,
+        BOB,
+    );
+    silent(&mut m, calling, 1_010, "calling was shown at the ring");
+    let video = event("c1", CallEvent::RemoteVideoCall);
+    silent(
+        &mut m,
+        video,
+        1_010,
+        "remoteVideoCall was shown at the ring",
+    );
+    // What the call says after that reaches the client.
+    assert_eq!(
+        ok(&mut m, event("c1", CallEvent::RemoteJoined), 1_020),
+        lines("push #4 call c1 event RemoteJoined")
+    );
 }
 
 #[test]
@@ -744,7 +779,8 @@ fn glare_the_larger_id_gives_way_tells_its_client_then_rings_for_the_winner() {
     ok(&mut bob, start_call("c-bob", ALICE), 1_000);
     let fx = ok(&mut bob, ring("c-alice", ALICE, BOB), 1_001);
     let text = "to c-bob bob gave way; push #2 call c-bob state Prepared GlareResolved
-        to c-alice delivered live=[]";
+        push #3 call c-alice state Calling RemoteVideoCall; push #4 call c-alice event RemoteVideoCall
+        to c-alice delivered live=[] announced";
     assert_eq!(fx, lines(text));
     let call = bob.call().expect("ringing for alice's call");
     assert_eq!(
@@ -768,7 +804,8 @@ fn glare_the_smaller_id_rung_first_withdraws_the_ringing_call_and_places_its_own
     let mut alice = online(ALICE);
     ok(&mut alice, ring("c-bob", BOB, ALICE), 1_000);
     let fx = ok(&mut alice, start_call("c-alice", BOB), 1_001);
-    let text = "to c-bob alice gave way; push #2 call c-bob state Prepared GlareResolved
+    // Her client was told of bob's call at its ring (#2, #3): it is told that call ended.
+    let text = "to c-bob alice gave way; push #4 call c-bob state Prepared GlareResolved
         spawn c-alice alice -> bob";
     assert_eq!(fx, lines(text));
     assert_eq!(

@@ -23,7 +23,7 @@
 //!   the same rule.
 //!
 //! Every message kind is kept as a fixture under the minor that added it
-//! (`actors/protocol/tests/wire/v1.0/` … `v1.5/`); the compatibility tests read each one, with fields
+//! (`actors/protocol/tests/wire/v1.0/` … `v1.6/`); the compatibility tests read each one, with fields
 //! of a later minor added, and unknown kinds.
 
 use serde_json::Value;
@@ -54,7 +54,12 @@ pub const WIRE_MAJOR: u32 = 1;
 ///   its own sessions and never sends), and the same in a user's handed-over snapshot
 ///   (`UserSnapshot::broadcasters`, written only when there are some). From a 1.4 node both are absent:
 ///   the session knows no broadcasters, and its client is not told they left.
-pub const WIRE_MINOR: u32 = 5;
+/// - 1.6: `CallInput::Delivered::announced`: the callee's user actor told its client `calling` (and
+///   `remoteVideoCall`/`remoteAudioCall`) itself when the ring reached it, so the call does not tell it
+///   again — on a cluster the callee's `calling` no longer waits for a round trip to the call's node.
+///   Written only when true. From a 1.5 user it is absent and the call tells the callee as before; a
+///   1.6 user rung by a 1.5 call drops the call's repeat of what its ring already showed.
+pub const WIRE_MINOR: u32 = 6;
 
 /// Why a frame's envelope is not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,9 +6,11 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
+use showcall_machines::CallInput;
 use showcall_protocol::NodeId;
 use showcall_protocol::envelope::{Body, Envelope};
 use showcall_protocol::handles::ReplyTo;
+use showcall_protocol::messages::CallMsg;
 use showcall_protocol::wire::{self, Unreadable, WIRE_MAJOR};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
@@ -119,6 +121,43 @@ fn every_message_kind_of_wire_1_4_is_read_also_with_later_fields() {
 fn every_message_kind_of_wire_1_5_is_read_also_with_later_fields() {
     // A channel's confirmation of a join naming who broadcasts in it.
     every_kind_of_a_minor_is_read_also_with_later_fields("v1.5", 1);
+}
+
+#[test]
+fn every_message_kind_of_wire_1_6_is_read_also_with_later_fields() {
+    // A callee's user actor answering a ring it told its client of itself.
+    every_kind_of_a_minor_is_read_also_with_later_fields("v1.6", 1);
+}
+
+#[test]
+fn a_delivery_from_a_node_before_1_6_is_not_announced_and_is_written_back_as_it_came() {
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "call-input-delivered")
+        .expect("the 1.0 delivery fixture");
+    let envelope = wire::read(1, &bytes).expect("a 1.0 delivery reads");
+    let Body::Call { msg, .. } = &envelope.body else {
+        panic!("a call's envelope: {envelope:?}");
+    };
+    let CallMsg::Input(input) = msg else {
+        panic!("a call's input: {msg:?}");
+    };
+    assert!(
+        matches!(
+            input.payload,
+            CallInput::Delivered {
+                announced: false,
+                ..
+            }
+        ),
+        "the call tells the callee itself: {input:?}"
+    );
+    let as_written = serde_json::to_value(&envelope).expect("JSON");
+    let fixture: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(
+        as_written, fixture,
+        "nothing is added to what a 1.5 node reads"
+    );
 }
 
 #[test]

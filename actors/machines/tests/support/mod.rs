@@ -47,11 +47,18 @@ pub fn admission_setup() -> CallSetup {
     }
 }
 
-/// bob's user actor rang him: he broadcasts in live-bob.
+/// bob's user actor rang him: he broadcasts in live-bob. As a user of wire 1.5 answers: the call tells
+/// bob's client it is being called.
 pub fn delivered() -> CallInput {
+    delivery(false)
+}
+
+/// [`delivered`], `announced`: whether bob's user actor told his client itself (wire 1.6).
+pub fn delivery(announced: bool) -> CallInput {
     CallInput::Delivered {
         live_channels: vec!["live-bob".into()],
         extension: BTreeMap::from([("nick".to_owned(), "Bob".to_owned())]),
+        announced,
     }
 }
 
