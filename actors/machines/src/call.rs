@@ -6,10 +6,11 @@
 //! clock: `now` comes with every input.
 //!
 //! Phases: [`Authorizing`](self::admission) (only when the app requires admission: caller `calling`, callee
-//! unaware) → `Ringing` (caller `calling`; callee `calling` once the ring is delivered) → `Connecting`
-//! (accepted) → `Connected` (both joined the call channel) → `Ended`. Every path to `Ended` tells both parties (the
-//! callee only if the ring reached it) and emits exactly one [`CallRecord`]; an ended machine refuses every
-//! further input with [`CallError::Ended`].
+//! unaware) → `Ringing` (caller `calling`; callee `calling` as the ring is delivered — its user actor tells
+//! it, or the call does when the user's answer says it did not) → `Connecting` (accepted) → `Connected`
+//! (both joined the call channel) → `Ended`. Every path to `Ended` tells both parties (the callee only if
+//! the ring reached it) and emits exactly one [`CallRecord`]; an ended machine refuses every further input
+//! with [`CallError::Ended`].
 //!
 //! Decisions where CallAPI is silent or flawed:
 //! - The calling timeout is one server timer covering `calling` + `connecting`; on expiry the caller sees

@@ -181,7 +181,9 @@ pub enum UserInput {
         call_id: CallId,
         channel: ChannelName,
     },
-    /// A call asks this user to ring. `info` is the callee's view.
+    /// A call asks this user to ring. `info` is the callee's view. A user free to take it tells its
+    /// client `calling` and `remoteVideoCall`/`remoteAudioCall` at once, and answers
+    /// `Delivered { announced: true }`.
     Ring {
         info: EventInfo,
     },
