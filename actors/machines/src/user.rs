@@ -919,7 +919,7 @@ impl UserMachine {
         });
     }
 
-    fn ring(&mut self, info: EventInfo, now: Millis, fx: &mut Vec<UserEffect>) {
+    fn ring(&mut self, mut info: EventInfo, now: Millis, fx: &mut Vec<UserEffect>) {
         let call_id = info.call_id.clone();
         let refuse = |why| UserEffect::ToCall {
             call_id: call_id.clone(),
@@ -981,7 +981,6 @@ impl UserMachine {
         }
         // The client hears of the call here, not from the call's answer to `Delivered`: on a cluster
         // that answer is a round trip to the call's node away.
-        let mut info = info;
         info.timing.insert("ringing".to_owned(), now);
         let (reason, event) = info.call_type.ringing_callee();
         self.call = Some(ActiveCall {
