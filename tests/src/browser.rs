@@ -12,6 +12,7 @@
 //!   [`BROWSER_DEADLINE`], which turns a hang into a failure that shows the page's log and saves a
 //!   screenshot. Nothing asserts on elapsed time.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -484,6 +485,40 @@ impl Page {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Makes the page take `relay` for the node's media address `node` in every SDP it is given (the
+    /// host candidate of the node's answers and offers), so its media goes through a test's relay.
+    /// Call before the page joins.
+    pub async fn point_media_at(&self, node: SocketAddr, relay: SocketAddr) {
+        let script = "const [from, to] = arguments; \
+                      const original = RTCPeerConnection.prototype.setRemoteDescription; \
+                      RTCPeerConnection.prototype.setRemoteDescription = function (d) { \
+                        const sdp = d && d.sdp ? d.sdp.split(from).join(to) : undefined; \
+                        return original.call(this, sdp ? { type: d.type, sdp } : d); \
+                      }; \
+                      return 'ok';";
+        let from = format!("{} {} typ host", node.ip(), node.port());
+        let to = format!("{} {} typ host", relay.ip(), relay.port());
+        assert_eq!(
+            self.eval(script, vec![json!(from), json!(to)]).await,
+            json!("ok"),
+            "{}: media pointed at the relay",
+            self.name
+        );
+    }
+
+    /// Caps the live view's simulcast layer (`VIDEO_LAYER_LOW`, `VIDEO_LAYER_HIGH`, ...), as the page's
+    /// small-window control does (`window.demo.setVideoLayer`).
+    pub async fn set_video_layer(&self, layer: &str) {
+        let script = "const [layer, done] = arguments; \
+                      window.demo.setVideoLayer('live', layer).then(() => done('ok'), (e) => done(String(e)));";
+        let answer = self
+            .client
+            .execute_async(script, vec![json!(layer)])
+            .await
+            .unwrap_or_else(|e| panic!("{}: setVideoLayer failed: {e}", self.name));
+        assert_eq!(answer, json!("ok"), "{}: setVideoLayer({layer})", self.name);
     }
 
     /// The live view's last decoded frame's (width, height) and the frames it decoded so far

@@ -10,7 +10,7 @@
 //! it sends (printed on failure). Chromium and chromedriver must be installed (`./scripts/test` installs
 //! them). Screenshots go to `artifacts/browser/simulcast/`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use showcall_tests::TestNode;
 use showcall_tests::browser::{Browsers, Page};
 
@@ -25,17 +25,6 @@ async fn sent_layers(host: &Page) -> Value {
         .execute_async(script, vec![])
         .await
         .unwrap_or_else(|e| panic!("{}: getStats failed: {e}", host.name))
-}
-
-async fn cap(page: &Page, layer: &str) {
-    let script = "const [layer, done] = arguments; \
-                  window.demo.setVideoLayer('live', layer).then(() => done('ok'), (e) => done(String(e)));";
-    let answer = page
-        .client
-        .execute_async(script, vec![json!(layer)])
-        .await
-        .unwrap_or_else(|e| panic!("{}: setVideoLayer failed: {e}", page.name));
-    assert_eq!(answer, json!("ok"), "{}: setVideoLayer({layer})", page.name);
 }
 
 /// The widths of the layers the host page is sending (those with frames).
@@ -87,7 +76,7 @@ async fn browser_viewer_caps_the_simulcast_layer_and_lifts_it() {
     host.screenshot("1-full-host").await;
     audience.screenshot("1-full").await;
 
-    cap(&audience, "VIDEO_LAYER_LOW").await;
+    audience.set_video_layer("VIDEO_LAYER_LOW").await;
     let layers = sent_layers(&host).await;
     let small = audience
         .decodes_width(
@@ -98,7 +87,7 @@ async fn browser_viewer_caps_the_simulcast_layer_and_lifts_it() {
         .await;
     audience.screenshot("2-low").await;
 
-    cap(&audience, "VIDEO_LAYER_HIGH").await;
+    audience.set_video_layer("VIDEO_LAYER_HIGH").await;
     audience
         .decodes_width(
             FRAMES,

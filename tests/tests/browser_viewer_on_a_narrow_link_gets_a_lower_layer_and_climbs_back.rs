@@ -19,9 +19,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use serde_json::json;
 use showcall_tests::TestNode;
-use showcall_tests::browser::{Browsers, Page};
+use showcall_tests::browser::Browsers;
 use showcall_tests::narrow_link::{SIZES, host_live_with_layers};
 use showcall_tests::netns::IsolatedHost;
 use showcall_tests::shaped_relay::{Shape, ShapedRelay};
@@ -32,23 +31,6 @@ const LIVE: &str = "host_live";
 const NARROW_BPS: u64 = 200_000;
 /// Decoded frames at a width that show the decoder goes on there (a second of the sample's 30 fps).
 const FRAMES: u64 = 30;
-
-/// Makes the page take `relay` for the node's media address `node` in every SDP it is given.
-async fn point_media_at(page: &Page, node: SocketAddr, relay: SocketAddr) {
-    let script = "const [from, to] = arguments; \
-                  const original = RTCPeerConnection.prototype.setRemoteDescription; \
-                  RTCPeerConnection.prototype.setRemoteDescription = function (d) { \
-                    const sdp = d && d.sdp ? d.sdp.split(from).join(to) : undefined; \
-                    return original.call(this, sdp ? { type: d.type, sdp } : d); \
-                  }; \
-                  return 'ok';";
-    let from = format!("{} {} typ host", node.ip(), node.port());
-    let to = format!("{} {} typ host", relay.ip(), relay.port());
-    assert_eq!(
-        page.eval(script, vec![json!(from), json!(to)]).await,
-        json!("ok")
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs_back() {
@@ -74,7 +56,7 @@ async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs
     let viewer = browsers
         .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
         .await;
-    point_media_at(&viewer, media, relay.addr()).await;
+    viewer.point_media_at(media, relay.addr()).await;
     viewer.click("watch").await;
     viewer.wait_state("live-state", "live").await;
     viewer.wait_frames_above("live", 0).await;

@@ -13,6 +13,7 @@
 //!
 //! Frames waiting in inboxes are counted in [`crate::metrics::SIGNALING_OUTBOX_FRAMES`].
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -44,6 +45,21 @@ pub fn connection_inbox(capacity: usize) -> (ConnectionInbox, InboxReceiver) {
     )
 }
 
+thread_local! {
+    /// Set by a push that queued frames for a connection; read and cleared by [`take_handed_frames`].
+    static HANDED_FRAMES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a push on this thread queued frames for a connection since the last call; clears the mark.
+///
+/// A task running several actors' steps in a row (an inline scope, `showcall_actors::inline_runs`)
+/// asks after each step: when a connection was just handed frames, the task yields, so that
+/// connection's task writes them before the scope goes on with the other steps — a callee's
+/// `calling` goes out ahead of the rest of the ring's work instead of after it.
+pub fn take_handed_frames() -> bool {
+    HANDED_FRAMES.with(|h| h.replace(false))
+}
+
 /// The pushing half, held by the user actor (and by the hub's relay of remote sessions).
 #[derive(Clone, Debug)]
 pub struct ConnectionInbox {
@@ -67,7 +83,10 @@ impl ConnectionInbox {
         // Counted before it can be received, so the gauge never goes below zero.
         metrics::outbox_frames(1.0);
         match self.tx.try_send(outbound) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                HANDED_FRAMES.with(|h| h.set(true));
+                Ok(())
+            }
             Err(e) => {
                 metrics::outbox_frames(-1.0);
                 if let mpsc::error::TrySendError::Full(_) = e

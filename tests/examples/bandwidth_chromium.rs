@@ -1,0 +1,206 @@
+//! `bandwidth` seen by Chromium: a viewer's link narrows; how long until the page decodes a lower
+//! simulcast layer, and after it widens, the top layer again. The browser half of
+//! `showcall-bench bandwidth`, whose viewer is the Rust SDK (BENCHMARKS `bandwidth`).
+//!
+//! Why a second viewer: the Rust SDK's receiver (str0m's frame API) holds a complete keyframe of the new
+//! layer until the old layer's lost packets were asked for again and given up on, so on a link narrower
+//! than the router's step down can spare, some of its rounds measure that wait rather than the router's
+//! step. Chromium's decoder takes the keyframe as it is complete. What this program times is what a
+//! browser viewer sees: `getStats()` inbound-rtp `frameWidth` of the last decoded frame, read every
+//! [`POLL`] through WebDriver (each reading also takes a WebDriver round trip, a few milliseconds).
+//!
+//! The set-up is the browser test's (`browser_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`):
+//! a host publishes the SDK's sample as three layers (320x240, 160x120, 80x60: about 210, 90 and 40
+//! kbit/s of video, with 35 kbit/s of audio); Chromium runs in a network namespace whose only path to the
+//! node's media is a user-space shaped relay (a bottleneck with a 200 ms queue that drops what does not
+//! fit). Each round:
+//! - **floor**: the page asks for the low layer (`setVideoLayer`, the small-window control) and
+//!   `floor` is the request → the first narrower decoded frame (a keyframe request and the encoder's
+//!   answer, on an open link); then it asks for the top layer again and waits for it;
+//! - **adapt down**: once the page decoded `--frames-before-narrowing` frames of the top layer again
+//!   (default 30, a second: mid-GOP; 0: at the first, the top layer's keyframe just through and its
+//!   following frames crossing), the link narrows to `--narrow-kbps` (default 200) at t0; `adapt_down` is
+//!   t0 → the first decoded frame narrower than the top layer;
+//! - **adapt up**: the link widens at t1; `adapt_up` is t1 → the first decoded top-layer frame again.
+//!
+//! Run as root (network namespaces), with Chromium and chromedriver installed (`./scripts/test` installs
+//! them): `cargo run --release -p showcall-tests --example bandwidth_chromium -- --rounds 20
+//! --narrow-kbps 150`. Prints one JSON object.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use showcall_tests::TestNode;
+use showcall_tests::browser::{Browsers, Page};
+use showcall_tests::narrow_link::{SIZES, host_live_with_layers};
+use showcall_tests::netns::IsolatedHost;
+use showcall_tests::shaped_relay::{Shape, ShapedRelay};
+
+const HOST: &str = "host";
+const LIVE: &str = "host_live";
+/// How often the page's decoded width is read.
+const POLL: Duration = Duration::from_millis(10);
+/// Decoded frames at the top layer before a round starts (a second of the sample's 30 fps): the page
+/// is settled there.
+const SETTLED_FRAMES: u64 = 30;
+/// A round's wait for a width gives up after this long (and the program fails).
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+struct Args {
+    rounds: usize,
+    narrow_bps: u64,
+    frames_before_narrowing: u64,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        rounds: 10,
+        narrow_bps: 200_000,
+        frames_before_narrowing: SETTLED_FRAMES,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--rounds" => args.rounds = value()?.parse()?,
+            "--narrow-kbps" => args.narrow_bps = value()?.parse::<u64>()? * 1000,
+            "--frames-before-narrowing" => args.frames_before_narrowing = value()?.parse()?,
+            other => anyhow::bail!(
+                "unknown flag {other} (known: --rounds N, --narrow-kbps K, --frames-before-narrowing N)"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// Reads the page's decoded width until `accept` takes it; the time from `from` to that reading.
+async fn time_until_width(
+    page: &Page,
+    from: Instant,
+    what: &str,
+    accept: impl Fn(u64) -> bool,
+) -> anyhow::Result<Duration> {
+    loop {
+        let (width, _, _) = page.live_video_size().await;
+        if accept(width) {
+            return Ok(from.elapsed());
+        }
+        if from.elapsed() > GIVE_UP {
+            anyhow::bail!("no {what} within {GIVE_UP:?} (last width {width})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// p50, p90 and max of `samples`, in milliseconds.
+fn summary(samples: &[Duration]) -> serde_json::Value {
+    let mut sorted: Vec<Duration> = samples.to_vec();
+    sorted.sort();
+    let at = |q: f64| {
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(i).copied().map(millis)
+    };
+    serde_json::json!({
+        "samples": sorted.len(),
+        "p50_ms": at(0.5),
+        "p90_ms": at(0.9),
+        "max_ms": sorted.last().copied().map(millis),
+        "within_1s": sorted.iter().filter(|d| **d <= Duration::from_secs(1)).count(),
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let Args {
+        rounds,
+        narrow_bps,
+        frames_before_narrowing,
+    } = args()?;
+    let network = IsolatedHost::create();
+    let outside = network.outside_ip;
+    // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would
+    // bypass the relay) on this namespace's loopback, where it does not.
+    let node = TestNode::start_with(|config| {
+        config.signal_addr = SocketAddr::from((outside, 0));
+        config.media_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config.media_workers = 1;
+        config.media_tcp = false;
+    })
+    .await;
+    let media = node.handle.media_addr;
+    let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
+    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
+
+    let browsers =
+        Browsers::start_isolated("browser/bandwidth_chromium", &network, Vec::new()).await;
+    let base = format!("http://{}", node.handle.signal_addr);
+    let viewer = browsers
+        .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
+        .await;
+    viewer.point_media_at(media, relay.addr()).await;
+    viewer.click("watch").await;
+    viewer.wait_state("live-state", "live").await;
+    viewer.wait_frames_above("live", 0).await;
+
+    let top = u64::from(SIZES[0].0);
+    let narrower = |w: u64| w > 0 && w < top;
+    let (mut floor, mut down, mut up) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lost = 0u64;
+    for round in 0..rounds {
+        viewer
+            .decodes_width(SETTLED_FRAMES, "the top layer, settled", |w| w == top)
+            .await;
+
+        let asked = Instant::now();
+        viewer.set_video_layer("VIDEO_LAYER_LOW").await;
+        floor.push(time_until_width(&viewer, asked, "asked-for lower layer", narrower).await?);
+        viewer.set_video_layer("VIDEO_LAYER_HIGH").await;
+        viewer
+            .decodes_width(
+                frames_before_narrowing,
+                "the top layer after the floor",
+                |w| w == top,
+            )
+            .await;
+
+        let dropped_before = relay.counts().dropped;
+        relay.set_rate(Some(narrow_bps));
+        let t0 = Instant::now();
+        down.push(
+            time_until_width(&viewer, t0, "lower layer behind the narrow link", narrower).await?,
+        );
+        lost += relay.counts().dropped - dropped_before;
+
+        relay.set_rate(None);
+        let t1 = Instant::now();
+        up.push(time_until_width(&viewer, t1, "top layer again", |w| w == top).await?);
+        eprintln!(
+            "round {round}: floor {:?}, adapt down {:?}, adapt up {:?}",
+            floor[round], down[round], up[round]
+        );
+    }
+
+    let report = serde_json::json!({
+        "bench": "bandwidth_chromium",
+        "rounds": rounds,
+        "narrow_kbps": narrow_bps / 1000,
+        "frames_before_narrowing": frames_before_narrowing,
+        "poll_ms": millis(POLL),
+        "adapt_down": summary(&down),
+        "adapt_up": summary(&up),
+        "floor": summary(&floor),
+        "datagrams_dropped_by_the_link_while_adapting_down": lost,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    viewer.close().await;
+    drop(browsers);
+    node.handle.shutdown().await;
+    Ok(())
+}
