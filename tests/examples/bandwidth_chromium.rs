@@ -123,6 +123,12 @@ async fn main() -> anyhow::Result<()> {
         narrow_bps,
         frames_before_narrowing,
     } = args()?;
+    // The node's log (what the router decided), with the rounds' marks between its lines, when
+    // `RUST_LOG` asks for it (e.g. `warn,showcall_media=debug`).
+    let logging = std::env::var_os("RUST_LOG").is_some();
+    if logging {
+        showcall_tests::test_log::log_to_test_output("warn");
+    }
     let network = IsolatedHost::create();
     let outside = network.outside_ip;
     // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would
@@ -173,6 +179,9 @@ async fn main() -> anyhow::Result<()> {
         let dropped_before = relay.counts().dropped;
         relay.set_rate(Some(narrow_bps));
         let t0 = Instant::now();
+        if logging {
+            eprintln!("round {round}: the link narrows");
+        }
         down.push(
             time_until_width(&viewer, t0, "lower layer behind the narrow link", narrower).await?,
         );
