@@ -9,7 +9,8 @@
 //! browser viewer sees: `getStats()` inbound-rtp `frameWidth` of the last decoded frame, read every
 //! [`POLL`] through WebDriver (each reading also takes a WebDriver round trip, a few milliseconds).
 //!
-//! The set-up is the browser test's (`browser_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`):
+//! The set-up is the browser test's (`browser_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`,
+//! both through `narrow_link::ChromiumBehindLink`):
 //! a host publishes the SDK's sample as three layers (320x240, 160x120, 80x60: about 210, 90 and 40
 //! kbit/s of video, with 35 kbit/s of audio); Chromium runs in a network namespace whose only path to the
 //! node's media is a user-space shaped relay (a bottleneck with a 200 ms queue that drops what does not
@@ -27,16 +28,11 @@
 //! them): `cargo run --release -p showcall-tests --example bandwidth_chromium -- --rounds 20
 //! --narrow-kbps 150`. Prints one JSON object.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use showcall_tests::TestNode;
-use showcall_tests::browser::{Browsers, Page};
-use showcall_tests::narrow_link::{SIZES, host_live_with_layers};
-use showcall_tests::netns::IsolatedHost;
-use showcall_tests::shaped_relay::{Shape, ShapedRelay};
+use showcall_tests::browser::Page;
+use showcall_tests::narrow_link::{ChromiumBehindLink, SIZES};
 
-const HOST: &str = "host";
 const LIVE: &str = "host_live";
 /// How often the page's decoded width is read.
 const POLL: Duration = Duration::from_millis(10);
@@ -129,31 +125,8 @@ async fn main() -> anyhow::Result<()> {
     if logging {
         showcall_tests::test_log::log_to_test_output("warn");
     }
-    let network = IsolatedHost::create();
-    let outside = network.outside_ip;
-    // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would
-    // bypass the relay) on this namespace's loopback, where it does not.
-    let node = TestNode::start_with(|config| {
-        config.signal_addr = SocketAddr::from((outside, 0));
-        config.media_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        config.media_workers = 1;
-        config.media_tcp = false;
-    })
-    .await;
-    let media = node.handle.media_addr;
-    let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
-    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
-
-    let browsers =
-        Browsers::start_isolated("browser/bandwidth_chromium", &network, Vec::new()).await;
-    let base = format!("http://{}", node.handle.signal_addr);
-    let viewer = browsers
-        .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
-        .await;
-    viewer.point_media_at(media, relay.addr()).await;
-    viewer.click("watch").await;
-    viewer.wait_state("live-state", "live").await;
-    viewer.wait_frames_above("live", 0).await;
+    let link = ChromiumBehindLink::start("browser/bandwidth_chromium", LIVE).await;
+    let (viewer, relay) = (&link.viewer, &link.relay);
 
     let top = u64::from(SIZES[0].0);
     let narrower = |w: u64| w > 0 && w < top;
@@ -166,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
 
         let asked = Instant::now();
         viewer.set_video_layer("VIDEO_LAYER_LOW").await;
-        floor.push(time_until_width(&viewer, asked, "asked-for lower layer", narrower).await?);
+        floor.push(time_until_width(viewer, asked, "asked-for lower layer", narrower).await?);
         viewer.set_video_layer("VIDEO_LAYER_HIGH").await;
         viewer
             .decodes_width(
@@ -183,13 +156,13 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("round {round}: the link narrows");
         }
         down.push(
-            time_until_width(&viewer, t0, "lower layer behind the narrow link", narrower).await?,
+            time_until_width(viewer, t0, "lower layer behind the narrow link", narrower).await?,
         );
         lost += relay.counts().dropped - dropped_before;
 
         relay.set_rate(None);
         let t1 = Instant::now();
-        up.push(time_until_width(&viewer, t1, "top layer again", |w| w == top).await?);
+        up.push(time_until_width(viewer, t1, "top layer again", |w| w == top).await?);
         eprintln!(
             "round {round}: floor {:?}, adapt down {:?}, adapt up {:?}",
             floor[round], down[round], up[round]
@@ -208,8 +181,6 @@ async fn main() -> anyhow::Result<()> {
         "datagrams_dropped_by_the_link_while_adapting_down": lost,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
-    viewer.close().await;
-    drop(browsers);
-    node.handle.shutdown().await;
+    link.close().await;
     Ok(())
 }

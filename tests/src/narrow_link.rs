@@ -7,12 +7,15 @@
 //! sample's three clips; a keyframe also carries its picture size (RFC 6386 §9.1).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use showcall_sdk::media::{MediaOptions, MediaPeer, MediaSession, MediaSource};
 use showcall_sdk::{ChannelRole, ReceivedFrame, TrackKind};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use crate::browser::{Browsers, Page};
+use crate::netns::IsolatedHost;
 use crate::sdk_helpers::SdkUser;
 use crate::shaped_relay::{Shape, ShapedRelay};
 use crate::udp_relay::{host_candidate, rewrite_host_candidate};
@@ -58,6 +61,71 @@ pub async fn join_behind(
     peer.accept_answer(&rewrite_host_candidate(&joined.sdp_answer, relay.addr()))
         .expect("the rewritten answer applies");
     (peer.start().expect("the viewer starts"), relay)
+}
+
+/// A Chromium viewer watching a simulcast host through a shaped link: what the browser test of bandwidth
+/// adaptation and the `bandwidth_chromium` benchmark share. Chromium and its chromedriver run in a
+/// network namespace that reaches the node's signaling and pages (on the link's address) and the relay
+/// (on the same address), not the node's media socket (on 127.0.0.1 of this namespace); the page takes
+/// the relay for the node's media address ([`Page::point_media_at`]). The host publishes the sample's
+/// three layers from this namespace, straight to the node. Everything here lives as long as this does.
+pub struct ChromiumBehindLink {
+    pub viewer: Page,
+    pub browsers: Browsers,
+    pub relay: ShapedRelay,
+    pub host: (SdkUser, MediaSession),
+    pub node: TestNode,
+    pub network: IsolatedHost,
+}
+
+impl ChromiumBehindLink {
+    /// The host live on `channel` (as user `host`), the page (`fan-1`) watching it through an open
+    /// link and decoding; screenshots go to `artifacts/<artifacts_dir>/`.
+    pub async fn start(artifacts_dir: &str, channel: &str) -> Self {
+        let network = IsolatedHost::create();
+        let outside = network.outside_ip;
+        // Media over UDP only: an ICE-TCP path would bypass the relay.
+        let node = TestNode::start_with(|config| {
+            config.signal_addr = SocketAddr::from((outside, 0));
+            config.media_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+            config.media_workers = 1;
+            config.media_tcp = false;
+        })
+        .await;
+        let media = node.handle.media_addr;
+        let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
+        let host = host_live_with_layers(&node, channel).await;
+        let browsers = Browsers::start_isolated(artifacts_dir, &network, Vec::new()).await;
+        let base = format!("http://{}", node.handle.signal_addr);
+        let viewer = browsers
+            .open("viewer", &format!("{base}/live.html?uid=fan-1&host=host"))
+            .await;
+        viewer.point_media_at(media, relay.addr()).await;
+        viewer.click("watch").await;
+        viewer.wait_state("live-state", "live").await;
+        viewer.wait_frames_above("live", 0).await;
+        ChromiumBehindLink {
+            viewer,
+            browsers,
+            relay,
+            host,
+            node,
+            network,
+        }
+    }
+
+    /// Closes the page and the browsers, then stops the node.
+    pub async fn close(self) {
+        let ChromiumBehindLink {
+            viewer,
+            browsers,
+            node,
+            ..
+        } = self;
+        viewer.close().await;
+        drop(browsers);
+        node.handle.shutdown().await;
+    }
 }
 
 /// Which layer each frame of the host's clips belongs to (by its bytes).

@@ -7,8 +7,8 @@
 //! limit lifted, it is back at full width. The browser half of
 //! `media_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`.
 //!
-//! The viewer's media can only go through the relay: Chromium and its chromedriver run in a network
-//! namespace (`Browsers::start_isolated`) that reaches the node's signaling and pages (on the link's
+//! The viewer's media can only go through the relay (`narrow_link::ChromiumBehindLink`): Chromium and
+//! its chromedriver run in a network namespace (`Browsers::start_isolated`) that reaches the node's signaling and pages (on the link's
 //! address) and the relay (on the same address), not the node's media socket (on 127.0.0.1 of this
 //! namespace). The page is pointed at the relay the way the Rust test points its viewer: the host
 //! candidate of the node's SDP is rewritten — here by wrapping the page's `setRemoteDescription` before
@@ -17,15 +17,8 @@
 //! Needs root (network namespaces), Chromium and chromedriver. Screenshots go to
 //! `artifacts/browser/narrow_link/`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use showcall_tests::narrow_link::{ChromiumBehindLink, SIZES};
 
-use showcall_tests::TestNode;
-use showcall_tests::browser::Browsers;
-use showcall_tests::narrow_link::{SIZES, host_live_with_layers};
-use showcall_tests::netns::IsolatedHost;
-use showcall_tests::shaped_relay::{Shape, ShapedRelay};
-
-const HOST: &str = "host";
 const LIVE: &str = "host_live";
 /// The narrowed link: between the medium layer with audio and the top layer with audio.
 const NARROW_BPS: u64 = 200_000;
@@ -36,30 +29,8 @@ const FRAMES: u64 = 30;
 async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs_back() {
     // What the router decided for the viewer, shown if this fails.
     showcall_tests::test_log::log_to_test_output("info,showcall_media=debug");
-    let network = IsolatedHost::create();
-    let outside = network.outside_ip;
-    // Signaling and pages where the namespace reaches them; media (UDP only: an ICE-TCP path would
-    // bypass the relay) on this namespace's loopback, where it does not.
-    let node = TestNode::start_with(|config| {
-        config.signal_addr = SocketAddr::from((outside, 0));
-        config.media_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        config.media_workers = 1;
-        config.media_tcp = false;
-    })
-    .await;
-    let media = node.handle.media_addr;
-    let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
-    let (_host, _host_live) = host_live_with_layers(&node, LIVE).await;
-
-    let browsers = Browsers::start_isolated("browser/narrow_link", &network, Vec::new()).await;
-    let base = format!("http://{}", node.handle.signal_addr);
-    let viewer = browsers
-        .open("viewer", &format!("{base}/live.html?uid=fan-1&host={HOST}"))
-        .await;
-    viewer.point_media_at(media, relay.addr()).await;
-    viewer.click("watch").await;
-    viewer.wait_state("live-state", "live").await;
-    viewer.wait_frames_above("live", 0).await;
+    let link = ChromiumBehindLink::start("browser/narrow_link", LIVE).await;
+    let (viewer, relay) = (&link.viewer, &link.relay);
     assert!(
         relay.counts().delivered > 0,
         "the page's media comes through the relay"
@@ -97,7 +68,5 @@ async fn a_chromium_viewer_whose_link_narrows_decodes_a_smaller_layer_and_climbs
     viewer.screenshot("3-open-again").await;
     assert_eq!(viewer.media_status("live").await, "media:connected");
 
-    viewer.close().await;
-    drop(browsers);
-    node.handle.shutdown().await;
+    link.close().await;
 }
