@@ -42,34 +42,18 @@ const SETTLED_FRAMES: u64 = 30;
 /// A round's wait for a width gives up after this long (and the program fails).
 const GIVE_UP: Duration = Duration::from_secs(60);
 
+/// `bandwidth_chromium`'s flags.
+#[derive(clap::Parser)]
 struct Args {
+    /// Rounds of floor, narrowing and widening.
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
-    narrow_bps: u64,
+    /// The narrowed link's rate, kbit/s.
+    #[arg(long, default_value_t = 200)]
+    narrow_kbps: u64,
+    /// Top-layer frames the page decodes after the floor before the link narrows (0: at the first).
+    #[arg(long, default_value_t = SETTLED_FRAMES)]
     frames_before_narrowing: u64,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        rounds: 10,
-        narrow_bps: 200_000,
-        frames_before_narrowing: SETTLED_FRAMES,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--rounds" => args.rounds = value()?.parse()?,
-            "--narrow-kbps" => args.narrow_bps = value()?.parse::<u64>()? * 1000,
-            "--frames-before-narrowing" => args.frames_before_narrowing = value()?.parse()?,
-            other => anyhow::bail!(
-                "unknown flag {other} (known: --rounds N, --narrow-kbps K, --frames-before-narrowing N)"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 /// Reads the page's decoded width until `accept` takes it; the time from `from` to that reading.
@@ -116,9 +100,10 @@ fn summary(samples: &[Duration]) -> serde_json::Value {
 async fn main() -> anyhow::Result<()> {
     let Args {
         rounds,
-        narrow_bps,
+        narrow_kbps,
         frames_before_narrowing,
-    } = args()?;
+    } = clap::Parser::parse();
+    let narrow_bps = narrow_kbps * 1000;
     // The node's log (what the router decided), with the rounds' marks between its lines, when
     // `RUST_LOG` asks for it (e.g. `warn,showcall_media=debug`).
     let logging = std::env::var_os("RUST_LOG").is_some();
@@ -172,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "bench": "bandwidth_chromium",
         "rounds": rounds,
-        "narrow_kbps": narrow_bps / 1000,
+        "narrow_kbps": narrow_kbps,
         "frames_before_narrowing": frames_before_narrowing,
         "poll_ms": millis(POLL),
         "adapt_down": summary(&down),
