@@ -20,6 +20,7 @@ use showcall_tests::udp_relay::{
 };
 use showcall_tests::{DEADLINE, TestNode};
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
 
 const LIVE: &str = "host_live";
 /// 5 % of the node → viewer RTP packets, the same ones on every run.
@@ -39,15 +40,26 @@ async fn video_frames(
 ) -> Vec<ReceivedFrame> {
     let mut video = Vec::with_capacity(n);
     while video.len() < n {
-        match tokio::time::timeout(DEADLINE, frames.recv()).await {
-            Ok(Ok(f)) if f.kind == TrackKind::Video => video.push(f),
-            Ok(Ok(_)) => {}
-            Ok(Err(RecvError::Lagged(k))) => panic!("the test's reader fell {k} frames behind"),
-            Ok(Err(RecvError::Closed)) => panic!("the session ended after {} frames", video.len()),
-            Err(_) => panic!("no frame within {DEADLINE:?} after {} frames", video.len()),
-        }
+        video.push(next_video_frame(&mut frames, video.len()).await);
     }
     video
+}
+
+/// The subscription's next video frame, within the harness deadline; `so_far` names the frames read
+/// before it when it does not come.
+async fn next_video_frame(
+    frames: &mut broadcast::Receiver<ReceivedFrame>,
+    so_far: usize,
+) -> ReceivedFrame {
+    loop {
+        match tokio::time::timeout(DEADLINE, frames.recv()).await {
+            Ok(Ok(f)) if f.kind == TrackKind::Video => return f,
+            Ok(Ok(_)) => {}
+            Ok(Err(RecvError::Lagged(k))) => panic!("the test's reader fell {k} frames behind"),
+            Ok(Err(RecvError::Closed)) => panic!("the session ended after {so_far} frames"),
+            Err(_) => panic!("no frame within {DEADLINE:?} after {so_far} frames"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,15 +107,32 @@ async fn a_viewer_losing_five_percent_of_packets_still_gets_every_frame_by_retra
             .expect("video arrives on both paths");
     }
 
-    let clean_frames = tokio::spawn(video_frames(clean.subscribe_frames(), LEAD + WINDOW));
-    // The lossy viewer reads past the window's end whatever it lost, so it is given more room.
-    let lossy_frames = tokio::spawn(video_frames(lossy.subscribe_frames(), 2 * LEAD + WINDOW));
-    let clean_frames = clean_frames.await.expect("clean reader");
-    let lossy_frames = lossy_frames.await.expect("lossy reader");
-
+    // Both subscribed before the window starts. The lossy viewer may be behind the clean one (a frame
+    // waits for its lost packets, and the frames after it for it), so it is read until it reached the
+    // window's last frame, however many frames that takes.
+    // Its frames are read as they come (the subscription keeps only so many), into the test's queue.
+    let mut lossy_subscription = lossy.subscribe_frames();
+    let (lossy_tx, mut lossy_rx) = mpsc::unbounded_channel();
+    let lossy_reader = tokio::spawn(async move {
+        for so_far in 0.. {
+            let frame = next_video_frame(&mut lossy_subscription, so_far).await;
+            if lossy_tx.send(frame).is_err() {
+                break;
+            }
+        }
+    });
+    let clean_frames = video_frames(clean.subscribe_frames(), LEAD + WINDOW).await;
     let window: BTreeSet<u64> = clean_frames[LEAD..].iter().map(|f| f.rtp_time).collect();
     assert_eq!(window.len(), WINDOW, "one RTP time per frame");
     let (first, last) = (window.first().copied(), window.last().copied());
+    let mut lossy_frames: Vec<ReceivedFrame> = Vec::new();
+    while lossy_frames.last().map(|f| f.rtp_time) < last {
+        match lossy_rx.recv().await {
+            Some(frame) => lossy_frames.push(frame),
+            None => panic!("the lossy reader stopped: {:?}", lossy_reader.await),
+        }
+    }
+    lossy_reader.abort();
     let got: BTreeSet<u64> = lossy_frames.iter().map(|f| f.rtp_time).collect();
     let missing: Vec<u64> = window.difference(&got).copied().collect();
     assert!(
