@@ -138,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
         relay.set_rate(Some(narrow_bps));
         let t0 = Instant::now();
         if logging {
-            eprintln!("round {round}: the link narrows");
+            // The wall clock, to read beside the node's log lines.
+            eprintln!("{} round {round}: the link narrows", utc_time_of_day());
         }
         down.push(
             time_until_width(viewer, t0, "lower layer behind the narrow link", narrower).await?,
@@ -168,4 +169,19 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     link.close().await;
     Ok(())
+}
+
+/// The time of day (UTC) as the node's log lines print it, `HH:MM:SS.ffffff`.
+fn utc_time_of_day() -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since_epoch.subsec_micros()
+    )
 }
