@@ -581,9 +581,15 @@ impl Page {
         let seen = self
             .client
             .execute(
+                // What the page shows, and whether its scripts came at all (a page whose module
+                // never ran shows its bare form: which resource was missing says why).
                 "const t = (id) => (document.getElementById(id) || {}).textContent || ''; \
+                 const loaded = performance.getEntriesByType('resource') \
+                   .map((e) => `${e.name} ${e.responseStatus || '?'} ${Math.round(e.duration)} ms`) \
+                   .join('\\n  '); \
                  return `status: ${t('status')}\\nlive-state: ${t('live-state')}\\n\
-                 call-state: ${t('call-state')}\\nlog:\\n${t('log')}`;",
+                 call-state: ${t('call-state')}\\ndocument: ${document.readyState}, \
+                 window.demo: ${typeof window.demo}\\nresources:\\n  ${loaded}\\nlog:\\n${t('log')}`;",
                 vec![],
             )
             .await
