@@ -222,7 +222,8 @@ impl Side {
         let envelopes_before = showcall_cluster::link::envelopes_sent();
         match load {
             Load::Burst { .. } => {
-                let (latency, per_sec) = ring_rounds(&mut self.clients, 1).await?;
+                let rounds = ring_rounds(&mut self.clients, 1).await?;
+                let (latency, per_sec) = (rounds.calling, rounds.setups_per_sec);
                 match &mut self.rounds {
                     None => self.rounds = Some((latency, per_sec)),
                     Some((all, rates)) => {

@@ -44,10 +44,17 @@ impl Schedule {
 /// How long one operation may take before it counts as failed (its worker stops).
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a worker ended: every operation done (its client back), or at a failed one.
+/// How a worker ended: every operation done (its client back), or at a failed one; what it measured.
 enum Worker<C> {
-    Done(C, Histogram<u64>, Histogram<u64>),
-    Failed(Histogram<u64>, Histogram<u64>, anyhow::Error),
+    Done(C, Measured),
+    Failed(Measured, anyhow::Error),
+}
+
+/// One worker's histograms (see [`OpenLoop`]).
+struct Measured {
+    latency: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    also_latency: Histogram<u64>,
 }
 
 /// What a worker's operation reports: when it put its first frame on the wire, and when it got the
@@ -55,6 +62,9 @@ enum Worker<C> {
 pub(super) struct Timing {
     pub(super) sent: Instant,
     pub(super) answered: Instant,
+    /// A second answer the operation timed, measured from the same scheduled time (a ring: the
+    /// caller's own answer, beside the callee's `calling` in `answered`).
+    pub(super) also_answered: Option<Instant>,
 }
 
 /// What an open-loop run measured.
@@ -63,6 +73,8 @@ pub(super) struct OpenLoop {
     pub(super) latency: Histogram<u64>,
     /// Scheduled → sent, in microseconds: the clients' own lag.
     pub(super) send_lag: Histogram<u64>,
+    /// Scheduled → the operation's second answer ([`Timing::also_answered`]), in microseconds.
+    pub(super) also_latency: Histogram<u64>,
     /// Operations answered per second (≈ the rate when the clients kept up and nothing failed).
     pub(super) achieved_per_sec: f64,
     /// Operations that failed or timed out ([`OP_TIMEOUT`]), each stopping its worker.
@@ -110,8 +122,11 @@ where
         let op = op.clone();
         let bar = bar.clone();
         workers.spawn(async move {
-            let mut latency = histogram();
-            let mut send_lag = histogram();
+            let mut measured = Measured {
+                latency: histogram(),
+                send_lag: histogram(),
+                also_latency: histogram(),
+            };
             let mut client = client;
             loop {
                 // The lock is held only while waiting for the next release: operations go to the
@@ -124,40 +139,46 @@ where
                     Ok(Ok(done)) => done,
                     // The client's state is unknown (or it is gone with the future): this worker
                     // stops, the others go on.
-                    Ok(Err(e)) => return Ok(Worker::Failed(latency, send_lag, e)),
+                    Ok(Err(e)) => return Ok(Worker::Failed(measured, e)),
                     Err(_) => {
                         let e = anyhow::anyhow!("an operation took over {OP_TIMEOUT:?}");
-                        return Ok(Worker::Failed(latency, send_lag, e));
+                        return Ok(Worker::Failed(measured, e));
                     }
                 };
                 client = back;
-                latency.record(micros(timing.answered.saturating_duration_since(due)))?;
-                send_lag.record(micros(timing.sent.saturating_duration_since(due)))?;
+                let since_due = |at: Instant| micros(at.saturating_duration_since(due));
+                measured.latency.record(since_due(timing.answered))?;
+                measured.send_lag.record(since_due(timing.sent))?;
+                if let Some(also) = timing.also_answered {
+                    measured.also_latency.record(since_due(also))?;
+                }
             }
-            anyhow::Ok(Worker::Done(client, latency, send_lag))
+            anyhow::Ok(Worker::Done(client, measured))
         });
     }
     let mut measured = OpenLoop {
         latency: histogram(),
         send_lag: histogram(),
+        also_latency: histogram(),
         achieved_per_sec: 0.0,
         failed: Vec::new(),
     };
     let mut clients = Vec::new();
     while let Some(done) = workers.join_next().await {
-        let (latency, send_lag) = match done?? {
-            Worker::Done(client, latency, send_lag) => {
+        let worker = match done?? {
+            Worker::Done(client, worker) => {
                 clients.push(client);
-                (latency, send_lag)
+                worker
             }
-            Worker::Failed(latency, send_lag, e) => {
+            Worker::Failed(worker, e) => {
                 eprintln!("open loop: an operation failed, its worker stops: {e:#}");
                 measured.failed.push(format!("{e:#}"));
-                (latency, send_lag)
+                worker
             }
         };
-        measured.latency.add(latency)?;
-        measured.send_lag.add(send_lag)?;
+        measured.latency.add(worker.latency)?;
+        measured.send_lag.add(worker.send_lag)?;
+        measured.also_latency.add(worker.also_latency)?;
     }
     let ran = start.elapsed();
     pacer
@@ -178,6 +199,7 @@ impl OpenLoop {
     pub(super) fn absorb(&mut self, other: OpenLoop, slices_before: u32) -> anyhow::Result<()> {
         self.latency.add(&other.latency)?;
         self.send_lag.add(&other.send_lag)?;
+        self.also_latency.add(&other.also_latency)?;
         let n = f64::from(slices_before);
         self.achieved_per_sec = (self.achieved_per_sec * n + other.achieved_per_sec) / (n + 1.0);
         self.failed.extend(other.failed);
@@ -230,11 +252,13 @@ mod tests {
         let (measured, clients) = run(vec![()], schedule, "test", |()| async {
             let sent = Instant::now();
             tokio::time::sleep(Duration::from_millis(20)).await;
+            // A second answer, as soon as the operation was sent: counted from the schedule too.
             Ok((
                 (),
                 Timing {
                     sent,
                     answered: Instant::now(),
+                    also_answered: Some(sent),
                 },
             ))
         })
@@ -249,6 +273,8 @@ mod tests {
             measured.latency.max()
         );
         assert!(measured.send_lag.max() > 900_000);
+        assert_eq!(measured.also_latency.len(), 100);
+        assert!(measured.also_latency.max() > 900_000);
         assert!(measured.achieved_per_sec < 60.0);
         assert!(measured.failed.is_empty());
     }
@@ -258,9 +284,12 @@ mod tests {
         let slice = |latency_us: u64, achieved: f64, failed: &[&str]| {
             let mut latency = histogram();
             latency.record(latency_us).unwrap();
+            let mut also_latency = histogram();
+            also_latency.record(latency_us + 1).unwrap();
             OpenLoop {
                 latency,
                 send_lag: histogram(),
+                also_latency,
                 achieved_per_sec: achieved,
                 failed: failed.iter().map(|f| f.to_string()).collect(),
             }
@@ -270,6 +299,8 @@ mod tests {
         all.absorb(slice(200, 800.0, &[]), 2).unwrap();
         assert_eq!(all.latency.len(), 3);
         assert_eq!(all.latency.max(), 300);
+        assert_eq!(all.also_latency.len(), 3);
+        assert_eq!(all.also_latency.max(), 301);
         assert!((all.achieved_per_sec - 900.0).abs() < 1e-9);
         assert_eq!(all.failed, vec!["late".to_owned()]);
     }
@@ -289,6 +320,7 @@ mod tests {
                 Timing {
                     sent: now,
                     answered: now,
+                    also_answered: None,
                 },
             ))
         })

@@ -188,5 +188,10 @@ async fn relay_one(
         }
     }
     let answered = Instant::now();
-    Ok(((a, b), Timing { sent, answered }))
+    let timing = Timing {
+        sent,
+        answered,
+        also_answered: None,
+    };
+    Ok(((a, b), timing))
 }

@@ -1,5 +1,7 @@
 //! `ringing`: N caller/callee pairs over WebSocket (binary frames, like the Rust SDK); the latency is
-//! `Call` sent → callee receives `calling`. Two modes:
+//! `Call` sent → callee receives `calling` (`ring_latency`), and beside it `Call` sent → the caller has
+//! its answer (`caller_answer`: the node writes the callee's frames first, BENCHMARKS `ringing`). Two
+//! modes:
 //! - bursts (the default): each round every caller calls its callee at once;
 //! - a fixed rate (`--rate N --seconds S`, open loop, [`open_loop`]): N call setups a
 //!   second, each on the first free pair, the latency counted from the setup's scheduled time.
@@ -90,7 +92,11 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
     let frame_size = call_frame_bytes(pairs);
     let result = match load {
         Load::Burst { rounds } => {
-            let (ring, setups_per_sec) = ring_rounds(&mut clients, rounds).await?;
+            let Rounds {
+                calling: ring,
+                caller_answer,
+                setups_per_sec,
+            } = ring_rounds(&mut clients, rounds).await?;
             // The floor: the same number of pairs moving one frame of the same size through a bare
             // relay.
             let relay = Relay::start(pairs).await?.burst(rounds, frame_size).await?;
@@ -102,6 +108,7 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
                 "pairs": pairs,
                 "rounds": rounds,
                 "ring_latency": showcall,
+                "caller_answer": percentiles(&caller_answer),
                 "setups_per_sec_mean": setups_per_sec.iter().sum::<f64>() / setups_per_sec.len().max(1) as f64,
                 "relay_floor": floor,
                 "frame_bytes": frame_size,
@@ -112,6 +119,7 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
         Load::Rate(schedule) => {
             let (ring, relay) = take_turns(clients, pairs, schedule, frame_size).await?;
             let (showcall, floor) = (ring.json(), relay.json());
+            let caller_answer = percentiles(&ring.also_latency);
             serde_json::json!({
                 "bench": "ringing",
                 "mode": "rate",
@@ -119,6 +127,7 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
                 "rate_per_sec": schedule.rate,
                 "seconds": schedule.seconds,
                 "ring_latency": showcall,
+                "caller_answer": caller_answer,
                 "relay_floor": floor,
                 "frame_bytes": frame_size,
                 "ratio_p50": ratio(&showcall, &floor, "p50_ms"),
@@ -134,15 +143,22 @@ pub(super) async fn run(pairs: usize, load: Load, url: Option<String>) -> anyhow
     Ok(())
 }
 
+/// What rounds of ringing measured.
+pub(super) struct Rounds {
+    /// `Call` sent → the callee sees `calling`, in microseconds.
+    pub(super) calling: Histogram<u64>,
+    /// `Call` sent → the caller has its answer, in microseconds.
+    pub(super) caller_answer: Histogram<u64>,
+    /// Per round, the pairs rung per second (over the round's slowest ring).
+    pub(super) setups_per_sec: Vec<f64>,
+}
+
 /// Rounds of ringing: every caller `bench-caller-i` calls its callee `bench-callee-i` at once; latency is
-/// `Call` sent → callee sees `calling`; the callee rejects. Returns the latencies and, per round, the
-/// pairs rung per second.
-pub(super) async fn ring_rounds(
-    clients: &mut Pairs,
-    rounds: usize,
-) -> anyhow::Result<(Histogram<u64>, Vec<f64>)> {
+/// `Call` sent → callee sees `calling` (and, beside it, → the caller's answer); the callee rejects.
+pub(super) async fn ring_rounds(clients: &mut Pairs, rounds: usize) -> anyhow::Result<Rounds> {
     let pairs = clients.len();
     let mut ring = histogram();
+    let mut answers = histogram();
     let mut setups_per_sec = Vec::new();
     let bar = progress((pairs * rounds) as u64, "ringing");
     for _ in 0..rounds {
@@ -151,16 +167,18 @@ pub(super) async fn ring_rounds(
         for (i, mut caller, mut callee) in clients.drain(..) {
             tasks.spawn(async move {
                 let t0 = Instant::now();
-                let call_id = ring_once(&mut caller, &mut callee, i).await?;
-                let latency = t0.elapsed();
-                reject_and_settle(&mut caller, &mut callee, call_id).await?;
-                anyhow::Ok((i, caller, callee, latency))
+                let rung = ring_once(&mut caller, &mut callee, i).await?;
+                let latency = rung.calling.saturating_duration_since(t0);
+                let answer = rung.caller_answered.saturating_duration_since(t0);
+                reject_and_settle(&mut caller, &mut callee, rung.call_id).await?;
+                anyhow::Ok((i, caller, callee, latency, answer))
             });
         }
         let mut last_ring = Duration::ZERO;
         while let Some(done) = tasks.join_next().await {
-            let (i, caller, callee, latency) = done??;
+            let (i, caller, callee, latency, answer) = done??;
             ring.record(latency.as_micros().max(1) as u64)?;
+            answers.record(answer.as_micros().max(1) as u64)?;
             last_ring = last_ring.max(latency);
             clients.push((i, caller, callee));
             bar.inc(1);
@@ -169,7 +187,11 @@ pub(super) async fn ring_rounds(
         setups_per_sec.push(pairs as f64 / last_ring.as_secs_f64());
     }
     bar.finish();
-    Ok((ring, setups_per_sec))
+    Ok(Rounds {
+        calling: ring,
+        caller_answer: answers,
+        setups_per_sec,
+    })
 }
 
 /// `a[key] / b[key]` of two percentile objects (NaN when `b` has none).
@@ -234,35 +256,56 @@ pub(super) async fn ring_at_rate(
         "ringing",
         |(i, mut caller, mut callee)| async move {
             let sent = Instant::now();
-            let call_id = ring_once(&mut caller, &mut callee, i).await?;
-            let answered = Instant::now();
-            reject_and_settle(&mut caller, &mut callee, call_id)
+            let rung = ring_once(&mut caller, &mut callee, i).await?;
+            reject_and_settle(&mut caller, &mut callee, rung.call_id)
                 .await
                 .context("rejecting")?;
-            Ok(((i, caller, callee), Timing { sent, answered }))
+            let timing = Timing {
+                sent,
+                answered: rung.calling,
+                also_answered: Some(rung.caller_answered),
+            };
+            Ok(((i, caller, callee), timing))
         },
     )
     .await
 }
 
-/// `bench-caller-i` calls `bench-callee-i`; returns the call id once the callee sees `calling`. A call
-/// the node refuses (the caller's answer is an error) fails here rather than leave the callee waiting.
-async fn ring_once(caller: &mut Client, callee: &mut Client, i: usize) -> anyhow::Result<String> {
+/// A ring as its two clients saw it.
+struct Rung {
+    call_id: String,
+    /// When the callee saw `calling`.
+    calling: Instant,
+    /// When the caller had its answer (the call's id).
+    caller_answered: Instant,
+}
+
+/// `bench-caller-i` calls `bench-callee-i`; returns once the callee sees `calling` and the caller has
+/// its answer, whichever comes first. A call the node refuses (the caller's answer is an error) fails
+/// here rather than leave the callee waiting.
+async fn ring_once(caller: &mut Client, callee: &mut Client, i: usize) -> anyhow::Result<Rung> {
     let id = caller
         .send(Command::Call(pb::Call {
             remote_user_id: format!("bench-callee-{i}"),
             ..Default::default()
         }))
         .await?;
-    // Either may come first; the caller's events up to its answer are not needed.
-    tokio::select! {
-        calling = callee.wait_state(pb::CallState::Calling) => calling,
-        answered = caller.response(id) => {
-            answered.context("placing the call")?;
-            callee.wait_state(pb::CallState::Calling).await
-        }
-    }
-    .context("waiting for the callee's `calling`")
+    let calling = async {
+        let call_id = callee.wait_state(pb::CallState::Calling).await;
+        let call_id = call_id.context("waiting for the callee's `calling`")?;
+        anyhow::Ok((call_id, Instant::now()))
+    };
+    // The caller's events up to its answer are not needed.
+    let answered = async {
+        caller.response(id).await.context("placing the call")?;
+        anyhow::Ok(Instant::now())
+    };
+    let ((call_id, calling), caller_answered) = tokio::try_join!(calling, answered)?;
+    Ok(Rung {
+        call_id,
+        calling,
+        caller_answered,
+    })
 }
 
 /// The callee rejects the call; returns once both sides are back to `prepared`. Both, not only the
