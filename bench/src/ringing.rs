@@ -280,9 +280,9 @@ struct Rung {
     caller_answered: Instant,
 }
 
-/// `bench-caller-i` calls `bench-callee-i`; returns once the callee sees `calling` and the caller has
-/// its answer, whichever comes first. A call the node refuses (the caller's answer is an error) fails
-/// here rather than leave the callee waiting.
+/// `bench-caller-i` calls `bench-callee-i`; returns once the callee saw `calling` and the caller has
+/// its answer (in either order). A call the node refuses (the caller's answer is an error) fails here
+/// rather than leave the callee waiting.
 async fn ring_once(caller: &mut Client, callee: &mut Client, i: usize) -> anyhow::Result<Rung> {
     let id = caller
         .send(Command::Call(pb::Call {
