@@ -12,7 +12,8 @@
 //! The set-up is the browser test's (`browser_viewer_on_a_narrow_link_gets_a_lower_layer_and_climbs_back`,
 //! both through `narrow_link::ChromiumBehindLink`):
 //! a host publishes the SDK's sample as three layers (320x240, 160x120, 80x60: about 210, 90 and 40
-//! kbit/s of video, with 35 kbit/s of audio); Chromium runs in a network namespace whose only path to the
+//! kbit/s of video, with 35 kbit/s of audio), or with `--clips hd` the issue's 1.5 Mbit/s stream
+//! (640x480, 320x240, 160x120: about 1,480, 450 and 150 kbit/s, `tests/fixtures/media`); Chromium runs in a network namespace whose only path to the
 //! node's media is a user-space shaped relay (a bottleneck with a 200 ms queue that drops what does not
 //! fit). Each round:
 //! - **floor**: the page asks for the low layer (`setVideoLayer`, the small-window control) and
@@ -24,6 +25,9 @@
 //!   t0 → the first decoded frame narrower than the top layer;
 //! - **adapt up**: the link widens at t1; `adapt_up` is t1 → the first decoded top-layer frame again.
 //!
+//! Each round also prints what the page's receiver counted while adapting down (`getStats()` inbound-rtp:
+//! frames received and decoded, NACKs and PLIs sent, packets lost, freezes).
+//!
 //! Run as root (network namespaces), with Chromium and chromedriver installed (`./scripts/test` installs
 //! them): `cargo run --release -p showcall-tests --example bandwidth_chromium -- --rounds 20
 //! --narrow-kbps 150`. Prints one JSON object.
@@ -31,7 +35,7 @@
 use std::time::{Duration, Instant};
 
 use showcall_tests::browser::Page;
-use showcall_tests::narrow_link::{ChromiumBehindLink, SIZES};
+use showcall_tests::narrow_link::{ChromiumBehindLink, Clips};
 
 const LIVE: &str = "host_live";
 /// How often the page's decoded width is read.
@@ -54,6 +58,18 @@ struct Args {
     /// Top-layer frames the page decodes after the floor before the link narrows (0: at the first).
     #[arg(long, default_value_t = SETTLED_FRAMES)]
     frames_before_narrowing: u64,
+    /// The host's layers: `sample` (the SDK's, 320x240 at ≈ 210 kbit/s on top) or `hd` (640x480 at
+    /// ≈ 1.5 Mbit/s on top, the issue's stream).
+    #[arg(long, default_value = "sample", value_parser = parse_clips)]
+    clips: Clips,
+}
+
+fn parse_clips(s: &str) -> Result<Clips, String> {
+    match s {
+        "sample" => Ok(Clips::Sample),
+        "hd" => Ok(Clips::Hd),
+        other => Err(format!("no clips named {other:?} (sample, hd)")),
+    }
 }
 
 /// Reads the page's decoded width until `accept` takes it; the time from `from` to that reading.
@@ -73,6 +89,42 @@ async fn time_until_width(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The page's inbound video stats (`getStats()` inbound-rtp), the counters that say how its receiver
+/// got through a narrowing: NACKs and PLIs sent, frames dropped, the jitter buffer's delay.
+async fn receiver_counters(page: &Page) -> serde_json::Value {
+    let script = "return window.demo.live.pc.getStats().then((r) => { let o = {}; r.forEach((s) => { \
+                  if (s.type === 'inbound-rtp' && s.kind === 'video') o = s; }); return o; });";
+    let s = page.eval(script, Vec::new()).await;
+    let keys = [
+        "framesReceived",
+        "framesDecoded",
+        "framesDropped",
+        "keyFramesDecoded",
+        "packetsLost",
+        "nackCount",
+        "pliCount",
+        "freezeCount",
+        "jitterBufferDelay",
+        "jitterBufferEmittedCount",
+    ];
+    keys.iter()
+        .map(|k| (k.to_string(), s[*k].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `after` − `before`, key by key (numbers only).
+fn counters_delta(before: &serde_json::Value, after: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if let Some(a) = after.as_object() {
+        for (k, v) in a {
+            let d = v.as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0);
+            out.insert(k.clone(), serde_json::json!((d * 1000.0).round() / 1000.0));
+        }
+    }
+    out.into()
 }
 
 fn millis(d: Duration) -> f64 {
@@ -102,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
         rounds,
         narrow_kbps,
         frames_before_narrowing,
+        clips,
     } = clap::Parser::parse();
     let narrow_bps = narrow_kbps * 1000;
     // The node's log (what the router decided), with the rounds' marks between its lines, when
@@ -110,10 +163,10 @@ async fn main() -> anyhow::Result<()> {
     if logging {
         showcall_tests::test_log::log_to_test_output("warn");
     }
-    let link = ChromiumBehindLink::start("browser/bandwidth_chromium", LIVE).await;
+    let link = ChromiumBehindLink::start_with("browser/bandwidth_chromium", LIVE, clips).await;
     let (viewer, relay) = (&link.viewer, &link.relay);
 
-    let top = u64::from(SIZES[0].0);
+    let top = u64::from(clips.sizes()[0].0);
     let narrower = |w: u64| w > 0 && w < top;
     let (mut floor, mut down, mut up) = (Vec::new(), Vec::new(), Vec::new());
     let mut lost = 0u64;
@@ -135,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             .await;
 
         let dropped_before = relay.counts().dropped;
+        let counters_before = receiver_counters(viewer).await;
         relay.set_rate(Some(narrow_bps));
         let t0 = Instant::now();
         if logging {
@@ -145,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
             time_until_width(viewer, t0, "lower layer behind the narrow link", narrower).await?,
         );
         lost += relay.counts().dropped - dropped_before;
+        let receiver = counters_delta(&counters_before, &receiver_counters(viewer).await);
+        eprintln!("round {round}: the page's receiver while adapting down: {receiver}");
 
         relay.set_rate(None);
         let t1 = Instant::now();
@@ -159,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
         "bench": "bandwidth_chromium",
         "rounds": rounds,
         "narrow_kbps": narrow_kbps,
+        "clips": format!("{clips:?}").to_lowercase(),
         "frames_before_narrowing": frames_before_narrowing,
         "poll_ms": millis(POLL),
         "adapt_down": summary(&down),

@@ -24,14 +24,67 @@ use crate::{DEADLINE, TestNode};
 /// The sample's layers as a simulcast host sends them, best first.
 pub const SIZES: [(u16, u16); 3] = [(320, 240), (160, 120), (80, 60)];
 
+/// The clips a simulcast host publishes as its three layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clips {
+    /// The SDK's sample: 320x240, 160x120 and 80x60, about 210, 100 and 40 kbit/s of video.
+    Sample,
+    /// A stream of the size the bandwidth issue speaks of (a 1.5 Mbit/s stream a 300 kbit/s viewer
+    /// cannot carry): 640x480, 320x240 and 160x120 at 1,500, 500 and 160 kbit/s of video. The files
+    /// are in `tests/fixtures/media` (how they were made: its README).
+    Hd,
+}
+
+const HD_TOP: &[u8] = include_bytes!("../fixtures/media/hd-vp8-640x480.ivf");
+const HD_MEDIUM: &[u8] = include_bytes!("../fixtures/media/hd-vp8-320x240.ivf");
+const HD_LOW: &[u8] = include_bytes!("../fixtures/media/hd-vp8-160x120.ivf");
+
+impl Clips {
+    /// The layers' picture sizes, best first.
+    pub fn sizes(self) -> [(u16, u16); 3] {
+        match self {
+            Clips::Sample => SIZES,
+            Clips::Hd => [(640, 480), (320, 240), (160, 120)],
+        }
+    }
+
+    /// The three layers' clips, best first (the sample's audio with each).
+    pub fn sources(self) -> [Arc<MediaSource>; 3] {
+        match self {
+            Clips::Sample => {
+                let [medium, low] =
+                    MediaSource::sample_lower_layers().expect("the sample's layers");
+                [MediaSource::sample().expect("the sample"), medium, low]
+            }
+            Clips::Hd => [HD_TOP, HD_MEDIUM, HD_LOW].map(|ivf| {
+                let opus = showcall_sdk::media::source::SAMPLE_OPUS_OGG;
+                Arc::new(MediaSource::from_files(ivf, opus).expect("an hd clip"))
+            }),
+        }
+    }
+}
+
 /// A host logged in and live on `channel`, publishing the sample as three simulcast layers.
 pub async fn host_live_with_layers(node: &TestNode, channel: &str) -> (SdkUser, MediaSession) {
+    host_live_with(node, channel, Clips::Sample).await
+}
+
+/// A host logged in and live on `channel`, publishing `clips` as three simulcast layers.
+pub async fn host_live_with(
+    node: &TestNode,
+    channel: &str,
+    clips: Clips,
+) -> (SdkUser, MediaSession) {
     let host = SdkUser::login(node, "host").await;
     let options = MediaOptions {
         simulcast: true,
         ..MediaOptions::default()
     };
-    let (live, _) = MediaSession::join(&host.signal, channel, ChannelRole::Broadcaster, options)
+    let mut peer = MediaPeer::new(options).expect("the host's media peer");
+    let [top, medium, low] = clips.sources();
+    peer.set_source(top);
+    peer.set_lower_layers(medium, low);
+    let (live, _) = MediaSession::join_peer(&host.signal, channel, ChannelRole::Broadcaster, peer)
         .await
         .expect("the host goes live with three layers");
     (host, live)
@@ -67,8 +120,8 @@ pub async fn join_behind(
 /// adaptation and the `bandwidth_chromium` benchmark share. Chromium and its chromedriver run in a
 /// network namespace that reaches the node's signaling and pages (on the link's address) and the relay
 /// (on the same address), not the node's media socket (on 127.0.0.1 of this namespace); the page takes
-/// the relay for the node's media address ([`Page::point_media_at`]). The host publishes the sample's
-/// three layers from this namespace, straight to the node. Everything here lives as long as this does.
+/// the relay for the node's media address ([`Page::point_media_at`]). The host publishes three layers
+/// ([`Clips`]) from this namespace, straight to the node. Everything here lives as long as this does.
 pub struct ChromiumBehindLink {
     pub viewer: Page,
     pub browsers: Browsers,
@@ -82,6 +135,11 @@ impl ChromiumBehindLink {
     /// The host live on `channel` (as user `host`), the page (`fan-1`) watching it through an open
     /// link and decoding; screenshots go to `artifacts/<artifacts_dir>/`.
     pub async fn start(artifacts_dir: &str, channel: &str) -> Self {
+        Self::start_with(artifacts_dir, channel, Clips::Sample).await
+    }
+
+    /// [`start`](Self::start), the host publishing `clips`.
+    pub async fn start_with(artifacts_dir: &str, channel: &str, clips: Clips) -> Self {
         let network = IsolatedHost::create();
         let outside = network.outside_ip;
         // Media over UDP only: an ICE-TCP path would bypass the relay.
@@ -94,7 +152,7 @@ impl ChromiumBehindLink {
         .await;
         let media = node.handle.media_addr;
         let relay = ShapedRelay::start_on(IpAddr::V4(outside), media, Shape::open()).await;
-        let host = host_live_with_layers(&node, channel).await;
+        let host = host_live_with(&node, channel, clips).await;
         let browsers = Browsers::start_isolated(artifacts_dir, &network, Vec::new()).await;
         let base = format!("http://{}", node.handle.signal_addr);
         let viewer = browsers

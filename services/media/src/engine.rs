@@ -1536,6 +1536,19 @@ impl Engine {
                 // as the last round trip its feedback measured ([`simulcast::LayerSelector::freeze`]).
                 let drained = now + peer.rtt.unwrap_or_default().min(MAX_DRAIN_WAIT);
                 selector.freeze(drained);
+                // What the narrow path dropped of the old layer is not sent again: the receiver's
+                // NACKs for it would be answered with the old layer's packets, which then crowd the
+                // link in front of the lower layer's keyframe for a second or more (BENCHMARKS
+                // `bandwidth` run 10). Emptying the line's resend cache leaves those NACKs unanswered;
+                // the lower layer's keyframe makes them moot.
+                if let Some(mid) = peer.out_mid(Kind::Video)
+                    && let Some(stream) = peer
+                        .rtc
+                        .direct_api()
+                        .stream_tx_by_mid(mid, peer.video_send_rid)
+                {
+                    stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+                }
                 if tracing::enabled!(tracing::Level::TRACE)
                     && let Some(mid) = peer.out_mid(Kind::Video)
                 {

@@ -113,7 +113,8 @@ pub struct MediaOptions {
     /// Default none.
     pub turn_ca_pem: Option<String>,
     /// Publish the video as three simulcast layers (rids `h`, `m`, `l`: the clip at full size and the
-    /// shipped sample at 160x120 and 80x60), of which the node forwards each receiver one. Only for a
+    /// shipped sample at 160x120 and 80x60, or the clips given to `MediaPeer::set_lower_layers`), of
+    /// which the node forwards each receiver one. Only for a
     /// publisher; default false (one layer).
     pub simulcast: bool,
     /// Offer transport-wide congestion control (the TWCC header extension), as browsers do, so the

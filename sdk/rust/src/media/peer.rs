@@ -29,6 +29,8 @@ pub struct MediaPeer {
     local_addr: SocketAddr,
     opts: MediaOptions,
     source: Arc<MediaSource>,
+    /// The simulcast layers below `source`, best first; `None`: the shipped sample's.
+    lower_layers: Option<[Arc<MediaSource>; 2]>,
     pending: Option<SdpPendingOffer>,
     /// The offer made sends the video as simulcast layers.
     simulcast: bool,
@@ -115,6 +117,7 @@ impl MediaPeer {
             local_addr,
             opts,
             source,
+            lower_layers: None,
             pending: None,
             simulcast: false,
             tracks: Vec::new(),
@@ -144,9 +147,21 @@ impl MediaPeer {
         self.local_addr
     }
 
+    /// The options the peer was made with.
+    pub fn options(&self) -> &MediaOptions {
+        &self.opts
+    }
+
     /// Sends this clip instead of the shipped sample.
     pub fn set_source(&mut self, source: Arc<MediaSource>) {
         self.source = source;
+    }
+
+    /// Publishes these clips as the simulcast layers below the source (`m` then `l`, best first)
+    /// instead of the shipped sample's (with `opts.simulcast`). They should show the source's pictures
+    /// smaller, with keyframes at the same frames, as an encoder's layers do.
+    pub fn set_lower_layers(&mut self, medium: Arc<MediaSource>, low: Arc<MediaSource>) {
+        self.lower_layers = Some([medium, low]);
     }
 
     /// Drains `poll_output` after a mutation made before the session runs (nothing is connected yet,
@@ -221,8 +236,11 @@ impl MediaPeer {
     pub fn start(self) -> Result<MediaSession, SdkError> {
         let (socket, sender) = negotiation::task_sockets(self.negotiated, self.socket)?;
         let video_layers = if self.simulcast {
-            let [medium, low] = MediaSource::sample_lower_layers()
-                .map_err(|e| SdkError::Transport(format!("sample media unreadable: {e}")))?;
+            let [medium, low] = match self.lower_layers {
+                Some(layers) => layers,
+                None => MediaSource::sample_lower_layers()
+                    .map_err(|e| SdkError::Transport(format!("sample media unreadable: {e}")))?,
+            };
             SIMULCAST_RIDS
                 .iter()
                 .map(|rid| Some(Rid::from(*rid)))

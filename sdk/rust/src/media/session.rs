@@ -169,13 +169,21 @@ impl MediaSession {
         role: ChannelRole,
         opts: MediaOptions,
     ) -> Result<(MediaSession, ChannelJoined), SdkError> {
-        let relay = if opts.turn {
-            allocate_relay(signal, opts.turn_ca_pem.as_deref()).await
-        } else {
-            None
-        };
-        let mut peer = MediaPeer::new(opts)?;
-        if let Some(relay) = relay {
+        Self::join_peer(signal, channel, role, MediaPeer::new(opts)?).await
+    }
+
+    /// [`join`](Self::join) with a peer made beforehand, e.g. one given its own clips
+    /// ([`MediaPeer::set_source`], [`MediaPeer::set_lower_layers`]); not yet negotiated.
+    pub async fn join_peer(
+        signal: &SignalClient,
+        channel: &str,
+        role: ChannelRole,
+        mut peer: MediaPeer,
+    ) -> Result<(MediaSession, ChannelJoined), SdkError> {
+        let opts = peer.options();
+        if opts.turn
+            && let Some(relay) = allocate_relay(signal, opts.turn_ca_pem.as_deref()).await
+        {
             peer.add_relay(relay)?;
         }
         let offer = peer.create_offer(role == ChannelRole::Broadcaster)?;
