@@ -13,9 +13,9 @@
 //! both through `narrow_link::ChromiumBehindLink`):
 //! a host publishes the SDK's sample as three layers (320x240, 160x120, 80x60: about 210, 90 and 40
 //! kbit/s of video, with 35 kbit/s of audio), or with `--clips hd` the 1.5 Mbit/s stream
-//! (640x480, 320x240, 160x120: about 1,480, 450 and 150 kbit/s, `tests/fixtures/media`); Chromium runs in a network namespace whose only path to the
-//! node's media is a user-space shaped relay (a bottleneck with a 200 ms queue that drops what does not
-//! fit). Each round:
+//! (640x480, 320x240, 160x120: about 1,480, 450 and 150 kbit/s, `tests/fixtures/media`); Chromium
+//! runs in a network namespace whose only path to the node's media is a user-space shaped relay (a
+//! bottleneck with a 200 ms queue that drops what does not fit). Each round:
 //! - **floor**: the page asks for the low layer (`setVideoLayer`, the small-window control) and
 //!   `floor` is the request → the first narrower decoded frame (a keyframe request and the encoder's
 //!   answer, on an open link); then it asks for the top layer again and waits for it;

@@ -30,7 +30,7 @@ pub enum Clips {
     /// The SDK's sample: 320x240, 160x120 and 80x60, about 210, 100 and 40 kbit/s of video.
     Sample,
     /// A stream of the size the bandwidth issue speaks of (a 1.5 Mbit/s stream a 300 kbit/s viewer
-    /// cannot carry): 640x480, 320x240 and 160x120 at 1,500, 500 and 160 kbit/s of video. The files
+    /// cannot carry): 640x480, 320x240 and 160x120 at about 1,480, 450 and 150 kbit/s of video. The files
     /// are in `tests/fixtures/media` (how they were made: its README).
     Hd,
 }
@@ -188,10 +188,8 @@ impl ChromiumBehindLink {
 
 /// Which layer each frame of the host's clips belongs to (by its bytes).
 pub fn layer_of_frames() -> HashMap<Arc<[u8]>, usize> {
-    let top = MediaSource::sample().expect("the sample");
-    let lower = MediaSource::sample_lower_layers().expect("the sample's layers");
     let mut layers = HashMap::new();
-    for (layer, source) in [top, lower[0].clone(), lower[1].clone()].iter().enumerate() {
+    for (layer, source) in Clips::Sample.sources().iter().enumerate() {
         for frame in source.video_frames() {
             layers.insert(frame.data.clone(), layer);
         }
