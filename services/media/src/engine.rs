@@ -1073,6 +1073,7 @@ impl Engine {
                 // Without probing (no TWCC negotiated, or not yet keyed) the estimate is str0m's
                 // guess, not the member's path: no allocation then.
                 peer.estimate = can_probe.then(|| estimate.as_u64());
+                tracing::debug!(session = ?id, estimate = estimate.as_u64(), can_probe, "bandwidth estimate");
                 if can_probe {
                     self.stats.observe_estimate(estimate.as_u64());
                     self.allocate(id, Look::Estimate);
@@ -1499,6 +1500,7 @@ impl Engine {
         let audio = peer.audio_rate.bits_per_second(now).unwrap_or(0);
         let budget = estimate.saturating_sub(audio) / publishers.len() as u64;
         let (mut minimum, mut desired) = (audio, audio);
+        let mut probe = false;
         let mut paused = 0;
         for (publisher, rates) in &publishers {
             let allocator = peer.bandwidth.entry(*publisher).or_default();
@@ -1519,6 +1521,7 @@ impl Engine {
                 minimum += at_least;
                 desired += wanted;
             }
+            probe |= allocator.probe_due(rates, now);
             if after == Allowance::Paused {
                 paused += 1;
             }
@@ -1580,6 +1583,12 @@ impl Engine {
                 key: peer.key.clone(),
                 paused: video_paused,
             });
+        }
+        if probe {
+            // str0m probes when the desired rate rises above its estimate, not while it stays put:
+            // down to the minimum for this look, back up on the next (a stats tick later), and that
+            // rise asks for the probe ([`crate::bandwidth::BandwidthAllocator::probe_due`]).
+            desired = minimum;
         }
         if peer.bwe_targets != Some((minimum, desired)) {
             peer.bwe_targets = Some((minimum, desired));
