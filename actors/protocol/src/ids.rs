@@ -4,10 +4,18 @@
 use rand::RngCore;
 use showcall_machines::{CALL_CHANNEL_PREFIX, CallId, ChannelName};
 
+/// 128 random bits as 32 lowercase hex digits, written into one string (a call mints one or more
+/// per ring: formatting each byte as a string of its own cost 16 allocations more).
 fn random_hex() -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// A new call id.
@@ -55,6 +63,20 @@ mod tests {
         let id = call_id_where(|id| id.0.as_bytes()[0] % 3 == 0);
         assert_eq!(id.0.as_bytes()[0] % 3, 0, "{id}");
         assert_eq!(id.0.len(), 32, "still 128 random bits");
+    }
+
+    #[test]
+    fn an_id_is_32_lowercase_hex_digits_and_no_two_are_alike() {
+        let (a, b) = (call_id(), call_id());
+        for id in [&a, &b] {
+            assert_eq!(id.0.len(), 32, "{id}");
+            assert!(
+                id.0.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
     }
 
     #[test]
