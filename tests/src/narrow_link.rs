@@ -186,15 +186,10 @@ impl ChromiumBehindLink {
     }
 }
 
-/// Which layer each frame of the sample's layers belongs to (by its bytes).
+/// Which layer each frame of the host's clips belongs to (by its bytes).
 pub fn layer_of_frames() -> HashMap<Arc<[u8]>, usize> {
-    layer_of_frames_in(Clips::Sample)
-}
-
-/// Which layer each frame of `clips` belongs to (by its bytes).
-pub fn layer_of_frames_in(clips: Clips) -> HashMap<Arc<[u8]>, usize> {
     let mut layers = HashMap::new();
-    for (layer, source) in clips.sources().iter().enumerate() {
+    for (layer, source) in Clips::Sample.sources().iter().enumerate() {
         for frame in source.video_frames() {
             layers.insert(frame.data.clone(), layer);
         }
