@@ -23,18 +23,6 @@
 //!   to it, never above its estimate) and the top layer's as the desired rate (it probes towards it).
 //!   Not for [`DRAIN`] after a step down for congestion: str0m pads whenever its queue is empty, and
 //!   padding then would refill the path's queue that the lower layer's keyframe waits behind.
-//! - **Asking for a probe.** Padding alone may not lift the estimate: GoogCC raises it by a few
-//!   percent a second at most, and a path whose delay jitters (a busy machine on either end) keeps
-//!   calling overuse, so an estimate that fell to a narrow link's 300 kbit/s stayed there for 15–20 s
-//!   after the link widened, once for over a minute (the Chromium test with the 1.5 Mbit/s stream, on
-//!   a loaded box; BENCHMARKS `bandwidth` run 11). A probe
-//!   (a short burst at up to twice the estimate, str0m's probe control) measures the path at once,
-//!   and a probe that gets through is followed by higher ones, so the estimate is back in well under
-//!   a second. str0m probes for an allocation when the desired rate *rises* above the estimate, not
-//!   while it stays put: [`BandwidthAllocator::probe_due`] says when a receiver below the best
-//!   flowing layer wants one — when its hold and drain are over, then every [`PROBE_EVERY`] while it
-//!   stays below — and the engine then lowers the desired rate for one look and raises it on the
-//!   next.
 //! - **Congestion before the estimate.** str0m reports its estimate averaged over 3 s (and only when
 //!   it moved by 5 %), so a path that narrows shows in it 1.5–2.5 s late. Two earlier signs step the
 //!   receiver down before it, and hold it there for [`CONGESTION_HOLD`] while the average catches up:
@@ -90,11 +78,6 @@ pub const DEEP_SHORT: f64 = 0.75;
 /// its estimate, and a frozen line's queue empties at once).
 pub const DRAIN: Duration = Duration::from_secs(1);
 
-/// While a receiver stays below the best layer flowing, how often a probe is asked for
-/// ([`BandwidthAllocator::probe_due`]); str0m's own probes in an application-limited stream come as
-/// often.
-pub const PROBE_EVERY: Duration = Duration::from_secs(5);
-
 /// The bitrate (bits/s) of each of a publisher's layers, best first; `None` for a layer that does not
 /// flow (or is not measured yet).
 pub type LayerRates = [Option<u64>; MAX_LAYERS];
@@ -121,8 +104,6 @@ pub struct BandwidthAllocator {
     short: (Allowance, Option<Instant>),
     /// When it last stepped down for congestion (no padding towards a better layer for [`DRAIN`]).
     stepped_down_at: Option<Instant>,
-    /// When it last asked for a probe ([`BandwidthAllocator::probe_due`]).
-    probed_at: Option<Instant>,
 }
 
 impl Default for BandwidthAllocator {
@@ -135,7 +116,6 @@ impl Default for BandwidthAllocator {
             held_until: None,
             short: (Allowance::Video(0), None),
             stepped_down_at: None,
-            probed_at: None,
         }
     }
 }
@@ -316,31 +296,6 @@ impl BandwidthAllocator {
                 .map(|(_, r)| *r),
         };
         Some((next.map_or(0, room), room(top)))
-    }
-}
-
-impl BandwidthAllocator {
-    /// Whether the receiver's estimator is to probe now (see the module docs): it is below the best
-    /// layer flowing (or paused), no hold keeps it there, the path is not draining after a step
-    /// down, and it last asked [`PROBE_EVERY`] ago or more. Answering `true` counts as asking.
-    pub fn probe_due(&mut self, rates: &LayerRates, now: Instant) -> bool {
-        let flowing: Vec<(Layer, u64)> = rated(rates).collect();
-        let Some(&(best, _)) = flowing.first() else {
-            return false;
-        };
-        let below = level(self.allowance, &flowing).is_none_or(|(layer, _)| layer > best);
-        let held = self.held_until.is_some_and(|until| now < until);
-        let draining = self
-            .stepped_down_at
-            .is_some_and(|at| now.saturating_duration_since(at) < DRAIN);
-        let asked_lately = self
-            .probed_at
-            .is_some_and(|at| now.saturating_duration_since(at) < PROBE_EVERY);
-        if !below || held || draining || asked_lately {
-            return false;
-        }
-        self.probed_at = Some(now);
-        true
     }
 }
 
@@ -716,45 +671,6 @@ mod tests {
             a.unaveraged(80_000, &SAMPLE, at(t0, 400)),
             Allowance::Video(2)
         );
-    }
-
-    #[test]
-    fn a_receiver_below_its_best_layer_asks_for_a_probe_once_its_hold_is_over_and_again_later() {
-        let t0 = Instant::now();
-        let mut a = BandwidthAllocator::default();
-        // At the top: nothing better to probe for.
-        assert!(!a.probe_due(&SAMPLE, t0));
-        // A deep fall: the lowest layer, held there, and the path draining.
-        assert_eq!(a.unaveraged(135_000, &SAMPLE, t0), Allowance::Video(2));
-        assert!(!a.probe_due(&SAMPLE, at(t0, 500)));
-        assert!(!a.probe_due(&SAMPLE, at(t0, 4_900)));
-        // The hold over: a probe, once.
-        assert!(a.probe_due(&SAMPLE, at(t0, 5_000)));
-        assert!(!a.probe_due(&SAMPLE, at(t0, 5_050)));
-        assert!(!a.probe_due(&SAMPLE, at(t0, 9_900)));
-        // Still below: another after a while.
-        assert!(a.probe_due(&SAMPLE, at(t0, 10_000)));
-        // Back at the top: no more.
-        assert_eq!(
-            a.update(2_000_000, &SAMPLE, at(t0, 10_100)),
-            Allowance::Video(2)
-        );
-        assert_eq!(
-            a.update(2_000_000, &SAMPLE, at(t0, 12_100)),
-            Allowance::Video(0)
-        );
-        assert!(!a.probe_due(&SAMPLE, at(t0, 20_000)));
-    }
-
-    #[test]
-    fn a_paused_receiver_asks_for_a_probe_after_its_drain_and_nothing_flowing_asks_none() {
-        let t0 = Instant::now();
-        let mut a = BandwidthAllocator::default();
-        // Paused on the averaged estimate (a step down for congestion: no hold, but a drain).
-        assert_eq!(a.update(30_000, &SAMPLE, t0), Allowance::Paused);
-        assert!(!a.probe_due(&SAMPLE, at(t0, 500)));
-        assert!(a.probe_due(&SAMPLE, at(t0, 1_000)));
-        assert!(!a.probe_due(&[None; MAX_LAYERS], at(t0, 60_000)));
     }
 
     #[test]

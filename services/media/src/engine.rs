@@ -1500,7 +1500,6 @@ impl Engine {
         let audio = peer.audio_rate.bits_per_second(now).unwrap_or(0);
         let budget = estimate.saturating_sub(audio) / publishers.len() as u64;
         let (mut minimum, mut desired) = (audio, audio);
-        let mut probe = false;
         let mut paused = 0;
         for (publisher, rates) in &publishers {
             let allocator = peer.bandwidth.entry(*publisher).or_default();
@@ -1521,7 +1520,6 @@ impl Engine {
                 minimum += at_least;
                 desired += wanted;
             }
-            probe |= allocator.probe_due(rates, now);
             if after == Allowance::Paused {
                 paused += 1;
             }
@@ -1583,12 +1581,6 @@ impl Engine {
                 key: peer.key.clone(),
                 paused: video_paused,
             });
-        }
-        if probe {
-            // str0m probes when the desired rate rises above its estimate, not while it stays put:
-            // down to the minimum for this look, back up on the next (a stats tick later), and that
-            // rise asks for the probe ([`crate::bandwidth::BandwidthAllocator::probe_due`]).
-            desired = minimum;
         }
         if peer.bwe_targets != Some((minimum, desired)) {
             peer.bwe_targets = Some((minimum, desired));
